@@ -1,0 +1,297 @@
+"""The HTTP edge: inbound integrations, the ticket REST API, health and metrics (Starlette, thin handlers).
+
+Error answers are JSON ``{"error": ..., "problems": [{"field": ..., "error": ...}]}``:
+400 malformed JSON, 401 bad or missing token, 404 unknown ticket, 413 oversize body, 422 schema violations
+(with field paths), 503 while Kafka does not acknowledge (with Retry-After, so senders retry).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.intake.config import Credential, IntakeConfig, token_matches
+from services.intake.formats import alertmanager, generic
+from services.intake.publisher import Publisher, PublishUnavailableError, Record
+from shared import db
+from shared.codec import describe_validation_error, encode
+from shared.events import Action, Command, InboundEvent
+from shared.logging import bind_ids, get_logger, make_headers, new_trace_id
+from shared.metrics import counter, histogram
+from shared.topics import Topics
+
+log = get_logger(__name__)
+
+FormatParser = Callable[[Any, str, bytes, datetime, str], list[InboundEvent]]
+
+
+def _parse_alertmanager(payload: Any, integration: str, _raw: bytes, now: datetime, trace: str) -> list[InboundEvent]:
+    return alertmanager.to_events(payload, integration=integration, received_at=now, trace_id=trace)
+
+
+def _parse_generic(payload: Any, integration: str, raw: bytes, now: datetime, trace: str) -> list[InboundEvent]:
+    return generic.to_events(payload, integration=integration, raw=raw, received_at=now, trace_id=trace)
+
+
+PARSERS: dict[str, FormatParser] = {"alertmanager": _parse_alertmanager, "generic": _parse_generic}
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, error: str, problems: list[dict[str, str]] | None = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.problems = status, error, problems or []
+
+    def response(self) -> JSONResponse:
+        body: dict[str, Any] = {"error": self.error}
+        if self.problems:
+            body["problems"] = self.problems
+        headers = {"Retry-After": "5"} if self.status == 503 else None
+        if self.status == 401:
+            headers = {"WWW-Authenticate": 'Bearer realm="ticketloop"'}
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+class CommandBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    actor: str | None = Field(default=None, min_length=1, max_length=256)
+    reason: str = Field(default="", max_length=2000)
+
+
+@dataclass
+class IntakeDeps:
+    config: IntakeConfig
+    publisher: Publisher
+    engine: Engine
+    topics: Topics
+    registry: CollectorRegistry
+    max_body_bytes: int = 1_048_576
+
+
+class IntakeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.accepted = counter(
+            registry, "ticketloop_intake_events_accepted_total", "Events acknowledged by Kafka", ["integration"]
+        )
+        self.rejected = counter(
+            registry, "ticketloop_intake_requests_rejected_total", "Requests answered 4xx/5xx", ["reason"]
+        )
+        self.publish_seconds = histogram(
+            registry, "ticketloop_intake_publish_seconds", "Time until Kafka acknowledged a request's writes"
+        )
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HttpError(401, "missing bearer token (Authorization: Bearer <token>)")
+    return token.strip()
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HttpError(413, f"body of {declared} bytes is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json(raw: bytes) -> Any:
+    if not raw.strip():
+        raise HttpError(400, "empty body: expected a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise HttpError(400, f"malformed JSON: {exc}") from exc
+
+
+def _iso(value: datetime | None) -> str | None:
+    v = db.as_utc(value)
+    return v.isoformat() if v is not None else None
+
+
+def ticket_json(row: db.TicketRow) -> dict[str, Any]:
+    data = row.model_dump()
+    for key in ("first_seen", "last_seen", "opened_at", "acknowledged_at", "resolved_at"):
+        data[key] = _iso(data[key])
+    return data
+
+
+def create_app(deps: IntakeDeps) -> Starlette:
+    metrics = IntakeMetrics(deps.registry)
+
+    def fail(exc: HttpError, reason: str) -> JSONResponse:
+        metrics.rejected.labels(reason=reason).inc()
+        return exc.response()
+
+    async def publish(records: list[Record]) -> None:
+        started = time.perf_counter()
+        try:
+            await deps.publisher.publish(records)
+        except PublishUnavailableError as exc:
+            log.warning("publish_unavailable", error=str(exc), records=len(records))
+            raise HttpError(503, "the event broker did not acknowledge; retry later") from exc
+        metrics.publish_seconds.observe(time.perf_counter() - started)
+
+    async def receive(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            token = _bearer(request)
+            integration = deps.config.integration(name)
+            if integration is None or not token_matches(integration.secret(), token):
+                raise HttpError(401, "invalid token for this integration")
+            raw = await _read_body(request, deps.max_body_bytes)
+            payload = _json(raw)
+            trace_id = request.headers.get("x-trace-id") or new_trace_id()
+            parse = PARSERS[integration.format]
+            try:
+                events = parse(payload, integration.name, raw, datetime.now(UTC), trace_id)
+            except ValidationError as exc:
+                raise HttpError(422, f"invalid {integration.format} payload", describe_validation_error(exc)) from exc
+            records = [
+                Record(
+                    deps.topics.events.name,
+                    ev.dedup_key,
+                    encode(ev),
+                    make_headers(trace_id=trace_id, event_id=ev.event_id),
+                )
+                for ev in events
+            ]
+            await publish(records)
+        except HttpError as exc:
+            return fail(exc, {400: "malformed", 401: "unauthorized", 413: "oversize", 422: "invalid"}.get(exc.status, "unavailable"))
+        metrics.accepted.labels(integration=integration.name).inc(len(events))
+        bind_ids(trace_id=trace_id)
+        log.info("events_accepted", integration=integration.name, count=len(events))
+        return JSONResponse(
+            {
+                "status": "accepted",
+                "trace_id": trace_id,
+                "events": [{"event_id": e.event_id, "dedup_key": e.dedup_key, "status": e.status} for e in events],
+            },
+            status_code=202,
+        )
+
+    def api_client(request: Request) -> Credential:
+        client = deps.config.api_client_for(_bearer(request))
+        if client is None:
+            raise HttpError(401, "invalid API token")
+        return client
+
+    async def list_tickets(request: Request) -> Response:
+        try:
+            api_client(request)
+            q = request.query_params
+            try:
+                limit = min(max(int(q.get("limit", "100")), 1), 1000)
+                offset = max(int(q.get("offset", "0")), 0)
+            except ValueError as exc:
+                raise HttpError(422, "limit and offset must be integers") from exc
+            rows = await run_in_threadpool(
+                db.list_tickets, deps.engine, state=q.get("state"), team=q.get("team"), limit=limit, offset=offset
+            )
+        except HttpError as exc:
+            return fail(exc, "api")
+        return JSONResponse({"tickets": [ticket_json(r) for r in rows]})
+
+    async def get_ticket(request: Request) -> Response:
+        try:
+            api_client(request)
+            found = await run_in_threadpool(db.get_ticket, deps.engine, request.path_params["ticket_id"])
+            if found is None:
+                raise HttpError(404, f"no ticket {request.path_params['ticket_id']!r}")
+        except HttpError as exc:
+            return fail(exc, "api")
+        row, timeline = found
+        body = ticket_json(row)
+        body["timeline"] = [
+            {"version": t.version, "change": t.change, "actor": t.actor, "reason": t.reason, "at": _iso(t.at)}
+            for t in timeline
+        ]
+        return JSONResponse(body)
+
+    def command_endpoint(action: Action) -> Callable[[Request], Any]:
+        async def handler(request: Request) -> Response:
+            ticket_id = request.path_params["ticket_id"]
+            try:
+                client = api_client(request)
+                raw = await _read_body(request, deps.max_body_bytes)
+                try:
+                    body = CommandBody.model_validate(_json(raw) if raw.strip() else {})
+                except ValidationError as exc:
+                    raise HttpError(422, "invalid command", describe_validation_error(exc)) from exc
+                found = await run_in_threadpool(db.get_ticket, deps.engine, ticket_id)
+                if found is None:
+                    raise HttpError(404, f"no ticket {ticket_id!r}")
+                trace_id = request.headers.get("x-trace-id") or new_trace_id()
+                cmd = Command(
+                    command_id=uuid.uuid4().hex,
+                    ticket_id=ticket_id,
+                    action=action,
+                    actor=body.actor or client.name,
+                    reason=body.reason,
+                    issued_at=datetime.now(UTC),
+                    trace_id=trace_id,
+                )
+                await publish(
+                    [
+                        Record(
+                            deps.topics.commands.name,
+                            ticket_id,
+                            encode(cmd),
+                            make_headers(trace_id=trace_id, ticket_id=ticket_id),
+                        )
+                    ]
+                )
+            except HttpError as exc:
+                return fail(exc, "api")
+            return JSONResponse(
+                {"status": "accepted", "command_id": cmd.command_id, "ticket_id": ticket_id, "action": action},
+                status_code=202,
+            )
+
+        return handler
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_request: Request) -> Response:
+        if not deps.publisher.ready:
+            return JSONResponse({"status": "not ready", "kafka": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    async def metrics_endpoint(_request: Request) -> Response:
+        return Response(generate_latest(deps.registry), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/api/v1/integrations/{name}", receive, methods=["POST", "PUT"]),
+        Route("/api/v1/tickets", list_tickets, methods=["GET"]),
+        Route("/api/v1/tickets/{ticket_id}", get_ticket, methods=["GET"]),
+        Route("/api/v1/tickets/{ticket_id}/ack", command_endpoint(Action.acknowledge), methods=["POST"]),
+        Route("/api/v1/tickets/{ticket_id}/resolve", command_endpoint(Action.resolve), methods=["POST"]),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,64 @@
+"""intake entry point: ``python -m services.intake.main`` — the one place that wires intake."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+
+from services.intake.api import IntakeDeps, create_app
+from services.intake.config import IntakeConfig
+from services.intake.publisher import KafkaPublisher
+from shared import db
+from shared.config import load_yaml_model
+from shared.logging import configure_logging, get_logger
+from shared.settings import IntakeSettings
+from shared.topics import Topics, ensure_topics
+
+
+def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
+    config = load_yaml_model(settings.config_dir / "intake.yaml", IntakeConfig)
+    engine = db.make_engine(settings.database_url)
+    db.init_db(engine)
+    topics = Topics(settings.topic_prefix, settings.partitions)
+    publisher = KafkaPublisher(settings.kafka_bootstrap_servers, timeout_s=settings.publish_timeout_s)
+    app = create_app(
+        IntakeDeps(
+            config=config,
+            publisher=publisher,
+            engine=engine,
+            topics=topics,
+            registry=CollectorRegistry(),
+            max_body_bytes=settings.max_body_bytes,
+        )
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        log = get_logger("intake")
+        try:
+            await asyncio.wait_for(ensure_topics(settings.kafka_bootstrap_servers, topics.all(), attempts=3), 15)
+        except Exception as exc:  # noqa: BLE001 - topics are created by whichever service reaches Kafka first
+            log.warning("topics_not_ensured", error=repr(exc))
+        await publisher.start()
+        log.info("intake_listening", url=f"http://{settings.host}:{settings.port}")
+        yield
+        await publisher.stop()
+
+    app.router.lifespan_context = lifespan
+    return app, publisher
+
+
+def main() -> None:
+    settings = IntakeSettings()
+    configure_logging("intake", settings.log_level)
+    app, _ = build(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Producing to Kafka with acks=all; intake answers 2xx only once every write is acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class PublishUnavailableError(RuntimeError):
+    """The broker did not acknowledge in time: the sender should retry (HTTP 503)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    key: str
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class Publisher(Protocol):
+    @property
+    def ready(self) -> bool: ...
+
+    async def publish(self, records: Sequence[Record]) -> None: ...
+
+
+class KafkaPublisher:
+    """An idempotent aiokafka producer, connected in the background so intake starts even while Kafka is down."""
+
+    def __init__(self, bootstrap: str, *, timeout_s: float) -> None:
+        self._bootstrap = bootstrap
+        self._timeout = timeout_s
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._producer is not None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        delay = 0.5
+        while True:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=2,
+                request_timeout_ms=int(self._timeout * 1000) + 1000,
+            )
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                log.warning("kafka_unavailable", error=str(exc), retry_in_s=delay)
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self._producer = producer
+            log.info("kafka_connected", bootstrap=self._bootstrap)
+            return
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        producer = self._producer
+        if producer is None:
+            raise PublishUnavailableError("not connected to Kafka yet")
+        try:
+            async with asyncio.timeout(self._timeout):
+                futures = [
+                    await producer.send(r.topic, r.value, key=r.key.encode(), headers=r.headers) for r in records
+                ]
+                await asyncio.gather(*futures)
+        except (KafkaError, TimeoutError) as exc:
+            raise PublishUnavailableError(f"Kafka did not acknowledge: {exc!r}") from exc

@@ -1,0 +1,89 @@
+"""The notifier's faust agent: a thin shell around services.notifier.pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+
+from services.notifier.channels.base import Channel, Message
+from services.notifier.config import NotifyConfig
+from services.notifier.pipeline import RetryPolicy, deliver, notice_for_escalation, notice_for_ticket_event, plan
+from shared import db
+from shared.codec import DecodeError, decode, encode
+from shared.events import Escalation, TicketEvent
+from shared.logging import bind_ids, get_logger, make_headers
+from shared.metrics import counter
+from shared.streams import raw_topic, send_acked, to_deadletter
+from shared.topics import Topics
+
+log = get_logger(__name__)
+SERVICE = "notifier"
+
+
+@dataclass
+class NotifierDeps:
+    topics: Topics
+    config: NotifyConfig
+    channels: Mapping[str, Channel]
+    engine: Engine
+    registry: CollectorRegistry
+    retry: RetryPolicy
+    public_url: str
+
+
+def register(app: faust.App, deps: NotifierDeps) -> None:
+    t = deps.topics
+    inputs = raw_topic(app, t.tickets.name, t.escalations.name)
+    deliveries = raw_topic(app, t.deliveries.name)
+    deadletter = raw_topic(app, t.deadletter.name)
+    outcomes = counter(
+        deps.registry, "ticketloop_notifier_deliveries_total", "Notification outcomes", ["channel", "kind", "status"]
+    )
+
+    def notice(event: Any) -> tuple[str, str, str, Message] | None:
+        if event.message.topic == t.escalations.name:
+            esc = decode(Escalation, event.value)
+            bind_ids(trace_id=esc.trace_id, ticket_id=esc.ticket_id)
+            return (esc.ticket_id, *notice_for_escalation(esc, deps.public_url))
+        ev = decode(TicketEvent, event.value)
+        bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
+        found = notice_for_ticket_event(ev, deps.public_url)
+        return None if found is None else (ev.ticket.ticket_id, *found)
+
+    @app.agent(inputs, name="notifier-dispatch")
+    async def dispatch_agent(stream: Any) -> AsyncIterator[None]:
+        async for event in stream.events():
+            try:
+                found = notice(event)
+            except DecodeError as exc:
+                await to_deadletter(deadletter, SERVICE, event, str(exc))
+                yield None
+                continue
+            if found is None:
+                yield None
+                continue
+            ticket_id, notice_id, team, message = found
+            dispatches = plan(notice_id, ticket_id, team, message, deps.config)
+            if not dispatches:
+                log.warning("no_channels", team=team, kind=message.kind)
+            for d in dispatches:
+                if await asyncio.to_thread(db.was_delivered, deps.engine, d.notification_id):
+                    log.info("already_delivered", notification_id=d.notification_id)
+                    continue
+                record = await deliver(d, deps.channels, deps.retry)
+                await asyncio.to_thread(db.record_delivery, deps.engine, record)
+                await send_acked(deliveries, ticket_id, encode(record), make_headers(ticket_id=ticket_id))
+                outcomes.labels(channel=d.channel, kind=message.kind, status=record.status).inc()
+                if record.status == "failed":
+                    await to_deadletter(deadletter, SERVICE, event, f"{d.channel} to {d.target}: {record.error}")
+                log.info(
+                    "delivery", channel=d.channel, target=d.target, kind=message.kind, status=record.status,
+                    attempts=record.attempts,
+                )
+            yield None

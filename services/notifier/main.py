@@ -1,0 +1,77 @@
+"""notifier entry point: ``python -m services.notifier.main`` — the one place that wires channels."""
+
+from __future__ import annotations
+
+import asyncio
+
+import faust
+import httpx
+from prometheus_client import CollectorRegistry
+
+from services.notifier.agents import NotifierDeps, register
+from services.notifier.channels.base import Channel
+from services.notifier.channels.email import EmailChannel
+from services.notifier.channels.webhook import WebhookChannel, WebhookEndpoint
+from services.notifier.config import NotifyConfig
+from services.notifier.pipeline import RetryPolicy
+from shared import db
+from shared.app import create_faust_app
+from shared.config import load_yaml_model
+from shared.logging import configure_logging
+from shared.metrics import serve_metrics
+from shared.settings import NotifierSettings
+from shared.topics import Topics, ensure_topics
+
+
+def build_channels(settings: NotifierSettings, config: NotifyConfig) -> dict[str, Channel]:
+    endpoints = {
+        w.name: WebhookEndpoint(w.url, w.resolved_secret()) for team in config.teams.values() for w in team.webhooks
+    }
+    return {
+        "email": EmailChannel(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.mail_from,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+            timeout_s=settings.http_timeout_s,
+        ),
+        "webhook": WebhookChannel(endpoints, httpx.AsyncClient(timeout=settings.http_timeout_s)),
+    }
+
+
+def build(settings: NotifierSettings, registry: CollectorRegistry) -> faust.App:
+    config = load_yaml_model(settings.config_dir / "notify.yaml", NotifyConfig)
+    engine = db.make_engine(settings.database_url)
+    db.init_db(engine)
+    app = create_faust_app("notifier", settings)
+    register(
+        app,
+        NotifierDeps(
+            topics=Topics(settings.topic_prefix, settings.partitions),
+            config=config,
+            channels=build_channels(settings, config),
+            engine=engine,
+            registry=registry,
+            retry=RetryPolicy(settings.retry_attempts, settings.retry_base_s, settings.retry_max_s),
+            public_url=settings.public_url,
+        ),
+    )
+    return app
+
+
+def main() -> None:
+    settings = NotifierSettings()
+    configure_logging("notifier", settings.log_level)
+    topics = Topics(settings.topic_prefix, settings.partitions)
+    asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, topics.all()))
+    registry = CollectorRegistry()
+    app = build(settings, registry)
+    serve_metrics(registry, settings.metrics_host, settings.metrics_port)
+    worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False)
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Rendering notices into messages: pure functions, one per kind of notice."""
+
+from __future__ import annotations
+
+from services.notifier.channels.base import Message
+from shared.events import Escalation, Ticket, TicketEvent
+
+
+def _ticket_lines(ticket: Ticket, public_url: str) -> list[str]:
+    lines = [
+        f"Ticket:    {ticket.ticket_id}",
+        f"Summary:   {ticket.summary}",
+        f"Priority:  {ticket.priority} ({ticket.severity.value})",
+        f"Team:      {ticket.team}",
+        f"State:     {ticket.state.value}",
+        f"Source:    {ticket.source} ({ticket.kind.value})",
+        f"Opened:    {ticket.opened_at.isoformat()}",
+    ]
+    if ticket.occurrences > 1:
+        lines.append(f"Seen:      {ticket.occurrences} times, last {ticket.last_seen.isoformat()}")
+    if ticket.labels:
+        lines.append("Labels:    " + ", ".join(f"{k}={v}" for k, v in sorted(ticket.labels.items())))
+    base = public_url.rstrip("/")
+    lines += [
+        "",
+        f"View:        GET  {base}/api/v1/tickets/{ticket.ticket_id}",
+        f"Acknowledge: POST {base}/api/v1/tickets/{ticket.ticket_id}/ack",
+        f"Resolve:     POST {base}/api/v1/tickets/{ticket.ticket_id}/resolve",
+    ]
+    return lines
+
+
+def _data(ticket: Ticket, **extra: object) -> dict[str, object]:
+    return {
+        "ticket_id": ticket.ticket_id,
+        "summary": ticket.summary,
+        "priority": ticket.priority,
+        "team": ticket.team,
+        "state": ticket.state.value,
+        **extra,
+    }
+
+
+def render_assignment(event: TicketEvent, public_url: str) -> Message:
+    t = event.ticket
+    text = "\n".join([f"A new {t.kind.value} ticket is assigned to {t.team}.", f"Why: {event.reason}", "", *_ticket_lines(t, public_url)])
+    return Message("assignment", f"[{t.priority}] New ticket {t.ticket_id}: {t.summary}", text, _data(t, reason=event.reason))
+
+
+def render_resolution(event: TicketEvent, public_url: str) -> Message:
+    t = event.ticket
+    why = event.reason or "resolved"
+    text = "\n".join([f"Resolved by {event.actor}: {why}", "", *_ticket_lines(t, public_url)])
+    return Message("resolution", f"[{t.priority}] Resolved {t.ticket_id}: {t.summary}", text, _data(t, actor=event.actor))
+
+
+def render_escalation(escalation: Escalation, public_url: str) -> Message:
+    t = escalation.ticket
+    text = "\n".join(
+        [
+            f"ESCALATION level {escalation.level} to {escalation.target_team}: {escalation.reason}",
+            f"Acknowledge deadline was {escalation.deadline.isoformat()}.",
+            "",
+            *_ticket_lines(t, public_url),
+        ]
+    )
+    return Message(
+        "escalation",
+        f"[{t.priority}] ESCALATION L{escalation.level} {t.ticket_id}: {t.summary}",
+        text,
+        _data(t, level=escalation.level, target_team=escalation.target_team, deadline=escalation.deadline.isoformat()),
+    )

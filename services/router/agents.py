@@ -1,0 +1,125 @@
+"""The router's faust agents: thin shells around services.router.lifecycle and services.router.rules."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+
+from services.router.lifecycle import TicketRecord, apply_command, apply_event, assign
+from services.router.rules import RoutingConfig, route
+from shared import db
+from shared.codec import DecodeError, decode, encode
+from shared.events import Command, InboundEvent, TicketEvent
+from shared.logging import bind_ids, get_logger, make_headers
+from shared.metrics import counter
+from shared.streams import raw_table, raw_topic, send_acked, to_deadletter
+from shared.topics import Topics
+
+log = get_logger(__name__)
+SERVICE = "router"
+
+
+@dataclass
+class RouterDeps:
+    topics: Topics
+    routing: RoutingConfig
+    engine: Engine
+    registry: CollectorRegistry
+
+
+def register(app: faust.App, deps: RouterDeps) -> None:
+    t = deps.topics
+    events = raw_topic(app, t.events.name)
+    ticket_inputs = raw_topic(app, t.ticket_inputs.name, internal=True, partitions=t.partitions)
+    lifecycle_inputs = raw_topic(app, t.commands.name, t.ticket_inputs.name)
+    tickets = raw_topic(app, t.tickets.name)
+    deadletter = raw_topic(app, t.deadletter.name)
+    assignments = raw_table(app, "assignments", partitions=t.partitions)
+    records = raw_table(app, "tickets", partitions=t.partitions)
+
+    ticket_changes = counter(
+        deps.registry, "ticketloop_router_ticket_changes_total", "Ticket events emitted", ["change", "team"]
+    )
+    projected = counter(deps.registry, "ticketloop_router_projected_events_total", "Ticket events written to SQL")
+
+    @app.agent(events, name="router-assign")
+    async def assign_agent(stream: Any) -> AsyncIterator[None]:
+        async for event in stream.events():
+            try:
+                ev = decode(InboundEvent, event.value)
+            except DecodeError as exc:
+                await to_deadletter(deadletter, SERVICE, event, str(exc))
+                yield None
+                continue
+            bind_ids(trace_id=ev.trace_id, event_id=ev.event_id)
+            dedup = ev.dedup_key.encode()
+            current = assignments.get(dedup)
+            current_id = current.decode() if current is not None else None
+            result = assign(current_id, ev)
+            if result.ticket_id is None:
+                log.info("resolved_without_open_ticket", dedup_key=ev.dedup_key)
+            else:
+                await send_acked(
+                    ticket_inputs,
+                    result.ticket_id,
+                    event.value,
+                    make_headers(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=result.ticket_id),
+                )
+                if result.keep_mapping and current_id != result.ticket_id:
+                    assignments[dedup] = result.ticket_id.encode()
+                elif not result.keep_mapping and current is not None:
+                    del assignments[dedup]
+            yield None
+
+    @app.agent(lifecycle_inputs, name="router-lifecycle")
+    async def lifecycle_agent(stream: Any) -> AsyncIterator[None]:
+        async for event in stream.events():
+            ticket_id = event.key
+            raw = records.get(ticket_id.encode())
+            record = decode(TicketRecord, raw) if raw is not None else None
+            now = datetime.now(UTC)
+            try:
+                if event.message.topic == t.commands.name:
+                    cmd = decode(Command, event.value)
+                    bind_ids(trace_id=cmd.trace_id, ticket_id=cmd.ticket_id)
+                    if record is None:
+                        raise DecodeError(f"command {cmd.command_id} names unknown ticket {cmd.ticket_id!r}")
+                    new, changes = apply_command(record, cmd, now)
+                else:
+                    ev = decode(InboundEvent, event.value)
+                    bind_ids(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=ticket_id)
+                    new, changes = apply_event(record, ticket_id, ev, route(ev, deps.routing), now)
+            except DecodeError as exc:
+                await to_deadletter(deadletter, SERVICE, event, str(exc))
+                yield None
+                continue
+            for change in changes:
+                await send_acked(
+                    tickets, ticket_id, encode(change), make_headers(trace_id=change.trace_id, ticket_id=ticket_id)
+                )
+                ticket_changes.labels(change=change.change.value, team=change.ticket.team).inc()
+                log.info("ticket_changed", change=change.change.value, version=change.ticket.version)
+            if new is not None and changes:
+                records[ticket_id.encode()] = encode(new)
+            yield None
+
+    @app.agent(tickets, name="router-project")
+    async def project_agent(stream: Any) -> AsyncIterator[None]:
+        async for batch in stream.take_events(500, within=0.25):
+            decoded: list[TicketEvent] = []
+            for event in batch:
+                try:
+                    decoded.append(decode(TicketEvent, event.value))
+                except DecodeError as exc:
+                    await to_deadletter(deadletter, SERVICE, event, str(exc))
+            if decoded:
+                await asyncio.to_thread(db.project_ticket_events, deps.engine, decoded)
+                projected.inc(len(decoded))
+            yield None

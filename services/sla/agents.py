@@ -1,0 +1,103 @@
+"""The sla service's faust agent and timer: thin shells around services.sla.policy.
+
+Clocks live in a changelog-backed table keyed by ticket id. One periodic timer per worker walks the clocks
+that are due and emits escalations, waiting for the broker's acknowledgement before it records the level as
+fired: a crash in between repeats an escalation (same id, dropped by the notifier), never loses one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from services.sla.policy import Clock, SlaConfig, fire_due, on_ticket_event
+from shared.codec import DecodeError, decode, encode
+from shared.events import TicketEvent
+from shared.logging import bind_ids, get_logger, make_headers
+from shared.metrics import counter, histogram
+from shared.streams import raw_table, raw_topic, send_acked, to_deadletter
+from shared.topics import Topics
+
+log = get_logger(__name__)
+SERVICE = "sla"
+
+
+@dataclass
+class SlaDeps:
+    topics: Topics
+    config: SlaConfig
+    registry: CollectorRegistry
+    tick_interval_s: float
+
+
+def register(app: faust.App, deps: SlaDeps) -> None:
+    t = deps.topics
+    tickets = raw_topic(app, t.tickets.name)
+    escalations = raw_topic(app, t.escalations.name)
+    deadletter = raw_topic(app, t.deadletter.name)
+    clocks = raw_table(app, "clocks", partitions=t.partitions, use_partitioner=True)
+
+    fired = counter(
+        deps.registry, "ticketloop_sla_escalations_total", "Escalations emitted", ["team", "priority", "level"]
+    )
+    lateness = histogram(
+        deps.registry,
+        "ticketloop_sla_timer_lateness_seconds",
+        "How late an escalation fired after its due time",
+        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+    )
+
+    @app.agent(tickets, name="sla-clocks")
+    async def clocks_agent(stream: Any) -> AsyncIterator[None]:
+        async for event in stream.events():
+            try:
+                ev = decode(TicketEvent, event.value)
+            except DecodeError as exc:
+                await to_deadletter(deadletter, SERVICE, event, str(exc))
+                yield None
+                continue
+            key = ev.ticket.ticket_id.encode()
+            raw = clocks.get(key)
+            clock = decode(Clock, raw) if raw is not None else None
+            after = on_ticket_event(clock, ev, deps.config)
+            if after is not None and after != clock:
+                bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
+                clocks[key] = encode(after)
+                if clock is None:
+                    log.info("clock_started", deadline=after.deadline.isoformat(), policy=after.policy)
+                elif after.state != clock.state:
+                    log.info("clock_" + after.state)
+            yield None
+
+    @app.timer(interval=deps.tick_interval_s, name="sla-fire-due")
+    async def fire_due_timer() -> None:
+        if not app.tables.recovery.completed.is_set() or app.rebalancing:
+            return
+        now = datetime.now(UTC)
+        due: list[Clock] = []
+        for raw in list(clocks.values()):
+            clock = decode(Clock, raw)
+            next_due = clock.next_due
+            if next_due is not None and next_due <= now:
+                due.append(clock)
+        for clock in sorted(due, key=lambda c: c.next_due or now):
+            escalation, after = fire_due(clock, now)
+            if escalation is None:
+                continue
+            bind_ids(trace_id=escalation.trace_id, ticket_id=clock.ticket_id)
+            await send_acked(
+                escalations,
+                clock.ticket_id,
+                encode(escalation),
+                make_headers(trace_id=escalation.trace_id, ticket_id=clock.ticket_id),
+            )
+            clocks[clock.ticket_id.encode()] = encode(after)
+            late = (now - (clock.next_due or now)).total_seconds()
+            lateness.observe(max(late, 0.0))
+            fired.labels(team=escalation.target_team, priority=clock.ticket.priority, level=str(escalation.level)).inc()
+            log.info("escalated", level=escalation.level, team=escalation.target_team, late_s=round(late, 3))

@@ -1,0 +1,147 @@
+"""sla.yaml and the acknowledge clock, as pure functions.
+
+A clock is created when a ticket opens, holding a snapshot of its policy (deadline and escalation levels), so
+editing sla.yaml never rewrites a running clock. Acknowledge or resolve stops it. ``fire_due`` returns the
+next escalation once its time has come, and the clock advanced past it; escalation ids are stable per ticket
+and level, so a timer that fires again after a crash repeats the same escalation, which the notifier drops.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from shared.config import parse_duration
+from shared.events import Change, Escalation, Ticket, TicketEvent
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+OWNER = "owner"
+
+
+class EscalationLevel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    after: Duration = Field(description="time after the acknowledge deadline")
+    team: str = Field(min_length=1, description="a team, or 'owner' for the ticket's own team")
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    acknowledge: dict[str, Duration] = Field(min_length=1, description="target per priority P1..P5")
+    escalation: list[EscalationLevel] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Policy:
+        afters = [lvl.after for lvl in self.escalation]
+        if afters != sorted(afters):
+            raise ValueError("escalation levels must be in order of 'after'")
+        return self
+
+
+class SlaConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policies: dict[str, Policy]
+
+    @model_validator(mode="after")
+    def _has_default(self) -> SlaConfig:
+        if "default" not in self.policies:
+            raise ValueError("a policy named 'default' is required (tickets whose policy is unknown use it)")
+        return self
+
+    def policy_for(self, name: str) -> tuple[str, Policy]:
+        if name in self.policies:
+            return name, self.policies[name]
+        return "default", self.policies["default"]
+
+
+class LevelSnapshot(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after_s: float
+    team: str
+
+
+class Clock(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ticket_id: str
+    state: Literal["running", "stopped", "exhausted"]
+    version: int
+    policy: str
+    deadline: datetime
+    levels: list[LevelSnapshot]
+    fired: int = 0
+    ticket: Ticket
+
+    @property
+    def next_due(self) -> datetime | None:
+        if self.state != "running" or self.fired >= len(self.levels):
+            return None
+        return self.deadline + timedelta(seconds=self.levels[self.fired].after_s)
+
+
+def acknowledge_target(policy: Policy, priority: str) -> timedelta:
+    if priority in policy.acknowledge:
+        return policy.acknowledge[priority]
+    # an unknown priority gets the loosest target the policy has, never none
+    return max(policy.acknowledge.values())
+
+
+def start_clock(ticket: Ticket, config: SlaConfig) -> Clock:
+    name, policy = config.policy_for(ticket.policy)
+    return Clock(
+        ticket_id=ticket.ticket_id,
+        state="running",
+        version=ticket.version,
+        policy=name,
+        deadline=ticket.opened_at + acknowledge_target(policy, ticket.priority),
+        levels=[LevelSnapshot(after_s=lvl.after.total_seconds(), team=lvl.team) for lvl in policy.escalation],
+        ticket=ticket,
+    )
+
+
+_STOPS = {Change.acknowledged, Change.resolved}
+
+
+def on_ticket_event(clock: Clock | None, event: TicketEvent, config: SlaConfig) -> Clock | None:
+    """The clock after a ticket event; None when there is nothing to track. Replays are no-ops."""
+    ticket = event.ticket
+    if clock is not None and ticket.version <= clock.version:
+        return clock
+    if clock is None:
+        if ticket.state.value != "open":
+            return None
+        clock = start_clock(ticket, config)
+        return clock
+    update: dict[str, object] = {"version": ticket.version, "ticket": ticket}
+    if event.change in _STOPS or ticket.state.value != "open":
+        update["state"] = "stopped"
+    return clock.model_copy(update=update)
+
+
+def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
+    due = clock.next_due
+    if due is None or due > now:
+        return None, clock
+    level = clock.fired + 1
+    snap = clock.levels[clock.fired]
+    team = clock.ticket.team if snap.team == OWNER else snap.team
+    escalation = Escalation(
+        escalation_id=f"{clock.ticket_id}:acknowledge:{level}",
+        ticket_id=clock.ticket_id,
+        level=level,
+        target_team=team,
+        deadline=clock.deadline,
+        fired_at=now,
+        reason=f"not acknowledged by {clock.deadline.isoformat()} (policy {clock.policy}, level {level})",
+        ticket=clock.ticket,
+        trace_id=f"sla-{clock.ticket_id}-{level}",
+    )
+    after = clock.model_copy(
+        update={"fired": level, "state": "running" if level < len(clock.levels) else "exhausted"}
+    )
+    return escalation, after

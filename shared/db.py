@@ -1,0 +1,203 @@
+"""The SQL read model (sqlmodel): tickets, their timeline and the notifier's delivery log.
+
+SQLite by default, PostgreSQL by ``DATABASE_URL``. Writers are idempotent: a ticket row only moves forward in
+version, a timeline entry and a delivery record are unique by their stable ids, so at-least-once replays of
+Kafka never duplicate anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Engine, UniqueConstraint, event
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+from shared.events import Delivery, TicketEvent
+
+
+class TicketRow(SQLModel, table=True):
+    __tablename__ = "tickets"
+
+    ticket_id: str = Field(primary_key=True)
+    dedup_key: str = Field(index=True)
+    kind: str
+    source: str
+    state: str = Field(index=True)
+    summary: str
+    severity: str
+    priority: str
+    team: str = Field(index=True)
+    policy: str
+    rule: str
+    labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    occurrences: int
+    first_seen: datetime
+    last_seen: datetime
+    opened_at: datetime = Field(index=True)
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    version: int
+
+
+class TimelineRow(SQLModel, table=True):
+    __tablename__ = "ticket_timeline"
+    __table_args__ = (UniqueConstraint("change_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    change_id: str
+    ticket_id: str = Field(index=True)
+    version: int
+    change: str
+    actor: str
+    reason: str
+    at: datetime
+
+
+class DeliveryRow(SQLModel, table=True):
+    __tablename__ = "deliveries"
+
+    notification_id: str = Field(primary_key=True)
+    ticket_id: str = Field(index=True)
+    kind: str
+    channel: str
+    recipient: str
+    status: str
+    attempts: int
+    error: str
+    at: datetime
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True)
+
+
+def init_db(engine: Engine) -> None:
+    """Create missing tables (idempotent; concurrent callers that lose the race are fine)."""
+    try:
+        SQLModel.metadata.create_all(engine)
+    except IntegrityError:
+        SQLModel.metadata.create_all(engine)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def project_ticket_events(engine: Engine, events: Iterable[TicketEvent]) -> int:
+    """Apply ticket events to the read model in one transaction; returns how many changed a ticket row."""
+    changed = 0
+    with Session(engine) as session:
+        for ev in events:
+            t = ev.ticket
+            row = session.get(TicketRow, t.ticket_id)
+            if row is None or row.version < t.version:
+                data = t.model_dump()
+                if row is None:
+                    session.add(TicketRow(**data))
+                else:
+                    for k, v in data.items():
+                        setattr(row, k, v)
+                changed += 1
+            exists = session.exec(select(TimelineRow.id).where(TimelineRow.change_id == ev.change_id)).first()
+            if exists is None:
+                session.add(
+                    TimelineRow(
+                        change_id=ev.change_id,
+                        ticket_id=t.ticket_id,
+                        version=t.version,
+                        change=ev.change.value,
+                        actor=ev.actor,
+                        reason=ev.reason,
+                        at=ev.at,
+                    )
+                )
+            session.flush()
+        session.commit()
+    return changed
+
+
+def get_ticket(engine: Engine, ticket_id: str) -> tuple[TicketRow, list[TimelineRow]] | None:
+    with Session(engine) as session:
+        row = session.get(TicketRow, ticket_id)
+        if row is None:
+            return None
+        timeline = session.exec(
+            select(TimelineRow).where(TimelineRow.ticket_id == ticket_id).order_by(TimelineRow.version)  # type: ignore[arg-type]
+        ).all()
+        session.expunge_all()
+        return row, list(timeline)
+
+
+def list_tickets(
+    engine: Engine, *, state: str | None = None, team: str | None = None, limit: int = 100, offset: int = 0
+) -> list[TicketRow]:
+    with Session(engine) as session:
+        query = select(TicketRow)
+        if state:
+            query = query.where(TicketRow.state == state)
+        if team:
+            query = query.where(TicketRow.team == team)
+        query = query.order_by(TicketRow.opened_at.desc()).offset(offset).limit(limit)  # type: ignore[attr-defined]
+        rows = list(session.exec(query).all())
+        session.expunge_all()
+        return rows
+
+
+def was_delivered(engine: Engine, notification_id: str) -> bool:
+    with Session(engine) as session:
+        row = session.get(DeliveryRow, notification_id)
+        return row is not None and row.status == "sent"
+
+
+def record_delivery(engine: Engine, delivery: Delivery) -> None:
+    with Session(engine) as session:
+        row = session.get(DeliveryRow, delivery.notification_id)
+        data = delivery.model_dump(exclude={"schema_version"})
+        if row is None:
+            session.add(DeliveryRow(**data))
+        elif row.status != "sent":
+            for k, v in data.items():
+                setattr(row, k, v)
+        session.commit()
+
+
+def list_deliveries(engine: Engine, ticket_id: str) -> list[DeliveryRow]:
+    with Session(engine) as session:
+        rows = list(session.exec(select(DeliveryRow).where(DeliveryRow.ticket_id == ticket_id)).all())
+        session.expunge_all()
+        return rows
+
+
+__all__ = [
+    "DeliveryRow",
+    "as_utc",
+    "TicketRow",
+    "TimelineRow",
+    "get_ticket",
+    "init_db",
+    "list_deliveries",
+    "list_tickets",
+    "make_engine",
+    "project_ticket_events",
+    "record_delivery",
+    "was_delivered",
+]

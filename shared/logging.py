@@ -1,0 +1,68 @@
+"""Structured JSON logging (structlog), with event id, ticket id and trace id carried in Kafka headers.
+
+``configure_logging`` routes stdlib logging (faust, aiokafka, uvicorn) through the same JSON renderer, so
+every line a service prints is one JSON object.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import structlog
+
+HEADER_KEYS = ("trace_id", "event_id", "ticket_id")
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.JSONRenderer()],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+def make_headers(**ids: str | None) -> list[tuple[str, bytes]]:
+    """Kafka headers for the given ids (``trace_id=..., ticket_id=...``); ``None`` values are left out."""
+    return [(k, v.encode()) for k, v in ids.items() if v is not None]
+
+
+def ids_from_headers(headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None) -> dict[str, str]:
+    if headers is None:
+        return {}
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return {k: v.decode(errors="replace") for k, v in items if k in HEADER_KEYS and v is not None}
+
+
+def bind_ids(**ids: str | None) -> None:
+    """Bind the ids of the message being handled to every log line until the next bind."""
+    structlog.contextvars.unbind_contextvars(*HEADER_KEYS)
+    structlog.contextvars.bind_contextvars(**{k: v for k, v in ids.items() if v is not None})

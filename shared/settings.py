@@ -1,0 +1,78 @@
+"""Infrastructure settings from the environment (pydantic-settings), one class per service.
+
+Nothing here is read at import time: each service's main.py builds its settings and passes them on.
+Common settings use the ``TICKETLOOP_`` prefix (plus the conventional ``KAFKA_BOOTSTRAP_SERVERS`` and
+``DATABASE_URL``); each service adds its own prefix, e.g. ``TICKETLOOP_INTAKE_PORT``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _common(name: str) -> AliasChoices:
+    """Common settings keep the TICKETLOOP_ prefix even in a service's settings class (whose prefix differs)."""
+    return AliasChoices(f"TICKETLOOP_{name.upper()}")
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TICKETLOOP_", extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "TICKETLOOP_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    database_url: str = Field(
+        default="sqlite:///ticketloop.db",
+        validation_alias=AliasChoices("DATABASE_URL", "TICKETLOOP_DATABASE_URL"),
+    )
+    topic_prefix: str = Field(default="ticketloop.", validation_alias=_common("topic_prefix"))
+    partitions: int = Field(default=4, ge=1, le=1024, validation_alias=_common("partitions"))
+    config_dir: Path = Field(default=Path("deploy/local/config"), validation_alias=_common("config_dir"))
+    log_level: str = Field(default="INFO", validation_alias=_common("log_level"))
+    # Kafka group timing: the defaults (60 s sessions) make every restart wait; a few seconds suits one host.
+    session_timeout_s: float = Field(default=10.0, gt=0, validation_alias=_common("session_timeout_s"))
+    heartbeat_interval_s: float = Field(default=1.0, gt=0, validation_alias=_common("heartbeat_interval_s"))
+    metrics_host: str = Field(default="127.0.0.1", validation_alias=_common("metrics_host"))
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, validation_alias=_common("metrics_port"), description="0 disables it"
+    )
+
+
+class IntakeSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="TICKETLOOP_INTAKE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    publish_timeout_s: float = Field(default=5.0, gt=0)
+    public_url: str = "http://127.0.0.1:8080"
+
+
+class RouterSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="TICKETLOOP_ROUTER_", extra="ignore")
+
+
+class SlaSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="TICKETLOOP_SLA_", extra="ignore")
+
+    tick_interval_s: float = Field(default=0.5, gt=0, le=60)
+
+
+class NotifierSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="TICKETLOOP_NOTIFIER_", extra="ignore")
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=1025, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "ticketloop@localhost"
+    retry_attempts: int = Field(default=5, ge=1, le=50)
+    retry_base_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
+    http_timeout_s: float = Field(default=10.0, gt=0)
+    public_url: str = "http://127.0.0.1:8080"

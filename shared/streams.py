@@ -1,0 +1,59 @@
+"""Thin helpers for faust agents: raw-bytes topics, acknowledged sends, and the dead-letter path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.types import EventT, TopicT
+
+from shared.app import dead_letter
+from shared.codec import encode
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def raw_topic(app: faust.App, *names: str, internal: bool = False, partitions: int | None = None) -> TopicT:
+    """A topic whose keys are UTF-8 strings and whose values are raw bytes (decoded by shared.codec)."""
+    return app.topic(
+        *names,
+        key_type=str,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        internal=internal,
+        partitions=partitions,
+    )
+
+
+def raw_table(app: faust.App, name: str, *, partitions: int, use_partitioner: bool = False) -> Any:
+    """A changelog-backed table of bytes keys to bytes values (values are codec-encoded models).
+
+    Keys are raw UTF-8 bytes, exactly as the source topics' keys, so the producer's partitioner puts a
+    changelog record on the same partition as the message that changed it (needed with use_partitioner).
+    """
+    return app.Table(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=partitions,
+        use_partitioner=use_partitioner,
+    )
+
+
+async def send_acked(topic: TopicT, key: str, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
+    """Send and wait until the broker acknowledged (at-least-once: the input offset commits only after)."""
+    fut = await topic.send(key=key, value=value, headers=headers or [])
+    await fut
+
+
+async def to_deadletter(deadletter: TopicT, service: str, event: EventT, reason: str) -> None:
+    msg = event.message
+    key = msg.key if isinstance(msg.key, bytes) else (str(msg.key).encode() if msg.key is not None else None)
+    value = msg.value if isinstance(msg.value, bytes) else str(msg.value).encode()
+    dl = dead_letter(
+        service=service, topic=msg.topic, partition=msg.partition, offset=msg.offset, key=key, value=value, reason=reason
+    )
+    log.warning("dead_lettered", topic=msg.topic, partition=msg.partition, offset=msg.offset, reason=reason)
+    await send_acked(deadletter, msg.topic, encode(dl))

@@ -1,0 +1,95 @@
+"""The topic registry: every topic's name, partition count and key, defined in one place."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    key: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic names for one deployment. ``commands``, ``ticket_inputs`` and ``tickets`` are keyed by ticket id
+    and share a partition count, so they are co-partitioned with the tables keyed by ticket id."""
+
+    prefix: str = "ticketloop."
+    partitions: int = 4
+
+    @property
+    def events(self) -> TopicSpec:
+        return TopicSpec(f"{self.prefix}events", self.partitions, "dedup key", "normalised inbound events")
+
+    @property
+    def commands(self) -> TopicSpec:
+        return TopicSpec(f"{self.prefix}commands", self.partitions, "ticket id", "acknowledge/resolve commands")
+
+    @property
+    def ticket_inputs(self) -> TopicSpec:
+        return TopicSpec(
+            f"{self.prefix}router-ticket-inputs", self.partitions, "ticket id", "events re-keyed by ticket id"
+        )
+
+    @property
+    def tickets(self) -> TopicSpec:
+        return TopicSpec(f"{self.prefix}tickets", self.partitions, "ticket id", "one ticket event per change")
+
+    @property
+    def escalations(self) -> TopicSpec:
+        return TopicSpec(f"{self.prefix}escalations", self.partitions, "ticket id", "escalations from sla")
+
+    @property
+    def deliveries(self) -> TopicSpec:
+        return TopicSpec(f"{self.prefix}deliveries", self.partitions, "ticket id", "notification delivery records")
+
+    @property
+    def deadletter(self) -> TopicSpec:
+        return TopicSpec(f"{self.prefix}deadletter", 1, "source topic", "poison messages with the reason")
+
+    def all(self) -> list[TopicSpec]:
+        return [
+            self.events,
+            self.commands,
+            self.ticket_inputs,
+            self.tickets,
+            self.escalations,
+            self.deliveries,
+            self.deadletter,
+        ]
+
+
+async def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, attempts: int = 30) -> None:
+    """Create the topics that do not exist yet (idempotent; safe when several services race)."""
+    for attempt in range(attempts):
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            await admin.start()
+        except KafkaConnectionError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(1.0)
+            continue
+        try:
+            existing = set(await admin.list_topics())
+            missing = [
+                NewTopic(name=s.name, num_partitions=s.partitions, replication_factor=1)
+                for s in specs
+                if s.name not in existing
+            ]
+            if missing:
+                try:
+                    await admin.create_topics(missing)
+                except TopicAlreadyExistsError:
+                    pass
+            return
+        finally:
+            await admin.close()

@@ -1,0 +1,216 @@
+"""The whole loop as a newcomer would see it: four service processes on the real Kafka broker, SQLite, a real
+SMTP server and a real HTTP receiver that verifies webhook signatures. Nothing is mocked.
+
+Waits are bounded polls for what a user would see (no timed asserts): each gives up after a generous limit.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from deploy.local.kafka_local import free_port
+from deploy.local.sinks import SmtpSink, WebhookSink
+from deploy.local.stack import Stack
+
+T = TypeVar("T")
+AM_TOKEN = "e2e-alertmanager-token-0123456789"
+API_TOKEN = "e2e-api-token-0123456789abcdef"
+SECRET = "e2e-webhook-secret"
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0, stack: Stack | None = None) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if stack is not None:
+            stack.check_alive()
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"gave up waiting for {what} after {timeout:.0f}s")
+
+
+def write_config(root: Path, hook_port: int) -> Path:
+    cfg = root / "config"
+    cfg.mkdir()
+    (cfg / "intake.yaml").write_text(
+        f"""
+integrations:
+  - {{name: am, format: alertmanager, token: {AM_TOKEN}}}
+api_clients:
+  - {{name: e2e, token: {API_TOKEN}}}
+"""
+    )
+    (cfg / "routing.yaml").write_text(
+        """
+default_team: operations
+rules:
+  - name: web
+    match: {service: web}
+    team: web-team
+"""
+    )
+    (cfg / "sla.yaml").write_text(
+        """
+policies:
+  default:
+    acknowledge: {P1: 8s, P2: 15s, P3: 1h, P4: 1h}
+    escalation:
+      - {after: 0s, team: owner}
+"""
+    )
+    (cfg / "notify.yaml").write_text(
+        f"""
+teams:
+  web-team:
+    email: [web@example.test]
+    webhooks:
+      - {{name: web-chat, url: "http://127.0.0.1:{hook_port}/hooks/web", secret: {SECRET}}}
+  operations:
+    email: [ops@example.test]
+"""
+    )
+    return cfg
+
+
+def alertmanager_payload(status: str, alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="HighLatency"}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "ticketloop",
+        "groupLabels": {"alertname": "HighLatency"},
+        "commonLabels": {"alertname": "HighLatency"},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example:9093",
+        "alerts": alerts,
+    }
+
+
+def alert(fingerprint: str, severity: str, status: str = "firing", starts: str = "2026-11-24T10:00:00Z") -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {"alertname": "HighLatency", "service": "web", "instance": fingerprint, "severity": severity},
+        "annotations": {"summary": f"latency high on {fingerprint}"},
+        "startsAt": starts,
+        "endsAt": "2026-11-24T11:00:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus.example:9090/graph",
+        "fingerprint": fingerprint,
+    }
+
+
+@pytest.fixture
+def loop(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Stack, SmtpSink, WebhookSink]]:
+    hook_port = free_port()
+    smtp = SmtpSink(port=free_port()).start()
+    hooks = WebhookSink(hook_port, {"/hooks/web": SECRET}).start()
+    stack = Stack(
+        bootstrap=kafka_bootstrap,
+        database_url=f"sqlite:///{tmp_path / 'ticketloop.db'}",
+        config_dir=write_config(tmp_path, hook_port),
+        workdir=tmp_path / "logs",
+        intake_port=free_port(),
+        smtp_port=smtp.port,
+        extra_env={"TICKETLOOP_TOPIC_PREFIX": f"e2e{int(time.time())}.", "TICKETLOOP_SLA_TICK_INTERVAL_S": "0.2"},
+    )
+    stack.start_all()
+    try:
+        stack.wait_ready()
+        yield stack, smtp, hooks
+    finally:
+        stack.stop_all()
+        smtp.stop()
+        hooks.stop()
+
+
+def test_alert_to_ticket_email_webhook_escalation_and_resolution(loop: tuple[Stack, SmtpSink, WebhookSink]) -> None:
+    stack, smtp, hooks = loop
+    api = httpx.Client(base_url=stack.intake_url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10)
+    am = httpx.Client(base_url=stack.intake_url, headers={"Authorization": f"Bearer {AM_TOKEN}"}, timeout=10)
+
+    def ticket_for(fingerprint: str) -> dict[str, Any] | None:
+        tickets = api.get("/api/v1/tickets").json()["tickets"]
+        return next((t for t in tickets if t["dedup_key"] == f"am/{fingerprint}"), None)
+
+    def mails(ticket_id: str, kind: str) -> list[Any]:
+        return [m for m in smtp.received() if m.message["X-Ticketloop-Ticket"] == ticket_id and m.message["X-Ticketloop-Kind"] == kind]
+
+    def hooks_for(ticket_id: str, kind: str) -> list[Any]:
+        return [h for h in hooks.received() if h.body["ticket_id"] == ticket_id and h.body["kind"] == kind]
+
+    # A (critical -> P1, 8 s to acknowledge) will escalate; B (error -> P2, 15 s) is acknowledged in time.
+    resp = am.post("/api/v1/integrations/am", json=alertmanager_payload("firing", [alert("fp-a", "critical"), alert("fp-b", "error")]))
+    assert resp.status_code == 202, resp.text
+    a = wait_for("ticket A in the API", lambda: ticket_for("fp-a"), stack=stack)
+    b = wait_for("ticket B in the API", lambda: ticket_for("fp-b"), stack=stack)
+    assert (a["team"], a["priority"], a["state"]) == ("web-team", "P1", "open")
+    assert (b["team"], b["priority"]) == ("web-team", "P2")
+
+    ack = api.post(f"/api/v1/tickets/{b['ticket_id']}/ack", json={"actor": "alice", "reason": "looking"})
+    assert ack.status_code == 202, ack.text
+    b_acked = wait_for(
+        "B acknowledged",
+        lambda: (t := api.get(f"/api/v1/tickets/{b['ticket_id']}").json())["state"] == "acknowledged" and t,
+        stack=stack,
+    )
+    assert [e["change"] for e in b_acked["timeline"]] == ["opened", "acknowledged"]
+    assert b_acked["timeline"][1]["actor"] == "alice"
+
+    # assignment by email and by signed webhook
+    wait_for("assignment email for A", lambda: mails(a["ticket_id"], "assignment"), stack=stack)
+    assignment_hook = wait_for("assignment webhook for A", lambda: hooks_for(a["ticket_id"], "assignment"), stack=stack)
+    assert assignment_hook[0].path == "/hooks/web"
+    assert hooks.rejected == []
+
+    # A escalates after its deadline
+    esc_mail = wait_for("escalation email for A", lambda: mails(a["ticket_id"], "escalation"), stack=stack)
+    assert "ESCALATION" in esc_mail[0].subject
+    wait_for("escalation webhook for A", lambda: hooks_for(a["ticket_id"], "escalation"), stack=stack)
+
+    # C: kill the sla worker while C's deadline is pending, restart it: the escalation arrives exactly once.
+    resp = am.post("/api/v1/integrations/am", json=alertmanager_payload("firing", [alert("fp-c", "critical")]))
+    assert resp.status_code == 202
+    c = wait_for("ticket C in the API", lambda: ticket_for("fp-c"), stack=stack)
+    wait_for(
+        "sla to start C's clock",
+        lambda: c["ticket_id"] in stack.log_path("sla").read_text() and '"clock_started"' in stack.log_path("sla").read_text(),
+        stack=stack,
+    )
+    assert not mails(c["ticket_id"], "escalation"), "C escalated before the kill: the deadline was not pending"
+    stack.kill("sla", signal.SIGKILL)
+    stack.start("sla")
+    wait_for("escalation email for C after the restart", lambda: mails(c["ticket_id"], "escalation"), timeout=120, stack=stack)
+    wait_for("escalation webhook for C", lambda: hooks_for(c["ticket_id"], "escalation"), stack=stack)
+
+    # A resolves when Alertmanager says so
+    resp = am.post("/api/v1/integrations/am", json=alertmanager_payload("resolved", [alert("fp-a", "critical", "resolved")]))
+    assert resp.status_code == 202
+    resolved = wait_for(
+        "A resolved", lambda: (t := api.get(f"/api/v1/tickets/{a['ticket_id']}").json())["state"] == "resolved" and t, stack=stack
+    )
+    assert resolved["timeline"][-1]["change"] == "resolved"
+    wait_for("resolution email for A", lambda: mails(a["ticket_id"], "resolution"), stack=stack)
+
+    # By now B's 15 s deadline is long past: B, acknowledged in time, never escalated.
+    b_opened = datetime.fromisoformat(b["opened_at"])
+    wait_for("B's deadline to pass", lambda: (datetime.now(UTC) - b_opened).total_seconds() > 20, timeout=60)
+    time.sleep(2 * 0.2 + 1)  # let the sla tick a few more times after B's deadline
+    assert mails(b["ticket_id"], "escalation") == []
+    assert hooks_for(b["ticket_id"], "escalation") == []
+
+    # Exactly once, on both channels, after the SIGKILL and restart
+    assert len(mails(c["ticket_id"], "escalation")) == 1
+    assert len(hooks_for(c["ticket_id"], "escalation")) == 1
+    assert len(mails(a["ticket_id"], "escalation")) == 1
+    assert hooks.rejected == []
