@@ -40,7 +40,9 @@ def create_faust_app(service: str, settings: CommonSettings, **overrides: Any) -
         "autodiscover": False,
     }
     options.update(overrides)
-    return faust.App(f"ticketloop-{service}", **options)
+    # The app id names the consumer group and the changelog topics: it carries the topic prefix, so two
+    # deployments (or two test runs) on one cluster never share table state.
+    return faust.App(f"{settings.topic_prefix}{service}", **options)
 
 
 def dead_letter(

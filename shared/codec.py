@@ -31,13 +31,11 @@ def loads(data: bytes) -> Any:
 
 def describe_validation_error(exc: ValidationError) -> list[dict[str, str]]:
     """Flatten pydantic errors to ``[{"field": "alerts.0.labels", "error": "..."}]``."""
-    return [
-        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "error": err["msg"]} for err in exc.errors()
-    ]
+    return [{"field": ".".join(str(p) for p in err["loc"]) or "(body)", "error": err["msg"]} for err in exc.errors()]
 
 
 def decode(model: type[M], data: bytes | Any) -> M:
-    payload = loads(data) if isinstance(data, bytes | bytearray | memoryview) else data
+    payload = loads(bytes(data)) if isinstance(data, bytes | bytearray | memoryview) else data
     try:
         return model.model_validate(payload)
     except ValidationError as exc:

@@ -94,7 +94,8 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like '15m'")
+        # pydantic turns a ValueError (not a TypeError) into a validation error naming the field
+        raise ValueError("a duration is a number of seconds or a string like '15m'")  # noqa: TRY004
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")

@@ -15,7 +15,7 @@ from sqlalchemy import JSON, Column, Engine, UniqueConstraint, event
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
-from shared.events import Delivery, TicketEvent
+from shared.events import Delivery, Escalation, TicketEvent
 
 
 class TicketRow(SQLModel, table=True):
@@ -102,10 +102,32 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def project_ticket_events(engine: Engine, events: Iterable[TicketEvent]) -> int:
-    """Apply ticket events to the read model in one transaction; returns how many changed a ticket row."""
+def _add_timeline(session: Session, entry: TimelineRow) -> None:
+    exists = session.exec(select(TimelineRow.id).where(TimelineRow.change_id == entry.change_id)).first()
+    if exists is None:
+        session.add(entry)
+
+
+def project(engine: Engine, events: Iterable[TicketEvent], escalations: Iterable[Escalation] = ()) -> int:
+    """Apply ticket events and escalations to the read model in one transaction (idempotent).
+
+    Returns how many ticket rows changed. Escalations appear on the timeline as ``escalated`` entries.
+    """
     changed = 0
     with Session(engine) as session:
+        for esc in escalations:
+            _add_timeline(
+                session,
+                TimelineRow(
+                    change_id=esc.escalation_id,
+                    ticket_id=esc.ticket_id,
+                    version=esc.ticket.version,
+                    change="escalated",
+                    actor="sla",
+                    reason=f"level {esc.level} to {esc.target_team}: {esc.reason}",
+                    at=esc.fired_at,
+                ),
+            )
         for ev in events:
             t = ev.ticket
             row = session.get(TicketRow, t.ticket_id)
@@ -117,19 +139,18 @@ def project_ticket_events(engine: Engine, events: Iterable[TicketEvent]) -> int:
                     for k, v in data.items():
                         setattr(row, k, v)
                 changed += 1
-            exists = session.exec(select(TimelineRow.id).where(TimelineRow.change_id == ev.change_id)).first()
-            if exists is None:
-                session.add(
-                    TimelineRow(
-                        change_id=ev.change_id,
-                        ticket_id=t.ticket_id,
-                        version=t.version,
-                        change=ev.change.value,
-                        actor=ev.actor,
-                        reason=ev.reason,
-                        at=ev.at,
-                    )
-                )
+            _add_timeline(
+                session,
+                TimelineRow(
+                    change_id=ev.change_id,
+                    ticket_id=t.ticket_id,
+                    version=t.version,
+                    change=ev.change.value,
+                    actor=ev.actor,
+                    reason=ev.reason,
+                    at=ev.at,
+                ),
+            )
             session.flush()
         session.commit()
     return changed
@@ -141,7 +162,7 @@ def get_ticket(engine: Engine, ticket_id: str) -> tuple[TicketRow, list[Timeline
         if row is None:
             return None
         timeline = session.exec(
-            select(TimelineRow).where(TimelineRow.ticket_id == ticket_id).order_by(TimelineRow.version)  # type: ignore[arg-type]
+            select(TimelineRow).where(TimelineRow.ticket_id == ticket_id).order_by(TimelineRow.at, TimelineRow.id)  # type: ignore[arg-type]
         ).all()
         session.expunge_all()
         return row, list(timeline)
@@ -189,15 +210,15 @@ def list_deliveries(engine: Engine, ticket_id: str) -> list[DeliveryRow]:
 
 __all__ = [
     "DeliveryRow",
-    "as_utc",
     "TicketRow",
     "TimelineRow",
+    "as_utc",
     "get_ticket",
     "init_db",
     "list_deliveries",
     "list_tickets",
     "make_engine",
-    "project_ticket_events",
+    "project",
     "record_delivery",
     "was_delivered",
 ]

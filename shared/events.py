@@ -58,7 +58,7 @@ class Wire(BaseModel):
 class InboundEvent(Wire):
     """One normalised signal: an alert (firing or resolved) or a piece of customer feedback."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     event_id: str = Field(min_length=1, max_length=128, description="stable: a re-sent signal has the same id")
     kind: EventKind
     source: str = Field(min_length=1, description="the integration that accepted it")
@@ -75,7 +75,7 @@ class InboundEvent(Wire):
 
 
 class Command(Wire):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     command_id: str
     ticket_id: str
     action: Action
@@ -110,7 +110,7 @@ class Ticket(Wire):
 class TicketEvent(Wire):
     """One change to one ticket, with the ticket as it is after the change."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     change_id: str
     change: Change
     actor: str
@@ -121,7 +121,7 @@ class TicketEvent(Wire):
 
 
 class Escalation(Wire):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     escalation_id: str = Field(description="stable per ticket, clock and level: a re-fired timer repeats it")
     ticket_id: str
     level: int = Field(ge=1)
@@ -135,7 +135,7 @@ class Escalation(Wire):
 
 
 class Delivery(Wire):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     notification_id: str
     ticket_id: str
     kind: str
@@ -148,7 +148,7 @@ class Delivery(Wire):
 
 
 class DeadLetter(Wire):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     service: str
     topic: str
     partition: int

@@ -1,4 +1,4 @@
-"""Metric helpers: every metric is created against an injected registry and named ``ticketloop_<area>_<what>_<unit>``."""
+"""Metric helpers: each metric is made on an injected registry and named ``ticketloop_<area>_<what>_<unit>``."""
 
 from __future__ import annotations
 

@@ -48,12 +48,18 @@ async def send_acked(topic: TopicT, key: str, value: bytes, headers: list[tuple[
     await fut
 
 
-async def to_deadletter(deadletter: TopicT, service: str, event: EventT, reason: str) -> None:
+async def to_deadletter(deadletter: TopicT, service: str, event: EventT[Any], reason: str) -> None:
     msg = event.message
     key = msg.key if isinstance(msg.key, bytes) else (str(msg.key).encode() if msg.key is not None else None)
     value = msg.value if isinstance(msg.value, bytes) else str(msg.value).encode()
     dl = dead_letter(
-        service=service, topic=msg.topic, partition=msg.partition, offset=msg.offset, key=key, value=value, reason=reason
+        service=service,
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        key=key,
+        value=value,
+        reason=reason,
     )
     log.warning("dead_lettered", topic=msg.topic, partition=msg.partition, offset=msg.offset, reason=reason)
     await send_acked(deadletter, msg.topic, encode(dl))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -86,10 +87,8 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, attempts: int
                 if s.name not in existing
             ]
             if missing:
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(missing)
-                except TopicAlreadyExistsError:
-                    pass
             return
         finally:
             await admin.close()

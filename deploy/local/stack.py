@@ -100,9 +100,11 @@ class Stack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.intake_url}/readyz", timeout=2) as resp:  # noqa: S310
-                    if resp.status == 200:
-                        return
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.intake_url}/readyz", timeout=2) as resp,  # noqa: S310
+            ):
+                if resp.status == 200:
+                    return
             time.sleep(0.3)
         raise TimeoutError(f"intake not ready after {timeout:.0f}s; see {self.workdir}")

@@ -180,7 +180,10 @@ def create_app(deps: IntakeDeps) -> Starlette:
             ]
             await publish(records)
         except HttpError as exc:
-            return fail(exc, {400: "malformed", 401: "unauthorized", 413: "oversize", 422: "invalid"}.get(exc.status, "unavailable"))
+            return fail(
+                exc,
+                {400: "malformed", 401: "unauthorized", 413: "oversize", 422: "invalid"}.get(exc.status, "unavailable"),
+            )
         metrics.accepted.labels(integration=integration.name).inc(len(events))
         bind_ids(trace_id=trace_id)
         log.info("events_accepted", integration=integration.name, count=len(events))

@@ -25,9 +25,7 @@ class Credential(BaseModel):
     def secret(self) -> str:
         if self.token is not None:
             return self.token
-        assert self.token_env is not None
-        value = os.environ.get(self.token_env, "")
-        return value
+        return os.environ.get(self.token_env or "", "")
 
 
 class Integration(Credential):

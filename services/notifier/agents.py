@@ -83,7 +83,11 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
                 if record.status == "failed":
                     await to_deadletter(deadletter, SERVICE, event, f"{d.channel} to {d.target}: {record.error}")
                 log.info(
-                    "delivery", channel=d.channel, target=d.target, kind=message.kind, status=record.status,
+                    "delivery",
+                    channel=d.channel,
+                    target=d.target,
+                    kind=message.kind,
+                    status=record.status,
                     attempts=record.attempts,
                 )
             yield None

@@ -36,7 +36,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, jitter: float = 1.0) -> float:
         """Exponential backoff with full jitter; ``attempt`` counts from 1."""
-        return min(self.max_s, self.base_s * 2 ** (attempt - 1)) * jitter
+        return float(min(self.max_s, self.base_s * 2.0 ** (attempt - 1)) * jitter)
 
 
 def notice_for_ticket_event(event: TicketEvent, public_url: str) -> tuple[str, str, Message] | None:
@@ -77,7 +77,7 @@ async def deliver(
     channel = channels[dispatch.channel]
     error = ""
     attempt = 0
-    for attempt in range(1, retry.attempts + 1):  # noqa: B007 - the count is reported
+    for attempt in range(1, retry.attempts + 1):
         try:
             await channel.send(dispatch.message, dispatch.target)
         except DeliveryError as exc:

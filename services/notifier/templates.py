@@ -43,15 +43,26 @@ def _data(ticket: Ticket, **extra: object) -> dict[str, object]:
 
 def render_assignment(event: TicketEvent, public_url: str) -> Message:
     t = event.ticket
-    text = "\n".join([f"A new {t.kind.value} ticket is assigned to {t.team}.", f"Why: {event.reason}", "", *_ticket_lines(t, public_url)])
-    return Message("assignment", f"[{t.priority}] New ticket {t.ticket_id}: {t.summary}", text, _data(t, reason=event.reason))
+    text = "\n".join(
+        [
+            f"A new {t.kind.value} ticket is assigned to {t.team}.",
+            f"Why: {event.reason}",
+            "",
+            *_ticket_lines(t, public_url),
+        ]
+    )
+    return Message(
+        "assignment", f"[{t.priority}] New ticket {t.ticket_id}: {t.summary}", text, _data(t, reason=event.reason)
+    )
 
 
 def render_resolution(event: TicketEvent, public_url: str) -> Message:
     t = event.ticket
     why = event.reason or "resolved"
     text = "\n".join([f"Resolved by {event.actor}: {why}", "", *_ticket_lines(t, public_url)])
-    return Message("resolution", f"[{t.priority}] Resolved {t.ticket_id}: {t.summary}", text, _data(t, actor=event.actor))
+    return Message(
+        "resolution", f"[{t.priority}] Resolved {t.ticket_id}: {t.summary}", text, _data(t, actor=event.actor)
+    )
 
 
 def render_escalation(escalation: Escalation, public_url: str) -> Message:

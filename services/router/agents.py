@@ -16,7 +16,7 @@ from services.router.lifecycle import TicketRecord, apply_command, apply_event, 
 from services.router.rules import RoutingConfig, route
 from shared import db
 from shared.codec import DecodeError, decode, encode
-from shared.events import Command, InboundEvent, TicketEvent
+from shared.events import Command, Escalation, InboundEvent, TicketEvent
 from shared.logging import bind_ids, get_logger, make_headers
 from shared.metrics import counter
 from shared.streams import raw_table, raw_topic, send_acked, to_deadletter
@@ -40,6 +40,7 @@ def register(app: faust.App, deps: RouterDeps) -> None:
     ticket_inputs = raw_topic(app, t.ticket_inputs.name, internal=True, partitions=t.partitions)
     lifecycle_inputs = raw_topic(app, t.commands.name, t.ticket_inputs.name)
     tickets = raw_topic(app, t.tickets.name)
+    projected_topics = raw_topic(app, t.tickets.name, t.escalations.name)
     deadletter = raw_topic(app, t.deadletter.name)
     assignments = raw_table(app, "assignments", partitions=t.partitions)
     records = raw_table(app, "tickets", partitions=t.partitions)
@@ -47,7 +48,9 @@ def register(app: faust.App, deps: RouterDeps) -> None:
     ticket_changes = counter(
         deps.registry, "ticketloop_router_ticket_changes_total", "Ticket events emitted", ["change", "team"]
     )
-    projected = counter(deps.registry, "ticketloop_router_projected_events_total", "Ticket events written to SQL")
+    projected = counter(
+        deps.registry, "ticketloop_router_projected_events_total", "Ticket events and escalations written to SQL"
+    )
 
     @app.agent(events, name="router-assign")
     async def assign_agent(stream: Any) -> AsyncIterator[None]:
@@ -85,6 +88,7 @@ def register(app: faust.App, deps: RouterDeps) -> None:
             raw = records.get(ticket_id.encode())
             record = decode(TicketRecord, raw) if raw is not None else None
             now = datetime.now(UTC)
+            new: TicketRecord | None
             try:
                 if event.message.topic == t.commands.name:
                     cmd = decode(Command, event.value)
@@ -110,16 +114,20 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                 records[ticket_id.encode()] = encode(new)
             yield None
 
-    @app.agent(tickets, name="router-project")
+    @app.agent(projected_topics, name="router-project")
     async def project_agent(stream: Any) -> AsyncIterator[None]:
         async for batch in stream.take_events(500, within=0.25):
-            decoded: list[TicketEvent] = []
+            changes: list[TicketEvent] = []
+            escalations: list[Escalation] = []
             for event in batch:
                 try:
-                    decoded.append(decode(TicketEvent, event.value))
+                    if event.message.topic == t.escalations.name:
+                        escalations.append(decode(Escalation, event.value))
+                    else:
+                        changes.append(decode(TicketEvent, event.value))
                 except DecodeError as exc:
                     await to_deadletter(deadletter, SERVICE, event, str(exc))
-            if decoded:
-                await asyncio.to_thread(db.project_ticket_events, deps.engine, decoded)
-                projected.inc(len(decoded))
+            if changes or escalations:
+                await asyncio.to_thread(db.project, deps.engine, changes, escalations)
+                projected.inc(len(changes) + len(escalations))
             yield None

@@ -76,7 +76,8 @@ def register(app: faust.App, deps: SlaDeps) -> None:
 
     @app.timer(interval=deps.tick_interval_s, name="sla-fire-due")
     async def fire_due_timer() -> None:
-        if not app.tables.recovery.completed.is_set() or app.rebalancing:
+        tables: Any = app.tables  # faust types TableManagerT without its recovery service
+        if not tables.recovery.completed.is_set() or app.rebalancing:
             return
         now = datetime.now(UTC)
         due: list[Clock] = []

@@ -20,7 +20,9 @@ from shared.topics import Topics, ensure_topics
 def build(settings: SlaSettings, registry: CollectorRegistry) -> faust.App:
     config = load_yaml_model(settings.config_dir / "sla.yaml", SlaConfig)
     app = create_faust_app("sla", settings)
-    register(app, SlaDeps(Topics(settings.topic_prefix, settings.partitions), config, registry, settings.tick_interval_s))
+    register(
+        app, SlaDeps(Topics(settings.topic_prefix, settings.partitions), config, registry, settings.tick_interval_s)
+    )
     return app
 
 

@@ -115,8 +115,7 @@ def on_ticket_event(clock: Clock | None, event: TicketEvent, config: SlaConfig) 
     if clock is None:
         if ticket.state.value != "open":
             return None
-        clock = start_clock(ticket, config)
-        return clock
+        return start_clock(ticket, config)
     update: dict[str, object] = {"version": ticket.version, "ticket": ticket}
     if event.change in _STOPS or ticket.state.value != "open":
         update["state"] = "stopped"
@@ -141,7 +140,5 @@ def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
         ticket=clock.ticket,
         trace_id=f"sla-{clock.ticket_id}-{level}",
     )
-    after = clock.model_copy(
-        update={"fired": level, "state": "running" if level < len(clock.levels) else "exhausted"}
-    )
+    after = clock.model_copy(update={"fired": level, "state": "running" if level < len(clock.levels) else "exhausted"})
     return escalation, after

@@ -98,7 +98,9 @@ def alertmanager_payload(status: str, alerts: list[dict[str, Any]]) -> dict[str,
     }
 
 
-def alert(fingerprint: str, severity: str, status: str = "firing", starts: str = "2026-11-24T10:00:00Z") -> dict[str, Any]:
+def alert(
+    fingerprint: str, severity: str, status: str = "firing", starts: str = "2026-11-24T10:00:00Z"
+) -> dict[str, Any]:
     return {
         "status": status,
         "labels": {"alertname": "HighLatency", "service": "web", "instance": fingerprint, "severity": severity},
@@ -144,13 +146,20 @@ def test_alert_to_ticket_email_webhook_escalation_and_resolution(loop: tuple[Sta
         return next((t for t in tickets if t["dedup_key"] == f"am/{fingerprint}"), None)
 
     def mails(ticket_id: str, kind: str) -> list[Any]:
-        return [m for m in smtp.received() if m.message["X-Ticketloop-Ticket"] == ticket_id and m.message["X-Ticketloop-Kind"] == kind]
+        return [
+            m
+            for m in smtp.received()
+            if m.message["X-Ticketloop-Ticket"] == ticket_id and m.message["X-Ticketloop-Kind"] == kind
+        ]
 
     def hooks_for(ticket_id: str, kind: str) -> list[Any]:
         return [h for h in hooks.received() if h.body["ticket_id"] == ticket_id and h.body["kind"] == kind]
 
     # A (critical -> P1, 8 s to acknowledge) will escalate; B (error -> P2, 15 s) is acknowledged in time.
-    resp = am.post("/api/v1/integrations/am", json=alertmanager_payload("firing", [alert("fp-a", "critical"), alert("fp-b", "error")]))
+    resp = am.post(
+        "/api/v1/integrations/am",
+        json=alertmanager_payload("firing", [alert("fp-a", "critical"), alert("fp-b", "error")]),
+    )
     assert resp.status_code == 202, resp.text
     a = wait_for("ticket A in the API", lambda: ticket_for("fp-a"), stack=stack)
     b = wait_for("ticket B in the API", lambda: ticket_for("fp-b"), stack=stack)
@@ -177,6 +186,15 @@ def test_alert_to_ticket_email_webhook_escalation_and_resolution(loop: tuple[Sta
     esc_mail = wait_for("escalation email for A", lambda: mails(a["ticket_id"], "escalation"), stack=stack)
     assert "ESCALATION" in esc_mail[0].subject
     wait_for("escalation webhook for A", lambda: hooks_for(a["ticket_id"], "escalation"), stack=stack)
+    a_timeline = wait_for(
+        "the escalation on A's timeline",
+        lambda: [
+            e for e in api.get(f"/api/v1/tickets/{a['ticket_id']}").json()["timeline"] if e["change"] == "escalated"
+        ],
+        stack=stack,
+    )
+    assert a_timeline[0]["actor"] == "sla"
+    assert "level 1 to web-team" in a_timeline[0]["reason"]
 
     # C: kill the sla worker while C's deadline is pending, restart it: the escalation arrives exactly once.
     resp = am.post("/api/v1/integrations/am", json=alertmanager_payload("firing", [alert("fp-c", "critical")]))
@@ -184,20 +202,32 @@ def test_alert_to_ticket_email_webhook_escalation_and_resolution(loop: tuple[Sta
     c = wait_for("ticket C in the API", lambda: ticket_for("fp-c"), stack=stack)
     wait_for(
         "sla to start C's clock",
-        lambda: c["ticket_id"] in stack.log_path("sla").read_text() and '"clock_started"' in stack.log_path("sla").read_text(),
+        lambda: (
+            c["ticket_id"] in stack.log_path("sla").read_text()
+            and '"clock_started"' in stack.log_path("sla").read_text()
+        ),
         stack=stack,
     )
     assert not mails(c["ticket_id"], "escalation"), "C escalated before the kill: the deadline was not pending"
     stack.kill("sla", signal.SIGKILL)
     stack.start("sla")
-    wait_for("escalation email for C after the restart", lambda: mails(c["ticket_id"], "escalation"), timeout=120, stack=stack)
+    wait_for(
+        "escalation email for C after the restart",
+        lambda: mails(c["ticket_id"], "escalation"),
+        timeout=120,
+        stack=stack,
+    )
     wait_for("escalation webhook for C", lambda: hooks_for(c["ticket_id"], "escalation"), stack=stack)
 
     # A resolves when Alertmanager says so
-    resp = am.post("/api/v1/integrations/am", json=alertmanager_payload("resolved", [alert("fp-a", "critical", "resolved")]))
+    resp = am.post(
+        "/api/v1/integrations/am", json=alertmanager_payload("resolved", [alert("fp-a", "critical", "resolved")])
+    )
     assert resp.status_code == 202
     resolved = wait_for(
-        "A resolved", lambda: (t := api.get(f"/api/v1/tickets/{a['ticket_id']}").json())["state"] == "resolved" and t, stack=stack
+        "A resolved",
+        lambda: (t := api.get(f"/api/v1/tickets/{a['ticket_id']}").json())["state"] == "resolved" and t,
+        stack=stack,
     )
     assert resolved["timeline"][-1]["change"] == "resolved"
     wait_for("resolution email for A", lambda: mails(a["ticket_id"], "resolution"), stack=stack)

@@ -39,12 +39,12 @@ def local_postgres() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
     try:
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             _as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"]),
             check=True,
             capture_output=True,
         )
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             _as_postgres(
                 [
                     str(bindir / "pg_ctl"),
@@ -65,7 +65,7 @@ def local_postgres() -> Iterator[str]:
         _wait(url)
         yield url
     finally:
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
             check=False,
             capture_output=True,

@@ -45,9 +45,7 @@ class AlertmanagerWebhook(BaseModel):
     alerts: list[AlertmanagerAlert] = Field(min_length=1, max_length=10_000)
 
 
-def to_events(
-    payload: Any, *, integration: str, received_at: datetime, trace_id: str
-) -> list[InboundEvent]:
+def to_events(payload: Any, *, integration: str, received_at: datetime, trace_id: str) -> list[InboundEvent]:
     hook = AlertmanagerWebhook.model_validate(payload)
     events = []
     for alert in hook.alerts:

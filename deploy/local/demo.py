@@ -1,0 +1,257 @@
+"""The local stack and a short demo of the loop: ``make demo`` (or ``python -m deploy.local.demo``).
+
+Starts the real Kafka broker, a mail sink (SMTP on 127.0.0.1:1025) and a chat sink (HTTP on 127.0.0.1:8099)
+that print what they receive, and the four services on SQLite, with the config in deploy/local/config. Then it
+plays: an alert storm, a customer bug report, a ticket acknowledged in time, one left to escalate, and one
+resolved by its source. The stack keeps running until Ctrl-C (``--exit`` stops after the demo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import signal
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from deploy.local.kafka_local import LocalKafka, ensure_jars
+from deploy.local.sinks import ReceivedHook, ReceivedMail, SmtpSink, WebhookSink
+from deploy.local.stack import REPO, Stack
+
+CONFIG = REPO / "deploy" / "local" / "config"
+INTAKE_PORT = 8080
+SMTP_PORT = 1025
+CHAT_PORT = 8099
+_print_lock = threading.Lock()
+
+
+def say(kind: str, text: str) -> None:
+    stamp = datetime.now().strftime("%H:%M:%S")  # noqa: DTZ005 - the viewer's local time
+    with _print_lock:
+        print(f"{stamp} {kind:<9} {text}", flush=True)
+
+
+def on_mail(mail: ReceivedMail) -> None:
+    say("[mail]", f"to {', '.join(mail.recipients)}: {mail.subject}")
+
+
+def on_hook(hook: ReceivedHook) -> None:
+    body = hook.body
+    say("[chat]", f"{hook.path} (signature verified): {body['subject']}")
+
+
+def chat_secrets() -> dict[str, str]:
+    notify = yaml.safe_load((CONFIG / "notify.yaml").read_text())
+    secrets = {}
+    for team in notify["teams"].values():
+        for hook in team.get("webhooks", []):
+            secrets["/" + hook["url"].split("/", 3)[3]] = hook["secret"]
+    return secrets
+
+
+def tokens() -> tuple[str, str, str]:
+    intake = yaml.safe_load((CONFIG / "intake.yaml").read_text())
+    by_name = {i["name"]: i["token"] for i in intake["integrations"]}
+    return by_name["alertmanager"], by_name["support-portal"], intake["api_clients"][0]["token"]
+
+
+def wait_for(probe: Callable[[], Any], timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise TimeoutError("the demo waited too long; see the service logs")
+
+
+def am_alert(name: str, service: str, severity: str, status: str, starts: datetime) -> dict[str, Any]:
+    labels = {"alertname": name, "service": service, "severity": severity, "instance": f"{service}-1"}
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{name}"}}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "ticketloop",
+        "groupLabels": {"alertname": name},
+        "commonLabels": labels,
+        "commonAnnotations": {},
+        "externalURL": "http://127.0.0.1:9093",
+        "alerts": [
+            {
+                "status": status,
+                "labels": labels,
+                "annotations": {"summary": f"{name} on {service}-1"},
+                "startsAt": starts.isoformat(),
+                "endsAt": (datetime.now(UTC) if status == "resolved" else datetime(1, 1, 1, tzinfo=UTC)).isoformat(),
+                "generatorURL": "http://127.0.0.1:9090/graph",
+                "fingerprint": f"{name}-{service}".lower(),
+            }
+        ],
+    }
+
+
+def play(stack: Stack) -> None:
+    am_token, portal_token, api_token = tokens()
+    base = stack.intake_url
+    am = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {am_token}"}, timeout=10)
+    portal = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {portal_token}"}, timeout=10)
+    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {api_token}"}, timeout=10)
+
+    def ticket(dedup_key: str, **want: Any) -> dict[str, Any] | None:
+        for t in api.get("/api/v1/tickets", params={"limit": 1000}).json()["tickets"]:
+            if t["dedup_key"] == dedup_key and all(t[k] == v for k, v in want.items()):
+                return dict(t)
+        return None
+
+    say("[demo]", "1) an alert storm: 30 'disk almost full' events from the support portal's monitoring feed")
+    for i in range(30):
+        portal.post(
+            "/api/v1/integrations/support-portal",
+            json={
+                "summary": "Disk almost full on db-1",
+                "dedup_key": "disk-db-1",
+                "severity": "warning",
+                "labels": {"service": "database"},
+                "event_id": f"disk-db-1-{i}",
+            },
+        ).raise_for_status()
+    storm = wait_for(lambda: ticket("support-portal/disk-db-1", occurrences=30))
+    say(
+        "[ticket]",
+        f"{storm['ticket_id']}: 30 events -> one ticket, occurrences={storm['occurrences']}, team={storm['team']}",
+    )
+
+    say("[demo]", "2) a customer reports a bug")
+    portal.post(
+        "/api/v1/integrations/support-portal",
+        json={
+            "summary": "Checkout button does nothing on mobile",
+            "kind": "feedback",
+            "severity": "error",
+            "reporter": "buyer@customer.example",
+            "labels": {"customer": "acme", "project": "webshop"},
+        },
+    ).raise_for_status()
+    bug = wait_for(
+        lambda: next((t for t in api.get("/api/v1/tickets").json()["tickets"] if t["kind"] == "feedback"), None)
+    )
+    say("[ticket]", f"{bug['ticket_id']}: feedback routed to {bug['team']} ({bug['priority']}, rule {bug['rule']})")
+
+    say("[demo]", "3) the implementation engineer acknowledges the bug report in time")
+    api.post(
+        f"/api/v1/tickets/{bug['ticket_id']}/ack", json={"actor": "ian (implementation)", "reason": "reproduced"}
+    ).raise_for_status()
+    wait_for(lambda: api.get(f"/api/v1/tickets/{bug['ticket_id']}").json()["state"] == "acknowledged")
+    say("[ticket]", f"{bug['ticket_id']}: acknowledged by ian - its acknowledge clock stops, no escalation")
+
+    say(
+        "[demo]",
+        "4) Alertmanager: the database is down (critical -> P1, 20 s to acknowledge in this demo); nobody acks",
+    )
+    am.post(
+        "/api/v1/integrations/alertmanager",
+        json=am_alert("DatabaseDown", "database", "critical", "firing", datetime.now(UTC)),
+    ).raise_for_status()
+    db_down = wait_for(lambda: ticket("alertmanager/databasedown-database"))
+    say(
+        "[ticket]",
+        f"{db_down['ticket_id']}: {db_down['summary']} -> {db_down['team']} {db_down['priority']}; "
+        "waiting for the deadline...",
+    )
+
+    say("[demo]", "5) Alertmanager: checkout latency fires, then resolves by itself")
+    started = datetime.now(UTC) - timedelta(minutes=2)
+    am.post(
+        "/api/v1/integrations/alertmanager", json=am_alert("HighLatency", "checkout", "warning", "firing", started)
+    ).raise_for_status()
+    latency = wait_for(lambda: ticket("alertmanager/highlatency-checkout"))
+    say("[ticket]", f"{latency['ticket_id']}: {latency['summary']} -> {latency['team']} {latency['priority']}")
+    time.sleep(3)
+    am.post(
+        "/api/v1/integrations/alertmanager", json=am_alert("HighLatency", "checkout", "warning", "resolved", started)
+    ).raise_for_status()
+    wait_for(lambda: ticket("alertmanager/highlatency-checkout", state="resolved"))
+    say("[ticket]", f"{latency['ticket_id']}: resolved by the source")
+
+    timeline = wait_for(lambda: escalated(api, db_down["ticket_id"]), timeout=180)
+    say("[ticket]", f"{db_down['ticket_id']} timeline:")
+    for entry in timeline:
+        say("", f"  {entry['at'][11:19]} {entry['change']:<12} by {entry['actor']}: {entry['reason']}")
+    say("[demo]", "done. Tickets now:")
+    for t in api.get("/api/v1/tickets").json()["tickets"]:
+        say(
+            "",
+            f"{t['ticket_id']}  {t['state']:<12} {t['priority']} {t['team']:<15} x{t['occurrences']:<3} {t['summary']}",
+        )
+
+
+def escalated(api: httpx.Client, ticket_id: str) -> list[dict[str, Any]] | None:
+    timeline = list(api.get(f"/api/v1/tickets/{ticket_id}").json()["timeline"])
+    return timeline if any(e["change"] == "escalated" for e in timeline) else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=textwrap.dedent(__doc__ or ""))
+    parser.add_argument("--exit", action="store_true", help="stop after the demo instead of running until Ctrl-C")
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="ticketloop-demo-"))
+    say("[setup]", "fetching the Kafka broker jars with Maven (first run only)...")
+    ensure_jars()
+    broker = LocalKafka()
+    stack: Stack | None = None
+    chat = WebhookSink(CHAT_PORT, chat_secrets(), on_hook)
+    mail = SmtpSink(port=SMTP_PORT, on_message=on_mail)
+    try:
+        broker.start()
+        say("[setup]", f"Kafka {broker.bootstrap} ready (log {broker.log_path})")
+        mail.start()
+        chat.start()
+        say("[setup]", f"mail sink smtp://127.0.0.1:{SMTP_PORT}, chat sink http://127.0.0.1:{CHAT_PORT}")
+        stack = Stack(
+            bootstrap=broker.bootstrap,
+            database_url=f"sqlite:///{workdir / 'ticketloop.db'}",
+            config_dir=CONFIG,
+            workdir=workdir / "logs",
+            intake_port=INTAKE_PORT,
+            smtp_port=SMTP_PORT,
+        )
+        stack.start_all()
+        stack.wait_ready()
+        say("[setup]", f"services up; logs in {workdir / 'logs'}")
+        play(stack)
+        say("[stack]", f"API      {stack.intake_url}/api/v1/tickets  (Authorization: Bearer {tokens()[2]})")
+        say("[stack]", f"metrics  {stack.intake_url}/metrics")
+        say("[stack]", f"post     {stack.intake_url}/api/v1/integrations/<name>  (see deploy/local/config/intake.yaml)")
+        if not args.exit:
+            say("[stack]", "running; Ctrl-C stops everything")
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            while True:
+                stack.check_alive()
+                time.sleep(1)
+    except KeyboardInterrupt:
+        say("[stack]", "stopping...")
+    finally:
+        if stack is not None:
+            stack.stop_all()
+        chat.stop()
+        mail.stop()
+        broker.stop()
+        with contextlib.suppress(OSError):
+            shutil.rmtree(workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
