@@ -1,0 +1,40 @@
+"""Fakes for unit tests only (integration and e2e tests use the real parts)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.intake.publisher import PublishUnavailableError, Record
+from services.notifier.channels.base import DeliveryError, Message
+
+
+class FakePublisher:
+    """Records what would be produced; ``down=True`` behaves like a broker that does not acknowledge."""
+
+    def __init__(self, *, down: bool = False) -> None:
+        self.down = down
+        self.records: list[Record] = []
+
+    @property
+    def ready(self) -> bool:
+        return not self.down
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        if self.down:
+            raise PublishUnavailableError("fake broker is down")
+        self.records.extend(records)
+
+
+class FakeChannel:
+    """Fails with the given errors first, then succeeds; remembers every attempt."""
+
+    name = "fake"
+
+    def __init__(self, failures: Sequence[DeliveryError] = ()) -> None:
+        self.failures = list(failures)
+        self.attempts: list[tuple[Message, str]] = []
+
+    async def send(self, message: Message, target: str) -> None:
+        self.attempts.append((message, target))
+        if self.failures:
+            raise self.failures.pop(0)

@@ -1,0 +1,170 @@
+"""The HTTP layer with a fake publisher (a unit test); tests/integration runs it against the real broker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+from starlette.testclient import TestClient
+
+from services.intake.api import IntakeDeps, create_app
+from services.intake.config import IntakeConfig
+from shared import db
+from shared.events import Change, InboundEvent, TicketEvent
+from shared.topics import Topics
+from tests.fakes import FakePublisher
+from tests.unit.factories import T0, ticket
+
+AM = "am-token-0123456789abcdef"
+GEN = "gen-token-0123456789abcdef"
+API = "api-token-0123456789abcdef"
+CONFIG = IntakeConfig.model_validate(
+    {
+        "integrations": [
+            {"name": "am", "format": "alertmanager", "token": AM},
+            {"name": "portal", "format": "generic", "token": GEN},
+        ],
+        "api_clients": [{"name": "console", "token": API}],
+    }
+)
+
+
+class Api:
+    def __init__(self, client: TestClient, publisher: FakePublisher, engine: Any) -> None:
+        self.client, self.publisher, self.engine = client, publisher, engine
+
+    def post(self, path: str, token: str | None, body: bytes | dict[str, Any], **headers: str) -> Any:
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        content = body if isinstance(body, bytes) else orjson.dumps(body)
+        return self.client.post(path, content=content, headers=headers)
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
+    db.init_db(engine)
+    publisher = FakePublisher()
+    app = create_app(IntakeDeps(CONFIG, publisher, engine, Topics("t.", 2), CollectorRegistry(), max_body_bytes=2048))
+    with TestClient(app) as client:
+        yield Api(client, publisher, engine)
+
+
+def test_generic_event_is_published_keyed_by_dedup_key(api: Api) -> None:
+    resp = api.post(
+        "/api/v1/integrations/portal", GEN, {"summary": "broken", "dedup_key": "k1"}, **{"X-Trace-Id": "tr1"}
+    )
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["events"][0]["dedup_key"] == "portal/k1"
+    [record] = api.publisher.records
+    assert (record.topic, record.key) == ("t.events", "portal/k1")
+    assert InboundEvent.model_validate_json(record.value).summary == "broken"
+    assert ("trace_id", b"tr1") in record.headers
+
+
+@pytest.mark.parametrize(
+    ("token", "path"),
+    [
+        (None, "/api/v1/integrations/portal"),
+        ("wrong-token-0123456789", "/api/v1/integrations/portal"),
+        (AM, "/api/v1/integrations/portal"),
+        (GEN, "/api/v1/integrations/nope"),
+    ],
+)
+def test_bad_or_missing_token_is_401_and_nothing_is_published(api: Api, token: str | None, path: str) -> None:
+    resp = api.post(path, token, {"summary": "x"})
+    assert resp.status_code == 401
+    assert "token" in resp.json()["error"]
+    assert resp.headers["www-authenticate"].startswith("Bearer")
+    assert api.publisher.records == []
+
+
+def test_malformed_json_is_400_with_the_position(api: Api) -> None:
+    resp = api.post("/api/v1/integrations/portal", GEN, b'{"summary": "x",')
+    assert resp.status_code == 400
+    assert "malformed JSON" in resp.json()["error"]
+    assert "line 1" in resp.json()["error"]
+    assert api.post("/api/v1/integrations/portal", GEN, b"").status_code == 400
+
+
+def test_wrong_types_are_422_naming_each_field(api: Api) -> None:
+    resp = api.post(
+        "/api/v1/integrations/am",
+        AM,
+        {"version": "4", "status": "firing", "alerts": [{"status": 5, "labels": {"a": "b"}}]},
+    )
+    assert resp.status_code == 422
+    fields = {p["field"] for p in resp.json()["problems"]}
+    assert {"alerts.0.status", "alerts.0.startsAt"} <= fields
+    assert api.publisher.records == []
+
+
+def test_oversize_body_is_413(api: Api) -> None:
+    resp = api.post("/api/v1/integrations/portal", GEN, {"summary": "x" * 5000})
+    assert resp.status_code == 413
+    assert "limit of 2048 bytes" in resp.json()["error"]
+    assert api.publisher.records == []
+
+
+def test_broker_down_is_503_with_retry_after_and_ready_says_so(api: Api) -> None:
+    api.publisher.down = True
+    resp = api.post("/api/v1/integrations/portal", GEN, {"summary": "x"})
+    assert resp.status_code == 503
+    assert resp.headers["retry-after"] == "5"
+    assert api.client.get("/readyz").status_code == 503
+    assert api.client.get("/healthz").status_code == 200
+
+
+def test_metrics_count_accepted_and_rejected(api: Api) -> None:
+    api.post("/api/v1/integrations/portal", GEN, {"summary": "x"})
+    api.post("/api/v1/integrations/portal", None, {"summary": "x"})
+    text = api.client.get("/metrics").text
+    assert 'ticketloop_intake_events_accepted_total{integration="portal"} 1.0' in text
+    assert 'ticketloop_intake_requests_rejected_total{reason="unauthorized"} 1.0' in text
+
+
+def seed(api: Api) -> None:
+    t = ticket()
+    db.project(
+        api.engine, [TicketEvent(change_id="tl-1:1", change=Change.opened, actor="am", at=T0, ticket=t, trace_id="t")]
+    )
+
+
+def test_ticket_api_reads_the_read_model(api: Api) -> None:
+    seed(api)
+    auth = {"Authorization": f"Bearer {API}"}
+    assert api.client.get("/api/v1/tickets").status_code == 401
+    listed = api.client.get("/api/v1/tickets", headers=auth).json()["tickets"]
+    assert [t["ticket_id"] for t in listed] == ["tl-1"]
+    assert listed[0]["opened_at"] == T0.isoformat()
+    assert api.client.get("/api/v1/tickets?state=resolved", headers=auth).json()["tickets"] == []
+    one = api.client.get("/api/v1/tickets/tl-1", headers=auth).json()
+    assert one["timeline"][0]["change"] == "opened"
+    assert api.client.get("/api/v1/tickets/nope", headers=auth).status_code == 404
+    assert api.client.get("/api/v1/tickets?limit=x", headers=auth).status_code == 422
+
+
+def test_ack_produces_a_command_keyed_by_ticket(api: Api) -> None:
+    seed(api)
+    resp = api.post("/api/v1/tickets/tl-1/ack", API, {"actor": "alice", "reason": "on it"})
+    assert resp.status_code == 202
+    [record] = api.publisher.records
+    assert (record.topic, record.key) == ("t.commands", "tl-1")
+    body = orjson.loads(record.value)
+    assert (body["action"], body["actor"], body["reason"]) == ("acknowledge", "alice", "on it")
+    resolve = api.post("/api/v1/tickets/tl-1/resolve", API, b"")
+    assert resolve.status_code == 202
+    assert orjson.loads(api.publisher.records[1].value)["actor"] == "console"
+
+
+def test_commands_for_unknown_tickets_or_with_bad_bodies_are_refused(api: Api) -> None:
+    seed(api)
+    assert api.post("/api/v1/tickets/nope/ack", API, {}).status_code == 404
+    bad = api.post("/api/v1/tickets/tl-1/ack", API, {"actor": 5})
+    assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "actor"
+    assert api.post("/api/v1/tickets/tl-1/ack", GEN, {}).status_code == 401
+    assert api.publisher.records == []

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.router.lifecycle import SEEN_LIMIT, TicketRecord, apply_command, apply_event, assign, new_ticket_id
+from services.router.rules import RouteDecision
+from shared.events import Action, Change, Command, EventStatus, TicketState
+from tests.unit.factories import T0, event, ticket
+
+DECISION = RouteDecision(team="ops", priority="P1", policy="default", rule="r")
+NOW = T0 + timedelta(minutes=1)
+
+
+def cmd(action: Action, command_id: str = "c1") -> Command:
+    return Command(
+        command_id=command_id, ticket_id="tl-1", action=action, actor="alice", reason="why", issued_at=NOW, trace_id="t"
+    )
+
+
+def record(state: TicketState = TicketState.open) -> TicketRecord:
+    return TicketRecord(ticket=ticket(state=state), seen=["e1"])
+
+
+def test_assign_new_existing_and_resolved() -> None:
+    first = assign(None, event())
+    assert first.ticket_id == new_ticket_id("e1") and first.keep_mapping
+    assert assign("tl-x", event(event_id="e2")).ticket_id == "tl-x"
+    resolved = assign("tl-x", event(status=EventStatus.resolved))
+    assert resolved.ticket_id == "tl-x" and not resolved.keep_mapping
+    assert assign(None, event(status=EventStatus.resolved)).ticket_id is None
+
+
+def test_ticket_ids_are_deterministic_so_replays_land_on_the_same_ticket() -> None:
+    assert new_ticket_id("e1") == new_ticket_id("e1") != new_ticket_id("e2")
+
+
+def test_first_event_opens_a_routed_ticket() -> None:
+    rec, out = apply_event(None, "tl-1", event(), DECISION, NOW)
+    assert rec is not None
+    assert [o.change for o in out] == [Change.opened]
+    t = out[0].ticket
+    assert (t.state, t.team, t.priority, t.version, t.occurrences, t.opened_at) == (
+        TicketState.open,
+        "ops",
+        "P1",
+        1,
+        1,
+        NOW,
+    )
+    assert out[0].change_id == "tl-1:1"
+    assert "rule 'r'" in out[0].reason
+
+
+def test_resolution_for_unknown_ticket_opens_nothing() -> None:
+    assert apply_event(None, "tl-1", event(status=EventStatus.resolved), DECISION, NOW) == (None, [])
+
+
+def test_repeats_count_occurrences_and_duplicates_are_ignored() -> None:
+    rec, _ = apply_event(None, "tl-1", event(), DECISION, NOW)
+    assert rec is not None
+    later = T0 + timedelta(minutes=5)
+    rec2, out = apply_event(rec, "tl-1", event(event_id="e2", occurred_at=later), DECISION, NOW)
+    assert rec2 is not None
+    assert out[0].change is Change.occurred and out[0].ticket.occurrences == 2 and out[0].ticket.last_seen == later
+    rec3, out3 = apply_event(rec2, "tl-1", event(event_id="e2"), DECISION, NOW)
+    assert out3 == [] and rec3 == rec2
+
+
+def test_source_resolution_resolves_once() -> None:
+    rec, out = apply_event(record(), "tl-1", event(event_id="r1", status=EventStatus.resolved), DECISION, NOW)
+    assert rec is not None
+    assert out[0].change is Change.resolved and out[0].ticket.resolved_at == NOW and out[0].actor == "am"
+    again, out2 = apply_event(rec, "tl-1", event(event_id="r2", status=EventStatus.resolved), DECISION, NOW)
+    assert out2 == [] and again is not None and again.ticket.version == rec.ticket.version
+
+
+@pytest.mark.parametrize(
+    ("state", "action", "change", "new_state"),
+    [
+        (TicketState.open, Action.acknowledge, Change.acknowledged, TicketState.acknowledged),
+        (TicketState.open, Action.resolve, Change.resolved, TicketState.resolved),
+        (TicketState.acknowledged, Action.resolve, Change.resolved, TicketState.resolved),
+        (TicketState.acknowledged, Action.acknowledge, Change.rejected, TicketState.acknowledged),
+        (TicketState.resolved, Action.acknowledge, Change.rejected, TicketState.resolved),
+        (TicketState.resolved, Action.resolve, Change.rejected, TicketState.resolved),
+    ],
+)
+def test_command_transitions(state: TicketState, action: Action, change: Change, new_state: TicketState) -> None:
+    rec, out = apply_command(record(state), cmd(action), NOW)
+    assert [o.change for o in out] == [change]
+    assert rec.ticket.state is new_state
+    assert rec.ticket.version == 2, "every change, a rejection too, is a new version on the timeline"
+    assert out[0].actor == "alice"
+    if change is Change.rejected:
+        assert f"cannot {action.value}" in out[0].reason
+    else:
+        assert out[0].reason == "why"
+
+
+def test_acknowledge_stamps_time_and_duplicate_command_is_ignored() -> None:
+    rec, _out = apply_command(record(), cmd(Action.acknowledge), NOW)
+    assert rec.ticket.acknowledged_at == NOW
+    same, again = apply_command(rec, cmd(Action.acknowledge), NOW)
+    assert again == [] and same == rec
+
+
+def test_seen_ids_are_bounded() -> None:
+    rec = record()
+    for i in range(SEEN_LIMIT + 50):
+        rec, _ = apply_event(rec, "tl-1", event(event_id=f"x{i}"), DECISION, NOW)  # type: ignore[assignment]
+    assert len(rec.seen) == SEEN_LIMIT
+
+
+@given(st.lists(st.sampled_from(["fire", "resolve", "ack", "close"]), max_size=30))
+def test_versions_only_grow_and_resolved_tickets_have_a_time(steps: list[str]) -> None:
+    rec, _ = apply_event(None, "tl-1", event(), DECISION, NOW)
+    assert rec is not None
+    for i, step in enumerate(steps):
+        before = rec.ticket.version
+        at = datetime(2026, 11, 24, tzinfo=UTC) + timedelta(seconds=i)
+        if step == "fire":
+            nxt, _ = apply_event(rec, "tl-1", event(event_id=f"f{i}"), DECISION, at)
+        elif step == "resolve":
+            nxt, _ = apply_event(rec, "tl-1", event(event_id=f"r{i}", status=EventStatus.resolved), DECISION, at)
+        else:
+            nxt, _ = apply_command(rec, cmd(Action.acknowledge if step == "ack" else Action.resolve, f"c{i}"), at)
+        assert nxt is not None
+        rec = nxt
+        assert rec.ticket.version >= before
+        if rec.ticket.state is TicketState.resolved:
+            assert rec.ticket.resolved_at is not None

@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+
+from deploy.local.sinks import verify_signature
+from services.notifier.channels.base import DeliveryError, Message
+from services.notifier.channels.email import build_email
+from services.notifier.channels.webhook import payload, sign
+from services.notifier.config import NotifyConfig
+from services.notifier.pipeline import (
+    Dispatch,
+    RetryPolicy,
+    deliver,
+    notice_for_escalation,
+    notice_for_ticket_event,
+    plan,
+)
+from services.notifier.templates import render_assignment, render_escalation, render_resolution
+from shared.events import Change, Escalation, TicketEvent, TicketState
+from tests.fakes import FakeChannel
+from tests.unit.factories import T0, ticket
+
+URL = "http://tl.example"
+
+
+def tev(change: Change, **over: object) -> TicketEvent:
+    return TicketEvent(
+        change_id="tl-1:1", change=change, actor="am", reason="rule 'db'", at=T0, ticket=ticket(**over), trace_id="t"
+    )
+
+
+def escalation() -> Escalation:
+    return Escalation(
+        escalation_id="tl-1:acknowledge:1",
+        ticket_id="tl-1",
+        level=1,
+        target_team="leads",
+        deadline=T0,
+        fired_at=T0,
+        reason="not acknowledged",
+        ticket=ticket(),
+        trace_id="t",
+    )
+
+
+def test_assignment_message_has_the_facts_and_the_action_links() -> None:
+    m = render_assignment(tev(Change.opened, occurrences=3, labels={"service": "db"}), URL)
+    assert m.kind == "assignment"
+    assert m.subject == "[P1] New ticket tl-1: disk full"
+    for part in (
+        "Team:      ops",
+        "Why: rule 'db'",
+        "Seen:      3 times",
+        "service=db",
+        "POST http://tl.example/api/v1/tickets/tl-1/ack",
+        "/tl-1/resolve",
+    ):
+        assert part in m.text
+    assert m.data["ticket_id"] == "tl-1"
+
+
+def test_escalation_and_resolution_messages() -> None:
+    e = render_escalation(escalation(), URL)
+    assert e.subject.startswith("[P1] ESCALATION L1 tl-1")
+    assert "ESCALATION level 1 to leads: not acknowledged" in e.text
+    assert e.data["level"] == 1
+    r = render_resolution(tev(Change.resolved, state=TicketState.resolved), URL)
+    assert r.kind == "resolution" and "Resolved by am" in r.text
+
+
+def test_only_assignment_and_resolution_ticket_events_notify() -> None:
+    assert notice_for_ticket_event(tev(Change.opened), URL) is not None
+    assert notice_for_ticket_event(tev(Change.resolved), URL) is not None
+    for change in (Change.occurred, Change.acknowledged, Change.rejected):
+        assert notice_for_ticket_event(tev(change), URL) is None
+    notice_id, team, _ = notice_for_escalation(escalation(), URL)
+    assert (notice_id, team) == ("tl-1:acknowledge:1", "leads")
+
+
+def test_signature_matches_an_independent_hmac_and_the_receiver_check() -> None:
+    body = b'{"a":1}'
+    expected = "v1=" + hmac.new(b"s3cret", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert sign("s3cret", 1_700_000_000, body) == expected
+    assert verify_signature("s3cret", "1700000000", body, expected, now=1_700_000_010) is None
+    assert verify_signature("other", "1700000000", body, expected, now=1_700_000_010) == "signature mismatch"
+    assert verify_signature("s3cret", "1700000000", body + b" ", expected, now=1_700_000_010) == "signature mismatch"
+    assert "window" in (verify_signature("s3cret", "1700000000", body, expected, now=1_700_000_000 + 301) or "")
+
+
+def test_webhook_payload_is_json_with_the_message() -> None:
+    assert (
+        payload(Message("k", "s", "t", {"ticket_id": "x"})) == b'{"kind":"k","subject":"s","text":"t","ticket_id":"x"}'
+    )
+
+
+def test_email_headers() -> None:
+    mail = build_email(Message("assignment", "subj", "body", {"ticket_id": "tl-1"}), sender="a@x", recipient="b@y")
+    assert (mail["To"], mail["Subject"], mail["X-Ticketloop-Ticket"], mail["X-Ticketloop-Kind"]) == (
+        "b@y",
+        "subj",
+        "tl-1",
+        "assignment",
+    )
+
+
+CFG = NotifyConfig.model_validate(
+    {
+        "teams": {
+            "ops": {
+                "email": ["a@x", "b@x"],
+                "webhooks": [{"name": "ops-chat", "url": "http://h/1", "secret": "12345678"}],
+            },
+            "quiet": {},
+            "leads": {"email": ["l@x"]},
+        },
+        "fallback_team": "leads",
+    }
+)
+
+
+def test_plan_fans_out_per_channel_and_target_with_stable_distinct_ids() -> None:
+    msg = Message("assignment", "s", "t")
+    dispatches = plan("tl-1:1", "tl-1", "ops", msg, CFG)
+    assert [(d.channel, d.target) for d in dispatches] == [("email", "a@x"), ("email", "b@x"), ("webhook", "ops-chat")]
+    assert len({d.notification_id for d in dispatches}) == 3
+    assert [d.notification_id for d in plan("tl-1:1", "tl-1", "ops", msg, CFG)] == [
+        d.notification_id for d in dispatches
+    ]
+    assert plan("tl-1:2", "tl-1", "ops", msg, CFG)[0].notification_id != dispatches[0].notification_id
+
+
+def test_plan_uses_the_fallback_team_for_teams_without_channels() -> None:
+    msg = Message("assignment", "s", "t")
+    assert [d.target for d in plan("n", "tl-1", "quiet", msg, CFG)] == ["l@x"]
+    assert [d.target for d in plan("n", "tl-1", "unknown", msg, CFG)] == ["l@x"]
+    no_fallback = NotifyConfig.model_validate({"teams": {"ops": {}}})
+    assert plan("n", "tl-1", "nobody", msg, no_fallback) == []
+
+
+def test_config_rejects_duplicate_webhook_names_and_unknown_fallback() -> None:
+    hook = {"name": "h", "url": "http://x", "secret": "12345678"}
+    with pytest.raises(ValueError, match="unique"):
+        NotifyConfig.model_validate({"teams": {"a": {"webhooks": [hook]}, "b": {"webhooks": [hook]}}})
+    with pytest.raises(ValueError, match="fallback_team"):
+        NotifyConfig.model_validate({"teams": {"a": {}}, "fallback_team": "b"})
+
+
+DISPATCH = Dispatch("n1", "tl-1", "fake", "target", Message("assignment", "s", "t"))
+
+
+async def no_sleep(_s: float) -> None:
+    return None
+
+
+async def test_deliver_retries_retryable_errors_then_succeeds() -> None:
+    channel = FakeChannel([DeliveryError("503"), DeliveryError("timeout")])
+    sleeps: list[float] = []
+
+    async def sleep(s: float) -> None:
+        sleeps.append(s)
+
+    record = await deliver(DISPATCH, {"fake": channel}, RetryPolicy(5, 1.0, 30.0), sleep=sleep, jitter=lambda: 1.0)
+    assert (record.status, record.attempts, record.error) == ("sent", 3, "")
+    assert sleeps == [1.0, 2.0]
+    assert len(channel.attempts) == 3
+
+
+async def test_deliver_stops_on_a_permanent_error() -> None:
+    channel = FakeChannel([DeliveryError("404", retryable=False)])
+    record = await deliver(DISPATCH, {"fake": channel}, RetryPolicy(5), sleep=no_sleep)
+    assert (record.status, record.attempts, record.error) == ("failed", 1, "404")
+
+
+async def test_deliver_gives_up_after_the_attempts() -> None:
+    channel = FakeChannel([DeliveryError(str(i)) for i in range(10)])
+    record = await deliver(DISPATCH, {"fake": channel}, RetryPolicy(3), sleep=no_sleep)
+    assert (record.status, record.attempts, record.error) == ("failed", 3, "2")
+
+
+def test_backoff_is_exponential_and_capped() -> None:
+    policy = RetryPolicy(10, 0.5, 4.0)
+    assert [policy.delay(i) for i in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+    assert policy.delay(3, jitter=0.5) == 1.0

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from shared.codec import DecodeError, decode, encode
+from shared.events import InboundEvent
+from shared.logging import ids_from_headers, make_headers
+from shared.metrics import counter, histogram
+from shared.topics import Topics
+from tests.unit.factories import event
+
+
+def test_codec_round_trip() -> None:
+    ev = event()
+    assert decode(InboundEvent, encode(ev)) == ev
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"{nope", "malformed JSON"),
+        (b'{"event_id": 5}', "invalid InboundEvent: event_id"),
+        (b'{"schema_version": 2}', "schema_version"),
+    ],
+)
+def test_decode_errors_say_what_and_where(data: bytes, message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        decode(InboundEvent, data)
+
+
+def test_metric_names_follow_the_convention() -> None:
+    registry = CollectorRegistry()
+    counter(registry, "ticketloop_x_things_total", "d")
+    histogram(registry, "ticketloop_x_wait_seconds", "d")
+    with pytest.raises(ValueError, match="does not follow"):
+        counter(registry, "things_total", "d")
+    with pytest.raises(ValueError, match="does not follow"):
+        histogram(registry, "ticketloop_x_wait", "d")
+
+
+def test_headers_round_trip_and_skip_none() -> None:
+    headers = make_headers(trace_id="t", event_id=None, ticket_id="tl")
+    assert headers == [("trace_id", b"t"), ("ticket_id", b"tl")]
+    assert ids_from_headers([*headers, ("other", b"x")]) == {"trace_id": "t", "ticket_id": "tl"}
+
+
+def test_topic_registry_copartitions_ticket_keyed_topics() -> None:
+    topics = Topics("p.", 6)
+    keyed = [topics.commands, topics.ticket_inputs, topics.tickets, topics.escalations]
+    assert {t.partitions for t in keyed} == {6}
+    assert all(t.name.startswith("p.") for t in topics.all())
+    assert len({t.name for t in topics.all()}) == len(topics.all())

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.sla.policy import SlaConfig, fire_due, on_ticket_event, start_clock
+from shared.events import Change, TicketEvent, TicketState
+from tests.unit.factories import T0, ticket
+
+CONFIG = SlaConfig.model_validate(
+    {
+        "policies": {
+            "default": {
+                "acknowledge": {"P1": "5m", "P3": "1h"},
+                "escalation": [{"after": "0s", "team": "owner"}, {"after": "10m", "team": "leads"}],
+            },
+            "gold": {"acknowledge": {"P1": "1m"}, "escalation": [{"after": 0, "team": "owner"}]},
+        }
+    }
+)
+
+
+def tev(change: Change, version: int, **over: object) -> TicketEvent:
+    return TicketEvent(
+        change_id=f"tl-1:{version}",
+        change=change,
+        actor="x",
+        at=T0,
+        ticket=ticket(version=version, **over),
+        trace_id="t",
+    )
+
+
+def test_deadline_is_opened_at_plus_the_priority_target() -> None:
+    assert start_clock(ticket(), CONFIG).deadline == T0 + timedelta(minutes=5)
+    assert start_clock(ticket(priority="P3"), CONFIG).deadline == T0 + timedelta(hours=1)
+    assert start_clock(ticket(priority="P4"), CONFIG).deadline == T0 + timedelta(hours=1), "unknown: the loosest target"
+    gold = start_clock(ticket(policy="gold"), CONFIG)
+    assert (gold.policy, gold.deadline) == ("gold", T0 + timedelta(minutes=1))
+    assert start_clock(ticket(policy="nope"), CONFIG).policy == "default"
+
+
+def test_chain_fires_each_level_once_in_order_then_is_exhausted() -> None:
+    clock = start_clock(ticket(), CONFIG)
+    deadline = T0 + timedelta(minutes=5)
+    none, same = fire_due(clock, deadline - timedelta(seconds=1))
+    assert none is None and same == clock
+    first, clock = fire_due(clock, deadline)
+    assert first is not None
+    assert (first.level, first.target_team, first.escalation_id) == (1, "ops", "tl-1:acknowledge:1")
+    nothing, clock = fire_due(clock, deadline + timedelta(minutes=9))
+    assert nothing is None
+    second, clock = fire_due(clock, deadline + timedelta(minutes=10))
+    assert second is not None and (second.level, second.target_team) == (2, "leads")
+    assert clock.state == "exhausted" and clock.next_due is None
+    assert fire_due(clock, deadline + timedelta(days=1))[0] is None
+
+
+def test_acknowledge_and_resolve_stop_the_clock() -> None:
+    clock = on_ticket_event(None, tev(Change.opened, 1), CONFIG)
+    assert clock is not None and clock.state == "running"
+    for change, state in ((Change.acknowledged, TicketState.acknowledged), (Change.resolved, TicketState.resolved)):
+        stopped = on_ticket_event(clock, tev(change, 2, state=state), CONFIG)
+        assert stopped is not None and stopped.state == "stopped" and stopped.next_due is None
+        assert fire_due(stopped, T0 + timedelta(days=1))[0] is None
+
+
+def test_occurrences_keep_the_clock_and_replays_are_no_ops() -> None:
+    clock = on_ticket_event(None, tev(Change.opened, 1), CONFIG)
+    assert clock is not None
+    after = on_ticket_event(clock, tev(Change.occurred, 2, occurrences=2), CONFIG)
+    assert after is not None and after.state == "running" and after.deadline == clock.deadline and after.version == 2
+    acked = on_ticket_event(after, tev(Change.acknowledged, 3, state=TicketState.acknowledged), CONFIG)
+    replayed_open = on_ticket_event(acked, tev(Change.opened, 1), CONFIG)
+    assert replayed_open == acked and acked is not None and acked.state == "stopped"
+
+
+def test_no_clock_for_a_ticket_first_seen_closed() -> None:
+    assert on_ticket_event(None, tev(Change.resolved, 3, state=TicketState.resolved), CONFIG) is None
+
+
+def test_a_policy_edit_does_not_change_a_running_clock() -> None:
+    clock = start_clock(ticket(), CONFIG)
+    edited = SlaConfig.model_validate(
+        {"policies": {"default": {"acknowledge": {"P1": "1h"}, "escalation": [{"after": "0s", "team": "x"}]}}}
+    )
+    later = on_ticket_event(clock, tev(Change.occurred, 2), edited)
+    assert later is not None and later.deadline == clock.deadline and later.levels == clock.levels
+
+
+@given(st.integers(min_value=0, max_value=100_000))
+def test_escalation_never_fires_before_the_deadline(offset_s: int) -> None:
+    clock = start_clock(ticket(), CONFIG)
+    now = T0 + timedelta(seconds=offset_s)
+    esc, _ = fire_due(clock, now)
+    assert (esc is not None) == (now >= clock.deadline)
