@@ -7,12 +7,13 @@ Kafka never duplicate anything.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Engine, UniqueConstraint, event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DatabaseError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from shared.events import Delivery, Escalation, TicketEvent
@@ -88,12 +89,18 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def init_db(engine: Engine) -> None:
-    """Create missing tables (idempotent; concurrent callers that lose the race are fine)."""
-    try:
-        SQLModel.metadata.create_all(engine)
-    except IntegrityError:
-        SQLModel.metadata.create_all(engine)
+def init_db(engine: Engine, attempts: int = 5) -> None:
+    """Create missing tables. Services start together and race to create them: the loser of a race sees
+    "already exists" (SQLite) or a unique violation (PostgreSQL) and simply checks again."""
+    for attempt in range(attempts):
+        try:
+            SQLModel.metadata.create_all(engine)
+        except DatabaseError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+        else:
+            return
 
 
 def as_utc(value: datetime | None) -> datetime | None:

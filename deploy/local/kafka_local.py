@@ -108,6 +108,7 @@ class LocalKafka:
         self.heap_mb = heap_mb
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "broker.log"
+        self._log_offset = 0
 
     @property
     def bootstrap(self) -> str:
@@ -161,7 +162,16 @@ class LocalKafka:
         )
         if fmt.returncode != 0:
             raise KafkaStartError(f"formatting storage failed:\n{fmt.stdout}\n{fmt.stderr}")
-        log = self.log_path.open("wb")
+        self._launch(timeout)
+        return self
+
+    def _launch(self, timeout: float) -> None:
+        java = shutil.which("java") or "java"
+        cp = f"{libs_dir()}/*"
+        logcfg = f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}"
+        props = self.workdir / "server.properties"
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
         self.proc = subprocess.Popen(  # noqa: S603
             [
                 java,
@@ -187,7 +197,15 @@ class LocalKafka:
         except BaseException:
             self.stop()
             raise
-        return self
+
+    def halt(self) -> None:
+        """Stop the broker process but keep its data, as in an outage; ``resume()`` brings it back."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            _terminate(proc)
+
+    def resume(self, *, timeout: float = 90.0) -> None:
+        self._launch(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -195,7 +213,7 @@ class LocalKafka:
             if self.proc is not None and self.proc.poll() is not None:
                 raise KafkaStartError(f"broker exited with {self.proc.returncode}; log: {self.log_path}\n{self.tail()}")
             with contextlib.suppress(OSError):
-                text = self.log_path.read_text(errors="replace")
+                text = self.log_path.read_text(errors="replace")[self._log_offset :]
                 if "Kafka Server started" in text or "Transitioning from RECOVERY to RUNNING" in text:
                     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
                         return
@@ -210,15 +228,8 @@ class LocalKafka:
 
     def stop(self, *, timeout: float = 20.0) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        if proc is not None:
+            _terminate(proc, timeout)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -229,6 +240,20 @@ class LocalKafka:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _terminate(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM (controlled shutdown), then SIGKILL after ``timeout``."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

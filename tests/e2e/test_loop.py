@@ -19,12 +19,9 @@ import pytest
 from deploy.local.kafka_local import free_port
 from deploy.local.sinks import SmtpSink, WebhookSink
 from deploy.local.stack import Stack
+from tests.support.configs import AM_TOKEN, API_TOKEN, HOOK_SECRET, write_config
 
 T = TypeVar("T")
-AM_TOKEN = "e2e-alertmanager-token-0123456789"
-API_TOKEN = "e2e-api-token-0123456789abcdef"
-SECRET = "e2e-webhook-secret"
-
 pytestmark = pytest.mark.e2e
 
 
@@ -38,49 +35,6 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0, st
             return value
         time.sleep(0.25)
     raise AssertionError(f"gave up waiting for {what} after {timeout:.0f}s")
-
-
-def write_config(root: Path, hook_port: int) -> Path:
-    cfg = root / "config"
-    cfg.mkdir()
-    (cfg / "intake.yaml").write_text(
-        f"""
-integrations:
-  - {{name: am, format: alertmanager, token: {AM_TOKEN}}}
-api_clients:
-  - {{name: e2e, token: {API_TOKEN}}}
-"""
-    )
-    (cfg / "routing.yaml").write_text(
-        """
-default_team: operations
-rules:
-  - name: web
-    match: {service: web}
-    team: web-team
-"""
-    )
-    (cfg / "sla.yaml").write_text(
-        """
-policies:
-  default:
-    acknowledge: {P1: 8s, P2: 15s, P3: 1h, P4: 1h}
-    escalation:
-      - {after: 0s, team: owner}
-"""
-    )
-    (cfg / "notify.yaml").write_text(
-        f"""
-teams:
-  web-team:
-    email: [web@example.test]
-    webhooks:
-      - {{name: web-chat, url: "http://127.0.0.1:{hook_port}/hooks/web", secret: {SECRET}}}
-  operations:
-    email: [ops@example.test]
-"""
-    )
-    return cfg
 
 
 def alertmanager_payload(status: str, alerts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -116,11 +70,11 @@ def alert(
 def loop(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Stack, SmtpSink, WebhookSink]]:
     hook_port = free_port()
     smtp = SmtpSink(port=free_port()).start()
-    hooks = WebhookSink(hook_port, {"/hooks/web": SECRET}).start()
+    hooks = WebhookSink(hook_port, {"/hooks/web": HOOK_SECRET}).start()
     stack = Stack(
         bootstrap=kafka_bootstrap,
         database_url=f"sqlite:///{tmp_path / 'ticketloop.db'}",
-        config_dir=write_config(tmp_path, hook_port),
+        config_dir=write_config(tmp_path, hook_port=hook_port),
         workdir=tmp_path / "logs",
         intake_port=free_port(),
         smtp_port=smtp.port,

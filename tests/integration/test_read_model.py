@@ -1,0 +1,134 @@
+"""The SQL read model against both SQLite and PostgreSQL (Debian's package, started by the fixture)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from sqlalchemy import Engine, text
+
+from shared import db
+from shared.events import Change, Delivery, Escalation, TicketEvent, TicketState
+from tests.unit.factories import T0, ticket
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    sqlite = f"sqlite:///{tmp_path / 'rm.db'}"
+    url = sqlite if request.param == "sqlite" else str(request.getfixturevalue("postgres_url"))
+    eng = db.make_engine(url)
+    db.init_db(eng)
+    yield eng
+    if request.param == "postgresql":
+        with eng.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS tickets, ticket_timeline, deliveries"))
+    eng.dispose()
+
+
+def tev(change: Change, version: int, **over: Any) -> TicketEvent:
+    return TicketEvent(
+        change_id=f"tl-1:{version}",
+        change=change,
+        actor="a",
+        reason=change.value,
+        at=T0 + timedelta(seconds=version),
+        ticket=ticket(version=version, **over),
+        trace_id="t",
+    )
+
+
+def test_projection_is_idempotent_and_only_moves_forward(engine: Engine) -> None:
+    events = [
+        tev(Change.opened, 1),
+        tev(Change.occurred, 2, occurrences=2),
+        tev(Change.acknowledged, 3, occurrences=2, state=TicketState.acknowledged, acknowledged_at=T0),
+    ]
+    assert db.project(engine, events) == 3
+    assert db.project(engine, events) == 0, "a replay changes nothing"
+    assert db.project(engine, [tev(Change.opened, 1)]) == 0, "an old version never overwrites a newer one"
+    found = db.get_ticket(engine, "tl-1")
+    assert found is not None
+    row, timeline = found
+    assert (row.state, row.version, row.occurrences) == ("acknowledged", 3, 2)
+    assert db.as_utc(row.acknowledged_at) == T0
+    assert [t.change for t in timeline] == ["opened", "occurred", "acknowledged"]
+
+
+def test_escalations_join_the_timeline_once(engine: Engine) -> None:
+    db.project(engine, [tev(Change.opened, 1)])
+    esc = Escalation(
+        escalation_id="tl-1:acknowledge:1",
+        ticket_id="tl-1",
+        level=1,
+        target_team="leads",
+        deadline=T0,
+        fired_at=T0 + timedelta(seconds=30),
+        reason="late",
+        ticket=ticket(),
+        trace_id="t",
+    )
+    db.project(engine, [], [esc])
+    db.project(engine, [], [esc])
+    found = db.get_ticket(engine, "tl-1")
+    assert found is not None
+    assert [(t.change, t.actor) for t in found[1]] == [("opened", "a"), ("escalated", "sla")]
+    assert "level 1 to leads" in found[1][1].reason
+
+
+def test_list_filters(engine: Engine) -> None:
+    db.project(engine, [tev(Change.opened, 1)])
+    db.project(
+        engine,
+        [
+            TicketEvent(
+                change_id="tl-2:1",
+                change=Change.opened,
+                actor="a",
+                at=T0,
+                ticket=ticket(ticket_id="tl-2", team="web"),
+                trace_id="t",
+            )
+        ],
+    )
+    assert {r.ticket_id for r in db.list_tickets(engine)} == {"tl-1", "tl-2"}
+    assert [r.ticket_id for r in db.list_tickets(engine, team="web")] == ["tl-2"]
+    assert db.list_tickets(engine, state="resolved") == []
+    assert len(db.list_tickets(engine, limit=1)) == 1
+
+
+def test_delivery_log_keeps_the_first_success(engine: Engine) -> None:
+    def delivery(status: Literal["sent", "failed"], attempts: int) -> Delivery:
+        return Delivery(
+            notification_id="n1",
+            ticket_id="tl-1",
+            kind="assignment",
+            channel="email",
+            recipient="a@x",
+            status=status,
+            attempts=attempts,
+            at=T0,
+        )
+
+    assert not db.was_delivered(engine, "n1")
+    db.record_delivery(engine, delivery("failed", 5))
+    assert not db.was_delivered(engine, "n1")
+    db.record_delivery(engine, delivery("sent", 1))
+    db.record_delivery(engine, delivery("failed", 9))
+    assert db.was_delivered(engine, "n1")
+    [row] = db.list_deliveries(engine, "tl-1")
+    assert (row.status, row.attempts) == ("sent", 1)
+
+
+def test_services_starting_together_can_all_create_the_schema(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    engines = [db.make_engine(url) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(db.init_db, engines))
+    assert db.list_tickets(engines[0]) == []

@@ -1,0 +1,94 @@
+"""The router as a process on the real broker: a storm groups into tickets with exact counts, re-sent events are
+not counted twice, and poison messages go to deadletter with the reason while the good ones still flow."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from deploy.local.kafka_local import free_port
+from deploy.local.stack import Stack
+from shared import db
+from shared.codec import encode
+from shared.events import EventKind, EventStatus, InboundEvent, Severity
+from shared.topics import Topics, ensure_topics
+from tests.support.configs import write_config
+from tests.support.kafka_io import produce, read_all
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 24, 9, tzinfo=UTC)
+
+
+def ev(key: str, n: int, *, status: EventStatus = EventStatus.firing, service: str = "web") -> InboundEvent:
+    return InboundEvent(
+        event_id=f"{key}-{status.value}-{n}",
+        kind=EventKind.alert,
+        source="am",
+        dedup_key=f"am/{key}",
+        status=status,
+        summary=f"{key} is down",
+        severity=Severity.critical,
+        labels={"service": service},
+        occurred_at=T0 + timedelta(seconds=n),
+        received_at=T0,
+        trace_id=f"tr-{key}-{n}",
+    )
+
+
+def test_storm_groups_exactly_and_poison_goes_to_deadletter(kafka_bootstrap: str, tmp_path: Path) -> None:
+    prefix = f"it-router-{time.time_ns()}."
+    topics = Topics(prefix, 4)
+    asyncio.run(ensure_topics(kafka_bootstrap, topics.all()))
+    keys = [f"svc{i}" for i in range(5)]
+    storm = [ev(k, n, service="web" if k == "svc0" else "db") for n in range(200) for k in keys]
+    resent = storm[:50]  # the same events again, as a retrying sender would
+    poison = [("am/bad", b"this is not json"), ("am/bad2", orjson.dumps({"schema_version": 1, "event_id": 7}))]
+    resolve = [ev("svc4", 999, status=EventStatus.resolved)]
+    records = [(e.dedup_key, encode(e)) for e in storm + resent] + poison + [(e.dedup_key, encode(e)) for e in resolve]
+    asyncio.run(produce(kafka_bootstrap, topics.events.name, records))
+
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    stack = Stack(
+        kafka_bootstrap,
+        database,
+        write_config(tmp_path),
+        tmp_path / "logs",
+        free_port(),
+        9,
+        extra_env={"TICKETLOOP_TOPIC_PREFIX": prefix},
+    )
+    stack.start("router")
+    engine = db.make_engine(database)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            stack.check_alive()
+            try:
+                rows = db.list_tickets(engine)
+            except Exception:  # noqa: BLE001 - the router creates the tables when it starts
+                rows = []
+            if len(rows) == 5 and all(r.occurrences == 200 for r in rows) and any(r.state == "resolved" for r in rows):
+                break
+            assert time.monotonic() < deadline, (
+                f"router did not converge: {[(r.dedup_key, r.occurrences, r.state) for r in rows]}"
+            )
+            time.sleep(0.5)
+        dead = asyncio.run(read_all(kafka_bootstrap, topics.deadletter.name, expect=2))
+    finally:
+        stack.stop_all()
+    by_key = {r.dedup_key: r for r in rows}
+    assert by_key["am/svc0"].team == "web-team"
+    assert by_key["am/svc1"].team == "operations"
+    assert by_key["am/svc4"].state == "resolved"
+    assert {r.state for k, r in by_key.items() if k != "am/svc4"} == {"open"}
+    reasons = {orjson.loads(d.value)["key"]: orjson.loads(d.value)["reason"] for d in dead}
+    assert "malformed JSON" in reasons["am/bad"]
+    assert "invalid InboundEvent" in reasons["am/bad2"]
+    assert (
+        orjson.loads(next(d.value for d in dead if d.key == topics.events.name.encode()))["topic"] == topics.events.name
+    )

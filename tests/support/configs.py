@@ -1,0 +1,54 @@
+"""Config directories for tests that start services as processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+AM_TOKEN = "test-alertmanager-token-0123456789"
+GEN_TOKEN = "test-generic-token-0123456789abc"
+API_TOKEN = "test-api-token-0123456789abcdef"
+HOOK_SECRET = "test-webhook-secret"
+
+SLA = """
+policies:
+  default:
+    acknowledge: {P1: 8s, P2: 15s, P3: 1h, P4: 1h}
+    escalation:
+      - {after: 0s, team: owner}
+"""
+
+
+def write_config(root: Path, *, hook_port: int = 9, sla: str = SLA) -> Path:
+    cfg = root / "config"
+    cfg.mkdir(parents=True, exist_ok=True)
+    (cfg / "intake.yaml").write_text(
+        f"""
+integrations:
+  - {{name: am, format: alertmanager, token: {AM_TOKEN}}}
+  - {{name: portal, format: generic, token: {GEN_TOKEN}}}
+api_clients:
+  - {{name: tests, token: {API_TOKEN}}}
+"""
+    )
+    (cfg / "routing.yaml").write_text(
+        """
+default_team: operations
+rules:
+  - name: web
+    match: {service: web}
+    team: web-team
+"""
+    )
+    (cfg / "sla.yaml").write_text(sla)
+    (cfg / "notify.yaml").write_text(
+        f"""
+teams:
+  web-team:
+    email: [web@example.test]
+    webhooks:
+      - {{name: web-chat, url: "http://127.0.0.1:{hook_port}/hooks/web", secret: {HOOK_SECRET}}}
+  operations:
+    email: [ops@example.test]
+"""
+    )
+    return cfg
