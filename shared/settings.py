@@ -37,9 +37,8 @@ class CommonSettings(BaseSettings):
     session_timeout_s: float = Field(default=10.0, gt=0, validation_alias=_common("session_timeout_s"))
     heartbeat_interval_s: float = Field(default=1.0, gt=0, validation_alias=_common("heartbeat_interval_s"))
     metrics_host: str = Field(default="127.0.0.1", validation_alias=_common("metrics_host"))
-    metrics_port: int = Field(
-        default=0, ge=0, le=65535, validation_alias=_common("metrics_port"), description="0 disables it"
-    )
+    # per service (TICKETLOOP_ROUTER_METRICS_PORT, ...): /metrics for Prometheus; 0 disables the listener
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
 
 class IntakeSettings(CommonSettings):

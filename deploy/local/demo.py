@@ -33,6 +33,7 @@ CONFIG = REPO / "deploy" / "local" / "config"
 INTAKE_PORT = 8080
 SMTP_PORT = 1025
 CHAT_PORT = 8099
+WORKER_METRICS = {"router": 9101, "sla": 9102, "notifier": 9103}
 _print_lock = threading.Lock()
 
 
@@ -226,13 +227,15 @@ def main(argv: list[str] | None = None) -> int:
             workdir=workdir / "logs",
             intake_port=INTAKE_PORT,
             smtp_port=SMTP_PORT,
+            metrics_ports=WORKER_METRICS,
         )
         stack.start_all()
         stack.wait_ready()
         say("[setup]", f"services up; logs in {workdir / 'logs'}")
         play(stack)
         say("[stack]", f"API      {stack.intake_url}/api/v1/tickets  (Authorization: Bearer {tokens()[2]})")
-        say("[stack]", f"metrics  {stack.intake_url}/metrics")
+        workers = " ".join(f"{s}=http://127.0.0.1:{p}/metrics" for s, p in WORKER_METRICS.items())
+        say("[stack]", f"metrics  intake={stack.intake_url}/metrics {workers}")
         say("[stack]", f"post     {stack.intake_url}/api/v1/integrations/<name>  (see deploy/local/config/intake.yaml)")
         if not args.exit:
             say("[stack]", "running; Ctrl-C stops everything")

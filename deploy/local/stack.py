@@ -28,6 +28,7 @@ class Stack:
     intake_port: int
     smtp_port: int
     extra_env: dict[str, str] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -49,6 +50,8 @@ class Stack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        for service, port in self.metrics_ports.items():
+            env[f"TICKETLOOP_{service.upper()}_METRICS_PORT"] = str(port)
         env.update(self.extra_env)
         return env
 

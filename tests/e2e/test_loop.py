@@ -78,6 +78,7 @@ def loop(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Stack, SmtpSink
         workdir=tmp_path / "logs",
         intake_port=free_port(),
         smtp_port=smtp.port,
+        metrics_ports={"router": free_port(), "sla": free_port(), "notifier": free_port()},
         extra_env={"TICKETLOOP_TOPIC_PREFIX": f"e2e{int(time.time())}.", "TICKETLOOP_SLA_TICK_INTERVAL_S": "0.2"},
     )
     stack.start_all()
@@ -198,3 +199,13 @@ def test_alert_to_ticket_email_webhook_escalation_and_resolution(loop: tuple[Sta
     assert len(hooks_for(c["ticket_id"], "escalation")) == 1
     assert len(mails(a["ticket_id"], "escalation")) == 1
     assert hooks.rejected == []
+
+    # The SLA panels' numbers are on each worker's /metrics
+    def metrics(service: str) -> str:
+        return httpx.get(f"http://127.0.0.1:{stack.metrics_ports[service]}/metrics", timeout=5).text
+
+    assert 'ticketloop_notifier_deliveries_total{channel="webhook",kind="escalation",status="sent"} 2.0' in metrics(
+        "notifier"
+    )
+    assert 'ticketloop_router_ticket_changes_total{change="acknowledged",team="web-team"} 1.0' in metrics("router")
+    assert "ticketloop_sla_timer_lateness_seconds_count" in metrics("sla")
