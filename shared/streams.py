@@ -42,8 +42,14 @@ def raw_table(app: faust.App, name: str, *, partitions: int, use_partitioner: bo
     )
 
 
+async def emit(topic: TopicT, key: str, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
+    """Send as part of the event being handled: published, and acknowledged by the broker, before the event's
+    offset is committed (the app sets stream_publish_on_commit), so a crash replays the event, never loses it."""
+    await topic.send(key=key, value=value, headers=headers or [])
+
+
 async def send_acked(topic: TopicT, key: str, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
-    """Send and wait until the broker acknowledged (at-least-once: the input offset commits only after)."""
+    """Send outside any event (a timer) and wait until the broker acknowledged it."""
     fut = await topic.send(key=key, value=value, headers=headers or [])
     await fut
 
@@ -62,4 +68,4 @@ async def to_deadletter(deadletter: TopicT, service: str, event: EventT[Any], re
         reason=reason,
     )
     log.warning("dead_lettered", topic=msg.topic, partition=msg.partition, offset=msg.offset, reason=reason)
-    await send_acked(deadletter, msg.topic, encode(dl))
+    await emit(deadletter, msg.topic, encode(dl))

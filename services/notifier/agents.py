@@ -19,7 +19,7 @@ from shared.codec import DecodeError, decode, encode
 from shared.events import Escalation, TicketEvent
 from shared.logging import bind_ids, get_logger, make_headers
 from shared.metrics import counter
-from shared.streams import raw_topic, send_acked, to_deadletter
+from shared.streams import emit, raw_topic, to_deadletter
 from shared.topics import Topics
 
 log = get_logger(__name__)
@@ -78,7 +78,7 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
                     continue
                 record = await deliver(d, deps.channels, deps.retry)
                 await asyncio.to_thread(db.record_delivery, deps.engine, record)
-                await send_acked(deliveries, ticket_id, encode(record), make_headers(ticket_id=ticket_id))
+                await emit(deliveries, ticket_id, encode(record), make_headers(ticket_id=ticket_id))
                 outcomes.labels(channel=d.channel, kind=message.kind, status=record.status).inc()
                 if record.status == "failed":
                     await to_deadletter(deadletter, SERVICE, event, f"{d.channel} to {d.target}: {record.error}")

@@ -19,7 +19,7 @@ from shared.codec import DecodeError, decode, encode
 from shared.events import Command, Escalation, InboundEvent, TicketEvent
 from shared.logging import bind_ids, get_logger, make_headers
 from shared.metrics import counter
-from shared.streams import raw_table, raw_topic, send_acked, to_deadletter
+from shared.streams import emit, raw_table, raw_topic, to_deadletter
 from shared.topics import Topics
 
 log = get_logger(__name__)
@@ -69,7 +69,7 @@ def register(app: faust.App, deps: RouterDeps) -> None:
             if result.ticket_id is None:
                 log.info("resolved_without_open_ticket", dedup_key=ev.dedup_key)
             else:
-                await send_acked(
+                await emit(
                     ticket_inputs,
                     result.ticket_id,
                     event.value,
@@ -105,7 +105,7 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                 yield None
                 continue
             for change in changes:
-                await send_acked(
+                await emit(
                     tickets, ticket_id, encode(change), make_headers(trace_id=change.trace_id, ticket_id=ticket_id)
                 )
                 ticket_changes.labels(change=change.change.value, team=change.ticket.team).inc()

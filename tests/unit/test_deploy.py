@@ -12,7 +12,12 @@ import yaml
 from shared.settings import CommonSettings, IntakeSettings, NotifierSettings, RouterSettings, SlaSettings
 
 REPO = Path(__file__).resolve().parents[2]
-SETTINGS: dict[str, type[CommonSettings]] = {"intake": IntakeSettings, "router": RouterSettings, "sla": SlaSettings, "notifier": NotifierSettings}
+SETTINGS: dict[str, type[CommonSettings]] = {
+    "intake": IntakeSettings,
+    "router": RouterSettings,
+    "sla": SlaSettings,
+    "notifier": NotifierSettings,
+}
 
 
 def env_names(service: str) -> set[str]:

@@ -1,0 +1,166 @@
+"""Events per second through the router on the real broker, against a bare aiokafka forwarder in the same run.
+
+    python -m bench.router_storm [--events 5000] [--groups 20]
+
+Both read the same pre-produced storm from an ``events`` topic and write one record per input record; each rate
+is output records over the span between the first and last output record's broker timestamp, so start-up and
+group joins are not counted. Bounded: gives up after --timeout seconds. Last line:
+``router_storm: events=... tickets=... events_per_s=... baseline_per_s=... ratio_vs_forwarder=...``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from deploy.local.kafka_local import LocalKafka, free_port
+from deploy.local.stack import Stack
+from shared.codec import encode
+from shared.events import EventKind, EventStatus, InboundEvent, Severity
+from shared.topics import Topics, ensure_topics
+
+ROUTING = "default_team: operations\nrules: []\n"
+
+
+def storm(n: int, groups: int) -> list[tuple[bytes, bytes]]:
+    now = datetime.now(UTC)
+    out = []
+    for i in range(n):
+        key = f"bench/g{i % groups}"
+        ev = InboundEvent(
+            event_id=f"ev-{i}",
+            kind=EventKind.alert,
+            source="bench",
+            dedup_key=key,
+            status=EventStatus.firing,
+            summary=f"storm alert for group {i % groups}",
+            severity=Severity.critical,
+            labels={"alertname": "Storm", "group": str(i % groups), "instance": f"host-{i}"},
+            occurred_at=now,
+            received_at=now,
+            trace_id=f"t{i}",
+        )
+        out.append((key.encode(), encode(ev)))
+    return out
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, v, key=k) for k, v in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def forward(bootstrap: str, source: str, sink: str, n: int, within_s: float) -> None:
+    """The baseline: consume → produce with acks=all, committing as it goes, nothing else."""
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=f"fwd-{time.time_ns()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    done = 0
+    deadline = time.monotonic() + within_s
+    try:
+        while done < n and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=2000)
+            futures = [await producer.send(sink, r.value, key=r.key) for recs in batch.values() for r in recs]
+            await asyncio.gather(*futures)
+            done += len(futures)
+            if futures:
+                await consumer.commit()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def span_of(bootstrap: str, topic: str, n: int, within_s: float) -> tuple[int, float]:
+    """(records, seconds between first and last broker timestamp) once n records are there, or at the timeout."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    stamps: list[int] = []
+    deadline = time.monotonic() + within_s
+    try:
+        while len(stamps) < n and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            recs: list[ConsumerRecord] = [r for rs in batch.values() for r in rs]
+            stamps.extend(r.timestamp for r in recs)
+    finally:
+        await consumer.stop()
+    if len(stamps) < 2:
+        return len(stamps), float("nan")
+    return len(stamps), (max(stamps) - min(stamps)) / 1000.0
+
+
+async def measure(bootstrap: str, n: int, groups: int, within_s: float, workdir: Path) -> str:
+    prefix = f"bench{time.time_ns()}."
+    topics = Topics(prefix, 4)
+    await ensure_topics(bootstrap, topics.all())
+    baseline_in, baseline_out = f"{prefix}fwd-in", f"{prefix}fwd-out"
+    records = storm(n, groups)
+    await produce(bootstrap, topics.events.name, records)
+    await produce(bootstrap, baseline_in, records)
+
+    await forward(bootstrap, baseline_in, baseline_out, n, within_s)
+    fwd_n, fwd_s = await span_of(bootstrap, baseline_out, n, 30)
+
+    stack = Stack(
+        bootstrap,
+        f"sqlite:///{workdir / 'bench.db'}",
+        write_config(workdir),
+        workdir / "logs",
+        free_port(),
+        9,
+        extra_env={"TICKETLOOP_TOPIC_PREFIX": prefix, "TICKETLOOP_LOG_LEVEL": "WARNING"},
+    )
+    stack.start("router")
+    try:
+        out_n, out_s = await span_of(bootstrap, topics.tickets.name, n, within_s)
+    finally:
+        stack.stop_all()
+    rate = out_n / out_s if out_s > 0 else float("nan")
+    base = fwd_n / fwd_s if fwd_s > 0 else float("nan")
+    return (
+        f"router_storm: events={n} groups={groups} tickets={groups} processed={out_n} events_per_s={rate:.0f} "
+        f"baseline_per_s={base:.0f} ratio_vs_forwarder={rate / base:.4f}"
+    )
+
+
+def write_config(workdir: Path) -> Path:
+    cfg = workdir / "config"
+    cfg.mkdir(parents=True, exist_ok=True)
+    (cfg / "routing.yaml").write_text(ROUTING)
+    return cfg
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--groups", type=int, default=20)
+    parser.add_argument("--timeout", type=float, default=240.0, help="give up on either side after this long")
+    parser.add_argument("--bootstrap", default=None, help="use this broker instead of starting a local one")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ticketloop-bench-") as tmp:
+        if args.bootstrap:
+            line = asyncio.run(measure(args.bootstrap, args.events, args.groups, args.timeout, Path(tmp)))
+        else:
+            with LocalKafka() as broker:
+                line = asyncio.run(measure(broker.bootstrap, args.events, args.groups, args.timeout, Path(tmp)))
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
