@@ -17,7 +17,7 @@ from services.notifier.pipeline import RetryPolicy, deliver, notice_for_escalati
 from shared import db
 from shared.codec import DecodeError, decode, encode
 from shared.events import Escalation, TicketEvent
-from shared.logging import bind_ids, get_logger, make_headers
+from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter
 from shared.streams import emit, raw_topic, to_deadletter
 from shared.topics import Topics
@@ -59,6 +59,7 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
     @app.agent(inputs, name="notifier-dispatch")
     async def dispatch_agent(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
+            bind_ids(**ids_from_headers(event.headers))
             try:
                 found = notice(event)
             except DecodeError as exc:

@@ -17,7 +17,7 @@ from services.router.rules import RoutingConfig, route
 from shared import db
 from shared.codec import DecodeError, decode, encode
 from shared.events import Command, Escalation, InboundEvent, TicketEvent
-from shared.logging import bind_ids, get_logger, make_headers
+from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter
 from shared.streams import emit, raw_table, raw_topic, to_deadletter
 from shared.topics import Topics
@@ -55,6 +55,7 @@ def register(app: faust.App, deps: RouterDeps) -> None:
     @app.agent(events, name="router-assign")
     async def assign_agent(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
+            bind_ids(**ids_from_headers(event.headers))
             try:
                 ev = decode(InboundEvent, event.value)
             except DecodeError as exc:
@@ -84,6 +85,7 @@ def register(app: faust.App, deps: RouterDeps) -> None:
     @app.agent(lifecycle_inputs, name="router-lifecycle")
     async def lifecycle_agent(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
+            bind_ids(**ids_from_headers(event.headers))
             ticket_id = event.key
             raw = records.get(ticket_id.encode())
             record = decode(TicketRecord, raw) if raw is not None else None

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from services.sla.policy import Clock, SlaConfig, fire_due, on_ticket_event
 from shared.codec import DecodeError, decode, encode
 from shared.events import TicketEvent
-from shared.logging import bind_ids, get_logger, make_headers
+from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter, histogram
 from shared.streams import raw_table, raw_topic, send_acked, to_deadletter
 from shared.topics import Topics
@@ -55,6 +55,7 @@ def register(app: faust.App, deps: SlaDeps) -> None:
     @app.agent(tickets, name="sla-clocks")
     async def clocks_agent(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
+            bind_ids(**ids_from_headers(event.headers))
             try:
                 ev = decode(TicketEvent, event.value)
             except DecodeError as exc:

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Iterator
+
 import pytest
+import structlog
 from prometheus_client import CollectorRegistry
 
 from shared.codec import DecodeError, decode, encode
 from shared.events import InboundEvent
-from shared.logging import ids_from_headers, make_headers
+from shared.logging import bind_ids, configure_logging, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter, histogram
 from shared.topics import Topics
 from tests.unit.factories import event
@@ -51,3 +56,34 @@ def test_topic_registry_copartitions_ticket_keyed_topics() -> None:
     assert {t.partitions for t in keyed} == {6}
     assert all(t.name.startswith("p.") for t in topics.all())
     assert len({t.name for t in topics.all()}) == len(topics.all())
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_log_lines_are_json_with_the_bound_ids(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("svc", "INFO")
+    bind_ids(trace_id="tr", ticket_id="tl-1", event_id=None)
+    get_logger("x").info("hello", n=1)
+    logging.getLogger("faust.something").warning("from a library")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert lines[0] | {"timestamp": None} == {
+        "event": "hello",
+        "n": 1,
+        "service": "svc",
+        "trace_id": "tr",
+        "ticket_id": "tl-1",
+        "level": "info",
+        "timestamp": None,
+    }
+    assert lines[1]["event"] == "from a library"
+    assert (lines[1]["trace_id"], lines[1]["level"], lines[1]["logger"]) == ("tr", "warning", "faust.something")
