@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
+from prometheus_client import CollectorRegistry
 
 from shared.events import DeadLetter
+from shared.logging import configure_logging
+from shared.metrics import serve_metrics
 from shared.settings import CommonSettings
+from shared.topics import Topics, ensure_topics
+
+S = TypeVar("S", bound=CommonSettings)
 
 
 def kafka_url(bootstrap: str) -> str:
@@ -62,3 +70,16 @@ def dead_letter(
         reason=reason,
         at=datetime.now(UTC),
     )
+
+
+def run_worker(service: str, settings: S, build: Callable[[S, CollectorRegistry], faust.App]) -> None:
+    """Run one stream service until SIGTERM/Ctrl-C: JSON logs, topics ensured, metrics served, faust worker."""
+    configure_logging(service, settings.log_level)
+    asyncio.run(
+        ensure_topics(settings.kafka_bootstrap_servers, Topics(settings.topic_prefix, settings.partitions).all())
+    )
+    registry = CollectorRegistry()
+    app = build(settings, registry)
+    serve_metrics(registry, settings.metrics_host, settings.metrics_port)
+    worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False)
+    worker.execute_from_commandline()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from faust.types import EventT, TopicT
+from pydantic import BaseModel
 
 from shared.app import dead_letter
-from shared.codec import encode
+from shared.codec import DecodeError, decode, encode
 from shared.logging import get_logger
+
+M = TypeVar("M", bound=BaseModel)
 
 log = get_logger(__name__)
 
@@ -52,6 +55,15 @@ async def send_acked(topic: TopicT, key: str, value: bytes, headers: list[tuple[
     """Send outside any event (a timer) and wait until the broker acknowledged it."""
     fut = await topic.send(key=key, value=value, headers=headers or [])
     await fut
+
+
+async def decode_or_deadletter(model: type[M], event: EventT[Any], deadletter: TopicT, service: str) -> M | None:
+    """The event's value as ``model``; a poison message goes to deadletter with the reason and gives None."""
+    try:
+        return decode(model, event.value)
+    except DecodeError as exc:
+        await to_deadletter(deadletter, service, event, str(exc))
+        return None
 
 
 async def to_deadletter(deadletter: TopicT, service: str, event: EventT[Any], reason: str) -> None:

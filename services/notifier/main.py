@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import faust
 import httpx
 from prometheus_client import CollectorRegistry
@@ -15,12 +13,10 @@ from services.notifier.channels.webhook import WebhookChannel, WebhookEndpoint
 from services.notifier.config import NotifyConfig
 from services.notifier.pipeline import RetryPolicy
 from shared import db
-from shared.app import create_faust_app
+from shared.app import create_faust_app, run_worker
 from shared.config import load_yaml_model
-from shared.logging import configure_logging
-from shared.metrics import serve_metrics
 from shared.settings import NotifierSettings
-from shared.topics import Topics, ensure_topics
+from shared.topics import Topics
 
 
 def build_channels(settings: NotifierSettings, config: NotifyConfig) -> dict[str, Channel]:
@@ -62,15 +58,7 @@ def build(settings: NotifierSettings, registry: CollectorRegistry) -> faust.App:
 
 
 def main() -> None:
-    settings = NotifierSettings()
-    configure_logging("notifier", settings.log_level)
-    topics = Topics(settings.topic_prefix, settings.partitions)
-    asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, topics.all()))
-    registry = CollectorRegistry()
-    app = build(settings, registry)
-    serve_metrics(registry, settings.metrics_host, settings.metrics_port)
-    worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False)
-    worker.execute_from_commandline()
+    run_worker("notifier", NotifierSettings(), build)
 
 
 if __name__ == "__main__":

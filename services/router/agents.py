@@ -19,7 +19,7 @@ from shared.codec import DecodeError, decode, encode
 from shared.events import Command, Escalation, InboundEvent, TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter
-from shared.streams import emit, raw_table, raw_topic, to_deadletter
+from shared.streams import decode_or_deadletter, emit, raw_table, raw_topic, to_deadletter
 from shared.topics import Topics
 
 log = get_logger(__name__)
@@ -56,10 +56,8 @@ def register(app: faust.App, deps: RouterDeps) -> None:
     async def assign_agent(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
             bind_ids(**ids_from_headers(event.headers))
-            try:
-                ev = decode(InboundEvent, event.value)
-            except DecodeError as exc:
-                await to_deadletter(deadletter, SERVICE, event, str(exc))
+            ev = await decode_or_deadletter(InboundEvent, event, deadletter, SERVICE)
+            if ev is None:
                 yield None
                 continue
             bind_ids(trace_id=ev.trace_id, event_id=ev.event_id)

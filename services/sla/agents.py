@@ -16,11 +16,11 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from services.sla.policy import Clock, SlaConfig, fire_due, on_ticket_event
-from shared.codec import DecodeError, decode, encode
+from shared.codec import decode, encode
 from shared.events import TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter, histogram
-from shared.streams import raw_table, raw_topic, send_acked, to_deadletter
+from shared.streams import decode_or_deadletter, raw_table, raw_topic, send_acked
 from shared.topics import Topics
 
 log = get_logger(__name__)
@@ -56,10 +56,8 @@ def register(app: faust.App, deps: SlaDeps) -> None:
     async def clocks_agent(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
             bind_ids(**ids_from_headers(event.headers))
-            try:
-                ev = decode(TicketEvent, event.value)
-            except DecodeError as exc:
-                await to_deadletter(deadletter, SERVICE, event, str(exc))
+            ev = await decode_or_deadletter(TicketEvent, event, deadletter, SERVICE)
+            if ev is None:
                 yield None
                 continue
             key = ev.ticket.ticket_id.encode()

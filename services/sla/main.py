@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import faust
 from prometheus_client import CollectorRegistry
 
 from services.sla.agents import SlaDeps, register
 from services.sla.policy import SlaConfig
-from shared.app import create_faust_app
+from shared.app import create_faust_app, run_worker
 from shared.config import load_yaml_model
-from shared.logging import configure_logging
-from shared.metrics import serve_metrics
 from shared.settings import SlaSettings
-from shared.topics import Topics, ensure_topics
+from shared.topics import Topics
 
 
 def build(settings: SlaSettings, registry: CollectorRegistry) -> faust.App:
@@ -27,15 +23,7 @@ def build(settings: SlaSettings, registry: CollectorRegistry) -> faust.App:
 
 
 def main() -> None:
-    settings = SlaSettings()
-    configure_logging("sla", settings.log_level)
-    topics = Topics(settings.topic_prefix, settings.partitions)
-    asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, topics.all()))
-    registry = CollectorRegistry()
-    app = build(settings, registry)
-    serve_metrics(registry, settings.metrics_host, settings.metrics_port)
-    worker = faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False, override_logging=False)
-    worker.execute_from_commandline()
+    run_worker("sla", SlaSettings(), build)
 
 
 if __name__ == "__main__":
