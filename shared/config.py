@@ -6,11 +6,12 @@ ConfigError whose message reads ``routing.yaml:12: rules.0.team: Field required`
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -106,3 +107,36 @@ def parse_duration(value: object) -> timedelta:
             d, h, mi, s, ms = (int(g) if g else 0 for g in m.groups())
             return timedelta(days=d, hours=h, minutes=mi, seconds=s, milliseconds=ms)
     raise ValueError(f"not a duration: {value!r} (use e.g. '30s', '15m', '4h', '1d')")
+
+
+class ConfigWatcher(Generic[M]):
+    """Holds the running config of one file and reloads it when the file's content changes.
+
+    A file that fails validation never replaces the running config: ``poll`` reports the problems and keeps
+    serving the last good one.
+    """
+
+    def __init__(self, path: Path, model: type[M]) -> None:
+        self.path, self.model = path, model
+        self.current: M = load_yaml_model(path, model)
+        self._digest = self._read_digest()
+        self.last_error: ConfigError | None = None
+
+    def _read_digest(self) -> str | None:
+        try:
+            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        except OSError:
+            return None
+
+    def poll(self) -> Literal["unchanged", "reloaded", "rejected"]:
+        digest = self._read_digest()
+        if digest == self._digest:
+            return "unchanged"
+        self._digest = digest
+        try:
+            self.current = load_yaml_model(self.path, self.model)
+        except ConfigError as exc:
+            self.last_error = exc
+            return "rejected"
+        self.last_error = None
+        return "reloaded"

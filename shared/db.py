@@ -31,6 +31,9 @@ class TicketRow(SQLModel, table=True):
     severity: str
     priority: str
     team: str = Field(index=True)
+    person: str | None = None
+    watchers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    channels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     policy: str
     rule: str
     labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

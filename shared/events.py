@@ -95,6 +95,9 @@ class Ticket(Wire):
     severity: Severity
     priority: str
     team: str
+    person: str | None = None
+    watchers: list[str] = Field(default_factory=list, description="teams copied on the ticket")
+    channels: list[str] = Field(default_factory=list, description="channel kinds to use; empty: all of the team's")
     policy: str
     rule: str
     labels: dict[str, str] = Field(default_factory=dict)

@@ -11,9 +11,16 @@ import faust
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
-from services.notifier.channels.base import Channel, Message
+from services.notifier.channels.base import Channel
 from services.notifier.config import NotifyConfig
-from services.notifier.pipeline import RetryPolicy, deliver, notice_for_escalation, notice_for_ticket_event, plan
+from services.notifier.pipeline import (
+    Notice,
+    RetryPolicy,
+    deliver,
+    notice_for_escalation,
+    notice_for_ticket_event,
+    plan_notice,
+)
 from shared import db
 from shared.codec import DecodeError, decode, encode
 from shared.events import Escalation, TicketEvent
@@ -46,15 +53,14 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
         deps.registry, "ticketloop_notifier_deliveries_total", "Notification outcomes", ["channel", "kind", "status"]
     )
 
-    def notice(event: Any) -> tuple[str, str, str, Message] | None:
+    def notice(event: Any) -> Notice | None:
         if event.message.topic == t.escalations.name:
             esc = decode(Escalation, event.value)
             bind_ids(trace_id=esc.trace_id, ticket_id=esc.ticket_id)
-            return (esc.ticket_id, *notice_for_escalation(esc, deps.public_url))
+            return notice_for_escalation(esc, deps.public_url)
         ev = decode(TicketEvent, event.value)
         bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
-        found = notice_for_ticket_event(ev, deps.public_url)
-        return None if found is None else (ev.ticket.ticket_id, *found)
+        return notice_for_ticket_event(ev, deps.public_url)
 
     @app.agent(inputs, name="notifier-dispatch")
     async def dispatch_agent(stream: Any) -> AsyncIterator[None]:
@@ -69,10 +75,10 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
             if found is None:
                 yield None
                 continue
-            ticket_id, notice_id, team, message = found
-            dispatches = plan(notice_id, ticket_id, team, message, deps.config)
+            ticket_id, message = found.ticket_id, found.message
+            dispatches = plan_notice(found, deps.config)
             if not dispatches:
-                log.warning("no_channels", team=team, kind=message.kind)
+                log.warning("no_channels", team=found.team, kind=message.kind)
             for d in dispatches:
                 if await asyncio.to_thread(db.was_delivered, deps.engine, d.notification_id):
                     log.info("already_delivered", notification_id=d.notification_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -39,26 +39,78 @@ class RetryPolicy:
         return float(min(self.max_s, self.base_s * 2.0 ** (attempt - 1)) * jitter)
 
 
-def notice_for_ticket_event(event: TicketEvent, public_url: str) -> tuple[str, str, Message] | None:
-    """(notice id, team, message) for the ticket events people are told about; None for the rest."""
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something people are told about: who (a team, its watchers), over which channel kinds, and what."""
+
+    notice_id: str
+    ticket_id: str
+    team: str
+    message: Message
+    watchers: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+
+
+def notice_for_ticket_event(event: TicketEvent, public_url: str) -> Notice | None:
+    """Assignments and resolutions go to the owner and the watchers; other changes notify nobody."""
+    t = event.ticket
     if event.change is Change.opened:
-        return event.change_id, event.ticket.team, render_assignment(event, public_url)
-    if event.change is Change.resolved:
-        return event.change_id, event.ticket.team, render_resolution(event, public_url)
-    return None
+        message = render_assignment(event, public_url)
+    elif event.change is Change.resolved:
+        message = render_resolution(event, public_url)
+    else:
+        return None
+    return Notice(event.change_id, t.ticket_id, t.team, message, tuple(t.watchers), tuple(t.channels))
 
 
-def notice_for_escalation(escalation: Escalation, public_url: str) -> tuple[str, str, Message]:
-    return escalation.escalation_id, escalation.target_team, render_escalation(escalation, public_url)
+def notice_for_escalation(escalation: Escalation, public_url: str) -> Notice:
+    message = render_escalation(escalation, public_url)
+    return Notice(
+        escalation.escalation_id,
+        escalation.ticket_id,
+        escalation.target_team,
+        message,
+        kinds=tuple(escalation.ticket.channels),
+    )
 
 
-def plan(notice_id: str, ticket_id: str, team: str, message: Message, config: NotifyConfig) -> list[Dispatch]:
+def plan_notice(notice: Notice, config: NotifyConfig) -> list[Dispatch]:
+    return plan(
+        notice.notice_id,
+        notice.ticket_id,
+        notice.team,
+        notice.message,
+        config,
+        watchers=notice.watchers,
+        kinds=notice.kinds,
+    )
+
+
+def _team_targets(team: str, config: NotifyConfig) -> list[tuple[str, str]]:
     channels = config.teams.get(team)
     if (channels is None or not (channels.email or channels.webhooks)) and config.fallback_team:
         channels = config.teams[config.fallback_team]
     if channels is None:
         return []
-    targets = [("email", str(addr)) for addr in channels.email] + [("webhook", w.name) for w in channels.webhooks]
+    return [("email", str(addr)) for addr in channels.email] + [("webhook", w.name) for w in channels.webhooks]
+
+
+def plan(
+    notice_id: str,
+    ticket_id: str,
+    team: str,
+    message: Message,
+    config: NotifyConfig,
+    *,
+    watchers: Sequence[str] = (),
+    kinds: Sequence[str] = (),
+) -> list[Dispatch]:
+    """One dispatch per distinct (channel, target) of the team and its watchers, limited to ``kinds`` if given."""
+    targets: dict[tuple[str, str], None] = {}
+    for name in (team, *watchers):
+        for target in _team_targets(name, config):
+            if not kinds or target[0] in kinds:
+                targets.setdefault(target)
     return [
         Dispatch(stable_id(notice_id, channel, target), ticket_id, channel, target, message)
         for channel, target in targets

@@ -11,11 +11,13 @@ def _ticket_lines(ticket: Ticket, public_url: str) -> list[str]:
         f"Ticket:    {ticket.ticket_id}",
         f"Summary:   {ticket.summary}",
         f"Priority:  {ticket.priority} ({ticket.severity.value})",
-        f"Team:      {ticket.team}",
+        f"Owner:     {ticket.person + ' (' + ticket.team + ')' if ticket.person else ticket.team}",
         f"State:     {ticket.state.value}",
         f"Source:    {ticket.source} ({ticket.kind.value})",
         f"Opened:    {ticket.opened_at.isoformat()}",
     ]
+    if ticket.watchers:
+        lines.append("Watchers:  " + ", ".join(ticket.watchers))
     if ticket.occurrences > 1:
         lines.append(f"Seen:      {ticket.occurrences} times, last {ticket.last_seen.isoformat()}")
     if ticket.labels:

@@ -16,6 +16,7 @@ from services.router.lifecycle import TicketRecord, apply_command, apply_event, 
 from services.router.rules import RoutingConfig, route
 from shared import db
 from shared.codec import DecodeError, decode, encode
+from shared.config import ConfigWatcher
 from shared.events import Command, Escalation, InboundEvent, TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter
@@ -29,7 +30,7 @@ SERVICE = "router"
 @dataclass
 class RouterDeps:
     topics: Topics
-    routing: RoutingConfig
+    routing: ConfigWatcher[RoutingConfig]
     engine: Engine
     registry: CollectorRegistry
 
@@ -51,6 +52,19 @@ def register(app: faust.App, deps: RouterDeps) -> None:
     projected = counter(
         deps.registry, "ticketloop_router_projected_events_total", "Ticket events and escalations written to SQL"
     )
+
+    reloads = counter(deps.registry, "ticketloop_router_config_reloads_total", "Routing file changes seen", ["result"])
+
+    @app.timer(interval=2.0, name="router-reload-rules")
+    async def reload_rules() -> None:
+        result = await asyncio.to_thread(deps.routing.poll)
+        if result == "unchanged":
+            return
+        reloads.labels(result=result).inc()
+        if result == "reloaded":
+            log.info("routing_reloaded", path=str(deps.routing.path))
+        else:
+            log.error("routing_rejected_keeping_running_rules", problems=str(deps.routing.last_error))
 
     @app.agent(events, name="router-assign")
     async def assign_agent(stream: Any) -> AsyncIterator[None]:
@@ -99,7 +113,7 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                 else:
                     ev = decode(InboundEvent, event.value)
                     bind_ids(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=ticket_id)
-                    new, changes = apply_event(record, ticket_id, ev, route(ev, deps.routing), now)
+                    new, changes = apply_event(record, ticket_id, ev, route(ev, deps.routing.current), now)
             except DecodeError as exc:
                 await to_deadletter(deadletter, SERVICE, event, str(exc))
                 yield None

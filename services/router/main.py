@@ -9,13 +9,13 @@ from services.router.agents import RouterDeps, register
 from services.router.rules import RoutingConfig
 from shared import db
 from shared.app import create_faust_app, run_worker
-from shared.config import load_yaml_model
+from shared.config import ConfigWatcher
 from shared.settings import RouterSettings
 from shared.topics import Topics
 
 
 def build(settings: RouterSettings, registry: CollectorRegistry) -> faust.App:
-    routing = load_yaml_model(settings.config_dir / "routing.yaml", RoutingConfig)
+    routing = ConfigWatcher(settings.config_dir / "routing.yaml", RoutingConfig)
     engine = db.make_engine(settings.database_url)
     db.init_db(engine)
     app = create_faust_app("router", settings)

@@ -1,38 +1,125 @@
-"""routing.yaml: label matchers to an owner team, a priority and an SLA policy. Pure functions.
+"""routing.yaml: a routing tree in Alertmanager's shape. Pure functions.
 
-    default_team: operations
-    rules:
-      - name: payments-critical
-        match: {service: payments}          # label equals value
-        match_re: {severity: "critical|error"}  # label fully matches regex
-        team: payments-oncall
-        priority: P1                          # else from severity via `priorities`
-        policy: gold
+    priorities: {critical: P1, error: P2, warning: P3, info: P4}   # optional; these are the defaults
+    route:                       # the root: its settings are everyone's defaults
+      team: operations
+      policy: default
+      routes:
+        - name: database
+          matchers: ['service="database"', 'severity=~"critical|error"']
+          team: dba
+          priority: P1
+          routes:
+            - name: database-eu
+              matchers: ['region="eu"']
+              person: erik          # owner can be a person (with their team)
+        - name: customer-feedback
+          match: {kind: feedback}   # Alertmanager's older map form (match / match_re) works too
+          team: implementation
+          continue: true            # keep looking: later matching siblings are copied (watchers)
+        - name: checkout
+          matchers: ['service="checkout"']
+          team: web
+          channels: [webhook]       # only these channel kinds for this route's notifications
 
-First matching rule wins. Matchers see the event's labels plus ``severity``, ``source`` and ``kind``.
+A child inherits every setting it does not set. Routing walks depth first: a node matches when all its matchers
+match; the first matching child is taken (and, with ``continue: true``, the siblings after it are tried too);
+when no child matches, the node itself routes. Matchers see the event's labels plus ``severity``, ``source`` and
+``kind``. The first match owns the ticket; further matches (through ``continue``) become watchers.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.events import InboundEvent, Severity
 
 DEFAULT_PRIORITIES = {Severity.critical: "P1", Severity.error: "P2", Severity.warning: "P3", Severity.info: "P4"}
+LABEL_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_MATCHER = re.compile(rf'^\s*({LABEL_NAME})\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|([^"\s=~!][^\s"]*)|)\s*$')
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 
 
-class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Op(StrEnum):
+    eq = "="
+    ne = "!="
+    re = "=~"
+    nre = "!~"
 
-    name: str = Field(min_length=1)
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str
+    op: Op
+    value: str
+
+    @cached_property
+    def _regex(self) -> re.Pattern[str]:
+        return re.compile(self.value)
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        """Alertmanager semantics: a missing label is the empty string; regexes are fully anchored."""
+        actual = labels.get(self.name, "")
+        if self.op is Op.eq:
+            return actual == self.value
+        if self.op is Op.ne:
+            return actual != self.value
+        found = self._regex.fullmatch(actual) is not None
+        return found if self.op is Op.re else not found
+
+    def __str__(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{self.name}{self.op.value}"{escaped}"'
+
+
+def parse_matcher(text: str) -> Matcher:
+    """``name="value"``, ``name!="value"``, ``name=~"regex"``, ``name!~"regex"`` (quotes optional)."""
+    m = _MATCHER.match(text)
+    if m is None:
+        raise ValueError(f'not a matcher: {text!r} (use name="value", name!="value", name=~"re" or name!~"re")')
+    name, op, quoted, bare = m.groups()
+    value = _ESCAPE.sub(r"\1", quoted) if quoted is not None else (bare or "")
+    matcher = Matcher(name, Op(op), value)
+    if matcher.op in (Op.re, Op.nre):
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression in {text!r}: {exc}") from exc
+    return matcher
+
+
+class Route(BaseModel):
+    """One node of the tree; unset fields are inherited from the parent."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str | None = Field(default=None, min_length=1)
+    matchers: list[str] = Field(default_factory=list)
     match: dict[str, str] = Field(default_factory=dict)
     match_re: dict[str, str] = Field(default_factory=dict)
-    team: str = Field(min_length=1)
+    team: str | None = Field(default=None, min_length=1)
+    person: str | None = Field(default=None, min_length=1)
     priority: str | None = Field(default=None, pattern=r"^P[1-5]$")
-    policy: str | None = None
+    policy: str | None = Field(default=None, min_length=1)
+    channels: list[str] | None = None
+    continue_: bool = Field(default=False, alias="continue")
+    routes: list[Route] = Field(default_factory=list)
+
+    @field_validator("matchers")
+    @classmethod
+    def _parse(cls, value: list[str]) -> list[str]:
+        for i, text in enumerate(value):
+            try:
+                parse_matcher(text)
+            except ValueError as exc:
+                raise ValueError(f"matchers.{i}: {exc}") from exc
+        return value
 
     @field_validator("match_re")
     @classmethod
@@ -44,14 +131,63 @@ class Rule(BaseModel):
                 raise ValueError(f"match_re.{label}: invalid regular expression {pattern!r}: {exc}") from exc
         return value
 
+    def all_matchers(self) -> list[Matcher]:
+        return (
+            [parse_matcher(m) for m in self.matchers]
+            + [Matcher(k, Op.eq, v) for k, v in self.match.items()]
+            + [Matcher(k, Op.re, v) for k, v in self.match_re.items()]
+        )
+
 
 class RoutingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    default_team: str = Field(min_length=1)
-    default_policy: str = "default"
     priorities: dict[Severity, str] = Field(default_factory=lambda: dict(DEFAULT_PRIORITIES))
-    rules: list[Rule] = Field(default_factory=list)
+    route: Route
+
+    @model_validator(mode="after")
+    def _root(self) -> RoutingConfig:
+        if self.route.team is None:
+            raise ValueError("route.team is required: the root route owns whatever no other route matches")
+        if self.route.all_matchers():
+            raise ValueError("the root route matches everything: it cannot have matchers")
+        return self
+
+    @cached_property
+    def compiled(self) -> CompiledRoute:
+        return _compile(self.route, parent=None, path=("root",))
+
+
+@dataclass(frozen=True)
+class CompiledRoute:
+    path: tuple[str, ...]
+    matchers: tuple[Matcher, ...]
+    team: str
+    person: str | None
+    priority: str | None
+    policy: str
+    channels: tuple[str, ...]
+    continue_: bool
+    children: tuple[CompiledRoute, ...] = field(default_factory=tuple)
+
+
+def _compile(route: Route, parent: CompiledRoute | None, path: tuple[str, ...]) -> CompiledRoute:
+    team = route.team or (parent.team if parent else "")
+    node = CompiledRoute(
+        path=path,
+        matchers=tuple(route.all_matchers()),
+        team=team,
+        # a person is inherited only with the team they belong to
+        person=route.person if route.person or route.team else (parent.person if parent else None),
+        priority=route.priority or (parent.priority if parent else None),
+        policy=route.policy or (parent.policy if parent else "default"),
+        channels=tuple(route.channels) if route.channels is not None else (parent.channels if parent else ()),
+        continue_=route.continue_,
+    )
+    children = tuple(
+        _compile(child, node, (*path, child.name or f"routes[{i}]")) for i, child in enumerate(route.routes)
+    )
+    return CompiledRoute(**{**node.__dict__, "children": children})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,30 +196,75 @@ class RouteDecision:
     priority: str
     policy: str
     rule: str
+    person: str | None = None
+    channels: tuple[str, ...] = ()
+    watchers: tuple[str, ...] = ()
 
     def explain(self) -> str:
-        return f"rule {self.rule!r}: team {self.team}, priority {self.priority}, policy {self.policy}"
+        owner = f"{self.person} ({self.team})" if self.person else self.team
+        text = f"route {self.rule}: owner {owner}, priority {self.priority}, policy {self.policy}"
+        if self.watchers:
+            text += f", watchers {', '.join(self.watchers)}"
+        return text
 
 
 def event_labels(event: InboundEvent) -> dict[str, str]:
     return {**event.labels, "severity": event.severity.value, "source": event.source, "kind": event.kind.value}
 
 
-def matches(rule: Rule, labels: dict[str, str]) -> bool:
-    if any(labels.get(k) != v for k, v in rule.match.items()):
-        return False
-    return all(re.fullmatch(p, labels.get(k, "")) is not None for k, p in rule.match_re.items())
+def _walk(node: CompiledRoute, labels: dict[str, str]) -> list[CompiledRoute]:
+    """The routes that handle ``labels`` under ``node`` (which matched), in order."""
+    found: list[CompiledRoute] = []
+    for child in node.children:
+        if all(m.matches(labels) for m in child.matchers):
+            found.extend(_walk(child, labels))
+            if not child.continue_:
+                break
+    return found or [node]
+
+
+def route_all(labels: dict[str, str], config: RoutingConfig) -> list[CompiledRoute]:
+    return _walk(config.compiled, labels)
 
 
 def route(event: InboundEvent, config: RoutingConfig) -> RouteDecision:
-    labels = event_labels(event)
-    default_priority = config.priorities.get(event.severity, DEFAULT_PRIORITIES[event.severity])
-    for rule in config.rules:
-        if matches(rule, labels):
-            return RouteDecision(
-                team=rule.team,
-                priority=rule.priority or default_priority,
-                policy=rule.policy or config.default_policy,
-                rule=rule.name,
-            )
-    return RouteDecision(config.default_team, default_priority, config.default_policy, "(default)")
+    return decide(event_labels(event), event.severity, config)
+
+
+def decide(labels: dict[str, str], severity: Severity, config: RoutingConfig) -> RouteDecision:
+    matched = route_all(labels, config)
+    owner = matched[0]
+    priority = owner.priority or config.priorities.get(severity, DEFAULT_PRIORITIES[severity])
+    watchers = tuple(dict.fromkeys(r.team for r in matched[1:] if r.team != owner.team))
+    return RouteDecision(
+        team=owner.team,
+        priority=priority,
+        policy=owner.policy,
+        rule=" > ".join(owner.path),
+        person=owner.person,
+        channels=owner.channels,
+        watchers=watchers,
+    )
+
+
+def describe(config: RoutingConfig) -> list[dict[str, Any]]:
+    """The tree flattened for display: one row per route with its effective settings."""
+    rows: list[dict[str, Any]] = []
+
+    def visit(node: CompiledRoute) -> None:
+        rows.append(
+            {
+                "route": " > ".join(node.path),
+                "matchers": [str(m) for m in node.matchers],
+                "team": node.team,
+                "person": node.person,
+                "priority": node.priority or "(from severity)",
+                "policy": node.policy,
+                "continue": node.continue_,
+            }
+        )
+        for child in node.children:
+            visit(child)
+
+    visit(config.compiled)
+    return rows

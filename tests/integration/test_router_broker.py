@@ -92,3 +92,60 @@ def test_storm_groups_exactly_and_poison_goes_to_deadletter(kafka_bootstrap: str
     assert (
         orjson.loads(next(d.value for d in dead if d.key == topics.events.name.encode()))["topic"] == topics.events.name
     )
+
+
+def test_routing_changes_apply_without_restart_and_bad_files_are_refused(kafka_bootstrap: str, tmp_path: Path) -> None:
+    prefix = f"it-reload-{time.time_ns()}."
+    topics = Topics(prefix, 4)
+    asyncio.run(ensure_topics(kafka_bootstrap, topics.all()))
+    config = write_config(tmp_path)
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    stack = Stack(
+        kafka_bootstrap,
+        database,
+        config,
+        tmp_path / "logs",
+        free_port(),
+        9,
+        extra_env={"TICKETLOOP_TOPIC_PREFIX": prefix},
+    )
+    stack.start("router")
+    engine = db.make_engine(database)
+
+    def team_of(key: str) -> str:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            stack.check_alive()
+            try:
+                found = [r for r in db.list_tickets(engine) if r.dedup_key == f"am/{key}"]
+            except Exception:  # noqa: BLE001 - tables appear when the router has started
+                found = []
+            if found:
+                return found[0].team
+            time.sleep(0.3)
+        raise AssertionError(f"no ticket for {key}")
+
+    def send(key: str) -> None:
+        e = ev(key, 0, service="web")
+        asyncio.run(produce(kafka_bootstrap, topics.events.name, [(e.dedup_key, encode(e))]))
+
+    routing = config / "routing.yaml"
+    try:
+        send("before")
+        assert team_of("before") == "web-team"
+        routing.write_text(routing.read_text().replace("team: web-team", "team: web-platform"))
+        log = stack.log_path("router")
+        deadline = time.monotonic() + 60
+        while "routing_reloaded" not in log.read_text():
+            assert time.monotonic() < deadline, "the router never reloaded routing.yaml"
+            time.sleep(0.3)
+        send("after")
+        assert team_of("after") == "web-platform"
+        routing.write_text("route:\n  routes: [oops\n")
+        while "routing_rejected_keeping_running_rules" not in log.read_text():
+            assert time.monotonic() < deadline, "the router never noticed the bad file"
+            time.sleep(0.3)
+        send("still")
+        assert team_of("still") == "web-platform"
+    finally:
+        stack.stop_all()

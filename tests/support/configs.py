@@ -32,11 +32,12 @@ api_clients:
     )
     (cfg / "routing.yaml").write_text(
         """
-default_team: operations
-rules:
-  - name: web
-    match: {service: web}
-    team: web-team
+route:
+  team: operations
+  routes:
+    - name: web
+      matchers: ['service="web"']
+      team: web-team
 """
     )
     (cfg / "sla.yaml").write_text(sla)

@@ -30,13 +30,13 @@ def test_the_shipped_local_config_is_valid(name: str, model: type) -> None:
 
 
 def test_error_names_file_line_and_field() -> None:
-    text = "default_team: ops\nrules:\n  - name: a\n    team: x\n  - name: b\n    priority: P9\n"
+    text = "route:\n  team: ops\n  routes:\n    - name: a\n      matchers: ['x']\n    - name: b\n      priority: P9\n"
     with pytest.raises(ConfigError) as exc:
         parse_yaml_text(text, RoutingConfig, filename="routing.yaml")
     problems = {(p.line, p.field) for p in exc.value.problems}
-    assert (5, "rules.1.team") in problems  # missing: reported at the rule that lacks it
-    assert (6, "rules.1.priority") in problems
-    assert "routing.yaml:6: rules.1.priority:" in str(exc.value)
+    assert (5, "route.routes.0.matchers") in problems
+    assert (7, "route.routes.1.priority") in problems
+    assert "routing.yaml:7: route.routes.1.priority:" in str(exc.value)
 
 
 def test_yaml_syntax_error_names_the_line() -> None:
@@ -54,7 +54,7 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_invalid_regex_is_reported() -> None:
     with pytest.raises(ConfigError, match="invalid regular expression"):
         parse_yaml_text(
-            "default_team: o\nrules:\n  - {name: a, team: b, match_re: {x: '('}}\n", RoutingConfig, filename="r"
+            "route:\n  team: o\n  routes:\n    - {name: a, team: b, match_re: {x: '('}}\n", RoutingConfig, filename="r"
         )
 
 

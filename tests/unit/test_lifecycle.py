@@ -52,7 +52,7 @@ def test_first_event_opens_a_routed_ticket() -> None:
         NOW,
     )
     assert out[0].change_id == "tl-1:1"
-    assert "rule 'r'" in out[0].reason
+    assert "route r: owner ops" in out[0].reason
 
 
 def test_resolution_for_unknown_ticket_opens_nothing() -> None:

@@ -17,6 +17,7 @@ from services.notifier.pipeline import (
     notice_for_escalation,
     notice_for_ticket_event,
     plan,
+    plan_notice,
 )
 from services.notifier.templates import render_assignment, render_escalation, render_resolution
 from shared.events import Change, Escalation, TicketEvent, TicketState
@@ -51,7 +52,7 @@ def test_assignment_message_has_the_facts_and_the_action_links() -> None:
     assert m.kind == "assignment"
     assert m.subject == "[P1] New ticket tl-1: disk full"
     for part in (
-        "Team:      ops",
+        "Owner:     ops",
         "Why: rule 'db'",
         "Seen:      3 times",
         "service=db",
@@ -76,8 +77,17 @@ def test_only_assignment_and_resolution_ticket_events_notify() -> None:
     assert notice_for_ticket_event(tev(Change.resolved), URL) is not None
     for change in (Change.occurred, Change.acknowledged, Change.rejected):
         assert notice_for_ticket_event(tev(change), URL) is None
-    notice_id, team, _ = notice_for_escalation(escalation(), URL)
-    assert (notice_id, team) == ("tl-1:acknowledge:1", "leads")
+    notice = notice_for_escalation(escalation(), URL)
+    assert (notice.notice_id, notice.team, notice.ticket_id) == ("tl-1:acknowledge:1", "leads", "tl-1")
+
+
+def test_watchers_are_copied_and_route_channels_limit_the_kinds() -> None:
+    notice = notice_for_ticket_event(tev(Change.opened, watchers=["leads"], channels=["email"]), URL)
+    assert notice is not None
+    assert (notice.watchers, notice.kinds) == (("leads",), ("email",))
+    targets = [(d.channel, d.target) for d in plan_notice(notice, CFG)]
+    assert targets == [("email", "a@x"), ("email", "b@x"), ("email", "l@x")]
+    assert "Watchers:  leads" in notice.message.text
 
 
 def test_signature_matches_an_independent_hmac_and_the_receiver_check() -> None:

@@ -1,0 +1,155 @@
+"""``ticketloop``: the operator's command line (like amtool).
+
+    ticketloop config check [--config-dir DIR]
+    ticketloop routes test [--config-dir DIR] [--severity S] [--source NAME] [--kind alert|feedback] name=value ...
+    ticketloop routes show [--config-dir DIR]
+
+``config check`` validates every config file (errors name file, line and field; exit 1) and warns about teams that
+routes or escalations name but notify.yaml gives no channels. ``routes test`` says which route an event with
+those labels takes, who owns it, with which priority and policy, who watches, and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import BaseModel
+
+from services.intake.config import IntakeConfig
+from services.notifier.config import NotifyConfig
+from services.router.rules import RoutingConfig, decide, describe
+from services.sla.policy import OWNER, SlaConfig
+from shared.config import ConfigError, load_yaml_model
+from shared.events import EventKind, Severity
+
+FILES: dict[str, type[BaseModel]] = {
+    "intake.yaml": IntakeConfig,
+    "routing.yaml": RoutingConfig,
+    "sla.yaml": SlaConfig,
+    "notify.yaml": NotifyConfig,
+}
+
+
+def default_config_dir() -> Path:
+    return Path(os.environ.get("TICKETLOOP_CONFIG_DIR", "deploy/local/config"))
+
+
+def config_check(config_dir: Path, out: TextIO) -> int:
+    loaded: dict[str, BaseModel] = {}
+    failed = False
+    for name, model in FILES.items():
+        try:
+            loaded[name] = load_yaml_model(config_dir / name, model)
+        except ConfigError as exc:
+            failed = True
+            for problem in exc.problems:
+                print(f"error: {problem}", file=out)
+        else:
+            print(f"ok: {config_dir / name}", file=out)
+    for warning in cross_check(loaded):
+        print(f"warning: {warning}", file=out)
+    return 1 if failed else 0
+
+
+def cross_check(loaded: dict[str, BaseModel]) -> list[str]:
+    notify = loaded.get("notify.yaml")
+    if not isinstance(notify, NotifyConfig) or notify.fallback_team:
+        return []
+    reachable = {name for name, t in notify.teams.items() if t.email or t.webhooks}
+    warnings: list[str] = []
+    routing = loaded.get("routing.yaml")
+    if isinstance(routing, RoutingConfig):
+        warnings.extend(
+            f"routing.yaml route {row['route']}: team {row['team']!r} has no channels in notify.yaml"
+            for row in describe(routing)
+            if row["team"] not in reachable
+        )
+    sla = loaded.get("sla.yaml")
+    if isinstance(sla, SlaConfig):
+        for pname, policy in sla.policies.items():
+            for i, level in enumerate(policy.escalation):
+                if level.team != OWNER and level.team not in reachable:
+                    warnings.append(
+                        f"sla.yaml policies.{pname}.escalation.{i}: team {level.team!r} has no channels in notify.yaml"
+                    )
+    return warnings
+
+
+def routes_test(
+    config_dir: Path, labels: dict[str, str], severity: Severity, source: str, kind: EventKind, out: TextIO
+) -> int:
+    try:
+        routing = load_yaml_model(config_dir / "routing.yaml", RoutingConfig)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=out)
+        return 1
+    seen = {**labels, "severity": severity.value, "source": source, "kind": kind.value}
+    d = decide(seen, severity, routing)
+    print(f"route:    {d.rule}", file=out)
+    print(f"owner:    {d.person + ' (' + d.team + ')' if d.person else d.team}", file=out)
+    print(f"priority: {d.priority}", file=out)
+    print(f"policy:   {d.policy}", file=out)
+    print(f"watchers: {', '.join(d.watchers) or '-'}", file=out)
+    print(f"channels: {', '.join(d.channels) or 'all of the team'}", file=out)
+    print(f"why:      {d.explain()}", file=out)
+    return 0
+
+
+def routes_show(config_dir: Path, out: TextIO) -> int:
+    try:
+        routing = load_yaml_model(config_dir / "routing.yaml", RoutingConfig)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=out)
+        return 1
+    for row in describe(routing):
+        depth = row["route"].count(" > ")
+        matchers = ", ".join(row["matchers"]) or "*"
+        owner = f"{row['person']} ({row['team']})" if row["person"] else row["team"]
+        cont = " continue" if row["continue"] else ""
+        name = row["route"].split(" > ")[-1]
+        print(f"{'  ' * depth}{name} {{{matchers}}} -> {owner} {row['priority']} {row['policy']}{cont}", file=out)
+    return 0
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"labels are name=value, not {text!r}")
+    return name, value
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    parser = argparse.ArgumentParser(
+        prog="ticketloop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="area", required=True)
+    config = sub.add_parser("config", help="configuration files").add_subparsers(dest="action", required=True)
+    check = config.add_parser("check", help="validate every config file")
+    routes = sub.add_parser("routes", help="the routing tree").add_subparsers(dest="action", required=True)
+    test = routes.add_parser("test", help="which route an event with these labels takes")
+    test.add_argument("labels", nargs="*", type=parse_label, metavar="name=value")
+    test.add_argument("--severity", type=Severity, default=Severity.warning, choices=list(Severity))
+    test.add_argument("--source", default="cli")
+    test.add_argument("--kind", type=EventKind, default=EventKind.alert, choices=list(EventKind))
+    show = routes.add_parser("show", help="the routing tree with each route's effective settings")
+    for p in (check, test, show):
+        p.add_argument(
+            "--config-dir", type=Path, default=None, help="default: $TICKETLOOP_CONFIG_DIR or deploy/local/config"
+        )
+    args = parser.parse_args(argv)
+    config_dir = args.config_dir or default_config_dir()
+    if args.area == "config":
+        return config_check(config_dir, out)
+    if args.action == "test":
+        return routes_test(config_dir, dict(args.labels), args.severity, args.source, args.kind, out)
+    return routes_show(config_dir, out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

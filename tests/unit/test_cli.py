@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.cli import main
+from services.router.rules import RoutingConfig
+from shared.config import ConfigWatcher
+
+LOCAL = Path(__file__).resolve().parents[2] / "deploy" / "local" / "config"
+
+
+def run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    return main(list(argv), out), out.getvalue()
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "config"
+    shutil.copytree(LOCAL, target)
+    return target
+
+
+def test_config_check_accepts_the_shipped_config(config_dir: Path) -> None:
+    code, out = run("config", "check", "--config-dir", str(config_dir))
+    assert code == 0
+    assert out.count("ok: ") == 4
+    assert "warning" not in out
+
+
+def test_config_check_names_file_line_and_field_and_fails(config_dir: Path) -> None:
+    (config_dir / "sla.yaml").write_text(
+        "policies:\n  default:\n    acknowledge: {P1: soon}\n    escalation: [{after: 0s, team: owner}]\n"
+    )
+    code, out = run("config", "check", "--config-dir", str(config_dir))
+    assert code == 1
+    assert f"error: {config_dir / 'sla.yaml'}:3: policies.default.acknowledge.P1:" in out
+    assert "not a duration" in out
+
+
+def test_config_check_warns_about_teams_without_channels(config_dir: Path) -> None:
+    routing = (config_dir / "routing.yaml").read_text().replace("team: implementation", "team: nobody-home", 1)
+    (config_dir / "routing.yaml").write_text(routing)
+    code, out = run("config", "check", "--config-dir", str(config_dir))
+    assert code == 0
+    assert "warning: routing.yaml route root > customer-feedback: team 'nobody-home' has no channels" in out
+
+
+def test_routes_test_explains_the_decision(config_dir: Path) -> None:
+    code, out = run("routes", "test", "--config-dir", str(config_dir), "service=database", "--severity", "critical")
+    assert code == 0
+    assert "route:    root > database-critical" in out
+    assert "priority: P1" in out
+    code, out = run("routes", "test", "--config-dir", str(config_dir), "--kind", "feedback")
+    assert "owner:    implementation" in out
+
+
+def test_routes_show_prints_the_tree(config_dir: Path) -> None:
+    code, out = run("routes", "show", "--config-dir", str(config_dir))
+    assert code == 0
+    assert '  database-critical {service="database", severity=~"critical|error"} -> operations P1 default' in out
+
+
+def test_the_installed_command_runs() -> None:
+    exe = Path(sys.executable).parent / "ticketloop"
+    result = subprocess.run(
+        [str(exe), "routes", "test", "--config-dir", str(LOCAL), "service=checkout"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "owner:    implementation" in result.stdout
+
+
+def test_watcher_reloads_good_files_and_keeps_running_rules_on_bad_ones(tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text("route:\n  team: a\n")
+    watcher = ConfigWatcher(path, RoutingConfig)
+    assert watcher.poll() == "unchanged"
+    path.write_text("route:\n  team: b\n")
+    assert watcher.poll() == "reloaded"
+    assert watcher.current.route.team == "b"
+    path.write_text("route:\n  routes: []\n")
+    assert watcher.poll() == "rejected"
+    assert watcher.current.route.team == "b", "a bad file never replaces the running rules"
+    assert watcher.last_error is not None and "route.team is required" in str(watcher.last_error)
+    assert watcher.poll() == "unchanged", "the same bad file is reported once"
+    path.unlink()
+    assert watcher.poll() == "rejected"
+    assert watcher.current.route.team == "b"
