@@ -43,6 +43,10 @@ class TicketRow(SQLModel, table=True):
     opened_at: datetime = Field(index=True)
     acknowledged_at: datetime | None = None
     resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    snoozed_until: datetime | None = None
+    waiting_on_customer: bool = False
+    reopened: int = 0
     version: int
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -36,19 +36,38 @@ class TicketState(StrEnum):
     open = "open"
     acknowledged = "acknowledged"
     resolved = "resolved"
+    closed = "closed"
 
 
 class Change(StrEnum):
     opened = "opened"
     occurred = "occurred"
+    reopened = "reopened"
     acknowledged = "acknowledged"
+    unacknowledged = "unacknowledged"
     resolved = "resolved"
+    closed = "closed"
+    reassigned = "reassigned"
+    commented = "commented"
+    snoozed = "snoozed"
+    priority_changed = "priority_changed"
+    waiting_on_customer = "waiting_on_customer"
+    customer_replied = "customer_replied"
     rejected = "rejected"
 
 
 class Action(StrEnum):
     acknowledge = "acknowledge"
+    unacknowledge = "unacknowledge"
     resolve = "resolve"
+    close = "close"
+    reopen = "reopen"
+    reassign = "reassign"
+    comment = "comment"
+    snooze = "snooze"
+    set_priority = "set_priority"
+    wait_on_customer = "wait_on_customer"
+    customer_replied = "customer_replied"
 
 
 class Wire(BaseModel):
@@ -80,9 +99,26 @@ class Command(Wire):
     ticket_id: str
     action: Action
     actor: str
-    reason: str = ""
+    reason: str = Field(default="", max_length=4000)
+    team: str | None = Field(default=None, min_length=1, description="reassign: the new team")
+    person: str | None = Field(default=None, min_length=1, description="reassign: the new owner")
+    priority: str | None = Field(default=None, pattern=r"^P[1-5]$", description="set_priority")
+    until: datetime | None = Field(default=None, description="snooze: until when")
     issued_at: datetime
     trace_id: str
+
+    @model_validator(mode="after")
+    def _arguments(self) -> Command:
+        a = self.action
+        if a is Action.reassign and not (self.team or self.person):
+            raise ValueError("reassign needs a team or a person")
+        if a is Action.set_priority and self.priority is None:
+            raise ValueError("set_priority needs a priority (P1..P5)")
+        if a is Action.snooze and self.until is None:
+            raise ValueError("snooze needs 'until' (a time)")
+        if a is Action.comment and not self.reason.strip():
+            raise ValueError("comment needs a text in 'reason'")
+        return self
 
 
 class Ticket(Wire):
@@ -107,6 +143,10 @@ class Ticket(Wire):
     opened_at: datetime
     acknowledged_at: datetime | None = None
     resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    snoozed_until: datetime | None = None
+    waiting_on_customer: bool = False
+    reopened: int = Field(default=0, ge=0, description="how many times it was reopened")
     version: int = Field(ge=1)
 
 

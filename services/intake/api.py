@@ -69,7 +69,27 @@ class CommandBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     actor: str | None = Field(default=None, min_length=1, max_length=256)
-    reason: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=4000)
+    team: str | None = None
+    person: str | None = None
+    priority: str | None = None
+    until: datetime | None = None
+
+
+# URL verb -> action: POST /api/v1/tickets/{id}/{verb}
+VERBS: dict[str, Action] = {
+    "ack": Action.acknowledge,
+    "unack": Action.unacknowledge,
+    "resolve": Action.resolve,
+    "close": Action.close,
+    "reopen": Action.reopen,
+    "reassign": Action.reassign,
+    "comment": Action.comment,
+    "snooze": Action.snooze,
+    "priority": Action.set_priority,
+    "wait": Action.wait_on_customer,
+    "customer-replied": Action.customer_replied,
+}
 
 
 @dataclass
@@ -133,7 +153,7 @@ def _iso(value: datetime | None) -> str | None:
 
 def ticket_json(row: db.TicketRow) -> dict[str, Any]:
     data = row.model_dump()
-    for key in ("first_seen", "last_seen", "opened_at", "acknowledged_at", "resolved_at"):
+    for key in ("first_seen", "last_seen", "opened_at", "acknowledged_at", "resolved_at", "closed_at", "snoozed_until"):
         data[key] = _iso(data[key])
     return data
 
@@ -234,29 +254,32 @@ def create_app(deps: IntakeDeps) -> Starlette:
         ]
         return JSONResponse(body)
 
-    def command_endpoint(action: Action) -> Callable[[Request], Any]:
+    def command_endpoint() -> Callable[[Request], Any]:
         async def handler(request: Request) -> Response:
             ticket_id = request.path_params["ticket_id"]
             try:
                 client = api_client(request)
+                action = VERBS.get(request.path_params["verb"])
+                if action is None:
+                    raise HttpError(404, f"unknown action {request.path_params['verb']!r}; one of {sorted(VERBS)}")
                 raw = await _read_body(request, deps.max_body_bytes)
+                trace_id = request.headers.get("x-trace-id") or new_trace_id()
                 try:
                     body = CommandBody.model_validate(_json(raw) if raw.strip() else {})
+                    cmd = Command(
+                        command_id=uuid.uuid4().hex,
+                        ticket_id=ticket_id,
+                        action=action,
+                        actor=body.actor or client.name,
+                        issued_at=datetime.now(UTC),
+                        trace_id=trace_id,
+                        **body.model_dump(exclude={"actor"}),
+                    )
                 except ValidationError as exc:
                     raise HttpError(422, "invalid command", describe_validation_error(exc)) from exc
                 found = await run_in_threadpool(db.get_ticket, deps.engine, ticket_id)
                 if found is None:
                     raise HttpError(404, f"no ticket {ticket_id!r}")
-                trace_id = request.headers.get("x-trace-id") or new_trace_id()
-                cmd = Command(
-                    command_id=uuid.uuid4().hex,
-                    ticket_id=ticket_id,
-                    action=action,
-                    actor=body.actor or client.name,
-                    reason=body.reason,
-                    issued_at=datetime.now(UTC),
-                    trace_id=trace_id,
-                )
                 await publish(
                     [
                         Record(
@@ -291,8 +314,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
         Route("/api/v1/integrations/{name}", receive, methods=["POST", "PUT"]),
         Route("/api/v1/tickets", list_tickets, methods=["GET"]),
         Route("/api/v1/tickets/{ticket_id}", get_ticket, methods=["GET"]),
-        Route("/api/v1/tickets/{ticket_id}/ack", command_endpoint(Action.acknowledge), methods=["POST"]),
-        Route("/api/v1/tickets/{ticket_id}/resolve", command_endpoint(Action.resolve), methods=["POST"]),
+        Route("/api/v1/tickets/{ticket_id}/{verb}", command_endpoint(), methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),

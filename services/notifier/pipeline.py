@@ -52,9 +52,10 @@ class Notice:
 
 
 def notice_for_ticket_event(event: TicketEvent, public_url: str) -> Notice | None:
-    """Assignments and resolutions go to the owner and the watchers; other changes notify nobody."""
+    """Assignments (opened, reassigned, reopened) and resolutions go to the owner and the watchers; other
+    changes notify nobody."""
     t = event.ticket
-    if event.change is Change.opened:
+    if event.change in (Change.opened, Change.reassigned, Change.reopened):
         message = render_assignment(event, public_url)
     elif event.change is Change.resolved:
         message = render_resolution(event, public_url)

@@ -45,17 +45,14 @@ def _data(ticket: Ticket, **extra: object) -> dict[str, object]:
 
 def render_assignment(event: TicketEvent, public_url: str) -> Message:
     t = event.ticket
-    text = "\n".join(
-        [
-            f"A new {t.kind.value} ticket is assigned to {t.team}.",
-            f"Why: {event.reason}",
-            "",
-            *_ticket_lines(t, public_url),
-        ]
-    )
-    return Message(
-        "assignment", f"[{t.priority}] New ticket {t.ticket_id}: {t.summary}", text, _data(t, reason=event.reason)
-    )
+    headline = {
+        "reassigned": f"A {t.kind.value} ticket was reassigned to {t.team} by {event.actor}.",
+        "reopened": f"A {t.kind.value} ticket was reopened (reopened {t.reopened} time(s)).",
+    }.get(event.change.value, f"A new {t.kind.value} ticket is assigned to {t.team}.")
+    text = "\n".join([headline, f"Why: {event.reason}", "", *_ticket_lines(t, public_url)])
+    verb = {"reassigned": "Reassigned", "reopened": "Reopened"}.get(event.change.value, "New")
+    subject = f"[{t.priority}] {verb} ticket {t.ticket_id}: {t.summary}"
+    return Message("assignment", subject, text, _data(t, reason=event.reason))
 
 
 def render_resolution(event: TicketEvent, public_url: str) -> Message:

@@ -9,6 +9,7 @@ describe the change. An invalid command is not dropped: it becomes a ``rejected`
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -117,25 +118,124 @@ def apply_event(
     return TicketRecord(ticket=ticket, seen=record.remember(event.event_id)), [out]
 
 
-_ALLOWED: dict[Action, tuple[TicketState, ...]] = {
-    Action.acknowledge: (TicketState.open,),
-    Action.resolve: (TicketState.open, TicketState.acknowledged),
+S = TicketState
+_ACTIVE = frozenset({S.open, S.acknowledged})
+_ANY = frozenset(TicketState)
+TRANSITIONS: dict[Action, tuple[frozenset[TicketState], Change]] = {
+    Action.acknowledge: (frozenset({S.open}), Change.acknowledged),
+    Action.unacknowledge: (frozenset({S.acknowledged}), Change.unacknowledged),
+    Action.resolve: (_ACTIVE, Change.resolved),
+    Action.close: (frozenset({S.resolved}), Change.closed),
+    Action.reopen: (frozenset({S.resolved, S.closed}), Change.reopened),
+    Action.reassign: (_ACTIVE, Change.reassigned),
+    Action.comment: (_ANY, Change.commented),
+    Action.snooze: (_ACTIVE, Change.snoozed),
+    Action.set_priority: (_ACTIVE | {S.resolved}, Change.priority_changed),
+    Action.wait_on_customer: (_ACTIVE, Change.waiting_on_customer),
+    Action.customer_replied: (_ACTIVE, Change.customer_replied),
 }
-_TARGET = {Action.acknowledge: TicketState.acknowledged, Action.resolve: TicketState.resolved}
-_CHANGE = {Action.acknowledge: Change.acknowledged, Action.resolve: Change.resolved}
+"""Which states each action is allowed in, and the change it records. Anything else is rejected."""
+
+
+Effect = tuple[dict[str, object], str] | str
+"""(field updates, description) for an allowed command, or why it is refused."""
+
+
+def _reassign(t: Ticket, cmd: Command, _now: datetime) -> Effect:
+    team = cmd.team or t.team
+    person = cmd.person if cmd.person else (None if cmd.team else t.person)
+    if (team, person) == (t.team, t.person):
+        return "it is already assigned there"
+    # the new owner has to acknowledge it again
+    return {"team": team, "person": person, "state": S.open, "acknowledged_at": None}, (
+        f"reassigned to {person + ' (' + team + ')' if person else team}"
+    )
+
+
+def _snooze(_t: Ticket, cmd: Command, now: datetime) -> Effect:
+    if cmd.until is None or cmd.until <= now:
+        return "snooze 'until' must be in the future"
+    return {"snoozed_until": cmd.until}, f"snoozed until {cmd.until.isoformat()}"
+
+
+def _set_priority(t: Ticket, cmd: Command, _now: datetime) -> Effect:
+    if cmd.priority == t.priority:
+        return f"the priority is already {t.priority}"
+    return {"priority": cmd.priority}, f"priority {t.priority} -> {cmd.priority}"
+
+
+def _wait(t: Ticket, _cmd: Command, _now: datetime) -> Effect:
+    return (
+        "it is already waiting on the customer"
+        if t.waiting_on_customer
+        else (
+            {"waiting_on_customer": True},
+            "waiting on the customer",
+        )
+    )
+
+
+def _replied(t: Ticket, _cmd: Command, _now: datetime) -> Effect:
+    return (
+        "it is not waiting on the customer"
+        if not t.waiting_on_customer
+        else (
+            {"waiting_on_customer": False},
+            "the customer replied",
+        )
+    )
+
+
+EFFECTS: dict[Action, Callable[[Ticket, Command, datetime], Effect]] = {
+    Action.acknowledge: lambda _t, _c, now: ({"state": S.acknowledged, "acknowledged_at": now}, "acknowledged"),
+    Action.unacknowledge: lambda _t, _c, _n: ({"state": S.open, "acknowledged_at": None}, "acknowledgement withdrawn"),
+    Action.resolve: lambda _t, _c, now: (
+        {"state": S.resolved, "resolved_at": now, "waiting_on_customer": False, "snoozed_until": None},
+        "resolved",
+    ),
+    Action.close: lambda _t, _c, now: ({"state": S.closed, "closed_at": now}, "closed"),
+    Action.reopen: lambda t, _c, _n: (_reopen(t), "reopened"),
+    Action.reassign: _reassign,
+    Action.comment: lambda _t, _c, _n: ({}, "comment"),
+    Action.snooze: _snooze,
+    Action.set_priority: _set_priority,
+    Action.wait_on_customer: _wait,
+    Action.customer_replied: _replied,
+}
+
+
+def _reopen(t: Ticket) -> dict[str, object]:
+    return {
+        "state": S.open,
+        "acknowledged_at": None,
+        "resolved_at": None,
+        "closed_at": None,
+        "reopened": t.reopened + 1,
+    }
 
 
 def apply_command(record: TicketRecord, command: Command, now: datetime) -> tuple[TicketRecord, list[TicketEvent]]:
+    """The next version of the ticket after a command; a refused command is recorded as ``rejected``."""
     if record.has_seen(command.command_id):
         return record, []
     t = record.ticket
     seen = record.remember(command.command_id)
-    if t.state not in _ALLOWED[command.action]:
+    allowed, change = TRANSITIONS[command.action]
+    effect = (
+        EFFECTS[command.action](t, command, now)
+        if t.state in allowed
+        else f"cannot {command.action.value.replace('_', ' ')} a ticket that is {t.state.value}"
+    )
+    if isinstance(effect, str):
         ticket = t.model_copy(update={"version": t.version + 1})
-        reason = f"cannot {command.action.value} a ticket that is {t.state.value}"
-        out = _ticket_event(ticket, Change.rejected, command.actor, reason, now, command.trace_id)
+        out = _ticket_event(ticket, Change.rejected, command.actor, effect, now, command.trace_id)
         return TicketRecord(ticket=ticket, seen=seen), [out]
-    stamp = "acknowledged_at" if command.action is Action.acknowledge else "resolved_at"
-    ticket = t.model_copy(update={"state": _TARGET[command.action], stamp: now, "version": t.version + 1})
-    out = _ticket_event(ticket, _CHANGE[command.action], command.actor, command.reason, now, command.trace_id)
+    update, description = effect
+    ticket = t.model_copy(update={**update, "version": t.version + 1})
+    reason = (
+        command.reason
+        if command.action is Action.comment
+        else description + (f": {command.reason}" if command.reason else "")
+    )
+    out = _ticket_event(ticket, change, command.actor, reason, now, command.trace_id)
     return TicketRecord(ticket=ticket, seen=seen), [out]

@@ -71,6 +71,7 @@ class Clock(BaseModel):
     ticket_id: str
     state: Literal["running", "stopped", "exhausted"]
     version: int
+    started_version: int = Field(description="the ticket version that started this clock: one chain per start")
     policy: str
     deadline: datetime
     levels: list[LevelSnapshot]
@@ -81,7 +82,9 @@ class Clock(BaseModel):
     def next_due(self) -> datetime | None:
         if self.state != "running" or self.fired >= len(self.levels):
             return None
-        return self.deadline + timedelta(seconds=self.levels[self.fired].after_s)
+        due = self.deadline + timedelta(seconds=self.levels[self.fired].after_s)
+        snoozed = self.ticket.snoozed_until
+        return max(due, snoozed) if snoozed is not None else due
 
 
 def acknowledge_target(policy: Policy, priority: str) -> timedelta:
@@ -91,20 +94,23 @@ def acknowledge_target(policy: Policy, priority: str) -> timedelta:
     return max(policy.acknowledge.values())
 
 
-def start_clock(ticket: Ticket, config: SlaConfig) -> Clock:
+def start_clock(ticket: Ticket, config: SlaConfig, started_at: datetime | None = None) -> Clock:
     name, policy = config.policy_for(ticket.policy)
     return Clock(
         ticket_id=ticket.ticket_id,
         state="running",
         version=ticket.version,
+        started_version=ticket.version,
         policy=name,
-        deadline=ticket.opened_at + acknowledge_target(policy, ticket.priority),
+        deadline=(started_at or ticket.opened_at) + acknowledge_target(policy, ticket.priority),
         levels=[LevelSnapshot(after_s=lvl.after.total_seconds(), team=lvl.team) for lvl in policy.escalation],
         ticket=ticket,
     )
 
 
-_STOPS = {Change.acknowledged, Change.resolved}
+_STOPS = {Change.acknowledged, Change.resolved, Change.closed}
+# the ticket needs (a new) acknowledgement: a fresh acknowledge clock and escalation chain start
+_RESTARTS = {Change.reopened, Change.unacknowledged, Change.reassigned}
 
 
 def on_ticket_event(clock: Clock | None, event: TicketEvent, config: SlaConfig) -> Clock | None:
@@ -116,6 +122,8 @@ def on_ticket_event(clock: Clock | None, event: TicketEvent, config: SlaConfig) 
         if ticket.state.value != "open":
             return None
         return start_clock(ticket, config)
+    if event.change in _RESTARTS and ticket.state.value == "open":
+        return start_clock(ticket, config, started_at=event.at)
     update: dict[str, object] = {"version": ticket.version, "ticket": ticket}
     if event.change in _STOPS or ticket.state.value != "open":
         update["state"] = "stopped"
@@ -130,7 +138,7 @@ def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
     snap = clock.levels[clock.fired]
     team = clock.ticket.team if snap.team == OWNER else snap.team
     escalation = Escalation(
-        escalation_id=f"{clock.ticket_id}:acknowledge:{level}",
+        escalation_id=f"{clock.ticket_id}:acknowledge:{clock.started_version}:{level}",
         ticket_id=clock.ticket_id,
         level=level,
         target_team=team,

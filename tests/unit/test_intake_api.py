@@ -168,3 +168,45 @@ def test_commands_for_unknown_tickets_or_with_bad_bodies_are_refused(api: Api) -
     assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "actor"
     assert api.post("/api/v1/tickets/tl-1/ack", GEN, {}).status_code == 401
     assert api.publisher.records == []
+
+
+@pytest.mark.parametrize(
+    ("verb", "body", "action"),
+    [
+        ("unack", {}, "unacknowledge"),
+        ("close", {}, "close"),
+        ("reopen", {}, "reopen"),
+        ("reassign", {"team": "dba", "person": "erik"}, "reassign"),
+        ("comment", {"reason": "customer called"}, "comment"),
+        ("snooze", {"until": "2030-01-01T00:00:00Z"}, "snooze"),
+        ("priority", {"priority": "P2"}, "set_priority"),
+        ("wait", {}, "wait_on_customer"),
+        ("customer-replied", {}, "customer_replied"),
+    ],
+)
+def test_every_lifecycle_action_has_an_endpoint(api: Api, verb: str, body: dict[str, Any], action: str) -> None:
+    seed(api)
+    resp = api.post(f"/api/v1/tickets/tl-1/{verb}", API, body)
+    assert resp.status_code == 202, resp.text
+    sent = orjson.loads(api.publisher.records[-1].value)
+    assert sent["action"] == action
+    for key, value in body.items():
+        assert sent[key] in (value, value.replace("Z", "+00:00") if isinstance(value, str) else value)
+
+
+@pytest.mark.parametrize(
+    ("verb", "body", "field"),
+    [
+        ("reassign", {}, "(body)"),
+        ("priority", {"priority": "urgent"}, "priority"),
+        ("snooze", {"until": "later"}, "until"),
+        ("comment", {}, "(body)"),
+    ],
+)
+def test_lifecycle_actions_validate_their_arguments(api: Api, verb: str, body: dict[str, Any], field: str) -> None:
+    seed(api)
+    resp = api.post(f"/api/v1/tickets/tl-1/{verb}", API, body)
+    assert resp.status_code == 422
+    assert field in [p["field"] for p in resp.json()["problems"]]
+    assert api.post("/api/v1/tickets/tl-1/explode", API, {}).status_code == 404
+    assert api.publisher.records == []

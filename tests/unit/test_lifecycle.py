@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.router.lifecycle import SEEN_LIMIT, TicketRecord, apply_command, apply_event, assign, new_ticket_id
+from services.router.lifecycle import (
+    SEEN_LIMIT,
+    TRANSITIONS,
+    TicketRecord,
+    apply_command,
+    apply_event,
+    assign,
+    new_ticket_id,
+)
 from services.router.rules import RouteDecision
 from shared.events import Action, Change, Command, EventStatus, TicketState
 from tests.unit.factories import T0, event, ticket
@@ -98,7 +106,7 @@ def test_command_transitions(state: TicketState, action: Action, change: Change,
     if change is Change.rejected:
         assert f"cannot {action.value}" in out[0].reason
     else:
-        assert out[0].reason == "why"
+        assert out[0].reason.endswith(": why")
 
 
 def test_acknowledge_stamps_time_and_duplicate_command_is_ignored() -> None:
@@ -133,3 +141,85 @@ def test_versions_only_grow_and_resolved_tickets_have_a_time(steps: list[str]) -
         assert rec.ticket.version >= before
         if rec.ticket.state is TicketState.resolved:
             assert rec.ticket.resolved_at is not None
+
+
+def full_cmd(action: Action, **over: object) -> Command:
+    args: dict[str, object] = {"team": "dba", "priority": "P3", "until": NOW + timedelta(hours=1), "reason": "text"}
+    args.update(over)
+    return Command(
+        command_id=f"c-{action.value}",
+        ticket_id="tl-1",
+        action=action,
+        actor="bob",
+        issued_at=NOW,
+        trace_id="t",
+        **args,
+    )
+
+
+@pytest.mark.parametrize("state", list(TicketState))
+@pytest.mark.parametrize("action", list(Action))
+def test_every_action_in_every_state_is_applied_or_rejected_never_dropped(state: TicketState, action: Action) -> None:
+    rec, out = apply_command(record(state), full_cmd(action), NOW)
+    allowed, change = TRANSITIONS[action]
+    assert len(out) == 1, "every command leaves a trace on the timeline"
+    assert rec.ticket.version == 2
+    guarded = action is Action.customer_replied  # allowed states, but the ticket is not waiting
+    if state in allowed and not guarded:
+        assert out[0].change is change
+    else:
+        assert out[0].change is Change.rejected
+        assert rec.ticket.model_dump(exclude={"version"}) == record(state).ticket.model_dump(exclude={"version"})
+        assert out[0].reason
+
+
+def test_reassign_changes_owner_and_needs_a_new_acknowledgement() -> None:
+    rec, out = apply_command(
+        record(TicketState.acknowledged), full_cmd(Action.reassign, team="dba", person="erik"), NOW
+    )
+    t = rec.ticket
+    assert (t.team, t.person, t.state, t.acknowledged_at) == ("dba", "erik", TicketState.open, None)
+    assert out[0].reason == "reassigned to erik (dba): text"
+    again_cmd = Command(
+        command_id="c2",
+        ticket_id="tl-1",
+        action=Action.reassign,
+        actor="bob",
+        team="dba",
+        person="erik",
+        issued_at=NOW,
+        trace_id="t",
+    )
+    _, again = apply_command(rec, again_cmd, NOW)
+    assert again[0].change is Change.rejected and "already assigned" in again[0].reason
+
+
+def test_snooze_priority_waiting_and_reopen() -> None:
+    rec, out = apply_command(record(), full_cmd(Action.snooze, until=NOW - timedelta(seconds=1)), NOW)
+    assert out[0].change is Change.rejected and "future" in out[0].reason
+    rec, out = apply_command(record(), full_cmd(Action.snooze), NOW)
+    assert rec.ticket.snoozed_until == NOW + timedelta(hours=1)
+    rec, out = apply_command(record(), full_cmd(Action.set_priority, priority="P1"), NOW)
+    assert out[0].change is Change.rejected and "already P1" in out[0].reason
+    rec, out = apply_command(record(), full_cmd(Action.set_priority, priority="P2"), NOW)
+    assert rec.ticket.priority == "P2" and out[0].reason.startswith("priority P1 -> P2")
+    rec, _ = apply_command(record(), full_cmd(Action.wait_on_customer), NOW)
+    assert rec.ticket.waiting_on_customer
+    rec, out = apply_command(rec, full_cmd(Action.customer_replied), NOW)
+    assert not rec.ticket.waiting_on_customer and out[0].change is Change.customer_replied
+    rec, out = apply_command(record(TicketState.closed), full_cmd(Action.reopen), NOW)
+    assert (rec.ticket.state, rec.ticket.reopened, rec.ticket.closed_at) == (TicketState.open, 1, None)
+
+
+@pytest.mark.parametrize(
+    ("action", "missing", "message"),
+    [
+        (Action.reassign, {"team": None, "person": None}, "team or a person"),
+        (Action.set_priority, {"priority": None}, "priority"),
+        (Action.snooze, {"until": None}, "until"),
+        (Action.comment, {"reason": " "}, "text"),
+    ],
+)
+def test_commands_need_their_arguments(action: Action, missing: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        full_cmd(action, **missing)

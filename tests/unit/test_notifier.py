@@ -75,7 +75,11 @@ def test_escalation_and_resolution_messages() -> None:
 def test_only_assignment_and_resolution_ticket_events_notify() -> None:
     assert notice_for_ticket_event(tev(Change.opened), URL) is not None
     assert notice_for_ticket_event(tev(Change.resolved), URL) is not None
-    for change in (Change.occurred, Change.acknowledged, Change.rejected):
+    reassigned = notice_for_ticket_event(tev(Change.reassigned, team="dba"), URL)
+    assert reassigned is not None
+    assert (reassigned.team, reassigned.notice_id) == ("dba", "tl-1:1")
+    assert reassigned.message.subject.startswith("[P1] Reassigned ticket tl-1")
+    for change in (Change.occurred, Change.acknowledged, Change.rejected, Change.commented, Change.snoozed):
         assert notice_for_ticket_event(tev(change), URL) is None
     notice = notice_for_escalation(escalation(), URL)
     assert (notice.notice_id, notice.team, notice.ticket_id) == ("tl-1:acknowledge:1", "leads", "tl-1")

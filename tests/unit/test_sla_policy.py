@@ -49,7 +49,7 @@ def test_chain_fires_each_level_once_in_order_then_is_exhausted() -> None:
     assert none is None and same == clock
     first, clock = fire_due(clock, deadline)
     assert first is not None
-    assert (first.level, first.target_team, first.escalation_id) == (1, "ops", "tl-1:acknowledge:1")
+    assert (first.level, first.target_team, first.escalation_id) == (1, "ops", "tl-1:acknowledge:1:1")
     nothing, clock = fire_due(clock, deadline + timedelta(minutes=9))
     assert nothing is None
     second, clock = fire_due(clock, deadline + timedelta(minutes=10))
@@ -96,3 +96,32 @@ def test_escalation_never_fires_before_the_deadline(offset_s: int) -> None:
     now = T0 + timedelta(seconds=offset_s)
     esc, _ = fire_due(clock, now)
     assert (esc is not None) == (now >= clock.deadline)
+
+
+def test_reopen_unacknowledge_and_reassign_start_a_new_chain() -> None:
+    clock = on_ticket_event(None, tev(Change.opened, 1), CONFIG)
+    assert clock is not None
+    first, clock = fire_due(clock, T0 + timedelta(minutes=5))
+    assert first is not None
+    acked = on_ticket_event(clock, tev(Change.acknowledged, 2, state=TicketState.acknowledged), CONFIG)
+    assert acked is not None
+    for version, change in ((3, Change.unacknowledged), (3, Change.reassigned), (3, Change.reopened)):
+        at = T0 + timedelta(hours=1)
+        event = TicketEvent(
+            change_id=f"tl-1:{version}", change=change, actor="x", at=at, ticket=ticket(version=version), trace_id="t"
+        )
+        restarted = on_ticket_event(acked, event, CONFIG)
+        assert restarted is not None
+        assert (restarted.state, restarted.fired, restarted.deadline) == ("running", 0, at + timedelta(minutes=5))
+        again, _ = fire_due(restarted, at + timedelta(minutes=5))
+        assert again is not None
+        assert again.escalation_id != first.escalation_id, "a new chain is not swallowed as a duplicate"
+
+
+def test_snooze_holds_escalations_until_it_ends() -> None:
+    until = T0 + timedelta(minutes=30)
+    clock = start_clock(ticket(snoozed_until=until), CONFIG)
+    assert clock.next_due == until
+    assert fire_due(clock, T0 + timedelta(minutes=10))[0] is None
+    esc, _ = fire_due(clock, until)
+    assert esc is not None and esc.level == 1
