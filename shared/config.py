@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -140,3 +140,7 @@ class ConfigWatcher(Generic[M]):
             return "rejected"
         self.last_error = None
         return "reloaded"
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+"""A config field that takes "30s", "15m", "1h30m", "2d" or a number of seconds."""

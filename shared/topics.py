@@ -41,6 +41,12 @@ class Topics:
         )
 
     @property
+    def key_updates(self) -> TopicSpec:
+        return TopicSpec(
+            f"{self.prefix}router-key-updates", self.partitions, "dedup key", "ticket state back to the dedup-key map"
+        )
+
+    @property
     def tickets(self) -> TopicSpec:
         return TopicSpec(f"{self.prefix}tickets", self.partitions, "ticket id", "one ticket event per change")
 
@@ -61,6 +67,7 @@ class Topics:
             self.events,
             self.commands,
             self.ticket_inputs,
+            self.key_updates,
             self.tickets,
             self.escalations,
             self.deliveries,

@@ -12,7 +12,16 @@ import faust
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
-from services.router.lifecycle import TicketRecord, apply_command, apply_event, assign
+from services.router.lifecycle import (
+    KeyState,
+    KeyUpdate,
+    TicketRecord,
+    apply_command,
+    apply_event,
+    apply_key_update,
+    assign,
+    key_update_for,
+)
 from services.router.rules import RoutingConfig, route
 from shared import db
 from shared.codec import DecodeError, decode, encode
@@ -37,7 +46,8 @@ class RouterDeps:
 
 def register(app: faust.App, deps: RouterDeps) -> None:
     t = deps.topics
-    events = raw_topic(app, t.events.name)
+    key_updates = raw_topic(app, t.key_updates.name, internal=True, partitions=t.partitions)
+    assign_inputs = raw_topic(app, t.events.name, t.key_updates.name)
     ticket_inputs = raw_topic(app, t.ticket_inputs.name, internal=True, partitions=t.partitions)
     lifecycle_inputs = raw_topic(app, t.commands.name, t.ticket_inputs.name)
     tickets = raw_topic(app, t.tickets.name)
@@ -66,19 +76,38 @@ def register(app: faust.App, deps: RouterDeps) -> None:
         else:
             log.error("routing_rejected_keeping_running_rules", problems=str(deps.routing.last_error))
 
-    @app.agent(events, name="router-assign")
+    def key_state(dedup: bytes) -> KeyState | None:
+        raw = assignments.get(dedup)
+        return decode(KeyState, raw) if raw is not None else None
+
+    def set_key_state(dedup: bytes, before: KeyState | None, after: KeyState | None) -> None:
+        if after == before:
+            return
+        if after is None:
+            del assignments[dedup]
+        else:
+            assignments[dedup] = encode(after)
+
+    @app.agent(assign_inputs, name="router-assign")
     async def assign_agent(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
             bind_ids(**ids_from_headers(event.headers))
+            if event.message.topic == t.key_updates.name:
+                update = await decode_or_deadletter(KeyUpdate, event, deadletter, SERVICE)
+                if update is not None:
+                    dedup = update.dedup_key.encode()
+                    current = key_state(dedup)
+                    set_key_state(dedup, current, apply_key_update(current, update))
+                yield None
+                continue
             ev = await decode_or_deadletter(InboundEvent, event, deadletter, SERVICE)
             if ev is None:
                 yield None
                 continue
             bind_ids(trace_id=ev.trace_id, event_id=ev.event_id)
             dedup = ev.dedup_key.encode()
-            current = assignments.get(dedup)
-            current_id = current.decode() if current is not None else None
-            result = assign(current_id, ev)
+            current = key_state(dedup)
+            result = assign(current, ev, deps.routing.current.reopen_window)
             if result.ticket_id is None:
                 log.info("resolved_without_open_ticket", dedup_key=ev.dedup_key)
             else:
@@ -88,10 +117,7 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                     event.value,
                     make_headers(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=result.ticket_id),
                 )
-                if result.keep_mapping and current_id != result.ticket_id:
-                    assignments[dedup] = result.ticket_id.encode()
-                elif not result.keep_mapping and current is not None:
-                    del assignments[dedup]
+                set_key_state(dedup, current, result.key_state)
             yield None
 
     @app.agent(lifecycle_inputs, name="router-lifecycle")
@@ -123,6 +149,9 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                     tickets, ticket_id, encode(change), make_headers(trace_id=change.trace_id, ticket_id=ticket_id)
                 )
                 ticket_changes.labels(change=change.change.value, team=change.ticket.team).inc()
+                key_update = key_update_for(change)
+                if key_update is not None:
+                    await emit(key_updates, key_update.dedup_key, encode(key_update))
                 log.info("ticket_changed", change=change.change.value, version=change.ticket.version)
             if new is not None and changes:
                 records[ticket_id.encode()] = encode(new)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,22 +37,68 @@ class TicketRecord(BaseModel):
         return [*self.seen[-(SEEN_LIMIT - 1) :], message_id]
 
 
+class KeyState(BaseModel):
+    """What a dedup key points at: its latest ticket, and when that ticket was resolved (if it is)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ticket_id: str
+    resolved_at: datetime | None = None
+
+
+class KeyUpdate(BaseModel):
+    """From the ticket's single writer back to the dedup-key map (keyed by dedup key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dedup_key: str
+    ticket_id: str
+    state: TicketState
+    at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class Assignment:
     ticket_id: str | None
-    """None: nothing to do (a resolution for which no ticket is open)."""
-    keep_mapping: bool
-    """Whether the dedup key keeps pointing at this ticket afterwards."""
+    """None: nothing to do (a resolution for which no ticket exists)."""
+    key_state: KeyState | None
+    """What the dedup key points at afterwards."""
 
 
 def new_ticket_id(event_id: str) -> str:
     return "tl-" + uuid.uuid5(TICKET_NAMESPACE, event_id).hex[:16]
 
 
-def assign(current: str | None, event: InboundEvent) -> Assignment:
+def assign(current: KeyState | None, event: InboundEvent, reopen_window: timedelta) -> Assignment:
+    """Which ticket an event belongs to. A problem that fires again within ``reopen_window`` of its ticket's
+    resolution goes to that ticket (which reopens); later, it starts a new ticket."""
     if event.status is EventStatus.resolved:
-        return Assignment(current, keep_mapping=False)
-    return Assignment(current or new_ticket_id(event.event_id), keep_mapping=True)
+        return Assignment(current.ticket_id if current else None, current)
+    if current is not None and (
+        current.resolved_at is None or event.received_at - current.resolved_at <= reopen_window
+    ):
+        return Assignment(current.ticket_id, current)
+    fresh = KeyState(ticket_id=new_ticket_id(event.event_id))
+    return Assignment(fresh.ticket_id, fresh)
+
+
+def apply_key_update(current: KeyState | None, update: KeyUpdate) -> KeyState | None:
+    """The key's state after its ticket changed; updates about a ticket the key no longer points at are stale."""
+    if current is None or current.ticket_id != update.ticket_id:
+        return current
+    if update.state is TicketState.closed:
+        return None
+    if update.state is TicketState.resolved:
+        return current.model_copy(update={"resolved_at": update.at})
+    return current.model_copy(update={"resolved_at": None})
+
+
+def key_update_for(event: TicketEvent) -> KeyUpdate | None:
+    """The changes the dedup-key map has to hear about."""
+    if event.change not in (Change.resolved, Change.closed, Change.reopened):
+        return None
+    t = event.ticket
+    return KeyUpdate(dedup_key=t.dedup_key, ticket_id=t.ticket_id, state=t.state, at=event.at)
 
 
 def _ticket_event(ticket: Ticket, change: Change, actor: str, reason: str, at: datetime, trace: str) -> TicketEvent:
@@ -106,15 +152,14 @@ def apply_event(
         ticket = t.model_copy(update={"state": TicketState.resolved, "resolved_at": now, "version": t.version + 1})
         out = _ticket_event(ticket, Change.resolved, event.source, "resolved by the source", now, event.trace_id)
     else:
-        ticket = t.model_copy(
-            update={
-                "occurrences": t.occurrences + 1,
-                "last_seen": max(t.last_seen, event.occurred_at),
-                "version": t.version + 1,
-            }
-        )
-        reason = "occurred again" + (" while resolved" if t.state is TicketState.resolved else "")
-        out = _ticket_event(ticket, Change.occurred, event.source, reason, now, event.trace_id)
+        seen_again = {"occurrences": t.occurrences + 1, "last_seen": max(t.last_seen, event.occurred_at)}
+        if t.state is TicketState.resolved:
+            ticket = t.model_copy(update={**seen_again, **_reopen(t), "version": t.version + 1})
+            out = _ticket_event(ticket, Change.reopened, event.source, "the problem recurred", now, event.trace_id)
+        else:
+            ticket = t.model_copy(update={**seen_again, "version": t.version + 1})
+            reason = "occurred again" + (" after it was closed" if t.state is TicketState.closed else "")
+            out = _ticket_event(ticket, Change.occurred, event.source, reason, now, event.trace_id)
     return TicketRecord(ticket=ticket, seen=record.remember(event.event_id)), [out]
 
 

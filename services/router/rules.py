@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.config import Duration
 from shared.events import InboundEvent, Severity
 
 DEFAULT_PRIORITIES = {Severity.critical: "P1", Severity.error: "P2", Severity.warning: "P3", Severity.info: "P4"}
@@ -143,6 +145,11 @@ class RoutingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     priorities: dict[Severity, str] = Field(default_factory=lambda: dict(DEFAULT_PRIORITIES))
+    reopen_window: Duration = Field(
+        default=timedelta(minutes=30),
+        description="the same problem firing again within this long after its resolution reopens the ticket; "
+        "later, it opens a new one",
+    )
     route: Route
 
     @model_validator(mode="after")

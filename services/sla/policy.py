@@ -9,14 +9,13 @@ and level, so a timer that fires again after a crash repeats the same escalation
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.config import parse_duration
+from shared.config import Duration
 from shared.events import Change, Escalation, Ticket, TicketEvent
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 OWNER = "owner"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -149,3 +150,64 @@ def test_routing_changes_apply_without_restart_and_bad_files_are_refused(kafka_b
         assert team_of("still") == "web-platform"
     finally:
         stack.stop_all()
+
+
+def test_recurrence_reopens_within_the_window_and_opens_a_new_ticket_after_it(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    prefix = f"it-reopen-{time.time_ns()}."
+    topics = Topics(prefix, 4)
+    asyncio.run(ensure_topics(kafka_bootstrap, topics.all()))
+    config = write_config(tmp_path)
+    (config / "routing.yaml").write_text("reopen_window: 3s\nroute:\n  team: operations\n")
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    stack = Stack(
+        kafka_bootstrap,
+        database,
+        config,
+        tmp_path / "logs",
+        free_port(),
+        9,
+        extra_env={"TICKETLOOP_TOPIC_PREFIX": prefix},
+    )
+    stack.start("router")
+    engine = db.make_engine(database)
+
+    def tickets(key: str) -> list[db.TicketRow]:
+        try:
+            return sorted((r for r in db.list_tickets(engine) if r.dedup_key == f"am/{key}"), key=lambda r: r.opened_at)
+        except Exception:  # noqa: BLE001 - tables appear when the router has started
+            return []
+
+    def until(what: str, probe: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 90
+        while not probe():
+            stack.check_alive()
+            assert time.monotonic() < deadline, f"gave up waiting for {what}"
+            time.sleep(0.3)
+
+    def send(*events: InboundEvent) -> None:
+        asyncio.run(produce(kafka_bootstrap, topics.events.name, [(e.dedup_key, encode(e)) for e in events]))
+
+    def fresh(e: InboundEvent) -> InboundEvent:
+        return e.model_copy(update={"received_at": datetime.now(UTC)})
+
+    try:
+        send(fresh(ev("quick", 0)), fresh(ev("late", 0)))
+        until("two tickets", lambda: bool(tickets("quick")) and bool(tickets("late")))
+        send(fresh(ev("quick", 1, status=EventStatus.resolved)), fresh(ev("late", 1, status=EventStatus.resolved)))
+        until(
+            "both resolved", lambda: tickets("quick")[0].state == "resolved" and tickets("late")[0].state == "resolved"
+        )
+        send(fresh(ev("quick", 2)))
+        until("quick reopened", lambda: tickets("quick")[0].state == "open")
+        time.sleep(4)  # past the 3 s window
+        send(fresh(ev("late", 2)))
+        until("a second ticket for late", lambda: len(tickets("late")) == 2)
+    finally:
+        stack.stop_all()
+    [quick] = tickets("quick")
+    assert (quick.reopened, quick.occurrences) == (1, 2)
+    old, new = tickets("late")
+    assert (old.state, old.reopened) == ("resolved", 0)
+    assert (new.state, new.occurrences) == ("open", 1)

@@ -9,14 +9,19 @@ from hypothesis import strategies as st
 from services.router.lifecycle import (
     SEEN_LIMIT,
     TRANSITIONS,
+    Assignment,
+    KeyState,
+    KeyUpdate,
     TicketRecord,
     apply_command,
     apply_event,
+    apply_key_update,
     assign,
+    key_update_for,
     new_ticket_id,
 )
 from services.router.rules import RouteDecision
-from shared.events import Action, Change, Command, EventStatus, TicketState
+from shared.events import Action, Change, Command, EventStatus, TicketEvent, TicketState
 from tests.unit.factories import T0, event, ticket
 
 DECISION = RouteDecision(team="ops", priority="P1", policy="default", rule="r")
@@ -33,13 +38,71 @@ def record(state: TicketState = TicketState.open) -> TicketRecord:
     return TicketRecord(ticket=ticket(state=state), seen=["e1"])
 
 
+WINDOW = timedelta(minutes=30)
+
+
 def test_assign_new_existing_and_resolved() -> None:
-    first = assign(None, event())
-    assert first.ticket_id == new_ticket_id("e1") and first.keep_mapping
-    assert assign("tl-x", event(event_id="e2")).ticket_id == "tl-x"
-    resolved = assign("tl-x", event(status=EventStatus.resolved))
-    assert resolved.ticket_id == "tl-x" and not resolved.keep_mapping
-    assert assign(None, event(status=EventStatus.resolved)).ticket_id is None
+    first = assign(None, event(), WINDOW)
+    assert first.ticket_id == new_ticket_id("e1")
+    assert first.key_state == KeyState(ticket_id=new_ticket_id("e1"))
+    open_key = KeyState(ticket_id="tl-x")
+    assert assign(open_key, event(event_id="e2"), WINDOW) == Assignment("tl-x", open_key)
+    resolved = assign(open_key, event(status=EventStatus.resolved), WINDOW)
+    assert resolved == Assignment("tl-x", open_key), "the writer reports the resolution back; the key is untouched"
+    assert assign(None, event(status=EventStatus.resolved), WINDOW).ticket_id is None
+
+
+@pytest.mark.parametrize(
+    ("gap", "same_ticket"), [(timedelta(0), True), (WINDOW, True), (WINDOW + timedelta(seconds=1), False)]
+)
+def test_recurrence_within_the_window_goes_back_to_the_ticket(gap: timedelta, same_ticket: bool) -> None:
+    key = KeyState(ticket_id="tl-x", resolved_at=T0)
+    result = assign(key, event(event_id="again", received_at=T0 + gap), WINDOW)
+    assert (result.ticket_id == "tl-x") is same_ticket
+    if not same_ticket:
+        assert result.key_state == KeyState(ticket_id=new_ticket_id("again"))
+
+
+def test_key_updates_follow_the_ticket_and_ignore_stale_ones() -> None:
+    key = KeyState(ticket_id="tl-x")
+
+    def upd(state: TicketState, ticket_id: str = "tl-x") -> KeyUpdate:
+        return KeyUpdate(dedup_key="am/fp1", ticket_id=ticket_id, state=state, at=T0)
+
+    resolved = apply_key_update(key, upd(TicketState.resolved))
+    assert resolved == KeyState(ticket_id="tl-x", resolved_at=T0)
+    assert apply_key_update(resolved, upd(TicketState.open)) == key
+    assert apply_key_update(key, upd(TicketState.closed)) is None
+    assert apply_key_update(key, upd(TicketState.resolved, "tl-old")) == key, "an older ticket's news is stale"
+    assert apply_key_update(None, upd(TicketState.resolved)) is None
+
+
+def test_key_updates_are_sent_for_resolve_close_and_reopen_only() -> None:
+    for change, state in (
+        (Change.resolved, TicketState.resolved),
+        (Change.closed, TicketState.closed),
+        (Change.reopened, TicketState.open),
+    ):
+        tev = TicketEvent(change_id="c", change=change, actor="a", at=NOW, ticket=ticket(state=state), trace_id="t")
+        update = key_update_for(tev)
+        assert update is not None and (update.dedup_key, update.state, update.at) == ("am/fp1", state, NOW)
+    for change in (Change.opened, Change.occurred, Change.acknowledged, Change.commented):
+        tev = TicketEvent(change_id="c", change=change, actor="a", at=NOW, ticket=ticket(), trace_id="t")
+        assert key_update_for(tev) is None
+
+
+def test_a_recurring_problem_reopens_its_resolved_ticket() -> None:
+    rec, out = apply_event(record(TicketState.resolved), "tl-1", event(event_id="again"), DECISION, NOW)
+    assert rec is not None
+    assert out[0].change is Change.reopened and out[0].reason == "the problem recurred"
+    assert (rec.ticket.state, rec.ticket.reopened, rec.ticket.occurrences, rec.ticket.resolved_at) == (
+        TicketState.open,
+        1,
+        2,
+        None,
+    )
+    closed, out = apply_event(record(TicketState.closed), "tl-1", event(event_id="late"), DECISION, NOW)
+    assert closed is not None and closed.ticket.state is TicketState.closed and out[0].change is Change.occurred
 
 
 def test_ticket_ids_are_deterministic_so_replays_land_on_the_same_ticket() -> None:
