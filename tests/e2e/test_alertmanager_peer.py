@@ -87,9 +87,7 @@ def test_tickets_follow_a_real_alertmanager(kafka_bootstrap: str, tmp_path: Path
 
             resolved = {**started[0], "endsAt": datetime.now(UTC).isoformat()}
             push(am_url, [resolved])
-            after = wait_for(
-                "web-1 resolved", lambda: (t := by_instance())["web-1"]["state"] == "resolved" and t, stack
-            )
+            after = wait_for("web-1 resolved", web1_resolved, stack)
             assert after["web-2"]["state"] == "open"
             assert after["web-1"]["ticket_id"] == tickets["web-1"]["ticket_id"]
             timeline = api.get(f"/api/v1/tickets/{after['web-1']['ticket_id']}").json()["timeline"]
