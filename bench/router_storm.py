@@ -143,6 +143,7 @@ def write_config(workdir: Path) -> Path:
     cfg = workdir / "config"
     cfg.mkdir(parents=True, exist_ok=True)
     (cfg / "routing.yaml").write_text(ROUTING)
+    (cfg / "projects.yaml").write_text("projects: []\n")
     return cfg
 
 

@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -22,14 +23,16 @@ from pydantic import BaseModel
 
 from services.intake.config import IntakeConfig
 from services.notifier.config import NotifyConfig
+from services.router.projects import ProjectsConfig, apply_project
 from services.router.rules import RoutingConfig, decide, describe
-from services.sla.policy import OWNER, SlaConfig
+from services.sla.policy import NEXT, OWNER, SlaConfig
 from shared.config import ConfigError, load_yaml_model
 from shared.events import EventKind, Severity
 
 FILES: dict[str, type[BaseModel]] = {
     "intake.yaml": IntakeConfig,
     "routing.yaml": RoutingConfig,
+    "projects.yaml": ProjectsConfig,
     "sla.yaml": SlaConfig,
     "notify.yaml": NotifyConfig,
 }
@@ -73,7 +76,7 @@ def cross_check(loaded: dict[str, BaseModel]) -> list[str]:
     if isinstance(sla, SlaConfig):
         for pname, policy in sla.policies.items():
             for i, level in enumerate(policy.escalation):
-                if level.team != OWNER and level.team not in reachable:
+                if level.team not in (OWNER, NEXT) and level.team not in reachable:
                     warnings.append(
                         f"sla.yaml policies.{pname}.escalation.{i}: team {level.team!r} has no channels in notify.yaml"
                     )
@@ -81,21 +84,30 @@ def cross_check(loaded: dict[str, BaseModel]) -> list[str]:
 
 
 def routes_test(
-    config_dir: Path, labels: dict[str, str], severity: Severity, source: str, kind: EventKind, out: TextIO
+    config_dir: Path,
+    labels: dict[str, str],
+    severity: Severity,
+    source: str,
+    kind: EventKind,
+    at: datetime,
+    out: TextIO,
 ) -> int:
     try:
         routing = load_yaml_model(config_dir / "routing.yaml", RoutingConfig)
+        projects = load_yaml_model(config_dir / "projects.yaml", ProjectsConfig)
     except ConfigError as exc:
         print(f"error: {exc}", file=out)
         return 1
     seen = {**labels, "severity": severity.value, "source": source, "kind": kind.value}
-    d = decide(seen, severity, routing)
+    d = apply_project(decide(seen, severity, routing), seen, projects, at)
     print(f"route:    {d.rule}", file=out)
     print(f"owner:    {d.person + ' (' + d.team + ')' if d.person else d.team}", file=out)
     print(f"priority: {d.priority}", file=out)
     print(f"policy:   {d.policy}", file=out)
     print(f"watchers: {', '.join(d.watchers) or '-'}", file=out)
     print(f"channels: {', '.join(d.channels) or 'all of the team'}", file=out)
+    if d.project:
+        print(f"project:  {d.project} ({d.customer}), phase {d.phase}, next level {d.next_level or '-'}", file=out)
     print(f"why:      {d.explain()}", file=out)
     return 0
 
@@ -114,6 +126,14 @@ def routes_show(config_dir: Path, out: TextIO) -> int:
         name = row["route"].split(" > ")[-1]
         print(f"{'  ' * depth}{name} {{{matchers}}} -> {owner} {row['priority']} {row['policy']}{cont}", file=out)
     return 0
+
+
+def _aware(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def parse_label(text: str) -> tuple[str, str]:
@@ -137,6 +157,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     test.add_argument("--severity", type=Severity, default=Severity.warning, choices=list(Severity))
     test.add_argument("--source", default="cli")
     test.add_argument("--kind", type=EventKind, default=EventKind.alert, choices=list(EventKind))
+    test.add_argument(
+        "--at", type=_aware, default=None, help="decide as at this time (ISO 8601), e.g. to check a handover"
+    )
     show = routes.add_parser("show", help="the routing tree with each route's effective settings")
     for p in (check, test, show):
         p.add_argument(
@@ -147,7 +170,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if args.area == "config":
         return config_check(config_dir, out)
     if args.action == "test":
-        return routes_test(config_dir, dict(args.labels), args.severity, args.source, args.kind, out)
+        at = args.at or datetime.now(UTC)
+        return routes_test(config_dir, dict(args.labels), args.severity, args.source, args.kind, at, out)
     return routes_show(config_dir, out)
 
 

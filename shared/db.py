@@ -32,6 +32,10 @@ class TicketRow(SQLModel, table=True):
     priority: str
     team: str = Field(index=True)
     person: str | None = None
+    project: str | None = Field(default=None, index=True)
+    customer: str | None = Field(default=None, index=True)
+    phase: str | None = None
+    next_level: str | None = None
     watchers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     channels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     policy: str

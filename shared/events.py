@@ -133,6 +133,10 @@ class Ticket(Wire):
     team: str
     person: str | None = None
     watchers: list[str] = Field(default_factory=list, description="teams copied on the ticket")
+    project: str | None = None
+    customer: str | None = None
+    phase: str | None = Field(default=None, description="pre-go-live | hypercare | operations")
+    next_level: str | None = Field(default=None, description="the team an escalation level 'next' goes to")
     channels: list[str] = Field(default_factory=list, description="channel kinds to use; empty: all of the team's")
     policy: str
     rule: str

@@ -148,7 +148,11 @@ def play(stack: Stack) -> None:
     bug = wait_for(
         lambda: next((t for t in api.get("/api/v1/tickets").json()["tickets"] if t["kind"] == "feedback"), None)
     )
-    say("[ticket]", f"{bug['ticket_id']}: feedback routed to {bug['team']} ({bug['priority']}, rule {bug['rule']})")
+    say(
+        "[ticket]",
+        f"{bug['ticket_id']}: feedback from acme -> owner {bug['person']} ({bug['team']}), watching: "
+        f"{', '.join(bug['watchers']) or '-'}; project {bug['project']}, phase {bug['phase']}",
+    )
 
     say("[demo]", "3) the implementation engineer acknowledges the bug report in time")
     api.post(

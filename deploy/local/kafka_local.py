@@ -94,7 +94,12 @@ def free_port() -> int:
 
 
 def random_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """22 URL-safe base64 characters, as Kafka's Uuid; like Kafka, never one that starts with '-' (a command-line
+    parser would take it for an option)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 class LocalKafka:
@@ -155,7 +160,17 @@ class LocalKafka:
         cp = f"{libs}/*"
         logcfg = f"-Dlog4j2.configurationFile={log4j}"
         fmt = subprocess.run(  # noqa: S603
-            [java, "-cp", cp, logcfg, "kafka.tools.StorageTool", "format", "-t", random_cluster_id(), "-c", str(props)],
+            [
+                java,
+                "-cp",
+                cp,
+                logcfg,
+                "kafka.tools.StorageTool",
+                "format",
+                f"--cluster-id={random_cluster_id()}",
+                "-c",
+                str(props),
+            ],
             capture_output=True,
             text=True,
             check=False,

@@ -22,7 +22,8 @@ from services.router.lifecycle import (
     assign,
     key_update_for,
 )
-from services.router.rules import RoutingConfig, route
+from services.router.projects import ProjectsConfig, decide_for_event
+from services.router.rules import RoutingConfig
 from shared import db
 from shared.codec import DecodeError, decode, encode
 from shared.config import ConfigWatcher
@@ -40,6 +41,7 @@ SERVICE = "router"
 class RouterDeps:
     topics: Topics
     routing: ConfigWatcher[RoutingConfig]
+    projects: ConfigWatcher[ProjectsConfig]
     engine: Engine
     registry: CollectorRegistry
 
@@ -65,16 +67,19 @@ def register(app: faust.App, deps: RouterDeps) -> None:
 
     reloads = counter(deps.registry, "ticketloop_router_config_reloads_total", "Routing file changes seen", ["result"])
 
-    @app.timer(interval=2.0, name="router-reload-rules")
-    async def reload_rules() -> None:
-        result = await asyncio.to_thread(deps.routing.poll)
-        if result == "unchanged":
-            return
-        reloads.labels(result=result).inc()
-        if result == "reloaded":
-            log.info("routing_reloaded", path=str(deps.routing.path))
-        else:
-            log.error("routing_rejected_keeping_running_rules", problems=str(deps.routing.last_error))
+    @app.timer(interval=2.0, name="router-reload-config")
+    async def reload_config() -> None:
+        for watcher in (deps.routing, deps.projects):
+            result = await asyncio.to_thread(watcher.poll)
+            if result == "unchanged":
+                continue
+            reloads.labels(result=result).inc()
+            if result == "reloaded":
+                log.info("routing_reloaded", path=str(watcher.path))
+            else:
+                log.error(
+                    "routing_rejected_keeping_running_rules", path=str(watcher.path), problems=str(watcher.last_error)
+                )
 
     def key_state(dedup: bytes) -> KeyState | None:
         raw = assignments.get(dedup)
@@ -139,7 +144,9 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                 else:
                     ev = decode(InboundEvent, event.value)
                     bind_ids(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=ticket_id)
-                    new, changes = apply_event(record, ticket_id, ev, route(ev, deps.routing.current), now)
+                    new, changes = apply_event(
+                        record, ticket_id, ev, decide_for_event(ev, deps.routing.current, deps.projects.current), now
+                    )
             except DecodeError as exc:
                 await to_deadletter(deadletter, SERVICE, event, str(exc))
                 yield None

@@ -206,12 +206,19 @@ class RouteDecision:
     person: str | None = None
     channels: tuple[str, ...] = ()
     watchers: tuple[str, ...] = ()
+    project: str | None = None
+    customer: str | None = None
+    phase: str | None = None
+    next_level: str | None = None
+    project_reason: str | None = None
 
     def explain(self) -> str:
         owner = f"{self.person} ({self.team})" if self.person else self.team
         text = f"route {self.rule}: owner {owner}, priority {self.priority}, policy {self.policy}"
         if self.watchers:
             text += f", watchers {', '.join(self.watchers)}"
+        if self.project_reason:
+            text += f"; {self.project_reason}"
         return text
 
 

@@ -17,13 +17,16 @@ from shared.config import Duration
 from shared.events import Change, Escalation, Ticket, TicketEvent
 
 OWNER = "owner"
+NEXT = "next"
+"""An escalation level with ``team: next`` goes to the ticket's next level (after hypercare: the project's
+implementation team), or to the owner when the ticket has none."""
 
 
 class EscalationLevel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     after: Duration = Field(description="time after the acknowledge deadline")
-    team: str = Field(min_length=1, description="a team, or 'owner' for the ticket's own team")
+    team: str = Field(min_length=1, description="a team, 'owner' (the ticket's team) or 'next' (its next level)")
 
 
 class Policy(BaseModel):
@@ -135,7 +138,8 @@ def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
         return None, clock
     level = clock.fired + 1
     snap = clock.levels[clock.fired]
-    team = clock.ticket.team if snap.team == OWNER else snap.team
+    t = clock.ticket
+    team = {OWNER: t.team, NEXT: t.next_level or t.team}.get(snap.team, snap.team)
     escalation = Escalation(
         escalation_id=f"{clock.ticket_id}:acknowledge:{clock.started_version}:{level}",
         ticket_id=clock.ticket_id,

@@ -211,3 +211,74 @@ def test_recurrence_reopens_within_the_window_and_opens_a_new_ticket_after_it(
     old, new = tickets("late")
     assert (old.state, old.reopened) == ("resolved", 0)
     assert (new.state, new.occurrences) == ("open", 1)
+
+
+def test_hypercare_handover_on_the_broker(kafka_bootstrap: str, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    projects = f"""
+projects:
+  - name: fresh
+    customer: acme
+    matchers: ['customer="acme"']
+    go_live: {(now - timedelta(days=2)).isoformat()}
+    implementation: {{team: implementation, engineers: [ian]}}
+    operations: {{team: operations}}
+  - name: settled
+    customer: globex
+    matchers: ['customer="globex"']
+    go_live: {(now - timedelta(days=40)).isoformat()}
+    implementation: {{team: implementation, engineers: [ines]}}
+    operations: {{team: operations}}
+"""
+    prefix = f"it-hypercare-{time.time_ns()}."
+    topics = Topics(prefix, 4)
+    asyncio.run(ensure_topics(kafka_bootstrap, topics.all()))
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    stack = Stack(
+        kafka_bootstrap,
+        database,
+        write_config(tmp_path, projects=projects),
+        tmp_path / "logs",
+        free_port(),
+        9,
+        extra_env={"TICKETLOOP_TOPIC_PREFIX": prefix},
+    )
+    events = [
+        ev(key, 0).model_copy(update={"labels": {"customer": customer}, "received_at": now})
+        for key, customer in (("acme-1", "acme"), ("globex-1", "globex"))
+    ]
+    asyncio.run(produce(kafka_bootstrap, topics.events.name, [(e.dedup_key, encode(e)) for e in events]))
+    stack.start("router")
+    engine = db.make_engine(database)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            stack.check_alive()
+            try:
+                rows = {r.dedup_key: r for r in db.list_tickets(engine)}
+            except Exception:  # noqa: BLE001 - tables appear when the router has started
+                rows = {}
+            if len(rows) == 2:
+                break
+            assert time.monotonic() < deadline, "tickets did not appear"
+            time.sleep(0.3)
+        acme = rows["am/acme-1"]
+        found = db.get_ticket(engine, acme.ticket_id)
+    finally:
+        stack.stop_all()
+    assert (acme.team, acme.person, acme.watchers, acme.phase, acme.project) == (
+        "implementation",
+        "ian",
+        ["operations"],
+        "hypercare",
+        "fresh",
+    )
+    globex = rows["am/globex-1"]
+    assert (globex.team, globex.person, globex.next_level, globex.phase) == (
+        "operations",
+        None,
+        "implementation",
+        "operations",
+    )
+    assert found is not None
+    assert "project fresh (acme), phase hypercare" in found[1][0].reason, "the timeline says why"

@@ -18,7 +18,7 @@ policies:
 """
 
 
-def write_config(root: Path, *, hook_port: int = 9, sla: str = SLA) -> Path:
+def write_config(root: Path, *, hook_port: int = 9, sla: str = SLA, projects: str = "projects: []\n") -> Path:
     cfg = root / "config"
     cfg.mkdir(parents=True, exist_ok=True)
     (cfg / "intake.yaml").write_text(
@@ -41,6 +41,7 @@ route:
 """
     )
     (cfg / "sla.yaml").write_text(sla)
+    (cfg / "projects.yaml").write_text(projects)
     (cfg / "notify.yaml").write_text(
         f"""
 teams:

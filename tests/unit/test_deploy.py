@@ -48,3 +48,11 @@ def test_settings_read_their_prefixes(monkeypatch: pytest.MonkeyPatch) -> None:
     router, sla = RouterSettings(), SlaSettings()
     assert (str(router.config_dir), router.metrics_port, router.kafka_bootstrap_servers) == ("/etc/tl", 9101, "k:9092")
     assert sla.metrics_port == 9102
+
+
+def test_cluster_ids_are_kafka_shaped_and_never_look_like_options() -> None:
+    from deploy.local.kafka_local import random_cluster_id
+
+    ids = [random_cluster_id() for _ in range(2000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)

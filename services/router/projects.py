@@ -1,0 +1,132 @@
+"""projects.yaml: customer projects and the hypercare handover. Pure functions.
+
+    projects:
+      - name: webshop
+        customer: acme
+        matchers: ['customer="acme"', 'project="webshop"']   # which events belong to the project
+        go_live: 2026-11-01T09:00:00+08:00
+        hypercare: 30d                                          # default 30d
+        implementation: {team: implementation, engineers: [ian]}
+        operations: {team: operations}
+
+Before go-live and during hypercare the implementation engineer owns the project's tickets and operations
+watches (is copied); after hypercare operations owns them and the implementation team becomes the next
+escalation level. A project overrides the routing tree's owner for its tickets; every decision says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.router.rules import Matcher, RouteDecision, RoutingConfig, event_labels, parse_matcher, route
+from shared.config import Duration
+from shared.events import InboundEvent
+
+
+class Phase(StrEnum):
+    pre_go_live = "pre-go-live"
+    hypercare = "hypercare"
+    operations = "operations"
+
+
+class Side(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    team: str = Field(min_length=1)
+    engineers: list[str] = Field(default_factory=list)
+
+
+class Project(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    customer: str = Field(min_length=1)
+    matchers: list[str] = Field(min_length=1)
+    go_live: AwareDatetime
+    hypercare: Duration = Field(default=timedelta(days=30))
+    implementation: Side
+    operations: Side
+
+    @field_validator("matchers")
+    @classmethod
+    def _parse(cls, value: list[str]) -> list[str]:
+        for i, text in enumerate(value):
+            try:
+                parse_matcher(text)
+            except ValueError as exc:
+                raise ValueError(f"matchers.{i}: {exc}") from exc
+        return value
+
+    def compiled_matchers(self) -> list[Matcher]:
+        return [parse_matcher(m) for m in self.matchers]
+
+    @property
+    def hypercare_ends(self) -> datetime:
+        return self.go_live + self.hypercare
+
+    def phase(self, at: datetime) -> Phase:
+        if at < self.go_live:
+            return Phase.pre_go_live
+        if at < self.hypercare_ends:
+            return Phase.hypercare
+        return Phase.operations
+
+
+class ProjectsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    projects: list[Project] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> ProjectsConfig:
+        names = [p.name for p in self.projects]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"project names must be unique: {dup}")
+        return self
+
+    def project_for(self, labels: dict[str, str]) -> Project | None:
+        """The first project whose matchers all match."""
+        return next((p for p in self.projects if all(m.matches(labels) for m in p.compiled_matchers())), None)
+
+
+def apply_project(
+    decision: RouteDecision, labels: dict[str, str], projects: ProjectsConfig, at: datetime
+) -> RouteDecision:
+    """The routing decision with the project's handover applied (unchanged when no project matches)."""
+    project = projects.project_for(labels)
+    if project is None:
+        return decision
+    phase = project.phase(at)
+    impl, ops = project.implementation, project.operations
+    ends = project.hypercare_ends.date().isoformat()
+    watchers: tuple[str, ...]
+    if phase is Phase.operations:
+        side, watchers, next_level = ops, (), impl.team
+        why = f"hypercare ended {ends}: operations owns it, implementation is the next level"
+    else:
+        side, watchers, next_level = impl, (ops.team,), None
+        until = "before go-live" if phase is Phase.pre_go_live else f"hypercare until {ends}"
+        why = f"{until}: the implementation engineer owns it, operations watches"
+    owner, person = side.team, (side.engineers[0] if side.engineers else None)
+    others = tuple(w for w in (*watchers, *decision.watchers) if w != owner)
+    return replace(
+        decision,
+        team=owner,
+        person=person,
+        watchers=tuple(dict.fromkeys(others)),
+        project=project.name,
+        customer=project.customer,
+        phase=phase.value,
+        next_level=next_level,
+        project_reason=f"project {project.name} ({project.customer}), phase {phase.value}, {why}",
+    )
+
+
+def decide_for_event(event: InboundEvent, routing: RoutingConfig, projects: ProjectsConfig) -> RouteDecision:
+    """The routing tree, then the project's handover, at the time the event was received (so replays agree)."""
+    return apply_project(route(event, routing), event_labels(event), projects, event.received_at)

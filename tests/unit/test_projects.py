@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.router.projects import Phase, ProjectsConfig, apply_project
+from services.router.rules import RouteDecision
+from services.sla.policy import SlaConfig, fire_due, start_clock
+from tests.unit.factories import ticket
+
+GO_LIVE = datetime(2026, 11, 1, 1, 0, tzinfo=UTC)
+PROJECTS = ProjectsConfig.model_validate(
+    {
+        "projects": [
+            {
+                "name": "webshop",
+                "customer": "acme",
+                "matchers": ['customer="acme"'],
+                "go_live": GO_LIVE.isoformat(),
+                "implementation": {"team": "impl", "engineers": ["ian", "ivy"]},
+                "operations": {"team": "ops"},
+            },
+            {
+                "name": "short",
+                "customer": "initech",
+                "matchers": ['customer="initech"', 'env!="test"'],
+                "go_live": GO_LIVE.isoformat(),
+                "hypercare": "7d",
+                "implementation": {"team": "impl2"},
+                "operations": {"team": "ops2", "engineers": ["olga"]},
+            },
+        ]
+    }
+)
+BASE = RouteDecision(team="web", priority="P2", policy="default", rule="root > web", watchers=("ops", "sec"))
+END = GO_LIVE + timedelta(days=30)
+
+
+def at(when: datetime, **labels: str) -> RouteDecision:
+    return apply_project(BASE, labels or {"customer": "acme"}, PROJECTS, when)
+
+
+@pytest.mark.parametrize(
+    ("when", "phase"),
+    [
+        (GO_LIVE - timedelta(seconds=1), Phase.pre_go_live),
+        (GO_LIVE, Phase.hypercare),
+        (END - timedelta(seconds=1), Phase.hypercare),
+        (END, Phase.operations),
+    ],
+)
+def test_phase_edges(when: datetime, phase: Phase) -> None:
+    assert PROJECTS.projects[0].phase(when) is phase
+    assert at(when).phase == phase.value
+
+
+def test_during_hypercare_the_implementation_engineer_owns_and_operations_watches() -> None:
+    d = at(GO_LIVE + timedelta(days=3))
+    assert (d.team, d.person, d.next_level, d.project, d.customer) == ("impl", "ian", None, "webshop", "acme")
+    assert d.watchers == ("ops", "sec"), "operations first, the route's own watchers kept, no duplicates"
+    assert (d.priority, d.policy, d.rule) == ("P2", "default", "root > web"), "the route still sets the rest"
+    assert "project webshop (acme), phase hypercare, hypercare until 2026-12-01" in d.explain()
+
+
+def test_after_hypercare_operations_owns_and_implementation_is_the_next_level() -> None:
+    d = at(END + timedelta(hours=1))
+    assert (d.team, d.person, d.next_level) == ("ops", None, "impl")
+    assert d.watchers == ("sec",)
+    assert "hypercare ended 2026-12-01" in d.explain()
+    short = at(GO_LIVE + timedelta(days=8), customer="initech")
+    assert (short.team, short.person, short.next_level) == ("ops2", "olga", "impl2")
+
+
+def test_before_go_live_implementation_owns() -> None:
+    d = at(GO_LIVE - timedelta(days=1))
+    assert (d.team, d.phase) == ("impl", "pre-go-live")
+    assert "before go-live" in d.explain()
+
+
+def test_events_outside_any_project_keep_the_route_decision() -> None:
+    assert at(END, customer="other") == BASE
+    assert at(END, customer="initech", env="test") == BASE
+
+
+@given(st.integers(min_value=-60 * 86400, max_value=120 * 86400))
+def test_owner_is_implementation_exactly_until_hypercare_ends(offset_s: int) -> None:
+    when = GO_LIVE + timedelta(seconds=offset_s)
+    d = at(when)
+    assert (d.team == "impl") == (when < END)
+    assert (d.next_level == "impl") == (when >= END)
+    assert d.team not in d.watchers
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="unique"):
+        ProjectsConfig.model_validate(
+            {"projects": [PROJECTS.projects[0].model_dump(), PROJECTS.projects[0].model_dump()]}
+        )
+    bad = {**PROJECTS.projects[0].model_dump(), "go_live": "2026-11-01T09:00:00"}
+    with pytest.raises(ValueError, match="timezone"):
+        ProjectsConfig.model_validate({"projects": [bad]})
+
+
+def test_escalation_level_next_goes_to_the_next_level_or_the_owner() -> None:
+    config = SlaConfig.model_validate(
+        {"policies": {"default": {"acknowledge": {"P1": "5m"}, "escalation": [{"after": 0, "team": "next"}]}}}
+    )
+    due = ticket().opened_at + timedelta(minutes=5)
+    esc, _ = fire_due(start_clock(ticket(next_level="impl"), config), due)
+    assert esc is not None and esc.target_team == "impl"
+    esc, _ = fire_due(start_clock(ticket(), config), due)
+    assert esc is not None and esc.target_team == "ops"
