@@ -25,7 +25,7 @@ from shared.codec import encode
 from shared.events import EventKind, EventStatus, InboundEvent, Severity
 from shared.topics import Topics, ensure_topics
 
-ROUTING = "route:\n  team: operations\n"
+ROUTING = "route:\n  team: operations\n  group_by: [alertname, group]\n"
 
 
 def storm(n: int, groups: int) -> list[tuple[bytes, bytes]]:

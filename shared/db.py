@@ -42,6 +42,8 @@ class TicketRow(SQLModel, table=True):
     rule: str
     labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     occurrences: int
+    alerts: int = 1
+    alerts_firing: int = 1
     first_seen: datetime
     last_seen: datetime
     opened_at: datetime = Field(index=True)

@@ -42,6 +42,7 @@ class TicketState(StrEnum):
 class Change(StrEnum):
     opened = "opened"
     occurred = "occurred"
+    alert_resolved = "alert_resolved"
     reopened = "reopened"
     acknowledged = "acknowledged"
     unacknowledged = "unacknowledged"
@@ -142,6 +143,8 @@ class Ticket(Wire):
     rule: str
     labels: dict[str, str] = Field(default_factory=dict)
     occurrences: int = Field(ge=1)
+    alerts: int = Field(default=1, ge=1, description="distinct alerts (dedup keys) grouped into this ticket")
+    alerts_firing: int = Field(default=1, ge=0)
     first_seen: datetime
     last_seen: datetime
     opened_at: datetime

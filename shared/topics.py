@@ -41,6 +41,10 @@ class Topics:
         )
 
     @property
+    def grouped(self) -> TopicSpec:
+        return TopicSpec(f"{self.prefix}router-grouped", self.partitions, "group key", "events re-keyed by group")
+
+    @property
     def key_updates(self) -> TopicSpec:
         return TopicSpec(
             f"{self.prefix}router-key-updates", self.partitions, "dedup key", "ticket state back to the dedup-key map"
@@ -67,6 +71,7 @@ class Topics:
             self.events,
             self.commands,
             self.ticket_inputs,
+            self.grouped,
             self.key_updates,
             self.tickets,
             self.escalations,

@@ -15,11 +15,14 @@ from sqlalchemy import Engine
 from services.router.lifecycle import (
     KeyState,
     KeyUpdate,
+    Member,
+    TicketInput,
     TicketRecord,
     apply_command,
     apply_event,
     apply_key_update,
     assign,
+    group_key,
     key_update_for,
 )
 from services.router.projects import ProjectsConfig, decide_for_event
@@ -49,7 +52,8 @@ class RouterDeps:
 def register(app: faust.App, deps: RouterDeps) -> None:
     t = deps.topics
     key_updates = raw_topic(app, t.key_updates.name, internal=True, partitions=t.partitions)
-    assign_inputs = raw_topic(app, t.events.name, t.key_updates.name)
+    grouped = raw_topic(app, t.grouped.name, internal=True, partitions=t.partitions)
+    assign_inputs = raw_topic(app, t.events.name, t.grouped.name, t.key_updates.name)
     ticket_inputs = raw_topic(app, t.ticket_inputs.name, internal=True, partitions=t.partitions)
     lifecycle_inputs = raw_topic(app, t.commands.name, t.ticket_inputs.name)
     tickets = raw_topic(app, t.tickets.name)
@@ -57,6 +61,9 @@ def register(app: faust.App, deps: RouterDeps) -> None:
     deadletter = raw_topic(app, t.deadletter.name)
     assignments = raw_table(app, "assignments", partitions=t.partitions)
     records = raw_table(app, "tickets", partitions=t.partitions)
+    # what each ticket knows of each of its alerts; keyed "ticket id \x1f alert dedup key", written by the
+    # ticket's single writer on the ticket's partition
+    members = raw_table(app, "members", partitions=t.partitions)
 
     ticket_changes = counter(
         deps.registry, "ticketloop_router_ticket_changes_total", "Ticket events emitted", ["change", "team"]
@@ -110,19 +117,27 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                 yield None
                 continue
             bind_ids(trace_id=ev.trace_id, event_id=ev.event_id)
-            dedup = ev.dedup_key.encode()
-            current = key_state(dedup)
+            if event.message.topic == t.grouped.name:
+                group = event.key
+            else:
+                group = group_key(ev, decide_for_event(ev, deps.routing.current, deps.projects.current))
+                if group != ev.dedup_key:
+                    # one more hop: to the partition that owns the group
+                    await emit(grouped, group, event.value, make_headers(trace_id=ev.trace_id, event_id=ev.event_id))
+                    yield None
+                    continue
+            current = key_state(group.encode())
             result = assign(current, ev, deps.routing.current.reopen_window)
             if result.ticket_id is None:
-                log.info("resolved_without_open_ticket", dedup_key=ev.dedup_key)
+                log.info("resolved_without_open_ticket", group=group)
             else:
                 await emit(
                     ticket_inputs,
                     result.ticket_id,
-                    event.value,
+                    encode(TicketInput(group_key=group, event=ev)),
                     make_headers(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=result.ticket_id),
                 )
-                set_key_state(dedup, current, result.key_state)
+                set_key_state(group.encode(), current, result.key_state)
             yield None
 
     @app.agent(lifecycle_inputs, name="router-lifecycle")
@@ -142,11 +157,15 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                         raise DecodeError(f"command {cmd.command_id} names unknown ticket {cmd.ticket_id!r}")
                     new, changes = apply_command(record, cmd, now)
                 else:
-                    ev = decode(InboundEvent, event.value)
+                    item = decode(TicketInput, event.value)
+                    ev = item.event
                     bind_ids(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=ticket_id)
-                    new, changes = apply_event(
-                        record, ticket_id, ev, decide_for_event(ev, deps.routing.current, deps.projects.current), now
-                    )
+                    member_key = f"{ticket_id}\x1f{ev.dedup_key}".encode()
+                    member = Member.decode(members.get(member_key))
+                    decision = decide_for_event(ev, deps.routing.current, deps.projects.current)
+                    new, changes, after = apply_event(record, ticket_id, item.group_key, ev, member, decision, now)
+                    if after is not None and after != member:
+                        members[member_key] = after.encode()
             except DecodeError as exc:
                 await to_deadletter(deadletter, SERVICE, event, str(exc))
                 yield None

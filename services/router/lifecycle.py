@@ -12,11 +12,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.router.rules import RouteDecision
+from services.router.rules import RouteDecision, event_labels
 from shared.events import Action, Change, Command, EventStatus, InboundEvent, Ticket, TicketEvent, TicketState
+from shared.ids import short_hash
 
 SEEN_LIMIT = 256
 TICKET_NAMESPACE = uuid.UUID("0b6f3c1e-5a1f-4c9e-8f0e-2d9c3a7b5e41")
@@ -113,58 +115,132 @@ def _ticket_event(ticket: Ticket, change: Change, actor: str, reason: str, at: d
     )
 
 
+Status = Literal["firing", "resolved"]
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """What a ticket knows of one alert in its group: its state and the last event applied for it (so an exact
+    repeat is dropped however many alerts the group has)."""
+
+    status: Status
+    event_id: str
+
+    def encode(self) -> bytes:
+        return f"{self.status}\x1f{self.event_id}".encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> Member | None:
+        if raw is None:
+            return None
+        status, _, event_id = raw.decode().partition("\x1f")
+        return cls("resolved" if status == "resolved" else "firing", event_id)
+
+
+class TicketInput(BaseModel):
+    """An event on its way to its ticket's single writer, with the group it was assigned to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    group_key: str
+    event: InboundEvent
+
+
+def group_key(event: InboundEvent, decision: RouteDecision) -> str:
+    """One ticket per alert (its dedup key) unless the route groups by labels: then one per route and values."""
+    if not decision.group_by:
+        return event.dedup_key
+    labels = event_labels(event)
+    return "group/" + short_hash(decision.rule, *(f"{k}={labels.get(k, '')}" for k in sorted(decision.group_by)))
+
+
+def _open(ticket_id: str, group: str, event: InboundEvent, decision: RouteDecision, now: datetime) -> Ticket:
+    return Ticket(
+        ticket_id=ticket_id,
+        dedup_key=group,
+        kind=event.kind,
+        source=event.source,
+        state=TicketState.open,
+        summary=event.summary,
+        severity=event.severity,
+        priority=decision.priority,
+        team=decision.team,
+        person=decision.person,
+        watchers=list(decision.watchers),
+        project=decision.project,
+        customer=decision.customer,
+        phase=decision.phase,
+        next_level=decision.next_level,
+        channels=list(decision.channels),
+        policy=decision.policy,
+        rule=decision.rule,
+        labels=event.labels,
+        occurrences=1,
+        first_seen=event.occurred_at,
+        last_seen=event.occurred_at,
+        opened_at=now,
+        version=1,
+    )
+
+
 def apply_event(
-    record: TicketRecord | None, ticket_id: str, event: InboundEvent, decision: RouteDecision, now: datetime
-) -> tuple[TicketRecord | None, list[TicketEvent]]:
-    if record is not None and record.has_seen(event.event_id):
-        return record, []
+    record: TicketRecord | None,
+    ticket_id: str,
+    group: str,
+    event: InboundEvent,
+    member: Member | None,
+    decision: RouteDecision,
+    now: datetime,
+) -> tuple[TicketRecord | None, list[TicketEvent], Member | None]:
+    """The ticket after an event of one of its alerts (``member`` is what the ticket knew of that alert).
+
+    New alerts and repeats count as occurrences; a ticket resolves when its last firing alert resolves; it
+    reopens only when the problem recurs (a new alert, or a resolved one firing again), not on a repeat.
+    """
+    firing = event.status is EventStatus.firing
+    if record is not None and (record.has_seen(event.event_id) or (member and member.event_id == event.event_id)):
+        return record, [], member
     if record is None:
-        if event.status is EventStatus.resolved:
-            return None, []
-        ticket = Ticket(
-            ticket_id=ticket_id,
-            dedup_key=event.dedup_key,
-            kind=event.kind,
-            source=event.source,
-            state=TicketState.open,
-            summary=event.summary,
-            severity=event.severity,
-            priority=decision.priority,
-            team=decision.team,
-            person=decision.person,
-            watchers=list(decision.watchers),
-            project=decision.project,
-            customer=decision.customer,
-            phase=decision.phase,
-            next_level=decision.next_level,
-            channels=list(decision.channels),
-            policy=decision.policy,
-            rule=decision.rule,
-            labels=event.labels,
-            occurrences=1,
-            first_seen=event.occurred_at,
-            last_seen=event.occurred_at,
-            opened_at=now,
-            version=1,
-        )
+        if not firing:
+            return None, [], member
+        ticket = _open(ticket_id, group, event, decision, now)
         out = _ticket_event(ticket, Change.opened, event.source, decision.explain(), now, event.trace_id)
-        return TicketRecord(ticket=ticket, seen=[event.event_id]), [out]
+        return TicketRecord(ticket=ticket, seen=[event.event_id]), [out], Member("firing", event.event_id)
     t = record.ticket
-    if event.status is EventStatus.resolved:
-        if t.state is TicketState.resolved:
-            return record.model_copy(update={"seen": record.remember(event.event_id)}), []
-        ticket = t.model_copy(update={"state": TicketState.resolved, "resolved_at": now, "version": t.version + 1})
-        out = _ticket_event(ticket, Change.resolved, event.source, "resolved by the source", now, event.trace_id)
-    else:
-        seen_again = {"occurrences": t.occurrences + 1, "last_seen": max(t.last_seen, event.occurred_at)}
-        if t.state is TicketState.resolved:
-            ticket = t.model_copy(update={**seen_again, **_reopen(t), "version": t.version + 1})
-            out = _ticket_event(ticket, Change.reopened, event.source, "the problem recurred", now, event.trace_id)
+    seen = record.remember(event.event_id)
+    if firing:
+        joined, refired = member is None, member is not None and member.status == "resolved"
+        update: dict[str, object] = {
+            "occurrences": t.occurrences + 1,
+            "last_seen": max(t.last_seen, event.occurred_at),
+            "alerts": t.alerts + joined,
+            "alerts_firing": t.alerts_firing + (joined or refired),
+            "version": t.version + 1,
+        }
+        if t.state is TicketState.resolved and (joined or refired):
+            change, reason = Change.reopened, "the problem recurred"
+            update.update(_reopen(t))
         else:
-            ticket = t.model_copy(update={**seen_again, "version": t.version + 1})
-            reason = "occurred again" + (" after it was closed" if t.state is TicketState.closed else "")
-            out = _ticket_event(ticket, Change.occurred, event.source, reason, now, event.trace_id)
-    return TicketRecord(ticket=ticket, seen=record.remember(event.event_id)), [out]
+            change = Change.occurred
+            reason = "another alert joined" if joined else "fired again" if refired else "occurred again"
+            if t.state is TicketState.closed:
+                reason += " after the ticket was closed"
+        ticket = t.model_copy(update=update)
+        out = _ticket_event(ticket, change, event.source, reason, now, event.trace_id)
+        return TicketRecord(ticket=ticket, seen=seen), [out], Member("firing", event.event_id)
+    if member is None or member.status != "firing":
+        return record.model_copy(update={"seen": seen}), [], member
+    still_firing = max(t.alerts_firing - 1, 0)
+    update = {"alerts_firing": still_firing, "version": t.version + 1}
+    if still_firing == 0 and t.state in (TicketState.open, TicketState.acknowledged):
+        update.update({"state": TicketState.resolved, "resolved_at": now})
+        change = Change.resolved
+        reason = "resolved by the source" + (f" (all {t.alerts} alerts)" if t.alerts > 1 else "")
+    else:
+        change, reason = Change.alert_resolved, f"{still_firing} of {t.alerts} alerts still firing"
+    ticket = t.model_copy(update=update)
+    out = _ticket_event(ticket, change, event.source, reason, now, event.trace_id)
+    return TicketRecord(ticket=ticket, seen=seen), [out], Member("resolved", event.event_id)
 
 
 S = TicketState

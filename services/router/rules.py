@@ -110,6 +110,9 @@ class Route(BaseModel):
     priority: str | None = Field(default=None, pattern=r"^P[1-5]$")
     policy: str | None = Field(default=None, min_length=1)
     channels: list[str] | None = None
+    group_by: list[str] | None = Field(
+        default=None, description="labels whose values make one ticket of many alerts; unset: one ticket per alert"
+    )
     continue_: bool = Field(default=False, alias="continue")
     routes: list[Route] = Field(default_factory=list)
 
@@ -174,6 +177,7 @@ class CompiledRoute:
     priority: str | None
     policy: str
     channels: tuple[str, ...]
+    group_by: tuple[str, ...]
     continue_: bool
     children: tuple[CompiledRoute, ...] = field(default_factory=tuple)
 
@@ -189,6 +193,7 @@ def _compile(route: Route, parent: CompiledRoute | None, path: tuple[str, ...]) 
         priority=route.priority or (parent.priority if parent else None),
         policy=route.policy or (parent.policy if parent else "default"),
         channels=tuple(route.channels) if route.channels is not None else (parent.channels if parent else ()),
+        group_by=tuple(route.group_by) if route.group_by is not None else (parent.group_by if parent else ()),
         continue_=route.continue_,
     )
     children = tuple(
@@ -206,6 +211,7 @@ class RouteDecision:
     person: str | None = None
     channels: tuple[str, ...] = ()
     watchers: tuple[str, ...] = ()
+    group_by: tuple[str, ...] = ()
     project: str | None = None
     customer: str | None = None
     phase: str | None = None
@@ -258,6 +264,7 @@ def decide(labels: dict[str, str], severity: Severity, config: RoutingConfig) ->
         person=owner.person,
         channels=owner.channels,
         watchers=watchers,
+        group_by=owner.group_by,
     )
 
 

@@ -282,3 +282,65 @@ projects:
     )
     assert found is not None
     assert "project fresh (acme), phase hypercare" in found[1][0].reason, "the timeline says why"
+
+
+def test_a_storm_of_10000_alerts_in_20_groups_is_20_tickets(kafka_bootstrap: str, tmp_path: Path) -> None:
+    prefix = f"it-storm-{time.time_ns()}."
+    topics = Topics(prefix, 4)
+    asyncio.run(ensure_topics(kafka_bootstrap, topics.all()))
+    config = write_config(tmp_path)
+    (config / "routing.yaml").write_text("route:\n  team: operations\n  group_by: [alertname, cluster]\n")
+    now = datetime.now(UTC)
+    storm = [
+        InboundEvent(
+            event_id=f"storm-{i}",
+            kind=EventKind.alert,
+            source="am",
+            dedup_key=f"am/host-{i}",
+            status=EventStatus.firing,
+            summary="node down",
+            severity=Severity.critical,
+            labels={"alertname": "NodeDown", "cluster": f"c{i % 20}", "instance": f"host-{i}"},
+            occurred_at=now,
+            received_at=now,
+            trace_id=f"t{i}",
+        )
+        for i in range(10_000)
+    ]
+    repeats = storm[:300]  # the same alerts re-sent: not new alerts, not new tickets
+    asyncio.run(produce(kafka_bootstrap, topics.events.name, [(e.dedup_key, encode(e)) for e in storm + repeats]))
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    stack = Stack(
+        kafka_bootstrap,
+        database,
+        config,
+        tmp_path / "logs",
+        free_port(),
+        9,
+        extra_env={"TICKETLOOP_TOPIC_PREFIX": prefix},
+    )
+    stack.start("router")
+    engine = db.make_engine(database)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            stack.check_alive()
+            try:
+                rows = db.list_tickets(engine, limit=1000)
+            except Exception:  # noqa: BLE001 - tables appear when the router has started
+                rows = []
+            if len(rows) >= 20 and sum(r.alerts for r in rows) == 10_000:
+                break
+            assert time.monotonic() < deadline, (
+                f"storm not absorbed: {len(rows)} tickets, {sum(r.alerts for r in rows)} alerts"
+            )
+            time.sleep(1)
+        openings = [db.get_ticket(engine, r.ticket_id) for r in rows]
+    finally:
+        stack.stop_all()
+    assert len(rows) == 20
+    assert {r.alerts for r in rows} == {500}
+    assert {r.alerts_firing for r in rows} == {500}
+    assert sum(r.occurrences for r in rows) == 10_000, "repeats of the same event are not counted twice"
+    assert {r.labels["cluster"] for r in rows} == {f"c{i}" for i in range(20)}
+    assert all(o is not None and [t.change for t in o[1]].count("opened") == 1 for o in openings)

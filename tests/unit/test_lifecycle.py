@@ -12,16 +12,20 @@ from services.router.lifecycle import (
     Assignment,
     KeyState,
     KeyUpdate,
+    Member,
+    Status,
+    TicketInput,
     TicketRecord,
     apply_command,
     apply_event,
     apply_key_update,
     assign,
+    group_key,
     key_update_for,
     new_ticket_id,
 )
 from services.router.rules import RouteDecision
-from shared.events import Action, Change, Command, EventStatus, TicketEvent, TicketState
+from shared.events import Action, Change, Command, EventStatus, InboundEvent, TicketEvent, TicketState
 from tests.unit.factories import T0, event, ticket
 
 DECISION = RouteDecision(team="ops", priority="P1", policy="default", rule="r")
@@ -32,6 +36,15 @@ def cmd(action: Action, command_id: str = "c1") -> Command:
     return Command(
         command_id=command_id, ticket_id="tl-1", action=action, actor="alice", reason="why", issued_at=NOW, trace_id="t"
     )
+
+
+def on(
+    rec: TicketRecord | None, ev: InboundEvent, member: Status = "firing", at: datetime = NOW
+) -> tuple[TicketRecord | None, list[TicketEvent]]:
+    """apply_event for the one-alert ticket tl-1 (group am/fp1) whose alert the ticket knows as ``member``."""
+    known = Member(member, "an-earlier-event") if rec is not None else None
+    new, out, _ = apply_event(rec, "tl-1", "am/fp1", ev, known, DECISION, at)
+    return new, out
 
 
 def record(state: TicketState = TicketState.open) -> TicketRecord:
@@ -92,7 +105,10 @@ def test_key_updates_are_sent_for_resolve_close_and_reopen_only() -> None:
 
 
 def test_a_recurring_problem_reopens_its_resolved_ticket() -> None:
-    rec, out = apply_event(record(TicketState.resolved), "tl-1", event(event_id="again"), DECISION, NOW)
+    repeat, out = on(record(TicketState.resolved), event(event_id="repeat"), member="firing")
+    assert repeat is not None and repeat.ticket.state is TicketState.resolved, "a still-firing repeat is no recurrence"
+    assert out[0].change is Change.occurred
+    rec, out = on(record(TicketState.resolved), event(event_id="again"), member="resolved")
     assert rec is not None
     assert out[0].change is Change.reopened and out[0].reason == "the problem recurred"
     assert (rec.ticket.state, rec.ticket.reopened, rec.ticket.occurrences, rec.ticket.resolved_at) == (
@@ -101,7 +117,7 @@ def test_a_recurring_problem_reopens_its_resolved_ticket() -> None:
         2,
         None,
     )
-    closed, out = apply_event(record(TicketState.closed), "tl-1", event(event_id="late"), DECISION, NOW)
+    closed, out = on(record(TicketState.closed), event(event_id="late"), member="resolved")
     assert closed is not None and closed.ticket.state is TicketState.closed and out[0].change is Change.occurred
 
 
@@ -110,7 +126,7 @@ def test_ticket_ids_are_deterministic_so_replays_land_on_the_same_ticket() -> No
 
 
 def test_first_event_opens_a_routed_ticket() -> None:
-    rec, out = apply_event(None, "tl-1", event(), DECISION, NOW)
+    rec, out = on(None, event())
     assert rec is not None
     assert [o.change for o in out] == [Change.opened]
     t = out[0].ticket
@@ -127,25 +143,29 @@ def test_first_event_opens_a_routed_ticket() -> None:
 
 
 def test_resolution_for_unknown_ticket_opens_nothing() -> None:
-    assert apply_event(None, "tl-1", event(status=EventStatus.resolved), DECISION, NOW) == (None, [])
+    assert apply_event(None, "tl-1", "am/fp1", event(status=EventStatus.resolved), None, DECISION, NOW) == (
+        None,
+        [],
+        None,
+    )
 
 
 def test_repeats_count_occurrences_and_duplicates_are_ignored() -> None:
-    rec, _ = apply_event(None, "tl-1", event(), DECISION, NOW)
+    rec, _ = on(None, event())
     assert rec is not None
     later = T0 + timedelta(minutes=5)
-    rec2, out = apply_event(rec, "tl-1", event(event_id="e2", occurred_at=later), DECISION, NOW)
+    rec2, out = on(rec, event(event_id="e2", occurred_at=later))
     assert rec2 is not None
     assert out[0].change is Change.occurred and out[0].ticket.occurrences == 2 and out[0].ticket.last_seen == later
-    rec3, out3 = apply_event(rec2, "tl-1", event(event_id="e2"), DECISION, NOW)
+    rec3, out3 = on(rec2, event(event_id="e2"))
     assert out3 == [] and rec3 == rec2
 
 
 def test_source_resolution_resolves_once() -> None:
-    rec, out = apply_event(record(), "tl-1", event(event_id="r1", status=EventStatus.resolved), DECISION, NOW)
+    rec, out = on(record(), event(event_id="r1", status=EventStatus.resolved))
     assert rec is not None
     assert out[0].change is Change.resolved and out[0].ticket.resolved_at == NOW and out[0].actor == "am"
-    again, out2 = apply_event(rec, "tl-1", event(event_id="r2", status=EventStatus.resolved), DECISION, NOW)
+    again, out2 = on(rec, event(event_id="r2", status=EventStatus.resolved), member="resolved")
     assert out2 == [] and again is not None and again.ticket.version == rec.ticket.version
 
 
@@ -182,21 +202,25 @@ def test_acknowledge_stamps_time_and_duplicate_command_is_ignored() -> None:
 def test_seen_ids_are_bounded() -> None:
     rec = record()
     for i in range(SEEN_LIMIT + 50):
-        rec, _ = apply_event(rec, "tl-1", event(event_id=f"x{i}"), DECISION, NOW)  # type: ignore[assignment]
+        nxt, _ = on(rec, event(event_id=f"x{i}"))
+        assert nxt is not None
+        rec = nxt
     assert len(rec.seen) == SEEN_LIMIT
 
 
 @given(st.lists(st.sampled_from(["fire", "resolve", "ack", "close"]), max_size=30))
 def test_versions_only_grow_and_resolved_tickets_have_a_time(steps: list[str]) -> None:
-    rec, _ = apply_event(None, "tl-1", event(), DECISION, NOW)
+    rec, _ = on(None, event())
     assert rec is not None
+    member: Member | None = Member("firing", "e1")
     for i, step in enumerate(steps):
         before = rec.ticket.version
         at = datetime(2026, 11, 24, tzinfo=UTC) + timedelta(seconds=i)
-        if step == "fire":
-            nxt, _ = apply_event(rec, "tl-1", event(event_id=f"f{i}"), DECISION, at)
-        elif step == "resolve":
-            nxt, _ = apply_event(rec, "tl-1", event(event_id=f"r{i}", status=EventStatus.resolved), DECISION, at)
+        if step in ("fire", "resolve"):
+            status = EventStatus.firing if step == "fire" else EventStatus.resolved
+            nxt, _, member = apply_event(
+                rec, "tl-1", "am/fp1", event(event_id=f"{step}{i}", status=status), member, DECISION, at
+            )
         else:
             nxt, _ = apply_command(rec, cmd(Action.acknowledge if step == "ack" else Action.resolve, f"c{i}"), at)
         assert nxt is not None
@@ -286,3 +310,56 @@ def test_snooze_priority_waiting_and_reopen() -> None:
 def test_commands_need_their_arguments(action: Action, missing: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         full_cmd(action, **missing)
+
+
+GROUPED = RouteDecision(
+    team="ops", priority="P1", policy="default", rule="root > db", group_by=("alertname", "cluster")
+)
+
+
+def test_group_keys() -> None:
+    a = event(labels={"alertname": "Down", "cluster": "eu", "instance": "1"}, dedup_key="am/1")
+    b = event(labels={"alertname": "Down", "cluster": "eu", "instance": "2"}, dedup_key="am/2")
+    c = event(labels={"alertname": "Down", "cluster": "us", "instance": "3"}, dedup_key="am/3")
+    assert group_key(a, DECISION) == "am/1", "no group_by: one ticket per alert"
+    assert group_key(a, GROUPED) == group_key(b, GROUPED) != group_key(c, GROUPED)
+    other_route = RouteDecision(
+        team="ops", priority="P1", policy="default", rule="root > web", group_by=("alertname", "cluster")
+    )
+    assert group_key(a, other_route) != group_key(a, GROUPED)
+    assert TicketInput(group_key="g", event=a).event == a
+
+
+def test_a_group_counts_alerts_and_resolves_when_the_last_one_does() -> None:
+    members: dict[str, Member] = {}
+
+    def feed(
+        rec: TicketRecord | None, alert: str, status: EventStatus, n: int
+    ) -> tuple[TicketRecord | None, list[TicketEvent]]:
+        ev = event(event_id=f"{alert}-{status.value}-{n}", dedup_key=alert, status=status)
+        new, out, after = apply_event(rec, "tl-g", "group/x", ev, members.get(alert), GROUPED, NOW)
+        if after is not None:
+            members[alert] = after
+        return new, out
+
+    rec, out = feed(None, "a1", EventStatus.firing, 0)
+    assert out[0].ticket.dedup_key == "group/x"
+    for i in range(2, 6):
+        rec, out = feed(rec, f"a{i}", EventStatus.firing, 0)
+    rec, out = feed(rec, "a1", EventStatus.firing, 1)  # fires again with a new event
+    same, dup = feed(rec, "a1", EventStatus.firing, 1)  # the very same event again (a sender's retry)
+    assert dup == [] and same == rec
+    assert rec is not None
+    assert (rec.ticket.alerts, rec.ticket.alerts_firing, rec.ticket.occurrences) == (5, 5, 6)
+    for i in range(1, 5):
+        rec, out = feed(rec, f"a{i}", EventStatus.resolved, 0)
+        assert out[0].change is Change.alert_resolved
+    assert out[0].reason == "1 of 5 alerts still firing"
+    rec, out = feed(rec, "a3", EventStatus.resolved, 1)  # already resolved: nothing
+    assert out == []
+    rec, out = feed(rec, "a5", EventStatus.resolved, 0)
+    assert rec is not None
+    assert out[0].change is Change.resolved and out[0].reason == "resolved by the source (all 5 alerts)"
+    rec, out = feed(rec, "a2", EventStatus.firing, 2)
+    assert rec is not None
+    assert out[0].change is Change.reopened and rec.ticket.alerts_firing == 1
