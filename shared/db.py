@@ -36,6 +36,7 @@ class TicketRow(SQLModel, table=True):
     customer: str | None = Field(default=None, index=True)
     phase: str | None = None
     next_level: str | None = None
+    known_issue: str | None = None
     watchers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     channels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     policy: str
@@ -171,6 +172,19 @@ def project(engine: Engine, events: Iterable[TicketEvent], escalations: Iterable
                     at=ev.at,
                 ),
             )
+            if ev.workaround:
+                _add_timeline(
+                    session,
+                    TimelineRow(
+                        change_id=f"{ev.change_id}:workaround",
+                        ticket_id=t.ticket_id,
+                        version=t.version,
+                        change="workaround_suggested",
+                        actor="known-issues",
+                        reason=ev.workaround,
+                        at=ev.at,
+                    ),
+                )
             session.flush()
         session.commit()
     return changed

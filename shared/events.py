@@ -138,6 +138,7 @@ class Ticket(Wire):
     customer: str | None = None
     phase: str | None = Field(default=None, description="pre-go-live | hypercare | operations")
     next_level: str | None = Field(default=None, description="the team an escalation level 'next' goes to")
+    known_issue: str | None = Field(default=None, description="the project's known issue this report matches")
     channels: list[str] = Field(default_factory=list, description="channel kinds to use; empty: all of the team's")
     policy: str
     rule: str
@@ -168,6 +169,8 @@ class TicketEvent(Wire):
     at: datetime
     ticket: Ticket
     trace_id: str
+    workaround: str | None = Field(default=None, description="a known issue's workaround, found when it opened")
+    notify_reporter: bool = Field(default=False, description="send the workaround to the reporter at once")
 
 
 class Escalation(Wire):

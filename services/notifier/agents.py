@@ -18,7 +18,7 @@ from services.notifier.pipeline import (
     RetryPolicy,
     deliver,
     notice_for_escalation,
-    notice_for_ticket_event,
+    notices_for_ticket_event,
     plan_notice,
 )
 from shared import db
@@ -53,33 +53,33 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
         deps.registry, "ticketloop_notifier_deliveries_total", "Notification outcomes", ["channel", "kind", "status"]
     )
 
-    def notice(event: Any) -> Notice | None:
+    def notices(event: Any) -> list[Notice]:
         if event.message.topic == t.escalations.name:
             esc = decode(Escalation, event.value)
             bind_ids(trace_id=esc.trace_id, ticket_id=esc.ticket_id)
-            return notice_for_escalation(esc, deps.public_url)
+            return [notice_for_escalation(esc, deps.public_url)]
         ev = decode(TicketEvent, event.value)
         bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
-        return notice_for_ticket_event(ev, deps.public_url)
+        return notices_for_ticket_event(ev, deps.public_url)
 
     @app.agent(inputs, name="notifier-dispatch")
     async def dispatch_agent(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
             bind_ids(**ids_from_headers(event.headers))
             try:
-                found = notice(event)
+                found = notices(event)
             except DecodeError as exc:
                 await to_deadletter(deadletter, SERVICE, event, str(exc))
                 yield None
                 continue
-            if found is None:
-                yield None
-                continue
-            ticket_id, message = found.ticket_id, found.message
-            dispatches = plan_notice(found, deps.config)
-            if not dispatches:
-                log.warning("no_channels", team=found.team, kind=message.kind)
+            dispatches = []
+            for notice in found:
+                planned = plan_notice(notice, deps.config)
+                if not planned:
+                    log.warning("no_channels", team=notice.team, kind=notice.message.kind)
+                dispatches.extend(planned)
             for d in dispatches:
+                ticket_id, message = d.ticket_id, d.message
                 if await asyncio.to_thread(db.was_delivered, deps.engine, d.notification_id):
                     log.info("already_delivered", notification_id=d.notification_id)
                     continue

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from services.notifier.channels.base import Channel, DeliveryError, Message
 from services.notifier.config import NotifyConfig
-from services.notifier.templates import render_assignment, render_escalation, render_resolution
+from services.notifier.templates import render_assignment, render_escalation, render_resolution, render_workaround
 from shared.events import Change, Delivery, Escalation, TicketEvent
 from shared.ids import stable_id
 
@@ -49,6 +49,30 @@ class Notice:
     message: Message
     watchers: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
+    recipients: tuple[tuple[str, str], ...] = ()
+    """Explicit (channel, target) pairs instead of teams: e.g. the reporter of a piece of feedback."""
+
+
+def notices_for_ticket_event(event: TicketEvent, public_url: str) -> list[Notice]:
+    """Everything people are told about one ticket event: the owner's notice and, for a report that matches a
+    known issue, the workaround to its reporter."""
+    notices = []
+    owner = notice_for_ticket_event(event, public_url)
+    if owner is not None:
+        notices.append(owner)
+    reporter = event.ticket.labels.get("reporter", "")
+    if event.workaround and event.notify_reporter and "@" in reporter:
+        message = render_workaround(event, public_url)
+        notices.append(
+            Notice(
+                f"{event.change_id}:workaround",
+                event.ticket.ticket_id,
+                event.ticket.team,
+                message,
+                recipients=(("email", reporter),),
+            )
+        )
+    return notices
 
 
 def notice_for_ticket_event(event: TicketEvent, public_url: str) -> Notice | None:
@@ -76,6 +100,11 @@ def notice_for_escalation(escalation: Escalation, public_url: str) -> Notice:
 
 
 def plan_notice(notice: Notice, config: NotifyConfig) -> list[Dispatch]:
+    if notice.recipients:
+        return [
+            Dispatch(stable_id(notice.notice_id, channel, target), notice.ticket_id, channel, target, notice.message)
+            for channel, target in notice.recipients
+        ]
     return plan(
         notice.notice_id,
         notice.ticket_id,

@@ -80,3 +80,19 @@ def render_escalation(escalation: Escalation, public_url: str) -> Message:
         text,
         _data(t, level=escalation.level, target_team=escalation.target_team, deadline=escalation.deadline.isoformat()),
     )
+
+
+def render_workaround(event: TicketEvent, public_url: str) -> Message:
+    """The first response to a reporter whose feedback matches a known issue: the workaround, at once."""
+    t = event.ticket
+    text = "\n".join(
+        [
+            "Thank you for your report. It matches an issue we already know about:",
+            "",
+            event.workaround or "",
+            "",
+            f"Your report is tracked as {t.ticket_id}; the {t.team} team owns it and will follow up.",
+            f"Status: {public_url.rstrip('/')}/api/v1/tickets/{t.ticket_id}",
+        ]
+    )
+    return Message("workaround", f"Re: {t.summary} [{t.ticket_id}]", text, _data(t, known_issue=t.known_issue))

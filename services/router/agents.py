@@ -24,13 +24,14 @@ from services.router.lifecycle import (
     assign,
     group_key,
     key_update_for,
+    with_known_issue,
 )
-from services.router.projects import ProjectsConfig, decide_for_event
+from services.router.projects import ProjectsConfig, decide_for_event, known_issue_for
 from services.router.rules import RoutingConfig
 from shared import db
 from shared.codec import DecodeError, decode, encode
 from shared.config import ConfigWatcher
-from shared.events import Command, Escalation, InboundEvent, TicketEvent
+from shared.events import Change, Command, Escalation, InboundEvent, TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter
 from shared.streams import decode_or_deadletter, emit, raw_table, raw_topic, to_deadletter
@@ -166,6 +167,18 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                     new, changes, after = apply_event(record, ticket_id, item.group_key, ev, member, decision, now)
                     if after is not None and after != member:
                         members[member_key] = after.encode()
+                    known = known_issue_for(ev, deps.projects.current)
+                    if new is not None and known is not None and [c.change for c in changes] == [Change.opened]:
+                        issue = known[1]
+                        new, opened = with_known_issue(
+                            new,
+                            changes[0],
+                            issue.id,
+                            issue.title,
+                            issue.workaround,
+                            reply_to_reporter=issue.reply_to_reporter,
+                        )
+                        changes = [opened]
             except DecodeError as exc:
                 await to_deadletter(deadletter, SERVICE, event, str(exc))
                 yield None

@@ -1,5 +1,8 @@
 """Grouping events into tickets and the ticket lifecycle, as pure functions.
 
+One input event yields at most one ticket event: faust publishes the messages sent while handling one input
+(attached to its offset) in no particular order, so two ticket events from one input could be seen reversed.
+
 Step 1 (keyed by dedup key): ``assign`` maps an event to its open ticket, or to a new ticket id derived from
 the event id (so a replayed event lands on the same ticket). Step 2 (keyed by ticket id, the single writer):
 ``apply_event`` and ``apply_command`` turn the ticket record into its next version and the ticket events that
@@ -241,6 +244,26 @@ def apply_event(
     ticket = t.model_copy(update=update)
     out = _ticket_event(ticket, change, event.source, reason, now, event.trace_id)
     return TicketRecord(ticket=ticket, seen=seen), [out], Member("resolved", event.event_id)
+
+
+def with_known_issue(
+    record: TicketRecord,
+    opened: TicketEvent,
+    issue_id: str,
+    title: str,
+    workaround: str,
+    *,
+    reply_to_reporter: bool,
+) -> tuple[TicketRecord, TicketEvent]:
+    """The opening of a report that matches a known issue of its project, carrying the workaround.
+
+    It rides on the ``opened`` event rather than a second one: faust publishes the messages sent for one input
+    in no particular order, so one input event makes at most one ticket event.
+    """
+    ticket = record.ticket.model_copy(update={"known_issue": issue_id})
+    text = f"known issue {issue_id} ({title}). Workaround: {workaround}"
+    event = opened.model_copy(update={"ticket": ticket, "workaround": text, "notify_reporter": reply_to_reporter})
+    return record.model_copy(update={"ticket": ticket}), event
 
 
 S = TicketState

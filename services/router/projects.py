@@ -24,7 +24,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from services.router.rules import Matcher, RouteDecision, RoutingConfig, event_labels, parse_matcher, route
 from shared.config import Duration
-from shared.events import InboundEvent
+from shared.events import EventKind, InboundEvent
 
 
 class Phase(StrEnum):
@@ -40,6 +40,36 @@ class Side(BaseModel):
     engineers: list[str] = Field(default_factory=list)
 
 
+class KnownIssue(BaseModel):
+    """An entry of a project's handover package: what it looks like and how to work around it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    title: str = Field(min_length=1)
+    matchers: list[str] = Field(default_factory=list, description="labels the feedback must carry")
+    keywords: list[str] = Field(default_factory=list, description="any of these in the summary or details")
+    workaround: str = Field(min_length=1)
+    reply_to_reporter: bool = Field(default=False, description="email the workaround to the reporter at once")
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> KnownIssue:
+        if not self.matchers and not self.keywords:
+            raise ValueError("a known issue needs matchers or keywords, or it would match every report")
+        for i, text in enumerate(self.matchers):
+            try:
+                parse_matcher(text)
+            except ValueError as exc:
+                raise ValueError(f"matchers.{i}: {exc}") from exc
+        return self
+
+    def matches(self, labels: dict[str, str], text: str) -> bool:
+        if not all(parse_matcher(m).matches(labels) for m in self.matchers):
+            return False
+        lowered = text.lower()
+        return not self.keywords or any(k.lower() in lowered for k in self.keywords)
+
+
 class Project(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -50,6 +80,7 @@ class Project(BaseModel):
     hypercare: Duration = Field(default=timedelta(days=30))
     implementation: Side
     operations: Side
+    known_issues: list[KnownIssue] = Field(default_factory=list)
 
     @field_validator("matchers")
     @classmethod
@@ -130,3 +161,16 @@ def apply_project(
 def decide_for_event(event: InboundEvent, routing: RoutingConfig, projects: ProjectsConfig) -> RouteDecision:
     """The routing tree, then the project's handover, at the time the event was received (so replays agree)."""
     return apply_project(route(event, routing), event_labels(event), projects, event.received_at)
+
+
+def known_issue_for(event: InboundEvent, projects: ProjectsConfig) -> tuple[Project, KnownIssue] | None:
+    """The first known issue of the event's project that customer feedback matches (alerts never match)."""
+    if event.kind is not EventKind.feedback:
+        return None
+    labels = event_labels(event)
+    project = projects.project_for(labels)
+    if project is None:
+        return None
+    text = " ".join([event.summary, *event.annotations.values()])
+    issue = next((k for k in project.known_issues if k.matches(labels, text)), None)
+    return (project, issue) if issue is not None else None
