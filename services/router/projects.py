@@ -20,9 +20,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from services.router.rules import Matcher, RouteDecision, RoutingConfig, event_labels, parse_matcher, route
+from services.router.rules import Matcher, MatcherList, RouteDecision, RoutingConfig, event_labels, parse_matcher, route
 from shared.config import Duration
 from shared.events import EventKind, InboundEvent
 
@@ -47,7 +47,7 @@ class KnownIssue(BaseModel):
 
     id: str = Field(min_length=1)
     title: str = Field(min_length=1)
-    matchers: list[str] = Field(default_factory=list, description="labels the feedback must carry")
+    matchers: MatcherList = Field(default_factory=list, description="labels the feedback must carry")
     keywords: list[str] = Field(default_factory=list, description="any of these in the summary or details")
     workaround: str = Field(min_length=1)
     reply_to_reporter: bool = Field(default=False, description="email the workaround to the reporter at once")
@@ -56,11 +56,6 @@ class KnownIssue(BaseModel):
     def _something_to_match(self) -> KnownIssue:
         if not self.matchers and not self.keywords:
             raise ValueError("a known issue needs matchers or keywords, or it would match every report")
-        for i, text in enumerate(self.matchers):
-            try:
-                parse_matcher(text)
-            except ValueError as exc:
-                raise ValueError(f"matchers.{i}: {exc}") from exc
         return self
 
     def matches(self, labels: dict[str, str], text: str) -> bool:
@@ -75,22 +70,12 @@ class Project(BaseModel):
 
     name: str = Field(min_length=1)
     customer: str = Field(min_length=1)
-    matchers: list[str] = Field(min_length=1)
+    matchers: MatcherList = Field(min_length=1)
     go_live: AwareDatetime
     hypercare: Duration = Field(default=timedelta(days=30))
     implementation: Side
     operations: Side
     known_issues: list[KnownIssue] = Field(default_factory=list)
-
-    @field_validator("matchers")
-    @classmethod
-    def _parse(cls, value: list[str]) -> list[str]:
-        for i, text in enumerate(value):
-            try:
-                parse_matcher(text)
-            except ValueError as exc:
-                raise ValueError(f"matchers.{i}: {exc}") from exc
-        return value
 
     def compiled_matchers(self) -> list[Matcher]:
         return [parse_matcher(m) for m in self.matchers]

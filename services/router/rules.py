@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from functools import cached_property
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.config import Duration
 from shared.events import InboundEvent, Severity
@@ -96,13 +96,26 @@ def parse_matcher(text: str) -> Matcher:
     return matcher
 
 
+def check_matchers(value: list[str]) -> list[str]:
+    for i, text in enumerate(value):
+        try:
+            parse_matcher(text)
+        except ValueError as exc:
+            raise ValueError(f"matchers.{i}: {exc}") from exc
+    return value
+
+
+MatcherList = Annotated[list[str], AfterValidator(check_matchers)]
+"""A config field of matcher strings, each checked on load."""
+
+
 class Route(BaseModel):
     """One node of the tree; unset fields are inherited from the parent."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str | None = Field(default=None, min_length=1)
-    matchers: list[str] = Field(default_factory=list)
+    matchers: MatcherList = Field(default_factory=list)
     match: dict[str, str] = Field(default_factory=dict)
     match_re: dict[str, str] = Field(default_factory=dict)
     team: str | None = Field(default=None, min_length=1)
@@ -115,16 +128,6 @@ class Route(BaseModel):
     )
     continue_: bool = Field(default=False, alias="continue")
     routes: list[Route] = Field(default_factory=list)
-
-    @field_validator("matchers")
-    @classmethod
-    def _parse(cls, value: list[str]) -> list[str]:
-        for i, text in enumerate(value):
-            try:
-                parse_matcher(text)
-            except ValueError as exc:
-                raise ValueError(f"matchers.{i}: {exc}") from exc
-        return value
 
     @field_validator("match_re")
     @classmethod

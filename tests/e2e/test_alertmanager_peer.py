@@ -4,10 +4,9 @@ notifications. Alerts are pushed into Alertmanager through its own v2 API, as Pr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -16,20 +15,9 @@ from deploy.local.kafka_local import free_port
 from deploy.local.stack import Stack
 from tests.support.alertmanager import alertmanager
 from tests.support.configs import AM_TOKEN, API_TOKEN, write_config
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], stack: Stack, timeout: float = 90) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stack.check_alive()
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def push(am_url: str, alerts: list[dict[str, Any]]) -> None:
@@ -80,14 +68,14 @@ def test_tickets_follow_a_real_alertmanager(kafka_bootstrap: str, tmp_path: Path
                 found = by_instance()
                 return found if found["web-1"]["state"] == "resolved" else None
 
-            tickets = wait_for("tickets for both alerts", both_open, stack)
+            tickets = wait_for("tickets for both alerts", both_open, stack=stack)
             assert {t["team"] for t in tickets.values()} == {"web-team"}
             assert {t["priority"] for t in tickets.values()} == {"P1"}
             assert {t["state"] for t in tickets.values()} == {"open"}
 
             resolved = {**started[0], "endsAt": datetime.now(UTC).isoformat()}
             push(am_url, [resolved])
-            after = wait_for("web-1 resolved", web1_resolved, stack)
+            after = wait_for("web-1 resolved", web1_resolved, stack=stack)
             assert after["web-2"]["state"] == "open"
             assert after["web-1"]["ticket_id"] == tickets["web-1"]["ticket_id"]
             timeline = api.get(f"/api/v1/tickets/{after['web-1']['ticket_id']}").json()["timeline"]

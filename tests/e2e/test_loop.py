@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -20,21 +20,9 @@ from deploy.local.kafka_local import free_port
 from deploy.local.sinks import SmtpSink, WebhookSink
 from deploy.local.stack import Stack
 from tests.support.configs import AM_TOKEN, API_TOKEN, HOOK_SECRET, write_config
+from tests.support.waiting import wait_for
 
-T = TypeVar("T")
 pytestmark = pytest.mark.e2e
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0, stack: Stack | None = None) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if stack is not None:
-            stack.check_alive()
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"gave up waiting for {what} after {timeout:.0f}s")
 
 
 def alertmanager_payload(status: str, alerts: list[dict[str, Any]]) -> dict[str, Any]:

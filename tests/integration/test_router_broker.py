@@ -1,16 +1,21 @@
-"""The router as a process on the real broker: a storm groups into tickets with exact counts, re-sent events are
-not counted twice, and poison messages go to deadletter with the reason while the good ones still flow."""
+"""The router as a process on the real broker: storms group into tickets with exact counts, re-sent events are
+not counted twice, poison messages go to deadletter with the reason, rules reload, tickets reopen within the
+window, and projects hand over after hypercare."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 import pytest
+from sqlalchemy import Engine
 
 from deploy.local.kafka_local import free_port
 from deploy.local.stack import Stack
@@ -23,6 +28,7 @@ from tests.support.kafka_io import produce, read_all
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 24, 9, tzinfo=UTC)
+T = TypeVar("T")
 
 
 def ev(key: str, n: int, *, status: EventStatus = EventStatus.firing, service: str = "web") -> InboundEvent:
@@ -41,47 +47,94 @@ def ev(key: str, n: int, *, status: EventStatus = EventStatus.firing, service: s
     )
 
 
+@dataclass
+class RouterRun:
+    """One router process on its own topics, config and SQLite read model."""
+
+    bootstrap: str
+    topics: Topics
+    config: Path
+    stack: Stack
+    engine: Engine
+
+    def send(self, *events: InboundEvent) -> None:
+        self.send_raw([(e.dedup_key, encode(e)) for e in events])
+
+    def send_raw(self, records: list[tuple[str, bytes]]) -> None:
+        asyncio.run(produce(self.bootstrap, self.topics.events.name, records))
+
+    def rows(self) -> list[db.TicketRow]:
+        try:
+            return db.list_tickets(self.engine, limit=1000)
+        except Exception:  # noqa: BLE001 - the router creates the tables when it starts
+            return []
+
+    def tickets(self, key: str) -> list[db.TicketRow]:
+        return sorted((r for r in self.rows() if r.dedup_key == f"am/{key}"), key=lambda r: r.opened_at)
+
+    def rows_when(
+        self, what: str, ready: Callable[[list[db.TicketRow]], bool], timeout: float = 120
+    ) -> list[db.TicketRow]:
+        def probe() -> list[db.TicketRow]:
+            rows = self.rows()
+            return rows if ready(rows) else []
+
+        return self.until(what, probe, timeout)
+
+    def until(self, what: str, probe: Callable[[], T], timeout: float = 120) -> T:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.stack.check_alive()
+            value = probe()
+            if value:
+                return value
+            assert time.monotonic() < deadline, f"gave up waiting for {what}"
+            time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def router_run(
+    bootstrap: str, tmp_path: Path, *, routing: str | None = None, projects: str = "projects: []\n"
+) -> Iterator[RouterRun]:
+    """Topics and config ready; the router is started by the test (some produce first)."""
+    topics = Topics(f"it-router-{time.time_ns()}.", 4)
+    asyncio.run(ensure_topics(bootstrap, topics.all()))
+    config = write_config(tmp_path, projects=projects)
+    if routing is not None:
+        (config / "routing.yaml").write_text(routing)
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    stack = Stack(
+        bootstrap,
+        database,
+        config,
+        tmp_path / "logs",
+        free_port(),
+        9,
+        extra_env={"TICKETLOOP_TOPIC_PREFIX": topics.prefix},
+    )
+    try:
+        yield RouterRun(bootstrap, topics, config, stack, db.make_engine(database))
+    finally:
+        stack.stop_all()
+
+
 def test_storm_groups_exactly_and_poison_goes_to_deadletter(kafka_bootstrap: str, tmp_path: Path) -> None:
-    prefix = f"it-router-{time.time_ns()}."
-    topics = Topics(prefix, 4)
-    asyncio.run(ensure_topics(kafka_bootstrap, topics.all()))
     keys = [f"svc{i}" for i in range(5)]
     storm = [ev(k, n, service="web" if k == "svc0" else "db") for n in range(200) for k in keys]
     resent = storm[:50]  # the same events again, as a retrying sender would
     poison = [("am/bad", b"this is not json"), ("am/bad2", orjson.dumps({"schema_version": 1, "event_id": 7}))]
     resolve = [ev("svc4", 999, status=EventStatus.resolved)]
-    records = [(e.dedup_key, encode(e)) for e in storm + resent] + poison + [(e.dedup_key, encode(e)) for e in resolve]
-    asyncio.run(produce(kafka_bootstrap, topics.events.name, records))
-
-    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    stack = Stack(
-        kafka_bootstrap,
-        database,
-        write_config(tmp_path),
-        tmp_path / "logs",
-        free_port(),
-        9,
-        extra_env={"TICKETLOOP_TOPIC_PREFIX": prefix},
-    )
-    stack.start("router")
-    engine = db.make_engine(database)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            stack.check_alive()
-            try:
-                rows = db.list_tickets(engine)
-            except Exception:  # noqa: BLE001 - the router creates the tables when it starts
-                rows = []
-            if len(rows) == 5 and all(r.occurrences == 200 for r in rows) and any(r.state == "resolved" for r in rows):
-                break
-            assert time.monotonic() < deadline, (
-                f"router did not converge: {[(r.dedup_key, r.occurrences, r.state) for r in rows]}"
-            )
-            time.sleep(0.5)
-        dead = asyncio.run(read_all(kafka_bootstrap, topics.deadletter.name, expect=2))
-    finally:
-        stack.stop_all()
+    with router_run(kafka_bootstrap, tmp_path) as run:
+        run.send_raw(
+            [(e.dedup_key, encode(e)) for e in storm + resent] + poison + [(e.dedup_key, encode(e)) for e in resolve]
+        )
+        run.stack.start("router")
+        rows = run.rows_when(
+            "the storm to converge",
+            lambda r: len(r) == 5 and all(x.occurrences == 200 for x in r) and any(x.state == "resolved" for x in r),
+        )
+        dead = asyncio.run(read_all(kafka_bootstrap, run.topics.deadletter.name, expect=2))
+        events_topic = run.topics.events.name
     by_key = {r.dedup_key: r for r in rows}
     assert by_key["am/svc0"].team == "web-team"
     assert by_key["am/svc1"].team == "operations"
@@ -90,125 +143,52 @@ def test_storm_groups_exactly_and_poison_goes_to_deadletter(kafka_bootstrap: str
     reasons = {orjson.loads(d.value)["key"]: orjson.loads(d.value)["reason"] for d in dead}
     assert "malformed JSON" in reasons["am/bad"]
     assert "invalid InboundEvent" in reasons["am/bad2"]
-    assert (
-        orjson.loads(next(d.value for d in dead if d.key == topics.events.name.encode()))["topic"] == topics.events.name
-    )
+    assert orjson.loads(next(d.value for d in dead if d.key == events_topic.encode()))["topic"] == events_topic
 
 
 def test_routing_changes_apply_without_restart_and_bad_files_are_refused(kafka_bootstrap: str, tmp_path: Path) -> None:
-    prefix = f"it-reload-{time.time_ns()}."
-    topics = Topics(prefix, 4)
-    asyncio.run(ensure_topics(kafka_bootstrap, topics.all()))
-    config = write_config(tmp_path)
-    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    stack = Stack(
-        kafka_bootstrap,
-        database,
-        config,
-        tmp_path / "logs",
-        free_port(),
-        9,
-        extra_env={"TICKETLOOP_TOPIC_PREFIX": prefix},
-    )
-    stack.start("router")
-    engine = db.make_engine(database)
+    with router_run(kafka_bootstrap, tmp_path) as run:
+        run.stack.start("router")
 
-    def team_of(key: str) -> str:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            stack.check_alive()
-            try:
-                found = [r for r in db.list_tickets(engine) if r.dedup_key == f"am/{key}"]
-            except Exception:  # noqa: BLE001 - tables appear when the router has started
-                found = []
-            if found:
-                return found[0].team
-            time.sleep(0.3)
-        raise AssertionError(f"no ticket for {key}")
+        def team_of(key: str) -> str:
+            run.send(ev(key, 0, service="web"))
+            return run.until(f"a ticket for {key}", lambda: run.tickets(key))[0].team
 
-    def send(key: str) -> None:
-        e = ev(key, 0, service="web")
-        asyncio.run(produce(kafka_bootstrap, topics.events.name, [(e.dedup_key, encode(e))]))
-
-    routing = config / "routing.yaml"
-    try:
-        send("before")
+        routing = run.config / "routing.yaml"
+        log = run.stack.log_path("router")
         assert team_of("before") == "web-team"
         routing.write_text(routing.read_text().replace("team: web-team", "team: web-platform"))
-        log = stack.log_path("router")
-        deadline = time.monotonic() + 60
-        while "routing_reloaded" not in log.read_text():
-            assert time.monotonic() < deadline, "the router never reloaded routing.yaml"
-            time.sleep(0.3)
-        send("after")
+        run.until("the router to reload routing.yaml", lambda: "routing_reloaded" in log.read_text(), timeout=60)
         assert team_of("after") == "web-platform"
         routing.write_text("route:\n  routes: [oops\n")
-        while "routing_rejected_keeping_running_rules" not in log.read_text():
-            assert time.monotonic() < deadline, "the router never noticed the bad file"
-            time.sleep(0.3)
-        send("still")
+        run.until(
+            "the router to refuse the bad file",
+            lambda: "routing_rejected_keeping_running_rules" in log.read_text(),
+            timeout=60,
+        )
         assert team_of("still") == "web-platform"
-    finally:
-        stack.stop_all()
 
 
 def test_recurrence_reopens_within_the_window_and_opens_a_new_ticket_after_it(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    prefix = f"it-reopen-{time.time_ns()}."
-    topics = Topics(prefix, 4)
-    asyncio.run(ensure_topics(kafka_bootstrap, topics.all()))
-    config = write_config(tmp_path)
-    (config / "routing.yaml").write_text("reopen_window: 3s\nroute:\n  team: operations\n")
-    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    stack = Stack(
-        kafka_bootstrap,
-        database,
-        config,
-        tmp_path / "logs",
-        free_port(),
-        9,
-        extra_env={"TICKETLOOP_TOPIC_PREFIX": prefix},
-    )
-    stack.start("router")
-    engine = db.make_engine(database)
-
-    def tickets(key: str) -> list[db.TicketRow]:
-        try:
-            return sorted((r for r in db.list_tickets(engine) if r.dedup_key == f"am/{key}"), key=lambda r: r.opened_at)
-        except Exception:  # noqa: BLE001 - tables appear when the router has started
-            return []
-
-    def until(what: str, probe: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + 90
-        while not probe():
-            stack.check_alive()
-            assert time.monotonic() < deadline, f"gave up waiting for {what}"
-            time.sleep(0.3)
-
-    def send(*events: InboundEvent) -> None:
-        asyncio.run(produce(kafka_bootstrap, topics.events.name, [(e.dedup_key, encode(e)) for e in events]))
-
     def fresh(e: InboundEvent) -> InboundEvent:
         return e.model_copy(update={"received_at": datetime.now(UTC)})
 
-    try:
-        send(fresh(ev("quick", 0)), fresh(ev("late", 0)))
-        until("two tickets", lambda: bool(tickets("quick")) and bool(tickets("late")))
-        send(fresh(ev("quick", 1, status=EventStatus.resolved)), fresh(ev("late", 1, status=EventStatus.resolved)))
-        until(
-            "both resolved", lambda: tickets("quick")[0].state == "resolved" and tickets("late")[0].state == "resolved"
-        )
-        send(fresh(ev("quick", 2)))
-        until("quick reopened", lambda: tickets("quick")[0].state == "open")
+    with router_run(kafka_bootstrap, tmp_path, routing="reopen_window: 3s\nroute:\n  team: operations\n") as run:
+        run.stack.start("router")
+        run.send(fresh(ev("quick", 0)), fresh(ev("late", 0)))
+        run.until("two tickets", lambda: run.tickets("quick") and run.tickets("late"))
+        run.send(fresh(ev("quick", 1, status=EventStatus.resolved)), fresh(ev("late", 1, status=EventStatus.resolved)))
+        run.until("both resolved", lambda: run.tickets("quick")[0].state == "resolved" == run.tickets("late")[0].state)
+        run.send(fresh(ev("quick", 2)))
+        run.until("quick reopened", lambda: run.tickets("quick")[0].state == "open")
         time.sleep(4)  # past the 3 s window
-        send(fresh(ev("late", 2)))
-        until("a second ticket for late", lambda: len(tickets("late")) == 2)
-    finally:
-        stack.stop_all()
-    [quick] = tickets("quick")
+        run.send(fresh(ev("late", 2)))
+        run.until("a second ticket for late", lambda: len(run.tickets("late")) == 2)
+        [quick] = run.tickets("quick")
+        old, new = run.tickets("late")
     assert (quick.reopened, quick.occurrences) == (1, 2)
-    old, new = tickets("late")
     assert (old.state, old.reopened) == ("resolved", 0)
     assert (new.state, new.occurrences) == ("open", 1)
 
@@ -230,42 +210,16 @@ projects:
     implementation: {{team: implementation, engineers: [ines]}}
     operations: {{team: operations}}
 """
-    prefix = f"it-hypercare-{time.time_ns()}."
-    topics = Topics(prefix, 4)
-    asyncio.run(ensure_topics(kafka_bootstrap, topics.all()))
-    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    stack = Stack(
-        kafka_bootstrap,
-        database,
-        write_config(tmp_path, projects=projects),
-        tmp_path / "logs",
-        free_port(),
-        9,
-        extra_env={"TICKETLOOP_TOPIC_PREFIX": prefix},
-    )
     events = [
         ev(key, 0).model_copy(update={"labels": {"customer": customer}, "received_at": now})
         for key, customer in (("acme-1", "acme"), ("globex-1", "globex"))
     ]
-    asyncio.run(produce(kafka_bootstrap, topics.events.name, [(e.dedup_key, encode(e)) for e in events]))
-    stack.start("router")
-    engine = db.make_engine(database)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            stack.check_alive()
-            try:
-                rows = {r.dedup_key: r for r in db.list_tickets(engine)}
-            except Exception:  # noqa: BLE001 - tables appear when the router has started
-                rows = {}
-            if len(rows) == 2:
-                break
-            assert time.monotonic() < deadline, "tickets did not appear"
-            time.sleep(0.3)
+    with router_run(kafka_bootstrap, tmp_path, projects=projects) as run:
+        run.send(*events)
+        run.stack.start("router")
+        rows = {r.dedup_key: r for r in run.rows_when("two tickets", lambda r: len(r) == 2)}
         acme = rows["am/acme-1"]
-        found = db.get_ticket(engine, acme.ticket_id)
-    finally:
-        stack.stop_all()
+        found = db.get_ticket(run.engine, acme.ticket_id)
     assert (acme.team, acme.person, acme.watchers, acme.phase, acme.project) == (
         "implementation",
         "ian",
@@ -285,11 +239,6 @@ projects:
 
 
 def test_a_storm_of_10000_alerts_in_20_groups_is_20_tickets(kafka_bootstrap: str, tmp_path: Path) -> None:
-    prefix = f"it-storm-{time.time_ns()}."
-    topics = Topics(prefix, 4)
-    asyncio.run(ensure_topics(kafka_bootstrap, topics.all()))
-    config = write_config(tmp_path)
-    (config / "routing.yaml").write_text("route:\n  team: operations\n  group_by: [alertname, cluster]\n")
     now = datetime.now(UTC)
     storm = [
         InboundEvent(
@@ -308,36 +257,14 @@ def test_a_storm_of_10000_alerts_in_20_groups_is_20_tickets(kafka_bootstrap: str
         for i in range(10_000)
     ]
     repeats = storm[:300]  # the same alerts re-sent: not new alerts, not new tickets
-    asyncio.run(produce(kafka_bootstrap, topics.events.name, [(e.dedup_key, encode(e)) for e in storm + repeats]))
-    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    stack = Stack(
-        kafka_bootstrap,
-        database,
-        config,
-        tmp_path / "logs",
-        free_port(),
-        9,
-        extra_env={"TICKETLOOP_TOPIC_PREFIX": prefix},
-    )
-    stack.start("router")
-    engine = db.make_engine(database)
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            stack.check_alive()
-            try:
-                rows = db.list_tickets(engine, limit=1000)
-            except Exception:  # noqa: BLE001 - tables appear when the router has started
-                rows = []
-            if len(rows) >= 20 and sum(r.alerts for r in rows) == 10_000:
-                break
-            assert time.monotonic() < deadline, (
-                f"storm not absorbed: {len(rows)} tickets, {sum(r.alerts for r in rows)} alerts"
-            )
-            time.sleep(1)
-        openings = [db.get_ticket(engine, r.ticket_id) for r in rows]
-    finally:
-        stack.stop_all()
+    routing = "route:\n  team: operations\n  group_by: [alertname, cluster]\n"
+    with router_run(kafka_bootstrap, tmp_path, routing=routing) as run:
+        run.send(*storm, *repeats)
+        run.stack.start("router")
+        rows = run.rows_when(
+            "the storm to be absorbed", lambda r: len(r) >= 20 and sum(x.alerts for x in r) == 10_000, timeout=300
+        )
+        openings = [db.get_ticket(run.engine, r.ticket_id) for r in rows]
     assert len(rows) == 20
     assert {r.alerts for r in rows} == {500}
     assert {r.alerts_firing for r in rows} == {500}

@@ -1,0 +1,24 @@
+"""Bounded polling for what a user would see (never a timed assert: the limit only stops a hung test)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from deploy.local.stack import Stack
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], *, stack: Stack | None = None, timeout: float = 90.0) -> T:
+    """The first truthy value ``probe`` returns; fails early if a service of ``stack`` died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if stack is not None:
+            stack.check_alive()
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"gave up waiting for {what} after {timeout:.0f}s")
