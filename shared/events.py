@@ -24,6 +24,8 @@ class Severity(StrEnum):
 
 class EventStatus(StrEnum):
     firing = "firing"
+    acknowledged = "acknowledged"
+    """the source says someone is on it (PagerDuty's acknowledge)"""
     resolved = "resolved"
 
 

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.intake.config import Credential, IntakeConfig, token_matches
-from services.intake.formats import alertmanager, generic
+from services.intake.formats import alertmanager, generic, pagerduty
 from services.intake.publisher import Publisher, PublishUnavailableError, Record
 from shared import db
 from shared.codec import describe_validation_error, encode
@@ -47,7 +47,15 @@ def _parse_generic(payload: Any, integration: str, raw: bytes, now: datetime, tr
     return generic.to_events(payload, integration=integration, raw=raw, received_at=now, trace_id=trace)
 
 
-PARSERS: dict[str, FormatParser] = {"alertmanager": _parse_alertmanager, "generic": _parse_generic}
+def _parse_pagerduty(payload: Any, integration: str, raw: bytes, now: datetime, trace: str) -> list[InboundEvent]:
+    return pagerduty.to_events(payload, integration=integration, raw=raw, received_at=now, trace_id=trace)
+
+
+PARSERS: dict[str, FormatParser] = {
+    "alertmanager": _parse_alertmanager,
+    "generic": _parse_generic,
+    "pagerduty": _parse_pagerduty,
+}
 
 
 class HttpError(Exception):
@@ -216,6 +224,52 @@ def create_app(deps: IntakeDeps) -> Starlette:
             status_code=202,
         )
 
+    async def enqueue(request: Request) -> Response:
+        """PagerDuty Events API v2, at PagerDuty's path: the routing key names (and authenticates) the integration."""
+        try:
+            raw = await _read_body(request, deps.max_body_bytes)
+            payload = _json(raw)
+        except HttpError as exc:
+            metrics.rejected.labels(reason="malformed").inc()
+            return JSONResponse({"status": "invalid event", "message": exc.error}, status_code=exc.status)
+        key = pagerduty.routing_key(payload) or ""
+        integration = next(
+            (i for i in deps.config.integrations if i.format == "pagerduty" and token_matches(i.secret(), key)), None
+        )
+        if integration is None:
+            metrics.rejected.labels(reason="unauthorized").inc()
+            return JSONResponse({"status": "invalid event", "message": "unknown routing_key"}, status_code=401)
+        trace_id = request.headers.get("x-trace-id") or new_trace_id()
+        try:
+            events = pagerduty.to_events(
+                payload, integration=integration.name, raw=raw, received_at=datetime.now(UTC), trace_id=trace_id
+            )
+        except ValidationError as exc:
+            metrics.rejected.labels(reason="invalid").inc()
+            errors = [f"{p['field']}: {p['error']}" for p in describe_validation_error(exc)]
+            return JSONResponse(
+                {"status": "invalid event", "message": "Event object is invalid", "errors": errors}, status_code=400
+            )
+        try:
+            await publish(
+                [
+                    Record(
+                        deps.topics.events.name,
+                        e.dedup_key,
+                        encode(e),
+                        make_headers(trace_id=trace_id, event_id=e.event_id),
+                    )
+                    for e in events
+                ]
+            )
+        except HttpError as exc:
+            return fail(exc, "unavailable")
+        metrics.accepted.labels(integration=integration.name).inc(len(events))
+        dedup_key = events[0].dedup_key.removeprefix(f"{integration.name}/")
+        return JSONResponse(
+            {"status": "success", "message": "Event processed", "dedup_key": dedup_key}, status_code=202
+        )
+
     def api_client(request: Request) -> Credential:
         client = deps.config.api_client_for(_bearer(request))
         if client is None:
@@ -312,6 +366,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
 
     routes = [
         Route("/api/v1/integrations/{name}", receive, methods=["POST", "PUT"]),
+        Route("/v2/enqueue", enqueue, methods=["POST"]),
         Route("/api/v1/tickets", list_tickets, methods=["GET"]),
         Route("/api/v1/tickets/{ticket_id}", get_ticket, methods=["GET"]),
         Route("/api/v1/tickets/{ticket_id}/{verb}", command_endpoint(), methods=["POST"]),

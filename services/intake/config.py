@@ -29,7 +29,7 @@ class Credential(BaseModel):
 
 
 class Integration(Credential):
-    format: Literal["alertmanager", "generic"]
+    format: Literal["alertmanager", "generic", "pagerduty"]
 
 
 class IntakeConfig(BaseModel):

@@ -77,7 +77,7 @@ def new_ticket_id(event_id: str) -> str:
 def assign(current: KeyState | None, event: InboundEvent, reopen_window: timedelta) -> Assignment:
     """Which ticket an event belongs to. A problem that fires again within ``reopen_window`` of its ticket's
     resolution goes to that ticket (which reopens); later, it starts a new ticket."""
-    if event.status is EventStatus.resolved:
+    if event.status is not EventStatus.firing:
         return Assignment(current.ticket_id if current else None, current)
     if current is not None and (
         current.resolved_at is None or event.received_at - current.resolved_at <= reopen_window
@@ -209,41 +209,65 @@ def apply_event(
         ticket = _open(ticket_id, group, event, decision, now)
         out = _ticket_event(ticket, Change.opened, event.source, decision.explain(), now, event.trace_id)
         return TicketRecord(ticket=ticket, seen=[event.event_id]), [out], Member("firing", event.event_id)
+    handle = {EventStatus.firing: _fired, EventStatus.acknowledged: _acknowledged, EventStatus.resolved: _resolved}
+    return handle[event.status](record, event, member, now)
+
+
+Outcome = tuple[TicketRecord | None, list[TicketEvent], Member | None]
+
+
+def _changed(
+    record: TicketRecord, event: InboundEvent, update: dict[str, object], change: Change, reason: str, now: datetime
+) -> tuple[TicketRecord, list[TicketEvent]]:
+    ticket = record.ticket.model_copy(update={**update, "version": record.ticket.version + 1})
+    out = _ticket_event(ticket, change, event.source, reason, now, event.trace_id)
+    return TicketRecord(ticket=ticket, seen=record.remember(event.event_id)), [out]
+
+
+def _unchanged(record: TicketRecord, event: InboundEvent, member: Member | None) -> Outcome:
+    return record.model_copy(update={"seen": record.remember(event.event_id)}), [], member
+
+
+def _fired(record: TicketRecord, event: InboundEvent, member: Member | None, now: datetime) -> Outcome:
     t = record.ticket
-    seen = record.remember(event.event_id)
-    if firing:
-        joined, refired = member is None, member is not None and member.status == "resolved"
-        update: dict[str, object] = {
-            "occurrences": t.occurrences + 1,
-            "last_seen": max(t.last_seen, event.occurred_at),
-            "alerts": t.alerts + joined,
-            "alerts_firing": t.alerts_firing + (joined or refired),
-            "version": t.version + 1,
-        }
-        if t.state is TicketState.resolved and (joined or refired):
-            change, reason = Change.reopened, "the problem recurred"
-            update.update(_reopen(t))
-        else:
-            change = Change.occurred
-            reason = "another alert joined" if joined else "fired again" if refired else "occurred again"
-            if t.state is TicketState.closed:
-                reason += " after the ticket was closed"
-        ticket = t.model_copy(update=update)
-        out = _ticket_event(ticket, change, event.source, reason, now, event.trace_id)
-        return TicketRecord(ticket=ticket, seen=seen), [out], Member("firing", event.event_id)
+    joined, refired = member is None, member is not None and member.status == "resolved"
+    update: dict[str, object] = {
+        "occurrences": t.occurrences + 1,
+        "last_seen": max(t.last_seen, event.occurred_at),
+        "alerts": t.alerts + joined,
+        "alerts_firing": t.alerts_firing + (joined or refired),
+    }
+    if t.state is TicketState.resolved and (joined or refired):
+        change, reason = Change.reopened, "the problem recurred"
+        update.update(_reopen(t))
+    else:
+        change = Change.occurred
+        reason = "another alert joined" if joined else "fired again" if refired else "occurred again"
+        if t.state is TicketState.closed:
+            reason += " after the ticket was closed"
+    return *_changed(record, event, update, change, reason, now), Member("firing", event.event_id)
+
+
+def _acknowledged(record: TicketRecord, event: InboundEvent, member: Member | None, now: datetime) -> Outcome:
+    if record.ticket.state is not TicketState.open:
+        return _unchanged(record, event, member)
+    update: dict[str, object] = {"state": TicketState.acknowledged, "acknowledged_at": now}
+    return *_changed(record, event, update, Change.acknowledged, "acknowledged at the source", now), member
+
+
+def _resolved(record: TicketRecord, event: InboundEvent, member: Member | None, now: datetime) -> Outcome:
+    t = record.ticket
     if member is None or member.status != "firing":
-        return record.model_copy(update={"seen": seen}), [], member
+        return _unchanged(record, event, member)
     still_firing = max(t.alerts_firing - 1, 0)
-    update = {"alerts_firing": still_firing, "version": t.version + 1}
+    update: dict[str, object] = {"alerts_firing": still_firing}
     if still_firing == 0 and t.state in (TicketState.open, TicketState.acknowledged):
         update.update({"state": TicketState.resolved, "resolved_at": now})
         change = Change.resolved
         reason = "resolved by the source" + (f" (all {t.alerts} alerts)" if t.alerts > 1 else "")
     else:
         change, reason = Change.alert_resolved, f"{still_firing} of {t.alerts} alerts still firing"
-    ticket = t.model_copy(update=update)
-    out = _ticket_event(ticket, change, event.source, reason, now, event.trace_id)
-    return TicketRecord(ticket=ticket, seen=seen), [out], Member("resolved", event.event_id)
+    return *_changed(record, event, update, change, reason, now), Member("resolved", event.event_id)
 
 
 def with_known_issue(

@@ -210,3 +210,28 @@ def test_lifecycle_actions_validate_their_arguments(api: Api, verb: str, body: d
     assert field in [p["field"] for p in resp.json()["problems"]]
     assert api.post("/api/v1/tickets/tl-1/explode", API, {}).status_code == 404
     assert api.publisher.records == []
+
+
+def test_pagerduty_enqueue_answers_like_pagerduty(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'pd.db'}")
+    db.init_db(engine)
+    config = IntakeConfig.model_validate({"integrations": [{"name": "pd", "format": "pagerduty", "token": "K" * 32}]})
+    publisher = FakePublisher()
+    app = create_app(IntakeDeps(config, publisher, engine, Topics("t.", 2), CollectorRegistry()))
+    body = {
+        "routing_key": "K" * 32,
+        "event_action": "trigger",
+        "dedup_key": "d1",
+        "payload": {"summary": "s", "source": "x", "severity": "error"},
+    }
+    with TestClient(app) as client:
+        ok = client.post("/v2/enqueue", json=body)
+        assert ok.status_code == 202
+        assert ok.json() == {"status": "success", "message": "Event processed", "dedup_key": "d1"}
+        assert [r.key for r in publisher.records] == ["pd/d1"]
+        bad = client.post("/v2/enqueue", json={**body, "event_action": "acknowledge", "dedup_key": None})
+        assert bad.status_code == 400
+        assert bad.json()["status"] == "invalid event" and bad.json()["errors"]
+        assert client.post("/v2/enqueue", json={**body, "routing_key": "X" * 32}).status_code == 401
+        assert client.post("/v2/enqueue", content=b"{").status_code == 400
+    assert len(publisher.records) == 1

@@ -1,0 +1,99 @@
+"""PagerDuty Events API v2 (``POST /v2/enqueue``): trigger, acknowledge and resolve by ``dedup_key``.
+
+The ``routing_key`` is the integration's token. A trigger without a ``dedup_key`` gets one derived from its
+body, returned in the answer as PagerDuty does; acknowledge and resolve require one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.intake.formats.common import stable_id
+from shared.events import EventKind, EventStatus, InboundEvent, Severity
+
+ACTIONS = {"trigger": EventStatus.firing, "acknowledge": EventStatus.acknowledged, "resolve": EventStatus.resolved}
+
+
+class PagerDutyPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    summary: str = Field(min_length=1, max_length=1024)
+    source: str = Field(min_length=1, max_length=255)
+    severity: Severity
+    timestamp: datetime | None = None
+    component: str | None = None
+    group: str | None = None
+    class_: str | None = Field(default=None, alias="class")
+    custom_details: dict[str, Any] | str | None = None
+
+
+class PagerDutyLink(BaseModel):
+    href: str
+    text: str | None = None
+
+
+class PagerDutyEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    routing_key: str = Field(min_length=32, max_length=32)
+    event_action: Literal["trigger", "acknowledge", "resolve"]
+    dedup_key: str | None = Field(default=None, min_length=1, max_length=255)
+    payload: PagerDutyPayload | None = None
+    images: list[dict[str, Any]] = Field(default_factory=list)
+    links: list[PagerDutyLink] = Field(default_factory=list)
+    client: str | None = None
+    client_url: str | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> PagerDutyEvent:
+        if self.event_action == "trigger" and self.payload is None:
+            raise ValueError("payload is required for trigger events")
+        if self.event_action != "trigger" and self.dedup_key is None:
+            raise ValueError(f"dedup_key is required for {self.event_action} events")
+        return self
+
+
+def routing_key(payload: Any) -> str | None:
+    """The routing key, read before validation so the integration can be found (and authenticated) first."""
+    value = payload.get("routing_key") if isinstance(payload, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def to_events(
+    payload: Any, *, integration: str, raw: bytes, received_at: datetime, trace_id: str
+) -> list[InboundEvent]:
+    ev = PagerDutyEvent.model_validate(payload)
+    key = ev.dedup_key or hashlib.sha256(raw).hexdigest()[:32]
+    p = ev.payload
+    labels = {"source": p.source} if p else {}
+    if p:
+        labels |= {k: v for k, v in (("component", p.component), ("group", p.group), ("class", p.class_)) if v}
+    details = p.custom_details if p else None
+    annotations = (
+        {k: str(v) for k, v in details.items()}
+        if isinstance(details, dict)
+        else {"details": details}
+        if details
+        else {}
+    )
+    return [
+        InboundEvent(
+            event_id=stable_id(integration, hashlib.sha256(raw).hexdigest()),
+            kind=EventKind.alert,
+            source=integration,
+            dedup_key=f"{integration}/{key}",
+            status=ACTIONS[ev.event_action],
+            summary=p.summary if p else f"{ev.event_action} {key}",
+            severity=p.severity if p else Severity.info,
+            labels=labels,
+            annotations=annotations,
+            links=[link.href for link in ev.links] + ([ev.client_url] if ev.client_url else []),
+            occurred_at=(p.timestamp if p and p.timestamp else received_at),
+            received_at=received_at,
+            trace_id=trace_id,
+        )
+    ]
