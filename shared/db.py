@@ -37,6 +37,7 @@ class TicketRow(SQLModel, table=True):
     phase: str | None = None
     next_level: str | None = None
     known_issue: str | None = None
+    muted_until: datetime | None = None
     watchers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     channels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     policy: str

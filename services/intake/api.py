@@ -161,7 +161,16 @@ def _iso(value: datetime | None) -> str | None:
 
 def ticket_json(row: db.TicketRow) -> dict[str, Any]:
     data = row.model_dump()
-    for key in ("first_seen", "last_seen", "opened_at", "acknowledged_at", "resolved_at", "closed_at", "snoozed_until"):
+    for key in (
+        "first_seen",
+        "last_seen",
+        "opened_at",
+        "acknowledged_at",
+        "resolved_at",
+        "closed_at",
+        "snoozed_until",
+        "muted_until",
+    ):
         data[key] = _iso(data[key])
     return data
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -17,6 +18,7 @@ from services.notifier.pipeline import (
     Notice,
     RetryPolicy,
     deliver,
+    muted,
     notice_for_escalation,
     notices_for_ticket_event,
     plan_notice,
@@ -57,7 +59,7 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
         if event.message.topic == t.escalations.name:
             esc = decode(Escalation, event.value)
             bind_ids(trace_id=esc.trace_id, ticket_id=esc.ticket_id)
-            return [notice_for_escalation(esc, deps.public_url)]
+            return [] if muted(esc.ticket, datetime.now(UTC)) else [notice_for_escalation(esc, deps.public_url)]
         ev = decode(TicketEvent, event.value)
         bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
         return notices_for_ticket_event(ev, deps.public_url)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from services.notifier.channels.base import Channel, DeliveryError, Message
 from services.notifier.config import NotifyConfig
 from services.notifier.templates import render_assignment, render_escalation, render_resolution, render_workaround
-from shared.events import Change, Delivery, Escalation, TicketEvent
+from shared.events import Change, Delivery, Escalation, Ticket, TicketEvent
 from shared.ids import stable_id
 
 
@@ -53,9 +53,16 @@ class Notice:
     """Explicit (channel, target) pairs instead of teams: e.g. the reporter of a piece of feedback."""
 
 
-def notices_for_ticket_event(event: TicketEvent, public_url: str) -> list[Notice]:
+def muted(ticket: Ticket, now: datetime) -> bool:
+    """Opened in a maintenance window that has not ended: recorded, but nobody is told."""
+    return ticket.muted_until is not None and now < ticket.muted_until
+
+
+def notices_for_ticket_event(event: TicketEvent, public_url: str, now: datetime | None = None) -> list[Notice]:
     """Everything people are told about one ticket event: the owner's notice and, for a report that matches a
-    known issue, the workaround to its reporter."""
+    known issue, the workaround to its reporter. Nothing while the ticket is muted by a maintenance window."""
+    if muted(event.ticket, now or datetime.now(UTC)):
+        return []
     notices = []
     owner = notice_for_ticket_event(event, public_url)
     if owner is not None:

@@ -22,7 +22,9 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from services.router.rules import Matcher, MatcherList, RouteDecision, RoutingConfig, event_labels, parse_matcher, route
+from services.router.maintenance import muted_until
+from services.router.matchers import Matcher, MatcherList, parse_matcher
+from services.router.rules import RouteDecision, RoutingConfig, event_labels, route
 from shared.config import Duration
 from shared.events import EventKind, InboundEvent
 
@@ -145,7 +147,10 @@ def apply_project(
 
 def decide_for_event(event: InboundEvent, routing: RoutingConfig, projects: ProjectsConfig) -> RouteDecision:
     """The routing tree, then the project's handover, at the time the event was received (so replays agree)."""
-    return apply_project(route(event, routing), event_labels(event), projects, event.received_at)
+    labels = event_labels(event)
+    decision = apply_project(route(event, routing), labels, projects, event.received_at)
+    until, names = muted_until(labels, event.received_at, routing.maintenance_windows)
+    return replace(decision, muted_until=until, muted_by=tuple(names)) if until else decision
 
 
 def known_issue_for(event: InboundEvent, projects: ProjectsConfig) -> tuple[Project, KnownIssue] | None:

@@ -32,81 +32,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
-from enum import StrEnum
+from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from services.router.maintenance import MaintenanceWindow
+from services.router.matchers import Matcher, MatcherList, Op, parse_matcher
 from shared.config import Duration
 from shared.events import InboundEvent, Severity
 
 DEFAULT_PRIORITIES = {Severity.critical: "P1", Severity.error: "P2", Severity.warning: "P3", Severity.info: "P4"}
-LABEL_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_MATCHER = re.compile(rf'^\s*({LABEL_NAME})\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|([^"\s=~!][^\s"]*)|)\s*$')
-_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
-
-
-class Op(StrEnum):
-    eq = "="
-    ne = "!="
-    re = "=~"
-    nre = "!~"
-
-
-@dataclass(frozen=True)
-class Matcher:
-    name: str
-    op: Op
-    value: str
-
-    @cached_property
-    def _regex(self) -> re.Pattern[str]:
-        return re.compile(self.value)
-
-    def matches(self, labels: dict[str, str]) -> bool:
-        """Alertmanager semantics: a missing label is the empty string; regexes are fully anchored."""
-        actual = labels.get(self.name, "")
-        if self.op is Op.eq:
-            return actual == self.value
-        if self.op is Op.ne:
-            return actual != self.value
-        found = self._regex.fullmatch(actual) is not None
-        return found if self.op is Op.re else not found
-
-    def __str__(self) -> str:
-        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'{self.name}{self.op.value}"{escaped}"'
-
-
-def parse_matcher(text: str) -> Matcher:
-    """``name="value"``, ``name!="value"``, ``name=~"regex"``, ``name!~"regex"`` (quotes optional)."""
-    m = _MATCHER.match(text)
-    if m is None:
-        raise ValueError(f'not a matcher: {text!r} (use name="value", name!="value", name=~"re" or name!~"re")')
-    name, op, quoted, bare = m.groups()
-    value = _ESCAPE.sub(r"\1", quoted) if quoted is not None else (bare or "")
-    matcher = Matcher(name, Op(op), value)
-    if matcher.op in (Op.re, Op.nre):
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression in {text!r}: {exc}") from exc
-    return matcher
-
-
-def check_matchers(value: list[str]) -> list[str]:
-    for i, text in enumerate(value):
-        try:
-            parse_matcher(text)
-        except ValueError as exc:
-            raise ValueError(f"matchers.{i}: {exc}") from exc
-    return value
-
-
-MatcherList = Annotated[list[str], AfterValidator(check_matchers)]
-"""A config field of matcher strings, each checked on load."""
 
 
 class Route(BaseModel):
@@ -150,6 +87,7 @@ class Route(BaseModel):
 class RoutingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list)
     priorities: dict[Severity, str] = Field(default_factory=lambda: dict(DEFAULT_PRIORITIES))
     reopen_window: Duration = Field(
         default=timedelta(minutes=30),
@@ -220,6 +158,8 @@ class RouteDecision:
     phase: str | None = None
     next_level: str | None = None
     project_reason: str | None = None
+    muted_until: datetime | None = None
+    muted_by: tuple[str, ...] = ()
 
     def explain(self) -> str:
         owner = f"{self.person} ({self.team})" if self.person else self.team
@@ -228,6 +168,8 @@ class RouteDecision:
             text += f", watchers {', '.join(self.watchers)}"
         if self.project_reason:
             text += f"; {self.project_reason}"
+        if self.muted_until is not None:
+            text += f"; muted by {', '.join(self.muted_by)} until {self.muted_until.isoformat()}"
         return text
 
 
@@ -292,3 +234,6 @@ def describe(config: RoutingConfig) -> list[dict[str, Any]]:
 
     visit(config.compiled)
     return rows
+
+
+__all__ = ["Matcher", "MatcherList", "Op", "parse_matcher"]  # re-exported: the tree's matchers

@@ -271,3 +271,28 @@ def test_a_storm_of_10000_alerts_in_20_groups_is_20_tickets(kafka_bootstrap: str
     assert sum(r.occurrences for r in rows) == 10_000, "repeats of the same event are not counted twice"
     assert {r.labels["cluster"] for r in rows} == {f"c{i}" for i in range(20)}
     assert all(o is not None and [t.change for t in o[1]].count("opened") == 1 for o in openings)
+
+
+def test_a_ticket_opened_in_a_maintenance_window_is_recorded_muted(kafka_bootstrap: str, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    routing = f"""
+route:
+  team: operations
+maintenance_windows:
+  - name: upgrade
+    matchers: ['service="db"']
+    from: {(now - timedelta(hours=1)).isoformat()}
+    until: {(now + timedelta(hours=1)).isoformat()}
+"""
+    with router_run(kafka_bootstrap, tmp_path, routing=routing) as run:
+        run.send(
+            ev("in-window", 0, service="db").model_copy(update={"received_at": now}),
+            ev("outside", 0, service="web").model_copy(update={"received_at": now}),
+        )
+        run.stack.start("router")
+        rows = {r.dedup_key: r for r in run.rows_when("both tickets", lambda r: len(r) == 2)}
+    muted = rows["am/in-window"]
+    assert muted.muted_until is not None
+    assert db.as_utc(muted.muted_until) == now + timedelta(hours=1)
+    assert muted.state == "open", "a muted ticket is still recorded"
+    assert rows["am/outside"].muted_until is None
