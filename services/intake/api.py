@@ -191,6 +191,20 @@ def create_app(deps: IntakeDeps) -> Starlette:
             raise HttpError(503, "the event broker did not acknowledge; retry later") from exc
         metrics.publish_seconds.observe(time.perf_counter() - started)
 
+    async def publish_events(events: list[InboundEvent], trace_id: str) -> None:
+        """Each event to ``events``, keyed by its dedup key, with its ids in the headers."""
+        await publish(
+            [
+                Record(
+                    deps.topics.events.name,
+                    e.dedup_key,
+                    encode(e),
+                    make_headers(trace_id=trace_id, event_id=e.event_id),
+                )
+                for e in events
+            ]
+        )
+
     async def receive(request: Request) -> Response:
         name = request.path_params["name"]
         try:
@@ -206,16 +220,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
                 events = parse(payload, integration.name, raw, datetime.now(UTC), trace_id)
             except ValidationError as exc:
                 raise HttpError(422, f"invalid {integration.format} payload", describe_validation_error(exc)) from exc
-            records = [
-                Record(
-                    deps.topics.events.name,
-                    ev.dedup_key,
-                    encode(ev),
-                    make_headers(trace_id=trace_id, event_id=ev.event_id),
-                )
-                for ev in events
-            ]
-            await publish(records)
+            await publish_events(events, trace_id)
         except HttpError as exc:
             return fail(
                 exc,
@@ -260,17 +265,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
                 {"status": "invalid event", "message": "Event object is invalid", "errors": errors}, status_code=400
             )
         try:
-            await publish(
-                [
-                    Record(
-                        deps.topics.events.name,
-                        e.dedup_key,
-                        encode(e),
-                        make_headers(trace_id=trace_id, event_id=e.event_id),
-                    )
-                    for e in events
-                ]
-            )
+            await publish_events(events, trace_id)
         except HttpError as exc:
             return fail(exc, "unavailable")
         metrics.accepted.labels(integration=integration.name).inc(len(events))
