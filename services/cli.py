@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -23,6 +24,7 @@ from pydantic import BaseModel
 
 from services.intake.config import IntakeConfig
 from services.notifier.config import NotifyConfig
+from services.router.maintenance import muted_until
 from services.router.projects import ProjectsConfig, apply_project
 from services.router.rules import RoutingConfig, decide, describe
 from services.sla.policy import NEXT, OWNER, SlaConfig
@@ -100,12 +102,17 @@ def routes_test(
         return 1
     seen = {**labels, "severity": severity.value, "source": source, "kind": kind.value}
     d = apply_project(decide(seen, severity, routing), seen, projects, at)
+    until, windows = muted_until(seen, at, routing.maintenance_windows)
+    if until is not None:
+        d = replace(d, muted_until=until, muted_by=tuple(windows))
     print(f"route:    {d.rule}", file=out)
     print(f"owner:    {d.person + ' (' + d.team + ')' if d.person else d.team}", file=out)
     print(f"priority: {d.priority}", file=out)
     print(f"policy:   {d.policy}", file=out)
     print(f"watchers: {', '.join(d.watchers) or '-'}", file=out)
     print(f"channels: {', '.join(d.channels) or 'all of the team'}", file=out)
+    if d.muted_until is not None:
+        print(f"muted:    by {', '.join(d.muted_by)} until {d.muted_until.isoformat()}", file=out)
     if d.project:
         print(f"project:  {d.project} ({d.customer}), phase {d.phase}, next level {d.next_level or '-'}", file=out)
     print(f"why:      {d.explain()}", file=out)

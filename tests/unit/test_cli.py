@@ -95,3 +95,17 @@ def test_watcher_reloads_good_files_and_keeps_running_rules_on_bad_ones(tmp_path
     path.unlink()
     assert watcher.poll() == "rejected"
     assert watcher.current.route.team == "b"
+
+
+def test_routes_test_says_when_a_maintenance_window_mutes_it(config_dir: Path) -> None:
+    routing = config_dir / "routing.yaml"
+    routing.write_text(
+        routing.read_text() + "maintenance_windows:\n  - name: patching\n    matchers: ['service=\"database\"']\n"
+        '    time_zone: Asia/Shanghai\n    start: "02:00"\n    end: "04:00"\n'
+    )
+    args = ("routes", "test", "--config-dir", str(config_dir), "service=database")
+    code, out = run(*args, "--at", "2026-11-25T03:00:00+08:00")
+    assert code == 0
+    assert "muted:    by patching until 2026-11-25T04:00:00+08:00" in out
+    _, out = run(*args, "--at", "2026-11-25T05:00:00+08:00")
+    assert "muted:" not in out
