@@ -147,25 +147,23 @@ class LocalKafka:
             ]
         )
 
-    def start(self, *, timeout: float = 90.0) -> LocalKafka:
-        libs = ensure_jars()
+    def _java(self, main_class: str, *jvm_options: str) -> list[str]:
+        """The command line that runs ``main_class`` from the cached jars with this broker's logging config."""
         java = shutil.which("java")
         if java is None:
             raise KafkaStartError("java is not on PATH: Kafka needs Java 17+")
+        logcfg = f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}"
+        return [java, *jvm_options, logcfg, "-cp", f"{libs_dir()}/*", main_class]
+
+    def start(self, *, timeout: float = 90.0) -> LocalKafka:
+        ensure_jars()
         self.workdir.mkdir(parents=True, exist_ok=True)
         props = self.workdir / "server.properties"
         props.write_text(self._properties())
-        log4j = self.workdir / "log4j2.properties"
-        log4j.write_text(LOG4J2)
-        cp = f"{libs}/*"
-        logcfg = f"-Dlog4j2.configurationFile={log4j}"
+        (self.workdir / "log4j2.properties").write_text(LOG4J2)
         fmt = subprocess.run(  # noqa: S603
             [
-                java,
-                "-cp",
-                cp,
-                logcfg,
-                "kafka.tools.StorageTool",
+                *self._java("kafka.tools.StorageTool"),
                 "format",
                 f"--cluster-id={random_cluster_id()}",
                 "-c",
@@ -181,27 +179,19 @@ class LocalKafka:
         return self
 
     def _launch(self, timeout: float) -> None:
-        java = shutil.which("java") or "java"
-        cp = f"{libs_dir()}/*"
-        logcfg = f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}"
-        props = self.workdir / "server.properties"
+        command = self._java(
+            "kafka.Kafka",
+            f"-Xms{min(256, self.heap_mb)}m",
+            f"-Xmx{self.heap_mb}m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true",
+        )
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(  # noqa: S603
-            [
-                java,
-                f"-Xms{min(256, self.heap_mb)}m",
-                f"-Xmx{self.heap_mb}m",
-                "-XX:+UseG1GC",
-                "-XX:MaxGCPauseMillis=20",
-                "-XX:TieredStopAtLevel=1",
-                "-Djava.awt.headless=true",
-                logcfg,
-                "-cp",
-                cp,
-                "kafka.Kafka",
-                str(props),
-            ],
+            [*command, str(self.workdir / "server.properties")],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

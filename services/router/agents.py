@@ -167,8 +167,9 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                     new, changes, after = apply_event(record, ticket_id, item.group_key, ev, member, decision, now)
                     if after is not None and after != member:
                         members[member_key] = after.encode()
-                    known = known_issue_for(ev, deps.projects.current)
-                    if new is not None and known is not None and [c.change for c in changes] == [Change.opened]:
+                    just_opened = new is not None and [c.change for c in changes] == [Change.opened]
+                    known = known_issue_for(ev, deps.projects.current) if just_opened else None
+                    if new is not None and known is not None:
                         issue = known[1]
                         new, opened = with_known_issue(
                             new,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Annotated
 
 from pydantic import AfterValidator
@@ -47,8 +47,11 @@ class Matcher:
         return f'{self.name}{self.op.value}"{escaped}"'
 
 
+@lru_cache(maxsize=4096)
 def parse_matcher(text: str) -> Matcher:
-    """``name="value"``, ``name!="value"``, ``name=~"regex"``, ``name!~"regex"`` (quotes optional)."""
+    """``name="value"``, ``name!="value"``, ``name=~"regex"``, ``name!~"regex"`` (quotes optional).
+
+    Cached: config matchers are evaluated for every event, so each text is parsed (and its regex compiled) once."""
     m = _MATCHER.match(text)
     if m is None:
         raise ValueError(f'not a matcher: {text!r} (use name="value", name!="value", name=~"re" or name!~"re")')
