@@ -3,6 +3,7 @@
     ticketloop config check [--config-dir DIR]
     ticketloop routes test [--config-dir DIR] [--severity S] [--source NAME] [--kind alert|feedback] name=value ...
     ticketloop routes show [--config-dir DIR]
+    ticketloop silence add|query|expire ...      (through the REST API; see services/cli_client.py)
 
 ``config check`` validates every config file (errors name file, line and field; exit 1) and warns about teams that
 routes or escalations name but notify.yaml gives no channels. ``routes test`` says which route an event with
@@ -20,16 +21,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+import httpx
 from pydantic import BaseModel
 
+from services.cli_client import add_silence_commands, client_from, silence_command
 from services.intake.config import IntakeConfig
 from services.notifier.config import NotifyConfig
-from services.router.maintenance import muted_until
 from services.router.projects import ProjectsConfig, apply_project
 from services.router.rules import RoutingConfig, decide, describe
 from services.sla.policy import NEXT, OWNER, SlaConfig
 from shared.config import ConfigError, load_yaml_model
 from shared.events import EventKind, Severity
+from shared.maintenance import muted_until
 
 FILES: dict[str, type[BaseModel]] = {
     "intake.yaml": IntakeConfig,
@@ -150,7 +153,8 @@ def parse_label(text: str) -> tuple[str, str]:
     return name, value
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: httpx.Client | None = None) -> int:
+    """``http``: the client for the API commands (tests pass one bound to an in-process app)."""
     out = out or sys.stdout
     parser = argparse.ArgumentParser(
         prog="ticketloop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -172,7 +176,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         p.add_argument(
             "--config-dir", type=Path, default=None, help="default: $TICKETLOOP_CONFIG_DIR or deploy/local/config"
         )
+    add_silence_commands(sub, _aware)
     args = parser.parse_args(argv)
+    if args.area == "silence":
+        return silence_command(args, client_from(args, http), out)
     config_dir = args.config_dir or default_config_dir()
     if args.area == "config":
         return config_check(config_dir, out)

@@ -31,7 +31,10 @@ def loads(data: bytes) -> Any:
 
 def describe_validation_error(exc: ValidationError) -> list[dict[str, str]]:
     """Flatten pydantic errors to ``[{"field": "alerts.0.labels", "error": "..."}]``."""
-    return [{"field": ".".join(str(p) for p in err["loc"]) or "(body)", "error": err["msg"]} for err in exc.errors()]
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "error": err["msg"].removeprefix("Value error, ")}
+        for err in exc.errors()
+    ]
 
 
 def decode(model: type[M], data: bytes | Any) -> M:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from shared.events import Delivery, Escalation, TicketEvent
+from shared.silences import Silence
 
 
 class TicketRow(SQLModel, table=True):
@@ -84,6 +85,18 @@ class DeliveryRow(SQLModel, table=True):
     attempts: int
     error: str
     at: datetime
+
+
+class SilenceRow(SQLModel, table=True):
+    __tablename__ = "silences"
+
+    silence_id: str = Field(primary_key=True)
+    matchers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    starts_at: datetime
+    ends_at: datetime = Field(index=True)
+    created_by: str
+    comment: str
+    created_at: datetime
 
 
 def make_engine(url: str) -> Engine:
@@ -236,6 +249,67 @@ def record_delivery(engine: Engine, delivery: Delivery) -> None:
         session.commit()
 
 
+def _silence(row: SilenceRow) -> Silence:
+    return Silence(
+        silence_id=row.silence_id,
+        matchers=list(row.matchers),
+        starts_at=as_utc(row.starts_at) or row.starts_at,
+        ends_at=as_utc(row.ends_at) or row.ends_at,
+        created_by=row.created_by,
+        comment=row.comment,
+        created_at=as_utc(row.created_at) or row.created_at,
+    )
+
+
+def add_silence(engine: Engine, silence: Silence) -> None:
+    with Session(engine) as session:
+        session.add(SilenceRow(**silence.model_dump()))
+        session.commit()
+
+
+def get_silence(engine: Engine, silence_id: str) -> Silence | None:
+    with Session(engine) as session:
+        row = session.get(SilenceRow, silence_id)
+        return _silence(row) if row is not None else None
+
+
+def list_silences(engine: Engine, *, since: datetime | None = None) -> list[Silence]:
+    """All silences, newest first; with ``since``, only those that end after it (active and pending ones)."""
+    with Session(engine) as session:
+        query = select(SilenceRow)
+        if since is not None:
+            query = query.where(SilenceRow.ends_at > since)
+        rows = session.exec(query.order_by(SilenceRow.created_at.desc())).all()  # type: ignore[attr-defined]
+        return [_silence(r) for r in rows]
+
+
+def expire_silence(engine: Engine, silence_id: str, now: datetime) -> Silence | None:
+    """End a silence now (a pending one ends before it starts); expired ones stay as they are."""
+    with Session(engine) as session:
+        row = session.get(SilenceRow, silence_id)
+        if row is None:
+            return None
+        if (as_utc(row.ends_at) or now) > now:
+            row.ends_at = now
+            if (as_utc(row.starts_at) or now) > now:
+                row.starts_at = now
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+        return _silence(row)
+
+
+def firing_tickets(engine: Engine) -> list[tuple[str, dict[str, str]]]:
+    """(ticket id, matcher labels) of every ticket whose problem fires now: open or acknowledged, alerts firing."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(TicketRow)
+            .where(TicketRow.state.in_(("open", "acknowledged")))  # type: ignore[attr-defined]
+            .where(TicketRow.alerts_firing > 0)
+        ).all()
+        return [(r.ticket_id, {**r.labels, "severity": r.severity, "source": r.source, "kind": r.kind}) for r in rows]
+
+
 def list_deliveries(engine: Engine, ticket_id: str) -> list[DeliveryRow]:
     with Session(engine) as session:
         rows = list(session.exec(select(DeliveryRow).where(DeliveryRow.ticket_id == ticket_id)).all())
@@ -245,12 +319,18 @@ def list_deliveries(engine: Engine, ticket_id: str) -> list[DeliveryRow]:
 
 __all__ = [
     "DeliveryRow",
+    "SilenceRow",
     "TicketRow",
     "TimelineRow",
+    "add_silence",
     "as_utc",
+    "expire_silence",
+    "firing_tickets",
+    "get_silence",
     "get_ticket",
     "init_db",
     "list_deliveries",
+    "list_silences",
     "list_tickets",
     "make_engine",
     "project",

@@ -197,7 +197,7 @@ class Delivery(Wire):
     kind: str
     channel: str
     recipient: str
-    status: Literal["sent", "failed"]
+    status: Literal["sent", "failed", "suppressed"]
     attempts: int
     error: str = ""
     at: datetime

@@ -32,6 +32,7 @@ from shared.codec import describe_validation_error, encode
 from shared.events import Action, Command, InboundEvent
 from shared.logging import bind_ids, get_logger, make_headers, new_trace_id
 from shared.metrics import counter, histogram
+from shared.silences import Silence, SilenceRequest
 from shared.topics import Topics
 
 log = get_logger(__name__)
@@ -175,6 +176,12 @@ def ticket_json(row: db.TicketRow) -> dict[str, Any]:
     return data
 
 
+def silence_json(silence: Silence, now: datetime) -> dict[str, Any]:
+    data = silence.model_dump(mode="json")
+    data["state"] = silence.state(now)
+    return data
+
+
 def create_app(deps: IntakeDeps) -> Starlette:
     metrics = IntakeMetrics(deps.registry)
 
@@ -310,7 +317,88 @@ def create_app(deps: IntakeDeps) -> Starlette:
             {"version": t.version, "change": t.change, "actor": t.actor, "reason": t.reason, "at": _iso(t.at)}
             for t in timeline
         ]
+        deliveries = await run_in_threadpool(db.list_deliveries, deps.engine, row.ticket_id)
+        body["notifications"] = [
+            {
+                "kind": d.kind,
+                "channel": d.channel,
+                "recipient": d.recipient,
+                "status": d.status,
+                "attempts": d.attempts,
+                "detail": d.error,
+                "at": _iso(d.at),
+            }
+            for d in sorted(deliveries, key=lambda d: db.as_utc(d.at) or d.at)
+        ]
         return JSONResponse(body)
+
+    async def create_silence(request: Request) -> Response:
+        try:
+            client = api_client(request)
+            raw = await _read_body(request, deps.max_body_bytes)
+            payload = _json(raw)
+            if isinstance(payload, dict) and "created_by" not in payload:
+                payload = {**payload, "created_by": client.name}
+            now = datetime.now(UTC)
+            try:
+                body = SilenceRequest.model_validate(payload)
+                starts, ends = body.window(now)
+            except ValidationError as exc:
+                raise HttpError(422, "invalid silence", describe_validation_error(exc)) from exc
+            except ValueError as exc:
+                raise HttpError(422, "invalid silence", [{"field": "ends_at", "error": str(exc)}]) from exc
+            silence = Silence(
+                silence_id=uuid.uuid4().hex,
+                matchers=body.matchers,
+                starts_at=starts,
+                ends_at=ends,
+                created_by=body.created_by,
+                comment=body.comment,
+                created_at=now,
+            )
+            await run_in_threadpool(db.add_silence, deps.engine, silence)
+        except HttpError as exc:
+            return fail(exc, "api")
+        log.info("silence_created", silence_id=silence.silence_id, created_by=silence.created_by)
+        return JSONResponse(silence_json(silence, now), status_code=201)
+
+    async def list_silences(request: Request) -> Response:
+        try:
+            api_client(request)
+            wanted = request.query_params.get("state")
+            if wanted not in (None, "active", "pending", "expired"):
+                raise HttpError(422, "state must be one of active, pending, expired")
+            silences = await run_in_threadpool(db.list_silences, deps.engine)
+        except HttpError as exc:
+            return fail(exc, "api")
+        now = datetime.now(UTC)
+        return JSONResponse(
+            {"silences": [silence_json(s, now) for s in silences if wanted is None or s.state(now) == wanted]}
+        )
+
+    async def get_silence(request: Request) -> Response:
+        sid = request.path_params["silence_id"]
+        try:
+            api_client(request)
+            silence = await run_in_threadpool(db.get_silence, deps.engine, sid)
+            if silence is None:
+                raise HttpError(404, f"no silence {sid!r}")
+        except HttpError as exc:
+            return fail(exc, "api")
+        return JSONResponse(silence_json(silence, datetime.now(UTC)))
+
+    async def expire_silence(request: Request) -> Response:
+        sid = request.path_params["silence_id"]
+        now = datetime.now(UTC)
+        try:
+            client = api_client(request)
+            silence = await run_in_threadpool(db.expire_silence, deps.engine, sid, now)
+            if silence is None:
+                raise HttpError(404, f"no silence {sid!r}")
+        except HttpError as exc:
+            return fail(exc, "api")
+        log.info("silence_expired", silence_id=sid, by=client.name)
+        return JSONResponse(silence_json(silence, now))
 
     def command_endpoint() -> Callable[[Request], Any]:
         async def handler(request: Request) -> Response:
@@ -374,6 +462,10 @@ def create_app(deps: IntakeDeps) -> Starlette:
         Route("/api/v1/tickets", list_tickets, methods=["GET"]),
         Route("/api/v1/tickets/{ticket_id}", get_ticket, methods=["GET"]),
         Route("/api/v1/tickets/{ticket_id}/{verb}", command_endpoint(), methods=["POST"]),
+        Route("/api/v1/silences", create_silence, methods=["POST"]),
+        Route("/api/v1/silences", list_silences, methods=["GET"]),
+        Route("/api/v1/silences/{silence_id}", get_silence, methods=["GET"]),
+        Route("/api/v1/silences/{silence_id}", expire_silence, methods=["DELETE"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),

@@ -18,16 +18,19 @@ from services.notifier.pipeline import (
     Notice,
     RetryPolicy,
     deliver,
-    muted,
     notice_for_escalation,
     notices_for_ticket_event,
     plan_notice,
+    suppressed,
 )
 from shared import db
 from shared.codec import DecodeError, decode, encode
-from shared.events import Escalation, TicketEvent
+from shared.config import ConfigWatcher
+from shared.events import Delivery, Escalation, Ticket, TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter
+from shared.muting import MuteState, MutingConfig, mute_for
+from shared.silences import ticket_labels
 from shared.streams import emit, raw_topic, to_deadletter
 from shared.topics import Topics
 
@@ -44,6 +47,7 @@ class NotifierDeps:
     registry: CollectorRegistry
     retry: RetryPolicy
     public_url: str
+    muting: ConfigWatcher[MutingConfig]
 
 
 def register(app: faust.App, deps: NotifierDeps) -> None:
@@ -55,25 +59,57 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
         deps.registry, "ticketloop_notifier_deliveries_total", "Notification outcomes", ["channel", "kind", "status"]
     )
 
-    def notices(event: Any) -> list[Notice]:
+    reloads = counter(deps.registry, "ticketloop_notifier_config_reloads_total", "routing.yaml changes", ["result"])
+
+    @app.timer(interval=2.0, name="notifier-reload-config")
+    async def reload_config() -> None:
+        result = await asyncio.to_thread(deps.muting.poll)
+        if result != "unchanged":
+            reloads.labels(result=result).inc()
+            log.info("muting_config", result=result, problems=str(deps.muting.last_error or ""))
+
+    def notices(event: Any) -> tuple[Ticket | None, list[Notice]]:
         if event.message.topic == t.escalations.name:
             esc = decode(Escalation, event.value)
             bind_ids(trace_id=esc.trace_id, ticket_id=esc.ticket_id)
-            return [] if muted(esc.ticket, datetime.now(UTC)) else [notice_for_escalation(esc, deps.public_url)]
+            return esc.ticket, [notice_for_escalation(esc, deps.public_url)]
         ev = decode(TicketEvent, event.value)
         bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
-        return notices_for_ticket_event(ev, deps.public_url)
+        return ev.ticket, notices_for_ticket_event(ev, deps.public_url)
+
+    def mute_state(ticket: Ticket, now: datetime) -> MuteState:
+        """Silences from SQL; firing tickets only when an inhibition rule could make this ticket its target."""
+        config = deps.muting.current
+        labels = ticket_labels(ticket)
+        could_be_inhibited = any(rule.is_target(labels) for rule in config.inhibit_rules)
+        firing = db.firing_tickets(deps.engine) if could_be_inhibited else []
+        return MuteState(db.list_silences(deps.engine, since=now), firing, config)
+
+    async def record(delivery: Delivery) -> None:
+        await asyncio.to_thread(db.record_delivery, deps.engine, delivery)
+        ticket_id = delivery.ticket_id
+        await emit(deliveries, ticket_id, encode(delivery), make_headers(ticket_id=ticket_id))
+        outcomes.labels(channel=delivery.channel, kind=delivery.kind, status=delivery.status).inc()
 
     @app.agent(inputs, name="notifier-dispatch")
     async def dispatch_agent(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
             bind_ids(**ids_from_headers(event.headers))
             try:
-                found = notices(event)
+                ticket, found = notices(event)
             except DecodeError as exc:
                 await to_deadletter(deadletter, SERVICE, event, str(exc))
                 yield None
                 continue
+            if ticket is not None and found:
+                now = datetime.now(UTC)
+                mute = mute_for(ticket, now, await asyncio.to_thread(mute_state, ticket, now))
+                if mute is not None:
+                    for notice in found:
+                        await record(suppressed(notice, mute, now))
+                    log.info("notification_muted", cause=mute.cause, reason=mute.reason, notices=len(found))
+                    yield None
+                    continue
             dispatches = []
             for notice in found:
                 planned = plan_notice(notice, deps.config)
@@ -81,22 +117,19 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
                     log.warning("no_channels", team=notice.team, kind=notice.message.kind)
                 dispatches.extend(planned)
             for d in dispatches:
-                ticket_id, message = d.ticket_id, d.message
                 if await asyncio.to_thread(db.was_delivered, deps.engine, d.notification_id):
                     log.info("already_delivered", notification_id=d.notification_id)
                     continue
-                record = await deliver(d, deps.channels, deps.retry)
-                await asyncio.to_thread(db.record_delivery, deps.engine, record)
-                await emit(deliveries, ticket_id, encode(record), make_headers(ticket_id=ticket_id))
-                outcomes.labels(channel=d.channel, kind=message.kind, status=record.status).inc()
-                if record.status == "failed":
-                    await to_deadletter(deadletter, SERVICE, event, f"{d.channel} to {d.target}: {record.error}")
+                outcome = await deliver(d, deps.channels, deps.retry)
+                await record(outcome)
+                if outcome.status == "failed":
+                    await to_deadletter(deadletter, SERVICE, event, f"{d.channel} to {d.target}: {outcome.error}")
                 log.info(
                     "delivery",
                     channel=d.channel,
                     target=d.target,
-                    kind=message.kind,
-                    status=record.status,
-                    attempts=record.attempts,
+                    kind=d.message.kind,
+                    status=outcome.status,
+                    attempts=outcome.attempts,
                 )
             yield None

@@ -14,7 +14,8 @@ from services.notifier.config import NotifyConfig
 from services.notifier.pipeline import RetryPolicy
 from shared import db
 from shared.app import create_faust_app, run_worker
-from shared.config import load_yaml_model
+from shared.config import ConfigWatcher, load_yaml_model
+from shared.muting import MutingConfig
 from shared.settings import NotifierSettings
 from shared.topics import Topics
 
@@ -52,6 +53,7 @@ def build(settings: NotifierSettings, registry: CollectorRegistry) -> faust.App:
             registry=registry,
             retry=RetryPolicy(settings.retry_attempts, settings.retry_base_s, settings.retry_max_s),
             public_url=settings.public_url,
+            muting=ConfigWatcher(settings.config_dir / "routing.yaml", MutingConfig),
         ),
     )
     return app

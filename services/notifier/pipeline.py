@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from services.notifier.channels.base import Channel, DeliveryError, Message
 from services.notifier.config import NotifyConfig
 from services.notifier.templates import render_assignment, render_escalation, render_resolution, render_workaround
-from shared.events import Change, Delivery, Escalation, Ticket, TicketEvent
+from shared.events import Change, Delivery, Escalation, TicketEvent
 from shared.ids import stable_id
+from shared.muting import Mute
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +54,9 @@ class Notice:
     """Explicit (channel, target) pairs instead of teams: e.g. the reporter of a piece of feedback."""
 
 
-def muted(ticket: Ticket, now: datetime) -> bool:
-    """Opened in a maintenance window that has not ended: recorded, but nobody is told."""
-    return ticket.muted_until is not None and now < ticket.muted_until
-
-
-def notices_for_ticket_event(event: TicketEvent, public_url: str, now: datetime | None = None) -> list[Notice]:
+def notices_for_ticket_event(event: TicketEvent, public_url: str) -> list[Notice]:
     """Everything people are told about one ticket event: the owner's notice and, for a report that matches a
-    known issue, the workaround to its reporter. Nothing while the ticket is muted by a maintenance window."""
-    if muted(event.ticket, now or datetime.now(UTC)):
-        return []
+    known issue, the workaround to its reporter. (Whether they may go out now is the mute stage's call.)"""
     notices = []
     owner = notice_for_ticket_event(event, public_url)
     if owner is not None:
@@ -177,6 +171,21 @@ async def deliver(
             continue
         return _record(dispatch, "sent", attempt, "")
     return _record(dispatch, "failed", attempt, error)
+
+
+def suppressed(notice: Notice, mute: Mute, now: datetime) -> Delivery:
+    """The delivery log's record of a notice the mute stage held back: which one, and what muted it."""
+    return Delivery(
+        notification_id=stable_id(notice.notice_id, "muted"),
+        ticket_id=notice.ticket_id,
+        kind=notice.message.kind,
+        channel="none",
+        recipient=notice.team,
+        status="suppressed",
+        attempts=0,
+        error=f"{mute.cause}: {mute.reason}",
+        at=now,
+    )
 
 
 def _record(dispatch: Dispatch, status: str, attempts: int, error: str) -> Delivery:

@@ -22,11 +22,11 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from services.router.maintenance import muted_until
-from services.router.matchers import Matcher, MatcherList, parse_matcher
 from services.router.rules import RouteDecision, RoutingConfig, event_labels, route
 from shared.config import Duration
 from shared.events import EventKind, InboundEvent
+from shared.maintenance import muted_until
+from shared.matchers import Matcher, MatcherList, parse_matcher
 
 
 class Phase(StrEnum):

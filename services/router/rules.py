@@ -38,10 +38,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from services.router.maintenance import MaintenanceWindow
-from services.router.matchers import Matcher, MatcherList, Op, parse_matcher
 from shared.config import Duration
 from shared.events import InboundEvent, Severity
+from shared.inhibition import InhibitRule
+from shared.maintenance import MaintenanceWindow
+from shared.matchers import Matcher, MatcherList, Op, parse_matcher
 
 DEFAULT_PRIORITIES = {Severity.critical: "P1", Severity.error: "P2", Severity.warning: "P3", Severity.info: "P4"}
 
@@ -88,6 +89,7 @@ class RoutingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list)
+    inhibit_rules: list[InhibitRule] = Field(default_factory=list)
     priorities: dict[Severity, str] = Field(default_factory=lambda: dict(DEFAULT_PRIORITIES))
     reopen_window: Duration = Field(
         default=timedelta(minutes=30),

@@ -18,7 +18,24 @@ policies:
 """
 
 
-def write_config(root: Path, *, hook_port: int = 9, sla: str = SLA, projects: str = "projects: []\n") -> Path:
+ROUTING = """
+route:
+  team: operations
+  routes:
+    - name: web
+      matchers: ['service="web"']
+      team: web-team
+"""
+
+
+def write_config(
+    root: Path,
+    *,
+    hook_port: int = 9,
+    sla: str = SLA,
+    projects: str = "projects: []\n",
+    routing: str = ROUTING,
+) -> Path:
     cfg = root / "config"
     cfg.mkdir(parents=True, exist_ok=True)
     (cfg / "intake.yaml").write_text(
@@ -30,16 +47,7 @@ api_clients:
   - {{name: tests, token: {API_TOKEN}}}
 """
     )
-    (cfg / "routing.yaml").write_text(
-        """
-route:
-  team: operations
-  routes:
-    - name: web
-      matchers: ['service="web"']
-      team: web-team
-"""
-    )
+    (cfg / "routing.yaml").write_text(routing)
     (cfg / "sla.yaml").write_text(sla)
     (cfg / "projects.yaml").write_text(projects)
     (cfg / "notify.yaml").write_text(

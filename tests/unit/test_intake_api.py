@@ -235,3 +235,39 @@ def test_pagerduty_enqueue_answers_like_pagerduty(tmp_path: Path) -> None:
         assert client.post("/v2/enqueue", json={**body, "routing_key": "X" * 32}).status_code == 401
         assert client.post("/v2/enqueue", content=b"{").status_code == 400
     assert len(publisher.records) == 1
+
+
+def test_silences_are_created_listed_and_expired(api: Api) -> None:
+    auth = {"Authorization": f"Bearer {API}"}
+    made = api.post("/api/v1/silences", API, {"matchers": ['service="db"'], "duration": "2h", "comment": "drill"})
+    assert made.status_code == 201, made.text
+    silence = made.json()
+    assert (silence["state"], silence["created_by"], silence["matchers"]) == ("active", "console", ['service="db"'])
+    sid = silence["silence_id"]
+    assert api.client.get(f"/api/v1/silences/{sid}", headers=auth).json()["comment"] == "drill"
+    assert [
+        s["silence_id"] for s in api.client.get("/api/v1/silences?state=active", headers=auth).json()["silences"]
+    ] == [sid]
+    expired = api.client.delete(f"/api/v1/silences/{sid}", headers=auth)
+    assert expired.status_code == 200 and expired.json()["state"] == "expired"
+    assert api.client.get("/api/v1/silences?state=active", headers=auth).json()["silences"] == []
+    assert [s["state"] for s in api.client.get("/api/v1/silences", headers=auth).json()["silences"]] == ["expired"]
+    assert api.client.delete("/api/v1/silences/nope", headers=auth).status_code == 404
+    assert api.client.get("/api/v1/silences/nope", headers=auth).status_code == 404
+    assert api.client.get("/api/v1/silences?state=gone", headers=auth).status_code == 422
+
+
+def test_bad_silences_are_refused_naming_the_field(api: Api) -> None:
+    assert (
+        api.post("/api/v1/silences", None, {"matchers": ['a="b"'], "duration": "1h", "comment": "c"}).status_code == 401
+    )
+    bad = api.post("/api/v1/silences", API, {"matchers": ["a"], "duration": "1h", "comment": "c"})
+    assert bad.status_code == 422
+    assert bad.json()["problems"][0]["field"] == "matchers"
+    assert "not a matcher" in bad.json()["problems"][0]["error"]
+    past = api.post("/api/v1/silences", API, {"matchers": ['a="b"'], "ends_at": "2020-01-01T00:00:00Z", "comment": "c"})
+    assert past.status_code == 422 and "in the past" in past.json()["problems"][0]["error"]
+    no_comment = api.post("/api/v1/silences", API, {"matchers": ['a="b"'], "duration": "1h"})
+    assert no_comment.status_code == 422 and no_comment.json()["problems"][0]["field"] == "comment"
+    auth = {"Authorization": f"Bearer {API}"}
+    assert api.client.get("/api/v1/silences", headers=auth).json()["silences"] == []

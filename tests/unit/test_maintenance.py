@@ -7,11 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.notifier.pipeline import muted, notices_for_ticket_event
-from services.router.maintenance import MaintenanceWindow, muted_until
 from services.router.projects import ProjectsConfig, decide_for_event
 from services.router.rules import RoutingConfig
-from shared.events import Change, TicketEvent
+from shared.maintenance import MaintenanceWindow, muted_until
+from shared.muting import MuteState, MutingConfig, mute_for
 from tests.unit.factories import event, ticket
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -129,10 +128,18 @@ def test_tickets_opened_in_a_window_are_muted_until_it_ends() -> None:
 
 def test_the_notifier_is_quiet_while_muted_and_speaks_afterwards() -> None:
     until = datetime(2026, 12, 6, tzinfo=UTC)
-    opened = TicketEvent(
-        change_id="tl-1:1", change=Change.opened, actor="am", at=until, ticket=ticket(muted_until=until), trace_id="t"
-    )
-    assert notices_for_ticket_event(opened, "http://tl", now=until - timedelta(minutes=1)) == []
-    assert [n.message.kind for n in notices_for_ticket_event(opened, "http://tl", now=until)] == ["assignment"]
-    assert muted(ticket(muted_until=until), until - timedelta(seconds=1))
-    assert not muted(ticket(), until)
+    mute = mute_for(ticket(muted_until=until), until - timedelta(seconds=1), MuteState())
+    assert mute is not None and mute.cause == "maintenance" and until.isoformat() in mute.reason
+    assert mute_for(ticket(muted_until=until), until, MuteState()) is None
+    assert mute_for(ticket(), until, MuteState()) is None
+
+
+def test_a_window_that_starts_later_mutes_tickets_that_were_already_open() -> None:
+    """The window is checked when a notification is due, not only when the ticket opened."""
+    config = MutingConfig(maintenance_windows=[MOVE])
+    inside = datetime(2026, 12, 5, 23, 30, tzinfo=SH)
+    opened_before = ticket(labels={"site": "bj-1"}, opened_at=inside - timedelta(days=2))
+    mute = mute_for(opened_before, inside, MuteState(config=config))
+    assert mute is not None and mute.reason == "in maintenance window dc-move until 2026-12-06T08:00:00+08:00"
+    assert mute_for(opened_before, datetime(2026, 12, 6, 8, tzinfo=SH), MuteState(config=config)) is None
+    assert mute_for(ticket(labels={"site": "sh-2"}), inside, MuteState(config=config)) is None

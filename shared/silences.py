@@ -1,0 +1,92 @@
+"""Silences, as Alertmanager has them: matchers, a start, an end, who made it and why. Pure.
+
+A silence mutes notifications about the tickets whose labels it matches while it is active; the tickets are
+recorded and move through their lifecycle as usual, and each muted notification is logged with the silence
+that muted it. Silences are created, listed and expired through the REST API (``/api/v1/silences``) and
+``ticketloop silence``; the SQL database holds them, so every service sees the same ones.
+
+Expiring a silence ends it now rather than deleting it, so the record of who muted what stays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from shared.config import Duration
+from shared.events import Ticket
+from shared.matchers import MatcherList, parse_matcher
+
+SilenceState = Literal["pending", "active", "expired"]
+MAX_DURATION = timedelta(days=366)
+
+
+class SilenceRequest(BaseModel):
+    """The body of ``POST /api/v1/silences``: an end time or a duration, and always a creator and a comment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    matchers: MatcherList = Field(min_length=1, description='Alertmanager matchers, e.g. service="db"')
+    starts_at: AwareDatetime | None = Field(default=None, description="default: now")
+    ends_at: AwareDatetime | None = None
+    duration: Duration | None = Field(default=None, description='instead of ends_at, e.g. "2h"')
+    created_by: str = Field(min_length=1, max_length=256)
+    comment: str = Field(min_length=1, max_length=4000)
+
+    @model_validator(mode="after")
+    def _one_end(self) -> SilenceRequest:
+        if (self.ends_at is None) == (self.duration is None):
+            raise ValueError("give exactly one of 'ends_at' or 'duration'")
+        if self.duration is not None and self.duration <= timedelta(0):
+            raise ValueError("duration must be positive")
+        return self
+
+    def window(self, now: datetime) -> tuple[datetime, datetime]:
+        """(starts_at, ends_at) for a silence created now; raises ValueError when the end is not after the start
+        or in the past."""
+        starts = self.starts_at or now
+        ends = self.ends_at if self.ends_at is not None else starts + (self.duration or timedelta(0))
+        if ends <= now:
+            raise ValueError("ends_at is in the past: the silence would never be active")
+        if ends <= starts:
+            raise ValueError("ends_at must be after starts_at")
+        if ends - starts > MAX_DURATION:
+            raise ValueError(f"a silence may last at most {MAX_DURATION.days} days")
+        return starts, ends
+
+
+class Silence(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    silence_id: str
+    matchers: list[str]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+    created_at: datetime
+
+    def state(self, now: datetime) -> SilenceState:
+        if now < self.starts_at:
+            return "pending"
+        return "active" if now < self.ends_at else "expired"
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        return all(parse_matcher(m).matches(labels) for m in self.matchers)
+
+    def describe(self) -> str:
+        return f"silence {self.silence_id} by {self.created_by} until {self.ends_at.isoformat()}: {self.comment}"
+
+
+def ticket_labels(ticket: Ticket) -> dict[str, str]:
+    """What matchers see of a ticket: its labels plus severity, source and kind (as routing sees an event)."""
+    return {**ticket.labels, "severity": ticket.severity.value, "source": ticket.source, "kind": ticket.kind.value}
+
+
+def silenced_by(labels: dict[str, str], silences: Iterable[Silence], now: datetime) -> Silence | None:
+    """The active silence that mutes these labels (the one lasting longest), or None."""
+    found = [s for s in silences if s.state(now) == "active" and s.matches(labels)]
+    return max(found, key=lambda s: s.ends_at) if found else None
