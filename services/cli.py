@@ -4,6 +4,7 @@
     ticketloop routes test [--config-dir DIR] [--severity S] [--source NAME] [--kind alert|feedback] name=value ...
     ticketloop routes show [--config-dir DIR]
     ticketloop silence add|query|expire ...      (through the REST API; see services/cli_client.py)
+    ticketloop oncall show|override|remove ...
 
 ``config check`` validates every config file (errors name file, line and field; exit 1) and warns about teams that
 routes or escalations name but notify.yaml gives no channels. ``routes test`` says which route an event with
@@ -24,7 +25,13 @@ from typing import TextIO
 import httpx
 from pydantic import BaseModel
 
-from services.cli_client import add_silence_commands, client_from, silence_command
+from services.cli_client import (
+    add_oncall_commands,
+    add_silence_commands,
+    client_from,
+    oncall_command,
+    silence_command,
+)
 from services.intake.config import IntakeConfig
 from services.notifier.config import NotifyConfig
 from services.router.projects import ProjectsConfig, apply_project
@@ -33,6 +40,7 @@ from services.sla.policy import NEXT, OWNER, SlaConfig
 from shared.config import ConfigError, load_yaml_model
 from shared.events import EventKind, Severity
 from shared.maintenance import muted_until
+from shared.oncall import TeamsConfig
 
 FILES: dict[str, type[BaseModel]] = {
     "intake.yaml": IntakeConfig,
@@ -40,6 +48,7 @@ FILES: dict[str, type[BaseModel]] = {
     "projects.yaml": ProjectsConfig,
     "sla.yaml": SlaConfig,
     "notify.yaml": NotifyConfig,
+    "teams.yaml": TeamsConfig,
 }
 
 
@@ -65,11 +74,11 @@ def config_check(config_dir: Path, out: TextIO) -> int:
 
 
 def cross_check(loaded: dict[str, BaseModel]) -> list[str]:
+    warnings = _unknown_people(loaded)
     notify = loaded.get("notify.yaml")
     if not isinstance(notify, NotifyConfig) or notify.fallback_team:
-        return []
+        return warnings
     reachable = {name for name, t in notify.teams.items() if t.email or t.webhooks}
-    warnings: list[str] = []
     routing = loaded.get("routing.yaml")
     if isinstance(routing, RoutingConfig):
         warnings.extend(
@@ -86,6 +95,19 @@ def cross_check(loaded: dict[str, BaseModel]) -> list[str]:
                         f"sla.yaml policies.{pname}.escalation.{i}: team {level.team!r} has no channels in notify.yaml"
                     )
     return warnings
+
+
+def _unknown_people(loaded: dict[str, BaseModel]) -> list[str]:
+    """Engineers that projects.yaml names but teams.yaml does not know (nobody could reach them)."""
+    teams, projects = loaded.get("teams.yaml"), loaded.get("projects.yaml")
+    if not isinstance(teams, TeamsConfig) or not isinstance(projects, ProjectsConfig):
+        return []
+    return [
+        f"projects.yaml project {p.name}: engineer {e!r} is not in teams.yaml people"
+        for p in projects.projects
+        for e in p.implementation.engineers
+        if e not in teams.people
+    ]
 
 
 def routes_test(
@@ -177,9 +199,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: htt
             "--config-dir", type=Path, default=None, help="default: $TICKETLOOP_CONFIG_DIR or deploy/local/config"
         )
     add_silence_commands(sub, _aware)
+    add_oncall_commands(sub, _aware)
     args = parser.parse_args(argv)
     if args.area == "silence":
         return silence_command(args, client_from(args, http), out)
+    if args.area == "oncall":
+        return oncall_command(args, client_from(args, http), out)
     config_dir = args.config_dir or default_config_dir()
     if args.area == "config":
         return config_check(config_dir, out)

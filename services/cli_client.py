@@ -3,6 +3,9 @@
     ticketloop silence add --comment TEXT (--duration 2h | --end TIME) [--start TIME] [--author NAME] matcher...
     ticketloop silence query [--state active|pending|expired|all]
     ticketloop silence expire ID...
+    ticketloop oncall show [TEAM] [--at TIME]
+    ticketloop oncall override TEAM PERSON (--duration 8h | --end TIME) [--start TIME] [--reason TEXT]
+    ticketloop oncall remove TEAM OVERRIDE_ID
 
 The API address and token come from ``--api-url`` / ``--api-token`` or ``TICKETLOOP_API_URL`` /
 ``TICKETLOOP_API_TOKEN``. Errors from the API are printed with the field they name; the exit code is 1.
@@ -109,6 +112,71 @@ def silence_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> in
         else:
             for sid in args.ids:
                 print(_silence_line(api.call("DELETE", f"/api/v1/silences/{sid}")), file=out)
+    except ApiError as exc:
+        print(f"error: {exc}", file=out)
+        return 1
+    return 0
+
+
+def add_oncall_commands(sub: Any, aware: Callable[[str], datetime]) -> None:
+    oncall = sub.add_parser("oncall", help="who is on call; overrides").add_subparsers(dest="action", required=True)
+    show = oncall.add_parser("show", help="who is on call now (or --at), for every team or one")
+    show.add_argument("team", nargs="?")
+    show.add_argument("--at", type=aware, default=None)
+    override = oncall.add_parser("override", help="put someone on call for a team for a while")
+    override.add_argument("team")
+    override.add_argument("person")
+    end = override.add_mutually_exclusive_group(required=True)
+    end.add_argument("--duration", help='e.g. "8h"')
+    end.add_argument("--end", type=aware)
+    override.add_argument("--start", type=aware, default=None)
+    override.add_argument("--reason", default="")
+    remove = oncall.add_parser("remove", help="remove an override")
+    remove.add_argument("team")
+    remove.add_argument("override_id")
+    for p in (show, override, remove):
+        add_api_arguments(p)
+
+
+def _who(entry: dict[str, Any]) -> str:
+    if not entry.get("person"):
+        return "nobody (the team)"
+    how = f"override {entry['override_id']}" if entry["source"] == "override" else "rotation"
+    return f"{entry['person']} ({how}, until {entry['until']})"
+
+
+def oncall_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
+    try:
+        if args.action == "show":
+            query = f"?at={args.at.isoformat()}" if args.at else ""
+            query = query.replace("+", "%2B")
+            if args.team:
+                team = api.call("GET", f"/api/v1/oncall/{args.team}{query}")
+                print(f"{team['team']}: {_who(team['on_call'])}", file=out)
+                for shift in team["rotation"]:
+                    print(f"  rotation: {shift['person']}  {shift['starts_at']} -> {shift['ends_at']}", file=out)
+                for o in team["overrides"]:
+                    print(
+                        f"  override {o['override_id']}: {o['person']}  {o['starts_at']} -> {o['ends_at']}  "
+                        f"({o['created_by']}: {o['reason'] or '-'})",
+                        file=out,
+                    )
+            else:
+                for entry in api.call("GET", f"/api/v1/oncall{query}")["teams"]:
+                    print(f"{entry['team']}: {_who(entry)}", file=out)
+        elif args.action == "override":
+            body: dict[str, Any] = {"person": args.person, "reason": args.reason}
+            if args.duration:
+                body["duration"] = args.duration
+            else:
+                body["ends_at"] = args.end.isoformat()
+            if args.start:
+                body["starts_at"] = args.start.isoformat()
+            made = api.call("POST", f"/api/v1/oncall/{args.team}/overrides", body)
+            print(made["override_id"], file=out)
+        else:
+            gone = api.call("DELETE", f"/api/v1/oncall/{args.team}/overrides/{args.override_id}")
+            print(f"removed {gone['override_id']}: {gone['person']} for {gone['team']}", file=out)
     except ApiError as exc:
         print(f"error: {exc}", file=out)
         return 1

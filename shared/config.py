@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ValidationError
+from pydantic import BaseModel, BeforeValidator, StringConstraints, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -144,3 +144,7 @@ class ConfigWatcher(Generic[M]):
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 """A config field that takes "30s", "15m", "1h30m", "2d" or a number of seconds."""
+
+# Internal domains (.local, .test, .corp) are real in on-premises mail, so only the shape is checked.
+Address = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
+"""An email address in a config file."""

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from shared.events import Delivery, Escalation, TicketEvent
+from shared.oncall import Override
 from shared.silences import Silence
 
 
@@ -96,6 +97,19 @@ class SilenceRow(SQLModel, table=True):
     ends_at: datetime = Field(index=True)
     created_by: str
     comment: str
+    created_at: datetime
+
+
+class OverrideRow(SQLModel, table=True):
+    __tablename__ = "oncall_overrides"
+
+    override_id: str = Field(primary_key=True)
+    team: str = Field(index=True)
+    person: str
+    starts_at: datetime
+    ends_at: datetime = Field(index=True)
+    created_by: str
+    reason: str
     created_at: datetime
 
 
@@ -299,6 +313,41 @@ def expire_silence(engine: Engine, silence_id: str, now: datetime) -> Silence | 
         return _silence(row)
 
 
+def _override(row: OverrideRow) -> Override:
+    data = row.model_dump()
+    for key in ("starts_at", "ends_at", "created_at"):
+        data[key] = as_utc(data[key])
+    return Override.model_validate(data)
+
+
+def add_override(engine: Engine, override: Override) -> None:
+    with Session(engine) as session:
+        session.add(OverrideRow(**override.model_dump()))
+        session.commit()
+
+
+def list_overrides(engine: Engine, *, team: str | None = None, since: datetime | None = None) -> list[Override]:
+    """Overrides (of one team), oldest start first; with ``since``, only those that end after it."""
+    with Session(engine) as session:
+        query = select(OverrideRow)
+        if team is not None:
+            query = query.where(OverrideRow.team == team)
+        if since is not None:
+            query = query.where(OverrideRow.ends_at > since)
+        return [_override(r) for r in session.exec(query.order_by(OverrideRow.starts_at)).all()]  # type: ignore[arg-type]
+
+
+def delete_override(engine: Engine, team: str, override_id: str) -> Override | None:
+    with Session(engine) as session:
+        row = session.get(OverrideRow, override_id)
+        if row is None or row.team != team:
+            return None
+        found = _override(row)
+        session.delete(row)
+        session.commit()
+        return found
+
+
 def firing_tickets(engine: Engine) -> list[tuple[str, dict[str, str]]]:
     """(ticket id, matcher labels) of every ticket whose problem fires now: open or acknowledged, alerts firing."""
     with Session(engine) as session:
@@ -319,17 +368,21 @@ def list_deliveries(engine: Engine, ticket_id: str) -> list[DeliveryRow]:
 
 __all__ = [
     "DeliveryRow",
+    "OverrideRow",
     "SilenceRow",
     "TicketRow",
     "TimelineRow",
+    "add_override",
     "add_silence",
     "as_utc",
+    "delete_override",
     "expire_silence",
     "firing_tickets",
     "get_silence",
     "get_ticket",
     "init_db",
     "list_deliveries",
+    "list_overrides",
     "list_silences",
     "list_tickets",
     "make_engine",

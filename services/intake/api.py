@@ -29,9 +29,11 @@ from services.intake.formats import alertmanager, generic, pagerduty
 from services.intake.publisher import Publisher, PublishUnavailableError, Record
 from shared import db
 from shared.codec import describe_validation_error, encode
+from shared.config import ConfigWatcher
 from shared.events import Action, Command, InboundEvent
 from shared.logging import bind_ids, get_logger, make_headers, new_trace_id
 from shared.metrics import counter, histogram
+from shared.oncall import OnCall, Override, OverrideRequest, TeamsConfig, on_call, upcoming_shifts
 from shared.silences import Silence, SilenceRequest
 from shared.topics import Topics
 
@@ -109,6 +111,8 @@ class IntakeDeps:
     topics: Topics
     registry: CollectorRegistry
     max_body_bytes: int = 1_048_576
+    teams: ConfigWatcher[TeamsConfig] | None = None
+    """teams.yaml, for the on-call endpoints (re-read when it changes)."""
 
 
 class IntakeMetrics:
@@ -174,6 +178,17 @@ def ticket_json(row: db.TicketRow) -> dict[str, Any]:
     ):
         data[key] = _iso(data[key])
     return data
+
+
+def on_call_json(found: OnCall | None) -> dict[str, Any]:
+    if found is None:
+        return {"person": None, "source": None, "until": None, "override_id": None}
+    return {
+        "person": found.person,
+        "source": found.source,
+        "until": found.until.isoformat(),
+        "override_id": found.override_id,
+    }
 
 
 def silence_json(silence: Silence, now: datetime) -> dict[str, Any]:
@@ -445,6 +460,115 @@ def create_app(deps: IntakeDeps) -> Starlette:
 
         return handler
 
+    async def current_teams() -> TeamsConfig:
+        if deps.teams is None:
+            return TeamsConfig()
+        await run_in_threadpool(deps.teams.poll)
+        return deps.teams.current
+
+    def at_param(request: Request) -> datetime:
+        text = request.query_params.get("at")
+        if not text:
+            return datetime.now(UTC)
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise HttpError(422, f"'at' is not an ISO 8601 time: {text!r}") from exc
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    async def who_is_on_call(request: Request) -> Response:
+        try:
+            api_client(request)
+            at = at_param(request)
+            teams = await current_teams()
+            overrides = await run_in_threadpool(db.list_overrides, deps.engine, since=at)
+        except HttpError as exc:
+            return fail(exc, "api")
+        return JSONResponse(
+            {
+                "at": at.isoformat(),
+                "teams": [
+                    {"team": name, **on_call_json(on_call(name, teams, overrides, at))} for name in sorted(teams.teams)
+                ],
+            }
+        )
+
+    async def team_on_call(request: Request) -> Response:
+        team = request.path_params["team"]
+        try:
+            api_client(request)
+            at = at_param(request)
+            teams = await current_teams()
+            spec = teams.teams.get(team)
+            if spec is None:
+                raise HttpError(404, f"no team {team!r} in teams.yaml")
+            overrides = await run_in_threadpool(db.list_overrides, deps.engine, team=team, since=at)
+        except HttpError as exc:
+            return fail(exc, "api")
+        shifts = upcoming_shifts(spec.rotation, spec.order(), at, 4) if spec.rotation else []
+        return JSONResponse(
+            {
+                "team": team,
+                "at": at.isoformat(),
+                "members": spec.members,
+                "lead": spec.lead,
+                "on_call": on_call_json(on_call(team, teams, overrides, at)),
+                "overrides": [o.model_dump(mode="json") for o in overrides],
+                "rotation": [
+                    {"person": x.person, "starts_at": x.starts_at.isoformat(), "ends_at": x.ends_at.isoformat()}
+                    for x in shifts
+                ],
+            }
+        )
+
+    async def add_override(request: Request) -> Response:
+        team = request.path_params["team"]
+        now = datetime.now(UTC)
+        try:
+            client = api_client(request)
+            teams = await current_teams()
+            if team not in teams.teams:
+                raise HttpError(404, f"no team {team!r} in teams.yaml")
+            payload = _json(await _read_body(request, deps.max_body_bytes))
+            try:
+                body = OverrideRequest.model_validate(payload)
+                starts, ends = body.window(now)
+            except ValidationError as exc:
+                raise HttpError(422, "invalid override", describe_validation_error(exc)) from exc
+            except ValueError as exc:
+                raise HttpError(422, "invalid override", [{"field": "ends_at", "error": str(exc)}]) from exc
+            if body.person not in teams.people:
+                raise HttpError(
+                    422, "invalid override", [{"field": "person", "error": f"{body.person!r} is not in people"}]
+                )
+            override = Override(
+                override_id=uuid.uuid4().hex,
+                team=team,
+                person=body.person,
+                starts_at=starts,
+                ends_at=ends,
+                created_by=body.created_by or client.name,
+                reason=body.reason,
+                created_at=now,
+            )
+            await run_in_threadpool(db.add_override, deps.engine, override)
+        except HttpError as exc:
+            return fail(exc, "api")
+        log.info("oncall_override_added", team=team, person=override.person, override_id=override.override_id)
+        return JSONResponse(override.model_dump(mode="json"), status_code=201)
+
+    async def remove_override(request: Request) -> Response:
+        team, oid = request.path_params["team"], request.path_params["override_id"]
+        try:
+            client = api_client(request)
+            removed = await run_in_threadpool(db.delete_override, deps.engine, team, oid)
+            if removed is None:
+                raise HttpError(404, f"no override {oid!r} for team {team!r}")
+        except HttpError as exc:
+            return fail(exc, "api")
+        log.info("oncall_override_removed", team=team, override_id=oid, by=client.name)
+        return JSONResponse(removed.model_dump(mode="json"))
+
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -466,6 +590,10 @@ def create_app(deps: IntakeDeps) -> Starlette:
         Route("/api/v1/silences", list_silences, methods=["GET"]),
         Route("/api/v1/silences/{silence_id}", get_silence, methods=["GET"]),
         Route("/api/v1/silences/{silence_id}", expire_silence, methods=["DELETE"]),
+        Route("/api/v1/oncall", who_is_on_call, methods=["GET"]),
+        Route("/api/v1/oncall/{team}", team_on_call, methods=["GET"]),
+        Route("/api/v1/oncall/{team}/overrides", add_override, methods=["POST"]),
+        Route("/api/v1/oncall/{team}/overrides/{override_id}", remove_override, methods=["DELETE"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),

@@ -14,8 +14,9 @@ from services.intake.api import IntakeDeps, create_app
 from services.intake.config import IntakeConfig
 from services.intake.publisher import KafkaPublisher
 from shared import db
-from shared.config import load_yaml_model
+from shared.config import ConfigWatcher, load_yaml_model
 from shared.logging import configure_logging, get_logger
+from shared.oncall import TeamsConfig
 from shared.settings import IntakeSettings
 from shared.topics import Topics, ensure_topics
 
@@ -34,6 +35,7 @@ def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
             topics=topics,
             registry=CollectorRegistry(),
             max_body_bytes=settings.max_body_bytes,
+            teams=ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig),
         )
     )
 

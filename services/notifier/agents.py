@@ -30,6 +30,7 @@ from shared.events import Delivery, Escalation, Ticket, TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter
 from shared.muting import MuteState, MutingConfig, mute_for
+from shared.oncall import TeamsConfig, on_call
 from shared.silences import ticket_labels
 from shared.streams import emit, raw_topic, to_deadletter
 from shared.topics import Topics
@@ -48,6 +49,7 @@ class NotifierDeps:
     retry: RetryPolicy
     public_url: str
     muting: ConfigWatcher[MutingConfig]
+    teams: ConfigWatcher[TeamsConfig]
 
 
 def register(app: faust.App, deps: NotifierDeps) -> None:
@@ -59,14 +61,16 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
         deps.registry, "ticketloop_notifier_deliveries_total", "Notification outcomes", ["channel", "kind", "status"]
     )
 
-    reloads = counter(deps.registry, "ticketloop_notifier_config_reloads_total", "routing.yaml changes", ["result"])
+    reloads = counter(deps.registry, "ticketloop_notifier_config_reloads_total", "Config file changes seen", ["result"])
 
     @app.timer(interval=2.0, name="notifier-reload-config")
     async def reload_config() -> None:
-        result = await asyncio.to_thread(deps.muting.poll)
-        if result != "unchanged":
-            reloads.labels(result=result).inc()
-            log.info("muting_config", result=result, problems=str(deps.muting.last_error or ""))
+        watchers: tuple[ConfigWatcher[Any], ...] = (deps.muting, deps.teams)
+        for watcher in watchers:
+            result = await asyncio.to_thread(watcher.poll)
+            if result != "unchanged":
+                reloads.labels(result=result).inc()
+                log.info("config", path=str(watcher.path), result=result, problems=str(watcher.last_error or ""))
 
     def notices(event: Any) -> tuple[Ticket | None, list[Notice]]:
         if event.message.topic == t.escalations.name:
@@ -76,6 +80,13 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
         ev = decode(TicketEvent, event.value)
         bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
         return ev.ticket, notices_for_ticket_event(ev, deps.public_url)
+
+    async def with_on_call_person(event: Any) -> Notice:
+        """An escalation's notice, addressed also to whoever is on call for its target team now."""
+        esc = decode(Escalation, event.value)
+        now = datetime.now(UTC)
+        overrides = await asyncio.to_thread(db.list_overrides, deps.engine, team=esc.target_team, since=now)
+        return notice_for_escalation(esc, deps.public_url, on_call(esc.target_team, deps.teams.current, overrides, now))
 
     def mute_state(ticket: Ticket, now: datetime) -> MuteState:
         """Silences from SQL; firing tickets only when an inhibition rule could make this ticket its target."""
@@ -110,9 +121,11 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
                     log.info("notification_muted", cause=mute.cause, reason=mute.reason, notices=len(found))
                     yield None
                     continue
+            if event.message.topic == t.escalations.name:
+                found = [await with_on_call_person(event)]
             dispatches = []
             for notice in found:
-                planned = plan_notice(notice, deps.config)
+                planned = plan_notice(notice, deps.config, deps.teams.current.email_of(notice.person))
                 if not planned:
                     log.warning("no_channels", team=notice.team, kind=notice.message.kind)
                 dispatches.extend(planned)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Internal domains (.local, .test, .corp) are real in on-premises mail, so only the shape is checked.
-Address = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
+from shared.config import Address
 
 
 class WebhookConfig(BaseModel):

@@ -16,6 +16,7 @@ from shared import db
 from shared.app import create_faust_app, run_worker
 from shared.config import ConfigWatcher, load_yaml_model
 from shared.muting import MutingConfig
+from shared.oncall import TeamsConfig
 from shared.settings import NotifierSettings
 from shared.topics import Topics
 
@@ -54,6 +55,7 @@ def build(settings: NotifierSettings, registry: CollectorRegistry) -> faust.App:
             retry=RetryPolicy(settings.retry_attempts, settings.retry_base_s, settings.retry_max_s),
             public_url=settings.public_url,
             muting=ConfigWatcher(settings.config_dir / "routing.yaml", MutingConfig),
+            teams=ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig),
         ),
     )
     return app

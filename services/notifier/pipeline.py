@@ -18,6 +18,7 @@ from services.notifier.templates import render_assignment, render_escalation, re
 from shared.events import Change, Delivery, Escalation, TicketEvent
 from shared.ids import stable_id
 from shared.muting import Mute
+from shared.oncall import OnCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,8 @@ class Notice:
     kinds: tuple[str, ...] = ()
     recipients: tuple[tuple[str, str], ...] = ()
     """Explicit (channel, target) pairs instead of teams: e.g. the reporter of a piece of feedback."""
+    person: str | None = None
+    """The person it is for (the owner, or whoever is on call for the target team): mailed in person too."""
 
 
 def notices_for_ticket_event(event: TicketEvent, public_url: str) -> list[Notice]:
@@ -86,27 +89,35 @@ def notice_for_ticket_event(event: TicketEvent, public_url: str) -> Notice | Non
         message = render_resolution(event, public_url)
     else:
         return None
-    return Notice(event.change_id, t.ticket_id, t.team, message, tuple(t.watchers), tuple(t.channels))
+    return Notice(event.change_id, t.ticket_id, t.team, message, tuple(t.watchers), tuple(t.channels), person=t.person)
 
 
-def notice_for_escalation(escalation: Escalation, public_url: str) -> Notice:
+def notice_for_escalation(escalation: Escalation, public_url: str, on_call: OnCall | None = None) -> Notice:
+    """To the target team and a person: the owner when the owner's team is the target, else whoever is on call
+    for the target team."""
     message = render_escalation(escalation, public_url)
+    t = escalation.ticket
+    person = t.person if escalation.target_team == t.team and t.person else None
+    if person is None and on_call is not None and on_call.team == escalation.target_team:
+        person = on_call.person
     return Notice(
         escalation.escalation_id,
         escalation.ticket_id,
         escalation.target_team,
         message,
-        kinds=tuple(escalation.ticket.channels),
+        kinds=tuple(t.channels),
+        person=person,
     )
 
 
-def plan_notice(notice: Notice, config: NotifyConfig) -> list[Dispatch]:
+def plan_notice(notice: Notice, config: NotifyConfig, person_email: str | None = None) -> list[Dispatch]:
+    """The dispatches of a notice; ``person_email``: the notice's person's address (teams.yaml), if any."""
     if notice.recipients:
         return [
             Dispatch(stable_id(notice.notice_id, channel, target), notice.ticket_id, channel, target, notice.message)
             for channel, target in notice.recipients
         ]
-    return plan(
+    planned = plan(
         notice.notice_id,
         notice.ticket_id,
         notice.team,
@@ -115,6 +126,11 @@ def plan_notice(notice: Notice, config: NotifyConfig) -> list[Dispatch]:
         watchers=notice.watchers,
         kinds=notice.kinds,
     )
+    wants_email = not notice.kinds or "email" in notice.kinds
+    if person_email and wants_email and all(d.target != person_email for d in planned):
+        nid = stable_id(notice.notice_id, "email", person_email)
+        planned.insert(0, Dispatch(nid, notice.ticket_id, "email", person_email, notice.message))
+    return planned
 
 
 def _team_targets(team: str, config: NotifyConfig) -> list[tuple[str, str]]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from services.router.lifecycle import (
     KeyState,
@@ -24,16 +25,19 @@ from services.router.lifecycle import (
     assign,
     group_key,
     key_update_for,
+    reassign_on_call,
     with_known_issue,
+    with_on_call,
 )
 from services.router.projects import ProjectsConfig, decide_for_event, known_issue_for
 from services.router.rules import RoutingConfig
 from shared import db
 from shared.codec import DecodeError, decode, encode
 from shared.config import ConfigWatcher
-from shared.events import Change, Command, Escalation, InboundEvent, TicketEvent
+from shared.events import Action, Change, Command, Escalation, InboundEvent, TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter
+from shared.oncall import Override, TeamsConfig, on_call
 from shared.streams import decode_or_deadletter, emit, raw_table, raw_topic, to_deadletter
 from shared.topics import Topics
 
@@ -48,6 +52,9 @@ class RouterDeps:
     projects: ConfigWatcher[ProjectsConfig]
     engine: Engine
     registry: CollectorRegistry
+    teams: ConfigWatcher[TeamsConfig]
+    overrides: list[Override] = field(default_factory=list)
+    """On-call overrides (from SQL, where the API writes them), refreshed every couple of seconds."""
 
 
 def register(app: faust.App, deps: RouterDeps) -> None:
@@ -77,7 +84,12 @@ def register(app: faust.App, deps: RouterDeps) -> None:
 
     @app.timer(interval=2.0, name="router-reload-config")
     async def reload_config() -> None:
-        for watcher in (deps.routing, deps.projects):
+        try:
+            deps.overrides = await asyncio.to_thread(db.list_overrides, deps.engine, since=datetime.now(UTC))
+        except SQLAlchemyError as exc:
+            log.warning("overrides_unavailable_keeping_last", error=str(exc))
+        watchers: tuple[ConfigWatcher[Any], ...] = (deps.routing, deps.projects, deps.teams)
+        for watcher in watchers:
             result = await asyncio.to_thread(watcher.poll)
             if result == "unchanged":
                 continue
@@ -156,6 +168,9 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                     bind_ids(trace_id=cmd.trace_id, ticket_id=cmd.ticket_id)
                     if record is None:
                         raise DecodeError(f"command {cmd.command_id} names unknown ticket {cmd.ticket_id!r}")
+                    if cmd.action is Action.reassign and cmd.team and not cmd.person:
+                        found = on_call(cmd.team, deps.teams.current, deps.overrides, cmd.issued_at)
+                        cmd = reassign_on_call(cmd, found)
                     new, changes = apply_command(record, cmd, now)
                 else:
                     item = decode(TicketInput, event.value)
@@ -164,6 +179,9 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                     member_key = f"{ticket_id}\x1f{ev.dedup_key}".encode()
                     member = Member.decode(members.get(member_key))
                     decision = decide_for_event(ev, deps.routing.current, deps.projects.current)
+                    if record is None and decision.person is None:
+                        found = on_call(decision.team, deps.teams.current, deps.overrides, ev.received_at)
+                        decision = with_on_call(decision, found)
                     new, changes, after = apply_event(record, ticket_id, item.group_key, ev, member, decision, now)
                     if after is not None and after != member:
                         members[member_key] = after.encode()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.router.rules import RouteDecision, event_labels
 from shared.events import Action, Change, Command, EventStatus, InboundEvent, Ticket, TicketEvent, TicketState
 from shared.ids import short_hash
+from shared.oncall import OnCall
 
 SEEN_LIMIT = 256
 TICKET_NAMESPACE = uuid.UUID("0b6f3c1e-5a1f-4c9e-8f0e-2d9c3a7b5e41")
@@ -147,6 +148,21 @@ class TicketInput(BaseModel):
 
     group_key: str
     event: InboundEvent
+
+
+def with_on_call(decision: RouteDecision, found: OnCall | None) -> RouteDecision:
+    """A decision for a team (no person yet) goes to whoever is on call for that team, if anyone is."""
+    if decision.person is not None or found is None or found.team != decision.team:
+        return decision
+    return replace(decision, person=found.person, on_call=found.describe())
+
+
+def reassign_on_call(command: Command, found: OnCall | None) -> Command:
+    """Reassigning to a team (no person named) reassigns to whoever is on call for it, if anyone is."""
+    if command.action is not Action.reassign or command.person or not command.team or found is None:
+        return command
+    reason = f"{command.reason}; {found.describe()}" if command.reason else found.describe()
+    return command.model_copy(update={"person": found.person, "reason": reason})
 
 
 def group_key(event: InboundEvent, decision: RouteDecision) -> str:

@@ -11,6 +11,7 @@ from services.router.rules import RoutingConfig
 from shared import db
 from shared.app import create_faust_app, run_worker
 from shared.config import ConfigWatcher
+from shared.oncall import TeamsConfig
 from shared.settings import RouterSettings
 from shared.topics import Topics
 
@@ -21,7 +22,9 @@ def build(settings: RouterSettings, registry: CollectorRegistry) -> faust.App:
     engine = db.make_engine(settings.database_url)
     db.init_db(engine)
     app = create_faust_app("router", settings)
-    register(app, RouterDeps(Topics(settings.topic_prefix, settings.partitions), routing, projects, engine, registry))
+    teams = ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig)
+    topics = Topics(settings.topic_prefix, settings.partitions)
+    register(app, RouterDeps(topics, routing, projects, engine, registry, teams))
     return app
 
 

@@ -162,6 +162,8 @@ class RouteDecision:
     project_reason: str | None = None
     muted_until: datetime | None = None
     muted_by: tuple[str, ...] = ()
+    on_call: str | None = None
+    """How the person was found on the team's schedule, when it was."""
 
     def explain(self) -> str:
         owner = f"{self.person} ({self.team})" if self.person else self.team
@@ -170,6 +172,8 @@ class RouteDecision:
             text += f", watchers {', '.join(self.watchers)}"
         if self.project_reason:
             text += f"; {self.project_reason}"
+        if self.on_call:
+            text += f"; {self.on_call}"
         if self.muted_until is not None:
             text += f"; muted by {', '.join(self.muted_by)} until {self.muted_until.isoformat()}"
         return text

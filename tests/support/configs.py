@@ -18,6 +18,15 @@ policies:
 """
 
 
+TEAMS = """
+people:
+  olga: {email: olga@example.test}
+  oscar: {email: oscar@example.test}
+teams:
+  operations:
+    members: [olga, oscar]
+"""
+
 ROUTING = """
 route:
   team: operations
@@ -35,6 +44,7 @@ def write_config(
     sla: str = SLA,
     projects: str = "projects: []\n",
     routing: str = ROUTING,
+    teams: str = TEAMS,
 ) -> Path:
     cfg = root / "config"
     cfg.mkdir(parents=True, exist_ok=True)
@@ -48,6 +58,7 @@ api_clients:
 """
     )
     (cfg / "routing.yaml").write_text(routing)
+    (cfg / "teams.yaml").write_text(teams)
     (cfg / "sla.yaml").write_text(sla)
     (cfg / "projects.yaml").write_text(projects)
     (cfg / "notify.yaml").write_text(

@@ -30,7 +30,7 @@ def config_dir(tmp_path: Path) -> Path:
 def test_config_check_accepts_the_shipped_config(config_dir: Path) -> None:
     code, out = run("config", "check", "--config-dir", str(config_dir))
     assert code == 0
-    assert out.count("ok: ") == 5
+    assert out.count("ok: ") == 6
     assert "warning" not in out
 
 

@@ -14,10 +14,21 @@ from services.cli import main
 from services.intake.api import IntakeDeps, create_app
 from services.intake.config import IntakeConfig
 from shared import db
+from shared.config import ConfigWatcher
+from shared.oncall import TeamsConfig
 from shared.topics import Topics
 from tests.fakes import FakePublisher
 
 TOKEN = "api-token-0123456789abcdef"
+TEAMS = """
+people: {olga: {}, oscar: {}, lena: {}}
+teams:
+  operations:
+    members: [olga, oscar]
+    rotation: {every: weekly, handoff: "09:00", time_zone: Asia/Shanghai, start: 2026-11-02}
+  leads:
+    members: [lena]
+"""
 
 
 @pytest.fixture
@@ -25,7 +36,10 @@ def http(tmp_path: Path) -> Iterator[TestClient]:
     engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
     db.init_db(engine)
     config = IntakeConfig.model_validate({"integrations": [], "api_clients": [{"name": "console", "token": TOKEN}]})
-    app = create_app(IntakeDeps(config, FakePublisher(), engine, Topics("t.", 2), CollectorRegistry()))
+    (tmp_path / "teams.yaml").write_text(TEAMS)
+    teams = ConfigWatcher(tmp_path / "teams.yaml", TeamsConfig)
+    deps = IntakeDeps(config, FakePublisher(), engine, Topics("t.", 2), CollectorRegistry(), teams=teams)
+    app = create_app(deps)
     with TestClient(app) as client:
         yield client
 
@@ -63,3 +77,41 @@ def test_an_unreachable_api_is_a_clear_error() -> None:
     out = io.StringIO()
     code = main(["silence", "query", "--api-url", "http://127.0.0.1:9", "--api-token", TOKEN], out)
     assert code == 1 and "cannot reach the API at http://127.0.0.1:9" in out.getvalue()
+
+
+def test_oncall_show_override_and_remove(http: TestClient) -> None:
+    at = "2026-11-24T12:00:00+08:00"
+    code, out = run(http, "oncall", "show", "--at", at)
+    assert code == 0, out
+    assert out.splitlines() == [
+        "leads: nobody (the team)",
+        "operations: oscar (rotation, until 2026-11-30T09:00:00+08:00)",
+    ]
+    code, out = run(http, "oncall", "show", "operations", "--at", at)
+    assert out.splitlines()[1:3] == [
+        "  rotation: oscar  2026-11-23T09:00:00+08:00 -> 2026-11-30T09:00:00+08:00",
+        "  rotation: olga  2026-11-30T09:00:00+08:00 -> 2026-12-07T09:00:00+08:00",
+    ]
+    code, out = run(http, "oncall", "override", "operations", "lena", "--duration", "8h", "--reason", "olga is ill")
+    assert code == 0, out
+    oid = out.strip()
+    code, out = run(http, "oncall", "show")
+    assert f"operations: lena (override {oid}, until " in out
+    code, out = run(http, "oncall", "show", "operations")
+    assert f"override {oid}: lena" in out and "(console: olga is ill)" in out
+    code, out = run(http, "oncall", "remove", "operations", oid)
+    assert code == 0 and out.strip() == f"removed {oid}: lena for operations"
+    assert "operations: lena" not in run(http, "oncall", "show")[1]
+
+
+def test_oncall_errors_are_clear(http: TestClient) -> None:
+    code, out = run(http, "oncall", "override", "operations", "zoe", "--duration", "1h")
+    assert code == 1 and "person: 'zoe' is not in people" in out
+    code, out = run(http, "oncall", "override", "nope", "olga", "--duration", "1h")
+    assert code == 1 and "no team 'nope' in teams.yaml" in out
+    code, out = run(http, "oncall", "show", "nope")
+    assert code == 1 and "no team 'nope'" in out
+    code, out = run(http, "oncall", "remove", "operations", "missing")
+    assert code == 1 and "no override 'missing' for team 'operations'" in out
+    code, out = run(http, "oncall", "override", "operations", "olga", "--end", "2020-01-01T00:00:00Z")
+    assert code == 1 and "ends_at: ends_at is in the past" in out

@@ -23,9 +23,12 @@ from services.router.lifecycle import (
     group_key,
     key_update_for,
     new_ticket_id,
+    reassign_on_call,
+    with_on_call,
 )
 from services.router.rules import RouteDecision
 from shared.events import Action, Change, Command, EventStatus, InboundEvent, TicketEvent, TicketState
+from shared.oncall import OnCall
 from tests.unit.factories import T0, event, ticket
 
 DECISION = RouteDecision(team="ops", priority="P1", policy="default", rule="r")
@@ -363,3 +366,39 @@ def test_a_group_counts_alerts_and_resolves_when_the_last_one_does() -> None:
     rec, out = feed(rec, "a2", EventStatus.firing, 2)
     assert rec is not None
     assert out[0].change is Change.reopened and rec.ticket.alerts_firing == 1
+
+
+def test_a_team_decision_goes_to_whoever_is_on_call() -> None:
+    found = OnCall("ops", "olga", T0 + timedelta(days=3), "rotation")
+    decided = with_on_call(DECISION, found)
+    assert decided.person == "olga"
+    assert "owner olga (ops)" in decided.explain()
+    assert "on call for ops: olga (rotation, until 2026-11-27T09:00:00+00:00)" in decided.explain()
+    new, [opened], _ = apply_event(None, "tl-1", "am/fp1", event(), None, decided, NOW)
+    assert new is not None and opened.ticket.person == "olga" and "on call for ops" in opened.reason
+    assert with_on_call(DECISION, None) == DECISION, "nobody on call: the team keeps it"
+    engineer = RouteDecision(team="ops", priority="P1", policy="default", rule="r", person="ian")
+    assert with_on_call(engineer, found) == engineer, "a named person (the hypercare engineer) is not replaced"
+    assert with_on_call(DECISION, OnCall("dba", "dan", T0, "rotation")) == DECISION
+
+
+def test_reassigning_to_a_team_reassigns_to_its_on_call_person() -> None:
+    to_team = Command(
+        command_id="c1",
+        ticket_id="tl-1",
+        action=Action.reassign,
+        actor="alice",
+        reason="why",
+        team="dba",
+        issued_at=NOW,
+        trace_id="t",
+    )
+    found = OnCall("dba", "dan", T0 + timedelta(hours=8), "override", "o1")
+    resolved = reassign_on_call(to_team, found)
+    assert resolved.person == "dan" and resolved.reason.startswith("why; on call for dba: dan (override o1")
+    _, [change] = apply_command(record(), resolved, NOW)
+    assert (change.change, change.ticket.team, change.ticket.person) == (Change.reassigned, "dba", "dan")
+    named = to_team.model_copy(update={"person": "zoe"})
+    assert reassign_on_call(named, found) == named
+    assert reassign_on_call(to_team, None) == to_team
+    assert reassign_on_call(cmd(Action.comment), found) == cmd(Action.comment)

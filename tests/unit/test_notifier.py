@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import timedelta
 
 import pytest
 
@@ -21,6 +22,7 @@ from services.notifier.pipeline import (
 )
 from services.notifier.templates import render_assignment, render_escalation, render_resolution
 from shared.events import Change, Escalation, TicketEvent, TicketState
+from shared.oncall import OnCall
 from tests.fakes import FakeChannel
 from tests.unit.factories import T0, ticket
 
@@ -198,3 +200,25 @@ def test_backoff_is_exponential_and_capped() -> None:
     policy = RetryPolicy(10, 0.5, 4.0)
     assert [policy.delay(i) for i in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
     assert policy.delay(3, jitter=0.5) == 1.0
+
+
+def test_the_owner_person_is_mailed_besides_the_team() -> None:
+    notice = notice_for_ticket_event(tev(Change.opened, person="olga"), URL)
+    assert notice is not None and notice.person == "olga"
+    targets = [(d.channel, d.target) for d in plan_notice(notice, CFG, "olga@x")]
+    assert targets[0] == ("email", "olga@x")
+    assert len({d.notification_id for d in plan_notice(notice, CFG, "olga@x")}) == len(targets)
+    assert ("email", "olga@x") not in [(d.channel, d.target) for d in plan_notice(notice, CFG)]
+    chat_only = notice_for_ticket_event(tev(Change.opened, person="olga", channels=["webhook"]), URL)
+    assert chat_only is not None
+    assert "olga@x" not in [d.target for d in plan_notice(chat_only, CFG, "olga@x")], "the route wants chat only"
+
+
+def test_an_escalation_goes_to_whoever_is_on_call_for_its_target_team() -> None:
+    lead = OnCall("leads", "lena", T0 + timedelta(hours=8), "rotation")
+    assert notice_for_escalation(escalation(), URL, lead).person == "lena"
+    assert notice_for_escalation(escalation(), URL).person is None, "nobody on call: the team only"
+    other = OnCall("dba", "dan", T0, "rotation")
+    assert notice_for_escalation(escalation(), URL, other).person is None, "on call for another team"
+    to_owner = escalation().model_copy(update={"target_team": "ops", "ticket": ticket(person="olga")})
+    assert notice_for_escalation(to_owner, URL, OnCall("ops", "oscar", T0, "rotation")).person == "olga"
