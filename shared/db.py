@@ -57,6 +57,8 @@ class TicketRow(SQLModel, table=True):
     snoozed_until: datetime | None = None
     waiting_on_customer: bool = False
     reopened: int = 0
+    flapping: bool = False
+    stable_at: datetime | None = None
     version: int
 
 

@@ -57,6 +57,8 @@ class Change(StrEnum):
     waiting_on_customer = "waiting_on_customer"
     customer_replied = "customer_replied"
     rejected = "rejected"
+    flapping = "flapping"
+    stable = "stable"
 
 
 class Action(StrEnum):
@@ -71,6 +73,8 @@ class Action(StrEnum):
     set_priority = "set_priority"
     wait_on_customer = "wait_on_customer"
     customer_replied = "customer_replied"
+    settle = "settle"
+    """System: a flapping ticket's quiet time may have passed (sent by the router's own timer)."""
 
 
 class Wire(BaseModel):
@@ -158,6 +162,8 @@ class Ticket(Wire):
     snoozed_until: datetime | None = None
     waiting_on_customer: bool = False
     reopened: int = Field(default=0, ge=0, description="how many times it was reopened")
+    flapping: bool = Field(default=False, description="an alert changes state too often: resolve is held")
+    stable_at: datetime | None = Field(default=None, description="flapping: settles if nothing changes until then")
     version: int = Field(ge=1)
 
 

@@ -26,6 +26,7 @@ from services.router.lifecycle import (
     group_key,
     key_update_for,
     reassign_on_call,
+    settle_command,
     with_known_issue,
     with_on_call,
 )
@@ -34,15 +35,16 @@ from services.router.rules import RoutingConfig
 from shared import db
 from shared.codec import DecodeError, decode, encode
 from shared.config import ConfigWatcher
-from shared.events import Action, Change, Command, Escalation, InboundEvent, TicketEvent
+from shared.events import Action, Change, Command, Escalation, InboundEvent, Ticket, TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter
 from shared.oncall import Override, TeamsConfig, on_call
-from shared.streams import decode_or_deadletter, emit, raw_table, raw_topic, to_deadletter
+from shared.streams import decode_or_deadletter, emit, raw_table, raw_topic, send_acked, to_deadletter
 from shared.topics import Topics
 
 log = get_logger(__name__)
 SERVICE = "router"
+Changes = list[TicketEvent]
 
 
 @dataclass
@@ -72,6 +74,9 @@ def register(app: faust.App, deps: RouterDeps) -> None:
     # what each ticket knows of each of its alerts; keyed "ticket id \x1f alert dedup key", written by the
     # ticket's single writer on the ticket's partition
     members = raw_table(app, "members", partitions=t.partitions)
+    # flapping tickets (ticket id -> stable_at), so the settle timer never scans every ticket
+    flapping = raw_table(app, "flapping", partitions=t.partitions)
+    commands = raw_topic(app, t.commands.name)
 
     ticket_changes = counter(
         deps.registry, "ticketloop_router_ticket_changes_total", "Ticket events emitted", ["change", "team"]
@@ -100,6 +105,20 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                 log.error(
                     "routing_rejected_keeping_running_rules", path=str(watcher.path), problems=str(watcher.last_error)
                 )
+
+    @app.timer(interval=1.0, name="router-settle-flapping")
+    async def settle_flapping() -> None:
+        """A settle command for each flapping ticket whose quiet time has come (the lifecycle decides)."""
+        tables: Any = app.tables
+        if not tables.recovery.completed.is_set() or app.rebalancing:
+            return
+        now = datetime.now(UTC)
+        for key, raw in list(flapping.items()):
+            stable_at = datetime.fromisoformat(raw.decode())
+            if stable_at <= now:
+                ticket_id = key.decode()
+                cmd = settle_command(ticket_id, stable_at, now)
+                await send_acked(commands, ticket_id, encode(cmd), make_headers(ticket_id=ticket_id))
 
     def key_state(dedup: bytes) -> KeyState | None:
         raw = assignments.get(dedup)
@@ -153,6 +172,47 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                 set_key_state(group.encode(), current, result.key_state)
             yield None
 
+    def on_command(record: TicketRecord | None, cmd: Command, now: datetime) -> tuple[TicketRecord | None, Changes]:
+        bind_ids(trace_id=cmd.trace_id, ticket_id=cmd.ticket_id)
+        if record is None:
+            raise DecodeError(f"command {cmd.command_id} names unknown ticket {cmd.ticket_id!r}")
+        if cmd.action is Action.reassign and cmd.team and not cmd.person:
+            cmd = reassign_on_call(cmd, on_call(cmd.team, deps.teams.current, deps.overrides, cmd.issued_at))
+        return apply_command(record, cmd, now)
+
+    def on_ticket_input(
+        ticket_id: str, record: TicketRecord | None, item: TicketInput, now: datetime
+    ) -> tuple[TicketRecord | None, Changes]:
+        ev = item.event
+        bind_ids(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=ticket_id)
+        member_key = f"{ticket_id}\x1f{ev.dedup_key}".encode()
+        member = Member.decode(members.get(member_key))
+        decision = decide_for_event(ev, deps.routing.current, deps.projects.current)
+        if record is None and decision.person is None:
+            decision = with_on_call(
+                decision, on_call(decision.team, deps.teams.current, deps.overrides, ev.received_at)
+            )
+        flap = deps.routing.current.flapping
+        new, changes, after = apply_event(record, ticket_id, item.group_key, ev, member, decision, now, flap)
+        if after is not None and after != member:
+            members[member_key] = after.encode()
+        just_opened = new is not None and [c.change for c in changes] == [Change.opened]
+        known = known_issue_for(ev, deps.projects.current) if just_opened else None
+        if new is not None and known is not None:
+            issue = known[1]
+            new, opened = with_known_issue(
+                new, changes[0], issue.id, issue.title, issue.workaround, reply_to_reporter=issue.reply_to_reporter
+            )
+            changes = [opened]
+        return new, changes
+
+    def track_flapping(key: bytes, ticket: Ticket) -> None:
+        stable_at = ticket.stable_at if ticket.flapping else None
+        if stable_at is not None:
+            flapping[key] = stable_at.isoformat().encode()
+        elif key in flapping:
+            del flapping[key]
+
     @app.agent(lifecycle_inputs, name="router-lifecycle")
     async def lifecycle_agent(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
@@ -161,43 +221,11 @@ def register(app: faust.App, deps: RouterDeps) -> None:
             raw = records.get(ticket_id.encode())
             record = decode(TicketRecord, raw) if raw is not None else None
             now = datetime.now(UTC)
-            new: TicketRecord | None
             try:
                 if event.message.topic == t.commands.name:
-                    cmd = decode(Command, event.value)
-                    bind_ids(trace_id=cmd.trace_id, ticket_id=cmd.ticket_id)
-                    if record is None:
-                        raise DecodeError(f"command {cmd.command_id} names unknown ticket {cmd.ticket_id!r}")
-                    if cmd.action is Action.reassign and cmd.team and not cmd.person:
-                        found = on_call(cmd.team, deps.teams.current, deps.overrides, cmd.issued_at)
-                        cmd = reassign_on_call(cmd, found)
-                    new, changes = apply_command(record, cmd, now)
+                    new, changes = on_command(record, decode(Command, event.value), now)
                 else:
-                    item = decode(TicketInput, event.value)
-                    ev = item.event
-                    bind_ids(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=ticket_id)
-                    member_key = f"{ticket_id}\x1f{ev.dedup_key}".encode()
-                    member = Member.decode(members.get(member_key))
-                    decision = decide_for_event(ev, deps.routing.current, deps.projects.current)
-                    if record is None and decision.person is None:
-                        found = on_call(decision.team, deps.teams.current, deps.overrides, ev.received_at)
-                        decision = with_on_call(decision, found)
-                    new, changes, after = apply_event(record, ticket_id, item.group_key, ev, member, decision, now)
-                    if after is not None and after != member:
-                        members[member_key] = after.encode()
-                    just_opened = new is not None and [c.change for c in changes] == [Change.opened]
-                    known = known_issue_for(ev, deps.projects.current) if just_opened else None
-                    if new is not None and known is not None:
-                        issue = known[1]
-                        new, opened = with_known_issue(
-                            new,
-                            changes[0],
-                            issue.id,
-                            issue.title,
-                            issue.workaround,
-                            reply_to_reporter=issue.reply_to_reporter,
-                        )
-                        changes = [opened]
+                    new, changes = on_ticket_input(ticket_id, record, decode(TicketInput, event.value), now)
             except DecodeError as exc:
                 await to_deadletter(deadletter, SERVICE, event, str(exc))
                 yield None
@@ -213,6 +241,7 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                 log.info("ticket_changed", change=change.change.value, version=change.ticket.version)
             if new is not None and changes:
                 records[ticket_id.encode()] = encode(new)
+                track_flapping(ticket_id.encode(), new.ticket)
             yield None
 
     @app.agent(projected_topics, name="router-project")

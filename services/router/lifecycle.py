@@ -14,12 +14,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.router.rules import RouteDecision, event_labels
+from services.router.rules import FlapPolicy, RouteDecision, event_labels
 from shared.events import Action, Change, Command, EventStatus, InboundEvent, Ticket, TicketEvent, TicketState
 from shared.ids import short_hash
 from shared.oncall import OnCall
@@ -124,21 +124,35 @@ Status = Literal["firing", "resolved"]
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """What a ticket knows of one alert in its group: its state and the last event applied for it (so an exact
-    repeat is dropped however many alerts the group has)."""
+    """What a ticket knows of one alert in its group: its state, the last event applied for it (so an exact
+    repeat is dropped however many alerts the group has), and when its state last changed (flap detection)."""
 
     status: Status
     event_id: str
+    changes: tuple[datetime, ...] = ()
 
     def encode(self) -> bytes:
-        return f"{self.status}\x1f{self.event_id}".encode()
+        times = ",".join(f"{c.timestamp():.6f}" for c in self.changes)
+        return f"{self.status}\x1f{self.event_id}\x1f{times}".encode()
 
     @classmethod
     def decode(cls, raw: bytes | None) -> Member | None:
         if raw is None:
             return None
-        status, _, event_id = raw.decode().partition("\x1f")
-        return cls("resolved" if status == "resolved" else "firing", event_id)
+        status, _, rest = raw.decode().partition("\x1f")
+        event_id, _, times = rest.partition("\x1f")
+        changes = tuple(datetime.fromtimestamp(float(t), UTC) for t in times.split(",") if t)
+        return cls("resolved" if status == "resolved" else "firing", event_id, changes)
+
+    def changed(self, status: Status, event_id: str, now: datetime, flap: FlapPolicy | None) -> Member:
+        """This alert after an event that moved it to ``status``; state changes are kept for flap detection."""
+        if flap is None or status == self.status:
+            return Member(status, event_id, self.changes)
+        recent = tuple(c for c in self.changes if now - c < flap.within)[-(flap.changes - 1) :]
+        return Member(status, event_id, (*recent, now))
+
+    def flapping(self, flap: FlapPolicy | None) -> bool:
+        return flap is not None and len(self.changes) >= flap.changes
 
 
 class TicketInput(BaseModel):
@@ -211,11 +225,14 @@ def apply_event(
     member: Member | None,
     decision: RouteDecision,
     now: datetime,
+    flap: FlapPolicy | None = None,
 ) -> tuple[TicketRecord | None, list[TicketEvent], Member | None]:
     """The ticket after an event of one of its alerts (``member`` is what the ticket knew of that alert).
 
     New alerts and repeats count as occurrences; a ticket resolves when its last firing alert resolves; it
     reopens only when the problem recurs (a new alert, or a resolved one firing again), not on a repeat.
+    With ``flap``, an alert that changes state too often makes its ticket flapping: it is not resolved (so it
+    does not reopen either) until nothing has changed for ``flap.stable_for`` (see ``settle``).
     """
     firing = event.status is EventStatus.firing
     if record is not None and (record.has_seen(event.event_id) or (member and member.event_id == event.event_id)):
@@ -226,8 +243,11 @@ def apply_event(
         ticket = _open(ticket_id, group, event, decision, now)
         out = _ticket_event(ticket, Change.opened, event.source, decision.explain(), now, event.trace_id)
         return TicketRecord(ticket=ticket, seen=[event.event_id]), [out], Member("firing", event.event_id)
-    handle = {EventStatus.firing: _fired, EventStatus.acknowledged: _acknowledged, EventStatus.resolved: _resolved}
-    return handle[event.status](record, event, member, now)
+    if event.status is EventStatus.firing:
+        return _fired(record, event, member, now, flap)
+    if event.status is EventStatus.resolved:
+        return _resolved(record, event, member, now, flap)
+    return _acknowledged(record, event, member, now)
 
 
 Outcome = tuple[TicketRecord | None, list[TicketEvent], Member | None]
@@ -245,15 +265,34 @@ def _unchanged(record: TicketRecord, event: InboundEvent, member: Member | None)
     return record.model_copy(update={"seen": record.remember(event.event_id)}), [], member
 
 
-def _fired(record: TicketRecord, event: InboundEvent, member: Member | None, now: datetime) -> Outcome:
+def _flap_update(t: Ticket, after: Member, now: datetime, flap: FlapPolicy | None) -> tuple[dict[str, object], str]:
+    """Field updates and a note when this state change keeps or makes the ticket flapping."""
+    if flap is None or not (t.flapping or after.flapping(flap)):
+        return {}, ""
+    stable_at = now + flap.stable_for
+    note = (
+        f"held: flapping, stable at {stable_at.isoformat()} if nothing changes"
+        if t.flapping
+        else f"flapping: an alert changed state {len(after.changes)} times within {flap.within}; resolve held until "
+        f"nothing changes for {flap.stable_for}"
+    )
+    return {"flapping": True, "stable_at": stable_at}, note
+
+
+def _fired(
+    record: TicketRecord, event: InboundEvent, member: Member | None, now: datetime, flap: FlapPolicy | None
+) -> Outcome:
     t = record.ticket
     joined, refired = member is None, member is not None and member.status == "resolved"
+    after = (member or Member("firing", event.event_id)).changed("firing", event.event_id, now, flap)
     update: dict[str, object] = {
         "occurrences": t.occurrences + 1,
         "last_seen": max(t.last_seen, event.occurred_at),
         "alerts": t.alerts + joined,
         "alerts_firing": t.alerts_firing + (joined or refired),
     }
+    flap_update, note = _flap_update(t, after, now, flap) if refired else ({}, "")
+    update.update(flap_update)
     if t.state is TicketState.resolved and (joined or refired):
         change, reason = Change.reopened, "the problem recurred"
         update.update(_reopen(t))
@@ -262,7 +301,9 @@ def _fired(record: TicketRecord, event: InboundEvent, member: Member | None, now
         reason = "another alert joined" if joined else "fired again" if refired else "occurred again"
         if t.state is TicketState.closed:
             reason += " after the ticket was closed"
-    return *_changed(record, event, update, change, reason, now), Member("firing", event.event_id)
+    if note and not t.flapping:
+        change = Change.flapping if change is Change.occurred else change
+    return *_changed(record, event, update, change, reason + (f"; {note}" if note else ""), now), after
 
 
 def _acknowledged(record: TicketRecord, event: InboundEvent, member: Member | None, now: datetime) -> Outcome:
@@ -272,19 +313,57 @@ def _acknowledged(record: TicketRecord, event: InboundEvent, member: Member | No
     return *_changed(record, event, update, Change.acknowledged, "acknowledged at the source", now), member
 
 
-def _resolved(record: TicketRecord, event: InboundEvent, member: Member | None, now: datetime) -> Outcome:
+def _resolved(
+    record: TicketRecord, event: InboundEvent, member: Member | None, now: datetime, flap: FlapPolicy | None
+) -> Outcome:
     t = record.ticket
     if member is None or member.status != "firing":
         return _unchanged(record, event, member)
+    after = member.changed("resolved", event.event_id, now, flap)
     still_firing = max(t.alerts_firing - 1, 0)
     update: dict[str, object] = {"alerts_firing": still_firing}
-    if still_firing == 0 and t.state in (TicketState.open, TicketState.acknowledged):
+    flap_update, note = _flap_update(t, after, now, flap)
+    update.update(flap_update)
+    if note:
+        change = Change.alert_resolved if t.flapping else Change.flapping
+        reason = f"{still_firing} of {t.alerts} alerts still firing; {note}"
+    elif still_firing == 0 and t.state in (TicketState.open, TicketState.acknowledged):
         update.update({"state": TicketState.resolved, "resolved_at": now})
         change = Change.resolved
         reason = "resolved by the source" + (f" (all {t.alerts} alerts)" if t.alerts > 1 else "")
     else:
         change, reason = Change.alert_resolved, f"{still_firing} of {t.alerts} alerts still firing"
-    return *_changed(record, event, update, change, reason, now), Member("resolved", event.event_id)
+    return *_changed(record, event, update, change, reason, now), after
+
+
+def settle(record: TicketRecord, command: Command, now: datetime) -> tuple[TicketRecord, list[TicketEvent]]:
+    """A flapping ticket whose alerts have not changed until ``stable_at`` is stable again: resolved if nothing
+    fires any more, else simply open. Early or stale settle commands change nothing."""
+    t = record.ticket
+    seen = record.remember(command.command_id)
+    if record.has_seen(command.command_id) or not t.flapping or t.stable_at is None or now < t.stable_at:
+        return record.model_copy(update={"seen": seen}), []
+    update: dict[str, object] = {"flapping": False, "stable_at": None, "version": t.version + 1}
+    reason = "stable again: no state change since the flapping"
+    change = Change.stable
+    if t.alerts_firing == 0 and t.state in _ACTIVE:
+        update.update({"state": S.resolved, "resolved_at": now})
+        change, reason = Change.resolved, "resolved by the source, stable after flapping"
+    ticket = t.model_copy(update=update)
+    out = _ticket_event(ticket, change, command.actor, reason, now, command.trace_id)
+    return TicketRecord(ticket=ticket, seen=seen), [out]
+
+
+def settle_command(ticket_id: str, stable_at: datetime, now: datetime) -> Command:
+    """The router timer's command for a flapping ticket whose quiet time has come (one id per stable_at)."""
+    return Command(
+        command_id=f"settle:{ticket_id}:{stable_at.timestamp():.6f}",
+        ticket_id=ticket_id,
+        action=Action.settle,
+        actor="flap-detection",
+        issued_at=now,
+        trace_id=f"settle-{ticket_id}",
+    )
 
 
 def with_known_issue(
@@ -322,6 +401,7 @@ TRANSITIONS: dict[Action, tuple[frozenset[TicketState], Change]] = {
     Action.set_priority: (_ACTIVE | {S.resolved}, Change.priority_changed),
     Action.wait_on_customer: (_ACTIVE, Change.waiting_on_customer),
     Action.customer_replied: (_ACTIVE, Change.customer_replied),
+    Action.settle: (_ANY, Change.stable),
 }
 """Which states each action is allowed in, and the change it records. Anything else is rejected."""
 
@@ -379,7 +459,14 @@ EFFECTS: dict[Action, Callable[[Ticket, Command, datetime], Effect]] = {
     Action.acknowledge: lambda _t, _c, now: ({"state": S.acknowledged, "acknowledged_at": now}, "acknowledged"),
     Action.unacknowledge: lambda _t, _c, _n: ({"state": S.open, "acknowledged_at": None}, "acknowledgement withdrawn"),
     Action.resolve: lambda _t, _c, now: (
-        {"state": S.resolved, "resolved_at": now, "waiting_on_customer": False, "snoozed_until": None},
+        {
+            "state": S.resolved,
+            "resolved_at": now,
+            "waiting_on_customer": False,
+            "snoozed_until": None,
+            "flapping": False,
+            "stable_at": None,
+        },
         "resolved",
     ),
     Action.close: lambda _t, _c, now: ({"state": S.closed, "closed_at": now}, "closed"),
@@ -390,6 +477,7 @@ EFFECTS: dict[Action, Callable[[Ticket, Command, datetime], Effect]] = {
     Action.set_priority: _set_priority,
     Action.wait_on_customer: _wait,
     Action.customer_replied: _replied,
+    Action.settle: lambda _t, _c, _n: "settle is the router's own",
 }
 
 
@@ -407,6 +495,8 @@ def apply_command(record: TicketRecord, command: Command, now: datetime) -> tupl
     """The next version of the ticket after a command; a refused command is recorded as ``rejected``."""
     if record.has_seen(command.command_id):
         return record, []
+    if command.action is Action.settle:
+        return settle(record, command, now)
     t = record.ticket
     seen = record.remember(command.command_id)
     allowed, change = TRANSITIONS[command.action]

@@ -85,11 +85,23 @@ class Route(BaseModel):
         )
 
 
+class FlapPolicy(BaseModel):
+    """An alert that changes state (firing <-> resolved) ``changes`` times within ``within`` is flapping: its ticket
+    stays open (no resolve, no reopen churn, no resolution mails) until nothing has changed for ``stable_for``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    changes: int = Field(default=4, ge=2, le=64)
+    within: Duration = Field(default=timedelta(minutes=10))
+    stable_for: Duration = Field(default=timedelta(minutes=5))
+
+
 class RoutingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list)
     inhibit_rules: list[InhibitRule] = Field(default_factory=list)
+    flapping: FlapPolicy | None = Field(default=None, description="flap detection; off unless configured")
     priorities: dict[Severity, str] = Field(default_factory=lambda: dict(DEFAULT_PRIORITIES))
     reopen_window: Duration = Field(
         default=timedelta(minutes=30),

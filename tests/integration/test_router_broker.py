@@ -296,3 +296,33 @@ maintenance_windows:
     assert db.as_utc(muted.muted_until) == now + timedelta(hours=1)
     assert muted.state == "open", "a muted ticket is still recorded"
     assert rows["am/outside"].muted_until is None
+
+
+def test_a_flapping_alert_is_held_open_then_settles_resolved(kafka_bootstrap: str, tmp_path: Path) -> None:
+    routing = """
+route:
+  team: operations
+flapping: {changes: 3, within: 10m, stable_for: 3s}
+"""
+    flips = [EventStatus.firing, EventStatus.resolved, EventStatus.firing, EventStatus.resolved]
+    with router_run(kafka_bootstrap, tmp_path, routing=routing) as run:
+        run.send(*(ev("flap", n, status=s) for n, s in enumerate(flips)))
+        run.send(ev("steady", 0), ev("steady", 1, status=EventStatus.resolved))
+        run.stack.start("router")
+        [held] = run.until("the flapping ticket", lambda: [r for r in run.tickets("flap") if r.flapping])
+        assert held.state == "open", "the last resolve is held while the alert flaps"
+        [steady] = run.until("the steady ticket", lambda: [r for r in run.tickets("steady") if r.state == "resolved"])
+        [settled] = run.until("the settled ticket", lambda: [r for r in run.tickets("flap") if r.state == "resolved"])
+        found = db.get_ticket(run.engine, settled.ticket_id)
+    assert not settled.flapping and settled.stable_at is None
+    assert found is not None
+    changes = [(e.change, e.actor) for e in found[1]]
+    assert changes == [
+        ("opened", "am"),
+        ("resolved", "am"),
+        ("reopened", "am"),
+        ("flapping", "am"),
+        ("resolved", "flap-detection"),
+    ]
+    assert "stable after flapping" in found[1][-1].reason
+    assert not steady.flapping
