@@ -59,6 +59,9 @@ class TicketRow(SQLModel, table=True):
     reopened: int = 0
     flapping: bool = False
     stable_at: datetime | None = None
+    notify_at: datetime | None = None
+    notified_alerts: int = 0
+    notified_at: datetime | None = None
     version: int
 
 

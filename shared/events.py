@@ -59,6 +59,10 @@ class Change(StrEnum):
     rejected = "rejected"
     flapping = "flapping"
     stable = "stable"
+    group_notified = "group_notified"
+    """group_wait is over: the first notification, with the alerts collected so far"""
+    alerts_joined = "alerts_joined"
+    """group_interval is over and alerts joined since the last notification"""
 
 
 class Action(StrEnum):
@@ -73,8 +77,8 @@ class Action(StrEnum):
     set_priority = "set_priority"
     wait_on_customer = "wait_on_customer"
     customer_replied = "customer_replied"
-    settle = "settle"
-    """System: a flapping ticket's quiet time may have passed (sent by the router's own timer)."""
+    tick = "tick"
+    """System: the router's own timer says a ticket has something due (flapping settles, grouped notifications)."""
 
 
 class Wire(BaseModel):
@@ -164,6 +168,9 @@ class Ticket(Wire):
     reopened: int = Field(default=0, ge=0, description="how many times it was reopened")
     flapping: bool = Field(default=False, description="an alert changes state too often: resolve is held")
     stable_at: datetime | None = Field(default=None, description="flapping: settles if nothing changes until then")
+    notify_at: datetime | None = Field(default=None, description="a grouped notification is due then")
+    notified_alerts: int = Field(default=0, ge=0, description="alerts the last notification told about")
+    notified_at: datetime | None = Field(default=None, description="when people were last told about its alerts")
     version: int = Field(ge=1)
 
 

@@ -14,7 +14,13 @@ from datetime import UTC, datetime
 
 from services.notifier.channels.base import Channel, DeliveryError, Message
 from services.notifier.config import NotifyConfig
-from services.notifier.templates import render_assignment, render_escalation, render_resolution, render_workaround
+from services.notifier.templates import (
+    render_assignment,
+    render_escalation,
+    render_resolution,
+    render_update,
+    render_workaround,
+)
 from shared.events import Change, Delivery, Escalation, TicketEvent
 from shared.ids import stable_id
 from shared.muting import Mute
@@ -80,11 +86,15 @@ def notices_for_ticket_event(event: TicketEvent, public_url: str) -> list[Notice
 
 
 def notice_for_ticket_event(event: TicketEvent, public_url: str) -> Notice | None:
-    """Assignments (opened, reassigned, reopened) and resolutions go to the owner and the watchers; other
-    changes notify nobody."""
+    """Assignments (opened, or group_notified after group_wait; reassigned, reopened), updates about joining
+    alerts and resolutions go to the owner and the watchers; other changes notify nobody."""
     t = event.ticket
-    if event.change in (Change.opened, Change.reassigned, Change.reopened):
+    if event.change is Change.opened and t.notify_at is not None and t.notified_at is None:
+        return None  # the route's group_wait holds the first notification (a group_notified change follows)
+    if event.change in (Change.opened, Change.reassigned, Change.reopened, Change.group_notified):
         message = render_assignment(event, public_url)
+    elif event.change is Change.alerts_joined:
+        message = render_update(event, public_url)
     elif event.change is Change.resolved:
         message = render_resolution(event, public_url)
     else:

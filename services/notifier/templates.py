@@ -18,6 +18,8 @@ def _ticket_lines(ticket: Ticket, public_url: str) -> list[str]:
     ]
     if ticket.watchers:
         lines.append("Watchers:  " + ", ".join(ticket.watchers))
+    if ticket.alerts > 1:
+        lines.append(f"Alerts:    {ticket.alerts} grouped, {ticket.alerts_firing} firing")
     if ticket.occurrences > 1:
         lines.append(f"Seen:      {ticket.occurrences} times, last {ticket.last_seen.isoformat()}")
     if ticket.labels:
@@ -53,6 +55,14 @@ def render_assignment(event: TicketEvent, public_url: str) -> Message:
     verb = {"reassigned": "Reassigned", "reopened": "Reopened"}.get(event.change.value, "New")
     subject = f"[{t.priority}] {verb} ticket {t.ticket_id}: {t.summary}"
     return Message("assignment", subject, text, _data(t, reason=event.reason))
+
+
+def render_update(event: TicketEvent, public_url: str) -> Message:
+    """More alerts joined a ticket people were already told about (at most once per group_interval)."""
+    t = event.ticket
+    text = "\n".join([f"Update: {event.reason}.", "", *_ticket_lines(t, public_url)])
+    subject = f"[{t.priority}] {t.alerts} alerts on {t.ticket_id}: {t.summary}"
+    return Message("update", subject, text, _data(t, alerts=t.alerts, alerts_firing=t.alerts_firing))
 
 
 def render_resolution(event: TicketEvent, public_url: str) -> Message:

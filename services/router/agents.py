@@ -26,7 +26,8 @@ from services.router.lifecycle import (
     group_key,
     key_update_for,
     reassign_on_call,
-    settle_command,
+    tick_command,
+    timer_due,
     with_known_issue,
     with_on_call,
 )
@@ -74,8 +75,8 @@ def register(app: faust.App, deps: RouterDeps) -> None:
     # what each ticket knows of each of its alerts; keyed "ticket id \x1f alert dedup key", written by the
     # ticket's single writer on the ticket's partition
     members = raw_table(app, "members", partitions=t.partitions)
-    # flapping tickets (ticket id -> stable_at), so the settle timer never scans every ticket
-    flapping = raw_table(app, "flapping", partitions=t.partitions)
+    # tickets with something due for the router's timer (ticket id -> when), so it never scans every ticket
+    timers = raw_table(app, "timers", partitions=t.partitions)
     commands = raw_topic(app, t.commands.name)
 
     ticket_changes = counter(
@@ -106,18 +107,19 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                     "routing_rejected_keeping_running_rules", path=str(watcher.path), problems=str(watcher.last_error)
                 )
 
-    @app.timer(interval=1.0, name="router-settle-flapping")
-    async def settle_flapping() -> None:
-        """A settle command for each flapping ticket whose quiet time has come (the lifecycle decides)."""
+    @app.timer(interval=1.0, name="router-ticket-timers")
+    async def ticket_timers() -> None:
+        """A tick command for each ticket with something due (flapping settles, grouped notifications); the
+        ticket's single writer decides what it means."""
         tables: Any = app.tables
         if not tables.recovery.completed.is_set() or app.rebalancing:
             return
         now = datetime.now(UTC)
-        for key, raw in list(flapping.items()):
-            stable_at = datetime.fromisoformat(raw.decode())
-            if stable_at <= now:
+        for key, raw in list(timers.items()):
+            due = datetime.fromisoformat(raw.decode())
+            if due <= now:
                 ticket_id = key.decode()
-                cmd = settle_command(ticket_id, stable_at, now)
+                cmd = tick_command(ticket_id, due, now)
                 await send_acked(commands, ticket_id, encode(cmd), make_headers(ticket_id=ticket_id))
 
     def key_state(dedup: bytes) -> KeyState | None:
@@ -206,12 +208,12 @@ def register(app: faust.App, deps: RouterDeps) -> None:
             changes = [opened]
         return new, changes
 
-    def track_flapping(key: bytes, ticket: Ticket) -> None:
-        stable_at = ticket.stable_at if ticket.flapping else None
-        if stable_at is not None:
-            flapping[key] = stable_at.isoformat().encode()
-        elif key in flapping:
-            del flapping[key]
+    def track_timer(key: bytes, ticket: Ticket) -> None:
+        due = timer_due(ticket)
+        if due is not None:
+            timers[key] = due.isoformat().encode()
+        elif key in timers:
+            del timers[key]
 
     @app.agent(lifecycle_inputs, name="router-lifecycle")
     async def lifecycle_agent(stream: Any) -> AsyncIterator[None]:
@@ -239,9 +241,9 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                 if key_update is not None:
                     await emit(key_updates, key_update.dedup_key, encode(key_update))
                 log.info("ticket_changed", change=change.change.value, version=change.ticket.version)
-            if new is not None and changes:
+            if new is not None and (changes or new != record):
                 records[ticket_id.encode()] = encode(new)
-                track_flapping(ticket_id.encode(), new.ticket)
+                track_timer(ticket_id.encode(), new.ticket)
             yield None
 
     @app.agent(projected_topics, name="router-project")

@@ -214,6 +214,10 @@ def _open(ticket_id: str, group: str, event: InboundEvent, decision: RouteDecisi
         last_seen=event.occurred_at,
         opened_at=now,
         version=1,
+        # with group_wait the first notification waits (collecting the storm); else the opening is it
+        notify_at=now + decision.group_wait if decision.group_wait else None,
+        notified_alerts=0 if decision.group_wait else 1,
+        notified_at=None if decision.group_wait else now,
     )
 
 
@@ -232,7 +236,7 @@ def apply_event(
     New alerts and repeats count as occurrences; a ticket resolves when its last firing alert resolves; it
     reopens only when the problem recurs (a new alert, or a resolved one firing again), not on a repeat.
     With ``flap``, an alert that changes state too often makes its ticket flapping: it is not resolved (so it
-    does not reopen either) until nothing has changed for ``flap.stable_for`` (see ``settle``).
+    does not reopen either) until nothing has changed for ``flap.stable_for`` (see ``tick``).
     """
     firing = event.status is EventStatus.firing
     if record is not None and (record.has_seen(event.event_id) or (member and member.event_id == event.event_id)):
@@ -244,7 +248,7 @@ def apply_event(
         out = _ticket_event(ticket, Change.opened, event.source, decision.explain(), now, event.trace_id)
         return TicketRecord(ticket=ticket, seen=[event.event_id]), [out], Member("firing", event.event_id)
     if event.status is EventStatus.firing:
-        return _fired(record, event, member, now, flap)
+        return _fired(record, event, member, now, flap, decision.group_interval)
     if event.status is EventStatus.resolved:
         return _resolved(record, event, member, now, flap)
     return _acknowledged(record, event, member, now)
@@ -280,7 +284,12 @@ def _flap_update(t: Ticket, after: Member, now: datetime, flap: FlapPolicy | Non
 
 
 def _fired(
-    record: TicketRecord, event: InboundEvent, member: Member | None, now: datetime, flap: FlapPolicy | None
+    record: TicketRecord,
+    event: InboundEvent,
+    member: Member | None,
+    now: datetime,
+    flap: FlapPolicy | None,
+    group_interval: timedelta | None = None,
 ) -> Outcome:
     t = record.ticket
     joined, refired = member is None, member is not None and member.status == "resolved"
@@ -293,9 +302,14 @@ def _fired(
     }
     flap_update, note = _flap_update(t, after, now, flap) if refired else ({}, "")
     update.update(flap_update)
+    if joined and group_interval is not None and t.notify_at is None and t.notified_at is not None:
+        # people hear about joining alerts at most once per group_interval
+        update["notify_at"] = max(now, t.notified_at + group_interval)
     if t.state is TicketState.resolved and (joined or refired):
         change, reason = Change.reopened, "the problem recurred"
         update.update(_reopen(t))
+        # the reopening tells people about the ticket as it is now
+        update.update({"notified_alerts": t.alerts + joined, "notified_at": now, "notify_at": None})
     else:
         change = Change.occurred
         reason = "another alert joined" if joined else "fired again" if refired else "occurred again"
@@ -336,13 +350,10 @@ def _resolved(
     return *_changed(record, event, update, change, reason, now), after
 
 
-def settle(record: TicketRecord, command: Command, now: datetime) -> tuple[TicketRecord, list[TicketEvent]]:
+def _settle(record: TicketRecord, command: Command, now: datetime) -> tuple[TicketRecord, list[TicketEvent]]:
     """A flapping ticket whose alerts have not changed until ``stable_at`` is stable again: resolved if nothing
-    fires any more, else simply open. Early or stale settle commands change nothing."""
+    fires any more, else simply open."""
     t = record.ticket
-    seen = record.remember(command.command_id)
-    if record.has_seen(command.command_id) or not t.flapping or t.stable_at is None or now < t.stable_at:
-        return record.model_copy(update={"seen": seen}), []
     update: dict[str, object] = {"flapping": False, "stable_at": None, "version": t.version + 1}
     reason = "stable again: no state change since the flapping"
     change = Change.stable
@@ -351,18 +362,59 @@ def settle(record: TicketRecord, command: Command, now: datetime) -> tuple[Ticke
         change, reason = Change.resolved, "resolved by the source, stable after flapping"
     ticket = t.model_copy(update=update)
     out = _ticket_event(ticket, change, command.actor, reason, now, command.trace_id)
-    return TicketRecord(ticket=ticket, seen=seen), [out]
+    return TicketRecord(ticket=ticket, seen=record.remember(command.command_id)), [out]
 
 
-def settle_command(ticket_id: str, stable_at: datetime, now: datetime) -> Command:
-    """The router timer's command for a flapping ticket whose quiet time has come (one id per stable_at)."""
+def _group_notice(record: TicketRecord, command: Command, now: datetime) -> tuple[TicketRecord, list[TicketEvent]]:
+    """group_wait or group_interval is over: one notification about the alerts collected meanwhile."""
+    t = record.ticket
+    seen = record.remember(command.command_id)
+    done: dict[str, object] = {"notify_at": None}
+    joined = t.alerts - t.notified_alerts
+    first = t.notified_at is None
+    if t.state not in _ACTIVE or (not first and joined <= 0):
+        # resolved meanwhile (its resolution told people), or nothing new: nothing to send
+        return TicketRecord(ticket=t.model_copy(update=done), seen=seen), []
+    done.update({"notified_alerts": t.alerts, "notified_at": now, "version": t.version + 1})
+    firing = f"{t.alerts_firing} firing"
+    if first:
+        change, reason = Change.group_notified, f"group_wait over: {t.alerts} alerts ({firing})"
+    else:
+        change = Change.alerts_joined
+        reason = f"{joined} alerts joined since the last notification ({t.alerts} in all, {firing})"
+    ticket = t.model_copy(update=done)
+    return TicketRecord(ticket=ticket, seen=seen), [
+        _ticket_event(ticket, change, command.actor, reason, now, command.trace_id)
+    ]
+
+
+def timer_due(ticket: Ticket) -> datetime | None:
+    """When the router's timer next has something to do for this ticket (None: nothing)."""
+    due = [d for d in (ticket.stable_at if ticket.flapping else None, ticket.notify_at) if d is not None]
+    return min(due) if due else None
+
+
+def tick(record: TicketRecord, command: Command, now: datetime) -> tuple[TicketRecord, list[TicketEvent]]:
+    """What is due for a ticket when the router's timer ticks: a flapping ticket settles, or a grouped
+    notification goes out (one at a time: one input makes at most one ticket event). Early or stale ticks change
+    nothing."""
+    t = record.ticket
+    if t.flapping and t.stable_at is not None and t.stable_at <= now:
+        return _settle(record, command, now)
+    if t.notify_at is not None and t.notify_at <= now:
+        return _group_notice(record, command, now)
+    return record.model_copy(update={"seen": record.remember(command.command_id)}), []
+
+
+def tick_command(ticket_id: str, due: datetime, now: datetime) -> Command:
+    """The router timer's command for a ticket with something due (one id per due time)."""
     return Command(
-        command_id=f"settle:{ticket_id}:{stable_at.timestamp():.6f}",
+        command_id=f"tick:{ticket_id}:{due.timestamp():.6f}",
         ticket_id=ticket_id,
-        action=Action.settle,
-        actor="flap-detection",
+        action=Action.tick,
+        actor="router-timer",
         issued_at=now,
-        trace_id=f"settle-{ticket_id}",
+        trace_id=f"tick-{ticket_id}",
     )
 
 
@@ -401,7 +453,7 @@ TRANSITIONS: dict[Action, tuple[frozenset[TicketState], Change]] = {
     Action.set_priority: (_ACTIVE | {S.resolved}, Change.priority_changed),
     Action.wait_on_customer: (_ACTIVE, Change.waiting_on_customer),
     Action.customer_replied: (_ACTIVE, Change.customer_replied),
-    Action.settle: (_ANY, Change.stable),
+    Action.tick: (_ANY, Change.stable),
 }
 """Which states each action is allowed in, and the change it records. Anything else is rejected."""
 
@@ -477,7 +529,7 @@ EFFECTS: dict[Action, Callable[[Ticket, Command, datetime], Effect]] = {
     Action.set_priority: _set_priority,
     Action.wait_on_customer: _wait,
     Action.customer_replied: _replied,
-    Action.settle: lambda _t, _c, _n: "settle is the router's own",
+    Action.tick: lambda _t, _c, _n: "tick is the router's own",
 }
 
 
@@ -495,8 +547,8 @@ def apply_command(record: TicketRecord, command: Command, now: datetime) -> tupl
     """The next version of the ticket after a command; a refused command is recorded as ``rejected``."""
     if record.has_seen(command.command_id):
         return record, []
-    if command.action is Action.settle:
-        return settle(record, command, now)
+    if command.action is Action.tick:
+        return tick(record, command, now)
     t = record.ticket
     seen = record.remember(command.command_id)
     allowed, change = TRANSITIONS[command.action]

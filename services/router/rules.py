@@ -64,6 +64,12 @@ class Route(BaseModel):
     group_by: list[str] | None = Field(
         default=None, description="labels whose values make one ticket of many alerts; unset: one ticket per alert"
     )
+    group_wait: Duration | None = Field(
+        default=None, description="wait this long before the first notification of a new ticket (collect the storm)"
+    )
+    group_interval: Duration | None = Field(
+        default=None, description="then at most one notification about alerts joining the ticket per this interval"
+    )
     continue_: bool = Field(default=False, alias="continue")
     routes: list[Route] = Field(default_factory=list)
 
@@ -133,6 +139,8 @@ class CompiledRoute:
     policy: str
     channels: tuple[str, ...]
     group_by: tuple[str, ...]
+    group_wait: timedelta
+    group_interval: timedelta | None
     continue_: bool
     children: tuple[CompiledRoute, ...] = field(default_factory=tuple)
 
@@ -149,6 +157,12 @@ def _compile(route: Route, parent: CompiledRoute | None, path: tuple[str, ...]) 
         policy=route.policy or (parent.policy if parent else "default"),
         channels=tuple(route.channels) if route.channels is not None else (parent.channels if parent else ()),
         group_by=tuple(route.group_by) if route.group_by is not None else (parent.group_by if parent else ()),
+        group_wait=route.group_wait
+        if route.group_wait is not None
+        else (parent.group_wait if parent else timedelta(0)),
+        group_interval=route.group_interval
+        if route.group_interval is not None
+        else (parent.group_interval if parent else None),
         continue_=route.continue_,
     )
     children = tuple(
@@ -167,6 +181,8 @@ class RouteDecision:
     channels: tuple[str, ...] = ()
     watchers: tuple[str, ...] = ()
     group_by: tuple[str, ...] = ()
+    group_wait: timedelta = timedelta(0)
+    group_interval: timedelta | None = None
     project: str | None = None
     customer: str | None = None
     phase: str | None = None
@@ -228,6 +244,8 @@ def decide(labels: dict[str, str], severity: Severity, config: RoutingConfig) ->
         channels=owner.channels,
         watchers=watchers,
         group_by=owner.group_by,
+        group_wait=owner.group_wait,
+        group_interval=owner.group_interval,
     )
 
 

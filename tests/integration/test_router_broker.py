@@ -322,7 +322,42 @@ flapping: {changes: 3, within: 10m, stable_for: 3s}
         ("resolved", "am"),
         ("reopened", "am"),
         ("flapping", "am"),
-        ("resolved", "flap-detection"),
+        ("resolved", "router-timer"),
     ]
     assert "stable after flapping" in found[1][-1].reason
     assert not steady.flapping
+
+
+def test_group_wait_sends_one_notification_for_a_storm_and_group_interval_one_update(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    routing = """
+route:
+  team: operations
+  group_by: [service]
+  group_wait: 4s
+  group_interval: 3s
+"""
+    with router_run(kafka_bootstrap, tmp_path, routing=routing) as run:
+        run.send(*(ev(f"host-{i}", 0) for i in range(50)))
+        run.stack.start("router")
+
+        def changes() -> list[str]:
+            rows = run.rows()
+            found = db.get_ticket(run.engine, rows[0].ticket_id) if len(rows) == 1 else None
+            return [e.change for e in found[1]] if found else []
+
+        run.until("the grouped notification", lambda: "group_notified" in changes())
+        run.send(*(ev(f"late-{i}", 0) for i in range(7)))
+        run.until("the update", lambda: "alerts_joined" in changes())
+        [row] = run.rows()
+        found = db.get_ticket(run.engine, row.ticket_id)
+    assert found is not None
+    timeline = found[1]
+    kinds = [e.change for e in timeline]
+    assert kinds.count("group_notified") == 1 and kinds.count("alerts_joined") == 1
+    assert kinds.count("opened") == 1 and kinds.count("occurred") == 56
+    assert next(e.reason for e in timeline if e.change == "group_notified") == "group_wait over: 50 alerts (50 firing)"
+    update = next(e.reason for e in timeline if e.change == "alerts_joined")
+    assert update == "7 alerts joined since the last notification (57 in all, 57 firing)"
+    assert (row.alerts, row.notified_alerts, row.notify_at) == (57, 57, None)

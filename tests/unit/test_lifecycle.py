@@ -24,7 +24,8 @@ from services.router.lifecycle import (
     key_update_for,
     new_ticket_id,
     reassign_on_call,
-    settle_command,
+    tick_command,
+    timer_due,
     with_on_call,
 )
 from services.router.rules import FlapPolicy, RouteDecision
@@ -249,7 +250,7 @@ def full_cmd(action: Action, **over: object) -> Command:
 
 
 @pytest.mark.parametrize("state", list(TicketState))
-@pytest.mark.parametrize("action", [a for a in Action if a is not Action.settle])
+@pytest.mark.parametrize("action", [a for a in Action if a is not Action.tick])
 def test_every_action_in_every_state_is_applied_or_rejected_never_dropped(state: TicketState, action: Action) -> None:
     rec, out = apply_command(record(state), full_cmd(action), NOW)
     allowed, change = TRANSITIONS[action]
@@ -433,10 +434,10 @@ def test_a_flapping_alert_holds_its_ticket_open_until_it_is_stable() -> None:
     assert rec is not None and last.change is Change.alert_resolved and "held: flapping" in last.reason
     stable_at = rec.ticket.stable_at
     assert stable_at == at + timedelta(minutes=10), "every change pushes the quiet time out"
-    early = settle_command("tl-1", stable_at, stable_at - timedelta(seconds=1))
+    early = tick_command("tl-1", stable_at, stable_at - timedelta(seconds=1))
     same, nothing = apply_command(rec, early, stable_at - timedelta(seconds=1))
     assert nothing == [] and same.ticket == rec.ticket, "not due yet: nothing changes"
-    due = settle_command("tl-1", stable_at, stable_at).model_copy(update={"command_id": "settle-2"})
+    due = tick_command("tl-1", stable_at, stable_at).model_copy(update={"command_id": "settle-2"})
     done, [resolved] = apply_command(rec, due, stable_at)
     assert resolved.change is Change.resolved and "stable after flapping" in resolved.reason
     assert not done.ticket.flapping and done.ticket.stable_at is None and done.ticket.state is TicketState.resolved
@@ -449,7 +450,7 @@ def test_a_flapping_ticket_still_firing_settles_open() -> None:
         rec, _, m = flip(rec, m, status, n, NOW + timedelta(minutes=n))
     assert rec is not None and rec.ticket.flapping and rec.ticket.alerts_firing == 1
     assert rec.ticket.stable_at is not None
-    _, [stable] = apply_command(rec, settle_command("tl-1", rec.ticket.stable_at, NOW), rec.ticket.stable_at)
+    _, [stable] = apply_command(rec, tick_command("tl-1", rec.ticket.stable_at, NOW), rec.ticket.stable_at)
     assert stable.change is Change.stable and stable.ticket.state is TicketState.open and not stable.ticket.flapping
 
 
@@ -478,3 +479,65 @@ def test_member_state_round_trips_with_its_changes() -> None:
     member = Member("resolved", "e9", (NOW, NOW + timedelta(seconds=1.5)))
     assert Member.decode(member.encode()) == member
     assert Member.decode(b"firing\x1fe1") == Member("firing", "e1"), "the earlier two-field form still reads"
+
+
+WAITING = RouteDecision(
+    team="ops",
+    priority="P1",
+    policy="default",
+    rule="r",
+    group_by=("cluster",),
+    group_wait=timedelta(seconds=30),
+    group_interval=timedelta(minutes=5),
+)
+
+
+def join(rec: TicketRecord | None, n: int, at: datetime) -> TicketRecord:
+    ev = event(event_id=f"e{n}", dedup_key=f"am/fp{n}")
+    new, _, _ = apply_event(rec, "tl-1", "group/x", ev, None, WAITING, at)
+    assert new is not None
+    return new
+
+
+def test_group_wait_holds_the_first_notification_and_sends_it_with_the_storm() -> None:
+    rec = join(None, 0, NOW)
+    assert rec.ticket.notify_at == NOW + timedelta(seconds=30) and rec.ticket.notified_at is None
+    assert timer_due(rec.ticket) == NOW + timedelta(seconds=30)
+    for n in range(1, 40):
+        rec = join(rec, n, NOW + timedelta(seconds=n / 2))
+    assert rec.ticket.notify_at == NOW + timedelta(seconds=30), "joining alerts do not push the first one out"
+    early, nothing = apply_command(rec, tick_command("tl-1", NOW, NOW), NOW + timedelta(seconds=29))
+    assert nothing == [] and early.ticket.notify_at == rec.ticket.notify_at
+    due = NOW + timedelta(seconds=30)
+    rec, [first] = apply_command(rec, tick_command("tl-1", due, due), due)
+    assert first.change is Change.group_notified and first.reason == "group_wait over: 40 alerts (40 firing)"
+    assert (rec.ticket.notified_alerts, rec.ticket.notified_at, rec.ticket.notify_at) == (40, due, None)
+    assert timer_due(rec.ticket) is None
+
+
+def test_group_interval_batches_joining_alerts_into_one_update() -> None:
+    no_wait = RouteDecision(team="ops", priority="P1", policy="default", rule="r", group_interval=timedelta(minutes=5))
+    new, [opened], _ = apply_event(None, "tl-1", "g", event(event_id="e0"), None, no_wait, NOW)
+    assert new is not None and opened.change is Change.opened and new.ticket.notified_at == NOW
+    rec = new
+    for n in range(1, 11):
+        ev = event(event_id=f"e{n}", dedup_key=f"am/fp{n}")
+        after, _, _ = apply_event(rec, "tl-1", "g", ev, None, no_wait, NOW + timedelta(minutes=1))
+        assert after is not None
+        rec = after
+    assert rec.ticket.notify_at == NOW + timedelta(minutes=5), "not before group_interval after the last one"
+    due = NOW + timedelta(minutes=5)
+    rec, [update] = apply_command(rec, tick_command("tl-1", due, due), due)
+    assert update.change is Change.alerts_joined
+    assert update.reason == "10 alerts joined since the last notification (11 in all, 11 firing)"
+    ev = event(event_id="e99", dedup_key="am/fp99")
+    later, _, _ = apply_event(rec, "tl-1", "g", ev, None, no_wait, due + timedelta(minutes=20))
+    assert later is not None and later.ticket.notify_at == due + timedelta(minutes=20), "long quiet: at once"
+
+
+def test_a_ticket_resolved_during_group_wait_sends_nothing_more() -> None:
+    rec = join(None, 0, NOW)
+    rec, _ = apply_command(rec, cmd(Action.resolve), NOW + timedelta(seconds=5))
+    due = NOW + timedelta(seconds=30)
+    after, out = apply_command(rec, tick_command("tl-1", due, due), due)
+    assert out == [] and after.ticket.notify_at is None and timer_due(after.ticket) is None

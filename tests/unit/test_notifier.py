@@ -222,3 +222,15 @@ def test_an_escalation_goes_to_whoever_is_on_call_for_its_target_team() -> None:
     assert notice_for_escalation(escalation(), URL, other).person is None, "on call for another team"
     to_owner = escalation().model_copy(update={"target_team": "ops", "ticket": ticket(person="olga")})
     assert notice_for_escalation(to_owner, URL, OnCall("ops", "oscar", T0, "rotation")).person == "olga"
+
+
+def test_group_wait_moves_the_first_notification_to_group_notified() -> None:
+    held = tev(Change.opened, notify_at=T0 + timedelta(seconds=30))
+    assert notice_for_ticket_event(held, URL) is None
+    ready = tev(Change.group_notified, alerts=40, alerts_firing=39, notified_at=T0)
+    notice = notice_for_ticket_event(ready, URL)
+    assert notice is not None and notice.message.kind == "assignment"
+    assert "Alerts:    40 grouped, 39 firing" in notice.message.text
+    update = notice_for_ticket_event(tev(Change.alerts_joined, alerts=52, alerts_firing=50), URL)
+    assert update is not None and update.message.kind == "update"
+    assert update.message.subject == "[P1] 52 alerts on tl-1: disk full"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -161,3 +162,27 @@ def test_describe_lists_every_route_with_effective_settings() -> None:
     assert rows["root > db > db-eu"]["person"] == "erik"
     assert rows["root > db > db-eu"]["policy"] == "gold"
     assert rows["root"]["priority"] == "(from severity)"
+
+
+def test_group_wait_and_interval_are_inherited_and_overridable() -> None:
+    config = RoutingConfig.model_validate(
+        {
+            "route": {
+                "team": "ops",
+                "group_wait": "30s",
+                "group_interval": "5m",
+                "routes": [
+                    {"name": "db", "matchers": ['service="db"'], "group_by": ["cluster"]},
+                    {"name": "web", "matchers": ['service="web"'], "group_wait": 0},
+                ],
+            }
+        }
+    )
+    db = decide({"service": "db"}, Severity.error, config)
+    assert (db.group_wait, db.group_interval) == (timedelta(seconds=30), timedelta(minutes=5))
+    web = decide({"service": "web"}, Severity.error, config)
+    assert (web.group_wait, web.group_interval) == (timedelta(0), timedelta(minutes=5))
+    bare = decide({}, Severity.error, RoutingConfig.model_validate({"route": {"team": "ops"}}))
+    assert (bare.group_wait, bare.group_interval) == (timedelta(0), None), "by default: at once, no updates"
+    with pytest.raises(ValueError, match="group_wait"):
+        RoutingConfig.model_validate({"route": {"team": "ops", "group_wait": "soon"}})
