@@ -36,7 +36,7 @@ def create_faust_app(service: str, settings: CommonSettings, **overrides: Any) -
         "store": "memory://",
         "topic_partitions": settings.partitions,
         "topic_replication_factor": 1,
-        "processing_guarantee": "at_least_once",
+        "processing_guarantee": settings.processing_guarantee,
         "broker_session_timeout": settings.session_timeout_s,
         "broker_heartbeat_interval": settings.heartbeat_interval_s,
         "broker_rebalance_timeout": settings.session_timeout_s,

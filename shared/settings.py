@@ -8,6 +8,7 @@ Common settings use the ``TICKETLOOP_`` prefix (plus the conventional ``KAFKA_BO
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,10 @@ class CommonSettings(BaseSettings):
     session_timeout_s: float = Field(default=10.0, gt=0, validation_alias=_common("session_timeout_s"))
     heartbeat_interval_s: float = Field(default=1.0, gt=0, validation_alias=_common("heartbeat_interval_s"))
     metrics_host: str = Field(default="127.0.0.1", validation_alias=_common("metrics_host"))
+    # at_least_once with idempotent handlers (the default), or faust's exactly_once (Kafka transactions)
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once", validation_alias=_common("processing_guarantee")
+    )
     # per service (TICKETLOOP_ROUTER_METRICS_PORT, ...): /metrics for Prometheus; 0 disables the listener
     metrics_port: int = Field(default=0, ge=0, le=65535)
 

@@ -271,3 +271,14 @@ def test_bad_silences_are_refused_naming_the_field(api: Api) -> None:
     assert no_comment.status_code == 422 and no_comment.json()["problems"][0]["field"] == "comment"
     auth = {"Authorization": f"Bearer {API}"}
     assert api.client.get("/api/v1/silences", headers=auth).json()["silences"] == []
+
+
+def test_every_time_of_a_ticket_is_iso_8601(api: Api) -> None:
+    t = ticket(notify_at=T0, notified_at=T0, stable_at=T0, flapping=True, muted_until=T0)
+    db.project(
+        api.engine, [TicketEvent(change_id="tl-1:1", change=Change.opened, actor="am", at=T0, ticket=t, trace_id="t")]
+    )
+    one = api.client.get("/api/v1/tickets/tl-1", headers={"Authorization": f"Bearer {API}"})
+    assert one.status_code == 200
+    body = one.json()
+    assert all(body[k] == T0.isoformat() for k in ("notify_at", "notified_at", "stable_at", "muted_until", "opened_at"))
