@@ -38,7 +38,9 @@ class CommonSettings(BaseSettings):
     session_timeout_s: float = Field(default=10.0, gt=0, validation_alias=_common("session_timeout_s"))
     heartbeat_interval_s: float = Field(default=1.0, gt=0, validation_alias=_common("heartbeat_interval_s"))
     metrics_host: str = Field(default="127.0.0.1", validation_alias=_common("metrics_host"))
-    # at_least_once with idempotent handlers (the default), or faust's exactly_once (Kafka transactions)
+    # at_least_once with idempotent handlers (the default). exactly_once (faust 0.15.3 + Kafka transactions) is
+    # experimental and NOT supported: on Kafka 4.1 the router processed a backlog with it but never saw events
+    # produced after it started (tests/integration, 2026-11-24); see the issue notes.
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         default="at_least_once", validation_alias=_common("processing_guarantee")
     )
