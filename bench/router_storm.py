@@ -129,6 +129,7 @@ async def measure(bootstrap: str, n: int, groups: int, within_s: float, workdir:
     stack.start("router")
     try:
         out_n, out_s = await span_of(bootstrap, topics.tickets.name, n, within_s)
+        stack.check_alive()  # a router that died is a failed run, not a slow one
     finally:
         stack.stop_all()
     rate = out_n / out_s if out_s > 0 else float("nan")
@@ -144,6 +145,7 @@ def write_config(workdir: Path) -> Path:
     cfg.mkdir(parents=True, exist_ok=True)
     (cfg / "routing.yaml").write_text(ROUTING)
     (cfg / "projects.yaml").write_text("projects: []\n")
+    (cfg / "teams.yaml").write_text("people: {}\nteams: {}\n")
     return cfg
 
 
@@ -161,6 +163,8 @@ def main() -> None:
             with LocalKafka() as broker:
                 line = asyncio.run(measure(broker.bootstrap, args.events, args.groups, args.timeout, Path(tmp)))
     print(line)
+    if f"processed={args.events} " not in line:
+        raise SystemExit("router_storm: the router did not process every event (see the line above)")
 
 
 if __name__ == "__main__":

@@ -116,9 +116,10 @@ class ConfigWatcher(Generic[M]):
     serving the last good one.
     """
 
-    def __init__(self, path: Path, model: type[M]) -> None:
+    def __init__(self, path: Path, model: type[M], *, optional: bool = False) -> None:
+        """``optional``: a missing file means the model's defaults (picked up when the file appears)."""
         self.path, self.model = path, model
-        self.current: M = load_yaml_model(path, model)
+        self.current: M = model() if optional and not path.exists() else load_yaml_model(path, model)
         self._digest = self._read_digest()
         self.last_error: ConfigError | None = None
 

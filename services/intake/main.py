@@ -35,7 +35,7 @@ def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
             topics=topics,
             registry=CollectorRegistry(),
             max_body_bytes=settings.max_body_bytes,
-            teams=ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig),
+            teams=ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig, optional=True),
         )
     )
 

@@ -55,7 +55,7 @@ def build(settings: NotifierSettings, registry: CollectorRegistry) -> faust.App:
             retry=RetryPolicy(settings.retry_attempts, settings.retry_base_s, settings.retry_max_s),
             public_url=settings.public_url,
             muting=ConfigWatcher(settings.config_dir / "routing.yaml", MutingConfig),
-            teams=ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig),
+            teams=ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig, optional=True),
         ),
     )
     return app

@@ -22,7 +22,7 @@ def build(settings: RouterSettings, registry: CollectorRegistry) -> faust.App:
     engine = db.make_engine(settings.database_url)
     db.init_db(engine)
     app = create_faust_app("router", settings)
-    teams = ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig)
+    teams = ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig, optional=True)
     topics = Topics(settings.topic_prefix, settings.partitions)
     register(app, RouterDeps(topics, routing, projects, engine, registry, teams))
     return app

@@ -109,3 +109,9 @@ def test_routes_test_says_when_a_maintenance_window_mutes_it(config_dir: Path) -
     assert "muted:    by patching until 2026-11-25T04:00:00+08:00" in out
     _, out = run(*args, "--at", "2026-11-25T05:00:00+08:00")
     assert "muted:" not in out
+
+
+def test_teams_yaml_is_optional(config_dir: Path) -> None:
+    (config_dir / "teams.yaml").unlink()
+    code, out = run("config", "check", "--config-dir", str(config_dir))
+    assert code == 0 and "skipped:" in out and "teams.yaml (optional, not there)" in out

@@ -11,7 +11,8 @@ from services.intake.config import IntakeConfig
 from services.notifier.config import NotifyConfig
 from services.router.rules import RoutingConfig
 from services.sla.policy import SlaConfig
-from shared.config import ConfigError, load_yaml_model, parse_duration, parse_yaml_text
+from shared.config import ConfigError, ConfigWatcher, load_yaml_model, parse_duration, parse_yaml_text
+from shared.oncall import TeamsConfig
 
 LOCAL = Path(__file__).resolve().parents[2] / "deploy" / "local" / "config"
 
@@ -101,3 +102,15 @@ def test_bad_durations(bad: object) -> None:
 def test_duration_parts_add_up(d: int, h: int, m: int, s: int) -> None:
     text = f"{d}d{h}h{m}m{s}s"
     assert parse_duration(text) == timedelta(days=d, hours=h, minutes=m, seconds=s)
+
+
+def test_an_optional_file_may_be_missing_and_is_picked_up_when_it_appears(tmp_path: Path) -> None:
+    path = tmp_path / "teams.yaml"
+    with pytest.raises(ConfigError, match="cannot read"):
+        ConfigWatcher(path, TeamsConfig)
+    watcher = ConfigWatcher(path, TeamsConfig, optional=True)
+    assert watcher.current == TeamsConfig()
+    assert watcher.poll() == "unchanged"
+    path.write_text("people: {olga: {}}\nteams: {ops: {members: [olga]}}\n")
+    assert watcher.poll() == "reloaded"
+    assert watcher.current.teams["ops"].members == ["olga"]
