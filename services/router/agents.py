@@ -208,12 +208,12 @@ def register(app: faust.App, deps: RouterDeps) -> None:
             changes = [opened]
         return new, changes
 
-    def track_timer(key: bytes, ticket: Ticket) -> None:
-        due = timer_due(ticket)
-        if due is not None:
+    def track_timer(key: bytes, before: Ticket | None, after: Ticket) -> None:
+        due, was = timer_due(after), timer_due(before) if before is not None else None
+        if due is not None and due != was:
             timers[key] = due.isoformat().encode()
-        elif key in timers:
-            del timers[key]
+        elif due is None and was is not None:
+            timers.pop(key, None)
 
     @app.agent(lifecycle_inputs, name="router-lifecycle")
     async def lifecycle_agent(stream: Any) -> AsyncIterator[None]:
@@ -241,9 +241,9 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                 if key_update is not None:
                     await emit(key_updates, key_update.dedup_key, encode(key_update))
                 log.info("ticket_changed", change=change.change.value, version=change.ticket.version)
-            if new is not None and (changes or new != record):
+            if new is not None and (changes or new is not record):
                 records[ticket_id.encode()] = encode(new)
-                track_timer(ticket_id.encode(), new.ticket)
+                track_timer(ticket_id.encode(), record.ticket if record is not None else None, new.ticket)
             yield None
 
     @app.agent(projected_topics, name="router-project")
