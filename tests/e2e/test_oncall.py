@@ -23,18 +23,23 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.e2e
 
 
-def test_team_tickets_follow_the_rotation_and_overrides(kafka_bootstrap: str, tmp_path: Path) -> None:
-    handoff = (datetime.now(UTC) + timedelta(seconds=30)).replace(microsecond=0)
-    teams = f"""
+PEOPLE = """
 people:
-  olga: {{email: olga@example.test}}
-  oscar: {{email: oscar@example.test}}
-  lena: {{email: lena@example.test}}
-teams:
-  operations:
-    members: [olga, oscar]
-    rotation: {{every: daily, handoff: "{handoff:%H:%M:%S}", time_zone: UTC, start: {handoff:%Y-%m-%d}}}
+  olga: {email: olga@example.test}
+  oscar: {email: oscar@example.test}
+  lena: {email: lena@example.test}
 """
+
+
+def with_rotation(handoff: datetime) -> str:
+    rotation = f'{{every: daily, handoff: "{handoff:%H:%M:%S}", time_zone: UTC, start: {handoff:%Y-%m-%d}}}'
+    return PEOPLE + f"teams:\n  operations:\n    members: [olga, oscar]\n    rotation: {rotation}\n"
+
+
+def test_team_tickets_follow_the_rotation_and_overrides(kafka_bootstrap: str, tmp_path: Path) -> None:
+    # no rotation at first: the handoff is set once the stack runs (however long it took to start), in a
+    # teams.yaml the services pick up while running
+    teams = PEOPLE + "teams:\n  operations:\n    members: [olga, oscar]\n"
     smtp = SmtpSink(port=free_port()).start()
     stack = Stack(
         bootstrap=kafka_bootstrap,
@@ -72,9 +77,17 @@ teams:
     try:
         stack.wait_ready()
         api = httpx.Client(base_url=stack.intake_url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10)
-        assert datetime.now(UTC) < handoff, "the stack took too long to start for this test's handoff"
-        before = send()
-        first = wait_for("the ticket before the handoff", lambda: ticket(api, before), stack=stack)
+        handoff = (datetime.now(UTC) + timedelta(seconds=15)).replace(microsecond=0)
+        (stack.config_dir / "teams.yaml").write_text(with_rotation(handoff))
+
+        def routed_by_rotation() -> dict[str, Any] | None:
+            summary = send()
+            t = wait_for("a ticket", lambda: ticket(api, summary), stack=stack)
+            return t if t["person"] else None
+
+        first = wait_for("the router to read the rotation", routed_by_rotation, stack=stack, timeout=60)
+        opened = datetime.fromisoformat(first["opened_at"])
+        assert opened < handoff, "the router took longer than 15 s to read teams.yaml"
         time.sleep(max(0.0, (handoff - datetime.now(UTC)).total_seconds()) + 0.5)
         after = send()
         second = wait_for("the ticket after the handoff", lambda: ticket(api, after), stack=stack)
