@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.sla.calendar import CalendarConfig
 from shared.config import Duration
 from shared.events import Change, Escalation, Ticket, TicketEvent
 
@@ -29,11 +30,18 @@ class EscalationLevel(BaseModel):
     team: str = Field(min_length=1, description="a team, 'owner' (the ticket's team) or 'next' (its next level)")
 
 
+ALWAYS = "24x7"
+"""The built-in calendar every policy uses unless it names another: every moment counts."""
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     acknowledge: dict[str, Duration] = Field(min_length=1, description="target per priority P1..P5")
     escalation: list[EscalationLevel] = Field(min_length=1)
+    calendar: str = Field(
+        default=ALWAYS, description="the calendar targets and escalation delays count in (sla.yaml calendars)"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Policy:
@@ -46,13 +54,24 @@ class Policy(BaseModel):
 class SlaConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    calendars: dict[str, CalendarConfig] = Field(default_factory=dict)
     policies: dict[str, Policy]
 
     @model_validator(mode="after")
     def _has_default(self) -> SlaConfig:
         if "default" not in self.policies:
             raise ValueError("a policy named 'default' is required (tickets whose policy is unknown use it)")
+        unknown = [
+            f"policies.{name}.calendar: no calendar {p.calendar!r}"
+            for name, p in self.policies.items()
+            if p.calendar != ALWAYS and p.calendar not in self.calendars
+        ]
+        if unknown:
+            raise ValueError("; ".join(unknown))
         return self
+
+    def calendar_for(self, policy: Policy) -> CalendarConfig:
+        return self.calendars.get(policy.calendar) or CalendarConfig(always=True)
 
     def policy_for(self, name: str) -> tuple[str, Policy]:
         if name in self.policies:
@@ -65,6 +84,7 @@ class LevelSnapshot(BaseModel):
 
     after_s: float
     team: str
+    due: datetime | None = Field(default=None, description="when it fires, in the policy's calendar")
 
 
 class Clock(BaseModel):
@@ -84,7 +104,8 @@ class Clock(BaseModel):
     def next_due(self) -> datetime | None:
         if self.state != "running" or self.fired >= len(self.levels):
             return None
-        due = self.deadline + timedelta(seconds=self.levels[self.fired].after_s)
+        level = self.levels[self.fired]
+        due = level.due if level.due is not None else self.deadline + timedelta(seconds=level.after_s)
         snoozed = self.ticket.snoozed_until
         return max(due, snoozed) if snoozed is not None else due
 
@@ -97,15 +118,22 @@ def acknowledge_target(policy: Policy, priority: str) -> timedelta:
 
 
 def start_clock(ticket: Ticket, config: SlaConfig, started_at: datetime | None = None) -> Clock:
+    """A running acknowledge clock: its deadline and every escalation's time worked out now, in the policy's
+    calendar (a business-hours policy never escalates at 3 a.m.), and kept as a snapshot."""
     name, policy = config.policy_for(ticket.policy)
+    calendar = config.calendar_for(policy).calendar
+    deadline = calendar.add(started_at or ticket.opened_at, acknowledge_target(policy, ticket.priority))
     return Clock(
         ticket_id=ticket.ticket_id,
         state="running",
         version=ticket.version,
         started_version=ticket.version,
         policy=name,
-        deadline=(started_at or ticket.opened_at) + acknowledge_target(policy, ticket.priority),
-        levels=[LevelSnapshot(after_s=lvl.after.total_seconds(), team=lvl.team) for lvl in policy.escalation],
+        deadline=deadline,
+        levels=[
+            LevelSnapshot(after_s=lvl.after.total_seconds(), team=lvl.team, due=calendar.add(deadline, lvl.after))
+            for lvl in policy.escalation
+        ],
         ticket=ticket,
     )
 

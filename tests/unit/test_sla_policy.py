@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from services.sla.policy import SlaConfig, fire_due, on_ticket_event, start_clock
 from shared.events import Change, TicketEvent, TicketState
@@ -125,3 +128,53 @@ def test_snooze_holds_escalations_until_it_ends() -> None:
     assert fire_due(clock, T0 + timedelta(minutes=10))[0] is None
     esc, _ = fire_due(clock, until)
     assert esc is not None and esc.level == 1
+
+
+BUSINESS = SlaConfig.model_validate(
+    {
+        "calendars": {"cn": {"time_zone": "Asia/Shanghai", "hours": ["09:00-18:00"], "china": True}},
+        "policies": {
+            "default": {"acknowledge": {"P1": "15m"}, "escalation": [{"after": "0s", "team": "owner"}]},
+            "business": {
+                "calendar": "cn",
+                "acknowledge": {"P2": "2h"},
+                "escalation": [{"after": "0s", "team": "owner"}, {"after": "1h", "team": "leads"}],
+            },
+        },
+    }
+)
+
+
+def test_a_business_hours_policy_counts_working_time_and_never_escalates_at_night() -> None:
+    sh = ZoneInfo("Asia/Shanghai")
+    friday_evening = datetime(2025, 11, 21, 17, 30, tzinfo=sh)
+    t = ticket(policy="business", priority="P2", opened_at=friday_evening)
+    clock = start_clock(t, BUSINESS)
+    assert clock.deadline == datetime(2025, 11, 24, 10, 30, tzinfo=sh), "30 min on Friday, 90 on Monday"
+    assert clock.next_due == clock.deadline
+    saturday_3am = datetime(2025, 11, 22, 3, 0, tzinfo=sh)
+    assert fire_due(clock, saturday_3am)[0] is None
+    first, clock = fire_due(clock, clock.deadline)
+    assert first is not None and first.target_team == "ops"
+    assert clock.next_due == datetime(2025, 11, 24, 11, 30, tzinfo=sh)
+    evening = start_clock(
+        ticket(policy="business", priority="P2", opened_at=datetime(2025, 11, 24, 16, 30, tzinfo=sh)), BUSINESS
+    )
+    assert evening.deadline == datetime(2025, 11, 25, 9, 30, tzinfo=sh), "90 min today, the last 30 tomorrow"
+    assert evening.levels[1].due == datetime(2025, 11, 25, 10, 30, tzinfo=sh)
+    assert start_clock(ticket(opened_at=friday_evening), BUSINESS).deadline == friday_evening + timedelta(minutes=15)
+
+
+def test_a_policy_must_name_a_calendar_that_exists() -> None:
+    with pytest.raises(ValidationError, match=r"policies\.default\.calendar: no calendar 'nope'"):
+        SlaConfig.model_validate(
+            {
+                "policies": {
+                    "default": {
+                        "calendar": "nope",
+                        "acknowledge": {"P1": "1m"},
+                        "escalation": [{"after": 0, "team": "owner"}],
+                    }
+                }
+            }
+        )
