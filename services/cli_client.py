@@ -32,9 +32,12 @@ class ApiClient:
     def __init__(self, http: httpx.Client, token: str) -> None:
         self.http, self.token = http, token
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, params: dict[str, str] | None = None
+    ) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"}
         try:
-            resp = self.http.request(method, path, json=body, headers={"Authorization": f"Bearer {self.token}"})
+            resp = self.http.request(method, path, json=body, params=params, headers=headers)
         except httpx.HTTPError as exc:
             raise ApiError(f"cannot reach the API at {self.http.base_url}: {exc}") from exc
         if resp.status_code >= 400:
@@ -102,8 +105,8 @@ def silence_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> in
             made = api.call("POST", "/api/v1/silences", body)
             print(made["silence_id"], file=out)
         elif args.action == "query":
-            path = "/api/v1/silences"
-            found = api.call("GET", path + (f"?state={args.state}" if args.state and args.state != "all" else ""))
+            wanted = {"state": args.state} if args.state and args.state != "all" else None
+            found = api.call("GET", "/api/v1/silences", params=wanted)
             rows = found["silences"]
             if args.state is None:
                 rows = [s for s in rows if s["state"] != "expired"]
@@ -148,10 +151,9 @@ def _who(entry: dict[str, Any]) -> str:
 def oncall_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
     try:
         if args.action == "show":
-            query = f"?at={args.at.isoformat()}" if args.at else ""
-            query = query.replace("+", "%2B")
+            query = {"at": args.at.isoformat()} if args.at else None
             if args.team:
-                team = api.call("GET", f"/api/v1/oncall/{args.team}{query}")
+                team = api.call("GET", f"/api/v1/oncall/{args.team}", params=query)
                 print(f"{team['team']}: {_who(team['on_call'])}", file=out)
                 for shift in team["rotation"]:
                     print(f"  rotation: {shift['person']}  {shift['starts_at']} -> {shift['ends_at']}", file=out)
@@ -162,7 +164,7 @@ def oncall_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int
                         file=out,
                     )
             else:
-                for entry in api.call("GET", f"/api/v1/oncall{query}")["teams"]:
+                for entry in api.call("GET", "/api/v1/oncall", params=query)["teams"]:
                     print(f"{entry['team']}: {_who(entry)}", file=out)
         elif args.action == "override":
             body: dict[str, Any] = {"person": args.person, "reason": args.reason}

@@ -72,21 +72,18 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
                 reloads.labels(result=result).inc()
                 log.info("config", path=str(watcher.path), result=result, problems=str(watcher.last_error or ""))
 
-    def notices(event: Any) -> tuple[Ticket | None, list[Notice]]:
+    async def notices(event: Any) -> tuple[Ticket | None, list[Notice]]:
         if event.message.topic == t.escalations.name:
             esc = decode(Escalation, event.value)
             bind_ids(trace_id=esc.trace_id, ticket_id=esc.ticket_id)
-            return esc.ticket, [notice_for_escalation(esc, deps.public_url)]
+            # addressed also to whoever is on call for the target team now
+            now = datetime.now(UTC)
+            overrides = await asyncio.to_thread(db.list_overrides, deps.engine, team=esc.target_team, since=now)
+            found = on_call(esc.target_team, deps.teams.current, overrides, now)
+            return esc.ticket, [notice_for_escalation(esc, deps.public_url, found)]
         ev = decode(TicketEvent, event.value)
         bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
         return ev.ticket, notices_for_ticket_event(ev, deps.public_url)
-
-    async def with_on_call_person(event: Any) -> Notice:
-        """An escalation's notice, addressed also to whoever is on call for its target team now."""
-        esc = decode(Escalation, event.value)
-        now = datetime.now(UTC)
-        overrides = await asyncio.to_thread(db.list_overrides, deps.engine, team=esc.target_team, since=now)
-        return notice_for_escalation(esc, deps.public_url, on_call(esc.target_team, deps.teams.current, overrides, now))
 
     def mute_state(ticket: Ticket, now: datetime) -> MuteState:
         """Silences from SQL; firing tickets only when an inhibition rule could make this ticket its target."""
@@ -107,7 +104,7 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
         async for event in stream.events():
             bind_ids(**ids_from_headers(event.headers))
             try:
-                ticket, found = notices(event)
+                ticket, found = await notices(event)
             except DecodeError as exc:
                 await to_deadletter(deadletter, SERVICE, event, str(exc))
                 yield None
@@ -121,8 +118,6 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
                     log.info("notification_muted", cause=mute.cause, reason=mute.reason, notices=len(found))
                     yield None
                     continue
-            if event.message.topic == t.escalations.name:
-                found = [await with_on_call_person(event)]
             dispatches = []
             for notice in found:
                 planned = plan_notice(notice, deps.config, deps.teams.current.email_of(notice.person))
