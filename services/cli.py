@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -36,6 +36,7 @@ from services.intake.config import IntakeConfig
 from services.notifier.config import NotifyConfig
 from services.router.projects import ProjectsConfig, apply_project
 from services.router.rules import RoutingConfig, decide, describe
+from services.sla.calendar import unknown_years
 from services.sla.policy import NEXT, OWNER, SlaConfig
 from shared.config import ConfigError, load_yaml_model
 from shared.events import EventKind, Severity
@@ -80,8 +81,8 @@ def config_check(config_dir: Path, out: TextIO) -> int:
     return 1 if failed else 0
 
 
-def cross_check(loaded: dict[str, BaseModel]) -> list[str]:
-    warnings = _unknown_people(loaded)
+def cross_check(loaded: dict[str, BaseModel], today: date | None = None) -> list[str]:
+    warnings = _unknown_people(loaded) + _unpublished_years(loaded, today or datetime.now(UTC).date())
     notify = loaded.get("notify.yaml")
     if not isinstance(notify, NotifyConfig) or notify.fallback_team:
         return warnings
@@ -102,6 +103,20 @@ def cross_check(loaded: dict[str, BaseModel]) -> list[str]:
                         f"sla.yaml policies.{pname}.escalation.{i}: team {level.team!r} has no channels in notify.yaml"
                     )
     return warnings
+
+
+def _unpublished_years(loaded: dict[str, BaseModel], today: date) -> list[str]:
+    """China's holiday calendar of this year or the next that the installed chinesecalendar does not know yet."""
+    sla = loaded.get("sla.yaml")
+    if not isinstance(sla, SlaConfig):
+        return []
+    return [
+        f"sla.yaml calendars.{name}: China's official holidays for {year} are not known to the installed "
+        f"chinesecalendar; until it is updated, that year counts {', '.join(cal.days)} (list its holidays and "
+        "make-up days under holidays/workdays)"
+        for name, cal in sla.calendars.items()
+        for year in unknown_years(cal, [today.year, today.year + 1])
+    ]
 
 
 def _unknown_people(loaded: dict[str, BaseModel]) -> list[str]:

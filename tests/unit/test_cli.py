@@ -115,3 +115,22 @@ def test_teams_yaml_is_optional(config_dir: Path) -> None:
     (config_dir / "teams.yaml").unlink()
     code, out = run("config", "check", "--config-dir", str(config_dir))
     assert code == 0 and "skipped:" in out and "teams.yaml (optional, not there)" in out
+
+
+def test_config_check_warns_about_years_china_has_not_published(config_dir: Path) -> None:
+    from datetime import date
+
+    from services.cli import cross_check
+    from services.sla.calendar import china_years
+    from services.sla.policy import SlaConfig
+
+    sla = SlaConfig.model_validate(
+        {
+            "calendars": {"cn": {"china": True, "time_zone": "Asia/Shanghai"}},
+            "policies": {"default": {"acknowledge": {"P1": "1h"}, "escalation": [{"after": 0, "team": "owner"}]}},
+        }
+    )
+    last = china_years()[1]
+    [warning] = cross_check({"sla.yaml": sla}, today=date(last, 12, 1))
+    assert warning.startswith(f"sla.yaml calendars.cn: China's official holidays for {last + 1} are not known")
+    assert cross_check({"sla.yaml": sla}, today=date(last - 1, 6, 1)) == []
