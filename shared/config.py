@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, StringConstraints, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -149,3 +150,15 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 # Internal domains (.local, .test, .corp) are real in on-premises mail, so only the shape is checked.
 Address = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
 """An email address in a config file."""
+
+
+def check_time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(check_time_zone)]
+"""A config field naming an IANA time zone, checked on load."""

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from shared.config import TimeZone
 from shared.matchers import MatcherList, parse_matcher
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -35,21 +36,12 @@ class MaintenanceWindow(BaseModel):
 
     name: str = Field(min_length=1)
     matchers: MatcherList = Field(min_length=1)
-    time_zone: str = "UTC"
+    time_zone: TimeZone = "UTC"
     weekdays: list[Weekday] = Field(default_factory=list)
     start: time | None = None
     end: time | None = None
     from_: AwareDatetime | None = Field(default=None, alias="from")
     until: AwareDatetime | None = None
-
-    @field_validator("time_zone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
     @model_validator(mode="after")
     def _one_kind(self) -> MaintenanceWindow:

@@ -26,11 +26,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.config import Address, Duration
+from shared.config import Address, TimeZone
+from shared.windows import TimeWindowRequest
 
 
 class Person(BaseModel):
@@ -45,18 +46,9 @@ class Rotation(BaseModel):
 
     every: Literal["daily", "weekly"]
     handoff: time
-    time_zone: str = "UTC"
+    time_zone: TimeZone = "UTC"
     start: date
     order: list[str] = Field(default_factory=list, description="default: the team's members")
-
-    @field_validator("time_zone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
     @property
     def period_days(self) -> int:
@@ -112,32 +104,12 @@ class TeamsConfig(BaseModel):
         return found.email if found is not None else None
 
 
-class OverrideRequest(BaseModel):
+class OverrideRequest(TimeWindowRequest):
     """The body of ``POST /api/v1/oncall/{team}/overrides``."""
 
-    model_config = ConfigDict(extra="forbid")
-
     person: str = Field(min_length=1)
-    starts_at: AwareDatetime | None = Field(default=None, description="default: now")
-    ends_at: AwareDatetime | None = None
-    duration: Duration | None = None
     reason: str = Field(default="", max_length=4000)
     created_by: str | None = Field(default=None, min_length=1, max_length=256)
-
-    @model_validator(mode="after")
-    def _one_end(self) -> OverrideRequest:
-        if (self.ends_at is None) == (self.duration is None):
-            raise ValueError("give exactly one of 'ends_at' or 'duration'")
-        return self
-
-    def window(self, now: datetime) -> tuple[datetime, datetime]:
-        starts = self.starts_at or now
-        ends = self.ends_at if self.ends_at is not None else starts + (self.duration or timedelta(0))
-        if ends <= now:
-            raise ValueError("ends_at is in the past: the override would never apply")
-        if ends <= starts:
-            raise ValueError("ends_at must be after starts_at")
-        return starts, ends
 
 
 class Override(BaseModel):

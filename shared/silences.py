@@ -14,48 +14,25 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from shared.config import Duration
 from shared.events import Ticket
 from shared.matchers import MatcherList, parse_matcher
+from shared.windows import TimeWindowRequest
 
 SilenceState = Literal["pending", "active", "expired"]
 MAX_DURATION = timedelta(days=366)
 
 
-class SilenceRequest(BaseModel):
+class SilenceRequest(TimeWindowRequest):
     """The body of ``POST /api/v1/silences``: an end time or a duration, and always a creator and a comment."""
 
-    model_config = ConfigDict(extra="forbid")
-
     matchers: MatcherList = Field(min_length=1, description='Alertmanager matchers, e.g. service="db"')
-    starts_at: AwareDatetime | None = Field(default=None, description="default: now")
-    ends_at: AwareDatetime | None = None
-    duration: Duration | None = Field(default=None, description='instead of ends_at, e.g. "2h"')
     created_by: str = Field(min_length=1, max_length=256)
     comment: str = Field(min_length=1, max_length=4000)
 
-    @model_validator(mode="after")
-    def _one_end(self) -> SilenceRequest:
-        if (self.ends_at is None) == (self.duration is None):
-            raise ValueError("give exactly one of 'ends_at' or 'duration'")
-        if self.duration is not None and self.duration <= timedelta(0):
-            raise ValueError("duration must be positive")
-        return self
-
-    def window(self, now: datetime) -> tuple[datetime, datetime]:
-        """(starts_at, ends_at) for a silence created now; raises ValueError when the end is not after the start
-        or in the past."""
-        starts = self.starts_at or now
-        ends = self.ends_at if self.ends_at is not None else starts + (self.duration or timedelta(0))
-        if ends <= now:
-            raise ValueError("ends_at is in the past: the silence would never be active")
-        if ends <= starts:
-            raise ValueError("ends_at must be after starts_at")
-        if ends - starts > MAX_DURATION:
-            raise ValueError(f"a silence may last at most {MAX_DURATION.days} days")
-        return starts, ends
+    def window(self, now: datetime, longest: timedelta | None = MAX_DURATION) -> tuple[datetime, datetime]:
+        return super().window(now, longest)
 
 
 class Silence(BaseModel):

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -36,6 +36,7 @@ from shared.metrics import counter, histogram
 from shared.oncall import OnCall, Override, OverrideRequest, TeamsConfig, on_call, upcoming_shifts
 from shared.silences import Silence, SilenceRequest
 from shared.topics import Topics
+from shared.windows import TimeWindowRequest
 
 log = get_logger(__name__)
 
@@ -167,6 +168,20 @@ def _iso(value: datetime | None) -> str | None:
 def ticket_json(row: db.TicketRow) -> dict[str, Any]:
     """A ticket row as JSON: every time in ISO 8601 with its offset."""
     return {k: _iso(v) if isinstance(v, datetime) else v for k, v in row.model_dump().items()}
+
+
+W = TypeVar("W", bound=TimeWindowRequest)
+
+
+def requested_window(model: type[W], payload: Any, now: datetime, error: str) -> tuple[W, tuple[datetime, datetime]]:
+    """A silence's or override's body and its (start, end), or a 422 naming the field."""
+    try:
+        body = model.model_validate(payload)
+        return body, body.window(now)
+    except ValidationError as exc:
+        raise HttpError(422, error, describe_validation_error(exc)) from exc
+    except ValueError as exc:
+        raise HttpError(422, error, [{"field": "ends_at", "error": str(exc)}]) from exc
 
 
 def on_call_json(found: OnCall | None) -> dict[str, Any]:
@@ -344,13 +359,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
             if isinstance(payload, dict) and "created_by" not in payload:
                 payload = {**payload, "created_by": client.name}
             now = datetime.now(UTC)
-            try:
-                body = SilenceRequest.model_validate(payload)
-                starts, ends = body.window(now)
-            except ValidationError as exc:
-                raise HttpError(422, "invalid silence", describe_validation_error(exc)) from exc
-            except ValueError as exc:
-                raise HttpError(422, "invalid silence", [{"field": "ends_at", "error": str(exc)}]) from exc
+            body, (starts, ends) = requested_window(SilenceRequest, payload, now, "invalid silence")
             silence = Silence(
                 silence_id=uuid.uuid4().hex,
                 matchers=body.matchers,
@@ -519,13 +528,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
             if team not in teams.teams:
                 raise HttpError(404, f"no team {team!r} in teams.yaml")
             payload = _json(await _read_body(request, deps.max_body_bytes))
-            try:
-                body = OverrideRequest.model_validate(payload)
-                starts, ends = body.window(now)
-            except ValidationError as exc:
-                raise HttpError(422, "invalid override", describe_validation_error(exc)) from exc
-            except ValueError as exc:
-                raise HttpError(422, "invalid override", [{"field": "ends_at", "error": str(exc)}]) from exc
+            body, (starts, ends) = requested_window(OverrideRequest, payload, now, "invalid override")
             if body.person not in teams.people:
                 raise HttpError(
                     422, "invalid override", [{"field": "person", "error": f"{body.person!r} is not in people"}]

@@ -32,11 +32,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property, lru_cache
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import chinese_calendar
 import holidays as holiday_data
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.config import TimeZone
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -63,7 +65,7 @@ class CalendarConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     always: bool = Field(default=False, description="24x7: every moment counts")
-    time_zone: str = "UTC"
+    time_zone: TimeZone = "UTC"
     days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS[:5]))
     hours: list[str] = Field(default_factory=lambda: ["09:00-18:00"])
     china: bool = Field(default=False, description="China's official holidays and make-up working days")
@@ -71,15 +73,6 @@ class CalendarConfig(BaseModel):
     subdivision: str | None = None
     holidays: list[date] = Field(default_factory=list)
     workdays: list[date] = Field(default_factory=list)
-
-    @field_validator("time_zone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
     @field_validator("hours")
     @classmethod
