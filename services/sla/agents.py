@@ -1,8 +1,9 @@
 """The sla service's faust agent and timer: thin shells around services.sla.policy.
 
-Clocks live in a changelog-backed table keyed by ticket id. One periodic timer per worker walks the clocks
-that are due and emits escalations, waiting for the broker's acknowledgement before it records the level as
-fired: a crash in between repeats an escalation (same id, dropped by the notifier), never loses one.
+Clocks live in a changelog-backed table keyed by ticket id. One periodic timer per worker takes the clocks that
+are due from an in-memory index (services.sla.timers, rebuilt from the table after every rebalance) and emits
+escalations, waiting for the broker's acknowledgement before it records the level as fired: a crash in between
+repeats an escalation (same id, dropped by the notifier), never loses one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from services.sla.policy import Clock, SlaConfig, fire_due, on_ticket_event
+from services.sla.timers import TimerIndex
 from shared.codec import decode, encode
 from shared.events import TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
@@ -52,6 +54,12 @@ def register(app: faust.App, deps: SlaDeps) -> None:
         buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
     )
 
+    index = TimerIndex()
+    built_for = [-1]  # the rebalance the index was built after
+
+    def arm(clock: Clock) -> None:
+        index.set(clock.ticket_id, clock.next_due)
+
     @app.agent(tickets, name="sla-clocks")
     async def clocks_agent(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
@@ -67,6 +75,7 @@ def register(app: faust.App, deps: SlaDeps) -> None:
             if after is not None and after != clock:
                 bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
                 clocks[key] = encode(after)
+                arm(after)
                 if clock is None:
                     log.info("clock_started", deadline=after.deadline.isoformat(), policy=after.policy)
                 elif after.state != clock.state:
@@ -78,26 +87,47 @@ def register(app: faust.App, deps: SlaDeps) -> None:
         tables: Any = app.tables  # faust types TableManagerT without its recovery service
         if not tables.recovery.completed.is_set() or app.rebalancing:
             return
+        if built_for[0] != app.rebalancing_count:
+            # the partitions (and so the clocks) this worker holds changed: index what the table holds now
+            index.rebuild((c.ticket_id, c.next_due) for c in (decode(Clock, raw) for raw in list(clocks.values())))
+            built_for[0] = app.rebalancing_count
         now = datetime.now(UTC)
         due: list[Clock] = []
-        for raw in list(clocks.values()):
+        for ticket_id in index.pop_due(now):
+            raw = clocks.get(ticket_id.encode())
+            if raw is None:
+                continue  # its partition moved away
             clock = decode(Clock, raw)
             next_due = clock.next_due
             if next_due is not None and next_due <= now:
                 due.append(clock)
-        for clock in sorted(due, key=lambda c: c.next_due or now):
-            escalation, after = fire_due(clock, now)
-            if escalation is None:
-                continue
-            bind_ids(trace_id=escalation.trace_id, ticket_id=clock.ticket_id)
-            await send_acked(
-                escalations,
-                clock.ticket_id,
-                encode(escalation),
-                make_headers(trace_id=escalation.trace_id, ticket_id=clock.ticket_id),
-            )
-            clocks[clock.ticket_id.encode()] = encode(after)
-            late = (now - (clock.next_due or now)).total_seconds()
-            lateness.observe(max(late, 0.0))
-            fired.labels(team=escalation.target_team, priority=clock.ticket.priority, level=str(escalation.level)).inc()
-            log.info("escalated", level=escalation.level, team=escalation.target_team, late_s=round(late, 3))
+            else:
+                arm(clock)
+        pending = sorted(due, key=lambda c: c.next_due or now)
+        done = 0
+        try:
+            for clock in pending:
+                await fire(clock, now)
+                done += 1
+        finally:
+            for clock in pending[done:]:  # not fired (the broker did not acknowledge): due again on the next tick
+                arm(clock)
+
+    async def fire(clock: Clock, now: datetime) -> None:
+        escalation, after = fire_due(clock, now)
+        if escalation is None:
+            arm(clock)
+            return
+        bind_ids(trace_id=escalation.trace_id, ticket_id=clock.ticket_id)
+        await send_acked(
+            escalations,
+            clock.ticket_id,
+            encode(escalation),
+            make_headers(trace_id=escalation.trace_id, ticket_id=clock.ticket_id),
+        )
+        clocks[clock.ticket_id.encode()] = encode(after)
+        arm(after)
+        late = (now - (clock.next_due or now)).total_seconds()
+        lateness.observe(max(late, 0.0))
+        fired.labels(team=escalation.target_team, priority=clock.ticket.priority, level=str(escalation.level)).inc()
+        log.info("escalated", level=escalation.level, team=escalation.target_team, late_s=round(late, 3))
