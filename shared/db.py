@@ -176,9 +176,11 @@ def project(engine: Engine, events: Iterable[TicketEvent], escalations: Iterable
                     change_id=esc.escalation_id,
                     ticket_id=esc.ticket_id,
                     version=esc.ticket.version,
-                    change="escalated",
+                    change="escalated" if esc.kind == "escalation" else "warned",
                     actor="sla",
-                    reason=f"level {esc.level} to {esc.target_team}: {esc.reason}",
+                    reason=f"level {esc.level} to {esc.target_team}: {esc.reason}"
+                    if esc.kind == "escalation"
+                    else f"to {esc.target_team}: {esc.reason}",
                     at=esc.fired_at,
                 ),
             )

@@ -193,7 +193,10 @@ class Escalation(Wire):
     schema_version: Literal[1] = 1
     escalation_id: str = Field(description="stable per ticket, clock and level: a re-fired timer repeats it")
     ticket_id: str
-    level: int = Field(ge=1)
+    kind: Literal["escalation", "warning"] = Field(
+        default="escalation", description="warning: a share of the target is used up, before the deadline"
+    )
+    level: int = Field(ge=1, description="the escalation level, or the warning's number")
     target_team: str
     clock: Literal["acknowledge"] = "acknowledge"
     deadline: datetime

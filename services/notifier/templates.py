@@ -76,6 +76,19 @@ def render_resolution(event: TicketEvent, public_url: str) -> Message:
 
 def render_escalation(escalation: Escalation, public_url: str) -> Message:
     t = escalation.ticket
+    data = _data(
+        t, level=escalation.level, target_team=escalation.target_team, deadline=escalation.deadline.isoformat()
+    )
+    if escalation.kind == "warning":
+        text = "\n".join(
+            [
+                f"WARNING: {escalation.reason}",
+                f"Acknowledge by {escalation.deadline.isoformat()} to avoid an escalation.",
+                "",
+                *_ticket_lines(t, public_url),
+            ]
+        )
+        return Message("warning", f"[{t.priority}] WARNING {t.ticket_id}: {t.summary}", text, data)
     text = "\n".join(
         [
             f"ESCALATION level {escalation.level} to {escalation.target_team}: {escalation.reason}",
@@ -85,10 +98,7 @@ def render_escalation(escalation: Escalation, public_url: str) -> Message:
         ]
     )
     return Message(
-        "escalation",
-        f"[{t.priority}] ESCALATION L{escalation.level} {t.ticket_id}: {t.summary}",
-        text,
-        _data(t, level=escalation.level, target_team=escalation.target_team, deadline=escalation.deadline.isoformat()),
+        "escalation", f"[{t.priority}] ESCALATION L{escalation.level} {t.ticket_id}: {t.summary}", text, data
     )
 
 

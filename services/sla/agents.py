@@ -47,6 +47,9 @@ def register(app: faust.App, deps: SlaDeps) -> None:
     fired = counter(
         deps.registry, "ticketloop_sla_escalations_total", "Escalations emitted", ["team", "priority", "level"]
     )
+    warned = counter(
+        deps.registry, "ticketloop_sla_warnings_total", "Pre-breach warnings emitted", ["team", "priority"]
+    )
     lateness = histogram(
         deps.registry,
         "ticketloop_sla_timer_lateness_seconds",
@@ -129,5 +132,9 @@ def register(app: faust.App, deps: SlaDeps) -> None:
         arm(after)
         late = (now - (clock.next_due or now)).total_seconds()
         lateness.observe(max(late, 0.0))
-        fired.labels(team=escalation.target_team, priority=clock.ticket.priority, level=str(escalation.level)).inc()
-        log.info("escalated", level=escalation.level, team=escalation.target_team, late_s=round(late, 3))
+        team, priority = escalation.target_team, clock.ticket.priority
+        if escalation.kind == "warning":
+            warned.labels(team=team, priority=priority).inc()
+        else:
+            fired.labels(team=team, priority=priority, level=str(escalation.level)).inc()
+        log.info(escalation.kind, level=escalation.level, team=team, late_s=round(late, 3))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.sla.calendar import CalendarConfig
 from shared.config import Duration
@@ -42,6 +42,18 @@ class Policy(BaseModel):
     calendar: str = Field(
         default=ALWAYS, description="the calendar targets and escalation delays count in (sla.yaml calendars)"
     )
+    warnings: list[float] = Field(
+        default_factory=list, description="warn the owner when these shares of the target are used, e.g. [0.75, 0.9]"
+    )
+
+    @field_validator("warnings")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0 < f < 1 for f in value):
+            raise ValueError("warnings are shares of the target between 0 and 1, e.g. 0.75")
+        if value != sorted(set(value)):
+            raise ValueError("warnings must be distinct and in increasing order")
+        return value
 
     @model_validator(mode="after")
     def _ordered(self) -> Policy:
@@ -87,6 +99,13 @@ class LevelSnapshot(BaseModel):
     due: datetime | None = Field(default=None, description="when it fires, in the policy's calendar")
 
 
+class WarningSnapshot(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    share: float
+    due: datetime
+
+
 class Clock(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -98,14 +117,27 @@ class Clock(BaseModel):
     deadline: datetime
     levels: list[LevelSnapshot]
     fired: int = 0
+    warn_at: list[WarningSnapshot] = Field(default_factory=list, description="the pre-breach warnings, in order")
+    warned: int = 0
     ticket: Ticket
+
+    def _level_due(self) -> datetime | None:
+        if self.fired >= len(self.levels):
+            return None
+        level = self.levels[self.fired]
+        return level.due if level.due is not None else self.deadline + timedelta(seconds=level.after_s)
+
+    def _warning_due(self) -> datetime | None:
+        return self.warn_at[self.warned].due if self.warned < len(self.warn_at) else None
 
     @property
     def next_due(self) -> datetime | None:
-        if self.state != "running" or self.fired >= len(self.levels):
+        if self.state != "running":
             return None
-        level = self.levels[self.fired]
-        due = level.due if level.due is not None else self.deadline + timedelta(seconds=level.after_s)
+        dues = [d for d in (self._warning_due(), self._level_due()) if d is not None]
+        if not dues:
+            return None
+        due = min(dues)
         snoozed = self.ticket.snoozed_until
         return max(due, snoozed) if snoozed is not None else due
 
@@ -122,7 +154,8 @@ def start_clock(ticket: Ticket, config: SlaConfig, started_at: datetime | None =
     calendar (a business-hours policy never escalates at 3 a.m.), and kept as a snapshot."""
     name, policy = config.policy_for(ticket.policy)
     calendar = config.calendar_for(policy).calendar
-    deadline = calendar.add(started_at or ticket.opened_at, acknowledge_target(policy, ticket.priority))
+    start, target = started_at or ticket.opened_at, acknowledge_target(policy, ticket.priority)
+    deadline = calendar.add(start, target)
     return Clock(
         ticket_id=ticket.ticket_id,
         state="running",
@@ -134,6 +167,7 @@ def start_clock(ticket: Ticket, config: SlaConfig, started_at: datetime | None =
             LevelSnapshot(after_s=lvl.after.total_seconds(), team=lvl.team, due=calendar.add(deadline, lvl.after))
             for lvl in policy.escalation
         ],
+        warn_at=[WarningSnapshot(share=share, due=calendar.add(start, target * share)) for share in policy.warnings],
         ticket=ticket,
     )
 
@@ -161,12 +195,32 @@ def on_ticket_event(clock: Clock | None, event: TicketEvent, config: SlaConfig) 
 
 
 def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
+    """The warning or escalation that is due at ``now`` (earliest first), and the clock past it."""
     due = clock.next_due
     if due is None or due > now:
         return None, clock
+    t = clock.ticket
+    warning_due, level_due = clock._warning_due(), clock._level_due()
+    # a warning only before the deadline: a late tick (a restart) goes straight to the escalation
+    if warning_due is not None and (level_due is None or (warning_due <= level_due and now < level_due)):
+        n = clock.warned + 1
+        share = clock.warn_at[clock.warned].share
+        warning = Escalation(
+            escalation_id=f"{clock.ticket_id}:acknowledge:{clock.started_version}:warning:{n}",
+            ticket_id=clock.ticket_id,
+            kind="warning",
+            level=n,
+            target_team=t.team,
+            deadline=clock.deadline,
+            fired_at=now,
+            reason=f"{share:.0%} of the acknowledge target used; the deadline is {clock.deadline.isoformat()} "
+            f"(policy {clock.policy})",
+            ticket=t,
+            trace_id=f"sla-{clock.ticket_id}-warning-{n}",
+        )
+        return warning, clock.model_copy(update={"warned": n})
     level = clock.fired + 1
     snap = clock.levels[clock.fired]
-    t = clock.ticket
     team = {OWNER: t.team, NEXT: t.next_level or t.team}.get(snap.team, snap.team)
     escalation = Escalation(
         escalation_id=f"{clock.ticket_id}:acknowledge:{clock.started_version}:{level}",
@@ -179,5 +233,7 @@ def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
         ticket=clock.ticket,
         trace_id=f"sla-{clock.ticket_id}-{level}",
     )
-    after = clock.model_copy(update={"fired": level, "state": "running" if level < len(clock.levels) else "exhausted"})
-    return escalation, after
+    # warnings not yet sent when the deadline passed are moot
+    update: dict[str, object] = {"fired": level, "warned": len(clock.warn_at)}
+    update["state"] = "running" if level < len(clock.levels) else "exhausted"
+    return escalation, clock.model_copy(update=update)

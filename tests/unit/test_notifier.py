@@ -234,3 +234,12 @@ def test_group_wait_moves_the_first_notification_to_group_notified() -> None:
     update = notice_for_ticket_event(tev(Change.alerts_joined, alerts=52, alerts_firing=50), URL)
     assert update is not None and update.message.kind == "update"
     assert update.message.subject == "[P1] 52 alerts on tl-1: disk full"
+
+
+def test_a_warning_reads_as_a_warning() -> None:
+    warning = escalation().model_copy(
+        update={"kind": "warning", "target_team": "ops", "reason": "75% of the acknowledge target used"}
+    )
+    m = render_escalation(warning, URL)
+    assert m.kind == "warning" and m.subject == "[P1] WARNING tl-1: disk full"
+    assert m.text.startswith("WARNING: 75% of the acknowledge target used")

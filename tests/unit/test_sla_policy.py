@@ -178,3 +178,53 @@ def test_a_policy_must_name_a_calendar_that_exists() -> None:
                 }
             }
         )
+
+
+WARNING = SlaConfig.model_validate(
+    {
+        "policies": {
+            "default": {
+                "acknowledge": {"P1": "8s"},
+                "warnings": [0.5, 0.75],
+                "escalation": [{"after": "0s", "team": "owner"}, {"after": "10s", "team": "leads"}],
+            }
+        }
+    }
+)
+SEC = timedelta(seconds=1)
+
+
+def test_warnings_come_before_the_deadline_then_the_chain() -> None:
+    clock = start_clock(ticket(), WARNING)
+    assert clock.next_due == T0 + 4 * SEC
+    assert fire_due(clock, T0 + 3 * SEC)[0] is None
+    first, clock = fire_due(clock, T0 + 4 * SEC)
+    assert first is not None and (first.kind, first.level, first.target_team) == ("warning", 1, "ops")
+    assert first.reason.startswith("50% of the acknowledge target used; the deadline is 2026-11-24T09:00:08")
+    assert first.escalation_id == "tl-1:acknowledge:1:warning:1"
+    second, clock = fire_due(clock, T0 + 6 * SEC)
+    assert second is not None and second.kind == "warning" and second.level == 2 and "75%" in second.reason
+    level1, clock = fire_due(clock, T0 + 8 * SEC)
+    assert level1 is not None and (level1.kind, level1.level) == ("escalation", 1)
+    assert clock.next_due == T0 + 18 * SEC
+
+
+def test_warnings_not_sent_by_the_deadline_are_dropped() -> None:
+    first, clock = fire_due(start_clock(ticket(), WARNING), T0 + 5 * SEC)
+    assert first is not None and first.kind == "warning"
+    escalation, clock = fire_due(clock, T0 + 9 * SEC)  # a tick after the deadline (say, after a restart)
+    assert escalation is not None and escalation.kind == "escalation"
+    assert clock.warned == 2 and clock.next_due == T0 + 18 * SEC, "the 75% warning is moot after the breach"
+
+
+def test_acknowledging_stops_the_warnings_too() -> None:
+    clock = start_clock(ticket(), WARNING)
+    acked = on_ticket_event(clock, tev(Change.acknowledged, 2, state=TicketState.acknowledged), WARNING)
+    assert acked is not None and acked.next_due is None
+
+
+def test_warning_shares_are_validated() -> None:
+    base = {"acknowledge": {"P1": "1m"}, "escalation": [{"after": 0, "team": "owner"}]}
+    for bad, message in (([1.5], "between 0 and 1"), ([0.9, 0.75], "increasing"), ([0.5, 0.5], "distinct")):
+        with pytest.raises(ValidationError, match=message):
+            SlaConfig.model_validate({"policies": {"default": {**base, "warnings": bad}}})
