@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from services.sla.calendar import CalendarConfig
+from services.sla.calendar import BusinessCalendar, CalendarConfig
 from shared.config import Duration
 from shared.events import Change, Escalation, Ticket, TicketEvent
 
@@ -34,6 +34,23 @@ ALWAYS = "24x7"
 """The built-in calendar every policy uses unless it names another: every moment counts."""
 
 
+class Repeat(BaseModel):
+    """After the chain's last level, notify that level again every ``every``, at most ``limit`` times, until
+    the ticket is acknowledged or resolved."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    every: Duration
+    limit: int = Field(ge=1, le=100)
+
+    @field_validator("every")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("repeat.every must be positive")
+        return value
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -45,6 +62,7 @@ class Policy(BaseModel):
     warnings: list[float] = Field(
         default_factory=list, description="warn the owner when these shares of the target are used, e.g. [0.75, 0.9]"
     )
+    repeat: Repeat | None = Field(default=None, description="repeat the last level until acknowledged")
 
     @field_validator("warnings")
     @classmethod
@@ -149,6 +167,22 @@ def acknowledge_target(policy: Policy, priority: str) -> timedelta:
     return max(policy.acknowledge.values())
 
 
+def _levels(policy: Policy, deadline: datetime, calendar: BusinessCalendar) -> list[LevelSnapshot]:
+    """The chain as a snapshot: each level's time in the calendar, then the last level's repeats."""
+    levels = [
+        LevelSnapshot(after_s=lvl.after.total_seconds(), team=lvl.team, due=calendar.add(deadline, lvl.after))
+        for lvl in policy.escalation
+    ]
+    if policy.repeat is not None:
+        last = policy.escalation[-1]
+        for n in range(1, policy.repeat.limit + 1):
+            after = last.after + n * policy.repeat.every
+            levels.append(
+                LevelSnapshot(after_s=after.total_seconds(), team=last.team, due=calendar.add(deadline, after))
+            )
+    return levels
+
+
 def start_clock(ticket: Ticket, config: SlaConfig, started_at: datetime | None = None) -> Clock:
     """A running acknowledge clock: its deadline and every escalation's time worked out now, in the policy's
     calendar (a business-hours policy never escalates at 3 a.m.), and kept as a snapshot."""
@@ -163,10 +197,7 @@ def start_clock(ticket: Ticket, config: SlaConfig, started_at: datetime | None =
         started_version=ticket.version,
         policy=name,
         deadline=deadline,
-        levels=[
-            LevelSnapshot(after_s=lvl.after.total_seconds(), team=lvl.team, due=calendar.add(deadline, lvl.after))
-            for lvl in policy.escalation
-        ],
+        levels=_levels(policy, deadline, calendar),
         warn_at=[WarningSnapshot(share=share, due=calendar.add(start, target * share)) for share in policy.warnings],
         ticket=ticket,
     )

@@ -228,3 +228,48 @@ def test_warning_shares_are_validated() -> None:
     for bad, message in (([1.5], "between 0 and 1"), ([0.9, 0.75], "increasing"), ([0.5, 0.5], "distinct")):
         with pytest.raises(ValidationError, match=message):
             SlaConfig.model_validate({"policies": {"default": {**base, "warnings": bad}}})
+
+
+def test_the_last_level_repeats_until_acknowledged_up_to_the_limit() -> None:
+    config = SlaConfig.model_validate(
+        {
+            "policies": {
+                "default": {
+                    "acknowledge": {"P1": "10s"},
+                    "escalation": [{"after": "0s", "team": "owner"}, {"after": "1m", "team": "leads"}],
+                    "repeat": {"every": "5m", "limit": 2},
+                }
+            }
+        }
+    )
+    clock = start_clock(ticket(), config)
+    fired = []
+    now = T0
+    while (due := clock.next_due) is not None:
+        now = due
+        esc, clock = fire_due(clock, now)
+        assert esc is not None
+        fired.append((esc.level, esc.target_team, esc.fired_at - T0))
+    assert fired == [
+        (1, "ops", timedelta(seconds=10)),
+        (2, "leads", timedelta(seconds=70)),
+        (3, "leads", timedelta(seconds=370)),
+        (4, "leads", timedelta(seconds=670)),
+    ]
+    assert clock.state == "exhausted", "the limit ends the chain"
+    halfway = start_clock(ticket(), config)
+    _, halfway = fire_due(halfway, T0 + 10 * SEC)
+    acked = on_ticket_event(halfway, tev(Change.acknowledged, 2, state=TicketState.acknowledged), config)
+    assert acked is not None and acked.next_due is None, "acknowledging stops the repeats"
+    with pytest.raises(ValidationError, match="limit"):
+        SlaConfig.model_validate(
+            {
+                "policies": {
+                    "default": {
+                        "acknowledge": {"P1": "1m"},
+                        "escalation": [{"after": 0, "team": "owner"}],
+                        "repeat": {"every": "5m", "limit": 0},
+                    }
+                }
+            }
+        )
