@@ -10,8 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import JSON, Column, Engine, UniqueConstraint, event
 from sqlalchemy.exc import DatabaseError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
@@ -270,16 +271,12 @@ def record_delivery(engine: Engine, delivery: Delivery) -> None:
         session.commit()
 
 
-def _silence(row: SilenceRow) -> Silence:
-    return Silence(
-        silence_id=row.silence_id,
-        matchers=list(row.matchers),
-        starts_at=as_utc(row.starts_at) or row.starts_at,
-        ends_at=as_utc(row.ends_at) or row.ends_at,
-        created_by=row.created_by,
-        comment=row.comment,
-        created_at=as_utc(row.created_at) or row.created_at,
-    )
+W = TypeVar("W", bound=BaseModel)
+
+
+def _from_row(model: type[W], row: SQLModel) -> W:
+    """A row read back as its wire model: SQLite drops the time zone, so every time is made UTC again."""
+    return model.model_validate({k: as_utc(v) if isinstance(v, datetime) else v for k, v in row.model_dump().items()})
 
 
 def add_silence(engine: Engine, silence: Silence) -> None:
@@ -291,7 +288,7 @@ def add_silence(engine: Engine, silence: Silence) -> None:
 def get_silence(engine: Engine, silence_id: str) -> Silence | None:
     with Session(engine) as session:
         row = session.get(SilenceRow, silence_id)
-        return _silence(row) if row is not None else None
+        return _from_row(Silence, row) if row is not None else None
 
 
 def list_silences(engine: Engine, *, since: datetime | None = None) -> list[Silence]:
@@ -301,7 +298,7 @@ def list_silences(engine: Engine, *, since: datetime | None = None) -> list[Sile
         if since is not None:
             query = query.where(SilenceRow.ends_at > since)
         rows = session.exec(query.order_by(SilenceRow.created_at.desc())).all()  # type: ignore[attr-defined]
-        return [_silence(r) for r in rows]
+        return [_from_row(Silence, r) for r in rows]
 
 
 def expire_silence(engine: Engine, silence_id: str, now: datetime) -> Silence | None:
@@ -310,21 +307,15 @@ def expire_silence(engine: Engine, silence_id: str, now: datetime) -> Silence | 
         row = session.get(SilenceRow, silence_id)
         if row is None:
             return None
-        if (as_utc(row.ends_at) or now) > now:
-            row.ends_at = now
-            if (as_utc(row.starts_at) or now) > now:
-                row.starts_at = now
-            session.add(row)
-            session.commit()
-            session.refresh(row)
-        return _silence(row)
-
-
-def _override(row: OverrideRow) -> Override:
-    data = row.model_dump()
-    for key in ("starts_at", "ends_at", "created_at"):
-        data[key] = as_utc(data[key])
-    return Override.model_validate(data)
+        silence = _from_row(Silence, row)
+        if silence.ends_at <= now:
+            return silence
+        row.ends_at = now
+        row.starts_at = min(silence.starts_at, now)
+        session.add(row)
+        session.commit()
+        session.refresh(row)
+        return _from_row(Silence, row)
 
 
 def add_override(engine: Engine, override: Override) -> None:
@@ -341,7 +332,7 @@ def list_overrides(engine: Engine, *, team: str | None = None, since: datetime |
             query = query.where(OverrideRow.team == team)
         if since is not None:
             query = query.where(OverrideRow.ends_at > since)
-        return [_override(r) for r in session.exec(query.order_by(OverrideRow.starts_at)).all()]  # type: ignore[arg-type]
+        return [_from_row(Override, r) for r in session.exec(query.order_by(OverrideRow.starts_at)).all()]  # type: ignore[arg-type]
 
 
 def delete_override(engine: Engine, team: str, override_id: str) -> Override | None:
@@ -349,7 +340,7 @@ def delete_override(engine: Engine, team: str, override_id: str) -> Override | N
         row = session.get(OverrideRow, override_id)
         if row is None or row.team != team:
             return None
-        found = _override(row)
+        found = _from_row(Override, row)
         session.delete(row)
         session.commit()
         return found

@@ -282,3 +282,13 @@ def test_every_time_of_a_ticket_is_iso_8601(api: Api) -> None:
     assert one.status_code == 200
     body = one.json()
     assert all(body[k] == T0.isoformat() for k in ("notify_at", "notified_at", "stable_at", "muted_until", "opened_at"))
+
+
+def test_expiring_a_pending_silence_ends_it_before_it_starts(api: Api) -> None:
+    auth = {"Authorization": f"Bearer {API}"}
+    body = {"matchers": ['a="b"'], "starts_at": "2099-01-01T00:00:00Z", "duration": "1h", "comment": "later"}
+    sid = api.post("/api/v1/silences", API, body).json()["silence_id"]
+    gone = api.client.delete(f"/api/v1/silences/{sid}", headers=auth).json()
+    assert gone["state"] == "expired" and gone["starts_at"] == gone["ends_at"]
+    again = api.client.delete(f"/api/v1/silences/{sid}", headers=auth).json()
+    assert again["ends_at"] == gone["ends_at"], "an expired silence stays as it is"
