@@ -6,8 +6,10 @@ ConfigError whose message reads ``routing.yaml:12: rules.0.team: Field required`
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -15,9 +17,13 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from prometheus_client import Counter
 from pydantic import AfterValidator, BaseModel, BeforeValidator, StringConstraints, ValidationError
 
+from shared.logging import get_logger
+
 M = TypeVar("M", bound=BaseModel)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,22 @@ class ConfigWatcher(Generic[M]):
             return "rejected"
         self.last_error = None
         return "reloaded"
+
+
+async def poll_watchers(watchers: Sequence[ConfigWatcher[Any]], reloads: Counter) -> None:
+    """Re-read the config files that changed (off the event loop): a reload is logged; a refused file is an
+    error, and the running config stays. ``reloads`` counts both by result."""
+    for watcher in watchers:
+        result = await asyncio.to_thread(watcher.poll)
+        if result == "unchanged":
+            continue
+        reloads.labels(result=result).inc()
+        if result == "reloaded":
+            log.info("routing_reloaded", path=str(watcher.path))
+        else:
+            log.error(
+                "routing_rejected_keeping_running_rules", path=str(watcher.path), problems=str(watcher.last_error)
+            )
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]

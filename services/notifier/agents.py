@@ -25,7 +25,7 @@ from services.notifier.pipeline import (
 )
 from shared import db
 from shared.codec import DecodeError, decode, encode
-from shared.config import ConfigWatcher
+from shared.config import ConfigWatcher, poll_watchers
 from shared.events import Delivery, Escalation, Ticket, TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter
@@ -65,14 +65,9 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
 
     @app.timer(interval=2.0, name="notifier-reload-config")
     async def reload_config() -> None:
-        watchers: tuple[ConfigWatcher[Any], ...] = (deps.muting, deps.teams)
-        for watcher in watchers:
-            result = await asyncio.to_thread(watcher.poll)
-            if result != "unchanged":
-                reloads.labels(result=result).inc()
-                log.info("config", path=str(watcher.path), result=result, problems=str(watcher.last_error or ""))
+        await poll_watchers((deps.muting, deps.teams), reloads)
 
-    async def notices(event: Any) -> tuple[Ticket | None, list[Notice]]:
+    async def notices(event: Any) -> tuple[Ticket, list[Notice]]:
         if event.message.topic == t.escalations.name:
             esc = decode(Escalation, event.value)
             bind_ids(trace_id=esc.trace_id, ticket_id=esc.ticket_id)
@@ -109,7 +104,7 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
                 await to_deadletter(deadletter, SERVICE, event, str(exc))
                 yield None
                 continue
-            if ticket is not None and found:
+            if found:
                 now = datetime.now(UTC)
                 mute = mute_for(ticket, now, await asyncio.to_thread(mute_state, ticket, now))
                 if mute is not None:

@@ -35,7 +35,7 @@ from services.router.projects import ProjectsConfig, decide_for_event, known_iss
 from services.router.rules import RoutingConfig
 from shared import db
 from shared.codec import DecodeError, decode, encode
-from shared.config import ConfigWatcher
+from shared.config import ConfigWatcher, poll_watchers
 from shared.events import Action, Change, Command, Escalation, InboundEvent, Ticket, TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter
@@ -94,18 +94,7 @@ def register(app: faust.App, deps: RouterDeps) -> None:
             deps.overrides = await asyncio.to_thread(db.list_overrides, deps.engine, since=datetime.now(UTC))
         except SQLAlchemyError as exc:
             log.warning("overrides_unavailable_keeping_last", error=str(exc))
-        watchers: tuple[ConfigWatcher[Any], ...] = (deps.routing, deps.projects, deps.teams)
-        for watcher in watchers:
-            result = await asyncio.to_thread(watcher.poll)
-            if result == "unchanged":
-                continue
-            reloads.labels(result=result).inc()
-            if result == "reloaded":
-                log.info("routing_reloaded", path=str(watcher.path))
-            else:
-                log.error(
-                    "routing_rejected_keeping_running_rules", path=str(watcher.path), problems=str(watcher.last_error)
-                )
+        await poll_watchers((deps.routing, deps.projects, deps.teams), reloads)
 
     @app.timer(interval=1.0, name="router-ticket-timers")
     async def ticket_timers() -> None:
