@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import faust
 from prometheus_client import CollectorRegistry
 
+from shared import eos
 from shared.events import DeadLetter
 from shared.logging import configure_logging
 from shared.metrics import serve_metrics
@@ -27,7 +28,8 @@ def create_faust_app(service: str, settings: CommonSettings, **overrides: Any) -
     """A faust App for one ticketloop service.
 
     Chosen here, once: short group timing (restarts rejoin in seconds, not a minute), in-memory tables
-    recovered from their changelog topics, at-least-once processing with idempotent handlers, acks=all,
+    recovered from their changelog topics, exactly-once processing by default (Kafka transactions per source
+    partition, shared/eos.py; consumers read committed records only), idempotent handlers anyway, acks=all,
     tables and changelogs with the registry's partition count, faust's web server off (metrics are served by
     prometheus_client), and no standby replicas (a standby's table copy must never fire timers).
     """
@@ -40,9 +42,9 @@ def create_faust_app(service: str, settings: CommonSettings, **overrides: Any) -
         "broker_session_timeout": settings.session_timeout_s,
         "broker_heartbeat_interval": settings.heartbeat_interval_s,
         "broker_rebalance_timeout": settings.session_timeout_s,
-        # Sends made while handling an event are attached to its offset: faust publishes them and waits for
-        # the broker's acknowledgement before it commits that offset (at-least-once without a round trip per
-        # send). The commit interval bounds the latency this adds per hop.
+        # at_least_once: sends made while handling an event are attached to its offset: faust publishes them
+        # and waits for the broker's acknowledgement before it commits that offset (no round trip per send).
+        # The commit interval bounds the latency this adds per hop (under exactly_once: the transaction's).
         "stream_publish_on_commit": True,
         "broker_commit_interval": 0.2,
         "consumer_auto_offset_reset": "earliest",
@@ -52,9 +54,15 @@ def create_faust_app(service: str, settings: CommonSettings, **overrides: Any) -
         "autodiscover": False,
     }
     options.update(overrides)
+    if options["processing_guarantee"] == "exactly_once":
+        # faust's own transactions commit a send with its destination partition; ours with the source event's
+        options["stream_publish_on_commit"] = False
     # The app id names the consumer group and the changelog topics: it carries the topic prefix, so two
     # deployments (or two test runs) on one cluster never share table state.
-    return faust.App(f"{settings.topic_prefix}{service}", **options)
+    app = faust.App(f"{settings.topic_prefix}{service}", **options)
+    if options["processing_guarantee"] == "exactly_once":
+        eos.install(app)
+    return app
 
 
 def dead_letter(

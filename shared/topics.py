@@ -20,8 +20,8 @@ class TopicSpec:
 
 @dataclass(frozen=True, slots=True)
 class Topics:
-    """Topic names for one deployment. ``commands``, ``ticket_inputs`` and ``tickets`` are keyed by ticket id
-    and share a partition count, so they are co-partitioned with the tables keyed by ticket id."""
+    """Topic names for one deployment. ``commands``, ``ticket_inputs``, ``tickets`` and ``sla_due`` are keyed
+    by ticket id and share a partition count, so they are co-partitioned with the tables keyed by ticket id."""
 
     prefix: str = "ticketloop."
     partitions: int = 4
@@ -59,6 +59,10 @@ class Topics:
         return TopicSpec(f"{self.prefix}escalations", self.partitions, "ticket id", "escalations from sla")
 
     @property
+    def sla_due(self) -> TopicSpec:
+        return TopicSpec(f"{self.prefix}sla-due", self.partitions, "ticket id", "sla clocks due, proposed by its timer")
+
+    @property
     def deliveries(self) -> TopicSpec:
         return TopicSpec(f"{self.prefix}deliveries", self.partitions, "ticket id", "notification delivery records")
 
@@ -75,6 +79,7 @@ class Topics:
             self.key_updates,
             self.tickets,
             self.escalations,
+            self.sla_due,
             self.deliveries,
             self.deadletter,
         ]

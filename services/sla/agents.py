@@ -1,9 +1,10 @@
 """The sla service's faust agent and timer: thin shells around services.sla.policy.
 
 Clocks live in a changelog-backed table keyed by ticket id. One periodic timer per worker takes the clocks that
-are due from an in-memory index (services.sla.timers, rebuilt from the table after every rebalance) and emits
-escalations, waiting for the broker's acknowledgement before it records the level as fired: a crash in between
-repeats an escalation (same id, dropped by the notifier), never loses one.
+are due from an in-memory index (services.sla.timers, rebuilt from the table after every rebalance) and proposes
+them on the ``sla-due`` topic. The clocks agent, the clock's single writer, fires what is really due: under
+exactly_once the escalation, the clock's new state and the input offset commit in one transaction, so a crash
+neither loses an escalation nor repeats one (a repeated proposal finds the level already fired).
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
-from services.sla.policy import Clock, SlaConfig, fire_due, on_ticket_event
+from services.sla.policy import Clock, ClockDue, SlaConfig, fire_due, on_ticket_event
 from services.sla.timers import TimerIndex
 from shared.codec import decode, encode
 from shared.events import TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter, histogram
-from shared.streams import decode_or_deadletter, raw_table, raw_topic, send_acked
+from shared.streams import decode_or_deadletter, emit, raw_table, raw_topic, send_acked
 from shared.topics import Topics
 
 log = get_logger(__name__)
 SERVICE = "sla"
+MAX_FIRES_PER_PROPOSAL = 64  # levels, repeats and warnings overdue at once (after a long outage), per proposal
 
 
 @dataclass
@@ -39,9 +41,10 @@ class SlaDeps:
 
 def register(app: faust.App, deps: SlaDeps) -> None:
     t = deps.topics
-    tickets = raw_topic(app, t.tickets.name)
     escalations = raw_topic(app, t.escalations.name)
     deadletter = raw_topic(app, t.deadletter.name)
+    proposals = raw_topic(app, t.sla_due.name, internal=True, partitions=t.partitions)
+    inputs = raw_topic(app, t.tickets.name, t.sla_due.name)
     clocks = raw_table(app, "clocks", partitions=t.partitions, use_partitioner=True)
 
     fired = counter(
@@ -63,10 +66,16 @@ def register(app: faust.App, deps: SlaDeps) -> None:
     def arm(clock: Clock) -> None:
         index.set(clock.ticket_id, clock.next_due)
 
-    @app.agent(tickets, name="sla-clocks")
+    @app.agent(inputs, name="sla-clocks")
     async def clocks_agent(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
             bind_ids(**ids_from_headers(event.headers))
+            if event.message.topic == t.sla_due.name:
+                proposal = await decode_or_deadletter(ClockDue, event, deadletter, SERVICE)
+                if proposal is not None:
+                    await fire(proposal, datetime.now(UTC))
+                yield None
+                continue
             ev = await decode_or_deadletter(TicketEvent, event, deadletter, SERVICE)
             if ev is None:
                 yield None
@@ -85,8 +94,8 @@ def register(app: faust.App, deps: SlaDeps) -> None:
                     log.info("clock_" + after.state)
             yield None
 
-    @app.timer(interval=deps.tick_interval_s, name="sla-fire-due")
-    async def fire_due_timer() -> None:
+    @app.timer(interval=deps.tick_interval_s, name="sla-propose-due")
+    async def propose_due() -> None:
         tables: Any = app.tables  # faust types TableManagerT without its recovery service
         if not tables.recovery.completed.is_set() or app.rebalancing:
             return
@@ -110,31 +119,40 @@ def register(app: faust.App, deps: SlaDeps) -> None:
         done = 0
         try:
             for clock in pending:
-                await fire(clock, now)
+                proposal = ClockDue(ticket_id=clock.ticket_id, due=clock.next_due or now, proposed_at=now)
+                await send_acked(proposals, clock.ticket_id, encode(proposal), make_headers(ticket_id=clock.ticket_id))
                 done += 1
         finally:
-            for clock in pending[done:]:  # not fired (the broker did not acknowledge): due again on the next tick
+            for clock in pending[done:]:  # not proposed (the broker did not acknowledge): due again next tick
                 arm(clock)
 
-    async def fire(clock: Clock, now: datetime) -> None:
-        escalation, after = fire_due(clock, now)
-        if escalation is None:
-            arm(clock)
-            return
-        bind_ids(trace_id=escalation.trace_id, ticket_id=clock.ticket_id)
-        await send_acked(
-            escalations,
-            clock.ticket_id,
-            encode(escalation),
-            make_headers(trace_id=escalation.trace_id, ticket_id=clock.ticket_id),
-        )
-        clocks[clock.ticket_id.encode()] = encode(after)
-        arm(after)
-        late = (now - (clock.next_due or now)).total_seconds()
-        lateness.observe(max(late, 0.0))
-        team, priority = escalation.target_team, clock.ticket.priority
-        if escalation.kind == "warning":
-            warned.labels(team=team, priority=priority).inc()
-        else:
-            fired.labels(team=team, priority=priority, level=str(escalation.level)).inc()
-        log.info(escalation.kind, level=escalation.level, team=team, late_s=round(late, 3))
+    async def fire(proposal: ClockDue, now: datetime) -> None:
+        """Fire what is due on the proposed clock, in the handling of the proposal; the clock is re-armed."""
+        key = proposal.ticket_id.encode()
+        raw = clocks.get(key)
+        if raw is None:
+            return  # stopped and forgotten since the proposal
+        clock = before = decode(Clock, raw)
+        for _ in range(MAX_FIRES_PER_PROPOSAL):
+            escalation, after = fire_due(clock, now)
+            if escalation is None:
+                break
+            bind_ids(trace_id=escalation.trace_id, ticket_id=clock.ticket_id)
+            await emit(
+                escalations,
+                clock.ticket_id,
+                encode(escalation),
+                make_headers(trace_id=escalation.trace_id, ticket_id=clock.ticket_id),
+            )
+            late = (now - (clock.next_due or now)).total_seconds()
+            lateness.observe(max(late, 0.0))
+            team, priority = escalation.target_team, clock.ticket.priority
+            if escalation.kind == "warning":
+                warned.labels(team=team, priority=priority).inc()
+            else:
+                fired.labels(team=team, priority=priority, level=str(escalation.level)).inc()
+            log.info(escalation.kind, level=escalation.level, team=team, late_s=round(late, 3))
+            clock = after
+        if clock != before:
+            clocks[key] = encode(clock)
+        arm(clock)

@@ -160,6 +160,16 @@ class Clock(BaseModel):
         return max(due, snoozed) if snoozed is not None else due
 
 
+class ClockDue(BaseModel):
+    """The sla timer's proposal that a ticket's clock is due; the clocks agent decides, in its transaction."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ticket_id: str
+    due: datetime
+    proposed_at: datetime
+
+
 def acknowledge_target(policy: Policy, priority: str) -> timedelta:
     if priority in policy.acknowledge:
         return policy.acknowledge[priority]

@@ -361,3 +361,46 @@ route:
     update = next(e.reason for e in timeline if e.change == "alerts_joined")
     assert update == "7 alerts joined since the last notification (57 in all, 57 firing)"
     assert (row.alerts, row.notified_alerts, row.notify_at) == (57, 57, None)
+
+
+def test_sigkill_mid_storm_loses_nothing_and_repeats_no_ticket_change(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """exactly_once (the default): the router is killed while it works through a storm and restarted. Every alert is counted
+    once, and a reader of the tickets topic (read-committed, as the sla and notifier read it) sees each ticket
+    version exactly once: the changes made before the kill were either committed with their input offsets or
+    aborted with them."""
+    now = datetime.now(UTC)
+    storm = [
+        InboundEvent(
+            event_id=f"crash-{i}",
+            kind=EventKind.alert,
+            source="am",
+            dedup_key=f"am/crash-{i}",
+            status=EventStatus.firing,
+            summary="disk full",
+            severity=Severity.error,
+            labels={"alertname": "DiskFull", "cluster": f"c{i % 8}", "instance": f"crash-{i}"},
+            occurred_at=now,
+            received_at=now,
+            trace_id=f"c{i}",
+        )
+        for i in range(3_000)
+    ]
+    routing = "route:\n  team: operations\n  group_by: [alertname, cluster]\n"
+    with router_run(kafka_bootstrap, tmp_path, routing=routing) as run:
+        run.send(*storm)
+        run.stack.start("router")
+        run.rows_when("the router to be part way through", lambda r: sum(x.alerts for x in r) >= 300)
+        run.stack.kill("router")
+        run.stack.start("router")
+        rows = run.rows_when("the storm to be absorbed", lambda r: sum(x.alerts for x in r) == 3_000, timeout=300)
+        changes = asyncio.run(
+            read_all(kafka_bootstrap, run.topics.tickets.name, expect=3_000, within_s=60, committed_only=True)
+        )
+    assert len(rows) == 8
+    assert {r.alerts for r in rows} == {375}
+    versions = [
+        (orjson.loads(c.value)["ticket"]["ticket_id"], orjson.loads(c.value)["ticket"]["version"]) for c in changes
+    ]
+    repeated = {v for v in versions if versions.count(v) > 1}
+    assert not repeated, f"{len(repeated)} ticket versions were published twice, e.g. {sorted(repeated)[:3]}"
+    assert len(versions) >= 3_000, "every alert joining a ticket is a ticket change"

@@ -17,10 +17,18 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[str, bytes]]) 
         await producer.stop()
 
 
-async def read_all(bootstrap: str, topic: str, *, expect: int = 0, within_s: float = 30.0) -> list[ConsumerRecord]:
-    """Every record on ``topic`` from the start; waits (bounded) until at least ``expect`` have arrived."""
+async def read_all(
+    bootstrap: str, topic: str, *, expect: int = 0, within_s: float = 30.0, committed_only: bool = False
+) -> list[ConsumerRecord]:
+    """Every record on ``topic`` from the start; waits (bounded) until at least ``expect`` have arrived.
+    ``committed_only`` reads as downstream services do under exactly_once: aborted transactions are skipped."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
     )
     await consumer.start()
     out: list[ConsumerRecord] = []
