@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import JSON, Column, Engine, UniqueConstraint, event
+from sqlalchemy import JSON, Column, Engine, UniqueConstraint, event, func
 from sqlalchemy.exc import DatabaseError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -177,10 +177,12 @@ def project(engine: Engine, events: Iterable[TicketEvent], escalations: Iterable
                     change_id=esc.escalation_id,
                     ticket_id=esc.ticket_id,
                     version=esc.ticket.version,
-                    change="escalated" if esc.kind == "escalation" else "warned",
+                    change={"escalation": "escalated", "warning": "warned", "breach": "breached"}[esc.kind],
                     actor="sla",
                     reason=f"level {esc.level} to {esc.target_team}: {esc.reason}"
                     if esc.kind == "escalation"
+                    else esc.reason
+                    if esc.kind == "breach"
                     else f"to {esc.target_team}: {esc.reason}",
                     at=esc.fired_at,
                 ),
@@ -251,6 +253,20 @@ def list_tickets(
         rows = list(session.exec(query).all())
         session.expunge_all()
         return rows
+
+
+UNRESOLVED = ("open", "acknowledged")
+
+
+def count_unresolved(engine: Engine) -> list[tuple[str, str, int]]:
+    """(state, team, tickets) of the tickets not yet resolved, for the 'open tickets by state and team' panel."""
+    with Session(engine) as session:
+        query = (
+            select(TicketRow.state, TicketRow.team, func.count())
+            .where(TicketRow.state.in_(UNRESOLVED))  # type: ignore[attr-defined]
+            .group_by(TicketRow.state, TicketRow.team)
+        )
+        return [(state, team, int(n)) for state, team, n in session.exec(query).all()]
 
 
 def was_delivered(engine: Engine, notification_id: str) -> bool:

@@ -193,8 +193,10 @@ class Escalation(Wire):
     schema_version: Literal[1] = 1
     escalation_id: str = Field(description="stable per ticket, clock and level: a re-fired timer repeats it")
     ticket_id: str
-    kind: Literal["escalation", "warning"] = Field(
-        default="escalation", description="warning: a share of the target is used up, before the deadline"
+    kind: Literal["escalation", "warning", "breach"] = Field(
+        default="escalation",
+        description="warning: a share of the target is used up, before the deadline; breach: the deadline "
+        "passed unacknowledged (recorded and counted; the escalation levels do the notifying)",
     )
     level: int = Field(ge=1, description="the escalation level, or the warning's number")
     target_team: str

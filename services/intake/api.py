@@ -7,17 +7,21 @@ Error answers are JSON ``{"error": ..., "problems": [{"field": ..., "error": ...
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -116,6 +120,25 @@ class IntakeDeps:
     """teams.yaml, for the on-call endpoints (re-read when it changes)."""
 
 
+class UnresolvedTickets(Collector):
+    """``ticketloop_tickets_unresolved{state,team}``, counted in the read model when Prometheus scrapes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "ticketloop_tickets_unresolved", "Tickets open or acknowledged, by state and team", labels=["state", "team"]
+        )
+        try:
+            for state, team, n in db.count_unresolved(self.engine):
+                gauge.add_metric([state, team], n)
+        except SQLAlchemyError as exc:  # the read model is down: the other metrics still answer
+            log.warning("unresolved_tickets_unavailable", error=str(exc))
+            return
+        yield gauge
+
+
 class IntakeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.accepted = counter(
@@ -203,6 +226,7 @@ def silence_json(silence: Silence, now: datetime) -> dict[str, Any]:
 
 def create_app(deps: IntakeDeps) -> Starlette:
     metrics = IntakeMetrics(deps.registry)
+    deps.registry.register(UnresolvedTickets(deps.engine))
 
     def fail(exc: HttpError, reason: str) -> JSONResponse:
         metrics.rejected.labels(reason=reason).inc()
@@ -570,7 +594,8 @@ def create_app(deps: IntakeDeps) -> Starlette:
         return JSONResponse({"status": "ready"})
 
     async def metrics_endpoint(_request: Request) -> Response:
-        return Response(generate_latest(deps.registry), media_type=CONTENT_TYPE_LATEST)
+        body = await asyncio.to_thread(generate_latest, deps.registry)  # UnresolvedTickets queries SQL
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     routes = [
         Route("/api/v1/integrations/{name}", receive, methods=["POST", "PUT"]),

@@ -20,6 +20,7 @@ from services.notifier.pipeline import (
     deliver,
     notice_for_escalation,
     notices_for_ticket_event,
+    notifies,
     plan_notice,
     suppressed,
 )
@@ -71,6 +72,8 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
         if event.message.topic == t.escalations.name:
             esc = decode(Escalation, event.value)
             bind_ids(trace_id=esc.trace_id, ticket_id=esc.ticket_id)
+            if not notifies(esc):
+                return esc.ticket, []
             # addressed also to whoever is on call for the target team now
             now = datetime.now(UTC)
             overrides = await asyncio.to_thread(db.list_overrides, deps.engine, team=esc.target_team, since=now)

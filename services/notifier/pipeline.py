@@ -102,6 +102,11 @@ def notice_for_ticket_event(event: TicketEvent, public_url: str) -> Notice | Non
     return Notice(event.change_id, t.ticket_id, t.team, message, tuple(t.watchers), tuple(t.channels), person=t.person)
 
 
+def notifies(escalation: Escalation) -> bool:
+    """A breach is recorded on the timeline and counted, not sent: the policy's escalation levels notify."""
+    return escalation.kind != "breach"
+
+
 def notice_for_escalation(escalation: Escalation, public_url: str, on_call: OnCall | None = None) -> Notice:
     """To the target team and a person: the owner when the owner's team is the target, else whoever is on call
     for the target team."""

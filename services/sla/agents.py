@@ -17,10 +17,10 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
-from services.sla.policy import Clock, ClockDue, SlaConfig, fire_due, on_ticket_event
+from services.sla.policy import Clock, ClockDue, Outcome, SlaConfig, fire_due, on_ticket_event, outcomes
 from services.sla.timers import TimerIndex
 from shared.codec import decode, encode
-from shared.events import TicketEvent
+from shared.events import Ticket, TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter, histogram
 from shared.streams import decode_or_deadletter, emit, raw_table, raw_topic, send_acked
@@ -28,6 +28,8 @@ from shared.topics import Topics
 
 log = get_logger(__name__)
 SERVICE = "sla"
+# 1 min .. 3 days: acknowledgements in minutes, resolutions in hours and days
+RESPONSE_BUCKETS = (60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 24 * 3600, 3 * 24 * 3600)
 MAX_FIRES_PER_PROPOSAL = 64  # levels, repeats and warnings overdue at once (after a long outage), per proposal
 
 
@@ -48,10 +50,39 @@ def register(app: faust.App, deps: SlaDeps) -> None:
     clocks = raw_table(app, "clocks", partitions=t.partitions, use_partitioner=True)
 
     fired = counter(
-        deps.registry, "ticketloop_sla_escalations_total", "Escalations emitted", ["team", "priority", "level"]
+        deps.registry,
+        "ticketloop_sla_escalations_total",
+        "Escalations emitted",
+        ["team", "priority", "customer", "level"],
     )
     warned = counter(
-        deps.registry, "ticketloop_sla_warnings_total", "Pre-breach warnings emitted", ["team", "priority"]
+        deps.registry, "ticketloop_sla_warnings_total", "Pre-breach warnings emitted", ["team", "priority", "customer"]
+    )
+    breached = counter(
+        deps.registry,
+        "ticketloop_sla_breaches_total",
+        "Acknowledge deadlines passed unacknowledged",
+        ["team", "priority", "customer"],
+    )
+    to_acknowledge = histogram(
+        deps.registry,
+        "ticketloop_sla_time_to_acknowledge_seconds",
+        "From the acknowledge clock's start to the acknowledgement",
+        ["team", "priority"],
+        buckets=RESPONSE_BUCKETS,
+    )
+    to_resolve = histogram(
+        deps.registry,
+        "ticketloop_sla_time_to_resolve_seconds",
+        "From opening to resolution",
+        ["team", "priority"],
+        buckets=RESPONSE_BUCKETS,
+    )
+    acknowledged = counter(
+        deps.registry,
+        "ticketloop_sla_acknowledged_total",
+        'Acknowledgements, by whether they met the target (compliance = within_target="true" / all)',
+        ["team", "priority", "customer", "within_target"],
     )
     lateness = histogram(
         deps.registry,
@@ -84,6 +115,7 @@ def register(app: faust.App, deps: SlaDeps) -> None:
             raw = clocks.get(key)
             clock = decode(Clock, raw) if raw is not None else None
             after = on_ticket_event(clock, ev, deps.config)
+            observe(outcomes(clock, ev), ev.ticket)
             if after is not None and after != clock:
                 bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
                 clocks[key] = encode(after)
@@ -126,6 +158,18 @@ def register(app: faust.App, deps: SlaDeps) -> None:
             for clock in pending[done:]:  # not proposed (the broker did not acknowledge): due again next tick
                 arm(clock)
 
+    def observe(settled: list[Outcome], ticket: Ticket) -> None:
+        team, priority = ticket.team, ticket.priority
+        for outcome in settled:
+            if outcome.kind == "acknowledged":
+                to_acknowledge.labels(team=team, priority=priority).observe(outcome.seconds)
+                within = "true" if outcome.within_target else "false"
+                acknowledged.labels(
+                    team=team, priority=priority, customer=ticket.customer or "", within_target=within
+                ).inc()
+            else:
+                to_resolve.labels(team=team, priority=priority).observe(outcome.seconds)
+
     async def fire(proposal: ClockDue, now: datetime) -> None:
         """Fire what is due on the proposed clock, in the handling of the proposal; the clock is re-armed."""
         key = proposal.ticket_id.encode()
@@ -146,11 +190,13 @@ def register(app: faust.App, deps: SlaDeps) -> None:
             )
             late = (now - (clock.next_due or now)).total_seconds()
             lateness.observe(max(late, 0.0))
-            team, priority = escalation.target_team, clock.ticket.priority
+            team, priority, customer = escalation.target_team, clock.ticket.priority, clock.ticket.customer or ""
             if escalation.kind == "warning":
-                warned.labels(team=team, priority=priority).inc()
+                warned.labels(team=team, priority=priority, customer=customer).inc()
+            elif escalation.kind == "breach":
+                breached.labels(team=team, priority=priority, customer=customer).inc()
             else:
-                fired.labels(team=team, priority=priority, level=str(escalation.level)).inc()
+                fired.labels(team=team, priority=priority, customer=customer, level=str(escalation.level)).inc()
             log.info(escalation.kind, level=escalation.level, team=team, late_s=round(late, 3))
             clock = after
         if clock != before:

@@ -131,12 +131,14 @@ class Clock(BaseModel):
     state: Literal["running", "stopped", "exhausted"]
     version: int
     started_version: int = Field(description="the ticket version that started this clock: one chain per start")
+    started_at: datetime | None = Field(default=None, description="when the acknowledge clock started")
     policy: str
     deadline: datetime
     levels: list[LevelSnapshot]
     fired: int = 0
     warn_at: list[WarningSnapshot] = Field(default_factory=list, description="the pre-breach warnings, in order")
     warned: int = 0
+    breached: bool = Field(default=False, description="the breach event at the deadline was emitted")
     ticket: Ticket
 
     def _level_due(self) -> datetime | None:
@@ -152,7 +154,8 @@ class Clock(BaseModel):
     def next_due(self) -> datetime | None:
         if self.state != "running":
             return None
-        dues = [d for d in (self._warning_due(), self._level_due()) if d is not None]
+        breach = None if self.breached else self.deadline
+        dues = [d for d in (self._warning_due(), breach, self._level_due()) if d is not None]
         if not dues:
             return None
         due = min(dues)
@@ -205,6 +208,7 @@ def start_clock(ticket: Ticket, config: SlaConfig, started_at: datetime | None =
         state="running",
         version=ticket.version,
         started_version=ticket.version,
+        started_at=start,
         policy=name,
         deadline=deadline,
         levels=_levels(policy, deadline, calendar),
@@ -242,8 +246,12 @@ def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
         return None, clock
     t = clock.ticket
     warning_due, level_due = clock._warning_due(), clock._level_due()
-    # a warning only before the deadline: a late tick (a restart) goes straight to the escalation
-    if warning_due is not None and (level_due is None or (warning_due <= level_due and now < level_due)):
+    # a warning only before the deadline: a late tick (a restart) goes straight to the breach
+    if (
+        warning_due is not None
+        and warning_due <= now < clock.deadline
+        and (level_due is None or warning_due <= level_due)
+    ):
         n = clock.warned + 1
         share = clock.warn_at[clock.warned].share
         warning = Escalation(
@@ -260,6 +268,24 @@ def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
             trace_id=f"sla-{clock.ticket_id}-warning-{n}",
         )
         return warning, clock.model_copy(update={"warned": n})
+    if not clock.breached and clock.deadline <= now and (level_due is None or clock.deadline <= level_due):
+        breach = Escalation(
+            escalation_id=f"{clock.ticket_id}:acknowledge:{clock.started_version}:breach",
+            ticket_id=clock.ticket_id,
+            kind="breach",
+            level=1,
+            target_team=t.team,
+            deadline=clock.deadline,
+            fired_at=now,
+            reason=f"acknowledge target missed: not acknowledged by {clock.deadline.isoformat()} "
+            f"(policy {clock.policy})",
+            ticket=t,
+            trace_id=f"sla-{clock.ticket_id}-breach",
+        )
+        # warnings not yet sent when the deadline passed are moot
+        return breach, clock.model_copy(update={"breached": True, "warned": len(clock.warn_at)})
+    if level_due is None:
+        return None, clock
     level = clock.fired + 1
     snap = clock.levels[clock.fired]
     team = {OWNER: t.team, NEXT: t.next_level or t.team}.get(snap.team, snap.team)
@@ -274,7 +300,33 @@ def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
         ticket=clock.ticket,
         trace_id=f"sla-{clock.ticket_id}-{level}",
     )
-    # warnings not yet sent when the deadline passed are moot
     update: dict[str, object] = {"fired": level, "warned": len(clock.warn_at)}
     update["state"] = "running" if level < len(clock.levels) else "exhausted"
     return escalation, clock.model_copy(update=update)
+
+
+class Outcome(BaseModel):
+    """What a ticket event settled, for the SLA panels: an acknowledgement (against the clock's deadline) or a
+    resolution (from opening)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["acknowledged", "resolved"]
+    seconds: float = Field(ge=0)
+    within_target: bool | None = Field(default=None, description="acknowledged by the deadline (acknowledgements)")
+
+
+def outcomes(before: Clock | None, event: TicketEvent) -> list[Outcome]:
+    """The outcomes a (new, not replayed) ticket event settles, given the clock before it."""
+    t = event.ticket
+    if before is None or t.version <= before.version:
+        return []
+    out: list[Outcome] = []
+    if before.state == "running" and event.change is Change.acknowledged:
+        acked_at = t.acknowledged_at or event.at
+        start = before.started_at or t.opened_at
+        seconds = max((acked_at - start).total_seconds(), 0.0)
+        out.append(Outcome(kind="acknowledged", seconds=seconds, within_target=acked_at <= before.deadline))
+    if event.change is Change.resolved and t.resolved_at is not None:
+        out.append(Outcome(kind="resolved", seconds=max((t.resolved_at - t.opened_at).total_seconds(), 0.0)))
+    return out

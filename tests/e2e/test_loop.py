@@ -138,6 +138,8 @@ def test_alert_to_ticket_email_webhook_escalation_and_resolution(loop: tuple[Sta
     )
     assert a_timeline[0]["actor"] == "sla"
     assert "level 1 to web-team" in a_timeline[0]["reason"]
+    breach = [e for e in api.get(f"/api/v1/tickets/{a['ticket_id']}").json()["timeline"] if e["change"] == "breached"]
+    assert len(breach) == 1 and breach[0]["reason"].startswith("acknowledge target missed"), "recorded, not mailed"
 
     # C: kill the sla worker while C's deadline is pending, restart it: the escalation arrives exactly once.
     resp = am.post("/api/v1/integrations/am", json=alertmanager_payload("firing", [alert("fp-c", "critical")]))

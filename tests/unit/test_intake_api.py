@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from services.intake.api import IntakeDeps, create_app
 from services.intake.config import IntakeConfig
 from shared import db
-from shared.events import Change, InboundEvent, TicketEvent
+from shared.events import Change, InboundEvent, TicketEvent, TicketState
 from shared.topics import Topics
 from tests.fakes import FakePublisher
 from tests.unit.factories import T0, ticket
@@ -132,6 +132,26 @@ def seed(api: Api) -> None:
     db.project(
         api.engine, [TicketEvent(change_id="tl-1:1", change=Change.opened, actor="am", at=T0, ticket=t, trace_id="t")]
     )
+
+
+def test_metrics_count_unresolved_tickets_by_state_and_team(api: Api) -> None:
+    opened = [ticket(ticket_id=f"tl-{n}", team="db" if n == 3 else "ops") for n in (1, 2, 3)]
+    acked = ticket(ticket_id="tl-4", state=TicketState.acknowledged, version=2)
+    resolved = ticket(ticket_id="tl-5", state=TicketState.resolved, version=2)
+    db.project(
+        api.engine,
+        [
+            TicketEvent(
+                change_id=f"{t.ticket_id}:{t.version}", change=Change.opened, actor="am", at=T0, ticket=t, trace_id="t"
+            )
+            for t in (*opened, acked, resolved)
+        ],
+    )
+    text = api.client.get("/metrics").text
+    assert 'ticketloop_tickets_unresolved{state="open",team="ops"} 2.0' in text
+    assert 'ticketloop_tickets_unresolved{state="open",team="db"} 1.0' in text
+    assert 'ticketloop_tickets_unresolved{state="acknowledged",team="ops"} 1.0' in text
+    assert 'state="resolved"' not in text
 
 
 def test_ticket_api_reads_the_read_model(api: Api) -> None:

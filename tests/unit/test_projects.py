@@ -109,7 +109,9 @@ def test_escalation_level_next_goes_to_the_next_level_or_the_owner() -> None:
         {"policies": {"default": {"acknowledge": {"P1": "5m"}, "escalation": [{"after": 0, "team": "next"}]}}}
     )
     due = ticket().opened_at + timedelta(minutes=5)
-    esc, _ = fire_due(start_clock(ticket(next_level="impl"), config), due)
-    assert esc is not None and esc.target_team == "impl"
-    esc, _ = fire_due(start_clock(ticket(), config), due)
-    assert esc is not None and esc.target_team == "ops"
+    _, breached = fire_due(start_clock(ticket(next_level="impl"), config), due)
+    esc, _ = fire_due(breached, due)
+    assert esc is not None and (esc.kind, esc.target_team) == ("escalation", "impl")
+    _, breached = fire_due(start_clock(ticket(), config), due)
+    esc, _ = fire_due(breached, due)
+    assert esc is not None and (esc.kind, esc.target_team) == ("escalation", "ops")

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.sla.policy import SlaConfig, fire_due, on_ticket_event, start_clock
+from services.sla.policy import Outcome, SlaConfig, fire_due, on_ticket_event, outcomes, start_clock
 from shared.events import Change, TicketEvent, TicketState
 from tests.unit.factories import T0, ticket
 
@@ -50,9 +50,13 @@ def test_chain_fires_each_level_once_in_order_then_is_exhausted() -> None:
     deadline = T0 + timedelta(minutes=5)
     none, same = fire_due(clock, deadline - timedelta(seconds=1))
     assert none is None and same == clock
+    breach, clock = fire_due(clock, deadline)
+    assert breach is not None and (breach.kind, breach.escalation_id) == ("breach", "tl-1:acknowledge:1:breach")
+    assert breach.reason.startswith("acknowledge target missed: not acknowledged by 2026-11-24T09:05:00")
     first, clock = fire_due(clock, deadline)
     assert first is not None
-    assert (first.level, first.target_team, first.escalation_id) == (1, "ops", "tl-1:acknowledge:1:1")
+    assert (first.kind, first.level, first.target_team) == ("escalation", 1, "ops")
+    assert first.escalation_id == "tl-1:acknowledge:1:1"
     nothing, clock = fire_due(clock, deadline + timedelta(minutes=9))
     assert nothing is None
     second, clock = fire_due(clock, deadline + timedelta(minutes=10))
@@ -154,6 +158,8 @@ def test_a_business_hours_policy_counts_working_time_and_never_escalates_at_nigh
     assert clock.next_due == clock.deadline
     saturday_3am = datetime(2025, 11, 22, 3, 0, tzinfo=sh)
     assert fire_due(clock, saturday_3am)[0] is None
+    breach, clock = fire_due(clock, clock.deadline)
+    assert breach is not None and breach.kind == "breach"
     first, clock = fire_due(clock, clock.deadline)
     assert first is not None and first.target_team == "ops"
     assert clock.next_due == datetime(2025, 11, 24, 11, 30, tzinfo=sh)
@@ -204,6 +210,8 @@ def test_warnings_come_before_the_deadline_then_the_chain() -> None:
     assert first.escalation_id == "tl-1:acknowledge:1:warning:1"
     second, clock = fire_due(clock, T0 + 6 * SEC)
     assert second is not None and second.kind == "warning" and second.level == 2 and "75%" in second.reason
+    breach, clock = fire_due(clock, T0 + 8 * SEC)
+    assert breach is not None and breach.kind == "breach"
     level1, clock = fire_due(clock, T0 + 8 * SEC)
     assert level1 is not None and (level1.kind, level1.level) == ("escalation", 1)
     assert clock.next_due == T0 + 18 * SEC
@@ -212,9 +220,12 @@ def test_warnings_come_before_the_deadline_then_the_chain() -> None:
 def test_warnings_not_sent_by_the_deadline_are_dropped() -> None:
     first, clock = fire_due(start_clock(ticket(), WARNING), T0 + 5 * SEC)
     assert first is not None and first.kind == "warning"
-    escalation, clock = fire_due(clock, T0 + 9 * SEC)  # a tick after the deadline (say, after a restart)
+    breach, clock = fire_due(clock, T0 + 9 * SEC)  # a tick after the deadline (say, after a restart)
+    assert breach is not None and breach.kind == "breach"
+    assert clock.warned == 2, "the 75% warning is moot after the breach"
+    escalation, clock = fire_due(clock, T0 + 9 * SEC)
     assert escalation is not None and escalation.kind == "escalation"
-    assert clock.warned == 2 and clock.next_due == T0 + 18 * SEC, "the 75% warning is moot after the breach"
+    assert clock.next_due == T0 + 18 * SEC
 
 
 def test_acknowledging_stops_the_warnings_too() -> None:
@@ -249,7 +260,8 @@ def test_the_last_level_repeats_until_acknowledged_up_to_the_limit() -> None:
         now = due
         esc, clock = fire_due(clock, now)
         assert esc is not None
-        fired.append((esc.level, esc.target_team, esc.fired_at - T0))
+        if esc.kind == "escalation":
+            fired.append((esc.level, esc.target_team, esc.fired_at - T0))
     assert fired == [
         (1, "ops", timedelta(seconds=10)),
         (2, "leads", timedelta(seconds=70)),
@@ -258,6 +270,7 @@ def test_the_last_level_repeats_until_acknowledged_up_to_the_limit() -> None:
     ]
     assert clock.state == "exhausted", "the limit ends the chain"
     halfway = start_clock(ticket(), config)
+    _, halfway = fire_due(halfway, T0 + 10 * SEC)
     _, halfway = fire_due(halfway, T0 + 10 * SEC)
     acked = on_ticket_event(halfway, tev(Change.acknowledged, 2, state=TicketState.acknowledged), config)
     assert acked is not None and acked.next_due is None, "acknowledging stops the repeats"
@@ -273,3 +286,34 @@ def test_the_last_level_repeats_until_acknowledged_up_to_the_limit() -> None:
                 }
             }
         )
+
+
+def test_the_breach_is_at_the_deadline_once_even_when_the_first_level_waits() -> None:
+    config = SlaConfig.model_validate(
+        {"policies": {"default": {"acknowledge": {"P1": "10s"}, "escalation": [{"after": "10m", "team": "leads"}]}}}
+    )
+    clock = start_clock(ticket(), config)
+    assert clock.next_due == T0 + 10 * SEC
+    breach, clock = fire_due(clock, T0 + 12 * SEC)
+    assert breach is not None and (breach.kind, breach.target_team) == ("breach", "ops")
+    assert clock.breached and clock.next_due == T0 + 10 * SEC + timedelta(minutes=10)
+    assert fire_due(clock, T0 + 13 * SEC)[0] is None, "one breach per clock"
+    level, clock = fire_due(clock, T0 + timedelta(minutes=11))
+    assert level is not None and (level.kind, level.target_team) == ("escalation", "leads")
+    reopened = on_ticket_event(clock, tev(Change.reopened, 2), config)
+    assert reopened is not None and not reopened.breached, "a restarted clock can breach again"
+
+
+def test_outcomes_measure_acknowledgement_against_the_deadline_and_resolution_from_opening() -> None:
+    clock = start_clock(ticket(), CONFIG)  # P1: 5 minutes
+    in_time = tev(Change.acknowledged, 2, state=TicketState.acknowledged, acknowledged_at=T0 + timedelta(minutes=4))
+    assert outcomes(clock, in_time) == [Outcome(kind="acknowledged", seconds=240, within_target=True)]
+    late = tev(Change.acknowledged, 2, state=TicketState.acknowledged, acknowledged_at=T0 + timedelta(minutes=6))
+    assert outcomes(clock, late) == [Outcome(kind="acknowledged", seconds=360, within_target=False)]
+    assert outcomes(clock, tev(Change.acknowledged, 1)) == [], "a replay settles nothing"
+    assert outcomes(None, late) == []
+    stopped = on_ticket_event(clock, in_time, CONFIG)
+    assert stopped is not None
+    resolved = tev(Change.resolved, 3, state=TicketState.resolved, resolved_at=T0 + timedelta(hours=2))
+    assert outcomes(stopped, resolved) == [Outcome(kind="resolved", seconds=7200)]
+    assert outcomes(stopped, tev(Change.occurred, 3, occurrences=2)) == [], "only acknowledgements and resolutions"
