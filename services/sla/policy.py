@@ -139,6 +139,8 @@ class Clock(BaseModel):
     warn_at: list[WarningSnapshot] = Field(default_factory=list, description="the pre-breach warnings, in order")
     warned: int = 0
     breached: bool = Field(default=False, description="the breach event at the deadline was emitted")
+    paused_at: datetime | None = Field(default=None, description="waiting on the customer since then: no time counts")
+    paused_s: float = Field(default=0.0, ge=0, description="wall-clock seconds spent paused, in all")
     ticket: Ticket
 
     def _level_due(self) -> datetime | None:
@@ -152,7 +154,7 @@ class Clock(BaseModel):
 
     @property
     def next_due(self) -> datetime | None:
-        if self.state != "running":
+        if self.state != "running" or self.paused_at is not None:
             return None
         breach = None if self.breached else self.deadline
         dues = [d for d in (self._warning_due(), breach, self._level_due()) if d is not None]
@@ -236,7 +238,42 @@ def on_ticket_event(clock: Clock | None, event: TicketEvent, config: SlaConfig) 
     update: dict[str, object] = {"version": ticket.version, "ticket": ticket}
     if event.change in _STOPS or ticket.state.value != "open":
         update["state"] = "stopped"
+    elif ticket.waiting_on_customer and clock.paused_at is None:
+        update["paused_at"] = event.at
+    elif not ticket.waiting_on_customer and clock.paused_at is not None:
+        _, policy = config.policy_for(clock.policy)
+        return resume(clock, event.at, config.calendar_for(policy).calendar).model_copy(update=update)
     return clock.model_copy(update=update)
+
+
+def resume(clock: Clock, at: datetime, calendar: BusinessCalendar) -> Clock:
+    """The clock after waiting on the customer from ``clock.paused_at`` until ``at``: every deadline, warning and
+    level still ahead when it paused keeps the (calendar) time it had left, counted from ``at``."""
+    paused_at = clock.paused_at
+    if paused_at is None:
+        return clock
+    resumed = max(at, paused_at)
+
+    def shift(due: datetime) -> datetime:
+        return calendar.add(resumed, calendar.elapsed(paused_at, due)) if due > paused_at else due
+
+    deadline = shift(clock.deadline)
+    levels = [
+        lvl.model_copy(
+            update={"due": shift(lvl.due if lvl.due is not None else clock.deadline + timedelta(seconds=lvl.after_s))}
+        )
+        for lvl in clock.levels
+    ]
+    warn_at = [w.model_copy(update={"due": shift(w.due)}) for w in clock.warn_at]
+    return clock.model_copy(
+        update={
+            "deadline": deadline,
+            "levels": levels,
+            "warn_at": warn_at,
+            "paused_at": None,
+            "paused_s": clock.paused_s + (resumed - paused_at).total_seconds(),
+        }
+    )
 
 
 def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:

@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +141,38 @@ def test_acknowledgement_stops_the_chain_at_once(kafka_bootstrap: str, tmp_path:
         fired = escalations(kafka_bootstrap, topics, expect=3, within_s=3)
         stack.check_alive()
     assert [(f["kind"], f["level"]) for f in fired] == [("breach", 1), ("escalation", 1)]
+
+
+PAUSE = """
+policies:
+  default:
+    acknowledge: {P1: 4s}
+    escalation:
+      - {after: 0s, team: owner}
+"""
+
+
+def test_waiting_on_the_customer_holds_the_deadline_and_the_reply_resumes_it(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    with sla_stack(kafka_bootstrap, tmp_path, PAUSE) as (stack, topics):
+        opened_at = open_ticket(kafka_bootstrap, topics, "tl-wait")
+
+        def change(version: int, change: Change, waiting: bool) -> datetime:
+            at = datetime.now(UTC)
+            t = ticket(ticket_id="tl-wait", version=version, opened_at=opened_at, waiting_on_customer=waiting)
+            ev = TicketEvent(change_id=f"tl-wait:{version}", change=change, actor="ann", at=at, ticket=t, trace_id="t")
+            asyncio.run(produce(kafka_bootstrap, topics.tickets.name, [("tl-wait", encode(ev))]))
+            return at
+
+        paused_at = change(2, Change.waiting_on_customer, True)
+        time.sleep(max(0.0, (opened_at + timedelta(seconds=7) - datetime.now(UTC)).total_seconds()))
+        assert escalations(kafka_bootstrap, topics, expect=1, within_s=2) == [], "nothing while waiting"
+        resumed_at = change(3, Change.customer_replied, False)
+        fired = escalations(kafka_bootstrap, topics, expect=2)
+        stack.check_alive()
+    left = timedelta(seconds=4) - (paused_at - opened_at)
+    assert [f["kind"] for f in fired] == ["breach", "escalation"]
+    deadline = datetime.fromisoformat(fired[0]["deadline"])
+    assert deadline >= resumed_at + left - timedelta(milliseconds=50), "the time left when it paused, from the reply"
+    assert datetime.fromisoformat(fired[0]["fired_at"]) >= deadline

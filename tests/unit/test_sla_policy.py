@@ -317,3 +317,49 @@ def test_outcomes_measure_acknowledgement_against_the_deadline_and_resolution_fr
     resolved = tev(Change.resolved, 3, state=TicketState.resolved, resolved_at=T0 + timedelta(hours=2))
     assert outcomes(stopped, resolved) == [Outcome(kind="resolved", seconds=7200)]
     assert outcomes(stopped, tev(Change.occurred, 3, occurrences=2)) == [], "only acknowledgements and resolutions"
+
+
+def waiting(version: int, at: datetime, *, waiting_on_customer: bool, **over: object) -> TicketEvent:
+    change = Change.waiting_on_customer if waiting_on_customer else Change.customer_replied
+    return TicketEvent(
+        change_id=f"tl-1:{version}",
+        change=change,
+        actor="x",
+        at=at,
+        ticket=ticket(version=version, waiting_on_customer=waiting_on_customer, **over),
+        trace_id="t",
+    )
+
+
+def test_waiting_on_the_customer_pauses_the_clock_and_the_reply_resumes_it_with_the_time_left() -> None:
+    clock = start_clock(ticket(), CONFIG)  # P1: 5 minutes, levels at +0 and +10 minutes
+    minute = timedelta(minutes=1)
+    paused = on_ticket_event(clock, waiting(2, T0 + 2 * minute, waiting_on_customer=True), CONFIG)
+    assert paused is not None and paused.paused_at == T0 + 2 * minute and paused.next_due is None
+    assert fire_due(paused, T0 + 30 * minute)[0] is None, "nothing fires while waiting on the customer"
+    still = on_ticket_event(paused, tev(Change.commented, 3, waiting_on_customer=True), CONFIG)
+    assert still is not None and still.paused_at == paused.paused_at, "a pause is not restarted by other changes"
+    resumed = on_ticket_event(still, waiting(4, T0 + 62 * minute, waiting_on_customer=False), CONFIG)
+    assert resumed is not None and resumed.paused_at is None and resumed.paused_s == 3600
+    assert resumed.deadline == T0 + 65 * minute, "3 of 5 minutes were left when it paused"
+    assert [lvl.due for lvl in resumed.levels] == [T0 + 65 * minute, T0 + 75 * minute]
+    assert resumed.next_due == T0 + 65 * minute
+    assert on_ticket_event(resumed, waiting(2, T0, waiting_on_customer=True), CONFIG) == resumed, "replay: no-op"
+
+
+def test_a_pause_in_business_hours_keeps_the_working_time_left_across_the_weekend() -> None:
+    sh = ZoneInfo("Asia/Shanghai")
+    opened = datetime(2025, 11, 20, 16, 0, tzinfo=sh)  # Thursday; 2 working hours: due 18:00
+    clock = start_clock(ticket(policy="business", priority="P2", opened_at=opened), BUSINESS)
+    assert clock.deadline == datetime(2025, 11, 20, 18, 0, tzinfo=sh)
+    at = datetime(2025, 11, 20, 17, 0, tzinfo=sh)
+    paused = on_ticket_event(
+        clock, waiting(2, at, waiting_on_customer=True, policy="business", priority="P2"), BUSINESS
+    )
+    assert paused is not None
+    reply = datetime(2025, 11, 21, 17, 30, tzinfo=sh)  # Friday 17:30: 30 working minutes that day, 30 on Monday
+    resumed = on_ticket_event(
+        paused, waiting(3, reply, waiting_on_customer=False, policy="business", priority="P2"), BUSINESS
+    )
+    assert resumed is not None and resumed.deadline == datetime(2025, 11, 24, 9, 30, tzinfo=sh)
+    assert resumed.levels[1].due == datetime(2025, 11, 24, 10, 30, tzinfo=sh), "level 2 still one working hour on"
