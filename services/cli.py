@@ -5,15 +5,19 @@
     ticketloop routes show [--config-dir DIR]
     ticketloop silence add|query|expire ...      (through the REST API; see services/cli_client.py)
     ticketloop oncall show|override|remove ...
+    ticketloop sla replay --proposed NEW_SLA_YAML (--events FILE.jsonl | --kafka BOOTSTRAP) [--until T]
 
 ``config check`` validates every config file (errors name file, line and field; exit 1) and warns about teams that
 routes or escalations name but notify.yaml gives no channels. ``routes test`` says which route an event with
-those labels takes, who owns it, with which priority and policy, who watches, and why.
+those labels takes, who owns it, with which priority and policy, who watches, and why. ``sla replay`` runs a
+recorded ticket event stream (JSON lines, or the tickets topic read from the start) against the live sla.yaml and
+a proposed one, and lists the tickets that would have breached, warned or escalated differently.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from collections.abc import Sequence
@@ -24,6 +28,7 @@ from typing import TextIO
 
 import httpx
 from pydantic import BaseModel
+from tqdm import tqdm
 
 from services.cli_client import (
     add_oncall_commands,
@@ -38,10 +43,13 @@ from services.router.projects import ProjectsConfig, apply_project
 from services.router.rules import RoutingConfig, decide, describe
 from services.sla.calendar import unknown_years
 from services.sla.policy import NEXT, OWNER, SlaConfig
+from services.sla.replay import replay
+from services.sla.replay_io import ReplayInputError, read_events, read_topic, report
 from shared.config import ConfigError, load_yaml_model
 from shared.events import EventKind, Severity
 from shared.maintenance import muted_until
 from shared.oncall import TeamsConfig
+from shared.topics import Topics
 
 FILES: dict[str, type[BaseModel]] = {
     "intake.yaml": IntakeConfig,
@@ -197,6 +205,24 @@ def parse_label(text: str) -> tuple[str, str]:
     return name, value
 
 
+def sla_replay(args: argparse.Namespace, config_dir: Path, out: TextIO) -> int:
+    try:
+        live = load_yaml_model(config_dir / "sla.yaml", SlaConfig)
+        proposed = load_yaml_model(args.proposed, SlaConfig)
+        if args.events is not None:
+            events = read_events(args.events)
+        else:
+            events = asyncio.run(read_topic(args.kafka, Topics(args.topic_prefix).tickets.name, not args.no_progress))
+    except (ConfigError, ReplayInputError) as exc:
+        print(f"error: {exc}", file=out)
+        return 1
+    with tqdm(total=2 * len(events), desc="replaying", unit="event", disable=args.no_progress, file=sys.stderr) as bar:
+        before = replay(events, live, until=args.until, progress=bar.update)
+        after = replay(events, proposed, until=args.until, progress=bar.update)
+    print(report(before, after, args.proposed), file=out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: httpx.Client | None = None) -> int:
     """``http``: the client for the API commands (tests pass one bound to an in-process app)."""
     out = out or sys.stdout
@@ -220,6 +246,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: htt
         p.add_argument(
             "--config-dir", type=Path, default=None, help="default: $TICKETLOOP_CONFIG_DIR or deploy/local/config"
         )
+    sla = sub.add_parser("sla", help="SLA policies").add_subparsers(dest="action", required=True)
+    what_if = sla.add_parser("replay", help="what a proposed sla.yaml would have done to recorded tickets")
+    what_if.add_argument("--proposed", type=Path, required=True, help="the changed sla.yaml")
+    source = what_if.add_mutually_exclusive_group(required=True)
+    source.add_argument("--events", type=Path, help="ticket events, one JSON object per line")
+    source.add_argument("--kafka", metavar="BOOTSTRAP", help="read the tickets topic from the start")
+    what_if.add_argument("--topic-prefix", default=os.environ.get("TICKETLOOP_TOPIC_PREFIX", "ticketloop."))
+    what_if.add_argument("--until", type=_aware, default=None, help="run the clocks on to this time (ISO 8601)")
+    what_if.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    what_if.add_argument(
+        "--config-dir", type=Path, default=None, help="the live sla.yaml's directory (default as config check)"
+    )
     add_silence_commands(sub, _aware)
     add_oncall_commands(sub, _aware)
     args = parser.parse_args(argv)
@@ -228,6 +266,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: htt
     if args.area == "oncall":
         return oncall_command(args, client_from(args, http), out)
     config_dir = args.config_dir or default_config_dir()
+    if args.area == "sla":
+        return sla_replay(args, config_dir, out)
     if args.area == "config":
         return config_check(config_dir, out)
     if args.action == "test":

@@ -4,6 +4,7 @@ chain with repeats survives a SIGKILL mid-chain with nothing lost or repeated; a
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -176,3 +177,26 @@ def test_waiting_on_the_customer_holds_the_deadline_and_the_reply_resumes_it(
     deadline = datetime.fromisoformat(fired[0]["deadline"])
     assert deadline >= resumed_at + left - timedelta(milliseconds=50), "the time left when it paused, from the reply"
     assert datetime.fromisoformat(fired[0]["fired_at"]) >= deadline
+
+
+def test_sla_replay_reads_the_recorded_tickets_topic(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """``ticketloop sla replay --kafka``: the tickets topic, read committed from the start, against a proposal."""
+    from services.cli import main
+    from tests.unit.test_sla_replay import STREAM, configs
+
+    topics = Topics(f"it-replay-{time.time_ns()}.", 4)
+    asyncio.run(ensure_topics(kafka_bootstrap, topics.all()))
+    asyncio.run(produce(kafka_bootstrap, topics.tickets.name, [(e.ticket.ticket_id, encode(e)) for e in STREAM]))
+    config_dir, proposed = configs(tmp_path)
+    out = io.StringIO()
+    argv = ["sla", "replay", "--kafka", kafka_bootstrap, "--topic-prefix", topics.prefix, "--proposed", str(proposed)]
+    assert main([*argv, "--config-dir", str(config_dir), "--until", "2026-11-24T10:00:00+00:00"], out) == 0, (
+        out.getvalue()
+    )
+    text = out.getvalue()
+    assert "replayed 5 ticket events of 3 tickets" in text
+    assert "2 ticket(s) would have been treated differently" in text
+    out = io.StringIO()
+    missing = ["sla", "replay", "--kafka", kafka_bootstrap, "--topic-prefix", "nope-", "--proposed", str(proposed)]
+    assert main([*missing, "--config-dir", str(config_dir), "--no-progress"], out) == 1
+    assert "topic 'nope-tickets' does not exist" in out.getvalue()
