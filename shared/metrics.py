@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 _NAME = re.compile(r"^ticketloop_[a-z]+_[a-z0-9_]+_(total|seconds|bytes|count|ratio|info)$")
 
 
-def _check(name: str) -> str:
+def check_name(name: str) -> str:
+    """``name`` if it follows the naming rule (used by custom collectors too), else ValueError."""
     if not _NAME.match(name):
         raise ValueError(f"metric name {name!r} does not follow ticketloop_<area>_<what>_<unit>")
     return name
@@ -18,7 +19,7 @@ def _check(name: str) -> str:
 
 def counter(registry: CollectorRegistry, name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
     # prometheus_client appends _total itself; the check is on the exposed name.
-    _check(name)
+    check_name(name)
     return Counter(name.removesuffix("_total"), doc, list(labels), registry=registry)
 
 
@@ -29,11 +30,11 @@ def histogram(
     labels: Sequence[str] = (),
     buckets: Sequence[float] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 ) -> Histogram:
-    return Histogram(_check(name), doc, list(labels), registry=registry, buckets=list(buckets))
+    return Histogram(check_name(name), doc, list(labels), registry=registry, buckets=list(buckets))
 
 
 def gauge(registry: CollectorRegistry, name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
-    return Gauge(_check(name), doc, list(labels), registry=registry)
+    return Gauge(check_name(name), doc, list(labels), registry=registry)
 
 
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> None:

@@ -65,7 +65,8 @@ class RouterSettings(CommonSettings):
 class SlaSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="TICKETLOOP_SLA_", extra="ignore")
 
-    tick_interval_s: float = Field(default=0.5, gt=0, le=60)
+    tick_interval_s: float = Field(default=0.5, gt=0, le=60, description="the longest the timer loop sleeps")
+    probe_interval_s: float = Field(default=0.0, ge=0, le=60, description="> 0: a loop-lateness probe (benchmarks)")
 
 
 class NotifierSettings(CommonSettings):

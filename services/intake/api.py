@@ -36,7 +36,7 @@ from shared.codec import describe_validation_error, encode
 from shared.config import ConfigWatcher
 from shared.events import Action, Command, InboundEvent
 from shared.logging import bind_ids, get_logger, make_headers, new_trace_id
-from shared.metrics import counter, histogram
+from shared.metrics import check_name, counter, histogram
 from shared.oncall import OnCall, Override, OverrideRequest, TeamsConfig, on_call, upcoming_shifts
 from shared.silences import Silence, SilenceRequest
 from shared.topics import Topics
@@ -121,14 +121,16 @@ class IntakeDeps:
 
 
 class UnresolvedTickets(Collector):
-    """``ticketloop_tickets_unresolved{state,team}``, counted in the read model when Prometheus scrapes."""
+    """``ticketloop_tickets_unresolved_count{state,team}``, counted in the read model when Prometheus scrapes."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         gauge = GaugeMetricFamily(
-            "ticketloop_tickets_unresolved", "Tickets open or acknowledged, by state and team", labels=["state", "team"]
+            check_name("ticketloop_tickets_unresolved_count"),
+            "Tickets open or acknowledged, by state and team",
+            labels=["state", "team"],
         )
         try:
             for state, team, n in db.count_unresolved(self.engine):

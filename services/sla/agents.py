@@ -1,20 +1,24 @@
 """The sla service's faust agent and timer: thin shells around services.sla.policy.
 
-Clocks live in a changelog-backed table keyed by ticket id. One periodic timer per worker takes the clocks that
-are due from an in-memory index (services.sla.timers, rebuilt from the table after every rebalance) and proposes
-them on the ``sla-due`` topic. The clocks agent, the clock's single writer, fires what is really due: under
-exactly_once the escalation, the clock's new state and the input offset commit in one transaction, so a crash
-neither loses an escalation nor repeats one (a repeated proposal finds the level already fired).
+Clocks live in a changelog-backed table keyed by ticket id. One loop timer per worker, asleep until the earliest
+clock is due, takes the clocks that are due from an in-memory index (services.sla.timers, rebuilt from the table
+after every rebalance) and proposes them on the ``sla-due`` topic. The clocks agent, the clock's single writer,
+fires what is really due: under exactly_once the escalation, the clock's new state and the input offset commit
+in one transaction, so a crash neither loses an escalation nor repeats one (a repeated proposal finds the level
+already fired).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from services.sla.policy import Clock, ClockDue, Outcome, SlaConfig, fire_due, on_ticket_event, outcomes
@@ -22,7 +26,7 @@ from services.sla.timers import TimerIndex
 from shared.codec import decode, encode
 from shared.events import Ticket, TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
-from shared.metrics import counter, histogram
+from shared.metrics import counter, gauge, histogram
 from shared.streams import decode_or_deadletter, emit, raw_table, raw_topic, send_acked
 from shared.topics import Topics
 
@@ -30,6 +34,7 @@ log = get_logger(__name__)
 SERVICE = "sla"
 # 1 min .. 3 days: acknowledgements in minutes, resolutions in hours and days
 RESPONSE_BUCKETS = (60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 24 * 3600, 3 * 24 * 3600)
+LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 MAX_FIRES_PER_PROPOSAL = 64  # levels, repeats and warnings overdue at once (after a long outage), per proposal
 
 
@@ -39,6 +44,8 @@ class SlaDeps:
     config: SlaConfig
     registry: CollectorRegistry
     tick_interval_s: float
+    probe_interval_s: float = 0.0
+    """> 0: a probe timer at this interval measures how late the event loop wakes it (the benchmark's baseline)."""
 
 
 def register(app: faust.App, deps: SlaDeps) -> None:
@@ -88,14 +95,20 @@ def register(app: faust.App, deps: SlaDeps) -> None:
         deps.registry,
         "ticketloop_sla_timer_lateness_seconds",
         "How late an escalation fired after its due time",
-        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+        buckets=LATENESS_BUCKETS,
     )
 
     index = TimerIndex()
+    indexed = gauge(deps.registry, "ticketloop_sla_armed_clocks_count", "Clocks with something due, on this worker")
     built_for = [-1]  # the rebalance the index was built after
+    wakeup = asyncio.Event()  # set when a clock is armed earlier than the loop means to wake
+    wake_at: list[datetime | None] = [None]
 
     def arm(clock: Clock) -> None:
-        index.set(clock.ticket_id, clock.next_due)
+        due = clock.next_due
+        index.set(clock.ticket_id, due)
+        if due is not None and (wake_at[0] is None or due < wake_at[0]):
+            wakeup.set()
 
     @app.agent(inputs, name="sla-clocks")
     async def clocks_agent(stream: Any) -> AsyncIterator[None]:
@@ -126,7 +139,41 @@ def register(app: faust.App, deps: SlaDeps) -> None:
                     log.info("clock_" + after.state)
             yield None
 
-    @app.timer(interval=deps.tick_interval_s, name="sla-propose-due")
+    if deps.probe_interval_s > 0:
+        probe = histogram(
+            deps.registry,
+            "ticketloop_sla_probe_lateness_seconds",
+            "How late a plain periodic asyncio timer in the sla worker wakes (the baseline for timer lateness)",
+            buckets=LATENESS_BUCKETS,
+        )
+
+        @app.task
+        async def probe_loop() -> None:
+            loop = asyncio.get_running_loop()
+            while True:
+                planned = loop.time() + deps.probe_interval_s
+                await asyncio.sleep(deps.probe_interval_s)
+                probe.observe(max(loop.time() - planned, 0.0))
+
+    @app.task
+    async def timer_loop() -> None:
+        """The one loop timer: sleeps until the earliest clock is due (at most tick_interval_s, so a rebalance
+        or a recovery is noticed), woken early when a sooner clock is armed."""
+        while True:
+            try:
+                await propose_due()
+            except KafkaError as exc:  # the broker is away: the clocks stay armed, try again next tick
+                log.warning("proposing_due_clocks_failed", error=str(exc))
+            indexed.set(len(index))
+            now = datetime.now(UTC)
+            nxt = index.next_due()
+            delay = deps.tick_interval_s if nxt is None else (nxt - now).total_seconds()
+            delay = min(max(delay, 0.0), deps.tick_interval_s)
+            wake_at[0] = now + timedelta(seconds=delay)
+            wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), delay)
+
     async def propose_due() -> None:
         tables: Any = app.tables  # faust types TableManagerT without its recovery service
         if not tables.recovery.completed.is_set() or app.rebalancing:
@@ -135,6 +182,7 @@ def register(app: faust.App, deps: SlaDeps) -> None:
             # the partitions (and so the clocks) this worker holds changed: index what the table holds now
             index.rebuild((c.ticket_id, c.next_due) for c in (decode(Clock, raw) for raw in list(clocks.values())))
             built_for[0] = app.rebalancing_count
+            log.info("clock_index_rebuilt", clocks=len(index), rebalance=app.rebalancing_count)
         now = datetime.now(UTC)
         due: list[Clock] = []
         for ticket_id in index.pop_due(now):

@@ -16,9 +16,8 @@ from shared.topics import Topics
 def build(settings: SlaSettings, registry: CollectorRegistry) -> faust.App:
     config = load_yaml_model(settings.config_dir / "sla.yaml", SlaConfig)
     app = create_faust_app("sla", settings)
-    register(
-        app, SlaDeps(Topics(settings.topic_prefix, settings.partitions), config, registry, settings.tick_interval_s)
-    )
+    topics = Topics(settings.topic_prefix, settings.partitions)
+    register(app, SlaDeps(topics, config, registry, settings.tick_interval_s, settings.probe_interval_s))
     return app
 
 

@@ -197,6 +197,7 @@ def test_sla_replay_reads_the_recorded_tickets_topic(kafka_bootstrap: str, tmp_p
     assert "replayed 5 ticket events of 3 tickets" in text
     assert "2 ticket(s) would have been treated differently" in text
     out = io.StringIO()
-    missing = ["sla", "replay", "--kafka", kafka_bootstrap, "--topic-prefix", "nope-", "--proposed", str(proposed)]
+    nope = f"nope-{time.time_ns()}-"
+    missing = ["sla", "replay", "--kafka", kafka_bootstrap, "--topic-prefix", nope, "--proposed", str(proposed)]
     assert main([*missing, "--config-dir", str(config_dir), "--no-progress"], out) == 1
-    assert "topic 'nope-tickets' does not exist" in out.getvalue()
+    assert f"topic {nope + 'tickets'!r} does not exist" in out.getvalue()

@@ -148,9 +148,9 @@ def test_metrics_count_unresolved_tickets_by_state_and_team(api: Api) -> None:
         ],
     )
     text = api.client.get("/metrics").text
-    assert 'ticketloop_tickets_unresolved{state="open",team="ops"} 2.0' in text
-    assert 'ticketloop_tickets_unresolved{state="open",team="db"} 1.0' in text
-    assert 'ticketloop_tickets_unresolved{state="acknowledged",team="ops"} 1.0' in text
+    assert 'ticketloop_tickets_unresolved_count{state="open",team="ops"} 2.0' in text
+    assert 'ticketloop_tickets_unresolved_count{state="open",team="db"} 1.0' in text
+    assert 'ticketloop_tickets_unresolved_count{state="acknowledged",team="ops"} 1.0' in text
     assert 'state="resolved"' not in text
 
 

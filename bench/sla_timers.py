@@ -1,0 +1,324 @@
+"""One sla worker holding many open tickets: memory per ticket, escalation lateness under load, recovery time.
+
+    python -m bench.sla_timers [--tickets 1000000] [--due 2000] [--load 10000] [--window 20] [--timeout 3600]
+
+1. Load: ``--tickets`` open tickets whose deadlines are a day away (nothing fires). RSS of the sla worker is read
+   from /proc before and after; bytes_per_ticket is the difference over the tickets.
+2. Fire under load: ``--due`` tickets with a 20 s acknowledge target are opened over ``--window`` seconds while
+   ``--load`` updates to the held tickets arrive. Each one's breach is read from the escalations topic; its
+   lateness is fired_at - deadline. The baseline is a plain 10 ms asyncio timer in the same worker
+   (``ticketloop_sla_probe_lateness_seconds``, over the same window; its p99 is a histogram bucket's upper bound).
+3. Recovery: the worker is SIGKILLed and restarted; recovery_s runs from the restart until every held clock is
+   armed again (``ticketloop_sla_armed_clocks_count``). The baseline is a bare aiokafka consumer reading the same
+   changelog topic from the start to its end: recovery_ratio = recovery_s / that.
+
+Bounded: each phase gives up after --timeout seconds. Last line:
+``sla_timers: tickets=... rss_mb=... bytes_per_ticket=... lateness_p50_ms=... lateness_p99_ms=... probe_p99_ms=...
+recovery_s=... recovery_ratio=...``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from deploy.local.kafka_local import LocalKafka, free_port
+from deploy.local.stack import Stack
+from shared.codec import encode
+from shared.events import Change, EventKind, Severity, Ticket, TicketEvent, TicketState
+from shared.topics import Topics, ensure_topics
+
+SLA = """
+policies:
+  default:
+    acknowledge: {P1: 20s, P3: 1d}
+    escalation:
+      - {after: 0s, team: owner}
+"""
+TARGET = timedelta(seconds=20)
+
+
+def template(priority: str) -> Callable[[str, int, datetime], bytes]:
+    """Fast encoding of many ticket events: one encoded event with placeholders, filled in per ticket."""
+    at = datetime(2000, 1, 1, tzinfo=UTC)
+    ticket = Ticket(
+        ticket_id="TICKETID",
+        dedup_key="bench/TICKETID",
+        kind=EventKind.alert,
+        source="bench",
+        state=TicketState.open,
+        summary="disk usage above 90% on a bench host",
+        severity=Severity.warning,
+        priority=priority,
+        team="operations",
+        customer="acme",
+        policy="default",
+        rule="bench",
+        labels={"alertname": "DiskFull", "instance": "TICKETID"},
+        occurrences=1,
+        first_seen=at,
+        last_seen=at,
+        opened_at=at,
+        version=1,
+    )
+    raw = encode(
+        TicketEvent(change_id="TICKETID:1", change=Change.opened, actor="bench", at=at, ticket=ticket, trace_id="t")
+    )
+    stamp = at.isoformat().replace("+00:00", "Z")
+    text = raw.decode()
+    assert stamp in text, "the template's time must appear verbatim"
+
+    def fill(ticket_id: str, version: int, when: datetime) -> bytes:
+        out = text.replace("TICKETID", ticket_id).replace(stamp, when.isoformat().replace("+00:00", "Z"))
+        if version != 1:
+            out = out.replace(f'"{ticket_id}:1"', f'"{ticket_id}:{version}"').replace(
+                '"version":1', f'"version":{version}'
+            )
+            out = out.replace('"change":"opened"', '"change":"occurred"')
+        return out.encode()
+
+    return fill
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10, max_batch_size=512 * 1024)
+    await producer.start()
+    try:
+        for start in range(0, len(records), 50_000):
+            futures = [await producer.send(topic, v, key=k) for k, v in records[start : start + 50_000]]
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def _samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def value(port: int, name: str) -> float:
+    samples = _samples_at(port).get(name, [])
+    return sum(v for _, v in samples) if samples else math.nan
+
+
+def _samples_at(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    try:
+        return _samples(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+    except httpx.HTTPError:
+        return {}
+
+
+def buckets(port: int, name: str) -> dict[float, float]:
+    return {float(labels["le"]): v for labels, v in _samples_at(port).get(f"{name}_bucket", [])}
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The upper bound of the bucket holding the q-quantile of what was observed between two scrapes."""
+    counts = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = counts[-1][1] if counts else 0.0
+    if total <= 0:
+        return math.nan
+    for le, cumulative in counts:
+        if cumulative >= q * total:
+            return le
+    return math.inf
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def wait(what: str, probe: Callable[[], bool], stack: Stack, timeout: float) -> float:
+    started = time.monotonic()
+    while not probe():
+        stack.check_alive()
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"sla_timers: gave up waiting for {what} after {timeout:.0f} s")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+async def breaches(bootstrap: str, topic: str, expect: int, within_s: float) -> list[float]:
+    """Lateness (ms) of each breach on the escalations topic, read committed, once ``expect`` are there."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    late: list[float] = []
+    deadline = time.monotonic() + within_s
+    try:
+        while len(late) < expect and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                for r in records:
+                    esc = orjson.loads(r.value)
+                    if esc["kind"] == "breach":
+                        fired = datetime.fromisoformat(esc["fired_at"])
+                        late.append((fired - datetime.fromisoformat(esc["deadline"])).total_seconds() * 1000)
+    finally:
+        await consumer.stop()
+    return late
+
+
+async def read_changelog(bootstrap: str, topic: str, partitions: int) -> tuple[int, float]:
+    """The baseline: a bare consumer reading ``topic`` from the start to its end; (records, seconds)."""
+    started = time.monotonic()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        n = 0
+        left = {tp for tp in tps if ends[tp] > 0}
+        while left:
+            batch = await consumer.getmany(*left, timeout_ms=2000, max_records=10_000)
+            for tp, records in batch.items():
+                n += len(records)
+                if await consumer.position(tp) >= ends[tp]:
+                    left.discard(tp)
+    finally:
+        await consumer.stop()
+    return n, time.monotonic() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else math.nan
+
+
+async def measure(bootstrap: str, args: argparse.Namespace, workdir: Path) -> tuple[str, str]:
+    prefix = f"bench{time.time_ns()}."
+    topics = Topics(prefix, 4)
+    await ensure_topics(bootstrap, topics.all())
+    config = workdir / "config"
+    config.mkdir()
+    (config / "sla.yaml").write_text(SLA)
+    port = free_port()
+    stack = Stack(
+        bootstrap,
+        f"sqlite:///{workdir / 'bench.db'}",
+        config,
+        workdir / "logs",
+        free_port(),
+        9,
+        extra_env={
+            "TICKETLOOP_TOPIC_PREFIX": prefix,
+            "TICKETLOOP_LOG_LEVEL": "WARNING",
+            "TICKETLOOP_SLA_PROBE_INTERVAL_S": "0.01",
+        },
+        metrics_ports={"sla": port},
+    )
+    held = template("P3")
+    try:
+        pid = stack.start("sla").pid
+        wait(
+            "the sla worker to serve metrics", lambda: value(port, "ticketloop_sla_armed_clocks_count") == 0, stack, 120
+        )
+        idle = rss_bytes(pid)
+        now = datetime.now(UTC)
+        ids = [f"tl-{i:07d}" for i in range(args.tickets)]
+        await produce(bootstrap, topics.tickets.name, [(t.encode(), held(t, 1, now)) for t in ids])
+        load_s = wait(
+            "every ticket to be held",
+            lambda: value(port, "ticketloop_sla_armed_clocks_count") >= args.tickets,
+            stack,
+            args.timeout,
+        )
+        loaded = rss_bytes(pid)
+
+        # fire under load: due tickets opened over the window, updates to held tickets alongside
+        due = template("P1")
+        probe_before = buckets(port, "ticketloop_sla_probe_lateness_seconds")
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        try:
+            steps = max(1, int(args.window * 10))
+            for step in range(steps):
+                at = datetime.now(UTC)
+                batch = [
+                    (f"tl-due-{i:05d}".encode(), due(f"tl-due-{i:05d}", 1, at))
+                    for i in range(step * args.due // steps, (step + 1) * args.due // steps)
+                ]
+                batch += [(t.encode(), held(t, 2, at)) for t in random.sample(ids, min(len(ids), args.load // steps))]
+                await asyncio.gather(*[await producer.send(topics.tickets.name, v, key=k) for k, v in batch])
+                await asyncio.sleep(0.1)
+        finally:
+            await producer.stop()
+        late = await breaches(
+            bootstrap, topics.escalations.name, args.due, within_s=TARGET.total_seconds() + args.window + 120
+        )
+        probe_after = buckets(port, "ticketloop_sla_probe_lateness_seconds")
+        if len(late) < args.due:
+            raise SystemExit(f"sla_timers: only {len(late)} of {args.due} breaches arrived")
+
+        # recovery after SIGKILL
+        stack.kill("sla", signal.SIGKILL)
+        restarted = time.monotonic()
+        stack.start("sla")
+        wait(
+            "the restarted worker to hold every ticket again",
+            lambda: value(port, "ticketloop_sla_armed_clocks_count") >= args.tickets,
+            stack,
+            args.timeout,
+        )
+        recovery_s = time.monotonic() - restarted
+    finally:
+        stack.stop_all()
+    records, baseline_s = await read_changelog(bootstrap, f"{prefix}sla-clocks-changelog", topics.partitions)
+    probe_p99 = bucket_quantile(probe_before, probe_after, 0.99) * 1000
+    return (
+        f"sla_timers: tickets={args.tickets} rss_mb={loaded / 2**20:.0f} "
+        f"bytes_per_ticket={(loaded - idle) / args.tickets:.0f} "
+        f"lateness_p50_ms={percentile(late, 0.5):.1f} lateness_p99_ms={percentile(late, 0.99):.1f} "
+        f"probe_p99_ms={probe_p99:.1f} recovery_s={recovery_s:.1f} "
+        f"recovery_ratio={recovery_s / baseline_s:.2f}",
+        f"loaded in {load_s:.0f} s; idle worker {idle / 2**20:.0f} MB; the changelog's {records} records read by a "
+        f"bare consumer in {baseline_s:.1f} s; {len(late)} breaches measured",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tickets", type=int, default=1_000_000)
+    parser.add_argument("--due", type=int, default=2000)
+    parser.add_argument("--load", type=int, default=10_000, help="updates to held tickets during the window")
+    parser.add_argument("--window", type=float, default=20.0)
+    parser.add_argument("--timeout", type=float, default=3600.0, help="give up on a phase after this long")
+    parser.add_argument("--bootstrap", default=None, help="use this broker instead of starting a local one")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ticketloop-bench-") as tmp:
+        if args.bootstrap:
+            line, details = asyncio.run(measure(args.bootstrap, args, Path(tmp)))
+        else:
+            with LocalKafka() as broker:
+                line, details = asyncio.run(measure(broker.bootstrap, args, Path(tmp)))
+    print(details)
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
