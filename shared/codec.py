@@ -19,7 +19,9 @@ class DecodeError(ValueError):
 
 
 def encode(model: BaseModel) -> bytes:
-    return orjson.dumps(model.model_dump(mode="json"))
+    # orjson's result keeps the capacity of its growing buffer (8-16 KiB for a 1 KiB ticket, measured with
+    # tracemalloc, orjson 3.13): an exact-size copy, so values held in tables cost what they weigh
+    return bytes(memoryview(orjson.dumps(model.model_dump(mode="json"))))
 
 
 def loads(data: bytes) -> Any:
