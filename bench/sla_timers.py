@@ -49,6 +49,7 @@ policies:
       - {after: 0s, team: owner}
 """
 TARGET = timedelta(seconds=20)
+ARMED = "ticketloop_sla_armed_clocks_count"
 
 
 def template(priority: str) -> Callable[[str, int, datetime], bytes]:
@@ -205,6 +206,31 @@ async def read_changelog(bootstrap: str, topic: str, partitions: int) -> tuple[i
     return n, time.monotonic() - started
 
 
+RECOVERY_STEPS = {
+    "Joined group": "group joined",
+    "Restoring state from changelog topics": "restoring",
+    "Recovery complete": "table recovered",
+    "clock_index_rebuilt": "index rebuilt",
+}
+
+
+def recovery_steps(log: Path, offset: int, since: datetime) -> list[tuple[str, float]]:
+    """When (seconds after the restart) each step of the worker's recovery was logged, first occurrence each."""
+    seen: dict[str, float] = {}
+    with log.open("rb") as f:
+        f.seek(offset)
+        for line in f:
+            try:
+                entry = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            text, at = str(entry.get("event", "")), entry.get("timestamp")
+            for marker, step in RECOVERY_STEPS.items():
+                if marker in text and step not in seen and at:
+                    seen[step] = (datetime.fromisoformat(at) - since).total_seconds()
+    return sorted(seen.items(), key=lambda kv: kv[1])
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else math.nan
@@ -235,16 +261,14 @@ async def measure(bootstrap: str, args: argparse.Namespace, workdir: Path) -> tu
     held = template("P3")
     try:
         pid = stack.start("sla").pid
-        wait(
-            "the sla worker to serve metrics", lambda: value(port, "ticketloop_sla_armed_clocks_count") == 0, stack, 120
-        )
+        wait("the sla worker to serve metrics", lambda: value(port, ARMED) == 0, stack, 120)
         idle = rss_bytes(pid)
         now = datetime.now(UTC)
         ids = [f"tl-{i:07d}" for i in range(args.tickets)]
         await produce(bootstrap, topics.tickets.name, [(t.encode(), held(t, 1, now)) for t in ids])
         load_s = wait(
             "every ticket to be held",
-            lambda: value(port, "ticketloop_sla_armed_clocks_count") >= args.tickets,
+            lambda: value(port, ARMED) >= args.tickets,
             stack,
             args.timeout,
         )
@@ -277,15 +301,20 @@ async def measure(bootstrap: str, args: argparse.Namespace, workdir: Path) -> tu
 
         # recovery after SIGKILL
         stack.kill("sla", signal.SIGKILL)
+        stack.extra_env["TICKETLOOP_LOG_LEVEL"] = "INFO"  # faust's recovery steps, for the breakdown
+        log_from = stack.log_path("sla").stat().st_size
         restarted = time.monotonic()
+        restarted_at = datetime.now(UTC)
         stack.start("sla")
+        up_s = wait("the restarted worker to serve metrics", lambda: not math.isnan(value(port, ARMED)), stack, 120)
         wait(
             "the restarted worker to hold every ticket again",
-            lambda: value(port, "ticketloop_sla_armed_clocks_count") >= args.tickets,
+            lambda: value(port, ARMED) >= args.tickets,
             stack,
             args.timeout,
         )
         recovery_s = time.monotonic() - restarted
+        timeline = recovery_steps(stack.log_path("sla"), log_from, restarted_at)
     finally:
         stack.stop_all()
     records, baseline_s = await read_changelog(bootstrap, f"{prefix}sla-clocks-changelog", topics.partitions)
@@ -297,7 +326,8 @@ async def measure(bootstrap: str, args: argparse.Namespace, workdir: Path) -> tu
         f"probe_p99_ms={probe_p99:.1f} recovery_s={recovery_s:.1f} "
         f"recovery_ratio={recovery_s / baseline_s:.2f}",
         f"loaded in {load_s:.0f} s; idle worker {idle / 2**20:.0f} MB; the changelog's {records} records read by a "
-        f"bare consumer in {baseline_s:.1f} s; {len(late)} breaches measured",
+        f"bare consumer in {baseline_s:.1f} s; {len(late)} breaches measured; recovery: metrics up at {up_s:.1f} s, "
+        + ", ".join(f"{what} at {at:.1f} s" for what, at in timeline),
     )
 
 
