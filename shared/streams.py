@@ -30,19 +30,15 @@ def raw_topic(app: faust.App, *names: str, internal: bool = False, partitions: i
     )
 
 
-def raw_table(app: faust.App, name: str, *, partitions: int, use_partitioner: bool = False) -> Any:
+def raw_table(app: faust.App, name: str, *, partitions: int) -> Any:
     """A changelog-backed table of bytes keys to bytes values (values are codec-encoded models).
 
-    Keys are raw UTF-8 bytes, exactly as the source topics' keys, so the producer's partitioner puts a
-    changelog record on the same partition as the message that changed it (needed with use_partitioner).
+    Changed only while handling an event: faust writes the change to the changelog partition of that event's
+    source partition (the tables are co-partitioned with their inputs), so under exactly_once the change commits
+    in the same transaction as the event's offset. (``use_partitioner`` would let the producer's partitioner
+    pick it instead, which is right only while the producer's metadata agrees; nothing needs it.)
     """
-    return app.Table(
-        name,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=partitions,
-        use_partitioner=use_partitioner,
-    )
+    return app.Table(name, key_type=bytes, value_type=bytes, partitions=partitions)
 
 
 async def emit(topic: TopicT, key: str, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:

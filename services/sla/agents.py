@@ -21,7 +21,16 @@ import faust
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from services.sla.policy import Clock, ClockDue, Outcome, SlaConfig, fire_due, on_ticket_event, outcomes
+from services.sla.policy import (
+    Clock,
+    ClockDue,
+    Outcome,
+    SlaConfig,
+    finished,
+    fire_due,
+    on_ticket_event,
+    outcomes,
+)
 from services.sla.timers import TimerIndex
 from shared.codec import decode, encode
 from shared.events import Ticket, TicketEvent
@@ -54,7 +63,7 @@ def register(app: faust.App, deps: SlaDeps) -> None:
     deadletter = raw_topic(app, t.deadletter.name)
     proposals = raw_topic(app, t.sla_due.name, internal=True, partitions=t.partitions)
     inputs = raw_topic(app, t.tickets.name, t.sla_due.name)
-    clocks = raw_table(app, "clocks", partitions=t.partitions, use_partitioner=True)
+    clocks = raw_table(app, "clocks", partitions=t.partitions)
 
     fired = counter(
         deps.registry,
@@ -129,7 +138,14 @@ def register(app: faust.App, deps: SlaDeps) -> None:
             clock = decode(Clock, raw) if raw is not None else None
             after = on_ticket_event(clock, ev, deps.config)
             observe(outcomes(clock, ev), ev.ticket)
-            if after is not None and after != clock:
+            if after is not None and finished(after):
+                # the ticket is resolved or closed: the clock is forgotten (a tombstone in the changelog), so
+                # the table holds what is open, not everything that ever was; a reopen starts a new clock
+                if clock is not None:
+                    del clocks[key]
+                    index.set(ev.ticket.ticket_id, None)
+                    log.info("clock_finished")
+            elif after is not None and after != clock:
                 bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
                 clocks[key] = encode(after)
                 arm(after)

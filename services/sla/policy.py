@@ -246,6 +246,11 @@ def on_ticket_event(clock: Clock | None, event: TicketEvent, config: SlaConfig) 
     return clock.model_copy(update=update)
 
 
+def finished(clock: Clock) -> bool:
+    """A clock with nothing left to do for a ticket that is resolved or closed: it can be forgotten."""
+    return clock.state != "running" and clock.ticket.state.value in {"resolved", "closed"}
+
+
 def resume(clock: Clock, at: datetime, calendar: BusinessCalendar) -> Clock:
     """The clock after waiting on the customer from ``clock.paused_at`` until ``at``: every deadline, warning and
     level still ahead when it paused keeps the (calendar) time it had left, counted from ``at``."""

@@ -75,6 +75,10 @@ async def partitions_of(bootstrap: str, topic: str) -> list[int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        # listing first: describing (a metadata request for the topic) would auto-create a missing topic on a
+        # broker that allows it, and a mistyped prefix must not leave a stray topic behind
+        if topic not in await admin.list_topics():
+            raise ReplayInputError(f"topic {topic!r} does not exist on {bootstrap}")
         described = await admin.describe_topics([topic])
     finally:
         await admin.close()

@@ -4,6 +4,7 @@ chain with repeats survives a SIGKILL mid-chain with nothing lost or repeated; a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 
 from deploy.local.kafka_local import free_port
 from deploy.local.stack import Stack
+from services.sla.replay_io import ReplayInputError, partitions_of
 from shared.codec import encode
 from shared.events import Change, TicketEvent, TicketState
 from shared.topics import Topics, ensure_topics
@@ -201,3 +203,34 @@ def test_sla_replay_reads_the_recorded_tickets_topic(kafka_bootstrap: str, tmp_p
     missing = ["sla", "replay", "--kafka", kafka_bootstrap, "--topic-prefix", nope, "--proposed", str(proposed)]
     assert main([*missing, "--config-dir", str(config_dir), "--no-progress"], out) == 1
     assert f"topic {nope + 'tickets'!r} does not exist" in out.getvalue()
+    with contextlib.suppress(ReplayInputError):
+        asyncio.run(partitions_of(kafka_bootstrap, f"{nope}tickets"))
+        raise AssertionError("looking for a missing topic created it")
+
+
+def test_a_resolved_tickets_clock_is_forgotten_with_a_tombstone(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """The clocks table holds open tickets only: resolving deletes the clock (a null record in its changelog)."""
+    hour = "policies:\n  default:\n    acknowledge: {P1: 1h}\n    escalation: [{after: 0s, team: owner}]\n"
+    with sla_stack(kafka_bootstrap, tmp_path, hour) as (stack, topics):
+        opened_at = open_ticket(kafka_bootstrap, topics, "tl-done")
+        changelog = f"{topics.prefix}sla-clocks-changelog"
+        deadline = time.monotonic() + 60
+        while True:  # the worker creates its changelog topic; subscribing first would auto-create it wrongly
+            with contextlib.suppress(ReplayInputError):
+                asyncio.run(partitions_of(kafka_bootstrap, changelog))
+                break
+            stack.check_alive()
+            assert time.monotonic() < deadline, "the worker never created its changelog topic"
+            time.sleep(0.5)
+        assert asyncio.run(read_all(kafka_bootstrap, changelog, expect=1, within_s=60, committed_only=True))
+        t = ticket(
+            ticket_id="tl-done", state=TicketState.resolved, version=2, opened_at=opened_at, resolved_at=opened_at
+        )
+        done = TicketEvent(
+            change_id="tl-done:2", change=Change.resolved, actor="am", at=opened_at, ticket=t, trace_id="t"
+        )
+        asyncio.run(produce(kafka_bootstrap, topics.tickets.name, [("tl-done", encode(done))]))
+        records = asyncio.run(read_all(kafka_bootstrap, changelog, expect=2, within_s=60, committed_only=True))
+        stack.check_alive()
+    assert [r.key for r in records] == [b"tl-done", b"tl-done"]
+    assert records[0].value is not None and records[1].value is None

@@ -363,3 +363,17 @@ def test_a_pause_in_business_hours_keeps_the_working_time_left_across_the_weeken
     )
     assert resumed is not None and resumed.deadline == datetime(2025, 11, 24, 9, 30, tzinfo=sh)
     assert resumed.levels[1].due == datetime(2025, 11, 24, 10, 30, tzinfo=sh), "level 2 still one working hour on"
+
+
+def test_a_clock_is_finished_once_its_ticket_is_resolved_or_closed_not_before() -> None:
+    from services.sla.policy import finished
+
+    clock = start_clock(ticket(), CONFIG)
+    assert not finished(clock)
+    acked = on_ticket_event(clock, tev(Change.acknowledged, 2, state=TicketState.acknowledged), CONFIG)
+    assert acked is not None and acked.state == "stopped" and not finished(acked), "kept: resolve is still to come"
+    for change, state in ((Change.resolved, TicketState.resolved), (Change.closed, TicketState.closed)):
+        done = on_ticket_event(acked, tev(change, 3, state=state), CONFIG)
+        assert done is not None and finished(done)
+    exhausted = clock.model_copy(update={"state": "exhausted"})
+    assert not finished(exhausted), "an unacknowledged ticket whose chain ran out is still open"
