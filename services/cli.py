@@ -91,6 +91,7 @@ def config_check(config_dir: Path, out: TextIO) -> int:
 
 def cross_check(loaded: dict[str, BaseModel], today: date | None = None) -> list[str]:
     warnings = _unknown_people(loaded) + _unpublished_years(loaded, today or datetime.now(UTC).date())
+    warnings += _leaderless(loaded)
     notify = loaded.get("notify.yaml")
     if not isinstance(notify, NotifyConfig) or notify.fallback_team:
         return warnings
@@ -124,6 +125,21 @@ def _unpublished_years(loaded: dict[str, BaseModel], today: date) -> list[str]:
         "make-up days under holidays/workdays)"
         for name, cal in sla.calendars.items()
         for year in unknown_years(cal, [today.year, today.year + 1])
+    ]
+
+
+def _leaderless(loaded: dict[str, BaseModel]) -> list[str]:
+    """Escalation levels for a team's lead where teams.yaml names no lead (the on-call person gets them)."""
+    teams, sla = loaded.get("teams.yaml"), loaded.get("sla.yaml")
+    if not isinstance(sla, SlaConfig):
+        return []
+    leads = {name: t.lead for name, t in teams.teams.items()} if isinstance(teams, TeamsConfig) else {}
+    return [
+        f"sla.yaml policies.{pname}.escalation.{i}: lead of {level.team!r}, but teams.yaml names no lead for it; "
+        "its on-call person gets it"
+        for pname, policy in sla.policies.items()
+        for i, level in enumerate(policy.escalation)
+        if level.lead and level.team not in (OWNER, NEXT) and not leads.get(level.team)
     ]
 
 

@@ -163,6 +163,9 @@ def _add_timeline(session: Session, entry: TimelineRow) -> None:
         session.add(entry)
 
 
+LEAD = " (team lead)"
+
+
 def project(engine: Engine, events: Iterable[TicketEvent], escalations: Iterable[Escalation] = ()) -> int:
     """Apply ticket events and escalations to the read model in one transaction (idempotent).
 
@@ -179,7 +182,7 @@ def project(engine: Engine, events: Iterable[TicketEvent], escalations: Iterable
                     version=esc.ticket.version,
                     change={"escalation": "escalated", "warning": "warned", "breach": "breached"}[esc.kind],
                     actor="sla",
-                    reason=f"level {esc.level} to {esc.target_team}: {esc.reason}"
+                    reason=f"level {esc.level} to {esc.target_team}{LEAD if esc.to_lead else ''}: {esc.reason}"
                     if esc.kind == "escalation"
                     else esc.reason
                     if esc.kind == "breach"

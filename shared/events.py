@@ -200,6 +200,7 @@ class Escalation(Wire):
     )
     level: int = Field(ge=1, description="the escalation level, or the warning's number")
     target_team: str
+    to_lead: bool = Field(default=False, description="for the target team's lead rather than its on-call person")
     clock: Literal["acknowledge"] = "acknowledge"
     deadline: datetime
     fired_at: datetime

@@ -78,7 +78,7 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
             now = datetime.now(UTC)
             overrides = await asyncio.to_thread(db.list_overrides, deps.engine, team=esc.target_team, since=now)
             found = on_call(esc.target_team, deps.teams.current, overrides, now)
-            return esc.ticket, [notice_for_escalation(esc, deps.public_url, found)]
+            return esc.ticket, [notice_for_escalation(esc, deps.public_url, found, deps.teams.current)]
         ev = decode(TicketEvent, event.value)
         bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
         return ev.ticket, notices_for_ticket_event(ev, deps.public_url)

@@ -24,7 +24,7 @@ from services.notifier.templates import (
 from shared.events import Change, Delivery, Escalation, TicketEvent
 from shared.ids import stable_id
 from shared.muting import Mute
-from shared.oncall import OnCall
+from shared.oncall import OnCall, TeamsConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +107,17 @@ def notifies(escalation: Escalation) -> bool:
     return escalation.kind != "breach"
 
 
-def notice_for_escalation(escalation: Escalation, public_url: str, on_call: OnCall | None = None) -> Notice:
-    """To the target team and a person: the owner when the owner's team is the target, else whoever is on call
-    for the target team."""
+def notice_for_escalation(
+    escalation: Escalation, public_url: str, on_call: OnCall | None = None, teams: TeamsConfig | None = None
+) -> Notice:
+    """To the target team and a person: its lead (teams.yaml) when the level says so and the team has one; else
+    the owner when the owner's team is the target; else whoever is on call for the target team."""
     message = render_escalation(escalation, public_url)
     t = escalation.ticket
-    person = t.person if escalation.target_team == t.team and t.person else None
+    team = teams.teams.get(escalation.target_team) if teams is not None else None
+    person = team.lead if escalation.to_lead and team is not None else None
+    if person is None and escalation.target_team == t.team and t.person:
+        person = t.person
     if person is None and on_call is not None and on_call.team == escalation.target_team:
         person = on_call.person
     return Notice(

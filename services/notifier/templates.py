@@ -91,7 +91,8 @@ def render_escalation(escalation: Escalation, public_url: str) -> Message:
         return Message("warning", f"[{t.priority}] WARNING {t.ticket_id}: {t.summary}", text, data)
     text = "\n".join(
         [
-            f"ESCALATION level {escalation.level} to {escalation.target_team}: {escalation.reason}",
+            f"ESCALATION level {escalation.level} to {escalation.target_team}"
+            f"{' (team lead)' if escalation.to_lead else ''}: {escalation.reason}",
             f"Acknowledge deadline was {escalation.deadline.isoformat()}.",
             "",
             *_ticket_lines(t, public_url),

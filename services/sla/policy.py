@@ -28,6 +28,7 @@ class EscalationLevel(BaseModel):
 
     after: Duration = Field(description="time after the acknowledge deadline")
     team: str = Field(min_length=1, description="a team, 'owner' (the ticket's team) or 'next' (its next level)")
+    lead: bool = Field(default=False, description="to that team's lead (teams.yaml) instead of its on-call person")
 
 
 ALWAYS = "24x7"
@@ -114,6 +115,7 @@ class LevelSnapshot(BaseModel):
 
     after_s: float
     team: str
+    lead: bool = False
     due: datetime | None = Field(default=None, description="when it fires, in the policy's calendar")
 
 
@@ -185,7 +187,9 @@ def acknowledge_target(policy: Policy, priority: str) -> timedelta:
 def _levels(policy: Policy, deadline: datetime, calendar: BusinessCalendar) -> list[LevelSnapshot]:
     """The chain as a snapshot: each level's time in the calendar, then the last level's repeats."""
     levels = [
-        LevelSnapshot(after_s=lvl.after.total_seconds(), team=lvl.team, due=calendar.add(deadline, lvl.after))
+        LevelSnapshot(
+            after_s=lvl.after.total_seconds(), team=lvl.team, lead=lvl.lead, due=calendar.add(deadline, lvl.after)
+        )
         for lvl in policy.escalation
     ]
     if policy.repeat is not None:
@@ -193,7 +197,9 @@ def _levels(policy: Policy, deadline: datetime, calendar: BusinessCalendar) -> l
         for n in range(1, policy.repeat.limit + 1):
             after = last.after + n * policy.repeat.every
             levels.append(
-                LevelSnapshot(after_s=after.total_seconds(), team=last.team, due=calendar.add(deadline, after))
+                LevelSnapshot(
+                    after_s=after.total_seconds(), team=last.team, lead=last.lead, due=calendar.add(deadline, after)
+                )
             )
     return levels
 
@@ -336,6 +342,7 @@ def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
         ticket_id=clock.ticket_id,
         level=level,
         target_team=team,
+        to_lead=snap.lead,
         deadline=clock.deadline,
         fired_at=now,
         reason=f"not acknowledged by {clock.deadline.isoformat()} (policy {clock.policy}, level {level})",

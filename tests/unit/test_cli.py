@@ -134,3 +134,15 @@ def test_config_check_warns_about_years_china_has_not_published(config_dir: Path
     [warning] = cross_check({"sla.yaml": sla}, today=date(last, 12, 1))
     assert warning.startswith(f"sla.yaml calendars.cn: China's official holidays for {last + 1} are not known")
     assert cross_check({"sla.yaml": sla}, today=date(last - 1, 6, 1)) == []
+
+
+def test_config_check_warns_about_a_lead_level_for_a_team_without_a_lead(config_dir: Path) -> None:
+    sla = (config_dir / "sla.yaml").read_text().replace("team: ops-leads", "team: ops-leads\n        lead: true", 1)
+    (config_dir / "sla.yaml").write_text(sla)
+    code, out = run("config", "check", "--config-dir", str(config_dir))
+    assert code == 0 and "lead of" not in out, "ops-leads has a lead in teams.yaml"
+    teams = (config_dir / "teams.yaml").read_text().replace("    lead: lena\n", "", 1)
+    (config_dir / "teams.yaml").write_text(teams)
+    code, out = run("config", "check", "--config-dir", str(config_dir))
+    assert code == 0
+    assert "warning: sla.yaml policies.default.escalation.1: lead of 'ops-leads', but teams.yaml names no lead" in out

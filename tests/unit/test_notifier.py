@@ -22,7 +22,7 @@ from services.notifier.pipeline import (
 )
 from services.notifier.templates import render_assignment, render_escalation, render_resolution
 from shared.events import Change, Escalation, TicketEvent, TicketState
-from shared.oncall import OnCall
+from shared.oncall import OnCall, TeamsConfig
 from tests.fakes import FakeChannel
 from tests.unit.factories import T0, ticket
 
@@ -243,3 +243,19 @@ def test_a_warning_reads_as_a_warning() -> None:
     m = render_escalation(warning, URL)
     assert m.kind == "warning" and m.subject == "[P1] WARNING tl-1: disk full"
     assert m.text.startswith("WARNING: 75% of the acknowledge target used")
+
+
+def test_a_lead_level_goes_to_the_target_teams_lead_else_its_on_call_person() -> None:
+    teams = TeamsConfig.model_validate(
+        {
+            "people": {"lena": {"email": "lena@x"}, "lars": {"email": "lars@x"}, "olga": {"email": "olga@x"}},
+            "teams": {"leads": {"members": ["lena", "lars"], "lead": "lena"}, "ops": {"members": ["olga"]}},
+        }
+    )
+    on_call = OnCall("leads", "lars", T0 + timedelta(hours=8), "rotation")
+    to_lead = escalation().model_copy(update={"to_lead": True})
+    assert notice_for_escalation(to_lead, URL, on_call, teams).person == "lena"
+    assert notice_for_escalation(escalation(), URL, on_call, teams).person == "lars", "a plain level: on call"
+    leaderless = to_lead.model_copy(update={"target_team": "ops", "ticket": ticket(person=None)})
+    assert notice_for_escalation(leaderless, URL, OnCall("ops", "olga", T0, "rotation"), teams).person == "olga"
+    assert "ESCALATION level 1 to leads (team lead)" in render_escalation(to_lead, URL).text

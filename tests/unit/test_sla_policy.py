@@ -377,3 +377,25 @@ def test_a_clock_is_finished_once_its_ticket_is_resolved_or_closed_not_before() 
         assert done is not None and finished(done)
     exhausted = clock.model_copy(update={"state": "exhausted"})
     assert not finished(exhausted), "an unacknowledged ticket whose chain ran out is still open"
+
+
+def test_a_lead_level_and_its_repeats_are_for_the_team_lead() -> None:
+    config = SlaConfig.model_validate(
+        {
+            "policies": {
+                "default": {
+                    "acknowledge": {"P1": "1m"},
+                    "escalation": [{"after": "0s", "team": "owner"}, {"after": "5m", "team": "leads", "lead": True}],
+                    "repeat": {"every": "5m", "limit": 1},
+                }
+            }
+        }
+    )
+    clock = start_clock(ticket(), config)
+    fired = []
+    while (due := clock.next_due) is not None:
+        esc, clock = fire_due(clock, due)
+        assert esc is not None
+        if esc.kind == "escalation":
+            fired.append((esc.level, esc.target_team, esc.to_lead))
+    assert fired == [(1, "ops", False), (2, "leads", True), (3, "leads", True)]
