@@ -287,12 +287,30 @@ def resume(clock: Clock, at: datetime, calendar: BusinessCalendar) -> Clock:
     )
 
 
+def _notice(clock: Clock, now: datetime, suffix: str, reason: str, **fields: object) -> Escalation:
+    """A warning, breach or escalation of this clock start; ``suffix`` makes its id (and so its dedup) stable."""
+    return Escalation.model_validate(
+        {
+            "escalation_id": f"{clock.ticket_id}:acknowledge:{clock.started_version}:{suffix}",
+            "ticket_id": clock.ticket_id,
+            "target_team": clock.ticket.team,
+            "deadline": clock.deadline,
+            "fired_at": now,
+            "reason": reason,
+            "ticket": clock.ticket,
+            "trace_id": f"sla-{clock.ticket_id}-{suffix.replace(':', '-')}",
+            **fields,
+        }
+    )
+
+
 def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
-    """The warning or escalation that is due at ``now`` (earliest first), and the clock past it."""
+    """The warning, breach or escalation that is due at ``now`` (earliest first), and the clock past it."""
     due = clock.next_due
     if due is None or due > now:
         return None, clock
     t = clock.ticket
+    deadline = clock.deadline.isoformat()
     warning_due, level_due = clock._warning_due(), clock._level_due()
     # a warning only before the deadline: a late tick (a restart) goes straight to the breach
     if (
@@ -302,34 +320,12 @@ def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
     ):
         n = clock.warned + 1
         share = clock.warn_at[clock.warned].share
-        warning = Escalation(
-            escalation_id=f"{clock.ticket_id}:acknowledge:{clock.started_version}:warning:{n}",
-            ticket_id=clock.ticket_id,
-            kind="warning",
-            level=n,
-            target_team=t.team,
-            deadline=clock.deadline,
-            fired_at=now,
-            reason=f"{share:.0%} of the acknowledge target used; the deadline is {clock.deadline.isoformat()} "
-            f"(policy {clock.policy})",
-            ticket=t,
-            trace_id=f"sla-{clock.ticket_id}-warning-{n}",
-        )
+        reason = f"{share:.0%} of the acknowledge target used; the deadline is {deadline} (policy {clock.policy})"
+        warning = _notice(clock, now, f"warning:{n}", reason, kind="warning", level=n)
         return warning, clock.model_copy(update={"warned": n})
     if not clock.breached and clock.deadline <= now and (level_due is None or clock.deadline <= level_due):
-        breach = Escalation(
-            escalation_id=f"{clock.ticket_id}:acknowledge:{clock.started_version}:breach",
-            ticket_id=clock.ticket_id,
-            kind="breach",
-            level=1,
-            target_team=t.team,
-            deadline=clock.deadline,
-            fired_at=now,
-            reason=f"acknowledge target missed: not acknowledged by {clock.deadline.isoformat()} "
-            f"(policy {clock.policy})",
-            ticket=t,
-            trace_id=f"sla-{clock.ticket_id}-breach",
-        )
+        reason = f"acknowledge target missed: not acknowledged by {deadline} (policy {clock.policy})"
+        breach = _notice(clock, now, "breach", reason, kind="breach", level=1)
         # warnings not yet sent when the deadline passed are moot
         return breach, clock.model_copy(update={"breached": True, "warned": len(clock.warn_at)})
     if level_due is None:
@@ -337,18 +333,8 @@ def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
     level = clock.fired + 1
     snap = clock.levels[clock.fired]
     team = {OWNER: t.team, NEXT: t.next_level or t.team}.get(snap.team, snap.team)
-    escalation = Escalation(
-        escalation_id=f"{clock.ticket_id}:acknowledge:{clock.started_version}:{level}",
-        ticket_id=clock.ticket_id,
-        level=level,
-        target_team=team,
-        to_lead=snap.lead,
-        deadline=clock.deadline,
-        fired_at=now,
-        reason=f"not acknowledged by {clock.deadline.isoformat()} (policy {clock.policy}, level {level})",
-        ticket=clock.ticket,
-        trace_id=f"sla-{clock.ticket_id}-{level}",
-    )
+    reason = f"not acknowledged by {deadline} (policy {clock.policy}, level {level})"
+    escalation = _notice(clock, now, str(level), reason, level=level, target_team=team, to_lead=snap.lead)
     update: dict[str, object] = {"fired": level, "warned": len(clock.warn_at)}
     update["state"] = "running" if level < len(clock.levels) else "exhausted"
     return escalation, clock.model_copy(update=update)
