@@ -238,24 +238,29 @@ projects:
     assert "project fresh (acme), phase hypercare" in found[1][0].reason, "the timeline says why"
 
 
-def test_a_storm_of_10000_alerts_in_20_groups_is_20_tickets(kafka_bootstrap: str, tmp_path: Path) -> None:
+def alert_storm(alertname: str, host: str, n: int, *, clusters: int) -> list[InboundEvent]:
+    """``n`` distinct firing alerts over ``clusters`` clusters (one group each under group_by alertname, cluster)."""
     now = datetime.now(UTC)
-    storm = [
+    return [
         InboundEvent(
-            event_id=f"storm-{i}",
+            event_id=f"{host}-{i}",
             kind=EventKind.alert,
             source="am",
-            dedup_key=f"am/host-{i}",
+            dedup_key=f"am/{host}-{i}",
             status=EventStatus.firing,
-            summary="node down",
+            summary=f"{alertname} on {host}-{i}",
             severity=Severity.critical,
-            labels={"alertname": "NodeDown", "cluster": f"c{i % 20}", "instance": f"host-{i}"},
+            labels={"alertname": alertname, "cluster": f"c{i % clusters}", "instance": f"{host}-{i}"},
             occurred_at=now,
             received_at=now,
-            trace_id=f"t{i}",
+            trace_id=f"t-{host}-{i}",
         )
-        for i in range(10_000)
+        for i in range(n)
     ]
+
+
+def test_a_storm_of_10000_alerts_in_20_groups_is_20_tickets(kafka_bootstrap: str, tmp_path: Path) -> None:
+    storm = alert_storm("NodeDown", "host", 10_000, clusters=20)
     repeats = storm[:300]  # the same alerts re-sent: not new alerts, not new tickets
     routing = "route:\n  team: operations\n  group_by: [alertname, cluster]\n"
     with router_run(kafka_bootstrap, tmp_path, routing=routing) as run:
@@ -364,27 +369,11 @@ route:
 
 
 def test_sigkill_mid_storm_loses_nothing_and_repeats_no_ticket_change(kafka_bootstrap: str, tmp_path: Path) -> None:
-    """exactly_once (the default): the router is killed while it works through a storm and restarted. Every alert is counted
-    once, and a reader of the tickets topic (read-committed, as the sla and notifier read it) sees each ticket
-    version exactly once: the changes made before the kill were either committed with their input offsets or
-    aborted with them."""
-    now = datetime.now(UTC)
-    storm = [
-        InboundEvent(
-            event_id=f"crash-{i}",
-            kind=EventKind.alert,
-            source="am",
-            dedup_key=f"am/crash-{i}",
-            status=EventStatus.firing,
-            summary="disk full",
-            severity=Severity.error,
-            labels={"alertname": "DiskFull", "cluster": f"c{i % 8}", "instance": f"crash-{i}"},
-            occurred_at=now,
-            received_at=now,
-            trace_id=f"c{i}",
-        )
-        for i in range(3_000)
-    ]
+    """exactly_once (the default): the router is killed while it works through a storm and restarted. Every alert
+    is counted once, and a reader of the tickets topic (read-committed, as the sla and notifier read it) sees each
+    ticket version exactly once: the changes made before the kill were either committed with their input offsets
+    or aborted with them."""
+    storm = alert_storm("DiskFull", "crash", 3_000, clusters=8)
     routing = "route:\n  team: operations\n  group_by: [alertname, cluster]\n"
     with router_run(kafka_bootstrap, tmp_path, routing=routing) as run:
         run.send(*storm)
