@@ -49,13 +49,10 @@ class SourcePartitionTransactions(TransactionManager):
         if event is not None:
             tp = event.message.tp
             return self._tid(tp.topic, tp.partition)
-        if partition is not None and topic in self._changelog_topics():
+        tables: Any = self.app.tables
+        if partition is not None and topic in tables.changelog_topics:
             return self._tid(topic, partition)
         return None
-
-    def _changelog_topics(self) -> set[str]:
-        tables: Any = self.app.tables
-        return set(tables.changelog_topics)
 
     async def send(
         self,

@@ -140,11 +140,11 @@ def register(app: faust.App, deps: SlaDeps) -> None:
             observe(outcomes(clock, ev), ev.ticket)
             if after is not None and finished(after):
                 # the ticket is resolved or closed: the clock is forgotten (a tombstone in the changelog), so
-                # the table holds what is open, not everything that ever was; a reopen starts a new clock
-                if clock is not None:
-                    del clocks[key]
-                    index.set(ev.ticket.ticket_id, None)
-                    log.info("clock_finished")
+                # the table holds what is open, not everything that ever was; a reopen starts a new clock.
+                # (A finished clock always had one before: no clock is started for a ticket that is not open.)
+                del clocks[key]
+                index.set(ev.ticket.ticket_id, None)
+                log.info("clock_finished")
             elif after is not None and after != clock:
                 bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
                 clocks[key] = encode(after)
