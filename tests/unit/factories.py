@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.events import EventKind, EventStatus, InboundEvent, Severity, Ticket, TicketState
+from shared.events import Change, EventKind, EventStatus, InboundEvent, Severity, Ticket, TicketEvent, TicketState
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -49,3 +49,9 @@ def ticket(**over: Any) -> Ticket:
     }
     data.update(over)
     return Ticket(**data)
+
+
+def ticket_event(change: Change, version: int, *, at: datetime = T0, **over: Any) -> TicketEvent:
+    """The ticket event of ``change`` with the ticket at ``version`` (``over``: ticket fields)."""
+    t = ticket(version=version, **over)
+    return TicketEvent(change_id=f"{t.ticket_id}:{version}", change=change, actor="x", at=at, ticket=t, trace_id="t")

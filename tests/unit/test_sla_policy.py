@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from services.sla.policy import Outcome, SlaConfig, fire_due, on_ticket_event, outcomes, start_clock
 from shared.events import Change, TicketEvent, TicketState
-from tests.unit.factories import T0, ticket
+from tests.unit.factories import T0, ticket, ticket_event
 
 CONFIG = SlaConfig.model_validate(
     {
@@ -25,15 +25,7 @@ CONFIG = SlaConfig.model_validate(
 )
 
 
-def tev(change: Change, version: int, **over: object) -> TicketEvent:
-    return TicketEvent(
-        change_id=f"tl-1:{version}",
-        change=change,
-        actor="x",
-        at=T0,
-        ticket=ticket(version=version, **over),
-        trace_id="t",
-    )
+tev = ticket_event
 
 
 def test_deadline_is_opened_at_plus_the_priority_target() -> None:
@@ -321,14 +313,7 @@ def test_outcomes_measure_acknowledgement_against_the_deadline_and_resolution_fr
 
 def waiting(version: int, at: datetime, *, waiting_on_customer: bool, **over: object) -> TicketEvent:
     change = Change.waiting_on_customer if waiting_on_customer else Change.customer_replied
-    return TicketEvent(
-        change_id=f"tl-1:{version}",
-        change=change,
-        actor="x",
-        at=at,
-        ticket=ticket(version=version, waiting_on_customer=waiting_on_customer, **over),
-        trace_id="t",
-    )
+    return ticket_event(change, version, at=at, waiting_on_customer=waiting_on_customer, **over)
 
 
 def test_waiting_on_the_customer_pauses_the_clock_and_the_reply_resumes_it_with_the_time_left() -> None:

@@ -11,7 +11,7 @@ from services.sla.replay import Summary, compare, replay
 from services.sla.replay_io import read_events
 from shared.codec import encode
 from shared.events import Change, TicketEvent, TicketState
-from tests.unit.factories import T0, ticket
+from tests.unit.factories import T0, ticket_event
 
 MIN = timedelta(minutes=1)
 LIVE = """
@@ -36,15 +36,7 @@ def load(text: str, tmp_path: Path, name: str) -> Path:
 
 
 def change(ticket_id: str, version: int, kind: Change, at_min: float, **over: object) -> TicketEvent:
-    at = T0 + at_min * MIN
-    return TicketEvent(
-        change_id=f"{ticket_id}:{version}",
-        change=kind,
-        actor="x",
-        at=at,
-        ticket=ticket(ticket_id=ticket_id, version=version, **over),
-        trace_id="t",
-    )
+    return ticket_event(kind, version, at=T0 + at_min * MIN, ticket_id=ticket_id, **over)
 
 
 STREAM = [
