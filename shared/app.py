@@ -61,7 +61,7 @@ def create_faust_app(service: str, settings: CommonSettings, **overrides: Any) -
     # deployments (or two test runs) on one cluster never share table state.
     app = faust.App(f"{settings.topic_prefix}{service}", **options)
     if options["processing_guarantee"] == "exactly_once":
-        eos.install(app)
+        eos.install(app, settings.eos_settle_timeout_s)
     return app
 
 

@@ -12,25 +12,126 @@ the output. Kafka Streams ties a task's outputs to its input partition; this doe
   committed with that event's offset: outputs, table changes and the offset commit are one atomic unit;
 - a table's changelog write queued by faust's send buffer (no current event there) goes to the transaction of
   its own partition, which is the source partition of the event that changed it (tables are co-partitioned);
-  the buffer is drained before every commit so it is never a transaction late;
+  the buffer is drained before every commit so it is never a transaction late (drain: faust's own flush stops
+  waiting after 0.1 s on one slow send, which left a table change for the next transaction);
 - a send outside any event (a periodic timer) is a plain idempotent send, acknowledged at once; timers only
   propose work (a tick command, a due clock) and the receiving agent decides inside its transaction.
+
+faust also commits on a timer, whatever its agents are doing: a transaction committed while an event is half
+handled carries that event's first outputs but not its offset, and a crash then replays the event and publishes
+them again. Commits here happen on event boundaries (EventBoundary): a commit closes the gate to new events,
+waits until every event already let in is acked (its outputs and table writes are all in the open transaction),
+computes the offsets to commit only then, commits, and opens the gate again. The wait is one event's handling
+time (measured on bench/router_storm: 145-148 events/s against 178 without the gate, same broker and run).
+A batch (take_events) acks late by design, so its events only count once they send or write a table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
+import faust
+import structlog
 from aiokafka.errors import ProducerFenced
 from faust import current_event
+from faust.exceptions import Skip
+from faust.sensors import Sensor
 from faust.transport.consumer import TransactionManager
+from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
 from faust.types.tuples import RecordMetadata
+
+log = structlog.get_logger("ticketloop.eos")
+
+RECHECK_S = 0.1  # how often a waiting commit re-reads the assignment (a revoked partition's events never ack)
+
+
+class EventBoundary:
+    """The events of one worker that have work in the open transactions, and the gate a commit closes.
+
+    A message is *in* from the moment it is let through the gate (or, for a batch, from its first send or table
+    write) until faust acks it, which it does once the handler is done with it."""
+
+    def __init__(self, settle_timeout_s: float = 30.0) -> None:
+        self.settle_timeout_s = settle_timeout_s
+        self._open = asyncio.Event()
+        self._open.set()
+        self._in: set[Any] = set()  # faust Messages
+        self._drained = asyncio.Event()
+
+    @property
+    def closed(self) -> bool:
+        return not self._open.is_set()
+
+    async def admit(self, message: Any) -> None:
+        """Let a message's work into the open transactions; while a commit is under way, wait for it."""
+        if message in self._in:
+            return
+        while not self._open.is_set():
+            await self._open.wait()
+        self._in.add(message)
+
+    def touch(self, message: Any) -> None:
+        """A message wrote something without passing the gate (a table write from a batch): count it now."""
+        self._in.add(message)
+
+    def acked(self, message: Any) -> None:
+        self._in.discard(message)
+        if not self._in:
+            self._drained.set()
+
+    def unsettled(self, assigned: set[Any]) -> int:
+        """How many let-in messages of still-assigned partitions are not acked yet (forgets the rest)."""
+        self._in = {m for m in self._in if not m.acked and m.tp in assigned}
+        return len(self._in)
+
+    @asynccontextmanager
+    async def settled(self, assignment: Callable[[], set[Any]]) -> AsyncIterator[None]:
+        """Close the gate and wait until every let-in event is acked; open it again on leaving."""
+        self._open.clear()
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.settle_timeout_s
+            while left := self.unsettled(assignment()):
+                if loop.time() >= deadline:  # a handler stuck this long: commit anyway, never stall for good
+                    log.warning("eos_commit_unsettled", events=left, waited_s=self.settle_timeout_s)
+                    break
+                self._drained.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._drained.wait(), min(RECHECK_S, deadline - loop.time()))
+            yield
+        finally:
+            self._open.set()
+
+
+async def drain(buffer: Any, in_flight: Callable[[], int], timeout_s: float) -> bool:
+    """Wait until faust's send buffer is empty and none of its messages is still on its way to the producer
+    (``in_flight``); False (and a warning) if that took longer than ``timeout_s``. The buffer's own task sets
+    ``message_sent`` after each message it hands on."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while buffer.size or in_flight():
+        if loop.time() >= deadline:
+            log.warning("eos_buffer_not_drained", queued=buffer.size, in_flight=in_flight(), waited_s=timeout_s)
+            return False
+        buffer.message_sent.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(buffer.message_sent.wait(), min(RECHECK_S, deadline - loop.time()))
+    return True
 
 
 class SourcePartitionTransactions(TransactionManager):
     """faust's TransactionManager with the transaction chosen by the event being handled (see module doc)."""
+
+    def __init__(self, *args: Any, boundary: EventBoundary, **kwargs: Any) -> None:
+        self.boundary = boundary
+        self._buffered_in_flight = 0
+        super().__init__(*args, **kwargs)
 
     def _group(self, topic: str) -> int:
         # faust's assignor groups co-partitioned topics; an app without tables uses Kafka's round-robin
@@ -65,14 +166,25 @@ class SourcePartitionTransactions(TransactionManager):
         *,
         transactional_id: str | None = None,  # noqa: ARG002 - faust's signature; ours is chosen here
     ) -> Awaitable[RecordMetadata]:
+        event = current_event()
+        if event is not None:  # a batch's event joins here; a gated event is in already
+            await self.boundary.admit(event.message)
         p = self.consumer.key_partition(topic, key, partition)
         tid = self.transactional_id_for(topic, p)
         producer: Any = self.producer
-        return await producer.send(topic, key, value, p, timestamp, headers, transactional_id=tid)  # type: ignore[no-any-return]
+        if event is not None:
+            return await producer.send(topic, key, value, p, timestamp, headers, transactional_id=tid)  # type: ignore[no-any-return]
+        self._buffered_in_flight += 1  # a changelog write on its way from faust's send buffer into a transaction
+        try:
+            return await producer.send(topic, key, value, p, timestamp, headers, transactional_id=tid)  # type: ignore[no-any-return]
+        finally:
+            self._buffered_in_flight -= 1
 
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         producer: Any = self.producer
-        await producer.buffer.flush()  # changelog writes queued before this commit belong in it
+        # every changelog write queued before this commit belongs in it: wait until faust's send buffer has
+        # handed each one to its transaction (faust's own flush gives up after 0.1 s on a slow send)
+        await drain(producer.buffer, lambda: self._buffered_in_flight, self.boundary.settle_timeout_s)
         by_tid: dict[str, dict[TP, int]] = {}
         for tp, offset in offsets.items():
             by_tid.setdefault(self._tid(tp.topic, tp.partition), {})[tp] = offset
@@ -86,6 +198,67 @@ class SourcePartitionTransactions(TransactionManager):
         return True
 
 
-def install(app: Any) -> None:
-    """Use SourcePartitionTransactions for this app's consumer (only consulted under exactly_once)."""
-    app.transport.TransactionManager = SourcePartitionTransactions
+def _boundary(app: Any) -> EventBoundary | None:
+    transactions = getattr(app.consumer, "transactions", None)
+    return getattr(transactions, "boundary", None)
+
+
+class BoundaryConsumer(Consumer):
+    """faust's Kafka consumer whose commits wait for an event boundary (offsets are computed after the wait)."""
+
+    async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        boundary = _boundary(self.app)
+        if boundary is None or not self.in_transaction:
+            return await super().force_commit(topics, start_new_transaction)  # type: ignore[no-any-return]
+        async with boundary.settled(self.assignment):
+            return await super().force_commit(topics, start_new_transaction)  # type: ignore[no-any-return]
+
+
+class BoundaryStream(faust.Stream[Any]):
+    """faust's Stream whose events pass the commit gate before the handler sees them."""
+
+    async def on_merge(self, value: Any = None) -> Any:
+        value = await super().on_merge(value)
+        event = self.current_event
+        if event is not None and self.enable_acks:  # a batch (take_events) acks late: it joins on first write
+            boundary = _boundary(self.app)
+            if boundary is not None:
+                message = event.message
+                await boundary.admit(message)
+                if message.generation_id != self.app.consumer_generation_id or not self.app.flow_control.is_active():
+                    # held at the gate across a rebalance: faust skips such an event, and so do we
+                    boundary.acked(message)
+                    raise Skip()
+        return value
+
+
+class BoundarySensor(Sensor):
+    """Tells the boundary when a message is acked, and counts a batch's table write as its event's work (a gated
+    event is counted already)."""
+
+    def __init__(self, boundary: EventBoundary, **kwargs: Any) -> None:
+        self.boundary = boundary
+        super().__init__(**kwargs)
+
+    def _touch(self) -> None:
+        event = current_event()
+        if event is not None:
+            self.boundary.touch(event.message)
+
+    def on_table_set(self, table: Any, key: Any, value: Any) -> None:  # noqa: ARG002 - faust's signature
+        self._touch()
+
+    def on_table_del(self, table: Any, key: Any) -> None:  # noqa: ARG002 - faust's signature
+        self._touch()
+
+    def on_message_out(self, tp: TP, offset: int, message: Any) -> None:  # noqa: ARG002 - faust's signature
+        self.boundary.acked(message)
+
+
+def install(app: Any, settle_timeout_s: float = 30.0) -> None:
+    """Exactly-once on event boundaries for this app (see module doc); called under exactly_once only."""
+    boundary = EventBoundary(settle_timeout_s)
+    app.transport.TransactionManager = functools.partial(SourcePartitionTransactions, boundary=boundary)
+    app.transport.Consumer = BoundaryConsumer
+    app.conf.Stream = BoundaryStream
+    app.sensors.add(BoundarySensor(boundary))

@@ -44,6 +44,9 @@ class CommonSettings(BaseSettings):
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         default="exactly_once", validation_alias=_common("processing_guarantee")
     )
+    # exactly_once commits wait for the events under way to finish (shared/eos.py); a handler stuck longer than
+    # this is committed around (its first outputs may then be repeated after a crash) so the worker never stalls
+    eos_settle_timeout_s: float = Field(default=30.0, gt=0, validation_alias=_common("eos_settle_timeout_s"))
     # per service (TICKETLOOP_ROUTER_METRICS_PORT, ...): /metrics for Prometheus; 0 disables the listener
     metrics_port: int = Field(default=0, ge=0, le=65535)
 
