@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README.md); each installs what it needs first.
 PY := .venv/bin/python
 
-.PHONY: demo test bootstrap lint typecheck unit integration e2e bench
+.PHONY: demo test bootstrap lint typecheck unit integration e2e fault bench
 
 demo:            ## run the whole loop locally: Kafka, SQLite, four services, mail + chat sinks, a short demo
 	@bash deploy/local/bootstrap.sh
@@ -28,3 +28,6 @@ integration:
 
 e2e:
 	$(PY) -m pytest -q tests/e2e
+
+fault:           ## the opt-in crash tests that still fail now and then (known defects, see README)
+	TICKETLOOP_FAULT_TESTS=1 $(PY) -m pytest -ra -q tests/integration/test_router_broker.py -k sigkill
