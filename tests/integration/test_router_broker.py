@@ -372,7 +372,7 @@ route:
 @pytest.mark.skipif(
     os.environ.get("TICKETLOOP_FAULT_TESTS") != "1",
     reason="KNOWN DEFECT, opt-in (make fault): a SIGKILL with an immediate restart lost 1 to 38 of 3,000 alerts "
-    "in 10 of 16 runs on this machine (1 of 3 with the previous code); see the README and issue 3's notes",
+    "in 10 of 19 runs on this machine (1 of 3 with the previous code); see the README and issue 3's notes",
 )
 def test_sigkill_mid_storm_loses_nothing_and_repeats_no_ticket_change(kafka_bootstrap: str, tmp_path: Path) -> None:
     """exactly_once (the default): the router is killed while it works through a storm and restarted. Every alert
