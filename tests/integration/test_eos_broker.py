@@ -17,25 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.topics import TopicSpec, ensure_topics
-from tests.support.kafka_io import read_all
+from tests.support.kafka_io import produce, read_all
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 HELD_S = 3.0  # fifteen of faust's 0.2 s commit intervals
-
-
-async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for key, value in records:
-            await producer.send_and_wait(topic, value, key=key)
-    finally:
-        await producer.stop()
 
 
 async def _committed_offset(bootstrap: str, group: str, topic: str) -> int:
@@ -85,7 +74,7 @@ def test_a_transaction_never_commits_half_an_event(kafka_bootstrap: str, probe: 
     offset to commit while event 1 is mid-way: it must not take event 1's first output with it."""
     source, out, group, workdir = probe
     (workdir / "release-0").touch()
-    asyncio.run(_produce(kafka_bootstrap, source, [(b"k", b"0"), (b"k", b"1")]))
+    asyncio.run(produce(kafka_bootstrap, source, [("k", b"0"), ("k", b"1")]))
     wait_for("the probe to publish event 1's first output and hold", (workdir / "sent-1").exists)
 
     written = asyncio.run(read_all(kafka_bootstrap, out, expect=3, within_s=30))
