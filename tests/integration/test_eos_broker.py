@@ -1,4 +1,5 @@
-"""Exactly-once on the real broker: a transaction never commits half an event (shared/eos.py).
+"""Exactly-once on the real broker (shared/eos.py): a transaction never commits half an event, and a restarted
+worker knows its changelogs' extent before it recovers from them.
 
 faust commits every 0.2 s whatever its agents are doing. The probe app (tests/support/eos_probe.py) publishes a
 first output and then is held mid-event by the test for many commit intervals: the first output must stay
@@ -13,12 +14,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.eos import StableHighwaterThread
 from shared.topics import TopicSpec, ensure_topics
 from tests.support.kafka_io import produce, read_all
 from tests.support.waiting import wait_for
@@ -92,3 +96,36 @@ def test_a_transaction_never_commits_half_an_event(kafka_bootstrap: str, probe: 
         lambda: asyncio.run(_committed_offset(kafka_bootstrap, group, source)) == 2,
     )
     assert committed
+
+
+def test_a_changelogs_highwater_is_known_before_the_first_fetch_of_it(kafka_bootstrap: str) -> None:
+    """A restarted worker's table recovery asks for each changelog's highwater before it has fetched from it.
+    faust (exactly_once) answers from the last fetch response: nothing, which it takes for an empty changelog,
+    and a restarted router then recovered empty tables and split every group into a second ticket. Our consumer
+    thread asks the broker: the last stable offset, at once."""
+    topic = f"it-eos-hw-{time.time_ns()}.changelog"
+    asyncio.run(ensure_topics(kafka_bootstrap, [TopicSpec(topic, 1, "c", "highwater probe")]))
+
+    async def scenario() -> tuple[int | None, Mapping[Any, int]]:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"{topic}-writer")
+        await producer.start()
+        try:
+            async with producer.transaction():
+                for n in range(5):
+                    await producer.send_and_wait(topic, b"v%d" % n, key=b"k")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, isolation_level="read_committed")
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            thread = StableHighwaterThread.__new__(StableHighwaterThread)  # only its broker question is tested
+            thread._consumer = consumer
+            return consumer.last_stable_offset(tp), await thread._highwaters([tp])
+        finally:
+            await consumer.stop()
+
+    faust_answer, ours = asyncio.run(scenario())
+    assert faust_answer is None  # what faust's exactly_once path reads before the first fetch
+    assert list(ours.values()) == [6]  # five records and the commit marker
