@@ -150,7 +150,12 @@ def register(app: faust.App, deps: SlaDeps) -> None:
                 clocks[key] = encode(after)
                 arm(after)
                 if clock is None:
-                    log.info("clock_started", deadline=after.deadline.isoformat(), policy=after.policy)
+                    log.info(
+                        "clock_started",
+                        deadline=after.deadline.isoformat(),
+                        policy=after.policy,
+                        policy_version=after.policy_version,
+                    )
                 elif after.state != clock.state:
                     log.info("clock_" + after.state)
             yield None

@@ -1,7 +1,8 @@
 """sla.yaml and the acknowledge clock, as pure functions.
 
-A clock is created when a ticket opens, holding a snapshot of its policy (deadline and escalation levels), so
-editing sla.yaml never rewrites a running clock. Acknowledge or resolve stops it. ``fire_due`` returns the
+A clock is created when a ticket opens, holding a snapshot of its policy (deadline and escalation levels) and
+sla.yaml's ``version``, so editing sla.yaml never rewrites a running clock. A customer's contract (``contracts``)
+picks the policy before the route's choice does. Acknowledge or resolve stops it. ``fire_due`` returns the
 next escalation once its time has come, and the clock advanced past it; escalation ids are stable per ticket
 and level, so a timer that fires again after a crash repeats the same escalation, which the notifier drops.
 """
@@ -85,7 +86,15 @@ class Policy(BaseModel):
 class SlaConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    version: int = Field(
+        default=1,
+        ge=1,
+        description="the policies' version: raise it with each change; a clock keeps the one it started under",
+    )
     calendars: dict[str, CalendarConfig] = Field(default_factory=dict)
+    contracts: dict[str, str] = Field(
+        default_factory=dict, description="customer -> policy: a customer's contract beats the route's policy"
+    )
     policies: dict[str, Policy]
 
     @model_validator(mode="after")
@@ -97,6 +106,11 @@ class SlaConfig(BaseModel):
             for name, p in self.policies.items()
             if p.calendar != ALWAYS and p.calendar not in self.calendars
         ]
+        unknown += [
+            f"contracts.{customer}: no policy {name!r}"
+            for customer, name in self.contracts.items()
+            if name not in self.policies
+        ]
         if unknown:
             raise ValueError("; ".join(unknown))
         return self
@@ -104,7 +118,11 @@ class SlaConfig(BaseModel):
     def calendar_for(self, policy: Policy) -> CalendarConfig:
         return self.calendars.get(policy.calendar) or CalendarConfig(always=True)
 
-    def policy_for(self, name: str) -> tuple[str, Policy]:
+    def policy_for(self, name: str, customer: str | None = None) -> tuple[str, Policy]:
+        """The policy a ticket runs under: its customer's contract if there is one, else the one its route
+        named, else ``default``."""
+        if customer is not None and customer in self.contracts:
+            name = self.contracts[customer]
         if name in self.policies:
             return name, self.policies[name]
         return "default", self.policies["default"]
@@ -135,6 +153,7 @@ class Clock(BaseModel):
     started_version: int = Field(description="the ticket version that started this clock: one chain per start")
     started_at: datetime | None = Field(default=None, description="when the acknowledge clock started")
     policy: str
+    policy_version: int = Field(default=1, description="sla.yaml's version when this clock started")
     deadline: datetime
     levels: list[LevelSnapshot]
     fired: int = 0
@@ -207,7 +226,7 @@ def _levels(policy: Policy, deadline: datetime, calendar: BusinessCalendar) -> l
 def start_clock(ticket: Ticket, config: SlaConfig, started_at: datetime | None = None) -> Clock:
     """A running acknowledge clock: its deadline and every escalation's time worked out now, in the policy's
     calendar (a business-hours policy never escalates at 3 a.m.), and kept as a snapshot."""
-    name, policy = config.policy_for(ticket.policy)
+    name, policy = config.policy_for(ticket.policy, ticket.customer)
     calendar = config.calendar_for(policy).calendar
     start, target = started_at or ticket.opened_at, acknowledge_target(policy, ticket.priority)
     deadline = calendar.add(start, target)
@@ -218,6 +237,7 @@ def start_clock(ticket: Ticket, config: SlaConfig, started_at: datetime | None =
         started_version=ticket.version,
         started_at=start,
         policy=name,
+        policy_version=config.version,
         deadline=deadline,
         levels=_levels(policy, deadline, calendar),
         warn_at=[WarningSnapshot(share=share, due=calendar.add(start, target * share)) for share in policy.warnings],
@@ -311,6 +331,7 @@ def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
         return None, clock
     t = clock.ticket
     deadline = clock.deadline.isoformat()
+    policy = f"{clock.policy} v{clock.policy_version}"
     warning_due, level_due = clock._warning_due(), clock._level_due()
     # a warning only before the deadline: a late tick (a restart) goes straight to the breach
     if (
@@ -320,11 +341,11 @@ def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
     ):
         n = clock.warned + 1
         share = clock.warn_at[clock.warned].share
-        reason = f"{share:.0%} of the acknowledge target used; the deadline is {deadline} (policy {clock.policy})"
+        reason = f"{share:.0%} of the acknowledge target used; the deadline is {deadline} (policy {policy})"
         warning = _notice(clock, now, f"warning:{n}", reason, kind="warning", level=n)
         return warning, clock.model_copy(update={"warned": n})
     if not clock.breached and clock.deadline <= now and (level_due is None or clock.deadline <= level_due):
-        reason = f"acknowledge target missed: not acknowledged by {deadline} (policy {clock.policy})"
+        reason = f"acknowledge target missed: not acknowledged by {deadline} (policy {policy})"
         breach = _notice(clock, now, "breach", reason, kind="breach", level=1)
         # warnings not yet sent when the deadline passed are moot
         return breach, clock.model_copy(update={"breached": True, "warned": len(clock.warn_at)})
@@ -333,7 +354,7 @@ def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
     level = clock.fired + 1
     snap = clock.levels[clock.fired]
     team = {OWNER: t.team, NEXT: t.next_level or t.team}.get(snap.team, snap.team)
-    reason = f"not acknowledged by {deadline} (policy {clock.policy}, level {level})"
+    reason = f"not acknowledged by {deadline} (policy {policy}, level {level})"
     escalation = _notice(clock, now, str(level), reason, level=level, target_team=team, to_lead=snap.lead)
     update: dict[str, object] = {"fired": level, "warned": len(clock.warn_at)}
     update["state"] = "running" if level < len(clock.levels) else "exhausted"

@@ -35,6 +35,7 @@ class Summary:
 class Replay:
     """The outcome of one replay: per ticket what fired, in order."""
 
+    version: int = 1  # the replayed sla.yaml's version
     events: int = 0
     fired: dict[str, list[Escalation]] = field(default_factory=dict)
     tickets: set[str] = field(default_factory=set)
@@ -74,7 +75,7 @@ def replay(
     Timers fire at their due times between events; after the last event the simulated clock runs on to
     ``until`` (default: the last event's time), so tickets still open then have not yet breached.
     """
-    result = Replay()
+    result = Replay(version=config.version)
     clocks: dict[str, Clock] = {}
     index = TimerIndex()
     last: datetime | None = None

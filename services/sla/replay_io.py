@@ -92,7 +92,7 @@ def report(before: Replay, after: Replay, proposed: Path) -> str:
     b, a = before.totals(), after.totals()
     lines = [
         f"replayed {before.events} ticket events of {len(before.tickets)} tickets",
-        f"{'':12}{'live':>10}{proposed.name:>16}",
+        f"{'':12}{f'live v{before.version}':>10}{f'{proposed.name} v{after.version}':>16}",
         f"{'breached':12}{b.breaches:>10}{a.breaches:>16}",
         f"{'warnings':12}{b.warnings:>10}{a.warnings:>16}",
         f"{'escalations':12}{b.escalations:>10}{a.escalations:>16}",

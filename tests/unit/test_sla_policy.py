@@ -89,6 +89,44 @@ def test_a_policy_edit_does_not_change_a_running_clock() -> None:
     assert later is not None and later.deadline == clock.deadline and later.levels == clock.levels
 
 
+def test_a_clock_keeps_the_policy_version_it_started_under_and_says_so() -> None:
+    v3 = CONFIG.model_copy(update={"version": 3})
+    clock = start_clock(ticket(), v3)
+    assert clock.policy_version == 3
+    v4 = SlaConfig.model_validate(
+        {
+            "version": 4,
+            "policies": {"default": {"acknowledge": {"P1": "1h"}, "escalation": [{"after": 0, "team": "x"}]}},
+        }
+    )
+    later = on_ticket_event(clock, tev(Change.occurred, 2), v4)
+    assert later is not None and (later.policy_version, later.deadline) == (3, clock.deadline)
+    breach, later = fire_due(later, clock.deadline)
+    assert breach is not None and breach.reason.endswith("(policy default v3)")
+    restarted = on_ticket_event(later, tev(Change.reassigned, 3, at=T0 + timedelta(hours=1)), v4)
+    assert restarted is not None and restarted.policy_version == 4, "a new chain starts under the current version"
+    assert CONFIG.version == 1, "a file without a version is version 1"
+
+
+def test_a_customers_contract_picks_the_policy_before_the_route_does() -> None:
+    contracts = CONFIG.model_copy(update={"contracts": {"acme": "gold"}})
+    acme = start_clock(ticket(customer="acme", policy="default"), contracts)
+    assert (acme.policy, acme.deadline) == ("gold", T0 + timedelta(minutes=1))
+    other = start_clock(ticket(customer="globex", policy="default"), contracts)
+    assert (other.policy, other.deadline) == ("default", T0 + timedelta(minutes=5))
+    assert start_clock(ticket(customer=None), contracts).policy == "default"
+
+
+def test_a_contract_must_name_a_policy_that_exists() -> None:
+    with pytest.raises(ValidationError, match=r"contracts\.acme: no policy 'platinum'"):
+        SlaConfig.model_validate(
+            {
+                "contracts": {"acme": "platinum"},
+                "policies": {"default": {"acknowledge": {"P1": "5m"}, "escalation": [{"after": 0, "team": "x"}]}},
+            }
+        )
+
+
 @given(st.integers(min_value=0, max_value=100_000))
 def test_escalation_never_fires_before_the_deadline(offset_s: int) -> None:
     clock = start_clock(ticket(), CONFIG)

@@ -21,6 +21,7 @@ policies:
     escalation: [{after: 0s, team: owner}, {after: 10m, team: leads}]
 """
 PROPOSED = """
+version: 2
 policies:
   default:
     acknowledge: {P1: 3m}
@@ -104,6 +105,7 @@ def test_the_cli_reports_the_differences_from_a_jsonl_file(tmp_path: Path) -> No
     text = out.getvalue()
     assert code == 0, text
     assert "replayed 5 ticket events of 3 tickets" in text
+    assert "live v1" in text and "proposed.yaml v2" in text, "each side's sla.yaml version"
     assert "2 ticket(s) would have been treated differently" in text
     assert "tl-a: met, 0 warning(s), 0 escalation(s) (top level 0) -> breached, 1 warning(s)" in text
 
