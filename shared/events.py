@@ -196,12 +196,17 @@ class Escalation(Wire):
     kind: Literal["escalation", "warning", "breach"] = Field(
         default="escalation",
         description="warning: a share of the target is used up, before the deadline; breach: the deadline "
-        "passed unacknowledged (recorded and counted; the escalation levels do the notifying)",
+        "passed (an acknowledge breach is recorded and counted, the escalation levels do the notifying; a resolve "
+        "breach also notifies the owner)",
     )
     level: int = Field(ge=1, description="the escalation level, or the warning's number")
     target_team: str
     to_lead: bool = Field(default=False, description="for the target team's lead rather than its on-call person")
-    clock: Literal["acknowledge"] = "acknowledge"
+    clock: Literal["acknowledge", "resolve"] = Field(
+        default="acknowledge",
+        description="acknowledge: warnings, breach and the escalation chain until acknowledged; resolve: warnings "
+        "and a breach (which notifies the owner) until resolved",
+    )
     deadline: datetime
     fired_at: datetime
     reason: str

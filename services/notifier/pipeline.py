@@ -103,8 +103,9 @@ def notice_for_ticket_event(event: TicketEvent, public_url: str) -> Notice | Non
 
 
 def notifies(escalation: Escalation) -> bool:
-    """A breach is recorded on the timeline and counted, not sent: the policy's escalation levels notify."""
-    return escalation.kind != "breach"
+    """An acknowledge breach is recorded on the timeline and counted, not sent: the policy's escalation levels
+    notify. A resolve breach has no levels after it, so it goes to the owner."""
+    return escalation.kind != "breach" or escalation.clock == "resolve"
 
 
 def notice_for_escalation(

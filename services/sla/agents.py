@@ -72,13 +72,16 @@ def register(app: faust.App, deps: SlaDeps) -> None:
         ["team", "priority", "customer", "level"],
     )
     warned = counter(
-        deps.registry, "ticketloop_sla_warnings_total", "Pre-breach warnings emitted", ["team", "priority", "customer"]
+        deps.registry,
+        "ticketloop_sla_warnings_total",
+        "Pre-breach warnings emitted",
+        ["team", "priority", "customer", "clock"],
     )
     breached = counter(
         deps.registry,
         "ticketloop_sla_breaches_total",
-        "Acknowledge deadlines passed unacknowledged",
-        ["team", "priority", "customer"],
+        "Deadlines passed: acknowledge (unacknowledged) or resolve (unresolved)",
+        ["team", "priority", "customer", "clock"],
     )
     to_acknowledge = histogram(
         deps.registry,
@@ -98,6 +101,12 @@ def register(app: faust.App, deps: SlaDeps) -> None:
         deps.registry,
         "ticketloop_sla_acknowledged_total",
         'Acknowledgements, by whether they met the target (compliance = within_target="true" / all)',
+        ["team", "priority", "customer", "within_target"],
+    )
+    resolved = counter(
+        deps.registry,
+        "ticketloop_sla_resolved_total",
+        'Resolutions against a resolve target, by whether they met it (compliance = within_target="true" / all)',
         ["team", "priority", "customer", "within_target"],
     )
     lateness = histogram(
@@ -238,6 +247,11 @@ def register(app: faust.App, deps: SlaDeps) -> None:
                 ).inc()
             else:
                 to_resolve.labels(team=team, priority=priority).observe(outcome.seconds)
+                if outcome.within_target is not None:
+                    within = "true" if outcome.within_target else "false"
+                    resolved.labels(
+                        team=team, priority=priority, customer=ticket.customer or "", within_target=within
+                    ).inc()
 
     async def fire(proposal: ClockDue, now: datetime) -> None:
         """Fire what is due on the proposed clock, in the handling of the proposal; the clock is re-armed."""
@@ -261,12 +275,12 @@ def register(app: faust.App, deps: SlaDeps) -> None:
             lateness.observe(max(late, 0.0))
             team, priority, customer = escalation.target_team, clock.ticket.priority, clock.ticket.customer or ""
             if escalation.kind == "warning":
-                warned.labels(team=team, priority=priority, customer=customer).inc()
+                warned.labels(team=team, priority=priority, customer=customer, clock=escalation.clock).inc()
             elif escalation.kind == "breach":
-                breached.labels(team=team, priority=priority, customer=customer).inc()
+                breached.labels(team=team, priority=priority, customer=customer, clock=escalation.clock).inc()
             else:
                 fired.labels(team=team, priority=priority, customer=customer, level=str(escalation.level)).inc()
-            log.info(escalation.kind, level=escalation.level, team=team, late_s=round(late, 3))
+            log.info(escalation.kind, clock=escalation.clock, level=escalation.level, team=team, late_s=round(late, 3))
             clock = after
         if clock != before:
             clocks[key] = encode(clock)

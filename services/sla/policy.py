@@ -1,4 +1,4 @@
-"""sla.yaml and the acknowledge clock, as pure functions.
+"""sla.yaml and the acknowledge and resolve clocks, as pure functions.
 
 A clock is created when a ticket opens, holding a snapshot of its policy (deadline and escalation levels) and
 sla.yaml's ``version``, so editing sla.yaml never rewrites a running clock. A customer's contract (``contracts``)
@@ -57,6 +57,9 @@ class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     acknowledge: dict[str, Duration] = Field(min_length=1, description="target per priority P1..P5")
+    resolve: dict[str, Duration] = Field(
+        default_factory=dict, description="resolve target per priority P1..P5; none: no resolve clock"
+    )
     escalation: list[EscalationLevel] = Field(min_length=1)
     calendar: str = Field(
         default=ALWAYS, description="the calendar targets and escalation delays count in (sla.yaml calendars)"
@@ -162,6 +165,11 @@ class Clock(BaseModel):
     breached: bool = Field(default=False, description="the breach event at the deadline was emitted")
     paused_at: datetime | None = Field(default=None, description="waiting on the customer since then: no time counts")
     paused_s: float = Field(default=0.0, ge=0, description="wall-clock seconds spent paused, in all")
+    resolve_started_version: int = Field(default=0, description="the ticket version that started the resolve clock")
+    resolve_deadline: datetime | None = Field(default=None, description="resolve by then; None: no resolve target")
+    resolve_warn_at: list[WarningSnapshot] = Field(default_factory=list)
+    resolve_warned: int = 0
+    resolve_breached: bool = False
     ticket: Ticket
 
     def _level_due(self) -> datetime | None:
@@ -173,12 +181,29 @@ class Clock(BaseModel):
     def _warning_due(self) -> datetime | None:
         return self.warn_at[self.warned].due if self.warned < len(self.warn_at) else None
 
-    @property
-    def next_due(self) -> datetime | None:
-        if self.state != "running" or self.paused_at is not None:
+    def _acknowledge_due(self) -> datetime | None:
+        if self.state != "running":
             return None
         breach = None if self.breached else self.deadline
-        dues = [d for d in (self._warning_due(), breach, self._level_due()) if d is not None]
+        return min((d for d in (self._warning_due(), breach, self._level_due()) if d is not None), default=None)
+
+    def _resolve_warning_due(self) -> datetime | None:
+        if self.resolve_warned < len(self.resolve_warn_at):
+            return self.resolve_warn_at[self.resolve_warned].due
+        return None
+
+    def _resolve_due(self) -> datetime | None:
+        """The resolve clock runs until the ticket is resolved (acknowledging does not stop it)."""
+        if self.resolve_deadline is None or self.ticket.state.value in {"resolved", "closed"}:
+            return None
+        breach = None if self.resolve_breached else self.resolve_deadline
+        return min((d for d in (self._resolve_warning_due(), breach) if d is not None), default=None)
+
+    @property
+    def next_due(self) -> datetime | None:
+        if self.paused_at is not None:
+            return None
+        dues = [d for d in (self._acknowledge_due(), self._resolve_due()) if d is not None]
         if not dues:
             return None
         due = min(dues)
@@ -203,6 +228,13 @@ def acknowledge_target(policy: Policy, priority: str) -> timedelta:
     return max(policy.acknowledge.values())
 
 
+def resolve_target(policy: Policy, priority: str) -> timedelta | None:
+    """None when the policy sets no resolve targets; an unknown priority gets the loosest."""
+    if not policy.resolve:
+        return None
+    return policy.resolve.get(priority, max(policy.resolve.values()))
+
+
 def _levels(policy: Policy, deadline: datetime, calendar: BusinessCalendar) -> list[LevelSnapshot]:
     """The chain as a snapshot: each level's time in the calendar, then the last level's repeats."""
     levels = [
@@ -223,13 +255,34 @@ def _levels(policy: Policy, deadline: datetime, calendar: BusinessCalendar) -> l
     return levels
 
 
-def start_clock(ticket: Ticket, config: SlaConfig, started_at: datetime | None = None) -> Clock:
+def start_clock(
+    ticket: Ticket, config: SlaConfig, started_at: datetime | None = None, resolve_from: Clock | None = None
+) -> Clock:
     """A running acknowledge clock: its deadline and every escalation's time worked out now, in the policy's
-    calendar (a business-hours policy never escalates at 3 a.m.), and kept as a snapshot."""
+    calendar (a business-hours policy never escalates at 3 a.m.), and kept as a snapshot. With it the resolve
+    clock (when the policy sets resolve targets), started at the same moment, or carried over from
+    ``resolve_from`` (a new acknowledge chain for the same problem does not restart the resolve target)."""
     name, policy = config.policy_for(ticket.policy, ticket.customer)
     calendar = config.calendar_for(policy).calendar
     start, target = started_at or ticket.opened_at, acknowledge_target(policy, ticket.priority)
     deadline = calendar.add(start, target)
+    resolve: dict[str, object] = {}
+    if resolve_from is not None:
+        resolve = {
+            "resolve_started_version": resolve_from.resolve_started_version,
+            "resolve_deadline": resolve_from.resolve_deadline,
+            "resolve_warn_at": resolve_from.resolve_warn_at,
+            "resolve_warned": resolve_from.resolve_warned,
+            "resolve_breached": resolve_from.resolve_breached,
+        }
+    elif (resolve_in := resolve_target(policy, ticket.priority)) is not None:
+        resolve = {
+            "resolve_started_version": ticket.version,
+            "resolve_deadline": calendar.add(start, resolve_in),
+            "resolve_warn_at": [
+                WarningSnapshot(share=share, due=calendar.add(start, resolve_in * share)) for share in policy.warnings
+            ],
+        }
     return Clock(
         ticket_id=ticket.ticket_id,
         state="running",
@@ -242,11 +295,13 @@ def start_clock(ticket: Ticket, config: SlaConfig, started_at: datetime | None =
         levels=_levels(policy, deadline, calendar),
         warn_at=[WarningSnapshot(share=share, due=calendar.add(start, target * share)) for share in policy.warnings],
         ticket=ticket,
+        **resolve,
     )
 
 
 _STOPS = {Change.acknowledged, Change.resolved, Change.closed}
-# the ticket needs (a new) acknowledgement: a fresh acknowledge clock and escalation chain start
+# the ticket needs (a new) acknowledgement: a fresh acknowledge clock and escalation chain start; the resolve
+# clock starts again only when the problem came back (reopened), not when it changed hands
 _RESTARTS = {Change.reopened, Change.unacknowledged, Change.reassigned}
 
 
@@ -260,7 +315,8 @@ def on_ticket_event(clock: Clock | None, event: TicketEvent, config: SlaConfig) 
             return None
         return start_clock(ticket, config)
     if event.change in _RESTARTS and ticket.state.value == "open":
-        return start_clock(ticket, config, started_at=event.at)
+        carried = None if event.change is Change.reopened else clock
+        return start_clock(ticket, config, started_at=event.at, resolve_from=carried)
     update: dict[str, object] = {"version": ticket.version, "ticket": ticket}
     if event.change in _STOPS or ticket.state.value != "open":
         update["state"] = "stopped"
@@ -296,25 +352,32 @@ def resume(clock: Clock, at: datetime, calendar: BusinessCalendar) -> Clock:
         for lvl in clock.levels
     ]
     warn_at = [w.model_copy(update={"due": shift(w.due)}) for w in clock.warn_at]
+    resolve_deadline = shift(clock.resolve_deadline) if clock.resolve_deadline is not None else None
     return clock.model_copy(
         update={
             "deadline": deadline,
             "levels": levels,
             "warn_at": warn_at,
+            "resolve_deadline": resolve_deadline,
+            "resolve_warn_at": [w.model_copy(update={"due": shift(w.due)}) for w in clock.resolve_warn_at],
             "paused_at": None,
             "paused_s": clock.paused_s + (resumed - paused_at).total_seconds(),
         }
     )
 
 
-def _notice(clock: Clock, now: datetime, suffix: str, reason: str, **fields: object) -> Escalation:
+def _notice(
+    clock: Clock, now: datetime, suffix: str, reason: str, which: str = "acknowledge", **fields: object
+) -> Escalation:
     """A warning, breach or escalation of this clock start; ``suffix`` makes its id (and so its dedup) stable."""
+    started = clock.started_version if which == "acknowledge" else clock.resolve_started_version
     return Escalation.model_validate(
         {
-            "escalation_id": f"{clock.ticket_id}:acknowledge:{clock.started_version}:{suffix}",
+            "escalation_id": f"{clock.ticket_id}:{which}:{started}:{suffix}",
             "ticket_id": clock.ticket_id,
+            "clock": which,
             "target_team": clock.ticket.team,
-            "deadline": clock.deadline,
+            "deadline": clock.deadline if which == "acknowledge" else clock.resolve_deadline,
             "fired_at": now,
             "reason": reason,
             "ticket": clock.ticket,
@@ -329,9 +392,19 @@ def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
     due = clock.next_due
     if due is None or due > now:
         return None, clock
+    policy = f"{clock.policy} v{clock.policy_version}"
+    acknowledge_due, resolve_due = clock._acknowledge_due(), clock._resolve_due()
+    if resolve_due is not None and resolve_due <= now and (acknowledge_due is None or resolve_due < acknowledge_due):
+        return _fire_resolve(clock, now, policy)
+    if acknowledge_due is None or acknowledge_due > now:
+        return None, clock
+    return _fire_acknowledge(clock, now, policy)
+
+
+def _fire_acknowledge(clock: Clock, now: datetime, policy: str) -> tuple[Escalation | None, Clock]:
+    """The acknowledge clock's due warning, breach or escalation level, and the clock past it."""
     t = clock.ticket
     deadline = clock.deadline.isoformat()
-    policy = f"{clock.policy} v{clock.policy_version}"
     warning_due, level_due = clock._warning_due(), clock._level_due()
     # a warning only before the deadline: a late tick (a restart) goes straight to the breach
     if (
@@ -361,6 +434,22 @@ def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
     return escalation, clock.model_copy(update=update)
 
 
+def _fire_resolve(clock: Clock, now: datetime, policy: str) -> tuple[Escalation, Clock]:
+    """The resolve clock's due warning (only before its deadline) or its breach, and the clock past it."""
+    deadline = clock.resolve_deadline
+    assert deadline is not None  # noqa: S101 - only called with a resolve clock due
+    warning_due = clock._resolve_warning_due()
+    if warning_due is not None and warning_due <= now < deadline:
+        n = clock.resolve_warned + 1
+        share = clock.resolve_warn_at[clock.resolve_warned].share
+        reason = f"{share:.0%} of the resolve target used; the deadline is {deadline.isoformat()} (policy {policy})"
+        warning = _notice(clock, now, f"warning:{n}", reason, "resolve", kind="warning", level=n)
+        return warning, clock.model_copy(update={"resolve_warned": n})
+    reason = f"resolve target missed: not resolved by {deadline.isoformat()} (policy {policy})"
+    breach = _notice(clock, now, "breach", reason, "resolve", kind="breach", level=1)
+    return breach, clock.model_copy(update={"resolve_breached": True, "resolve_warned": len(clock.resolve_warn_at)})
+
+
 class Outcome(BaseModel):
     """What a ticket event settled, for the SLA panels: an acknowledgement (against the clock's deadline) or a
     resolution (from opening)."""
@@ -369,7 +458,10 @@ class Outcome(BaseModel):
 
     kind: Literal["acknowledged", "resolved"]
     seconds: float = Field(ge=0)
-    within_target: bool | None = Field(default=None, description="acknowledged by the deadline (acknowledgements)")
+    within_target: bool | None = Field(
+        default=None,
+        description="by the deadline (acknowledgements; resolutions when the policy sets a resolve target)",
+    )
 
 
 def outcomes(before: Clock | None, event: TicketEvent) -> list[Outcome]:
@@ -384,5 +476,8 @@ def outcomes(before: Clock | None, event: TicketEvent) -> list[Outcome]:
         seconds = max((acked_at - start).total_seconds(), 0.0)
         out.append(Outcome(kind="acknowledged", seconds=seconds, within_target=acked_at <= before.deadline))
     if event.change is Change.resolved and t.resolved_at is not None:
-        out.append(Outcome(kind="resolved", seconds=max((t.resolved_at - t.opened_at).total_seconds(), 0.0)))
+        seconds = max((t.resolved_at - t.opened_at).total_seconds(), 0.0)
+        deadline = before.resolve_deadline
+        within = None if deadline is None else t.resolved_at <= deadline
+        out.append(Outcome(kind="resolved", seconds=seconds, within_target=within))
     return out

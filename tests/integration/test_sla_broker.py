@@ -234,3 +234,45 @@ def test_a_resolved_tickets_clock_is_forgotten_with_a_tombstone(kafka_bootstrap:
         stack.check_alive()
     assert [r.key for r in records] == [b"tl-done", b"tl-done"]
     assert records[0].value is not None and records[1].value is None
+
+
+RESOLVE = """
+policies:
+  default:
+    acknowledge: {P1: 4s}
+    resolve: {P1: 8s}
+    warnings: [0.5]
+    escalation:
+      - {after: 0s, team: owner}
+"""
+
+
+def test_the_resolve_clock_runs_on_after_acknowledgement_then_breaches(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Acknowledged at once: the acknowledge clock stops, the resolve clock warns at half its target and breaches
+    at its deadline; the resolve breach is an escalations record like any other (the notifier sends it)."""
+    with sla_stack(kafka_bootstrap, tmp_path, RESOLVE) as (stack, topics):
+        opened_at = open_ticket(kafka_bootstrap, topics, "tl-res")
+        t = ticket(
+            ticket_id="tl-res",
+            state=TicketState.acknowledged,
+            version=2,
+            opened_at=opened_at,
+            first_seen=opened_at,
+            last_seen=opened_at,
+            acknowledged_at=opened_at,
+        )
+        ack = TicketEvent(
+            change_id="tl-res:2", change=Change.acknowledged, actor="alice", at=opened_at, ticket=t, trace_id="t"
+        )
+        asyncio.run(produce(kafka_bootstrap, topics.tickets.name, [("tl-res", encode(ack))]))
+        fired = escalations(kafka_bootstrap, topics, expect=2)
+        # nothing else is due: the acknowledge clock stopped and the resolve clock breaches once (bounded wait)
+        time.sleep(3)
+        fired = escalations(kafka_bootstrap, topics, expect=3, within_s=3)
+        stack.check_alive()
+    assert [(f["clock"], f["kind"]) for f in fired] == [("resolve", "warning"), ("resolve", "breach")]
+    deadline = datetime.fromisoformat(fired[1]["deadline"])
+    assert deadline == opened_at + timedelta(seconds=8)
+    assert datetime.fromisoformat(fired[0]["fired_at"]) >= opened_at + timedelta(seconds=4)
+    assert datetime.fromisoformat(fired[1]["fired_at"]) >= deadline
+    assert fired[1]["reason"].startswith("resolve target missed: not resolved by")

@@ -17,6 +17,7 @@ from services.notifier.pipeline import (
     deliver,
     notice_for_escalation,
     notice_for_ticket_event,
+    notifies,
     plan,
     plan_notice,
 )
@@ -243,6 +244,20 @@ def test_a_warning_reads_as_a_warning() -> None:
     m = render_escalation(warning, URL)
     assert m.kind == "warning" and m.subject == "[P1] WARNING tl-1: disk full"
     assert m.text.startswith("WARNING: 75% of the acknowledge target used")
+
+
+def test_a_resolve_breach_is_sent_to_the_owner_an_acknowledge_breach_is_not() -> None:
+    """An acknowledge breach has escalation levels after it to do the notifying; a resolve breach has none."""
+    ack_breach = escalation().model_copy(update={"kind": "breach", "target_team": "ops"})
+    resolve_breach = ack_breach.model_copy(
+        update={"clock": "resolve", "reason": "resolve target missed: not resolved by 2026-11-24T10:00:00+00:00"}
+    )
+    assert not notifies(ack_breach) and notifies(resolve_breach)
+    m = render_escalation(resolve_breach, URL)
+    assert m.kind == "breach" and m.subject == "[P1] SLA BREACHED tl-1: disk full"
+    assert m.text.startswith("SLA BREACHED: resolve target missed")
+    warning = resolve_breach.model_copy(update={"kind": "warning", "reason": "50% of the resolve target used"})
+    assert f"Resolve by {T0.isoformat()} to meet the resolve target." in render_escalation(warning, URL).text
 
 
 def test_a_lead_level_goes_to_the_target_teams_lead_else_its_on_call_person() -> None:

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.sla.policy import Outcome, SlaConfig, fire_due, on_ticket_event, outcomes, start_clock
+from services.sla.policy import Outcome, SlaConfig, finished, fire_due, on_ticket_event, outcomes, start_clock
 from shared.events import Change, TicketEvent, TicketState
 from tests.unit.factories import T0, ticket, ticket_event
 
@@ -422,3 +422,81 @@ def test_a_lead_level_and_its_repeats_are_for_the_team_lead() -> None:
         if esc.kind == "escalation":
             fired.append((esc.level, esc.target_team, esc.to_lead))
     assert fired == [(1, "ops", False), (2, "leads", True), (3, "leads", True)]
+
+
+RESOLVING = SlaConfig.model_validate(
+    {
+        "policies": {
+            "default": {
+                "acknowledge": {"P1": "5m"},
+                "resolve": {"P1": "1h", "P3": "8h"},
+                "warnings": [0.5],
+                "escalation": [{"after": 0, "team": "owner"}],
+            }
+        }
+    }
+)
+MINUTE = timedelta(minutes=1)
+
+
+def test_the_resolve_clock_runs_on_after_acknowledgement_warns_breaches_and_stops_at_resolve() -> None:
+    clock = start_clock(ticket(), RESOLVING)
+    assert clock.resolve_deadline == T0 + 60 * MINUTE
+    assert start_clock(ticket(priority="P5"), RESOLVING).resolve_deadline == T0 + 8 * 60 * MINUTE, "the loosest"
+    assert start_clock(ticket(), CONFIG).resolve_deadline is None, "no resolve targets: no resolve clock"
+    warning, clock = fire_due(clock, T0 + 2.5 * MINUTE)
+    assert warning is not None and (warning.clock, warning.kind) == ("acknowledge", "warning")
+    acked = on_ticket_event(clock, tev(Change.acknowledged, 2, state=TicketState.acknowledged), RESOLVING)
+    assert acked is not None and acked.state == "stopped"
+    assert acked.next_due == T0 + 30 * MINUTE, "acknowledging stops the acknowledge clock, not the resolve clock"
+    assert fire_due(acked, T0 + 29 * MINUTE)[0] is None
+    half, acked = fire_due(acked, T0 + 30 * MINUTE)
+    assert half is not None and (half.clock, half.kind, half.escalation_id) == (
+        "resolve",
+        "warning",
+        "tl-1:resolve:1:warning:1",
+    )
+    assert half.reason.startswith("50% of the resolve target used") and half.deadline == T0 + 60 * MINUTE
+    breach, acked = fire_due(acked, T0 + 61 * MINUTE)
+    assert breach is not None and (breach.clock, breach.kind, breach.escalation_id) == (
+        "resolve",
+        "breach",
+        "tl-1:resolve:1:breach",
+    )
+    assert breach.reason.startswith("resolve target missed: not resolved by 2026-11-24T10:00:00")
+    assert acked.next_due is None and fire_due(acked, T0 + 2 * 60 * MINUTE)[0] is None, "one breach"
+    resolved = on_ticket_event(acked, tev(Change.resolved, 3, state=TicketState.resolved), RESOLVING)
+    assert resolved is not None and finished(resolved)
+
+
+def test_resolving_in_time_ends_the_resolve_clock_before_it_warns() -> None:
+    clock = start_clock(ticket(), RESOLVING)
+    resolved = on_ticket_event(clock, tev(Change.resolved, 2, state=TicketState.resolved), RESOLVING)
+    assert resolved is not None and resolved.next_due is None
+
+
+def test_a_new_owner_keeps_the_resolve_deadline_and_a_reopen_starts_a_new_one() -> None:
+    clock = start_clock(ticket(), RESOLVING)
+    moved = on_ticket_event(clock, tev(Change.reassigned, 2, at=T0 + 10 * MINUTE), RESOLVING)
+    assert moved is not None and moved.deadline == T0 + 15 * MINUTE, "a new acknowledge chain"
+    assert (moved.resolve_deadline, moved.resolve_started_version) == (T0 + 60 * MINUTE, 1)
+    back = on_ticket_event(moved, tev(Change.reopened, 3, at=T0 + 90 * MINUTE), RESOLVING)
+    assert back is not None and (back.resolve_deadline, back.resolve_started_version) == (T0 + 150 * MINUTE, 3)
+
+
+def test_waiting_on_the_customer_holds_the_resolve_deadline_too() -> None:
+    clock = start_clock(ticket(), RESOLVING)
+    wait = tev(Change.waiting_on_customer, 2, at=T0 + 10 * MINUTE, waiting_on_customer=True)
+    paused = on_ticket_event(clock, wait, RESOLVING)
+    assert paused is not None and paused.next_due is None
+    reply = tev(Change.customer_replied, 3, at=T0 + 40 * MINUTE, waiting_on_customer=False)
+    resumed = on_ticket_event(paused, reply, RESOLVING)
+    assert resumed is not None and resumed.resolve_deadline == T0 + 90 * MINUTE, "50 minutes were left"
+
+
+def test_a_resolution_is_measured_against_the_resolve_target_when_there_is_one() -> None:
+    clock = start_clock(ticket(), RESOLVING)
+    late = tev(Change.resolved, 2, state=TicketState.resolved, resolved_at=T0 + 61 * MINUTE)
+    assert outcomes(clock, late) == [Outcome(kind="resolved", seconds=61 * 60, within_target=False)]
+    plain = start_clock(ticket(), CONFIG)
+    assert outcomes(plain, late) == [Outcome(kind="resolved", seconds=61 * 60, within_target=None)]
