@@ -202,10 +202,10 @@ class Escalation(Wire):
     level: int = Field(ge=1, description="the escalation level, or the warning's number")
     target_team: str
     to_lead: bool = Field(default=False, description="for the target team's lead rather than its on-call person")
-    clock: Literal["acknowledge", "resolve"] = Field(
+    clock: Literal["acknowledge", "resolve", "first_response", "update"] = Field(
         default="acknowledge",
-        description="acknowledge: warnings, breach and the escalation chain until acknowledged; resolve: warnings "
-        "and a breach (which notifies the owner) until resolved",
+        description="acknowledge: warnings, breach and the escalation chain until acknowledged; resolve, "
+        "first_response (feedback) and update (interval): warnings and a breach, which notifies the owner",
     )
     deadline: datetime
     fired_at: datetime

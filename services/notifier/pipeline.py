@@ -104,8 +104,8 @@ def notice_for_ticket_event(event: TicketEvent, public_url: str) -> Notice | Non
 
 def notifies(escalation: Escalation) -> bool:
     """An acknowledge breach is recorded on the timeline and counted, not sent: the policy's escalation levels
-    notify. A resolve breach has no levels after it, so it goes to the owner."""
-    return escalation.kind != "breach" or escalation.clock == "resolve"
+    notify. The other clocks' breaches have no levels after them, so they go to the owner."""
+    return escalation.kind != "breach" or escalation.clock != "acknowledge"
 
 
 def notice_for_escalation(

@@ -80,14 +80,15 @@ def render_escalation(escalation: Escalation, public_url: str) -> Message:
         t, level=escalation.level, target_team=escalation.target_team, deadline=escalation.deadline.isoformat()
     )
     if escalation.kind == "warning":
-        todo = (
-            f"Resolve by {escalation.deadline.isoformat()} to meet the resolve target."
-            if escalation.clock == "resolve"
-            else f"Acknowledge by {escalation.deadline.isoformat()} to avoid an escalation."
-        )
+        by = escalation.deadline.isoformat()
+        todo = {
+            "resolve": f"Resolve by {by} to meet the resolve target.",
+            "first_response": f"Respond to the reporter by {by} to meet the first response target.",
+            "update": f"Update the customer by {by} to keep to the update interval.",
+        }.get(escalation.clock, f"Acknowledge by {by} to avoid an escalation.")
         text = "\n".join([f"WARNING: {escalation.reason}", todo, "", *_ticket_lines(t, public_url)])
         return Message("warning", f"[{t.priority}] WARNING {t.ticket_id}: {t.summary}", text, data)
-    if escalation.kind == "breach":  # only a resolve breach is sent (services.notifier.pipeline.notifies)
+    if escalation.kind == "breach":  # an acknowledge breach is not sent (services.notifier.pipeline.notifies)
         text = "\n".join([f"SLA BREACHED: {escalation.reason}", "", *_ticket_lines(t, public_url)])
         return Message("breach", f"[{t.priority}] SLA BREACHED {t.ticket_id}: {t.summary}", text, data)
     text = "\n".join(

@@ -1,4 +1,5 @@
-"""sla.yaml and the acknowledge and resolve clocks, as pure functions.
+"""sla.yaml and the SLA clocks (acknowledge with its escalation chain; resolve, first response and the update
+interval beside it), as pure functions.
 
 A clock is created when a ticket opens, holding a snapshot of its policy (deadline and escalation levels) and
 sla.yaml's ``version``, so editing sla.yaml never rewrites a running clock. A customer's contract (``contracts``)
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from services.sla.calendar import BusinessCalendar, CalendarConfig
 from shared.config import Duration
-from shared.events import Change, Escalation, Ticket, TicketEvent
+from shared.events import Change, Escalation, EventKind, Ticket, TicketEvent
 
 OWNER = "owner"
 NEXT = "next"
@@ -59,6 +60,13 @@ class Policy(BaseModel):
     acknowledge: dict[str, Duration] = Field(min_length=1, description="target per priority P1..P5")
     resolve: dict[str, Duration] = Field(
         default_factory=dict, description="resolve target per priority P1..P5; none: no resolve clock"
+    )
+    first_response: dict[str, Duration] = Field(
+        default_factory=dict,
+        description="feedback tickets: the first response to the reporter (a comment or a question) per priority",
+    )
+    update: dict[str, Duration] = Field(
+        default_factory=dict, description="update interval per priority: the customer hears from us at least this often"
     )
     escalation: list[EscalationLevel] = Field(min_length=1)
     calendar: str = Field(
@@ -147,6 +155,35 @@ class WarningSnapshot(BaseModel):
     due: datetime
 
 
+TargetKind = Literal["resolve", "first_response", "update"]
+TARGET_KINDS: tuple[TargetKind, ...] = ("resolve", "first_response", "update")
+_MISSED = {
+    "resolve": "resolve target missed: not resolved by {deadline}",
+    "first_response": "first response target missed: no response to the reporter by {deadline}",
+    "update": "update interval missed: the customer had no update by {deadline}",
+}
+
+
+class Target(BaseModel):
+    """One deadline beside the acknowledge clock, with its pre-breach warnings: resolve, first response or the
+    update interval. It breaches once and has no escalation chain (its breach notifies the owner)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    started_version: int = Field(description="the ticket version that started it: its notices' ids")
+    deadline: datetime
+    warn_at: list[WarningSnapshot] = Field(default_factory=list)
+    warned: int = 0
+    breached: bool = False
+
+    def warning_due(self) -> datetime | None:
+        return self.warn_at[self.warned].due if self.warned < len(self.warn_at) else None
+
+    def due(self) -> datetime | None:
+        breach = None if self.breached else self.deadline
+        return min((d for d in (self.warning_due(), breach) if d is not None), default=None)
+
+
 class Clock(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -165,11 +202,8 @@ class Clock(BaseModel):
     breached: bool = Field(default=False, description="the breach event at the deadline was emitted")
     paused_at: datetime | None = Field(default=None, description="waiting on the customer since then: no time counts")
     paused_s: float = Field(default=0.0, ge=0, description="wall-clock seconds spent paused, in all")
-    resolve_started_version: int = Field(default=0, description="the ticket version that started the resolve clock")
-    resolve_deadline: datetime | None = Field(default=None, description="resolve by then; None: no resolve target")
-    resolve_warn_at: list[WarningSnapshot] = Field(default_factory=list)
-    resolve_warned: int = 0
-    resolve_breached: bool = False
+    targets: dict[TargetKind, Target] = Field(default_factory=dict, description="the running targets beside it")
+    update_interval_s: float | None = Field(default=None, description="the policy's update interval, a snapshot")
     ticket: Ticket
 
     def _level_due(self) -> datetime | None:
@@ -187,23 +221,17 @@ class Clock(BaseModel):
         breach = None if self.breached else self.deadline
         return min((d for d in (self._warning_due(), breach, self._level_due()) if d is not None), default=None)
 
-    def _resolve_warning_due(self) -> datetime | None:
-        if self.resolve_warned < len(self.resolve_warn_at):
-            return self.resolve_warn_at[self.resolve_warned].due
-        return None
-
-    def _resolve_due(self) -> datetime | None:
-        """The resolve clock runs until the ticket is resolved (acknowledging does not stop it)."""
-        if self.resolve_deadline is None or self.ticket.state.value in {"resolved", "closed"}:
-            return None
-        breach = None if self.resolve_breached else self.resolve_deadline
-        return min((d for d in (self._resolve_warning_due(), breach) if d is not None), default=None)
+    def _target_dues(self) -> dict[TargetKind, datetime]:
+        """The targets run until the ticket is resolved (acknowledging does not stop them)."""
+        if self.ticket.state.value in {"resolved", "closed"}:
+            return {}
+        return {kind: due for kind, target in self.targets.items() if (due := target.due()) is not None}
 
     @property
     def next_due(self) -> datetime | None:
         if self.paused_at is not None:
             return None
-        dues = [d for d in (self._acknowledge_due(), self._resolve_due()) if d is not None]
+        dues = [d for d in (self._acknowledge_due(), *self._target_dues().values()) if d is not None]
         if not dues:
             return None
         due = min(dues)
@@ -228,11 +256,19 @@ def acknowledge_target(policy: Policy, priority: str) -> timedelta:
     return max(policy.acknowledge.values())
 
 
-def resolve_target(policy: Policy, priority: str) -> timedelta | None:
-    """None when the policy sets no resolve targets; an unknown priority gets the loosest."""
-    if not policy.resolve:
+def target_for(policy: Policy, kind: TargetKind, priority: str) -> timedelta | None:
+    """None when the policy sets no such target; an unknown priority gets the loosest."""
+    targets: dict[str, timedelta] = getattr(policy, kind)
+    if not targets:
         return None
-    return policy.resolve.get(priority, max(policy.resolve.values()))
+    return targets.get(priority, max(targets.values()))
+
+
+def _target(
+    start: datetime, within: timedelta, version: int, shares: list[float], calendar: BusinessCalendar
+) -> Target:
+    warn_at = [WarningSnapshot(share=share, due=calendar.add(start, within * share)) for share in shares]
+    return Target(started_version=version, deadline=calendar.add(start, within), warn_at=warn_at)
 
 
 def _levels(policy: Policy, deadline: datetime, calendar: BusinessCalendar) -> list[LevelSnapshot]:
@@ -256,33 +292,25 @@ def _levels(policy: Policy, deadline: datetime, calendar: BusinessCalendar) -> l
 
 
 def start_clock(
-    ticket: Ticket, config: SlaConfig, started_at: datetime | None = None, resolve_from: Clock | None = None
+    ticket: Ticket, config: SlaConfig, started_at: datetime | None = None, carry: Clock | None = None
 ) -> Clock:
     """A running acknowledge clock: its deadline and every escalation's time worked out now, in the policy's
-    calendar (a business-hours policy never escalates at 3 a.m.), and kept as a snapshot. With it the resolve
-    clock (when the policy sets resolve targets), started at the same moment, or carried over from
-    ``resolve_from`` (a new acknowledge chain for the same problem does not restart the resolve target)."""
+    calendar (a business-hours policy never escalates at 3 a.m.), and kept as a snapshot. With it the targets
+    the policy sets (resolve; first response for feedback; the update interval), started at the same moment, or
+    carried over from ``carry`` (a new acknowledge chain for the same problem does not restart them)."""
     name, policy = config.policy_for(ticket.policy, ticket.customer)
     calendar = config.calendar_for(policy).calendar
     start, target = started_at or ticket.opened_at, acknowledge_target(policy, ticket.priority)
     deadline = calendar.add(start, target)
-    resolve: dict[str, object] = {}
-    if resolve_from is not None:
-        resolve = {
-            "resolve_started_version": resolve_from.resolve_started_version,
-            "resolve_deadline": resolve_from.resolve_deadline,
-            "resolve_warn_at": resolve_from.resolve_warn_at,
-            "resolve_warned": resolve_from.resolve_warned,
-            "resolve_breached": resolve_from.resolve_breached,
-        }
-    elif (resolve_in := resolve_target(policy, ticket.priority)) is not None:
-        resolve = {
-            "resolve_started_version": ticket.version,
-            "resolve_deadline": calendar.add(start, resolve_in),
-            "resolve_warn_at": [
-                WarningSnapshot(share=share, due=calendar.add(start, resolve_in * share)) for share in policy.warnings
-            ],
-        }
+    interval = target_for(policy, "update", ticket.priority)
+    targets: dict[TargetKind, Target] = {}
+    if carry is not None:
+        targets = dict(carry.targets)
+    else:
+        for kind in TARGET_KINDS:
+            within = target_for(policy, kind, ticket.priority)
+            if within is not None and (kind != "first_response" or ticket.kind is EventKind.feedback):
+                targets[kind] = _target(start, within, ticket.version, policy.warnings, calendar)
     return Clock(
         ticket_id=ticket.ticket_id,
         state="running",
@@ -295,7 +323,8 @@ def start_clock(
         levels=_levels(policy, deadline, calendar),
         warn_at=[WarningSnapshot(share=share, due=calendar.add(start, target * share)) for share in policy.warnings],
         ticket=ticket,
-        **resolve,
+        targets=targets,
+        update_interval_s=interval.total_seconds() if interval is not None else None,
     )
 
 
@@ -303,6 +332,12 @@ _STOPS = {Change.acknowledged, Change.resolved, Change.closed}
 # the ticket needs (a new) acknowledgement: a fresh acknowledge clock and escalation chain start; the resolve
 # clock starts again only when the problem came back (reopened), not when it changed hands
 _RESTARTS = {Change.reopened, Change.unacknowledged, Change.reassigned}
+
+
+# a response to the customer: it ends the first-response target; it, and the customer's reply, start the next
+# update interval
+_RESPONSES = {Change.commented, Change.waiting_on_customer}
+_UPDATE_RESTARTS = {*_RESPONSES, Change.customer_replied}
 
 
 def on_ticket_event(clock: Clock | None, event: TicketEvent, config: SlaConfig) -> Clock | None:
@@ -313,19 +348,35 @@ def on_ticket_event(clock: Clock | None, event: TicketEvent, config: SlaConfig) 
     if clock is None:
         if ticket.state.value != "open":
             return None
-        return start_clock(ticket, config)
+        started = start_clock(ticket, config)
+        if event.workaround and event.notify_reporter:  # the known issue's workaround went out: a first response
+            started = started.model_copy(update={"targets": _without(started.targets, "first_response")})
+        return started
     if event.change in _RESTARTS and ticket.state.value == "open":
         carried = None if event.change is Change.reopened else clock
-        return start_clock(ticket, config, started_at=event.at, resolve_from=carried)
+        return start_clock(ticket, config, started_at=event.at, carry=carried)
     update: dict[str, object] = {"version": ticket.version, "ticket": ticket}
+    _, policy = config.policy_for(clock.policy)
+    calendar = config.calendar_for(policy).calendar
+    if not ticket.waiting_on_customer and clock.paused_at is not None:
+        clock = resume(clock, event.at, calendar)
+    targets = clock.targets
+    if event.change in _RESPONSES:
+        targets = _without(targets, "first_response")
+    if event.change in _UPDATE_RESTARTS and clock.update_interval_s is not None:
+        within = timedelta(seconds=clock.update_interval_s)
+        warnings = [w.share for w in targets["update"].warn_at] if "update" in targets else policy.warnings
+        targets = {**targets, "update": _target(event.at, within, ticket.version, warnings, calendar)}
+    update["targets"] = targets
     if event.change in _STOPS or ticket.state.value != "open":
         update["state"] = "stopped"
-    elif ticket.waiting_on_customer and clock.paused_at is None:
+    if ticket.waiting_on_customer and clock.paused_at is None:
         update["paused_at"] = event.at
-    elif not ticket.waiting_on_customer and clock.paused_at is not None:
-        _, policy = config.policy_for(clock.policy)
-        return resume(clock, event.at, config.calendar_for(policy).calendar).model_copy(update=update)
     return clock.model_copy(update=update)
+
+
+def _without(targets: dict[TargetKind, Target], kind: TargetKind) -> dict[TargetKind, Target]:
+    return {k: t for k, t in targets.items() if k != kind}
 
 
 def finished(clock: Clock) -> bool:
@@ -352,14 +403,21 @@ def resume(clock: Clock, at: datetime, calendar: BusinessCalendar) -> Clock:
         for lvl in clock.levels
     ]
     warn_at = [w.model_copy(update={"due": shift(w.due)}) for w in clock.warn_at]
-    resolve_deadline = shift(clock.resolve_deadline) if clock.resolve_deadline is not None else None
+    targets = {
+        kind: t.model_copy(
+            update={
+                "deadline": shift(t.deadline),
+                "warn_at": [w.model_copy(update={"due": shift(w.due)}) for w in t.warn_at],
+            }
+        )
+        for kind, t in clock.targets.items()
+    }
     return clock.model_copy(
         update={
             "deadline": deadline,
             "levels": levels,
             "warn_at": warn_at,
-            "resolve_deadline": resolve_deadline,
-            "resolve_warn_at": [w.model_copy(update={"due": shift(w.due)}) for w in clock.resolve_warn_at],
+            "targets": targets,
             "paused_at": None,
             "paused_s": clock.paused_s + (resumed - paused_at).total_seconds(),
         }
@@ -370,14 +428,15 @@ def _notice(
     clock: Clock, now: datetime, suffix: str, reason: str, which: str = "acknowledge", **fields: object
 ) -> Escalation:
     """A warning, breach or escalation of this clock start; ``suffix`` makes its id (and so its dedup) stable."""
-    started = clock.started_version if which == "acknowledge" else clock.resolve_started_version
+    target = clock.targets.get(which)  # type: ignore[call-overload]
+    started = clock.started_version if target is None else target.started_version
     return Escalation.model_validate(
         {
             "escalation_id": f"{clock.ticket_id}:{which}:{started}:{suffix}",
             "ticket_id": clock.ticket_id,
             "clock": which,
             "target_team": clock.ticket.team,
-            "deadline": clock.deadline if which == "acknowledge" else clock.resolve_deadline,
+            "deadline": clock.deadline if target is None else target.deadline,
             "fired_at": now,
             "reason": reason,
             "ticket": clock.ticket,
@@ -393,9 +452,11 @@ def fire_due(clock: Clock, now: datetime) -> tuple[Escalation | None, Clock]:
     if due is None or due > now:
         return None, clock
     policy = f"{clock.policy} v{clock.policy_version}"
-    acknowledge_due, resolve_due = clock._acknowledge_due(), clock._resolve_due()
-    if resolve_due is not None and resolve_due <= now and (acknowledge_due is None or resolve_due < acknowledge_due):
-        return _fire_resolve(clock, now, policy)
+    acknowledge_due, target_dues = clock._acknowledge_due(), clock._target_dues()
+    if target_dues:
+        kind, target_due = min(target_dues.items(), key=lambda item: item[1])
+        if target_due <= now and (acknowledge_due is None or target_due < acknowledge_due):
+            return _fire_target(clock, kind, now, policy)
     if acknowledge_due is None or acknowledge_due > now:
         return None, clock
     return _fire_acknowledge(clock, now, policy)
@@ -434,20 +495,23 @@ def _fire_acknowledge(clock: Clock, now: datetime, policy: str) -> tuple[Escalat
     return escalation, clock.model_copy(update=update)
 
 
-def _fire_resolve(clock: Clock, now: datetime, policy: str) -> tuple[Escalation, Clock]:
-    """The resolve clock's due warning (only before its deadline) or its breach, and the clock past it."""
-    deadline = clock.resolve_deadline
-    assert deadline is not None  # noqa: S101 - only called with a resolve clock due
-    warning_due = clock._resolve_warning_due()
-    if warning_due is not None and warning_due <= now < deadline:
-        n = clock.resolve_warned + 1
-        share = clock.resolve_warn_at[clock.resolve_warned].share
-        reason = f"{share:.0%} of the resolve target used; the deadline is {deadline.isoformat()} (policy {policy})"
-        warning = _notice(clock, now, f"warning:{n}", reason, "resolve", kind="warning", level=n)
-        return warning, clock.model_copy(update={"resolve_warned": n})
-    reason = f"resolve target missed: not resolved by {deadline.isoformat()} (policy {policy})"
-    breach = _notice(clock, now, "breach", reason, "resolve", kind="breach", level=1)
-    return breach, clock.model_copy(update={"resolve_breached": True, "resolve_warned": len(clock.resolve_warn_at)})
+def _fire_target(clock: Clock, kind: TargetKind, now: datetime, policy: str) -> tuple[Escalation, Clock]:
+    """A target's due warning (only before its deadline) or its breach, and the clock past it."""
+    target = clock.targets[kind]
+    deadline = target.deadline.isoformat()
+    label = kind.replace("_", " ")
+    warning_due = target.warning_due()
+    if warning_due is not None and warning_due <= now < target.deadline:
+        n = target.warned + 1
+        share = target.warn_at[target.warned].share
+        reason = f"{share:.0%} of the {label} target used; the deadline is {deadline} (policy {policy})"
+        warning = _notice(clock, now, f"warning:{n}", reason, kind, kind="warning", level=n)
+        after = target.model_copy(update={"warned": n})
+    else:
+        reason = f"{_MISSED[kind].format(deadline=deadline)} (policy {policy})"
+        warning = _notice(clock, now, "breach", reason, kind, kind="breach", level=1)
+        after = target.model_copy(update={"breached": True, "warned": len(target.warn_at)})
+    return warning, clock.model_copy(update={"targets": {**clock.targets, kind: after}})
 
 
 class Outcome(BaseModel):
@@ -477,7 +541,7 @@ def outcomes(before: Clock | None, event: TicketEvent) -> list[Outcome]:
         out.append(Outcome(kind="acknowledged", seconds=seconds, within_target=acked_at <= before.deadline))
     if event.change is Change.resolved and t.resolved_at is not None:
         seconds = max((t.resolved_at - t.opened_at).total_seconds(), 0.0)
-        deadline = before.resolve_deadline
-        within = None if deadline is None else t.resolved_at <= deadline
+        resolve = before.targets.get("resolve")
+        within = None if resolve is None else t.resolved_at <= resolve.deadline
         out.append(Outcome(kind="resolved", seconds=seconds, within_target=within))
     return out

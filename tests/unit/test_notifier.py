@@ -258,6 +258,9 @@ def test_a_resolve_breach_is_sent_to_the_owner_an_acknowledge_breach_is_not() ->
     assert m.text.startswith("SLA BREACHED: resolve target missed")
     warning = resolve_breach.model_copy(update={"kind": "warning", "reason": "50% of the resolve target used"})
     assert f"Resolve by {T0.isoformat()} to meet the resolve target." in render_escalation(warning, URL).text
+    update = warning.model_copy(update={"clock": "update"})
+    assert f"Update the customer by {T0.isoformat()}" in render_escalation(update, URL).text
+    assert notifies(update.model_copy(update={"kind": "breach"}))
 
 
 def test_a_lead_level_goes_to_the_target_teams_lead_else_its_on_call_person() -> None:

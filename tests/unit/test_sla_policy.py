@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from services.sla.policy import Outcome, SlaConfig, finished, fire_due, on_ticket_event, outcomes, start_clock
-from shared.events import Change, TicketEvent, TicketState
+from shared.events import Change, EventKind, TicketEvent, TicketState
 from tests.unit.factories import T0, ticket, ticket_event
 
 CONFIG = SlaConfig.model_validate(
@@ -441,9 +441,9 @@ MINUTE = timedelta(minutes=1)
 
 def test_the_resolve_clock_runs_on_after_acknowledgement_warns_breaches_and_stops_at_resolve() -> None:
     clock = start_clock(ticket(), RESOLVING)
-    assert clock.resolve_deadline == T0 + 60 * MINUTE
-    assert start_clock(ticket(priority="P5"), RESOLVING).resolve_deadline == T0 + 8 * 60 * MINUTE, "the loosest"
-    assert start_clock(ticket(), CONFIG).resolve_deadline is None, "no resolve targets: no resolve clock"
+    assert clock.targets["resolve"].deadline == T0 + 60 * MINUTE
+    assert start_clock(ticket(priority="P5"), RESOLVING).targets["resolve"].deadline == T0 + 8 * 60 * MINUTE, "loosest"
+    assert start_clock(ticket(), CONFIG).targets == {}, "no resolve targets: no resolve clock"
     warning, clock = fire_due(clock, T0 + 2.5 * MINUTE)
     assert warning is not None and (warning.clock, warning.kind) == ("acknowledge", "warning")
     acked = on_ticket_event(clock, tev(Change.acknowledged, 2, state=TicketState.acknowledged), RESOLVING)
@@ -479,9 +479,10 @@ def test_a_new_owner_keeps_the_resolve_deadline_and_a_reopen_starts_a_new_one() 
     clock = start_clock(ticket(), RESOLVING)
     moved = on_ticket_event(clock, tev(Change.reassigned, 2, at=T0 + 10 * MINUTE), RESOLVING)
     assert moved is not None and moved.deadline == T0 + 15 * MINUTE, "a new acknowledge chain"
-    assert (moved.resolve_deadline, moved.resolve_started_version) == (T0 + 60 * MINUTE, 1)
+    assert moved.targets["resolve"] == clock.targets["resolve"]
     back = on_ticket_event(moved, tev(Change.reopened, 3, at=T0 + 90 * MINUTE), RESOLVING)
-    assert back is not None and (back.resolve_deadline, back.resolve_started_version) == (T0 + 150 * MINUTE, 3)
+    assert back is not None
+    assert (back.targets["resolve"].deadline, back.targets["resolve"].started_version) == (T0 + 150 * MINUTE, 3)
 
 
 def test_waiting_on_the_customer_holds_the_resolve_deadline_too() -> None:
@@ -491,7 +492,7 @@ def test_waiting_on_the_customer_holds_the_resolve_deadline_too() -> None:
     assert paused is not None and paused.next_due is None
     reply = tev(Change.customer_replied, 3, at=T0 + 40 * MINUTE, waiting_on_customer=False)
     resumed = on_ticket_event(paused, reply, RESOLVING)
-    assert resumed is not None and resumed.resolve_deadline == T0 + 90 * MINUTE, "50 minutes were left"
+    assert resumed is not None and resumed.targets["resolve"].deadline == T0 + 90 * MINUTE, "50 minutes were left"
 
 
 def test_a_resolution_is_measured_against_the_resolve_target_when_there_is_one() -> None:
@@ -500,3 +501,70 @@ def test_a_resolution_is_measured_against_the_resolve_target_when_there_is_one()
     assert outcomes(clock, late) == [Outcome(kind="resolved", seconds=61 * 60, within_target=False)]
     plain = start_clock(ticket(), CONFIG)
     assert outcomes(plain, late) == [Outcome(kind="resolved", seconds=61 * 60, within_target=None)]
+
+
+RESPONDING = SlaConfig.model_validate(
+    {
+        "policies": {
+            "default": {
+                "acknowledge": {"P1": "5m"},
+                "first_response": {"P1": "30m"},
+                "update": {"P1": "2h"},
+                "escalation": [{"after": 0, "team": "owner"}],
+            }
+        }
+    }
+)
+
+
+def test_feedback_gets_a_first_response_target_that_a_comment_or_a_question_meets() -> None:
+    feedback = start_clock(ticket(kind=EventKind.feedback), RESPONDING)
+    assert feedback.targets["first_response"].deadline == T0 + 30 * MINUTE
+    assert "first_response" not in start_clock(ticket(), RESPONDING).targets, "alerts have no reporter to answer"
+    acked = on_ticket_event(
+        feedback, tev(Change.acknowledged, 2, kind=EventKind.feedback, state=TicketState.acknowledged), RESPONDING
+    )
+    assert acked is not None and "first_response" in acked.targets, "acknowledging is not an answer"
+    breach, _ = fire_due(acked, T0 + 31 * MINUTE)
+    assert breach is not None and (breach.clock, breach.kind) == ("first_response", "breach")
+    assert breach.reason.startswith("first response target missed: no response to the reporter by")
+    for answer in (Change.commented, Change.waiting_on_customer):
+        answered = on_ticket_event(feedback, tev(answer, 2, kind=EventKind.feedback, at=T0 + 10 * MINUTE), RESPONDING)
+        assert answered is not None and "first_response" not in answered.targets, answer
+
+
+def test_a_workaround_sent_at_opening_is_the_first_response() -> None:
+    opened = tev(Change.opened, 1, kind=EventKind.feedback).model_copy(
+        update={"workaround": "restart the agent", "notify_reporter": True}
+    )
+    clock = on_ticket_event(None, opened, RESPONDING)
+    assert clock is not None and "first_response" not in clock.targets and "update" in clock.targets
+
+
+def test_the_update_interval_starts_again_with_every_update_and_breaches_once_per_interval() -> None:
+    clock = start_clock(ticket(), RESPONDING)
+    assert clock.targets["update"].deadline == T0 + 120 * MINUTE
+    acked = on_ticket_event(clock, tev(Change.acknowledged, 2, state=TicketState.acknowledged), RESPONDING)
+    assert acked is not None
+    comment = tev(Change.commented, 3, at=T0 + 100 * MINUTE, state=TicketState.acknowledged)
+    commented = on_ticket_event(acked, comment, RESPONDING)
+    assert commented is not None and commented.targets["update"].deadline == T0 + 220 * MINUTE
+    assert fire_due(commented, T0 + 219 * MINUTE)[0] is None
+    breach, commented = fire_due(commented, T0 + 221 * MINUTE)
+    assert breach is not None and (breach.clock, breach.escalation_id) == ("update", "tl-1:update:3:breach")
+    assert breach.reason.startswith("update interval missed: the customer had no update by")
+    assert fire_due(commented, T0 + 300 * MINUTE)[0] is None, "one breach per interval"
+    reply = tev(Change.customer_replied, 4, at=T0 + 310 * MINUTE, state=TicketState.acknowledged)
+    replied = on_ticket_event(commented, reply, RESPONDING)
+    assert replied is not None and replied.targets["update"].deadline == T0 + 430 * MINUTE
+    again, _ = fire_due(replied, T0 + 430 * MINUTE)
+    assert again is not None and again.escalation_id == "tl-1:update:4:breach", "the next interval breaches anew"
+
+
+def test_the_intervals_length_is_the_one_the_ticket_started_under() -> None:
+    clock = start_clock(ticket(), RESPONDING)
+    shorter = RESPONDING.model_copy(
+        update={"policies": {"default": RESPONDING.policies["default"].model_copy(update={"update": {"P1": MINUTE}})}}
+    )
+    commented = on_ticket_event(clock, tev(Change.commented, 2, at=T0 + 10 * MINUTE), shorter)
+    assert commented is not None and commented.targets["update"].deadline == T0 + 130 * MINUTE
