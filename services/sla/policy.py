@@ -363,10 +363,9 @@ def on_ticket_event(clock: Clock | None, event: TicketEvent, config: SlaConfig) 
     targets = clock.targets
     if event.change in _RESPONSES:
         targets = _without(targets, "first_response")
-    if event.change in _UPDATE_RESTARTS and clock.update_interval_s is not None:
-        within = timedelta(seconds=clock.update_interval_s)
-        warnings = [w.share for w in targets["update"].warn_at] if "update" in targets else policy.warnings
-        targets = {**targets, "update": _target(event.at, within, ticket.version, warnings, calendar)}
+    if event.change in _UPDATE_RESTARTS and "update" in targets and clock.update_interval_s is not None:
+        within, shares = timedelta(seconds=clock.update_interval_s), [w.share for w in targets["update"].warn_at]
+        targets = {**targets, "update": _target(event.at, within, ticket.version, shares, calendar)}
     update["targets"] = targets
     if event.change in _STOPS or ticket.state.value != "open":
         update["state"] = "stopped"
@@ -425,18 +424,25 @@ def resume(clock: Clock, at: datetime, calendar: BusinessCalendar) -> Clock:
 
 
 def _notice(
-    clock: Clock, now: datetime, suffix: str, reason: str, which: str = "acknowledge", **fields: object
+    clock: Clock,
+    now: datetime,
+    suffix: str,
+    reason: str,
+    target: tuple[TargetKind, Target] | None = None,
+    **fields: object,
 ) -> Escalation:
-    """A warning, breach or escalation of this clock start; ``suffix`` makes its id (and so its dedup) stable."""
-    target = clock.targets.get(which)  # type: ignore[call-overload]
-    started = clock.started_version if target is None else target.started_version
+    """A warning, breach or escalation of this clock start (of ``target``'s start, for one of the targets);
+    ``suffix`` makes its id (and so its dedup) stable."""
+    which, started = (
+        ("acknowledge", clock.started_version) if target is None else (target[0], target[1].started_version)
+    )
     return Escalation.model_validate(
         {
             "escalation_id": f"{clock.ticket_id}:{which}:{started}:{suffix}",
             "ticket_id": clock.ticket_id,
             "clock": which,
             "target_team": clock.ticket.team,
-            "deadline": clock.deadline if target is None else target.deadline,
+            "deadline": clock.deadline if target is None else target[1].deadline,
             "fired_at": now,
             "reason": reason,
             "ticket": clock.ticket,
@@ -505,13 +511,13 @@ def _fire_target(clock: Clock, kind: TargetKind, now: datetime, policy: str) -> 
         n = target.warned + 1
         share = target.warn_at[target.warned].share
         reason = f"{share:.0%} of the {label} target used; the deadline is {deadline} (policy {policy})"
-        warning = _notice(clock, now, f"warning:{n}", reason, kind, kind="warning", level=n)
+        notice = _notice(clock, now, f"warning:{n}", reason, (kind, target), kind="warning", level=n)
         after = target.model_copy(update={"warned": n})
     else:
         reason = f"{_MISSED[kind].format(deadline=deadline)} (policy {policy})"
-        warning = _notice(clock, now, "breach", reason, kind, kind="breach", level=1)
+        notice = _notice(clock, now, "breach", reason, (kind, target), kind="breach", level=1)
         after = target.model_copy(update={"breached": True, "warned": len(target.warn_at)})
-    return warning, clock.model_copy(update={"targets": {**clock.targets, kind: after}})
+    return notice, clock.model_copy(update={"targets": {**clock.targets, kind: after}})
 
 
 class Outcome(BaseModel):
