@@ -3,6 +3,7 @@ reports. The replay itself is pure (services.sla.replay)."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from tqdm import tqdm
 from services.sla.replay import Replay, compare
 from shared.codec import DecodeError, decode
 from shared.events import TicketEvent
+
+POLL_MS = 1_000  # one fetch wait; the read gives up after timeout_s without any progress
 
 
 class ReplayInputError(ValueError):
@@ -53,10 +56,11 @@ async def read_topic(bootstrap: str, topic: str, progress: bool, timeout_s: floa
         events: list[TicketEvent] = []
         total = sum(ends[tp] - starts[tp] for tp in tps)
         with tqdm(total=total, desc="reading", unit="record", disable=not progress, file=sys.stderr) as bar:
+            at = {tp: starts[tp] for tp in left}
+            loop = asyncio.get_running_loop()
+            progress_at = loop.time()
             while left:
-                batches = await consumer.getmany(*left, timeout_ms=int(timeout_s * 1000))
-                if not batches:
-                    raise ReplayInputError(f"{topic}: no records within {timeout_s:.0f} s before the end offsets")
+                batches = await consumer.getmany(*left, timeout_ms=POLL_MS)
                 for tp, records in batches.items():
                     for record in records:
                         try:
@@ -64,8 +68,18 @@ async def read_topic(bootstrap: str, topic: str, progress: bool, timeout_s: floa
                         except DecodeError as exc:
                             raise ReplayInputError(f"{topic}[{tp.partition}]@{record.offset}: {exc}") from exc
                     bar.update(len(records))
-                    if await consumer.position(tp) >= ends[tp]:
-                        left.pop(tp, None)
+                # a fetch of aborted records and control markers only returns nothing, yet moves the position on
+                moved = False
+                for tp in list(left):
+                    position = await consumer.position(tp)
+                    moved = moved or position != at[tp]
+                    at[tp] = position
+                    if position >= ends[tp]:
+                        left.pop(tp)
+                if batches or moved:
+                    progress_at = loop.time()
+                elif loop.time() - progress_at > timeout_s:
+                    raise ReplayInputError(f"{topic}: no records within {timeout_s:.0f} s before the end offsets")
         return events
     finally:
         await consumer.stop()

@@ -15,13 +15,14 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from deploy.local.kafka_local import free_port
 from deploy.local.stack import Stack
-from services.sla.replay_io import ReplayInputError, partitions_of
+from services.sla.replay_io import ReplayInputError, partitions_of, read_topic
 from shared.codec import encode
 from shared.events import Change, TicketEvent, TicketState
-from shared.topics import Topics, ensure_topics
+from shared.topics import Topics, TopicSpec, ensure_topics
 from tests.support.configs import write_config
 from tests.support.kafka_io import produce, read_all
 from tests.unit.factories import ticket
@@ -79,6 +80,23 @@ def open_ticket(kafka_bootstrap: str, topics: Topics, ticket_id: str) -> datetim
     return opened_at
 
 
+def acknowledge(kafka_bootstrap: str, topics: Topics, ticket_id: str, opened_at: datetime, at: datetime) -> None:
+    """The ticket's version 2: acknowledged by alice at ``at``."""
+    t = ticket(
+        ticket_id=ticket_id,
+        state=TicketState.acknowledged,
+        version=2,
+        opened_at=opened_at,
+        first_seen=opened_at,
+        last_seen=opened_at,
+        acknowledged_at=at,
+    )
+    ack = TicketEvent(
+        change_id=f"{ticket_id}:2", change=Change.acknowledged, actor="alice", at=at, ticket=t, trace_id="t"
+    )
+    asyncio.run(produce(kafka_bootstrap, topics.tickets.name, [(ticket_id, encode(ack))]))
+
+
 def escalations(kafka_bootstrap: str, topics: Topics, expect: int, within_s: float = 60) -> list[dict[str, Any]]:
     records = asyncio.run(
         read_all(kafka_bootstrap, topics.escalations.name, expect=expect, within_s=within_s, committed_only=True)
@@ -125,20 +143,7 @@ def test_acknowledgement_stops_the_chain_at_once(kafka_bootstrap: str, tmp_path:
     with sla_stack(kafka_bootstrap, tmp_path, CHAIN) as (stack, topics):
         opened_at = open_ticket(kafka_bootstrap, topics, "tl-ack")
         assert [f["kind"] for f in escalations(kafka_bootstrap, topics, expect=2)] == ["breach", "escalation"]
-        acked_at = datetime.now(UTC)
-        t = ticket(
-            ticket_id="tl-ack",
-            state=TicketState.acknowledged,
-            version=2,
-            opened_at=opened_at,
-            first_seen=opened_at,
-            last_seen=opened_at,
-            acknowledged_at=acked_at,
-        )
-        ack = TicketEvent(
-            change_id="tl-ack:2", change=Change.acknowledged, actor="alice", at=acked_at, ticket=t, trace_id="t"
-        )
-        asyncio.run(produce(kafka_bootstrap, topics.tickets.name, [("tl-ack", encode(ack))]))
+        acknowledge(kafka_bootstrap, topics, "tl-ack", opened_at, datetime.now(UTC))
         # level 2 was due 3 s after level 1, the repeats 3 s apart: wait past all of them (bounded)
         time.sleep(10)
         fired = escalations(kafka_bootstrap, topics, expect=3, within_s=3)
@@ -252,19 +257,7 @@ def test_the_resolve_clock_runs_on_after_acknowledgement_then_breaches(kafka_boo
     at its deadline; the resolve breach is an escalations record like any other (the notifier sends it)."""
     with sla_stack(kafka_bootstrap, tmp_path, RESOLVE) as (stack, topics):
         opened_at = open_ticket(kafka_bootstrap, topics, "tl-res")
-        t = ticket(
-            ticket_id="tl-res",
-            state=TicketState.acknowledged,
-            version=2,
-            opened_at=opened_at,
-            first_seen=opened_at,
-            last_seen=opened_at,
-            acknowledged_at=opened_at,
-        )
-        ack = TicketEvent(
-            change_id="tl-res:2", change=Change.acknowledged, actor="alice", at=opened_at, ticket=t, trace_id="t"
-        )
-        asyncio.run(produce(kafka_bootstrap, topics.tickets.name, [("tl-res", encode(ack))]))
+        acknowledge(kafka_bootstrap, topics, "tl-res", opened_at, opened_at)
         fired = escalations(kafka_bootstrap, topics, expect=2)
         # nothing else is due: the acknowledge clock stopped and the resolve clock breaches once (bounded wait)
         time.sleep(3)
@@ -276,3 +269,34 @@ def test_the_resolve_clock_runs_on_after_acknowledgement_then_breaches(kafka_boo
     assert datetime.fromisoformat(fired[0]["fired_at"]) >= opened_at + timedelta(seconds=4)
     assert datetime.fromisoformat(fired[1]["fired_at"]) >= deadline
     assert fired[1]["reason"].startswith("resolve target missed: not resolved by")
+
+
+def test_sla_replay_reads_a_transactional_topic_whose_tail_was_aborted(kafka_bootstrap: str) -> None:
+    """As the router writes the tickets topic (exactly_once): committed transactions, control markers, and after
+    a crash an aborted transaction at the end. The replay reads the committed events only and knows it is done,
+    though the aborted tail and its marker give it no record to stop on."""
+    from tests.unit.test_sla_replay import STREAM
+
+    topic = f"it-replay-txn-{time.time_ns()}.tickets"
+    asyncio.run(ensure_topics(kafka_bootstrap, [TopicSpec(topic, 1, "ticket id", "replay probe")]))
+
+    async def write() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"{topic}-writer")
+        await producer.start()
+        try:
+            async with producer.transaction():
+                for e in STREAM[:3]:
+                    await producer.send_and_wait(topic, encode(e), key=e.ticket.ticket_id.encode())
+            await producer.begin_transaction()
+            # more than one fetch's worth (1 MiB a partition): the last fetches hold aborted records only
+            for _ in range(1_000):
+                for e in STREAM[3:]:
+                    await producer.send(topic, encode(e), key=e.ticket.ticket_id.encode())
+            await producer.flush()
+            await producer.abort_transaction()
+        finally:
+            await producer.stop()
+
+    asyncio.run(write())
+    events = asyncio.run(read_topic(kafka_bootstrap, topic, progress=False, timeout_s=10))
+    assert [e.change_id for e in events] == [e.change_id for e in STREAM[:3]]
