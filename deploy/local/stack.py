@@ -58,18 +58,16 @@ class Stack:
     def log_path(self, service: str) -> Path:
         return self.workdir / f"{service}.log"
 
-    def start(
-        self, service: str, name: str | None = None, env: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
+    def start(self, service: str, name: str | None = None) -> subprocess.Popen[bytes]:
         """Start ``service``; ``name`` (default: the service) names the process for kill and its log, so a second
-        worker of one service can run beside the first (``env``: its own settings, e.g. a metrics port)."""
+        worker of one service can run beside the first."""
         name = name or service
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path(name).open("ab") as log:
             proc = subprocess.Popen(  # noqa: S603
                 [sys.executable, "-m", f"services.{service}.main"],
                 cwd=REPO,
-                env={**self.env(), **(env or {})},
+                env=self.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -80,7 +80,7 @@ def register(app: faust.App, deps: SlaDeps) -> None:
     breached = counter(
         deps.registry,
         "ticketloop_sla_breaches_total",
-        "Deadlines passed: acknowledge (unacknowledged) or resolve (unresolved)",
+        "Deadlines passed, by clock: acknowledge, resolve, first_response, update",
         ["team", "priority", "customer", "clock"],
     )
     to_acknowledge = histogram(

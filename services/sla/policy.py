@@ -356,22 +356,27 @@ def on_ticket_event(clock: Clock | None, event: TicketEvent, config: SlaConfig) 
         carried = None if event.change is Change.reopened else clock
         return start_clock(ticket, config, started_at=event.at, carry=carried)
     update: dict[str, object] = {"version": ticket.version, "ticket": ticket}
-    _, policy = config.policy_for(clock.policy)
-    calendar = config.calendar_for(policy).calendar
     if not ticket.waiting_on_customer and clock.paused_at is not None:
-        clock = resume(clock, event.at, calendar)
+        clock = resume(clock, event.at, _calendar(config, clock))
     targets = clock.targets
     if event.change in _RESPONSES:
         targets = _without(targets, "first_response")
     if event.change in _UPDATE_RESTARTS and "update" in targets and clock.update_interval_s is not None:
         within, shares = timedelta(seconds=clock.update_interval_s), [w.share for w in targets["update"].warn_at]
-        targets = {**targets, "update": _target(event.at, within, ticket.version, shares, calendar)}
+        update_target = _target(event.at, within, ticket.version, shares, _calendar(config, clock))
+        targets = {**targets, "update": update_target}
     update["targets"] = targets
     if event.change in _STOPS or ticket.state.value != "open":
         update["state"] = "stopped"
     if ticket.waiting_on_customer and clock.paused_at is None:
         update["paused_at"] = event.at
     return clock.model_copy(update=update)
+
+
+def _calendar(config: SlaConfig, clock: Clock) -> BusinessCalendar:
+    """The calendar of the clock's policy; looked up only by the events that move a deadline."""
+    _, policy = config.policy_for(clock.policy)
+    return config.calendar_for(policy).calendar
 
 
 def _without(targets: dict[TargetKind, Target], kind: TargetKind) -> dict[TargetKind, Target]:
