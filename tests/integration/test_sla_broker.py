@@ -25,6 +25,7 @@ from shared.events import Change, TicketEvent, TicketState
 from shared.topics import Topics, TopicSpec, ensure_topics
 from tests.support.configs import write_config
 from tests.support.kafka_io import produce, read_all
+from tests.support.waiting import wait_for
 from tests.unit.factories import ticket
 
 pytestmark = pytest.mark.integration
@@ -65,9 +66,17 @@ def sla_stack(kafka_bootstrap: str, tmp_path: Path, sla: str) -> Iterator[tuple[
     )
     try:
         stack.start("sla")
+        worker_ready(stack)
         yield stack, topics
     finally:
         stack.stop_all()
+
+
+def worker_ready(stack: Stack, name: str = "sla") -> None:
+    """Until the worker has its partitions, recovered its table and armed its clocks: a ticket opened before
+    then could see its first deadline pass before the worker ever read it."""
+    log = stack.log_path(name)
+    wait_for(f"{name} to index its clocks", lambda: "clock_index_rebuilt" in log.read_text(), stack=stack)
 
 
 def open_ticket(kafka_bootstrap: str, topics: Topics, ticket_id: str) -> datetime:
