@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import faust
 from faust.types import EventT, TopicT
+from faust.types.tuples import RecordMetadata
 from pydantic import BaseModel
 
 from shared.app import dead_letter
@@ -47,10 +49,18 @@ async def emit(topic: TopicT, key: str, value: bytes, headers: list[tuple[str, b
     await topic.send(key=key, value=value, headers=headers or [])
 
 
+async def send(
+    topic: TopicT, key: str, value: bytes, headers: list[tuple[str, bytes]] | None = None
+) -> Awaitable[RecordMetadata]:
+    """Send outside any event (a timer); await the result to know the broker acknowledged it (many sends can
+    be awaited together: one round trip for a burst)."""
+    fut: Awaitable[RecordMetadata] = await topic.send(key=key, value=value, headers=headers or [])
+    return fut
+
+
 async def send_acked(topic: TopicT, key: str, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
     """Send outside any event (a timer) and wait until the broker acknowledged it."""
-    fut = await topic.send(key=key, value=value, headers=headers or [])
-    await fut
+    await (await send(topic, key, value, headers))
 
 
 async def decode_or_deadletter(model: type[M], event: EventT[Any], deadletter: TopicT, service: str) -> M | None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
+from faust.types.tuples import RecordMetadata
 from prometheus_client import CollectorRegistry
 
 from services.sla.policy import (
@@ -31,12 +32,13 @@ from services.sla.policy import (
     on_ticket_event,
     outcomes,
 )
+from services.sla.storage import due_ts, pack, unpack
 from services.sla.timers import TimerIndex
-from shared.codec import decode, encode
+from shared.codec import encode
 from shared.events import Ticket, TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter, gauge, histogram
-from shared.streams import decode_or_deadletter, emit, raw_table, raw_topic, send_acked
+from shared.streams import decode_or_deadletter, emit, raw_table, raw_topic, send
 from shared.topics import Topics
 
 log = get_logger(__name__)
@@ -45,6 +47,55 @@ SERVICE = "sla"
 RESPONSE_BUCKETS = (60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 24 * 3600, 3 * 24 * 3600)
 LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 MAX_FIRES_PER_PROPOSAL = 64  # levels, repeats and warnings overdue at once (after a long outage), per proposal
+
+
+class HeldClocks:
+    """The clocks table as the sla agent uses it: each clock stored packed (services.sla.storage), the timer index
+    over their due times (read from the stored values' headers), and how many have something due."""
+
+    def __init__(self, table: Any, on_armed: Callable[[float], None]) -> None:
+        self._table = table
+        self._on_armed = on_armed
+        self.index = TimerIndex[bytes](self.due_of)
+        self.armed = 0
+
+    def due_of(self, key: bytes) -> float | None:
+        raw = self._table.data.get(key)
+        return None if raw is None else due_ts(raw)
+
+    def get(self, key: bytes) -> Clock | None:
+        raw = self._table.get(key)
+        return None if raw is None else unpack(raw)
+
+    def put(self, key: bytes, clock: Clock) -> None:
+        was = self.due_of(key)
+        self._table[key] = raw = pack(clock)
+        due = due_ts(raw)
+        self.armed += (due is not None) - (was is not None)
+        self._set(key, due, was)
+
+    def delete(self, key: bytes) -> None:
+        was = self.due_of(key)
+        del self._table[key]
+        self.armed -= was is not None
+        self._set(key, None, was)
+
+    def rearm(self, key: bytes) -> None:
+        """A clock popped from the index but not changed: due again at its stored time."""
+        due = self.due_of(key)
+        self._set(key, due, due)
+
+    def _set(self, key: bytes, due: float | None, was: float | None) -> None:
+        self.index.set_ts(key, due, was=was)
+        if due is not None:
+            self._on_armed(due)
+
+    def rebuild(self) -> None:
+        """Index what the table holds now (after a rebalance), from each stored clock's header: nothing is
+        decompressed or validated for it. The keys are the table's own key objects."""
+        keys = [key for key, raw in self._table.data.items() if due_ts(raw) is not None]
+        self.armed = len(keys)
+        self.index.rebuild(keys)
 
 
 @dataclass
@@ -116,17 +167,16 @@ def register(app: faust.App, deps: SlaDeps) -> None:
         buckets=LATENESS_BUCKETS,
     )
 
-    index = TimerIndex()
     indexed = gauge(deps.registry, "ticketloop_sla_armed_clocks_count", "Clocks with something due, on this worker")
     built_for = [-1]  # the rebalance the index was built after
     wakeup = asyncio.Event()  # set when a clock is armed earlier than the loop means to wake
-    wake_at: list[datetime | None] = [None]
+    wake_at: list[float | None] = [None]
 
-    def arm(clock: Clock) -> None:
-        due = clock.next_due
-        index.set(clock.ticket_id, due)
-        if due is not None and (wake_at[0] is None or due < wake_at[0]):
+    def on_armed(due: float) -> None:
+        if wake_at[0] is None or due < wake_at[0]:
             wakeup.set()
+
+    held = HeldClocks(clocks, on_armed)
 
     @app.agent(inputs, name="sla-clocks")
     async def clocks_agent(stream: Any) -> AsyncIterator[None]:
@@ -143,21 +193,18 @@ def register(app: faust.App, deps: SlaDeps) -> None:
                 yield None
                 continue
             key = ev.ticket.ticket_id.encode()
-            raw = clocks.get(key)
-            clock = decode(Clock, raw) if raw is not None else None
+            clock = held.get(key)
             after = on_ticket_event(clock, ev, deps.config)
             observe(outcomes(clock, ev), ev.ticket)
             if after is not None and finished(after):
                 # the ticket is resolved or closed: the clock is forgotten (a tombstone in the changelog), so
                 # the table holds what is open, not everything that ever was; a reopen starts a new clock.
                 # (A finished clock always had one before: no clock is started for a ticket that is not open.)
-                del clocks[key]
-                index.set(ev.ticket.ticket_id, None)
+                held.delete(key)
                 log.info("clock_finished")
             elif after is not None and after != clock:
                 bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
-                clocks[key] = encode(after)
-                arm(after)
+                held.put(key, after)
                 if clock is None:
                     log.info(
                         "clock_started",
@@ -194,12 +241,12 @@ def register(app: faust.App, deps: SlaDeps) -> None:
                 await propose_due()
             except KafkaError as exc:  # the broker is away: the clocks stay armed, try again next tick
                 log.warning("proposing_due_clocks_failed", error=str(exc))
-            indexed.set(len(index))
+            indexed.set(held.armed)
             now = datetime.now(UTC)
-            nxt = index.next_due()
+            nxt = held.index.next_due()
             delay = deps.tick_interval_s if nxt is None else (nxt - now).total_seconds()
             delay = min(max(delay, 0.0), deps.tick_interval_s)
-            wake_at[0] = now + timedelta(seconds=delay)
+            wake_at[0] = now.timestamp() + delay
             wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), delay)
@@ -210,31 +257,48 @@ def register(app: faust.App, deps: SlaDeps) -> None:
             return
         if built_for[0] != app.rebalancing_count:
             # the partitions (and so the clocks) this worker holds changed: index what the table holds now
-            index.rebuild((c.ticket_id, c.next_due) for c in (decode(Clock, raw) for raw in list(clocks.values())))
+            held.rebuild()
             built_for[0] = app.rebalancing_count
-            log.info("clock_index_rebuilt", clocks=len(index), rebalance=app.rebalancing_count)
+            log.info("clock_index_rebuilt", clocks=held.armed, rebalance=app.rebalancing_count)
         now = datetime.now(UTC)
-        due: list[Clock] = []
-        for ticket_id in index.pop_due(now):
-            raw = clocks.get(ticket_id.encode())
-            if raw is None:
+        due: list[tuple[bytes, Clock]] = []
+        for key in held.index.pop_due(now):
+            clock = held.get(key)
+            if clock is None:
                 continue  # its partition moved away
-            clock = decode(Clock, raw)
             next_due = clock.next_due
             if next_due is not None and next_due <= now:
-                due.append(clock)
+                due.append((key, clock))
             else:
-                arm(clock)
-        pending = sorted(due, key=lambda c: c.next_due or now)
-        done = 0
-        try:
-            for clock in pending:
-                proposal = ClockDue(ticket_id=clock.ticket_id, due=clock.next_due or now, proposed_at=now)
-                await send_acked(proposals, clock.ticket_id, encode(proposal), make_headers(ticket_id=clock.ticket_id))
-                done += 1
-        finally:
-            for clock in pending[done:]:  # not proposed (the broker did not acknowledge): due again next tick
-                arm(clock)
+                held.rearm(key)
+        pending = sorted(due, key=lambda kc: kc[1].next_due or now)
+        sent: list[tuple[bytes, Awaitable[RecordMetadata]]] = []
+        error: KafkaError | None = None
+        for key, clock in pending:  # all sent at once, then all acknowledged: one round trip for a burst
+            proposal = ClockDue(ticket_id=clock.ticket_id, due=clock.next_due or now, proposed_at=now)
+            try:
+                sent.append(
+                    (
+                        key,
+                        await send(
+                            proposals, clock.ticket_id, encode(proposal), make_headers(ticket_id=clock.ticket_id)
+                        ),
+                    )
+                )
+            except KafkaError as exc:
+                error = exc
+                break
+        failed = [key for key, _ in pending[len(sent) :]]
+        for key, fut in sent:
+            try:
+                await fut
+            except KafkaError as exc:
+                error = exc
+                failed.append(key)
+        for key in failed:  # not acknowledged by the broker: due again next tick
+            held.rearm(key)
+        if error is not None:
+            raise error
 
     def observe(settled: list[Outcome], ticket: Ticket) -> None:
         team, priority = ticket.team, ticket.priority
@@ -256,10 +320,9 @@ def register(app: faust.App, deps: SlaDeps) -> None:
     async def fire(proposal: ClockDue, now: datetime) -> None:
         """Fire what is due on the proposed clock, in the handling of the proposal; the clock is re-armed."""
         key = proposal.ticket_id.encode()
-        raw = clocks.get(key)
-        if raw is None:
+        clock = before = held.get(key)
+        if clock is None:
             return  # stopped and forgotten since the proposal
-        clock = before = decode(Clock, raw)
         for _ in range(MAX_FIRES_PER_PROPOSAL):
             escalation, after = fire_due(clock, now)
             if escalation is None:
@@ -283,5 +346,6 @@ def register(app: faust.App, deps: SlaDeps) -> None:
             log.info(escalation.kind, clock=escalation.clock, level=escalation.level, team=team, late_s=round(late, 3))
             clock = after
         if clock != before:
-            clocks[key] = encode(clock)
-        arm(clock)
+            held.put(key, clock)
+        else:
+            held.rearm(key)

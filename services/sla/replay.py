@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.sla.policy import Clock, SlaConfig, fire_due, on_ticket_event
-from services.sla.timers import TimerIndex
+from services.sla.timers import TimerIndex, to_ts
 from shared.events import Escalation, TicketEvent
 
 
@@ -77,13 +77,19 @@ def replay(
     """
     result = Replay(version=config.version)
     clocks: dict[str, Clock] = {}
-    index = TimerIndex()
+
+    def due_of(ticket_id: str) -> float | None:
+        clock = clocks.get(ticket_id)
+        return None if clock is None else to_ts(clock.next_due)
+
+    index = TimerIndex[str](due_of)
     last: datetime | None = None
 
     def run_until(now: datetime) -> None:
         while (due := index.next_due()) is not None and due <= now:
             for ticket_id in index.pop_due(due):
                 clock = clocks[ticket_id]
+                was = clock.next_due
                 for _ in range(MAX_FIRES_PER_DUE):
                     at = clock.next_due
                     if at is None or at > due:
@@ -93,16 +99,17 @@ def replay(
                         break
                     result.fired.setdefault(ticket_id, []).append(escalation)
                 clocks[ticket_id] = clock
-                index.set(ticket_id, clock.next_due)
+                index.set(ticket_id, clock.next_due, was=was)
 
     for n, event in enumerate(sorted(events, key=lambda e: e.at), start=1):
         run_until(event.at)
         ticket_id = event.ticket.ticket_id
         result.tickets.add(ticket_id)
-        after = on_ticket_event(clocks.get(ticket_id), event, config)
+        before = clocks.get(ticket_id)
+        after = on_ticket_event(before, event, config)
         if after is not None:
             clocks[ticket_id] = after
-            index.set(ticket_id, after.next_due)
+            index.set(ticket_id, after.next_due, was=None if before is None else before.next_due)
         result.events = n
         last = event.at
         if progress is not None:
