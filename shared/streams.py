@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from shared.app import dead_letter
 from shared.codec import DecodeError, decode, encode
 from shared.logging import get_logger
+from shared.tables import ChangelogTable
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -32,7 +33,7 @@ def raw_topic(app: faust.App, *names: str, internal: bool = False, partitions: i
     )
 
 
-def raw_table(app: faust.App, name: str, *, partitions: int) -> Any:
+def raw_table(app: faust.App, name: str, *, partitions: int, consumer_recovery: bool = False) -> Any:
     """A changelog-backed table of bytes keys to bytes values (values are codec-encoded models).
 
     Changed only while handling an event: faust writes the change to the changelog partition of that event's
@@ -40,6 +41,10 @@ def raw_table(app: faust.App, name: str, *, partitions: int) -> Any:
     in the same transaction as the event's offset. (``use_partitioner`` would let the producer's partitioner
     pick it instead, which is right only while the producer's metadata agrees; nothing needs it.)
     """
+    if consumer_recovery:  # recovered by a plain consumer, not record by record through faust (shared/tables.py)
+        return app.tables.add(
+            ChangelogTable(app, name=name, beacon=app.beacon, key_type=bytes, value_type=bytes, partitions=partitions)
+        )
     return app.Table(name, key_type=bytes, value_type=bytes, partitions=partitions)
 
 

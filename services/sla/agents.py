@@ -114,7 +114,7 @@ def register(app: faust.App, deps: SlaDeps) -> None:
     deadletter = raw_topic(app, t.deadletter.name)
     proposals = raw_topic(app, t.sla_due.name, internal=True, partitions=t.partitions)
     inputs = raw_topic(app, t.tickets.name, t.sla_due.name)
-    clocks = raw_table(app, "clocks", partitions=t.partitions)
+    clocks = raw_table(app, "clocks", partitions=t.partitions, consumer_recovery=True)
 
     fired = counter(
         deps.registry,
