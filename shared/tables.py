@@ -1,9 +1,8 @@
 """An in-memory, changelog-backed faust table whose recovery reads the changelog with a plain consumer.
 
 faust recovers an in-memory table by running every changelog record through its stream machinery (an Event per
-record, recovery buffers, per-record bookkeeping) and then waits out idle timeouts to decide it has caught up:
-measured on a worker holding 1,000,000 clocks, 300 s against 9 s for a bare aiokafka consumer reading the same
-changelog (bench/sla_timers). This store reads the changelog partitions a worker is newly assigned itself, in
+record, recovery buffers, per-record bookkeeping): measured on an sla worker holding 200,000 clocks, 38 s for
+213,736 records, which a bare aiokafka consumer reads in 1.0 s (bench/sla_timers, one machine). This store reads the changelog partitions a worker is newly assigned itself, in
 large fetches, read committed up to the last stable offset, straight into the table's dict, and then tells
 faust's recovery it has applied everything up to there (``persisted_offset``), so faust reads nothing more.
 

@@ -1,9 +1,10 @@
 """How a clock is stored in the clocks table (and so its changelog): a small header, then the compressed clock.
 
 A worker holds every open ticket's clock in memory, a million of them, and a clock carries its ticket (the
-notifier renders escalations from it). As JSON a clock weighs about 1.2 KiB, most of it field names, nulls and
-timestamps repeated within it; compressed with a preset dictionary that holds those names it weighs about a tenth
-of that (measured in tests/unit/test_sla_storage.py). Layout of format 1:
+notifier renders escalations from it). As JSON a clock weighs over a kilobyte, most of it field names, nulls and
+timestamps repeated within it; compressed with a preset dictionary that holds those names it weighs about a
+sixth of that (a clock of an alert with seven labels: 1,416 bytes of JSON, 231 stored; the unit tests check
+less than a quarter). Layout of format 1:
 
     byte 0      0x01, the format
     bytes 1-8   the clock's next due time, epoch seconds as a big-endian float64 (NaN: nothing due)
