@@ -2,9 +2,11 @@
 
 faust recovers an in-memory table by running every changelog record through its stream machinery (an Event per
 record, recovery buffers, per-record bookkeeping): measured on an sla worker holding 200,000 clocks, 38 s for
-213,736 records, which a bare aiokafka consumer reads in 1.0 s (bench/sla_timers, one machine). This store reads the changelog partitions a worker is newly assigned itself, in
-large fetches, read committed up to the last stable offset, straight into the table's dict, and then tells
-faust's recovery it has applied everything up to there (``persisted_offset``), so faust reads nothing more.
+213,736 records, which a bare aiokafka consumer reads in 1.0 s (bench/sla_timers, one machine). This store reads
+the changelog partitions a worker is newly assigned itself, in large fetches, read committed up to the last
+stable offset, straight into the table's dict, and then tells faust's recovery it has applied everything up to
+there (``persisted_offset``), so faust reads nothing more. With it, 1,013,959 records (1,000,000 clocks) load
+in 6.2 s against the bare consumer's 3.1 s.
 
 The order is faust's: a rebalance first starts the transactional producers of the new assignment (which fences a
 killed predecessor's producers and ends their open transactions), then the tables load, then recovery runs.
