@@ -93,9 +93,9 @@ class HeldClocks:
     def rebuild(self) -> None:
         """Index what the table holds now (after a rebalance), from each stored clock's header: nothing is
         decompressed or validated for it. The keys are the table's own key objects."""
-        keys = [key for key, raw in self._table.data.items() if due_ts(raw) is not None]
-        self.armed = len(keys)
-        self.index.rebuild(keys)
+        items = [(key, due) for key, raw in self._table.data.items() if (due := due_ts(raw)) is not None]
+        self.armed = len(items)
+        self.index.rebuild(items)
 
 
 @dataclass
@@ -178,6 +178,18 @@ def register(app: faust.App, deps: SlaDeps) -> None:
 
     held = HeldClocks(clocks, on_armed)
 
+    def rebuild_index() -> None:
+        held.rebuild()
+        built_for[0] = app.rebalancing_count
+        log.info("clock_index_rebuilt", clocks=held.armed, rebalance=app.rebalancing_count)
+
+    @clocks.on_recover
+    async def recovered() -> None:
+        """The partitions (and so the clocks) this worker holds changed and the table holds them now: index
+        them at once, and let the timer loop look at once."""
+        rebuild_index()
+        wakeup.set()
+
     @app.agent(inputs, name="sla-clocks")
     async def clocks_agent(stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
@@ -255,11 +267,8 @@ def register(app: faust.App, deps: SlaDeps) -> None:
         tables: Any = app.tables  # faust types TableManagerT without its recovery service
         if not tables.recovery.completed.is_set() or app.rebalancing:
             return
-        if built_for[0] != app.rebalancing_count:
-            # the partitions (and so the clocks) this worker holds changed: index what the table holds now
-            held.rebuild()
-            built_for[0] = app.rebalancing_count
-            log.info("clock_index_rebuilt", clocks=held.armed, rebalance=app.rebalancing_count)
+        if built_for[0] != app.rebalancing_count:  # recovered without telling the table (not seen; a fallback)
+            rebuild_index()
         now = datetime.now(UTC)
         due: list[tuple[bytes, Clock]] = []
         for key in held.index.pop_due(now):

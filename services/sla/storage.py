@@ -27,6 +27,7 @@ from shared.codec import DecodeError, decode, encode
 
 FORMAT_V1 = 0x01
 _HEADER = struct.Struct(">Bd")
+_JSON = ord("{")
 _WBITS = -15  # raw DEFLATE: no zlib header or checksum (the changelog record has a CRC of its own)
 _LEVEL = 9
 
@@ -79,7 +80,7 @@ def unpack(raw: bytes) -> Clock:
 
 def due_ts(raw: bytes) -> float | None:
     """When a stored clock is next due, in epoch seconds, read from its header (None: nothing due)."""
-    if raw[:1] == b"{":
+    if raw[0] == _JSON:
         due = unpack(raw).next_due
         return None if due is None else due.timestamp()
     _, due = _HEADER.unpack_from(raw)

@@ -100,12 +100,11 @@ class TimerIndex(Generic[K]):
             self._stale = max(self._stale - dropped, 0)
         return None
 
-    def rebuild(self, keys: Iterable[K]) -> None:
-        """Index exactly these keys (each at ``due_of(key)``), dropping everything else."""
+    def rebuild(self, items: Iterable[tuple[K, float | None]]) -> None:
+        """Index exactly these keys at these due times (``due_of(key)``, read by the caller), dropping the rest."""
         self._near, self._slots, self._slot_heap = [], {}, []
         self._entries, self._stale, self._taken = 0, 0, set()
-        for key in keys:
-            due = self._due_of(key)
+        for key, due in items:
             if due is not None:
                 self._place(key, due, push=False)
         heapq.heapify(self._near)

@@ -68,12 +68,12 @@ def test_a_key_moved_away_and_back_pops_once() -> None:
     assert s.index.next_due() is None
 
 
-def test_rebuild_indexes_what_the_store_holds() -> None:
+def test_rebuild_indexes_exactly_what_it_is_given() -> None:
     s = Store()
     s.put("gone", T0)
     s.due.clear()
     s.due["a"] = (T0 + S).timestamp()
-    s.index.rebuild(["a", "never-stored"])
+    s.index.rebuild([("a", s.due["a"]), ("nothing-due", None)])
     assert s.index.pop_due(T0 + S) == ["a"]
 
 
