@@ -201,10 +201,14 @@ class SourcePartitionTransactions(TransactionManager):
         for tp, offset in offsets.items():
             by_tid.setdefault(self._tid(tp.topic, tp.partition), {})[tp] = offset
         if by_tid:
+            # one transaction per source partition, each on its own producer: committed side by side, not one
+            # after the other (faust's loop waits for every round trip of each before it starts the next)
+            commits = [
+                producer.commit_transactions({tid: offs}, self.app.conf.id, start_new_transaction=start_new_transaction)
+                for tid, offs in by_tid.items()
+            ]
             try:
-                await producer.commit_transactions(
-                    by_tid, self.app.conf.id, start_new_transaction=start_new_transaction
-                )
+                await asyncio.gather(*commits)
             except ProducerFenced as exc:  # another worker took these partitions over: stop, as faust does
                 await self.app.crash(exc)
         return True
