@@ -89,7 +89,6 @@ def replay(
         while (due := index.next_due()) is not None and due <= now:
             for ticket_id in index.pop_due(due):
                 clock = clocks[ticket_id]
-                was = clock.next_due
                 for _ in range(MAX_FIRES_PER_DUE):
                     at = clock.next_due
                     if at is None or at > due:
@@ -99,7 +98,7 @@ def replay(
                         break
                     result.fired.setdefault(ticket_id, []).append(escalation)
                 clocks[ticket_id] = clock
-                index.set(ticket_id, clock.next_due, was=was)
+                index.set(ticket_id, clock.next_due)  # popped: nothing of it is left in the index
 
     for n, event in enumerate(sorted(events, key=lambda e: e.at), start=1):
         run_until(event.at)
