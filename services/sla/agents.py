@@ -285,15 +285,9 @@ def register(app: faust.App, deps: SlaDeps) -> None:
         error: KafkaError | None = None
         for key, clock in pending:  # all sent at once, then all acknowledged: one round trip for a burst
             proposal = ClockDue(ticket_id=clock.ticket_id, due=clock.next_due or now, proposed_at=now)
+            headers = make_headers(ticket_id=clock.ticket_id)
             try:
-                sent.append(
-                    (
-                        key,
-                        await send(
-                            proposals, clock.ticket_id, encode(proposal), make_headers(ticket_id=clock.ticket_id)
-                        ),
-                    )
-                )
+                sent.append((key, await send(proposals, clock.ticket_id, encode(proposal), headers)))
             except KafkaError as exc:
                 error = exc
                 break

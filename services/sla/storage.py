@@ -75,7 +75,7 @@ def pack(clock: Clock) -> bytes:
 
 def unpack(raw: bytes) -> Clock:
     """The stored clock; DecodeError names what is wrong with a value that is not one."""
-    if raw[:1] == b"{":
+    if raw[:1] == b"{":  # stored as plain JSON by an earlier version
         return decode(Clock, raw)
     if len(raw) <= _HEADER.size or raw[0] != FORMAT_V1:
         raise DecodeError(f"not a stored clock: format byte {raw[:1]!r}, {len(raw)} bytes")
@@ -88,7 +88,7 @@ def unpack(raw: bytes) -> Clock:
 
 def due_ts(raw: bytes) -> float | None:
     """When a stored clock is next due, in epoch seconds, read from its header (None: nothing due)."""
-    if raw[0] == _JSON:
+    if raw[0] == _JSON:  # plain JSON (earlier versions): no header, so decode it (unpack's first case)
         due = unpack(raw).next_due
         return None if due is None else due.timestamp()
     _, due = _HEADER.unpack_from(raw)

@@ -70,7 +70,7 @@ class TimerIndex(Generic[K]):
         while self._near and self._near[0][0] <= at:
             due, key = heapq.heappop(self._near)
             self._entries -= 1
-            if key not in self._taken and self._due_of(key) == due:
+            if self._live(due, key):
                 self._taken.add(key)
                 out.append(key)
             else:
