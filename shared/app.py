@@ -30,8 +30,9 @@ def create_faust_app(service: str, settings: CommonSettings, **overrides: Any) -
     Chosen here, once: short group timing (restarts rejoin in seconds, not a minute), in-memory tables
     recovered from their changelog topics, exactly-once processing by default (Kafka transactions per source
     partition, shared/eos.py; consumers read committed records only), idempotent handlers anyway, acks=all,
-    tables and changelogs with the registry's partition count, faust's web server off (metrics are served by
-    prometheus_client), and no standby replicas (a standby's table copy must never fire timers).
+    tables and changelogs with the registry's partition count, static group membership when the worker is named
+    (TICKETLOOP_GROUP_INSTANCE_ID), faust's web server off (metrics are served by prometheus_client), and no
+    standby replicas (a standby's table copy must never fire timers).
     """
     options: dict[str, Any] = {
         "broker": kafka_url(settings.kafka_bootstrap_servers),
@@ -52,7 +53,11 @@ def create_faust_app(service: str, settings: CommonSettings, **overrides: Any) -
         "table_standby_replicas": 0,
         "web_enabled": False,
         "autodiscover": False,
+        # every table is declared while the app is built: no waiting for late ones at start (shared/tables.py)
+        "TableManager": "shared.tables:DeclaredTableManager",
     }
+    if settings.group_instance_id:
+        options["consumer_group_instance_id"] = settings.group_instance_id
     options.update(overrides)
     if options["processing_guarantee"] == "exactly_once":
         # faust's own transactions commit a send with its destination partition; ours with the source event's

@@ -37,6 +37,12 @@ class CommonSettings(BaseSettings):
     # Kafka group timing: the defaults (60 s sessions) make every restart wait; a few seconds suits one host.
     session_timeout_s: float = Field(default=10.0, gt=0, validation_alias=_common("session_timeout_s"))
     heartbeat_interval_s: float = Field(default=1.0, gt=0, validation_alias=_common("heartbeat_interval_s"))
+    # Kafka static membership: a stable name for this worker (a pod or host name), unique among the workers of one
+    # service. A worker restarted under the same name takes its partitions back at once instead of waiting for
+    # the dead one's session to expire; the price is that a stopped worker's partitions wait that long too.
+    group_instance_id: str | None = Field(
+        default=None, min_length=1, max_length=200, validation_alias=_common("group_instance_id")
+    )
     metrics_host: str = Field(default="127.0.0.1", validation_alias=_common("metrics_host"))
     # exactly_once (the default): Kafka transactions, one per source partition (shared/eos.py), commit an event's
     # outputs, table changes and input offset together; readers skip aborted work. at_least_once is faster but

@@ -15,6 +15,7 @@ Only raw tables (bytes keys and values, shared.streams.raw_table) use it: their 
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ import faust
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.stores.memory import Store as MemoryStore
+from faust.tables import TableManager
 from faust.types import TP
 
 log = structlog.get_logger("ticketloop.tables")
@@ -82,6 +84,12 @@ class ChangelogStore(MemoryStore[bytes, bytes]):
         await consumer.start()
         records = 0
         parts = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+        # No cycle collection while loading: each fetch makes up to 100,000 record objects that live until they
+        # are applied, so the collector keeps running full passes over the worker's whole heap for nothing (the
+        # stored keys and values are bytes, which it never tracks). Measured on 1,000,000 records in a process
+        # with the sla service imported: 3.9-4.2 s with it, 3.0 s without (three runs each).
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
@@ -108,6 +116,8 @@ class ChangelogStore(MemoryStore[bytes, bytes]):
             for tp in parts:
                 self._applied[TP(tp.topic, tp.partition)] = ends[tp] - 1  # faust's convention: the last applied
         finally:
+            if collecting:
+                gc.enable()
             await consumer.stop()
         log.info(
             "table_loaded",
@@ -135,3 +145,18 @@ class ChangelogTable(faust.Table[bytes, bytes]):
             loop=self.loop,
             options=self.options,
         )
+
+
+class DeclaredTableManager(TableManager):
+    """faust's table manager without its one-second wait at start.
+
+    faust sleeps a second before it registers the app's tables and lets the consumer subscribe, so that tables
+    declared while the app starts are still included; every restart pays it before it reads a record. Our
+    services declare every table while the app is built (one wiring place), before it starts, so the wait
+    buys nothing: measured, it was the longest step between a restarted sla worker's start and its group join.
+    """
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
