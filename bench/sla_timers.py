@@ -8,11 +8,12 @@
    ``--load`` updates to the held tickets arrive. Each one's breach is read from the escalations topic; its
    lateness is fired_at - deadline. The baseline is a plain 10 ms asyncio timer in the same worker
    (``ticketloop_sla_probe_lateness_seconds``, over the same window; its p99 is a histogram bucket's upper bound).
-3. Recovery: the worker is SIGKILLed and restarted; recovery_s runs from the restart until every held clock is
-   armed again (``ticketloop_sla_armed_clocks_count``). The baseline is a bare aiokafka consumer reading the same
-   changelog topic from the start to its end: recovery_ratio = recovery_s / that. restore_s is the part after the
-   worker got its partitions (from its log: assigned until its timer index is rebuilt), without the process
-   start and the group join that the bare consumer does not pay; restore_ratio = restore_s / the same baseline.
+3. Recovery: the worker (a named group member, TICKETLOOP_GROUP_INSTANCE_ID) is SIGKILLed and restarted;
+   recovery_s runs from the restart until every held clock is armed again (``ticketloop_sla_armed_clocks_count``).
+   The baseline is a bare aiokafka consumer reading the same changelog topic from the start to its end:
+   recovery_ratio = recovery_s / that. restore_s is the part after the worker got its partitions (from its log:
+   assigned until its timer index is rebuilt), without the process start and the group join that the bare
+   consumer does not pay; restore_ratio = restore_s / the same baseline.
 
 Bounded: each phase gives up after --timeout seconds. Last line:
 ``sla_timers: tickets=... rss_mb=... bytes_per_ticket=... lateness_p50_ms=... lateness_p99_ms=... probe_p99_ms=...
@@ -267,6 +268,9 @@ async def measure(bootstrap: str, args: argparse.Namespace, workdir: Path) -> tu
             "TICKETLOOP_TOPIC_PREFIX": prefix,
             "TICKETLOOP_LOG_LEVEL": "WARNING",
             "TICKETLOOP_SLA_PROBE_INTERVAL_S": "0.01",
+            # a named worker, as a deployment with stable worker names (pods, hosts) runs it: the restart after
+            # the SIGKILL rejoins at once instead of waiting out the dead worker's session
+            "TICKETLOOP_GROUP_INSTANCE_ID": "bench-sla-0",
         },
         metrics_ports={"sla": port},
     )
