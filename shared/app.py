@@ -53,8 +53,6 @@ def create_faust_app(service: str, settings: CommonSettings, **overrides: Any) -
         "table_standby_replicas": 0,
         "web_enabled": False,
         "autodiscover": False,
-        # every table is declared while the app is built: no waiting for late ones at start (shared/tables.py)
-        "TableManager": "shared.tables:DeclaredTableManager",
     }
     if settings.group_instance_id:
         options["consumer_group_instance_id"] = settings.group_instance_id

@@ -24,7 +24,6 @@ import faust
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.stores.memory import Store as MemoryStore
-from faust.tables import TableManager
 from faust.types import TP
 
 log = structlog.get_logger("ticketloop.tables")
@@ -146,18 +145,3 @@ class ChangelogTable(faust.Table[bytes, bytes]):
             loop=self.loop,
             options=self.options,
         )
-
-
-class DeclaredTableManager(TableManager):
-    """faust's table manager without its one-second wait at start.
-
-    faust sleeps a second before it registers the app's tables and lets the consumer subscribe, so that tables
-    declared while the app starts are still included; every restart pays it before it reads a record. Our
-    services declare every table while the app is built (one wiring place), before it starts, so the wait
-    buys nothing: measured, it was the longest step between a restarted sla worker's start and its group join.
-    """
-
-    async def on_start(self) -> None:
-        if not self.should_stop:
-            await self._update_channels()
-            await self.recovery.start()
