@@ -68,6 +68,7 @@ class EventBoundary:
         self._open.set()
         self._in: set[Any] = set()  # faust Messages
         self._drained = asyncio.Event()
+        self.clean = False  # inside settled(): every let-in event was acked (no timeout cut the wait short)
 
     async def admit(self, message: Any) -> None:
         """Let a message's work into the open transactions; while a commit is under way, wait for it."""
@@ -98,15 +99,19 @@ class EventBoundary:
         try:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.settle_timeout_s
+            clean = True
             while left := self.unsettled(assignment()):
                 if loop.time() >= deadline:  # a handler stuck this long: commit anyway, never stall for good
                     log.warning("eos_commit_unsettled", events=left, waited_s=self.settle_timeout_s)
+                    clean = False
                     break
                 self._drained.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._drained.wait(), min(RECHECK_S, deadline - loop.time()))
+            self.clean = clean
             yield
         finally:
+            self.clean = False
             self._open.set()
 
 
@@ -149,6 +154,11 @@ class SourcePartitionTransactions(TransactionManager):
 
     def __init__(self, *args: Any, boundary: EventBoundary, **kwargs: Any) -> None:
         self.boundary = boundary
+        # called by each commit: before it starts, and after every transaction of it committed (with the
+        # transactional ids committed, and whether the commit was at a clean event boundary with every change
+        # published); a table's snapshots start there (shared/tables.py)
+        self.before_commit: list[Callable[[], None]] = []
+        self.after_commit: list[Callable[[set[str], bool], None]] = []
         super().__init__(*args, **kwargs)
         producer: Any = self.producer
         self.buffered = BufferWatch(producer.buffer)
@@ -196,8 +206,10 @@ class SourcePartitionTransactions(TransactionManager):
 
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         producer: Any = self.producer
+        for hook in self.before_commit:
+            hook()
         # every changelog write queued before this commit belongs in it: wait until each one is published
-        await drain(self.buffered, self.boundary.settle_timeout_s)
+        drained = await drain(self.buffered, self.boundary.settle_timeout_s)
         by_tid: dict[str, dict[TP, int]] = {}
         for tp, offset in offsets.items():
             by_tid.setdefault(self._tid(tp.topic, tp.partition), {})[tp] = offset
@@ -212,6 +224,10 @@ class SourcePartitionTransactions(TransactionManager):
                 await asyncio.gather(*commits)
             except ProducerFenced as exc:  # another worker took these partitions over: stop, as faust does
                 await self.app.crash(exc)
+                return True
+        settled = drained and self.boundary.clean
+        for after in self.after_commit:
+            after(set(by_tid), settled)
         return True
 
 

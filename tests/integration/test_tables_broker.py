@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import faust
 import pytest
@@ -12,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
 from shared.app import kafka_url
+from shared.snapshots import SnapshotDir, SnapshotPolicy
 from shared.tables import ChangelogStore, ChangelogTable
 from shared.topics import TopicSpec, ensure_topics
 from tests.support.kafka_io import produce
@@ -63,3 +65,80 @@ def test_a_table_loads_what_its_changelog_committed_and_faust_reads_nothing_more
     # 3 records, 3 in a transaction and its marker, 2 aborted and their marker: faust's recovery is told the
     # last offset is applied, so it finds nothing left to read
     assert store.persisted_offset(tp) == 9
+
+
+def _snapshotting_store(app_id: str, bootstrap: str, directory: Path) -> ChangelogStore:
+    app = faust.App(app_id, broker=kafka_url(bootstrap))
+    table = ChangelogTable(app, name="clocks", key_type=bytes, value_type=bytes, partitions=1)
+    store = table.data
+    assert isinstance(store, ChangelogStore)
+    snapshots = SnapshotDir(directory)
+    snapshots.lock()
+    store.use_snapshots(SnapshotPolicy(directory, interval_s=0), snapshots, None)
+    return store
+
+
+def _changelog(bootstrap: str) -> tuple[str, TP]:
+    app_id = f"it-snap-{time.time_ns()}"
+    changelog = f"{app_id}-clocks-changelog"
+    asyncio.run(ensure_topics(bootstrap, [TopicSpec(changelog, 1, "n", "a changelog")]))
+    return app_id, TP(changelog, 0)
+
+
+def test_a_restart_loads_its_snapshot_then_reads_only_the_changelog_after_it(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A snapshot holds what memory held when the commit listed its keys, whatever changes while it is written (the
+    journal); the next load takes it, then reads only the records after its offset (tombstones applied, aborted
+    transactions skipped) and ends with exactly what the whole changelog holds."""
+    app_id, tp = _changelog(kafka_bootstrap)
+    asyncio.run(produce(kafka_bootstrap, tp.topic, [("a", b"a1"), ("b", b"b1"), ("c", b"c1")]))
+    first = _snapshotting_store(app_id, kafka_bootstrap, tmp_path / "state")
+
+    async def hold_and_snapshot() -> None:
+        assert await first.load([tp]) == 3
+        first.after_commit(set(), settled=True)
+        writing = first._writing
+        assert writing is not None, "a snapshot was due and memory held committed state only"
+        # changed while the snapshot is written: not in it (these changes never reached the changelog)
+        first[b"a"] = b"a-uncommitted"
+        del first[b"b"]
+        first[b"new"] = b"uncommitted"
+        await writing
+
+    asyncio.run(hold_and_snapshot())
+    assert first._snapshots is not None
+    first._snapshots.release()
+
+    asyncio.run(_committed(kafka_bootstrap, tp.topic, [(b"a", b"a2"), (b"c", None), (b"d", b"d1")]))
+    asyncio.run(_aborted(kafka_bootstrap, tp.topic, [(b"b", b"never")]))
+    second = _snapshotting_store(app_id, kafka_bootstrap, tmp_path / "state")
+    read = asyncio.run(second.load([tp]))
+
+    assert dict(second.data) == {b"a": b"a2", b"b": b"b1", b"d": b"d1"}
+    assert read == 3, "only the committed records after the snapshot's offset were read"
+    assert second.persisted_offset(tp) == 8  # 3 records, 3 in a transaction and its marker, 1 aborted and its
+
+
+@pytest.mark.parametrize("fault", ["damaged", "ahead of the changelog"])
+def test_an_unusable_snapshot_is_passed_over_for_the_whole_changelog(
+    kafka_bootstrap: str, tmp_path: Path, fault: str
+) -> None:
+    app_id, tp = _changelog(kafka_bootstrap)
+    asyncio.run(produce(kafka_bootstrap, tp.topic, [("a", b"a1"), ("b", b"b1")]))
+    directory = tmp_path / "state"
+    directory.mkdir()
+    writer = SnapshotDir(directory).writer(tp.topic, 0, 2 if fault == "damaged" else 1000)
+    writer.write([b"a", b"from-snapshot", b"z", b"from-snapshot"])
+    writer.finish()
+    writer.commit()
+    if fault == "damaged":
+        raw = bytearray(writer.path.read_bytes())
+        raw[-25] ^= 0xFF
+        writer.path.write_bytes(bytes(raw))
+    store = _snapshotting_store(app_id, kafka_bootstrap, directory)
+
+    read = asyncio.run(store.load([tp]))
+
+    assert dict(store.data) == {b"a": b"a1", b"b": b"b1"}
+    assert read == 2
