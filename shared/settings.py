@@ -53,6 +53,15 @@ class CommonSettings(BaseSettings):
     # exactly_once commits wait for the events under way to finish (shared/eos.py); a handler stuck longer than
     # this is committed around (its first outputs may then be repeated after a crash) so the worker never stalls
     eos_settle_timeout_s: float = Field(default=30.0, gt=0, validation_alias=_common("eos_settle_timeout_s"))
+    # A directory of this worker's own (a volume that outlives restarts; never shared by two workers): local
+    # snapshots of the tables, so that a restart reads only the changelog written since the last one instead of
+    # all of it (shared/snapshots.py). Unset: no snapshots, every restart reads the whole changelog.
+    state_dir: Path | None = Field(default=None, validation_alias=_common("state_dir"))
+    snapshot_interval_s: float = Field(default=120.0, ge=1, validation_alias=_common("snapshot_interval_s"))
+    # older snapshots are not used (a compacted changelog forgets deletions after delete.retention.ms, 24 h)
+    snapshot_max_age_s: float = Field(
+        default=6 * 3600.0, gt=0, le=20 * 3600.0, validation_alias=_common("snapshot_max_age_s")
+    )
     # per service (TICKETLOOP_ROUTER_METRICS_PORT, ...): /metrics for Prometheus; 0 disables the listener
     metrics_port: int = Field(default=0, ge=0, le=65535)
 

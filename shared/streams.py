@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from shared.app import dead_letter
 from shared.codec import DecodeError, decode, encode
 from shared.logging import get_logger
+from shared.snapshots import SnapshotPolicy
 from shared.tables import ChangelogTable
 
 M = TypeVar("M", bound=BaseModel)
@@ -33,7 +34,14 @@ def raw_topic(app: faust.App, *names: str, internal: bool = False, partitions: i
     )
 
 
-def raw_table(app: faust.App, name: str, *, partitions: int, consumer_recovery: bool = False) -> Any:
+def raw_table(
+    app: faust.App,
+    name: str,
+    *,
+    partitions: int,
+    consumer_recovery: bool = False,
+    snapshots: SnapshotPolicy | None = None,
+) -> Any:
     """A changelog-backed table of bytes keys to bytes values (values are codec-encoded models).
 
     Changed only while handling an event: faust writes the change to the changelog partition of that event's
@@ -42,9 +50,18 @@ def raw_table(app: faust.App, name: str, *, partitions: int, consumer_recovery: 
     pick it instead, which is right only while the producer's metadata agrees; nothing needs it.)
     """
     if consumer_recovery:  # recovered by a plain consumer, not record by record through faust (shared/tables.py)
-        return app.tables.add(
-            ChangelogTable(app, name=name, beacon=app.beacon, key_type=bytes, value_type=bytes, partitions=partitions)
+        table = ChangelogTable(
+            app,
+            snapshots=snapshots,
+            name=name,
+            beacon=app.beacon,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=partitions,
         )
+        return app.tables.add(table)
+    if snapshots is not None:
+        raise ValueError(f"table {name}: snapshots need consumer_recovery")
     return app.Table(name, key_type=bytes, value_type=bytes, partitions=partitions)
 
 

@@ -38,6 +38,7 @@ from shared.codec import encode
 from shared.events import Ticket, TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import counter, gauge, histogram
+from shared.snapshots import SnapshotPolicy
 from shared.streams import decode_or_deadletter, emit, raw_table, raw_topic, send
 from shared.topics import Topics
 
@@ -106,6 +107,8 @@ class SlaDeps:
     tick_interval_s: float
     probe_interval_s: float = 0.0
     """> 0: a probe timer at this interval measures how late the event loop wakes it (the benchmark's baseline)."""
+    snapshots: SnapshotPolicy | None = None
+    """Local snapshots of the clocks table (shared/snapshots.py): a restart then reads only the changelog's tail."""
 
 
 def register(app: faust.App, deps: SlaDeps) -> None:
@@ -114,7 +117,7 @@ def register(app: faust.App, deps: SlaDeps) -> None:
     deadletter = raw_topic(app, t.deadletter.name)
     proposals = raw_topic(app, t.sla_due.name, internal=True, partitions=t.partitions)
     inputs = raw_topic(app, t.tickets.name, t.sla_due.name)
-    clocks = raw_table(app, "clocks", partitions=t.partitions, consumer_recovery=True)
+    clocks = raw_table(app, "clocks", partitions=t.partitions, consumer_recovery=True, snapshots=deps.snapshots)
 
     fired = counter(
         deps.registry,

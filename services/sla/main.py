@@ -10,6 +10,7 @@ from services.sla.policy import SlaConfig
 from shared.app import create_faust_app, run_worker
 from shared.config import load_yaml_model
 from shared.settings import SlaSettings
+from shared.snapshots import SnapshotPolicy
 from shared.topics import Topics
 
 
@@ -17,7 +18,13 @@ def build(settings: SlaSettings, registry: CollectorRegistry) -> faust.App:
     config = load_yaml_model(settings.config_dir / "sla.yaml", SlaConfig)
     app = create_faust_app("sla", settings)
     topics = Topics(settings.topic_prefix, settings.partitions)
-    register(app, SlaDeps(topics, config, registry, settings.tick_interval_s, settings.probe_interval_s))
+    snapshots = None
+    if settings.state_dir is not None:
+        snapshots = SnapshotPolicy(
+            settings.state_dir / "sla", settings.snapshot_interval_s, settings.snapshot_max_age_s
+        )
+    deps = SlaDeps(topics, config, registry, settings.tick_interval_s, settings.probe_interval_s, snapshots)
+    register(app, deps)
     return app
 
 

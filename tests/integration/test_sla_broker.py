@@ -52,7 +52,9 @@ policies:
 
 
 @contextmanager
-def sla_stack(kafka_bootstrap: str, tmp_path: Path, sla: str) -> Iterator[tuple[Stack, Topics]]:
+def sla_stack(
+    kafka_bootstrap: str, tmp_path: Path, sla: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[Stack, Topics]]:
     topics = Topics(f"it-sla-{time.time_ns()}.", 4)
     asyncio.run(ensure_topics(kafka_bootstrap, topics.all()))
     stack = Stack(
@@ -62,7 +64,7 @@ def sla_stack(kafka_bootstrap: str, tmp_path: Path, sla: str) -> Iterator[tuple[
         tmp_path / "logs",
         free_port(),
         9,
-        extra_env={"TICKETLOOP_TOPIC_PREFIX": topics.prefix},
+        extra_env={"TICKETLOOP_TOPIC_PREFIX": topics.prefix, **(env or {})},
     )
     try:
         stack.start("sla")
@@ -126,13 +128,22 @@ def test_a_warning_before_the_deadline_then_the_escalation(kafka_bootstrap: str,
     assert "50% of the acknowledge target used" in fired[0]["reason"]
 
 
-def test_sigkill_mid_chain_loses_no_escalation_and_repeats_none(kafka_bootstrap: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("snapshots", [False, True], ids=["changelog", "snapshot"])
+def test_sigkill_mid_chain_loses_no_escalation_and_repeats_none(
+    kafka_bootstrap: str, tmp_path: Path, snapshots: bool
+) -> None:
     """The breach and level 1 at the deadline, level 2 three seconds later, then level 2 again twice (repeat
-    limit 2): four escalations. The sla worker is killed right after the first and restarted; the chain continues from its
-    changelog and every escalation is published exactly once."""
-    with sla_stack(kafka_bootstrap, tmp_path, CHAIN) as (stack, topics):
+    limit 2): four escalations. The sla worker is killed right after the first and restarted; the chain continues
+    from its changelog (or from its local snapshot and the changelog after it) and every escalation is published
+    exactly once."""
+    env = {"TICKETLOOP_STATE_DIR": str(tmp_path / "state"), "TICKETLOOP_SNAPSHOT_INTERVAL_S": "1"} if snapshots else {}
+    with sla_stack(kafka_bootstrap, tmp_path, CHAIN, env) as (stack, topics):
+        log = stack.log_path("sla")
         open_ticket(kafka_bootstrap, topics, "tl-chain")
         first = escalations(kafka_bootstrap, topics, expect=2)
+        if snapshots:  # the clock as the worker committed it, in a snapshot taken at a commit
+            wait_for("a snapshot", lambda: '"snapshot_written"' in log.read_text(), stack=stack)
+        before_restart = len(log.read_bytes())
         stack.kill("sla")
         stack.start("sla")
         fired = escalations(kafka_bootstrap, topics, expect=5)
@@ -140,6 +151,8 @@ def test_sigkill_mid_chain_loses_no_escalation_and_repeats_none(kafka_bootstrap:
         time.sleep(5)
         fired = escalations(kafka_bootstrap, topics, expect=6, within_s=5)
         stack.check_alive()
+        restarted = log.read_bytes()[before_restart:].decode(errors="replace")
+    assert ('"snapshot_loaded"' in restarted) == snapshots
     assert [f["kind"] for f in first] == ["breach", "escalation"]
     ids = [f["escalation_id"] for f in fired]
     assert len(ids) == len(set(ids)), f"repeated: {ids}"
