@@ -8,16 +8,19 @@
    ``--load`` updates to the held tickets arrive. Each one's breach is read from the escalations topic; its
    lateness is fired_at - deadline. The baseline is a plain 10 ms asyncio timer in the same worker
    (``ticketloop_sla_probe_lateness_seconds``, over the same window; its p99 is a histogram bucket's upper bound).
-3. Recovery: the worker (a named group member, TICKETLOOP_GROUP_INSTANCE_ID) is SIGKILLed and restarted;
-   recovery_s runs from the restart until every held clock is armed again (``ticketloop_sla_armed_clocks_count``).
-   The baseline is a bare aiokafka consumer reading the same changelog topic from the start to its end:
-   recovery_ratio = recovery_s / that. restore_s is the part after the worker got its partitions (from its log:
-   assigned until its timer index is rebuilt), without the process start and the group join that the bare
-   consumer does not pay; restore_ratio = restore_s / the same baseline.
+3. Recovery: the worker (a named group member, TICKETLOOP_GROUP_INSTANCE_ID, with its own TICKETLOOP_STATE_DIR
+   and the default snapshot interval) is SIGKILLed and restarted, twice. First as on its own host: it loads its
+   last local snapshot (shared/snapshots.py) and reads the changelog after it. Then as on a fresh host: the state
+   directory is deleted first, so it reads the whole changelog. Each recovery runs from the restart until every
+   held clock is armed again (``ticketloop_sla_armed_clocks_count``). The baseline is a bare aiokafka consumer
+   reading the same changelog topic from the start to its end: recovery_ratio = recovery_s / that (from the
+   snapshot), fresh_recovery_ratio = fresh_recovery_s / that. restore_s is the part of the first after the
+   worker got its partitions (from its log: assigned until its timer index is rebuilt), without the process
+   start and the group join that the bare consumer does not pay; restore_ratio = restore_s / the same baseline.
 
 Bounded: each phase gives up after --timeout seconds. Last line:
 ``sla_timers: tickets=... rss_mb=... bytes_per_ticket=... lateness_p50_ms=... lateness_p99_ms=... probe_p99_ms=...
-recovery_s=... recovery_ratio=... restore_s=... restore_ratio=...``
+recovery_s=... recovery_ratio=... restore_s=... restore_ratio=... fresh_recovery_s=... fresh_recovery_ratio=...``
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ import argparse
 import asyncio
 import math
 import random
+import shutil
 import signal
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -220,6 +225,7 @@ async def read_changelog(bootstrap: str, topic: str, partitions: int) -> tuple[i
 RECOVERY_STEPS = {
     "Joined group": "group joined",
     "Setting newly assigned partitions": "partitions assigned",
+    "snapshot_loaded": "snapshot loaded",
     "table_loaded": "table loaded",
     "Restoring state from changelog topics": "faust restoring",
     "Recovery complete": "table recovered",
@@ -271,10 +277,13 @@ async def measure(bootstrap: str, args: argparse.Namespace, workdir: Path) -> tu
             # a named worker, as a deployment with stable worker names (pods, hosts) runs it: the restart after
             # the SIGKILL rejoins at once instead of waiting out the dead worker's session
             "TICKETLOOP_GROUP_INSTANCE_ID": "bench-sla-0",
+            # its own state volume, as a deployment gives each worker: snapshots at the default interval
+            "TICKETLOOP_STATE_DIR": str(workdir / "state"),
         },
         metrics_ports={"sla": port},
     )
     held = template("P3")
+    state = workdir / "state" / "sla"
     try:
         pid = stack.start("sla").pid
         wait("the sla worker to serve metrics", lambda: value(port, ARMED) == 0, stack, 120)
@@ -315,40 +324,65 @@ async def measure(bootstrap: str, args: argparse.Namespace, workdir: Path) -> tu
         if len(late) < args.due:
             raise SystemExit(f"sla_timers: only {len(late)} of {args.due} breaches arrived")
 
-        # recovery after SIGKILL
-        stack.kill("sla", signal.SIGKILL)
+        snapshot_mb = sum(f.stat().st_size for f in state.glob("*.snap")) / 2**20
         stack.extra_env["TICKETLOOP_LOG_LEVEL"] = "INFO"  # faust's recovery steps, for the breakdown
-        log_from = stack.log_path("sla").stat().st_size
-        restarted = time.monotonic()
-        restarted_at = datetime.now(UTC)
-        stack.start("sla")
-        up_s = wait("the restarted worker to serve metrics", lambda: not math.isnan(value(port, ARMED)), stack, 120)
-        wait(
-            "the restarted worker to hold every ticket again",
-            lambda: value(port, ARMED) >= args.tickets,
-            stack,
-            args.timeout,
-        )
-        recovery_s = time.monotonic() - restarted
-        timeline = recovery_steps(stack.log_path("sla"), log_from, restarted_at)
+        # recovery after SIGKILL, on the same host: from the local snapshot, then the changelog after it
+        local = restart(stack, port, args)
+        # and on a fresh host (no snapshot): the whole changelog
+        stack.kill("sla", signal.SIGKILL)
+        shutil.rmtree(state)
+        fresh = restart(stack, port, args)
     finally:
         stack.stop_all()
     records, baseline_s = await read_changelog(bootstrap, f"{prefix}sla-clocks-changelog", topics.partitions)
     probe_p99 = bucket_quantile(probe_before, probe_after, 0.99) * 1000
-    step_at = dict(timeline)
-    # what recovering costs once the worker has its partitions (process start and the group join excluded)
-    restore_s = step_at.get("index rebuilt", math.nan) - step_at.get("partitions assigned", math.nan)
     return (
         f"sla_timers: tickets={args.tickets} rss_mb={loaded / 2**20:.0f} "
         f"bytes_per_ticket={(loaded - idle) / args.tickets:.0f} "
         f"lateness_p50_ms={percentile(late, 0.5):.1f} lateness_p99_ms={percentile(late, 0.99):.1f} "
-        f"probe_p99_ms={probe_p99:.1f} recovery_s={recovery_s:.1f} "
-        f"recovery_ratio={recovery_s / baseline_s:.2f} restore_s={restore_s:.1f} "
-        f"restore_ratio={restore_s / baseline_s:.2f}",
-        f"loaded in {load_s:.0f} s; idle worker {idle / 2**20:.0f} MB; the changelog's {records} records read by a "
-        f"bare consumer in {baseline_s:.1f} s; {len(late)} breaches measured; recovery: metrics up at {up_s:.1f} s, "
-        + ", ".join(f"{what} at {at:.1f} s" for what, at in timeline),
+        f"probe_p99_ms={probe_p99:.1f} recovery_s={local.seconds:.1f} "
+        f"recovery_ratio={local.seconds / baseline_s:.2f} restore_s={local.restore_s:.1f} "
+        f"restore_ratio={local.restore_s / baseline_s:.2f} fresh_recovery_s={fresh.seconds:.1f} "
+        f"fresh_recovery_ratio={fresh.seconds / baseline_s:.2f}",
+        f"loaded in {load_s:.0f} s; idle worker {idle / 2**20:.0f} MB; snapshots {snapshot_mb:.0f} MB on disk; the "
+        f"changelog's {records} records read by a bare consumer in {baseline_s:.1f} s; {len(late)} breaches "
+        f"measured\nrecovery from the snapshot: {local.describe()}\nrecovery on a fresh host: {fresh.describe()}",
     )
+
+
+@dataclass
+class Recovery:
+    seconds: float
+    up_s: float
+    timeline: list[tuple[str, float]]
+
+    @property
+    def restore_s(self) -> float:
+        """What recovering costs once the worker has its partitions (process start and the group join excluded)."""
+        step_at = dict(self.timeline)
+        return step_at.get("index rebuilt", math.nan) - step_at.get("partitions assigned", math.nan)
+
+    def describe(self) -> str:
+        steps = ", ".join(f"{what} at {at:.1f} s" for what, at in self.timeline)
+        return f"{self.seconds:.1f} s; metrics up at {self.up_s:.1f} s, {steps}"
+
+
+def restart(stack: Stack, port: int, args: argparse.Namespace) -> Recovery:
+    """SIGKILL the worker, start it again, and time it until every ticket is held and armed again."""
+    stack.kill("sla", signal.SIGKILL)
+    log_from = stack.log_path("sla").stat().st_size
+    restarted = time.monotonic()
+    restarted_at = datetime.now(UTC)
+    stack.start("sla")
+    up_s = wait("the restarted worker to serve metrics", lambda: not math.isnan(value(port, ARMED)), stack, 120)
+    wait(
+        "the restarted worker to hold every ticket again",
+        lambda: value(port, ARMED) >= args.tickets,
+        stack,
+        args.timeout,
+    )
+    seconds = time.monotonic() - restarted
+    return Recovery(seconds, up_s, recovery_steps(stack.log_path("sla"), log_from, restarted_at))
 
 
 def main() -> None:
