@@ -52,6 +52,8 @@ def create_faust_app(service: str, settings: CommonSettings, **overrides: Any) -
         "producer_acks": -1,
         "table_standby_replicas": 0,
         "web_enabled": False,
+        # faust's one-second wait at start only when a changelog topic is new (shared/tables.py)
+        "TableManager": "shared.tables:KnownChangelogsTableManager",
         "autodiscover": False,
     }
     if settings.group_instance_id:

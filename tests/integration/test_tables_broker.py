@@ -14,7 +14,7 @@ from faust.types import TP
 
 from shared.app import kafka_url
 from shared.snapshots import SnapshotDir, SnapshotPolicy
-from shared.tables import ChangelogStore, ChangelogTable
+from shared.tables import ChangelogStore, ChangelogTable, topics_known
 from shared.topics import TopicSpec, ensure_topics
 from tests.support.kafka_io import produce
 
@@ -142,3 +142,13 @@ def test_an_unusable_snapshot_is_passed_over_for_the_whole_changelog(
 
     assert dict(store.data) == {b"a": b"a1", b"b": b"b1"}
     assert read == 2
+
+
+def test_faust_s_wait_at_start_is_kept_only_while_a_changelog_topic_is_new(kafka_bootstrap: str) -> None:
+    """The table manager skips faust's one-second wait only when the broker knows every changelog topic (a restart);
+    on a first start the topic is new and the wait covers its metadata reaching the consumer."""
+    changelog = f"it-known-{time.time_ns()}-clocks-changelog"
+    assert not asyncio.run(topics_known(kafka_bootstrap, [changelog, "ticketloop.never-made"]))
+    asyncio.run(ensure_topics(kafka_bootstrap, [TopicSpec(changelog, 2, "n", "a changelog")]))
+    assert asyncio.run(topics_known(kafka_bootstrap, [changelog]))
+    assert not asyncio.run(topics_known(kafka_bootstrap, [changelog, "ticketloop.never-made"]))

@@ -11,6 +11,7 @@ import pytest
 from shared.app import create_faust_app
 from shared.eos import FETCH_MAX_WAIT_MS
 from shared.settings import CommonSettings
+from shared.tables import KnownChangelogsTableManager
 
 
 def worker_consumer(service: str) -> Any:
@@ -40,3 +41,12 @@ def test_an_unnamed_worker_is_a_dynamic_member(monkeypatch: pytest.MonkeyPatch) 
 def test_the_stream_consumer_polls_briefly_so_offset_lookups_do_not_queue_behind_it() -> None:
     """faust builds it with a 1.5 s long poll; recovery's offset lookups wait behind that on one connection."""
     assert worker_consumer("router")._fetch_max_wait_ms == FETCH_MAX_WAIT_MS < 1500
+
+
+def test_the_table_manager_waits_at_start_only_for_new_changelog_topics() -> None:
+    """faust's TableManager sleeps 1 s at start on every restart; ours only while a changelog topic is new."""
+
+    async def manager() -> Any:
+        return create_faust_app("sla", CommonSettings()).tables
+
+    assert isinstance(asyncio.run(manager()), KnownChangelogsTableManager)
