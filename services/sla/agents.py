@@ -32,7 +32,7 @@ from services.sla.policy import (
     on_ticket_event,
     outcomes,
 )
-from services.sla.storage import due_ts, pack, unpack
+from services.sla.storage import due_times, due_ts, pack, unpack
 from services.sla.timers import TimerIndex
 from shared.codec import encode
 from shared.events import Ticket, TicketEvent
@@ -94,9 +94,8 @@ class HeldClocks:
     def rebuild(self) -> None:
         """Index what the table holds now (after a rebalance), from each stored clock's header: nothing is
         decompressed or validated for it. The keys are the table's own key objects."""
-        items = [(key, due) for key, raw in self._table.data.items() if (due := due_ts(raw)) is not None]
-        self.armed = len(items)
-        self.index.rebuild(items)
+        stored = self._table.data  # a dict's keys and values come in the same order
+        self.armed = self.index.rebuild_columns(list(stored.keys()), due_times(list(stored.values())))
 
 
 @dataclass

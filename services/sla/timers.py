@@ -102,12 +102,34 @@ class TimerIndex(Generic[K]):
 
     def rebuild(self, items: Iterable[tuple[K, float | None]]) -> None:
         """Index exactly these keys at these due times (``due_of(key)``, read by the caller), dropping the rest."""
-        self._near, self._slots, self._slot_heap = [], {}, []
-        self._entries, self._stale, self._taken = 0, 0, set()
-        for key, due in items:
-            if due is not None:
-                self._place(key, due, push=False)
-        heapq.heapify(self._near)
+        pairs = [(key, due) for key, due in items if due is not None]
+        self.rebuild_columns([key for key, _ in pairs], [due for _, due in pairs])
+
+    def rebuild_columns(self, keys: Iterable[K], dues: Iterable[float]) -> int:
+        """``rebuild`` from a column of keys and one of their due times (NaN: nothing due), as a worker holding a
+        million clocks has them after a rebalance: one pass, no tuple per clock. How many were indexed."""
+        near: list[tuple[float, K]] = []
+        slots: dict[int, list[K]] = {}
+        near_until, slot_s, floor = self._near_until, self._slot_s, math.floor
+        indexed = 0
+        for key, due in zip(keys, dues, strict=True):
+            if due != due:  # noqa: PLR0124 - NaN: nothing due
+                continue
+            indexed += 1
+            if due < near_until:
+                near.append((due, key))
+                continue
+            slot = floor(due / slot_s)
+            keys_in = slots.get(slot)
+            if keys_in is None:
+                slots[slot] = [key]
+            else:
+                keys_in.append(key)
+        heapq.heapify(near)
+        self._near, self._slots, self._slot_heap = near, slots, list(slots)
+        heapq.heapify(self._slot_heap)
+        self._entries, self._stale, self._taken = indexed, 0, set()
+        return indexed
 
     def _slot(self, due: float) -> int:
         return math.floor(due / self._slot_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.sla.policy import Clock, SlaConfig, on_ticket_event
-from services.sla.storage import DICTIONARY_V1, due_ts, pack, unpack
+from services.sla.storage import DICTIONARY_V1, due_times, due_ts, pack, unpack
 from shared.codec import DecodeError, encode
 from shared.events import Change, EventKind
 from tests.unit.factories import T0, ticket_event
@@ -107,3 +108,18 @@ def test_format_1_is_fixed_and_what_it_stored_reads_back() -> None:
 def test_any_clock_survives_storage(summary: str, labels: dict[str, str], minutes: int) -> None:
     clock = a_clock(summary=summary, labels=labels, opened_at=T0 + timedelta(minutes=minutes))
     assert unpack(pack(clock)) == clock
+
+
+@pytest.mark.parametrize("with_legacy", [False, True], ids=["format 1 only", "with plain JSON"])
+def test_due_times_reads_every_header_as_due_ts_does(with_legacy: bool) -> None:
+    """The rebuild after a rebalance reads a million headers at once; NaN stands for nothing due."""
+    running = a_clock()
+    paused = running.model_copy(update={"paused_at": T0})
+    raws = [pack(running), pack(paused), pack(a_clock(ticket_id="tl-2"))]
+    if with_legacy:
+        raws.append(encode(running))
+    dues = list(due_times(raws))
+    expected = [due_ts(raw) for raw in raws]
+    assert [None if math.isnan(d) else d for d in dues] == expected
+    assert expected[1] is None
+    assert all(d is not None for i, d in enumerate(expected) if i != 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 from hypothesis import given
@@ -75,6 +76,19 @@ def test_rebuild_indexes_exactly_what_it_is_given() -> None:
     s.due["a"] = (T0 + S).timestamp()
     s.index.rebuild([("a", s.due["a"]), ("nothing-due", None)])
     assert s.index.pop_due(T0 + S) == ["a"]
+
+
+def test_a_rebuild_from_columns_skips_what_has_nothing_due_and_counts_the_rest() -> None:
+    s = Store()
+    s.put("old", T0)
+    s.due.clear()
+    near, far = (T0 + S).timestamp(), (T0 + 3600 * S).timestamp()
+    s.due.update({"near": near, "far": far})
+    s.index.pop_due(T0)  # the index knows what is near: a rebuild puts such clocks in the heap
+    assert s.index.rebuild_columns(["far", "paused", "near"], [far, math.nan, near]) == 2
+    assert s.index.pop_due(T0 + 10 * S) == ["near"]
+    assert s.index.pop_due(T0 + 4000 * S) == ["far"]
+    assert s.index.next_due() is None
 
 
 def test_stale_entries_are_compacted() -> None:
