@@ -52,7 +52,7 @@ class SnapshotPolicy:
     # Older snapshots are not used: a compacted changelog drops a tombstone after delete.retention.ms (24 h by
     # default), and a snapshot older than that could bring back a key deleted since.
     max_age_s: float = 6 * 3600.0
-    chunk_pairs: int = 10_000
+    chunk_pairs: int = 2_000  # keys per slice of the loop's time, and pairs per chunk in the file
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from shared.snapshots import SnapshotDir, SnapshotError, SnapshotPolicy, Snapsho
 log = structlog.get_logger("ticketloop.tables")
 
 FETCH_MAX_BYTES = 64 * 1024 * 1024
+PACE_MAX_S = 0.05  # the longest a snapshot rests between chunks
 PARTITION_FETCH_BYTES = 16 * 1024 * 1024
 
 
@@ -353,7 +354,9 @@ class ChangelogStore(MemoryStore[bytes, bytes]):
             pending: dict[int, list[bytes]] = {p: [] for p in offsets}
             data, where = self.data, self._key_partition
             limit, step = 2 * policy.chunk_pairs, policy.chunk_pairs
+            clock = asyncio.get_running_loop().time
             for start in range(0, len(keys), step):
+                began = clock()
                 for key in keys[start : start + step]:
                     old = journal.get(key)
                     value, partition = (data.get(key), where.get(key)) if old is None else old
@@ -367,7 +370,11 @@ class ChangelogStore(MemoryStore[bytes, bytes]):
                     if len(flat) >= limit:
                         writers[partition].write(flat)
                         flat.clear()
-                await asyncio.sleep(0)  # let the worker's events and timers run between chunks
+                # Between chunks the worker's events and timers run, and for as long as the chunk took: a yield
+                # alone was not enough. An event takes several steps through the loop, and each step waited out a
+                # chunk (measured at 1M clocks with 10,000-key chunks: breach lateness p99 173 ms, while the loop
+                # probe's p99 stayed at 5 ms). The snapshot takes about twice its CPU time this way.
+                await asyncio.sleep(min(clock() - began, PACE_MAX_S))
             for partition, flat in pending.items():
                 writers[partition].write(flat)
             finishing, writers = list(writers.values()), {}  # the thread owns them now: fsync, then rename
