@@ -13,10 +13,12 @@
    last local snapshot (shared/snapshots.py) and reads the changelog after it. Then as on a fresh host: the state
    directory is deleted first, so it reads the whole changelog. Each recovery runs from the restart until every
    held clock is armed again (``ticketloop_sla_armed_clocks_count``). The baseline is a bare aiokafka consumer
-   reading the same changelog topic from the start to its end: recovery_ratio = recovery_s / that (from the
-   snapshot), fresh_recovery_ratio = fresh_recovery_s / that. restore_s is the part of the first after the
-   worker got its partitions (from its log: assigned until its timer index is rebuilt), without the process
-   start and the group join that the bare consumer does not pay; restore_ratio = restore_s / the same baseline.
+   reading the same changelog topic from the start to its end, run just before each restart, with the page cache
+   emptied before both (when run as root; this machine's kernel pages out file pages idle for a minute anyway):
+   recovery_ratio = recovery_s / that (from the snapshot), fresh_recovery_ratio = fresh_recovery_s / its own.
+   restore_s is the part of the first after the worker got its partitions (from its log: assigned until its
+   timer index is rebuilt), without the process start and the group join that the bare consumer does not pay;
+   restore_ratio = restore_s / the same baseline.
 
 Bounded: each phase gives up after --timeout seconds. Last line:
 ``sla_timers: tickets=... rss_mb=... bytes_per_ticket=... lateness_p50_ms=... lateness_p99_ms=... probe_p99_ms=...
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import random
 import shutil
 import signal
@@ -326,15 +329,24 @@ async def measure(bootstrap: str, args: argparse.Namespace, workdir: Path) -> tu
 
         snapshot_mb = sum(f.stat().st_size for f in state.glob("*.snap")) / 2**20
         stack.extra_env["TICKETLOOP_LOG_LEVEL"] = "INFO"  # faust's recovery steps, for the breakdown
+        changelog = f"{prefix}sla-clocks-changelog"
+        # Each recovery against a bare read of the changelog just before it, both from the same page cache:
+        # emptied before each when the bench may (root), as this machine's kernel pages out what was not touched
+        # for a minute anyway (DAMON); measured the other way round, a cold restart met a warm baseline.
+        caches = drop_caches()
+        records, baseline_s = await read_changelog(bootstrap, changelog, topics.partitions)
         # recovery after SIGKILL, on the same host: from the local snapshot, then the changelog after it
+        drop_caches()
         local = restart(stack, port, args)
         # and on a fresh host (no snapshot): the whole changelog
+        drop_caches()
+        _, fresh_baseline_s = await read_changelog(bootstrap, changelog, topics.partitions)
         stack.kill("sla", signal.SIGKILL)
         shutil.rmtree(state)
+        drop_caches()
         fresh = restart(stack, port, args)
     finally:
         stack.stop_all()
-    records, baseline_s = await read_changelog(bootstrap, f"{prefix}sla-clocks-changelog", topics.partitions)
     probe_p99 = bucket_quantile(probe_before, probe_after, 0.99) * 1000
     return (
         f"sla_timers: tickets={args.tickets} rss_mb={loaded / 2**20:.0f} "
@@ -343,11 +355,22 @@ async def measure(bootstrap: str, args: argparse.Namespace, workdir: Path) -> tu
         f"probe_p99_ms={probe_p99:.1f} recovery_s={local.seconds:.1f} "
         f"recovery_ratio={local.seconds / baseline_s:.2f} restore_s={local.restore_s:.1f} "
         f"restore_ratio={local.restore_s / baseline_s:.2f} fresh_recovery_s={fresh.seconds:.1f} "
-        f"fresh_recovery_ratio={fresh.seconds / baseline_s:.2f}",
-        f"loaded in {load_s:.0f} s; idle worker {idle / 2**20:.0f} MB; snapshots {snapshot_mb:.0f} MB on disk; the "
-        f"changelog's {records} records read by a bare consumer in {baseline_s:.1f} s; {len(late)} breaches "
-        f"measured\nrecovery from the snapshot: {local.describe()}\nrecovery on a fresh host: {fresh.describe()}",
+        f"fresh_recovery_ratio={fresh.seconds / fresh_baseline_s:.2f}",
+        f"loaded in {load_s:.0f} s; idle worker {idle / 2**20:.0f} MB; snapshots {snapshot_mb:.0f} MB on disk; "
+        f"{len(late)} breaches measured; page cache {caches} before each read; the changelog's {records} records "
+        f"read by a bare consumer in {baseline_s:.1f} s, and {fresh_baseline_s:.1f} s before the fresh host's restart"
+        f"\nrecovery from the snapshot: {local.describe()}\nrecovery on a fresh host: {fresh.describe()}",
     )
+
+
+def drop_caches() -> str:
+    """Empty the kernel's page cache if this process may ("cold"); else leave it ("as it was")."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        return "as it was"
+    return "cold"
 
 
 @dataclass
