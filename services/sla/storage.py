@@ -104,8 +104,9 @@ _DUE_BYTES = itemgetter(slice(1, _HEADER.size))
 
 def due_times(raws: list[bytes]) -> array[float] | list[float]:
     """``due_ts`` of each stored clock, in order, NaN for nothing due: for a million clocks after a rebalance.
-    When every value is format 1 the headers' due times are read in one pass of C (about a tenth of a second
-    for 1,000,000 clocks, against half a second called one by one)."""
+    When every value is format 1 the headers' due times are read by C loops (map, join, array) instead of one
+    ``due_ts`` call per clock. With the index rebuild over columns, 1,000,000 clocks were indexed in 0.75-0.92 s
+    against 1.39-1.64 s before (two runs each, with a benchmark busy on the other core)."""
     if bytes(map(_FORMAT_BYTE, raws)).count(FORMAT_V1) == len(raws):
         dues = array("d")
         dues.frombytes(b"".join(map(_DUE_BYTES, raws)))
