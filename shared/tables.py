@@ -350,7 +350,8 @@ class ChangelogStore(MemoryStore[bytes, bytes]):
         started, topic = time.monotonic(), self.table.changelog_topic.get_topic_name()
         writers: dict[int, SnapshotWriter] = {}
         try:
-            writers = {p: snapshots.writer(topic, p, offset) for p, offset in offsets.items()}
+            for p, offset in offsets.items():  # one by one: a failure after some leaves them to the finally
+                writers[p] = snapshots.writer(topic, p, offset)
             pending: dict[int, list[bytes]] = {p: [] for p in offsets}
             data, where = self.data, self._key_partition
             limit, step = 2 * policy.chunk_pairs, policy.chunk_pairs
