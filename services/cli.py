@@ -95,7 +95,7 @@ def cross_check(loaded: dict[str, BaseModel], today: date | None = None) -> list
     notify = loaded.get("notify.yaml")
     if not isinstance(notify, NotifyConfig) or notify.fallback_team:
         return warnings
-    reachable = {name for name, t in notify.teams.items() if t.email or t.webhooks}
+    reachable = {name for name, t in notify.teams.items() if t.targets()}
     routing = loaded.get("routing.yaml")
     if isinstance(routing, RoutingConfig):
         warnings.extend(

@@ -28,7 +28,7 @@ class FakePublisher:
 class FakeChannel:
     """Fails with the given errors first, then succeeds; remembers every attempt."""
 
-    name = "fake"
+    kind = "fake"
 
     def __init__(self, failures: Sequence[DeliveryError] = ()) -> None:
         self.failures = list(failures)

@@ -56,7 +56,7 @@ def chat_secrets() -> dict[str, str]:
     notify = yaml.safe_load((CONFIG / "notify.yaml").read_text())
     secrets = {}
     for team in notify["teams"].values():
-        for hook in team.get("webhooks", []):
+        for hook in team.get("channels", []):
             secrets["/" + hook["url"].split("/", 3)[3]] = hook["secret"]
     return secrets
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import faust
 import httpx
 from prometheus_client import CollectorRegistry
 
 from services.notifier.agents import NotifierDeps, register
-from services.notifier.channels.base import Channel
+from services.notifier.channels import registry
+from services.notifier.channels.base import Channel, ChannelContext
 from services.notifier.channels.email import EmailChannel
-from services.notifier.channels.webhook import WebhookChannel, WebhookEndpoint
 from services.notifier.config import NotifyConfig
 from services.notifier.pipeline import RetryPolicy
 from shared import db
@@ -22,11 +24,10 @@ from shared.topics import Topics
 
 
 def build_channels(settings: NotifierSettings, config: NotifyConfig) -> dict[str, Channel]:
-    endpoints = {
-        w.name: WebhookEndpoint(w.url, w.resolved_secret()) for team in config.teams.values() for w in team.webhooks
-    }
+    context = ChannelContext(httpx.AsyncClient(timeout=settings.http_timeout_s), time.time)
     return {
-        "email": EmailChannel(
+        **registry.build_channels(config.entries(), context),
+        registry.EMAIL: EmailChannel(
             host=settings.smtp_host,
             port=settings.smtp_port,
             sender=settings.mail_from,
@@ -35,7 +36,6 @@ def build_channels(settings: NotifierSettings, config: NotifyConfig) -> dict[str
             starttls=settings.smtp_starttls,
             timeout_s=settings.http_timeout_s,
         ),
-        "webhook": WebhookChannel(endpoints, httpx.AsyncClient(timeout=settings.http_timeout_s)),
     }
 
 

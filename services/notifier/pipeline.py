@@ -156,11 +156,9 @@ def plan_notice(notice: Notice, config: NotifyConfig, person_email: str | None =
 
 def _team_targets(team: str, config: NotifyConfig) -> list[tuple[str, str]]:
     channels = config.teams.get(team)
-    if (channels is None or not (channels.email or channels.webhooks)) and config.fallback_team:
+    if (channels is None or not channels.targets()) and config.fallback_team:
         channels = config.teams[config.fallback_team]
-    if channels is None:
-        return []
-    return [("email", str(addr)) for addr in channels.email] + [("webhook", w.name) for w in channels.webhooks]
+    return channels.targets() if channels is not None else []
 
 
 def plan(

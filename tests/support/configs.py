@@ -66,8 +66,8 @@ api_clients:
 teams:
   web-team:
     email: [web@example.test]
-    webhooks:
-      - {{name: web-chat, url: "http://127.0.0.1:{hook_port}/hooks/web", secret: {HOOK_SECRET}}}
+    channels:
+      - {{type: webhook, name: web-chat, url: "http://127.0.0.1:{hook_port}/hooks/web", secret: {HOOK_SECRET}}}
   operations:
     email: [ops@example.test]
 """

@@ -109,7 +109,8 @@ def test_signature_matches_an_independent_hmac_and_the_receiver_check() -> None:
 
 def test_webhook_payload_is_json_with_the_message() -> None:
     assert (
-        payload(Message("k", "s", "t", {"ticket_id": "x"})) == b'{"kind":"k","subject":"s","text":"t","ticket_id":"x"}'
+        payload(Message("k", "s", "t", {"ticket_id": "x"}))
+        == b'{"kind":"k","subject":"s","text":"t","ticket_id":"x","actions":[]}'
     )
 
 
@@ -128,7 +129,7 @@ CFG = NotifyConfig.model_validate(
         "teams": {
             "ops": {
                 "email": ["a@x", "b@x"],
-                "webhooks": [{"name": "ops-chat", "url": "http://h/1", "secret": "12345678"}],
+                "channels": [{"type": "webhook", "name": "ops-chat", "url": "http://h/1", "secret": "12345678"}],
             },
             "quiet": {},
             "leads": {"email": ["l@x"]},
@@ -157,10 +158,10 @@ def test_plan_uses_the_fallback_team_for_teams_without_channels() -> None:
     assert plan("n", "tl-1", "nobody", msg, no_fallback) == []
 
 
-def test_config_rejects_duplicate_webhook_names_and_unknown_fallback() -> None:
-    hook = {"name": "h", "url": "http://x", "secret": "12345678"}
+def test_config_rejects_duplicate_channel_names_and_unknown_fallback() -> None:
+    hook = {"type": "webhook", "name": "h", "url": "http://x", "secret": "12345678"}
     with pytest.raises(ValueError, match="unique"):
-        NotifyConfig.model_validate({"teams": {"a": {"webhooks": [hook]}, "b": {"webhooks": [hook]}}})
+        NotifyConfig.model_validate({"teams": {"a": {"channels": [hook]}, "b": {"channels": [hook]}}})
     with pytest.raises(ValueError, match="fallback_team"):
         NotifyConfig.model_validate({"teams": {"a": {}}, "fallback_team": "b"})
 

@@ -1,9 +1,44 @@
-"""The one interface every channel implements (like Alertmanager's notify.Notifier)."""
+"""What every channel shares (like Alertmanager's notify.Notifier): the message, the error, the interface, and
+the description of a channel kind that the registry (``services.notifier.channels.registry``) lists.
+
+A channel *kind* (slack, dingtalk, ...) is one module: its config model (one entry in a team's ``channels`` list
+in notify.yaml), its renderer (a pure function from Message to the vendor's body, within the vendor's size
+limit) and its sender. A channel *instance* holds every configured entry of its kind, by entry name; a
+dispatch's ``target`` is that name (for email: the address).
+
+Secrets (signing keys, bot tokens, and webhook URLs, which are secrets themselves for Slack, DingTalk, WeCom,
+Feishu and Teams) are ``SecretStr`` and never appear in an error, a log line, the delivery log or a topic:
+a DeliveryError names the channel kind and the entry's name, never its URL.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Annotated, Any, Protocol
+
+import httpx
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+
+@dataclass(frozen=True, slots=True)
+class ActionLink:
+    """A one-click action offered with a message: ``action`` is ack, resolve, snooze or take; ``url`` is a
+    signed, expiring link (shared.actionlinks) that shows a confirmation page on GET and acts on POST."""
+
+    action: str
+    label: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """The person a message is for, as chat vendors address people (DingTalk/WeCom by mobile number)."""
+
+    name: str
+    mobile: str | None = None
+    email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,18 +47,156 @@ class Message:
     subject: str
     text: str
     data: dict[str, object] = field(default_factory=dict)
+    actions: tuple[ActionLink, ...] = ()
+    mention: Mention | None = None
 
 
 class DeliveryError(Exception):
-    """A failed delivery; ``retryable`` says whether trying again may help (5xx, timeouts) or not (4xx)."""
+    """A failed delivery; ``retryable`` says whether trying again may help (5xx, timeouts, 429, a vendor's
+    "busy" code) or not (4xx, a bad signature or token); ``retry_after_s``: the vendor said when (429)."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
 
 class Channel(Protocol):
-    name: str
+    kind: str
 
     async def send(self, message: Message, target: str) -> None:
-        """Deliver ``message`` to ``target`` (an address, or a configured endpoint's name) or raise DeliveryError."""
+        """Deliver ``message`` to ``target`` (a configured entry's name, or an address) or raise DeliveryError."""
+
+
+def check_env_set(name: str) -> str:
+    """A ``*_env`` config field: the variable must be set and not empty when the config is loaded (an unset
+    variable would otherwise sign with an empty key or post to nowhere)."""
+    if not os.environ.get(name, ""):
+        raise ValueError(f"environment variable {name} is unset or empty")
+    return name
+
+
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"), AfterValidator(check_env_set)]
+"""A config field naming an environment variable that holds a secret; checked to be set on load."""
+
+
+def resolve_secret(value: SecretStr | None, env: str | None) -> SecretStr | None:
+    """The secret given inline, or read from the named environment variable (checked on load)."""
+    if value is not None:
+        return value
+    if env is not None:
+        return SecretStr(os.environ.get(env, ""))
+    return None
+
+
+def check_http_url(value: SecretStr) -> SecretStr:
+    url = value.get_secret_value()
+    if not url.startswith(("http://", "https://")) or len(url) > 2048:
+        raise ValueError("must be an http:// or https:// URL (at most 2048 characters)")
+    return value
+
+
+SecretUrl = Annotated[SecretStr, AfterValidator(check_http_url)]
+"""A webhook URL: a secret (for most vendors the URL itself grants posting), never shown."""
+
+
+class ChannelConfig(BaseModel):
+    """One entry of a team's ``channels`` list; each kind's model adds ``type: Literal[kind]`` and its fields.
+
+    Secret pairs: ``url``/``url_env`` (and ``secret``/``secret_env`` where a kind signs) hold the value inline or
+    name the environment variable that holds it; ``exactly_one`` checks a pair, ``secret_of`` reads it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+    def exactly_one(self, field_name: str, *, required: bool = True) -> None:
+        given = getattr(self, field_name) is not None
+        from_env = getattr(self, f"{field_name}_env") is not None
+        if given and from_env:
+            raise ValueError(f"give either {field_name!r} or '{field_name}_env', not both")
+        if required and not (given or from_env):
+            raise ValueError(f"give {field_name!r} or '{field_name}_env'")
+
+    def secret_of(self, field_name: str) -> SecretStr | None:
+        found: SecretStr | None = resolve_secret(getattr(self, field_name), getattr(self, f"{field_name}_env"))
+        return found
+
+
+class UrlChannelConfig(ChannelConfig):
+    """An entry posting to a webhook URL that is itself a secret (``url`` or ``url_env``)."""
+
+    url: SecretUrl | None = None
+    url_env: EnvName | None = None
+
+    @model_validator(mode="after")
+    def _url_given(self) -> UrlChannelConfig:
+        self.exactly_one("url")
+        return self
+
+    def resolved_url(self) -> str:
+        url = self.secret_of("url")
+        return url.get_secret_value() if url is not None else ""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A vendor's documented limit per target as a token bucket: at most ``burst`` messages per ``per_s``
+    seconds (refilled at ``burst / per_s`` tokens a second), e.g. DingTalk's 20 a minute: RateLimit(20, 60)."""
+
+    burst: int
+    per_s: float
+
+    @property
+    def refill_per_s(self) -> float:
+        return self.burst / self.per_s
+
+
+@dataclass(frozen=True)
+class ChannelContext:
+    """What a channel's constructor may use: one shared HTTP client and the clock (seconds, for signatures)."""
+
+    http: httpx.AsyncClient
+    clock: Callable[[], float]
+
+
+@dataclass(frozen=True)
+class ChannelKind:
+    """A registry row: everything the notifier, ``ticketloop config check`` and the README need of a kind."""
+
+    kind: str
+    config: type[ChannelConfig]
+    build: Callable[[Sequence[Any], ChannelContext], Channel]
+    limit: RateLimit | None
+    """The vendor's documented rate limit per target (None: no limit of the vendor's)."""
+    max_bytes: int
+    """The vendor's size limit for the part we fill (text is cut with a marker to stay within it)."""
+    summary: str
+    """One line for people: what it posts and how it is secured."""
+
+
+CUT_MARKER = "\n… (cut: see the ticket for the rest)"
+
+
+def cut_utf8(text: str, max_bytes: int, marker: str = CUT_MARKER) -> str:
+    """``text`` within ``max_bytes`` of UTF-8: whole as it is, or cut at a character boundary with ``marker``."""
+    data = text.encode()
+    if len(data) <= max_bytes:
+        return text
+    room = max(0, max_bytes - len(marker.encode()))
+    return data[:room].decode("utf-8", errors="ignore") + marker
+
+
+def http_error(kind: str, name: str, status: int, retry_after: str | None = None) -> DeliveryError:
+    """The error of a non-2xx answer, naming the kind and entry (never the URL): 408, 425, 429 and 5xx are
+    retryable, other 4xx are not; a 429's Retry-After (seconds) is kept."""
+    retryable = status >= 500 or status in (408, 425, 429)
+    after = float(retry_after) if retry_after and retry_after.strip().isdigit() else None
+    return DeliveryError(f"{kind} {name}: HTTP {status}", retryable=retryable, retry_after_s=after)
+
+
+def transport_error(kind: str, name: str, exc: httpx.HTTPError) -> DeliveryError:
+    """A connection or timeout error, retryable, named by its class only (httpx's text can carry the URL)."""
+    return DeliveryError(f"{kind} {name}: {type(exc).__name__}", retryable=True)

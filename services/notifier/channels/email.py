@@ -24,7 +24,7 @@ def build_email(message: Message, *, sender: str, recipient: str, notification_i
 
 
 class EmailChannel:
-    name = "email"
+    kind = "email"
 
     def __init__(
         self,

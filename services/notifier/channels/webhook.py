@@ -1,24 +1,49 @@
 """A generic outbound webhook, signed so receivers can verify it and reject replays.
 
 Headers: ``X-Ticketloop-Timestamp`` (unix seconds) and ``X-Ticketloop-Signature: v1=<hex>`` where hex is
-HMAC-SHA256 with the endpoint's secret over ``"{timestamp}.{body}"``.
+HMAC-SHA256 with the endpoint's secret over ``"{timestamp}.{body}"``. The body is the message as JSON, with
+its action links (``actions``: action, label, url).
+
+    channels:
+      - {type: webhook, name: ops-hook, url: https://hooks.example/ticketloop, secret_env: OPS_HOOK_SECRET}
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import httpx
 import orjson
+from pydantic import Field, SecretStr, model_validator
 
-from services.notifier.channels.base import DeliveryError, Message
+from services.notifier.channels.base import (
+    ChannelContext,
+    ChannelKind,
+    DeliveryError,
+    EnvName,
+    Message,
+    UrlChannelConfig,
+    http_error,
+    transport_error,
+)
 
 SIGNATURE_HEADER = "X-Ticketloop-Signature"
 TIMESTAMP_HEADER = "X-Ticketloop-Timestamp"
+MAX_BYTES = 1_000_000
+
+
+class WebhookConfig(UrlChannelConfig):
+    type: Literal["webhook"] = "webhook"
+    secret: SecretStr | None = Field(default=None, min_length=8)
+    secret_env: EnvName | None = None
+
+    @model_validator(mode="after")
+    def _secret_given(self) -> WebhookConfig:
+        self.exactly_one("secret")
+        return self
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -27,41 +52,48 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def payload(message: Message) -> bytes:
-    return orjson.dumps({"kind": message.kind, "subject": message.subject, "text": message.text, **message.data})
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookEndpoint:
-    url: str
-    secret: str
+    actions = [{"action": a.action, "label": a.label, "url": a.url} for a in message.actions]
+    return orjson.dumps(
+        {"kind": message.kind, "subject": message.subject, "text": message.text, **message.data, "actions": actions}
+    )
 
 
 class WebhookChannel:
-    name = "webhook"
+    kind = "webhook"
 
-    def __init__(
-        self,
-        endpoints: Mapping[str, WebhookEndpoint],
-        client: httpx.AsyncClient,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._endpoints, self._client, self._clock = endpoints, client, clock
+    def __init__(self, entries: Mapping[str, WebhookConfig], context: ChannelContext) -> None:
+        self._entries, self._http, self._clock = entries, context.http, context.clock
+        self._urls = {n: e.resolved_url() for n, e in entries.items()}
+        self._secrets = {n: e.secret_of("secret") for n, e in entries.items()}
 
     async def send(self, message: Message, target: str) -> None:
-        endpoint = self._endpoints.get(target)
-        if endpoint is None:
-            raise DeliveryError(f"no webhook endpoint named {target!r}", retryable=False)
+        url, secret = self._urls.get(target), self._secrets.get(target)
+        if url is None or secret is None:
+            raise DeliveryError(f"webhook: no entry named {target!r}", retryable=False)
         body = payload(message)
         ts = int(self._clock())
         headers = {
             "Content-Type": "application/json",
             TIMESTAMP_HEADER: str(ts),
-            SIGNATURE_HEADER: sign(endpoint.secret, ts, body),
+            SIGNATURE_HEADER: sign(secret.get_secret_value(), ts, body),
         }
         try:
-            response = await self._client.post(endpoint.url, content=body, headers=headers)
+            response = await self._http.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"POST {endpoint.url}: {exc!r}") from exc
+            raise transport_error(self.kind, target, exc) from exc
         if response.status_code >= 300:
-            retryable = response.status_code >= 500 or response.status_code in (408, 429)
-            raise DeliveryError(f"POST {endpoint.url}: HTTP {response.status_code}", retryable=retryable)
+            raise http_error(self.kind, target, response.status_code, response.headers.get("retry-after"))
+
+
+def build(entries: Sequence[WebhookConfig], context: ChannelContext) -> WebhookChannel:
+    return WebhookChannel({e.name: e for e in entries}, context)
+
+
+KIND = ChannelKind(
+    kind="webhook",
+    config=WebhookConfig,
+    build=build,
+    limit=None,
+    max_bytes=MAX_BYTES,
+    summary="JSON POST signed with X-Ticketloop-Signature (HMAC-SHA256 of '{timestamp}.{body}')",
+)
