@@ -1,0 +1,225 @@
+"""One local HTTP server for every vendor imitation: routing by path prefix, rate limits, outages, a record.
+
+A vendor module provides a ``VendorHandler``: ``handle(request, now)`` checks one request as that vendor would
+and returns the answer, plus what a person would have seen (``ReceivedChat``) when the vendor accepted it.
+The server adds what every vendor has: a sliding-window rate limit per hook (the vendor's answer when it is
+over), outages (``down``: answer 503, or refuse to answer at all), programmed answers for contract tests
+(``answer_next``), and a record of every accepted message and every rejection with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    """The path without the vendor's prefix and without the query."""
+    query: dict[str, str]
+    headers: dict[str, str]
+    """Lower-case names."""
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ReceivedChat:
+    """A message the vendor accepted, as a person in the chat would read it."""
+
+    vendor: str
+    hook: str
+    """Which robot/webhook/channel (the path, or the channel for Slack's API)."""
+    title: str
+    text: str
+    actions: tuple[tuple[str, str], ...] = ()
+    """(label, url) of each button or link."""
+    mentions: tuple[str, ...] = ()
+    body: dict[str, Any] = field(default_factory=dict)
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``count`` accepted messages per hook in any ``window_s`` seconds."""
+
+    count: int
+    window_s: float
+
+
+class VendorHandler(Protocol):
+    vendor: str
+    prefix: str
+    """The path prefix this vendor answers under, e.g. ``/dingtalk``."""
+    limit: Limit | None
+
+    def handle(self, request: Request, now: float) -> tuple[Answer, ReceivedChat | None]:
+        """The vendor's answer, and the message when it was accepted (None when rejected)."""
+
+    def rejected(self, request: Request, why: str) -> Answer:
+        """The vendor's answer to a request it refuses for ``why`` (an outage or a programmed answer aside)."""
+
+    def over_limit(self, request: Request) -> Answer:
+        """The vendor's answer when a hook sends over its rate limit."""
+
+    def hook_of(self, request: Request) -> str:
+        """The hook a request is for (what the rate limit counts per)."""
+
+
+@dataclass
+class _Outage:
+    until: float
+    mode: str  # "503" or "drop"
+
+
+class VendorSink:
+    """Every vendor handler in one threaded HTTP server on 127.0.0.1."""
+
+    def __init__(
+        self,
+        port: int,
+        handlers: list[VendorHandler],
+        on_message: Callable[[ReceivedChat], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.port, self.handlers, self.on_message, self.clock = port, handlers, on_message, clock
+        self.messages: list[ReceivedChat] = []
+        self.rejections: list[tuple[str, str, str]] = []
+        """(vendor, hook, why) of every refused request."""
+        self.lock = threading.Lock()
+        self._sent: dict[tuple[str, str], deque[float]] = {}
+        self._outages: dict[str, _Outage] = {}
+        self._programmed: dict[str, list[Answer]] = {}
+        self._server: ThreadingHTTPServer | None = None
+
+    # --- test controls -------------------------------------------------------------------------------------
+    def down(self, prefix: str, seconds: float, mode: str = "503") -> None:
+        """Requests whose path starts with ``prefix`` fail for ``seconds``: 503, or ``drop`` (no answer)."""
+        with self.lock:
+            self._outages[prefix] = _Outage(self.clock() + seconds, mode)
+
+    def up(self, prefix: str) -> None:
+        with self.lock:
+            self._outages.pop(prefix, None)
+
+    def answer_next(self, prefix: str, *answers: Answer) -> None:
+        """The next requests under ``prefix`` get these answers, whatever they are (contract tests)."""
+        with self.lock:
+            self._programmed.setdefault(prefix, []).extend(answers)
+
+    def received(self, vendor: str | None = None) -> list[ReceivedChat]:
+        with self.lock:
+            return [m for m in self.messages if vendor is None or m.vendor == vendor]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # --- serving -------------------------------------------------------------------------------------------
+    def _handler_for(self, path: str) -> VendorHandler | None:
+        return next((h for h in self.handlers if path.startswith(h.prefix + "/") or path == h.prefix), None)
+
+    def _interposed(self, path: str, now: float) -> tuple[Answer | None] | None:
+        """An outage's answer (None inside: drop) or a programmed one; None when the vendor should answer."""
+        with self.lock:
+            for prefix, outage in list(self._outages.items()):
+                if path.startswith(prefix):
+                    if now >= outage.until:
+                        del self._outages[prefix]
+                        continue
+                    return (None,) if outage.mode == "drop" else (Answer(503, b"service unavailable", "text/plain"),)
+            for prefix, queue in self._programmed.items():
+                if path.startswith(prefix) and queue:
+                    return (queue.pop(0),)
+        return None
+
+    def serve(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Answer | None:
+        """The answer to one request (None: drop the connection without answering)."""
+        parts = urlsplit(raw_path)
+        handler = self._handler_for(parts.path)
+        if handler is None:
+            return Answer(404, b"no such vendor path", "text/plain")
+        query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        request = Request(method, parts.path[len(handler.prefix) :], query, headers, body)
+        now = self.clock()
+        interposed = self._interposed(parts.path, now)
+        if interposed is not None:
+            return interposed[0]
+        answer, message = handler.handle(request, now)
+        hook = handler.hook_of(request)
+        if message is None:
+            with self.lock:
+                self.rejections.append((handler.vendor, hook, answer.body.decode(errors="replace")[:300]))
+            return answer
+        if handler.limit is not None:
+            with self.lock:
+                sent = self._sent.setdefault((handler.vendor, hook), deque())
+                while sent and sent[0] <= now - handler.limit.window_s:
+                    sent.popleft()
+                if len(sent) >= handler.limit.count:
+                    self.rejections.append((handler.vendor, hook, "over the rate limit"))
+                    return handler.over_limit(request)
+                sent.append(now)
+        with self.lock:
+            self.messages.append(message)
+        if self.on_message is not None:
+            self.on_message(message)
+        return answer
+
+    def start(self) -> VendorSink:
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002, ARG002
+                return
+
+            def _do(self) -> None:
+                length = int(self.headers.get("Content-Length", "0") or "0")
+                body = self.rfile.read(length) if length > 0 else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                answer = sink.serve(self.command, self.path, headers, body)
+                if answer is None:
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(2)
+                    return
+                self.send_response(answer.status)
+                self.send_header("Content-Type", answer.content_type)
+                self.send_header("Content-Length", str(len(answer.body)))
+                for name, value in answer.headers:
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(answer.body)
+
+            do_POST = _do  # noqa: N815
+            do_GET = _do  # noqa: N815
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                self._server.shutdown()
+                self._server.server_close()
+            self._server = None
