@@ -96,8 +96,16 @@ class NotifierSettings(CommonSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     mail_from: str = "ticketloop@localhost"
-    retry_attempts: int = Field(default=5, ge=1, le=50)
+    # a failed send is retried from the outbox (never inside a Kafka transaction): backoff from retry_base_s
+    # doubling up to retry_max_s (or the vendor's Retry-After), until give_up_s after it was planned; then it is
+    # dead-lettered and kept for `ticketloop deliveries redrive`
     retry_base_s: float = Field(default=0.5, gt=0)
-    retry_max_s: float = Field(default=30.0, gt=0)
+    retry_max_s: float = Field(default=60.0, gt=0)
+    give_up_s: float = Field(default=24 * 3600.0, gt=0)
+    # per target: this many failures in a row open its circuit; it is probed again after breaker_open_s,
+    # doubling up to breaker_max_open_s while probes fail
+    breaker_failures: int = Field(default=3, ge=1, le=1000)
+    breaker_open_s: float = Field(default=5.0, gt=0)
+    breaker_max_open_s: float = Field(default=120.0, gt=0)
     http_timeout_s: float = Field(default=10.0, gt=0)
     public_url: str = "http://127.0.0.1:8080"

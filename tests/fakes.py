@@ -26,15 +26,21 @@ class FakePublisher:
 
 
 class FakeChannel:
-    """Fails with the given errors first, then succeeds; remembers every attempt."""
+    """Fails with the given errors first, then succeeds; a target in ``down`` fails (retryable) until removed.
+    Remembers every attempt and every message delivered."""
 
     kind = "fake"
 
     def __init__(self, failures: Sequence[DeliveryError] = ()) -> None:
         self.failures = list(failures)
+        self.down: set[str] = set()
         self.attempts: list[tuple[Message, str]] = []
+        self.delivered: list[tuple[Message, str]] = []
 
     async def send(self, message: Message, target: str) -> None:
         self.attempts.append((message, target))
+        if target in self.down:
+            raise DeliveryError(f"fake {target}: HTTP 503")
         if self.failures:
             raise self.failures.pop(0)
+        self.delivered.append((message, target))

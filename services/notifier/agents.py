@@ -1,43 +1,58 @@
-"""The notifier's faust agent: a thin shell around services.notifier.pipeline."""
+"""The notifier's faust agent and timers: thin shells around services.notifier.pipeline, stages and lanes.
+
+Per ticket or escalation event: decode → mute → plan → dedup into the outbox (one SQL transaction) → hand to
+the target lanes. The event is done once its notifications are in the outbox; no send happens inside the
+event's transaction, so a slow or dead endpoint holds only its own lane.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import itertools
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import orjson
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from services.notifier.channels.base import Channel
+from services.notifier.channels.registry import REGISTRY
 from services.notifier.config import NotifyConfig
+from services.notifier.lanes import Dispatcher, LaneDeps
 from services.notifier.pipeline import (
+    Dispatch,
     Notice,
-    RetryPolicy,
-    deliver,
     notice_for_escalation,
     notices_for_ticket_event,
     notifies,
     plan_notice,
     suppressed,
 )
-from shared import db
+from services.notifier.stages import BreakerPolicy, RetryPolicy, message_to_json
+from shared import db, outbox
+from shared.app import dead_letter
 from shared.codec import DecodeError, decode, encode
 from shared.config import ConfigWatcher, poll_watchers
 from shared.events import Delivery, Escalation, Ticket, TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
-from shared.metrics import counter
+from shared.metrics import check_name, counter
 from shared.muting import MuteState, MutingConfig, mute_for
 from shared.oncall import TeamsConfig, on_call
+from shared.outbox import OutboxItem
 from shared.silences import ticket_labels
-from shared.streams import emit, raw_topic, to_deadletter
+from shared.streams import emit, raw_topic, send_acked, to_deadletter
 from shared.topics import Topics
 
 log = get_logger(__name__)
 SERVICE = "notifier"
+EMAIL_MAX_BYTES = 100_000
 
 
 @dataclass
@@ -48,12 +63,62 @@ class NotifierDeps:
     engine: Engine
     registry: CollectorRegistry
     retry: RetryPolicy
+    breaker: BreakerPolicy
     public_url: str
     muting: ConfigWatcher[MutingConfig]
     teams: ConfigWatcher[TeamsConfig]
 
 
-def register(app: faust.App, deps: NotifierDeps) -> None:
+class LaneGauges(Collector):
+    """``ticketloop_notifier_pending_count{channel}`` and ``ticketloop_notifier_breakers_open_count{channel}``."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    def collect(self) -> Any:
+        pending = GaugeMetricFamily(
+            check_name("ticketloop_notifier_pending_count"), "Notifications held in lanes", labels=["channel"]
+        )
+        for kind, n in sorted(self.dispatcher.pending().items()):
+            pending.add_metric([kind], n)
+        breakers = GaugeMetricFamily(
+            check_name("ticketloop_notifier_breakers_open_count"), "Targets whose circuit is open", labels=["channel"]
+        )
+        for kind, n in sorted(self.dispatcher.open_breakers().items()):
+            breakers.add_metric([kind], n)
+        yield pending
+        yield breakers
+
+
+def outbox_items(
+    dispatches: Sequence[Dispatch],
+    team_of: Mapping[str, str],
+    topic: str,
+    partition: int,
+    now: datetime,
+    seq: Iterator[int],
+) -> list[OutboxItem]:
+    """The outbox rows of an event's dispatches, numbered in planning order by ``seq``."""
+    return [
+        OutboxItem(
+            notification_id=d.notification_id,
+            seq=next(seq),
+            ticket_id=d.ticket_id,
+            team=team_of.get(d.notification_id, ""),
+            channel=d.channel,
+            target=d.target,
+            kind=d.message.kind,
+            payload=message_to_json(d.message, str(d.message.data.get("view_url", ""))),
+            source_topic=topic,
+            source_partition=partition,
+            created_at=now,
+            due_at=now,
+        )
+        for d in dispatches
+    ]
+
+
+def register(app: faust.App, deps: NotifierDeps) -> Dispatcher:
     t = deps.topics
     inputs = raw_topic(app, t.tickets.name, t.escalations.name)
     deliveries = raw_topic(app, t.deliveries.name)
@@ -61,12 +126,90 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
     outcomes = counter(
         deps.registry, "ticketloop_notifier_deliveries_total", "Notification outcomes", ["channel", "kind", "status"]
     )
-
+    digests = counter(
+        deps.registry, "ticketloop_notifier_digests_total", "Digests sent under a rate limit", ["channel"]
+    )
     reloads = counter(deps.registry, "ticketloop_notifier_config_reloads_total", "Config file changes seen", ["result"])
+    seq = itertools.count(time.time_ns() // 1000)
+
+    async def on_records(records: Sequence[Delivery]) -> None:
+        for delivery in records:
+            outcomes.labels(channel=delivery.channel, kind=delivery.kind, status=delivery.status).inc()
+            log.info(
+                "delivery",
+                channel=delivery.channel,
+                target=delivery.recipient,
+                kind=delivery.kind,
+                status=delivery.status,
+                attempts=delivery.attempts,
+                ticket_id=delivery.ticket_id,
+            )
+        await asyncio.gather(
+            *(send_acked(deliveries, d.ticket_id, encode(d), make_headers(ticket_id=d.ticket_id)) for d in records)
+        )
+
+    async def on_give_up(item: OutboxItem, reason: str) -> None:
+        """The dead-letter record of a notification given up: what it was and why (without its action links,
+        which act on the ticket; the outbox keeps the whole message for a redrive)."""
+        message = {k: v for k, v in item.payload.items() if k in ("kind", "subject", "text")}
+        value = {
+            "notification_id": item.notification_id,
+            "ticket_id": item.ticket_id,
+            "channel": item.channel,
+            "target": item.target,
+            "message": message,
+        }
+        dead = dead_letter(
+            service=SERVICE,
+            topic=item.source_topic,
+            partition=item.source_partition,
+            offset=-1,
+            key=item.ticket_id.encode(),
+            value=orjson.dumps(value),
+            reason=reason,
+        )
+        await send_acked(deadletter, item.source_topic, encode(dead), make_headers(ticket_id=item.ticket_id))
+        log.warning("notification_given_up", notification_id=item.notification_id, channel=item.channel, reason=reason)
+
+    dispatcher = Dispatcher(
+        LaneDeps(
+            channels=deps.channels,
+            limits={k: kind.limit for k, kind in REGISTRY.items()},
+            max_bytes={**{k: kind.max_bytes for k, kind in REGISTRY.items()}, "email": EMAIL_MAX_BYTES},
+            engine=deps.engine,
+            retry=deps.retry,
+            breaker=deps.breaker,
+            on_records=on_records,
+            on_give_up=on_give_up,
+            on_digest=lambda kind, _n: digests.labels(channel=kind).inc(),
+        )
+    )
+    deps.registry.register(LaneGauges(dispatcher))
+    assigned: set[tuple[str, int]] = set()
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types the handler by a string name
+    async def on_assigned(_app: Any, *args: Any, **_: Any) -> None:
+        mine = {(tp.topic, tp.partition) for tp in args[0] if tp.topic in (t.tickets.name, t.escalations.name)}
+        dispatcher.revoke(assigned - mine)
+        new = mine - assigned
+        assigned.clear()
+        assigned.update(mine)
+        loaded = await dispatcher.assign(new)
+        if loaded:
+            log.info("outbox_loaded", notifications=loaded, partitions=len(new))
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(_app: Any, *args: Any, **_: Any) -> None:
+        gone = {(tp.topic, tp.partition) for tp in args[0]}
+        dispatcher.revoke(gone)
+        assigned.difference_update(gone)
 
     @app.timer(interval=2.0, name="notifier-reload-config")
     async def reload_config() -> None:
         await poll_watchers((deps.muting, deps.teams), reloads)
+        redriven = await dispatcher.redrive(assigned)
+        if redriven:
+            log.info("outbox_redriven", notifications=redriven)
 
     async def notices(event: Any) -> tuple[Ticket, list[Notice]]:
         if event.message.topic == t.escalations.name:
@@ -91,10 +234,9 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
         firing = db.firing_tickets(deps.engine) if could_be_inhibited else []
         return MuteState(db.list_silences(deps.engine, since=now), firing, config)
 
-    async def record(delivery: Delivery) -> None:
+    async def record_suppressed(delivery: Delivery) -> None:
         await asyncio.to_thread(db.record_delivery, deps.engine, delivery)
-        ticket_id = delivery.ticket_id
-        await emit(deliveries, ticket_id, encode(delivery), make_headers(ticket_id=ticket_id))
+        await emit(deliveries, delivery.ticket_id, encode(delivery), make_headers(ticket_id=delivery.ticket_id))
         outcomes.labels(channel=delivery.channel, kind=delivery.kind, status=delivery.status).inc()
 
     @app.agent(inputs, name="notifier-dispatch")
@@ -107,35 +249,30 @@ def register(app: faust.App, deps: NotifierDeps) -> None:
                 await to_deadletter(deadletter, SERVICE, event, str(exc))
                 yield None
                 continue
+            now = datetime.now(UTC)
             if found:
-                now = datetime.now(UTC)
                 mute = mute_for(ticket, now, await asyncio.to_thread(mute_state, ticket, now))
                 if mute is not None:
                     for notice in found:
-                        await record(suppressed(notice, mute, now))
+                        await record_suppressed(suppressed(notice, mute, now))
                     log.info("notification_muted", cause=mute.cause, reason=mute.reason, notices=len(found))
                     yield None
                     continue
-            dispatches = []
+            dispatches: list[Dispatch] = []
+            team_of: dict[str, str] = {}
             for notice in found:
                 planned = plan_notice(notice, deps.config, deps.teams.current.email_of(notice.person))
                 if not planned:
                     log.warning("no_channels", team=notice.team, kind=notice.message.kind)
                 dispatches.extend(planned)
-            for d in dispatches:
-                if await asyncio.to_thread(db.was_delivered, deps.engine, d.notification_id):
-                    log.info("already_delivered", notification_id=d.notification_id)
-                    continue
-                outcome = await deliver(d, deps.channels, deps.retry)
-                await record(outcome)
-                if outcome.status == "failed":
-                    await to_deadletter(deadletter, SERVICE, event, f"{d.channel} to {d.target}: {outcome.error}")
-                log.info(
-                    "delivery",
-                    channel=d.channel,
-                    target=d.target,
-                    kind=d.message.kind,
-                    status=outcome.status,
-                    attempts=outcome.attempts,
-                )
+                team_of.update({d.notification_id: notice.team for d in planned})
+            if dispatches:
+                msg = event.message
+                items = outbox_items(dispatches, team_of, msg.topic, msg.partition, now, seq)
+                fresh = await asyncio.to_thread(outbox.add, deps.engine, items)
+                if len(fresh) < len(items):
+                    log.info("already_planned", notifications=len(items) - len(fresh))
+                dispatcher.submit(fresh)
             yield None
+
+    return dispatcher

@@ -13,7 +13,7 @@ from services.notifier.channels import registry
 from services.notifier.channels.base import Channel, ChannelContext
 from services.notifier.channels.email import EmailChannel
 from services.notifier.config import NotifyConfig
-from services.notifier.pipeline import RetryPolicy
+from services.notifier.stages import BreakerPolicy, RetryPolicy
 from shared import db
 from shared.app import create_faust_app, run_worker
 from shared.config import ConfigWatcher, load_yaml_model
@@ -52,7 +52,8 @@ def build(settings: NotifierSettings, registry: CollectorRegistry) -> faust.App:
             channels=build_channels(settings, config),
             engine=engine,
             registry=registry,
-            retry=RetryPolicy(settings.retry_attempts, settings.retry_base_s, settings.retry_max_s),
+            retry=RetryPolicy(settings.retry_base_s, settings.retry_max_s, settings.give_up_s),
+            breaker=BreakerPolicy(settings.breaker_failures, settings.breaker_open_s, settings.breaker_max_open_s),
             public_url=settings.public_url,
             muting=ConfigWatcher(settings.config_dir / "routing.yaml", MutingConfig),
             teams=ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig, optional=True),

@@ -1,18 +1,17 @@
-"""From notices to deliveries: who gets what (pure ``plan``), then send with dedup and retries (``deliver``).
+"""From events to dispatches: what people are told (``notices_for_*``) and who gets it over which channel
+(pure ``plan``). Sending is services/notifier/lanes.py, through the outbox.
 
 Every dispatch has a stable notification id — the notice's id, the channel and the target — so a notice
-handled twice (after a restart, or a re-fired timer) is sent once: the delivery log is checked first.
+handled twice (after a restart, or a re-fired timer) is sent once: the outbox and the delivery log are checked.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from services.notifier.channels.base import Channel, DeliveryError, Message
+from services.notifier.channels.base import Message
 from services.notifier.config import NotifyConfig
 from services.notifier.templates import (
     render_assignment,
@@ -34,17 +33,6 @@ class Dispatch:
     channel: str
     target: str
     message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    attempts: int = 5
-    base_s: float = 0.5
-    max_s: float = 30.0
-
-    def delay(self, attempt: int, jitter: float = 1.0) -> float:
-        """Exponential backoff with full jitter; ``attempt`` counts from 1."""
-        return float(min(self.max_s, self.base_s * 2.0 ** (attempt - 1)) * jitter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,31 +171,6 @@ def plan(
     ]
 
 
-async def deliver(
-    dispatch: Dispatch,
-    channels: Mapping[str, Channel],
-    retry: RetryPolicy,
-    *,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    jitter: Callable[[], float] = random.random,
-) -> Delivery:
-    """Send one dispatch with retries; returns the delivery record (sent, or failed with the last error)."""
-    channel = channels[dispatch.channel]
-    error = ""
-    attempt = 0
-    for attempt in range(1, retry.attempts + 1):
-        try:
-            await channel.send(dispatch.message, dispatch.target)
-        except DeliveryError as exc:
-            error = str(exc)
-            if not exc.retryable or attempt == retry.attempts:
-                break
-            await sleep(retry.delay(attempt, 0.5 + jitter() / 2))
-            continue
-        return _record(dispatch, "sent", attempt, "")
-    return _record(dispatch, "failed", attempt, error)
-
-
 def suppressed(notice: Notice, mute: Mute, now: datetime) -> Delivery:
     """The delivery log's record of a notice the mute stage held back: which one, and what muted it."""
     return Delivery(
@@ -220,18 +183,4 @@ def suppressed(notice: Notice, mute: Mute, now: datetime) -> Delivery:
         attempts=0,
         error=f"{mute.cause}: {mute.reason}",
         at=now,
-    )
-
-
-def _record(dispatch: Dispatch, status: str, attempts: int, error: str) -> Delivery:
-    return Delivery(
-        notification_id=dispatch.notification_id,
-        ticket_id=dispatch.ticket_id,
-        kind=dispatch.message.kind,
-        channel=dispatch.channel,
-        recipient=dispatch.target,
-        status="sent" if status == "sent" else "failed",
-        attempts=attempts,
-        error=error,
-        at=datetime.now(UTC),
     )

@@ -7,14 +7,11 @@ from datetime import timedelta
 import pytest
 
 from deploy.local.sinks import verify_signature
-from services.notifier.channels.base import DeliveryError, Message
+from services.notifier.channels.base import Message
 from services.notifier.channels.email import build_email
 from services.notifier.channels.webhook import payload, sign
 from services.notifier.config import NotifyConfig
 from services.notifier.pipeline import (
-    Dispatch,
-    RetryPolicy,
-    deliver,
     notice_for_escalation,
     notice_for_ticket_event,
     notifies,
@@ -24,7 +21,6 @@ from services.notifier.pipeline import (
 from services.notifier.templates import render_assignment, render_escalation, render_resolution
 from shared.events import Change, Escalation, TicketEvent, TicketState
 from shared.oncall import OnCall, TeamsConfig
-from tests.fakes import FakeChannel
 from tests.unit.factories import T0, ticket
 
 URL = "http://tl.example"
@@ -164,44 +160,6 @@ def test_config_rejects_duplicate_channel_names_and_unknown_fallback() -> None:
         NotifyConfig.model_validate({"teams": {"a": {"channels": [hook]}, "b": {"channels": [hook]}}})
     with pytest.raises(ValueError, match="fallback_team"):
         NotifyConfig.model_validate({"teams": {"a": {}}, "fallback_team": "b"})
-
-
-DISPATCH = Dispatch("n1", "tl-1", "fake", "target", Message("assignment", "s", "t"))
-
-
-async def no_sleep(_s: float) -> None:
-    return None
-
-
-async def test_deliver_retries_retryable_errors_then_succeeds() -> None:
-    channel = FakeChannel([DeliveryError("503"), DeliveryError("timeout")])
-    sleeps: list[float] = []
-
-    async def sleep(s: float) -> None:
-        sleeps.append(s)
-
-    record = await deliver(DISPATCH, {"fake": channel}, RetryPolicy(5, 1.0, 30.0), sleep=sleep, jitter=lambda: 1.0)
-    assert (record.status, record.attempts, record.error) == ("sent", 3, "")
-    assert sleeps == [1.0, 2.0]
-    assert len(channel.attempts) == 3
-
-
-async def test_deliver_stops_on_a_permanent_error() -> None:
-    channel = FakeChannel([DeliveryError("404", retryable=False)])
-    record = await deliver(DISPATCH, {"fake": channel}, RetryPolicy(5), sleep=no_sleep)
-    assert (record.status, record.attempts, record.error) == ("failed", 1, "404")
-
-
-async def test_deliver_gives_up_after_the_attempts() -> None:
-    channel = FakeChannel([DeliveryError(str(i)) for i in range(10)])
-    record = await deliver(DISPATCH, {"fake": channel}, RetryPolicy(3), sleep=no_sleep)
-    assert (record.status, record.attempts, record.error) == ("failed", 3, "2")
-
-
-def test_backoff_is_exponential_and_capped() -> None:
-    policy = RetryPolicy(10, 0.5, 4.0)
-    assert [policy.delay(i) for i in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
-    assert policy.delay(3, jitter=0.5) == 1.0
 
 
 def test_the_owner_person_is_mailed_besides_the_team() -> None:

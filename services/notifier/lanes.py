@@ -1,0 +1,279 @@
+"""One lane per target (a chat entry or an email address): the runtime that sends what the outbox holds.
+
+Each lane sends its target's notifications in planning order, one at a time, when the item is due, the target's
+circuit breaker lets it through and its rate limit has a token; when the rate limit is spent and more than one
+notification waits, the lane sends them as one digest. A failure is rescheduled (the item stays in the outbox)
+and only that lane waits: one dead endpoint never delays another target. The decisions are services/notifier/
+stages.py; this is the shell that sleeps, sends and writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from services.notifier.channels.base import Channel, DeliveryError, Message, RateLimit
+from services.notifier.stages import (
+    Breaker,
+    BreakerPolicy,
+    Bucket,
+    RetryPolicy,
+    breaker_failure,
+    breaker_success,
+    breaker_wait,
+    fold,
+    full_bucket,
+    message_from_json,
+    next_attempt,
+    record,
+    take,
+    until_token,
+)
+from shared import outbox
+from shared.events import Delivery
+from shared.logging import get_logger
+from shared.outbox import OutboxItem
+
+log = get_logger(__name__)
+FINISHED_MEMORY = 50_000
+"""Ids of items a lane finished, remembered so a reload racing with a send cannot bring one back."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class LaneDeps:
+    channels: Mapping[str, Channel]
+    limits: Mapping[str, RateLimit | None]
+    """Per channel kind: the vendor's rate limit per target."""
+    max_bytes: Mapping[str, int]
+    """Per channel kind: how much text a digest may hold."""
+    engine: Engine
+    retry: RetryPolicy
+    breaker: BreakerPolicy
+    on_records: Callable[[Sequence[Delivery]], Awaitable[None]]
+    """Told of every record written to the delivery log (the deliveries topic, metrics)."""
+    on_give_up: Callable[[OutboxItem, str], Awaitable[None]]
+    """Told of every item given up (the dead-letter topic)."""
+    on_digest: Callable[[str, int], None] = lambda _kind, _n: None
+    monotonic: Callable[[], float] = time.monotonic
+    wall: Callable[[], datetime] = _utcnow
+    jitter: Callable[[], float] = random.random
+    sql_retry_s: float = 1.0
+
+
+@dataclass
+class Lane:
+    kind: str
+    target: str
+    deps: LaneDeps
+    items: dict[str, OutboxItem] = field(default_factory=dict)
+    finished: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    bucket: Bucket | None = None
+    breaker: Breaker = field(default_factory=Breaker)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    def add(self, items: Iterable[OutboxItem]) -> None:
+        for item in items:
+            if item.notification_id not in self.finished and item.notification_id not in self.items:
+                self.items[item.notification_id] = item
+        self.wake.set()
+
+    def drop(self, partitions: set[tuple[str, int]]) -> None:
+        """Forget the items of revoked partitions (their new owner loads them from the outbox)."""
+        for nid, item in list(self.items.items()):
+            if (item.source_topic, item.source_partition) in partitions:
+                del self.items[nid]
+
+    @property
+    def limit(self) -> RateLimit | None:
+        return self.deps.limits.get(self.kind)
+
+    def _ordered(self) -> list[OutboxItem]:
+        return sorted(self.items.values(), key=lambda i: i.seq)
+
+    def _wait_s(self, head: OutboxItem) -> float:
+        """How long before the head may go: its retry time, the breaker, the rate limit."""
+        wait = (head.due_at - self.deps.wall()).total_seconds()
+        wait = max(wait, breaker_wait(self.breaker, self.deps.monotonic()))
+        if self.limit is not None and self.bucket is not None:
+            wait = max(wait, until_token(self.bucket, self.limit, self.deps.monotonic()))
+        return wait
+
+    async def _sleep(self, seconds: float) -> None:
+        self.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout=max(seconds, 0.001))
+
+    async def run(self) -> None:
+        while True:
+            ordered = self._ordered()
+            if not ordered:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            head = ordered[0]
+            wait = self._wait_s(head)
+            if wait > 0:
+                await self._sleep(wait)
+                continue
+            batch, message = self._next_message(ordered)
+            await self._send(batch, message)
+
+    def _next_message(self, ordered: list[OutboxItem]) -> tuple[list[OutboxItem], Message]:
+        """The head alone, or — when this send spends the rate limit and more wait — a digest of those due."""
+        head = ordered[0]
+        limit = self.limit
+        if limit is None:
+            return [head], message_from_json(head.payload)
+        now = self.deps.monotonic()
+        bucket, _ = take(self.bucket or full_bucket(limit, now), limit, now)
+        self.bucket = bucket
+        due = [i for i in ordered if i.due_at <= self.deps.wall()]
+        if bucket.tokens < 1.0 and len(due) > 1:
+            members, digest = fold(due, self.deps.max_bytes.get(self.kind, 4000))
+            self.deps.on_digest(self.kind, len(members))
+            return members, digest
+        return [head], message_from_json(head.payload)
+
+    async def _send(self, batch: list[OutboxItem], message: Message) -> None:
+        channel = self.deps.channels.get(self.kind)
+        try:
+            if channel is None:
+                raise DeliveryError(f"no channel of kind {self.kind!r} is configured", retryable=False)
+            await channel.send(message, self.target)
+        except DeliveryError as exc:
+            await self._failed(batch, str(exc), exc.retryable, exc.retry_after_s)
+            return
+        except Exception as exc:
+            log.exception("channel_error", channel=self.kind, target=self.target)
+            await self._failed(batch, f"{self.kind} {self.target}: {type(exc).__name__}", True, None)
+            return
+        self.breaker = breaker_success(self.breaker)
+        now = self.deps.wall()
+        digest = len(batch) > 1
+        records = [
+            record(i, "sent", i.attempts + 1, f"in a digest of {len(batch)}" if digest else "", now) for i in batch
+        ]
+        await self._sql(outbox.finish, self.deps.engine, [i.notification_id for i in batch], records)
+        self._forget(batch)
+        await self.deps.on_records(records)
+
+    async def _failed(self, batch: list[OutboxItem], error: str, retryable: bool, retry_after_s: float | None) -> None:
+        self.breaker = breaker_failure(self.breaker, self.deps.breaker, self.deps.monotonic())
+        now = self.deps.wall()
+        log.warning(
+            "delivery_failed",
+            channel=self.kind,
+            target=self.target,
+            error=error,
+            retryable=retryable,
+            notifications=len(batch),
+            breaker=self.breaker.state,
+        )
+        for item in batch:
+            later = next_attempt(item, self.deps.retry, now, error, retry_after_s, 0.5 + self.deps.jitter() / 2)
+            if retryable and later is not None:
+                await self._sql(
+                    outbox.reschedule, self.deps.engine, item.notification_id, later.due_at, later.attempts, error
+                )
+                self.items[item.notification_id] = later
+                continue
+            why = error if not retryable else f"gave up after {item.attempts + 1} attempts: {error}"
+            failed = record(item, "failed", item.attempts + 1, why, now)
+            await self._sql(outbox.give_up, self.deps.engine, item.notification_id, failed)
+            self._forget([item])
+            await self.deps.on_give_up(replace(item, last_error=why), why)
+            await self.deps.on_records([failed])
+
+    def _forget(self, batch: Iterable[OutboxItem]) -> None:
+        for item in batch:
+            self.items.pop(item.notification_id, None)
+            self.finished[item.notification_id] = None
+        while len(self.finished) > FINISHED_MEMORY:
+            self.finished.popitem(last=False)
+
+    async def _sql(self, fn: Callable[..., None], *args: object) -> None:
+        """A write to the outbox, retried until the database answers (nothing is dropped while it is down)."""
+        while True:
+            try:
+                await asyncio.to_thread(fn, *args)
+            except Exception as exc:  # noqa: BLE001 - the database is down or locked: wait and try again
+                log.error(  # noqa: TRY400 - the class names the fault; a traceback could carry a URL
+                    "outbox_write_failed", error=type(exc).__name__, channel=self.kind, target=self.target
+                )
+                await asyncio.sleep(self.deps.sql_retry_s)
+                continue
+            return
+
+
+class Dispatcher:
+    """The lanes of one notifier worker, by (channel kind, target)."""
+
+    def __init__(self, deps: LaneDeps) -> None:
+        self.deps = deps
+        self.lanes: dict[tuple[str, str], Lane] = {}
+
+    def submit(self, items: Iterable[OutboxItem]) -> None:
+        by_lane: dict[tuple[str, str], list[OutboxItem]] = {}
+        for item in items:
+            by_lane.setdefault((item.channel, item.target), []).append(item)
+        for key, found in by_lane.items():
+            lane = self.lanes.get(key)
+            if lane is None:
+                lane = self.lanes[key] = Lane(key[0], key[1], self.deps)
+                # a context of its own: a lane's sends are no part of the event that happened to start it
+                lane.task = asyncio.get_running_loop().create_task(
+                    lane.run(), name=f"lane {key[0]} {key[1]}", context=contextvars.Context()
+                )
+            lane.add(found)
+
+    async def assign(self, partitions: Iterable[tuple[str, int]]) -> int:
+        """Load what the outbox holds for newly assigned partitions; returns how many items."""
+        found = await asyncio.to_thread(outbox.pending, self.deps.engine, list(partitions))
+        self.submit(found)
+        return len(found)
+
+    def revoke(self, partitions: Iterable[tuple[str, int]]) -> None:
+        gone = set(partitions)
+        for lane in self.lanes.values():
+            lane.drop(gone)
+
+    async def redrive(self, partitions: Iterable[tuple[str, int]]) -> int:
+        found = await asyncio.to_thread(outbox.take_redriven, self.deps.engine, list(partitions))
+        for lane in self.lanes.values():
+            for item in found:
+                lane.finished.pop(item.notification_id, None)
+        self.submit(found)
+        return len(found)
+
+    def pending(self) -> dict[str, int]:
+        """Items held per channel kind (a gauge)."""
+        counts: dict[str, int] = {}
+        for (kind, _), lane in self.lanes.items():
+            counts[kind] = counts.get(kind, 0) + len(lane.items)
+        return counts
+
+    def open_breakers(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for (kind, _), lane in self.lanes.items():
+            counts[kind] = counts.get(kind, 0) + (lane.breaker.state == "open")
+        return counts
+
+    async def stop(self) -> None:
+        tasks = [lane.task for lane in self.lanes.values() if lane.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,203 @@
+"""The notifier's stages after planning, as pure functions (Alertmanager's notify pipeline, one decision each):
+
+    mute (shared.muting) → plan (pipeline.plan_notice) → dedup (shared.outbox.add) → rate limit (``Bucket``)
+    → circuit breaker (``Breaker``) → send (a channel) → retry schedule (``next_attempt``) or give up
+    → record (``record``)
+
+plus the digest (``fold``) that a target's backlog becomes when its rate limit is spent. The runtime that
+applies them per target is services/notifier/lanes.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from services.notifier.channels.base import ActionLink, Mention, Message, RateLimit, cut_utf8
+from shared.events import Delivery
+from shared.outbox import OutboxItem
+
+# --- rate limit: a token bucket per target ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    tokens: float
+    at: float
+    """When ``tokens`` was counted (monotonic seconds)."""
+
+
+def full_bucket(limit: RateLimit, now: float) -> Bucket:
+    return Bucket(float(limit.burst), now)
+
+
+def refill(bucket: Bucket, limit: RateLimit, now: float) -> Bucket:
+    tokens = min(float(limit.burst), bucket.tokens + max(0.0, now - bucket.at) * limit.refill_per_s)
+    return Bucket(tokens, now)
+
+
+def take(bucket: Bucket, limit: RateLimit, now: float) -> tuple[Bucket, bool]:
+    """One token if there is one: (the bucket after, whether a message may go now)."""
+    current = refill(bucket, limit, now)
+    if current.tokens >= 1.0:
+        return Bucket(current.tokens - 1.0, now), True
+    return current, False
+
+
+def until_token(bucket: Bucket, limit: RateLimit, now: float) -> float:
+    """Seconds until the bucket holds a whole token."""
+    current = refill(bucket, limit, now)
+    return max(0.0, (1.0 - current.tokens) / limit.refill_per_s)
+
+
+# --- circuit breaker per target ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    failures: int = 3
+    """Consecutive failures that open the breaker."""
+    open_s: float = 5.0
+    """How long it stays open before one probe; doubled after each failed probe, up to ``max_open_s``."""
+    max_open_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Breaker:
+    state: Literal["closed", "open"] = "closed"
+    failures: int = 0
+    opened_at: float = 0.0
+    open_for_s: float = 0.0
+
+
+def breaker_wait(breaker: Breaker, now: float) -> float:
+    """Seconds before the breaker lets a message (a probe) through; 0 when it does now."""
+    if breaker.state != "open":
+        return 0.0
+    return max(0.0, breaker.opened_at + breaker.open_for_s - now)
+
+
+def breaker_success(_breaker: Breaker) -> Breaker:
+    return Breaker()
+
+
+def breaker_failure(breaker: Breaker, policy: BreakerPolicy, now: float) -> Breaker:
+    """Count a failure: the breaker opens at the threshold; a failed probe after an open period opens it for
+    longer (until a success closes it)."""
+    if breaker.state == "open":
+        longer = min(policy.max_open_s, max(policy.open_s, breaker.open_for_s * 2))
+        return Breaker("open", breaker.failures + 1, now, longer)
+    failures = breaker.failures + 1
+    if failures >= policy.failures:
+        return Breaker("open", failures, now, policy.open_s)
+    return Breaker("closed", failures, 0.0, 0.0)
+
+
+# --- retry schedule ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base_s: float = 0.5
+    max_s: float = 60.0
+    give_up_s: float = 24 * 3600.0
+    """A notification still undelivered this long after it was planned goes to the dead-letter topic."""
+
+    def delay(self, attempt: int, jitter: float = 1.0) -> float:
+        """Exponential backoff with jitter (``jitter`` in [0.5, 1]); ``attempt`` counts from 1."""
+        return float(min(self.max_s, self.base_s * 2.0 ** (attempt - 1)) * jitter)
+
+
+def next_attempt(
+    item: OutboxItem, policy: RetryPolicy, now: datetime, error: str, retry_after_s: float | None, jitter: float
+) -> OutboxItem | None:
+    """The item rescheduled after a retryable failure, or None when it is to be given up (too old)."""
+    if (now - item.created_at).total_seconds() >= policy.give_up_s:
+        return None
+    attempts = item.attempts + 1
+    wait = max(policy.delay(attempts, jitter), retry_after_s or 0.0)
+    return replace(item, attempts=attempts, due_at=now + timedelta(seconds=wait), last_error=error)
+
+
+# --- digests -------------------------------------------------------------------------------------------------
+
+
+def fold(items: Sequence[OutboxItem], max_bytes: int) -> tuple[list[OutboxItem], Message]:
+    """A digest of as many of ``items`` (in order, at least one) as fit in ``max_bytes`` of text: one line per
+    notification, so nothing is dropped — the rest wait for the next message."""
+    team = items[0].team
+    header = "{n} notifications for " + team + " (held back by the channel's rate limit):"
+    footer = "Open each ticket for its actions."
+    budget = max_bytes - len(header.encode()) - len(footer.encode()) - 16
+    members: list[OutboxItem] = []
+    lines: list[str] = []
+    used = 0
+    for item in items:
+        line = digest_line(item)
+        size = len(line.encode()) + 1
+        if members and used + size > budget:
+            break
+        members.append(item)
+        lines.append(line)
+        used += size
+    text = "\n".join([header.format(n=len(members)), *lines, "", footer])
+    subject = f"{len(members)} notifications for {team}"
+    data: dict[str, object] = {
+        "digest": [m.notification_id for m in members],
+        "tickets": sorted({m.ticket_id for m in members}),
+        "team": team,
+    }
+    return members, Message("digest", subject, cut_utf8(text, max_bytes), data)
+
+
+def digest_line(item: OutboxItem) -> str:
+    """One notification in a digest: its subject, and where to act on the ticket."""
+    subject = str(item.payload.get("subject", item.kind))
+    view = str(item.payload.get("view_url", ""))
+    return f"• {subject}" + (f" — {view}" if view else "")
+
+
+# --- messages in the outbox, and the delivery log's records ---------------------------------------------------
+
+
+def message_to_json(message: Message, view_url: str = "") -> dict[str, Any]:
+    return {
+        "kind": message.kind,
+        "subject": message.subject,
+        "text": message.text,
+        "data": message.data,
+        "actions": [[a.action, a.label, a.url] for a in message.actions],
+        "mention": None
+        if message.mention is None
+        else [message.mention.name, message.mention.mobile, message.mention.email],
+        "view_url": view_url,
+    }
+
+
+def message_from_json(payload: dict[str, Any]) -> Message:
+    mention = payload.get("mention")
+    return Message(
+        kind=str(payload["kind"]),
+        subject=str(payload["subject"]),
+        text=str(payload["text"]),
+        data=dict(payload.get("data") or {}),
+        actions=tuple(ActionLink(str(a), str(b), str(c)) for a, b, c in payload.get("actions") or ()),
+        mention=None if mention is None else Mention(str(mention[0]), mention[1], mention[2]),
+    )
+
+
+def record(item: OutboxItem, status: Literal["sent", "failed"], attempts: int, detail: str, now: datetime) -> Delivery:
+    """The delivery log's record of one notification (``detail``: the error, or which digest carried it)."""
+    return Delivery(
+        notification_id=item.notification_id,
+        ticket_id=item.ticket_id,
+        kind=item.kind,
+        channel=item.channel,
+        recipient=item.target,
+        status=status,
+        attempts=attempts,
+        error=detail,
+        at=now,
+    )

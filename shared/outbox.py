@@ -1,0 +1,212 @@
+"""The notifier's outbox: every planned notification is written here before its source event counts as handled,
+and leaves it only when it was delivered (its record then in the delivery log) or given up.
+
+So a send never has to happen inside the event's Kafka transaction: the notifier's consumer moves on as soon as
+the outbox holds the event's notifications, and each target's lane sends them when its rate limit, its circuit
+breaker and its retry schedule allow. A crash loses nothing (the lanes reload the rows of the partitions they
+are assigned); the delivery log's stable notification ids keep a replayed event from adding a row twice.
+
+Rows: ``pending`` (due at ``due_at``), ``failed`` (given up: kept, with the reason, for ``ticketloop deliveries
+failed`` and ``redrive``) and ``redrive`` (asked to be sent again; the notifier takes it back as pending).
+The payload is opaque here (the notifier's message as JSON).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Engine, delete, update
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from shared.db import DeliveryRow, as_utc
+from shared.events import Delivery
+
+PENDING, FAILED, REDRIVE = "pending", "failed", "redrive"
+
+
+class OutboxRow(SQLModel, table=True):
+    __tablename__ = "notify_outbox"
+
+    notification_id: str = Field(primary_key=True)
+    seq: int = Field(index=True)
+    """Order of planning (per process start: a monotonic counter seeded from the clock), for FIFO per target."""
+    ticket_id: str = Field(index=True)
+    team: str
+    channel: str
+    target: str
+    kind: str
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    source_topic: str
+    source_partition: int
+    status: str = Field(index=True)
+    created_at: datetime
+    due_at: datetime
+    attempts: int = 0
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    notification_id: str
+    seq: int
+    ticket_id: str
+    team: str
+    channel: str
+    target: str
+    kind: str
+    payload: dict[str, Any]
+    source_topic: str
+    source_partition: int
+    created_at: datetime
+    due_at: datetime
+    attempts: int = 0
+    last_error: str = ""
+    status: str = PENDING
+
+
+def _item(row: OutboxRow) -> OutboxItem:
+    return OutboxItem(
+        notification_id=row.notification_id,
+        seq=row.seq,
+        ticket_id=row.ticket_id,
+        team=row.team,
+        channel=row.channel,
+        target=row.target,
+        kind=row.kind,
+        payload=dict(row.payload),
+        source_topic=row.source_topic,
+        source_partition=row.source_partition,
+        created_at=as_utc(row.created_at) or row.created_at,
+        due_at=as_utc(row.due_at) or row.due_at,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        status=row.status,
+    )
+
+
+def add(engine: Engine, items: Sequence[OutboxItem]) -> list[OutboxItem]:
+    """Write the items that are neither delivered already nor in the outbox; returns those written (in order).
+    One transaction: an event's notifications are all in, or none."""
+    if not items:
+        return []
+    ids = [i.notification_id for i in items]
+    with Session(engine) as session:
+        known = set(session.exec(select(OutboxRow.notification_id).where(col(OutboxRow.notification_id).in_(ids))))
+        delivered = select(DeliveryRow.notification_id).where(
+            col(DeliveryRow.notification_id).in_(ids), DeliveryRow.status == "sent"
+        )
+        known.update(session.exec(delivered))
+        fresh = [i for i in items if i.notification_id not in known]
+        for i in fresh:
+            session.add(
+                OutboxRow(
+                    notification_id=i.notification_id,
+                    seq=i.seq,
+                    ticket_id=i.ticket_id,
+                    team=i.team,
+                    channel=i.channel,
+                    target=i.target,
+                    kind=i.kind,
+                    payload=i.payload,
+                    source_topic=i.source_topic,
+                    source_partition=i.source_partition,
+                    status=PENDING,
+                    created_at=i.created_at,
+                    due_at=i.due_at,
+                )
+            )
+        session.commit()
+    return fresh
+
+
+def pending(engine: Engine, partitions: Iterable[tuple[str, int]]) -> list[OutboxItem]:
+    """The pending items of these (topic, partition)s, in planning order."""
+    wanted = set(partitions)
+    if not wanted:
+        return []
+    with Session(engine) as session:
+        rows = session.exec(select(OutboxRow).where(OutboxRow.status == PENDING).order_by(col(OutboxRow.seq)))
+        return [_item(r) for r in rows if (r.source_topic, r.source_partition) in wanted]
+
+
+def finish(engine: Engine, notification_ids: Sequence[str], records: Sequence[Delivery]) -> None:
+    """Delivered (or dropped as already delivered): the rows leave the outbox and the records enter the delivery
+    log, in one transaction."""
+    with Session(engine) as session:
+        if notification_ids:
+            session.exec(delete(OutboxRow).where(col(OutboxRow.notification_id).in_(notification_ids)))
+        _upsert_deliveries(session, records)
+        session.commit()
+
+
+def reschedule(engine: Engine, notification_id: str, due_at: datetime, attempts: int, error: str) -> None:
+    with Session(engine) as session:
+        session.exec(
+            update(OutboxRow)
+            .where(col(OutboxRow.notification_id) == notification_id)
+            .values(due_at=due_at, attempts=attempts, last_error=error)
+        )
+        session.commit()
+
+
+def give_up(engine: Engine, notification_id: str, record: Delivery) -> None:
+    """Kept as failed (for listing and redrive) and recorded as failed in the delivery log."""
+    with Session(engine) as session:
+        session.exec(
+            update(OutboxRow)
+            .where(col(OutboxRow.notification_id) == notification_id)
+            .values(status=FAILED, attempts=record.attempts, last_error=record.error)
+        )
+        _upsert_deliveries(session, [record])
+        session.commit()
+
+
+def failed(engine: Engine, limit: int = 1000) -> list[OutboxItem]:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(OutboxRow).where(OutboxRow.status == FAILED).order_by(col(OutboxRow.seq)).limit(limit)
+        )
+        return [_item(r) for r in rows]
+
+
+def redrive(engine: Engine, notification_id: str, now: datetime) -> bool:
+    """Ask for a failed item to be sent again (the notifier picks it up); False when there is no such failed item."""
+    with Session(engine) as session:
+        row = session.get(OutboxRow, notification_id)
+        if row is None or row.status != FAILED:
+            return False
+        row.status, row.attempts, row.due_at = REDRIVE, 0, now
+        session.add(row)
+        session.commit()
+        return True
+
+
+def take_redriven(engine: Engine, partitions: Iterable[tuple[str, int]]) -> list[OutboxItem]:
+    """The items asked to be redriven among these partitions, now pending again."""
+    wanted = set(partitions)
+    with Session(engine) as session:
+        rows = [
+            r
+            for r in session.exec(select(OutboxRow).where(OutboxRow.status == REDRIVE))
+            if (r.source_topic, r.source_partition) in wanted
+        ]
+        for r in rows:
+            r.status = PENDING
+            session.add(r)
+        session.commit()
+        return [_item(r) for r in rows]
+
+
+def _upsert_deliveries(session: Session, records: Sequence[Delivery]) -> None:
+    """As shared.db.record_delivery, inside the caller's transaction: a sent record is never overwritten."""
+    for delivery in records:
+        row = session.get(DeliveryRow, delivery.notification_id)
+        data = delivery.model_dump(exclude={"schema_version"})
+        if row is None:
+            session.add(DeliveryRow(**data))
+        elif row.status != "sent":
+            for k, v in data.items():
+                setattr(row, k, v)

@@ -1,0 +1,188 @@
+"""The notifier's lanes, with a fake channel and a real SQLite outbox: no send waits for another target, a
+target's backlog under its rate limit becomes digests, failures are retried from the outbox exactly once, and
+what is given up is kept for a redrive."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from services.notifier.channels.base import DeliveryError, Message, RateLimit
+from services.notifier.lanes import Dispatcher, LaneDeps
+from services.notifier.stages import BreakerPolicy, RetryPolicy, message_to_json
+from shared import db, outbox
+from shared.events import Delivery
+from shared.outbox import OutboxItem
+from tests.fakes import FakeChannel
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
+    db.init_db(engine)
+    yield engine
+    engine.dispose()
+
+
+class Sinks:
+    def __init__(self) -> None:
+        self.records: list[Delivery] = []
+        self.given_up: list[tuple[OutboxItem, str]] = []
+
+    async def on_records(self, records: Sequence[Delivery]) -> None:
+        self.records.extend(records)
+
+    async def on_give_up(self, item: OutboxItem, reason: str) -> None:
+        self.given_up.append((item, reason))
+
+
+def deps(engine: Engine, channel: FakeChannel, sinks: Sinks, **over: object) -> LaneDeps:
+    base = LaneDeps(
+        channels={"fake": channel},
+        limits={"fake": None},
+        max_bytes={"fake": 4000},
+        engine=engine,
+        retry=RetryPolicy(base_s=0.01, max_s=0.05, give_up_s=3600.0),
+        breaker=BreakerPolicy(failures=2, open_s=0.05, max_open_s=0.1),
+        on_records=sinks.on_records,
+        on_give_up=sinks.on_give_up,
+        jitter=lambda: 1.0,
+        sql_retry_s=0.01,
+    )
+    for k, v in over.items():
+        setattr(base, k, v)
+    return base
+
+
+def items(target: str, n: int, start: int = 0) -> list[OutboxItem]:
+    now = datetime.now(UTC)
+    return [
+        OutboxItem(
+            notification_id=f"{target}-{i}",
+            seq=i,
+            ticket_id=f"tl-{i}",
+            team="operations",
+            channel="fake",
+            target=target,
+            kind="assignment",
+            payload=message_to_json(Message("assignment", f"[P1] New ticket tl-{i}", "text")),
+            source_topic="tickets",
+            source_partition=0,
+            created_at=now,
+            due_at=now,
+        )
+        for i in range(start, start + n)
+    ]
+
+
+async def until(what: str, probe: Callable[[], bool], limit_s: float = 20.0) -> None:
+    """Wait for a condition (the limit only stops a hung test)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while not probe():
+        if loop.time() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+def delivered_ids(channel: FakeChannel) -> list[str]:
+    """Every notification the fake received, a digest's members each counted once."""
+    found = []
+    for message, target in channel.delivered:
+        members = message.data.get("digest")
+        if isinstance(members, list):
+            found += [str(m) for m in members]
+        else:
+            found.append(f"{target}-{message.subject.split('tl-')[1]}")
+    return found
+
+
+async def test_a_dead_target_holds_only_its_own_lane_and_gets_everything_once_when_it_returns(engine: Engine) -> None:
+    channel, sinks = FakeChannel(), Sinks()
+    channel.down.add("dead")
+    dispatcher = Dispatcher(deps(engine, channel, sinks))
+    try:
+        for batch in (items("dead", 5), items("live", 5)):
+            dispatcher.submit(outbox.add(engine, batch))
+        await until("the live target's five", lambda: sum(r.recipient == "live" for r in sinks.records) == 5)
+        await until("the breaker to open", lambda: dispatcher.open_breakers().get("fake") == 1)
+        assert not [t for _, t in channel.delivered if t == "dead"]
+        assert {i.notification_id for i in outbox.pending(engine, [("tickets", 0)])} == {f"dead-{i}" for i in range(5)}
+        channel.down.clear()
+        await until("the dead target's five", lambda: sum(r.recipient == "dead" for r in sinks.records) == 5)
+    finally:
+        await dispatcher.stop()
+    assert sorted(delivered_ids(channel)) == sorted([f"dead-{i}" for i in range(5)] + [f"live-{i}" for i in range(5)])
+    assert outbox.pending(engine, [("tickets", 0)]) == []
+    assert all(db.was_delivered(engine, f"dead-{i}") for i in range(5))
+    assert [m.subject for m, t in channel.delivered if t == "dead"] == [f"[P1] New ticket tl-{i}" for i in range(5)]
+
+
+async def test_a_backlog_over_the_rate_limit_arrives_as_digests_nothing_dropped_nothing_twice(engine: Engine) -> None:
+    channel, sinks = FakeChannel(), Sinks()
+    dispatcher = Dispatcher(deps(engine, channel, sinks, limits={"fake": RateLimit(2, 0.2)}))
+    try:
+        dispatcher.submit(outbox.add(engine, items("chat", 40)))
+        await until("every notification recorded", lambda: len(sinks.records) >= 40)
+    finally:
+        await dispatcher.stop()
+    assert sorted(delivered_ids(channel)) == sorted(f"chat-{i}" for i in range(40))
+    digests = [m for m, _ in channel.delivered if m.kind == "digest"]
+    assert digests, "the backlog was folded"
+    assert len(channel.delivered) < 40
+    assert {r.notification_id for r in sinks.records if r.status == "sent"} == {f"chat-{i}" for i in range(40)}
+
+
+async def test_a_permanent_failure_is_given_up_kept_and_redriven(engine: Engine) -> None:
+    channel, sinks = FakeChannel([DeliveryError("fake x: HTTP 404", retryable=False)]), Sinks()
+    dispatcher = Dispatcher(deps(engine, channel, sinks))
+    try:
+        dispatcher.submit(outbox.add(engine, items("x", 1)))
+        await until("the give-up", lambda: bool(sinks.given_up))
+        assert sinks.given_up[0][1] == "fake x: HTTP 404"
+        assert [i.notification_id for i in outbox.failed(engine)] == ["x-0"]
+        assert [r.status for r in sinks.records] == ["failed"]
+        assert outbox.redrive(engine, "x-0", datetime.now(UTC))
+        assert not outbox.redrive(engine, "x-0", datetime.now(UTC)), "only a failed item is redriven"
+        assert await dispatcher.redrive([("tickets", 0)]) == 1
+        await until("the redriven send", lambda: len(channel.delivered) == 1)
+    finally:
+        await dispatcher.stop()
+    assert outbox.failed(engine) == [] and db.was_delivered(engine, "x-0")
+
+
+async def test_retries_stop_at_the_give_up_time(engine: Engine) -> None:
+    channel, sinks = FakeChannel(), Sinks()
+    channel.down.add("gone")
+    dispatcher = Dispatcher(deps(engine, channel, sinks, retry=RetryPolicy(0.01, 0.02, give_up_s=0.2)))
+    try:
+        dispatcher.submit(outbox.add(engine, items("gone", 2)))
+        await until("both given up", lambda: len(sinks.given_up) == 2)
+    finally:
+        await dispatcher.stop()
+    assert all(reason.startswith("gave up after") for _, reason in sinks.given_up)
+    assert len(outbox.failed(engine)) == 2
+
+
+async def test_what_the_outbox_holds_is_sent_by_the_worker_assigned_its_partition(engine: Engine) -> None:
+    """A worker that died after the outbox took the notifications: the next one loads and sends them."""
+    outbox.add(engine, items("later", 3))
+    assert outbox.add(engine, items("later", 3)) == [], "a replayed event adds nothing twice"
+    channel, sinks = FakeChannel(), Sinks()
+    dispatcher = Dispatcher(deps(engine, channel, sinks))
+    try:
+        assert await dispatcher.assign([("tickets", 1)]) == 0, "another partition's rows stay"
+        assert await dispatcher.assign([("tickets", 0)]) == 3
+        await until("the three", lambda: len(channel.delivered) == 3)
+        await until("the records", lambda: len(sinks.records) == 3)
+        dispatcher.submit(items("later", 3))  # a reload racing with the sends brings nothing back
+        assert dispatcher.pending() == {"fake": 0}
+    finally:
+        await dispatcher.stop()
+    assert len(channel.delivered) == 3
+    assert outbox.add(engine, items("later", 3)) == [], "delivered: a replay adds nothing"

@@ -1,0 +1,131 @@
+"""The notifier's stages after planning: rate limit, circuit breaker, retry schedule, digest, outbox payloads."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.notifier.channels.base import ActionLink, Mention, Message, RateLimit
+from services.notifier.stages import (
+    Breaker,
+    BreakerPolicy,
+    RetryPolicy,
+    breaker_failure,
+    breaker_success,
+    breaker_wait,
+    digest_line,
+    fold,
+    full_bucket,
+    message_from_json,
+    message_to_json,
+    next_attempt,
+    take,
+    until_token,
+)
+from shared.outbox import OutboxItem
+from tests.unit.factories import T0
+
+
+def item(n: int, subject: str = "", created_at_offset_s: float = 0.0) -> OutboxItem:
+    return OutboxItem(
+        notification_id=f"n{n}",
+        seq=n,
+        ticket_id=f"tl-{n}",
+        team="operations",
+        channel="dingtalk",
+        target="ops-ding",
+        kind="assignment",
+        payload=message_to_json(Message("assignment", subject or f"[P1] New ticket tl-{n}: disk full", "t")),
+        source_topic="tickets",
+        source_partition=0,
+        created_at=T0 + timedelta(seconds=created_at_offset_s),
+        due_at=T0,
+    )
+
+
+def test_a_bucket_lets_its_burst_through_then_one_per_refill() -> None:
+    limit = RateLimit(20, 60.0)  # DingTalk: 20 a minute
+    bucket = full_bucket(limit, 0.0)
+    allowed = 0
+    for _ in range(25):
+        bucket, ok = take(bucket, limit, 0.0)
+        allowed += ok
+    assert allowed == 20
+    assert until_token(bucket, limit, 0.0) == 3.0
+    assert take(bucket, limit, 2.9)[1] is False
+    assert take(bucket, limit, 3.0)[1] is True
+
+
+@given(st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=60))
+def test_a_bucket_never_allows_more_than_its_limit_in_any_window(gaps: list[float]) -> None:
+    limit = RateLimit(2, 1.0)
+    bucket = full_bucket(limit, 0.0)
+    now, sent = 0.0, []
+    for gap in gaps:
+        now += gap
+        bucket, ok = take(bucket, limit, now)
+        if ok:
+            sent.append(now)
+    for i, t in enumerate(sent):
+        in_window = [s for s in sent[i:] if s < t + limit.per_s]
+        assert len(in_window) <= limit.burst + 1  # the burst plus what refilled within the window
+
+
+def test_the_breaker_opens_after_the_threshold_and_probes_again_for_longer() -> None:
+    policy = BreakerPolicy(failures=3, open_s=5.0, max_open_s=12.0)
+    b = Breaker()
+    b = breaker_failure(b, policy, 0.0)
+    b = breaker_failure(b, policy, 1.0)
+    assert b.state == "closed" and breaker_wait(b, 1.0) == 0.0
+    b = breaker_failure(b, policy, 2.0)
+    assert b.state == "open" and breaker_wait(b, 2.0) == 5.0 and breaker_wait(b, 7.0) == 0.0
+    b = breaker_failure(b, policy, 7.0)  # the probe failed
+    assert breaker_wait(b, 7.0) == 10.0
+    b = breaker_failure(b, policy, 17.0)
+    assert breaker_wait(b, 17.0) == 12.0, "capped"
+    assert breaker_success(b) == Breaker()
+
+
+def test_a_failure_is_rescheduled_with_backoff_or_the_vendors_retry_after_until_the_give_up_time() -> None:
+    policy = RetryPolicy(base_s=1.0, max_s=30.0, give_up_s=3600.0)
+    first = next_attempt(item(1), policy, T0, "HTTP 503", None, 1.0)
+    assert first is not None and first.attempts == 1 and first.due_at == T0 + timedelta(seconds=1)
+    second = next_attempt(first, policy, T0, "HTTP 503", None, 1.0)
+    assert second is not None and second.due_at == T0 + timedelta(seconds=2)
+    throttled = next_attempt(item(1), policy, T0, "130101", 600.0, 1.0)
+    assert throttled is not None and throttled.due_at == T0 + timedelta(seconds=600)
+    assert next_attempt(item(1), policy, T0 + timedelta(hours=1), "HTTP 503", None, 1.0) is None
+
+
+def test_a_digest_lists_every_member_and_leaves_the_rest_for_the_next_one() -> None:
+    items = [item(n) for n in range(100)]
+    members, message = fold(items, 2000)
+    assert 1 < len(members) < 100
+    assert members == items[: len(members)]
+    assert len(message.text.encode()) <= 2000
+    for m in members:
+        assert digest_line(m) in message.text
+    assert message.kind == "digest"
+    assert message.subject == f"{len(members)} notifications for operations"
+    assert message.data["digest"] == [m.notification_id for m in members]
+    rest, _ = fold(items[len(members) :], 2000)
+    assert rest[0] is items[len(members)]
+
+
+def test_a_digest_takes_one_member_even_when_it_alone_is_over_the_size() -> None:
+    members, message = fold([item(1, subject="x" * 5000)], 1000)
+    assert len(members) == 1 and len(message.text.encode()) <= 1000
+
+
+def test_a_message_survives_the_outbox() -> None:
+    message = Message(
+        "escalation",
+        "s",
+        "t",
+        {"ticket_id": "tl-1", "level": 2},
+        (ActionLink("ack", "Acknowledge", "http://x/act/a"),),
+        Mention("Olga", "138", "o@x"),
+    )
+    assert message_from_json(message_to_json(message)) == message
