@@ -25,16 +25,16 @@ from services.notifier.channels.base import Channel, DeliveryError, Message, Rat
 from services.notifier.stages import (
     Breaker,
     BreakerPolicy,
-    Bucket,
     RetryPolicy,
+    Window,
     breaker_failure,
     breaker_success,
     breaker_wait,
     fold,
-    full_bucket,
     message_from_json,
     next_attempt,
     record,
+    remaining,
     take,
     until_token,
 )
@@ -80,7 +80,7 @@ class Lane:
     deps: LaneDeps
     items: dict[str, OutboxItem] = field(default_factory=dict)
     finished: OrderedDict[str, None] = field(default_factory=OrderedDict)
-    bucket: Bucket | None = None
+    window: Window = field(default_factory=Window)
     breaker: Breaker = field(default_factory=Breaker)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -108,8 +108,8 @@ class Lane:
         """How long before the head may go: its retry time, the breaker, the rate limit."""
         wait = (head.due_at - self.deps.wall()).total_seconds()
         wait = max(wait, breaker_wait(self.breaker, self.deps.monotonic()))
-        if self.limit is not None and self.bucket is not None:
-            wait = max(wait, until_token(self.bucket, self.limit, self.deps.monotonic()))
+        if self.limit is not None:
+            wait = max(wait, until_token(self.window, self.limit, self.deps.monotonic()))
         return wait
 
     async def _sleep(self, seconds: float) -> None:
@@ -139,10 +139,9 @@ class Lane:
         if limit is None:
             return [head], message_from_json(head.payload)
         now = self.deps.monotonic()
-        bucket, _ = take(self.bucket or full_bucket(limit, now), limit, now)
-        self.bucket = bucket
+        self.window, _ = take(self.window, limit, now)
         due = [i for i in ordered if i.due_at <= self.deps.wall()]
-        if bucket.tokens < 1.0 and len(due) > 1:
+        if remaining(self.window, limit, now) == 0 and len(due) > 1:
             members, digest = fold(due, self.deps.max_bytes.get(self.kind, 4000))
             self.deps.on_digest(self.kind, len(members))
             return members, digest

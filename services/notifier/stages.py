@@ -1,6 +1,6 @@
 """The notifier's stages after planning, as pure functions (Alertmanager's notify pipeline, one decision each):
 
-    mute (shared.muting) → plan (pipeline.plan_notice) → dedup (shared.outbox.add) → rate limit (``Bucket``)
+    mute (shared.muting) → plan (pipeline.plan_notice) → dedup (shared.outbox.add) → rate limit (``Window``)
     → circuit breaker (``Breaker``) → send (a channel) → retry schedule (``next_attempt``) or give up
     → record (``record``)
 
@@ -19,37 +19,41 @@ from services.notifier.channels.base import ActionLink, Mention, Message, RateLi
 from shared.events import Delivery
 from shared.outbox import OutboxItem
 
-# --- rate limit: a token bucket per target ------------------------------------------------------------------
+# --- rate limit: a sliding window per target ----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Bucket:
-    tokens: float
-    at: float
-    """When ``tokens`` was counted (monotonic seconds)."""
+class Window:
+    """When the last messages to a target went (monotonic seconds, oldest first): a vendor's "N per minute" is
+    a sliding window (a token bucket of N refilled over the minute would let 2N through in some minute, and
+    DingTalk then mutes the robot for ten)."""
+
+    sent: tuple[float, ...] = ()
 
 
-def full_bucket(limit: RateLimit, now: float) -> Bucket:
-    return Bucket(float(limit.burst), now)
+def _recent(window: Window, limit: RateLimit, now: float) -> tuple[float, ...]:
+    return tuple(t for t in window.sent if t > now - limit.per_s)
 
 
-def refill(bucket: Bucket, limit: RateLimit, now: float) -> Bucket:
-    tokens = min(float(limit.burst), bucket.tokens + max(0.0, now - bucket.at) * limit.refill_per_s)
-    return Bucket(tokens, now)
+def take(window: Window, limit: RateLimit, now: float) -> tuple[Window, bool]:
+    """Room for one more message now? (the window after, whether it may go)."""
+    recent = _recent(window, limit, now)
+    if len(recent) < limit.burst:
+        return Window((*recent, now)), True
+    return Window(recent), False
 
 
-def take(bucket: Bucket, limit: RateLimit, now: float) -> tuple[Bucket, bool]:
-    """One token if there is one: (the bucket after, whether a message may go now)."""
-    current = refill(bucket, limit, now)
-    if current.tokens >= 1.0:
-        return Bucket(current.tokens - 1.0, now), True
-    return current, False
+def remaining(window: Window, limit: RateLimit, now: float) -> int:
+    """How many more messages may go now."""
+    return limit.burst - len(_recent(window, limit, now))
 
 
-def until_token(bucket: Bucket, limit: RateLimit, now: float) -> float:
-    """Seconds until the bucket holds a whole token."""
-    current = refill(bucket, limit, now)
-    return max(0.0, (1.0 - current.tokens) / limit.refill_per_s)
+def until_token(window: Window, limit: RateLimit, now: float) -> float:
+    """Seconds until one more message may go."""
+    recent = _recent(window, limit, now)
+    if len(recent) < limit.burst:
+        return 0.0
+    return max(0.0, recent[len(recent) - limit.burst] + limit.per_s - now)
 
 
 # --- circuit breaker per target ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -12,15 +13,16 @@ from services.notifier.stages import (
     Breaker,
     BreakerPolicy,
     RetryPolicy,
+    Window,
     breaker_failure,
     breaker_success,
     breaker_wait,
     digest_line,
     fold,
-    full_bucket,
     message_from_json,
     message_to_json,
     next_attempt,
+    remaining,
     take,
     until_token,
 )
@@ -45,32 +47,34 @@ def item(n: int, subject: str = "", created_at_offset_s: float = 0.0) -> OutboxI
     )
 
 
-def test_a_bucket_lets_its_burst_through_then_one_per_refill() -> None:
+def test_a_window_lets_the_limit_through_then_the_next_as_the_oldest_leaves() -> None:
     limit = RateLimit(20, 60.0)  # DingTalk: 20 a minute
-    bucket = full_bucket(limit, 0.0)
+    window = Window()
     allowed = 0
-    for _ in range(25):
-        bucket, ok = take(bucket, limit, 0.0)
+    for n in range(25):
+        window, ok = take(window, limit, n * 0.1)
         allowed += ok
     assert allowed == 20
-    assert until_token(bucket, limit, 0.0) == 3.0
-    assert take(bucket, limit, 2.9)[1] is False
-    assert take(bucket, limit, 3.0)[1] is True
+    assert remaining(window, limit, 2.4) == 0
+    assert until_token(window, limit, 2.4) == pytest.approx(57.6)
+    assert take(window, limit, 59.9)[1] is False
+    assert take(window, limit, 60.0)[1] is True
 
 
-@given(st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=60))
-def test_a_bucket_never_allows_more_than_its_limit_in_any_window(gaps: list[float]) -> None:
-    limit = RateLimit(2, 1.0)
-    bucket = full_bucket(limit, 0.0)
-    now, sent = 0.0, []
+@given(st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=80))
+def test_a_window_never_allows_more_than_the_limit_in_any_window(gaps: list[float]) -> None:
+    limit = RateLimit(3, 1.0)
+    window, now, sent = Window(), 0.0, []
     for gap in gaps:
         now += gap
-        bucket, ok = take(bucket, limit, now)
-        if ok:
+        if until_token(window, limit, now) == 0.0:
+            window, ok = take(window, limit, now)
+            assert ok
             sent.append(now)
+        else:
+            assert take(window, limit, now)[1] is False
     for i, t in enumerate(sent):
-        in_window = [s for s in sent[i:] if s < t + limit.per_s]
-        assert len(in_window) <= limit.burst + 1  # the burst plus what refilled within the window
+        assert len([s for s in sent[i:] if s < t + limit.per_s]) <= limit.burst
 
 
 def test_the_breaker_opens_after_the_threshold_and_probes_again_for_longer() -> None:

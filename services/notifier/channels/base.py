@@ -143,15 +143,11 @@ class UrlChannelConfig(ChannelConfig):
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """A vendor's documented limit per target as a token bucket: at most ``burst`` messages per ``per_s``
-    seconds (refilled at ``burst / per_s`` tokens a second), e.g. DingTalk's 20 a minute: RateLimit(20, 60)."""
+    """A vendor's documented limit per target: at most ``burst`` messages in any ``per_s`` seconds (a sliding
+    window), e.g. DingTalk's 20 a minute: RateLimit(20, 60)."""
 
     burst: int
     per_s: float
-
-    @property
-    def refill_per_s(self) -> float:
-        return self.burst / self.per_s
 
 
 @dataclass(frozen=True)
