@@ -1,0 +1,147 @@
+"""WeCom (企业微信) group robot (群机器人): markdown, or text when someone is to be mentioned by mobile.
+
+The robot's URL (``.../cgi-bin/webhook/send?key=KEY``) is the only secret: WeCom robots have no signing.
+
+Mentions: WeCom's markdown can mention only by userid (``<@userid>``); ``mentioned_mobile_list`` works on
+``msgtype: text`` only. So a message whose mention has a mobile is sent as ONE text message (content at most
+2048 bytes: the subject, the text, each action as "Label: URL" — WeCom shows the URL as a link) with
+``mentioned_mobile_list``, so the person is notified; every other message is markdown (content at most 4096
+bytes) with the actions as markdown links and the person, if any, named in the text. One request per message,
+so a retry never repeats half of a pair.
+
+WeCom answers HTTP 200 with ``errcode``: 0 is success, 45009 (over the limit of about 20 messages a minute) and
+-1 (busy) are retryable, other codes (93000 invalid webhook URL/key, 40008 bad msgtype, 40058 bad parameter or
+content too long, 44004 empty content) are not.
+
+    channels:
+      - {type: wecom, name: ops-wecom, url_env: OPS_WECOM_URL}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import httpx
+import orjson
+
+from services.notifier.channels.base import (
+    ChannelContext,
+    ChannelKind,
+    DeliveryError,
+    Message,
+    RateLimit,
+    UrlChannelConfig,
+    http_error,
+    transport_error,
+)
+from services.notifier.channels.sizing import fit_text
+
+MARKDOWN_MAX_BYTES = 4096
+TEXT_MAX_BYTES = 2048
+LIMIT = RateLimit(20, 60)
+FREQ_WAIT_S = 60.0
+"""WeCom counts per minute: after 45009 the next minute may take it."""
+
+RETRYABLE = {45009: "over the frequency limit", -1: "system busy"}
+KNOWN = {
+    93000: "invalid webhook URL or key",
+    40008: "invalid msgtype",
+    40058: "invalid parameter or content too long",
+    44004: "empty content",
+}
+
+
+class WeComConfig(UrlChannelConfig):
+    type: Literal["wecom"] = "wecom"
+
+
+def markdown_content(message: Message, text: str) -> str:
+    """Markdown: bold subject, the text, the actions as links, the person named."""
+    parts = [f"**{message.subject}**", text]
+    if message.mention is not None:
+        parts.append(f"For: {message.mention.name}")
+    if message.actions:
+        parts.append("  ".join(f"[{a.label}]({a.url})" for a in message.actions))
+    return "\n".join(parts)
+
+
+def text_content(message: Message, text: str) -> str:
+    """Plain text: subject, the text, one "Label: URL" line per action."""
+    lines = [message.subject, "", text]
+    if message.actions:
+        lines += ["", *(f"{a.label}: {a.url}" for a in message.actions)]
+    return "\n".join(lines)
+
+
+def payload(message: Message) -> dict[str, Any]:
+    """The body: text with ``mentioned_mobile_list`` when the mention has a mobile, else markdown; the
+    message's text cut so the content stays within WeCom's byte limit for that msgtype."""
+    mobile = message.mention.mobile if message.mention is not None else None
+    if mobile is not None:
+        text = fit_text(message.text, TEXT_MAX_BYTES, lambda t: len(text_content(message, t).encode()))
+        return {
+            "msgtype": "text",
+            "text": {"content": text_content(message, text), "mentioned_mobile_list": [mobile]},
+        }
+    text = fit_text(message.text, MARKDOWN_MAX_BYTES, lambda t: len(markdown_content(message, t).encode()))
+    return {"msgtype": "markdown", "markdown": {"content": markdown_content(message, text)}}
+
+
+def render(message: Message) -> bytes:
+    return orjson.dumps(payload(message))
+
+
+def answer_error(name: str, status: int, body: bytes, retry_after: str | None = None) -> DeliveryError | None:
+    """What WeCom's answer means: None for success, else the error (never quoting the answer's text)."""
+    if status >= 300:
+        return http_error("wecom", name, status, retry_after)
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return DeliveryError(f"wecom {name}: unreadable answer (HTTP {status})", retryable=True)
+    code = parsed.get("errcode") if isinstance(parsed, dict) else None
+    if not isinstance(code, int):
+        return DeliveryError(f"wecom {name}: answer without errcode (HTTP {status})", retryable=True)
+    if code == 0:
+        return None
+    if code in RETRYABLE:
+        after = FREQ_WAIT_S if code == 45009 else None
+        return DeliveryError(f"wecom {name}: errcode {code}, {RETRYABLE[code]}", retry_after_s=after)
+    return DeliveryError(f"wecom {name}: errcode {code}, {KNOWN.get(code, 'refused')}", retryable=False)
+
+
+class WeComChannel:
+    kind = "wecom"
+
+    def __init__(self, entries: Mapping[str, WeComConfig], context: ChannelContext) -> None:
+        self._http = context.http
+        self._urls = {n: e.resolved_url() for n, e in entries.items()}
+
+    async def send(self, message: Message, target: str) -> None:
+        url = self._urls.get(target)
+        if url is None:
+            raise DeliveryError(f"wecom: no entry named {target!r}", retryable=False)
+        try:
+            response = await self._http.post(
+                url, content=render(message), headers={"Content-Type": "application/json; charset=utf-8"}
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(self.kind, target, exc) from None
+        error = answer_error(target, response.status_code, response.content, response.headers.get("retry-after"))
+        if error is not None:
+            raise error
+
+
+def build(entries: Sequence[WeComConfig], context: ChannelContext) -> WeComChannel:
+    return WeComChannel({e.name: e for e in entries}, context)
+
+
+KIND = ChannelKind(
+    kind="wecom",
+    config=WeComConfig,
+    build=build,
+    limit=LIMIT,
+    max_bytes=MARKDOWN_MAX_BYTES,
+    summary="WeCom group robot: markdown, or text with mentioned_mobile_list, to the webhook URL (its key: the secret)",
+)
