@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from services.notifier.channels import webhook
+from services.notifier.channels import slack, webhook
 from services.notifier.channels.base import Channel, ChannelConfig, ChannelContext, ChannelKind
 
-KINDS: tuple[ChannelKind, ...] = (webhook.KIND,)
+KINDS: tuple[ChannelKind, ...] = (
+    webhook.KIND,
+    slack.KIND,
+)
 REGISTRY: Mapping[str, ChannelKind] = {k.kind: k for k in KINDS}
 EMAIL = "email"
 
