@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from services.notifier.channels import slack, webhook
+from services.notifier.channels import slack, teams, webhook
 from services.notifier.channels.base import Channel, ChannelConfig, ChannelContext, ChannelKind
 
 KINDS: tuple[ChannelKind, ...] = (
     webhook.KIND,
     slack.KIND,
+    teams.KIND,
 )
 REGISTRY: Mapping[str, ChannelKind] = {k.kind: k for k in KINDS}
 EMAIL = "email"
