@@ -140,7 +140,7 @@ def test_slack_and_teams_are_registered_and_configurable(monkeypatch: pytest.Mon
     ("fields", "why"),
     [
         ({"url": "https://hooks.slack.com/x", "token": "xoxb-1"}, "not both"),
-        ({}, "not both"),
+        ({}, "give a webhook"),
         ({"token": "xoxb-1"}, "needs 'channel'"),
         ({"token": "xoxp-user-token-secret", "channel": "C012AB"}, "bot token"),
         ({"url": "https://hooks.slack.com/x", "channel": "C012AB"}, "go with a bot token"),

@@ -79,8 +79,10 @@ class SlackConfig(ChannelConfig):
         self.exactly_one("token", required=False)
         by_url = self.url is not None or self.url_env is not None
         by_token = self.token is not None or self.token_env is not None
-        if by_url == by_token:
-            raise ValueError("give a webhook ('url' or 'url_env') or a bot token ('token' or 'token_env'), not both")
+        if by_url and by_token:
+            raise ValueError("give a webhook URL or a bot token, not both")
+        if not (by_url or by_token):
+            raise ValueError("give a webhook ('url' or 'url_env') or a bot token ('token' or 'token_env')")
         if by_url and (self.channel is not None or self.api_url is not None):
             raise ValueError("'channel' and 'api_url' go with a bot token; a webhook URL already names its channel")
         if by_token:
