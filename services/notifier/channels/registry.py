@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from services.notifier.channels import dingtalk, feishu, webhook, wecom
+from services.notifier.channels import dingtalk, feishu, slack, teams, webhook, wecom
 from services.notifier.channels.base import Channel, ChannelConfig, ChannelContext, ChannelKind
 
 KINDS: tuple[ChannelKind, ...] = (
     webhook.KIND,
+    slack.KIND,
     dingtalk.KIND,
     wecom.KIND,
     feishu.KIND,
+    teams.KIND,
 )
 REGISTRY: Mapping[str, ChannelKind] = {k.kind: k for k in KINDS}
 EMAIL = "email"
