@@ -115,7 +115,7 @@ KIND = ChannelKind(
     kind="teams",
     config=TeamsConfig,
     build=build,
-    limit=RateLimit(2, 1.0),
+    limit=RateLimit(4, 1.0),
     max_bytes=MAX_BYTES,
     summary="Adaptive Card posted to a Teams Workflows webhook (the URL is the secret)",
 )
