@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import JSON, Column, Engine, UniqueConstraint, event, func
-from sqlalchemy.exc import DatabaseError
-from sqlmodel import Field, Session, SQLModel, create_engine, select
+from sqlalchemy import JSON, Column, Engine, UniqueConstraint, delete, event, func, insert, update
+from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from shared.events import Delivery, Escalation, TicketEvent
 from shared.oncall import Override
@@ -117,6 +117,20 @@ class OverrideRow(SQLModel, table=True):
     created_by: str
     reason: str
     created_at: datetime
+
+
+class ActionLinkUseRow(SQLModel, table=True):
+    """One use of a one-click action link. ``used_at`` is None while a request holds the claim (publishing)."""
+
+    __tablename__ = "action_link_uses"
+
+    link_id: str = Field(primary_key=True)
+    ticket_id: str = Field(index=True)
+    action: str
+    person: str
+    used_at: datetime | None = None
+    claim: str
+    claimed_at: datetime
 
 
 def make_engine(url: str) -> Engine:
@@ -383,7 +397,74 @@ def list_deliveries(engine: Engine, ticket_id: str) -> list[DeliveryRow]:
         return rows
 
 
+def claim_link(
+    engine: Engine,
+    *,
+    link_id: str,
+    ticket_id: str,
+    action: str,
+    person: str,
+    claim: str,
+    now: datetime,
+    lease_s: float,
+) -> bool:
+    """Reserve a link for one request (``claim``, unique to it). False when it is used, or claimed by another
+    request less than ``lease_s`` ago. A claim older than that (its holder died) is taken over. The primary key
+    on ``link_id`` and a conditional update decide between racing requests, so at most one holds a claim."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(ActionLinkUseRow).values(
+                    link_id=link_id, ticket_id=ticket_id, action=action, person=person, claim=claim, claimed_at=now
+                )
+            )
+        return True
+    except IntegrityError:
+        pass
+    with engine.begin() as conn:
+        taken = conn.execute(
+            update(ActionLinkUseRow)
+            .where(col(ActionLinkUseRow.link_id) == link_id)
+            .where(col(ActionLinkUseRow.used_at).is_(None))
+            .where(col(ActionLinkUseRow.claimed_at) < now - timedelta(seconds=lease_s))
+            .values(claim=claim, claimed_at=now)
+        )
+        return taken.rowcount == 1
+
+
+def confirm_link_use(engine: Engine, link_id: str, claim: str, used_at: datetime) -> bool:
+    """Mark a claimed link used (after its command was acknowledged); False if the claim was lost meanwhile."""
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(ActionLinkUseRow)
+            .where(col(ActionLinkUseRow.link_id) == link_id)
+            .where(col(ActionLinkUseRow.claim) == claim)
+            .where(col(ActionLinkUseRow.used_at).is_(None))
+            .values(used_at=used_at)
+        )
+        return done.rowcount == 1
+
+
+def release_link(engine: Engine, link_id: str, claim: str) -> None:
+    """Give a claim back (its command was not acknowledged), so the link can be used again."""
+    with engine.begin() as conn:
+        conn.execute(
+            delete(ActionLinkUseRow)
+            .where(col(ActionLinkUseRow.link_id) == link_id)
+            .where(col(ActionLinkUseRow.claim) == claim)
+            .where(col(ActionLinkUseRow.used_at).is_(None))
+        )
+
+
+def get_link_use(engine: Engine, link_id: str) -> ActionLinkUseRow | None:
+    with Session(engine) as session:
+        row = session.get(ActionLinkUseRow, link_id)
+        session.expunge_all()
+        return row
+
+
 __all__ = [
+    "ActionLinkUseRow",
     "DeliveryRow",
     "OverrideRow",
     "SilenceRow",
@@ -392,9 +473,12 @@ __all__ = [
     "add_override",
     "add_silence",
     "as_utc",
+    "claim_link",
+    "confirm_link_use",
     "delete_override",
     "expire_silence",
     "firing_tickets",
+    "get_link_use",
     "get_silence",
     "get_ticket",
     "init_db",
@@ -405,5 +489,6 @@ __all__ = [
     "make_engine",
     "project",
     "record_delivery",
+    "release_link",
     "was_delivered",
 ]

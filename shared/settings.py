@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,6 +64,11 @@ class CommonSettings(BaseSettings):
     )
     # per service (TICKETLOOP_ROUTER_METRICS_PORT, ...): /metrics for Prometheus; 0 disables the listener
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    # One-click action links (shared/actionlinks.py): comma-separated HMAC keys, each at least 16 characters; the
+    # first signs new links, every one verifies (rotation: put the new key first, drop the old one after the TTL).
+    # Unset: the notifier issues no links and intake answers /act/... with 404. Parse with keys_from_setting.
+    action_link_keys: SecretStr | None = Field(default=None, validation_alias=_common("action_link_keys"))
+    action_link_ttl_s: float = Field(default=7 * 86400.0, gt=0, validation_alias=_common("action_link_ttl_s"))
 
 
 class IntakeSettings(CommonSettings):
@@ -74,6 +79,8 @@ class IntakeSettings(CommonSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     publish_timeout_s: float = Field(default=5.0, gt=0)
     public_url: str = "http://127.0.0.1:8080"
+    # the Slack app's signing secret, for interactive button callbacks; unset: /api/v1/slack/interactions is 404
+    slack_signing_secret: SecretStr | None = None
 
 
 class RouterSettings(CommonSettings):

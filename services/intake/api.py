@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import httpx
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
@@ -32,6 +33,7 @@ from services.intake.config import Credential, IntakeConfig, token_matches
 from services.intake.formats import alertmanager, generic, pagerduty
 from services.intake.publisher import Publisher, PublishUnavailableError, Record
 from shared import db
+from shared.actionlinks import LinkKeys
 from shared.codec import describe_validation_error, encode
 from shared.config import ConfigWatcher
 from shared.events import Action, Command, InboundEvent
@@ -118,6 +120,12 @@ class IntakeDeps:
     max_body_bytes: int = 1_048_576
     teams: ConfigWatcher[TeamsConfig] | None = None
     """teams.yaml, for the on-call endpoints (re-read when it changes)."""
+    link_keys: LinkKeys | None = None
+    """one-click action links (services/intake/actions.py); None: /act/... answers 404"""
+    slack_signing_secret: SecretStr | None = None
+    """Slack's interactive callback; None: it answers 404"""
+    http: httpx.AsyncClient | None = None
+    """for redrawing Slack messages through their response_url"""
 
 
 class UnresolvedTickets(Collector):
@@ -617,4 +625,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
     ]
+    from services.intake.actions import action_routes  # here: actions uses this module's helpers
+
+    routes += action_routes(deps, publish, metrics.rejected)
     return Starlette(routes=routes)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
+import httpx
 import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
@@ -14,6 +16,7 @@ from services.intake.api import IntakeDeps, create_app
 from services.intake.config import IntakeConfig
 from services.intake.publisher import KafkaPublisher
 from shared import db
+from shared.actionlinks import keys_from_setting
 from shared.config import ConfigWatcher, load_yaml_model
 from shared.logging import configure_logging, get_logger
 from shared.oncall import TeamsConfig
@@ -27,6 +30,9 @@ def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
     db.init_db(engine)
     topics = Topics(settings.topic_prefix, settings.partitions)
     publisher = KafkaPublisher(settings.kafka_bootstrap_servers, timeout_s=settings.publish_timeout_s)
+    keys = settings.action_link_keys.get_secret_value() if settings.action_link_keys else ""
+    slack_secret = settings.slack_signing_secret
+    http = httpx.AsyncClient(timeout=5.0)  # Slack response_url redraws
     app = create_app(
         IntakeDeps(
             config=config,
@@ -36,6 +42,9 @@ def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
             registry=CollectorRegistry(),
             max_body_bytes=settings.max_body_bytes,
             teams=ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig, optional=True),
+            link_keys=keys_from_setting(keys) if keys.strip() else None,  # blank: not configured
+            slack_signing_secret=slack_secret if slack_secret and slack_secret.get_secret_value() else None,
+            http=http,
         )
     )
 
@@ -50,6 +59,7 @@ def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
         log.info("intake_listening", url=f"http://{settings.host}:{settings.port}")
         yield
         await publisher.stop()
+        await http.aclose()
 
     app.router.lifespan_context = lifespan
     return app, publisher
@@ -58,6 +68,7 @@ def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
 def main() -> None:
     settings = IntakeSettings()
     configure_logging("intake", settings.log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs each request's URL; a response_url is a secret
     app, _ = build(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
