@@ -39,6 +39,8 @@ class Person(BaseModel):
 
     email: Address | None = None
     name: str | None = None
+    mobile: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 -]{4,19}$")
+    """For chat robots that mention people by mobile number (DingTalk, WeCom)."""
 
 
 class Rotation(BaseModel):

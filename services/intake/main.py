@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 import httpx
@@ -68,7 +67,6 @@ def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
 def main() -> None:
     settings = IntakeSettings()
     configure_logging("intake", settings.log_level)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs each request's URL; a response_url is a secret
     app, _ = build(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 

@@ -28,12 +28,15 @@ from services.notifier.config import NotifyConfig
 from services.notifier.lanes import Dispatcher, LaneDeps
 from services.notifier.pipeline import (
     Dispatch,
+    LinkIssuer,
     Notice,
     notice_for_escalation,
     notices_for_ticket_event,
     notifies,
     plan_notice,
     suppressed,
+    with_actions,
+    with_mention,
 )
 from services.notifier.stages import BreakerPolicy, RetryPolicy, message_to_json
 from shared import db, outbox
@@ -67,6 +70,7 @@ class NotifierDeps:
     public_url: str
     muting: ConfigWatcher[MutingConfig]
     teams: ConfigWatcher[TeamsConfig]
+    links: LinkIssuer | None = None
 
 
 class LaneGauges(Collector):
@@ -260,7 +264,8 @@ def register(app: faust.App, deps: NotifierDeps) -> Dispatcher:
                     continue
             dispatches: list[Dispatch] = []
             team_of: dict[str, str] = {}
-            for notice in found:
+            teams = deps.teams.current
+            for notice in (with_mention(with_actions(n, deps.links, ticket.state.value), teams) for n in found):
                 planned = plan_notice(notice, deps.config, deps.teams.current.email_of(notice.person))
                 if not planned:
                     log.warning("no_channels", team=notice.team, kind=notice.message.kind)

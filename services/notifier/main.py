@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import faust
 import httpx
@@ -13,8 +15,9 @@ from services.notifier.channels import registry
 from services.notifier.channels.base import Channel, ChannelContext
 from services.notifier.channels.email import EmailChannel
 from services.notifier.config import NotifyConfig
+from services.notifier.pipeline import LinkIssuer
 from services.notifier.stages import BreakerPolicy, RetryPolicy
-from shared import db
+from shared import actionlinks, db
 from shared.app import create_faust_app, run_worker
 from shared.config import ConfigWatcher, load_yaml_model
 from shared.muting import MutingConfig
@@ -39,6 +42,22 @@ def build_channels(settings: NotifierSettings, config: NotifyConfig) -> dict[str
     }
 
 
+def link_issuer(settings: NotifierSettings) -> LinkIssuer | None:
+    """Signed one-click links for messages, when TICKETLOOP_ACTION_LINK_KEYS is set (else messages carry none)."""
+    if settings.action_link_keys is None or not settings.action_link_keys.get_secret_value().strip():
+        return None
+    keys = actionlinks.keys_from_setting(settings.action_link_keys.get_secret_value())
+    ttl = timedelta(seconds=settings.action_link_ttl_s)
+
+    def issue(ticket_id: str, action: str, person: str) -> str:
+        token = actionlinks.issue(
+            keys, ticket_id, cast(actionlinks.LinkAction, action), person, datetime.now(UTC) + ttl
+        )
+        return actionlinks.link_url(settings.public_url, token)
+
+    return issue
+
+
 def build(settings: NotifierSettings, registry: CollectorRegistry) -> faust.App:
     config = load_yaml_model(settings.config_dir / "notify.yaml", NotifyConfig)
     engine = db.make_engine(settings.database_url)
@@ -55,6 +74,7 @@ def build(settings: NotifierSettings, registry: CollectorRegistry) -> faust.App:
             retry=RetryPolicy(settings.retry_base_s, settings.retry_max_s, settings.give_up_s),
             breaker=BreakerPolicy(settings.breaker_failures, settings.breaker_open_s, settings.breaker_max_open_s),
             public_url=settings.public_url,
+            links=link_issuer(settings),
             muting=ConfigWatcher(settings.config_dir / "routing.yaml", MutingConfig),
             teams=ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig, optional=True),
         ),

@@ -7,11 +7,11 @@ handled twice (after a restart, or a re-fired timer) is sent once: the outbox an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from services.notifier.channels.base import Message
+from services.notifier.channels.base import ActionLink, Mention, Message
 from services.notifier.config import NotifyConfig
 from services.notifier.templates import (
     render_assignment,
@@ -117,6 +117,48 @@ def notice_for_escalation(
         kinds=tuple(t.channels),
         person=person,
     )
+
+
+LinkIssuer = Callable[[str, str, str], str]
+"""(ticket id, action, person) -> a signed action link's URL (shared.actionlinks, wired in main)."""
+
+LINK_ACTIONS: dict[str, tuple[str, ...]] = {
+    "assignment": ("ack", "take", "snooze", "resolve"),
+    "update": ("ack", "take", "snooze", "resolve"),
+    "warning": ("ack", "take", "snooze", "resolve"),
+    "escalation": ("ack", "take", "snooze", "resolve"),
+    "breach": ("resolve",),
+}
+LINK_LABELS = {"ack": "Acknowledge", "take": "Take it", "snooze": "Snooze 1 h", "resolve": "Resolve"}
+
+
+def with_actions(notice: Notice, issue: LinkIssuer | None, state: str) -> Notice:
+    """The notice with its one-click links, each bound to the person it is for (or, without one, to the team:
+    the timeline then names the team). Messages to reporters never carry links; "take it" needs a person, and
+    "acknowledge" is left out of a ticket already acknowledged."""
+    if issue is None or notice.recipients:
+        return notice
+    person = notice.person or f"{notice.team} team"
+    actions = [
+        a
+        for a in LINK_ACTIONS.get(notice.message.kind, ())
+        if not (a == "take" and notice.person is None) and not (a == "ack" and state != "open")
+    ]
+    links = tuple(ActionLink(a, LINK_LABELS[a], issue(notice.ticket_id, a, person)) for a in actions)
+    return replace(notice, message=replace(notice.message, actions=links))
+
+
+def with_mention(notice: Notice, teams: TeamsConfig) -> Notice:
+    """The notice names its person for chat robots that mention people (by mobile, where teams.yaml has one)."""
+    if notice.person is None or notice.recipients:
+        return notice
+    found = teams.people.get(notice.person)
+    mention = Mention(
+        (found.name if found is not None else None) or notice.person,
+        found.mobile if found is not None else None,
+        found.email if found is not None else None,
+    )
+    return replace(notice, message=replace(notice.message, mention=mention))
 
 
 def plan_notice(notice: Notice, config: NotifyConfig, person_email: str | None = None) -> list[Dispatch]:

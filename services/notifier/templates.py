@@ -25,12 +25,7 @@ def _ticket_lines(ticket: Ticket, public_url: str) -> list[str]:
     if ticket.labels:
         lines.append("Labels:    " + ", ".join(f"{k}={v}" for k, v in sorted(ticket.labels.items())))
     base = public_url.rstrip("/")
-    lines += [
-        "",
-        f"View:        GET  {base}/api/v1/tickets/{ticket.ticket_id}",
-        f"Acknowledge: POST {base}/api/v1/tickets/{ticket.ticket_id}/ack",
-        f"Resolve:     POST {base}/api/v1/tickets/{ticket.ticket_id}/resolve",
-    ]
+    lines += ["", f"API:       {base}/api/v1/tickets/{ticket.ticket_id}"]
     return lines
 
 

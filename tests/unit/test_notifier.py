@@ -7,16 +7,19 @@ from datetime import timedelta
 import pytest
 
 from deploy.local.sinks import verify_signature
-from services.notifier.channels.base import Message
+from services.notifier.channels.base import ActionLink, Mention, Message
 from services.notifier.channels.email import build_email
 from services.notifier.channels.webhook import payload, sign
 from services.notifier.config import NotifyConfig
 from services.notifier.pipeline import (
     notice_for_escalation,
     notice_for_ticket_event,
+    notices_for_ticket_event,
     notifies,
     plan,
     plan_notice,
+    with_actions,
+    with_mention,
 )
 from services.notifier.templates import render_assignment, render_escalation, render_resolution
 from shared.events import Change, Escalation, TicketEvent, TicketState
@@ -46,7 +49,7 @@ def escalation() -> Escalation:
     )
 
 
-def test_assignment_message_has_the_facts_and_the_action_links() -> None:
+def test_assignment_message_has_the_facts_and_the_api_address() -> None:
     m = render_assignment(tev(Change.opened, occurrences=3, labels={"service": "db"}), URL)
     assert m.kind == "assignment"
     assert m.subject == "[P1] New ticket tl-1: disk full"
@@ -55,8 +58,7 @@ def test_assignment_message_has_the_facts_and_the_action_links() -> None:
         "Why: rule 'db'",
         "Seen:      3 times",
         "service=db",
-        "POST http://tl.example/api/v1/tickets/tl-1/ack",
-        "/tl-1/resolve",
+        "API:       http://tl.example/api/v1/tickets/tl-1",
     ):
         assert part in m.text
     assert m.data["ticket_id"] == "tl-1"
@@ -236,3 +238,59 @@ def test_a_lead_level_goes_to_the_target_teams_lead_else_its_on_call_person() ->
     leaderless = to_lead.model_copy(update={"target_team": "ops", "ticket": ticket(person=None)})
     assert notice_for_escalation(leaderless, URL, OnCall("ops", "olga", T0, "rotation"), teams).person == "olga"
     assert "ESCALATION level 1 to leads (team lead)" in render_escalation(to_lead, URL).text
+
+
+def issued(ticket_id: str, action: str, person: str) -> str:
+    return f"http://tl.example/act/{ticket_id}.{action}.{person}"
+
+
+def test_messages_carry_one_click_links_bound_to_their_person() -> None:
+    notice = notice_for_ticket_event(tev(Change.opened, person="olga"), URL)
+    assert notice is not None
+    linked = with_actions(notice, issued, "open")
+    assert [(a.action, a.label, a.url) for a in linked.message.actions] == [
+        ("ack", "Acknowledge", "http://tl.example/act/tl-1.ack.olga"),
+        ("take", "Take it", "http://tl.example/act/tl-1.take.olga"),
+        ("snooze", "Snooze 1 h", "http://tl.example/act/tl-1.snooze.olga"),
+        ("resolve", "Resolve", "http://tl.example/act/tl-1.resolve.olga"),
+    ]
+    acked = with_actions(notice, issued, "acknowledged")
+    assert [a.action for a in acked.message.actions] == ["take", "snooze", "resolve"]
+    team_only = notice_for_ticket_event(tev(Change.opened, person=None), URL)
+    assert team_only is not None
+    assert [a.url for a in with_actions(team_only, issued, "open").message.actions] == [
+        "http://tl.example/act/tl-1.ack.ops team",
+        "http://tl.example/act/tl-1.snooze.ops team",
+        "http://tl.example/act/tl-1.resolve.ops team",
+    ], "no 'take it' without a person to take it"
+    assert with_actions(notice, None, "open").message.actions == (), "links not configured"
+    resolution = notice_for_ticket_event(tev(Change.resolved, person="olga"), URL)
+    assert resolution is not None and with_actions(resolution, issued, "resolved").message.actions == ()
+
+
+def test_a_reporters_workaround_mail_carries_no_links_and_no_mention() -> None:
+    ev = tev(Change.opened, labels={"reporter": "ann@customer.example"}, person="olga")
+    ev = ev.model_copy(update={"workaround": "restart the exporter", "notify_reporter": True})
+    reporter = notices_for_ticket_event(ev, URL)[1]
+    assert reporter.recipients == (("email", "ann@customer.example"),)
+    assert with_actions(reporter, issued, "open").message.actions == ()
+    teams = TeamsConfig.model_validate({"people": {"olga": {"email": "o@x"}}})
+    assert with_mention(reporter, teams).message.mention is None
+
+
+def test_the_person_is_mentioned_by_name_and_mobile() -> None:
+    teams = TeamsConfig.model_validate(
+        {"people": {"olga": {"email": "olga@x", "name": "Olga Ops", "mobile": "+86 138 0000 0000"}}}
+    )
+    notice = notice_for_ticket_event(tev(Change.opened, person="olga"), URL)
+    assert notice is not None
+    assert with_mention(notice, teams).message.mention == Mention("Olga Ops", "+86 138 0000 0000", "olga@x")
+    stranger = notice_for_ticket_event(tev(Change.opened, person="sam"), URL)
+    assert stranger is not None and with_mention(stranger, teams).message.mention == Mention("sam")
+
+
+def test_an_email_lists_its_one_click_links() -> None:
+    message = Message("assignment", "s", "body", actions=(ActionLink("ack", "Acknowledge", "http://x/act/t1"),))
+    text = build_email(message, sender="tl@x", recipient="o@x").get_content()
+    assert "One click (each link asks you to confirm):" in text
+    assert "  Acknowledge: http://x/act/t1" in text

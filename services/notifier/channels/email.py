@@ -19,8 +19,17 @@ def build_email(message: Message, *, sender: str, recipient: str, notification_i
     if "ticket_id" in message.data:
         mail["X-Ticketloop-Ticket"] = str(message.data["ticket_id"])
     mail["X-Ticketloop-Kind"] = message.kind
-    mail.set_content(message.text)
+    mail.set_content(text_with_actions(message))
     return mail
+
+
+def text_with_actions(message: Message) -> str:
+    """The text, then one line per one-click action (each link asks to confirm before it acts)."""
+    if not message.actions:
+        return message.text
+    width = max(len(a.label) for a in message.actions) + 1
+    lines = [f"  {(a.label + ':').ljust(width)} {a.url}" for a in message.actions]
+    return "\n".join([message.text, "", "One click (each link asks you to confirm):", *lines])
 
 
 class EmailChannel:
