@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
-from services.notifier.channels.base import Channel, DeliveryError, Message, RateLimit
+from services.notifier.channels.base import STATE, Channel, DeliveryError, Message, RateLimit
 from services.notifier.stages import (
     Breaker,
     BreakerPolicy,
@@ -140,8 +140,9 @@ class Lane:
             return [head], message_from_json(head.payload)
         now = self.deps.monotonic()
         self.window, _ = take(self.window, limit, now)
-        due = [i for i in ordered if i.due_at <= self.deps.wall()]
-        if remaining(self.window, limit, now) == 0 and len(due) > 1:
+        # a redraw is never folded: it changes a message in place instead of adding one
+        due = [i for i in ordered if i.due_at <= self.deps.wall() and i.kind != STATE]
+        if head.kind != STATE and remaining(self.window, limit, now) == 0 and len(due) > 1:
             members, digest = fold(due, self.deps.max_bytes.get(self.kind, 4000))
             self.deps.on_digest(self.kind, len(members))
             return members, digest

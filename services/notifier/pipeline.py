@@ -12,11 +12,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from services.notifier.channels.base import ActionLink, Mention, Message
+from services.notifier.channels.registry import REDRAWING
 from services.notifier.config import NotifyConfig
 from services.notifier.templates import (
+    STATE_HEADLINES,
     render_assignment,
     render_escalation,
     render_resolution,
+    render_state,
     render_update,
     render_workaround,
 )
@@ -58,6 +61,9 @@ def notices_for_ticket_event(event: TicketEvent, public_url: str) -> list[Notice
     owner = notice_for_ticket_event(event, public_url)
     if owner is not None:
         notices.append(owner)
+    state = state_notice(event, public_url)
+    if state is not None:
+        notices.append(state)
     reporter = event.ticket.labels.get("reporter", "")
     if event.workaround and event.notify_reporter and "@" in reporter:
         message = render_workaround(event, public_url)
@@ -88,6 +94,19 @@ def notice_for_ticket_event(event: TicketEvent, public_url: str) -> Notice | Non
     else:
         return None
     return Notice(event.change_id, t.ticket_id, t.team, message, tuple(t.watchers), tuple(t.channels), person=t.person)
+
+
+def state_notice(event: TicketEvent, public_url: str) -> Notice | None:
+    """Someone acted on the ticket: its message is redrawn in place where the channel can (Slack); channels that
+    cannot are not told (their next message shows the state)."""
+    if event.change.value not in STATE_HEADLINES:
+        return None
+    t = event.ticket
+    kinds = tuple(k for k in REDRAWING if not t.channels or k in t.channels)
+    if not kinds:
+        return None
+    message = render_state(event, public_url)
+    return Notice(f"{event.change_id}:state", t.ticket_id, t.team, message, tuple(t.watchers), kinds, person=t.person)
 
 
 def notifies(escalation: Escalation) -> bool:
@@ -128,6 +147,7 @@ LINK_ACTIONS: dict[str, tuple[str, ...]] = {
     "warning": ("ack", "take", "snooze", "resolve"),
     "escalation": ("ack", "take", "snooze", "resolve"),
     "breach": ("resolve",),
+    "state": ("ack", "take", "snooze", "resolve"),
 }
 LINK_LABELS = {"ack": "Acknowledge", "take": "Take it", "snooze": "Snooze 1 h", "resolve": "Resolve"}
 
@@ -136,7 +156,7 @@ def with_actions(notice: Notice, issue: LinkIssuer | None, state: str) -> Notice
     """The notice with its one-click links, each bound to the person it is for (or, without one, to the team:
     the timeline then names the team). Messages to reporters never carry links; "take it" needs a person, and
     "acknowledge" is left out of a ticket already acknowledged."""
-    if issue is None or notice.recipients:
+    if issue is None or notice.recipients or state not in ("open", "acknowledged"):
         return notice
     person = notice.person or f"{notice.team} team"
     actions = [

@@ -114,3 +114,26 @@ def render_workaround(event: TicketEvent, public_url: str) -> Message:
         ]
     )
     return Message("workaround", f"Re: {t.summary} [{t.ticket_id}]", text, _data(t, known_issue=t.known_issue))
+
+
+STATE_HEADLINES = {
+    "acknowledged": "Acknowledged by {actor}",
+    "unacknowledged": "Acknowledgement taken back by {actor}",
+    "snoozed": "Snoozed by {actor}",
+    "reassigned": "Reassigned by {actor} to {owner}",
+    "resolved": "Resolved by {actor}",
+    "closed": "Closed by {actor}",
+}
+
+
+def render_state(event: TicketEvent, public_url: str) -> Message:
+    """The ticket's message as it should read now that someone acted on it (a chat message redrawn in place)."""
+    t = event.ticket
+    owner = f"{t.person} ({t.team})" if t.person else t.team
+    headline = STATE_HEADLINES.get(event.change.value, "{actor} changed it").format(actor=event.actor, owner=owner)
+    if event.change.value == "snoozed" and t.snoozed_until is not None:
+        headline += f" until {t.snoozed_until.isoformat()}"
+    why = f" ({event.reason})" if event.reason else ""
+    text = "\n".join([f"{headline}{why}.", "", *_ticket_lines(t, public_url)])
+    subject = f"[{t.priority}] {headline.split(' by ')[0]} {t.ticket_id}: {t.summary}"
+    return Message("state", subject, text, _data(t, actor=event.actor, change=event.change.value))

@@ -137,6 +137,21 @@ async def test_chat_update_redraws_the_tickets_message(sink: VendorSink, vendor:
     assert vendor.posted[key].actions == ()
 
 
+async def test_a_state_message_redraws_instead_of_posting(sink: VendorSink, vendor: SlackVendor) -> None:
+    channel, target = bot_channel(sink, context())
+    await channel.send(sample_message(), target)
+    acked = Message(
+        "state", "[P1] Acknowledged tl-1: disk full", "Acknowledged by olga (one-click link).", {"ticket_id": "tl-1"}
+    )
+    await channel.send(acked, target)
+    assert len(vendor.posted) == 1, "no new message"
+    assert [m.title for _, m in vendor.updates] == ["[P1] Acknowledged tl-1: disk full"]
+    hook, hook_target = webhook_channel(sink, context())
+    before = len(sink.received("slack"))
+    await hook.send(acked, hook_target)  # a webhook cannot redraw: nothing is posted either
+    assert len(sink.received("slack")) == before
+
+
 async def test_update_is_false_without_a_message_to_redraw(sink: VendorSink, vendor: SlackVendor) -> None:
     bot, bot_target = bot_channel(sink, context())
     hook, hook_target = webhook_channel(sink, context())

@@ -294,3 +294,31 @@ def test_an_email_lists_its_one_click_links() -> None:
     text = build_email(message, sender="tl@x", recipient="o@x").get_content()
     assert "One click (each link asks you to confirm):" in text
     assert "  Acknowledge: http://x/act/t1" in text
+
+
+def test_an_action_redraws_the_tickets_chat_message_where_the_channel_can() -> None:
+    cfg = NotifyConfig.model_validate(
+        {
+            "teams": {
+                "ops": {
+                    "email": ["ops@x"],
+                    "channels": [
+                        {"type": "slack", "name": "ops-slack", "token": "xoxb-1-2-3", "channel": "C0123456789"},
+                        {"type": "webhook", "name": "ops-hook", "url": "http://h/1", "secret": "12345678"},
+                    ],
+                }
+            }
+        }
+    )
+    acked = tev(Change.acknowledged, person="olga", state=TicketState.acknowledged).model_copy(
+        update={"actor": "olga", "reason": "one-click link"}
+    )
+    notices = notices_for_ticket_event(acked, URL)
+    assert [n.message.kind for n in notices] == ["state"]
+    assert notices[0].message.text.startswith("Acknowledged by olga (one-click link).")
+    assert [(d.channel, d.target) for d in plan_notice(notices[0], cfg, "olga@x")] == [("slack", "ops-slack")]
+    linked = with_actions(notices[0], issued, "acknowledged")
+    assert [a.action for a in linked.message.actions] == ["take", "snooze", "resolve"]
+    email_only = tev(Change.acknowledged, channels=["email"])
+    assert notices_for_ticket_event(email_only, URL) == [], "the route wants no channel that redraws"
+    assert [n.message.kind for n in notices_for_ticket_event(tev(Change.commented), URL)] == []

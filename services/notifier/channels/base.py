@@ -51,6 +51,10 @@ class Message:
     mention: Mention | None = None
 
 
+STATE = "state"
+"""The kind of message that redraws a ticket's earlier message (sent only to kinds that redraw)."""
+
+
 class DeliveryError(Exception):
     """A failed delivery; ``retryable`` says whether trying again may help (5xx, timeouts, 429, a vendor's
     "busy" code) or not (4xx, a bad signature or token); ``retry_after_s``: the vendor said when (429)."""
@@ -171,6 +175,9 @@ class ChannelKind:
     """The vendor's size limit for the part we fill (text is cut with a marker to stay within it)."""
     summary: str
     """One line for people: what it posts and how it is secured."""
+    redraws: bool = False
+    """Whether it redraws a ticket's earlier message in place when someone acts on it (a ``state`` message);
+    kinds that cannot are not sent state messages at all (their next message says who acted)."""
 
 
 CUT_MARKER = "\n… (cut: see the ticket for the rest)"

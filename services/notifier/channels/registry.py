@@ -22,6 +22,7 @@ KINDS: tuple[ChannelKind, ...] = (
     teams.KIND,
 )
 REGISTRY: Mapping[str, ChannelKind] = {k.kind: k for k in KINDS}
+REDRAWING: tuple[str, ...] = tuple(k.kind for k in KINDS if k.redraws)
 EMAIL = "email"
 
 

@@ -25,6 +25,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from services.notifier.channels.base import (
     CUT_MARKER,
+    STATE,
     ChannelConfig,
     ChannelContext,
     ChannelKind,
@@ -218,9 +219,14 @@ class SlackChannel:
         self._last_ts: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     async def send(self, message: Message, target: str) -> None:
+        """Post the message; a ``state`` message redraws the ticket's last one instead (nothing to redraw: a
+        webhook entry, or a ticket this process did not post, is nothing to do)."""
         entry = self._entries.get(target)
         if entry is None:
             raise DeliveryError(f"slack: no entry named {target!r}", retryable=False)
+        if message.kind == STATE:
+            await self.update(message, target)
+            return
         body = payload(message)
         if target in self._urls:
             await self._post_webhook(target, body)
@@ -295,5 +301,7 @@ KIND = ChannelKind(
     build=build,
     limit=RateLimit(1, 1.0),
     max_bytes=SECTION_TEXT_MAX,
-    summary="Block Kit message by incoming webhook (the URL is the secret) or bot token (chat.postMessage)",
+    summary="Block Kit message by incoming webhook (the URL is the secret) or bot token (chat.postMessage; "
+    "redrawn with chat.update when someone acts on the ticket)",
+    redraws=True,
 )
