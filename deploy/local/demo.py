@@ -1,9 +1,11 @@
 """The local stack and a short demo of the loop: ``make demo`` (or ``python -m deploy.local.demo``).
 
-Starts the real Kafka broker, a mail sink (SMTP on 127.0.0.1:1025) and a chat sink (HTTP on 127.0.0.1:8099)
-that print what they receive, and the four services on SQLite, with the config in deploy/local/config. Then it
-plays: an alert storm, a customer bug report, a ticket acknowledged in time, one left to escalate, and one
-resolved by its source. The stack keeps running until Ctrl-C (``--exit`` stops after the demo).
+Starts the real Kafka broker, a mail sink (SMTP on 127.0.0.1:1025) and a chat sink (HTTP on 127.0.0.1:8099 that
+imitates Slack, DingTalk, WeCom, Feishu, Teams and ticketloop's signed webhook, each checking that vendor's
+signature and body rules) that print what they receive, and the four services on SQLite, with the config in
+deploy/local/config. Then it plays: an alert storm, a customer bug report, a ticket acknowledged in time with one
+click on its chat message's link, one left to escalate, and one resolved by its source. The stack keeps running
+until Ctrl-C (``--exit`` stops after the demo).
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ import httpx
 import yaml
 
 from deploy.local.kafka_local import LocalKafka, ensure_jars
-from deploy.local.sinks import ReceivedHook, ReceivedMail, SmtpSink, WebhookSink
+from deploy.local.sinks import ReceivedMail, SmtpSink
 from deploy.local.stack import REPO, Stack
+from deploy.local.vendors import lab
+from deploy.local.vendors.base import ReceivedChat, VendorSink
 
 CONFIG = REPO / "deploy" / "local" / "config"
 INTAKE_PORT = 8080
@@ -47,18 +51,8 @@ def on_mail(mail: ReceivedMail) -> None:
     say("[mail]", f"to {', '.join(mail.recipients)}: {mail.subject}")
 
 
-def on_hook(hook: ReceivedHook) -> None:
-    body = hook.body
-    say("[chat]", f"{hook.path} (signature verified): {body['subject']}")
-
-
-def chat_secrets() -> dict[str, str]:
-    notify = yaml.safe_load((CONFIG / "notify.yaml").read_text())
-    secrets = {}
-    for team in notify["teams"].values():
-        for hook in team.get("channels", []):
-            secrets["/" + hook["url"].split("/", 3)[3]] = hook["secret"]
-    return secrets
+def on_chat(message: ReceivedChat) -> None:
+    say("[chat]", lab.readable(message))
 
 
 def tokens() -> tuple[str, str, str]:
@@ -103,7 +97,17 @@ def am_alert(name: str, service: str, severity: str, status: str, starts: dateti
     }
 
 
-def play(stack: Stack) -> None:
+def action_link(chat: VendorSink, ticket_id: str, label: str) -> str | None:
+    """The URL behind a button of the first chat message about this ticket that has one."""
+    for message in chat.received():
+        if ticket_id in message.title + message.text:
+            found = next((url for text, url in message.actions if text == label), None)
+            if found:
+                return found
+    return None
+
+
+def play(stack: Stack, chat: VendorSink) -> None:
     am_token, portal_token, api_token = tokens()
     base = stack.intake_url
     am = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {am_token}"}, timeout=10)
@@ -154,12 +158,20 @@ def play(stack: Stack) -> None:
         f"{', '.join(bug['watchers']) or '-'}; project {bug['project']}, phase {bug['phase']}",
     )
 
-    say("[demo]", "3) the implementation engineer acknowledges the bug report in time")
-    api.post(
-        f"/api/v1/tickets/{bug['ticket_id']}/ack", json={"actor": "ian (implementation)", "reason": "reproduced"}
-    ).raise_for_status()
-    wait_for(lambda: api.get(f"/api/v1/tickets/{bug['ticket_id']}").json()["state"] == "acknowledged")
-    say("[ticket]", f"{bug['ticket_id']}: acknowledged by ian - its acknowledge clock stops, no escalation")
+    say("[demo]", "3) the implementation engineer acknowledges the bug report with one click in chat")
+    link = wait_for(lambda: action_link(chat, bug["ticket_id"], "Acknowledge"))
+    browser = httpx.Client(timeout=10)
+    page = browser.get(link)
+    say("[link]", f"GET {link[:60]}... -> {page.status_code}: a confirmation page; nothing changes on a GET")
+    done = browser.post(link)
+    say("[link]", f"POST (the page's button) -> {done.status_code}: {page_title(done.text)}")
+    acked = wait_for(
+        lambda: (t := api.get(f"/api/v1/tickets/{bug['ticket_id']}").json())["state"] == "acknowledged" and t
+    )
+    who = next(e["actor"] for e in acked["timeline"] if e["change"] == "acknowledged")
+    say("[ticket]", f"{bug['ticket_id']}: acknowledged by {who} (the person the link was issued to) - no escalation")
+    again = browser.post(link)
+    say("[link]", f"the same link again -> {again.status_code}: {page_title(again.text)}")
 
     say(
         "[demo]",
@@ -202,6 +214,11 @@ def play(stack: Stack) -> None:
         )
 
 
+def page_title(html: str) -> str:
+    start, end = html.find("<h1>"), html.find("</h1>")
+    return html[start + 4 : end] if 0 <= start < end else html[:80]
+
+
 def escalated(api: httpx.Client, ticket_id: str) -> list[dict[str, Any]] | None:
     timeline = list(api.get(f"/api/v1/tickets/{ticket_id}").json()["timeline"])
     return timeline if any(e["change"] == "escalated" for e in timeline) else None
@@ -216,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_jars()
     broker = LocalKafka()
     stack: Stack | None = None
-    chat = WebhookSink(CHAT_PORT, chat_secrets(), on_hook)
+    chat = lab.sink(CHAT_PORT, on_chat)
     mail = SmtpSink(port=SMTP_PORT, on_message=on_mail)
     try:
         broker.start()
@@ -238,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.start_all()
         stack.wait_ready()
         say("[setup]", f"services up; logs in {workdir / 'logs'}")
-        play(stack)
+        play(stack, chat)
         say("[stack]", f"API      {stack.intake_url}/api/v1/tickets  (Authorization: Bearer {tokens()[2]})")
         workers = " ".join(f"{s}=http://127.0.0.1:{p}/metrics" for s, p in WORKER_METRICS.items())
         say("[stack]", f"metrics  intake={stack.intake_url}/metrics {workers}")
