@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import gc
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -461,11 +462,30 @@ class KnownChangelogsTableManager(TableManager):
 
     async def on_start(self) -> None:
         names = [table.changelog_topic.get_topic_name() for table in self.values()]
-        if not await topics_known(bootstrap_of(self.app), names):
-            await self.sleep(1.0)
+        bootstrap = bootstrap_of(self.app)
+        if not await topics_known(bootstrap, names):
+            # a first start: create the changelog topics now and wait until the broker lists them with their
+            # partitions (a fixed second was not always enough on a loaded machine: the worker then subscribed
+            # before the metadata arrived and crashed on PartitionsMismatch)
+            for table in self.values():
+                await table.changelog_topic.maybe_declare()
+            if not await wait_known(bootstrap, names, self.sleep):
+                await self.sleep(1.0)
         if not self.should_stop:
             await self._update_channels()
             await self.recovery.start()
+
+
+async def wait_known(
+    bootstrap: str, names: list[str], sleep: Callable[[float], Awaitable[None]], limit_s: float = 30.0
+) -> bool:
+    """Poll the broker until it lists every topic of ``names`` with its partitions; False after ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if await topics_known(bootstrap, names):
+            return True
+        await sleep(0.2)
+    return False
 
 
 async def topics_known(bootstrap: str, names: list[str], timeout_s: float = 5.0) -> bool:

@@ -14,7 +14,7 @@ from faust.types import TP
 
 from shared.app import kafka_url
 from shared.snapshots import SnapshotDir, SnapshotPolicy
-from shared.tables import ChangelogStore, ChangelogTable, topics_known
+from shared.tables import ChangelogStore, ChangelogTable, topics_known, wait_known
 from shared.topics import TopicSpec, ensure_topics
 from tests.support.kafka_io import produce
 
@@ -152,3 +152,19 @@ def test_faust_s_wait_at_start_is_kept_only_while_a_changelog_topic_is_new(kafka
     asyncio.run(ensure_topics(kafka_bootstrap, [TopicSpec(changelog, 2, "n", "a changelog")]))
     assert asyncio.run(topics_known(kafka_bootstrap, [changelog]))
     assert not asyncio.run(topics_known(kafka_bootstrap, [changelog, "ticketloop.never-made"]))
+
+
+def test_a_first_start_waits_until_the_broker_lists_the_new_changelog_topics(kafka_bootstrap: str) -> None:
+    """On a first start the changelog topics are created and waited for (not a fixed second): the wait ends once
+    the broker lists them, and says so when it never does."""
+    changelog = f"it-wait-{time.time_ns()}-members-changelog"
+
+    async def scenario() -> tuple[bool, bool]:
+        missing = await wait_known(kafka_bootstrap, ["ticketloop.never-made"], asyncio.sleep, limit_s=0.5)
+        creating = asyncio.create_task(ensure_topics(kafka_bootstrap, [TopicSpec(changelog, 4, "n", "a changelog")]))
+        found = await wait_known(kafka_bootstrap, [changelog], asyncio.sleep, limit_s=30)
+        await creating
+        return missing, found
+
+    missing, found = asyncio.run(scenario())
+    assert (missing, found) == (False, True)

@@ -45,6 +45,7 @@ def write_config(
     projects: str = "projects: []\n",
     routing: str = ROUTING,
     teams: str = TEAMS,
+    notify: str | None = None,
 ) -> Path:
     cfg = root / "config"
     cfg.mkdir(parents=True, exist_ok=True)
@@ -62,7 +63,8 @@ api_clients:
     (cfg / "sla.yaml").write_text(sla)
     (cfg / "projects.yaml").write_text(projects)
     (cfg / "notify.yaml").write_text(
-        f"""
+        notify
+        or f"""
 teams:
   web-team:
     email: [web@example.test]

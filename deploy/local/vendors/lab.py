@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from deploy.local.vendors.base import ReceivedChat, VendorHandler, VendorSink
+import orjson
+
+from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request, VendorHandler, VendorSink
 from deploy.local.vendors.dingtalk import DingTalkVendor
 from deploy.local.vendors.feishu import FeishuVendor
 from deploy.local.vendors.slack import SlackVendor
@@ -27,8 +29,42 @@ TEAMS_PATH = "/workflows/demo-implementation"
 WEBHOOK_SECRETS = {"operations": "demo-webhook-secret-operations", "implementation": "demo-webhook-secret-impl"}
 
 
+class SlackResponseUrls:
+    """Slack's ``response_url`` for interactive messages: ``POST /slack-responses/<id>`` with JSON
+    ({"replace_original": true, "text": ..., "blocks": [...]}) answers 200 "ok"; each is recorded."""
+
+    vendor = "slack-response"
+    prefix = "/slack-responses"
+    limit: Limit | None = None
+
+    def hook_of(self, request: Request) -> str:
+        return request.path
+
+    def rejected(self, request: Request, why: str) -> Answer:  # noqa: ARG002
+        return Answer(400, why.encode(), "text/plain")
+
+    def over_limit(self, request: Request) -> Answer:  # noqa: ARG002
+        return Answer(429, b"rate limited", "text/plain")
+
+    def handle(self, request: Request, now: float) -> tuple[Answer, ReceivedChat | None]:
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            return self.rejected(request, "invalid_payload"), None
+        if not isinstance(body, dict) or not (body.get("text") or body.get("blocks")):
+            return self.rejected(request, "no_text"), None
+        blocks = " ".join(
+            str(b.get("text", {}).get("text", "")) for b in body.get("blocks") or [] if isinstance(b, dict)
+        )
+        text = str(body.get("text", ""))
+        return Answer(200, b"ok", "text/plain"), ReceivedChat(
+            self.vendor, request.path, text, blocks, body=body, at=now
+        )
+
+
 def handlers() -> list[VendorHandler]:
     return [
+        SlackResponseUrls(),
         SlackVendor(hooks={SLACK_HOOK}, tokens={SLACK_TOKEN}, channels={SLACK_CHANNEL}),
         DingTalkVendor({DINGTALK_TOKEN: DINGTALK_SECRET}),
         WeComVendor([WECOM_KEY]),
