@@ -85,7 +85,7 @@ def parse_yaml_text(text: str, model: type[M], *, filename: str) -> M:
             ConfigProblem(filename, _line_of(root, tuple(err["loc"])), ".".join(str(p) for p in err["loc"]), err["msg"])
             for err in exc.errors()
         ]
-        raise ConfigError(problems) from exc
+        raise ConfigError(problems) from None  # pydantic's own error shows input values: secrets
 
 
 def load_yaml_model(path: Path, model: type[M]) -> M:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import traceback
 from datetime import timedelta
 from pathlib import Path
 
@@ -197,10 +198,23 @@ def test_an_intake_token_from_the_environment_needs_16_characters(monkeypatch: p
 
 
 def test_a_short_inline_token_is_refused_without_showing_it() -> None:
+    text = "api_clients:\n  - {name: c, token: tiny-secret-x}\n"  # not on the line a traceback shows
     with pytest.raises(ConfigError) as exc:
-        parse_yaml_text("api_clients:\n  - {name: c, token: tiny-secret-x}\n", IntakeConfig, filename="intake.yaml")
+        parse_yaml_text(text, IntakeConfig, filename="intake.yaml")
     assert str(exc.value) == "intake.yaml:2: api_clients.0.token: Value error, a token must have at least 16 characters"
-    assert "tiny-secret-x" not in str(exc.value.__cause__), "pydantic's own error (shown in a traceback) hides it too"
+    assert "tiny-secret-x" not in "".join(traceback.format_exception(exc.value)), "nor does a traceback"
+
+
+def test_a_bad_inline_url_is_refused_without_showing_it_even_in_a_traceback() -> None:
+    url = "ftp://hooks.example.test/a-secret-path"
+    with pytest.raises(ConfigError) as exc:
+        parse_yaml_text(
+            f"teams:\n  o:\n    channels:\n      - {{type: webhook, name: a, url: '{url}'}}\n",
+            NotifyConfig,
+            filename="n",
+        )
+    assert str(exc.value).startswith("n:4: teams.o.channels.0.webhook.url: Value error, must be an http")
+    assert url not in "".join(traceback.format_exception(exc.value))
 
 
 def test_intake_tokens_are_secret_in_every_rendering_and_still_match(monkeypatch: pytest.MonkeyPatch) -> None:
