@@ -5,9 +5,11 @@
     ticketloop routes show [--config-dir DIR]
     ticketloop silence add|query|expire ...      (through the REST API; see services/cli_client.py)
     ticketloop oncall show|override|remove ...
+    ticketloop deliveries failed | redrive ID... | redrive --all
     ticketloop sla replay --proposed NEW_SLA_YAML (--events FILE.jsonl | --kafka BOOTSTRAP) [--until T]
 
-``config check`` validates every config file (errors name file, line and field; exit 1) and warns about teams that
+``config check`` validates every config file (errors name file, line and field; exit 1; a ``*_env`` variable that is
+unset or empty is an error), says which channels each team in notify.yaml reaches, and warns about teams that
 routes or escalations name but notify.yaml gives no channels. ``routes test`` says which route an event with
 those labels takes, who owns it, with which priority and policy, who watches, and why. ``sla replay`` runs a
 recorded ticket event stream (JSON lines, or the tickets topic read from the start) against the live sla.yaml and
@@ -20,7 +22,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -31,14 +33,18 @@ from pydantic import BaseModel
 from tqdm import tqdm
 
 from services.cli_client import (
+    ApiClient,
+    add_delivery_commands,
     add_oncall_commands,
     add_silence_commands,
     client_from,
+    delivery_command,
     oncall_command,
     silence_command,
 )
 from services.intake.config import IntakeConfig
 from services.notifier.config import NotifyConfig
+from services.notifier.config import describe as describe_channels
 from services.router.projects import ProjectsConfig, apply_project
 from services.router.rules import RoutingConfig, decide, describe
 from services.sla.calendar import unknown_years
@@ -84,9 +90,21 @@ def config_check(config_dir: Path, out: TextIO) -> int:
                 print(f"error: {problem}", file=out)
         else:
             print(f"ok: {config_dir / name}", file=out)
+    notify = loaded.get("notify.yaml")
+    if isinstance(notify, NotifyConfig):
+        for line in reach_lines(notify):
+            print(line, file=out)
     for warning in cross_check(loaded):
         print(f"warning: {warning}", file=out)
     return 1 if failed else 0
+
+
+def reach_lines(notify: NotifyConfig) -> list[str]:
+    """Which channels each team in notify.yaml reaches: kinds and entry names or addresses, never a URL or secret."""
+    return [
+        f"notify.yaml: {team} reaches {', '.join(targets) if targets else 'nothing'}"
+        for team, targets in describe_channels(notify).items()
+    ]
 
 
 def cross_check(loaded: dict[str, BaseModel], today: date | None = None) -> list[str]:
@@ -239,6 +257,14 @@ def sla_replay(args: argparse.Namespace, config_dir: Path, out: TextIO) -> int:
     return 0
 
 
+API_COMMANDS: dict[str, Callable[[argparse.Namespace, ApiClient, TextIO], int]] = {
+    "silence": silence_command,
+    "oncall": oncall_command,
+    "deliveries": delivery_command,
+}
+"""The areas that talk to the REST API (services/cli_client.py)."""
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: httpx.Client | None = None) -> int:
     """``http``: the client for the API commands (tests pass one bound to an in-process app)."""
     out = out or sys.stdout
@@ -276,11 +302,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: htt
     )
     add_silence_commands(sub, _aware)
     add_oncall_commands(sub, _aware)
+    add_delivery_commands(sub)
     args = parser.parse_args(argv)
-    if args.area == "silence":
-        return silence_command(args, client_from(args, http), out)
-    if args.area == "oncall":
-        return oncall_command(args, client_from(args, http), out)
+    api_command = API_COMMANDS.get(args.area)
+    if api_command is not None:
+        return api_command(args, client_from(args, http), out)
     config_dir = args.config_dir or default_config_dir()
     if args.area == "sla":
         return sla_replay(args, config_dir, out)

@@ -6,6 +6,8 @@
     ticketloop oncall show [TEAM] [--at TIME]
     ticketloop oncall override TEAM PERSON (--duration 8h | --end TIME) [--start TIME] [--reason TEXT]
     ticketloop oncall remove TEAM OVERRIDE_ID
+    ticketloop deliveries failed [--limit N]
+    ticketloop deliveries redrive (ID... | --all)
 
 The API address and token come from ``--api-url`` / ``--api-token`` or ``TICKETLOOP_API_URL`` /
 ``TICKETLOOP_API_TOKEN``. Errors from the API are printed with the field they name; the exit code is 1.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import httpx
@@ -183,3 +185,79 @@ def oncall_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int
         print(f"error: {exc}", file=out)
         return 1
     return 0
+
+
+REDRIVE_ALL_LIMIT = 1000
+"""``deliveries redrive --all`` takes at most this many per run (the API's largest page)."""
+
+
+def add_delivery_commands(sub: Any) -> None:
+    deliveries = sub.add_parser(
+        "deliveries", help="notifications the notifier gave up; send them again"
+    ).add_subparsers(dest="action", required=True)
+    failed = deliveries.add_parser("failed", help="list failed (dead-lettered) notifications, oldest first")
+    failed.add_argument("--limit", type=int, default=100, help="at most this many (default 100, at most 1000)")
+    redrive = deliveries.add_parser("redrive", help="send failed notifications again")
+    which = redrive.add_mutually_exclusive_group(required=True)
+    which.add_argument("ids", nargs="*", default=[], metavar="ID")
+    which.add_argument("--all", action="store_true", help="every failed notification")
+    for p in (failed, redrive):
+        add_api_arguments(p)
+
+
+def age(since: datetime, now: datetime) -> str:
+    """A short age: ``45s``, ``12m``, ``3h05m``, ``2d04h``."""
+    seconds = max(int((now - since).total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m" if minutes else f"{secs}s"
+
+
+def delivery_line(d: dict[str, Any], now: datetime) -> str:
+    """One failed notification: id, ticket, channel and target, attempts, last error, age."""
+    created = datetime.fromisoformat(d["created_at"])
+    error = d["error"] or "-"
+    return (
+        f"{d['notification_id']}  {d['ticket_id']}  {d['channel']} {d['target']}  "
+        f"attempts={d['attempts']}  {age(created, now)}  {error}"
+    )
+
+
+def failed_deliveries(api: ApiClient, limit: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = api.call(
+        "GET", "/api/v1/deliveries", params={"status": "failed", "limit": str(limit)}
+    )["deliveries"]
+    return found
+
+
+def delivery_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
+    """``failed`` lists; ``redrive`` tries every id and exits 1 if any was not a failed notification."""
+    try:
+        if args.action == "failed":
+            now = datetime.now(UTC)
+            for d in failed_deliveries(api, args.limit):
+                print(delivery_line(d, now), file=out)
+            return 0
+        ids: list[str] = list(args.ids)
+        if args.all:
+            ids = [d["notification_id"] for d in failed_deliveries(api, REDRIVE_ALL_LIMIT)]
+            if len(ids) == REDRIVE_ALL_LIMIT:
+                print(f"note: redriving the first {REDRIVE_ALL_LIMIT}; run again for the rest", file=out)
+    except ApiError as exc:
+        print(f"error: {exc}", file=out)
+        return 1
+    code = 0
+    for nid in ids:
+        try:
+            api.call("POST", f"/api/v1/deliveries/{nid}/redrive")
+        except ApiError as exc:
+            print(f"error: {exc}", file=out)
+            code = 1
+        else:
+            print(f"redriving {nid}", file=out)
+    return code

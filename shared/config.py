@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from prometheus_client import Counter
-from pydantic import AfterValidator, BaseModel, BeforeValidator, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, StringConstraints, ValidationError
 
 from shared.logging import get_logger
 
@@ -49,14 +50,15 @@ def _to_python(node: yaml.Node) -> Any:
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
-    """The 1-based line of the deepest node along ``loc`` that exists in the document."""
+    """The 1-based line of the deepest node along ``loc`` that exists in the document. A part that is not a key
+    of a mapping is passed over (pydantic puts a union member's tag in the path: ``channels.0.webhook.url_env``)."""
     node = root
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             match = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
             if match is None:
-                break
+                continue
             node = match
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
             node = node.value[part]
@@ -83,7 +85,7 @@ def parse_yaml_text(text: str, model: type[M], *, filename: str) -> M:
             ConfigProblem(filename, _line_of(root, tuple(err["loc"])), ".".join(str(p) for p in err["loc"]), err["msg"])
             for err in exc.errors()
         ]
-        raise ConfigError(problems) from exc
+        raise ConfigError(problems) from None  # pydantic's own error shows input values: secrets
 
 
 def load_yaml_model(path: Path, model: type[M]) -> M:
@@ -184,3 +186,16 @@ def check_time_zone(value: str) -> str:
 
 TimeZone = Annotated[str, AfterValidator(check_time_zone)]
 """A config field naming an IANA time zone, checked on load."""
+
+
+def check_env_set(name: str) -> str:
+    """A ``*_env`` config field: the variable must be set and not empty when the config is loaded (an unset
+    variable would otherwise sign with an empty key, accept an empty token or post to nowhere). The error names
+    the variable, never its value."""
+    if not os.environ.get(name, ""):
+        raise ValueError(f"environment variable {name} is unset or empty")
+    return name
+
+
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"), AfterValidator(check_env_set)]
+"""A config field naming an environment variable that holds a secret; checked to be set and not empty on load."""

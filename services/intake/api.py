@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.intake.config import Credential, IntakeConfig, token_matches
+from services.intake.deliveries import delivery_routes
 from services.intake.formats import alertmanager, generic, pagerduty
 from services.intake.publisher import Publisher, PublishUnavailableError, Record
 from shared import db
@@ -628,4 +629,5 @@ def create_app(deps: IntakeDeps) -> Starlette:
     from services.intake.actions import action_routes  # here: actions uses this module's helpers
 
     routes += action_routes(deps, publish, metrics.rejected)
+    routes += delivery_routes(deps, api_client, fail)
     return Starlette(routes=routes)

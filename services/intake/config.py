@@ -1,20 +1,51 @@
-"""intake.yaml: which integrations may post, in which format, with which bearer token; and API clients."""
+"""intake.yaml: which integrations may post, in which format, with which bearer token; and API clients.
+
+    integrations:
+      - {name: alertmanager, format: alertmanager, token_env: AM_TOKEN}   # or token: <at least 16 characters>
+    api_clients:
+      - {name: ops-console, token_env: OPS_CONSOLE_TOKEN}
+
+A ``token_env`` must name a variable that is set and not empty when the file is loaded (else a ConfigError naming
+file, line, field and variable). Tokens are ``SecretStr``: no repr, str or error shows them; the plain value is
+read only where a presented token is compared with it.
+"""
 
 from __future__ import annotations
 
 import hmac
 import os
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from shared.config import EnvName
+
+MIN_TOKEN = 16
+
+
+def check_token_length(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) < MIN_TOKEN:
+        raise ValueError(f"a token must have at least {MIN_TOKEN} characters")
+    return value
+
+
+Token = Annotated[SecretStr, AfterValidator(check_token_length)]
+"""A bearer token given inline: a secret of at least 16 characters, never shown."""
 
 
 class Credential(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    token: str | None = Field(default=None, min_length=16)
-    token_env: str | None = None
+    token: Token | None = None
+    token_env: EnvName | None = None
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_token_length(cls, name: str | None) -> str | None:
+        if name is not None and len(os.environ.get(name, "")) < MIN_TOKEN:
+            raise ValueError(f"environment variable {name} must hold a token of at least {MIN_TOKEN} characters")
+        return name
 
     @model_validator(mode="after")
     def _one_token(self) -> Credential:
@@ -22,10 +53,11 @@ class Credential(BaseModel):
             raise ValueError("give exactly one of 'token' or 'token_env'")
         return self
 
-    def secret(self) -> str:
+    def secret(self) -> SecretStr:
+        """The token, inline or from ``token_env`` (read now; it was checked to be set when the file was loaded)."""
         if self.token is not None:
             return self.token
-        return os.environ.get(self.token_env or "", "")
+        return SecretStr(os.environ.get(self.token_env or "", ""))
 
 
 class Integration(Credential):
@@ -33,7 +65,7 @@ class Integration(Credential):
 
 
 class IntakeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     integrations: list[Integration] = Field(default_factory=list)
     api_clients: list[Credential] = Field(default_factory=list)
@@ -52,12 +84,13 @@ class IntakeConfig(BaseModel):
     def api_client_for(self, token: str) -> Credential | None:
         found = None
         for client in self.api_clients:
-            secret = client.secret()
             # compare against every client so timing does not tell which names exist
-            if secret and hmac.compare_digest(secret.encode(), token.encode()):
+            if token_matches(client.secret(), token):
                 found = client
         return found
 
 
-def token_matches(expected: str, given: str) -> bool:
-    return bool(expected) and hmac.compare_digest(expected.encode(), given.encode())
+def token_matches(expected: SecretStr, given: str) -> bool:
+    """Whether a presented token is the expected one (constant time; an empty expected token matches nothing)."""
+    plain = expected.get_secret_value()
+    return bool(plain) and hmac.compare_digest(plain.encode(), given.encode())

@@ -34,6 +34,37 @@ def test_config_check_accepts_the_shipped_config(config_dir: Path) -> None:
     assert "warning" not in out
 
 
+def test_config_check_says_which_channels_each_team_reaches_without_urls_or_secrets(config_dir: Path) -> None:
+    code, out = run("config", "check", "--config-dir", str(config_dir))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[6:9] == [
+        "notify.yaml: implementation reaches email impl@example.test, webhook impl-chat",
+        "notify.yaml: operations reaches email ops@example.test, webhook ops-chat",
+        "notify.yaml: ops-leads reaches email ops-leads@example.test",
+    ]
+    shipped = (config_dir / "notify.yaml").read_text()
+    assert "http://127.0.0.1:8099/hooks/operations" in shipped and "demo-webhook-secret-operations" in shipped
+    assert "http" not in out and "demo-webhook-secret" not in out
+
+
+def test_config_check_refuses_an_unset_secret_variable_naming_it(
+    config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TL_TEST_UNSET_SECRET", raising=False)
+    notify = (config_dir / "notify.yaml").read_text()
+    (config_dir / "notify.yaml").write_text(
+        notify.replace("secret: demo-webhook-secret-operations", "secret_env: TL_TEST_UNSET_SECRET")
+    )
+    code, out = run("config", "check", "--config-dir", str(config_dir))
+    assert code == 1
+    assert (
+        f"error: {config_dir / 'notify.yaml'}:9: teams.operations.channels.0.webhook.secret_env: "
+        "Value error, environment variable TL_TEST_UNSET_SECRET is unset or empty"
+    ) in out
+    assert "reaches" not in out and "http" not in out
+
+
 def test_config_check_names_file_line_and_field_and_fails(config_dir: Path) -> None:
     (config_dir / "sla.yaml").write_text(
         "policies:\n  default:\n    acknowledge: {P1: soon}\n    escalation: [{after: 0s, team: owner}]\n"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import traceback
 from datetime import timedelta
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.intake.config import IntakeConfig
+from services.intake.config import IntakeConfig, token_matches
 from services.notifier.config import NotifyConfig
 from services.router.rules import RoutingConfig
 from services.sla.policy import SlaConfig
@@ -114,3 +115,115 @@ def test_an_optional_file_may_be_missing_and_is_picked_up_when_it_appears(tmp_pa
     path.write_text("people: {olga: {}}\nteams: {ops: {members: [olga]}}\n")
     assert watcher.poll() == "reloaded"
     assert watcher.current.teams["ops"].members == ["olga"]
+
+
+INLINE_TOKEN = "inline-token-0123456789abcdef"
+ENV_TOKEN = "env-token-0123456789abcdef"
+HOOK_URL = "https://hooks.example.test/hook-path-that-is-a-secret"
+INTAKE_WITH_ENV = f"""integrations:
+  - name: am
+    format: alertmanager
+    token: {INLINE_TOKEN}
+api_clients:
+  - name: console
+    token_env: TL_TEST_API_TOKEN
+"""
+NOTIFY_WITH_ENV = f"""teams:
+  operations:
+    email: [ops@example.test]
+    channels:
+      - type: webhook
+        name: ops-chat
+        url: {HOOK_URL}
+        secret_env: TL_TEST_HOOK_SECRET
+      - type: slack
+        name: ops-slack
+        url_env: TL_TEST_SLACK_URL
+"""
+
+
+@pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
+@pytest.mark.parametrize(
+    ("filename", "model", "text", "where", "variable"),
+    [
+        ("intake.yaml", IntakeConfig, INTAKE_WITH_ENV, "intake.yaml:7: api_clients.0.token_env", "TL_TEST_API_TOKEN"),
+        (
+            "notify.yaml",
+            NotifyConfig,
+            NOTIFY_WITH_ENV,
+            "notify.yaml:8: teams.operations.channels.0.webhook.secret_env",
+            "TL_TEST_HOOK_SECRET",
+        ),
+        (
+            "notify.yaml",
+            NotifyConfig,
+            NOTIFY_WITH_ENV,
+            "notify.yaml:11: teams.operations.channels.1.slack.url_env",
+            "TL_TEST_SLACK_URL",
+        ),
+    ],
+)
+def test_an_unset_or_empty_secret_variable_is_a_config_error_naming_file_line_field_and_variable(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    value: str | None,
+    filename: str,
+    model: type,
+    text: str,
+    where: str,
+    variable: str,
+) -> None:
+    for name in ("TL_TEST_API_TOKEN", "TL_TEST_HOOK_SECRET", "TL_TEST_SLACK_URL"):
+        monkeypatch.setenv(name, "https://hooks.example.test/set-from-env-0123456789")
+    if value is None:
+        monkeypatch.delenv(variable)
+    else:
+        monkeypatch.setenv(variable, value)
+    path = tmp_path / filename
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_yaml_model(path, model)
+    message = str(exc.value)
+    assert f"{tmp_path / where}: Value error, environment variable {variable} is unset or empty" == message
+    assert INLINE_TOKEN not in message and HOOK_URL not in message and "set-from-env" not in message
+
+
+def test_an_intake_token_from_the_environment_needs_16_characters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TL_TEST_API_TOKEN", "short-one")
+    with pytest.raises(ConfigError) as exc:
+        parse_yaml_text(INTAKE_WITH_ENV, IntakeConfig, filename="intake.yaml")
+    assert "intake.yaml:7: api_clients.0.token_env:" in str(exc.value)
+    assert "TL_TEST_API_TOKEN must hold a token of at least 16 characters" in str(exc.value)
+    assert "short-one" not in str(exc.value)
+
+
+def test_a_short_inline_token_is_refused_without_showing_it() -> None:
+    text = "api_clients:\n  - {name: c, token: tiny-secret-x}\n"  # not on the line a traceback shows
+    with pytest.raises(ConfigError) as exc:
+        parse_yaml_text(text, IntakeConfig, filename="intake.yaml")
+    assert str(exc.value) == "intake.yaml:2: api_clients.0.token: Value error, a token must have at least 16 characters"
+    assert "tiny-secret-x" not in "".join(traceback.format_exception(exc.value)), "nor does a traceback"
+
+
+def test_a_bad_inline_url_is_refused_without_showing_it_even_in_a_traceback() -> None:
+    url = "ftp://hooks.example.test/a-secret-path"
+    with pytest.raises(ConfigError) as exc:
+        parse_yaml_text(
+            f"teams:\n  o:\n    channels:\n      - {{type: webhook, name: a, url: '{url}'}}\n",
+            NotifyConfig,
+            filename="n",
+        )
+    assert str(exc.value).startswith("n:4: teams.o.channels.0.webhook.url: Value error, must be an http")
+    assert url not in "".join(traceback.format_exception(exc.value))
+
+
+def test_intake_tokens_are_secret_in_every_rendering_and_still_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TL_TEST_API_TOKEN", ENV_TOKEN)
+    config = parse_yaml_text(INTAKE_WITH_ENV, IntakeConfig, filename="intake.yaml")
+    for shown in (repr(config), str(config), config.model_dump_json(), repr(config.integrations[0].secret())):
+        assert INLINE_TOKEN not in shown and ENV_TOKEN not in shown
+    client = config.api_client_for(ENV_TOKEN)
+    assert client is not None and client.name == "console"
+    assert config.api_client_for(INLINE_TOKEN) is None
+    assert token_matches(config.integrations[0].secret(), INLINE_TOKEN)
+    assert not token_matches(config.integrations[0].secret(), ENV_TOKEN)

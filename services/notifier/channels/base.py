@@ -21,6 +21,8 @@ from typing import Annotated, Any, Protocol
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from shared.config import EnvName as EnvName  # noqa: PLC0414 - re-exported for the channel modules
+
 
 @dataclass(frozen=True, slots=True)
 class ActionLink:
@@ -70,18 +72,6 @@ class Channel(Protocol):
 
     async def send(self, message: Message, target: str) -> None:
         """Deliver ``message`` to ``target`` (a configured entry's name, or an address) or raise DeliveryError."""
-
-
-def check_env_set(name: str) -> str:
-    """A ``*_env`` config field: the variable must be set and not empty when the config is loaded (an unset
-    variable would otherwise sign with an empty key or post to nowhere)."""
-    if not os.environ.get(name, ""):
-        raise ValueError(f"environment variable {name} is unset or empty")
-    return name
-
-
-EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"), AfterValidator(check_env_set)]
-"""A config field naming an environment variable that holds a secret; checked to be set on load."""
 
 
 def resolve_secret(value: SecretStr | None, env: str | None) -> SecretStr | None:

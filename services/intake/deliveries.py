@@ -1,0 +1,115 @@
+"""Dead-lettered notifications over the REST API: list them, and send them again.
+
+``GET /api/v1/deliveries?status=failed[&limit=N]`` lists the notifications the notifier gave up (kept in the
+outbox, shared/outbox.py, with status ``failed``), oldest planned first: id, ticket, team, channel kind, target
+(the channel entry's name, or an email address), message kind, attempts, the last error, when it was planned and
+its subject. Never the message's text, its action links or any URL: a subject or an error that carries a URL
+shows ``<url>`` in its place.
+
+``POST /api/v1/deliveries/{notification_id}/redrive`` marks a failed notification for sending again (202); the
+notifier takes it back within seconds and sends it through its lane as a new one (attempts from zero). 404 when
+there is no failed notification with that id (unknown, delivered, or already being redriven).
+
+Both need an API client's bearer token, as every /api/v1 route.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.intake.config import Credential
+from shared import outbox
+from shared.db import as_utc
+from shared.logging import get_logger
+
+if TYPE_CHECKING:
+    from services.intake.api import HttpError, IntakeDeps
+
+log = get_logger(__name__)
+
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+STATUSES = (outbox.FAILED,)
+"""The listable statuses (pending ones are the notifier's business)."""
+
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
+
+
+def without_urls(text: str) -> str:
+    """``text`` with every URL (scheme://...) replaced by ``<url>``: a webhook URL is a secret, a link acts."""
+    return _URL.sub("<url>", text)
+
+
+def delivery_json(item: outbox.OutboxItem) -> dict[str, Any]:
+    """A failed notification for operators: what, to whom, why; no text, links or URLs."""
+    created = as_utc(item.created_at) or item.created_at
+    return {
+        "notification_id": item.notification_id,
+        "ticket_id": item.ticket_id,
+        "team": item.team,
+        "channel": item.channel,
+        "target": item.target,
+        "kind": item.kind,
+        "attempts": item.attempts,
+        "error": without_urls(item.last_error),
+        "created_at": created.isoformat(),
+        "subject": without_urls(str(item.payload.get("subject", ""))),
+    }
+
+
+def list_params(query: dict[str, str]) -> tuple[str, int]:
+    """(status, limit) of a listing request; ValueError says what is wrong."""
+    status = query.get("status", outbox.FAILED)
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+    try:
+        limit = int(query.get("limit", str(DEFAULT_LIMIT)))
+    except ValueError as exc:
+        raise ValueError("limit must be an integer") from exc
+    return status, min(max(limit, 1), MAX_LIMIT)
+
+
+def delivery_routes(
+    deps: IntakeDeps,
+    api_client: Callable[[Request], Credential],
+    fail: Callable[[HttpError, str], Response],
+) -> list[Route]:
+    """The /api/v1/deliveries routes, for create_app: ``api_client`` authenticates (raises HttpError 401),
+    ``fail`` turns an HttpError into its answer and counts it."""
+    from services.intake.api import HttpError  # here: api imports this module at its top
+
+    async def list_failed(request: Request) -> Response:
+        try:
+            api_client(request)
+            try:
+                _status, limit = list_params(dict(request.query_params))
+            except ValueError as exc:
+                raise HttpError(422, str(exc)) from exc
+            items = await run_in_threadpool(outbox.failed, deps.engine, limit)
+        except HttpError as exc:
+            return fail(exc, "api")
+        return JSONResponse({"deliveries": [delivery_json(i) for i in items]})
+
+    async def redrive(request: Request) -> Response:
+        nid = request.path_params["notification_id"]
+        try:
+            client = api_client(request)
+            done = await run_in_threadpool(outbox.redrive, deps.engine, nid, datetime.now(UTC))
+            if not done:
+                raise HttpError(404, f"no failed delivery {nid!r}")
+        except HttpError as exc:
+            return fail(exc, "api")
+        log.info("delivery_redrive_requested", notification_id=nid, by=client.name)
+        return JSONResponse({"status": "redriving", "notification_id": nid}, status_code=202)
+
+    return [
+        Route("/api/v1/deliveries", list_failed, methods=["GET"]),
+        Route("/api/v1/deliveries/{notification_id}/redrive", redrive, methods=["POST"]),
+    ]
