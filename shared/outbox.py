@@ -173,12 +173,13 @@ def failed(engine: Engine, limit: int = 1000) -> list[OutboxItem]:
 
 
 def redrive(engine: Engine, notification_id: str, now: datetime) -> bool:
-    """Ask for a failed item to be sent again (the notifier picks it up); False when there is no such failed item."""
+    """Ask for a failed item to be sent again (the notifier picks it up); False when there is no such failed item.
+    Its give-up time starts again from now (else an item given up for its age would get one try only)."""
     with Session(engine) as session:
         row = session.get(OutboxRow, notification_id)
         if row is None or row.status != FAILED:
             return False
-        row.status, row.attempts, row.due_at = REDRIVE, 0, now
+        row.status, row.attempts, row.due_at, row.created_at = REDRIVE, 0, now, now
         session.add(row)
         session.commit()
         return True

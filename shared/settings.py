@@ -100,7 +100,7 @@ class NotifierSettings(CommonSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=1025, ge=1, le=65535)
     smtp_username: str | None = None
-    smtp_password: str | None = None
+    smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     mail_from: str = "ticketloop@localhost"
     # a failed send is retried from the outbox (never inside a Kafka transaction): backoff from retry_base_s

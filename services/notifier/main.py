@@ -35,7 +35,7 @@ def build_channels(settings: NotifierSettings, config: NotifyConfig) -> dict[str
             port=settings.smtp_port,
             sender=settings.mail_from,
             username=settings.smtp_username,
-            password=settings.smtp_password,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
             starttls=settings.smtp_starttls,
             timeout_s=settings.http_timeout_s,
         ),

@@ -39,13 +39,17 @@ def test_config_check_says_which_channels_each_team_reaches_without_urls_or_secr
     assert code == 0
     lines = out.splitlines()
     assert lines[6:9] == [
-        "notify.yaml: implementation reaches email impl@example.test, webhook impl-chat",
-        "notify.yaml: operations reaches email ops@example.test, webhook ops-chat",
+        "notify.yaml: implementation reaches email impl@example.test, slack impl-slack, feishu impl-feishu, "
+        "teams impl-teams, webhook impl-hook",
+        "notify.yaml: operations reaches email ops@example.test, slack ops-slack, dingtalk ops-dingtalk, "
+        "wecom ops-wecom, webhook ops-hook",
         "notify.yaml: ops-leads reaches email ops-leads@example.test",
     ]
     shipped = (config_dir / "notify.yaml").read_text()
-    assert "http://127.0.0.1:8099/hooks/operations" in shipped and "demo-webhook-secret-operations" in shipped
-    assert "http" not in out and "demo-webhook-secret" not in out
+    for secret in ("http://127.0.0.1:8099/hooks/operations", "demo-webhook-secret-operations", "xoxb-", "SECdemo"):
+        assert secret in shipped
+        assert secret not in out
+    assert "http" not in out
 
 
 def test_config_check_refuses_an_unset_secret_variable_naming_it(
@@ -59,7 +63,7 @@ def test_config_check_refuses_an_unset_secret_variable_naming_it(
     code, out = run("config", "check", "--config-dir", str(config_dir))
     assert code == 1
     assert (
-        f"error: {config_dir / 'notify.yaml'}:9: teams.operations.channels.0.webhook.secret_env: "
+        f"error: {config_dir / 'notify.yaml'}:11: teams.operations.channels.3.webhook.secret_env: "
         "Value error, environment variable TL_TEST_UNSET_SECRET is unset or empty"
     ) in out
     assert "reaches" not in out and "http" not in out

@@ -150,10 +150,28 @@ async def test_a_permanent_failure_is_given_up_kept_and_redriven(engine: Engine)
         assert outbox.redrive(engine, "x-0", datetime.now(UTC))
         assert not outbox.redrive(engine, "x-0", datetime.now(UTC)), "only a failed item is redriven"
         assert await dispatcher.redrive([("tickets", 0)]) == 1
-        await until("the redriven send", lambda: len(channel.delivered) == 1)
+        await until("the redriven send recorded", lambda: [r.status for r in sinks.records] == ["failed", "sent"])
     finally:
         await dispatcher.stop()
     assert outbox.failed(engine) == [] and db.was_delivered(engine, "x-0")
+
+
+async def test_a_notification_given_up_for_its_age_gets_a_whole_new_window_when_redriven(engine: Engine) -> None:
+    channel, sinks = FakeChannel(), Sinks()
+    channel.down.add("late")
+    dispatcher = Dispatcher(deps(engine, channel, sinks, retry=RetryPolicy(0.01, 0.02, give_up_s=0.3)))
+    try:
+        dispatcher.submit(outbox.add(engine, items("late", 1)))
+        await until("the give-up", lambda: len(sinks.given_up) == 1)
+        assert outbox.redrive(engine, "late-0", datetime.now(UTC))
+        before = len(channel.attempts)
+        await dispatcher.redrive([("tickets", 0)])
+        await until("two failed tries after the redrive", lambda: len(channel.attempts) >= before + 2)
+        channel.down.clear()
+        await until("the redriven send recorded", lambda: [r.status for r in sinks.records][-1:] == ["sent"])
+    finally:
+        await dispatcher.stop()
+    assert len(sinks.given_up) == 1, "the redriven one was retried in its new window, not given up at once"
 
 
 async def test_retries_stop_at_the_give_up_time(engine: Engine) -> None:
