@@ -30,6 +30,7 @@ from services.notifier.stages import (
     breaker_failure,
     breaker_success,
     breaker_wait,
+    digest_budget,
     fold,
     message_from_json,
     next_attempt,
@@ -143,7 +144,7 @@ class Lane:
         # a redraw is never folded: it changes a message in place instead of adding one
         due = [i for i in ordered if i.due_at <= self.deps.wall() and i.kind != STATE]
         if head.kind != STATE and remaining(self.window, limit, now) == 0 and len(due) > 1:
-            members, digest = fold(due, self.deps.max_bytes.get(self.kind, 4000))
+            members, digest = fold(due, digest_budget(self.deps.max_bytes.get(self.kind, 4000)))
             self.deps.on_digest(self.kind, len(members))
             return members, digest
         return [head], message_from_json(head.payload)

@@ -128,6 +128,13 @@ def next_attempt(
 # --- digests -------------------------------------------------------------------------------------------------
 
 
+def digest_budget(max_bytes: int) -> int:
+    """How much text a digest may hold in a channel whose limit is ``max_bytes``: room is left for the title, the
+    vendor's envelope and escaping (Slack's ``&amp;``), so the channel never has to cut a digest — a cut would
+    drop its last lines, and they count as delivered."""
+    return max(500, int(max_bytes * 0.75) - 300)
+
+
 def fold(items: Sequence[OutboxItem], max_bytes: int) -> tuple[list[OutboxItem], Message]:
     """A digest of as many of ``items`` (in order, at least one) as fit in ``max_bytes`` of text: one line per
     notification, so nothing is dropped — the rest wait for the next message."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -28,6 +29,9 @@ from services.notifier.channels.base import (
     Mention,
     Message,
 )
+from services.notifier.channels.registry import REGISTRY
+from services.notifier.stages import digest_budget, fold, message_to_json
+from shared.outbox import OutboxItem
 
 ACTIONS = (
     ActionLink("ack", "Acknowledge", "http://127.0.0.1:8080/act/tok-ack"),
@@ -120,6 +124,40 @@ async def check_long_text_is_cut_not_refused(case: ContractCase, sink: VendorSin
     assert CUT_MARKER.strip() in got[0].text
 
 
+async def check_a_full_digest_is_never_cut(case: ContractCase, sink: VendorSink) -> None:
+    """A digest folded to the kind's budget reaches the vendor whole: every line, no cut marker (a cut line
+    would be a notification counted as delivered that nobody saw)."""
+    channel, target = case.make(sink, context())
+    now = datetime.now(UTC)
+    summary = "磁盘已满 disk full & <latency> on db-" + "x" * 40
+    items = [
+        OutboxItem(
+            notification_id=f"n{i}",
+            seq=i,
+            ticket_id=f"tl-{i:016x}",
+            team="operations",
+            channel=case.kind,
+            target=target,
+            kind="assignment",
+            payload=message_to_json(Message("assignment", f"[P1] New ticket tl-{i:016x}: {summary}", "t")),
+            source_topic="tickets",
+            source_partition=0,
+            created_at=now,
+            due_at=now,
+        )
+        for i in range(2000)
+    ]
+    members, digest = fold(items, digest_budget(REGISTRY[case.kind].max_bytes))
+    assert len(members) > 5
+    before = len(sink.received(case.vendor))
+    await channel.send(digest, target)
+    got = sink.received(case.vendor)[before:]
+    assert len(got) == 1, got
+    seen = got[0].title + "\n" + got[0].text
+    assert CUT_MARKER.strip() not in seen
+    assert all(m.ticket_id in seen for m in members), "every member of the digest is in the message"
+
+
 def assert_no_secret(case: ContractCase, text: str) -> None:
     for secret in case.secrets:
         assert secret not in text, f"{case.kind} error shows a secret: {text!r}"
@@ -131,3 +169,4 @@ async def check_contract(case: ContractCase, sink: VendorSink) -> None:
     await check_classifies_answers(case, sink)
     await check_dropped_connection_is_retryable_and_secret_free(case, sink)
     await check_long_text_is_cut_not_refused(case, sink)
+    await check_a_full_digest_is_never_cut(case, sink)
