@@ -56,9 +56,9 @@ def test_a_window_lets_the_limit_through_then_the_next_as_the_oldest_leaves() ->
         allowed += ok
     assert allowed == 20
     assert remaining(window, limit, 2.4) == 0
-    assert until_token(window, limit, 2.4) == pytest.approx(57.6)
-    assert take(window, limit, 59.9)[1] is False
-    assert take(window, limit, 60.0)[1] is True
+    assert until_token(window, limit, 2.4) == pytest.approx(63.05 - 2.4), "60 s and a margin for jitter"
+    assert take(window, limit, 60.0)[1] is False
+    assert take(window, limit, 63.06)[1] is True
 
 
 @given(st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=80))
@@ -74,7 +74,7 @@ def test_a_window_never_allows_more_than_the_limit_in_any_window(gaps: list[floa
         else:
             assert take(window, limit, now)[1] is False
     for i, t in enumerate(sent):
-        assert len([s for s in sent[i:] if s < t + limit.per_s]) <= limit.burst
+        assert len([s for s in sent[i:] if s < t + limit.per_s + 0.05]) <= limit.burst, "even with 50 ms of jitter"
 
 
 def test_the_breaker_opens_after_the_threshold_and_probes_again_for_longer() -> None:

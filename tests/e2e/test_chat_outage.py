@@ -1,0 +1,123 @@
+"""A chat endpoint down while tickets keep opening, and a storm for one team: the loop's notifier must never
+block, never lose and never repeat. Counted at the sinks, as the people in the chat would count.
+
+The outage here is short (the breaker's probe interval is shortened by a setting, so the test is quick); the
+mechanism is the same for hours: notifications wait in the outbox until TICKETLOOP_NOTIFIER_GIVE_UP_S (24 h).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deploy.local.vendors.base import ReceivedChat
+from tests.support.chatlab import ChatLab, am_alert, am_payload, chat_lab, tickets_per_message
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.e2e
+
+FAST_RECOVERY = {
+    "TICKETLOOP_NOTIFIER_BREAKER_OPEN_S": "0.5",
+    "TICKETLOOP_NOTIFIER_BREAKER_MAX_OPEN_S": "2",
+    "TICKETLOOP_NOTIFIER_RETRY_MAX_S": "2",
+}
+OPS_CHAT = ("slack", "dingtalk", "wecom", "webhook")
+
+
+def post_alerts(lab: ChatLab, first: int, count: int) -> None:
+    alerts = [am_alert(f"host-{i}", "db") for i in range(first, first + count)]
+    resp = lab.alertmanager().post("/api/v1/integrations/am", json=am_payload(alerts))
+    assert resp.status_code == 202, resp.text
+
+
+def ticket_ids(lab: ChatLab, n: int) -> list[str]:
+    def all_there() -> list[str] | None:
+        tickets = lab.api().get("/api/v1/tickets", params={"limit": 1000}).json()["tickets"]
+        return [t["ticket_id"] for t in tickets] if len(tickets) >= n else None
+
+    return wait_for(f"{n} tickets in the API", all_there, stack=lab.stack, timeout=180)
+
+
+def named(messages: list[ReceivedChat]) -> Counter[str]:
+    return tickets_per_message([m for m in messages if "ESCALATION" not in m.title and "WARNING" not in m.title])
+
+
+def has_all(lab: ChatLab, vendor: str, ids: list[str]) -> Callable[[], bool]:
+    return lambda: set(named(lab.chat.received(vendor))) >= set(ids)
+
+
+def breaker_open(lab: ChatLab, channel: str) -> bool:
+    port = lab.stack.metrics_ports["notifier"]
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return f'ticketloop_notifier_breakers_open_count{{channel="{channel}"}} 1.0' in text
+
+
+def test_a_chat_endpoint_down_holds_only_its_own_messages_and_gets_each_exactly_once_after(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    with chat_lab(kafka_bootstrap, tmp_path, **FAST_RECOVERY) as lab:
+        lab.chat.down("/dingtalk", 3600, mode="drop")  # unreachable: connections closed unanswered
+        for batch in range(4):  # tickets keep opening during the outage
+            post_alerts(lab, batch * 3, 3)
+            ids = ticket_ids(lab, batch * 3 + 3)
+            for vendor in ("slack", "wecom", "webhook"):  # the others keep getting theirs during the outage
+                wait_for(f"{vendor} to have every ticket so far", has_all(lab, vendor, ids), stack=lab.stack)
+        wait_for("DingTalk's circuit open", lambda: breaker_open(lab, "dingtalk"), stack=lab.stack)
+        wait_for(
+            "the mail of every ticket",
+            lambda: len([m for m in lab.smtp.received() if "ops@example.test" in m.recipients]) >= 12,
+        )
+        assert lab.chat.received("dingtalk") == [], "nothing reached the endpoint while it was down"
+        lab.chat.up("/dingtalk")
+        wait_for("every held message at DingTalk", has_all(lab, "dingtalk", ids), stack=lab.stack, timeout=120)
+        api = lab.api()
+        wait_for(
+            "the delivery log to show them sent",
+            lambda: all(
+                any(
+                    n["channel"] == "dingtalk" and n["status"] == "sent"
+                    for n in api.get(f"/api/v1/tickets/{t}").json()["notifications"]
+                )
+                for t in ids
+            ),
+        )
+        for vendor in OPS_CHAT:
+            counts = named(lab.chat.received(vendor))
+            assert {t: counts[t] for t in ids} == dict.fromkeys(ids, 1), f"{vendor}: each ticket exactly once"
+            assert set(counts) == set(ids), f"{vendor}: nothing else"
+        mails = Counter(
+            m.message["X-Ticketloop-Ticket"] for m in lab.smtp.received() if "ops@example.test" in m.recipients
+        )
+        assert mails == Counter(dict.fromkeys(ids, 1))
+        held = [
+            n
+            for t in ids
+            for n in api.get(f"/api/v1/tickets/{t}").json()["notifications"]
+            if n["channel"] == "dingtalk"
+        ]
+        assert max(n["attempts"] for n in held) > 1, "the first held message was retried, not dropped"
+        assert lab.chat.rejections == []
+
+
+def test_a_storm_for_one_team_keeps_to_each_vendors_limit_in_digests_and_drops_nothing(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    storm = 1000
+    with chat_lab(kafka_bootstrap, tmp_path) as lab:
+        for first in range(0, storm, 100):
+            post_alerts(lab, first, 100)
+        ids = ticket_ids(lab, storm)
+        for vendor in OPS_CHAT:
+            wait_for(f"every ticket at {vendor}", has_all(lab, vendor, ids), stack=lab.stack, timeout=400)
+        assert lab.chat.rejections == [], "no vendor refused anything: every limit was kept"
+        for vendor in OPS_CHAT:
+            messages = lab.chat.received(vendor)
+            counts = named(messages)
+            assert sorted(counts.values()) == [1] * storm, f"{vendor}: each ticket exactly once"
+            if vendor != "webhook":  # the generic webhook has no vendor limit to keep
+                assert len(messages) < storm / 5, f"{vendor}: the storm arrived as digests ({len(messages)} messages)"
+                assert any(m.title.endswith("notifications for operations") for m in messages)
