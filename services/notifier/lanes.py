@@ -119,19 +119,30 @@ class Lane:
             await asyncio.wait_for(self.wake.wait(), timeout=max(seconds, 0.001))
 
     async def run(self) -> None:
+        """Send until cancelled; a fault in one round (a bug, a callback's error) is logged and the lane goes on."""
         while True:
-            ordered = self._ordered()
-            if not ordered:
-                self.wake.clear()
-                await self.wake.wait()
-                continue
-            head = ordered[0]
-            wait = self._wait_s(head)
-            if wait > 0:
-                await self._sleep(wait)
-                continue
-            batch, message = self._next_message(ordered)
-            await self._send(batch, message)
+            try:
+                await self._round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the lane must outlive any one fault, or its target would go silent
+                log.exception("lane_fault", channel=self.kind, target=self.target)
+                await asyncio.sleep(self.deps.sql_retry_s)
+
+    async def _round(self) -> None:
+        """One step: wait for the head, or send the next message."""
+        ordered = self._ordered()
+        if not ordered:
+            self.wake.clear()
+            await self.wake.wait()
+            return
+        head = ordered[0]
+        wait = self._wait_s(head)
+        if wait > 0:
+            await self._sleep(wait)
+            return
+        batch, message = self._next_message(ordered)
+        await self._send(batch, message)
 
     def _next_message(self, ordered: list[OutboxItem]) -> tuple[list[OutboxItem], Message]:
         """The head alone, or — when this send spends the rate limit and more wait — a digest of those due."""

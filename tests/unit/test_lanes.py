@@ -204,3 +204,25 @@ async def test_what_the_outbox_holds_is_sent_by_the_worker_assigned_its_partitio
         await dispatcher.stop()
     assert len(channel.delivered) == 3
     assert outbox.add(engine, items("later", 3)) == [], "delivered: a replay adds nothing"
+
+
+async def test_a_fault_in_a_callback_does_not_silence_the_target(engine: Engine) -> None:
+    """The deliveries topic unreachable for a moment (its callback raises): the lane logs it and goes on."""
+    channel, sinks = FakeChannel(), Sinks()
+    faults = [RuntimeError("broker down")]
+
+    async def flaky(records: Sequence[Delivery]) -> None:
+        if faults:
+            raise faults.pop()
+        await sinks.on_records(records)
+
+    dispatcher = Dispatcher(deps(engine, channel, sinks, on_records=flaky))
+    try:
+        dispatcher.submit(outbox.add(engine, items("t", 1)))
+        await until("the first send", lambda: len(channel.delivered) == 1 and not faults)
+        dispatcher.submit(outbox.add(engine, items("t", 1, start=1)))
+        await until("the second send recorded", lambda: len(sinks.records) == 1)
+    finally:
+        await dispatcher.stop()
+    assert [m.subject for m, _ in channel.delivered] == ["[P1] New ticket tl-0", "[P1] New ticket tl-1"]
+    assert outbox.pending(engine, [("tickets", 0)]) == [], "the first was finished before its callback failed"
