@@ -125,8 +125,9 @@ class Lane:
                 await self._round()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the lane must outlive any one fault, or its target would go silent
-                log.exception("lane_fault", channel=self.kind, target=self.target)
+            except Exception as exc:  # noqa: BLE001 - the lane must outlive any one fault, or its target would go silent
+                # the class only: an error's text can carry a webhook URL
+                log.error("lane_fault", error=type(exc).__name__, channel=self.kind, target=self.target)
                 await asyncio.sleep(self.deps.sql_retry_s)
 
     async def _round(self) -> None:
