@@ -127,7 +127,7 @@ class Lane:
                 raise
             except Exception as exc:  # noqa: BLE001 - the lane must outlive any one fault, or its target would go silent
                 # the class only: an error's text can carry a webhook URL
-                log.error("lane_fault", error=type(exc).__name__, channel=self.kind, target=self.target)
+                log.error("lane_fault", error=type(exc).__name__, channel=self.kind, target=self.target)  # noqa: TRY400
                 await asyncio.sleep(self.deps.sql_retry_s)
 
     async def _round(self) -> None:
