@@ -170,8 +170,9 @@ class Lane:
         except DeliveryError as exc:
             await self._failed(batch, str(exc), exc.retryable, exc.retry_after_s)
             return
-        except Exception as exc:
-            log.exception("channel_error", channel=self.kind, target=self.target)
+        except Exception as exc:  # noqa: BLE001 - a channel's bug must not stop the lane: retried, logged
+            # the class only: an error's text (httpx's) can carry the webhook URL, which is the secret
+            log.error("channel_error", error=type(exc).__name__, channel=self.kind, target=self.target)  # noqa: TRY400
             await self._failed(batch, f"{self.kind} {self.target}: {type(exc).__name__}", True, None)
             return
         self.breaker = breaker_success(self.breaker)
