@@ -1,0 +1,380 @@
+"""Notifications per second through the notifier alone, against a bare httpx POST loop in the same run, and the
+produce → receive latency at 70% of the rate measured.
+
+    python -m bench.notify_fanout [--tickets 2000] [--targets 4] [--paced-seconds 20] [--baseline-runs 2]
+                                  [--timeout 300] [--bootstrap HOST:PORT] [--workdir DIR]
+
+Setup: one local broker (or --bootstrap), SQLite in a temp dir, only the notifier (deploy.local.stack), and one
+receiving server (bench/fanout_sink.py: aiohttp in its own process, records ticket id, path and receive time,
+verifies nothing). notify.yaml gives the one team K ``webhook`` targets, each its own path on that server: the
+generic webhook has no vendor rate limit, while the vendor kinds (slack, dingtalk, ...) are limited by design to
+1-20 messages a second or a minute per target, so they would measure the limit, not the machinery. No email:
+the team has no addresses and the tickets have no owner, so nothing is mailed.
+
+1. Baseline: K concurrent loops (one in flight per target, as the notifier's lanes) post the notifier's very
+   bodies (the webhook payload of the same kind of ticket, same sizes, signed the same way) with one
+   httpx.AsyncClient; baseline_per_s = posts over the span between the first and last receive at the server,
+   the fastest of --baseline-runs runs (the machine is shared: a slow baseline would flatter the ratio).
+2. Throughput: N ticket events (change=opened, one ticket each, keyed by ticket id, with the router's trace and
+   ticket headers) are on the tickets topic before the notifier starts; notifs_per_s = N*K over the span between
+   the first and last receive (start-up and group join are not counted); ratio = notifs_per_s / baseline_per_s.
+3. Latency: tickets are produced paced at 70% of notifs_per_s (/K tickets a second) for --paced-seconds; each
+   notification's latency is its receive time minus its ticket's produce time — the moment the producer's
+   send() was called (also the record's CreateTime timestamp; linger_ms=0, acks=all), so it includes the broker
+   append. p50 and p99 over all paced notifications.
+
+A lost notification or one received twice (by ticket id and path) fails the run (exit 1), not a slow one. Every
+wait is bounded by --timeout; the notifier, the server and the broker are stopped at the end. Last line:
+``notify_fanout: tickets=.. targets=.. delivered=.. dups=.. notifs_per_s=.. baseline_per_s=.. ratio=..
+paced_per_s=.. p50_ms=.. p99_ms=..``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from bench.fanout_sink import FanoutSink, Received
+from deploy.local.kafka_local import LocalKafka, free_port
+from deploy.local.stack import Stack
+from services.notifier.channels.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, payload, sign
+from services.notifier.pipeline import notices_for_ticket_event
+from shared.codec import encode
+from shared.events import Change, EventKind, Severity, Ticket, TicketEvent, TicketState
+from shared.logging import make_headers
+from shared.topics import Topics, ensure_topics
+
+TEAM = "operations"
+SECRET = "bench-webhook-secret"  # noqa: S105 - a local test receiver's key, verified by nobody
+PARTITIONS = 4
+PACED_SHARE = 0.7
+Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
+"""(key, value, headers) of one tickets-topic record."""
+
+
+# --- what is produced and configured (pure) ------------------------------------------------------------------
+
+
+def ticket_event(ticket_id: str, now: datetime) -> TicketEvent:
+    """A newly opened alert ticket for the team, no owner, no group_wait: one notice to each of its targets."""
+    ticket = Ticket(
+        ticket_id=ticket_id,
+        dedup_key=f"bench/{ticket_id}",
+        kind=EventKind.alert,
+        source="bench",
+        state=TicketState.open,
+        summary=f"Disk usage above 90% on /var/lib/postgresql of {ticket_id} for 10 minutes",
+        severity=Severity.critical,
+        priority="P1",
+        team=TEAM,
+        policy="default",
+        rule="bench",
+        labels={"alertname": "DiskFull", "instance": f"{ticket_id}:9100", "service": "billing-db"},
+        occurrences=1,
+        first_seen=now,
+        last_seen=now,
+        opened_at=now,
+        version=1,
+    )
+    return TicketEvent(
+        change_id=f"{ticket_id}:1",
+        change=Change.opened,
+        actor="bench",
+        reason="matched route bench",
+        at=now,
+        ticket=ticket,
+        trace_id=f"trace-{ticket_id}",
+    )
+
+
+def ticket_ids(prefix: str, n: int) -> list[str]:
+    """Fixed-width ids (8 characters), so every phase's bodies have the same size."""
+    width = 8 - len(prefix)
+    return [f"{prefix}{i:0{width}d}" for i in range(n)]
+
+
+def records(ids: Iterable[str], now: datetime) -> list[Record]:
+    """Ticket events as the router writes them: keyed by ticket id, with its trace and ticket headers."""
+    out = []
+    for tid in ids:
+        ev = ticket_event(tid, now)
+        out.append((tid.encode(), encode(ev), make_headers(trace_id=ev.trace_id, ticket_id=tid)))
+    return out
+
+
+def hook_paths(targets: int) -> list[str]:
+    return [f"/hook/{k}" for k in range(targets)]
+
+
+def notify_yaml(sink_url: str, targets: int) -> str:
+    """One team, ``targets`` generic webhooks (no vendor rate limit), each to its own path; no email."""
+    lines = ["teams:", f"  {TEAM}:", "    channels:"]
+    lines += [
+        f'      - {{type: webhook, name: bench-hook-{k}, url: "{sink_url}{path}", secret: {SECRET}}}'
+        for k, path in enumerate(hook_paths(targets))
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_config(workdir: Path, sink_url: str, targets: int) -> Path:
+    cfg = workdir / "config"
+    cfg.mkdir(parents=True, exist_ok=True)
+    (cfg / "notify.yaml").write_text(notify_yaml(sink_url, targets))
+    (cfg / "routing.yaml").write_text(f"route:\n  team: {TEAM}\n")
+    (cfg / "teams.yaml").write_text("people: {}\nteams: {}\n")
+    (cfg / "projects.yaml").write_text("projects: []\n")
+    return cfg
+
+
+def webhook_posts(ids: Sequence[str], public_url: str, now: datetime) -> list[tuple[bytes, dict[str, str]]]:
+    """The bodies and headers the notifier posts for these tickets (its own templates and webhook payload)."""
+    out = []
+    ts = int(now.timestamp())
+    for tid in ids:
+        (notice,) = notices_for_ticket_event(ticket_event(tid, now), public_url)
+        body = payload(notice.message)
+        headers = {
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: str(ts),
+            SIGNATURE_HEADER: sign(SECRET, ts, body),
+        }
+        out.append((body, headers))
+    return out
+
+
+# --- what is measured (pure) ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Phase:
+    expected: int
+    delivered: int
+    """Distinct (ticket id, path) pairs received of those expected."""
+    span_s: float
+
+    @property
+    def per_s(self) -> float:
+        return self.delivered / self.span_s if self.span_s > 0 else math.nan
+
+
+def phase_of(received: Iterable[Received], prefix: str, paths: Sequence[str], n: int) -> Phase:
+    """Delivered distinct notifications of the tickets starting with ``prefix``, and the span of their receives."""
+    firsts: dict[tuple[str, str], float] = {}
+    wanted = set(paths)
+    for tid, path, at in received:
+        if tid.startswith(prefix) and path in wanted:
+            firsts[(tid, path)] = min(at, firsts.get((tid, path), at))
+    times = firsts.values()
+    span = max(times) - min(times) if len(firsts) > 1 else math.nan
+    return Phase(n * len(paths), len(firsts), span)
+
+
+def duplicates(received: Iterable[Received]) -> int:
+    """Notifications (ticket id, path) received more than once: the extra copies."""
+    return sum(c - 1 for c in Counter((tid, path) for tid, path, _ in received).values() if c > 1)
+
+
+def latencies_ms(received: Iterable[Received], produced: dict[str, float], paths: Sequence[str]) -> list[float]:
+    """Produce → first receive of each paced notification, in milliseconds, sorted."""
+    firsts: dict[tuple[str, str], float] = {}
+    wanted = set(paths)
+    for tid, path, at in received:
+        if tid in produced and path in wanted:
+            firsts[(tid, path)] = min(at, firsts.get((tid, path), at))
+    return sorted((at - produced[tid]) * 1000.0 for (tid, _), at in firsts.items())
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """The nearest-rank q-quantile of sorted values (nan when there are none)."""
+    if not ordered:
+        return math.nan
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+# --- the shells ----------------------------------------------------------------------------------------------
+
+
+async def produce_all(bootstrap: str, topic: str, batch: list[Record]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, v, key=k, headers=h) for k, v, h in batch]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def produce_paced(
+    bootstrap: str, topic: str, batch: list[Record], per_s: float
+) -> tuple[dict[str, float], float]:
+    """Send ``batch`` at ``per_s`` records a second; (ticket id → time send() was called, the achieved rate)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    await producer.start()
+    produced: dict[str, float] = {}
+    try:
+        futures = []
+        start = time.monotonic()
+        for i, (k, v, h) in enumerate(batch):
+            ahead = start + i / per_s - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            at = time.time()
+            produced[k.decode()] = at
+            futures.append(await producer.send(topic, v, key=k, headers=h, timestamp_ms=int(at * 1000)))
+        elapsed = time.monotonic() - start
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return produced, (len(batch) - 1) / elapsed if elapsed > 0 else math.nan
+
+
+async def baseline(sink: FanoutSink, posts: list[tuple[bytes, dict[str, str]]], paths: Sequence[str]) -> None:
+    """One sequential POST loop per path, all at once: as many in flight as the notifier's lanes may have."""
+    async with httpx.AsyncClient(timeout=10.0) as client:
+
+        async def loop(path: str) -> None:
+            url = f"{sink.url}{path}"
+            for body, headers in posts:
+                response = await client.post(url, content=body, headers=headers)
+                response.raise_for_status()
+
+        await asyncio.gather(*(loop(p) for p in paths))
+
+
+async def wait_count(
+    sink: FanoutSink, client: httpx.AsyncClient, want: int, within_s: float, stack: Stack | None
+) -> int:
+    """Poll the sink until it holds ``want`` records or ``within_s`` passed (the notifier must stay alive)."""
+    deadline = time.monotonic() + within_s
+    have = await sink.count(client)
+    while have < want and time.monotonic() < deadline:
+        if stack is not None:
+            stack.check_alive()
+        await asyncio.sleep(0.2)
+        have = await sink.count(client)
+    return have
+
+
+@dataclass
+class Options:
+    tickets: int
+    targets: int
+    paced_seconds: float
+    paced_max: int
+    timeout: float
+    baseline_runs: int
+
+
+async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[str], bool]:
+    """The details and summary lines, and whether every notification arrived exactly once."""
+    paths = hook_paths(opts.targets)
+    now = datetime.now(UTC)
+    prefix = f"fanout{time.time_ns()}."
+    topics = Topics(prefix, PARTITIONS)
+    await ensure_topics(bootstrap, topics.all())
+    intake_port = free_port()
+    public_url = f"http://127.0.0.1:{intake_port}"
+
+    with FanoutSink(free_port(), workdir / "sink.log") as sink:
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            bases = []
+            for run in range(opts.baseline_runs):
+                held = await sink.count(client)
+                await baseline(sink, webhook_posts(ticket_ids(f"B{run}", opts.tickets), public_url, now), paths)
+                bases.append(phase_of(await sink.received(client, held), f"B{run}", paths, opts.tickets))
+            base = max(bases, key=lambda b: b.per_s if b.per_s > 0 else 0.0)
+
+            await produce_all(bootstrap, topics.tickets.name, records(ticket_ids("T", opts.tickets), now))
+            stack = Stack(
+                bootstrap,
+                f"sqlite:///{workdir / 'bench.db'}",
+                write_config(workdir, sink.url, opts.targets),
+                workdir / "logs",
+                intake_port,
+                9,
+                extra_env={"TICKETLOOP_TOPIC_PREFIX": prefix, "TICKETLOOP_LOG_LEVEL": "WARNING"},
+            )
+            stack.start("notifier")
+            try:
+                held = await sink.count(client)
+                await wait_count(sink, client, held + opts.tickets * opts.targets, opts.timeout, stack)
+                burst = phase_of(await sink.received(client, held), "T", paths, opts.tickets)
+
+                paced_per_s, paced_n = math.nan, 0
+                produced: dict[str, float] = {}
+                if burst.delivered == burst.expected and burst.per_s > 0:
+                    tickets_per_s = PACED_SHARE * burst.per_s / opts.targets
+                    paced_n = max(2, min(opts.paced_max, int(tickets_per_s * opts.paced_seconds)))
+                    held = await sink.count(client)
+                    batch = records(ticket_ids("P", paced_n), datetime.now(UTC))
+                    produced, achieved = await produce_paced(bootstrap, topics.tickets.name, batch, tickets_per_s)
+                    paced_per_s = achieved * opts.targets
+                    await wait_count(sink, client, held + paced_n * opts.targets, opts.timeout, stack)
+                stack.check_alive()
+            finally:
+                stack.stop_all()
+            everything = await sink.received(client)
+            log_tail = stack.log_path("notifier").read_text(errors="replace")[-3000:]
+
+    paced = phase_of(everything, "P", paths, paced_n)
+    lat = latencies_ms(everything, produced, paths)
+    dups = duplicates(everything)
+    ratio = burst.per_s / base.per_s if base.per_s > 0 else math.nan
+    ok = burst.delivered == burst.expected and paced.delivered == paced.expected and paced_n > 0 and dups == 0
+    details = (
+        f"notify_fanout details: baseline_per_s_runs={','.join(f'{b.per_s:.0f}' for b in bases)} "
+        f"baseline_posts={base.delivered}/{base.expected} baseline_span_s={base.span_s:.3f} "
+        f"burst={burst.delivered}/{burst.expected} burst_span_s={burst.span_s:.3f} "
+        f"paced_tickets={paced_n} paced={paced.delivered}/{paced.expected} "
+        f"p90_ms={percentile(lat, 0.9):.1f} max_ms={(lat[-1] if lat else math.nan):.1f} dups={dups} "
+        f"guarantee={os.environ.get('TICKETLOOP_PROCESSING_GUARANTEE', 'exactly_once')}"
+    )
+    summary = (
+        f"notify_fanout: tickets={opts.tickets} targets={opts.targets} delivered={burst.delivered} dups={dups} "
+        f"notifs_per_s={burst.per_s:.0f} baseline_per_s={base.per_s:.0f} ratio={ratio:.4f} "
+        f"paced_per_s={paced_per_s:.0f} p50_ms={percentile(lat, 0.5):.1f} p99_ms={percentile(lat, 0.99):.1f}"
+    )
+    return ([details, summary] if ok else [f"notifier log (tail):\n{log_tail}", details, summary]), ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tickets", type=int, default=2000, help="tickets produced up front (N)")
+    parser.add_argument("--targets", type=int, default=4, help="webhook targets of the team (K)")
+    parser.add_argument("--paced-seconds", type=float, default=20.0, help="how long the paced phase produces")
+    parser.add_argument("--paced-max", type=int, default=20_000, help="at most this many paced tickets")
+    parser.add_argument("--baseline-runs", type=int, default=2, help="baseline runs; the fastest one counts")
+    parser.add_argument("--timeout", type=float, default=300.0, help="give up on any wait after this long")
+    parser.add_argument("--bootstrap", default=None, help="use this broker instead of starting a local one")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the config, database and logs here")
+    args = parser.parse_args()
+    if min(args.tickets, args.targets, args.baseline_runs) < 1:
+        parser.error("--tickets, --targets and --baseline-runs must be at least 1")
+    opts = Options(args.tickets, args.targets, args.paced_seconds, args.paced_max, args.timeout, args.baseline_runs)
+    with tempfile.TemporaryDirectory(prefix="ticketloop-bench-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        if args.bootstrap:
+            lines, ok = asyncio.run(measure(args.bootstrap, opts, workdir))
+        else:
+            with LocalKafka() as broker:
+                lines, ok = asyncio.run(measure(broker.bootstrap, opts, workdir))
+    print("\n".join(lines))
+    if not ok:
+        raise SystemExit("notify_fanout: a notification was lost or received twice (see the lines above)")
+
+
+if __name__ == "__main__":
+    main()
