@@ -18,7 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Engine, delete, update
+from sqlalchemy import JSON, Column, Connection, Engine, Table, insert, update
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import select as sa_select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from shared.db import DeliveryRow, as_utc
@@ -46,6 +50,10 @@ class OutboxRow(SQLModel, table=True):
     due_at: datetime
     attempts: int = 0
     last_error: str = ""
+
+
+OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]  # sqlmodel does not type it
+DELIVERIES: Table = DeliveryRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,33 +101,36 @@ def add(engine: Engine, items: Sequence[OutboxItem]) -> list[OutboxItem]:
     if not items:
         return []
     ids = [i.notification_id for i in items]
-    with Session(engine) as session:
-        known = set(session.exec(select(OutboxRow.notification_id).where(col(OutboxRow.notification_id).in_(ids))))
-        delivered = select(DeliveryRow.notification_id).where(
-            col(DeliveryRow.notification_id).in_(ids), DeliveryRow.status == "sent"
-        )
-        known.update(session.exec(delivered))
+    table = OUTBOX
+    with engine.begin() as conn:
+        known = set(conn.execute(sa_select(table.c.notification_id).where(table.c.notification_id.in_(ids))).scalars())
+        log = DELIVERIES
+        delivered = sa_select(log.c.notification_id).where(log.c.notification_id.in_(ids), log.c.status == "sent")
+        known.update(conn.execute(delivered).scalars())
         fresh = [i for i in items if i.notification_id not in known]
-        for i in fresh:
-            session.add(
-                OutboxRow(
-                    notification_id=i.notification_id,
-                    seq=i.seq,
-                    ticket_id=i.ticket_id,
-                    team=i.team,
-                    channel=i.channel,
-                    target=i.target,
-                    kind=i.kind,
-                    payload=i.payload,
-                    source_topic=i.source_topic,
-                    source_partition=i.source_partition,
-                    status=PENDING,
-                    created_at=i.created_at,
-                    due_at=i.due_at,
-                )
-            )
-        session.commit()
+        if fresh:
+            conn.execute(insert(table), [_row(i) for i in fresh])
     return fresh
+
+
+def _row(i: OutboxItem) -> dict[str, Any]:
+    return {
+        "notification_id": i.notification_id,
+        "seq": i.seq,
+        "ticket_id": i.ticket_id,
+        "team": i.team,
+        "channel": i.channel,
+        "target": i.target,
+        "kind": i.kind,
+        "payload": i.payload,
+        "source_topic": i.source_topic,
+        "source_partition": i.source_partition,
+        "status": PENDING,
+        "created_at": i.created_at,
+        "due_at": i.due_at,
+        "attempts": i.attempts,
+        "last_error": i.last_error,
+    }
 
 
 def pending(engine: Engine, partitions: Iterable[tuple[str, int]]) -> list[OutboxItem]:
@@ -134,12 +145,32 @@ def pending(engine: Engine, partitions: Iterable[tuple[str, int]]) -> list[Outbo
 
 def finish(engine: Engine, notification_ids: Sequence[str], records: Sequence[Delivery]) -> None:
     """Delivered (or dropped as already delivered): the rows leave the outbox and the records enter the delivery
-    log, in one transaction."""
-    with Session(engine) as session:
+    log, in one transaction (one for many lanes' deliveries at once: the notifier's writer groups them)."""
+    table = OUTBOX
+    with engine.begin() as conn:
         if notification_ids:
-            session.exec(delete(OutboxRow).where(col(OutboxRow.notification_id).in_(notification_ids)))
-        _upsert_deliveries(session, records)
-        session.commit()
+            conn.execute(sa_delete(table).where(table.c.notification_id.in_(list(notification_ids))))
+        upsert_deliveries(conn, records)
+
+
+def upsert_deliveries(conn: Connection, records: Sequence[Delivery]) -> None:
+    """Records into the delivery log in one statement; a record already ``sent`` is never overwritten (a replay
+    after a crash may report an older outcome)."""
+    if not records:
+        return
+    log = DELIVERIES
+    rows = [r.model_dump(exclude={"schema_version"}) for r in records]
+    by_id = {row["notification_id"]: row for row in rows}  # one row per id in a statement
+    dialect = conn.dialect.name
+    if dialect not in ("sqlite", "postgresql"):  # pragma: no cover - the two databases ticketloop supports
+        raise ValueError(f"unsupported database {dialect!r}")
+    stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(log).values(list(by_id.values()))
+    updated = {
+        c: stmt.excluded[c] for c in ("ticket_id", "kind", "channel", "recipient", "status", "attempts", "error", "at")
+    }
+    conn.execute(
+        stmt.on_conflict_do_update(index_elements=["notification_id"], set_=updated, where=log.c.status != "sent")
+    )
 
 
 def reschedule(engine: Engine, notification_id: str, due_at: datetime, attempts: int, error: str) -> None:
@@ -154,14 +185,14 @@ def reschedule(engine: Engine, notification_id: str, due_at: datetime, attempts:
 
 def give_up(engine: Engine, notification_id: str, record: Delivery) -> None:
     """Kept as failed (for listing and redrive) and recorded as failed in the delivery log."""
-    with Session(engine) as session:
-        session.exec(
-            update(OutboxRow)
-            .where(col(OutboxRow.notification_id) == notification_id)
+    table = OUTBOX
+    with engine.begin() as conn:
+        conn.execute(
+            update(table)
+            .where(table.c.notification_id == notification_id)
             .values(status=FAILED, attempts=record.attempts, last_error=record.error)
         )
-        _upsert_deliveries(session, [record])
-        session.commit()
+        upsert_deliveries(conn, [record])
 
 
 def failed(engine: Engine, limit: int = 1000) -> list[OutboxItem]:
@@ -199,15 +230,3 @@ def take_redriven(engine: Engine, partitions: Iterable[tuple[str, int]]) -> list
             session.add(r)
         session.commit()
         return [_item(r) for r in rows]
-
-
-def _upsert_deliveries(session: Session, records: Sequence[Delivery]) -> None:
-    """As shared.db.record_delivery, inside the caller's transaction: a sent record is never overwritten."""
-    for delivery in records:
-        row = session.get(DeliveryRow, delivery.notification_id)
-        data = delivery.model_dump(exclude={"schema_version"})
-        if row is None:
-            session.add(DeliveryRow(**data))
-        elif row.status != "sent":
-            for k, v in data.items():
-                setattr(row, k, v)
