@@ -10,7 +10,7 @@ from typing import Any, Literal
 import pytest
 from sqlalchemy import Engine, text
 
-from shared import db
+from shared import db, outbox
 from shared.events import Change, Delivery, Escalation, TicketEvent, TicketState
 from tests.unit.factories import T0, ticket
 
@@ -26,7 +26,9 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     yield eng
     if request.param == "postgresql":
         with eng.begin() as conn:
-            conn.execute(text("DROP TABLE IF EXISTS tickets, ticket_timeline, deliveries"))
+            conn.execute(
+                text("DROP TABLE IF EXISTS tickets, ticket_timeline, deliveries, notify_outbox, action_link_uses")
+            )
     eng.dispose()
 
 
@@ -132,3 +134,59 @@ def test_services_starting_together_can_all_create_the_schema(tmp_path: Path) ->
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(db.init_db, engines))
     assert db.list_tickets(engines[0]) == []
+
+
+def outbox_item(n: int, target: str = "ops-slack") -> outbox.OutboxItem:
+    return outbox.OutboxItem(
+        notification_id=f"n{n}",
+        seq=n,
+        ticket_id=f"tl-{n}",
+        team="operations",
+        channel="slack",
+        target=target,
+        kind="assignment",
+        payload={"kind": "assignment", "subject": f"s{n}", "text": "t", "actions": [["ack", "Acknowledge", "u"]]},
+        source_topic="tickets",
+        source_partition=n % 2,
+        created_at=T0,
+        due_at=T0,
+    )
+
+
+def sent(n: int, status: Literal["sent", "failed"] = "sent", detail: str = "") -> Delivery:
+    return Delivery(
+        notification_id=f"n{n}",
+        ticket_id=f"tl-{n}",
+        kind="assignment",
+        channel="slack",
+        recipient="ops-slack",
+        status=status,
+        attempts=1,
+        error=detail,
+        at=T0,
+    )
+
+
+def test_the_outbox_takes_each_notification_once_and_hands_it_to_the_delivery_log(engine: Engine) -> None:
+    assert [i.notification_id for i in outbox.add(engine, [outbox_item(1), outbox_item(2), outbox_item(3)])] == [
+        "n1",
+        "n2",
+        "n3",
+    ]
+    assert outbox.add(engine, [outbox_item(1), outbox_item(4)]) == [outbox_item(4)], "a replay adds only the new"
+    assert [i.notification_id for i in outbox.pending(engine, [("tickets", 1)])] == ["n1", "n3"]
+    assert outbox.pending(engine, [("tickets", 1)])[0].payload["actions"] == [["ack", "Acknowledge", "u"]]
+    outbox.finish(engine, ["n1", "n3"], [sent(1), sent(3, detail="in a digest of 2")])
+    assert outbox.pending(engine, [("tickets", 1)]) == []
+    assert outbox.add(engine, [outbox_item(1)]) == [], "delivered: never planned again"
+    outbox.finish(engine, [], [sent(1, "failed", "late replay")])
+    assert db.was_delivered(engine, "n1"), "a sent record is never overwritten"
+    outbox.give_up(engine, "n2", sent(2, "failed", "slack ops-slack: invalid_auth"))
+    assert [(i.notification_id, i.last_error) for i in outbox.failed(engine)] == [
+        ("n2", "slack ops-slack: invalid_auth")
+    ]
+    assert outbox.redrive(engine, "n2", T0 + timedelta(hours=30))
+    (back,) = outbox.take_redriven(engine, [("tickets", 0)])
+    assert (back.status, back.attempts, back.created_at) == ("pending", 0, T0 + timedelta(hours=30))
+    outbox.finish(engine, ["n2"], [sent(2)])
+    assert db.was_delivered(engine, "n2"), "a failed record is replaced by the later success"
