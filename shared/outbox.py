@@ -154,8 +154,8 @@ def finish(engine: Engine, notification_ids: Sequence[str], records: Sequence[De
 
 
 def upsert_deliveries(conn: Connection, records: Sequence[Delivery]) -> None:
-    """Records into the delivery log in one statement; a record already ``sent`` is never overwritten (a replay
-    after a crash may report an older outcome)."""
+    """Records into the delivery log in one statement (executemany); a record already ``sent`` is never
+    overwritten (a replay after a crash may report an older outcome)."""
     if not records:
         return
     log = DELIVERIES
@@ -164,13 +164,12 @@ def upsert_deliveries(conn: Connection, records: Sequence[Delivery]) -> None:
     dialect = conn.dialect.name
     if dialect not in ("sqlite", "postgresql"):  # pragma: no cover - the two databases ticketloop supports
         raise ValueError(f"unsupported database {dialect!r}")
-    stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(log).values(list(by_id.values()))
+    stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(log)
     updated = {
         c: stmt.excluded[c] for c in ("ticket_id", "kind", "channel", "recipient", "status", "attempts", "error", "at")
     }
-    conn.execute(
-        stmt.on_conflict_do_update(index_elements=["notification_id"], set_=updated, where=log.c.status != "sent")
-    )
+    upsert = stmt.on_conflict_do_update(index_elements=["notification_id"], set_=updated, where=log.c.status != "sent")
+    conn.execute(upsert, list(by_id.values()))  # executemany: one compiled statement whatever the count
 
 
 def reschedule(engine: Engine, notification_id: str, due_at: datetime, attempts: int, error: str) -> None:

@@ -230,11 +230,11 @@ def register(app: faust.App, deps: NotifierDeps) -> Dispatcher:
         bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
         return ev.ticket, notices_for_ticket_event(ev, deps.public_url)
 
-    def mute_state(ticket: Ticket, now: datetime) -> MuteState:
-        """Silences from SQL; firing tickets only when an inhibition rule could make this ticket its target."""
+    def mute_state(tickets: list[Ticket], now: datetime) -> MuteState:
+        """Silences from SQL, once for a batch; firing tickets only when an inhibition rule could make one of
+        these tickets its target."""
         config = deps.muting.current
-        labels = ticket_labels(ticket)
-        could_be_inhibited = any(rule.is_target(labels) for rule in config.inhibit_rules)
+        could_be_inhibited = any(rule.is_target(ticket_labels(t)) for t in tickets for rule in config.inhibit_rules)
         firing = db.firing_tickets(deps.engine) if could_be_inhibited else []
         return MuteState(db.list_silences(deps.engine, since=now), firing, config)
 
@@ -243,37 +243,48 @@ def register(app: faust.App, deps: NotifierDeps) -> Dispatcher:
         await emit(deliveries, delivery.ticket_id, encode(delivery), make_headers(ticket_id=delivery.ticket_id))
         outcomes.labels(channel=delivery.channel, kind=delivery.kind, status=delivery.status).inc()
 
+    async def plan_event(
+        event: Any, ticket: Ticket, found: list[Notice], mute: MuteState, now: datetime
+    ) -> list[OutboxItem]:
+        """One event's notifications as outbox rows (none when muted: those are recorded as suppressed)."""
+        muted = mute_for(ticket, now, mute) if found else None
+        if muted is not None:
+            for notice in found:
+                await record_suppressed(suppressed(notice, muted, now))
+            log.info("notification_muted", cause=muted.cause, reason=muted.reason, notices=len(found))
+            return []
+        dispatches: list[Dispatch] = []
+        team_of: dict[str, str] = {}
+        teams = deps.teams.current
+        for notice in (with_mention(with_actions(n, deps.links, ticket.state.value), teams) for n in found):
+            planned = plan_notice(notice, deps.config, teams.email_of(notice.person))
+            if not planned:
+                log.warning("no_channels", team=notice.team, kind=notice.message.kind)
+            dispatches.extend(planned)
+            team_of.update({d.notification_id: notice.team for d in planned})
+        return outbox_items(dispatches, team_of, event.message.topic, event.message.partition, now, seq)
+
     @app.agent(inputs, name="notifier-dispatch")
     async def dispatch_agent(stream: Any) -> AsyncIterator[None]:
-        async for event in stream.events():
-            bind_ids(**ids_from_headers(event.headers))
-            try:
-                ticket, found = await notices(event)
-            except DecodeError as exc:
-                await to_deadletter(deadletter, SERVICE, event, str(exc))
-                yield None
-                continue
-            now = datetime.now(UTC)
-            if found:
-                mute = mute_for(ticket, now, await asyncio.to_thread(mute_state, ticket, now))
-                if mute is not None:
-                    for notice in found:
-                        await record_suppressed(suppressed(notice, mute, now))
-                    log.info("notification_muted", cause=mute.cause, reason=mute.reason, notices=len(found))
-                    yield None
+        # in batches, as the router's projection: one SQL transaction puts a batch's notifications in the outbox
+        async for batch in stream.take_events(500, within=0.005):
+            decoded: list[tuple[Any, Ticket, list[Notice]]] = []
+            for event in batch:
+                bind_ids(**ids_from_headers(event.headers))
+                try:
+                    ticket, found = await notices(event)
+                except DecodeError as exc:
+                    await to_deadletter(deadletter, SERVICE, event, str(exc))
                     continue
-            dispatches: list[Dispatch] = []
-            team_of: dict[str, str] = {}
-            teams = deps.teams.current
-            for notice in (with_mention(with_actions(n, deps.links, ticket.state.value), teams) for n in found):
-                planned = plan_notice(notice, deps.config, deps.teams.current.email_of(notice.person))
-                if not planned:
-                    log.warning("no_channels", team=notice.team, kind=notice.message.kind)
-                dispatches.extend(planned)
-                team_of.update({d.notification_id: notice.team for d in planned})
-            if dispatches:
-                msg = event.message
-                items = outbox_items(dispatches, team_of, msg.topic, msg.partition, now, seq)
+                decoded.append((event, ticket, found))
+            now = datetime.now(UTC)
+            with_notices = [ticket for _, ticket, found in decoded if found]
+            mute = await asyncio.to_thread(mute_state, with_notices, now) if with_notices else None
+            items: list[OutboxItem] = []
+            for event, ticket, found in decoded:
+                if found and mute is not None:
+                    items.extend(await plan_event(event, ticket, found, mute, now))
+            if items:
                 fresh = await asyncio.to_thread(outbox.add, deps.engine, items)
                 if len(fresh) < len(items):
                     log.info("already_planned", notifications=len(items) - len(fresh))
