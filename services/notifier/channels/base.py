@@ -14,9 +14,9 @@ a DeliveryError names the channel kind and the entry's name, never its URL.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, ClassVar, Protocol
 
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -135,6 +135,24 @@ class UrlChannelConfig(ChannelConfig):
         return url.get_secret_value() if url is not None else ""
 
 
+class SignedChannelConfig(UrlChannelConfig):
+    """An entry that also signs what it sends with a ``secret`` (or ``secret_env``); optional unless the kind
+    sets ``secret_required`` (robots secured by keyword or IP have none)."""
+
+    secret_required: ClassVar[bool] = False
+    secret: SecretStr | None = Field(default=None, min_length=8)
+    secret_env: EnvName | None = None
+
+    @model_validator(mode="after")
+    def _secret_given(self) -> SignedChannelConfig:
+        self.exactly_one("secret", required=self.secret_required)
+        return self
+
+    def signing_key(self) -> str | None:
+        found = self.secret_of("secret")
+        return found.get_secret_value() if found is not None else None
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     """A vendor's documented limit per target: at most ``burst`` messages in any ``per_s`` seconds (a sliding
@@ -193,3 +211,17 @@ def http_error(kind: str, name: str, status: int, retry_after: str | None = None
 def transport_error(kind: str, name: str, exc: httpx.HTTPError) -> DeliveryError:
     """A connection or timeout error, retryable, named by its class only (httpx's text can carry the URL)."""
     return DeliveryError(f"{kind} {name}: {type(exc).__name__}", retryable=True)
+
+
+JSON_UTF8 = "application/json; charset=utf-8"
+
+
+async def post(
+    http: httpx.AsyncClient, kind: str, name: str, url: str, body: bytes, headers: Mapping[str, str] | None = None
+) -> httpx.Response:
+    """POST a JSON body; a connection or timeout error becomes a retryable DeliveryError naming the kind and
+    entry, raised without its cause (whose text and traceback can carry the URL, the secret)."""
+    try:
+        return await http.post(url, content=body, headers={"Content-Type": JSON_UTF8, **(headers or {})})
+    except httpx.HTTPError as exc:
+        raise transport_error(kind, name, exc) from None

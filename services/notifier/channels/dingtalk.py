@@ -29,20 +29,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
-import httpx
 import orjson
-from pydantic import Field, SecretStr, model_validator
 
 from services.notifier.channels.base import (
     ChannelContext,
     ChannelKind,
     DeliveryError,
-    EnvName,
     Message,
     RateLimit,
-    UrlChannelConfig,
+    SignedChannelConfig,
     http_error,
-    transport_error,
+    post,
 )
 from services.notifier.channels.sizing import fit_text
 
@@ -65,16 +62,10 @@ KNOWN = {
 }
 
 
-class DingTalkConfig(UrlChannelConfig):
-    type: Literal["dingtalk"] = "dingtalk"
-    secret: SecretStr | None = Field(default=None, min_length=8)
-    """The robot's "加签" secret (optional: robots secured by keyword or IP have none)."""
-    secret_env: EnvName | None = None
+class DingTalkConfig(SignedChannelConfig):
+    """``secret``: the robot's "加签" secret (optional: robots secured by keyword or IP have none)."""
 
-    @model_validator(mode="after")
-    def _secret_pair(self) -> DingTalkConfig:
-        self.exactly_one("secret", required=False)
-        return self
+    type: Literal["dingtalk"] = "dingtalk"
 
 
 def sign(secret: str, timestamp_ms: int) -> str:
@@ -157,7 +148,7 @@ class DingTalkChannel:
     def __init__(self, entries: Mapping[str, DingTalkConfig], context: ChannelContext) -> None:
         self._http, self._clock = context.http, context.clock
         self._urls = {n: e.resolved_url() for n, e in entries.items()}
-        self._secrets = {n: e.secret_of("secret") for n, e in entries.items()}
+        self._secrets = {n: e.signing_key() for n, e in entries.items()}
 
     async def send(self, message: Message, target: str) -> None:
         url = self._urls.get(target)
@@ -165,13 +156,8 @@ class DingTalkChannel:
             raise DeliveryError(f"dingtalk: no entry named {target!r}", retryable=False)
         secret = self._secrets.get(target)
         timestamp_ms = int(self._clock() * 1000)
-        signed = signed_url(url, secret.get_secret_value() if secret is not None else None, timestamp_ms)
-        try:
-            response = await self._http.post(
-                signed, content=render(message), headers={"Content-Type": "application/json; charset=utf-8"}
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(self.kind, target, exc) from None
+        signed = signed_url(url, secret, timestamp_ms)
+        response = await post(self._http, self.kind, target, signed, render(message))
         error = answer_error(target, response.status_code, response.content, response.headers.get("retry-after"))
         if error is not None:
             raise error

@@ -27,20 +27,17 @@ import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import httpx
 import orjson
-from pydantic import Field, SecretStr, model_validator
 
 from services.notifier.channels.base import (
     ChannelContext,
     ChannelKind,
     DeliveryError,
-    EnvName,
     Message,
     RateLimit,
-    UrlChannelConfig,
+    SignedChannelConfig,
     http_error,
-    transport_error,
+    post,
 )
 from services.notifier.channels.sizing import fit_text
 
@@ -60,16 +57,10 @@ KNOWN = {
 }
 
 
-class FeishuConfig(UrlChannelConfig):
-    type: Literal["feishu"] = "feishu"
-    secret: SecretStr | None = Field(default=None, min_length=8)
-    """The bot's "签名校验" secret (optional)."""
-    secret_env: EnvName | None = None
+class FeishuConfig(SignedChannelConfig):
+    """``secret``: the bot's "签名校验" secret (optional)."""
 
-    @model_validator(mode="after")
-    def _secret_pair(self) -> FeishuConfig:
-        self.exactly_one("secret", required=False)
-        return self
+    type: Literal["feishu"] = "feishu"
 
 
 def sign(secret: str, timestamp_s: int) -> str:
@@ -139,18 +130,15 @@ class FeishuChannel:
     def __init__(self, entries: Mapping[str, FeishuConfig], context: ChannelContext) -> None:
         self._http, self._clock = context.http, context.clock
         self._urls = {n: e.resolved_url() for n, e in entries.items()}
-        self._secrets = {n: e.secret_of("secret") for n, e in entries.items()}
+        self._secrets = {n: e.signing_key() for n, e in entries.items()}
 
     async def send(self, message: Message, target: str) -> None:
         url = self._urls.get(target)
         if url is None:
             raise DeliveryError(f"feishu: no entry named {target!r}", retryable=False)
         secret = self._secrets.get(target)
-        body = render(message, secret.get_secret_value() if secret is not None else None, int(self._clock()))
-        try:
-            response = await self._http.post(url, content=body, headers={"Content-Type": "application/json"})
-        except httpx.HTTPError as exc:
-            raise transport_error(self.kind, target, exc) from None
+        body = render(message, secret, int(self._clock()))
+        response = await post(self._http, self.kind, target, url, body)
         after = response.headers.get("retry-after") or response.headers.get("x-ogw-ratelimit-reset")
         error = answer_error(target, response.status_code, response.content, after)
         if error is not None:

@@ -35,7 +35,7 @@ from services.notifier.channels.base import (
     RateLimit,
     SecretUrl,
     http_error,
-    transport_error,
+    post,
 )
 
 DEFAULT_API_URL = "https://slack.com/api"
@@ -262,12 +262,7 @@ class SlackChannel:
             self._last_ts.popitem(last=False)
 
     async def _post_webhook(self, target: str, body: dict[str, Any]) -> None:
-        try:
-            response = await self._http.post(
-                self._urls[target], content=orjson.dumps(body), headers={"Content-Type": "application/json"}
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(self.kind, target, exc) from exc
+        response = await post(self._http, self.kind, target, self._urls[target], orjson.dumps(body))
         if response.status_code >= 300:
             raise webhook_error(self.kind, target, response)
 
@@ -278,10 +273,7 @@ class SlackChannel:
             "Content-Type": "application/json; charset=utf-8",
             "Authorization": f"Bearer {token.get_secret_value()}",
         }
-        try:
-            response = await self._http.post(url, content=orjson.dumps(body), headers=headers)
-        except httpx.HTTPError as exc:
-            raise transport_error(self.kind, target, exc) from exc
+        response = await post(self._http, self.kind, target, url, orjson.dumps(body), headers)
         if response.status_code != 200:
             raise http_error(self.kind, target, response.status_code, response.headers.get("retry-after"))
         try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import httpx
 import orjson
 
 from services.notifier.channels.base import (
@@ -26,7 +25,7 @@ from services.notifier.channels.base import (
     UrlChannelConfig,
     cut_utf8,
     http_error,
-    transport_error,
+    post,
 )
 
 MAX_BYTES = 20_000
@@ -97,12 +96,7 @@ class TeamsChannel:
         url = self._urls.get(target)
         if url is None:
             raise DeliveryError(f"teams: no entry named {target!r}", retryable=False)
-        try:
-            response = await self._http.post(
-                url, content=payload(message), headers={"Content-Type": "application/json"}
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(self.kind, target, exc) from exc
+        response = await post(self._http, self.kind, target, url, payload(message))
         if response.status_code >= 300:
             raise http_error(self.kind, target, response.status_code, response.headers.get("retry-after"))
 

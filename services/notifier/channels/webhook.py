@@ -13,21 +13,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
-import httpx
 import orjson
-from pydantic import Field, SecretStr, model_validator
 
 from services.notifier.channels.base import (
     ChannelContext,
     ChannelKind,
     DeliveryError,
-    EnvName,
     Message,
-    UrlChannelConfig,
+    SignedChannelConfig,
     http_error,
-    transport_error,
+    post,
 )
 
 SIGNATURE_HEADER = "X-Ticketloop-Signature"
@@ -35,15 +32,9 @@ TIMESTAMP_HEADER = "X-Ticketloop-Timestamp"
 MAX_BYTES = 1_000_000
 
 
-class WebhookConfig(UrlChannelConfig):
+class WebhookConfig(SignedChannelConfig):
+    secret_required: ClassVar[bool] = True
     type: Literal["webhook"] = "webhook"
-    secret: SecretStr | None = Field(default=None, min_length=8)
-    secret_env: EnvName | None = None
-
-    @model_validator(mode="after")
-    def _secret_given(self) -> WebhookConfig:
-        self.exactly_one("secret")
-        return self
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -64,7 +55,7 @@ class WebhookChannel:
     def __init__(self, entries: Mapping[str, WebhookConfig], context: ChannelContext) -> None:
         self._entries, self._http, self._clock = entries, context.http, context.clock
         self._urls = {n: e.resolved_url() for n, e in entries.items()}
-        self._secrets = {n: e.secret_of("secret") for n, e in entries.items()}
+        self._secrets = {n: e.signing_key() for n, e in entries.items()}
 
     async def send(self, message: Message, target: str) -> None:
         url, secret = self._urls.get(target), self._secrets.get(target)
@@ -72,15 +63,8 @@ class WebhookChannel:
             raise DeliveryError(f"webhook: no entry named {target!r}", retryable=False)
         body = payload(message)
         ts = int(self._clock())
-        headers = {
-            "Content-Type": "application/json",
-            TIMESTAMP_HEADER: str(ts),
-            SIGNATURE_HEADER: sign(secret.get_secret_value(), ts, body),
-        }
-        try:
-            response = await self._http.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise transport_error(self.kind, target, exc) from exc
+        headers = {TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign(secret, ts, body)}
+        response = await post(self._http, self.kind, target, url, body, headers)
         if response.status_code >= 300:
             raise http_error(self.kind, target, response.status_code, response.headers.get("retry-after"))
 

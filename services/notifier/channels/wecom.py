@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import httpx
 import orjson
 
 from services.notifier.channels.base import (
@@ -33,7 +32,7 @@ from services.notifier.channels.base import (
     RateLimit,
     UrlChannelConfig,
     http_error,
-    transport_error,
+    post,
 )
 from services.notifier.channels.sizing import fit_text
 
@@ -122,12 +121,7 @@ class WeComChannel:
         url = self._urls.get(target)
         if url is None:
             raise DeliveryError(f"wecom: no entry named {target!r}", retryable=False)
-        try:
-            response = await self._http.post(
-                url, content=render(message), headers={"Content-Type": "application/json; charset=utf-8"}
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(self.kind, target, exc) from None
+        response = await post(self._http, self.kind, target, url, render(message))
         error = answer_error(target, response.status_code, response.content, response.headers.get("retry-after"))
         if error is not None:
             raise error
