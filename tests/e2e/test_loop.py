@@ -17,8 +17,10 @@ import httpx
 import pytest
 
 from deploy.local.kafka_local import free_port
-from deploy.local.sinks import SmtpSink, WebhookSink
+from deploy.local.sinks import SmtpSink
 from deploy.local.stack import Stack
+from deploy.local.vendors.base import VendorSink
+from deploy.local.vendors.webhook import TicketloopWebhookVendor
 from tests.support.configs import AM_TOKEN, API_TOKEN, HOOK_SECRET, write_config
 from tests.support.waiting import wait_for
 
@@ -55,10 +57,10 @@ def alert(
 
 
 @pytest.fixture
-def loop(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Stack, SmtpSink, WebhookSink]]:
+def loop(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Stack, SmtpSink, VendorSink]]:
     hook_port = free_port()
     smtp = SmtpSink(port=free_port()).start()
-    hooks = WebhookSink(hook_port, {"/hooks/web": HOOK_SECRET}).start()
+    hooks = VendorSink(hook_port, [TicketloopWebhookVendor({"web": HOOK_SECRET})]).start()
     stack = Stack(
         bootstrap=kafka_bootstrap,
         database_url=f"sqlite:///{tmp_path / 'ticketloop.db'}",
@@ -79,7 +81,7 @@ def loop(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Stack, SmtpSink
         hooks.stop()
 
 
-def test_alert_to_ticket_email_webhook_escalation_and_resolution(loop: tuple[Stack, SmtpSink, WebhookSink]) -> None:
+def test_alert_to_ticket_email_webhook_escalation_and_resolution(loop: tuple[Stack, SmtpSink, VendorSink]) -> None:
     stack, smtp, hooks = loop
     api = httpx.Client(base_url=stack.intake_url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10)
     am = httpx.Client(base_url=stack.intake_url, headers={"Authorization": f"Bearer {AM_TOKEN}"}, timeout=10)
@@ -122,8 +124,8 @@ def test_alert_to_ticket_email_webhook_escalation_and_resolution(loop: tuple[Sta
     # assignment by email and by signed webhook
     wait_for("assignment email for A", lambda: mails(a["ticket_id"], "assignment"), stack=stack)
     assignment_hook = wait_for("assignment webhook for A", lambda: hooks_for(a["ticket_id"], "assignment"), stack=stack)
-    assert assignment_hook[0].path == "/hooks/web"
-    assert hooks.rejected == []
+    assert assignment_hook[0].hook == "web"
+    assert hooks.rejections == []
 
     # A escalates after its deadline
     esc_mail = wait_for("escalation email for A", lambda: mails(a["ticket_id"], "escalation"), stack=stack)
@@ -188,7 +190,7 @@ def test_alert_to_ticket_email_webhook_escalation_and_resolution(loop: tuple[Sta
     assert len(mails(c["ticket_id"], "escalation")) == 1
     assert len(hooks_for(c["ticket_id"], "escalation")) == 1
     assert len(mails(a["ticket_id"], "escalation")) == 1
-    assert hooks.rejected == []
+    assert hooks.rejections == []
 
     # The SLA panels' numbers are on each worker's /metrics
     def metrics(service: str) -> str:

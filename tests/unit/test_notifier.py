@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from deploy.local.sinks import verify_signature
+from deploy.local.vendors.webhook import signature_problem
 from services.notifier.channels.base import ActionLink, Mention, Message
 from services.notifier.channels.email import build_email
 from services.notifier.channels.webhook import payload, sign
@@ -99,10 +99,10 @@ def test_signature_matches_an_independent_hmac_and_the_receiver_check() -> None:
     body = b'{"a":1}'
     expected = "v1=" + hmac.new(b"s3cret", b"1700000000." + body, hashlib.sha256).hexdigest()
     assert sign("s3cret", 1_700_000_000, body) == expected
-    assert verify_signature("s3cret", "1700000000", body, expected, now=1_700_000_010) is None
-    assert verify_signature("other", "1700000000", body, expected, now=1_700_000_010) == "signature mismatch"
-    assert verify_signature("s3cret", "1700000000", body + b" ", expected, now=1_700_000_010) == "signature mismatch"
-    assert "window" in (verify_signature("s3cret", "1700000000", body, expected, now=1_700_000_000 + 301) or "")
+    assert signature_problem("s3cret", "1700000000", body, expected, now=1_700_000_010) is None
+    assert signature_problem("other", "1700000000", body, expected, now=1_700_000_010) == "signature mismatch"
+    assert signature_problem("s3cret", "1700000000", body + b" ", expected, now=1_700_000_010) == "signature mismatch"
+    assert "window" in (signature_problem("s3cret", "1700000000", body, expected, now=1_700_000_000 + 301) or "")
 
 
 def test_webhook_payload_is_json_with_the_message() -> None:
