@@ -208,7 +208,7 @@ def project(engine: Engine, events: Iterable[TicketEvent], escalations: Iterable
             t = ev.ticket
             row = session.get(TicketRow, t.ticket_id)
             if row is None or row.version < t.version:
-                data = t.model_dump()
+                data = t.model_dump(exclude=NOT_IN_ROW)
                 if row is None:
                     session.add(TicketRow(**data))
                 else:
@@ -273,6 +273,8 @@ def list_tickets(
 
 
 UNRESOLVED = ("open", "acknowledged")
+NOT_IN_ROW = {"last_action"}
+"""Ticket fields the read model does not keep (the timeline has who did what)."""
 
 
 def count_unresolved(engine: Engine) -> list[tuple[str, str, int]]:

@@ -171,6 +171,9 @@ class Ticket(Wire):
     notify_at: datetime | None = Field(default=None, description="a grouped notification is due then")
     notified_alerts: int = Field(default=0, ge=0, description="alerts the last notification told about")
     notified_at: datetime | None = Field(default=None, description="when people were last told about its alerts")
+    last_action: str | None = Field(
+        default=None, description="the last thing a person did to it, e.g. 'acknowledged by olga at 09:12 UTC'"
+    )
     version: int = Field(ge=1)
 
 

@@ -24,6 +24,8 @@ def _ticket_lines(ticket: Ticket, public_url: str) -> list[str]:
         lines.append(f"Seen:      {ticket.occurrences} times, last {ticket.last_seen.isoformat()}")
     if ticket.labels:
         lines.append("Labels:    " + ", ".join(f"{k}={v}" for k, v in sorted(ticket.labels.items())))
+    if ticket.last_action:  # where a chat message cannot be redrawn, the next one says who acted
+        lines.append(f"Last:      {ticket.last_action}")
     base = public_url.rstrip("/")
     lines += ["", f"API:       {base}/api/v1/tickets/{ticket.ticket_id}"]
     return lines

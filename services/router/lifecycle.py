@@ -562,7 +562,8 @@ def apply_command(record: TicketRecord, command: Command, now: datetime) -> tupl
         out = _ticket_event(ticket, Change.rejected, command.actor, effect, now, command.trace_id)
         return TicketRecord(ticket=ticket, seen=seen), [out]
     update, description = effect
-    ticket = t.model_copy(update={**update, "version": t.version + 1})
+    last = f"{change.value} by {command.actor} at {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    ticket = t.model_copy(update={**update, "last_action": last, "version": t.version + 1})
     reason = (
         command.reason
         if command.action is Action.comment

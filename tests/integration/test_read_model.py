@@ -190,3 +190,10 @@ def test_the_outbox_takes_each_notification_once_and_hands_it_to_the_delivery_lo
     assert (back.status, back.attempts, back.created_at) == ("pending", 0, T0 + timedelta(hours=30))
     outbox.finish(engine, ["n2"], [sent(2)])
     assert db.was_delivered(engine, "n2"), "a failed record is replaced by the later success"
+
+
+def test_a_ticket_with_its_last_action_projects(engine: Engine) -> None:
+    """The wire ticket carries who acted last (for messages); the read model keeps that on the timeline."""
+    db.project(engine, [tev(Change.opened, 1), tev(Change.acknowledged, 2, last_action="acknowledged by a")])
+    found = db.get_ticket(engine, "tl-1")
+    assert found is not None and found[0].version == 2

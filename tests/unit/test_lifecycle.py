@@ -200,6 +200,7 @@ def test_command_transitions(state: TicketState, action: Action, change: Change,
 def test_acknowledge_stamps_time_and_duplicate_command_is_ignored() -> None:
     rec, _out = apply_command(record(), cmd(Action.acknowledge), NOW)
     assert rec.ticket.acknowledged_at == NOW
+    assert rec.ticket.last_action == f"acknowledged by alice at {NOW:%Y-%m-%d %H:%M} UTC"
     same, again = apply_command(rec, cmd(Action.acknowledge), NOW)
     assert again == [] and same == rec
 

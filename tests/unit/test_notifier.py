@@ -322,3 +322,12 @@ def test_an_action_redraws_the_tickets_chat_message_where_the_channel_can() -> N
     email_only = tev(Change.acknowledged, channels=["email"])
     assert notices_for_ticket_event(email_only, URL) == [], "the route wants no channel that redraws"
     assert [n.message.kind for n in notices_for_ticket_event(tev(Change.commented), URL)] == []
+
+
+def test_the_next_message_says_who_acted_last() -> None:
+    """Where a chat message cannot be redrawn, the ticket's next message tells who acted."""
+    acked = escalation().model_copy(
+        update={"ticket": ticket(last_action="acknowledged by olga at 2026-11-24 10:01 UTC")}
+    )
+    assert "Last:      acknowledged by olga at 2026-11-24 10:01 UTC" in render_escalation(acked, URL).text
+    assert "Last:" not in render_escalation(escalation(), URL).text
