@@ -188,6 +188,25 @@ class ChannelKind:
     kinds that cannot are not sent state messages at all (their next message says who acted)."""
 
 
+class UrlChannel:
+    """What a channel posting to each entry's webhook URL shares: the entries' URLs and signing keys by name,
+    and the clock and HTTP client it signs and posts with. A kind subclasses it with its ``kind`` and ``send``."""
+
+    kind: str
+
+    def __init__(self, entries: Sequence[UrlChannelConfig], context: ChannelContext) -> None:
+        self._http, self._clock = context.http, context.clock
+        self._urls = {e.name: e.resolved_url() for e in entries}
+        self._keys = {e.name: e.signing_key() if isinstance(e, SignedChannelConfig) else None for e in entries}
+
+    def _entry(self, target: str) -> tuple[str, str | None]:
+        """The target's URL and signing key (None: it signs nothing), or a final error naming the entry."""
+        url = self._urls.get(target)
+        if url is None:
+            raise DeliveryError(f"{self.kind}: no entry named {target!r}", retryable=False)
+        return url, self._keys.get(target)
+
+
 CUT_MARKER = "\n… (cut: see the ticket for the rest)"
 
 

@@ -25,19 +25,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
 import orjson
 
 from services.notifier.channels.base import (
-    ChannelContext,
     ChannelKind,
     DeliveryError,
     Message,
     RateLimit,
     SignedChannelConfig,
+    UrlChannel,
     http_error,
     post,
 )
@@ -142,19 +141,11 @@ def answer_error(name: str, status: int, body: bytes, retry_after: str | None = 
     return DeliveryError(f"dingtalk {name}: errcode {code}, {why}", retryable=False)
 
 
-class DingTalkChannel:
+class DingTalkChannel(UrlChannel):
     kind = "dingtalk"
 
-    def __init__(self, entries: Mapping[str, DingTalkConfig], context: ChannelContext) -> None:
-        self._http, self._clock = context.http, context.clock
-        self._urls = {n: e.resolved_url() for n, e in entries.items()}
-        self._secrets = {n: e.signing_key() for n, e in entries.items()}
-
     async def send(self, message: Message, target: str) -> None:
-        url = self._urls.get(target)
-        if url is None:
-            raise DeliveryError(f"dingtalk: no entry named {target!r}", retryable=False)
-        secret = self._secrets.get(target)
+        url, secret = self._entry(target)
         timestamp_ms = int(self._clock() * 1000)
         signed = signed_url(url, secret, timestamp_ms)
         response = await post(self._http, self.kind, target, signed, render(message))
@@ -163,8 +154,7 @@ class DingTalkChannel:
             raise error
 
 
-def build(entries: Sequence[DingTalkConfig], context: ChannelContext) -> DingTalkChannel:
-    return DingTalkChannel({e.name: e for e in entries}, context)
+build = DingTalkChannel
 
 
 KIND = ChannelKind(

@@ -24,18 +24,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import orjson
 
 from services.notifier.channels.base import (
-    ChannelContext,
     ChannelKind,
     DeliveryError,
     Message,
     RateLimit,
     SignedChannelConfig,
+    UrlChannel,
     http_error,
     post,
 )
@@ -124,19 +123,11 @@ def answer_error(name: str, status: int, body: bytes, retry_after: str | None = 
     return DeliveryError(f"feishu {name}: code {code}, {KNOWN.get(code, 'refused')}", retryable=False)
 
 
-class FeishuChannel:
+class FeishuChannel(UrlChannel):
     kind = "feishu"
 
-    def __init__(self, entries: Mapping[str, FeishuConfig], context: ChannelContext) -> None:
-        self._http, self._clock = context.http, context.clock
-        self._urls = {n: e.resolved_url() for n, e in entries.items()}
-        self._secrets = {n: e.signing_key() for n, e in entries.items()}
-
     async def send(self, message: Message, target: str) -> None:
-        url = self._urls.get(target)
-        if url is None:
-            raise DeliveryError(f"feishu: no entry named {target!r}", retryable=False)
-        secret = self._secrets.get(target)
+        url, secret = self._entry(target)
         body = render(message, secret, int(self._clock()))
         response = await post(self._http, self.kind, target, url, body)
         after = response.headers.get("retry-after") or response.headers.get("x-ogw-ratelimit-reset")
@@ -145,8 +136,7 @@ class FeishuChannel:
             raise error
 
 
-def build(entries: Sequence[FeishuConfig], context: ChannelContext) -> FeishuChannel:
-    return FeishuChannel({e.name: e for e in entries}, context)
+build = FeishuChannel
 
 
 KIND = ChannelKind(

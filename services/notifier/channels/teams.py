@@ -11,17 +11,15 @@ Workflows answers 202 Accepted once the flow has the request.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import orjson
 
 from services.notifier.channels.base import (
-    ChannelContext,
     ChannelKind,
-    DeliveryError,
     Message,
     RateLimit,
+    UrlChannel,
     UrlChannelConfig,
     cut_utf8,
     http_error,
@@ -85,24 +83,17 @@ def payload(message: Message, max_bytes: int = MAX_BYTES) -> bytes:
     return body
 
 
-class TeamsChannel:
+class TeamsChannel(UrlChannel):
     kind = "teams"
 
-    def __init__(self, entries: Mapping[str, TeamsConfig], context: ChannelContext) -> None:
-        self._http = context.http
-        self._urls = {n: e.resolved_url() for n, e in entries.items()}
-
     async def send(self, message: Message, target: str) -> None:
-        url = self._urls.get(target)
-        if url is None:
-            raise DeliveryError(f"teams: no entry named {target!r}", retryable=False)
+        url, _ = self._entry(target)
         response = await post(self._http, self.kind, target, url, payload(message))
         if response.status_code >= 300:
             raise http_error(self.kind, target, response.status_code, response.headers.get("retry-after"))
 
 
-def build(entries: Sequence[TeamsConfig], context: ChannelContext) -> TeamsChannel:
-    return TeamsChannel({e.name: e for e in entries}, context)
+build = TeamsChannel
 
 
 KIND = ChannelKind(

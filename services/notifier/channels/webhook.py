@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
 from typing import ClassVar, Literal
 
 import orjson
 
 from services.notifier.channels.base import (
-    ChannelContext,
     ChannelKind,
     DeliveryError,
     Message,
     SignedChannelConfig,
+    UrlChannel,
     http_error,
     post,
 )
@@ -49,18 +48,13 @@ def payload(message: Message) -> bytes:
     )
 
 
-class WebhookChannel:
+class WebhookChannel(UrlChannel):
     kind = "webhook"
 
-    def __init__(self, entries: Mapping[str, WebhookConfig], context: ChannelContext) -> None:
-        self._entries, self._http, self._clock = entries, context.http, context.clock
-        self._urls = {n: e.resolved_url() for n, e in entries.items()}
-        self._secrets = {n: e.signing_key() for n, e in entries.items()}
-
     async def send(self, message: Message, target: str) -> None:
-        url, secret = self._urls.get(target), self._secrets.get(target)
-        if url is None or secret is None:
-            raise DeliveryError(f"webhook: no entry named {target!r}", retryable=False)
+        url, secret = self._entry(target)
+        if secret is None:  # pragma: no cover - the config requires one
+            raise DeliveryError(f"webhook {target}: no signing secret", retryable=False)
         body = payload(message)
         ts = int(self._clock())
         headers = {TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign(secret, ts, body)}
@@ -69,8 +63,7 @@ class WebhookChannel:
             raise http_error(self.kind, target, response.status_code, response.headers.get("retry-after"))
 
 
-def build(entries: Sequence[WebhookConfig], context: ChannelContext) -> WebhookChannel:
-    return WebhookChannel({e.name: e for e in entries}, context)
+build = WebhookChannel
 
 
 KIND = ChannelKind(

@@ -19,17 +19,16 @@ content too long, 44004 empty content) are not.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import orjson
 
 from services.notifier.channels.base import (
-    ChannelContext,
     ChannelKind,
     DeliveryError,
     Message,
     RateLimit,
+    UrlChannel,
     UrlChannelConfig,
     http_error,
     post,
@@ -110,25 +109,18 @@ def answer_error(name: str, status: int, body: bytes, retry_after: str | None = 
     return DeliveryError(f"wecom {name}: errcode {code}, {KNOWN.get(code, 'refused')}", retryable=False)
 
 
-class WeComChannel:
+class WeComChannel(UrlChannel):
     kind = "wecom"
 
-    def __init__(self, entries: Mapping[str, WeComConfig], context: ChannelContext) -> None:
-        self._http = context.http
-        self._urls = {n: e.resolved_url() for n, e in entries.items()}
-
     async def send(self, message: Message, target: str) -> None:
-        url = self._urls.get(target)
-        if url is None:
-            raise DeliveryError(f"wecom: no entry named {target!r}", retryable=False)
+        url, _ = self._entry(target)
         response = await post(self._http, self.kind, target, url, render(message))
         error = answer_error(target, response.status_code, response.content, response.headers.get("retry-after"))
         if error is not None:
             raise error
 
 
-def build(entries: Sequence[WeComConfig], context: ChannelContext) -> WeComChannel:
-    return WeComChannel({e.name: e for e in entries}, context)
+build = WeComChannel
 
 
 KIND = ChannelKind(
