@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Protocol
 
 import httpx
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from shared.config import EnvName as EnvName  # noqa: PLC0414 - re-exported for the channel modules
@@ -186,6 +187,44 @@ class ChannelKind:
     redraws: bool = False
     """Whether it redraws a ticket's earlier message in place when someone acts on it (a ``state`` message);
     kinds that cannot are not sent state messages at all (their next message says who acted)."""
+
+
+@dataclass(frozen=True)
+class VendorCodes:
+    """How a vendor that answers HTTP 200 with a code in the body (DingTalk, WeCom, Feishu) says what happened."""
+
+    kind: str
+    fields: tuple[str, ...]
+    """Where the code is, in order (``errcode``; Feishu: ``code``, or ``StatusCode`` in older answers)."""
+    retryable: Mapping[int, str]
+    known: Mapping[int, str]
+    """Final refusals, in words (any other code is a final "refused")."""
+    wait_s: Mapping[int, float] = field(default_factory=dict)
+    """Codes that mean "wait this long" (DingTalk mutes a robot over its limit for ten minutes)."""
+
+
+def answer_error(
+    codes: VendorCodes, name: str, status: int, body: bytes, retry_after: str | None = None
+) -> DeliveryError | None:
+    """What a vendor's answer means: None for success, else the error, naming the entry and the code in words
+    (never quoting the answer's text). An answer that cannot be read is retried."""
+    if status >= 300:
+        return http_error(codes.kind, name, status, retry_after)
+    label = codes.fields[0]
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return DeliveryError(f"{codes.kind} {name}: unreadable answer (HTTP {status})", retryable=True)
+    found = [parsed[f] for f in codes.fields if isinstance(parsed, dict) and f in parsed]
+    code = found[0] if found else None
+    if not isinstance(code, int):
+        return DeliveryError(f"{codes.kind} {name}: answer without {label} (HTTP {status})", retryable=True)
+    if code == 0:
+        return None
+    if code in codes.retryable:
+        text = f"{codes.kind} {name}: {label} {code}, {codes.retryable[code]}"
+        return DeliveryError(text, retry_after_s=codes.wait_s.get(code))
+    return DeliveryError(f"{codes.kind} {name}: {label} {code}, {codes.known.get(code, 'refused')}", retryable=False)
 
 
 class UrlChannel:

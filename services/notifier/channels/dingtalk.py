@@ -37,8 +37,11 @@ from services.notifier.channels.base import (
     RateLimit,
     SignedChannelConfig,
     UrlChannel,
-    http_error,
+    VendorCodes,
     post,
+)
+from services.notifier.channels.base import (
+    answer_error as vendor_answer_error,
 )
 from services.notifier.channels.sizing import fit_text
 
@@ -121,24 +124,12 @@ def render(message: Message) -> bytes:
     return orjson.dumps(payload(message, text))
 
 
+CODES = VendorCodes("dingtalk", ("errcode",), RETRYABLE, KNOWN, {130101: THROTTLE_S})
+
+
 def answer_error(name: str, status: int, body: bytes, retry_after: str | None = None) -> DeliveryError | None:
-    """What DingTalk's answer means: None for success, else the error (never quoting the answer's text)."""
-    if status >= 300:
-        return http_error("dingtalk", name, status, retry_after)
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return DeliveryError(f"dingtalk {name}: unreadable answer (HTTP {status})", retryable=True)
-    code = parsed.get("errcode") if isinstance(parsed, dict) else None
-    if not isinstance(code, int):
-        return DeliveryError(f"dingtalk {name}: answer without errcode (HTTP {status})", retryable=True)
-    if code == 0:
-        return None
-    if code in RETRYABLE:
-        after = THROTTLE_S if code == 130101 else None
-        return DeliveryError(f"dingtalk {name}: errcode {code}, {RETRYABLE[code]}", retry_after_s=after)
-    why = KNOWN.get(code, "refused")
-    return DeliveryError(f"dingtalk {name}: errcode {code}, {why}", retryable=False)
+    """What Dingtalk's answer means: None for success, else the error (never quoting the answer's text)."""
+    return vendor_answer_error(CODES, name, status, body, retry_after)
 
 
 class DingTalkChannel(UrlChannel):

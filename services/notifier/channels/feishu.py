@@ -35,8 +35,11 @@ from services.notifier.channels.base import (
     RateLimit,
     SignedChannelConfig,
     UrlChannel,
-    http_error,
+    VendorCodes,
     post,
+)
+from services.notifier.channels.base import (
+    answer_error as vendor_answer_error,
 )
 from services.notifier.channels.sizing import fit_text
 
@@ -103,24 +106,12 @@ def render(message: Message, secret: str | None, timestamp_s: int) -> bytes:
     return orjson.dumps(payload(message, text, secret, timestamp_s))
 
 
+CODES = VendorCodes("feishu", ("code", "StatusCode"), RETRYABLE, KNOWN)
+
+
 def answer_error(name: str, status: int, body: bytes, retry_after: str | None = None) -> DeliveryError | None:
     """What Feishu's answer means: None for success, else the error (never quoting the answer's text)."""
-    if status >= 300:
-        return http_error("feishu", name, status, retry_after)
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return DeliveryError(f"feishu {name}: unreadable answer (HTTP {status})", retryable=True)
-    code = None
-    if isinstance(parsed, dict):
-        code = parsed.get("code", parsed.get("StatusCode"))
-    if not isinstance(code, int):
-        return DeliveryError(f"feishu {name}: answer without code (HTTP {status})", retryable=True)
-    if code == 0:
-        return None
-    if code in RETRYABLE:
-        return DeliveryError(f"feishu {name}: code {code}, {RETRYABLE[code]}")
-    return DeliveryError(f"feishu {name}: code {code}, {KNOWN.get(code, 'refused')}", retryable=False)
+    return vendor_answer_error(CODES, name, status, body, retry_after)
 
 
 class FeishuChannel(UrlChannel):

@@ -30,8 +30,11 @@ from services.notifier.channels.base import (
     RateLimit,
     UrlChannel,
     UrlChannelConfig,
-    http_error,
+    VendorCodes,
     post,
+)
+from services.notifier.channels.base import (
+    answer_error as vendor_answer_error,
 )
 from services.notifier.channels.sizing import fit_text
 
@@ -90,23 +93,12 @@ def render(message: Message) -> bytes:
     return orjson.dumps(payload(message))
 
 
+CODES = VendorCodes("wecom", ("errcode",), RETRYABLE, KNOWN, {45009: FREQ_WAIT_S})
+
+
 def answer_error(name: str, status: int, body: bytes, retry_after: str | None = None) -> DeliveryError | None:
     """What WeCom's answer means: None for success, else the error (never quoting the answer's text)."""
-    if status >= 300:
-        return http_error("wecom", name, status, retry_after)
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return DeliveryError(f"wecom {name}: unreadable answer (HTTP {status})", retryable=True)
-    code = parsed.get("errcode") if isinstance(parsed, dict) else None
-    if not isinstance(code, int):
-        return DeliveryError(f"wecom {name}: answer without errcode (HTTP {status})", retryable=True)
-    if code == 0:
-        return None
-    if code in RETRYABLE:
-        after = FREQ_WAIT_S if code == 45009 else None
-        return DeliveryError(f"wecom {name}: errcode {code}, {RETRYABLE[code]}", retry_after_s=after)
-    return DeliveryError(f"wecom {name}: errcode {code}, {KNOWN.get(code, 'refused')}", retryable=False)
+    return vendor_answer_error(CODES, name, status, body, retry_after)
 
 
 class WeComChannel(UrlChannel):
