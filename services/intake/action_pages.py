@@ -63,7 +63,7 @@ HTML_HEADERS = {
 _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:0;padding:1rem;line-height:1.4;color:#222;background:#fafafa}"
     "main{max-width:32rem;margin:0 auto;background:#fff;padding:1rem 1.25rem;border-radius:8px;"
-    "box-shadow:0 1px 3px #0002}"
+    "box-shadow:0 1px 3px #0002;overflow-wrap:anywhere}.nb{display:inline-block}"
     "h1{font-size:1.3rem;margin:.2rem 0 .8rem}.summary{font-size:1.1rem;font-weight:600}"
     "dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}dt{color:#666}dd{margin:0}"
     "button{font-size:1.1rem;padding:.7rem 1.4rem;border:0;border-radius:6px;background:#1a5fb4;color:#fff;"
@@ -87,6 +87,11 @@ def page(title: str, body: str) -> str:
 def _when(at: datetime | None) -> str:
     at = db.as_utc(at)
     return at.strftime("%Y-%m-%d %H:%M UTC") if at is not None else "unknown"
+
+
+def _kept(text: str) -> str:
+    """``text`` escaped, on one line where it fits: a phone otherwise breaks ``tl-1f..`` or a date at a hyphen."""
+    return f'<span class="nb">{escape(text)}</span>'
 
 
 def owner_of(ticket: db.TicketRow) -> str:
@@ -114,9 +119,9 @@ def confirm_page(claims: LinkClaims, ticket: db.TicketRow) -> str:
     does = verb.does.format(person=claims.person)
     return page(
         f"{verb.label} {ticket.ticket_id}?",
-        f"<h1>{escape(verb.label)} {escape(ticket.ticket_id)}?</h1>\n{_details(ticket)}\n"
+        f"<h1>{escape(verb.label)} {_kept(ticket.ticket_id + '?')}</h1>\n{_details(ticket)}\n"
         f"<p>The button will {escape(does)}.</p>\n{_button(verb.label)}\n"
-        f'<p class="note">This link works once and expires {escape(_when(claims.expires_at))}.</p>',
+        f'<p class="note">This link works once and expires {_kept(_when(claims.expires_at) + ".")}</p>',
     )
 
 
@@ -131,14 +136,17 @@ def result_page(claims: LinkClaims, ticket: db.TicketRow) -> str:
 
 def used_page(claims: LinkClaims, ticket: db.TicketRow, use: db.ActionLinkUseRow | None) -> str:
     if use is not None and use.used_at is None:
-        title, note = "This link is being used right now", "Reload this page in a few seconds to see the result."
+        title, note = (
+            "This link is being used right now",
+            escape("Reload this page in a few seconds to see the result."),
+        )
     else:
-        when = f"at {_when(use.used_at)}" if use is not None else "before"
+        when = f"at {_kept(_when(use.used_at))}" if use is not None else "before"
         does = VERBS[claims.action].does.format(person=claims.person)
-        title, note = "This link was already used", f"It was used {when} to {does}; a link acts only once."
+        title, note = "This link was already used", f"It was used {when} to {escape(does)}; a link acts only once."
     return page(
         title,
-        f"<h1>{escape(title)}</h1>\n<p>{escape(note)} Nothing was done now.</p>\n{_details(ticket, 'State now')}",
+        f"<h1>{escape(title)}</h1>\n<p>{note} Nothing was done now.</p>\n{_details(ticket, 'State now')}",
     )
 
 
@@ -152,9 +160,9 @@ REFUSALS: dict[RefusalReason | Literal["unknown_ticket"], str] = {
 
 
 def refused_page(reason: RefusalReason | Literal["unknown_ticket"], claims: LinkClaims | None) -> str:
-    ticket = claims.ticket_id if claims is not None else "it was for"
+    ticket = _kept(claims.ticket_id) if claims is not None else "it was for"
     title = "This link has expired" if reason == "expired" else "This link cannot be used"
-    return page(title, f"<h1>{escape(title)}</h1>\n<p>{escape(REFUSALS[reason].format(ticket=ticket))}</p>")
+    return page(title, f"<h1>{escape(title)}</h1>\n<p>{escape(REFUSALS[reason]).format(ticket=ticket)}</p>")
 
 
 def unavailable_page(claims: LinkClaims | None, *, with_button: bool) -> str:

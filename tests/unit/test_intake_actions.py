@@ -227,10 +227,15 @@ def _edited(path: str) -> str:
             lambda i: i.link("resolve", expires_at=datetime.now(UTC) - timedelta(seconds=1)),
             "expired",
             "resolve",
-            "This link has expired; open the ticket tl-1",
+            'This link has expired; open the ticket <span class="nb">tl-1</span>',
         ),
         (lambda _i: "/act/not-a-token", "malformed", "unknown", "incomplete or damaged"),
-        (lambda i: i.link("ack", ticket_id="tl-404"), "unknown_ticket", "ack", "tl-404, which does not exist"),
+        (
+            lambda i: i.link("ack", ticket_id="tl-404"),
+            "unknown_ticket",
+            "ack",
+            '<span class="nb">tl-404</span>, which does not exist',
+        ),
     ],
 )
 def test_refused_links_are_403_counted_and_act_on_nothing(
