@@ -172,6 +172,20 @@ def upsert_deliveries(conn: Connection, records: Sequence[Delivery]) -> None:
     conn.execute(upsert, list(by_id.values()))  # executemany: one compiled statement whatever the count
 
 
+def recent_sends(engine: Engine, channel: str, target: str, since: datetime) -> list[datetime]:
+    """When messages went to a target since ``since`` (the delivery log's sent records; a digest's members share
+    one time, so each time is one message), oldest first: a restarted worker's rate limit starts from these."""
+    log = DELIVERIES
+    query = (
+        sa_select(log.c.at)
+        .where(log.c.channel == channel, log.c.recipient == target, log.c.status == "sent", log.c.at >= since)
+        .distinct()
+    )
+    with engine.connect() as conn:
+        found = [as_utc(at) or at for at in conn.execute(query).scalars()]
+    return sorted(found)
+
+
 def reschedule(engine: Engine, notification_id: str, due_at: datetime, attempts: int, error: str) -> None:
     with Session(engine) as session:
         session.exec(

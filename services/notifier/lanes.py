@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
@@ -37,8 +37,10 @@ from services.notifier.stages import (
     next_attempt,
     record,
     remaining,
+    span_s,
     take,
     until_token,
+    window_from,
 )
 from shared import outbox
 from shared.events import Delivery
@@ -131,6 +133,7 @@ class Lane:
 
     async def run(self) -> None:
         """Send until cancelled; a fault in one round (a bug, a callback's error) is logged and the lane goes on."""
+        await self._restore_window()
         while True:
             try:
                 await self._round()
@@ -140,6 +143,20 @@ class Lane:
                 # the class only: an error's text can carry a webhook URL
                 log.error("lane_fault", error=type(exc).__name__, channel=self.kind, target=self.target)  # noqa: TRY400
                 await asyncio.sleep(self.deps.sql_retry_s)
+
+    async def _restore_window(self) -> None:
+        """Start the rate window from what the delivery log says went to this target lately (a restart)."""
+        limit = self.limit
+        if limit is None:
+            return
+        wall, mono = self.deps.wall(), self.deps.monotonic()
+        since = wall - timedelta(seconds=span_s(limit))
+        try:
+            sent = await asyncio.to_thread(outbox.recent_sends, self.deps.engine, self.kind, self.target, since)
+        except Exception as exc:  # noqa: BLE001 - without the log the lane starts with an empty window, as before
+            log.error("rate_window_not_restored", error=type(exc).__name__, channel=self.kind)  # noqa: TRY400
+            return
+        self.window = window_from(sent, wall, mono)
 
     async def _round(self) -> None:
         """One step: wait for the head, or send the next message."""

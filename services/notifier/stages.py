@@ -49,6 +49,14 @@ def take(window: Window, limit: RateLimit, now: float) -> tuple[Window, bool]:
     return Window(recent), False
 
 
+def window_from(sent_at: Sequence[datetime], wall_now: datetime, mono_now: float) -> Window:
+    """A window from the times messages went (the delivery log: a restarted worker must not send a vendor's whole
+    limit again at once — DingTalk mutes a robot for ten minutes when it does). When there were sends, one more
+    is counted now: a worker that died may have sent one it had not yet written down."""
+    times = [mono_now - (wall_now - at).total_seconds() for at in sent_at]
+    return Window(tuple(sorted([*times, mono_now] if times else times)))
+
+
 def remaining(window: Window, limit: RateLimit, now: float) -> int:
     """How many more messages may go now."""
     return limit.burst - len(_recent(window, limit, now))

@@ -121,3 +121,28 @@ def test_a_storm_for_one_team_keeps_to_each_vendors_limit_in_digests_and_drops_n
             if vendor != "webhook":  # the generic webhook has no vendor limit to keep
                 assert len(messages) < storm / 5, f"{vendor}: the storm arrived as digests ({len(messages)} messages)"
                 assert any(m.title.endswith("notifications for operations") for m in messages)
+
+
+def test_a_notifier_killed_mid_flow_loses_nothing_when_restarted(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """SIGKILL of the notifier while it works through 60 tickets: the restarted worker reloads its outbox and
+    every ticket reaches every sink; what may repeat is bounded by what was in flight (at least once, as the
+    notifier's side effects leave Kafka), and is counted."""
+    with chat_lab(kafka_bootstrap, tmp_path) as lab:
+        post_alerts(lab, 0, 60)
+        wait_for("the first notifications", lambda: len(lab.chat.received("webhook")) >= 5, stack=lab.stack)
+        lab.stack.kill("notifier")  # SIGKILL, mid-flow
+        lab.stack.start("notifier")
+        ids = ticket_ids(lab, 60)
+        for vendor in OPS_CHAT:
+            wait_for(f"every ticket at {vendor}", has_all(lab, vendor, ids), stack=lab.stack, timeout=240)
+        wait_for(
+            "every ticket's mail",
+            lambda: {m.message["X-Ticketloop-Ticket"] for m in lab.smtp.received()} >= set(ids),
+            stack=lab.stack,
+        )
+        for vendor in OPS_CHAT:
+            counts = named(lab.chat.received(vendor))
+            repeated = sum(n - 1 for n in counts.values())
+            assert set(counts) == set(ids), f"{vendor}: every ticket, nothing else"
+            assert repeated <= 4, f"{vendor}: {repeated} repeated (at most what one lane had in flight, per lane)"
+        assert lab.chat.rejections == []

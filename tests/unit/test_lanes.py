@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
 from services.notifier.channels.base import DeliveryError, Message, RateLimit
-from services.notifier.lanes import Dispatcher, LaneDeps
-from services.notifier.stages import BreakerPolicy, RetryPolicy, message_to_json
+from services.notifier.lanes import Dispatcher, Lane, LaneDeps
+from services.notifier.stages import BreakerPolicy, RetryPolicy, Window, message_to_json, remaining, window_from
 from shared import db, outbox
 from shared.events import Delivery
 from shared.outbox import OutboxItem
@@ -226,3 +226,39 @@ async def test_a_fault_in_a_callback_does_not_silence_the_target(engine: Engine)
         await dispatcher.stop()
     assert [m.subject for m, _ in channel.delivered] == ["[P1] New ticket tl-0", "[P1] New ticket tl-1"]
     assert outbox.pending(engine, [("tickets", 0)]) == [], "the first was finished before its callback failed"
+
+
+async def test_a_restarted_lane_starts_its_rate_window_from_the_delivery_log(engine: Engine) -> None:
+    """A restarted worker must not send a vendor's whole limit again at once (DingTalk mutes a robot for ten
+    minutes when it does): the window starts from the sends the delivery log has."""
+    limit = RateLimit(2, 60.0)
+    now = datetime.now(UTC)
+    sent = [
+        Delivery(
+            notification_id=f"old-{i}",
+            ticket_id=f"tl-{i}",
+            kind="assignment",
+            channel="fake",
+            recipient="chat",
+            status="sent",
+            attempts=1,
+            error="in a digest of 2" if i else "",
+            at=now - timedelta(seconds=10 if i < 2 else 5),
+        )
+        for i in range(3)
+    ]
+    outbox.finish(engine, [], sent)  # two messages: a digest of two at -10 s, one at -5 s
+    lane = Lane("fake", "chat", deps(engine, FakeChannel(), Sinks(), limits={"fake": limit}))
+    await lane._restore_window()
+    assert len(lane.window.sent) == 3, "the two in the log, and one the dead worker may not have written down"
+    assert remaining(lane.window, limit, lane.deps.monotonic()) <= 0
+    other = Lane("fake", "elsewhere", deps(engine, FakeChannel(), Sinks(), limits={"fake": limit}))
+    await other._restore_window()
+    assert other.window == Window(), "another target's sends do not count"
+
+
+def test_a_window_from_wall_times_keeps_their_spacing() -> None:
+    wall = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    window = window_from([wall - timedelta(seconds=30), wall - timedelta(seconds=5)], wall, 1000.0)
+    assert window == Window((970.0, 995.0, 1000.0))
+    assert window_from([], wall, 1000.0) == Window(), "nothing went lately: nothing was in flight either"
