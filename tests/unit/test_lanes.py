@@ -197,7 +197,9 @@ async def test_what_the_outbox_holds_is_sent_by_the_worker_assigned_its_partitio
         assert await dispatcher.assign([("tickets", 1)]) == 0, "another partition's rows stay"
         assert await dispatcher.assign([("tickets", 0)]) == 3
         await until("the three", lambda: len(channel.delivered) == 3)
-        await until("the records", lambda: len(sinks.records) == 3)
+        await until(
+            "the three sent and let go", lambda: len(sinks.records) == 3 and dispatcher.pending() == {"fake": 0}
+        )
         dispatcher.submit(items("later", 3))  # a reload racing with the sends brings nothing back
         assert dispatcher.pending() == {"fake": 0}
     finally:
