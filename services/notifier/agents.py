@@ -112,7 +112,7 @@ def outbox_items(
             channel=d.channel,
             target=d.target,
             kind=d.message.kind,
-            payload=message_to_json(d.message, str(d.message.data.get("view_url", ""))),
+            payload=message_to_json(d.message),
             source_topic=topic,
             source_partition=partition,
             created_at=now,

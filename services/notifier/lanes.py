@@ -82,14 +82,14 @@ class Lane:
     kind: str
     target: str
     deps: LaneDeps
+    finish: Callable[[list[str], list[Delivery]], Awaitable[None]]
+    """Writes a send's outcome and waits until it is written (the Dispatcher's group writer)."""
     items: dict[str, OutboxItem] = field(default_factory=dict)
     finished: OrderedDict[str, None] = field(default_factory=OrderedDict)
     window: Window = field(default_factory=Window)
     breaker: Breaker = field(default_factory=Breaker)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
-    finish: Callable[[list[str], list[Delivery]], Awaitable[None]] | None = None
-    """Writes a send's outcome (the Dispatcher's group writer); None: written here, one send at a time."""
     _heap: list[tuple[int, str]] = field(default_factory=list)
 
     def add(self, items: Iterable[OutboxItem]) -> None:
@@ -209,14 +209,8 @@ class Lane:
         records = [
             record(i, "sent", i.attempts + 1, f"in a digest of {len(batch)}" if digest else "", now) for i in batch
         ]
-        ids = [i.notification_id for i in batch]
-        if self.finish is not None:
-            await self.finish(ids, records)
-            self._forget(batch)
-            return
-        await self._sql(outbox.finish, self.deps.engine, ids, records)
+        await self.finish([i.notification_id for i in batch], records)
         self._forget(batch)
-        await self.deps.on_records(records)
 
     async def _failed(self, batch: list[OutboxItem], error: str, retryable: bool, retry_after_s: float | None) -> None:
         self.breaker = breaker_failure(self.breaker, self.deps.breaker, self.deps.monotonic())
@@ -333,7 +327,7 @@ class Dispatcher:
         for key, found in by_lane.items():
             lane = self.lanes.get(key)
             if lane is None:
-                lane = self.lanes[key] = Lane(key[0], key[1], self.deps, finish=self.writer.finish)
+                lane = self.lanes[key] = Lane(key[0], key[1], self.deps, self.writer.finish)
                 # a context of its own: a lane's sends are no part of the event that happened to start it
                 lane.task = asyncio.get_running_loop().create_task(
                     lane.run(), name=f"lane {key[0]} {key[1]}", context=contextvars.Context()

@@ -178,16 +178,14 @@ def fold(items: Sequence[OutboxItem], max_bytes: int) -> tuple[list[OutboxItem],
 
 
 def digest_line(item: OutboxItem) -> str:
-    """One notification in a digest: its subject, and where to act on the ticket."""
-    subject = str(item.payload.get("subject", item.kind))
-    view = str(item.payload.get("view_url", ""))
-    return f"• {subject}" + (f" — {view}" if view else "")
+    """One notification in a digest: its subject (which names the ticket)."""
+    return f"• {item.payload.get('subject', item.kind)}"
 
 
 # --- messages in the outbox, and the delivery log's records ---------------------------------------------------
 
 
-def message_to_json(message: Message, view_url: str = "") -> dict[str, Any]:
+def message_to_json(message: Message) -> dict[str, Any]:
     return {
         "kind": message.kind,
         "subject": message.subject,
@@ -197,7 +195,6 @@ def message_to_json(message: Message, view_url: str = "") -> dict[str, Any]:
         "mention": None
         if message.mention is None
         else [message.mention.name, message.mention.mobile, message.mention.email],
-        "view_url": view_url,
     }
 
 

@@ -48,7 +48,7 @@ def item(nid: str, *, seq: int, target: str = "ops-chat", channel: str = "webhoo
         channel=channel,
         target=target,
         kind="assignment",
-        payload=message_to_json(message, VIEW),
+        payload=message_to_json(message),
         source_topic="t.tickets",
         source_partition=0,
         created_at=CREATED,

@@ -250,11 +250,12 @@ async def test_a_restarted_lane_starts_its_rate_window_from_the_delivery_log(eng
         for i in range(3)
     ]
     outbox.finish(engine, [], sent)  # two messages: a digest of two at -10 s, one at -5 s
-    lane = Lane("fake", "chat", deps(engine, FakeChannel(), Sinks(), limits={"fake": limit}))
+    lanes = Dispatcher(deps(engine, FakeChannel(), Sinks(), limits={"fake": limit}))
+    lane = Lane("fake", "chat", lanes.deps, lanes.writer.finish)
     await lane._restore_window()
     assert len(lane.window.sent) == 3, "the two in the log, and one the dead worker may not have written down"
     assert remaining(lane.window, limit, lane.deps.monotonic()) <= 0
-    other = Lane("fake", "elsewhere", deps(engine, FakeChannel(), Sinks(), limits={"fake": limit}))
+    other = Lane("fake", "elsewhere", lanes.deps, lanes.writer.finish)
     await other._restore_window()
     assert other.window == Window(), "another target's sends do not count"
 
