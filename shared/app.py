@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import faust
 from prometheus_client import CollectorRegistry
 
 from shared import eos
-from shared.events import DeadLetter
 from shared.logging import configure_logging
 from shared.metrics import serve_metrics
 from shared.settings import CommonSettings
@@ -68,21 +66,6 @@ def create_faust_app(service: str, settings: CommonSettings, **overrides: Any) -
     if options["processing_guarantee"] == "exactly_once":
         eos.install(app, settings.eos_settle_timeout_s)
     return app
-
-
-def dead_letter(
-    *, service: str, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str
-) -> DeadLetter:
-    return DeadLetter(
-        service=service,
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        key=key.decode(errors="replace") if key is not None else None,
-        value=(value or b"").decode(errors="replace"),
-        reason=reason,
-        at=datetime.now(UTC),
-    )
 
 
 def run_worker(service: str, settings: S, build: Callable[[S, CollectorRegistry], faust.App]) -> None:

@@ -10,8 +10,8 @@ from faust.types import EventT, TopicT
 from faust.types.tuples import RecordMetadata
 from pydantic import BaseModel
 
-from shared.app import dead_letter
 from shared.codec import DecodeError, decode, encode
+from shared.deadletters import dead_letter
 from shared.logging import get_logger
 from shared.snapshots import SnapshotPolicy
 from shared.tables import ChangelogTable

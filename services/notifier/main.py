@@ -6,28 +6,27 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-import faust
-import httpx
 from prometheus_client import CollectorRegistry
 
-from services.notifier.agents import NotifierDeps, register
 from services.notifier.channels import registry
-from services.notifier.channels.base import Channel, ChannelContext
+from services.notifier.channels.base import Channel, ChannelContext, Http
 from services.notifier.channels.email import EmailChannel
 from services.notifier.config import NotifyConfig
 from services.notifier.pipeline import LinkIssuer
+from services.notifier.service import Notifier, NotifierDeps
 from services.notifier.stages import BreakerPolicy, RetryPolicy
 from shared import actionlinks, db
-from shared.app import create_faust_app, run_worker
 from shared.config import ConfigWatcher, load_yaml_model
+from shared.driver import DriverConfig
 from shared.muting import MutingConfig
 from shared.oncall import TeamsConfig
+from shared.runtime import run_service
 from shared.settings import NotifierSettings
 from shared.topics import Topics
 
 
 def build_channels(settings: NotifierSettings, config: NotifyConfig) -> dict[str, Channel]:
-    context = ChannelContext(httpx.AsyncClient(timeout=settings.http_timeout_s), time.time)
+    context = ChannelContext(Http(settings.http_timeout_s), time.time)
     return {
         **registry.build_channels(config.entries(), context),
         registry.EMAIL: EmailChannel(
@@ -58,15 +57,26 @@ def link_issuer(settings: NotifierSettings) -> LinkIssuer | None:
     return issue
 
 
-def build(settings: NotifierSettings, registry: CollectorRegistry) -> faust.App:
+def driver_config(settings: NotifierSettings, topics: Topics) -> DriverConfig:
+    """The notifier's consumer: the group faust's app used before (its committed offsets carry over)."""
+    return DriverConfig(
+        bootstrap=settings.kafka_bootstrap_servers,
+        group_id=f"{settings.topic_prefix}notifier",
+        topics=(topics.tickets.name, topics.escalations.name),
+        session_timeout_s=settings.session_timeout_s,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        group_instance_id=settings.group_instance_id,
+    )
+
+
+def build(settings: NotifierSettings, registry: CollectorRegistry) -> Notifier:
     config = load_yaml_model(settings.config_dir / "notify.yaml", NotifyConfig)
     engine = db.make_engine(settings.database_url)
     db.init_db(engine)
-    app = create_faust_app("notifier", settings)
-    register(
-        app,
+    topics = Topics(settings.topic_prefix, settings.partitions)
+    return Notifier(
         NotifierDeps(
-            topics=Topics(settings.topic_prefix, settings.partitions),
+            topics=topics,
             config=config,
             channels=build_channels(settings, config),
             engine=engine,
@@ -78,12 +88,16 @@ def build(settings: NotifierSettings, registry: CollectorRegistry) -> faust.App:
             muting=ConfigWatcher(settings.config_dir / "routing.yaml", MutingConfig),
             teams=ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig, optional=True),
         ),
+        driver_config(settings, topics),
+        settings.kafka_bootstrap_servers,
     )
-    return app
 
 
 def main() -> None:
-    run_worker("notifier", NotifierSettings(), build)
+    import sys
+
+    sys.setswitchinterval(0.0005)
+    run_service("notifier", NotifierSettings(), build)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""The notifier's faust agent and timers: thin shells around services.notifier.pipeline, stages and lanes.
+"""The notifier worker: thin shells around services.notifier.pipeline, stages and lanes.
 
-Per ticket or escalation event: decode → mute → plan → dedup into the outbox (one SQL transaction) → hand to
-the target lanes. The event is done once its notifications are in the outbox; no send happens inside the
-event's transaction, so a slow or dead endpoint holds only its own lane.
+Per batch of ticket and escalation events (shared/driver.py: consumed with aiokafka, no per-event stream
+machinery): decode → mute → plan → dedup into the outbox (one SQL transaction for the batch) → hand to the target
+lanes; only then are the batch's offsets committed. No send happens before that: a slow or dead endpoint holds
+only its own lane. The outbox is keyed by notification id, so a batch read again after a crash adds nothing.
 """
 
 from __future__ import annotations
@@ -10,17 +11,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-import faust
 import orjson
+from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from services.notifier.channels.base import Channel
 from services.notifier.channels.registry import REGISTRY
@@ -40,19 +42,21 @@ from services.notifier.pipeline import (
 )
 from services.notifier.stages import BreakerPolicy, RetryPolicy, message_to_json
 from shared import db, outbox
-from shared.app import dead_letter
 from shared.codec import DecodeError, decode, encode
 from shared.config import ConfigWatcher, poll_watchers
+from shared.deadletters import dead_letter
+from shared.driver import BatchDriver, DriverConfig, Partition, Record
 from shared.events import Delivery, Escalation, Ticket, TicketEvent
 from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.metrics import check_name, counter
 from shared.muting import MuteState, MutingConfig, mute_for
 from shared.oncall import TeamsConfig, on_call
 from shared.outbox import OutboxItem
+from shared.runtime import every
 from shared.silences import ticket_labels
-from shared.streams import emit, raw_topic, send_acked, to_deadletter
 from shared.topics import Topics
 
+R = TypeVar("R")
 log = get_logger(__name__)
 SERVICE = "notifier"
 EMAIL_MAX_BYTES = 100_000
@@ -122,23 +126,91 @@ def outbox_items(
     ]
 
 
-def register(app: faust.App, deps: NotifierDeps) -> Dispatcher:
-    t = deps.topics
-    inputs = raw_topic(app, t.tickets.name, t.escalations.name)
-    deliveries = raw_topic(app, t.deliveries.name)
-    deadletter = raw_topic(app, t.deadletter.name)
-    outcomes = counter(
-        deps.registry, "ticketloop_notifier_deliveries_total", "Notification outcomes", ["channel", "kind", "status"]
-    )
-    digests = counter(
-        deps.registry, "ticketloop_notifier_digests_total", "Digests sent under a rate limit", ["channel"]
-    )
-    reloads = counter(deps.registry, "ticketloop_notifier_config_reloads_total", "Config file changes seen", ["result"])
-    seq = itertools.count(time.time_ns() // 1000)
+class Notifier:
+    """The notifier worker: a batched consumer of the tickets and escalations topics (shared/driver.py) that plans
+    each batch's notifications into the outbox in one SQL transaction and hands them to the target lanes."""
 
-    async def on_records(records: Sequence[Delivery]) -> None:
+    def __init__(self, deps: NotifierDeps, driver: DriverConfig, bootstrap: str) -> None:
+        self.deps = deps
+        self.driver_config = driver
+        self.bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None  # made in run(): aiokafka needs the running loop
+        self.assigned: set[Partition] = set()
+        self.seq = itertools.count(time.time_ns() // 1000)
+        registry = deps.registry
+        self.outcomes = counter(
+            registry, "ticketloop_notifier_deliveries_total", "Notification outcomes", ["channel", "kind", "status"]
+        )
+        self.digests = counter(
+            registry, "ticketloop_notifier_digests_total", "Digests sent under a rate limit", ["channel"]
+        )
+        self.reloads = counter(
+            registry, "ticketloop_notifier_config_reloads_total", "Config file changes seen", ["result"]
+        )
+        self.dispatcher = Dispatcher(
+            LaneDeps(
+                channels=deps.channels,
+                limits={k: kind.limit for k, kind in REGISTRY.items()},
+                max_bytes={**{k: kind.max_bytes for k, kind in REGISTRY.items()}, "email": EMAIL_MAX_BYTES},
+                engine=deps.engine,
+                retry=deps.retry,
+                breaker=deps.breaker,
+                on_records=self.on_records,
+                on_give_up=self.on_give_up,
+                on_digest=lambda kind, _n: self.digests.labels(channel=kind).inc(),
+            )
+        )
+        registry.register(LaneGauges(self.dispatcher))
+
+    # --- the shell around Kafka -----------------------------------------------------------------------------
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("the notifier is not running")
+        return self._producer
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+        await self.producer.start()
+        driver = BatchDriver(self.driver_config, self.handle, self.on_assigned, self.on_revoked)
+        timer = asyncio.create_task(every(2.0, self.reload, stop, "notifier-reload-config"))
+        try:
+            await driver.run(stop)
+        finally:
+            timer.cancel()
+            await asyncio.gather(timer, return_exceptions=True)
+            await self.dispatcher.stop()
+            await self.producer.stop()
+
+    async def publish(self, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        await self.producer.send_and_wait(topic, value, key=key.encode(), headers=headers)
+
+    async def on_assigned(self, partitions: set[Partition]) -> None:
+        t = self.deps.topics
+        mine = {tp for tp in partitions if tp[0] in (t.tickets.name, t.escalations.name)}
+        self.dispatcher.revoke(self.assigned - mine)
+        new = mine - self.assigned
+        self.assigned = mine
+        loaded = await self.dispatcher.assign(new)
+        if loaded:
+            log.info("outbox_loaded", notifications=loaded, partitions=len(new))
+
+    async def on_revoked(self, partitions: set[Partition]) -> None:
+        self.dispatcher.revoke(partitions)
+        self.assigned -= partitions
+
+    async def reload(self) -> None:
+        await poll_watchers((self.deps.muting, self.deps.teams), self.reloads)
+        redriven = await self.dispatcher.redrive(self.assigned)
+        if redriven:
+            log.info("outbox_redriven", notifications=redriven)
+
+    # --- what the lanes report --------------------------------------------------------------------------------
+
+    async def on_records(self, records: Sequence[Delivery]) -> None:
         for delivery in records:
-            outcomes.labels(channel=delivery.channel, kind=delivery.kind, status=delivery.status).inc()
+            self.outcomes.labels(channel=delivery.channel, kind=delivery.kind, status=delivery.status).inc()
             log.info(
                 "delivery",
                 channel=delivery.channel,
@@ -148,11 +220,16 @@ def register(app: faust.App, deps: NotifierDeps) -> Dispatcher:
                 attempts=delivery.attempts,
                 ticket_id=delivery.ticket_id,
             )
-        await asyncio.gather(
-            *(send_acked(deliveries, d.ticket_id, encode(d), make_headers(ticket_id=d.ticket_id)) for d in records)
-        )
+        name = self.deps.topics.deliveries.name
+        sent = [
+            await self.producer.send(
+                name, encode(d), key=d.ticket_id.encode(), headers=make_headers(ticket_id=d.ticket_id)
+            )
+            for d in records
+        ]
+        await asyncio.gather(*sent)
 
-    async def on_give_up(item: OutboxItem, reason: str) -> None:
+    async def on_give_up(self, item: OutboxItem, reason: str) -> None:
         """The dead-letter record of a notification given up: what it was and why (without its action links,
         which act on the ticket; the outbox keeps the whole message for a redrive)."""
         message = {k: v for k, v in item.payload.items() if k in ("kind", "subject", "text")}
@@ -172,87 +249,111 @@ def register(app: faust.App, deps: NotifierDeps) -> Dispatcher:
             value=orjson.dumps(value),
             reason=reason,
         )
-        await send_acked(deadletter, item.source_topic, encode(dead), make_headers(ticket_id=item.ticket_id))
+        headers = make_headers(ticket_id=item.ticket_id)
+        await self.publish(self.deps.topics.deadletter.name, item.source_topic, encode(dead), headers)
         log.warning("notification_given_up", notification_id=item.notification_id, channel=item.channel, reason=reason)
 
-    dispatcher = Dispatcher(
-        LaneDeps(
-            channels=deps.channels,
-            limits={k: kind.limit for k, kind in REGISTRY.items()},
-            max_bytes={**{k: kind.max_bytes for k, kind in REGISTRY.items()}, "email": EMAIL_MAX_BYTES},
-            engine=deps.engine,
-            retry=deps.retry,
-            breaker=deps.breaker,
-            on_records=on_records,
-            on_give_up=on_give_up,
-            on_digest=lambda kind, _n: digests.labels(channel=kind).inc(),
+    # --- one batch of events ----------------------------------------------------------------------------------
+
+    async def handle(self, records: list[Record]) -> None:
+        """Decode, mute, plan and put a batch's notifications in the outbox, then hand them to the lanes. Returns
+        once the outbox holds them: only then may the records' offsets be committed. The SQL part (silences,
+        planning, outbox) is one trip to a worker thread for the whole batch."""
+        decoded: list[tuple[Record, Ticket, list[Notice]]] = []
+        for record in records:
+            bind_ids(**ids_from_headers(record.headers))
+            try:
+                ticket, found = await self.notices(record)
+            except DecodeError as exc:
+                await self.to_deadletter(record, str(exc))
+                continue
+            if found:
+                decoded.append((record, ticket, found))
+        if not decoded:
+            return
+        fresh, muted = await self.sql(self.prepare, decoded, datetime.now(UTC))
+        for delivery in muted:
+            headers = make_headers(ticket_id=delivery.ticket_id)
+            await self.publish(self.deps.topics.deliveries.name, delivery.ticket_id, encode(delivery), headers)
+            self.outcomes.labels(channel=delivery.channel, kind=delivery.kind, status=delivery.status).inc()
+        self.dispatcher.submit(fresh)
+
+    def prepare(
+        self, decoded: list[tuple[Record, Ticket, list[Notice]]], now: datetime
+    ) -> tuple[list[OutboxItem], list[Delivery]]:
+        """(In a worker thread.) The batch's muting state, its notifications planned, the new ones written to the
+        outbox and the muted ones to the delivery log: (outbox items written, suppressed records)."""
+        mute = self.mute_state([ticket for _, ticket, _ in decoded], now)
+        items: list[OutboxItem] = []
+        muted: list[Delivery] = []
+        for record, ticket, found in decoded:
+            why = mute_for(ticket, now, mute)
+            if why is not None:
+                muted.extend(suppressed(notice, why, now) for notice in found)
+                log.info("notification_muted", cause=why.cause, reason=why.reason, notices=len(found))
+                continue
+            items.extend(self.plan_event(record, ticket, found, now))
+        for delivery in muted:
+            db.record_delivery(self.deps.engine, delivery)
+        fresh = outbox.add(self.deps.engine, items)
+        if len(fresh) < len(items):
+            log.info("already_planned", notifications=len(items) - len(fresh))
+        return fresh, muted
+
+    async def sql(self, fn: Callable[..., R], *args: Any) -> R:
+        """A read or write of the batch, retried until the database answers: the batch's offsets are not
+        committed before it is done, so nothing accepted is dropped while the database is down."""
+        while True:
+            try:
+                return await asyncio.to_thread(fn, *args)
+            except SQLAlchemyError as exc:
+                log.error("notifier_sql_failed", error=type(exc).__name__)  # noqa: TRY400 - the class names the fault
+                await asyncio.sleep(1.0)
+
+    async def to_deadletter(self, record: Record, reason: str) -> None:
+        dead = dead_letter(
+            service=SERVICE,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            reason=reason,
         )
-    )
-    deps.registry.register(LaneGauges(dispatcher))
-    assigned: set[tuple[str, int]] = set()
+        log.warning(
+            "dead_lettered", topic=record.topic, partition=record.partition, offset=record.offset, reason=reason
+        )
+        await self.publish(self.deps.topics.deadletter.name, record.topic, encode(dead), [])
 
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types the handler by a string name
-    async def on_assigned(_app: Any, *args: Any, **_: Any) -> None:
-        mine = {(tp.topic, tp.partition) for tp in args[0] if tp.topic in (t.tickets.name, t.escalations.name)}
-        dispatcher.revoke(assigned - mine)
-        new = mine - assigned
-        assigned.clear()
-        assigned.update(mine)
-        loaded = await dispatcher.assign(new)
-        if loaded:
-            log.info("outbox_loaded", notifications=loaded, partitions=len(new))
-
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def on_revoked(_app: Any, *args: Any, **_: Any) -> None:
-        gone = {(tp.topic, tp.partition) for tp in args[0]}
-        dispatcher.revoke(gone)
-        assigned.difference_update(gone)
-
-    @app.timer(interval=2.0, name="notifier-reload-config")
-    async def reload_config() -> None:
-        await poll_watchers((deps.muting, deps.teams), reloads)
-        redriven = await dispatcher.redrive(assigned)
-        if redriven:
-            log.info("outbox_redriven", notifications=redriven)
-
-    async def notices(event: Any) -> tuple[Ticket, list[Notice]]:
-        if event.message.topic == t.escalations.name:
-            esc = decode(Escalation, event.value)
+    async def notices(self, record: Record) -> tuple[Ticket, list[Notice]]:
+        deps = self.deps
+        if record.topic == deps.topics.escalations.name:
+            esc = decode(Escalation, record.value or b"")
             bind_ids(trace_id=esc.trace_id, ticket_id=esc.ticket_id)
             if not notifies(esc):
                 return esc.ticket, []
             # addressed also to whoever is on call for the target team now
             now = datetime.now(UTC)
-            overrides = await asyncio.to_thread(db.list_overrides, deps.engine, team=esc.target_team, since=now)
+            team = esc.target_team
+            overrides = await self.sql(lambda: db.list_overrides(deps.engine, team=team, since=now))
             found = on_call(esc.target_team, deps.teams.current, overrides, now)
             return esc.ticket, [notice_for_escalation(esc, deps.public_url, found, deps.teams.current)]
-        ev = decode(TicketEvent, event.value)
+        ev = decode(TicketEvent, record.value or b"")
         bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
         return ev.ticket, notices_for_ticket_event(ev, deps.public_url)
 
-    def mute_state(tickets: list[Ticket], now: datetime) -> MuteState:
+    def mute_state(self, tickets: list[Ticket], now: datetime) -> MuteState:
         """Silences from SQL, once for a batch; firing tickets only when an inhibition rule could make one of
         these tickets its target."""
-        config = deps.muting.current
+        config = self.deps.muting.current
+        engine = self.deps.engine
         could_be_inhibited = any(rule.is_target(ticket_labels(t)) for t in tickets for rule in config.inhibit_rules)
-        firing = db.firing_tickets(deps.engine) if could_be_inhibited else []
-        return MuteState(db.list_silences(deps.engine, since=now), firing, config)
+        firing = db.firing_tickets(engine) if could_be_inhibited else []
+        return MuteState(db.list_silences(engine, since=now), firing, config)
 
-    async def record_suppressed(delivery: Delivery) -> None:
-        await asyncio.to_thread(db.record_delivery, deps.engine, delivery)
-        await emit(deliveries, delivery.ticket_id, encode(delivery), make_headers(ticket_id=delivery.ticket_id))
-        outcomes.labels(channel=delivery.channel, kind=delivery.kind, status=delivery.status).inc()
-
-    async def plan_event(
-        event: Any, ticket: Ticket, found: list[Notice], mute: MuteState, now: datetime
-    ) -> list[OutboxItem]:
-        """One event's notifications as outbox rows (none when muted: those are recorded as suppressed)."""
-        muted = mute_for(ticket, now, mute) if found else None
-        if muted is not None:
-            for notice in found:
-                await record_suppressed(suppressed(notice, muted, now))
-            log.info("notification_muted", cause=muted.cause, reason=muted.reason, notices=len(found))
-            return []
+    def plan_event(self, record: Record, ticket: Ticket, found: list[Notice], now: datetime) -> list[OutboxItem]:
+        """One event's notifications as outbox rows, with their action links and mentions."""
+        deps = self.deps
         dispatches: list[Dispatch] = []
         team_of: dict[str, str] = {}
         teams = deps.teams.current
@@ -262,33 +363,4 @@ def register(app: faust.App, deps: NotifierDeps) -> Dispatcher:
                 log.warning("no_channels", team=notice.team, kind=notice.message.kind)
             dispatches.extend(planned)
             team_of.update({d.notification_id: notice.team for d in planned})
-        return outbox_items(dispatches, team_of, event.message.topic, event.message.partition, now, seq)
-
-    @app.agent(inputs, name="notifier-dispatch")
-    async def dispatch_agent(stream: Any) -> AsyncIterator[None]:
-        # in batches, as the router's projection: one SQL transaction puts a batch's notifications in the outbox
-        async for batch in stream.take_events(500, within=0.005):
-            decoded: list[tuple[Any, Ticket, list[Notice]]] = []
-            for event in batch:
-                bind_ids(**ids_from_headers(event.headers))
-                try:
-                    ticket, found = await notices(event)
-                except DecodeError as exc:
-                    await to_deadletter(deadletter, SERVICE, event, str(exc))
-                    continue
-                decoded.append((event, ticket, found))
-            now = datetime.now(UTC)
-            with_notices = [ticket for _, ticket, found in decoded if found]
-            mute = await asyncio.to_thread(mute_state, with_notices, now) if with_notices else None
-            items: list[OutboxItem] = []
-            for event, ticket, found in decoded:
-                if found and mute is not None:
-                    items.extend(await plan_event(event, ticket, found, mute, now))
-            if items:
-                fresh = await asyncio.to_thread(outbox.add, deps.engine, items)
-                if len(fresh) < len(items):
-                    log.info("already_planned", notifications=len(items) - len(fresh))
-                dispatcher.submit(fresh)
-            yield None
-
-    return dispatcher
+        return outbox_items(dispatches, team_of, record.topic, record.partition, now, self.seq)

@@ -1,0 +1,197 @@
+"""The batched aiokafka driver (shared/driver.py) on the real broker: at-least-once, commits on a rebalance, and
+never a record of an aborted transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shared.driver import BatchDriver, DriverConfig, Partition, Record
+from shared.topics import TopicSpec, ensure_topics
+from tests.support.kafka_io import produce
+
+pytestmark = pytest.mark.timeout(180)
+
+
+async def new_topic(bootstrap: str, partitions: int = 2) -> str:
+    name = f"driver-{uuid.uuid4().hex[:10]}"
+    await ensure_topics(bootstrap, [TopicSpec(name, partitions, "any", "a driver test topic")])
+    return name
+
+
+def config(bootstrap: str, topic: str, group: str, commit_interval_s: float = 0.5) -> DriverConfig:
+    return DriverConfig(
+        bootstrap=bootstrap,
+        group_id=group,
+        topics=(topic,),
+        session_timeout_s=6.0,
+        heartbeat_interval_s=0.5,
+        commit_interval_s=commit_interval_s,
+    )
+
+
+class Seen:
+    """What a driver handed its handler, and a way to wait for a count."""
+
+    def __init__(self, also: Seen | None = None) -> None:
+        self.values: list[bytes] = []
+        self.batches = 0
+        self.changed = asyncio.Event()
+        self.also = also
+        """Told of the same records (what the members of one group saw together)."""
+
+    async def handle(self, records: list[Record]) -> None:
+        self.batches += 1
+        self.values.extend(r.value or b"" for r in records)
+        self.changed.set()
+        if self.also is not None:
+            await self.also.handle(records)
+
+    async def wait(self, n: int, within_s: float = 60.0) -> None:
+        async def reach() -> None:
+            while len(self.values) < n:
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(reach(), within_s)
+
+
+async def running(driver: BatchDriver) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    stop = asyncio.Event()
+    return stop, asyncio.create_task(driver.run(stop))
+
+
+async def stopped(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    stop.set()
+    await asyncio.wait_for(task, 30)
+
+
+async def killed(task: asyncio.Task[None]) -> None:
+    """As a SIGKILL would leave it for the group: whatever was handled and not committed is not committed."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def values(n: int, prefix: str) -> list[tuple[str, bytes]]:
+    return [(f"k{i}", f"{prefix}{i}".encode()) for i in range(n)]
+
+
+async def test_batches_are_committed_and_a_restart_starts_after_them(kafka_bootstrap: str) -> None:
+    topic = await new_topic(kafka_bootstrap)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    await produce(kafka_bootstrap, topic, values(200, "a"))
+    first = Seen()
+    stop, task = await running(BatchDriver(config(kafka_bootstrap, topic, group), first.handle))
+    await first.wait(200)
+    await stopped(stop, task)
+    assert sorted(first.values) == sorted(v for _, v in values(200, "a"))
+    assert first.batches < 200, "records come in batches, not one by one"
+
+    await produce(kafka_bootstrap, topic, values(10, "b"))
+    second = Seen()
+    stop, task = await running(BatchDriver(config(kafka_bootstrap, topic, group), second.handle))
+    await second.wait(10)
+    await stopped(stop, task)
+    assert sorted(second.values) == sorted(v for _, v in values(10, "b"))
+
+
+async def test_what_was_handled_but_not_committed_is_handed_out_again(kafka_bootstrap: str) -> None:
+    topic = await new_topic(kafka_bootstrap)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    await produce(kafka_bootstrap, topic, values(20, "a"))
+    first = Seen()
+    # no commit for a minute: the records are handled, then the worker dies before committing them
+    _, task = await running(BatchDriver(config(kafka_bootstrap, topic, group, commit_interval_s=60.0), first.handle))
+    await first.wait(20)
+    await killed(task)
+
+    second = Seen()
+    stop, task = await running(BatchDriver(config(kafka_bootstrap, topic, group), second.handle))
+    await second.wait(20)
+    await stopped(stop, task)
+    assert sorted(second.values) == sorted(first.values)
+
+
+async def test_a_rebalance_waits_for_the_batch_in_hand_and_commits_it_before_the_partitions_move(
+    kafka_bootstrap: str,
+) -> None:
+    topic = await new_topic(kafka_bootstrap, partitions=4)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    await produce(kafka_bootstrap, topic, values(100, "a"))
+    release = asyncio.Event()
+    together = Seen()
+    first = Seen(also=together)
+    revoked: list[set[Partition]] = []
+
+    async def held(records: list[Record]) -> None:
+        await first.handle(records)
+        await release.wait()  # the first batch stays in hand until the group is rebalancing
+
+    async def on_revoked(partitions: set[Partition]) -> None:
+        revoked.append(partitions)
+
+    slow_commits = config(kafka_bootstrap, topic, group, commit_interval_s=600.0)
+    stop1, task1 = await running(BatchDriver(slow_commits, held, on_revoked=on_revoked))
+    await first.wait(1)
+    # a second member joins while the first holds a batch it has not committed (no commit for ten minutes)
+    second = Seen(also=together)
+    stop2, task2 = await running(BatchDriver(slow_commits, second.handle))
+    await wait_for_state(kafka_bootstrap, group, {"PreparingRebalance", "CompletingRebalance"})
+    release.set()
+    await produce(kafka_bootstrap, topic, values(40, "b"))
+    await together.wait(len(first.values) + 40 - len([v for v in first.values if v.startswith(b"b")]))
+    await stopped(stop2, task2)
+    await stopped(stop1, task1)
+    assert revoked, "the first member was told its partitions were revoked"
+    handled_first = {v for v in first.values if v.startswith(b"a")}
+    assert not handled_first & set(second.values), "a batch the first member handled came again to the second"
+
+
+async def wait_for_state(bootstrap: str, group: str, states: set[str], within_s: float = 60.0) -> None:
+    """Until the broker reports the group in one of ``states`` (read with the admin API's DescribeGroups)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while loop.time() < deadline:
+            [response] = await admin.describe_consumer_groups([group])
+            state = response.to_object()["groups"][0]["state"]
+            if state in states:
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        await admin.close()
+    raise AssertionError(f"group {group} never reached {states}")
+
+
+async def test_records_of_an_aborted_transaction_are_never_handed_out(kafka_bootstrap: str) -> None:
+    topic = await new_topic(kafka_bootstrap, partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"tx-{uuid.uuid4().hex[:8]}")
+    await producer.start()
+    try:
+        await in_transaction(producer, lambda: producer.send_and_wait(topic, b"aborted"), commit=False)
+        await in_transaction(producer, lambda: producer.send_and_wait(topic, b"committed"), commit=True)
+    finally:
+        await producer.stop()
+    seen = Seen()
+    stop, task = await running(BatchDriver(config(kafka_bootstrap, topic, f"g-{uuid.uuid4().hex[:8]}"), seen.handle))
+    await seen.wait(1)
+    await stopped(stop, task)
+    assert seen.values == [b"committed"]
+
+
+async def in_transaction(producer: AIOKafkaProducer, send: Callable[[], Awaitable[object]], *, commit: bool) -> None:
+    await producer.begin_transaction()
+    await send()
+    if commit:
+        await producer.commit_transaction()
+    else:
+        await producer.abort_transaction()
