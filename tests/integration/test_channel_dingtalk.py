@@ -14,7 +14,7 @@ from deploy.local.kafka_local import free_port
 from deploy.local.vendors.base import Answer, VendorSink
 from deploy.local.vendors.dingtalk import DingTalkVendor
 from services.notifier.channels import dingtalk
-from services.notifier.channels.base import Channel, ChannelContext, DeliveryError, Message
+from services.notifier.channels.base import Channel, ChannelContext, DeliveryError, Http, Message
 from tests.support.channel_contract import ContractCase, check_contract, sample_message
 
 pytestmark = pytest.mark.integration
@@ -67,7 +67,7 @@ def case(token: str, secret: str | None) -> ContractCase:
 
 
 def channel(sink: VendorSink, secret: str | None, clock: Callable[[], float] = time.time) -> Channel:
-    made, _ = maker(SIGNED_TOKEN, secret)(sink, ChannelContext(httpx.AsyncClient(timeout=5.0), clock))
+    made, _ = maker(SIGNED_TOKEN, secret)(sink, ChannelContext(Http(5.0), clock))
     return made
 
 

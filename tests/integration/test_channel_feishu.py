@@ -14,7 +14,7 @@ from deploy.local.kafka_local import free_port
 from deploy.local.vendors.base import Answer, VendorSink
 from deploy.local.vendors.feishu import FeishuVendor
 from services.notifier.channels import feishu
-from services.notifier.channels.base import Channel, ChannelContext, DeliveryError
+from services.notifier.channels.base import Channel, ChannelContext, DeliveryError, Http
 from tests.support.channel_contract import ContractCase, check_contract, sample_message
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ def case(token: str, secret: str | None) -> ContractCase:
 
 
 def channel(sink: VendorSink, secret: str | None, clock: Callable[[], float] = time.time) -> Channel:
-    made, _ = maker(SIGNED_TOKEN, secret)(sink, ChannelContext(httpx.AsyncClient(timeout=5.0), clock))
+    made, _ = maker(SIGNED_TOKEN, secret)(sink, ChannelContext(Http(5.0), clock))
     return made
 
 
@@ -102,9 +102,7 @@ async def test_stale_timestamp_is_refused_with_19021(sink: VendorSink) -> None:
 
 
 async def test_unknown_token_is_refused_with_19001(sink: VendorSink) -> None:
-    made, target = maker("f19a0unknown000000000000000000000", None)(
-        sink, ChannelContext(httpx.AsyncClient(timeout=5.0), time.time)
-    )
+    made, target = maker("f19a0unknown000000000000000000000", None)(sink, ChannelContext(Http(5.0), time.time))
     with pytest.raises(DeliveryError) as caught:
         await made.send(sample_message(), target)
     assert not caught.value.retryable and "19001" in str(caught.value)

@@ -14,7 +14,7 @@ from deploy.local.kafka_local import free_port
 from deploy.local.vendors.base import Answer, VendorSink
 from deploy.local.vendors.wecom import WeComVendor
 from services.notifier.channels import wecom
-from services.notifier.channels.base import Channel, ChannelContext, DeliveryError, Message
+from services.notifier.channels.base import Channel, ChannelContext, DeliveryError, Http, Message
 from tests.support.channel_contract import ContractCase, check_contract, sample_message
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ def make_with(key: str) -> ContractCase:
 
 
 def channel(sink: VendorSink, key: str = KEY) -> Channel:
-    made, _ = make_with(key).make(sink, ChannelContext(httpx.AsyncClient(timeout=5.0), time.time))
+    made, _ = make_with(key).make(sink, ChannelContext(Http(5.0), time.time))
     return made
 
 

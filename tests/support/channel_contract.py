@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 
 from deploy.local.vendors.base import Answer, VendorSink
@@ -26,6 +25,7 @@ from services.notifier.channels.base import (
     Channel,
     ChannelContext,
     DeliveryError,
+    Http,
     Mention,
     Message,
 )
@@ -71,7 +71,7 @@ class ContractCase:
 
 
 def context() -> ChannelContext:
-    return ChannelContext(httpx.AsyncClient(timeout=5.0), time.time)
+    return ChannelContext(Http(5.0), time.time)
 
 
 async def check_delivers_readable_message(case: ContractCase, sink: VendorSink) -> None:

@@ -19,13 +19,13 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import httpx
 import orjson
 from pydantic import Field, SecretStr, model_validator
 
 from services.notifier.channels.base import (
     CUT_MARKER,
     STATE,
+    Answer,
     ChannelConfig,
     ChannelContext,
     ChannelKind,
@@ -200,7 +200,7 @@ def raise_for_answer(kind: str, name: str, answer: Mapping[str, Any]) -> None:
         raise error
 
 
-def webhook_error(kind: str, name: str, response: httpx.Response) -> DeliveryError:
+def webhook_error(kind: str, name: str, response: Answer) -> DeliveryError:
     """A webhook's refusal: the HTTP status decides, Slack's error code (e.g. channel_is_archived) is named."""
     error = http_error(kind, name, response.status_code, response.headers.get("retry-after"))
     code = response.text.strip()[:64]
