@@ -13,12 +13,13 @@ The payload is opaque here (the notifier's message as JSON).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Connection, Engine, Table, insert, update
+from sqlalchemy import JSON, Column, Connection, Engine, Table, bindparam, insert, update
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -101,16 +102,25 @@ def add(engine: Engine, items: Sequence[OutboxItem]) -> list[OutboxItem]:
     if not items:
         return []
     ids = [i.notification_id for i in items]
-    table = OUTBOX
     with engine.begin() as conn:
-        known = set(conn.execute(sa_select(table.c.notification_id).where(table.c.notification_id.in_(ids))).scalars())
-        log = DELIVERIES
-        delivered = sa_select(log.c.notification_id).where(log.c.notification_id.in_(ids), log.c.status == "sent")
-        known.update(conn.execute(delivered).scalars())
+        known = set(conn.execute(_KNOWN, {"ids": ids}).scalars())
         fresh = [i for i in items if i.notification_id not in known]
         if fresh:
-            conn.execute(insert(table), [_row(i) for i in fresh])
+            conn.execute(_INSERT, [_row(i) for i in fresh])
     return fresh
+
+
+_KNOWN = (
+    sa_select(OUTBOX.c.notification_id)
+    .where(OUTBOX.c.notification_id.in_(bindparam("ids", expanding=True)))
+    .union_all(
+        sa_select(DELIVERIES.c.notification_id).where(
+            DELIVERIES.c.notification_id.in_(bindparam("ids", expanding=True)), DELIVERIES.c.status == "sent"
+        )
+    )
+)
+"""Of these ids, those in the outbox or delivered already (one statement, built once)."""
+_INSERT = insert(OUTBOX)
 
 
 def _row(i: OutboxItem) -> dict[str, Any]:
@@ -146,11 +156,27 @@ def pending(engine: Engine, partitions: Iterable[tuple[str, int]]) -> list[Outbo
 def finish(engine: Engine, notification_ids: Sequence[str], records: Sequence[Delivery]) -> None:
     """Delivered (or dropped as already delivered): the rows leave the outbox and the records enter the delivery
     log, in one transaction (one for many lanes' deliveries at once: the notifier's writer groups them)."""
-    table = OUTBOX
     with engine.begin() as conn:
         if notification_ids:
-            conn.execute(sa_delete(table).where(table.c.notification_id.in_(list(notification_ids))))
+            conn.execute(_DELETE, [{"nid": i} for i in dict.fromkeys(notification_ids)])
         upsert_deliveries(conn, records)
+
+
+_DELETE = sa_delete(OUTBOX).where(OUTBOX.c.notification_id == bindparam("nid"))
+"""Built once: the notifier's hottest statements are compiled from SQLAlchemy's cache, not rebuilt per write."""
+_UPDATED = ("ticket_id", "kind", "channel", "recipient", "status", "attempts", "error", "at")
+
+
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    """The delivery log's upsert for this database: a record already ``sent`` is never overwritten."""
+    if dialect not in ("sqlite", "postgresql"):  # pragma: no cover - the two databases ticketloop supports
+        raise ValueError(f"unsupported database {dialect!r}")
+    stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(DELIVERIES)
+    updated = {c: stmt.excluded[c] for c in _UPDATED}
+    return stmt.on_conflict_do_update(
+        index_elements=["notification_id"], set_=updated, where=DELIVERIES.c.status != "sent"
+    )
 
 
 def upsert_deliveries(conn: Connection, records: Sequence[Delivery]) -> None:
@@ -158,18 +184,9 @@ def upsert_deliveries(conn: Connection, records: Sequence[Delivery]) -> None:
     overwritten (a replay after a crash may report an older outcome)."""
     if not records:
         return
-    log = DELIVERIES
     rows = [r.model_dump(exclude={"schema_version"}) for r in records]
     by_id = {row["notification_id"]: row for row in rows}  # one row per id in a statement
-    dialect = conn.dialect.name
-    if dialect not in ("sqlite", "postgresql"):  # pragma: no cover - the two databases ticketloop supports
-        raise ValueError(f"unsupported database {dialect!r}")
-    stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(log)
-    updated = {
-        c: stmt.excluded[c] for c in ("ticket_id", "kind", "channel", "recipient", "status", "attempts", "error", "at")
-    }
-    upsert = stmt.on_conflict_do_update(index_elements=["notification_id"], set_=updated, where=log.c.status != "sent")
-    conn.execute(upsert, list(by_id.values()))  # executemany: one compiled statement whatever the count
+    conn.execute(_upsert(conn.dialect.name), list(by_id.values()))  # executemany: one compiled statement
 
 
 def recent_sends(engine: Engine, channel: str, target: str, since: datetime) -> list[datetime]:
