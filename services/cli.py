@@ -23,7 +23,6 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TextIO
@@ -45,15 +44,16 @@ from services.cli_client import (
 from services.intake.config import IntakeConfig
 from services.notifier.config import NotifyConfig
 from services.notifier.config import describe as describe_channels
-from services.router.projects import ProjectsConfig, apply_project
-from services.router.rules import RoutingConfig, decide, describe
+from services.router.decision import decide_labels
+from services.router.projects import ProjectsConfig
+from services.router.rules import RoutingConfig, describe
 from services.sla.calendar import unknown_years
 from services.sla.policy import NEXT, OWNER, SlaConfig
 from services.sla.replay import replay
 from services.sla.replay_io import ReplayInputError, read_events, read_topic, report
 from shared.config import ConfigError, load_yaml_model
 from shared.events import EventKind, Severity
-from shared.maintenance import muted_until
+from shared.matchers import matcher_labels
 from shared.oncall import TeamsConfig
 from shared.topics import Topics
 
@@ -189,11 +189,8 @@ def routes_test(
     except ConfigError as exc:
         print(f"error: {exc}", file=out)
         return 1
-    seen = {**labels, "severity": severity.value, "source": source, "kind": kind.value}
-    d = apply_project(decide(seen, severity, routing), seen, projects, at)
-    until, windows = muted_until(seen, at, routing.maintenance_windows)
-    if until is not None:
-        d = replace(d, muted_until=until, muted_by=tuple(windows))
+    seen = matcher_labels(labels, severity.value, source, kind.value)
+    d = decide_labels(seen, severity, routing, projects, at)  # the router's own decision (services/router/decision.py)
     print(f"route:    {d.rule}", file=out)
     print(f"owner:    {d.person + ' (' + d.team + ')' if d.person else d.team}", file=out)
     print(f"priority: {d.priority}", file=out)

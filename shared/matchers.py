@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property, lru_cache
@@ -77,3 +78,10 @@ def check_matchers(value: list[str]) -> list[str]:
 
 MatcherList = Annotated[list[str], AfterValidator(check_matchers)]
 """A config field of matcher strings, each checked on load."""
+
+
+def matcher_labels(labels: Mapping[str, str], severity: str, source: str, kind: str) -> dict[str, str]:
+    """The one label view every matcher sees — routes, silences, inhibition, maintenance windows and
+    ``ticketloop routes test``: the event's or ticket's labels plus its severity, source and kind (those three
+    win over labels of the same name)."""
+    return {**labels, "severity": severity, "source": source, "kind": kind}

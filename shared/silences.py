@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import Ticket
-from shared.matchers import MatcherList, parse_matcher
+from shared.matchers import MatcherList, matcher_labels, parse_matcher
 from shared.windows import TimeWindowRequest
 
 SilenceState = Literal["pending", "active", "expired"]
@@ -60,7 +60,7 @@ class Silence(BaseModel):
 
 def ticket_labels(ticket: Ticket) -> dict[str, str]:
     """What matchers see of a ticket: its labels plus severity, source and kind (as routing sees an event)."""
-    return {**ticket.labels, "severity": ticket.severity.value, "source": ticket.source, "kind": ticket.kind.value}
+    return matcher_labels(ticket.labels, ticket.severity.value, ticket.source, ticket.kind.value)
 
 
 def silenced_by(labels: dict[str, str], silences: Iterable[Silence], now: datetime) -> Silence | None:

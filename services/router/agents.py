@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from services.router.decision import carried_decision, decide_event, to_wire
 from services.router.lifecycle import (
     KeyState,
     KeyUpdate,
@@ -24,14 +25,14 @@ from services.router.lifecycle import (
     apply_key_update,
     assign,
     group_key,
+    grouped_input,
     key_update_for,
     reassign_on_call,
     tick_command,
     timer_due,
     with_known_issue,
-    with_on_call,
 )
-from services.router.projects import ProjectsConfig, decide_for_event, known_issue_for
+from services.router.projects import ProjectsConfig, known_issue_for
 from services.router.rules import RoutingConfig
 from shared import db
 from shared.codec import DecodeError, decode, encode
@@ -135,20 +136,27 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                     set_key_state(dedup, current, apply_key_update(current, update))
                 yield None
                 continue
-            ev = await decode_or_deadletter(InboundEvent, event, deadletter, SERVICE)
-            if ev is None:
+            try:
+                item = grouped_input(event.key, event.value) if event.message.topic == t.grouped.name else None
+                ev = item.event if item is not None else decode(InboundEvent, event.value)
+            except DecodeError as exc:
+                await to_deadletter(deadletter, SERVICE, event, str(exc))
                 yield None
                 continue
             bind_ids(trace_id=ev.trace_id, event_id=ev.event_id)
-            if event.message.topic == t.grouped.name:
-                group = event.key
-            else:
-                group = group_key(ev, decide_for_event(ev, deps.routing.current, deps.projects.current))
-                if group != ev.dedup_key:
+            if item is None:
+                # the one routing decision of this event: made here, carried to its group and its ticket
+                decided = decide_event(
+                    ev, deps.routing.current, deps.projects.current, deps.teams.current, deps.overrides
+                )
+                item = TicketInput(group_key=group_key(ev, decided), event=ev, decision=to_wire(decided))
+                if item.group_key != ev.dedup_key:
                     # one more hop: to the partition that owns the group
-                    await emit(grouped, group, event.value, make_headers(trace_id=ev.trace_id, event_id=ev.event_id))
+                    headers = make_headers(trace_id=ev.trace_id, event_id=ev.event_id)
+                    await emit(grouped, item.group_key, encode(item), headers)
                     yield None
                     continue
+            group = item.group_key
             current = key_state(group.encode())
             result = assign(current, ev, deps.routing.current.reopen_window)
             if result.ticket_id is None:
@@ -157,7 +165,7 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                 await emit(
                     ticket_inputs,
                     result.ticket_id,
-                    encode(TicketInput(group_key=group, event=ev)),
+                    encode(item),
                     make_headers(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=result.ticket_id),
                 )
                 set_key_state(group.encode(), current, result.key_state)
@@ -178,11 +186,9 @@ def register(app: faust.App, deps: RouterDeps) -> None:
         bind_ids(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=ticket_id)
         member_key = f"{ticket_id}\x1f{ev.dedup_key}".encode()
         member = Member.decode(members.get(member_key))
-        decision = decide_for_event(ev, deps.routing.current, deps.projects.current)
-        if record is None and decision.person is None:
-            decision = with_on_call(
-                decision, on_call(decision.team, deps.teams.current, deps.overrides, ev.received_at)
-            )
+        decision = carried_decision(
+            item, deps.routing.current, deps.projects.current, deps.teams.current, deps.overrides
+        )
         flap = deps.routing.current.flapping
         new, changes, after = apply_event(record, ticket_id, item.group_key, ev, member, decision, now, flap)
         if after is not None and after != member:

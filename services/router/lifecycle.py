@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.router.decision import Routed
 from services.router.rules import FlapPolicy, RouteDecision, event_labels
+from shared.codec import DecodeError, decode
 from shared.events import Action, Change, Command, EventStatus, InboundEvent, Ticket, TicketEvent, TicketState
 from shared.ids import short_hash
 from shared.oncall import OnCall
@@ -162,13 +164,18 @@ class TicketInput(BaseModel):
 
     group_key: str
     event: InboundEvent
+    decision: Routed | None = None
+    """The routing decision made when the event was assigned (services/router/decision.py); None only in
+    records written before it was carried, which are decided again."""
 
 
-def with_on_call(decision: RouteDecision, found: OnCall | None) -> RouteDecision:
-    """A decision for a team (no person yet) goes to whoever is on call for that team, if anyone is."""
-    if decision.person is not None or found is None or found.team != decision.team:
-        return decision
-    return replace(decision, person=found.person, on_call=found.describe())
+def grouped_input(key: str, value: bytes) -> TicketInput:
+    """A record of the grouped topic: the event with its group and routing decision. Records written before the
+    decision was carried hold the bare event (keyed by its group), and are decided again at the ticket."""
+    try:
+        return decode(TicketInput, value)
+    except DecodeError:
+        return TicketInput(group_key=key, event=decode(InboundEvent, value))
 
 
 def reassign_on_call(command: Command, found: OnCall | None) -> Command:

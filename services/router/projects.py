@@ -22,10 +22,9 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from services.router.rules import RouteDecision, RoutingConfig, event_labels, route
+from services.router.rules import RouteDecision, event_labels
 from shared.config import Duration
 from shared.events import EventKind, InboundEvent
-from shared.maintenance import muted_until
 from shared.matchers import Matcher, MatcherList, parse_matcher
 
 
@@ -143,14 +142,6 @@ def apply_project(
         next_level=next_level,
         project_reason=f"project {project.name} ({project.customer}), phase {phase.value}, {why}",
     )
-
-
-def decide_for_event(event: InboundEvent, routing: RoutingConfig, projects: ProjectsConfig) -> RouteDecision:
-    """The routing tree, then the project's handover, at the time the event was received (so replays agree)."""
-    labels = event_labels(event)
-    decision = apply_project(route(event, routing), labels, projects, event.received_at)
-    until, names = muted_until(labels, event.received_at, routing.maintenance_windows)
-    return replace(decision, muted_until=until, muted_by=tuple(names)) if until else decision
 
 
 def known_issue_for(event: InboundEvent, projects: ProjectsConfig) -> tuple[Project, KnownIssue] | None:

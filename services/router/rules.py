@@ -42,7 +42,7 @@ from shared.config import Duration
 from shared.events import InboundEvent, Severity
 from shared.inhibition import InhibitRule
 from shared.maintenance import MaintenanceWindow
-from shared.matchers import Matcher, MatcherList, Op, parse_matcher
+from shared.matchers import Matcher, MatcherList, Op, matcher_labels, parse_matcher
 
 DEFAULT_PRIORITIES = {Severity.critical: "P1", Severity.error: "P2", Severity.warning: "P3", Severity.info: "P4"}
 
@@ -208,7 +208,8 @@ class RouteDecision:
 
 
 def event_labels(event: InboundEvent) -> dict[str, str]:
-    return {**event.labels, "severity": event.severity.value, "source": event.source, "kind": event.kind.value}
+    """What matchers see of an event (shared.matchers.matcher_labels)."""
+    return matcher_labels(event.labels, event.severity.value, event.source, event.kind.value)
 
 
 def _walk(node: CompiledRoute, labels: dict[str, str]) -> list[CompiledRoute]:

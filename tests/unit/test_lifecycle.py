@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.router.decision import with_on_call
 from services.router.lifecycle import (
     SEEN_LIMIT,
     TRANSITIONS,
@@ -26,7 +27,6 @@ from services.router.lifecycle import (
     reassign_on_call,
     tick_command,
     timer_due,
-    with_on_call,
 )
 from services.router.rules import FlapPolicy, RouteDecision
 from shared.events import Action, Change, Command, EventStatus, InboundEvent, TicketEvent, TicketState

@@ -7,10 +7,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.router.projects import ProjectsConfig, decide_for_event
+from services.router.decision import decide_event
+from services.router.projects import ProjectsConfig
 from services.router.rules import RoutingConfig
 from shared.maintenance import MaintenanceWindow, muted_until
 from shared.muting import MuteState, MutingConfig, mute_for
+from shared.oncall import TeamsConfig
 from tests.unit.factories import event, ticket
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -118,11 +120,14 @@ def test_tickets_opened_in_a_window_are_muted_until_it_ends() -> None:
     routing = RoutingConfig.model_validate(
         {"route": {"team": "ops"}, "maintenance_windows": [MOVE.model_dump(by_alias=True)]}
     )
-    d = decide_for_event(event(labels={"site": "bj-1"}, received_at=at), routing, ProjectsConfig())
+    d = decide_event(event(labels={"site": "bj-1"}, received_at=at), routing, ProjectsConfig(), TeamsConfig(), [])
     assert d.muted_until == datetime(2026, 12, 6, 8, tzinfo=SH) and d.muted_by == ("dc-move",)
     assert "muted by dc-move until 2026-12-06T08:00:00+08:00" in d.explain()
     assert (
-        decide_for_event(event(labels={"site": "sh-2"}, received_at=at), routing, ProjectsConfig()).muted_until is None
+        decide_event(
+            event(labels={"site": "sh-2"}, received_at=at), routing, ProjectsConfig(), TeamsConfig(), []
+        ).muted_until
+        is None
     )
 
 

@@ -1,0 +1,98 @@
+"""One routing decision per event: made where the event is assigned, carried through the grouping hop to its
+ticket, and applied there even when the routing changed in between."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from services.router.decision import Routed, carried_decision, decide_event, from_wire, to_wire
+from services.router.lifecycle import TicketInput, apply_event, group_key, grouped_input
+from services.router.projects import ProjectsConfig
+from services.router.rules import RouteDecision, RoutingConfig
+from shared.codec import encode
+from shared.oncall import Override, TeamsConfig
+from tests.unit.factories import T0, event
+
+BEFORE = RoutingConfig.model_validate(
+    {
+        "route": {
+            "team": "ops",
+            "routes": [{"name": "db", "matchers": ['service="db"'], "team": "dba", "group_by": ["service"]}],
+        }
+    }
+)
+AFTER = RoutingConfig.model_validate(
+    {"route": {"team": "ops", "routes": [{"name": "db", "matchers": ['service="db"'], "team": "storage"}]}}
+)
+TEAMS = TeamsConfig.model_validate(
+    {"people": {"ann": {"email": "ann@example.com"}}, "teams": {"dba": {"members": ["ann"]}}}
+)
+
+
+def test_the_ticket_gets_the_decision_its_event_was_assigned_with_even_after_a_routing_reload() -> None:
+    ev = event(labels={"service": "db", "instance": "db-1"})
+    decided = decide_event(ev, BEFORE, ProjectsConfig(), TEAMS, [])
+    item = TicketInput(group_key=group_key(ev, decided), event=ev, decision=to_wire(decided))
+    assert item.group_key != ev.dedup_key, "grouped by service: one more hop to the group's partition"
+
+    # the grouping hop: the record on the grouped topic carries the decision
+    hop = grouped_input(item.group_key, encode(item))
+    assert hop == item
+
+    # routing reloaded between the hops: the ticket's writer applies what was decided, not the new tree
+    decision = carried_decision(hop, AFTER, ProjectsConfig(), TEAMS, [])
+    assert decision.team == "dba" and decision.rule == decided.rule
+    new, changes, _ = apply_event(None, "tl-1", hop.group_key, ev, None, decision, T0)
+    assert new is not None and new.ticket.team == "dba"
+    assert changes[0].reason == decided.explain()
+
+
+def test_an_event_written_before_decisions_were_carried_is_decided_again_at_its_ticket() -> None:
+    ev = event(labels={"service": "db"})
+    old = grouped_input("group/abc", encode(ev))  # the grouped topic used to hold the bare event
+    assert old == TicketInput(group_key="group/abc", event=ev)
+    assert carried_decision(old, AFTER, ProjectsConfig(), TEAMS, []).team == "storage"
+
+
+def test_on_call_is_part_of_the_decision_at_the_time_the_event_was_received() -> None:
+    ev = event(labels={"service": "db"})
+    override = Override(
+        override_id="o1",
+        team="dba",
+        person="ann",
+        starts_at=T0 - timedelta(hours=1),
+        ends_at=T0 + timedelta(hours=1),
+        created_by="lead",
+        reason="cover",
+        created_at=T0 - timedelta(hours=2),
+    )
+    decided = decide_event(ev, BEFORE, ProjectsConfig(), TEAMS, [override])
+    assert decided.person == "ann" and decided.on_call
+    later = ev.model_copy(update={"received_at": T0 + timedelta(hours=2)})
+    assert decide_event(later, BEFORE, ProjectsConfig(), TEAMS, [override]).person is None
+
+
+def test_a_decision_survives_the_wire_whole() -> None:
+    full = RouteDecision(
+        team="dba",
+        priority="P1",
+        policy="gold",
+        rule="root > db",
+        person="ann",
+        channels=("slack-dba",),
+        watchers=("ops",),
+        group_by=("service",),
+        group_wait=timedelta(seconds=30),
+        group_interval=timedelta(minutes=5),
+        project="billing",
+        customer="acme",
+        phase="hypercare",
+        next_level="operations",
+        project_reason="project billing (acme), phase hypercare",
+        muted_until=datetime(2026, 12, 6, tzinfo=UTC),
+        muted_by=("dc-move",),
+        on_call="on call: ann",
+    )
+    assert from_wire(Routed.model_validate_json(to_wire(full).model_dump_json())) == full
+    bare = RouteDecision(team="ops", priority="P3", policy="default", rule="root")
+    assert from_wire(to_wire(bare)) == bare
