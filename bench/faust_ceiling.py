@@ -11,7 +11,8 @@ the start in a fresh subprocess with its own consumer group and its own output t
 - ``forwarder``: bare aiokafka consume → produce (bench.router_storm's baseline: getmany up to 2,000, send all
   with acks=all and linger 5 ms, await all, commit). Run first and last (--baseline-runs); the fastest counts,
   which flatters no other variant. Before it one unmeasured forwarder pass warms the broker (a fresh broker's
-  first pass measured 9,057/s against 15,468/s for the last one of the same run).
+  first pass measured 9,057/s against 15,468/s for the last one of the same run; another fresh broker's first
+  pass 14,619/s, so that was partly the load beside it).
 - ``driver``: shared.driver.BatchDriver with the project's DriverConfig defaults (500 records a poll, commit
   every 0.5 s); its handler sends the batch with an aiokafka producer (acks=all, linger 5 ms) and awaits all.
 - faust, through shared.app.create_faust_app (the services' own settings: acks=all, publish-on-commit, 0.2 s
