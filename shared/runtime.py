@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -57,12 +56,10 @@ async def serve(service: str, settings: S, build: Callable[[S, CollectorRegistry
 
 
 def tune_interpreter() -> None:
-    """For a process that moves many small objects through one event loop and a few worker threads (measured on
-    bench/notify_fanout): the cyclic garbage collector ran every 700 allocations and took about a tenth of the
-    notifier's CPU, so it runs every 50,000 (the objects are short-lived and acyclic; memory stays bounded);
-    and a worker thread waiting for the GIL (an SQL call) gets it within 0.5 ms instead of 5 ms, which bounded
-    how fast a lane could write its outcome and send again."""
-    gc.set_threshold(50_000, 50, 100)
+    """A worker thread waiting for the GIL (an SQL call of the notifier's) gets it within 0.5 ms instead of 5 ms
+    while the event loop is busy: each SQL call gives the GIL up and takes it back several times, so at 5 ms a
+    lane's write of its outcome, which it waits for before it sends again, took tens of milliseconds under load.
+    (A higher garbage-collector threshold was tried too: no difference beyond this machine's noise.)"""
     sys.setswitchinterval(0.0005)
 
 
