@@ -57,9 +57,10 @@ async def serve(service: str, settings: S, build: Callable[[S, CollectorRegistry
 
 def tune_interpreter() -> None:
     """A worker thread waiting for the GIL (an SQL call of the notifier's) gets it within 0.5 ms instead of 5 ms
-    while the event loop is busy: each SQL call gives the GIL up and takes it back several times, so at 5 ms a
-    lane's write of its outcome, which it waits for before it sends again, took tens of milliseconds under load.
-    (A higher garbage-collector threshold was tried too: no difference beyond this machine's noise.)"""
+    while the event loop is busy: each SQL call gives the GIL up and takes it back several times, and a lane waits
+    for the write of its outcome before it sends again (bench/notify_fanout, one profiled pair of runs on an
+    overloaded paced phase: p50 3.4 s at 5 ms, 1.2 s at 0.5 ms). A higher garbage-collector threshold was tried
+    too: no difference beyond this machine's noise."""
     sys.setswitchinterval(0.0005)
 
 
