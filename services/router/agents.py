@@ -186,9 +186,8 @@ def register(app: faust.App, deps: RouterDeps) -> None:
         bind_ids(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=ticket_id)
         member_key = f"{ticket_id}\x1f{ev.dedup_key}".encode()
         member = Member.decode(members.get(member_key))
-        decision = carried_decision(
-            item, deps.routing.current, deps.projects.current, deps.teams.current, deps.overrides
-        )
+        current = (deps.routing.current, deps.projects.current, deps.teams.current, deps.overrides)
+        decision = carried_decision(item.decision, ev, *current)
         flap = deps.routing.current.flapping
         new, changes, after = apply_event(record, ticket_id, item.group_key, ev, member, decision, now, flap)
         if after is not None and after != member:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
@@ -22,9 +21,6 @@ from shared.events import InboundEvent, Severity
 from shared.maintenance import muted_until
 from shared.matchers import matcher_labels
 from shared.oncall import OnCall, Override, TeamsConfig, on_call
-
-if TYPE_CHECKING:  # lifecycle imports Routed from here
-    from services.router.lifecycle import TicketInput
 
 
 def decide_labels(
@@ -132,10 +128,15 @@ def from_wire(r: Routed) -> RouteDecision:
 
 
 def carried_decision(
-    item: TicketInput, routing: RoutingConfig, projects: ProjectsConfig, teams: TeamsConfig, overrides: list[Override]
+    carried: Routed | None,
+    event: InboundEvent,
+    routing: RoutingConfig,
+    projects: ProjectsConfig,
+    teams: TeamsConfig,
+    overrides: list[Override],
 ) -> RouteDecision:
     """The decision an event carries to its ticket; an event written before decisions were carried is decided
     again (as it always was then)."""
-    if item.decision is not None:
-        return from_wire(item.decision)
-    return decide_event(item.event, routing, projects, teams, overrides)
+    if carried is not None:
+        return from_wire(carried)
+    return decide_event(event, routing, projects, teams, overrides)

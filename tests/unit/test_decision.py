@@ -40,7 +40,7 @@ def test_the_ticket_gets_the_decision_its_event_was_assigned_with_even_after_a_r
     assert hop == item
 
     # routing reloaded between the hops: the ticket's writer applies what was decided, not the new tree
-    decision = carried_decision(hop, AFTER, ProjectsConfig(), TEAMS, [])
+    decision = carried_decision(hop.decision, hop.event, AFTER, ProjectsConfig(), TEAMS, [])
     assert decision.team == "dba" and decision.rule == decided.rule
     new, changes, _ = apply_event(None, "tl-1", hop.group_key, ev, None, decision, T0)
     assert new is not None and new.ticket.team == "dba"
@@ -51,7 +51,7 @@ def test_an_event_written_before_decisions_were_carried_is_decided_again_at_its_
     ev = event(labels={"service": "db"})
     old = grouped_input("group/abc", encode(ev))  # the grouped topic used to hold the bare event
     assert old == TicketInput(group_key="group/abc", event=ev)
-    assert carried_decision(old, AFTER, ProjectsConfig(), TEAMS, []).team == "storage"
+    assert carried_decision(old.decision, old.event, AFTER, ProjectsConfig(), TEAMS, []).team == "storage"
 
 
 def test_on_call_is_part_of_the_decision_at_the_time_the_event_was_received() -> None:
