@@ -3,9 +3,10 @@
     python -m bench.faust_ceiling [--records 20000] [--partitions 4] [--timeout 300] [--bootstrap HOST:PORT]
                                   [--variants NAME,...] [--baseline-runs 2]
 
-Why: the project moves its hot paths from faust agents to a batched aiokafka loop (shared/driver.py); this keeps
-that choice measured. One broker (a fresh LocalKafka, or --bootstrap), one input topic of --records records of
-1 KB (keys k0..kN spread over --partitions partitions) produced once; then every variant reads all of it from
+Why: the project moves its hot paths from faust agents to a batched aiokafka loop
+(shared/streaming/driver.py); this keeps that choice measured. One broker (a fresh LocalKafka, or
+--bootstrap), one input topic of --records records of 1 KB (keys k0..kN spread over --partitions partitions)
+produced once; then every variant reads all of it from
 the start in a fresh subprocess with its own consumer group and its own output topic, one after the other:
 
 - ``forwarder``: bare aiokafka consume → produce (bench.router_storm's baseline: getmany up to 2,000, send all
@@ -13,10 +14,10 @@ the start in a fresh subprocess with its own consumer group and its own output t
   which flatters no other variant. Before it one unmeasured forwarder pass warms the broker (a fresh broker's
   first pass measured 9,057/s against 15,468/s for the last one of the same run; another fresh broker's first
   pass 14,619/s, so that was partly the load beside it).
-- ``driver``: shared.driver.BatchDriver with the project's DriverConfig defaults (500 records a poll, commit
+- ``driver``: shared.streaming.driver.BatchDriver with the project's DriverConfig defaults (500 records a poll, commit
   every 0.5 s); its handler sends the batch with an aiokafka producer (acks=all, linger 5 ms) and awaits all.
-- faust, through shared.app.create_faust_app (the services' own settings: acks=all, publish-on-commit, 0.2 s
-  commit interval; under exactly_once shared/eos.py's per-source-partition transactions), raw key and value
+- faust, through shared.streaming.app.create_faust_app (the services' own settings: acks=all, publish-on-commit, 0.2 s
+  commit interval; under exactly_once shared/streaming/eos.py's per-source-partition transactions), raw key and value
   serializers, one worker:
   ``faust_consume_alo`` / ``faust_consume_eos``: an agent that only consumes (``stream.take(500, within=0.5)``);
   ``faust_forward``: ``async for event in stream.events(): await out.send(key, value)``, at_least_once;
@@ -40,7 +41,7 @@ What was tried to make faust faster, on this 2-core machine with the project's t
   per-message, per-event, per-send and per-commit calls do nothing) 4,671 / 4,633. ``broker_max_poll_records=
   5000`` with ``consumer_max_fetch_size=8 MB`` (faust: none, 1 MB) 8,668 / 10,118: one fetch takes a partition's
   whole backlog, in fewer rounds and fewer hand-overs from faust's consumer thread. The consumer's
-  ``fetch_max_wait_ms`` 1,500 → 100 (faust hard-codes 1,500; shared/eos.py sets 100, likely why exactly_once
+  ``fetch_max_wait_ms`` 1,500 → 100 (faust hard-codes 1,500; shared/streaming/eos.py sets 100, likely why exactly_once
   consumed faster than at_least_once) 7,019 / 7,680: aiokafka keeps one fetch in flight per broker, and once a
   partition has nothing left that fetch waits out its full time, holding back partitions that still have
   records. All together 7,769 / 7,958, in two later runs 8,942 / 8,737 against 10,569 / 7,935 without the
@@ -91,8 +92,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.router_storm import forward, produce
 from deploy.local.kafka_local import LocalKafka
-from shared.driver import BatchDriver, DriverConfig, Record
-from shared.topics import TopicSpec, ensure_topics
+from shared.streaming.driver import BatchDriver, DriverConfig, Record
+from shared.streaming.topics import TopicSpec, ensure_topics
 
 REPO = Path(__file__).resolve().parents[1]
 VALUE_BYTES = 1024
@@ -102,7 +103,7 @@ STOP_GRACE_S = 15.0
 FAUST_FETCH_WAIT_MS = 1500
 """What faust's aiokafka consumer waits for data in a fetch (hard-coded, no setting)."""
 EOS_FETCH_WAIT_MS = 100
-"""shared.eos.FETCH_MAX_WAIT_MS: its consumer's wait, under exactly_once (not imported: it imports faust)."""
+"""shared.streaming.eos.FETCH_MAX_WAIT_MS: its consumer's wait, under exactly_once (not imported: it imports faust)."""
 ALO, EOS = "at_least_once", "exactly_once"
 SUMMARY_KEYS = ("driver", "faust_consume_alo", "faust_consume_eos", "faust_forward", "faust_forward_take")
 """The variants whose ratio to the forwarder the summary line carries, in its order."""
@@ -124,9 +125,9 @@ class Variant:
     """faust: the Monitor sensor replaced by one that records nothing."""
     fetch_wait_ms: int = 0
     """faust at_least_once: the consumer's fetch_max_wait_ms (0: faust's fixed 1,500; exactly_once: always
-    shared/eos.py's 100)."""
+    shared/streaming/eos.py's 100)."""
     options: tuple[tuple[str, Any], ...] = ()
-    """faust: settings on top of the project's (``shared.app.create_faust_app``)."""
+    """faust: settings on top of the project's (``shared.streaming.app.create_faust_app``)."""
     max_records: int = 500
     """driver: records per poll (the project's DriverConfig default)."""
 
@@ -217,7 +218,7 @@ FETCH = (("broker_max_poll_records", 5000), ("consumer_max_fetch_size", 8 * 1024
 LINGER = (("producer_linger", 0.005), ("producer_max_batch_size", 256 * 1024))
 TUNED: dict[str, Any] = {"quiet": True, "fetch_wait_ms": 100, "options": (*FETCH, *LINGER)}
 """The best faust configuration found (module doc). fetch_wait_ms only applies under at_least_once: under
-exactly_once shared/eos.py's consumer sets 100 ms already."""
+exactly_once shared/streaming/eos.py's consumer sets 100 ms already."""
 
 DEFAULT_VARIANTS = (
     Variant("driver", "driver"),
@@ -360,7 +361,7 @@ def quiet_monitor() -> Any:
 
 
 def short_fetch_wait(app: Any, wait_ms: int) -> None:
-    """faust's consumer with its fetches waiting at most ``wait_ms`` for data (as shared/eos.py's does)."""
+    """faust's consumer with its fetches waiting at most ``wait_ms`` for data (as shared/streaming/eos.py's does)."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 
     class ShortWaitThread(AIOKafkaConsumerThread):  # faust is untyped: Any
@@ -377,8 +378,8 @@ def short_fetch_wait(app: Any, wait_ms: int) -> None:
 
 
 def build_faust(job: Job) -> Any:
-    from shared.app import create_faust_app
-    from shared.settings import CommonSettings
+    from shared.infra.settings import CommonSettings
+    from shared.streaming.app import create_faust_app
 
     v = job.variant
     settings = CommonSettings().model_copy(

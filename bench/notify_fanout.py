@@ -53,10 +53,10 @@ from deploy.local.kafka_local import LocalKafka, free_port
 from deploy.local.stack import Stack
 from services.notifier.channels.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, payload, sign
 from services.notifier.pipeline import notices_for_ticket_event
-from shared.codec import encode
 from shared.events import Change, EventKind, Severity, Ticket, TicketEvent, TicketState
-from shared.logging import make_headers
-from shared.topics import Topics, ensure_topics
+from shared.infra.logging import make_headers
+from shared.streaming.codec import encode
+from shared.streaming.topics import Topics, ensure_topics
 
 TEAM = "operations"
 SECRET = "bench-webhook-secret"  # noqa: S105 - a local test receiver's key, verified by nobody

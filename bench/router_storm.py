@@ -21,9 +21,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from deploy.local.kafka_local import LocalKafka, free_port
 from deploy.local.stack import Stack
-from shared.codec import encode
 from shared.events import EventKind, EventStatus, InboundEvent, Severity
-from shared.topics import Topics, ensure_topics
+from shared.streaming.codec import encode
+from shared.streaming.topics import Topics, ensure_topics
 
 ROUTING = "route:\n  team: operations\n  group_by: [alertname, group]\n"
 

@@ -10,9 +10,10 @@
    (``ticketloop_sla_probe_lateness_seconds``, over the same window; its p99 is a histogram bucket's upper bound).
 3. Recovery: the worker (a named group member, TICKETLOOP_GROUP_INSTANCE_ID, with its own TICKETLOOP_STATE_DIR
    and the default snapshot interval) is SIGKILLed and restarted, twice. First as on its own host: it loads its
-   last local snapshot (shared/snapshots.py) and reads the changelog after it. Then as on a fresh host: the state
-   directory is deleted first, so it reads the whole changelog. Each recovery runs from the restart until every
-   held clock is armed again (``ticketloop_sla_armed_clocks_count``). The baseline is a bare aiokafka consumer
+   last local snapshot (shared/streaming/snapshots.py) and reads the changelog after it. Then as on a fresh host:
+   the state directory is deleted first, so it reads the whole changelog. Each recovery runs from the restart
+   until every held clock is armed again (``ticketloop_sla_armed_clocks_count``). The baseline is a bare aiokafka
+   consumer
    reading the same changelog topic from the start to its end, run just before each restart, with the page cache
    emptied before both (when run as root; this machine's kernel pages out file pages idle for a minute anyway):
    recovery_ratio = recovery_s / that (from the snapshot), fresh_recovery_ratio = fresh_recovery_s / its own.
@@ -48,9 +49,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local.kafka_local import LocalKafka, free_port
 from deploy.local.stack import Stack
-from shared.codec import encode
 from shared.events import Change, EventKind, Severity, Ticket, TicketEvent, TicketState
-from shared.topics import Topics, ensure_topics
+from shared.streaming.codec import encode
+from shared.streaming.topics import Topics, ensure_topics
 
 SLA = """
 policies:

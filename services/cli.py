@@ -51,11 +51,11 @@ from services.sla.calendar import unknown_years
 from services.sla.policy import NEXT, OWNER, SlaConfig
 from services.sla.replay import replay
 from services.sla.replay_io import ReplayInputError, read_events, read_topic, report
-from shared.config import ConfigError, load_yaml_model
 from shared.events import EventKind, Severity
-from shared.matchers import matcher_labels
-from shared.oncall import TeamsConfig
-from shared.topics import Topics
+from shared.infra.config import ConfigError, load_yaml_model
+from shared.rules.matchers import matcher_labels
+from shared.rules.oncall import TeamsConfig
+from shared.streaming.topics import Topics
 
 FILES: dict[str, type[BaseModel]] = {
     "intake.yaml": IntakeConfig,

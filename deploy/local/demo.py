@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             intake_port=INTAKE_PORT,
             smtp_port=SMTP_PORT,
             metrics_ports=WORKER_METRICS,
-            # the sla worker snapshots its clocks here (shared/snapshots.py): a restart reads only the changelog after
+            # the sla worker snapshots its clocks here (shared/streaming/snapshots.py): a restart reads only the
+            # changelog after
             extra_env={"TICKETLOOP_STATE_DIR": str(workdir / "state")},
         )
         stack.start_all()

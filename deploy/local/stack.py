@@ -47,7 +47,7 @@ class Stack:
                 "TICKETLOOP_NOTIFIER_PUBLIC_URL": self.intake_url,
                 "TICKETLOOP_NOTIFIER_SMTP_PORT": str(self.smtp_port),
                 "TICKETLOOP_SESSION_TIMEOUT_S": "6",
-                # one-click links in messages (shared/actionlinks.py); a production deployment sets its own key
+                # one-click links in messages (shared/infra/actionlinks.py); a production deployment sets its own key
                 "TICKETLOOP_ACTION_LINK_KEYS": "local-stack-action-link-key-0001",
                 "PYTHONUNBUFFERED": "1",
             }

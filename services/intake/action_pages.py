@@ -11,9 +11,9 @@ from datetime import datetime
 from html import escape
 from typing import Any, Literal
 
-from shared import db
-from shared.actionlinks import LinkAction, LinkClaims, RefusalReason
 from shared.events import Action
+from shared.infra.actionlinks import LinkAction, LinkClaims, RefusalReason
+from shared.store import db
 
 Result = Literal[
     "acted", "confirmed_page", "already_used", "expired", "forged", "malformed", "unknown_ticket", "unavailable"

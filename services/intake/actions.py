@@ -53,12 +53,12 @@ from services.intake.action_pages import (
 )
 from services.intake.api import HttpError, IntakeDeps, _read_body
 from services.intake.publisher import Record
-from shared import db
-from shared.actionlinks import LinkClaims, LinkKeys, LinkRefused, token_from_link, verify
-from shared.codec import encode
 from shared.events import Action, Command
-from shared.logging import get_logger, make_headers, new_trace_id
-from shared.metrics import counter
+from shared.infra.actionlinks import LinkClaims, LinkKeys, LinkRefused, token_from_link, verify
+from shared.infra.logging import get_logger, make_headers, new_trace_id
+from shared.infra.metrics import counter
+from shared.store import db
+from shared.streaming.codec import encode
 
 log = get_logger(__name__)
 

@@ -33,17 +33,17 @@ from services.intake.config import Credential, IntakeConfig, token_matches
 from services.intake.deliveries import delivery_routes
 from services.intake.formats import alertmanager, generic, pagerduty
 from services.intake.publisher import Publisher, PublishUnavailableError, Record
-from shared import db
-from shared.actionlinks import LinkKeys
-from shared.codec import describe_validation_error, encode
-from shared.config import ConfigWatcher
 from shared.events import Action, Command, InboundEvent
-from shared.logging import bind_ids, get_logger, make_headers, new_trace_id
-from shared.metrics import check_name, counter, histogram
-from shared.oncall import OnCall, Override, OverrideRequest, TeamsConfig, on_call, upcoming_shifts
-from shared.silences import Silence, SilenceRequest
-from shared.topics import Topics
-from shared.windows import TimeWindowRequest
+from shared.infra.actionlinks import LinkKeys
+from shared.infra.config import ConfigWatcher
+from shared.infra.logging import bind_ids, get_logger, make_headers, new_trace_id
+from shared.infra.metrics import check_name, counter, histogram
+from shared.rules.oncall import OnCall, Override, OverrideRequest, TeamsConfig, on_call, upcoming_shifts
+from shared.rules.silences import Silence, SilenceRequest
+from shared.rules.windows import TimeWindowRequest
+from shared.store import db
+from shared.streaming.codec import describe_validation_error, encode
+from shared.streaming.topics import Topics
 
 log = get_logger(__name__)
 

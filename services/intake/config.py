@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from shared.config import EnvName
+from shared.infra.config import EnvName
 
 MIN_TOKEN = 16
 

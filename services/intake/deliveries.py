@@ -1,7 +1,7 @@
 """Dead-lettered notifications over the REST API: list them, and send them again.
 
 ``GET /api/v1/deliveries?status=failed[&limit=N]`` lists the notifications the notifier gave up (kept in the
-outbox, shared/outbox.py, with status ``failed``), oldest planned first: id, ticket, team, channel kind, target
+outbox, shared/store/outbox.py, with status ``failed``), oldest planned first: id, ticket, team, channel kind, target
 (the channel entry's name, or an email address), message kind, attempts, the last error, when it was planned and
 its subject. Never the message's text, its action links or any URL: a subject or an error that carries a URL
 shows ``<url>`` in its place.
@@ -26,9 +26,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.intake.config import Credential
-from shared import outbox
-from shared.db import as_utc
-from shared.logging import get_logger
+from shared.infra.logging import get_logger
+from shared.store import outbox
+from shared.store.db import as_utc
 
 if TYPE_CHECKING:
     from services.intake.api import HttpError, IntakeDeps

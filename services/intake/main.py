@@ -14,13 +14,13 @@ from starlette.applications import Starlette
 from services.intake.api import IntakeDeps, create_app
 from services.intake.config import IntakeConfig
 from services.intake.publisher import KafkaPublisher
-from shared import db
-from shared.actionlinks import keys_from_setting
-from shared.config import ConfigWatcher, load_yaml_model
-from shared.logging import configure_logging, get_logger
-from shared.oncall import TeamsConfig
-from shared.settings import IntakeSettings
-from shared.topics import Topics, ensure_topics
+from shared.infra.actionlinks import keys_from_setting
+from shared.infra.config import ConfigWatcher, load_yaml_model
+from shared.infra.logging import configure_logging, get_logger
+from shared.infra.settings import IntakeSettings
+from shared.rules.oncall import TeamsConfig
+from shared.store import db
+from shared.streaming.topics import Topics, ensure_topics
 
 
 def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.notifier.channels.base import ChannelConfig
 from services.notifier.channels.registry import EMAIL, KINDS
-from shared.config import Address
+from shared.infra.config import Address
 
 if TYPE_CHECKING:
     ChannelEntry = ChannelConfig

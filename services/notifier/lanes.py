@@ -42,10 +42,10 @@ from services.notifier.stages import (
     until_token,
     window_from,
 )
-from shared import outbox
 from shared.events import Delivery
-from shared.logging import get_logger
-from shared.outbox import OutboxItem
+from shared.infra.logging import get_logger
+from shared.store import outbox
+from shared.store.outbox import OutboxItem
 
 log = get_logger(__name__)
 FINISHED_MEMORY = 50_000

@@ -15,14 +15,15 @@ from services.notifier.config import NotifyConfig
 from services.notifier.pipeline import LinkIssuer
 from services.notifier.service import Notifier, NotifierDeps
 from services.notifier.stages import BreakerPolicy, RetryPolicy
-from shared import actionlinks, db
-from shared.config import ConfigWatcher, load_yaml_model
-from shared.driver import DriverConfig
-from shared.muting import MutingConfig
-from shared.oncall import TeamsConfig
-from shared.runtime import run_service
-from shared.settings import NotifierSettings
-from shared.topics import Topics
+from shared.infra import actionlinks
+from shared.infra.config import ConfigWatcher, load_yaml_model
+from shared.infra.settings import NotifierSettings
+from shared.rules.muting import MutingConfig
+from shared.rules.oncall import TeamsConfig
+from shared.store import db
+from shared.streaming.driver import DriverConfig
+from shared.streaming.runtime import run_service
+from shared.streaming.topics import Topics
 
 
 def build_channels(settings: NotifierSettings, config: NotifyConfig) -> dict[str, Channel]:

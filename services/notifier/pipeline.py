@@ -24,9 +24,9 @@ from services.notifier.templates import (
     render_workaround,
 )
 from shared.events import Change, Delivery, Escalation, TicketEvent
-from shared.ids import stable_id
-from shared.muting import Mute
-from shared.oncall import OnCall, TeamsConfig
+from shared.infra.ids import stable_id
+from shared.rules.muting import Mute
+from shared.rules.oncall import OnCall, TeamsConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +139,7 @@ def notice_for_escalation(
 
 
 LinkIssuer = Callable[[str, str, str], str]
-"""(ticket id, action, person) -> a signed action link's URL (shared.actionlinks, wired in main)."""
+"""(ticket id, action, person) -> a signed action link's URL (shared.infra.actionlinks, wired in main)."""
 
 LINK_ACTIONS: dict[str, tuple[str, ...]] = {
     "assignment": ("ack", "take", "snooze", "resolve"),

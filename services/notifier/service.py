@@ -1,6 +1,6 @@
 """The notifier worker: thin shells around services.notifier.pipeline, stages and lanes.
 
-Per batch of ticket and escalation events (shared/driver.py: consumed with aiokafka, no per-event stream
+Per batch of ticket and escalation events (shared/streaming/driver.py: consumed with aiokafka, no per-event stream
 machinery): decode → mute → plan → dedup into the outbox (one SQL transaction for the batch) → hand to the target
 lanes; only then are the batch's offsets committed. No send happens before that: a slow or dead endpoint holds
 only its own lane. The outbox is keyed by notification id, so a batch read again after a crash adds nothing.
@@ -41,20 +41,20 @@ from services.notifier.pipeline import (
     with_mention,
 )
 from services.notifier.stages import BreakerPolicy, RetryPolicy, message_to_json
-from shared import db, outbox
-from shared.codec import DecodeError, decode, encode
-from shared.config import ConfigWatcher, poll_watchers
-from shared.deadletters import dead_letter
-from shared.driver import BatchDriver, DriverConfig, Partition, Record
 from shared.events import Delivery, Escalation, Ticket, TicketEvent
-from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
-from shared.metrics import check_name, counter
-from shared.muting import MuteState, MutingConfig, mute_for
-from shared.oncall import TeamsConfig, on_call
-from shared.outbox import OutboxItem
-from shared.runtime import every
-from shared.silences import ticket_labels
-from shared.topics import Topics
+from shared.infra.config import ConfigWatcher, poll_watchers
+from shared.infra.logging import bind_ids, get_logger, ids_from_headers, make_headers
+from shared.infra.metrics import check_name, counter
+from shared.rules.muting import MuteState, MutingConfig, mute_for
+from shared.rules.oncall import TeamsConfig, on_call
+from shared.rules.silences import ticket_labels
+from shared.store import db, outbox
+from shared.store.outbox import OutboxItem
+from shared.streaming.codec import DecodeError, decode, encode
+from shared.streaming.deadletters import dead_letter
+from shared.streaming.driver import BatchDriver, DriverConfig, Partition, Record
+from shared.streaming.runtime import every
+from shared.streaming.topics import Topics
 
 R = TypeVar("R")
 log = get_logger(__name__)
@@ -127,8 +127,8 @@ def outbox_items(
 
 
 class Notifier:
-    """The notifier worker: a batched consumer of the tickets and escalations topics (shared/driver.py) that plans
-    each batch's notifications into the outbox in one SQL transaction and hands them to the target lanes."""
+    """The notifier worker: a batched consumer of the tickets and escalations topics (shared/streaming/driver.py)
+    that plans each batch's notifications into the outbox in one SQL transaction and hands them to the lanes."""
 
     def __init__(self, deps: NotifierDeps, driver: DriverConfig, bootstrap: str) -> None:
         self.deps = deps

@@ -1,6 +1,6 @@
 """The notifier's stages after planning, as pure functions (Alertmanager's notify pipeline, one decision each):
 
-    mute (shared.muting) → plan (pipeline.plan_notice) → dedup (shared.outbox.add) → rate limit (``Window``)
+    mute (shared.rules.muting) → plan (pipeline.plan_notice) → dedup (shared.store.outbox.add) → rate limit (``Window``)
     → circuit breaker (``Breaker``) → send (a channel) → retry schedule (``next_attempt``) or give up
     → record (``record``)
 
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from services.notifier.channels.base import ActionLink, Mention, Message, RateLimit, cut_utf8
 from shared.events import Delivery
-from shared.outbox import OutboxItem
+from shared.store.outbox import OutboxItem
 
 # --- rate limit: a sliding window per target ----------------------------------------------------------------
 

@@ -34,15 +34,15 @@ from services.router.lifecycle import (
 )
 from services.router.projects import ProjectsConfig, known_issue_for
 from services.router.rules import RoutingConfig
-from shared import db
-from shared.codec import DecodeError, decode, encode
-from shared.config import ConfigWatcher, poll_watchers
 from shared.events import Action, Change, Command, Escalation, InboundEvent, Ticket, TicketEvent
-from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
-from shared.metrics import counter
-from shared.oncall import Override, TeamsConfig, on_call
-from shared.streams import decode_or_deadletter, emit, raw_table, raw_topic, send_acked, to_deadletter
-from shared.topics import Topics
+from shared.infra.config import ConfigWatcher, poll_watchers
+from shared.infra.logging import bind_ids, get_logger, ids_from_headers, make_headers
+from shared.infra.metrics import counter
+from shared.rules.oncall import Override, TeamsConfig, on_call
+from shared.store import db
+from shared.streaming.codec import DecodeError, decode, encode
+from shared.streaming.streams import decode_or_deadletter, emit, raw_table, raw_topic, send_acked, to_deadletter
+from shared.streaming.topics import Topics
 
 log = get_logger(__name__)
 SERVICE = "router"

@@ -18,16 +18,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from services.router.projects import ProjectsConfig, apply_project
 from services.router.rules import RouteDecision, RoutingConfig, decide
 from shared.events import InboundEvent, Severity
-from shared.maintenance import muted_until
-from shared.matchers import matcher_labels
-from shared.oncall import OnCall, Override, TeamsConfig, on_call
+from shared.rules.maintenance import muted_until
+from shared.rules.matchers import matcher_labels
+from shared.rules.oncall import OnCall, Override, TeamsConfig, on_call
 
 
 def decide_labels(
     labels: dict[str, str], severity: Severity, routing: RoutingConfig, projects: ProjectsConfig, at: datetime
 ) -> RouteDecision:
     """The routing tree, then the project's handover at ``at``, then the maintenance windows open at ``at``.
-    ``labels`` is the view every matcher sees (shared.matchers.matcher_labels)."""
+    ``labels`` is the view every matcher sees (shared.rules.matchers.matcher_labels)."""
     decision = apply_project(decide(labels, severity, routing), labels, projects, at)
     until, names = muted_until(labels, at, routing.maintenance_windows)
     return replace(decision, muted_until=until, muted_by=tuple(names)) if until else decision

@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.router.decision import Routed
 from services.router.rules import FlapPolicy, RouteDecision, event_labels
-from shared.codec import DecodeError, decode
 from shared.events import Action, Change, Command, EventStatus, InboundEvent, Ticket, TicketEvent, TicketState
-from shared.ids import short_hash
-from shared.oncall import OnCall
+from shared.infra.ids import short_hash
+from shared.rules.oncall import OnCall
+from shared.streaming.codec import DecodeError, decode
 
 SEEN_LIMIT = 256
 TICKET_NAMESPACE = uuid.UUID("0b6f3c1e-5a1f-4c9e-8f0e-2d9c3a7b5e41")

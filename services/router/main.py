@@ -8,12 +8,12 @@ from prometheus_client import CollectorRegistry
 from services.router.agents import RouterDeps, register
 from services.router.projects import ProjectsConfig
 from services.router.rules import RoutingConfig
-from shared import db
-from shared.app import create_faust_app, run_worker
-from shared.config import ConfigWatcher
-from shared.oncall import TeamsConfig
-from shared.settings import RouterSettings
-from shared.topics import Topics
+from shared.infra.config import ConfigWatcher
+from shared.infra.settings import RouterSettings
+from shared.rules.oncall import TeamsConfig
+from shared.store import db
+from shared.streaming.app import create_faust_app, run_worker
+from shared.streaming.topics import Topics
 
 
 def build(settings: RouterSettings, registry: CollectorRegistry) -> faust.App:

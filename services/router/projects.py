@@ -23,9 +23,9 @@ from enum import StrEnum
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from services.router.rules import RouteDecision, event_labels
-from shared.config import Duration
 from shared.events import EventKind, InboundEvent
-from shared.matchers import Matcher, MatcherList, parse_matcher
+from shared.infra.config import Duration
+from shared.rules.matchers import Matcher, MatcherList, parse_matcher
 
 
 class Phase(StrEnum):

@@ -38,11 +38,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shared.config import Duration
 from shared.events import InboundEvent, Severity
-from shared.inhibition import InhibitRule
-from shared.maintenance import MaintenanceWindow
-from shared.matchers import Matcher, MatcherList, Op, matcher_labels, parse_matcher
+from shared.infra.config import Duration
+from shared.rules.inhibition import InhibitRule
+from shared.rules.maintenance import MaintenanceWindow
+from shared.rules.matchers import Matcher, MatcherList, Op, matcher_labels, parse_matcher
 
 DEFAULT_PRIORITIES = {Severity.critical: "P1", Severity.error: "P2", Severity.warning: "P3", Severity.info: "P4"}
 
@@ -208,7 +208,7 @@ class RouteDecision:
 
 
 def event_labels(event: InboundEvent) -> dict[str, str]:
-    """What matchers see of an event (shared.matchers.matcher_labels)."""
+    """What matchers see of an event (shared.rules.matchers.matcher_labels)."""
     return matcher_labels(event.labels, event.severity.value, event.source, event.kind.value)
 
 

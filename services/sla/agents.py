@@ -34,13 +34,13 @@ from services.sla.policy import (
 )
 from services.sla.storage import due_times, due_ts, pack, unpack
 from services.sla.timers import TimerIndex
-from shared.codec import encode
 from shared.events import Ticket, TicketEvent
-from shared.logging import bind_ids, get_logger, ids_from_headers, make_headers
-from shared.metrics import counter, gauge, histogram
-from shared.snapshots import SnapshotPolicy
-from shared.streams import decode_or_deadletter, emit, raw_table, raw_topic, send
-from shared.topics import Topics
+from shared.infra.logging import bind_ids, get_logger, ids_from_headers, make_headers
+from shared.infra.metrics import counter, gauge, histogram
+from shared.streaming.codec import encode
+from shared.streaming.snapshots import SnapshotPolicy
+from shared.streaming.streams import decode_or_deadletter, emit, raw_table, raw_topic, send
+from shared.streaming.topics import Topics
 
 log = get_logger(__name__)
 SERVICE = "sla"
@@ -107,7 +107,8 @@ class SlaDeps:
     probe_interval_s: float = 0.0
     """> 0: a probe timer at this interval measures how late the event loop wakes it (the benchmark's baseline)."""
     snapshots: SnapshotPolicy | None = None
-    """Local snapshots of the clocks table (shared/snapshots.py): a restart then reads only the changelog's tail."""
+    """Local snapshots of the clocks table (shared/streaming/snapshots.py): a restart then reads only the
+    changelog's tail."""
 
 
 def register(app: faust.App, deps: SlaDeps) -> None:

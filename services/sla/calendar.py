@@ -38,7 +38,7 @@ import chinese_calendar
 import holidays as holiday_data
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shared.config import TimeZone
+from shared.infra.config import TimeZone
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

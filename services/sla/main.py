@@ -7,11 +7,11 @@ from prometheus_client import CollectorRegistry
 
 from services.sla.agents import SlaDeps, register
 from services.sla.policy import SlaConfig
-from shared.app import create_faust_app, run_worker
-from shared.config import load_yaml_model
-from shared.settings import SlaSettings
-from shared.snapshots import SnapshotPolicy
-from shared.topics import Topics
+from shared.infra.config import load_yaml_model
+from shared.infra.settings import SlaSettings
+from shared.streaming.app import create_faust_app, run_worker
+from shared.streaming.snapshots import SnapshotPolicy
+from shared.streaming.topics import Topics
 
 
 def build(settings: SlaSettings, registry: CollectorRegistry) -> faust.App:

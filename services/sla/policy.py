@@ -16,8 +16,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.sla.calendar import BusinessCalendar, CalendarConfig
-from shared.config import Duration
 from shared.events import Change, Escalation, EventKind, Ticket, TicketEvent
+from shared.infra.config import Duration
 
 OWNER = "owner"
 NEXT = "next"

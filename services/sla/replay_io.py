@@ -12,8 +12,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from tqdm import tqdm
 
 from services.sla.replay import Replay, compare
-from shared.codec import DecodeError, decode
 from shared.events import TicketEvent
+from shared.streaming.codec import DecodeError, decode
 
 POLL_MS = 1_000  # one fetch wait; the read gives up after timeout_s without any progress
 

@@ -8,7 +8,7 @@ less than a quarter). Layout of format 1:
 
     byte 0      0x01, the format
     bytes 1-8   the clock's next due time, epoch seconds as a big-endian float64 (NaN: nothing due)
-    bytes 9-    the clock's JSON (shared.codec), raw DEFLATE with DICTIONARY_V1 preset
+    bytes 9-    the clock's JSON (shared.streaming.codec), raw DEFLATE with DICTIONARY_V1 preset
 
 The due time up front lets the timer index be rebuilt after a rebalance without decompressing or validating a
 single clock. A value that starts with ``{`` is a clock stored as plain JSON by an earlier version: it is read
@@ -26,7 +26,7 @@ from array import array
 from operator import itemgetter
 
 from services.sla.policy import Clock
-from shared.codec import DecodeError, decode, encode
+from shared.streaming.codec import DecodeError, decode, encode
 
 FORMAT_V1 = 0x01
 _HEADER = struct.Struct(">Bd")

@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from deploy.local.vendors.slack import SlackVendor
-from shared.actionlinks import issue, keys_from_setting, link_url
+from shared.infra.actionlinks import issue, keys_from_setting, link_url
 from tests.support.chatlab import LINK_KEY, SLACK_SIGNING_SECRET, ChatLab, am_alert, am_payload, chat_lab
 from tests.support.waiting import wait_for
 

@@ -38,10 +38,10 @@ from services.intake.api import IntakeDeps, create_app
 from services.intake.config import IntakeConfig
 from services.intake.publisher import KafkaPublisher
 from services.router.lifecycle import new_ticket_id
-from shared import db
-from shared.actionlinks import LinkAction, LinkKeys, issue, keys_from_setting, link_url, verify
 from shared.events import Change, Command, TicketEvent
-from shared.topics import Topics, TopicSpec, ensure_topics
+from shared.infra.actionlinks import LinkAction, LinkKeys, issue, keys_from_setting, link_url, verify
+from shared.store import db
+from shared.streaming.topics import Topics, TopicSpec, ensure_topics
 from tests.support.waiting import wait_for
 from tests.unit.factories import T0, ticket
 

@@ -1,4 +1,4 @@
-"""The batched aiokafka driver (shared/driver.py) on the real broker: at-least-once, commits on a rebalance, and
+"""The batched aiokafka driver (shared/streaming/driver.py) on the real broker: at-least-once, commits on a rebalance, and
 never a record of an aborted transaction."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.driver import BatchDriver, DriverConfig, Partition, Record
-from shared.topics import TopicSpec, ensure_topics
+from shared.streaming.driver import BatchDriver, DriverConfig, Partition, Record
+from shared.streaming.topics import TopicSpec, ensure_topics
 from tests.support.kafka_io import produce
 
 pytestmark = pytest.mark.timeout(180)

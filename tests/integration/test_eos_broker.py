@@ -1,4 +1,4 @@
-"""Exactly-once on the real broker (shared/eos.py): a transaction never commits half an event, and a restarted
+"""Exactly-once on the real broker (shared/streaming/eos.py): a transaction never commits half an event, and a restarted
 worker knows its changelogs' extent before it recovers from them.
 
 faust commits every 0.2 s whatever its agents are doing. The probe app (tests/support/eos_probe.py) publishes a
@@ -22,8 +22,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.eos import StableHighwaterThread
-from shared.topics import TopicSpec, ensure_topics
+from shared.streaming.eos import StableHighwaterThread
+from shared.streaming.topics import TopicSpec, ensure_topics
 from tests.support.kafka_io import produce, read_all
 from tests.support.waiting import wait_for
 

@@ -10,8 +10,8 @@ from typing import Any, Literal
 import pytest
 from sqlalchemy import Engine, text
 
-from shared import db, outbox
 from shared.events import Change, Delivery, Escalation, TicketEvent, TicketState
+from shared.store import db, outbox
 from tests.unit.factories import T0, ticket
 
 pytestmark = pytest.mark.integration

@@ -19,10 +19,10 @@ from sqlalchemy import Engine
 
 from deploy.local.kafka_local import free_port
 from deploy.local.stack import Stack
-from shared import db
-from shared.codec import encode
 from shared.events import EventKind, EventStatus, InboundEvent, Severity
-from shared.topics import Topics, ensure_topics
+from shared.store import db
+from shared.streaming.codec import encode
+from shared.streaming.topics import Topics, ensure_topics
 from tests.support.configs import write_config
 from tests.support.kafka_io import produce, read_all
 
@@ -372,8 +372,8 @@ def test_sigkill_mid_storm_loses_nothing_and_repeats_no_ticket_change(kafka_boot
     """exactly_once (the default): the router is killed while it works through a storm and restarted. Every alert
     is counted once, and a reader of the tickets topic (read-committed, as the sla and notifier read it) sees each
     version of each ticket exactly once: the changes made before the kill were either committed with their input
-    offsets or aborted with them (commits wait for event boundaries, shared/eos.py). Before the restart fixes in
-    shared/eos.py this failed in about half the runs (lost alerts, a version published twice, groups split)."""
+    offsets or aborted with them (commits wait for event boundaries, shared/streaming/eos.py). Before the restart fixes in
+    shared/streaming/eos.py this failed in about half the runs (lost alerts, a version published twice, groups split)."""
     storm = alert_storm("DiskFull", "crash", 3_000, clusters=8)
     routing = "route:\n  team: operations\n  group_by: [alertname, cluster]\n"
     with router_run(kafka_bootstrap, tmp_path, routing=routing) as run:

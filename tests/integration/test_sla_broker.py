@@ -20,9 +20,9 @@ from aiokafka import AIOKafkaProducer
 from deploy.local.kafka_local import free_port
 from deploy.local.stack import Stack
 from services.sla.replay_io import ReplayInputError, partitions_of, read_topic
-from shared.codec import encode
 from shared.events import Change, TicketEvent, TicketState
-from shared.topics import Topics, TopicSpec, ensure_topics
+from shared.streaming.codec import encode
+from shared.streaming.topics import Topics, TopicSpec, ensure_topics
 from tests.support.configs import write_config
 from tests.support.kafka_io import produce, read_all
 from tests.support.waiting import wait_for

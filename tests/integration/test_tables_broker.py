@@ -1,4 +1,4 @@
-"""shared/tables.py on the real broker: a table recovered by a plain consumer holds exactly what its changelog
+"""shared/streaming/tables.py on the real broker: a table recovered by a plain consumer holds exactly what its changelog
 committed (tombstones applied, aborted transactions skipped), and tells faust's recovery it has it all."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
-from shared.app import kafka_url
-from shared.snapshots import SnapshotDir, SnapshotPolicy
-from shared.tables import ChangelogStore, ChangelogTable, topics_known, wait_known
-from shared.topics import TopicSpec, ensure_topics
+from shared.streaming.app import kafka_url
+from shared.streaming.snapshots import SnapshotDir, SnapshotPolicy
+from shared.streaming.tables import ChangelogStore, ChangelogTable, topics_known, wait_known
+from shared.streaming.topics import TopicSpec, ensure_topics
 from tests.support.kafka_io import produce
 
 pytestmark = pytest.mark.integration

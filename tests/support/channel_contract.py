@@ -31,7 +31,7 @@ from services.notifier.channels.base import (
 )
 from services.notifier.channels.registry import REGISTRY
 from services.notifier.stages import digest_budget, fold, message_to_json
-from shared.outbox import OutboxItem
+from shared.store.outbox import OutboxItem
 
 ACTIONS = (
     ActionLink("ack", "Acknowledge", "http://127.0.0.1:8080/act/tok-ack"),

@@ -14,8 +14,8 @@ from typing import Any
 
 import faust
 
-from shared.app import create_faust_app
-from shared.settings import CommonSettings
+from shared.infra.settings import CommonSettings
+from shared.streaming.app import create_faust_app
 
 
 def build(settings: CommonSettings, source_topic: str, out_topic: str, workdir: Path) -> faust.App:

@@ -1,4 +1,4 @@
-"""Signed action-link tokens (shared/actionlinks.py)."""
+"""Signed action-link tokens (shared/infra/actionlinks.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from shared.actionlinks import (
+from shared.infra.actionlinks import (
     ACTIONS,
     LinkKeys,
     LinkRefused,

@@ -1,4 +1,4 @@
-"""shared/app.py's choices as the Kafka consumer faust builds from them (no broker: the consumer is built, not
+"""shared/streaming/app.py's choices as the Kafka consumer faust builds from them (no broker: the consumer is built, not
 started)."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from shared.app import create_faust_app
-from shared.eos import FETCH_MAX_WAIT_MS
-from shared.settings import CommonSettings
-from shared.tables import KnownChangelogsTableManager
+from shared.infra.settings import CommonSettings
+from shared.streaming.app import create_faust_app
+from shared.streaming.eos import FETCH_MAX_WAIT_MS
+from shared.streaming.tables import KnownChangelogsTableManager
 
 
 def worker_consumer(service: str) -> Any:

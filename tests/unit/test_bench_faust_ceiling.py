@@ -18,7 +18,7 @@ from bench.faust_ceiling import (
     steady_rate,
     summary_line,
 )
-from shared.eos import FETCH_MAX_WAIT_MS
+from shared.streaming.eos import FETCH_MAX_WAIT_MS
 
 
 def test_the_records_of_the_first_instant_are_the_start_line() -> None:

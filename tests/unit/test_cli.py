@@ -10,7 +10,7 @@ import pytest
 
 from services.cli import main
 from services.router.rules import RoutingConfig
-from shared.config import ConfigWatcher
+from shared.infra.config import ConfigWatcher
 
 LOCAL = Path(__file__).resolve().parents[2] / "deploy" / "local" / "config"
 

@@ -13,10 +13,10 @@ from starlette.testclient import TestClient
 from services.cli import main
 from services.intake.api import IntakeDeps, create_app
 from services.intake.config import IntakeConfig
-from shared import db
-from shared.config import ConfigWatcher
-from shared.oncall import TeamsConfig
-from shared.topics import Topics
+from shared.infra.config import ConfigWatcher
+from shared.rules.oncall import TeamsConfig
+from shared.store import db
+from shared.streaming.topics import Topics
 from tests.fakes import FakePublisher
 
 TOKEN = "api-token-0123456789abcdef"

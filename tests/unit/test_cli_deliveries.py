@@ -17,8 +17,8 @@ from services.cli import main
 from services.cli_client import age, delivery_line
 from services.intake.api import IntakeDeps, create_app
 from services.intake.config import IntakeConfig
-from shared import db, outbox
-from shared.topics import Topics
+from shared.store import db, outbox
+from shared.streaming.topics import Topics
 from tests.fakes import FakePublisher
 from tests.unit.test_intake_deliveries import fail, item
 

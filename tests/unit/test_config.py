@@ -12,8 +12,8 @@ from services.intake.config import IntakeConfig, token_matches
 from services.notifier.config import NotifyConfig
 from services.router.rules import RoutingConfig
 from services.sla.policy import SlaConfig
-from shared.config import ConfigError, ConfigWatcher, load_yaml_model, parse_duration, parse_yaml_text
-from shared.oncall import TeamsConfig
+from shared.infra.config import ConfigError, ConfigWatcher, load_yaml_model, parse_duration, parse_yaml_text
+from shared.rules.oncall import TeamsConfig
 
 LOCAL = Path(__file__).resolve().parents[2] / "deploy" / "local" / "config"
 

@@ -14,8 +14,8 @@ from services.intake.api import IntakeMetrics, UnresolvedTickets
 from services.notifier.main import build as build_notifier
 from services.router.main import build as build_router
 from services.sla.main import build as build_sla
-from shared import db
-from shared.settings import NotifierSettings, RouterSettings, SlaSettings
+from shared.infra.settings import NotifierSettings, RouterSettings, SlaSettings
+from shared.store import db
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((REPO / "deploy/grafana/dashboards").glob("*.json"))

@@ -9,8 +9,8 @@ from services.router.decision import Routed, carried_decision, decide_event, fro
 from services.router.lifecycle import TicketInput, apply_event, group_key, grouped_input
 from services.router.projects import ProjectsConfig
 from services.router.rules import RouteDecision, RoutingConfig
-from shared.codec import encode
-from shared.oncall import Override, TeamsConfig
+from shared.rules.oncall import Override, TeamsConfig
+from shared.streaming.codec import encode
 from tests.unit.factories import T0, event
 
 BEFORE = RoutingConfig.model_validate(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.settings import CommonSettings, IntakeSettings, NotifierSettings, RouterSettings, SlaSettings
+from shared.infra.settings import CommonSettings, IntakeSettings, NotifierSettings, RouterSettings, SlaSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS: dict[str, type[CommonSettings]] = {

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
-from shared.driver import Record, commit_due, commit_offsets, records_of
+from shared.streaming.driver import Record, commit_due, commit_offsets, records_of
 
 
 @dataclass

@@ -1,11 +1,11 @@
-"""shared/eos.py's waiting parts, with a fake send buffer (the broker-backed behaviour is in
+"""shared/streaming/eos.py's waiting parts, with a fake send buffer (the broker-backed behaviour is in
 tests/integration/test_eos_broker.py)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from shared.eos import BufferWatch, EventBoundary, drain
+from shared.streaming.eos import BufferWatch, EventBoundary, drain
 
 
 class Buffer:

@@ -8,8 +8,8 @@ from pydantic import ValidationError
 
 from services.intake.formats import alertmanager, generic
 from services.intake.formats.common import severity_from_word
-from shared.codec import describe_validation_error
 from shared.events import EventKind, EventStatus, Severity
+from shared.streaming.codec import describe_validation_error
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

@@ -27,10 +27,10 @@ from starlette.testclient import TestClient
 from services.intake.api import IntakeDeps, create_app
 from services.intake.config import IntakeConfig
 from services.intake.publisher import Record
-from shared import db
-from shared.actionlinks import LinkAction, issue, keys_from_setting, link_url
 from shared.events import Change, Command, TicketEvent, TicketState
-from shared.topics import Topics
+from shared.infra.actionlinks import LinkAction, issue, keys_from_setting, link_url
+from shared.store import db
+from shared.streaming.topics import Topics
 from tests.fakes import FakePublisher
 from tests.unit.factories import T0, ticket
 
@@ -279,7 +279,7 @@ def test_broker_down_is_503_and_leaves_the_link_usable(intake: Intake) -> None:
 
 
 def _link_id(path: str) -> str:
-    from shared.actionlinks import verify
+    from shared.infra.actionlinks import verify
 
     return verify(KEYS, path.removeprefix("/act/"), datetime.now(UTC)).link_id
 

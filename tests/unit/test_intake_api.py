@@ -13,9 +13,9 @@ from starlette.testclient import TestClient
 
 from services.intake.api import IntakeDeps, create_app
 from services.intake.config import IntakeConfig
-from shared import db
 from shared.events import Change, InboundEvent, TicketEvent, TicketState
-from shared.topics import Topics
+from shared.store import db
+from shared.streaming.topics import Topics
 from tests.fakes import FakePublisher
 from tests.unit.factories import T0, ticket
 

@@ -18,10 +18,10 @@ from services.intake.config import IntakeConfig
 from services.intake.deliveries import delivery_json, list_params, without_urls
 from services.notifier.channels.base import ActionLink, Message
 from services.notifier.stages import message_to_json
-from shared import db, outbox
 from shared.events import Delivery
-from shared.outbox import OutboxItem
-from shared.topics import Topics
+from shared.store import db, outbox
+from shared.store.outbox import OutboxItem
+from shared.streaming.topics import Topics
 from tests.fakes import FakePublisher
 
 API = "api-token-0123456789abcdef"
@@ -175,8 +175,8 @@ def test_intake_alone_creates_the_outbox_table(tmp_path: Path) -> None:
     """intake may start before the notifier: its own init_db must create the table it reads."""
     url = f"sqlite:///{tmp_path / 'alone.db'}"
     code = (
-        "import sys; from services.intake.api import create_app; from shared import db; "
-        f"db.init_db(db.make_engine({url!r})); sys.exit('shared.outbox' not in sys.modules)"
+        "import sys; from services.intake.api import create_app; from shared.store import db; "
+        f"db.init_db(db.make_engine({url!r})); sys.exit('shared.store.outbox' not in sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
     assert "notify_outbox" in inspect(db.make_engine(url)).get_table_names()

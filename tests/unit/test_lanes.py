@@ -15,9 +15,9 @@ from sqlalchemy import Engine
 from services.notifier.channels.base import DeliveryError, Message, RateLimit
 from services.notifier.lanes import Dispatcher, Lane, LaneDeps
 from services.notifier.stages import BreakerPolicy, RetryPolicy, Window, message_to_json, remaining, window_from
-from shared import db, outbox
 from shared.events import Delivery
-from shared.outbox import OutboxItem
+from shared.store import db, outbox
+from shared.store.outbox import OutboxItem
 from tests.fakes import FakeChannel
 
 

@@ -30,7 +30,7 @@ from services.router.lifecycle import (
 )
 from services.router.rules import FlapPolicy, RouteDecision
 from shared.events import Action, Change, Command, EventStatus, InboundEvent, TicketEvent, TicketState
-from shared.oncall import OnCall
+from shared.rules.oncall import OnCall
 from tests.unit.factories import T0, event, ticket
 
 DECISION = RouteDecision(team="ops", priority="P1", policy="default", rule="r")

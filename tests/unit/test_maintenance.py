@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from services.router.decision import decide_event
 from services.router.projects import ProjectsConfig
 from services.router.rules import RoutingConfig
-from shared.maintenance import MaintenanceWindow, muted_until
-from shared.muting import MuteState, MutingConfig, mute_for
-from shared.oncall import TeamsConfig
+from shared.rules.maintenance import MaintenanceWindow, muted_until
+from shared.rules.muting import MuteState, MutingConfig, mute_for
+from shared.rules.oncall import TeamsConfig
 from tests.unit.factories import event, ticket
 
 SH = ZoneInfo("Asia/Shanghai")

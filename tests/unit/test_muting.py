@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shared.inhibition import InhibitRule, inhibited_by
-from shared.muting import MuteState, MutingConfig, mute_for
-from shared.silences import Silence, SilenceRequest, silenced_by, ticket_labels
+from shared.rules.inhibition import InhibitRule, inhibited_by
+from shared.rules.muting import MuteState, MutingConfig, mute_for
+from shared.rules.silences import Silence, SilenceRequest, silenced_by, ticket_labels
 from tests.unit.factories import T0, ticket
 
 

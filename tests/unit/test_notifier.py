@@ -23,7 +23,7 @@ from services.notifier.pipeline import (
 )
 from services.notifier.templates import render_assignment, render_escalation, render_resolution
 from shared.events import Change, Escalation, TicketEvent, TicketState
-from shared.oncall import OnCall, TeamsConfig
+from shared.rules.oncall import OnCall, TeamsConfig
 from tests.unit.factories import T0, ticket
 
 URL = "http://tl.example"

@@ -26,7 +26,7 @@ from services.notifier.stages import (
     take,
     until_token,
 )
-from shared.outbox import OutboxItem
+from shared.store.outbox import OutboxItem
 from tests.unit.factories import T0
 
 

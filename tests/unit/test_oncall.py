@@ -11,7 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shared.oncall import Override, OverrideRequest, Rotation, TeamsConfig, on_call, shift_at, upcoming_shifts
+from shared.rules.oncall import Override, OverrideRequest, Rotation, TeamsConfig, on_call, shift_at, upcoming_shifts
 
 SH = ZoneInfo("Asia/Shanghai")
 NY = ZoneInfo("America/New_York")

@@ -9,8 +9,8 @@ from pydantic import ValidationError
 from services.intake.formats import pagerduty
 from services.router.lifecycle import Member, TicketRecord, apply_event, assign
 from services.router.rules import RouteDecision
-from shared.codec import describe_validation_error
 from shared.events import Change, EventStatus, Severity, TicketState
+from shared.streaming.codec import describe_validation_error
 from tests.unit.factories import event, ticket
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from shared.db import newest_per_ticket, versions_applied
 from shared.events import Change, TicketEvent
+from shared.store.db import newest_per_ticket, versions_applied
 from tests.unit.factories import T0, ticket
 
 

@@ -8,11 +8,11 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry
 
-from shared.codec import DecodeError, decode, encode
 from shared.events import InboundEvent
-from shared.logging import bind_ids, configure_logging, get_logger, ids_from_headers, make_headers
-from shared.metrics import counter, histogram
-from shared.topics import Topics
+from shared.infra.logging import bind_ids, configure_logging, get_logger, ids_from_headers, make_headers
+from shared.infra.metrics import counter, histogram
+from shared.streaming.codec import DecodeError, decode, encode
+from shared.streaming.topics import Topics
 from tests.unit.factories import event, ticket
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from services.cli import main
 from services.sla.replay import Summary, compare, replay
 from services.sla.replay_io import read_events
-from shared.codec import encode
 from shared.events import Change, TicketEvent, TicketState
+from shared.streaming.codec import encode
 from tests.unit.factories import T0, ticket_event
 
 MIN = timedelta(minutes=1)
@@ -60,7 +60,7 @@ def configs(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_replay_fires_at_the_due_times_and_compare_finds_the_tickets_treated_differently(tmp_path: Path) -> None:
     from services.sla.policy import SlaConfig
-    from shared.config import load_yaml_model
+    from shared.infra.config import load_yaml_model
 
     config_dir, proposed_path = configs(tmp_path)
     live = load_yaml_model(config_dir / "sla.yaml", SlaConfig)
@@ -86,7 +86,7 @@ def test_replay_fires_at_the_due_times_and_compare_finds_the_tickets_treated_dif
 
 def test_without_until_the_clocks_stop_at_the_last_event(tmp_path: Path) -> None:
     from services.sla.policy import SlaConfig
-    from shared.config import load_yaml_model
+    from shared.infra.config import load_yaml_model
 
     config_dir, _ = configs(tmp_path)
     live = load_yaml_model(config_dir / "sla.yaml", SlaConfig)

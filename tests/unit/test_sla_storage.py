@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from services.sla.policy import Clock, SlaConfig, on_ticket_event
 from services.sla.storage import DICTIONARY_V1, due_times, due_ts, pack, unpack
-from shared.codec import DecodeError, encode
 from shared.events import Change, EventKind
+from shared.streaming.codec import DecodeError, encode
 from tests.unit.factories import T0, ticket_event
 
 CONFIG = SlaConfig.model_validate(

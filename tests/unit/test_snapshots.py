@@ -1,4 +1,4 @@
-"""shared/snapshots.py: a snapshot file reads back exactly as written; every kind of damage is refused with the file
+"""shared/streaming/snapshots.py: a snapshot file reads back exactly as written; every kind of damage is refused with the file
 named; a half-written snapshot never replaces the last good one; one worker per directory."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.snapshots import MAGIC, SnapshotDir, SnapshotError, SnapshotHeader, chunks, read_header
+from shared.streaming.snapshots import MAGIC, SnapshotDir, SnapshotError, SnapshotHeader, chunks, read_header
 
 
 def write(directory: Path, flats: list[list[bytes]], offset: int = 42) -> Path:
@@ -92,7 +92,7 @@ def test_a_snapshot_directory_serves_one_worker(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from pathlib import Path; from shared.snapshots import SnapshotDir\n"
+            "import sys; from pathlib import Path; from shared.streaming.snapshots import SnapshotDir\n"
             "try:\n SnapshotDir(Path(sys.argv[1])).lock()\nexcept Exception as e:\n print(e); sys.exit(3)",
             str(tmp_path / "state"),
         ],

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import faust
 
-from shared.snapshots import SnapshotDir, SnapshotPolicy
-from shared.tables import ChangelogStore, ChangelogTable
+from shared.streaming.snapshots import SnapshotDir, SnapshotPolicy
+from shared.streaming.tables import ChangelogStore, ChangelogTable
 
 
 def a_store(directory: Path) -> ChangelogStore:

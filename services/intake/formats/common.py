@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.events import Severity
-from shared.ids import short_hash, stable_id
+from shared.infra.ids import short_hash, stable_id
 
 __all__ = ["severity_from_word", "short_hash", "stable_id"]
 

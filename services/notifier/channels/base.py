@@ -22,13 +22,13 @@ import aiohttp
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from shared.config import EnvName as EnvName  # noqa: PLC0414 - re-exported for the channel modules
+from shared.infra.config import EnvName as EnvName  # noqa: PLC0414 - re-exported for the channel modules
 
 
 @dataclass(frozen=True, slots=True)
 class ActionLink:
     """A one-click action offered with a message: ``action`` is ack, resolve, snooze or take; ``url`` is a
-    signed, expiring link (shared.actionlinks) that shows a confirmation page on GET and acts on POST."""
+    signed, expiring link (shared.infra.actionlinks) that shows a confirmation page on GET and acts on POST."""
 
     action: str
     label: str

@@ -11,11 +11,12 @@ paused for the load).
 
 The order is faust's: a rebalance first starts the transactional producers of the new assignment (which fences a
 killed predecessor's producers and ends their open transactions), then the tables load, then recovery runs.
-Only raw tables (bytes keys and values, shared.streams.raw_table) use it: their records are stored as they are.
+Only raw tables (bytes keys and values, shared.streaming.streams.raw_table) use it: their records are stored as
+they are.
 
 With a SnapshotPolicy (under exactly_once), the store also keeps a local snapshot of each partition it holds
-(shared/snapshots.py) and a restart loads that first and reads the changelog only from the snapshot's offset.
-A snapshot must hold committed state only, so it is taken at a commit (shared/eos.py calls ``after_commit``
+(shared/streaming/snapshots.py) and a restart loads that first and reads the changelog only from the snapshot's offset.
+A snapshot must hold committed state only, so it is taken at a commit (shared/streaming/eos.py calls ``after_commit``
 inside the commit gate, once every source-partition transaction has committed): then, if no change made since
 the commit began is still uncommitted, memory is exactly what the changelog committed. The offset recorded per
 partition is the next one after the last change of ours the broker acknowledged (or the end the load read to),
@@ -42,8 +43,8 @@ from faust.tables import TableManager
 from faust.types import TP
 from faust.types.tuples import FutureMessage
 
-from shared.eos import SourcePartitionTransactions
-from shared.snapshots import SnapshotDir, SnapshotError, SnapshotPolicy, SnapshotWriter, chunks, read_header
+from shared.streaming.eos import SourcePartitionTransactions
+from shared.streaming.snapshots import SnapshotDir, SnapshotError, SnapshotPolicy, SnapshotWriter, chunks, read_header
 
 log = structlog.get_logger("ticketloop.tables")
 

@@ -21,7 +21,7 @@ import yaml
 from prometheus_client import Counter
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, StringConstraints, ValidationError
 
-from shared.logging import get_logger
+from shared.infra.logging import get_logger
 
 M = TypeVar("M", bound=BaseModel)
 log = get_logger(__name__)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from shared.config import Duration
+from shared.infra.config import Duration
 
 
 class TimeWindowRequest(BaseModel):

@@ -10,11 +10,11 @@ from faust.types import EventT, TopicT
 from faust.types.tuples import RecordMetadata
 from pydantic import BaseModel
 
-from shared.codec import DecodeError, decode, encode
-from shared.deadletters import dead_letter
-from shared.logging import get_logger
-from shared.snapshots import SnapshotPolicy
-from shared.tables import ChangelogTable
+from shared.infra.logging import get_logger
+from shared.streaming.codec import DecodeError, decode, encode
+from shared.streaming.deadletters import dead_letter
+from shared.streaming.snapshots import SnapshotPolicy
+from shared.streaming.tables import ChangelogTable
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -22,7 +22,7 @@ log = get_logger(__name__)
 
 
 def raw_topic(app: faust.App, *names: str, internal: bool = False, partitions: int | None = None) -> TopicT:
-    """A topic whose keys are UTF-8 strings and whose values are raw bytes (decoded by shared.codec)."""
+    """A topic whose keys are UTF-8 strings and whose values are raw bytes (decoded by shared.streaming.codec)."""
     return app.topic(
         *names,
         key_type=str,
@@ -49,7 +49,9 @@ def raw_table(
     in the same transaction as the event's offset. (``use_partitioner`` would let the producer's partitioner
     pick it instead, which is right only while the producer's metadata agrees; nothing needs it.)
     """
-    if consumer_recovery:  # recovered by a plain consumer, not record by record through faust (shared/tables.py)
+    if (
+        consumer_recovery
+    ):  # recovered by a plain consumer, not record by record through faust (shared/streaming/tables.py)
         table = ChangelogTable(
             app,
             snapshots=snapshots,

@@ -156,7 +156,7 @@ class SourcePartitionTransactions(TransactionManager):
         self.boundary = boundary
         # called by each commit: before it starts, and after every transaction of it committed (with the
         # transactional ids committed, and whether the commit was at a clean event boundary with every change
-        # published); a table's snapshots start there (shared/tables.py)
+        # published); a table's snapshots start there (shared/streaming/tables.py)
         self.before_commit: list[Callable[[], None]] = []
         self.after_commit: list[Callable[[set[str], bool], None]] = []
         super().__init__(*args, **kwargs)

@@ -23,8 +23,8 @@ from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from shared.events import Delivery, Escalation, Ticket, TicketEvent
-from shared.oncall import Override
-from shared.silences import Silence
+from shared.rules.oncall import Override
+from shared.rules.silences import Silence
 
 
 class TicketRow(SQLModel, table=True):

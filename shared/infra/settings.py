@@ -44,18 +44,18 @@ class CommonSettings(BaseSettings):
         default=None, min_length=1, max_length=200, validation_alias=_common("group_instance_id")
     )
     metrics_host: str = Field(default="127.0.0.1", validation_alias=_common("metrics_host"))
-    # exactly_once (the default): Kafka transactions, one per source partition (shared/eos.py), commit an event's
-    # outputs, table changes and input offset together; readers skip aborted work. at_least_once is faster but
+    # exactly_once (the default): Kafka transactions, one per source partition (shared/streaming/eos.py), commit an
+    # event's outputs, table changes and input offset together; readers skip aborted work. at_least_once is faster but
     # a SIGKILL can repeat ticket changes, and in one measured run lost one alert of 3,000 (see the issue notes).
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         default="exactly_once", validation_alias=_common("processing_guarantee")
     )
-    # exactly_once commits wait for the events under way to finish (shared/eos.py); a handler stuck longer than
-    # this is committed around (its first outputs may then be repeated after a crash) so the worker never stalls
+    # exactly_once commits wait for the events under way to finish (shared/streaming/eos.py); a handler stuck longer
+    # than this is committed around (its first outputs may then be repeated after a crash) so the worker never stalls
     eos_settle_timeout_s: float = Field(default=30.0, gt=0, validation_alias=_common("eos_settle_timeout_s"))
     # A directory of this worker's own (a volume that outlives restarts; never shared by two workers): local
     # snapshots of the tables, so that a restart reads only the changelog written since the last one instead of
-    # all of it (shared/snapshots.py). Unset: no snapshots, every restart reads the whole changelog.
+    # all of it (shared/streaming/snapshots.py). Unset: no snapshots, every restart reads the whole changelog.
     state_dir: Path | None = Field(default=None, validation_alias=_common("state_dir"))
     snapshot_interval_s: float = Field(default=120.0, ge=1, validation_alias=_common("snapshot_interval_s"))
     # older snapshots are not used (a compacted changelog forgets deletions after delete.retention.ms, 24 h)
@@ -64,7 +64,7 @@ class CommonSettings(BaseSettings):
     )
     # per service (TICKETLOOP_ROUTER_METRICS_PORT, ...): /metrics for Prometheus; 0 disables the listener
     metrics_port: int = Field(default=0, ge=0, le=65535)
-    # One-click action links (shared/actionlinks.py): comma-separated HMAC keys, each at least 16 characters; the
+    # One-click action links (shared/infra/actionlinks.py): comma-separated HMAC keys, each at least 16 characters; the
     # first signs new links, every one verifies (rotation: put the new key first, drop the old one after the TTL).
     # Unset: the notifier issues no links and intake answers /act/... with 404. Parse with keys_from_setting.
     action_link_keys: SecretStr | None = Field(default=None, validation_alias=_common("action_link_keys"))

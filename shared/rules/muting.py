@@ -16,9 +16,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import Ticket
-from shared.inhibition import InhibitRule, inhibited_by
-from shared.maintenance import MaintenanceWindow, muted_until
-from shared.silences import Silence, silenced_by, ticket_labels
+from shared.rules.inhibition import InhibitRule, inhibited_by
+from shared.rules.maintenance import MaintenanceWindow, muted_until
+from shared.rules.silences import Silence, silenced_by, ticket_labels
 
 
 class MutingConfig(BaseModel):

@@ -9,11 +9,11 @@ from typing import Any, TypeVar
 import faust
 from prometheus_client import CollectorRegistry
 
-from shared import eos
-from shared.logging import configure_logging
-from shared.metrics import serve_metrics
-from shared.settings import CommonSettings
-from shared.topics import Topics, ensure_topics
+from shared.infra.logging import configure_logging
+from shared.infra.metrics import serve_metrics
+from shared.infra.settings import CommonSettings
+from shared.streaming import eos
+from shared.streaming.topics import Topics, ensure_topics
 
 S = TypeVar("S", bound=CommonSettings)
 
@@ -27,7 +27,7 @@ def create_faust_app(service: str, settings: CommonSettings, **overrides: Any) -
 
     Chosen here, once: short group timing (restarts rejoin in seconds, not a minute), in-memory tables
     recovered from their changelog topics, exactly-once processing by default (Kafka transactions per source
-    partition, shared/eos.py; consumers read committed records only), idempotent handlers anyway, acks=all,
+    partition, shared/streaming/eos.py; consumers read committed records only), idempotent handlers anyway, acks=all,
     tables and changelogs with the registry's partition count, static group membership when the worker is named
     (TICKETLOOP_GROUP_INSTANCE_ID), faust's web server off (metrics are served by prometheus_client), and no
     standby replicas (a standby's table copy must never fire timers).
@@ -50,8 +50,8 @@ def create_faust_app(service: str, settings: CommonSettings, **overrides: Any) -
         "producer_acks": -1,
         "table_standby_replicas": 0,
         "web_enabled": False,
-        # faust's one-second wait at start only when a changelog topic is new (shared/tables.py)
-        "TableManager": "shared.tables:KnownChangelogsTableManager",
+        # faust's one-second wait at start only when a changelog topic is new (shared/streaming/tables.py)
+        "TableManager": "shared.streaming.tables:KnownChangelogsTableManager",
         "autodiscover": False,
     }
     if settings.group_instance_id:

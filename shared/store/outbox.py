@@ -26,8 +26,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from shared.db import DeliveryRow, as_utc
 from shared.events import Delivery
+from shared.store.db import DeliveryRow, as_utc
 
 PENDING, FAILED, REDRIVE = "pending", "failed", "redrive"
 

@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from shared.config import TimeZone
-from shared.matchers import MatcherList, parse_matcher
+from shared.infra.config import TimeZone
+from shared.rules.matchers import MatcherList, parse_matcher
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -17,8 +17,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import Ticket
-from shared.matchers import MatcherList, matcher_labels, parse_matcher
-from shared.windows import TimeWindowRequest
+from shared.rules.matchers import MatcherList, matcher_labels, parse_matcher
+from shared.rules.windows import TimeWindowRequest
 
 SilenceState = Literal["pending", "active", "expired"]
 MAX_DURATION = timedelta(days=366)

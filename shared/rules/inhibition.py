@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.matchers import MatcherList, parse_matcher
+from shared.rules.matchers import MatcherList, parse_matcher
 
 
 class InhibitRule(BaseModel):

@@ -15,10 +15,10 @@ from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry
 
-from shared.logging import configure_logging, get_logger
-from shared.metrics import serve_metrics
-from shared.settings import CommonSettings
-from shared.topics import Topics, ensure_topics
+from shared.infra.logging import configure_logging, get_logger
+from shared.infra.metrics import serve_metrics
+from shared.infra.settings import CommonSettings
+from shared.streaming.topics import Topics, ensure_topics
 
 log = get_logger(__name__)
 S = TypeVar("S", bound=CommonSettings)

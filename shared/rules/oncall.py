@@ -30,8 +30,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.config import Address, TimeZone
-from shared.windows import TimeWindowRequest
+from shared.infra.config import Address, TimeZone
+from shared.rules.windows import TimeWindowRequest
 
 
 class Person(BaseModel):

@@ -1,0 +1,3 @@
+"""Infrastructure: settings from the environment, YAML config files and their errors, JSON logging, metrics, ids and
+signed action links.
+"""
