@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.router.decision import carried_decision, decide_event, to_wire
+from services.router.decision import carried_decision, decide_event
 from services.router.lifecycle import (
     KeyState,
     KeyUpdate,
@@ -149,7 +149,7 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                 decided = decide_event(
                     ev, deps.routing.current, deps.projects.current, deps.teams.current, deps.overrides
                 )
-                item = TicketInput(group_key=group_key(ev, decided), event=ev, decision=to_wire(decided))
+                item = TicketInput(group_key=group_key(ev, decided), event=ev, decision=decided)
                 if item.group_key != ev.dedup_key:
                     # one more hop: to the partition that owns the group
                     headers = make_headers(trace_id=ev.trace_id, event_id=ev.event_id)

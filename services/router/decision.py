@@ -3,17 +3,15 @@
 One function decides (``decide_labels``: the routing tree, then the project's phase and handover, then the
 maintenance windows; ``decide_event`` adds who is on call for the team), at the time the event was received, so a
 replay decides alike. The router's assign step computes it for each new event, uses it for the group key, and
-carries it — through the grouping hop and on to the ticket's single writer — in ``Routed``, the decision's wire
-form. The lifecycle applies the carried decision, so a routing reload between the two hops cannot split them
-(the group would be one route's and the owner another's). ``ticketloop routes test`` calls ``decide_labels`` too.
+carries it — through the grouping hop and on to the ticket's single writer — in the event's TicketInput (pydantic
+serializes the RouteDecision dataclass as it is). The lifecycle applies the carried decision, so a routing reload
+between the two hops cannot split them (the group would be one route's and the owner another's). ``ticketloop routes test`` calls ``decide_labels`` too.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
-
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from datetime import datetime
 
 from services.router.projects import ProjectsConfig, apply_project
 from services.router.rules import RouteDecision, RoutingConfig, decide
@@ -56,79 +54,8 @@ def with_on_call(decision: RouteDecision, found: OnCall | None) -> RouteDecision
     return replace(decision, person=found.person, on_call=found.describe())
 
 
-class Routed(BaseModel):
-    """A RouteDecision on the wire (in the router's internal topics, with the event it was made for)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    team: str
-    priority: str
-    policy: str
-    rule: str
-    person: str | None = None
-    channels: tuple[str, ...] = ()
-    watchers: tuple[str, ...] = ()
-    group_by: tuple[str, ...] = ()
-    group_wait_s: float = 0.0
-    group_interval_s: float | None = None
-    project: str | None = None
-    customer: str | None = None
-    phase: str | None = None
-    next_level: str | None = None
-    project_reason: str | None = None
-    muted_until: AwareDatetime | None = None
-    muted_by: tuple[str, ...] = ()
-    on_call: str | None = None
-
-
-def to_wire(d: RouteDecision) -> Routed:
-    return Routed(
-        team=d.team,
-        priority=d.priority,
-        policy=d.policy,
-        rule=d.rule,
-        person=d.person,
-        channels=d.channels,
-        watchers=d.watchers,
-        group_by=d.group_by,
-        group_wait_s=d.group_wait.total_seconds(),
-        group_interval_s=d.group_interval.total_seconds() if d.group_interval is not None else None,
-        project=d.project,
-        customer=d.customer,
-        phase=d.phase,
-        next_level=d.next_level,
-        project_reason=d.project_reason,
-        muted_until=d.muted_until,
-        muted_by=d.muted_by,
-        on_call=d.on_call,
-    )
-
-
-def from_wire(r: Routed) -> RouteDecision:
-    return RouteDecision(
-        team=r.team,
-        priority=r.priority,
-        policy=r.policy,
-        rule=r.rule,
-        person=r.person,
-        channels=r.channels,
-        watchers=r.watchers,
-        group_by=r.group_by,
-        group_wait=timedelta(seconds=r.group_wait_s),
-        group_interval=timedelta(seconds=r.group_interval_s) if r.group_interval_s is not None else None,
-        project=r.project,
-        customer=r.customer,
-        phase=r.phase,
-        next_level=r.next_level,
-        project_reason=r.project_reason,
-        muted_until=r.muted_until,
-        muted_by=r.muted_by,
-        on_call=r.on_call,
-    )
-
-
 def carried_decision(
-    carried: Routed | None,
+    carried: RouteDecision | None,
     event: InboundEvent,
     routing: RoutingConfig,
     projects: ProjectsConfig,
@@ -138,5 +65,5 @@ def carried_decision(
     """The decision an event carries to its ticket; an event written before decisions were carried is decided
     again (as it always was then)."""
     if carried is not None:
-        return from_wire(carried)
+        return carried
     return decide_event(event, routing, projects, teams, overrides)

@@ -19,7 +19,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.router.decision import Routed
 from services.router.rules import FlapPolicy, RouteDecision, event_labels
 from shared.events import Action, Change, Command, EventStatus, InboundEvent, Ticket, TicketEvent, TicketState
 from shared.infra.ids import short_hash
@@ -164,7 +163,7 @@ class TicketInput(BaseModel):
 
     group_key: str
     event: InboundEvent
-    decision: Routed | None = None
+    decision: RouteDecision | None = None
     """The routing decision made when the event was assigned (services/router/decision.py); None only in
     records written before it was carried, which are decided again."""
 
