@@ -51,7 +51,7 @@ from services.intake.action_pages import (
     unavailable_page,
     used_page,
 )
-from services.intake.api import HttpError, IntakeDeps, _read_body
+from services.intake.edge import HttpError, IntakeDeps, read_body
 from services.intake.publisher import Record
 from shared.events import Action, Command
 from shared.infra.actionlinks import LinkClaims, LinkKeys, LinkRefused, token_from_link, verify
@@ -292,7 +292,7 @@ def action_routes(deps: IntakeDeps, publish: Publish, rejected: Counter) -> list
         if secret is None or keys is None:  # its buttons carry action links
             return JSONResponse({"error": "slack interactions are not configured"}, status_code=404)
         try:
-            raw = await _read_body(request, deps.max_body_bytes)
+            raw = await read_body(request, deps.max_body_bytes)
         except HttpError as exc:
             rejected.labels(reason="oversize").inc()
             return JSONResponse({"error": exc.error}, status_code=exc.status)

@@ -10,198 +10,49 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import httpx
-import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.intake.config import Credential, IntakeConfig, token_matches
+from services.intake.actions import action_routes
+from services.intake.config import Credential, token_matches
 from services.intake.deliveries import delivery_routes
-from services.intake.formats import alertmanager, generic, pagerduty
-from services.intake.publisher import Publisher, PublishUnavailableError, Record
-from shared.events import Action, Command, InboundEvent
-from shared.infra.actionlinks import LinkKeys
-from shared.infra.config import ConfigWatcher
+from services.intake.edge import (
+    VERBS,
+    CommandBody,
+    HttpError,
+    IntakeDeps,
+    bearer_token,
+    iso_time,
+    parse_json,
+    read_body,
+)
+from services.intake.formats import pagerduty
+from services.intake.formats.registry import PARSERS
+from services.intake.metrics import IntakeMetrics, UnresolvedTickets
+from services.intake.publisher import PublishUnavailableError, Record
+from shared.events import Command, InboundEvent
 from shared.infra.logging import bind_ids, get_logger, make_headers, new_trace_id
-from shared.infra.metrics import check_name, counter, histogram
 from shared.rules.oncall import OnCall, Override, OverrideRequest, TeamsConfig, on_call, upcoming_shifts
 from shared.rules.silences import Silence, SilenceRequest
 from shared.rules.windows import TimeWindowRequest
 from shared.store import db
 from shared.streaming.codec import describe_validation_error, encode
-from shared.streaming.topics import Topics
 
 log = get_logger(__name__)
-
-FormatParser = Callable[[Any, str, bytes, datetime, str], list[InboundEvent]]
-
-
-def _parse_alertmanager(payload: Any, integration: str, _raw: bytes, now: datetime, trace: str) -> list[InboundEvent]:
-    return alertmanager.to_events(payload, integration=integration, received_at=now, trace_id=trace)
-
-
-def _parse_generic(payload: Any, integration: str, raw: bytes, now: datetime, trace: str) -> list[InboundEvent]:
-    return generic.to_events(payload, integration=integration, raw=raw, received_at=now, trace_id=trace)
-
-
-def _parse_pagerduty(payload: Any, integration: str, raw: bytes, now: datetime, trace: str) -> list[InboundEvent]:
-    return pagerduty.to_events(payload, integration=integration, raw=raw, received_at=now, trace_id=trace)
-
-
-PARSERS: dict[str, FormatParser] = {
-    "alertmanager": _parse_alertmanager,
-    "generic": _parse_generic,
-    "pagerduty": _parse_pagerduty,
-}
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, error: str, problems: list[dict[str, str]] | None = None) -> None:
-        super().__init__(error)
-        self.status, self.error, self.problems = status, error, problems or []
-
-    def response(self) -> JSONResponse:
-        body: dict[str, Any] = {"error": self.error}
-        if self.problems:
-            body["problems"] = self.problems
-        headers = {"Retry-After": "5"} if self.status == 503 else None
-        if self.status == 401:
-            headers = {"WWW-Authenticate": 'Bearer realm="ticketloop"'}
-        return JSONResponse(body, status_code=self.status, headers=headers)
-
-
-class CommandBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    actor: str | None = Field(default=None, min_length=1, max_length=256)
-    reason: str = Field(default="", max_length=4000)
-    team: str | None = None
-    person: str | None = None
-    priority: str | None = None
-    until: datetime | None = None
-
-
-# URL verb -> action: POST /api/v1/tickets/{id}/{verb}
-VERBS: dict[str, Action] = {
-    "ack": Action.acknowledge,
-    "unack": Action.unacknowledge,
-    "resolve": Action.resolve,
-    "close": Action.close,
-    "reopen": Action.reopen,
-    "reassign": Action.reassign,
-    "comment": Action.comment,
-    "snooze": Action.snooze,
-    "priority": Action.set_priority,
-    "wait": Action.wait_on_customer,
-    "customer-replied": Action.customer_replied,
-}
-
-
-@dataclass
-class IntakeDeps:
-    config: IntakeConfig
-    publisher: Publisher
-    engine: Engine
-    topics: Topics
-    registry: CollectorRegistry
-    max_body_bytes: int = 1_048_576
-    teams: ConfigWatcher[TeamsConfig] | None = None
-    """teams.yaml, for the on-call endpoints (re-read when it changes)."""
-    link_keys: LinkKeys | None = None
-    """one-click action links (services/intake/actions.py); None: /act/... answers 404"""
-    slack_signing_secret: SecretStr | None = None
-    """Slack's interactive callback; None: it answers 404"""
-    http: httpx.AsyncClient | None = None
-    """for redrawing Slack messages through their response_url"""
-
-
-class UnresolvedTickets(Collector):
-    """``ticketloop_tickets_unresolved_count{state,team}``, counted in the read model when Prometheus scrapes."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        gauge = GaugeMetricFamily(
-            check_name("ticketloop_tickets_unresolved_count"),
-            "Tickets open or acknowledged, by state and team",
-            labels=["state", "team"],
-        )
-        try:
-            for state, team, n in db.count_unresolved(self.engine):
-                gauge.add_metric([state, team], n)
-        except SQLAlchemyError as exc:  # the read model is down: the other metrics still answer
-            log.warning("unresolved_tickets_unavailable", error=str(exc))
-            return
-        yield gauge
-
-
-class IntakeMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.accepted = counter(
-            registry, "ticketloop_intake_events_accepted_total", "Events acknowledged by Kafka", ["integration"]
-        )
-        self.rejected = counter(
-            registry, "ticketloop_intake_requests_rejected_total", "Requests answered 4xx/5xx", ["reason"]
-        )
-        self.publish_seconds = histogram(
-            registry, "ticketloop_intake_publish_seconds", "Time until Kafka acknowledged a request's writes"
-        )
-
-
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HttpError(401, "missing bearer token (Authorization: Bearer <token>)")
-    return token.strip()
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HttpError(413, f"body of {declared} bytes is over the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HttpError(413, f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _json(raw: bytes) -> Any:
-    if not raw.strip():
-        raise HttpError(400, "empty body: expected a JSON object")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise HttpError(400, f"malformed JSON: {exc}") from exc
-
-
-def _iso(value: datetime | None) -> str | None:
-    v = db.as_utc(value)
-    return v.isoformat() if v is not None else None
 
 
 def ticket_json(row: db.TicketRow) -> dict[str, Any]:
     """A ticket row as JSON: every time in ISO 8601 with its offset."""
-    return {k: _iso(v) if isinstance(v, datetime) else v for k, v in row.model_dump().items()}
+    return {k: iso_time(v) if isinstance(v, datetime) else v for k, v in row.model_dump().items()}
 
 
 W = TypeVar("W", bound=TimeWindowRequest)
@@ -269,12 +120,12 @@ def create_app(deps: IntakeDeps) -> Starlette:
     async def receive(request: Request) -> Response:
         name = request.path_params["name"]
         try:
-            token = _bearer(request)
+            token = bearer_token(request)
             integration = deps.config.integration(name)
             if integration is None or not token_matches(integration.secret(), token):
                 raise HttpError(401, "invalid token for this integration")
-            raw = await _read_body(request, deps.max_body_bytes)
-            payload = _json(raw)
+            raw = await read_body(request, deps.max_body_bytes)
+            payload = parse_json(raw)
             trace_id = request.headers.get("x-trace-id") or new_trace_id()
             parse = PARSERS[integration.format]
             try:
@@ -302,8 +153,8 @@ def create_app(deps: IntakeDeps) -> Starlette:
     async def enqueue(request: Request) -> Response:
         """PagerDuty Events API v2, at PagerDuty's path: the routing key names (and authenticates) the integration."""
         try:
-            raw = await _read_body(request, deps.max_body_bytes)
-            payload = _json(raw)
+            raw = await read_body(request, deps.max_body_bytes)
+            payload = parse_json(raw)
         except HttpError as exc:
             metrics.rejected.labels(reason="malformed").inc()
             return JSONResponse({"status": "invalid event", "message": exc.error}, status_code=exc.status)
@@ -336,7 +187,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
         )
 
     def api_client(request: Request) -> Credential:
-        client = deps.config.api_client_for(_bearer(request))
+        client = deps.config.api_client_for(bearer_token(request))
         if client is None:
             raise HttpError(401, "invalid API token")
         return client
@@ -368,7 +219,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
         row, timeline = found
         body = ticket_json(row)
         body["timeline"] = [
-            {"version": t.version, "change": t.change, "actor": t.actor, "reason": t.reason, "at": _iso(t.at)}
+            {"version": t.version, "change": t.change, "actor": t.actor, "reason": t.reason, "at": iso_time(t.at)}
             for t in timeline
         ]
         deliveries = await run_in_threadpool(db.list_deliveries, deps.engine, row.ticket_id)
@@ -380,7 +231,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
                 "status": d.status,
                 "attempts": d.attempts,
                 "detail": d.error,
-                "at": _iso(d.at),
+                "at": iso_time(d.at),
             }
             for d in sorted(deliveries, key=lambda d: db.as_utc(d.at) or d.at)
         ]
@@ -389,8 +240,8 @@ def create_app(deps: IntakeDeps) -> Starlette:
     async def create_silence(request: Request) -> Response:
         try:
             client = api_client(request)
-            raw = await _read_body(request, deps.max_body_bytes)
-            payload = _json(raw)
+            raw = await read_body(request, deps.max_body_bytes)
+            payload = parse_json(raw)
             if isinstance(payload, dict) and "created_by" not in payload:
                 payload = {**payload, "created_by": client.name}
             now = datetime.now(UTC)
@@ -456,10 +307,10 @@ def create_app(deps: IntakeDeps) -> Starlette:
                 action = VERBS.get(request.path_params["verb"])
                 if action is None:
                     raise HttpError(404, f"unknown action {request.path_params['verb']!r}; one of {sorted(VERBS)}")
-                raw = await _read_body(request, deps.max_body_bytes)
+                raw = await read_body(request, deps.max_body_bytes)
                 trace_id = request.headers.get("x-trace-id") or new_trace_id()
                 try:
-                    body = CommandBody.model_validate(_json(raw) if raw.strip() else {})
+                    body = CommandBody.model_validate(parse_json(raw) if raw.strip() else {})
                     cmd = Command(
                         command_id=uuid.uuid4().hex,
                         ticket_id=ticket_id,
@@ -562,7 +413,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
             teams = await current_teams()
             if team not in teams.teams:
                 raise HttpError(404, f"no team {team!r} in teams.yaml")
-            payload = _json(await _read_body(request, deps.max_body_bytes))
+            payload = parse_json(await read_body(request, deps.max_body_bytes))
             body, (starts, ends) = requested_window(OverrideRequest, payload, now, "invalid override")
             if body.person not in teams.people:
                 raise HttpError(
@@ -626,8 +477,6 @@ def create_app(deps: IntakeDeps) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
     ]
-    from services.intake.actions import action_routes  # here: actions uses this module's helpers
-
     routes += action_routes(deps, publish, metrics.rejected)
     routes += delivery_routes(deps, api_client, fail)
     return Starlette(routes=routes)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -26,12 +26,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.intake.config import Credential
+from services.intake.edge import HttpError, IntakeDeps
 from shared.infra.logging import get_logger
 from shared.store import outbox
 from shared.store.db import as_utc
-
-if TYPE_CHECKING:
-    from services.intake.api import HttpError, IntakeDeps
 
 log = get_logger(__name__)
 
@@ -83,7 +81,6 @@ def delivery_routes(
 ) -> list[Route]:
     """The /api/v1/deliveries routes, for create_app: ``api_client`` authenticates (raises HttpError 401),
     ``fail`` turns an HttpError into its answer and counts it."""
-    from services.intake.api import HttpError  # here: api imports this module at its top
 
     async def list_failed(request: Request) -> Response:
         try:

@@ -11,8 +11,9 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
-from services.intake.api import IntakeDeps, create_app
+from services.intake.api import create_app
 from services.intake.config import IntakeConfig
+from services.intake.edge import IntakeDeps
 from services.intake.publisher import KafkaPublisher
 from shared.infra.actionlinks import keys_from_setting
 from shared.infra.config import ConfigWatcher, load_yaml_model

@@ -34,8 +34,9 @@ from starlette.applications import Starlette
 
 from deploy.local.kafka_local import free_port
 from services.intake.action_pages import HTML_HEADERS
-from services.intake.api import IntakeDeps, create_app
+from services.intake.api import create_app
 from services.intake.config import IntakeConfig
+from services.intake.edge import IntakeDeps
 from services.intake.publisher import KafkaPublisher
 from services.router.lifecycle import new_ticket_id
 from shared.events import Change, Command, TicketEvent

@@ -11,8 +11,9 @@ from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
 from services.cli import main
-from services.intake.api import IntakeDeps, create_app
+from services.intake.api import create_app
 from services.intake.config import IntakeConfig
+from services.intake.edge import IntakeDeps
 from shared.infra.config import ConfigWatcher
 from shared.rules.oncall import TeamsConfig
 from shared.store import db

@@ -15,8 +15,9 @@ from starlette.testclient import TestClient
 
 from services.cli import main
 from services.cli_client import age, delivery_line
-from services.intake.api import IntakeDeps, create_app
+from services.intake.api import create_app
 from services.intake.config import IntakeConfig
+from services.intake.edge import IntakeDeps
 from shared.store import db, outbox
 from shared.streaming.topics import Topics
 from tests.fakes import FakePublisher

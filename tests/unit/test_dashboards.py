@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.intake.api import IntakeMetrics, UnresolvedTickets
+from services.intake.metrics import IntakeMetrics, UnresolvedTickets
 from services.notifier.main import build as build_notifier
 from services.router.main import build as build_router
 from services.sla.main import build as build_sla

@@ -24,8 +24,9 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
-from services.intake.api import IntakeDeps, create_app
+from services.intake.api import create_app
 from services.intake.config import IntakeConfig
+from services.intake.edge import IntakeDeps
 from services.intake.publisher import Record
 from shared.events import Change, Command, TicketEvent, TicketState
 from shared.infra.actionlinks import LinkAction, issue, keys_from_setting, link_url

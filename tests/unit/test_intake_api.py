@@ -11,8 +11,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
-from services.intake.api import IntakeDeps, create_app
+from services.intake.api import create_app
 from services.intake.config import IntakeConfig
+from services.intake.edge import IntakeDeps
 from shared.events import Change, InboundEvent, TicketEvent, TicketState
 from shared.store import db
 from shared.streaming.topics import Topics

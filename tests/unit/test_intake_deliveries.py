@@ -13,9 +13,10 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, inspect
 from starlette.testclient import TestClient
 
-from services.intake.api import IntakeDeps, create_app
+from services.intake.api import create_app
 from services.intake.config import IntakeConfig
 from services.intake.deliveries import delivery_json, list_params, without_urls
+from services.intake.edge import IntakeDeps
 from services.notifier.channels.base import ActionLink, Message
 from services.notifier.stages import message_to_json
 from shared.events import Delivery

@@ -1,0 +1,121 @@
+"""What every HTTP handler of intake shares: the error answer, the dependencies, the body read within its limit,
+JSON parsing, bearer tokens, ISO times, and the ticket verbs of the REST API (api.py, actions.py, deliveries.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+import orjson
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from sqlalchemy import Engine
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from services.intake.config import IntakeConfig
+from services.intake.publisher import Publisher
+from shared.events import Action
+from shared.infra.actionlinks import LinkKeys
+from shared.infra.config import ConfigWatcher
+from shared.rules.oncall import TeamsConfig
+from shared.store import db
+from shared.streaming.topics import Topics
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, error: str, problems: list[dict[str, str]] | None = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.problems = status, error, problems or []
+
+    def response(self) -> JSONResponse:
+        body: dict[str, Any] = {"error": self.error}
+        if self.problems:
+            body["problems"] = self.problems
+        headers = {"Retry-After": "5"} if self.status == 503 else None
+        if self.status == 401:
+            headers = {"WWW-Authenticate": 'Bearer realm="ticketloop"'}
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+class CommandBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    actor: str | None = Field(default=None, min_length=1, max_length=256)
+    reason: str = Field(default="", max_length=4000)
+    team: str | None = None
+    person: str | None = None
+    priority: str | None = None
+    until: datetime | None = None
+
+
+# URL verb -> action: POST /api/v1/tickets/{id}/{verb}
+VERBS: dict[str, Action] = {
+    "ack": Action.acknowledge,
+    "unack": Action.unacknowledge,
+    "resolve": Action.resolve,
+    "close": Action.close,
+    "reopen": Action.reopen,
+    "reassign": Action.reassign,
+    "comment": Action.comment,
+    "snooze": Action.snooze,
+    "priority": Action.set_priority,
+    "wait": Action.wait_on_customer,
+    "customer-replied": Action.customer_replied,
+}
+
+
+@dataclass
+class IntakeDeps:
+    config: IntakeConfig
+    publisher: Publisher
+    engine: Engine
+    topics: Topics
+    registry: CollectorRegistry
+    max_body_bytes: int = 1_048_576
+    teams: ConfigWatcher[TeamsConfig] | None = None
+    """teams.yaml, for the on-call endpoints (re-read when it changes)."""
+    link_keys: LinkKeys | None = None
+    """one-click action links (services/intake/actions.py); None: /act/... answers 404"""
+    slack_signing_secret: SecretStr | None = None
+    """Slack's interactive callback; None: it answers 404"""
+    http: httpx.AsyncClient | None = None
+    """for redrawing Slack messages through their response_url"""
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HttpError(401, "missing bearer token (Authorization: Bearer <token>)")
+    return token.strip()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HttpError(413, f"body of {declared} bytes is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> Any:
+    if not raw.strip():
+        raise HttpError(400, "empty body: expected a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise HttpError(400, f"malformed JSON: {exc}") from exc
+
+
+def iso_time(value: datetime | None) -> str | None:
+    v = db.as_utc(value)
+    return v.isoformat() if v is not None else None

@@ -1,0 +1,52 @@
+"""Intake's metrics: requests accepted and refused, publish time, and the unresolved tickets counted in the read
+model when Prometheus scrapes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from shared.infra.logging import get_logger
+from shared.infra.metrics import check_name, counter, histogram
+from shared.store import db
+
+log = get_logger(__name__)
+
+
+class UnresolvedTickets(Collector):
+    """``ticketloop_tickets_unresolved_count{state,team}``, counted in the read model when Prometheus scrapes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            check_name("ticketloop_tickets_unresolved_count"),
+            "Tickets open or acknowledged, by state and team",
+            labels=["state", "team"],
+        )
+        try:
+            for state, team, n in db.count_unresolved(self.engine):
+                gauge.add_metric([state, team], n)
+        except SQLAlchemyError as exc:  # the read model is down: the other metrics still answer
+            log.warning("unresolved_tickets_unavailable", error=str(exc))
+            return
+        yield gauge
+
+
+class IntakeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.accepted = counter(
+            registry, "ticketloop_intake_events_accepted_total", "Events acknowledged by Kafka", ["integration"]
+        )
+        self.rejected = counter(
+            registry, "ticketloop_intake_requests_rejected_total", "Requests answered 4xx/5xx", ["reason"]
+        )
+        self.publish_seconds = histogram(
+            registry, "ticketloop_intake_publish_seconds", "Time until Kafka acknowledged a request's writes"
+        )
