@@ -1,4 +1,4 @@
-"""The router's faust agents: thin shells around services.router.lifecycle and services.router.rules."""
+"""The router's faust agents: thin shells around services.router.decision, grouping, lifecycle and commands."""
 
 from __future__ import annotations
 
@@ -13,25 +13,19 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from services.router.commands import apply_command, reassign_on_call, tick_command, timer_due
 from services.router.decision import carried_decision, decide_event
-from services.router.lifecycle import (
+from services.router.grouping import (
     KeyState,
     KeyUpdate,
-    Member,
     TicketInput,
-    TicketRecord,
-    apply_command,
-    apply_event,
     apply_key_update,
     assign,
     group_key,
     grouped_input,
     key_update_for,
-    reassign_on_call,
-    tick_command,
-    timer_due,
-    with_known_issue,
 )
+from services.router.lifecycle import Member, TicketRecord, apply_event, with_known_issue
 from services.router.projects import ProjectsConfig, known_issue_for
 from services.router.rules import RoutingConfig
 from shared.events import Action, Change, Command, Escalation, InboundEvent, Ticket, TicketEvent

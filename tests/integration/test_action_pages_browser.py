@@ -38,7 +38,7 @@ from services.intake.api import create_app
 from services.intake.config import IntakeConfig
 from services.intake.edge import IntakeDeps
 from services.intake.publisher import KafkaPublisher
-from services.router.lifecycle import new_ticket_id
+from services.router.grouping import new_ticket_id
 from shared.events import Change, Command, TicketEvent
 from shared.infra.actionlinks import LinkAction, LinkKeys, issue, keys_from_setting, link_url, verify
 from shared.store import db

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from services.router.decision import carried_decision, decide_event
-from services.router.lifecycle import TicketInput, apply_event, group_key, grouped_input
+from services.router.grouping import TicketInput, group_key, grouped_input
+from services.router.lifecycle import apply_event
 from services.router.projects import ProjectsConfig
 from services.router.rules import RouteDecision, RoutingConfig
 from shared.rules.oncall import Override, TeamsConfig

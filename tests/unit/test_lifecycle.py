@@ -6,28 +6,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.router.commands import TRANSITIONS, apply_command, reassign_on_call, tick_command, timer_due
 from services.router.decision import with_on_call
-from services.router.lifecycle import (
-    SEEN_LIMIT,
-    TRANSITIONS,
+from services.router.grouping import (
     Assignment,
     KeyState,
     KeyUpdate,
-    Member,
-    Status,
     TicketInput,
-    TicketRecord,
-    apply_command,
-    apply_event,
     apply_key_update,
     assign,
     group_key,
     key_update_for,
     new_ticket_id,
-    reassign_on_call,
-    tick_command,
-    timer_due,
 )
+from services.router.lifecycle import SEEN_LIMIT, Member, Status, TicketRecord, apply_event
 from services.router.rules import FlapPolicy, RouteDecision
 from shared.events import Action, Change, Command, EventStatus, InboundEvent, TicketEvent, TicketState
 from shared.rules.oncall import OnCall

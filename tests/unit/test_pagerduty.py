@@ -7,7 +7,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.intake.formats import pagerduty
-from services.router.lifecycle import Member, TicketRecord, apply_event, assign
+from services.router.grouping import assign
+from services.router.lifecycle import Member, TicketRecord, apply_event
 from services.router.rules import RouteDecision
 from shared.events import Change, EventStatus, Severity, TicketState
 from shared.streaming.codec import describe_validation_error
