@@ -22,16 +22,10 @@ from aiokafka.errors import KafkaError
 from faust.types.tuples import RecordMetadata
 from prometheus_client import CollectorRegistry
 
-from services.sla.policy import (
-    Clock,
-    ClockDue,
-    Outcome,
-    SlaConfig,
-    finished,
-    fire_due,
-    on_ticket_event,
-    outcomes,
-)
+from services.sla.clocks import Clock, ClockDue, finished, on_ticket_event
+from services.sla.firing import fire_due
+from services.sla.outcomes import Outcome, outcomes
+from services.sla.policy import SlaConfig
 from services.sla.storage import due_times, due_ts, pack, unpack
 from services.sla.timers import TimerIndex
 from shared.events import Ticket, TicketEvent

@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.sla.policy import Clock, SlaConfig, fire_due, on_ticket_event
+from services.sla.clocks import Clock, on_ticket_event
+from services.sla.firing import fire_due
+from services.sla.policy import SlaConfig
 from services.sla.timers import TimerIndex, to_ts
 from shared.events import Escalation, TicketEvent
 

@@ -25,7 +25,7 @@ import zlib
 from array import array
 from operator import itemgetter
 
-from services.sla.policy import Clock
+from services.sla.clocks import Clock
 from shared.streaming.codec import DecodeError, decode, encode
 
 FORMAT_V1 = 0x01

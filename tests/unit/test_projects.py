@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from services.router.projects import Phase, ProjectsConfig, apply_project
 from services.router.rules import RouteDecision
-from services.sla.policy import SlaConfig, fire_due, start_clock
+from services.sla.clocks import start_clock
+from services.sla.firing import fire_due
+from services.sla.policy import SlaConfig
 from tests.unit.factories import ticket
 
 GO_LIVE = datetime(2026, 11, 1, 1, 0, tzinfo=UTC)

@@ -8,7 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.sla.policy import Outcome, SlaConfig, finished, fire_due, on_ticket_event, outcomes, start_clock
+from services.sla.clocks import finished, on_ticket_event, start_clock
+from services.sla.firing import fire_due
+from services.sla.outcomes import Outcome, outcomes
+from services.sla.policy import SlaConfig
 from shared.events import Change, EventKind, TicketEvent, TicketState
 from tests.unit.factories import T0, ticket, ticket_event
 
@@ -389,7 +392,7 @@ def test_a_pause_in_business_hours_keeps_the_working_time_left_across_the_weeken
 
 
 def test_a_clock_is_finished_once_its_ticket_is_resolved_or_closed_not_before() -> None:
-    from services.sla.policy import finished
+    from services.sla.clocks import finished
 
     clock = start_clock(ticket(), CONFIG)
     assert not finished(clock)

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.sla.policy import Clock, SlaConfig, on_ticket_event
+from services.sla.clocks import Clock, on_ticket_event
+from services.sla.policy import SlaConfig
 from services.sla.storage import DICTIONARY_V1, due_times, due_ts, pack, unpack
 from shared.events import Change, EventKind
 from shared.streaming.codec import DecodeError, encode
