@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import tempfile
 import time
 from collections import Counter
@@ -341,8 +340,7 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
         f"baseline_posts={base.delivered}/{base.expected} baseline_span_s={base.span_s:.3f} "
         f"burst={burst.delivered}/{burst.expected} burst_span_s={burst.span_s:.3f} "
         f"paced_tickets={paced_n} paced={paced.delivered}/{paced.expected} "
-        f"p90_ms={percentile(lat, 0.9):.1f} max_ms={(lat[-1] if lat else math.nan):.1f} dups={dups} "
-        f"guarantee={os.environ.get('TICKETLOOP_PROCESSING_GUARANTEE', 'exactly_once')}"
+        f"p90_ms={percentile(lat, 0.9):.1f} max_ms={(lat[-1] if lat else math.nan):.1f} dups={dups}"
     )
     summary = (
         f"notify_fanout: tickets={opts.tickets} targets={opts.targets} delivered={burst.delivered} dups={dups} "
