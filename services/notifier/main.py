@@ -26,8 +26,8 @@ from shared.streaming.runtime import run_service
 from shared.streaming.topics import Topics
 
 
-def build_channels(settings: NotifierSettings, config: NotifyConfig) -> dict[str, Channel]:
-    context = ChannelContext(Http(settings.http_timeout_s), time.time)
+def build_channels(settings: NotifierSettings, config: NotifyConfig, http: Http) -> dict[str, Channel]:
+    context = ChannelContext(http, time.time)
     return {
         **registry.build_channels(config.entries(), context),
         registry.EMAIL: EmailChannel(
@@ -75,11 +75,13 @@ def build(settings: NotifierSettings, registry: CollectorRegistry) -> Notifier:
     engine = db.make_engine(settings.database_url)
     db.init_db(engine)
     topics = Topics(settings.topic_prefix, settings.partitions)
+    http = Http(settings.http_timeout_s)
     return Notifier(
         NotifierDeps(
             topics=topics,
             config=config,
-            channels=build_channels(settings, config),
+            channels=build_channels(settings, config, http),
+            http=http,
             engine=engine,
             registry=registry,
             retry=RetryPolicy(settings.retry_base_s, settings.retry_max_s, settings.give_up_s),

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.notifier.channels.base import Channel
+from services.notifier.channels.base import Channel, Http
 from services.notifier.channels.registry import REGISTRY
 from services.notifier.config import NotifyConfig
 from services.notifier.lanes import Dispatcher, LaneDeps
@@ -75,6 +75,8 @@ class NotifierDeps:
     muting: ConfigWatcher[MutingConfig]
     teams: ConfigWatcher[TeamsConfig]
     links: LinkIssuer | None = None
+    http: Http | None = None
+    """The channels' HTTP client, closed when the worker stops."""
 
 
 class LaneGauges(Collector):
@@ -182,6 +184,8 @@ class Notifier:
             await asyncio.gather(timer, return_exceptions=True)
             await self.dispatcher.stop()
             await self.producer.stop()
+            if self.deps.http is not None:
+                await self.deps.http.close()
 
     async def publish(self, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]]) -> None:
         await self.producer.send_and_wait(topic, value, key=key.encode(), headers=headers)
