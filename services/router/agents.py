@@ -1,4 +1,5 @@
-"""The router's faust agents: thin shells around services.router.decision, grouping, lifecycle and commands."""
+"""The router's faust agents: thin shells that read their tables, call services.router.steps and send and write
+what the steps return."""
 
 from __future__ import annotations
 
@@ -13,26 +14,32 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.router.commands import apply_command, reassign_on_call, tick_command, timer_due
-from services.router.decision import carried_decision, decide_event
+from services.router.commands import tick_command, timer_due
 from services.router.grouping import (
     KeyState,
     KeyUpdate,
     TicketInput,
     apply_key_update,
-    assign,
-    group_key,
     grouped_input,
-    key_update_for,
 )
-from services.router.lifecycle import Member, TicketRecord, apply_event, with_known_issue
-from services.router.projects import ProjectsConfig, known_issue_for
+from services.router.lifecycle import Member, TicketRecord
+from services.router.projects import ProjectsConfig
 from services.router.rules import RoutingConfig
-from shared.events import Action, Change, Command, Escalation, InboundEvent, Ticket, TicketEvent
+from services.router.steps import (
+    Config,
+    Out,
+    UnknownTicketError,
+    assign_step,
+    changes_out,
+    command_step,
+    route_step,
+    ticket_step,
+)
+from shared.events import Command, Escalation, InboundEvent, Ticket, TicketEvent
 from shared.infra.config import ConfigWatcher, poll_watchers
 from shared.infra.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.infra.metrics import counter
-from shared.rules.oncall import Override, TeamsConfig, on_call
+from shared.rules.oncall import Override, TeamsConfig
 from shared.store import db
 from shared.streaming.codec import DecodeError, decode, encode
 from shared.streaming.streams import decode_or_deadletter, emit, raw_table, raw_topic, send_acked, to_deadletter
@@ -106,6 +113,16 @@ def register(app: faust.App, deps: RouterDeps) -> None:
                 cmd = tick_command(ticket_id, due, now)
                 await send_acked(commands, ticket_id, encode(cmd), make_headers(ticket_id=ticket_id))
 
+    outputs = {"grouped": grouped, "ticket_inputs": ticket_inputs, "tickets": tickets, "key_updates": key_updates}
+
+    async def send_out(records: list[Out]) -> None:
+        """Send what a step returned, as part of the event being handled (its transaction, under exactly_once)."""
+        for out in records:
+            await emit(outputs[out.to], out.key, encode(out.value), make_headers(**dict(out.ids)))
+
+    def config() -> Config:
+        return Config(deps.routing.current, deps.projects.current, deps.teams.current, deps.overrides)
+
     def key_state(dedup: bytes) -> KeyState | None:
         raw = assignments.get(dedup)
         return decode(KeyState, raw) if raw is not None else None
@@ -140,61 +157,19 @@ def register(app: faust.App, deps: RouterDeps) -> None:
             bind_ids(trace_id=ev.trace_id, event_id=ev.event_id)
             if item is None:
                 # the one routing decision of this event: made here, carried to its group and its ticket
-                decided = decide_event(
-                    ev, deps.routing.current, deps.projects.current, deps.teams.current, deps.overrides
-                )
-                item = TicketInput(group_key=group_key(ev, decided), event=ev, decision=decided)
-                if item.group_key != ev.dedup_key:
-                    # one more hop: to the partition that owns the group
-                    headers = make_headers(trace_id=ev.trace_id, event_id=ev.event_id)
-                    await emit(grouped, item.group_key, encode(item), headers)
+                item, hop = route_step(TicketInput(group_key=ev.dedup_key, event=ev), config())
+                if hop:
+                    await send_out(hop)
                     yield None
                     continue
-            group = item.group_key
-            current = key_state(group.encode())
-            result = assign(current, ev, deps.routing.current.reopen_window)
-            if result.ticket_id is None:
-                log.info("resolved_without_open_ticket", group=group)
-            else:
-                await emit(
-                    ticket_inputs,
-                    result.ticket_id,
-                    encode(item),
-                    make_headers(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=result.ticket_id),
-                )
-                set_key_state(group.encode(), current, result.key_state)
+            group = item.group_key.encode()
+            current = key_state(group)
+            after, out = assign_step(current, item, deps.routing.current.reopen_window)
+            if not out:
+                log.info("resolved_without_open_ticket", group=item.group_key)
+            await send_out(out)
+            set_key_state(group, current, after)
             yield None
-
-    def on_command(record: TicketRecord | None, cmd: Command, now: datetime) -> tuple[TicketRecord | None, Changes]:
-        bind_ids(trace_id=cmd.trace_id, ticket_id=cmd.ticket_id)
-        if record is None:
-            raise DecodeError(f"command {cmd.command_id} names unknown ticket {cmd.ticket_id!r}")
-        if cmd.action is Action.reassign and cmd.team and not cmd.person:
-            cmd = reassign_on_call(cmd, on_call(cmd.team, deps.teams.current, deps.overrides, cmd.issued_at))
-        return apply_command(record, cmd, now)
-
-    def on_ticket_input(
-        ticket_id: str, record: TicketRecord | None, item: TicketInput, now: datetime
-    ) -> tuple[TicketRecord | None, Changes]:
-        ev = item.event
-        bind_ids(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=ticket_id)
-        member_key = f"{ticket_id}\x1f{ev.dedup_key}".encode()
-        member = Member.decode(members.get(member_key))
-        current = (deps.routing.current, deps.projects.current, deps.teams.current, deps.overrides)
-        decision = carried_decision(item.decision, ev, *current)
-        flap = deps.routing.current.flapping
-        new, changes, after = apply_event(record, ticket_id, item.group_key, ev, member, decision, now, flap)
-        if after is not None and after != member:
-            members[member_key] = after.encode()
-        just_opened = new is not None and [c.change for c in changes] == [Change.opened]
-        known = known_issue_for(ev, deps.projects.current) if just_opened else None
-        if new is not None and known is not None:
-            issue = known[1]
-            new, opened = with_known_issue(
-                new, changes[0], issue.id, issue.title, issue.workaround, reply_to_reporter=issue.reply_to_reporter
-            )
-            changes = [opened]
-        return new, changes
 
     def track_timer(key: bytes, before: Ticket | None, after: Ticket) -> None:
         due, was = timer_due(after), timer_due(before) if before is not None else None
@@ -211,23 +186,28 @@ def register(app: faust.App, deps: RouterDeps) -> None:
             raw = records.get(ticket_id.encode())
             record = decode(TicketRecord, raw) if raw is not None else None
             now = datetime.now(UTC)
+            new: TicketRecord | None
             try:
                 if event.message.topic == t.commands.name:
-                    new, changes = on_command(record, decode(Command, event.value), now)
+                    cmd = decode(Command, event.value)
+                    bind_ids(trace_id=cmd.trace_id, ticket_id=cmd.ticket_id)
+                    new, changes = command_step(record, cmd, now, config())
                 else:
-                    new, changes = on_ticket_input(ticket_id, record, decode(TicketInput, event.value), now)
-            except DecodeError as exc:
+                    item = decode(TicketInput, event.value)
+                    ev = item.event
+                    bind_ids(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=ticket_id)
+                    member_key = f"{ticket_id}\x1f{ev.dedup_key}".encode()
+                    member = Member.decode(members.get(member_key))
+                    new, after, changes = ticket_step(record, member, ticket_id, item, now, config())
+                    if after is not None and after != member:
+                        members[member_key] = after.encode()
+            except (DecodeError, UnknownTicketError) as exc:
                 await to_deadletter(deadletter, SERVICE, event, str(exc))
                 yield None
                 continue
+            await send_out(changes_out(ticket_id, changes))
             for change in changes:
-                await emit(
-                    tickets, ticket_id, encode(change), make_headers(trace_id=change.trace_id, ticket_id=ticket_id)
-                )
                 ticket_changes.labels(change=change.change.value, team=change.ticket.team).inc()
-                key_update = key_update_for(change)
-                if key_update is not None:
-                    await emit(key_updates, key_update.dedup_key, encode(key_update))
                 log.info("ticket_changed", change=change.change.value, version=change.ticket.version)
             if new is not None and (changes or new is not record):
                 records[ticket_id.encode()] = encode(new)

@@ -1,0 +1,123 @@
+"""The router's stream steps as pure functions: what each agent does with one input, given the state it holds and
+the configuration of the moment, returning the new state and what to emit. agents.py only reads the tables,
+calls these, and writes and sends what they return; so every decision of the router is tested without a broker.
+
+- ``route_step`` (an event from intake): the one routing decision, the group, and whether the event needs one
+  more hop to the partition that owns its group;
+- ``assign_step`` (keyed by group): which ticket the event goes to, and the group's new state;
+- ``ticket_step`` (keyed by ticket, the single writer): the ticket after one of its alerts' events, the alert's
+  membership, and the known issue a new customer report matches;
+- ``command_step`` (keyed by ticket): a command (from people or the router's own timer) applied;
+- ``changes_out``: a ticket's changes as the records that carry them (the tickets topic, and the group's state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel
+
+from services.router.commands import apply_command, reassign_on_call
+from services.router.decision import carried_decision, decide_event
+from services.router.grouping import KeyState, TicketInput, assign, group_key, key_update_for
+from services.router.lifecycle import Member, TicketRecord, apply_event, with_known_issue
+from services.router.projects import ProjectsConfig, known_issue_for
+from services.router.rules import RoutingConfig
+from shared.events import Action, Change, Command, TicketEvent
+from shared.rules.oncall import Override, TeamsConfig, on_call
+
+
+@dataclass(frozen=True)
+class Config:
+    """The router's configuration at one moment (each file reloaded on change, overrides from SQL)."""
+
+    routing: RoutingConfig
+    projects: ProjectsConfig
+    teams: TeamsConfig
+    overrides: list[Override] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """A record to send: to which of the router's topics, its key, its value, and the ids for its headers."""
+
+    to: Literal["grouped", "ticket_inputs", "tickets", "key_updates"]
+    key: str
+    value: BaseModel
+    ids: tuple[tuple[str, str], ...] = ()
+
+
+def route_step(item: TicketInput, config: Config) -> tuple[TicketInput, list[Out]]:
+    """A new event's routing decision, made once and carried from here on, and its group. When the group is not
+    the event's own dedup key, the event goes one more hop, to the partition that owns the group (the returned
+    records); else the caller assigns it at once."""
+    ev = item.event
+    decided = decide_event(ev, config.routing, config.projects, config.teams, config.overrides)
+    routed = TicketInput(group_key=group_key(ev, decided), event=ev, decision=decided)
+    if routed.group_key == ev.dedup_key:
+        return routed, []
+    ids = (("trace_id", ev.trace_id), ("event_id", ev.event_id))
+    return routed, [Out("grouped", routed.group_key, routed, ids)]
+
+
+def assign_step(
+    state: KeyState | None, item: TicketInput, reopen_window: timedelta
+) -> tuple[KeyState | None, list[Out]]:
+    """The group's ticket for this event (its open one, or a new one), and the group's state after it; nothing
+    when a resolve comes for a group with no open ticket."""
+    result = assign(state, item.event, reopen_window)
+    if result.ticket_id is None:
+        return state, []
+    ev = item.event
+    ids = (("trace_id", ev.trace_id), ("event_id", ev.event_id), ("ticket_id", result.ticket_id))
+    return result.key_state, [Out("ticket_inputs", result.ticket_id, item, ids)]
+
+
+def ticket_step(
+    record: TicketRecord | None, member: Member | None, ticket_id: str, item: TicketInput, now: datetime, config: Config
+) -> tuple[TicketRecord | None, Member | None, list[TicketEvent]]:
+    """The ticket after one of its alerts' events, under the decision the event carries: the new record, what the
+    ticket now knows of that alert, and the changes (a new customer report that matches a known issue opens with
+    its workaround)."""
+    ev = item.event
+    decision = carried_decision(item.decision, ev, config.routing, config.projects, config.teams, config.overrides)
+    new, changes, after = apply_event(
+        record, ticket_id, item.group_key, ev, member, decision, now, config.routing.flapping
+    )
+    just_opened = new is not None and [c.change for c in changes] == [Change.opened]
+    known = known_issue_for(ev, config.projects) if just_opened else None
+    if new is not None and known is not None:
+        issue = known[1]
+        new, opened = with_known_issue(
+            new, changes[0], issue.id, issue.title, issue.workaround, reply_to_reporter=issue.reply_to_reporter
+        )
+        changes = [opened]
+    return new, after, changes
+
+
+class UnknownTicketError(ValueError):
+    """A command for a ticket this partition does not hold (dead-lettered with this reason)."""
+
+
+def command_step(
+    record: TicketRecord | None, cmd: Command, now: datetime, config: Config
+) -> tuple[TicketRecord, list[TicketEvent]]:
+    """A command applied to its ticket; reassigning to a team with no person named goes to whoever is on call."""
+    if record is None:
+        raise UnknownTicketError(f"command {cmd.command_id} names unknown ticket {cmd.ticket_id!r}")
+    if cmd.action is Action.reassign and cmd.team and not cmd.person:
+        cmd = reassign_on_call(cmd, on_call(cmd.team, config.teams, config.overrides, cmd.issued_at))
+    return apply_command(record, cmd, now)
+
+
+def changes_out(ticket_id: str, changes: list[TicketEvent]) -> list[Out]:
+    """Each change on the tickets topic, and the group's state after it where the change moves it."""
+    out: list[Out] = []
+    for change in changes:
+        out.append(Out("tickets", ticket_id, change, (("trace_id", change.trace_id), ("ticket_id", ticket_id))))
+        update = key_update_for(change)
+        if update is not None:
+            out.append(Out("key_updates", update.dedup_key, update))
+    return out
