@@ -1,0 +1,40 @@
+"""The runtime of a service built on the driver: its timer outlives a fault and ends with the service."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shared.streaming.runtime import every
+
+
+async def test_a_timer_goes_on_after_a_fault_and_ends_when_the_service_stops() -> None:
+    stop = asyncio.Event()
+    calls: list[int] = []
+    third = asyncio.Event()
+
+    async def tick() -> None:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise RuntimeError("a fault in the first round")
+        if len(calls) == 3:
+            third.set()
+
+    task = asyncio.create_task(every(0.001, tick, stop, "test"))
+    await asyncio.wait_for(third.wait(), 10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert len(calls) >= 3, "the rounds after the fault still came"
+    assert task.done() and task.exception() is None
+
+
+async def test_a_timer_stopped_before_its_first_round_never_calls() -> None:
+    stop = asyncio.Event()
+    stop.set()
+    called = False
+
+    async def tick() -> None:
+        nonlocal called
+        called = True
+
+    await asyncio.wait_for(every(60.0, tick, stop, "test"), 10)
+    assert not called
