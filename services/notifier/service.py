@@ -276,10 +276,8 @@ class Notifier:
         if not decoded:
             return
         fresh, muted = await self.sql(self.prepare, decoded, datetime.now(UTC))
-        for delivery in muted:
-            headers = make_headers(ticket_id=delivery.ticket_id)
-            await self.publish(self.deps.topics.deliveries.name, delivery.ticket_id, encode(delivery), headers)
-            self.outcomes.labels(channel=delivery.channel, kind=delivery.kind, status=delivery.status).inc()
+        if muted:
+            await self.on_records(muted)  # counted, logged and published as the lanes' records are
         self.dispatcher.submit(fresh)
 
     def prepare(
@@ -297,8 +295,8 @@ class Notifier:
                 log.info("notification_muted", cause=why.cause, reason=why.reason, notices=len(found))
                 continue
             items.extend(self.plan_event(record, ticket, found, now))
-        for delivery in muted:
-            db.record_delivery(self.deps.engine, delivery)
+        if muted:
+            outbox.finish(self.deps.engine, [], muted)  # the delivery log's bulk upsert, as for sent ones
         fresh = outbox.add(self.deps.engine, items)
         if len(fresh) < len(items):
             log.info("already_planned", notifications=len(items) - len(fresh))

@@ -277,7 +277,8 @@ _VERSIONS = sa_select(TICKETS.c.ticket_id, TICKETS.c.version).where(
 )
 
 
-def _dialect_insert(dialect: str) -> Any:
+def dialect_insert(dialect: str) -> Any:
+    """The INSERT of this database's dialect (the one with ``on_conflict_do_*``): SQLite or PostgreSQL."""
     if dialect == "sqlite":
         return sqlite_insert
     if dialect == "postgresql":
@@ -288,7 +289,7 @@ def _dialect_insert(dialect: str) -> Any:
 @functools.cache
 def _ticket_upsert(dialect: str) -> Any:
     """A ticket's row, inserted or replaced — only by a newer version (two batches racing keep the newest)."""
-    stmt = _dialect_insert(dialect)(TICKETS)
+    stmt = dialect_insert(dialect)(TICKETS)
     columns = [c.name for c in TICKETS.columns if c.name != "ticket_id"]
     return stmt.on_conflict_do_update(
         index_elements=["ticket_id"],
@@ -299,7 +300,7 @@ def _ticket_upsert(dialect: str) -> Any:
 
 @functools.cache
 def _timeline_insert(dialect: str) -> Any:
-    return _dialect_insert(dialect)(TIMELINE).on_conflict_do_nothing(index_elements=["change_id"])
+    return dialect_insert(dialect)(TIMELINE).on_conflict_do_nothing(index_elements=["change_id"])
 
 
 def get_ticket(engine: Engine, ticket_id: str) -> tuple[TicketRow, list[TimelineRow]] | None:

@@ -22,12 +22,10 @@ from typing import Any
 from sqlalchemy import JSON, Column, Connection, Engine, Table, bindparam, insert, update
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import select as sa_select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from shared.events import Delivery
-from shared.store.db import DeliveryRow, as_utc
+from shared.store.db import DeliveryRow, as_utc, dialect_insert
 
 PENDING, FAILED, REDRIVE = "pending", "failed", "redrive"
 
@@ -170,9 +168,7 @@ _UPDATED = ("ticket_id", "kind", "channel", "recipient", "status", "attempts", "
 @functools.cache
 def _upsert(dialect: str) -> Any:
     """The delivery log's upsert for this database: a record already ``sent`` is never overwritten."""
-    if dialect not in ("sqlite", "postgresql"):  # pragma: no cover - the two databases ticketloop supports
-        raise ValueError(f"unsupported database {dialect!r}")
-    stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(DELIVERIES)
+    stmt = dialect_insert(dialect)(DELIVERIES)
     updated = {c: stmt.excluded[c] for c in _UPDATED}
     return stmt.on_conflict_do_update(
         index_elements=["notification_id"], set_=updated, where=DELIVERIES.c.status != "sent"
