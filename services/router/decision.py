@@ -15,10 +15,9 @@ from dataclasses import replace
 from datetime import datetime
 
 from services.router.projects import ProjectsConfig, apply_project
-from services.router.rules import RouteDecision, RoutingConfig, decide
+from services.router.rules import RouteDecision, RoutingConfig, decide, event_labels
 from shared.events import InboundEvent, Severity
 from shared.rules.maintenance import muted_until
-from shared.rules.matchers import matcher_labels
 from shared.rules.oncall import OnCall, Override, TeamsConfig, on_call
 
 
@@ -41,7 +40,7 @@ def decide_event(
 ) -> RouteDecision:
     """An event's whole decision, at the time it was received: route, project, maintenance, and — when the route
     names a team but no person — whoever is on call for that team then (a new ticket's owner)."""
-    labels = matcher_labels(event.labels, event.severity.value, event.source, event.kind.value)
+    labels = event_labels(event)
     decision = decide_labels(labels, event.severity, routing, projects, event.received_at)
     if decision.person is not None:
         return decision

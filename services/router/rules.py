@@ -227,10 +227,6 @@ def route_all(labels: dict[str, str], config: RoutingConfig) -> list[CompiledRou
     return _walk(config.compiled, labels)
 
 
-def route(event: InboundEvent, config: RoutingConfig) -> RouteDecision:
-    return decide(event_labels(event), event.severity, config)
-
-
 def decide(labels: dict[str, str], severity: Severity, config: RoutingConfig) -> RouteDecision:
     matched = route_all(labels, config)
     owner = matched[0]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.router.rules import Matcher, Op, RoutingConfig, decide, describe, parse_matcher, route
+from services.router.rules import Matcher, Op, RoutingConfig, decide, describe, event_labels, parse_matcher
 from shared.events import EventKind, Severity
 from tests.unit.factories import event
 
@@ -81,8 +81,9 @@ def test_pseudo_labels_severity_source_kind() -> None:
             ],
         }
     )
-    assert route(event(kind=EventKind.feedback), c).team == "impl"
-    assert route(event(kind=EventKind.alert), c).team == "ops"
+    feedback, alert = event(kind=EventKind.feedback), event(kind=EventKind.alert)
+    assert decide(event_labels(feedback), feedback.severity, c).team == "impl"
+    assert decide(event_labels(alert), alert.severity, c).team == "ops"
 
 
 @pytest.mark.parametrize(
