@@ -272,6 +272,11 @@ def count_kinds(received: Iterable[Notification], path: str, keys: Iterable[str]
     return dict(sorted(out.items()))
 
 
+def keys_notified(received: Iterable[Notification], path: str) -> int:
+    """Distinct keys notified at ``path``: for ticketloop the tickets, also those the API does not list yet."""
+    return len({n.key for n in received if n.path == path})
+
+
 def ratio(tl_s: float, am_s: float) -> float:
     if not (math.isfinite(tl_s) and math.isfinite(am_s)) or am_s <= 0:
         return math.nan
@@ -303,6 +308,7 @@ class Side:
     tickets: Tickets = field(default_factory=lambda: Tickets(0, 0, {}))
     kinds: dict[str, int] = field(default_factory=dict)
     """Notifications of the storm received, by kind."""
+    keys_notified: int = 0
 
 
 def summary_line(n: int, groups: int, am: Side, tl: Side) -> str:
@@ -327,8 +333,8 @@ def details_line(am: Side, tl: Side) -> str:
     return (
         f"loop_storm details: am_posted_s={am.posted_s:.3f} am_posts={am.posted} am_post_failures={am.failed} "
         f"am_retries={am.retries} tl_posted_s={tl.posted_s:.3f} tl_posts={tl.posted} tl_post_failures={tl.failed} "
-        f"tl_retries={tl.retries} am_received={received(am)} tl_received={received(tl)} am_cpu_s={cpu(am)} "
-        f"tl_cpu_s={cpu(tl)}"
+        f"tl_retries={tl.retries} am_received={received(am)} tl_received={received(tl)} "
+        f"tl_tickets_notified={tl.keys_notified} am_cpu_s={cpu(am)} tl_cpu_s={cpu(tl)}"
     )
 
 
@@ -600,6 +606,7 @@ async def ticketloop_side(
             alerts_s,
             seen,
             count_kinds(received, "/tl", seen.groups),
+            keys_notified(received, "/tl"),
         )
     finally:
         stack.stop_all()

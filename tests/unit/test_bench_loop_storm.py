@@ -28,6 +28,7 @@ from bench.loop_storm import (
     details_line,
     expected_alerts,
     fingerprint,
+    keys_notified,
     quiet,
     ratio,
     reached,
@@ -143,6 +144,7 @@ def test_ticketloop_notifications_find_their_group_through_the_ticket() -> None:
     assert am_notified(received) == [(f"alertname={STORM},group=g000", 3, 7.0)]
     assert count_kinds(received, "/tl", seen.groups) == {"assignment": 1}
     assert count_kinds(received, "/tl") == {"assignment": 3}
+    assert keys_notified(received, "/tl") == 3
     assert count_kinds(received, "/am", [f"alertname={STORM},group=g000"]) == {"alertmanager": 1}
 
 
@@ -199,10 +201,19 @@ def test_a_side_that_gave_up_prints_what_it_reached() -> None:
 
 def test_the_details_line_says_what_was_posted_received_and_what_each_process_used() -> None:
     am = Side(Reached(20, 0.1, 1.1), 100, 0, 0, 0.4, {"alertmanager": 0.74, "bench": 0.2}, kinds={"alertmanager": 40})
-    tl = Side(Reached(20, 30.0, 70.0), 100, 1, 3, 2.8, {"router": 45.8}, kinds={"assignment": 20, "update": 700})
+    tl = Side(
+        Reached(20, 30.0, 70.0),
+        100,
+        1,
+        3,
+        2.8,
+        {"router": 45.8},
+        kinds={"assignment": 20, "update": 700},
+        keys_notified=20,
+    )
     assert details_line(am, tl) == (
         "loop_storm details: am_posted_s=0.400 am_posts=100 am_post_failures=0 am_retries=0 tl_posted_s=2.800 "
         "tl_posts=100 tl_post_failures=1 tl_retries=3 am_received=alertmanager:40 tl_received=assignment:20,update:700 "
-        "am_cpu_s=alertmanager:0.7,bench:0.2 tl_cpu_s=router:45.8"
+        "tl_tickets_notified=20 am_cpu_s=alertmanager:0.7,bench:0.2 tl_cpu_s=router:45.8"
     )
     assert "tl_received=none " in details_line(am, side(1.0, 2.0))
