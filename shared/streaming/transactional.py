@@ -134,6 +134,8 @@ class Task:
         self.offsets: dict[tuple[str, int], int] = {}
         """Input offsets handled in the open transaction (the next to read, per source partition)."""
         self.producer: AIOKafkaProducer | None = None
+        self.epoch = 0
+        """Counts the task's (re)builds: records polled before the last one are stale (its inputs were moved)."""
         self.in_transaction = False
         self.sent: list[asyncio.Future[Any]] = []
         self.cache: dict[str, dict[bytes, Any]] = {name: {} for name in changelogs}
@@ -285,8 +287,11 @@ class TransactionalDriver:
         try:
             while not stop.is_set() and self.fatal is None:
                 polled = await consumer.getmany(timeout_ms=c.poll_ms, max_records=c.max_records)
+                # taken before anything else can run: a rebalance or a rebuild between here and the step moves the
+                # task's inputs to its committed offsets, and the records in hand are then read again from there
+                epochs = {p: t.epoch for p, t in self.tasks.items()}
                 async with self.lock:
-                    await self.step(polled)
+                    await self.step(polled, epochs)
             async with self.lock:
                 if self.fatal is None:
                     await self.commit_all()
@@ -296,15 +301,16 @@ class TransactionalDriver:
         if self.fatal is not None:
             raise self.fatal
 
-    async def step(self, polled: dict[Any, Any]) -> None:
-        """One round: handle what was polled, punctuate when due, commit when due, rebuild broken tasks."""
+    async def step(self, polled: dict[Any, Any], epochs: dict[int, int]) -> None:
+        """One round: rebuild broken tasks, handle what was polled for the tasks as they were when it was polled,
+        punctuate when due, commit when due."""
         now = time.monotonic()
         if self.broken:
             await self._rebuild_broken()
         for p, records in by_partition(records_of(polled)).items():
             task = self.tasks.get(p)
-            if task is None or p in self.broken:  # not ours (any more), or being rebuilt: read again later
-                continue
+            if task is None or p in self.broken or task.epoch != epochs.get(p):
+                continue  # not ours (any more), being rebuilt, or rebuilt since the poll: read again from the commit
             await self._begin(task)
             self.processor.process(task, records)
             task.offsets.update(commit_offsets(records))
@@ -448,8 +454,13 @@ class TransactionalDriver:
             linger_ms=2,
             max_batch_size=256 * 1024,
         )
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
         task.producer = producer
+        task.epoch += 1
         task.in_transaction, task.sent, task.queued, task.offsets = False, [], [], {}
         started = time.monotonic()
         task.tables = await load_tables(c.bootstrap, self.changelogs, task.partition)
