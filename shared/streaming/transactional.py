@@ -215,7 +215,7 @@ class TxConfig:
     group_id: str
     """The consumer group, and the prefix of the changelogs and transactional ids."""
     topics: tuple[str, ...]
-    max_records: int = 2000
+    max_records: int = 1000
     poll_ms: int = 50
     commit_interval_s: float = 0.1
     """Each task commits its transaction at most this often (Kafka Streams' default under exactly-once): the

@@ -168,7 +168,9 @@ async def test_a_broker_restart_mid_stream_loses_nothing_and_repeats_nothing() -
         stop.set()
         await asyncio.wait_for(running, 60)
     values = [r.value.decode() for r in out if r.value is not None]
-    assert len(values) == 3300 and len(set(values)) == 3300, f"every count once: {len(values)} {len(set(values))} {counting.handled}"
+    assert len(values) == 3300 and len(set(values)) == 3300, (
+        f"every count once: {len(values)} {len(set(values))} {counting.handled}"
+    )
     last: dict[str, int] = {}
     for v in values:
         key, n = v.split("=")
