@@ -30,6 +30,7 @@ def tx_config(settings: RouterSettings, topics: Topics) -> TxConfig:
             topics.ticket_inputs.name,
             topics.commands.name,
         ),
+        partitions=topics.partitions,
         session_timeout_s=settings.session_timeout_s,
         heartbeat_interval_s=settings.heartbeat_interval_s,
         group_instance_id=settings.group_instance_id,

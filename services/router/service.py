@@ -51,8 +51,8 @@ from shared.streaming.codec import DecodeError, decode, encode
 from shared.streaming.deadletters import dead_letter
 from shared.streaming.driver import BatchDriver, DriverConfig, Record
 from shared.streaming.runtime import every
-from shared.streaming.topics import Topics, TopicSpec, ensure_topics
-from shared.streaming.transactional import Task, TransactionalDriver, TxConfig, changelog_topic
+from shared.streaming.topics import Topics
+from shared.streaming.transactional import Task, TransactionalDriver, TxConfig
 
 log = get_logger(__name__)
 SERVICE = "router"
@@ -284,15 +284,7 @@ class Router:
             registry, "ticketloop_router_config_reloads_total", "Routing file changes seen", ["result"]
         )
 
-    def changelogs(self) -> list[TopicSpec]:
-        t = self.deps.topics
-        return [
-            TopicSpec(changelog_topic(self.tx.group_id, name), t.partitions, "table key", f"the {name} table", True)
-            for name in self.processor.tables
-        ]
-
     async def run(self, stop: asyncio.Event) -> None:
-        await ensure_topics(self.tx.bootstrap, self.changelogs())
         driver = TransactionalDriver(self.tx, self.processor)
         project = BatchDriver(self.projection, self.project)
         reload = asyncio.create_task(every(2.0, self.reload, stop, "router-reload-config"))

@@ -14,7 +14,7 @@ from aiokafka import ConsumerRecord
 from deploy.local.kafka_local import LocalKafka
 from shared.streaming.driver import Record
 from shared.streaming.topics import TopicSpec, ensure_topics
-from shared.streaming.transactional import Task, TransactionalDriver, TxConfig, changelog_topic
+from shared.streaming.transactional import Task, TransactionalDriver, TxConfig
 from tests.support.kafka_io import produce, read_all
 
 pytestmark = pytest.mark.timeout(240)
@@ -57,7 +57,6 @@ async def setup(bootstrap: str) -> tuple[str, str]:
         [
             TopicSpec(name, PARTITIONS, "k", "in"),
             TopicSpec(f"{name}-out", PARTITIONS, "k", "out"),
-            TopicSpec(changelog_topic(f"{name}-g", "counts"), PARTITIONS, "k", "changelog", compacted=True),
         ],
     )
     return name, f"{name}-g"
@@ -65,7 +64,12 @@ async def setup(bootstrap: str) -> tuple[str, str]:
 
 def config(bootstrap: str, topic: str, group: str, **over: object) -> TxConfig:
     base = TxConfig(
-        bootstrap=bootstrap, group_id=group, topics=(topic,), session_timeout_s=6.0, heartbeat_interval_s=0.5
+        bootstrap=bootstrap,
+        group_id=group,
+        topics=(topic,),
+        partitions=PARTITIONS,
+        session_timeout_s=6.0,
+        heartbeat_interval_s=0.5,
     )
     return TxConfig(**{**base.__dict__, **over})
 
