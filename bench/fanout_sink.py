@@ -5,7 +5,8 @@
 Every POST (any path) is answered 200 at once and recorded as (ticket id from the JSON body, path, receive time
 as ``time.time()``); nothing is verified (no signature check: the server must not be what is measured).
 ``GET /_count`` answers how many were recorded, ``GET /_received?since=N`` the records from the N-th on as JSON.
-``FanoutSink`` starts and stops it from the benchmark. Listens on 127.0.0.1 only.
+``FanoutSink`` starts and stops it from the benchmark (``SinkProcess``: any such receiving server run as
+``python -m <module> --port PORT``, answering ``GET /_count``). Listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import ClassVar, Self
 
 import httpx
 import orjson
@@ -62,8 +64,11 @@ def serve(port: int) -> None:
     web.run_app(make_app(), host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-class FanoutSink:
-    """The sink as a child process: ``start()`` waits (bounded) until it answers; ``stop()`` ends it."""
+class SinkProcess:
+    """A receiving server as a child process: ``start()`` waits (bounded) until it answers; ``stop()`` ends it."""
+
+    module: ClassVar[str]
+    """What ``python -m`` runs; it takes ``--port`` and answers ``GET /_count``."""
 
     def __init__(self, port: int, log: Path) -> None:
         self.port, self.log = port, log
@@ -73,10 +78,10 @@ class FanoutSink:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> FanoutSink:
+    def start(self, timeout: float = 30.0) -> Self:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "bench.fanout_sink", "--port", str(self.port)],
+                [sys.executable, "-m", self.module, "--port", str(self.port)],
                 cwd=REPO,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -84,21 +89,16 @@ class FanoutSink:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"fanout sink exited with {self.proc.returncode}; see {self.log}")
+                raise RuntimeError(f"{self.module} exited with {self.proc.returncode}; see {self.log}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/_count", timeout=2).status_code == 200:
                     return self
             time.sleep(0.1)
         self.stop()
-        raise TimeoutError(f"fanout sink not answering after {timeout:.0f} s; see {self.log}")
+        raise TimeoutError(f"{self.module} not answering after {timeout:.0f} s; see {self.log}")
 
     async def count(self, client: httpx.AsyncClient) -> int:
         return int((await client.get(f"{self.url}/_count")).json()["count"])
-
-    async def received(self, client: httpx.AsyncClient, since: int = 0) -> list[Received]:
-        return [
-            (str(t), str(p), float(at)) for t, p, at in (await client.get(f"{self.url}/_received?since={since}")).json()
-        ]
 
     def stop(self) -> None:
         if self.proc is None:
@@ -111,11 +111,22 @@ class FanoutSink:
             self.proc.wait()
         self.proc = None
 
-    def __enter__(self) -> FanoutSink:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.stop()
+
+
+class FanoutSink(SinkProcess):
+    """This module's server: what it received as (ticket id, path, receive time)."""
+
+    module = "bench.fanout_sink"
+
+    async def received(self, client: httpx.AsyncClient, since: int = 0) -> list[Received]:
+        return [
+            (str(t), str(p), float(at)) for t, p, at in (await client.get(f"{self.url}/_received?since={since}")).json()
+        ]
 
 
 def main() -> None:

@@ -2,34 +2,67 @@
 
 from __future__ import annotations
 
-import faust
 from prometheus_client import CollectorRegistry
 
-from services.router.agents import RouterDeps, register
 from services.router.projects import ProjectsConfig
 from services.router.rules import RoutingConfig
+from services.router.service import Router, RouterDeps
 from shared.infra.config import ConfigWatcher
 from shared.infra.settings import RouterSettings
 from shared.rules.oncall import TeamsConfig
 from shared.store import db
-from shared.streaming.app import create_faust_app, run_worker
+from shared.streaming.driver import DriverConfig
+from shared.streaming.runtime import run_service
 from shared.streaming.topics import Topics
+from shared.streaming.transactional import TxConfig
 
 
-def build(settings: RouterSettings, registry: CollectorRegistry) -> faust.App:
+def tx_config(settings: RouterSettings, topics: Topics) -> TxConfig:
+    """The router's exactly-once consumer: the group faust's app used before (its committed offsets and its
+    tables' changelogs carry over)."""
+    return TxConfig(
+        bootstrap=settings.kafka_bootstrap_servers,
+        group_id=f"{settings.topic_prefix}router",
+        topics=(
+            topics.events.name,
+            topics.grouped.name,
+            topics.key_updates.name,
+            topics.ticket_inputs.name,
+            topics.commands.name,
+        ),
+        partitions=topics.partitions,
+        session_timeout_s=settings.session_timeout_s,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        group_instance_id=settings.group_instance_id,
+    )
+
+
+def projection_config(settings: RouterSettings, topics: Topics) -> DriverConfig:
+    """The SQL projection's consumer (at least once; the projection is idempotent)."""
+    return DriverConfig(
+        bootstrap=settings.kafka_bootstrap_servers,
+        group_id=f"{settings.topic_prefix}router-project",
+        topics=(topics.tickets.name, topics.escalations.name),
+        max_records=2000,
+        session_timeout_s=settings.session_timeout_s,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        group_instance_id=f"{settings.group_instance_id}-project" if settings.group_instance_id else None,
+    )
+
+
+def build(settings: RouterSettings, registry: CollectorRegistry) -> Router:
     routing = ConfigWatcher(settings.config_dir / "routing.yaml", RoutingConfig)
     projects = ConfigWatcher(settings.config_dir / "projects.yaml", ProjectsConfig)
+    teams = ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig, optional=True)
     engine = db.make_engine(settings.database_url)
     db.init_db(engine)
-    app = create_faust_app("router", settings)
-    teams = ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig, optional=True)
     topics = Topics(settings.topic_prefix, settings.partitions)
-    register(app, RouterDeps(topics, routing, projects, engine, registry, teams))
-    return app
+    deps = RouterDeps(topics, routing, projects, engine, registry, teams)
+    return Router(deps, tx_config(settings, topics), projection_config(settings, topics))
 
 
 def main() -> None:
-    run_worker("router", RouterSettings(), build)
+    run_service("router", RouterSettings(), build)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ class TopicSpec:
     partitions: int
     key: str
     description: str
+    compacted: bool = False
+    """A table's changelog: only the latest value of each key is kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +101,12 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, attempts: int
         try:
             existing = set(await admin.list_topics())
             missing = [
-                NewTopic(name=s.name, num_partitions=s.partitions, replication_factor=1)
+                NewTopic(
+                    name=s.name,
+                    num_partitions=s.partitions,
+                    replication_factor=1,
+                    topic_configs={"cleanup.policy": "compact"} if s.compacted else {},
+                )
                 for s in specs
                 if s.name not in existing
             ]

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from deploy.local.alertmanager import alertmanager
 from deploy.local.kafka_local import free_port
 from deploy.local.stack import Stack
-from tests.support.alertmanager import alertmanager
 from tests.support.configs import AM_TOKEN, API_TOKEN, write_config
 from tests.support.waiting import wait_for
 

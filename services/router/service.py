@@ -1,0 +1,332 @@
+"""The router's shells: ``RouterProcessor`` reads a task's tables, calls services.router.steps for each input
+and writes and sends what they return (run exactly once, in batches, by shared/streaming/transactional.py);
+``Router`` runs it beside the SQL projection (at least once: the projection is idempotent by ticket version) and
+the reload timer.
+
+One task per partition number handles all five inputs of that partition:
+
+- ``events`` (from intake, by dedup key): routed once (``route_step``); assigned here when its group is its own
+  dedup key, else one hop to ``grouped``;
+- ``grouped`` (by group key) and ``key_updates`` (the group's state, sent back by the ticket's writer):
+  ``assign_step`` on the ``assignments`` table, out to ``ticket_inputs``;
+- ``ticket_inputs`` and ``commands`` (by ticket id): the ticket's single writer, ``ticket_step`` and
+  ``command_step`` on the ``tickets`` and ``members`` tables, out to ``tickets`` (and ``key_updates``);
+- every second, the tickets of the partition with something due (``timers``) get their tick command, applied
+  in the same transaction as any command (flapping settles, grouped notifications).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from services.router.commands import tick_command, timer_due
+from services.router.grouping import KeyState, KeyUpdate, TicketInput, apply_key_update, grouped_input
+from services.router.lifecycle import Member, TicketRecord
+from services.router.projects import ProjectsConfig
+from services.router.rules import RoutingConfig
+from services.router.steps import (
+    Config,
+    Out,
+    UnknownTicketError,
+    assign_step,
+    changes_out,
+    command_step,
+    route_step,
+    ticket_step,
+)
+from shared.events import Command, Escalation, InboundEvent, Ticket, TicketEvent
+from shared.infra.config import ConfigWatcher, poll_watchers
+from shared.infra.logging import bind_ids, get_logger, ids_from_headers, make_headers
+from shared.infra.metrics import counter
+from shared.rules.oncall import Override, TeamsConfig
+from shared.store import db
+from shared.streaming.codec import DecodeError, decode, encode
+from shared.streaming.deadletters import dead_letter
+from shared.streaming.driver import BatchDriver, DriverConfig, Record
+from shared.streaming.runtime import every
+from shared.streaming.topics import Topics
+from shared.streaming.transactional import Task, TransactionalDriver, TxConfig
+
+log = get_logger(__name__)
+SERVICE = "router"
+
+ASSIGNMENTS = "assignments"  # group (or dedup) key -> KeyState
+TICKETS = "tickets"  # ticket id -> TicketRecord
+MEMBERS = "members"  # "ticket id \x1f alert dedup key" -> Member: what each ticket knows of each of its alerts
+TIMERS = "timers"  # ticket id -> when the router's timer has something to do for it (ISO time)
+
+
+@dataclass
+class RouterDeps:
+    topics: Topics
+    routing: ConfigWatcher[RoutingConfig]
+    projects: ConfigWatcher[ProjectsConfig]
+    engine: Engine
+    registry: CollectorRegistry
+    teams: ConfigWatcher[TeamsConfig]
+    overrides: list[Override] = field(default_factory=list)
+    """On-call overrides (from SQL, where the API writes them), refreshed every couple of seconds."""
+
+
+def timer_change(before: Ticket | None, after: Ticket) -> tuple[bool, datetime | None]:
+    """Whether the ticket's timer entry changes, and to what (None: removed)."""
+    due, was = timer_due(after), timer_due(before) if before is not None else None
+    return due != was, due
+
+
+def decode_record(raw: bytes) -> TicketRecord:
+    return decode(TicketRecord, raw)
+
+
+def decode_key_state(raw: bytes) -> KeyState:
+    return decode(KeyState, raw)
+
+
+def member_key(ticket_id: str, dedup_key: str) -> bytes:
+    return f"{ticket_id}\x1f{dedup_key}".encode()
+
+
+class RouterProcessor:
+    """What the router does with one partition's inputs (see the module doc); no I/O of its own."""
+
+    tables: tuple[str, ...] = (ASSIGNMENTS, TICKETS, MEMBERS, TIMERS)
+
+    def __init__(self, deps: RouterDeps) -> None:
+        self.deps = deps
+        t = deps.topics
+        self.topic_of = {
+            "grouped": t.grouped.name,
+            "ticket_inputs": t.ticket_inputs.name,
+            "tickets": t.tickets.name,
+            "key_updates": t.key_updates.name,
+        }
+        self.handlers: dict[str, Callable[[Task, Record], None]] = {
+            t.events.name: self.on_event,
+            t.grouped.name: self.on_grouped,
+            t.key_updates.name: self.on_key_update,
+            t.ticket_inputs.name: self.on_ticket_input,
+            t.commands.name: self.on_command,
+        }
+        self.deadletter = t.deadletter.name
+        self.ticket_changes = counter(
+            deps.registry, "ticketloop_router_ticket_changes_total", "Ticket events emitted", ["change", "team"]
+        )
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(self.handlers)
+
+    def config(self) -> Config:
+        d = self.deps
+        return Config(d.routing.current, d.projects.current, d.teams.current, d.overrides)
+
+    # -- inputs ------------------------------------------------------------------------------------------------
+
+    def process(self, task: Task, records: list[Record]) -> None:
+        handlers = self.handlers
+        for record in records:
+            try:
+                handlers[record.topic](task, record)  # each binds the ids of its input to the log lines
+            except (DecodeError, UnknownTicketError) as exc:
+                bind_ids(**ids_from_headers(record.headers))
+                self.to_deadletter(task, record, str(exc))
+
+    def on_key_update(self, task: Task, record: Record) -> None:
+        update = decode(KeyUpdate, record.value)
+        dedup = update.dedup_key.encode()
+        current = self.key_state(task, dedup)
+        self.set_key_state(task, dedup, current, apply_key_update(current, update))
+
+    def on_event(self, task: Task, record: Record) -> None:
+        ev = decode(InboundEvent, record.value)
+        bind_ids(trace_id=ev.trace_id, event_id=ev.event_id)
+        # the one routing decision of this event: made here, carried to its group and its ticket
+        item, hop = route_step(TicketInput(group_key=ev.dedup_key, event=ev), self.config())
+        if hop:
+            self.send_out(task, hop)
+        else:
+            self.assign(task, item)
+
+    def on_grouped(self, task: Task, record: Record) -> None:
+        item = grouped_input(record.key.decode() if record.key is not None else "", record.value or b"")
+        bind_ids(trace_id=item.event.trace_id, event_id=item.event.event_id)
+        self.assign(task, item)
+
+    def assign(self, task: Task, item: TicketInput) -> None:
+        group = item.group_key.encode()
+        current = self.key_state(task, group)
+        after, out = assign_step(current, item, self.deps.routing.current.reopen_window)
+        if not out:
+            log.info("resolved_without_open_ticket", group=item.group_key)
+        self.send_out(task, out)
+        self.set_key_state(task, group, current, after)
+
+    def on_ticket_input(self, task: Task, record: Record) -> None:
+        ticket_id = record.key.decode() if record.key is not None else ""
+        item = decode(TicketInput, record.value)
+        ev = item.event
+        bind_ids(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=ticket_id)
+        record_ = self.record(task, ticket_id)
+        key = member_key(ticket_id, ev.dedup_key)
+        member = task.load(MEMBERS, key, Member.decode)
+        new, after, changes = ticket_step(record_, member, ticket_id, item, datetime.now(UTC), self.config())
+        if after is not None and after != member:
+            task.store(MEMBERS, key, after, Member.encode)
+        self.changed(task, ticket_id, record_, new, changes)
+
+    def on_command(self, task: Task, record: Record) -> None:
+        cmd = decode(Command, record.value)
+        bind_ids(trace_id=cmd.trace_id, ticket_id=cmd.ticket_id)
+        self.command(task, cmd.ticket_id, cmd, datetime.now(UTC))
+
+    def command(self, task: Task, ticket_id: str, cmd: Command, now: datetime) -> None:
+        before = self.record(task, ticket_id)
+        new, changes = command_step(before, cmd, now, self.config())
+        self.changed(task, ticket_id, before, new, changes)
+
+    def punctuate(self, task: Task, now: float) -> None:
+        """A tick command for each ticket of this partition with something due; the ticket's writer (this task,
+        in this transaction) decides what it means."""
+        at = datetime.fromtimestamp(now, UTC)
+        for key, raw in task.items(TIMERS):
+            due = datetime.fromisoformat(raw.decode())
+            if due > at:
+                continue
+            ticket_id = key.decode()
+            bind_ids(ticket_id=ticket_id)
+            try:
+                self.command(task, ticket_id, tick_command(ticket_id, due, at), at)
+            except UnknownTicketError:
+                task.delete(TIMERS, key)
+
+    # -- state and outputs -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def record(task: Task, ticket_id: str) -> TicketRecord | None:
+        return task.load(TICKETS, ticket_id.encode(), decode_record)
+
+    def changed(
+        self,
+        task: Task,
+        ticket_id: str,
+        before: TicketRecord | None,
+        new: TicketRecord | None,
+        changes: list[TicketEvent],
+    ) -> None:
+        self.send_out(task, changes_out(ticket_id, changes))
+        for change in changes:
+            self.ticket_changes.labels(change=change.change.value, team=change.ticket.team).inc()
+            log.info("ticket_changed", change=change.change.value, version=change.ticket.version)
+        if new is None or not (changes or new is not before):
+            return
+        key = ticket_id.encode()
+        task.store(TICKETS, key, new, encode)
+        moved, due = timer_change(before.ticket if before is not None else None, new.ticket)
+        if moved and due is not None:
+            task.put(TIMERS, key, due.isoformat().encode())
+        elif moved:
+            task.delete(TIMERS, key)
+
+    @staticmethod
+    def key_state(task: Task, key: bytes) -> KeyState | None:
+        return task.load(ASSIGNMENTS, key, decode_key_state)
+
+    @staticmethod
+    def set_key_state(task: Task, key: bytes, before: KeyState | None, after: KeyState | None) -> None:
+        if after == before:
+            return
+        if after is None:
+            task.remove(ASSIGNMENTS, key)
+        else:
+            task.store(ASSIGNMENTS, key, after, encode)
+
+    def send_out(self, task: Task, records: list[Out]) -> None:
+        for out in records:
+            task.send(self.topic_of[out.to], out.key.encode(), encode(out.value), make_headers(**dict(out.ids)))
+
+    def to_deadletter(self, task: Task, record: Record, reason: str) -> None:
+        dl = dead_letter(
+            service=SERVICE,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            reason=reason,
+        )
+        log.warning(
+            "dead_lettered", topic=record.topic, partition=record.partition, offset=record.offset, reason=reason
+        )
+        task.send(self.deadletter, record.topic.encode(), encode(dl))
+
+
+class Router:
+    """The router's process: the exactly-once driver running RouterProcessor, the SQL projection of tickets and
+    escalations, and the timer that reloads the configuration and the on-call overrides."""
+
+    def __init__(self, deps: RouterDeps, tx: TxConfig, projection: DriverConfig) -> None:
+        self.deps = deps
+        self.processor = RouterProcessor(deps)
+        self.tx = tx
+        self.projection = projection
+        registry = deps.registry
+        self.projected = counter(
+            registry, "ticketloop_router_projected_events_total", "Ticket events and escalations written to SQL"
+        )
+        self.reloads = counter(
+            registry, "ticketloop_router_config_reloads_total", "Routing file changes seen", ["result"]
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        driver = TransactionalDriver(self.tx, self.processor)
+        project = BatchDriver(self.projection, self.project)
+        reload = asyncio.create_task(every(2.0, self.reload, stop, "router-reload-config"))
+        projecting = asyncio.create_task(project.run(stop))
+        try:
+            await driver.run(stop)
+        finally:
+            stop.set()
+            await asyncio.gather(reload, projecting, return_exceptions=True)
+
+    async def reload(self) -> None:
+        d = self.deps
+        try:
+            d.overrides = await asyncio.to_thread(db.list_overrides, d.engine, since=datetime.now(UTC))
+        except SQLAlchemyError as exc:
+            log.warning("overrides_unavailable_keeping_last", error=str(exc))
+        await poll_watchers((d.routing, d.projects, d.teams), self.reloads)
+
+    async def project(self, records: list[Record]) -> None:
+        """Ticket events and escalations into the SQL read model, a batch in one transaction (idempotent: a
+        ticket's row moves only forward by version, its timeline is keyed by event). A record that does not
+        decode is logged and skipped: the router and sla wrote it, and dead-lettered nothing they could not."""
+        escalations_topic = self.deps.topics.escalations.name
+        changes: list[TicketEvent] = []
+        escalations: list[Escalation] = []
+        for r in records:
+            try:
+                if r.topic == escalations_topic:
+                    escalations.append(decode(Escalation, r.value))
+                else:
+                    changes.append(decode(TicketEvent, r.value))
+            except DecodeError as exc:
+                log.error("projection_skipped", topic=r.topic, offset=r.offset, error=str(exc))  # noqa: TRY400
+        if not (changes or escalations):
+            return
+        delay = 0.5
+        while True:  # the batch's offsets are committed only once it is written: retried, never dropped
+            try:
+                await asyncio.to_thread(db.project, self.deps.engine, changes, escalations)
+                break
+            except SQLAlchemyError as exc:
+                log.warning("projection_failed_retrying", error=type(exc).__name__, retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        self.projected.inc(len(changes) + len(escalations))

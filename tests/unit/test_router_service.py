@@ -1,0 +1,171 @@
+"""The router's processor (the shell the exactly-once driver runs) on the in-memory broker: every input topic's
+handler, its tables, the timer, dead letters. The same steps and partitioning as on Kafka; no broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.router.projects import ProjectsConfig
+from services.router.rules import RoutingConfig
+from services.router.service import ASSIGNMENTS, MEMBERS, TICKETS, TIMERS, RouterDeps, RouterProcessor
+from shared.events import Action, Change, Command, DeadLetter, EventStatus, TicketEvent
+from shared.infra.config import ConfigWatcher
+from shared.rules.oncall import TeamsConfig
+from shared.store import db
+from shared.streaming.codec import decode, encode
+from shared.streaming.memory import MemoryBroker
+from shared.streaming.topics import Topics
+from tests.unit.factories import T0, event
+
+GROUPED = """
+route:
+  team: ops
+  group_by: [alertname]
+flapping: {changes: 3, within: 10m, stable_for: 3s}
+"""
+
+
+Make = Callable[..., tuple[MemoryBroker, Topics]]
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Make:
+    def build(routing: str = GROUPED) -> tuple[MemoryBroker, Topics]:
+        (tmp_path / "routing.yaml").write_text(routing)
+        (tmp_path / "projects.yaml").write_text("projects: []\n")
+        topics = Topics("u.", 4)
+        deps = RouterDeps(
+            topics,
+            ConfigWatcher(tmp_path / "routing.yaml", RoutingConfig),
+            ConfigWatcher(tmp_path / "projects.yaml", ProjectsConfig),
+            db.make_engine("sqlite://"),
+            CollectorRegistry(),
+            ConfigWatcher(tmp_path / "teams.yaml", TeamsConfig, optional=True),
+        )
+        processor = RouterProcessor(deps)
+        return MemoryBroker(processor, inputs=processor.topics, partitions=4, group_id="u.router"), topics
+
+    return build
+
+
+def alert(i: int, name: str = "DiskFull", status: EventStatus = EventStatus.firing) -> bytes:
+    ev = event(
+        event_id=f"e{i}-{status.value}",
+        dedup_key=f"am/{name}-{i}",
+        labels={"alertname": name, "instance": f"h{i}"},
+        status=status,
+        trace_id=f"t{i}",
+    )
+    return encode(ev)
+
+
+def changes(broker: MemoryBroker, topics: Topics) -> list[TicketEvent]:
+    return [decode(TicketEvent, r.value) for r in broker.records(topics.tickets.name)]
+
+
+def test_a_storm_in_two_groups_opens_two_tickets_and_counts_every_alert(make: Make) -> None:
+    broker, topics = make()
+    for i in range(40):
+        broker.produce(topics.events.name, f"am/x-{i}".encode(), alert(i, "DiskFull" if i % 2 else "CpuHot"))
+    broker.run()
+    out = changes(broker, topics)
+    assert len(out) == 40, "one ticket event per alert"
+    opened = [c for c in out if c.change is Change.opened]
+    assert sorted(c.ticket.summary for c in opened) and len(opened) == 2
+    latest = {c.ticket.ticket_id: c.ticket for c in out}
+    assert sorted(t.alerts for t in latest.values()) == [20, 20]
+    assert len(broker.records(topics.grouped.name)) == 40, "each event hopped once to its group"
+    tasks = broker.tasks.values()
+    assert sum(len(t.tables[TICKETS]) for t in tasks) == 2
+    assert sum(len(t.tables[MEMBERS]) for t in tasks) == 40
+    assert sum(len(t.tables[ASSIGNMENTS]) for t in tasks) == 2
+
+
+def test_the_decision_carried_from_the_first_hop_is_the_one_applied_across_a_reload(make: Make, tmp_path: Path) -> None:
+    broker, topics = make()
+    broker.produce(topics.events.name, b"am/x-1", alert(1))
+    # route the event (first hop) but do not yet let its ticket's partition apply it
+    for task in broker.tasks.values():
+        records = broker.records(topics.events.name)
+        mine = [r for r in records if r.partition == task.partition]
+        if mine:
+            broker.read[(topics.events.name, task.partition)] = len(mine)
+            broker.step(task, mine)
+    (tmp_path / "routing.yaml").write_text("route:\n  team: dba\n  group_by: [alertname]\n")
+    processor = broker.processor
+    assert isinstance(processor, RouterProcessor)
+    assert processor.deps.routing.poll() == "reloaded"
+    broker.run()
+    [opened] = changes(broker, topics)
+    assert opened.ticket.team == "ops", "the team decided when the event was routed, not after the reload"
+
+
+def test_a_command_acts_on_its_ticket_and_one_for_an_unknown_ticket_is_dead_lettered(make: Make) -> None:
+    broker, topics = make()
+    broker.produce(topics.events.name, b"am/x-1", alert(1))
+    broker.run()
+    [opened] = changes(broker, topics)
+    tid = opened.ticket.ticket_id
+    for cmd_id, ticket_id in (("c1", tid), ("c2", "tl-unknown")):
+        cmd = Command(
+            command_id=cmd_id,
+            ticket_id=ticket_id,
+            action=Action.acknowledge,
+            actor="ann",
+            reason="",
+            issued_at=T0,
+            trace_id="tc",
+        )
+        broker.produce(topics.commands.name, ticket_id.encode(), encode(cmd))
+    broker.produce(topics.events.name, b"am/bad", b"{nope")
+    broker.run()
+    assert [c.change for c in changes(broker, topics)] == [Change.opened, Change.acknowledged]
+    reasons = sorted(decode(DeadLetter, r.value).reason for r in broker.records(topics.deadletter.name))
+    assert len(reasons) == 2
+    assert "malformed JSON" in reasons[1] and "tl-unknown" in reasons[0]
+
+
+def test_a_resolve_reaches_the_group_and_a_recurrence_within_the_window_reopens_the_ticket(make: Make) -> None:
+    broker, topics = make()
+    broker.produce(topics.events.name, b"am/x-1", alert(1))
+    broker.produce(topics.events.name, b"am/x-1", alert(1, status=EventStatus.resolved))
+    broker.run()
+    broker.produce(topics.events.name, b"am/x-2", alert(2))
+    broker.run()
+    out = changes(broker, topics)
+    assert [c.change for c in out] == [Change.opened, Change.resolved, Change.reopened]
+    assert len({c.ticket.ticket_id for c in out}) == 1
+    assert len(broker.records(topics.key_updates.name)) >= 1, "the group learned its ticket resolved"
+
+
+def test_the_timer_settles_a_flapping_ticket_in_the_tickets_own_task(make: Make) -> None:
+    broker, topics = make()
+    for n, status in enumerate([EventStatus.firing, EventStatus.resolved, EventStatus.firing, EventStatus.resolved]):
+        ev = event(
+            event_id=f"f{n}",
+            dedup_key="am/flap",
+            labels={"alertname": "Flap"},
+            status=status,
+            occurred_at=T0 + timedelta(seconds=n),
+        )
+        broker.produce(topics.events.name, b"am/flap", encode(ev))
+    broker.run()
+    assert changes(broker, topics)[-1].change is Change.flapping
+    timers = [t for t in broker.tasks.values() if t.tables[TIMERS]]
+    assert len(timers) == 1, "the flapping ticket waits on its partition's timer"
+    [due] = timers[0].tables[TIMERS].values()
+    broker.punctuate(decode_time(due) - 1)
+    assert changes(broker, topics)[-1].change is Change.flapping, "not before it is due"
+    broker.punctuate(decode_time(due) + 1)
+    last = changes(broker, topics)[-1]
+    assert (last.change, last.actor) == (Change.resolved, "router-timer")
+    assert timers[0].tables[TIMERS] == {}, "nothing left due"
+
+
+def decode_time(raw: bytes) -> float:
+    return datetime.fromisoformat(raw.decode()).timestamp()

@@ -1,0 +1,132 @@
+"""The exactly-once driver's pure parts and a task's state: where records go, which partitions make a task, and
+the record cache that writes each changed key to its changelog once per transaction. No broker."""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from shared.streaming.driver import Record
+from shared.streaming.memory import MemoryBroker
+from shared.streaming.transactional import (
+    Send,
+    Task,
+    by_partition,
+    changelog_topic,
+    destinations,
+    task_partitions,
+    transactional_id,
+)
+
+
+def rec(topic: str, p: int, offset: int, key: bytes = b"k", value: bytes = b"v") -> Record:
+    return Record(topic, p, offset, key, value, (), 0)
+
+
+def test_a_keyed_record_goes_where_a_plain_send_would_put_it_and_an_explicit_partition_is_kept() -> None:
+    every = {"t": [0, 1, 2, 3], "c": [0, 1, 2, 3]}
+    known: dict[tuple[str, bytes | None], int] = {}
+    sends = [Send("t", f"key-{i}".encode(), b"v") for i in range(50)] + [Send("c", b"any", b"v", [], 2)]
+    out = destinations(sends, every, known)
+    for (topic, p), items in out.items():
+        for s in items:
+            want = 2 if topic == "c" else DefaultPartitioner()(s.key, [0, 1, 2, 3], [0, 1, 2, 3])
+            assert p == want
+    assert sum(len(v) for v in out.values()) == 51
+    assert len(known) == 50, "a key's partition is remembered"
+    assert destinations(sends, every, known) == out, "and the remembered one is the same"
+
+
+def test_records_keep_their_order_per_destination() -> None:
+    sends = [Send("t", b"same", str(i).encode()) for i in range(10)]
+    [(_, items)] = destinations(sends, {"t": [0, 1]}, {}).items()
+    assert [s.value for s in items] == [str(i).encode() for i in range(10)]
+
+
+def test_a_task_is_a_partition_number_held_with_every_source_topic() -> None:
+    assigned = {("a", 0), ("b", 0), ("a", 1), ("b", 2), ("a", 2)}
+    assert task_partitions(assigned, ("a", "b")) == {0, 2}
+    assert task_partitions(set(), ("a",)) == set()
+
+
+def test_records_are_split_by_partition_in_order() -> None:
+    records = [rec("a", 0, 0), rec("b", 1, 0), rec("a", 0, 1), rec("b", 0, 5)]
+    split = by_partition(records)
+    assert [(r.topic, r.offset) for r in split[0]] == [("a", 0), ("a", 1), ("b", 5)]
+    assert [r.offset for r in split[1]] == [0]
+
+
+def test_names_follow_faust_for_changelogs_and_name_the_partition_for_producers() -> None:
+    assert changelog_topic("x.router", "tickets") == "x.router-tickets-changelog"
+    assert transactional_id("x.router", 3) == "x.router-tx-3"
+
+
+def test_bytes_state_queues_each_change_for_the_changelog_at_once() -> None:
+    task = Task(1, {"t": "t-changelog"})
+    task.put("t", b"k", b"v1")
+    task.put("t", b"k", b"v2")
+    task.delete("t", b"k")
+    task.delete("t", b"absent")
+    assert [(s.topic, s.key, s.value, s.partition) for s in task.queued] == [
+        ("t-changelog", b"k", b"v1", 1),
+        ("t-changelog", b"k", b"v2", 1),
+        ("t-changelog", b"k", None, 1),
+    ]
+    assert task.get("t", b"k") is None
+
+
+def test_the_record_cache_decodes_once_and_writes_each_changed_key_once_at_the_flush() -> None:
+    task = Task(0, {"t": "t-changelog"})
+    task.tables["t"][b"n"] = b"1"
+    task.tables["t"][b"gone"] = b"9"
+    decoded: list[bytes] = []
+
+    def dec(raw: bytes) -> int:
+        decoded.append(raw)
+        return int(raw)
+
+    def enc(value: int) -> bytes:
+        return str(value).encode()
+
+    for _ in range(5):
+        n = task.load("t", b"n", dec)
+        assert n is not None
+        task.store("t", b"n", n + 1, enc)
+    task.store("t", b"new", 7, enc)
+    task.remove("t", b"gone")
+    task.remove("t", b"never")
+    assert decoded == [b"1"], "decoded once, then read from the cache"
+    assert task.queued == [], "nothing written before the flush"
+    task.flush()
+    assert sorted((s.key, s.value) for s in task.queued) == [(b"gone", None), (b"n", b"6"), (b"new", b"7")]
+    assert task.tables["t"] == {b"n": b"6", b"new": b"7"}
+    assert task.cache["t"] == {}, "the cache lives one transaction"
+    assert task.load("t", b"n", dec) == 6 and decoded == [b"1", b"6"]
+
+
+class Counter:
+    """Counts the values of its input per key in a table and sends the running count on."""
+
+    tables: tuple[str, ...] = ("counts",)
+
+    def process(self, task: Task, records: list[Record]) -> None:
+        for r in records:
+            key = r.key or b""
+            n = (task.load("counts", key, int) or 0) + 1
+            task.store("counts", key, n, lambda v: str(v).encode())
+            task.send("out", key, str(n).encode())
+
+    def punctuate(self, task: Task, now: float) -> None:  # noqa: ARG002 - the protocol's
+        task.send("ticks", str(task.partition).encode(), b"tick")
+
+
+def test_the_memory_broker_runs_a_processor_as_the_driver_does() -> None:
+    broker = MemoryBroker(Counter(), inputs=("in",), partitions=3)
+    for i in range(30):
+        broker.produce("in", f"k{i % 4}".encode(), b"x")
+    assert broker.run() == 30
+    finals = {r.key: int(r.value or b"0") for r in broker.records("out")}
+    assert finals == {b"k0": 8, b"k1": 8, b"k2": 7, b"k3": 7}
+    changelog = broker.records("memory-counts-changelog")
+    assert len(changelog) == 4, "one changelog record per key per commit, however often it changed"
+    broker.punctuate(0.0)
+    assert len(broker.records("ticks")) == 3
