@@ -330,9 +330,10 @@ class TransactionalDriver:
             for task in list(self.tasks.values()):
                 if task.partition in self.broken:
                     continue
-                await self._begin(task)
                 self.processor.punctuate(task, wall)
-                await self._publish(task)
+                if task.queued or any(task.dirty.values()):  # a transaction only for a timer that did something
+                    await self._begin(task)
+                    await self._publish(task)
         if commit_due(bool(polled), self.committed_at, now, self.config.commit_interval_s):
             await self.commit_all()
 
