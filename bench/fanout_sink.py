@@ -16,9 +16,10 @@ import contextlib
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import httpx
 import orjson
@@ -38,12 +39,14 @@ def ticket_id_of(body: bytes) -> str:
     return str(found.get("ticket_id", "")) if isinstance(found, dict) else ""
 
 
-def make_app() -> web.Application:
-    records: list[Received] = []
+def recording_app(entry: Callable[[str, bytes, float], Any], client_max_size: int) -> web.Application:
+    """A receiver that answers every POST 200 and keeps ``entry(path, body, arrival time)`` of each, served back
+    by ``/_count`` and ``/_received?since=N`` (the benches' sinks)."""
+    records: list[Any] = []
 
     async def hook(request: web.Request) -> web.Response:
         body = await request.read()
-        records.append((ticket_id_of(body), request.path, time.time()))
+        records.append(entry(request.path, body, time.time()))
         return web.Response(status=200)
 
     async def count(_request: web.Request) -> web.Response:
@@ -53,11 +56,15 @@ def make_app() -> web.Application:
         since = int(request.query.get("since", "0"))
         return web.Response(body=orjson.dumps(records[since:]), content_type="application/json")
 
-    app = web.Application(client_max_size=2 * 1024 * 1024)
+    app = web.Application(client_max_size=client_max_size)
     app.router.add_get("/_count", count)
     app.router.add_get("/_received", received)
     app.router.add_post("/{tail:.*}", hook)
     return app
+
+
+def make_app() -> web.Application:
+    return recording_app(lambda path, body, at: (ticket_id_of(body), path, at), 2 * 1024 * 1024)
 
 
 def serve(port: int) -> None:

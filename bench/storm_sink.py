@@ -12,14 +12,13 @@ records from the N-th on as JSON. ``StormSink`` starts and stops it from the ben
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any, NamedTuple
 
 import httpx
 import orjson
 from aiohttp import web
 
-from bench.fanout_sink import SinkProcess
+from bench.fanout_sink import SinkProcess, recording_app
 
 
 class Notification(NamedTuple):
@@ -59,26 +58,8 @@ def notification_of(body: bytes) -> tuple[str, str, int]:
 
 
 def make_app() -> web.Application:
-    records: list[tuple[str, str, str, int, float]] = []  # plain tuples: orjson writes no NamedTuple
-
-    async def hook(request: web.Request) -> web.Response:
-        body = await request.read()
-        at = time.time()
-        records.append((request.path, *notification_of(body), at))
-        return web.Response(status=200)
-
-    async def count(_request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps({"count": len(records)}), content_type="application/json")
-
-    async def received(request: web.Request) -> web.Response:
-        since = int(request.query.get("since", "0"))
-        return web.Response(body=orjson.dumps(records[since:]), content_type="application/json")
-
-    app = web.Application(client_max_size=16 * 1024 * 1024)
-    app.router.add_get("/_count", count)
-    app.router.add_get("/_received", received)
-    app.router.add_post("/{tail:.*}", hook)
-    return app
+    # plain tuples: orjson writes no NamedTuple
+    return recording_app(lambda path, body, at: (path, *notification_of(body), at), 16 * 1024 * 1024)
 
 
 class StormSink(SinkProcess):

@@ -51,7 +51,7 @@ from shared.rules.silences import ticket_labels
 from shared.store import db, outbox
 from shared.store.outbox import OutboxItem
 from shared.streaming.codec import DecodeError, decode, encode
-from shared.streaming.deadletters import dead_letter
+from shared.streaming.deadletters import dead_letter, dead_letter_of
 from shared.streaming.driver import BatchDriver, DriverConfig, Partition, Record
 from shared.streaming.runtime import every
 from shared.streaming.topics import Topics
@@ -313,18 +313,8 @@ class Notifier:
                 await asyncio.sleep(1.0)
 
     async def to_deadletter(self, record: Record, reason: str) -> None:
-        dead = dead_letter(
-            service=SERVICE,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            reason=reason,
-        )
-        log.warning(
-            "dead_lettered", topic=record.topic, partition=record.partition, offset=record.offset, reason=reason
-        )
+        r = record
+        dead = dead_letter_of(SERVICE, r.topic, r.partition, r.offset, r.key, r.value, reason)
         await self.publish(self.deps.topics.deadletter.name, record.topic, encode(dead), [])
 
     async def notices(self, record: Record) -> tuple[Ticket, list[Notice]]:

@@ -48,7 +48,7 @@ from shared.infra.metrics import counter
 from shared.rules.oncall import Override, TeamsConfig
 from shared.store import db
 from shared.streaming.codec import DecodeError, decode, encode
-from shared.streaming.deadletters import dead_letter
+from shared.streaming.deadletters import dead_letter_of
 from shared.streaming.driver import BatchDriver, DriverConfig, Record
 from shared.streaming.runtime import every
 from shared.streaming.topics import Topics
@@ -252,18 +252,8 @@ class RouterProcessor:
             task.send(self.topic_of[out.to], out.key.encode(), encode(out.value), make_headers(**dict(out.ids)))
 
     def to_deadletter(self, task: Task, record: Record, reason: str) -> None:
-        dl = dead_letter(
-            service=SERVICE,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            reason=reason,
-        )
-        log.warning(
-            "dead_lettered", topic=record.topic, partition=record.partition, offset=record.offset, reason=reason
-        )
+        r = record
+        dl = dead_letter_of(SERVICE, r.topic, r.partition, r.offset, r.key, r.value, reason)
         task.send(self.deadletter, record.topic.encode(), encode(dl))
 
 

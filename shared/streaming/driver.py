@@ -69,6 +69,34 @@ def commit_due(polled: bool, committed_at: float, now: float, interval_s: float)
     return not polled or now - committed_at >= interval_s
 
 
+def group_consumer(
+    bootstrap: str,
+    group_id: str,
+    group_instance_id: str | None,
+    session_timeout_s: float,
+    heartbeat_interval_s: float,
+    poll_ms: int,
+    max_records: int,
+    **extra: Any,
+) -> AIOKafkaConsumer:
+    """A member of a consumer group as the drivers run one: offsets committed by the driver, records of aborted
+    transactions never seen, from the earliest record when the group has no offset yet."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        group_instance_id=group_instance_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        session_timeout_ms=int(session_timeout_s * 1000),
+        heartbeat_interval_ms=int(heartbeat_interval_s * 1000),
+        rebalance_timeout_ms=int(session_timeout_s * 1000),
+        fetch_max_wait_ms=poll_ms,
+        max_poll_records=max_records,
+        **extra,
+    )
+
+
 @dataclass(frozen=True)
 class DriverConfig:
     bootstrap: str
@@ -129,18 +157,14 @@ class BatchDriver:
 
     def _consumer(self) -> AIOKafkaConsumer:
         c = self.config
-        return AIOKafkaConsumer(
-            bootstrap_servers=c.bootstrap,
-            group_id=c.group_id,
-            group_instance_id=c.group_instance_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            session_timeout_ms=int(c.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(c.heartbeat_interval_s * 1000),
-            rebalance_timeout_ms=int(c.session_timeout_s * 1000),
-            fetch_max_wait_ms=c.poll_ms,
-            max_poll_records=c.max_records,
+        return group_consumer(
+            c.bootstrap,
+            c.group_id,
+            c.group_instance_id,
+            c.session_timeout_s,
+            c.heartbeat_interval_s,
+            c.poll_ms,
+            c.max_records,
         )
 
     async def run(self, stop: asyncio.Event) -> None:

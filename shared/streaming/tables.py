@@ -45,12 +45,11 @@ from faust.types.tuples import FutureMessage
 
 from shared.streaming.eos import SourcePartitionTransactions
 from shared.streaming.snapshots import SnapshotDir, SnapshotError, SnapshotPolicy, SnapshotWriter, chunks, read_header
+from shared.streaming.transactional import changelog_reader
 
 log = structlog.get_logger("ticketloop.tables")
 
-FETCH_MAX_BYTES = 64 * 1024 * 1024
 PACE_MAX_S = 0.05  # the longest a snapshot rests between chunks
-PARTITION_FETCH_BYTES = 16 * 1024 * 1024
 
 
 def bootstrap_of(app: Any) -> str:
@@ -159,14 +158,7 @@ class ChangelogStore(MemoryStore[bytes, bytes]):
         started = time.monotonic()
         self._held.update(tp.partition for tp in tps)
         self._forget({tp.partition for tp in tps})  # what an earlier hold of these partitions left
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_of(self.app),
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            fetch_max_bytes=FETCH_MAX_BYTES,
-            max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
-        )
+        consumer = changelog_reader(bootstrap_of(self.app))
         await consumer.start()
         parts = [TopicPartition(tp.topic, tp.partition) for tp in tps]
         # No cycle collection while loading: each fetch makes up to 100,000 record objects that live until they

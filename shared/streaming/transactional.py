@@ -45,7 +45,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 
 from shared.infra.logging import get_logger
-from shared.streaming.driver import Record, commit_due, commit_offsets, records_of
+from shared.streaming.driver import Record, commit_due, commit_offsets, group_consumer, records_of
 from shared.streaming.topics import TopicSpec, ensure_topics
 
 log = get_logger(__name__)
@@ -280,19 +280,16 @@ class TransactionalDriver:
     async def run(self, stop: asyncio.Event) -> None:
         c = self.config
         await ensure_topics(c.bootstrap, self.changelog_specs())
-        consumer = self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=c.bootstrap,
-            group_id=c.group_id,
-            group_instance_id=c.group_instance_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
+        consumer = self.consumer = group_consumer(
+            c.bootstrap,
+            c.group_id,
+            c.group_instance_id,
+            c.session_timeout_s,
+            c.heartbeat_interval_s,
+            c.poll_ms,
+            c.max_records,
+            # partition p of every input to one member: the range assignor, with co-partitioned inputs
             partition_assignment_strategy=(RangePartitionAssignor,),
-            session_timeout_ms=int(c.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(c.heartbeat_interval_s * 1000),
-            rebalance_timeout_ms=int(c.session_timeout_s * 1000),
-            fetch_max_wait_ms=c.poll_ms,
-            max_poll_records=c.max_records,
         )
         consumer.subscribe(list(c.topics), listener=_Listener(self))
         await consumer.start()
@@ -333,9 +330,10 @@ class TransactionalDriver:
             for task in list(self.tasks.values()):
                 if task.partition in self.broken:
                     continue
-                await self._begin(task)
                 self.processor.punctuate(task, wall)
-                await self._publish(task)
+                if task.queued or any(task.dirty.values()):  # a transaction only for a timer that did something
+                    await self._begin(task)
+                    await self._publish(task)
         if commit_due(bool(polled), self.committed_at, now, self.config.commit_interval_s):
             await self.commit_all()
 
@@ -416,17 +414,13 @@ class TransactionalDriver:
                 self.broken.discard(p)
                 continue
             await self._close(task)
-            try:
-                await self._open(task)
-            except ProducerFenced as exc:
-                self.fatal = exc
+            if await self._try_open(task):
+                self.broken.discard(p)
+                log.info("task_rebuilt", partition=p)
+            elif self.fatal is not None:
                 return
-            except KafkaError as exc:
-                log.warning("task_rebuild_failed", partition=p, error=type(exc).__name__)
+            else:
                 await asyncio.sleep(min(RETRY_MAX_S, self.config.commit_interval_s * 10))
-                continue
-            self.broken.discard(p)
-            log.info("task_rebuilt", partition=p)
 
     # -- assignment --------------------------------------------------------------------------------------------
 
@@ -446,14 +440,22 @@ class TransactionalDriver:
         for p in sorted(task_partitions(assigned, self.config.topics) - set(self.tasks)):
             task = Task(p, self.changelogs)
             self.tasks[p] = task
-            try:
-                await self._open(task)
-            except ProducerFenced as exc:
-                self.fatal = exc
-                return
-            except KafkaError as exc:
-                log.warning("task_open_failed", partition=p, error=type(exc).__name__)
-                self.broken.add(p)
+            if not await self._try_open(task):
+                if self.fatal is not None:
+                    return
+                self.broken.add(p)  # built again by the loop, until the broker answers
+
+    async def _try_open(self, task: Task) -> bool:
+        """Open the task; False (and the reason logged, or ``fatal`` set when fenced) if that failed."""
+        try:
+            await self._open(task)
+        except ProducerFenced as exc:
+            self.fatal = exc
+            return False
+        except KafkaError as exc:
+            log.warning("task_open_failed", partition=task.partition, error=type(exc).__name__)
+            return False
+        return True
 
     async def _open(self, task: Task) -> None:
         """Start the task's producer (fencing its predecessor), load its tables, move its inputs to the
@@ -534,12 +536,9 @@ class TransactionalDriver:
         self.tasks.clear()
 
 
-async def load_tables(bootstrap: str, changelogs: dict[str, str], partition: int) -> dict[str, dict[bytes, bytes]]:
-    """Partition ``partition`` of each table's changelog, read committed up to its last stable offset."""
-    tables: dict[str, dict[bytes, bytes]] = {name: {} for name in changelogs}
-    if not changelogs:
-        return tables
-    consumer = AIOKafkaConsumer(
+def changelog_reader(bootstrap: str) -> AIOKafkaConsumer:
+    """A plain consumer (no group) that reads changelogs in large fetches, committed records only."""
+    return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
         enable_auto_commit=False,
@@ -547,6 +546,14 @@ async def load_tables(bootstrap: str, changelogs: dict[str, str], partition: int
         fetch_max_bytes=FETCH_MAX_BYTES,
         max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
     )
+
+
+async def load_tables(bootstrap: str, changelogs: dict[str, str], partition: int) -> dict[str, dict[bytes, bytes]]:
+    """Partition ``partition`` of each table's changelog, read committed up to its last stable offset."""
+    tables: dict[str, dict[bytes, bytes]] = {name: {} for name in changelogs}
+    if not changelogs:
+        return tables
+    consumer = changelog_reader(bootstrap)
     await consumer.start()
     # no cycle collection while loading: the records are bytes, which the collector never tracks, and each
     # fetch makes many short-lived objects (shared/streaming/tables.py measured this on a million records)
