@@ -37,7 +37,7 @@ import gc
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -103,6 +103,22 @@ def destinations(
                 p = known[(s.topic, s.key)] = DefaultPartitioner()(s.key, every, every)
         out.setdefault((s.topic, p), []).append(s)
     return out
+
+
+class Polled(NamedTuple):
+    """One ``getmany``'s records and the tasks' epochs the moment it returned."""
+
+    records: dict[Any, Any]
+    epochs: dict[int, int]
+
+
+def split_by_topic(
+    assigned: Iterable[TopicPartition], first: Iterable[str]
+) -> tuple[list[TopicPartition], list[TopicPartition]]:
+    """The assigned partitions of the ``first`` topics, and the rest (both in a stable order)."""
+    wanted = set(first)
+    ordered = sorted(assigned, key=lambda tp: (tp.topic, tp.partition))
+    return [tp for tp in ordered if tp.topic in wanted], [tp for tp in ordered if tp.topic not in wanted]
 
 
 def task_partitions(assigned: Iterable[tuple[str, int]], topics: Iterable[str]) -> set[int]:
@@ -225,6 +241,9 @@ class TxConfig:
     """Each task commits its transaction at most this often (Kafka Streams' default under exactly-once): the
     longest a record waits after it was handled before readers see its outputs."""
     punctuate_s: float = 1.0
+    priority_topics: tuple[str, ...] = ()
+    """Read before the others in each round (the service's own hops: their records are not queued behind a
+    backlog of new input)."""
     session_timeout_s: float = 10.0
     heartbeat_interval_s: float = 1.0
     group_instance_id: str | None = None
@@ -295,12 +314,9 @@ class TransactionalDriver:
         await consumer.start()
         try:
             while not stop.is_set() and self.fatal is None:
-                polled = await consumer.getmany(timeout_ms=c.poll_ms, max_records=c.max_records)
-                # taken before anything else can run: a rebalance or a rebuild between here and the step moves the
-                # task's inputs to its committed offsets, and the records in hand are then read again from there
-                epochs = {p: t.epoch for p, t in self.tasks.items()}
+                rounds = await self.poll(consumer)
                 async with self.lock:
-                    await self.step(polled, epochs)
+                    await self.step(rounds)
             async with self.lock:
                 if self.fatal is None:
                     await self.commit_all()
@@ -310,20 +326,47 @@ class TransactionalDriver:
         if self.fatal is not None:
             raise self.fatal
 
-    async def step(self, polled: dict[Any, Any], epochs: dict[int, int]) -> None:
+    async def poll(self, consumer: AIOKafkaConsumer) -> list[Polled]:
+        """What the consumer has: the priority topics' records first (a hop's records are not queued behind a
+        backlog of new input: in an alert storm the router opened tickets seconds late), then the others, each
+        poll with the tasks' epochs as they were the moment it returned (nothing can run between the two: a
+        rebalance or a rebuild later moves the task's inputs, and its records in hand are dropped and read again)."""
+        c = self.config
+        if not c.priority_topics:
+            polled = await consumer.getmany(timeout_ms=c.poll_ms, max_records=c.max_records)
+            return [Polled(polled, self.epochs())]
+        first, rest = split_by_topic(consumer.assignment(), c.priority_topics)
+        out: list[Polled] = []
+        got = 0
+        if first:
+            polled = await consumer.getmany(*first, timeout_ms=0, max_records=c.max_records)
+            out.append(Polled(polled, self.epochs()))
+            got = sum(len(records) for records in polled.values())
+        if rest and got < c.max_records:
+            polled = await consumer.getmany(*rest, timeout_ms=0 if got else c.poll_ms, max_records=c.max_records - got)
+            out.append(Polled(polled, self.epochs()))
+        if not first and not rest:  # nothing assigned (a rebalance under way): wait as a poll would
+            await asyncio.sleep(c.poll_ms / 1000)
+        return out
+
+    def epochs(self) -> dict[int, int]:
+        return {p: t.epoch for p, t in self.tasks.items()}
+
+    async def step(self, rounds: list[Polled]) -> None:
         """One round: rebuild broken tasks, handle what was polled for the tasks as they were when it was polled,
         punctuate when due, commit when due."""
         now = time.monotonic()
         if self.broken:
             await self._rebuild_broken()
-        for p, records in by_partition(records_of(polled)).items():
-            task = self.tasks.get(p)
-            if task is None or p in self.broken or task.epoch != epochs.get(p):
-                continue  # not ours (any more), being rebuilt, or rebuilt since the poll: read again from the commit
-            await self._begin(task)
-            self.processor.process(task, records)
-            task.offsets.update(commit_offsets(records))
-            await self._publish(task)
+        for polled, epochs in rounds:
+            for p, records in by_partition(records_of(polled)).items():
+                task = self.tasks.get(p)
+                if task is None or p in self.broken or task.epoch != epochs.get(p):
+                    continue  # not ours (any more), being rebuilt, or rebuilt since the poll: read again
+                await self._begin(task)
+                self.processor.process(task, records)
+                task.offsets.update(commit_offsets(records))
+                await self._publish(task)
         if now - self.punctuated_at >= self.config.punctuate_s:
             self.punctuated_at = now
             wall = time.time()
@@ -334,7 +377,8 @@ class TransactionalDriver:
                 if task.queued or any(task.dirty.values()):  # a transaction only for a timer that did something
                     await self._begin(task)
                     await self._publish(task)
-        if commit_due(bool(polled), self.committed_at, now, self.config.commit_interval_s):
+        busy = any(polled for polled, _ in rounds)
+        if commit_due(busy, self.committed_at, now, self.config.commit_interval_s):
             await self.commit_all()
 
     async def _begin(self, task: Task) -> None:

@@ -3,6 +3,7 @@ the record cache that writes each changed key to its changelog once per transact
 
 from __future__ import annotations
 
+from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from shared.streaming.driver import Record
@@ -13,6 +14,7 @@ from shared.streaming.transactional import (
     by_partition,
     changelog_topic,
     destinations,
+    split_by_topic,
     task_partitions,
     transactional_id,
 )
@@ -130,3 +132,10 @@ def test_the_memory_broker_runs_a_processor_as_the_driver_does() -> None:
     assert len(changelog) == 4, "one changelog record per key per commit, however often it changed"
     broker.punctuate(0.0)
     assert len(broker.records("ticks")) == 3
+
+
+def test_the_priority_topics_partitions_come_first_and_the_rest_after() -> None:
+    assigned = {TopicPartition("events", 1), TopicPartition("grouped", 1), TopicPartition("events", 0)}
+    first, rest = split_by_topic(assigned, ("grouped", "commands"))
+    assert first == [TopicPartition("grouped", 1)]
+    assert rest == [TopicPartition("events", 0), TopicPartition("events", 1)]
