@@ -1,0 +1,58 @@
+"""The whole loop through what production does to it: every worker SIGKILLed and restarted while tickets open,
+then the broker restarted. Counted at the sinks, as the people in the chat would count: every ticket reaches
+every channel, and what repeats is bounded by what was in flight when a worker died."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from deploy.local.kafka_local import LocalKafka
+from tests.e2e.test_chat_outage import FAST_RECOVERY, OPS_CHAT, has_all, named, repeated_messages, ticket_ids
+from tests.support.chatlab import ChatLab, am_alert, am_payload, chat_lab
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def post_until_accepted(lab: ChatLab, first: int, count: int, within_s: float = 180.0) -> None:
+    """Post as Alertmanager does: again until intake accepts (it answers 503 while the broker is away)."""
+    alerts = [am_alert(f"host-{i}", "db") for i in range(first, first + count)]
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            resp = lab.alertmanager().post("/api/v1/integrations/am", json=am_payload(alerts))
+            if resp.status_code == 202:
+                return
+            assert resp.status_code == 503, resp.text
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "intake never accepted the alerts again"
+        time.sleep(0.5)
+
+
+def test_every_worker_killed_and_the_broker_restarted_lose_no_ticket_and_repeat_at_most_what_was_in_flight(
+    tmp_path: Path,
+) -> None:
+    with LocalKafka() as broker, chat_lab(broker.bootstrap, tmp_path, **FAST_RECOVERY) as lab:
+        post_until_accepted(lab, 0, 30)
+        wait_for("the first notifications", lambda: len(lab.chat.received("webhook")) >= 3, stack=lab.stack)
+        for service in ("router", "sla", "notifier"):  # SIGKILL, mid-flow, each restarted at once
+            lab.stack.kill(service)
+            lab.stack.start(service)
+        post_until_accepted(lab, 30, 30)
+        broker.halt()  # at once: the second wave is still on its way through the loop
+        broker.resume()
+        post_until_accepted(lab, 60, 30)
+        ids = ticket_ids(lab, 90)
+        for vendor in OPS_CHAT:
+            wait_for(f"every ticket at {vendor}", has_all(lab, vendor, ids), stack=lab.stack, timeout=300)
+        lab.stack.check_alive()
+        for vendor in OPS_CHAT:
+            counts = named(lab.chat.received(vendor))
+            assert set(counts) == set(ids), f"{vendor}: every ticket, nothing else"
+            again = repeated_messages(lab.chat.received(vendor))
+            assert again <= 2, f"{vendor}: {again} messages repeated (at most one in flight per lane and kill)"
+        assert lab.chat.rejections == []
