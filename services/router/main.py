@@ -31,6 +31,8 @@ def tx_config(settings: RouterSettings, topics: Topics) -> TxConfig:
             topics.commands.name,
         ),
         partitions=topics.partitions,
+        service="router",
+        deadletter_topic=topics.deadletter.name,
         # an event's later hops first: in a storm the new events queue, not the tickets being opened
         priority_topics=(topics.grouped.name, topics.ticket_inputs.name, topics.key_updates.name, topics.commands.name),
         session_timeout_s=settings.session_timeout_s,

@@ -196,7 +196,12 @@ class RouterProcessor:
         in this transaction) decides what it means."""
         at = datetime.fromtimestamp(now, UTC)
         for key, raw in task.items(TIMERS):
-            due = datetime.fromisoformat(raw.decode())
+            try:
+                due = datetime.fromisoformat(raw.decode())
+            except ValueError:  # not written by this code: forgotten, not fired
+                log.error("timer_unreadable", ticket_id=key.decode(errors="replace"))  # noqa: TRY400
+                task.delete(TIMERS, key)
+                continue
             if due > at:
                 continue
             ticket_id = key.decode()

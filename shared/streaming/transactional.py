@@ -18,12 +18,17 @@ Kafka's exactly-once protocol around it, as Kafka Streams builds it:
   committed (all of ours) never see aborted work.
 - **Assignment.** For each newly assigned p: its producer started (fences, aborts), its tables loaded from
   their changelogs (read committed up to the last stable offset, a plain consumer, large fetches), and its
-  source partitions moved to the group's committed offsets read after that fence (a zombie could have committed
-  just before it). On revocation: everything committed, the producers stopped, the state dropped.
-- **Faults.** A commit that fails (broker gone, a request timed out) aborts: the task is rebuilt the way an
-  assignment builds it (a new producer aborts the open transaction, the state is reloaded, the inputs re-read
-  from their committed offsets), retried with backoff until the broker answers. A fenced producer means another
-  worker owns p now: the driver stops with that error, as faust does, and the worker is restarted.
+  source partitions moved to where its state stands: the offsets its last transaction wrote into its own
+  ``_offsets`` changelog (the group's committed offsets are the fallback: offsets committed in a transaction
+  reach an offset fetch only some time after the commit). On revocation: everything committed, the producers
+  stopped, the state dropped.
+- **Faults.** A send or commit that fails (broker gone, a request timed out, aiokafka's transaction manager in
+  an error state) breaks the task: after the healthy tasks have committed, it is rebuilt the way an assignment
+  builds it (a new producer aborts the open transaction, the state is reloaded, the inputs re-read), again after
+  a pause until the broker answers, or let go if the partition moved. A record whose handling raised (a bug)
+  breaks its task too, and is dead-lettered instead of handled when read again: one poison record never stops
+  a partition, nor the group as it moves from worker to worker. A fenced producer means another worker owns p
+  now: the driver stops with that error, as faust does, and the worker is restarted.
 - **Timers.** ``punctuate`` runs every ``punctuate_s`` for each task, inside its transaction, like any input.
 
 The decisions (which partition, what to commit, names) are the pure functions here; ``TransactionalDriver`` is
@@ -33,6 +38,7 @@ the shell, and the processor's own decisions are the service's pure steps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -45,6 +51,8 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 
 from shared.infra.logging import get_logger
+from shared.streaming.codec import encode
+from shared.streaming.deadletters import dead_letter_of
 from shared.streaming.driver import Record, commit_due, commit_offsets, group_consumer, records_of
 from shared.streaming.topics import TopicSpec, ensure_topics
 
@@ -53,6 +61,8 @@ log = get_logger(__name__)
 FETCH_MAX_BYTES = 64 * 1024 * 1024
 PARTITION_FETCH_BYTES = 16 * 1024 * 1024
 RETRY_MAX_S = 5.0
+ABORT_TIMEOUT_S = 5.0
+POISON_MAX = 10_000  # records remembered as poison (a bug's count; forgotten all at once past this)
 OFFSETS = "_offsets"  # the driver's own table: input topic -> the next offset to read, per task
 KNOWN_KEYS_MAX = 100_000  # keys whose partition is remembered (forgotten all at once past this)
 T = TypeVar("T")
@@ -199,12 +209,12 @@ class Task:
             if not dirty:
                 continue
             data, cache, topic = self.tables[table], self.cache[table], self.changelogs[table]
-            for key, encode in dirty.items():
-                if encode is None:
+            for key, encoder in dirty.items():
+                if encoder is None:
                     if data.pop(key, None) is not None:
                         self.queued.append(Send(topic, key, None, [], self.partition))
                 else:
-                    raw = encode(cache[key])
+                    raw = encoder(cache[key])
                     data[key] = raw
                     self.queued.append(Send(topic, key, raw, [], self.partition))
             dirty.clear()
@@ -241,6 +251,10 @@ class TxConfig:
     """Each task commits its transaction at most this often (Kafka Streams' default under exactly-once): the
     longest a record waits after it was handled before readers see its outputs."""
     punctuate_s: float = 1.0
+    service: str = "service"
+    """Named in dead letters."""
+    deadletter_topic: str | None = None
+    """Where a record whose handling raised goes (None: it is logged and skipped)."""
     priority_topics: tuple[str, ...] = ()
     """Read before the others in each round (the service's own hops: their records are not queued behind a
     backlog of new input)."""
@@ -283,6 +297,9 @@ class TransactionalDriver:
         self.committed_at = 0.0
         self.punctuated_at = 0.0
         self.fatal: BaseException | None = None
+        self.rebuild_after = 0.0
+        self.poison: dict[tuple[str, int, int], str] = {}
+        """Records whose handling raised, and why: dead-lettered when read again."""
         self.partitions: dict[str, list[int]] = {}
         """Each destination topic's partitions (partition counts do not change under a running worker)."""
         self.known: dict[tuple[str, bytes | None], int] = {}
@@ -356,16 +373,14 @@ class TransactionalDriver:
         """One round: rebuild broken tasks, handle what was polled for the tasks as they were when it was polled,
         punctuate when due, commit when due."""
         now = time.monotonic()
-        if self.broken:
-            await self._rebuild_broken()
         for polled, epochs in rounds:
             for p, records in by_partition(records_of(polled)).items():
                 task = self.tasks.get(p)
                 if task is None or p in self.broken or task.epoch != epochs.get(p):
                     continue  # not ours (any more), being rebuilt, or rebuilt since the poll: read again
                 await self._begin(task)
-                self.processor.process(task, records)
-                task.offsets.update(commit_offsets(records))
+                handled = self._handle(task, records)
+                task.offsets.update(commit_offsets(handled))
                 await self._publish(task)
         if now - self.punctuated_at >= self.config.punctuate_s:
             self.punctuated_at = now
@@ -373,13 +388,61 @@ class TransactionalDriver:
             for task in list(self.tasks.values()):
                 if task.partition in self.broken:
                     continue
-                self.processor.punctuate(task, wall)
+                try:
+                    self.processor.punctuate(task, wall)
+                except Exception as exc:  # noqa: BLE001 - a bug: what the timer changed goes with the transaction
+                    log.error("punctuate_failed", partition=task.partition, error=type(exc).__name__)  # noqa: TRY400
+                    self._broke(task, exc)
+                    continue
                 if task.queued or any(task.dirty.values()):  # a transaction only for a timer that did something
                     await self._begin(task)
                     await self._publish(task)
         busy = any(polled for polled, _ in rounds)
         if commit_due(busy, self.committed_at, now, self.config.commit_interval_s):
             await self.commit_all()
+        if self.broken and now >= self.rebuild_after:  # after the healthy tasks committed, never before
+            await self._rebuild_broken()
+
+    def _handle(self, task: Task, records: list[Record]) -> list[Record]:
+        """The records handled, one by one. A record whose handling raised (a bug, not bad input: the processor
+        dead-letters what it cannot decode) breaks the task, whose half-made changes go with its transaction; it
+        is remembered, and when the rebuilt task reads it again it is dead-lettered instead of handled, so one
+        poison record never stops a partition or, moving from worker to worker, the group."""
+        done: list[Record] = []
+        for r in records:
+            where = (r.topic, r.partition, r.offset)
+            if where in self.poison:  # kept: the transaction with its dead letter may be aborted too
+                self._dead_letter(task, r, self.poison.get(where, "its handling failed"))
+                done.append(r)
+                continue
+            try:
+                self.processor.process(task, [r])
+            except Exception as exc:  # noqa: BLE001 - see the docstring
+                reason = f"handling failed: {type(exc).__name__}"
+                log.error(  # noqa: TRY400 - the type only: a traceback's text can carry the record's values
+                    "record_handling_failed",
+                    topic=r.topic,
+                    partition=r.partition,
+                    offset=r.offset,
+                    error=type(exc).__name__,
+                )
+                if len(self.poison) >= POISON_MAX:
+                    self.poison.clear()
+                self.poison[where] = reason
+                self._broke(task, exc)
+                return done
+            done.append(r)
+        return done
+
+    def _dead_letter(self, task: Task, record: Record, reason: str) -> None:
+        c = self.config
+        if c.deadletter_topic is None:
+            log.error("record_skipped", topic=record.topic, partition=record.partition, offset=record.offset)
+            return
+        dead = dead_letter_of(
+            c.service, record.topic, record.partition, record.offset, record.key, record.value, reason
+        )
+        task.send(c.deadletter_topic, record.topic.encode(), encode(dead))
 
     async def _begin(self, task: Task) -> None:
         if not task.in_transaction and task.producer is not None:
@@ -408,7 +471,7 @@ class TransactionalDriver:
                 task.sent.append(await producer.send_batch(batch, topic, partition=partition))
         except ProducerFenced as exc:
             self.fatal = exc
-        except KafkaError as exc:
+        except Exception as exc:  # noqa: BLE001 - KafkaError, or aiokafka's IllegalOperation/AssertionError after one
             self._broke(task, exc)
 
     # -- commits -----------------------------------------------------------------------------------------------
@@ -442,7 +505,7 @@ class TransactionalDriver:
         except ProducerFenced as exc:
             log.error("producer_fenced", partition=task.partition)  # noqa: TRY400 - stopping with it
             self.fatal = exc
-        except KafkaError as exc:
+        except Exception as exc:  # noqa: BLE001 - KafkaError, or aiokafka's IllegalOperation/AssertionError after one
             self._broke(task, exc)
 
     def _broke(self, task: Task, exc: BaseException) -> None:
@@ -450,12 +513,18 @@ class TransactionalDriver:
         self.broken.add(task.partition)
 
     async def _rebuild_broken(self) -> None:
-        """Rebuild each broken task as an assignment would; a task that cannot be rebuilt yet waits a little and
-        stays broken (the loop comes back to it)."""
+        """Rebuild each broken task as an assignment would, if its partition is still ours (else let it go); a
+        task that cannot be rebuilt yet stays broken and the loop comes back to it after a pause, without
+        holding anything up meanwhile."""
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()} if self.consumer else set()
+        held = task_partitions(assigned, self.config.topics)
         for p in sorted(self.broken):
             task = self.tasks.get(p)
-            if task is None:
+            if task is None or p not in held:
                 self.broken.discard(p)
+                if task is not None:
+                    del self.tasks[p]
+                    await self._close(task)
                 continue
             await self._close(task)
             if await self._try_open(task):
@@ -463,31 +532,34 @@ class TransactionalDriver:
                 log.info("task_rebuilt", partition=p)
             elif self.fatal is not None:
                 return
-            else:
-                await asyncio.sleep(min(RETRY_MAX_S, self.config.commit_interval_s * 10))
+        if self.broken:
+            self.rebuild_after = time.monotonic() + min(RETRY_MAX_S, self.config.commit_interval_s * 10)
 
     # -- assignment --------------------------------------------------------------------------------------------
 
     async def revoke(self, revoked: set[tuple[str, int]]) -> None:
         """Commit what was handled, then let go of the tasks of the revoked partitions."""
-        if self.fatal is None:
-            await self.commit_all()
         gone = {p for _, p in revoked}
-        for p in sorted(gone):
-            task = self.tasks.pop(p, None)
-            self.broken.discard(p)
-            if task is not None:
-                await self._close(task)
+        try:
+            if self.fatal is None:
+                await self.commit_all()
+        finally:
+            for p in sorted(gone):
+                task = self.tasks.pop(p, None)
+                self.broken.discard(p)
+                if task is not None:
+                    await self._close(task)
 
     async def assign(self, assigned: set[tuple[str, int]]) -> None:
         """Build a task for each partition number held with all its source topics."""
         for p in sorted(task_partitions(assigned, self.config.topics) - set(self.tasks)):
             task = Task(p, self.changelogs)
             self.tasks[p] = task
-            if not await self._try_open(task):
-                if self.fatal is not None:
-                    return
-                self.broken.add(p)  # built again by the loop, until the broker answers
+            self.broken.add(p)  # until it is open: its records are not handled on half-built state
+            if await self._try_open(task):
+                self.broken.discard(p)
+            elif self.fatal is not None:
+                return
 
     async def _try_open(self, task: Task) -> bool:
         """Open the task; False (and the reason logged, or ``fatal`` set when fenced) if that failed."""
@@ -496,7 +568,7 @@ class TransactionalDriver:
         except ProducerFenced as exc:
             self.fatal = exc
             return False
-        except KafkaError as exc:
+        except Exception as exc:  # noqa: BLE001 - the broker away, or a bad stored value: built again later
             log.warning("task_open_failed", partition=task.partition, error=type(exc).__name__)
             return False
         return True
@@ -563,15 +635,20 @@ class TransactionalDriver:
         task.epoch += 1
 
     async def _close(self, task: Task) -> None:
+        """Let go of the task: its open transaction aborted (readers of its partitions wait for nothing; bounded,
+        the next owner's start aborts it anyway), its producer stopped, its state dropped."""
         producer, task.producer = task.producer, None
+        if producer is not None and task.in_transaction:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.abort_transaction(), ABORT_TIMEOUT_S)
         task.in_transaction, task.sent, task.queued, task.offsets = False, [], [], {}
         task.tables = {name: {} for name in self.changelogs}
         task.cache = {name: {} for name in self.changelogs}
         task.dirty = {name: {} for name in self.changelogs}
         if producer is not None:
             try:
-                await producer.stop()
-            except KafkaError as exc:  # its open transaction is aborted by the next owner's start anyway
+                await asyncio.wait_for(producer.stop(), ABORT_TIMEOUT_S)
+            except (KafkaError, TimeoutError) as exc:  # what it left open is aborted by the next owner's start
                 log.warning("producer_stop_failed", partition=task.partition, error=type(exc).__name__)
 
     async def _close_all(self) -> None:

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(240)
 PARTITIONS = 3
 
 
-class CrashError(Exception):
+class CrashError(BaseException):
     """The worker dies here (the driver lets it out, as a bug or a SIGKILL would end the process)."""
 
 
@@ -31,8 +31,10 @@ class Counting:
 
     tables: tuple[str, ...] = ("counts",)
 
-    def __init__(self, crash_after: int | None = None, batch_s: float = 0.0) -> None:
+    def __init__(self, crash_after: int | None = None, batch_s: float = 0.0, poison: bytes | None = None) -> None:
         self.crash_after = crash_after
+        self.poison = poison
+        """Handling a record with this value raises, as a bug would."""
         self.batch_s = batch_s
         """CPU time a batch takes (a worker busy with its work: the loop is held as real work would hold it)."""
         self.handled = 0
@@ -44,6 +46,10 @@ class Counting:
                 raise CrashError
             key = r.key or b""
             n = (task.load("counts", key, int) or 0) + 1
+            if r.value == self.poison:
+                task.store("counts", key, -1000, lambda v: str(v).encode())  # half-made: must not survive
+                task.send(f"{r.topic}-out", key, b"half-made")
+                raise ValueError("a bug")
             task.store("counts", key, n, lambda v: str(v).encode())
             task.send(f"{r.topic}-out", key, f"{key.decode()}={n}".encode())
             self.handled += 1
@@ -62,6 +68,7 @@ async def setup(bootstrap: str) -> tuple[str, str]:
         [
             TopicSpec(name, PARTITIONS, "k", "in"),
             TopicSpec(f"{name}-out", PARTITIONS, "k", "out"),
+            TopicSpec(f"{name}-dl", 1, "k", "dead letters"),
         ],
     )
     return name, f"{name}-g"
@@ -73,6 +80,8 @@ def config(bootstrap: str, topic: str, group: str, **over: object) -> TxConfig:
         group_id=group,
         topics=(topic,),
         partitions=PARTITIONS,
+        service="test",
+        deadletter_topic=f"{topic}-dl",
         session_timeout_s=6.0,
         heartbeat_interval_s=0.5,
     )
@@ -224,3 +233,27 @@ async def test_a_second_worker_takes_over_partitions_mid_stream_and_every_input_
         key, n = v.split("=")
         last[key] = max(last.get(key, 0), int(n))
     assert last == {**{f"k{i}": 250 for i in range(12)}, **{f"bk{i}": 50 for i in range(12)}}
+
+
+async def test_a_record_whose_handling_raises_is_dead_lettered_and_its_half_made_changes_are_dropped(
+    kafka_bootstrap: str,
+) -> None:
+    topic, group = await setup(kafka_bootstrap)
+    await produce(kafka_bootstrap, topic, records(60, 6))  # 20 records a key, one of k3's poison
+    await produce(kafka_bootstrap, topic, [("k3", b"poison")])
+    await produce(kafka_bootstrap, topic, records(60, 6))
+    counting = Counting(poison=b"poison")
+    done = asyncio.Event()
+    asyncio.create_task(until_handled(counting, 120)).add_done_callback(lambda _: done.set())
+    await run_until(TransactionalDriver(config(kafka_bootstrap, topic, group), counting), done)
+    out = await read_all(kafka_bootstrap, f"{topic}-out", expect=120, committed_only=True)
+    values = [r.value.decode() for r in out if r.value is not None]
+    assert "half-made" not in values, "what the failed handling sent went with its transaction"
+    assert len(values) == 120 and len(set(values)) == 120
+    last: dict[str, int] = {}
+    for v in values:
+        key, n = v.split("=")
+        last[key] = max(last.get(key, 0), int(n))
+    assert last == {f"k{i}": 20 for i in range(6)}, "the poison record counted nowhere, the rest once"
+    [dead] = await read_all(kafka_bootstrap, f"{topic}-dl", expect=1, committed_only=True)
+    assert dead.value is not None and b"handling failed: ValueError" in dead.value
