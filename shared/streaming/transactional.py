@@ -298,6 +298,8 @@ class TransactionalDriver:
         self.punctuated_at = 0.0
         self.fatal: BaseException | None = None
         self.rebuild_after = 0.0
+        self.builds = 0
+        """Tasks built so far: each build's epoch."""
         self.poison: dict[tuple[str, int, int], str] = {}
         """Records whose handling raised, and why: dead-lettered when read again."""
         self.partitions: dict[str, list[int]] = {}
@@ -632,7 +634,8 @@ class TransactionalDriver:
         # from these.
         for tp, offset in targets.items():
             consumer.seek(tp, offset if offset is not None else firsts[tp])
-        task.epoch += 1
+        self.builds += 1
+        task.epoch = self.builds  # unique in this driver, across the Task objects a partition has had
 
     async def _close(self, task: Task) -> None:
         """Let go of the task: its open transaction aborted (readers of its partitions wait for nothing; bounded,

@@ -88,6 +88,15 @@ def config(bootstrap: str, topic: str, group: str, **over: object) -> TxConfig:
     return TxConfig(**{**base.__dict__, **over})
 
 
+def final_counts(values: list[str]) -> dict[str, int]:
+    """Each key's highest count among the outputs ("key=count")."""
+    last: dict[str, int] = {}
+    for v in values:
+        key, n = v.split("=")
+        last[key] = max(last.get(key, 0), int(n))
+    return last
+
+
 def records(n: int, keys: int, prefix: str = "") -> list[tuple[str, bytes]]:
     return [(f"{prefix}k{i % keys}", b"x") for i in range(n)]
 
@@ -156,11 +165,9 @@ async def test_a_restart_reloads_its_tables_from_the_changelogs_and_goes_on_from
     await run_until(TransactionalDriver(config(kafka_bootstrap, topic, group), second), done)
     assert second.handled == 18, "only what came after the committed offsets"
     out = await read_all(kafka_bootstrap, f"{topic}-out", expect=108, committed_only=True)
-    last: dict[str, int] = {}
-    for r in out:
-        key, n = r.value.decode().split("=")
-        last[key] = max(last.get(key, 0), int(n))
-    assert last == {f"k{i}": 12 for i in range(9)}, "the counts went on from the reloaded table (10 + 2 each)"
+    assert final_counts([r.value.decode() for r in out if r.value is not None]) == {f"k{i}": 12 for i in range(9)}, (
+        "the counts went on from the reloaded table (10 + 2 each)"
+    )
 
 
 async def test_a_broker_restart_mid_stream_loses_nothing_and_repeats_nothing() -> None:
@@ -189,11 +196,7 @@ async def test_a_broker_restart_mid_stream_loses_nothing_and_repeats_nothing() -
     assert len(values) == 3300 and len(set(values)) == 3300, (
         f"every count once: {len(values)} {len(set(values))} {counting.handled}"
     )
-    last: dict[str, int] = {}
-    for v in values:
-        key, n = v.split("=")
-        last[key] = max(last.get(key, 0), int(n))
-    assert last == {**{f"k{i}": 300 for i in range(10)}, **{f"bk{i}": 30 for i in range(10)}}
+    assert final_counts(values) == {**{f"k{i}": 300 for i in range(10)}, **{f"bk{i}": 30 for i in range(10)}}
     assert counting.handled >= 3300
 
 
@@ -228,11 +231,7 @@ async def test_a_second_worker_takes_over_partitions_mid_stream_and_every_input_
     values = [r.value.decode() for r in out if r.value is not None]
     assert len(values) == 3600 and len(set(values)) == 3600, "every count once, whichever worker made it"
     assert second.handled > 0 and first.handled > 0
-    last: dict[str, int] = {}
-    for v in values:
-        key, n = v.split("=")
-        last[key] = max(last.get(key, 0), int(n))
-    assert last == {**{f"k{i}": 250 for i in range(12)}, **{f"bk{i}": 50 for i in range(12)}}
+    assert final_counts(values) == {**{f"k{i}": 250 for i in range(12)}, **{f"bk{i}": 50 for i in range(12)}}
 
 
 async def test_a_record_whose_handling_raises_is_dead_lettered_and_its_half_made_changes_are_dropped(
@@ -250,10 +249,6 @@ async def test_a_record_whose_handling_raises_is_dead_lettered_and_its_half_made
     values = [r.value.decode() for r in out if r.value is not None]
     assert "half-made" not in values, "what the failed handling sent went with its transaction"
     assert len(values) == 120 and len(set(values)) == 120
-    last: dict[str, int] = {}
-    for v in values:
-        key, n = v.split("=")
-        last[key] = max(last.get(key, 0), int(n))
-    assert last == {f"k{i}": 20 for i in range(6)}, "the poison record counted nowhere, the rest once"
+    assert final_counts(values) == {f"k{i}": 20 for i in range(6)}, "the poison record counted nowhere, the rest once"
     [dead] = await read_all(kafka_bootstrap, f"{topic}-dl", expect=1, committed_only=True)
     assert dead.value is not None and b"handling failed: ValueError" in dead.value
