@@ -48,7 +48,6 @@ from shared.infra.metrics import counter
 from shared.rules.oncall import Override, TeamsConfig
 from shared.store import db
 from shared.streaming.codec import DecodeError, decode, encode
-from shared.streaming.deadletters import dead_letter_of
 from shared.streaming.driver import BatchDriver, DriverConfig, Record
 from shared.streaming.runtime import every
 from shared.streaming.topics import Topics
@@ -257,9 +256,7 @@ class RouterProcessor:
             task.send(self.topic_of[out.to], out.key.encode(), encode(out.value), make_headers(**dict(out.ids)))
 
     def to_deadletter(self, task: Task, record: Record, reason: str) -> None:
-        r = record
-        dl = dead_letter_of(SERVICE, r.topic, r.partition, r.offset, r.key, r.value, reason)
-        task.send(self.deadletter, record.topic.encode(), encode(dl))
+        task.dead_letter(self.deadletter, SERVICE, record, reason)
 
 
 class Router:

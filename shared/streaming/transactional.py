@@ -221,6 +221,13 @@ class Task:
         for cache in self.cache.values():
             cache.clear()
 
+    def dead_letter(self, topic: str, service: str, record: Record, reason: str) -> None:
+        """Send ``record`` to the dead-letter ``topic`` with the reason, in this transaction (keyed by the topic
+        it came from), and say so in a warning line."""
+        r = record
+        dead = dead_letter_of(service, r.topic, r.partition, r.offset, r.key, r.value, reason)
+        self.send(topic, r.topic.encode(), encode(dead))
+
     def send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None
     ) -> None:
@@ -441,10 +448,7 @@ class TransactionalDriver:
         if c.deadletter_topic is None:
             log.error("record_skipped", topic=record.topic, partition=record.partition, offset=record.offset)
             return
-        dead = dead_letter_of(
-            c.service, record.topic, record.partition, record.offset, record.key, record.value, reason
-        )
-        task.send(c.deadletter_topic, record.topic.encode(), encode(dead))
+        task.dead_letter(c.deadletter_topic, c.service, record, reason)
 
     async def _begin(self, task: Task) -> None:
         if not task.in_transaction and task.producer is not None:
