@@ -24,11 +24,16 @@ the team has no addresses and the tickets have no owner, so nothing is mailed.
    it includes the broker append. p50 and p99 over all paced notifications. The burst drains a backlog in big
    batches, so its rate is the notifier's ceiling; a paced stream arrives an event at a time, which costs more
    per event (see --paced-share for the latency at lower shares).
+4. Latency baseline: the notifier stopped, the same number of tickets produced at the same pace to a topic of
+   their own and read by a bare loop in a process of its own (``bare_loop``: an aiokafka consumer, no group, the
+   notifier's webhook body rendered and signed per record, one sequential httpx POST loop per path);
+   bare_p50_ms and bare_p99_ms as in 3. What the machine allows a loop with one message in flight per target at
+   this rate, in the same run.
 
 A lost notification or one received twice (by ticket id and path) fails the run (exit 1), not a slow one. Every
 wait is bounded by --timeout; the notifier, the server and the broker are stopped at the end. Last line:
 ``notify_fanout: tickets=.. targets=.. delivered=.. dups=.. notifs_per_s=.. baseline_per_s=.. ratio=..
-paced_share=.. paced_per_s=.. p50_ms=.. p99_ms=..``
+paced_share=.. paced_per_s=.. p50_ms=.. p99_ms=.. bare_p50_ms=.. bare_p99_ms=..``
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -45,9 +52,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.fanout_sink import FanoutSink, Received
+from bench.fanout_sink import REPO, FanoutSink, Received
 from deploy.local.kafka_local import LocalKafka, free_port
 from deploy.local.stack import Stack
 from services.notifier.channels.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, payload, sign
@@ -55,7 +62,7 @@ from services.notifier.pipeline import notices_for_ticket_event
 from shared.events import Change, EventKind, Severity, Ticket, TicketEvent, TicketState
 from shared.infra.logging import make_headers
 from shared.streaming.codec import encode
-from shared.streaming.topics import Topics, ensure_topics
+from shared.streaming.topics import Topics, TopicSpec, ensure_topics
 
 TEAM = "operations"
 SECRET = "bench-webhook-secret"  # noqa: S105 - a local test receiver's key, verified by nobody
@@ -254,6 +261,49 @@ async def baseline(sink: FanoutSink, posts: list[tuple[bytes, dict[str, str]]], 
         await asyncio.gather(*(loop(p) for p in paths))
 
 
+async def bare_loop(bootstrap: str, topic: str, sink_url: str, paths: Sequence[str], public_url: str, n: int) -> None:
+    """The latency baseline, run in a process of its own as the notifier is (``--bare-loop``): a bare aiokafka
+    consumer (assigned every partition, no group, no state) renders and signs each record's webhook body as the
+    notifier would and hands it to one sequential httpx POST loop per path, as the lanes are; it stops after
+    ``n`` records are posted to every path."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+    queues: dict[str, asyncio.Queue[tuple[bytes, dict[str, str]]]] = {p: asyncio.Queue() for p in paths}
+
+    async def read() -> None:
+        async for record in consumer:
+            (post,) = webhook_posts([record.key.decode()], public_url, datetime.now(UTC))
+            for q in queues.values():
+                q.put_nowait(post)
+
+    async with httpx.AsyncClient(timeout=10.0) as client:
+
+        async def loop(path: str) -> None:
+            url = f"{sink_url}{path}"
+            for _ in range(n):
+                body, headers = await queues[path].get()
+                response = await client.post(url, content=body, headers=headers)
+                response.raise_for_status()
+
+        reader = asyncio.create_task(read())
+        try:
+            await asyncio.gather(*(loop(p) for p in paths))
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await consumer.stop()
+
+
+def start_bare_loop(
+    bootstrap: str, topic: str, sink_url: str, paths: Sequence[str], public_url: str, n: int
+) -> subprocess.Popen[bytes]:
+    """The bare loop's process (``bare_loop``), reading ``topic`` from its start until it posted ``n`` records to
+    every path; the caller waits for it, bounded."""
+    argv = [sys.executable, "-m", "bench.notify_fanout", "--bare-loop", bootstrap, topic, sink_url, public_url]
+    return subprocess.Popen([*argv, str(n), *paths], cwd=REPO)  # noqa: S603 - our own module, our own arguments
+
+
 async def wait_count(
     sink: FanoutSink, client: httpx.AsyncClient, want: int, within_s: float, stack: Stack | None
 ) -> int:
@@ -285,7 +335,8 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
     now = datetime.now(UTC)
     prefix = f"fanout{time.time_ns()}."
     topics = Topics(prefix, PARTITIONS)
-    await ensure_topics(bootstrap, topics.all())
+    bare_topic = TopicSpec(f"{prefix}bare", PARTITIONS, "ticket id", "the bare paced loop's input")
+    await ensure_topics(bootstrap, [*topics.all(), bare_topic])
     intake_port = free_port()
     public_url = f"http://127.0.0.1:{intake_port}"
 
@@ -314,7 +365,7 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
                 await wait_count(sink, client, held + opts.tickets * opts.targets, opts.timeout, stack)
                 burst = phase_of(await sink.received(client, held), "T", paths, opts.tickets)
 
-                paced_per_s, paced_n = math.nan, 0
+                paced_per_s, paced_n, tickets_per_s = math.nan, 0, math.nan
                 produced: dict[str, float] = {}
                 if burst.delivered == burst.expected and burst.per_s > 0:
                     tickets_per_s = opts.paced_share * burst.per_s / opts.targets
@@ -327,31 +378,51 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
                 stack.check_alive()
             finally:
                 stack.stop_all()
+            bare_produced: dict[str, float] = {}
+            if produced:
+                # the same paced stream through a bare consume → POST loop in its own process, the notifier stopped
+                child = start_bare_loop(bootstrap, bare_topic.name, sink.url, paths, public_url, paced_n)
+                bare_batch: list[Record] = [(tid.encode(), b"{}", []) for tid in ticket_ids("Q", paced_n)]
+                bare_produced, _ = await produce_paced(bootstrap, bare_topic.name, bare_batch, tickets_per_s)
+                try:
+                    await asyncio.to_thread(child.wait, opts.timeout)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
             everything = await sink.received(client)
             log_tail = stack.log_path("notifier").read_text(errors="replace")[-3000:]
 
     paced = phase_of(everything, "P", paths, paced_n)
     lat = latencies_ms(everything, produced, paths)
+    bare = latencies_ms(everything, bare_produced, paths)
+    bare_ok = len(bare) == len(bare_produced) * len(paths)
     dups = duplicates(everything)
     ratio = burst.per_s / base.per_s if base.per_s > 0 else math.nan
     ok = burst.delivered == burst.expected and paced.delivered == paced.expected and paced_n > 0 and dups == 0
+    ok = ok and bare_ok
     details = (
         f"notify_fanout details: baseline_per_s_runs={','.join(f'{b.per_s:.0f}' for b in bases)} "
         f"baseline_posts={base.delivered}/{base.expected} baseline_span_s={base.span_s:.3f} "
         f"burst={burst.delivered}/{burst.expected} burst_span_s={burst.span_s:.3f} "
         f"paced_tickets={paced_n} paced={paced.delivered}/{paced.expected} "
-        f"p90_ms={percentile(lat, 0.9):.1f} max_ms={(lat[-1] if lat else math.nan):.1f} dups={dups}"
+        f"p90_ms={percentile(lat, 0.9):.1f} max_ms={(lat[-1] if lat else math.nan):.1f} dups={dups} "
+        f"bare={len(bare)}/{len(bare_produced) * len(paths)} bare_max_ms={(bare[-1] if bare else math.nan):.1f}"
     )
     summary = (
         f"notify_fanout: tickets={opts.tickets} targets={opts.targets} delivered={burst.delivered} dups={dups} "
         f"notifs_per_s={burst.per_s:.0f} baseline_per_s={base.per_s:.0f} ratio={ratio:.4f} "
         f"paced_share={opts.paced_share} paced_per_s={paced_per_s:.0f} "
-        f"p50_ms={percentile(lat, 0.5):.1f} p99_ms={percentile(lat, 0.99):.1f}"
+        f"p50_ms={percentile(lat, 0.5):.1f} p99_ms={percentile(lat, 0.99):.1f} "
+        f"bare_p50_ms={percentile(bare, 0.5):.1f} bare_p99_ms={percentile(bare, 0.99):.1f}"
     )
     return ([details, summary] if ok else [f"notifier log (tail):\n{log_tail}", details, summary]), ok
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--bare-loop"]:  # the latency baseline's own process (see bare_paced)
+        bootstrap, topic, sink_url, public_url, n, *paths = sys.argv[2:]
+        asyncio.run(bare_loop(bootstrap, topic, sink_url, paths, public_url, int(n)))
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tickets", type=int, default=2000, help="tickets produced up front (N)")
     parser.add_argument("--targets", type=int, default=4, help="webhook targets of the team (K)")

@@ -82,8 +82,8 @@ class Lane:
     kind: str
     target: str
     deps: LaneDeps
-    finish: Callable[[list[str], list[Delivery]], Awaitable[None]]
-    """Writes a send's outcome and waits until it is written (the Dispatcher's group writer)."""
+    finish: Callable[[list[str], list[Delivery]], asyncio.Future[None]]
+    """Queues a send's outcome to be written; the future is done once it is (the Dispatcher's group writer)."""
     items: dict[str, OutboxItem] = field(default_factory=dict)
     finished: OrderedDict[str, None] = field(default_factory=OrderedDict)
     window: Window = field(default_factory=Window)
@@ -91,6 +91,8 @@ class Lane:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     _heap: list[tuple[int, str]] = field(default_factory=list)
+    _writing: asyncio.Future[None] | None = None
+    """The last send's outcome being written: the next send may go meanwhile, the next write waits for it."""
 
     def add(self, items: Iterable[OutboxItem]) -> None:
         for item in items:
@@ -209,8 +211,17 @@ class Lane:
         records = [
             record(i, "sent", i.attempts + 1, f"in a digest of {len(batch)}" if digest else "", now) for i in batch
         ]
-        await self.finish([i.notification_id for i in batch], records)
         self._forget(batch)
+        await self._written()
+        self._writing = self.finish([i.notification_id for i in batch], records)
+
+    async def _written(self) -> None:
+        """Wait for the previous send's outcome to be written: at most one send a lane is unrecorded while the
+        next one goes (a crash may repeat it and the one in flight, never lose either: both are still in the
+        outbox), and the lane never runs ahead of the delivery log by more."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
 
     async def _failed(self, batch: list[OutboxItem], error: str, retryable: bool, retry_after_s: float | None) -> None:
         self.breaker = breaker_failure(self.breaker, self.deps.breaker, self.deps.monotonic())
@@ -261,26 +272,30 @@ class Lane:
 
 
 class GroupWriter:
-    """Writes what every lane delivered in one transaction per round (and tells ``on_records`` once per round):
-    one SQL commit per notification was the notifier's largest cost, and lanes writing at once queued on
-    SQLite's single write lock. A lane waits until its outcome is written before it sends its next message, so
-    a crash can repeat at most the messages of the round being written."""
+    """Writes what every lane delivered in one transaction per round: one SQL commit per notification was the
+    notifier's largest cost, and lanes writing at once queued on SQLite's single write lock. The records then go
+    to ``on_records`` (the deliveries topic, metrics) from a task of their own, in order, so a round's write
+    never waits for the broker's answer about the previous one."""
 
     def __init__(self, deps: LaneDeps) -> None:
         self.deps = deps
         self._waiting: list[tuple[list[str], list[Delivery], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
+        self._written: list[Delivery] = []
+        self._publish = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.publisher: asyncio.Task[None] | None = None
 
-    async def finish(self, ids: list[str], records: list[Delivery]) -> None:
+    def finish(self, ids: list[str], records: list[Delivery]) -> asyncio.Future[None]:
+        """Queue a lane's outcome for the next round; the future is done once it is in the delivery log."""
+        loop = asyncio.get_running_loop()
         if self.task is None:
-            self.task = asyncio.get_running_loop().create_task(
-                self.run(), name="outbox writer", context=contextvars.Context()
-            )
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.task = loop.create_task(self.run(), name="outbox writer", context=contextvars.Context())
+            self.publisher = loop.create_task(self.publish(), name="delivery records", context=contextvars.Context())
+        done: asyncio.Future[None] = loop.create_future()
         self._waiting.append((ids, records, done))
         self._wake.set()
-        await done
+        return done
 
     async def run(self) -> None:
         while True:
@@ -301,15 +316,32 @@ class GroupWriter:
             for _, _, done in group:
                 if not done.done():
                     done.set_result(None)
+            self._written.extend(records)
+            self._publish.set()
+
+    async def publish(self) -> None:
+        """Tell ``on_records`` of what was written, every round waiting meanwhile at once, in order."""
+        while True:
+            await self._publish.wait()
+            self._publish.clear()
+            records, self._written = self._written, []
+            if not records:
+                continue
             try:
                 await self.deps.on_records(records)
             except Exception as exc:  # noqa: BLE001 - the delivery log in SQL has them; the topic copy is best effort
                 log.error("delivery_records_not_published", error=type(exc).__name__, records=len(records))  # noqa: TRY400
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+        """Stop writing; what was written and not yet told is told once more (bounded: the broker may be gone)."""
+        tasks = [t for t in (self.task, self.publisher) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        records, self._written = self._written, []
+        if records:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.deps.on_records(records), timeout=5.0)
 
 
 class Dispatcher:

@@ -388,16 +388,20 @@ def list_silences(engine: Engine, *, since: datetime | None = None) -> list[Sile
     """All silences, newest first; with ``since``, only those that end after it (active and pending ones).
     (Core, not the ORM: the notifier reads them once per batch of events, and the ORM's row set-up was most of
     that read's cost.)"""
-    query = _SILENCES if since is None else _SILENCES.where(SILENCES.c.ends_at > since)
     with engine.connect() as conn:
-        rows = conn.execute(query.order_by(SILENCES.c.created_at.desc())).mappings().all()
+        if since is None:
+            rows = conn.execute(_ALL_SILENCES).mappings().all()
+        else:
+            rows = conn.execute(_SILENCES_SINCE, {"since": since}).mappings().all()
     return [
         Silence.model_validate({k: as_utc(v) if isinstance(v, datetime) else v for k, v in r.items()}) for r in rows
     ]
 
 
 SILENCES: Table = SilenceRow.__table__  # type: ignore[attr-defined]  # sqlmodel does not type it
-_SILENCES = sa_select(SILENCES)
+_ALL_SILENCES = sa_select(SILENCES).order_by(SILENCES.c.created_at.desc())
+_SILENCES_SINCE = _ALL_SILENCES.where(SILENCES.c.ends_at > bindparam("since", type_=SILENCES.c.ends_at.type))
+"""Built once: the notifier reads them for every batch, and building the statement was most of that read."""
 
 
 def expire_silence(engine: Engine, silence_id: str, now: datetime) -> Silence | None:

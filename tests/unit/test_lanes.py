@@ -265,3 +265,77 @@ def test_a_window_from_wall_times_keeps_their_spacing() -> None:
     window = window_from([wall - timedelta(seconds=30), wall - timedelta(seconds=5)], wall, 1000.0)
     assert window == Window((970.0, 995.0, 1000.0))
     assert window_from([], wall, 1000.0) == Window(), "nothing went lately: nothing was in flight either"
+
+
+async def test_a_lane_sends_its_next_message_while_the_last_outcome_is_written_and_never_runs_further_ahead(
+    engine: Engine,
+) -> None:
+    """The write of one send's outcome overlaps the next send (a paced stream no longer pays send + write per
+    message), but a lane is at most one outcome ahead of the delivery log: the third send waits for the first
+    write."""
+    channel = FakeChannel()
+    writes: list[tuple[list[str], asyncio.Future[None]]] = []
+
+    def finish(ids: list[str], _records: list[Delivery]) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        writes.append((ids, done))
+        return done
+
+    lane = Lane("fake", "t", deps(engine, channel, Sinks()), finish)
+    lane.add(items("t", 3))
+    task = asyncio.create_task(lane.run())
+    try:
+        await until("the second send, the first outcome still being written", lambda: len(channel.delivered) == 2)
+        assert [ids for ids, _ in writes] == [["t-0"]], "the second outcome waits for the first write"
+        for _ in range(20):  # the lane may run: it must not send the third
+            await asyncio.sleep(0)
+        assert len(channel.delivered) == 2
+        writes[0][1].set_result(None)
+        await until("the third send once the first outcome is written", lambda: len(channel.delivered) == 3)
+        assert [ids for ids, _ in writes] == [["t-0"], ["t-1"]]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_round_is_written_while_the_previous_one_is_still_being_published(engine: Engine) -> None:
+    """The deliveries topic slow to answer: the delivery log's writes go on meanwhile (lanes wait for those
+    only), and every record is published afterwards, in order."""
+    release = asyncio.Event()
+    published: list[str] = []
+
+    async def slow(records: Sequence[Delivery]) -> None:
+        await release.wait()
+        published.extend(r.notification_id for r in records)
+
+    dispatcher = Dispatcher(deps(engine, FakeChannel(), Sinks(), on_records=slow))
+    writer = dispatcher.writer
+    now = datetime.now(UTC)
+    try:
+        added = outbox.add(engine, items("t", 3))
+        recs = [record_of(i, now) for i in added]
+        first = writer.finish([added[0].notification_id], recs[:1])
+        await asyncio.wait_for(first, 20)
+        rest = [writer.finish([i.notification_id], [r]) for i, r in zip(added[1:], recs[1:], strict=True)]
+        await asyncio.wait_for(asyncio.gather(*rest), 20)  # written though the first round is not published
+        assert outbox.pending(engine, [("tickets", 0)]) == []
+        assert published == []
+        release.set()
+        await until("every record published", lambda: len(published) == 3)
+        assert published == ["t-0", "t-1", "t-2"]
+    finally:
+        await dispatcher.stop()
+
+
+def record_of(item: OutboxItem, now: datetime) -> Delivery:
+    return Delivery(
+        notification_id=item.notification_id,
+        ticket_id=item.ticket_id,
+        kind=item.kind,
+        channel=item.channel,
+        recipient=item.target,
+        status="sent",
+        attempts=1,
+        error="",
+        at=now,
+    )
