@@ -200,6 +200,39 @@ async def test_a_broker_restart_mid_stream_loses_nothing_and_repeats_nothing() -
     assert counting.handled >= 3300
 
 
+async def test_an_outage_longer_than_the_transaction_timeout_rebuilds_the_tasks_and_the_worker_goes_on() -> None:
+    """The broker away for longer than the transactions may stay open: the coordinator aborts them when it is
+    back and bumps the producers' epochs, so the worker's next transactional call is refused as fenced. The
+    worker still holds its partitions, so as Kafka Streams does for a migrated task it rebuilds them (new
+    producers, state and offsets from what was committed) instead of stopping, and every input counts once."""
+    with LocalKafka() as broker:
+        bootstrap = broker.bootstrap
+        topic, group = await setup(bootstrap)
+        await produce(bootstrap, topic, records(3000, 10))
+        counting = Counting(batch_s=0.01)
+        stop = asyncio.Event()
+        short = config(bootstrap, topic, group, max_records=50, transaction_timeout_s=3.0)
+        running = asyncio.create_task(TransactionalDriver(short, counting).run(stop))
+        await asyncio.wait_for(until_handled(counting, 300), 90)
+        await asyncio.to_thread(broker.halt)
+        await asyncio.sleep(6.0)  # the outage: longer than the transactions' timeout
+        await asyncio.to_thread(broker.resume)
+        await produce(bootstrap, topic, records(300, 10, prefix="b"))
+        out: list[ConsumerRecord] = []
+        for _ in range(60):  # bounded: until all 3,300 counts are there, committed
+            assert not running.done(), f"the worker stopped: {running.exception()!r}"
+            out = await read_all(bootstrap, f"{topic}-out", expect=3300, within_s=5, committed_only=True)
+            if len(out) >= 3300:
+                break
+        stop.set()
+        await asyncio.wait_for(running, 60)
+    values = [r.value.decode() for r in out if r.value is not None]
+    assert len(values) == 3300 and len(set(values)) == 3300, (
+        f"every count once: {len(values)} {len(set(values))} {counting.handled}"
+    )
+    assert final_counts(values) == {**{f"k{i}": 300 for i in range(10)}, **{f"bk{i}": 30 for i in range(10)}}
+
+
 async def test_a_second_worker_takes_over_partitions_mid_stream_and_every_input_counts_once(
     kafka_bootstrap: str,
 ) -> None:
