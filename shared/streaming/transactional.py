@@ -152,6 +152,9 @@ class Task:
       decoded until the transaction commits, and each changed key is encoded and written to the changelog once,
       at the commit, however often it changed (a storm's ticket changes hundreds of times a second).
 
+    Both ways see one table: reading a key as bytes writes its pending ``store`` first, and writing it as bytes
+    overtakes a pending ``store`` and drops its decoded value.
+
     The driver publishes what was queued and flushes the cache before each commit."""
 
     def __init__(self, partition: int, changelogs: dict[str, str]) -> None:
@@ -170,18 +173,43 @@ class Task:
         self.dirty: dict[str, dict[bytes, Callable[[Any], bytes] | None]] = {name: {} for name in changelogs}
 
     def get(self, table: str, key: bytes) -> bytes | None:
+        self._settle(table, key)
         return self.tables[table].get(key)
 
     def items(self, table: str) -> list[tuple[bytes, bytes]]:
+        for key in list(self.dirty[table]):
+            self._settle(table, key)
         return list(self.tables[table].items())
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
+        self._forget(table, key)
         self.tables[table][key] = value
         self.queued.append(Send(self.changelogs[table], key, value, [], self.partition))
 
     def delete(self, table: str, key: bytes) -> None:
+        self._forget(table, key)
         if self.tables[table].pop(key, None) is not None:
             self.queued.append(Send(self.changelogs[table], key, None, [], self.partition))
+
+    def _settle(self, table: str, key: bytes) -> None:
+        """A key changed through ``store``/``remove`` and read as bytes: its change is written now, so both
+        ways of using a table see the same value (and the later change wins)."""
+        dirty = self.dirty[table]
+        if key not in dirty:
+            return
+        encoder = dirty.pop(key)
+        data, topic = self.tables[table], self.changelogs[table]
+        if encoder is None:
+            if data.pop(key, None) is not None:
+                self.queued.append(Send(topic, key, None, [], self.partition))
+        else:
+            raw = data[key] = encoder(self.cache[table][key])
+            self.queued.append(Send(topic, key, raw, [], self.partition))
+
+    def _forget(self, table: str, key: bytes) -> None:
+        """A key written as bytes: a pending ``store``/``remove`` of it is overtaken, a decoded value is stale."""
+        self.dirty[table].pop(key, None)
+        self.cache[table].pop(key, None)
 
     def load(self, table: str, key: bytes, decode: Callable[[bytes], T]) -> T | None:
         """The key's value, decoded once per transaction (None: no value)."""
@@ -206,18 +234,8 @@ class Task:
         """Encode each key changed through ``store``/``remove`` since the last flush, once, into the table and
         the changelog queue; the decoded values are let go (the cache lives one transaction)."""
         for table, dirty in self.dirty.items():
-            if not dirty:
-                continue
-            data, cache, topic = self.tables[table], self.cache[table], self.changelogs[table]
-            for key, encoder in dirty.items():
-                if encoder is None:
-                    if data.pop(key, None) is not None:
-                        self.queued.append(Send(topic, key, None, [], self.partition))
-                else:
-                    raw = encoder(cache[key])
-                    data[key] = raw
-                    self.queued.append(Send(topic, key, raw, [], self.partition))
-            dirty.clear()
+            for key in list(dirty):
+                self._settle(table, key)
         for cache in self.cache.values():
             cache.clear()
 

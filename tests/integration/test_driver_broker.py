@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from shared.streaming.driver import BatchDriver, DriverConfig, Partition, Record
 from shared.streaming.topics import TopicSpec, ensure_topics
@@ -195,3 +196,24 @@ async def in_transaction(producer: AIOKafkaProducer, send: Callable[[], Awaitabl
         await producer.commit_transaction()
     else:
         await producer.abort_transaction()
+
+
+async def test_a_changelog_is_created_compacted_with_hourly_segments_and_an_input_with_the_defaults(
+    kafka_bootstrap: str,
+) -> None:
+    name = f"topics-{uuid.uuid4().hex[:10]}"
+    specs = [TopicSpec(f"{name}-changelog", 2, "key", "a table", compacted=True), TopicSpec(name, 2, "key", "in")]
+    await ensure_topics(kafka_bootstrap, specs)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        found: dict[str, dict[str, str]] = {}
+        for spec in specs:
+            (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name)])
+            ((_, _, _, _, entries),) = response.resources
+            found[spec.name] = {entry[0]: entry[1] for entry in entries}
+    finally:
+        await admin.close()
+    changelog, plain = found[f"{name}-changelog"], found[name]
+    assert (changelog["cleanup.policy"], changelog["segment.ms"]) == ("compact", "3600000")
+    assert plain["cleanup.policy"] == "delete" and plain["segment.ms"] == "604800000", "the broker's defaults"

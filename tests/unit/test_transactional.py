@@ -105,6 +105,36 @@ def test_the_record_cache_decodes_once_and_writes_each_changed_key_once_at_the_f
     assert task.load("t", b"n", dec) == 6 and decoded == [b"1", b"6"]
 
 
+def test_bytes_and_objects_see_one_table_and_the_later_change_wins() -> None:
+    """A processor that stores a key and then reads or writes it as bytes (or the other way round) in one
+    transaction sees one value, and the changelog gets the last one."""
+    task = Task(0, {"t": "t-changelog"})
+    task.tables["t"][b"a"] = b"1"
+
+    def enc(value: int) -> bytes:
+        return str(value).encode()
+
+    task.store("t", b"a", 2, enc)
+    assert task.get("t", b"a") == b"2", "a pending store is what a byte read sees"
+    task.store("t", b"b", 5, enc)
+    task.put("t", b"b", b"50")  # the later change
+    assert task.load("t", b"b", int) == 50
+    assert task.load("t", b"a", int) == 2
+    task.put("t", b"a", b"3")
+    assert task.load("t", b"a", int) == 3, "a byte write drops the stale decoded value"
+    task.remove("t", b"a")
+    assert dict(task.items("t")) == {b"b": b"50"}
+    task.store("t", b"c", 9, enc)
+    task.delete("t", b"c")
+    task.flush()
+    assert task.tables["t"] == {b"b": b"50"}
+    last: dict[bytes, bytes | None] = {}
+    for send in task.queued:
+        assert send.key is not None
+        last[send.key] = send.value
+    assert last == {b"a": None, b"b": b"50"}, "the changelog's last word for each key is the table's"
+
+
 class Counter:
     """Counts the values of its input per key in a table and sends the running count on."""
 
