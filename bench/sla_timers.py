@@ -230,15 +230,16 @@ RECOVERY_STEPS = {
     "Joined group": "group joined",
     "Setting newly assigned partitions": "partitions assigned",
     "snapshot_loaded": "snapshot loaded",
-    "table_loaded": "table loaded",
-    "Restoring state from changelog topics": "faust restoring",
-    "Recovery complete": "table recovered",
+    "task_ready": "tables loaded",
     "clock_index_rebuilt": "index rebuilt",
 }
+LAST_OF = {"snapshot loaded", "tables loaded", "index rebuilt"}
+"""Steps each partition's task logs once: the last one counts (the worker builds its tasks one after another)."""
 
 
 def recovery_steps(log: Path, offset: int, since: datetime) -> list[tuple[str, float]]:
-    """When (seconds after the restart) each step of the worker's recovery was logged, first occurrence each."""
+    """When (seconds after the restart) each step of the worker's recovery was logged: the first occurrence of
+    each, the last for the steps of ``LAST_OF``."""
     seen: dict[str, float] = {}
     with log.open("rb") as f:
         f.seek(offset)
@@ -249,7 +250,7 @@ def recovery_steps(log: Path, offset: int, since: datetime) -> list[tuple[str, f
                 continue
             text, at = str(entry.get("event", "")), entry.get("timestamp")
             for marker, step in RECOVERY_STEPS.items():
-                if marker in text and step not in seen and at:
+                if marker in text and at and (step not in seen or step in LAST_OF):
                     seen[step] = (datetime.fromisoformat(at) - since).total_seconds()
     return sorted(seen.items(), key=lambda kv: kv[1])
 
@@ -329,7 +330,7 @@ async def measure(bootstrap: str, args: argparse.Namespace, workdir: Path) -> tu
             raise SystemExit(f"sla_timers: only {len(late)} of {args.due} breaches arrived")
 
         snapshot_mb = sum(f.stat().st_size for f in state.glob("*.snap")) / 2**20
-        stack.extra_env["TICKETLOOP_LOG_LEVEL"] = "INFO"  # faust's recovery steps, for the breakdown
+        stack.extra_env["TICKETLOOP_LOG_LEVEL"] = "INFO"  # the recovery's steps, for the breakdown
         changelog = f"{prefix}sla-clocks-changelog"
         # Each recovery against a bare read of the changelog just before it, both from the same page cache:
         # emptied before each when the bench may (root), as this machine's kernel pages out what was not touched

@@ -90,7 +90,9 @@ class RouterSettings(CommonSettings):
 class SlaSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="TICKETLOOP_SLA_", extra="ignore")
 
-    tick_interval_s: float = Field(default=0.5, gt=0, le=60, description="the longest the timer loop sleeps")
+    timer_s: float = Field(
+        default=0.02, gt=0, le=1, description="how often each partition's due clocks are looked for (the timer)"
+    )
     probe_interval_s: float = Field(default=0.0, ge=0, le=60, description="> 0: a loop-lateness probe (benchmarks)")
 
 

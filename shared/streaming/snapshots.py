@@ -206,3 +206,56 @@ def chunks(path: Path, frames: Iterator[tuple[bytes, bytes]]) -> Iterator[list[b
         pairs += len(flat) // 2
         yield flat
     raise SnapshotError(f"{path}: incomplete (no end frame after {pairs} pairs)")
+
+
+def load_snapshot(
+    snapshots: SnapshotDir, policy: SnapshotPolicy, topic: str, partition: int, first: int, end: int
+) -> tuple[dict[bytes, bytes], int] | None:
+    """The partition's snapshot: (its keys and values, the changelog offset to read on from), None when there
+    is none; raises SnapshotError saying why one is not usable (damaged, another topic's, outside the
+    changelog, too old)."""
+    path = snapshots.path(topic, partition)
+    if not path.exists():
+        return None
+    data: dict[bytes, bytes] = {}
+    try:
+        with path.open("rb") as handle:
+            header, frames = read_header(path, handle)
+            if (header.topic, header.partition) != (topic, partition):
+                raise SnapshotError(f"{path}: holds {header.topic} partition {header.partition}")
+            if not first <= header.offset <= end:
+                raise SnapshotError(
+                    f"{path}: offset {header.offset} is outside the changelog's {first}..{end} "
+                    "(the topic was recreated or truncated)"
+                )
+            age = time.time() - header.taken_at
+            if age > policy.max_age_s:
+                raise SnapshotError(f"{path}: taken {age:.0f} s ago, over the {policy.max_age_s:.0f} s limit")
+            for flat in chunks(path, frames):
+                values = iter(flat)
+                data.update(zip(values, values, strict=True))
+    except OSError as exc:
+        raise SnapshotError(f"{path}: {exc.strerror or exc}") from exc
+    return data, header.offset
+
+
+def write_snapshot(
+    snapshots: SnapshotDir, topic: str, partition: int, offset: int, data: dict[bytes, bytes], chunk_pairs: int
+) -> None:
+    """Write ``data`` (committed up to changelog ``offset``) as the partition's snapshot: to a temporary file,
+    fsynced, then renamed over the old one. Slow on a big table: callers run it off the event loop, on a copy."""
+    writer = snapshots.writer(topic, partition, offset)
+    try:
+        flat: list[bytes] = []
+        for key, value in data.items():
+            flat.append(key)
+            flat.append(value)
+            if len(flat) >= 2 * chunk_pairs:
+                writer.write(flat)
+                flat = []
+        writer.write(flat)
+        writer.finish()
+    except BaseException:
+        writer.discard()
+        raise
+    writer.commit()

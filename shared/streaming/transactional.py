@@ -30,6 +30,11 @@ Kafka's exactly-once protocol around it, as Kafka Streams builds it:
   a partition, nor the group as it moves from worker to worker. A fenced producer means another worker owns p
   now: the driver stops with that error, as faust does, and the worker is restarted.
 - **Timers.** ``punctuate`` runs every ``punctuate_s`` for each task, inside its transaction, like any input.
+- **Snapshots** (given a SnapshotPolicy): every ``interval_s``, right after a commit, each task's tables are
+  copied as committed and written off the event loop to one local file per changelog partition
+  (shared/streaming/snapshots.py), with the changelog's last stable offset read at that moment (never above
+  what the copy holds); a task built later loads its snapshot and reads its changelog only from there, as Kafka
+  Streams does with its local store and checkpoint file.
 
 The decisions (which partition, what to commit, names) are the pure functions here; ``TransactionalDriver`` is
 the shell, and the processor's own decisions are the service's pure steps.
@@ -54,6 +59,7 @@ from shared.infra.logging import get_logger
 from shared.streaming.codec import encode
 from shared.streaming.deadletters import dead_letter_of
 from shared.streaming.driver import Record, commit_due, commit_offsets, group_consumer, records_of
+from shared.streaming.snapshots import SnapshotDir, SnapshotError, SnapshotPolicy, load_snapshot, write_snapshot
 from shared.streaming.topics import TopicSpec, ensure_topics
 
 log = get_logger(__name__)
@@ -287,6 +293,8 @@ class TxConfig:
     heartbeat_interval_s: float = 1.0
     group_instance_id: str | None = None
     transaction_timeout_s: float = 60.0
+    snapshots: SnapshotPolicy | None = None
+    """Local snapshots of the tables (None: a task always reads its changelogs from the start)."""
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -330,6 +338,10 @@ class TransactionalDriver:
         self.partitions: dict[str, list[int]] = {}
         """Each destination topic's partitions (partition counts do not change under a running worker)."""
         self.known: dict[tuple[str, bytes | None], int] = {}
+        self.snapshot_dir: SnapshotDir | None = None
+        """Locked while the driver runs, when the config asks for snapshots and the directory could be locked."""
+        self.snapshot_due = 0.0
+        self.snapshotting: asyncio.Future[None] | None = None
 
     # -- the loop ----------------------------------------------------------------------------------------------
 
@@ -354,6 +366,7 @@ class TransactionalDriver:
             # partition p of every input to one member: the range assignor, with co-partitioned inputs
             partition_assignment_strategy=(RangePartitionAssignor,),
         )
+        self._lock_snapshots()
         consumer.subscribe(list(c.topics), listener=_Listener(self))
         await consumer.start()
         try:
@@ -367,6 +380,7 @@ class TransactionalDriver:
         finally:
             await self._close_all()
             await consumer.stop()
+            await self._stop_snapshots()
         if self.fatal is not None:
             raise self.fatal
 
@@ -427,6 +441,7 @@ class TransactionalDriver:
         busy = any(polled for polled, _ in rounds)
         if commit_due(busy, self.committed_at, now, self.config.commit_interval_s):
             await self.commit_all()
+            await self._snapshot_if_due(now)
         if self.broken and now >= self.rebuild_after:  # after the healthy tasks committed, never before
             await self._rebuild_broken()
 
@@ -618,7 +633,8 @@ class TransactionalDriver:
         task.producer = producer
         task.in_transaction, task.sent, task.queued, task.offsets = False, [], [], {}
         started = time.monotonic()
-        task.tables = await load_tables(c.bootstrap, self.changelogs, task.partition)
+        snapshots = (self.snapshot_dir, c.snapshots) if self.snapshot_dir and c.snapshots else None
+        task.tables = await load_tables(c.bootstrap, self.changelogs, task.partition, snapshots)
         await self._seek_committed(task)
         if self.on_loaded is not None:
             await self.on_loaded(task)
@@ -681,6 +697,76 @@ class TransactionalDriver:
             await self._close(task)
         self.tasks.clear()
 
+    # -- snapshots ---------------------------------------------------------------------------------------------
+
+    def _lock_snapshots(self) -> None:
+        policy = self.config.snapshots
+        if policy is None:
+            return
+        snapshots = SnapshotDir(policy.directory)
+        try:
+            snapshots.lock()
+        except (SnapshotError, OSError) as exc:  # the worker runs on, reading whole changelogs
+            log.error("snapshots_off", reason=str(exc))  # noqa: TRY400 - the reason says it all
+            return
+        self.snapshot_dir = snapshots
+        self.snapshot_due = time.monotonic() + policy.interval_s
+
+    async def _snapshot_if_due(self, now: float) -> None:
+        """Right after a commit (under the loop's lock, nothing open): copy each committed task's tables and
+        write them off the loop. The offset stored is the changelog's last stable offset read now, which the
+        copy holds everything below (the task is the partition's only writer and has nothing open); a lower
+        one would only make a restart re-read values it holds."""
+        policy, snapshots, consumer = self.config.snapshots, self.snapshot_dir, self.consumer
+        if policy is None or snapshots is None or consumer is None or now < self.snapshot_due:
+            return
+        if self.snapshotting is not None and not self.snapshotting.done():
+            return
+        ready = [t for t in self.tasks.values() if not t.in_transaction and t.partition not in self.broken]
+        if not ready:
+            return
+        self.snapshot_due = now + policy.interval_s
+        parts = {
+            TopicPartition(topic, t.partition): (t, name) for t in ready for name, topic in self.changelogs.items()
+        }
+        try:
+            ends: dict[TopicPartition, int] = await consumer.end_offsets(list(parts))
+        except KafkaError as exc:
+            log.warning("snapshot_skipped", error=type(exc).__name__)
+            return
+        copies = [(tp.topic, tp.partition, ends[tp], dict(t.tables[name])) for tp, (t, name) in parts.items()]
+        self.snapshotting = asyncio.ensure_future(self._write_snapshots(snapshots, copies, policy.chunk_pairs))
+
+    async def _write_snapshots(
+        self, snapshots: SnapshotDir, copies: list[tuple[str, int, int, dict[bytes, bytes]]], chunk_pairs: int
+    ) -> None:
+        started = time.monotonic()
+
+        def write_all() -> None:
+            for topic, partition, offset, data in copies:
+                write_snapshot(snapshots, topic, partition, offset, data, chunk_pairs)
+
+        try:
+            await asyncio.to_thread(write_all)
+        except OSError as exc:  # a full or broken disk: the worker goes on; the next snapshot tries again
+            log.error("snapshot_failed", error=str(exc))  # noqa: TRY400 - the reason says it all
+            return
+        log.info(
+            "snapshot_written",
+            partitions=len(copies),
+            keys=sum(len(data) for *_, data in copies),
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    async def _stop_snapshots(self) -> None:
+        """Wait for a snapshot being written (bounded: a slow disk must not hold the stop), then unlock."""
+        if self.snapshotting is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self.snapshotting), ABORT_TIMEOUT_S)
+        if self.snapshot_dir is not None:
+            self.snapshot_dir.release()
+            self.snapshot_dir = None
+
 
 def changelog_reader(bootstrap: str) -> AIOKafkaConsumer:
     """A plain consumer (no group) that reads changelogs in large fetches, committed records only."""
@@ -694,8 +780,14 @@ def changelog_reader(bootstrap: str) -> AIOKafkaConsumer:
     )
 
 
-async def load_tables(bootstrap: str, changelogs: dict[str, str], partition: int) -> dict[str, dict[bytes, bytes]]:
-    """Partition ``partition`` of each table's changelog, read committed up to its last stable offset."""
+async def load_tables(
+    bootstrap: str,
+    changelogs: dict[str, str],
+    partition: int,
+    snapshots: tuple[SnapshotDir, SnapshotPolicy] | None = None,
+) -> dict[str, dict[bytes, bytes]]:
+    """Partition ``partition`` of each table's changelog, read committed up to its last stable offset: from the
+    start, or from a usable local snapshot's offset after loading the snapshot."""
     tables: dict[str, dict[bytes, bytes]] = {name: {} for name in changelogs}
     if not changelogs:
         return tables
@@ -710,7 +802,24 @@ async def load_tables(bootstrap: str, changelogs: dict[str, str], partition: int
         consumer.assign(list(parts))
         await consumer.seek_to_beginning(*parts)
         ends: dict[TopicPartition, int] = await consumer.end_offsets(list(parts))
-        await read_to_end(consumer, {tp for tp in parts if ends[tp] > 0}, ends, lambda tp: tables[parts[tp]])
+        starts = dict.fromkeys(parts, 0)
+        if snapshots is not None:
+            firsts: dict[TopicPartition, int] = await consumer.beginning_offsets(list(parts))
+            for tp, name in parts.items():
+                try:
+                    found = await asyncio.to_thread(
+                        load_snapshot, *snapshots, tp.topic, tp.partition, firsts[tp], ends[tp]
+                    )
+                except SnapshotError as exc:
+                    log.warning("snapshot_unusable", table=name, partition=partition, error=str(exc))
+                    continue
+                if found is None:
+                    continue
+                tables[name], starts[tp] = found
+                consumer.seek(tp, starts[tp])
+                log.info("snapshot_loaded", table=name, partition=partition, offset=starts[tp], keys=len(tables[name]))
+        left = {tp for tp in parts if ends[tp] > starts[tp]}
+        await read_to_end(consumer, left, ends, lambda tp: tables[parts[tp]])
     finally:
         if collecting:
             gc.enable()

@@ -69,7 +69,7 @@ def loop(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Stack, SmtpSink
         intake_port=free_port(),
         smtp_port=smtp.port,
         metrics_ports={"router": free_port(), "sla": free_port(), "notifier": free_port()},
-        extra_env={"TICKETLOOP_TOPIC_PREFIX": f"e2e{int(time.time())}.", "TICKETLOOP_SLA_TICK_INTERVAL_S": "0.2"},
+        extra_env={"TICKETLOOP_TOPIC_PREFIX": f"e2e{int(time.time())}."},
     )
     stack.start_all()
     try:

@@ -99,7 +99,6 @@ def chat_lab(kafka_bootstrap: str, tmp_path: Path, **env: str) -> Iterator[ChatL
         metrics_ports={"router": free_port(), "sla": free_port(), "notifier": free_port()},
         extra_env={
             "TICKETLOOP_TOPIC_PREFIX": f"chat{time.time_ns()}.",
-            "TICKETLOOP_SLA_TICK_INTERVAL_S": "0.2",
             "TICKETLOOP_ACTION_LINK_KEYS": LINK_KEY,
             "TICKETLOOP_INTAKE_SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET,
             **env,

@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from shared.streaming.snapshots import MAGIC, SnapshotDir, SnapshotError, SnapshotHeader, chunks, read_header
+from shared.streaming.snapshots import (
+    MAGIC,
+    SnapshotDir,
+    SnapshotError,
+    SnapshotHeader,
+    SnapshotPolicy,
+    chunks,
+    load_snapshot,
+    read_header,
+    write_snapshot,
+)
 
 
 def write(directory: Path, flats: list[list[bytes]], offset: int = 42) -> Path:
@@ -114,3 +124,19 @@ def test_a_file_that_is_not_a_snapshot_is_refused(tmp_path: Path) -> None:
     path.write_bytes(MAGIC)
     with pytest.raises(SnapshotError, match="header frame is missing"):
         read(path)
+
+
+def test_a_table_written_whole_loads_back_with_its_offset_and_what_is_unusable_says_why(tmp_path: Path) -> None:
+    snapshots, policy = SnapshotDir(tmp_path), SnapshotPolicy(tmp_path, chunk_pairs=2)
+    data = {f"k{i}".encode(): f"v{i}".encode() * i for i in range(5)}
+    write_snapshot(snapshots, "g-clocks-changelog", 1, 40, data, policy.chunk_pairs)
+    assert load_snapshot(snapshots, policy, "g-clocks-changelog", 1, 0, 50) == (data, 40)
+    assert load_snapshot(snapshots, policy, "g-clocks-changelog", 2, 0, 50) is None, "none for that partition"
+    with pytest.raises(SnapshotError, match=r"offset 40 is outside the changelog's 45\.\.50"):
+        load_snapshot(snapshots, policy, "g-clocks-changelog", 1, 45, 50)
+    with pytest.raises(SnapshotError, match="over the 0 s limit"):
+        load_snapshot(snapshots, SnapshotPolicy(tmp_path, max_age_s=0.0), "g-clocks-changelog", 1, 0, 50)
+    path = snapshots.path("g-clocks-changelog", 1)
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(SnapshotError, match=str(path)):
+        load_snapshot(snapshots, policy, "g-clocks-changelog", 1, 0, 50)
