@@ -83,7 +83,9 @@ class Lane:
     target: str
     deps: LaneDeps
     finish: Callable[[list[str], list[Delivery]], asyncio.Future[None]]
-    """Queues a send's outcome to be written; the future is done once it is (the Dispatcher's group writer)."""
+    """Queues a send's outcome to be written; the future is done once it is (the Dispatcher's group writer). A
+    lane waits for it before it sends again: a crash repeats at most the one send of a lane not yet written, and
+    a restarted lane's rate window (from the delivery log) misses at most that one."""
     items: dict[str, OutboxItem] = field(default_factory=dict)
     finished: OrderedDict[str, None] = field(default_factory=OrderedDict)
     window: Window = field(default_factory=Window)
@@ -91,8 +93,6 @@ class Lane:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     _heap: list[tuple[int, str]] = field(default_factory=list)
-    _writing: asyncio.Future[None] | None = None
-    """The last send's outcome being written: the next send may go meanwhile, the next write waits for it."""
 
     def add(self, items: Iterable[OutboxItem]) -> None:
         for item in items:
@@ -211,17 +211,8 @@ class Lane:
         records = [
             record(i, "sent", i.attempts + 1, f"in a digest of {len(batch)}" if digest else "", now) for i in batch
         ]
+        await self.finish([i.notification_id for i in batch], records)
         self._forget(batch)
-        await self._written()
-        self._writing = self.finish([i.notification_id for i in batch], records)
-
-    async def _written(self) -> None:
-        """Wait for the previous send's outcome to be written: at most one send a lane is unrecorded while the
-        next one goes (a crash may repeat it and the one in flight, never lose either: both are still in the
-        outbox), and the lane never runs ahead of the delivery log by more."""
-        writing, self._writing = self._writing, None
-        if writing is not None:
-            await writing
 
     async def _failed(self, batch: list[OutboxItem], error: str, retryable: bool, retry_after_s: float | None) -> None:
         self.breaker = breaker_failure(self.breaker, self.deps.breaker, self.deps.monotonic())

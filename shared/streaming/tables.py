@@ -44,7 +44,7 @@ from faust.types import TP
 from faust.types.tuples import FutureMessage
 
 from shared.streaming.eos import SourcePartitionTransactions
-from shared.streaming.snapshots import SnapshotDir, SnapshotError, SnapshotPolicy, SnapshotWriter, chunks, read_header
+from shared.streaming.snapshots import SnapshotDir, SnapshotError, SnapshotPolicy, SnapshotWriter, load_snapshot
 from shared.streaming.transactional import changelog_reader
 
 log = structlog.get_logger("ticketloop.tables")
@@ -271,35 +271,20 @@ class ChangelogStore(MemoryStore[bytes, bytes]):
         self, snapshots: SnapshotDir, policy: SnapshotPolicy, tp: TopicPartition, first: int, end: int
     ) -> int:
         """Load the partition's snapshot, if it has a usable one: the offset to read the changelog from (0: none)."""
-        path = snapshots.path(tp.topic, tp.partition)
-        if not path.exists():
-            return 0
-        data, where, partition, pairs = self.data, self._key_partition, tp.partition, 0
+        partition = tp.partition
         try:
-            with path.open("rb") as handle:
-                header, frames = read_header(path, handle)
-                if (header.topic, header.partition) != (tp.topic, tp.partition):
-                    raise SnapshotError(f"{path}: holds {header.topic} partition {header.partition}")
-                if not first <= header.offset <= end:
-                    raise SnapshotError(
-                        f"{path}: offset {header.offset} is outside the changelog's {first}..{end} "
-                        "(the topic was recreated or truncated)"
-                    )
-                age = time.time() - header.taken_at
-                if age > policy.max_age_s:
-                    raise SnapshotError(f"{path}: taken {age:.0f} s ago, over the {policy.max_age_s:.0f} s limit")
-                for flat in chunks(path, frames):
-                    pairs += len(flat) // 2
-                    values = iter(flat)
-                    data.update(zip(values, values, strict=True))
-                    where.update(dict.fromkeys(flat[0::2], partition))
-                    await asyncio.sleep(0)
-        except (SnapshotError, OSError) as exc:
+            found = await asyncio.to_thread(load_snapshot, snapshots, policy, tp.topic, partition, first, end)
+        except SnapshotError as exc:
             log.warning("snapshot_unusable", table=self.table.name, partition=partition, error=str(exc))
-            self._forget({partition})
             return 0
-        log.info("snapshot_loaded", table=self.table.name, partition=partition, offset=header.offset, keys=pairs)
-        return header.offset
+        if found is None:
+            return 0
+        data, offset = found
+        self._forget({partition})
+        self.data.update(data)
+        self._key_partition.update(dict.fromkeys(data, partition))
+        log.info("snapshot_loaded", table=self.table.name, partition=partition, offset=offset, keys=len(data))
+        return offset
 
     def before_commit(self) -> None:
         self._commit_seq = self._seq

@@ -170,52 +170,21 @@ async def test_a_restart_reloads_its_tables_from_the_changelogs_and_goes_on_from
     )
 
 
-async def test_a_broker_restart_mid_stream_loses_nothing_and_repeats_nothing() -> None:
-    """The broker goes away while the driver works and comes back: the transactions in flight fail, their tasks
-    are rebuilt from what was committed, and every input is counted exactly once in the end."""
-    with LocalKafka() as broker:
-        bootstrap = broker.bootstrap
-        topic, group = await setup(bootstrap)
-        await produce(bootstrap, topic, records(3000, 10))
-        counting = Counting()
-        stop = asyncio.Event()
-        small = config(bootstrap, topic, group, max_records=50)  # many transactions: the outage hits some open
-        running = asyncio.create_task(TransactionalDriver(small, counting).run(stop))
-        await asyncio.wait_for(until_handled(counting, 300), 90)
-        await asyncio.to_thread(broker.halt)
-        await asyncio.to_thread(broker.resume)
-        await produce(bootstrap, topic, records(300, 10, prefix="b"))
-        out: list[ConsumerRecord] = []
-        for _ in range(60):  # bounded: until all 3,300 counts are there, committed
-            out = await read_all(bootstrap, f"{topic}-out", expect=3300, within_s=5, committed_only=True)
-            if len(out) >= 3300:
-                break
-        stop.set()
-        await asyncio.wait_for(running, 60)
-    values = [r.value.decode() for r in out if r.value is not None]
-    assert len(values) == 3300 and len(set(values)) == 3300, (
-        f"every count once: {len(values)} {len(set(values))} {counting.handled}"
-    )
-    assert final_counts(values) == {**{f"k{i}": 300 for i in range(10)}, **{f"bk{i}": 30 for i in range(10)}}
-    assert counting.handled >= 3300
-
-
-async def test_an_outage_longer_than_the_transaction_timeout_rebuilds_the_tasks_and_the_worker_goes_on() -> None:
-    """The broker away for longer than the transactions may stay open: the coordinator aborts them when it is
-    back and bumps the producers' epochs, so the worker's next transactional call is refused as fenced. The
-    worker still holds its partitions, so as Kafka Streams does for a migrated task it rebuilds them (new
-    producers, state and offsets from what was committed) instead of stopping, and every input counts once."""
+async def outage_mid_stream(outage_s: float, **over: object) -> None:
+    """3,000 records under way, the broker stopped for ``outage_s`` (beyond its own stop and start) and started
+    again, 300 more after: every one is counted exactly once, and the worker never stops."""
     with LocalKafka() as broker:
         bootstrap = broker.bootstrap
         topic, group = await setup(bootstrap)
         await produce(bootstrap, topic, records(3000, 10))
         counting = Counting(batch_s=0.01)
         stop = asyncio.Event()
-        short = config(bootstrap, topic, group, max_records=50, transaction_timeout_s=3.0)
-        running = asyncio.create_task(TransactionalDriver(short, counting).run(stop))
+        small = config(bootstrap, topic, group, max_records=50, **over)  # many transactions: some open at the halt
+        running = asyncio.create_task(TransactionalDriver(small, counting).run(stop))
         await asyncio.wait_for(until_handled(counting, 300), 90)
         await asyncio.to_thread(broker.halt)
-        await asyncio.sleep(6.0)  # the outage: longer than the transactions' timeout
+        if outage_s:
+            await asyncio.sleep(outage_s)  # the outage itself, not a wait for something to happen
         await asyncio.to_thread(broker.resume)
         await produce(bootstrap, topic, records(300, 10, prefix="b"))
         out: list[ConsumerRecord] = []
@@ -231,6 +200,20 @@ async def test_an_outage_longer_than_the_transaction_timeout_rebuilds_the_tasks_
         f"every count once: {len(values)} {len(set(values))} {counting.handled}"
     )
     assert final_counts(values) == {**{f"k{i}": 300 for i in range(10)}, **{f"bk{i}": 30 for i in range(10)}}
+    assert counting.handled >= 3300
+
+
+async def test_a_broker_restart_mid_stream_loses_nothing_and_repeats_nothing() -> None:
+    """The broker goes away while the driver works and comes back: the transactions in flight fail, their tasks
+    are rebuilt from what was committed, and every input is counted exactly once in the end."""
+    await outage_mid_stream(0.0)
+
+
+async def test_an_outage_longer_than_the_transaction_timeout_rebuilds_the_tasks_and_the_worker_goes_on() -> None:
+    """The broker away for longer than the transactions may stay open (the coordinator aborts them when it is
+    back): the worker's tasks are rebuilt from what was committed instead of the worker stopping, and every
+    input counts once."""
+    await outage_mid_stream(6.0, transaction_timeout_s=3.0)
 
 
 async def test_a_second_worker_takes_over_partitions_mid_stream_and_every_input_counts_once(

@@ -14,7 +14,15 @@ from sqlalchemy import Engine
 
 from services.notifier.channels.base import DeliveryError, Message, RateLimit
 from services.notifier.lanes import Dispatcher, Lane, LaneDeps
-from services.notifier.stages import BreakerPolicy, RetryPolicy, Window, message_to_json, remaining, window_from
+from services.notifier.stages import (
+    BreakerPolicy,
+    RetryPolicy,
+    Window,
+    message_to_json,
+    record,
+    remaining,
+    window_from,
+)
 from shared.events import Delivery
 from shared.store import db, outbox
 from shared.store.outbox import OutboxItem
@@ -267,12 +275,11 @@ def test_a_window_from_wall_times_keeps_their_spacing() -> None:
     assert window_from([], wall, 1000.0) == Window(), "nothing went lately: nothing was in flight either"
 
 
-async def test_a_lane_sends_its_next_message_while_the_last_outcome_is_written_and_never_runs_further_ahead(
-    engine: Engine,
-) -> None:
-    """The write of one send's outcome overlaps the next send (a paced stream no longer pays send + write per
-    message), but a lane is at most one outcome ahead of the delivery log: the third send waits for the first
-    write."""
+async def test_a_lane_sends_its_next_message_only_once_the_last_outcome_is_written(engine: Engine) -> None:
+    """A killed worker repeats at most one send a lane, and a restarted lane's rate window (from the delivery
+    log) misses at most that one: a lane never runs ahead of the delivery log. (Letting the next send overlap the
+    write was tried: the whole-loop chaos test then saw two repeats a lane, and DingTalk's 20-a-minute limit
+    broken after a restart.)"""
     channel = FakeChannel()
     writes: list[tuple[list[str], asyncio.Future[None]]] = []
 
@@ -282,17 +289,15 @@ async def test_a_lane_sends_its_next_message_while_the_last_outcome_is_written_a
         return done
 
     lane = Lane("fake", "t", deps(engine, channel, Sinks()), finish)
-    lane.add(items("t", 3))
+    lane.add(items("t", 2))
     task = asyncio.create_task(lane.run())
     try:
-        await until("the second send, the first outcome still being written", lambda: len(channel.delivered) == 2)
-        assert [ids for ids, _ in writes] == [["t-0"]], "the second outcome waits for the first write"
-        for _ in range(20):  # the lane may run: it must not send the third
+        await until("the first send's outcome queued", lambda: len(writes) == 1)
+        for _ in range(20):  # the lane may run: it must not send the second
             await asyncio.sleep(0)
-        assert len(channel.delivered) == 2
+        assert len(channel.delivered) == 1
         writes[0][1].set_result(None)
-        await until("the third send once the first outcome is written", lambda: len(channel.delivered) == 3)
-        assert [ids for ids, _ in writes] == [["t-0"], ["t-1"]]
+        await until("the second send once the first outcome is written", lambda: len(channel.delivered) == 2)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -313,7 +318,7 @@ async def test_a_round_is_written_while_the_previous_one_is_still_being_publishe
     now = datetime.now(UTC)
     try:
         added = outbox.add(engine, items("t", 3))
-        recs = [record_of(i, now) for i in added]
+        recs = [record(i, "sent", 1, "", now) for i in added]
         first = writer.finish([added[0].notification_id], recs[:1])
         await asyncio.wait_for(first, 20)
         rest = [writer.finish([i.notification_id], [r]) for i, r in zip(added[1:], recs[1:], strict=True)]
@@ -325,17 +330,3 @@ async def test_a_round_is_written_while_the_previous_one_is_still_being_publishe
         assert published == ["t-0", "t-1", "t-2"]
     finally:
         await dispatcher.stop()
-
-
-def record_of(item: OutboxItem, now: datetime) -> Delivery:
-    return Delivery(
-        notification_id=item.notification_id,
-        ticket_id=item.ticket_id,
-        kind=item.kind,
-        channel=item.channel,
-        recipient=item.target,
-        status="sent",
-        attempts=1,
-        error="",
-        at=now,
-    )
