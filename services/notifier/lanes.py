@@ -1,10 +1,12 @@
-"""One lane per target (a chat entry or an email address): the runtime that sends what the outbox holds.
+"""One lane per target (a chat entry or an email address): the runtime that sends the notifier's notifications.
 
 Each lane sends its target's notifications in planning order, one at a time, when the item is due, the target's
 circuit breaker lets it through and its rate limit has a token; when the rate limit is spent and more than one
-notification waits, the lane sends them as one digest. A failure is rescheduled (the item stays in the outbox)
-and only that lane waits: one dead endpoint never delays another target. The decisions are services/notifier/
-stages.py; this is the shell that sleeps, sends and writes.
+notification waits, the lane sends them as one digest. A new notification is sent first and written to the
+outbox only if it waits: a failure keeps it there at once (rescheduled), and the checkpoint before a commit keeps
+whatever a lane still holds. Only that lane waits: one dead endpoint never delays another target. All writes go
+through one writer, in order, a transaction per round. The decisions are services/notifier/stages.py; this is
+the shell that sleeps, sends and writes.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ from services.notifier.stages import (
 from shared.events import Delivery
 from shared.infra.logging import get_logger
 from shared.store import outbox
-from shared.store.outbox import OutboxItem
+from shared.store.outbox import Finish, GiveUp, Op, OutboxItem, Reschedule, Save
+from shared.store.runner import SqlRunner
 
 log = get_logger(__name__)
 FINISHED_MEMORY = 50_000
@@ -75,6 +78,8 @@ class LaneDeps:
     wall: Callable[[], datetime] = _utcnow
     jitter: Callable[[], float] = random.random
     sql_retry_s: float = 1.0
+    sql: SqlRunner | None = None
+    """How the writer reaches the database (in place on SQLite); made from ``engine`` when not given."""
 
 
 @dataclass
@@ -82,11 +87,13 @@ class Lane:
     kind: str
     target: str
     deps: LaneDeps
-    finish: Callable[[list[str], list[Delivery]], asyncio.Future[None]]
-    """Queues a send's outcome to be written; the future is done once it is (the Dispatcher's group writer). A
-    lane waits for it before it sends again: a crash repeats at most the one send of a lane not yet written, and
-    a restarted lane's rate window (from the delivery log) misses at most that one."""
+    writer: Writer
+    """The Dispatcher's single writer. A lane waits for a send's outcome to be written before it sends again: a
+    crash repeats at most the one send of a lane not yet written, and a restarted lane's rate window (from the
+    delivery log) misses at most that one."""
     items: dict[str, OutboxItem] = field(default_factory=dict)
+    unsaved: set[str] = field(default_factory=set)
+    """Items held here only, not (yet) in the outbox: sent first, kept in the outbox only once they wait."""
     finished: OrderedDict[str, None] = field(default_factory=OrderedDict)
     window: Window = field(default_factory=Window)
     breaker: Breaker = field(default_factory=Breaker)
@@ -94,12 +101,23 @@ class Lane:
     task: asyncio.Task[None] | None = None
     _heap: list[tuple[int, str]] = field(default_factory=list)
 
-    def add(self, items: Iterable[OutboxItem]) -> None:
+    def add(self, items: Iterable[OutboxItem], saved: bool = True) -> None:
+        """Hold these items; ``saved=False``: they are not in the outbox yet (``unsaved_items`` gives them to the
+        checkpoint that must keep them before their event's offset is committed)."""
         for item in items:
-            if item.notification_id not in self.finished and item.notification_id not in self.items:
-                self.items[item.notification_id] = item
-                heapq.heappush(self._heap, (item.seq, item.notification_id))
+            nid = item.notification_id
+            if nid not in self.finished and nid not in self.items:
+                self.items[nid] = item
+                heapq.heappush(self._heap, (item.seq, nid))
+                if not saved:
+                    self.unsaved.add(nid)
         self.wake.set()
+
+    def unsaved_items(self) -> list[OutboxItem]:
+        """The items held here only, as they stand now (taken: from now on they count as saved)."""
+        found = [self.items[nid] for nid in self.unsaved if nid in self.items]
+        self.unsaved.clear()
+        return found
 
     def _head(self) -> OutboxItem | None:
         """The first item in planning order (a heap: a backlog after an outage is not sorted at every send)."""
@@ -112,6 +130,7 @@ class Lane:
         for nid, item in list(self.items.items()):
             if (item.source_topic, item.source_partition) in partitions:
                 del self.items[nid]
+                self.unsaved.discard(nid)
 
     @property
     def limit(self) -> RateLimit | None:
@@ -211,7 +230,9 @@ class Lane:
         records = [
             record(i, "sent", i.attempts + 1, f"in a digest of {len(batch)}" if digest else "", now) for i in batch
         ]
-        await self.finish([i.notification_id for i in batch], records)
+        ids = [i.notification_id for i in batch]
+        self.unsaved.difference_update(ids)  # a checkpoint from now on must not bring them back as pending
+        await self.writer.finish(ids, records)
         self._forget(batch)
 
     async def _failed(self, batch: list[OutboxItem], error: str, retryable: bool, retry_after_s: float | None) -> None:
@@ -227,16 +248,20 @@ class Lane:
             breaker=self.breaker.state,
         )
         for item in batch:
+            nid = item.notification_id
+            unsaved = nid in self.unsaved
+            self.unsaved.discard(nid)
             later = next_attempt(item, self.deps.retry, now, error, retry_after_s, 0.5 + self.deps.jitter() / 2)
             if retryable and later is not None:
-                await self._sql(
-                    outbox.reschedule, self.deps.engine, item.notification_id, later.due_at, later.attempts, error
-                )
-                self.items[item.notification_id] = later
+                op = Save([later]) if unsaved else Reschedule(nid, later.due_at, later.attempts, error)
+                await self.writer.submit(op)
+                self.items[nid] = later
                 continue
             why = error if not retryable else f"gave up after {item.attempts + 1} attempts: {error}"
             failed = record(item, "failed", item.attempts + 1, why, now)
-            await self._sql(outbox.give_up, self.deps.engine, item.notification_id, failed)
+            if unsaved:
+                self.writer.submit(Save([item]))
+            await self.writer.submit(GiveUp(failed))
             self._forget([item])
             await self.deps.on_give_up(replace(item, last_error=why), why)
             await self.deps.on_records([failed])
@@ -248,45 +273,61 @@ class Lane:
         while len(self.finished) > FINISHED_MEMORY:
             self.finished.popitem(last=False)
 
-    async def _sql(self, fn: Callable[..., None], *args: object) -> None:
-        """A write to the outbox, retried until the database answers (nothing is dropped while it is down)."""
-        while True:
-            try:
-                await asyncio.to_thread(fn, *args)
-            except Exception as exc:  # noqa: BLE001 - the database is down or locked: wait and try again
-                log.error(  # noqa: TRY400 - the class names the fault; a traceback could carry a URL
-                    "outbox_write_failed", error=type(exc).__name__, channel=self.kind, target=self.target
-                )
-                await asyncio.sleep(self.deps.sql_retry_s)
-                continue
-            return
 
+class Writer:
+    """The notifier's one writer to the outbox and the delivery log: what every lane and the batch handler queue
+    is written in one transaction per round, in the order queued. One SQL commit per notification was the
+    notifier's largest cost, and writers in several threads queued on SQLite's single write lock (its busy
+    handler sleeps 1, 2, 5, 10 ms and more). The delivery records then go to ``on_records`` (the deliveries topic,
+    metrics) from a task of their own, in order, so a round's write never waits for the broker's answer about the
+    previous one.
 
-class GroupWriter:
-    """Writes what every lane delivered in one transaction per round: one SQL commit per notification was the
-    notifier's largest cost, and lanes writing at once queued on SQLite's single write lock. The records then go
-    to ``on_records`` (the deliveries topic, metrics) from a task of their own, in order, so a round's write
-    never waits for the broker's answer about the previous one."""
+    On SQLite, a write that finds the writer idle (nothing queued, no round in flight) is made at once, in place:
+    a paced stream's lane then waits neither for the writer's turn on the loop nor for a worker thread. Under
+    load the writes queue and go in rounds again; either way they are written in the order they were asked for.
+    """
 
     def __init__(self, deps: LaneDeps) -> None:
         self.deps = deps
-        self._waiting: list[tuple[list[str], list[Delivery], asyncio.Future[None]]] = []
+        self._own_sql = deps.sql is None
+        self.sql = deps.sql if deps.sql is not None else SqlRunner(deps.engine)
+        self._waiting: list[tuple[Op | None, asyncio.Future[None]]] = []
+        self._busy = False
+        """A round is being written."""
         self._wake = asyncio.Event()
         self._written: list[Delivery] = []
         self._publish = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.publisher: asyncio.Task[None] | None = None
 
-    def finish(self, ids: list[str], records: list[Delivery]) -> asyncio.Future[None]:
-        """Queue a lane's outcome for the next round; the future is done once it is in the delivery log."""
+    def submit(self, op: Op | None) -> asyncio.Future[None]:
+        """Queue a write for the next round; the future is done once it is written (``None``: a barrier, done
+        once everything queued before it is)."""
         loop = asyncio.get_running_loop()
         if self.task is None:
             self.task = loop.create_task(self.run(), name="outbox writer", context=contextvars.Context())
             self.publisher = loop.create_task(self.publish(), name="delivery records", context=contextvars.Context())
         done: asyncio.Future[None] = loop.create_future()
-        self._waiting.append((ids, records, done))
+        if not self._waiting and not self._busy and (op is None or self.sql.now(outbox.write, [op])):
+            self._written_now([op] if op is not None else [])
+            done.set_result(None)
+            return done
+        self._waiting.append((op, done))
         self._wake.set()
         return done
+
+    def _written_now(self, ops: list[Op]) -> None:
+        records = [r for op in ops if isinstance(op, Finish) for r in op.records]
+        if records:
+            self._written.extend(records)
+            self._publish.set()
+
+    def finish(self, ids: list[str], records: list[Delivery]) -> asyncio.Future[None]:
+        """Sent (or muted): the rows leave the outbox, the records enter the delivery log and are told."""
+        return self.submit(Finish(ids, records))
+
+    def barrier(self) -> asyncio.Future[None]:
+        return self.submit(None)
 
     async def run(self) -> None:
         while True:
@@ -295,20 +336,22 @@ class GroupWriter:
             group, self._waiting = self._waiting, []
             if not group:
                 continue
-            ids = [i for g in group for i in g[0]]
-            records = [r for g in group for r in g[1]]
-            while True:
-                try:
-                    await asyncio.to_thread(outbox.finish, self.deps.engine, ids, records)
-                    break
-                except Exception as exc:  # noqa: BLE001 - the database is down or locked: wait and try again
-                    log.error("outbox_write_failed", error=type(exc).__name__, notifications=len(ids))  # noqa: TRY400
-                    await asyncio.sleep(self.deps.sql_retry_s)
-            for _, _, done in group:
+            ops = [op for op, _ in group if op is not None]
+            self._busy = True
+            try:
+                while ops:
+                    try:
+                        await self.sql(outbox.write, ops)
+                        break
+                    except Exception as exc:  # noqa: BLE001 - the database is down or locked: wait and try again
+                        log.error("outbox_write_failed", error=type(exc).__name__, writes=len(ops))  # noqa: TRY400
+                        await asyncio.sleep(self.deps.sql_retry_s)
+            finally:
+                self._busy = False
+            for _, done in group:
                 if not done.done():
                     done.set_result(None)
-            self._written.extend(records)
-            self._publish.set()
+            self._written_now(ops)
 
     async def publish(self) -> None:
         """Tell ``on_records`` of what was written, every round waiting meanwhile at once, in order."""
@@ -324,7 +367,11 @@ class GroupWriter:
                 log.error("delivery_records_not_published", error=type(exc).__name__, records=len(records))  # noqa: TRY400
 
     async def stop(self) -> None:
-        """Stop writing; what was written and not yet told is told once more (bounded: the broker may be gone)."""
+        """Write what is queued (bounded: the database may be gone), stop, and tell what was written and not yet
+        told once more (bounded: the broker may be gone)."""
+        if self.task is not None and self._waiting:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self.barrier()), timeout=5.0)
         tasks = [t for t in (self.task, self.publisher) if t is not None]
         for task in tasks:
             task.cancel()
@@ -333,6 +380,8 @@ class GroupWriter:
         if records:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.deps.on_records(records), timeout=5.0)
+        if self._own_sql:
+            self.sql.dispose()
 
 
 class Dispatcher:
@@ -341,21 +390,32 @@ class Dispatcher:
     def __init__(self, deps: LaneDeps) -> None:
         self.deps = deps
         self.lanes: dict[tuple[str, str], Lane] = {}
-        self.writer = GroupWriter(deps)
+        self.writer = Writer(deps)
 
-    def submit(self, items: Iterable[OutboxItem]) -> None:
+    def submit(self, items: Iterable[OutboxItem], saved: bool = True) -> None:
+        """Hand items to their lanes; ``saved=False``: not in the outbox (yet), so a lane sends them first and
+        ``checkpoint`` keeps in the outbox those still held when their event's offset is to be committed."""
         by_lane: dict[tuple[str, str], list[OutboxItem]] = {}
         for item in items:
             by_lane.setdefault((item.channel, item.target), []).append(item)
         for key, found in by_lane.items():
             lane = self.lanes.get(key)
             if lane is None:
-                lane = self.lanes[key] = Lane(key[0], key[1], self.deps, self.writer.finish)
+                lane = self.lanes[key] = Lane(key[0], key[1], self.deps, self.writer)
                 # a context of its own: a lane's sends are no part of the event that happened to start it
                 lane.task = asyncio.get_running_loop().create_task(
                     lane.run(), name=f"lane {key[0]} {key[1]}", context=contextvars.Context()
                 )
-            lane.add(found)
+            lane.add(found, saved)
+
+    def checkpoint(self) -> asyncio.Future[None]:
+        """Before offsets are committed: every item held and not in the outbox is written to it (as it stands
+        now: a retried one with its attempts), after every write queued so far. Done once all that is written;
+        then the events handled so far may count as handled."""
+        waiting = [item for lane in self.lanes.values() for item in lane.unsaved_items()]
+        if waiting:
+            self.writer.submit(Save(waiting))
+        return self.writer.barrier()
 
     async def assign(self, partitions: Iterable[tuple[str, int]]) -> int:
         """Load what the outbox holds for newly assigned partitions; returns how many items."""
@@ -394,4 +454,4 @@ class Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.writer.stop()
+        await self.writer.stop()  # what the lanes queued is written: fewer repeats after a restart

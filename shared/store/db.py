@@ -138,15 +138,17 @@ class ActionLinkUseRow(SQLModel, table=True):
     claimed_at: datetime
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, busy_timeout_ms: int = 30_000) -> Engine:
+    """``busy_timeout_ms`` (SQLite): how long a statement waits for another connection's write lock."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, json_serializer=json_text)
+        connect_args = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
+        engine = create_engine(url, connect_args=connect_args, json_serializer=json_text)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 

@@ -1,10 +1,11 @@
-"""The notifier's outbox: every planned notification is written here before its source event counts as handled,
-and leaves it only when it was delivered (its record then in the delivery log) or given up.
+"""The notifier's outbox: every planned notification is either delivered (its record in the delivery log) or
+written here before its source event counts as handled, and leaves it only when it was delivered or given up.
 
-So a send never has to happen inside the event's Kafka transaction: the notifier's consumer moves on as soon as
-the outbox holds the event's notifications, and each target's lane sends them when its rate limit, its circuit
-breaker and its retry schedule allow. A crash loses nothing (the lanes reload the rows of the partitions they
-are assigned); the delivery log's stable notification ids keep a replayed event from adding a row twice.
+So a send never has to happen inside the event's Kafka transaction: the notifier sends a new notification at
+once and keeps it here only if it waits (a failure, a rate limit, a busy lane when the consumer commits); each
+target's lane sends what waits when its rate limit, its circuit breaker and its retry schedule allow. A crash
+loses nothing (the lanes reload the rows of the partitions they are assigned); the delivery log's stable
+notification ids keep a replayed event from adding a row twice or sending again what was delivered.
 
 Rows: ``pending`` (due at ``due_at``), ``failed`` (given up: kept, with the reason, for ``ticketloop deliveries
 failed`` and ``redrive``) and ``redrive`` (asked to be sent again; the notifier takes it back as pending).
@@ -141,6 +142,94 @@ def _row(i: OutboxItem) -> dict[str, Any]:
     }
 
 
+def save(conn: Connection, items: Sequence[OutboxItem]) -> None:
+    """Rows for items the notifier holds and has not written yet (sent first, kept here once they wait): a row
+    already there is left as it is."""
+    if items:
+        conn.execute(_save(conn.dialect.name), [_row(i) for i in items])
+
+
+@functools.cache
+def _save(dialect: str) -> Any:
+    return dialect_insert(dialect)(OUTBOX).on_conflict_do_nothing(index_elements=["notification_id"])
+
+
+@dataclass(frozen=True, slots=True)
+class Save:
+    """Keep these items in the outbox (they wait: a busy lane, a rate limit, a failure, a commit)."""
+
+    items: Sequence[OutboxItem]
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Delivered or muted: the rows leave the outbox and the records enter the delivery log."""
+
+    ids: Sequence[str]
+    records: Sequence[Delivery]
+
+
+@dataclass(frozen=True, slots=True)
+class Reschedule:
+    notification_id: str
+    due_at: datetime
+    attempts: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """Kept as failed, for listing and redrive, and recorded as failed."""
+
+    record: Delivery
+
+
+Op = Save | Finish | Reschedule | GiveUp
+"""One write of the notifier's single writer; a round writes its ops in order, in one transaction."""
+
+
+def coalesced(ops: Iterable[Op]) -> list[Op]:
+    """Neighbouring saves and finishes merged (one statement each instead of one per lane); the order of writes
+    is kept, so a save queued before a finish of the same item is written before it."""
+    out: list[Op] = []
+    for op in ops:
+        last = out[-1] if out else None
+        if isinstance(op, Save) and isinstance(last, Save):
+            out[-1] = Save([*last.items, *op.items])
+        elif isinstance(op, Finish) and isinstance(last, Finish):
+            out[-1] = Finish([*last.ids, *op.ids], [*last.records, *op.records])
+        else:
+            out.append(op)
+    return [op for op in out if not (isinstance(op, Finish) and not op.ids and not op.records)]
+
+
+def write(engine: Engine, ops: Sequence[Op]) -> None:
+    """A round of the writer: its ops in order, in one transaction."""
+    merged = coalesced(ops)
+    if not merged:
+        return
+    with engine.begin() as conn:
+        for op in merged:
+            if isinstance(op, Save):
+                save(conn, op.items)
+            elif isinstance(op, Finish):
+                _finish(conn, op.ids, op.records)
+            elif isinstance(op, Reschedule):
+                conn.execute(
+                    _RESCHEDULE,
+                    {"nid": op.notification_id, "due_at": op.due_at, "attempts": op.attempts, "error": op.error},
+                )
+            else:
+                _give_up(conn, op.record)
+
+
+_RESCHEDULE = (
+    update(OUTBOX)
+    .where(OUTBOX.c.notification_id == bindparam("nid"))
+    .values(due_at=bindparam("due_at"), attempts=bindparam("attempts"), last_error=bindparam("error"))
+)
+
+
 def pending(engine: Engine, partitions: Iterable[tuple[str, int]]) -> list[OutboxItem]:
     """The pending items of these (topic, partition)s, in planning order."""
     wanted = set(partitions)
@@ -155,9 +244,13 @@ def finish(engine: Engine, notification_ids: Sequence[str], records: Sequence[De
     """Delivered (or dropped as already delivered): the rows leave the outbox and the records enter the delivery
     log, in one transaction (one for many lanes' deliveries at once: the notifier's writer groups them)."""
     with engine.begin() as conn:
-        if notification_ids:
-            conn.execute(_DELETE, [{"nid": i} for i in dict.fromkeys(notification_ids)])
-        upsert_deliveries(conn, records)
+        _finish(conn, notification_ids, records)
+
+
+def _finish(conn: Connection, notification_ids: Sequence[str], records: Sequence[Delivery]) -> None:
+    if notification_ids:
+        conn.execute(_DELETE, [{"nid": i} for i in dict.fromkeys(notification_ids)])
+    upsert_deliveries(conn, records)
 
 
 _DELETE = sa_delete(OUTBOX).where(OUTBOX.c.notification_id == bindparam("nid"))
@@ -199,26 +292,13 @@ def recent_sends(engine: Engine, channel: str, target: str, since: datetime) -> 
     return sorted(found)
 
 
-def reschedule(engine: Engine, notification_id: str, due_at: datetime, attempts: int, error: str) -> None:
-    with Session(engine) as session:
-        session.exec(
-            update(OutboxRow)
-            .where(col(OutboxRow.notification_id) == notification_id)
-            .values(due_at=due_at, attempts=attempts, last_error=error)
-        )
-        session.commit()
-
-
-def give_up(engine: Engine, notification_id: str, record: Delivery) -> None:
-    """Kept as failed (for listing and redrive) and recorded as failed in the delivery log."""
-    table = OUTBOX
-    with engine.begin() as conn:
-        conn.execute(
-            update(table)
-            .where(table.c.notification_id == notification_id)
-            .values(status=FAILED, attempts=record.attempts, last_error=record.error)
-        )
-        upsert_deliveries(conn, [record])
+def _give_up(conn: Connection, record: Delivery) -> None:
+    conn.execute(
+        update(OUTBOX)
+        .where(OUTBOX.c.notification_id == record.notification_id)
+        .values(status=FAILED, attempts=record.attempts, last_error=record.error)
+    )
+    upsert_deliveries(conn, [record])
 
 
 def failed(engine: Engine, limit: int = 1000) -> list[OutboxItem]:

@@ -144,11 +144,14 @@ class BatchDriver:
         handle: Handler,
         on_assigned: PartitionsCallback = _nothing,
         on_revoked: PartitionsCallback = _nothing,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.handle = handle
         self.on_assigned = on_assigned
         self.on_revoked = on_revoked
+        self.before_commit = before_commit
+        """Awaited before offsets are committed: what the handler left in flight is made durable first."""
         self.lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
         self.pending: dict[Partition, int] = {}
@@ -186,6 +189,14 @@ class BatchDriver:
         finally:
             await consumer.stop()
 
+    async def end_offsets(self, partitions: Iterable[Partition]) -> dict[Partition, int]:
+        """Where these partitions end now (for ``read_committed``, the last stable offset): records below it may
+        have been handled by a previous owner that did not commit them."""
+        if self.consumer is None:
+            raise RuntimeError("the driver is not running")
+        ends = await self.consumer.end_offsets([TopicPartition(t, p) for t, p in partitions])
+        return {(tp.topic, tp.partition): int(o) for tp, o in ends.items()}
+
     async def commit_pending(self) -> None:
         """Commit what was handled; when a partition went elsewhere meanwhile, its new owner reads those records
         again (the handler is idempotent), so that is logged, not raised."""
@@ -193,6 +204,8 @@ class BatchDriver:
         self.committed_at = time.monotonic()
         if not offsets or self.consumer is None:
             return
+        if self.before_commit is not None:
+            await self.before_commit()
         try:
             await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
         except (CommitFailedError, IllegalStateError) as exc:

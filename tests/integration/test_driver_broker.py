@@ -120,6 +120,32 @@ async def test_what_was_handled_but_not_committed_is_handed_out_again(kafka_boot
     assert sorted(second.values) == sorted(first.values)
 
 
+async def test_offsets_wait_for_the_before_commit_hook(kafka_bootstrap: str) -> None:
+    """The notifier's checkpoint (what its lanes hold, written to the outbox) runs before a commit: while it has
+    not finished, nothing is committed, and a worker dying then hands every record to the next owner."""
+    topic = await new_topic(kafka_bootstrap)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    await produce(kafka_bootstrap, topic, values(20, "a"))
+    first = Seen()
+    asked = asyncio.Event()
+
+    async def never_done() -> None:
+        asked.set()
+        await asyncio.Event().wait()
+
+    driver = BatchDriver(config(kafka_bootstrap, topic, group), first.handle, before_commit=never_done)
+    _, task = await running(driver)
+    await first.wait(20)
+    await asyncio.wait_for(asked.wait(), 60)
+    await killed(task)
+
+    second = Seen()
+    stop, task = await running(BatchDriver(config(kafka_bootstrap, topic, group), second.handle))
+    await second.wait(20)
+    await stopped(stop, task)
+    assert sorted(second.values) == sorted(first.values)
+
+
 async def test_a_rebalance_waits_for_the_batch_in_hand_and_commits_it_before_the_partitions_move(
     kafka_bootstrap: str,
 ) -> None:

@@ -181,7 +181,7 @@ def test_the_outbox_takes_each_notification_once_and_hands_it_to_the_delivery_lo
     assert outbox.add(engine, [outbox_item(1)]) == [], "delivered: never planned again"
     outbox.finish(engine, [], [sent(1, "failed", "late replay")])
     assert db.was_delivered(engine, "n1"), "a sent record is never overwritten"
-    outbox.give_up(engine, "n2", sent(2, "failed", "slack ops-slack: invalid_auth"))
+    outbox.write(engine, [outbox.GiveUp(sent(2, "failed", "slack ops-slack: invalid_auth"))])
     assert [(i.notification_id, i.last_error) for i in outbox.failed(engine)] == [
         ("n2", "slack ops-slack: invalid_auth")
     ]

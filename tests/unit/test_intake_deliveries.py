@@ -59,9 +59,7 @@ def item(nid: str, *, seq: int, target: str = "ops-chat", channel: str = "webhoo
 
 def fail(engine: Engine, it: OutboxItem, error: str, attempts: int = 7) -> None:
     outbox.add(engine, [it])
-    outbox.give_up(
-        engine,
-        it.notification_id,
+    give_up = outbox.GiveUp(
         Delivery(
             notification_id=it.notification_id,
             ticket_id=it.ticket_id,
@@ -74,6 +72,7 @@ def fail(engine: Engine, it: OutboxItem, error: str, attempts: int = 7) -> None:
             at=CREATED + timedelta(days=1),
         ),
     )
+    outbox.write(engine, [give_up])
 
 
 class Api:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine
 
 from services.notifier.channels.base import DeliveryError, Message, RateLimit
-from services.notifier.lanes import Dispatcher, Lane, LaneDeps
+from services.notifier.lanes import Dispatcher, Lane, LaneDeps, Writer
 from services.notifier.stages import (
     BreakerPolicy,
     RetryPolicy,
@@ -259,11 +259,11 @@ async def test_a_restarted_lane_starts_its_rate_window_from_the_delivery_log(eng
     ]
     outbox.finish(engine, [], sent)  # two messages: a digest of two at -10 s, one at -5 s
     lanes = Dispatcher(deps(engine, FakeChannel(), Sinks(), limits={"fake": limit}))
-    lane = Lane("fake", "chat", lanes.deps, lanes.writer.finish)
+    lane = Lane("fake", "chat", lanes.deps, lanes.writer)
     await lane._restore_window()
     assert len(lane.window.sent) == 3, "the two in the log, and one the dead worker may not have written down"
     assert remaining(lane.window, limit, lane.deps.monotonic()) <= 0
-    other = Lane("fake", "elsewhere", lanes.deps, lanes.writer.finish)
+    other = Lane("fake", "elsewhere", lanes.deps, lanes.writer)
     await other._restore_window()
     assert other.window == Window(), "another target's sends do not count"
 
@@ -283,12 +283,14 @@ async def test_a_lane_sends_its_next_message_only_once_the_last_outcome_is_writt
     channel = FakeChannel()
     writes: list[tuple[list[str], asyncio.Future[None]]] = []
 
-    def finish(ids: list[str], _records: list[Delivery]) -> asyncio.Future[None]:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        writes.append((ids, done))
-        return done
+    class HeldWriter(Writer):
+        def finish(self, ids: list[str], _records: list[Delivery]) -> asyncio.Future[None]:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            writes.append((ids, done))
+            return done
 
-    lane = Lane("fake", "t", deps(engine, channel, Sinks()), finish)
+    lane_deps = deps(engine, channel, Sinks())
+    lane = Lane("fake", "t", lane_deps, HeldWriter(lane_deps))
     lane.add(items("t", 2))
     task = asyncio.create_task(lane.run())
     try:
@@ -330,3 +332,65 @@ async def test_a_round_is_written_while_the_previous_one_is_still_being_publishe
         assert published == ["t-0", "t-1", "t-2"]
     finally:
         await dispatcher.stop()
+
+
+async def test_a_checkpoint_while_a_sends_outcome_is_being_written_does_not_bring_it_back(engine: Engine) -> None:
+    """Sent first, then a commit's checkpoint comes before the outcome is written: the checkpoint must not keep
+    the sent item in the outbox (written after the outcome, it would be sent again by the next owner)."""
+    gate = asyncio.Event()
+
+    class GatedWriter(Writer):
+        async def run(self) -> None:
+            await gate.wait()
+            await super().run()
+
+    channel, sinks = FakeChannel(), Sinks()
+    dispatcher = Dispatcher(deps(engine, channel, sinks))
+    dispatcher.writer = GatedWriter(dispatcher.deps)
+    try:
+        dispatcher.submit(items("t", 1), saved=False)
+        await until("sent, its outcome queued", lambda: len(channel.delivered) == 1)
+        written = dispatcher.checkpoint()
+        gate.set()
+        await asyncio.wait_for(written, 20)
+        await until("recorded", lambda: len(sinks.records) == 1)
+    finally:
+        await dispatcher.stop()
+    assert outbox.pending(engine, [("tickets", 0)]) == []
+    assert db.was_delivered(engine, "t-0")
+
+
+async def test_new_items_are_sent_first_and_only_those_still_held_at_a_checkpoint_are_written(engine: Engine) -> None:
+    channel, sinks = FakeChannel(), Sinks()
+    channel.down.add("dead")
+    dispatcher = Dispatcher(deps(engine, channel, sinks, breaker=BreakerPolicy(failures=1, open_s=60, max_open_s=60)))
+    try:
+        dispatcher.submit(items("live", 3) + items("dead", 2), saved=False)
+        await until("the live three recorded", lambda: len(sinks.records) == 3)
+        await dispatcher.checkpoint()
+        assert sorted(i.notification_id for i in outbox.pending(engine, [("tickets", 0)])) == ["dead-0", "dead-1"]
+    finally:
+        await dispatcher.stop()
+
+
+async def test_an_idle_writer_writes_at_once_and_a_busy_one_keeps_the_order(engine: Engine) -> None:
+    """A paced stream's lane does not wait for the writer's turn: with nothing queued, the outcome is written
+    before ``finish`` returns. While a round is queued, a later write goes after it (a checkpoint's save of an
+    item and the item's finish must never swap)."""
+    dispatcher = Dispatcher(deps(engine, FakeChannel(), Sinks()))
+    writer = dispatcher.writer
+    now = datetime.now(UTC)
+    first, second = items("t", 2)
+    try:
+        written = writer.finish([first.notification_id], [record(first, "sent", 1, "", now)])
+        assert written.done() and db.was_delivered(engine, first.notification_id)
+        saved = writer.submit(outbox.Save([second]))
+        assert saved.done()
+        writer._waiting.append((None, asyncio.get_running_loop().create_future()))  # a round queued, not yet run
+        finished = writer.finish([second.notification_id], [record(second, "sent", 1, "", now)])
+        assert not finished.done(), "queued behind the round"
+        await asyncio.wait_for(finished, 20)
+    finally:
+        await dispatcher.stop()
+    assert outbox.pending(engine, [("tickets", 0)]) == []
+    assert db.was_delivered(engine, second.notification_id)

@@ -1,0 +1,200 @@
+"""The notifier worker's batch handling with a fake channel and a real SQLite outbox (no broker: the handler is
+called as the driver calls it). A new notification is sent before anything is written to the outbox; what a
+lane still holds when offsets are to be committed is kept in the outbox; a record the worker may be reading
+again is planned the careful way, so what a previous owner sent is not sent twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine, func, select
+
+from services.notifier.channels.base import Message
+from services.notifier.config import NotifyConfig
+from services.notifier.service import Notifier, NotifierDeps, replayed
+from services.notifier.stages import BreakerPolicy, RetryPolicy
+from shared.events import Change
+from shared.infra.config import ConfigWatcher
+from shared.rules.muting import MutingConfig
+from shared.rules.oncall import TeamsConfig
+from shared.store import db, outbox
+from shared.streaming.codec import encode
+from shared.streaming.driver import DriverConfig, Record
+from shared.streaming.topics import Topics
+from tests.fakes import FakeChannel
+from tests.unit.factories import ticket_event
+from tests.unit.test_lanes import until
+
+TICKETS = "tickets"
+
+
+class WatchingChannel(FakeChannel):
+    """A fake webhook that notes, at each send, how many rows the outbox holds."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+        self.rows_at_send: list[int] = []
+
+    async def send(self, message: Message, target: str) -> None:
+        with self.engine.connect() as conn:
+            self.rows_at_send.append(conn.execute(select(func.count()).select_from(outbox.OUTBOX)).scalar_one())
+        await super().send(message, target)
+
+
+class GatedChannel(WatchingChannel):
+    """Holds every send until ``gate`` is set."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.gate = asyncio.Event()
+
+    async def send(self, message: Message, target: str) -> None:
+        self.attempts.append((message, target))
+        await self.gate.wait()
+        self.attempts.pop()
+        await super().send(message, target)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'notifier.db'}")
+    db.init_db(engine)
+    yield engine
+    engine.dispose()
+
+
+def notifier(engine: Engine, tmp_path: Path, channel: FakeChannel) -> Notifier:
+    (tmp_path / "routing.yaml").write_text("route:\n  team: ops\n")
+    config = NotifyConfig.model_validate(
+        {
+            "teams": {
+                "ops": {
+                    "channels": [
+                        {"type": "webhook", "name": "hook", "url": "http://127.0.0.1:9/h", "secret": "unit-test-secret"}
+                    ]
+                }
+            }
+        }
+    )
+    deps = NotifierDeps(
+        topics=Topics("", 1),
+        config=config,
+        channels={"webhook": channel},
+        engine=engine,
+        registry=CollectorRegistry(),
+        retry=RetryPolicy(base_s=0.01, max_s=0.05, give_up_s=3600.0),
+        breaker=BreakerPolicy(failures=1000, open_s=0.05, max_open_s=0.1),
+        public_url="http://127.0.0.1:8080",
+        muting=ConfigWatcher(tmp_path / "routing.yaml", MutingConfig),
+        teams=ConfigWatcher(tmp_path / "teams.yaml", TeamsConfig, optional=True),
+    )
+    return Notifier(deps, DriverConfig("127.0.0.1:9", "g", (TICKETS,)), "127.0.0.1:9")
+
+
+def sent_tickets(engine: Engine) -> list[str]:
+    """The tickets of the delivery log's sent records."""
+    log = outbox.DELIVERIES
+    with engine.connect() as conn:
+        return list(conn.execute(select(log.c.ticket_id).where(log.c.status == "sent")).scalars())
+
+
+def opened(n: int, offset: int) -> Record:
+    event = ticket_event(Change.opened, 1, ticket_id=f"tl-{n}", team="ops")
+    return Record(TICKETS, 0, offset, event.ticket.ticket_id.encode(), encode(event), (), 0)
+
+
+def test_a_record_below_where_its_partition_ended_at_assignment_is_read_again() -> None:
+    ends = {(TICKETS, 0): 10}
+    assert replayed(opened(1, 9), ends)
+    assert not replayed(opened(1, 10), ends)
+    assert replayed(opened(1, 10), {}), "a partition whose end is not known: every record counts as read again"
+
+
+async def test_a_new_notification_is_sent_before_anything_is_written_to_the_outbox(
+    engine: Engine, tmp_path: Path
+) -> None:
+    channel = WatchingChannel(engine)
+    worker = notifier(engine, tmp_path, channel)
+    worker.replay_until[(TICKETS, 0)] = 0
+    try:
+        await worker.handle([opened(1, 0), opened(2, 1)])
+        await until("both sent and written down", lambda: "tl-1" in sent_tickets(engine))
+        await until("the second written down", lambda: "tl-2" in sent_tickets(engine))
+    finally:
+        await worker.dispatcher.stop()
+    assert channel.rows_at_send == [0, 0]
+    assert len(channel.delivered) == 2
+
+
+async def test_what_a_lane_still_holds_at_a_commit_is_kept_in_the_outbox_and_sent_once_later(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A slow endpoint: one message in flight, one waiting behind it, when the driver is about to commit. Both
+    are in the outbox before the commit (a crash then loses neither), and each arrives once."""
+    channel = GatedChannel(engine)
+    worker = notifier(engine, tmp_path, channel)
+    worker.replay_until[(TICKETS, 0)] = 0
+    try:
+        await worker.handle([opened(1, 0), opened(2, 1)])
+        await until("the first in flight", lambda: len(channel.attempts) == 1)
+        assert outbox.pending(engine, [(TICKETS, 0)]) == [], "sent first: nothing written yet"
+        await worker.checkpoint()
+        assert sorted(i.ticket_id for i in outbox.pending(engine, [(TICKETS, 0)])) == ["tl-1", "tl-2"]
+        channel.gate.set()
+        await until("both sent", lambda: sorted(sent_tickets(engine)) == ["tl-1", "tl-2"])
+        await worker.checkpoint()
+    finally:
+        await worker.dispatcher.stop()
+    assert len(channel.delivered) == 2
+    assert outbox.pending(engine, [(TICKETS, 0)]) == []
+
+
+async def test_a_failed_send_is_kept_in_the_outbox_at_once_with_its_tries(engine: Engine, tmp_path: Path) -> None:
+    channel = WatchingChannel(engine)
+    channel.down.add("hook")
+    worker = notifier(engine, tmp_path, channel)
+    worker.replay_until[(TICKETS, 0)] = 0
+    try:
+        await worker.handle([opened(1, 0)])
+        await until("kept after its first failure", lambda: bool(outbox.pending(engine, [(TICKETS, 0)])))
+        assert outbox.pending(engine, [(TICKETS, 0)])[0].attempts >= 1
+        channel.down.clear()
+        await until("sent once the target is back", lambda: "tl-1" in sent_tickets(engine))
+        await worker.checkpoint()
+    finally:
+        await worker.dispatcher.stop()
+    assert len(channel.delivered) == 1
+    assert outbox.pending(engine, [(TICKETS, 0)]) == []
+
+
+async def test_a_record_read_again_after_a_crash_does_not_send_what_the_previous_owner_sent(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The first worker sends and writes down, then dies before its offsets are committed; the next owner reads
+    the record again (below where the partition ended when it was assigned) and sends nothing twice, while a
+    record past that end is new and sent."""
+    first_channel = WatchingChannel(engine)
+    first = notifier(engine, tmp_path, first_channel)
+    first.replay_until[(TICKETS, 0)] = 0
+    try:
+        await first.handle([opened(1, 0)])
+        await until("sent and written down", lambda: "tl-1" in sent_tickets(engine))
+    finally:
+        await first.dispatcher.stop()
+    channel = WatchingChannel(engine)
+    second = notifier(engine, tmp_path, channel)
+    second.replay_until[(TICKETS, 0)] = 1
+    try:
+        await second.handle([opened(1, 0), opened(2, 1)])
+        await until("the new one sent", lambda: "tl-2" in sent_tickets(engine))
+        await second.checkpoint()
+    finally:
+        await second.dispatcher.stop()
+    assert len(first_channel.delivered) == 1
+    assert len(channel.delivered) == 1 and "tl-2" in channel.delivered[0][0].subject
+    assert outbox.pending(engine, [(TICKETS, 0)]) == []
