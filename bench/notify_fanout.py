@@ -41,9 +41,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -204,6 +206,16 @@ def latencies_ms(received: Iterable[Received], produced: dict[str, float], paths
     return sorted((at - produced[tid]) * 1000.0 for (tid, _), at in firsts.items())
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def per_notif_us(cpu: float, notifications: int) -> str:
+    return f"{cpu / notifications * 1e6:.0f}" if notifications and not math.isnan(cpu) else "nan"
+
+
 def percentile(ordered: Sequence[float], q: float) -> float:
     """The nearest-rank q-quantile of sorted values (nan when there are none)."""
     if not ordered:
@@ -265,10 +277,15 @@ async def bare_loop(bootstrap: str, topic: str, sink_url: str, paths: Sequence[s
     """The latency baseline, run in a process of its own as the notifier is (``--bare-loop``): a bare aiokafka
     consumer (assigned every partition, no group, no state) renders and signs each record's webhook body as the
     notifier would and hands it to one sequential httpx POST loop per path, as the lanes are; it stops after
-    ``n`` records are posted to every path."""
+    ``n`` records are posted to every path. It prints ``ready`` once it knows where each partition starts: the
+    paced stream begins only then, as the notifier's begins after its burst (a start-up is no part of latency)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
-    consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+    partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    consumer.assign(partitions)
+    for tp in partitions:
+        await consumer.position(tp)
+    print("ready", flush=True)
     queues: dict[str, asyncio.Queue[tuple[bytes, dict[str, str]]]] = {p: asyncio.Queue() for p in paths}
 
     async def read() -> None:
@@ -287,21 +304,32 @@ async def bare_loop(bootstrap: str, topic: str, sink_url: str, paths: Sequence[s
                 response.raise_for_status()
 
         reader = asyncio.create_task(read())
+        cpu_at_ready = time.process_time()
         try:
             await asyncio.gather(*(loop(p) for p in paths))
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
             await consumer.stop()
+        print(f"cpu {time.process_time() - cpu_at_ready:.3f}", flush=True)
 
 
 def start_bare_loop(
-    bootstrap: str, topic: str, sink_url: str, paths: Sequence[str], public_url: str, n: int
+    bootstrap: str, topic: str, sink_url: str, paths: Sequence[str], public_url: str, n: int, within_s: float
 ) -> subprocess.Popen[bytes]:
     """The bare loop's process (``bare_loop``), reading ``topic`` from its start until it posted ``n`` records to
-    every path; the caller waits for it, bounded."""
+    every path, once it printed ``ready`` (bounded by ``within_s``); the caller waits for it, bounded."""
     argv = [sys.executable, "-m", "bench.notify_fanout", "--bare-loop", bootstrap, topic, sink_url, public_url]
-    return subprocess.Popen([*argv, str(n), *paths], cwd=REPO)  # noqa: S603 - our own module, our own arguments
+    child = subprocess.Popen([*argv, str(n), *paths], cwd=REPO, stdout=subprocess.PIPE)  # noqa: S603 - our own module
+    ready: list[bytes] = []
+    reader = threading.Thread(target=lambda: ready.append(child.stdout.readline() if child.stdout else b""))
+    reader.start()
+    reader.join(within_s)
+    if not ready or ready[0].strip() != b"ready":
+        child.kill()
+        child.wait()
+        raise RuntimeError("the bare loop did not start")
+    return child
 
 
 async def wait_count(
@@ -366,26 +394,32 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
                 burst = phase_of(await sink.received(client, held), "T", paths, opts.tickets)
 
                 paced_per_s, paced_n, tickets_per_s = math.nan, 0, math.nan
+                paced_cpu_s = bare_cpu_s = math.nan
                 produced: dict[str, float] = {}
                 if burst.delivered == burst.expected and burst.per_s > 0:
                     tickets_per_s = opts.paced_share * burst.per_s / opts.targets
                     paced_n = max(2, min(opts.paced_max, int(tickets_per_s * opts.paced_seconds)))
                     held = await sink.count(client)
                     batch = records(ticket_ids("P", paced_n), datetime.now(UTC))
+                    cpu_before = cpu_s(stack.procs["notifier"].pid)
                     produced, achieved = await produce_paced(bootstrap, topics.tickets.name, batch, tickets_per_s)
                     paced_per_s = achieved * opts.targets
                     await wait_count(sink, client, held + paced_n * opts.targets, opts.timeout, stack)
+                    paced_cpu_s = cpu_s(stack.procs["notifier"].pid) - cpu_before
                 stack.check_alive()
             finally:
                 stack.stop_all()
             bare_produced: dict[str, float] = {}
             if produced:
                 # the same paced stream through a bare consume → POST loop in its own process, the notifier stopped
-                child = start_bare_loop(bootstrap, bare_topic.name, sink.url, paths, public_url, paced_n)
+                child = await asyncio.to_thread(
+                    start_bare_loop, bootstrap, bare_topic.name, sink.url, paths, public_url, paced_n, opts.timeout
+                )
                 bare_batch: list[Record] = [(tid.encode(), b"{}", []) for tid in ticket_ids("Q", paced_n)]
                 bare_produced, _ = await produce_paced(bootstrap, bare_topic.name, bare_batch, tickets_per_s)
                 try:
-                    await asyncio.to_thread(child.wait, opts.timeout)
+                    out, _ = await asyncio.to_thread(child.communicate, None, opts.timeout)
+                    bare_cpu_s = float(out.split()[-1]) if out.startswith(b"cpu ") else math.nan
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
@@ -406,7 +440,9 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
         f"burst={burst.delivered}/{burst.expected} burst_span_s={burst.span_s:.3f} "
         f"paced_tickets={paced_n} paced={paced.delivered}/{paced.expected} "
         f"p90_ms={percentile(lat, 0.9):.1f} max_ms={(lat[-1] if lat else math.nan):.1f} dups={dups} "
-        f"bare={len(bare)}/{len(bare_produced) * len(paths)} bare_max_ms={(bare[-1] if bare else math.nan):.1f}"
+        f"bare={len(bare)}/{len(bare_produced) * len(paths)} bare_max_ms={(bare[-1] if bare else math.nan):.1f} "
+        f"paced_cpu_us_per_notif={per_notif_us(paced_cpu_s, len(lat))} "
+        f"bare_cpu_us_per_notif={per_notif_us(bare_cpu_s, len(bare))}"
     )
     summary = (
         f"notify_fanout: tickets={opts.tickets} targets={opts.targets} delivered={burst.delivered} dups={dups} "
