@@ -249,13 +249,16 @@ class Lane:
         )
         for item in batch:
             nid = item.notification_id
+            if nid not in self.items:
+                continue  # its partition was revoked during the send: its new owner has it from the outbox
             unsaved = nid in self.unsaved
             self.unsaved.discard(nid)
             later = next_attempt(item, self.deps.retry, now, error, retry_after_s, 0.5 + self.deps.jitter() / 2)
             if retryable and later is not None:
                 op = Save([later]) if unsaved else Reschedule(nid, later.due_at, later.attempts, error)
                 await self.writer.submit(op)
-                self.items[nid] = later
+                if nid in self.items:  # not revoked meanwhile
+                    self.items[nid] = later
                 continue
             why = error if not retryable else f"gave up after {item.attempts + 1} attempts: {error}"
             failed = record(item, "failed", item.attempts + 1, why, now)
@@ -369,7 +372,7 @@ class Writer:
     async def stop(self) -> None:
         """Write what is queued (bounded: the database may be gone), stop, and tell what was written and not yet
         told once more (bounded: the broker may be gone)."""
-        if self.task is not None and self._waiting:
+        if self.task is not None and (self._waiting or self._busy):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self.barrier()), timeout=5.0)
         tasks = [t for t in (self.task, self.publisher) if t is not None]

@@ -246,9 +246,11 @@ class Notifier:
             self.replay_until.pop(tp, None)
         if not partitions or self._driver is None:
             return
+        # bounded: the member's heartbeat is paused while the group's assignment callback runs
+        within_s = self.driver_config.session_timeout_s / 3
         try:
-            self.replay_until.update(await self._driver.end_offsets(partitions))
-        except KafkaError as exc:
+            self.replay_until.update(await asyncio.wait_for(self._driver.end_offsets(partitions), within_s))
+        except (KafkaError, TimeoutError) as exc:
             log.warning("end_offsets_unknown", error=type(exc).__name__, partitions=len(partitions))
 
     async def on_revoked(self, partitions: set[Partition]) -> None:
@@ -263,6 +265,10 @@ class Notifier:
 
     async def reload(self) -> None:
         await poll_watchers((self.deps.muting, self.deps.teams), self.reloads)
+        try:
+            await self.runner.checkpoint_wal()
+        except SQLAlchemyError as exc:  # the next round tries again; the log only grows meanwhile
+            log.warning("wal_checkpoint_failed", error=type(exc).__name__)
         redriven = await self.dispatcher.redrive(self.assigned)
         if redriven:
             log.info("outbox_redriven", notifications=redriven)

@@ -138,8 +138,9 @@ class ActionLinkUseRow(SQLModel, table=True):
     claimed_at: datetime
 
 
-def make_engine(url: str, busy_timeout_ms: int = 30_000) -> Engine:
-    """``busy_timeout_ms`` (SQLite): how long a statement waits for another connection's write lock."""
+def make_engine(url: str, busy_timeout_ms: int = 30_000, wal_autocheckpoint: bool = True) -> Engine:
+    """``busy_timeout_ms`` (SQLite): how long a statement waits for another connection's write lock;
+    ``wal_autocheckpoint=False``: this engine's commits never checkpoint the WAL (someone else must)."""
     if url.startswith("sqlite"):
         connect_args = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
         engine = create_engine(url, connect_args=connect_args, json_serializer=json_text)
@@ -150,6 +151,8 @@ def make_engine(url: str, busy_timeout_ms: int = 30_000) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cur.execute("PRAGMA synchronous=NORMAL")
+            if not wal_autocheckpoint:
+                cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
         return engine

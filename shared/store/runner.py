@@ -6,6 +6,10 @@ log writes took about 2.5 ms a round in a worker thread against 0.15 ms in place
 for a lock: its connection has no busy timeout, and when another connection holds SQLite's write lock the call
 is made again in a worker thread, which waits as every other writer does. PostgreSQL's calls always go to a
 worker thread (a network round trip must not hold the loop).
+
+A commit in place never checkpoints SQLite's write-ahead log (that copies pages into the database file and
+syncs it: milliseconds to tens of them on a loaded disk, which the loop would wait out); ``checkpoint_wal``
+does it from a worker thread, and the owner calls it every few seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ from shared.store.db import make_engine
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _checkpoint(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def in_place_url(engine: Engine) -> str | None:
@@ -40,12 +49,13 @@ def is_locked(exc: OperationalError) -> bool:
 
 class SqlRunner:
     """Runs ``fn(engine, *args)`` for the loop: in place on SQLite (falling back to a worker thread while the
-    write lock is held elsewhere), in a worker thread otherwise."""
+    write lock is held elsewhere), in a worker thread otherwise. ``fn`` must make its writes in one transaction:
+    a call that fails in place is made again whole."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         url = in_place_url(engine)
-        self.in_place = make_engine(url, busy_timeout_ms=0) if url is not None else None
+        self.in_place = make_engine(url, busy_timeout_ms=0, wal_autocheckpoint=False) if url is not None else None
 
     async def __call__(self, fn: Callable[Concatenate[Engine, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         if self.in_place is not None:
@@ -66,6 +76,12 @@ class SqlRunner:
         except Exception:  # noqa: BLE001 - not run: the caller's usual way retries and logs it
             return False
         return True
+
+    async def checkpoint_wal(self) -> None:
+        """Copy the write-ahead log into the database file (SQLite, when writes are made in place), from a worker
+        thread; passive: it never waits for a writer or a reader."""
+        if self.in_place is not None:
+            await asyncio.to_thread(_checkpoint, self.engine)
 
     def dispose(self) -> None:
         if self.in_place is not None:

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -26,6 +27,7 @@ from services.notifier.stages import (
 from shared.events import Delivery
 from shared.store import db, outbox
 from shared.store.outbox import OutboxItem
+from shared.store.runner import SqlRunner
 from tests.fakes import FakeChannel
 
 
@@ -347,6 +349,7 @@ async def test_a_checkpoint_while_a_sends_outcome_is_being_written_does_not_brin
     channel, sinks = FakeChannel(), Sinks()
     dispatcher = Dispatcher(deps(engine, channel, sinks))
     dispatcher.writer = GatedWriter(dispatcher.deps)
+    dispatcher.writer.sql.in_place = None  # every write queued for a round (held by the gate)
     try:
         dispatcher.submit(items("t", 1), saved=False)
         await until("sent, its outcome queued", lambda: len(channel.delivered) == 1)
@@ -394,3 +397,105 @@ async def test_an_idle_writer_writes_at_once_and_a_busy_one_keeps_the_order(engi
         await dispatcher.stop()
     assert outbox.pending(engine, [("tickets", 0)]) == []
     assert db.was_delivered(engine, second.notification_id)
+
+
+async def test_a_write_asked_for_while_a_round_is_in_flight_waits_for_that_round(engine: Engine) -> None:
+    """A round saving an item is slow (the write lock held elsewhere sent it to a worker thread); the item's
+    finish meanwhile must not be written in place ahead of it, or the save would bring a delivered item back."""
+    gate = asyncio.Event()
+
+    class SlowRounds(SqlRunner):
+        async def __call__(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            await gate.wait()
+            return await super().__call__(fn, *args, **kwargs)
+
+    lane_deps = deps(engine, FakeChannel(), Sinks())
+    lane_deps.sql = SlowRounds(engine)
+    writer = Writer(lane_deps)
+    (item,) = items("t", 1)
+    try:
+        await writer.barrier()  # starts the writer
+        writer._waiting.append((outbox.Save([item]), asyncio.get_running_loop().create_future()))
+        writer._wake.set()
+        await until("the round in flight", lambda: writer._busy)
+        finished = writer.finish([item.notification_id], [record(item, "sent", 1, "", datetime.now(UTC))])
+        assert not finished.done(), "queued behind the round in flight"
+        gate.set()
+        await asyncio.wait_for(finished, 20)
+    finally:
+        await writer.stop()
+        lane_deps.sql.dispose()
+    assert outbox.pending(engine, [("tickets", 0)]) == []
+    assert db.was_delivered(engine, item.notification_id)
+
+
+async def test_a_new_item_given_up_at_its_first_try_is_kept_for_a_redrive(engine: Engine) -> None:
+    channel, sinks = FakeChannel([DeliveryError("fake x: HTTP 404", retryable=False)]), Sinks()
+    dispatcher = Dispatcher(deps(engine, channel, sinks))
+    try:
+        dispatcher.submit(items("x", 1), saved=False)
+        await until("the give-up", lambda: bool(sinks.given_up))
+    finally:
+        await dispatcher.stop()
+    assert [(i.notification_id, i.last_error) for i in outbox.failed(engine)] == [("x-0", "fake x: HTTP 404")]
+    assert outbox.redrive(engine, "x-0", datetime.now(UTC))
+
+
+@pytest.mark.parametrize("retryable", [True, False])
+async def test_a_send_that_fails_after_its_partition_was_revoked_is_left_to_the_new_owner(
+    engine: Engine, retryable: bool
+) -> None:
+    """Neither retried nor given up here: the row stays pending for the partition's new owner."""
+    gate = asyncio.Event()
+
+    started = asyncio.Event()
+
+    class Slow(FakeChannel):
+        async def send(self, message: Message, target: str) -> None:
+            started.set()
+            await gate.wait()
+            await super().send(message, target)
+
+    channel, sinks = Slow([] if retryable else [DeliveryError("fake t: HTTP 404", retryable=False)]), Sinks()
+    if retryable:
+        channel.down.add("t")
+    dispatcher = Dispatcher(deps(engine, channel, sinks))
+    try:
+        dispatcher.submit(outbox.add(engine, items("t", 1)))
+        await asyncio.wait_for(started.wait(), 20)
+        dispatcher.revoke([("tickets", 0)])
+        gate.set()
+        await until("the send failed", lambda: len(channel.attempts) == 1)
+        await dispatcher.writer.barrier()
+        assert dispatcher.pending() == {"fake": 0}, "the lane does not keep retrying what it no longer owns"
+    finally:
+        await dispatcher.stop()
+    assert [r.notification_id for r in outbox.pending(engine, [("tickets", 0)])] == ["t-0"]
+    assert sinks.given_up == []
+
+
+async def test_stopping_waits_for_the_round_in_flight(engine: Engine) -> None:
+    """A restart after a clean stop repeats nothing the lanes sent: the round being written is waited for."""
+    gate = asyncio.Event()
+
+    class SlowRounds(SqlRunner):
+        async def __call__(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            await gate.wait()
+            return await super().__call__(fn, *args, **kwargs)
+
+    lane_deps = deps(engine, FakeChannel(), Sinks())
+    lane_deps.sql = SlowRounds(engine)
+    lane_deps.sql.in_place = None
+    writer = Writer(lane_deps)
+    (item,) = outbox.add(engine, items("t", 1))
+    try:
+        writer.finish([item.notification_id], [record(item, "sent", 1, "", datetime.now(UTC))])
+        await until("the round in flight", lambda: writer._busy)
+        stopping = asyncio.create_task(writer.stop())
+        await asyncio.sleep(0)
+        gate.set()
+        await asyncio.wait_for(stopping, 20)
+    finally:
+        lane_deps.sql.dispose()
+    assert db.was_delivered(engine, item.notification_id)
+    assert outbox.pending(engine, [("tickets", 0)]) == []

@@ -85,3 +85,30 @@ def test_now_writes_in_place_or_says_it_did_not(engine: Engine, tmp_path: Path) 
     assert rows(engine) == [1]
     elsewhere = SqlRunner(create_engine("sqlite://"))
     assert not elsewhere.now(insert, 3), "an in-memory database is another connection's: never in place"
+
+
+async def test_writes_in_place_never_checkpoint_the_log_on_the_loop_and_checkpoint_wal_does(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A checkpoint copies pages into the database file and syncs it: made by a commit in place it would hold the
+    loop. The in-place connection leaves the write-ahead log alone; ``checkpoint_wal`` (a worker thread) copies
+    it."""
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE blobs (b BLOB)"))
+    runner = SqlRunner(engine)
+    database = tmp_path / "runner.db"
+    try:
+
+        def put(e: Engine) -> None:
+            with e.begin() as conn:
+                conn.execute(text("INSERT INTO blobs (b) VALUES (randomblob(2048))"))
+
+        for _ in range(1500):  # more pages than SQLite's automatic checkpoint lets the log hold (1000)
+            assert runner.now(put)
+        before = database.stat().st_size
+        await runner.checkpoint_wal()
+        after = database.stat().st_size
+    finally:
+        runner.dispose()
+    assert before < 1_000_000, "nothing was copied into the database file by the writes in place"
+    assert after > 2_000_000, "the checkpoint copied the log into it"
