@@ -80,6 +80,15 @@ async def killed(task: asyncio.Task[None]) -> None:
         await task
 
 
+async def next_owner_reads(bootstrap: str, topic: str, group: str, n: int) -> list[bytes]:
+    """What a new member of the group is handed, once it has ``n`` records (it then stops cleanly)."""
+    seen = Seen()
+    stop, task = await running(BatchDriver(config(bootstrap, topic, group), seen.handle))
+    await seen.wait(n)
+    await stopped(stop, task)
+    return seen.values
+
+
 def values(n: int, prefix: str) -> list[tuple[str, bytes]]:
     return [(f"k{i}", f"{prefix}{i}".encode()) for i in range(n)]
 
@@ -113,11 +122,7 @@ async def test_what_was_handled_but_not_committed_is_handed_out_again(kafka_boot
     await first.wait(20)
     await killed(task)
 
-    second = Seen()
-    stop, task = await running(BatchDriver(config(kafka_bootstrap, topic, group), second.handle))
-    await second.wait(20)
-    await stopped(stop, task)
-    assert sorted(second.values) == sorted(first.values)
+    assert sorted(await next_owner_reads(kafka_bootstrap, topic, group, 20)) == sorted(first.values)
 
 
 async def test_offsets_wait_for_the_before_commit_hook(kafka_bootstrap: str) -> None:
@@ -139,11 +144,7 @@ async def test_offsets_wait_for_the_before_commit_hook(kafka_bootstrap: str) -> 
     await asyncio.wait_for(asked.wait(), 60)
     await killed(task)
 
-    second = Seen()
-    stop, task = await running(BatchDriver(config(kafka_bootstrap, topic, group), second.handle))
-    await second.wait(20)
-    await stopped(stop, task)
-    assert sorted(second.values) == sorted(first.values)
+    assert sorted(await next_owner_reads(kafka_bootstrap, topic, group, 20)) == sorted(first.values)
 
 
 async def test_a_rebalance_waits_for_the_batch_in_hand_and_commits_it_before_the_partitions_move(

@@ -100,6 +100,18 @@ async def until(what: str, probe: Callable[[], bool], limit_s: float = 20.0) -> 
         await asyncio.sleep(0.005)
 
 
+class GatedRounds(SqlRunner):
+    """The writer's rounds (not its writes in place) wait for ``gate``: a round in flight, held."""
+
+    def __init__(self, engine: Engine, gate: asyncio.Event) -> None:
+        super().__init__(engine)
+        self.gate = gate
+
+    async def __call__(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        await self.gate.wait()
+        return await super().__call__(fn, *args, **kwargs)
+
+
 def delivered_ids(channel: FakeChannel) -> list[str]:
     """Every notification the fake received, a digest's members each counted once."""
     found = []
@@ -403,14 +415,8 @@ async def test_a_write_asked_for_while_a_round_is_in_flight_waits_for_that_round
     """A round saving an item is slow (the write lock held elsewhere sent it to a worker thread); the item's
     finish meanwhile must not be written in place ahead of it, or the save would bring a delivered item back."""
     gate = asyncio.Event()
-
-    class SlowRounds(SqlRunner):
-        async def __call__(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-            await gate.wait()
-            return await super().__call__(fn, *args, **kwargs)
-
     lane_deps = deps(engine, FakeChannel(), Sinks())
-    lane_deps.sql = SlowRounds(engine)
+    lane_deps.sql = GatedRounds(engine, gate)
     writer = Writer(lane_deps)
     (item,) = items("t", 1)
     try:
@@ -477,14 +483,8 @@ async def test_a_send_that_fails_after_its_partition_was_revoked_is_left_to_the_
 async def test_stopping_waits_for_the_round_in_flight(engine: Engine) -> None:
     """A restart after a clean stop repeats nothing the lanes sent: the round being written is waited for."""
     gate = asyncio.Event()
-
-    class SlowRounds(SqlRunner):
-        async def __call__(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-            await gate.wait()
-            return await super().__call__(fn, *args, **kwargs)
-
     lane_deps = deps(engine, FakeChannel(), Sinks())
-    lane_deps.sql = SlowRounds(engine)
+    lane_deps.sql = GatedRounds(engine, gate)
     lane_deps.sql.in_place = None
     writer = Writer(lane_deps)
     (item,) = outbox.add(engine, items("t", 1))
