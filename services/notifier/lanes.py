@@ -285,9 +285,10 @@ class Writer:
     metrics) from a task of their own, in order, so a round's write never waits for the broker's answer about the
     previous one.
 
-    On SQLite, a write that finds the writer idle (nothing queued, no round in flight) is made at once, in place:
-    a paced stream's lane then waits neither for the writer's turn on the loop nor for a worker thread. Under
-    load the writes queue and go in rounds again; either way they are written in the order they were asked for.
+    On SQLite, writes that find the writer idle (nothing queued, no round in flight) are made in place at the end
+    of the loop's current turn, together (the lanes whose answers came in one turn share a transaction): a paced
+    stream's lane then waits neither for the writer's turn on the loop nor for a worker thread. Under load the
+    writes queue and go in rounds again; either way they are written in the order they were asked for.
     """
 
     def __init__(self, deps: LaneDeps) -> None:
@@ -297,6 +298,8 @@ class Writer:
         self._waiting: list[tuple[Op | None, asyncio.Future[None]]] = []
         self._busy = False
         """A round is being written."""
+        self._soon: list[tuple[Op | None, asyncio.Future[None]]] = []
+        """Writes to make in place at the end of this turn of the loop (``_flush_soon``)."""
         self._wake = asyncio.Event()
         self._written: list[Delivery] = []
         self._publish = asyncio.Event()
@@ -311,13 +314,28 @@ class Writer:
             self.task = loop.create_task(self.run(), name="outbox writer", context=contextvars.Context())
             self.publisher = loop.create_task(self.publish(), name="delivery records", context=contextvars.Context())
         done: asyncio.Future[None] = loop.create_future()
-        if not self._waiting and not self._busy and (op is None or self.sql.now(outbox.write, [op])):
-            self._written_now([op] if op is not None else [])
-            done.set_result(None)
+        if not self._waiting and not self._busy and self.sql.in_place is not None:
+            if not self._soon:
+                loop.call_soon(self._flush_soon, context=contextvars.Context())
+            self._soon.append((op, done))
             return done
         self._waiting.append((op, done))
         self._wake.set()
         return done
+
+    def _flush_soon(self) -> None:
+        """The writes asked for in this turn, in place in one transaction; when that cannot be (a lock held
+        elsewhere, an error), they go first in the writer's next round."""
+        group, self._soon = self._soon, []
+        ops = [op for op, _ in group if op is not None]
+        if self._waiting or self._busy or (ops and not self.sql.now(outbox.write, ops)):
+            self._waiting[:0] = group
+            self._wake.set()
+            return
+        for _, done in group:
+            if not done.done():
+                done.set_result(None)
+        self._written_now(ops)
 
     def _written_now(self, ops: list[Op]) -> None:
         records = [r for op in ops if isinstance(op, Finish) for r in op.records]
@@ -372,7 +390,7 @@ class Writer:
     async def stop(self) -> None:
         """Write what is queued (bounded: the database may be gone), stop, and tell what was written and not yet
         told once more (bounded: the broker may be gone)."""
-        if self.task is not None and (self._waiting or self._busy):
+        if self.task is not None and (self._waiting or self._busy or self._soon):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self.barrier()), timeout=5.0)
         tasks = [t for t in (self.task, self.publisher) if t is not None]

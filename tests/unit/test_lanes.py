@@ -388,27 +388,33 @@ async def test_new_items_are_sent_first_and_only_those_still_held_at_a_checkpoin
         await dispatcher.stop()
 
 
-async def test_an_idle_writer_writes_at_once_and_a_busy_one_keeps_the_order(engine: Engine) -> None:
-    """A paced stream's lane does not wait for the writer's turn: with nothing queued, the outcome is written
-    before ``finish`` returns. While a round is queued, a later write goes after it (a checkpoint's save of an
-    item and the item's finish must never swap)."""
-    dispatcher = Dispatcher(deps(engine, FakeChannel(), Sinks()))
-    writer = dispatcher.writer
+async def test_an_idle_writer_writes_in_place_together_and_a_busy_one_keeps_the_order(engine: Engine) -> None:
+    """A paced stream's lanes do not wait for the writer's rounds: with nothing queued, what is asked for in one
+    turn of the loop is written in place, in one transaction, at the end of it. While a round is queued, a later
+    write goes after it (a checkpoint's save of an item and the item's finish must never swap)."""
+    lane_deps = deps(engine, FakeChannel(), Sinks())
+    lane_deps.sql = GatedRounds(engine, asyncio.Event())  # a round would never end: only writes in place do
+    writer = Writer(lane_deps)
     now = datetime.now(UTC)
-    first, second = items("t", 2)
+    first, second, third = items("t", 3)
     try:
-        written = writer.finish([first.notification_id], [record(first, "sent", 1, "", now)])
-        assert written.done() and db.was_delivered(engine, first.notification_id)
-        saved = writer.submit(outbox.Save([second]))
-        assert saved.done()
-        writer._waiting.append((None, asyncio.get_running_loop().create_future()))  # a round queued, not yet run
-        finished = writer.finish([second.notification_id], [record(second, "sent", 1, "", now)])
-        assert not finished.done(), "queued behind the round"
+        both = [
+            writer.finish([first.notification_id], [record(first, "sent", 1, "", now)]),
+            writer.submit(outbox.Save([second])),
+        ]
+        assert not any(f.done() for f in both), "made at the end of the turn"
+        await asyncio.wait_for(asyncio.gather(*both), 20)
+        assert db.was_delivered(engine, first.notification_id)
+        assert [i.notification_id for i in outbox.pending(engine, [("tickets", 0)])] == ["t-1"]
+        lane_deps.sql.gate.set()
+        writer._waiting.append((outbox.Save([third]), asyncio.get_running_loop().create_future()))  # a round queued
+        finished = writer.finish([third.notification_id], [record(third, "sent", 1, "", now)])
         await asyncio.wait_for(finished, 20)
     finally:
-        await dispatcher.stop()
-    assert outbox.pending(engine, [("tickets", 0)]) == []
-    assert db.was_delivered(engine, second.notification_id)
+        await writer.stop()
+        lane_deps.sql.dispose()
+    assert [i.notification_id for i in outbox.pending(engine, [("tickets", 0)])] == ["t-1"]
+    assert db.was_delivered(engine, third.notification_id)
 
 
 async def test_a_write_asked_for_while_a_round_is_in_flight_waits_for_that_round(engine: Engine) -> None:
