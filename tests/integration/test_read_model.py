@@ -197,3 +197,27 @@ def test_a_ticket_with_its_last_action_projects(engine: Engine) -> None:
     db.project(engine, [tev(Change.opened, 1), tev(Change.acknowledged, 2, last_action="acknowledged by a")])
     found = db.get_ticket(engine, "tl-1")
     assert found is not None and found[0].version == 2
+
+
+def test_the_notifiers_writes_go_in_order_in_one_round(engine: Engine) -> None:
+    """The notifier's one writer: a save of an item held in memory (sent first, now waiting), its reschedule, and
+    a save again (a checkpoint racing with it) that leaves the row as it is; then its finish, all in one round."""
+    later = T0 + timedelta(minutes=5)
+    outbox.write(
+        engine,
+        [
+            outbox.Save([outbox_item(7)]),
+            outbox.Reschedule("n7", later, 1, "webhook ops: HTTP 503"),
+            outbox.Save([outbox_item(7)]),
+        ],
+    )
+    (held,) = outbox.pending(engine, [("tickets", 1)])
+    assert (held.notification_id, held.attempts, held.due_at, held.last_error) == (
+        "n7",
+        1,
+        later,
+        "webhook ops: HTTP 503",
+    )
+    outbox.write(engine, [outbox.Finish(["n7"], [sent(7)]), outbox.Finish([], [])])
+    assert outbox.pending(engine, [("tickets", 1)]) == []
+    assert db.was_delivered(engine, "n7")
