@@ -261,6 +261,10 @@ def _terminate(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         proc.wait()
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["fetch", "run"])
@@ -269,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "fetch":
         print(ensure_jars(quiet=False))
         return 0
+    # a SIGTERM (a supervisor, `kill`) stops the broker as Ctrl-C does, instead of leaving it running alone
+    signal.signal(signal.SIGTERM, _interrupt)
     with LocalKafka(port=args.port) as broker:
         print(f"kafka ready at {broker.bootstrap} (log: {broker.log_path}); Ctrl-C stops it", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
