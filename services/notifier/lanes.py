@@ -332,12 +332,13 @@ class Writer:
             self._waiting[:0] = group
             self._wake.set()
             return
+        self._done(group, ops)
+
+    def _done(self, group: list[tuple[Op | None, asyncio.Future[None]]], ops: list[Op]) -> None:
+        """The group's writes are in: its futures done, its delivery records handed to ``publish``."""
         for _, done in group:
             if not done.done():
                 done.set_result(None)
-        self._written_now(ops)
-
-    def _written_now(self, ops: list[Op]) -> None:
         records = [r for op in ops if isinstance(op, Finish) for r in op.records]
         if records:
             self._written.extend(records)
@@ -369,10 +370,7 @@ class Writer:
                         await asyncio.sleep(self.deps.sql_retry_s)
             finally:
                 self._busy = False
-            for _, done in group:
-                if not done.done():
-                    done.set_result(None)
-            self._written_now(ops)
+            self._done(group, ops)
 
     async def publish(self) -> None:
         """Tell ``on_records`` of what was written, every round waiting meanwhile at once, in order."""

@@ -240,13 +240,6 @@ def pending(engine: Engine, partitions: Iterable[tuple[str, int]]) -> list[Outbo
         return [_item(r) for r in rows if (r.source_topic, r.source_partition) in wanted]
 
 
-def finish(engine: Engine, notification_ids: Sequence[str], records: Sequence[Delivery]) -> None:
-    """Delivered (or dropped as already delivered): the rows leave the outbox and the records enter the delivery
-    log, in one transaction (one for many lanes' deliveries at once: the notifier's writer groups them)."""
-    with engine.begin() as conn:
-        _finish(conn, notification_ids, records)
-
-
 def _finish(conn: Connection, notification_ids: Sequence[str], records: Sequence[Delivery]) -> None:
     if notification_ids:
         conn.execute(_DELETE, [{"nid": i} for i in dict.fromkeys(notification_ids)])

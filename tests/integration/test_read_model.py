@@ -176,10 +176,10 @@ def test_the_outbox_takes_each_notification_once_and_hands_it_to_the_delivery_lo
     assert outbox.add(engine, [outbox_item(1), outbox_item(4)]) == [outbox_item(4)], "a replay adds only the new"
     assert [i.notification_id for i in outbox.pending(engine, [("tickets", 1)])] == ["n1", "n3"]
     assert outbox.pending(engine, [("tickets", 1)])[0].payload["actions"] == [["ack", "Acknowledge", "u"]]
-    outbox.finish(engine, ["n1", "n3"], [sent(1), sent(3, detail="in a digest of 2")])
+    outbox.write(engine, [outbox.Finish(["n1", "n3"], [sent(1), sent(3, detail="in a digest of 2")])])
     assert outbox.pending(engine, [("tickets", 1)]) == []
     assert outbox.add(engine, [outbox_item(1)]) == [], "delivered: never planned again"
-    outbox.finish(engine, [], [sent(1, "failed", "late replay")])
+    outbox.write(engine, [outbox.Finish([], [sent(1, "failed", "late replay")])])
     assert db.was_delivered(engine, "n1"), "a sent record is never overwritten"
     outbox.write(engine, [outbox.GiveUp(sent(2, "failed", "slack ops-slack: invalid_auth"))])
     assert [(i.notification_id, i.last_error) for i in outbox.failed(engine)] == [
@@ -188,7 +188,7 @@ def test_the_outbox_takes_each_notification_once_and_hands_it_to_the_delivery_lo
     assert outbox.redrive(engine, "n2", T0 + timedelta(hours=30))
     (back,) = outbox.take_redriven(engine, [("tickets", 0)])
     assert (back.status, back.attempts, back.created_at) == ("pending", 0, T0 + timedelta(hours=30))
-    outbox.finish(engine, ["n2"], [sent(2)])
+    outbox.write(engine, [outbox.Finish(["n2"], [sent(2)])])
     assert db.was_delivered(engine, "n2"), "a failed record is replaced by the later success"
 
 

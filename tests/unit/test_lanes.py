@@ -5,9 +5,8 @@ what is given up is kept for a redrive."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,14 +28,6 @@ from shared.store import db, outbox
 from shared.store.outbox import OutboxItem
 from shared.store.runner import SqlRunner
 from tests.fakes import FakeChannel
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
-    db.init_db(engine)
-    yield engine
-    engine.dispose()
 
 
 class Sinks:
@@ -271,7 +262,7 @@ async def test_a_restarted_lane_starts_its_rate_window_from_the_delivery_log(eng
         )
         for i in range(3)
     ]
-    outbox.finish(engine, [], sent)  # two messages: a digest of two at -10 s, one at -5 s
+    outbox.write(engine, [outbox.Finish([], sent)])  # two messages: a digest of two at -10 s, one at -5 s
     lanes = Dispatcher(deps(engine, FakeChannel(), Sinks(), limits={"fake": limit}))
     lane = Lane("fake", "chat", lanes.deps, lanes.writer)
     await lane._restore_window()

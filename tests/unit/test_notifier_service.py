@@ -6,10 +6,8 @@ again is planned the careful way, so what a previous owner sent is not sent twic
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, func, select
 
@@ -21,7 +19,7 @@ from shared.events import Change
 from shared.infra.config import ConfigWatcher
 from shared.rules.muting import MutingConfig
 from shared.rules.oncall import TeamsConfig
-from shared.store import db, outbox
+from shared.store import outbox
 from shared.streaming.codec import encode
 from shared.streaming.driver import DriverConfig, Record
 from shared.streaming.topics import Topics
@@ -60,15 +58,9 @@ class GatedChannel(WatchingChannel):
         await super().send(message, target)
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'notifier.db'}")
-    db.init_db(engine)
-    yield engine
-    engine.dispose()
-
-
-def notifier(engine: Engine, tmp_path: Path, channel: FakeChannel) -> Notifier:
+def notifier(engine: Engine, tmp_path: Path, channel: FakeChannel, replay_until: int = 0) -> Notifier:
+    """A worker assigned partition 0, which ended at ``replay_until`` when assigned (records below are read
+    again)."""
     (tmp_path / "routing.yaml").write_text("route:\n  team: ops\n")
     config = NotifyConfig.model_validate(
         {
@@ -93,7 +85,9 @@ def notifier(engine: Engine, tmp_path: Path, channel: FakeChannel) -> Notifier:
         muting=ConfigWatcher(tmp_path / "routing.yaml", MutingConfig),
         teams=ConfigWatcher(tmp_path / "teams.yaml", TeamsConfig, optional=True),
     )
-    return Notifier(deps, DriverConfig("127.0.0.1:9", "g", (TICKETS,)), "127.0.0.1:9")
+    worker = Notifier(deps, DriverConfig("127.0.0.1:9", "g", (TICKETS,)), "127.0.0.1:9")
+    worker.replay_until[(TICKETS, 0)] = replay_until
+    return worker
 
 
 def sent_tickets(engine: Engine) -> list[str]:
@@ -120,7 +114,6 @@ async def test_a_new_notification_is_sent_before_anything_is_written_to_the_outb
 ) -> None:
     channel = WatchingChannel(engine)
     worker = notifier(engine, tmp_path, channel)
-    worker.replay_until[(TICKETS, 0)] = 0
     try:
         await worker.handle([opened(1, 0), opened(2, 1)])
         await until("both sent and written down", lambda: "tl-1" in sent_tickets(engine))
@@ -138,7 +131,6 @@ async def test_what_a_lane_still_holds_at_a_commit_is_kept_in_the_outbox_and_sen
     are in the outbox before the commit (a crash then loses neither), and each arrives once."""
     channel = GatedChannel(engine)
     worker = notifier(engine, tmp_path, channel)
-    worker.replay_until[(TICKETS, 0)] = 0
     try:
         await worker.handle([opened(1, 0), opened(2, 1)])
         await until("the first in flight", lambda: len(channel.attempts) == 1)
@@ -158,7 +150,6 @@ async def test_a_failed_send_is_kept_in_the_outbox_at_once_with_its_tries(engine
     channel = WatchingChannel(engine)
     channel.down.add("hook")
     worker = notifier(engine, tmp_path, channel)
-    worker.replay_until[(TICKETS, 0)] = 0
     try:
         await worker.handle([opened(1, 0)])
         await until("kept after its first failure", lambda: bool(outbox.pending(engine, [(TICKETS, 0)])))
@@ -180,15 +171,13 @@ async def test_a_record_read_again_after_a_crash_does_not_send_what_the_previous
     record past that end is new and sent."""
     first_channel = WatchingChannel(engine)
     first = notifier(engine, tmp_path, first_channel)
-    first.replay_until[(TICKETS, 0)] = 0
     try:
         await first.handle([opened(1, 0)])
         await until("sent and written down", lambda: "tl-1" in sent_tickets(engine))
     finally:
         await first.dispatcher.stop()
     channel = WatchingChannel(engine)
-    second = notifier(engine, tmp_path, channel)
-    second.replay_until[(TICKETS, 0)] = 1
+    second = notifier(engine, tmp_path, channel, replay_until=1)
     try:
         await second.handle([opened(1, 0), opened(2, 1)])
         await until("the new one sent", lambda: "tl-2" in sent_tickets(engine))
