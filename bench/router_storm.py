@@ -2,9 +2,11 @@
 
     python -m bench.router_storm [--events 5000] [--groups 20]
 
-Both read the same pre-produced storm from an ``events`` topic and write one record per input record; each rate
-is output records over the span between the first and last output record's broker timestamp, so start-up and
-group joins are not counted. Bounded: gives up after --timeout seconds. Last line:
+Both read the same pre-produced storm from an ``events`` topic. The forwarder writes one record per input record;
+the router writes its ticket changes, a commit's occurrences of a ticket told as one change whose ticket counts
+them all. Each rate is the inputs accounted for (forwarded records; the tickets' occurrences) over the span
+between the first and last output record's broker timestamp, so start-up and group joins are not counted.
+Bounded: gives up after --timeout seconds. Last line:
 ``router_storm: events=... tickets=... events_per_s=... baseline_per_s=... ratio_vs_forwarder=...``
 """
 
@@ -14,9 +16,11 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from deploy.local.kafka_local import LocalKafka, free_port
@@ -87,22 +91,37 @@ async def forward(bootstrap: str, source: str, sink: str, n: int, within_s: floa
         await consumer.stop()
 
 
-async def span_of(bootstrap: str, topic: str, n: int, within_s: float) -> tuple[int, float]:
-    """(records, seconds between first and last broker timestamp) once n records are there, or at the timeout."""
+async def span_of(
+    bootstrap: str, topic: str, n: int, within_s: float, counted: Callable[[list[ConsumerRecord]], int] = len
+) -> tuple[int, float]:
+    """(inputs accounted for, seconds between the first and last output's broker timestamp) once ``counted``
+    says n are there, or at the timeout."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
     await consumer.start()
-    stamps: list[int] = []
+    recs: list[ConsumerRecord] = []
+    done = 0
     deadline = time.monotonic() + within_s
     try:
-        while len(stamps) < n and time.monotonic() < deadline:
+        while done < n and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-            recs: list[ConsumerRecord] = [r for rs in batch.values() for r in rs]
-            stamps.extend(r.timestamp for r in recs)
+            recs.extend(r for rs in batch.values() for r in rs)
+            done = counted(recs)
     finally:
         await consumer.stop()
-    if len(stamps) < 2:
-        return len(stamps), float("nan")
-    return len(stamps), (max(stamps) - min(stamps)) / 1000.0
+    if len(recs) < 2:
+        return done, float("nan")
+    stamps = [r.timestamp for r in recs]
+    return done, (max(stamps) - min(stamps)) / 1000.0
+
+
+def occurrences(records: list[ConsumerRecord]) -> int:
+    """Events the router has accounted for on the tickets topic: each ticket's occurrences as its latest change
+    states them (the router tells a commit's occurrences of a ticket as one change)."""
+    last: dict[str, int] = {}
+    for r in records:
+        ticket = orjson.loads(r.value)["ticket"]
+        last[ticket["ticket_id"]] = int(ticket["occurrences"])
+    return sum(last.values())
 
 
 async def measure(bootstrap: str, n: int, groups: int, within_s: float, workdir: Path) -> str:
@@ -128,7 +147,7 @@ async def measure(bootstrap: str, n: int, groups: int, within_s: float, workdir:
     )
     stack.start("router")
     try:
-        out_n, out_s = await span_of(bootstrap, topics.tickets.name, n, within_s)
+        out_n, out_s = await span_of(bootstrap, topics.tickets.name, n, within_s, occurrences)
         stack.check_alive()  # a router that died is a failed run, not a slow one
     finally:
         stack.stop_all()

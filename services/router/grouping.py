@@ -16,6 +16,7 @@ from services.router.rules import RouteDecision, event_labels
 from shared.events import Change, EventStatus, InboundEvent, TicketEvent, TicketState
 from shared.infra.ids import short_hash
 from shared.streaming.codec import DecodeError, decode
+from shared.streaming.topics import partition_of
 
 TICKET_NAMESPACE = uuid.UUID("0b6f3c1e-5a1f-4c9e-8f0e-2d9c3a7b5e41")
 
@@ -27,6 +28,10 @@ class KeyState(BaseModel):
 
     ticket_id: str
     resolved_at: datetime | None = None
+    inline: bool = False
+    """The ticket was minted on the group's own partition (``home_ticket_id``), so the task that assigns the
+    group's events also writes the ticket and hands each event over in place; every input of such a ticket has
+    gone that way, none through the ticket-inputs topic, so the two never overtake each other."""
 
 
 class KeyUpdate(BaseModel):
@@ -48,21 +53,60 @@ class Assignment:
     """What the dedup key points at afterwards."""
 
 
-def new_ticket_id(event_id: str) -> str:
-    return "tl-" + uuid.uuid5(TICKET_NAMESPACE, event_id).hex[:16]
+@dataclass(frozen=True, slots=True)
+class Home:
+    """Where a group's state lives: its partition, of how many."""
+
+    partition: int
+    partitions: int
 
 
-def assign(current: KeyState | None, event: InboundEvent, reopen_window: timedelta) -> Assignment:
+HOME_TRIES = 1024
+"""Candidates tried for a ticket id on a given partition: none of them landing there has a chance of
+(1 - 1/partitions) ** 1024, below 1e-7 for up to 64 partitions."""
+
+
+def new_ticket_id(event_id: str, attempt: int = 0) -> str:
+    seed = event_id if attempt == 0 else f"{event_id}\x1f{attempt}"
+    return "tl-" + uuid.uuid5(TICKET_NAMESPACE, seed).hex[:16]
+
+
+def home_ticket_id(event_id: str, home: Home) -> str | None:
+    """The first of the event's candidate ticket ids whose partition is the home one (the partition of the
+    group, whose task then writes the ticket too); deterministic, so a replayed event mints the same id. None
+    when no candidate lands there (see HOME_TRIES)."""
+    for attempt in range(HOME_TRIES):
+        candidate = new_ticket_id(event_id, attempt)
+        if partition_of(candidate.encode(), home.partitions) == home.partition:
+            return candidate
+    return None
+
+
+def assign(
+    current: KeyState | None, event: InboundEvent, reopen_window: timedelta, home: Home | None = None
+) -> Assignment:
     """Which ticket an event belongs to. A problem that fires again within ``reopen_window`` of its ticket's
-    resolution goes to that ticket (which reopens); later, it starts a new ticket."""
+    resolution goes to that ticket (which reopens); later, it starts a new ticket, minted on the group's own
+    partition when ``home`` is given (then ``inline``)."""
     if event.status is not EventStatus.firing:
         return Assignment(current.ticket_id if current else None, current)
     if current is not None and (
         current.resolved_at is None or event.received_at - current.resolved_at <= reopen_window
     ):
         return Assignment(current.ticket_id, current)
-    fresh = KeyState(ticket_id=new_ticket_id(event.event_id))
+    at_home = home_ticket_id(event.event_id, home) if home is not None else None
+    fresh = (
+        KeyState(ticket_id=at_home, inline=True)
+        if at_home is not None
+        else KeyState(ticket_id=new_ticket_id(event.event_id))
+    )
     return Assignment(fresh.ticket_id, fresh)
+
+
+def hands_over_in_place(state: KeyState | None, ticket_id: str) -> bool:
+    """Whether the group's task writes this ticket itself: the group points at it and it was minted inline. An
+    input or news of any other ticket travels through its topic, in the order it always has."""
+    return state is not None and state.inline and state.ticket_id == ticket_id
 
 
 def apply_key_update(current: KeyState | None, update: KeyUpdate) -> KeyState | None:

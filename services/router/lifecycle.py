@@ -270,6 +270,41 @@ def with_known_issue(
     return record.model_copy(update={"ticket": ticket}), event
 
 
+def folds(event: TicketEvent) -> bool:
+    """Whether a ticket event may be told together with the ticket's next ones of the same transaction: a plain
+    occurrence (an alert joined, fired or occurred again) changes counts and times, nothing anyone acts on."""
+    return event.change is Change.occurred
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrences:
+    """A ticket's occurrences in one transaction, told as one ticket event: the latest (the ticket as it now
+    stands, its version and trace) and how many occurrences of each reason it stands for. In a storm this is
+    one event per ticket per commit instead of one per alert, on the tickets topic, for the sla worker, the
+    notifier and the timeline."""
+
+    latest: TicketEvent
+    reasons: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def of(cls, event: TicketEvent) -> Occurrences:
+        return cls(event, ((event.reason, 1),))
+
+    def event(self) -> TicketEvent:
+        """The one ticket event: the latest, its reason counting what it stands for."""
+        if self.reasons == ((self.latest.reason, 1),):
+            return self.latest
+        reason = "; ".join(r if n == 1 else f"{r} ({n} times)" for r, n in self.reasons)
+        return self.latest.model_copy(update={"reason": reason})
+
+
+def fold_occurrences(earlier: Occurrences, later: Occurrences) -> Occurrences:
+    counts = dict(earlier.reasons)
+    for reason, n in later.reasons:
+        counts[reason] = counts.get(reason, 0) + n
+    return Occurrences(later.latest, tuple(counts.items()))
+
+
 def reopened_fields(t: Ticket) -> dict[str, object]:
     """What a reopen changes on a ticket (an alert firing again after resolve, or the reopen command)."""
     return {

@@ -27,8 +27,16 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.router.commands import tick_command, timer_due
-from services.router.grouping import KeyState, KeyUpdate, TicketInput, apply_key_update, grouped_input
-from services.router.lifecycle import Member, TicketRecord
+from services.router.grouping import (
+    Home,
+    KeyState,
+    KeyUpdate,
+    TicketInput,
+    apply_key_update,
+    grouped_input,
+    hands_over_in_place,
+)
+from services.router.lifecycle import Member, Occurrences, TicketRecord, fold_occurrences, folds
 from services.router.projects import ProjectsConfig
 from services.router.rules import RoutingConfig
 from services.router.steps import (
@@ -114,6 +122,7 @@ class RouterProcessor:
             t.commands.name: self.on_command,
         }
         self.deadletter = t.deadletter.name
+        self.partitions = t.partitions
         self.ticket_changes = counter(
             deps.registry, "ticketloop_router_ticket_changes_total", "Ticket events emitted", ["change", "team"]
         )
@@ -143,6 +152,16 @@ class RouterProcessor:
         current = self.key_state(task, dedup)
         self.set_key_state(task, dedup, current, apply_key_update(current, update))
 
+    def key_update_in_place(self, task: Task, update: KeyUpdate) -> bool:
+        """Apply a ticket's news to its group's state here, when this task holds both (an inline ticket);
+        False: it has to travel."""
+        dedup = update.dedup_key.encode()
+        current = self.key_state(task, dedup)
+        if not hands_over_in_place(current, update.ticket_id):
+            return False
+        self.set_key_state(task, dedup, current, apply_key_update(current, update))
+        return True
+
     def on_event(self, task: Task, record: Record) -> None:
         ev = decode(InboundEvent, record.value)
         bind_ids(trace_id=ev.trace_id, event_id=ev.event_id)
@@ -161,15 +180,23 @@ class RouterProcessor:
     def assign(self, task: Task, item: TicketInput) -> None:
         group = item.group_key.encode()
         current = self.key_state(task, group)
-        after, out = assign_step(current, item, self.deps.routing.current.reopen_window)
+        home = Home(task.partition, self.partitions)
+        after, out = assign_step(current, item, self.deps.routing.current.reopen_window, home)
         if not out:
             log.info("resolved_without_open_ticket", group=item.group_key)
-        self.send_out(task, out)
-        self.set_key_state(task, group, current, after)
+        self.set_key_state(task, group, current, after)  # first: the ticket's changes may move it, in place
+        if out and hands_over_in_place(after, out[0].key):
+            self.ticket_input(task, out[0].key, item)
+        else:
+            self.send_out(task, out)
 
     def on_ticket_input(self, task: Task, record: Record) -> None:
         ticket_id = record.key.decode() if record.key is not None else ""
-        item = decode(TicketInput, record.value)
+        self.ticket_input(task, ticket_id, decode(TicketInput, record.value))
+
+    def ticket_input(self, task: Task, ticket_id: str, item: TicketInput) -> None:
+        """An event applied to its ticket by the ticket's single writer (from the ticket-inputs topic, or handed
+        over in place by the group's task when that is the ticket's own)."""
         ev = item.event
         bind_ids(trace_id=ev.trace_id, event_id=ev.event_id, ticket_id=ticket_id)
         record_ = self.record(task, ticket_id)
@@ -253,7 +280,18 @@ class RouterProcessor:
 
     def send_out(self, task: Task, records: list[Out]) -> None:
         for out in records:
+            if isinstance(out.value, KeyUpdate) and self.key_update_in_place(task, out.value):
+                continue
+            if isinstance(out.value, TicketEvent) and folds(out.value):
+                where = self.topic_of[out.to]
+                task.send_folded(where, out.key.encode(), Occurrences.of(out.value), fold_occurrences, self.told)
+                continue
             task.send(self.topic_of[out.to], out.key.encode(), encode(out.value), make_headers(**dict(out.ids)))
+
+    @staticmethod
+    def told(occurrences: Occurrences) -> tuple[bytes, list[tuple[str, bytes]]]:
+        event = occurrences.event()
+        return encode(event), make_headers(trace_id=event.trace_id, ticket_id=event.ticket.ticket_id)
 
     def to_deadletter(self, task: Task, record: Record, reason: str) -> None:
         task.dead_letter(self.deadletter, SERVICE, record, reason)

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from services.router.commands import apply_command, reassign_on_call
 from services.router.decision import carried_decision, decide_event
-from services.router.grouping import KeyState, TicketInput, assign, group_key, key_update_for
+from services.router.grouping import Home, KeyState, TicketInput, assign, group_key, key_update_for
 from services.router.lifecycle import Member, TicketRecord, apply_event, with_known_issue
 from services.router.projects import ProjectsConfig, known_issue_for
 from services.router.rules import RoutingConfig
@@ -63,11 +63,11 @@ def route_step(item: TicketInput, config: Config) -> tuple[TicketInput, list[Out
 
 
 def assign_step(
-    state: KeyState | None, item: TicketInput, reopen_window: timedelta
+    state: KeyState | None, item: TicketInput, reopen_window: timedelta, home: Home | None = None
 ) -> tuple[KeyState | None, list[Out]]:
-    """The group's ticket for this event (its open one, or a new one), and the group's state after it; nothing
-    when a resolve comes for a group with no open ticket."""
-    result = assign(state, item.event, reopen_window)
+    """The group's ticket for this event (its open one, or a new one minted on ``home``, the group's partition),
+    and the group's state after it; nothing when a resolve comes for a group with no open ticket."""
+    result = assign(state, item.event, reopen_window, home)
     if result.ticket_id is None:
         return state, []
     ev = item.event

@@ -8,6 +8,13 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition a keyed record lands on, as the Java client and aiokafka's default partitioner pick it
+    (murmur2 of the key over all the topic's partitions)."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 @dataclass(frozen=True, slots=True)

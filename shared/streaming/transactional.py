@@ -60,7 +60,7 @@ from shared.streaming.codec import encode
 from shared.streaming.deadletters import dead_letter_of
 from shared.streaming.driver import Record, commit_due, commit_offsets, group_consumer, records_of
 from shared.streaming.snapshots import SnapshotDir, SnapshotError, SnapshotPolicy, load_snapshot, write_snapshot
-from shared.streaming.topics import TopicSpec, ensure_topics
+from shared.streaming.topics import TopicSpec, ensure_topics, partition_of
 
 log = get_logger(__name__)
 
@@ -116,7 +116,11 @@ def destinations(
             p = known.get((s.topic, s.key))
             if p is None:
                 every = partitions[s.topic]
-                p = known[(s.topic, s.key)] = DefaultPartitioner()(s.key, every, every)
+                p = known[(s.topic, s.key)] = (
+                    every[partition_of(s.key, len(every))]
+                    if s.key is not None
+                    else DefaultPartitioner()(None, every, every)
+                )
         out.setdefault((s.topic, p), []).append(s)
     return out
 
@@ -177,6 +181,8 @@ class Task:
         self.sent: list[asyncio.Future[Any]] = []
         self.cache: dict[str, dict[bytes, Any]] = {name: {} for name in changelogs}
         self.dirty: dict[str, dict[bytes, Callable[[Any], bytes] | None]] = {name: {} for name in changelogs}
+        self.held: dict[tuple[str, bytes], Held] = {}
+        """Records sent with ``send_folded``, not yet queued."""
 
     def get(self, table: str, key: bytes) -> bytes | None:
         self._settle(table, key)
@@ -238,7 +244,10 @@ class Task:
 
     def flush(self) -> None:
         """Encode each key changed through ``store``/``remove`` since the last flush, once, into the table and
-        the changelog queue; the decoded values are let go (the cache lives one transaction)."""
+        the changelog queue, and queue each record held by ``send_folded``; the decoded values are let go (the
+        cache lives one transaction)."""
+        for where in list(self.held):
+            self._release(where)
         for table, dirty in self.dirty.items():
             for key in list(dirty):
                 self._settle(table, key)
@@ -255,7 +264,40 @@ class Task:
     def send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None
     ) -> None:
+        if self.held and key is not None and (topic, key) in self.held:
+            self._release((topic, key))  # what was held for this key goes first: a key's records keep their order
         self.queued.append(Send(topic, key, value, headers or []))
+
+    def send_folded(self, topic: str, key: bytes, value: T, fold: Callable[[T, T], T], encode: Encoder[T]) -> None:
+        """Send a record that the next one sent this way for the same topic and key may fold into (Kafka Streams'
+        record cache on a table's updates): held decoded until the commit, or until a plain ``send`` for the same
+        topic and key, then encoded once and queued. ``fold(held, value)`` is what goes out instead of both."""
+        where = (topic, key)
+        held = self.held.get(where)
+        if held is not None and held.fold == fold:
+            self.held[where] = Held(fold(held.value, value), fold, encode)
+            return
+        if held is not None:
+            self._release(where)
+        self.held[where] = Held(value, fold, encode)
+
+    def _release(self, where: tuple[str, bytes]) -> None:
+        held = self.held.pop(where)
+        value, headers = held.encode(held.value)
+        self.queued.append(Send(where[0], where[1], value, headers))
+
+
+Encoder = Callable[[T], tuple[bytes, list[tuple[str, bytes]]]]
+"""A held record's value and headers, as sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A record held by ``Task.send_folded``: its value as folded so far, how to fold and how to encode it."""
+
+    value: Any
+    fold: Callable[[Any, Any], Any]
+    encode: Callable[[Any], tuple[bytes, list[tuple[str, bytes]]]]
 
 
 class Processor(Protocol):
@@ -435,7 +477,7 @@ class TransactionalDriver:
                     log.error("punctuate_failed", partition=task.partition, error=type(exc).__name__)  # noqa: TRY400
                     self._broke(task, exc)
                     continue
-                if task.queued or any(task.dirty.values()):  # a transaction only for a timer that did something
+                if task.queued or task.held or any(task.dirty.values()):  # only for a timer that did something
                     await self._begin(task)
                     await self._publish(task)
         busy = any(polled for polled, _ in rounds)
@@ -686,6 +728,7 @@ class TransactionalDriver:
         task.tables = {name: {} for name in self.changelogs}
         task.cache = {name: {} for name in self.changelogs}
         task.dirty = {name: {} for name in self.changelogs}
+        task.held = {}
         if producer is not None:
             try:
                 await asyncio.wait_for(producer.stop(), ABORT_TIMEOUT_S)

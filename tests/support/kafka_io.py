@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
@@ -18,10 +19,17 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[str, bytes]]) 
 
 
 async def read_all(
-    bootstrap: str, topic: str, *, expect: int = 0, within_s: float = 30.0, committed_only: bool = False
+    bootstrap: str,
+    topic: str,
+    *,
+    expect: int = 0,
+    within_s: float = 30.0,
+    committed_only: bool = False,
+    until: Callable[[list[ConsumerRecord]], bool] | None = None,
 ) -> list[ConsumerRecord]:
-    """Every record on ``topic`` from the start; waits (bounded) until at least ``expect`` have arrived.
-    ``committed_only`` reads as downstream services do under exactly_once: aborted transactions are skipped."""
+    """Every record on ``topic`` from the start; waits (bounded) until at least ``expect`` have arrived, or
+    ``until`` holds for what has. ``committed_only`` reads as downstream services do under exactly_once: aborted
+    transactions are skipped."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -39,9 +47,9 @@ async def read_all(
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 out.extend(records)
-            if expect and len(out) >= expect:
+            if (expect and len(out) >= expect) or (until is not None and until(out)):
                 break
-            if not expect and not batch and out:
+            if not expect and until is None and not batch and out:
                 break
     finally:
         await consumer.stop()

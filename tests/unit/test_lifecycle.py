@@ -10,19 +10,32 @@ from services.router.commands import TRANSITIONS, apply_command, reassign_on_cal
 from services.router.decision import with_on_call
 from services.router.grouping import (
     Assignment,
+    Home,
     KeyState,
     KeyUpdate,
     TicketInput,
     apply_key_update,
     assign,
     group_key,
+    hands_over_in_place,
+    home_ticket_id,
     key_update_for,
     new_ticket_id,
 )
-from services.router.lifecycle import SEEN_LIMIT, Member, Status, TicketRecord, apply_event
+from services.router.lifecycle import (
+    SEEN_LIMIT,
+    Member,
+    Occurrences,
+    Status,
+    TicketRecord,
+    apply_event,
+    fold_occurrences,
+    folds,
+)
 from services.router.rules import FlapPolicy, RouteDecision
 from shared.events import Action, Change, Command, EventStatus, InboundEvent, TicketEvent, TicketState
 from shared.rules.oncall import OnCall
+from shared.streaming.topics import partition_of
 from tests.unit.factories import T0, event, ticket
 
 DECISION = RouteDecision(team="ops", priority="P1", policy="default", rule="r")
@@ -534,3 +547,47 @@ def test_a_ticket_resolved_during_group_wait_sends_nothing_more() -> None:
     due = NOW + timedelta(seconds=30)
     after, out = apply_command(rec, tick_command("tl-1", due, due), due)
     assert out == [] and after.ticket.notify_at is None and timer_due(after.ticket) is None
+
+
+@given(st.text(min_size=1, max_size=20), st.integers(min_value=1, max_value=16), st.data())
+def test_a_ticket_minted_at_home_lands_on_its_groups_partition_and_the_same_event_mints_the_same_id(
+    event_id: str, partitions: int, data: st.DataObject
+) -> None:
+    home = Home(data.draw(st.integers(min_value=0, max_value=partitions - 1)), partitions)
+    minted = home_ticket_id(event_id, home)
+    assert minted is not None and minted == home_ticket_id(event_id, home)
+    assert partition_of(minted.encode(), partitions) == home.partition
+    assert minted.startswith("tl-") and len(minted) == 19
+
+
+def test_a_new_ticket_minted_at_home_is_inline_and_only_its_own_group_hands_over_in_place() -> None:
+    home = Home(2, 4)
+    fresh = assign(None, event(event_id="e1"), timedelta(hours=1), home).key_state
+    assert fresh is not None and fresh.inline and fresh.ticket_id == home_ticket_id("e1", home)
+    assert hands_over_in_place(fresh, fresh.ticket_id)
+    assert not hands_over_in_place(fresh, "tl-someone-else")
+    assert not hands_over_in_place(KeyState(ticket_id=fresh.ticket_id), fresh.ticket_id), "minted before: travels"
+    assert not hands_over_in_place(None, fresh.ticket_id)
+    resolved = apply_key_update(
+        fresh, KeyUpdate(dedup_key="g", ticket_id=fresh.ticket_id, state=TicketState.resolved, at=T0)
+    )
+    assert resolved is not None and resolved.inline, "a resolve keeps the ticket inline"
+
+
+def _change(change: Change, reason: str, version: int) -> TicketEvent:
+    t = ticket(version=version)
+    return TicketEvent(
+        change_id=f"tl-1:{version}", change=change, actor="am", reason=reason, at=T0, ticket=t, trace_id="t"
+    )
+
+
+def test_occurrences_fold_into_the_latest_event_counting_each_reason_and_nothing_else_folds() -> None:
+    first = Occurrences.of(_change(Change.occurred, "another alert joined", 2))
+    assert first.event() == first.latest, "one occurrence is told as it was"
+    folded = fold_occurrences(first, Occurrences.of(_change(Change.occurred, "another alert joined", 3)))
+    folded = fold_occurrences(folded, Occurrences.of(_change(Change.occurred, "fired again", 4)))
+    told = folded.event()
+    assert told.ticket.version == 4 and told.change_id == "tl-1:4"
+    assert told.reason == "another alert joined (2 times); fired again"
+    assert folds(first.latest)
+    assert not any(folds(_change(c, "", 2)) for c in Change if c is not Change.occurred)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from services.router.grouping import KeyState
 from services.router.projects import ProjectsConfig
 from services.router.rules import RoutingConfig
 from services.router.service import ASSIGNMENTS, MEMBERS, TICKETS, TIMERS, RouterDeps, RouterProcessor
@@ -19,7 +20,8 @@ from shared.rules.oncall import TeamsConfig
 from shared.store import db
 from shared.streaming.codec import decode, encode
 from shared.streaming.memory import MemoryBroker
-from shared.streaming.topics import Topics
+from shared.streaming.topics import Topics, partition_of
+from tests.support.timeline import occurrences_told
 from tests.unit.factories import T0, event
 
 GROUPED = """
@@ -29,6 +31,8 @@ route:
 flapping: {changes: 3, within: 10m, stable_for: 3s}
 """
 
+
+FLAT = "route:\n  team: ops\n"
 
 Make = Callable[..., tuple[MemoryBroker, Topics]]
 
@@ -74,8 +78,11 @@ def test_a_storm_in_two_groups_opens_two_tickets_and_counts_every_alert(make: Ma
         broker.produce(topics.events.name, f"am/x-{i}".encode(), alert(i, "DiskFull" if i % 2 else "CpuHot"))
     broker.run()
     out = changes(broker, topics)
-    assert len(out) == 40, "one ticket event per alert"
     opened = [c for c in out if c.change is Change.opened]
+    joined = [c for c in out if c.change is Change.occurred]
+    assert len(opened) + len(joined) == len(out) <= 4, "a commit's occurrences of a ticket are told as one event"
+    assert sum(occurrences_told(c.reason) for c in joined) == 38
+    assert all(c.reason.startswith("another alert joined") for c in joined)
     assert sorted(c.ticket.summary for c in opened) and len(opened) == 2
     latest = {c.ticket.ticket_id: c.ticket for c in out}
     assert sorted(t.alerts for t in latest.values()) == [20, 20]
@@ -140,7 +147,41 @@ def test_a_resolve_reaches_the_group_and_a_recurrence_within_the_window_reopens_
     out = changes(broker, topics)
     assert [c.change for c in out] == [Change.opened, Change.resolved, Change.reopened]
     assert len({c.ticket.ticket_id for c in out}) == 1
-    assert len(broker.records(topics.key_updates.name)) >= 1, "the group learned its ticket resolved"
+
+
+def test_a_ticket_minted_on_its_groups_partition_is_written_there_with_no_hop(make: Make) -> None:
+    broker, topics = make()
+    broker.produce(topics.events.name, b"am/x-1", alert(1))
+    broker.produce(topics.events.name, b"am/x-1", alert(1, status=EventStatus.resolved))
+    broker.run()
+    out = changes(broker, topics)
+    assert [c.change for c in out] == [Change.opened, Change.resolved]
+    ticket = out[0].ticket
+    home = partition_of(ticket.dedup_key.encode(), 4)
+    assert partition_of(ticket.ticket_id.encode(), 4) == home
+    assert broker.records(topics.ticket_inputs.name) == [], "handed over in place"
+    assert broker.records(topics.key_updates.name) == [], "the group heard of the resolve in place"
+    state = decode(KeyState, broker.tasks[home].tables[ASSIGNMENTS][ticket.dedup_key.encode()])
+    assert state.inline and state.ticket_id == ticket.ticket_id and state.resolved_at is not None
+
+
+def test_a_ticket_minted_before_inline_tickets_still_travels_through_its_topics(make: Make) -> None:
+    broker, topics = make(FLAT)
+    old = KeyState(ticket_id="tl-0123456789abcdef")  # as an earlier router left it: not inline
+    group = b"am/DiskFull-1"  # ungrouped: the group is the alert's own dedup key
+    broker.tasks[partition_of(group, 4)].tables[ASSIGNMENTS][group] = encode(old)
+    broker.produce(topics.events.name, group, alert(1))
+    broker.produce(topics.events.name, group, alert(1, status=EventStatus.resolved))
+    broker.run()
+    out = changes(broker, topics)
+    assert [(c.change, c.ticket.ticket_id) for c in out] == [
+        (Change.opened, old.ticket_id),
+        (Change.resolved, old.ticket_id),
+    ]
+    assert len(broker.records(topics.ticket_inputs.name)) == 2
+    assert len(broker.records(topics.key_updates.name)) == 1, "the group learned its ticket resolved"
+    state = decode(KeyState, broker.tasks[partition_of(group, 4)].tables[ASSIGNMENTS][group])
+    assert state.resolved_at is not None and not state.inline
 
 
 def test_the_timer_settles_a_flapping_ticket_in_the_tickets_own_task(make: Make) -> None:

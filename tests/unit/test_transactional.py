@@ -169,3 +169,36 @@ def test_the_priority_topics_partitions_come_first_and_the_rest_after() -> None:
     first, rest = split_by_topic(assigned, ("grouped", "commands"))
     assert first == [TopicPartition("grouped", 1)]
     assert rest == [TopicPartition("events", 0), TopicPartition("events", 1)]
+
+
+def _summed(a: int, b: int) -> int:
+    return a + b
+
+
+def _told(value: int) -> tuple[bytes, list[tuple[str, bytes]]]:
+    return str(value).encode(), [("n", b"1")]
+
+
+def test_records_sent_folded_go_out_once_per_key_at_the_flush_and_a_plain_send_keeps_the_keys_order() -> None:
+    task = Task(0, {"t": "t-changelog"})
+    for n in (1, 2, 3):
+        task.send_folded("out", b"a", n, _summed, _told)
+    task.send_folded("out", b"b", 10, _summed, _told)
+    task.send("out", b"other", b"x")
+    assert [s.key for s in task.queued] == [b"other"], "held until the flush"
+    task.send("out", b"b", b"plain")
+    assert [(s.key, s.value) for s in task.queued] == [(b"other", b"x"), (b"b", b"10"), (b"b", b"plain")]
+    task.send_folded("out", b"b", 4, _summed, _told)
+    task.flush()
+    assert [(s.key, s.value) for s in task.queued][3:] == [(b"a", b"6"), (b"b", b"4")]
+    assert task.queued[3].headers == [("n", b"1")]
+    assert task.held == {}
+
+
+def test_a_record_folded_another_way_releases_the_held_one_first() -> None:
+    task = Task(0, {"t": "t-changelog"})
+    task.send_folded("out", b"a", 2, _summed, _told)
+    task.send_folded("out", b"a", 3, max, _told)
+    task.send_folded("out", b"a", 1, max, _told)
+    task.flush()
+    assert [s.value for s in task.queued] == [b"2", b"3"]
