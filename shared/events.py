@@ -190,6 +190,12 @@ class TicketEvent(Wire):
     trace_id: str
     workaround: str | None = Field(default=None, description="a known issue's workaround, found when it opened")
     notify_reporter: bool = Field(default=False, description="send the workaround to the reporter at once")
+    told: int = Field(
+        default=1,
+        ge=1,
+        description="the plain occurrences this change stands for: the router tells a ticket's occurrences of one "
+        "transaction as one change, its ticket as after the last (written only when more than one)",
+    )
 
 
 class Escalation(Wire):

@@ -291,11 +291,11 @@ class Occurrences:
         return cls(event, ((event.reason, 1),))
 
     def event(self) -> TicketEvent:
-        """The one ticket event: the latest, its reason counting what it stands for."""
+        """The one ticket event: the latest, its reason counting what it stands for, ``told`` how many."""
         if self.reasons == ((self.latest.reason, 1),):
             return self.latest
         reason = "; ".join(r if n == 1 else f"{r} ({n} times)" for r, n in self.reasons)
-        return self.latest.model_copy(update={"reason": reason})
+        return self.latest.model_copy(update={"reason": reason, "told": sum(n for _, n in self.reasons)})
 
 
 def fold_occurrences(earlier: Occurrences, later: Occurrences) -> Occurrences:

@@ -8,9 +8,13 @@ One task per partition number handles all five inputs of that partition:
 - ``events`` (from intake, by dedup key): routed once (``route_step``); assigned here when its group is its own
   dedup key, else one hop to ``grouped``;
 - ``grouped`` (by group key) and ``key_updates`` (the group's state, sent back by the ticket's writer):
-  ``assign_step`` on the ``assignments`` table, out to ``ticket_inputs``;
+  ``assign_step`` on the ``assignments`` table. A new ticket is minted on the group's own partition
+  (``inline``): this task writes it too, so the event is handed to ``ticket_step`` in place and the ticket's
+  news reaches the group's state in place, no hop. Tickets minted before that travel: out to ``ticket_inputs``;
 - ``ticket_inputs`` and ``commands`` (by ticket id): the ticket's single writer, ``ticket_step`` and
-  ``command_step`` on the ``tickets`` and ``members`` tables, out to ``tickets`` (and ``key_updates``);
+  ``command_step`` on the ``tickets`` and ``members`` tables, out to ``tickets`` (and ``key_updates``). A
+  ticket's plain occurrences in one transaction go out as one ticket event (``Task.send_folded``; its
+  ``told`` counts them), so a storm is one event per ticket per commit downstream, not one per alert;
 - every second, the tickets of the partition with something due (``timers``) get their tick command, applied
   in the same transaction as any command (flapping settles, grouped notifications).
 """
@@ -94,6 +98,20 @@ def decode_record(raw: bytes) -> TicketRecord:
 
 def decode_key_state(raw: bytes) -> KeyState:
     return decode(KeyState, raw)
+
+
+def encode_key_state(state: KeyState) -> bytes:
+    """A group's state as stored; ``inline`` (and anything else at its default) left out, so a router of the
+    release before inline tickets still reads the state of every group whose ticket is not inline."""
+    return state.__pydantic_serializer__.to_json(state, exclude_defaults=True)
+
+
+def encode_change(event: TicketEvent) -> bytes:
+    """A ticket event as sent: ``told`` only when it tells more than one occurrence, so an event of one change
+    reads as it did before folding."""
+    if event.told == 1:
+        return event.__pydantic_serializer__.to_json(event, exclude={"told"})
+    return encode(event)
 
 
 def member_key(ticket_id: str, dedup_key: str) -> bytes:
@@ -276,7 +294,7 @@ class RouterProcessor:
         if after is None:
             task.remove(ASSIGNMENTS, key)
         else:
-            task.store(ASSIGNMENTS, key, after, encode)
+            task.store(ASSIGNMENTS, key, after, encode_key_state)
 
     def send_out(self, task: Task, records: list[Out]) -> None:
         for out in records:
@@ -286,12 +304,13 @@ class RouterProcessor:
                 where = self.topic_of[out.to]
                 task.send_folded(where, out.key.encode(), Occurrences.of(out.value), fold_occurrences, self.told)
                 continue
-            task.send(self.topic_of[out.to], out.key.encode(), encode(out.value), make_headers(**dict(out.ids)))
+            value = encode_change(out.value) if isinstance(out.value, TicketEvent) else encode(out.value)
+            task.send(self.topic_of[out.to], out.key.encode(), value, make_headers(**dict(out.ids)))
 
     @staticmethod
     def told(occurrences: Occurrences) -> tuple[bytes, list[tuple[str, bytes]]]:
         event = occurrences.event()
-        return encode(event), make_headers(trace_id=event.trace_id, ticket_id=event.ticket.ticket_id)
+        return encode_change(event), make_headers(trace_id=event.trace_id, ticket_id=event.ticket.ticket_id)
 
     def to_deadletter(self, task: Task, record: Record, reason: str) -> None:
         task.dead_letter(self.deadletter, SERVICE, record, reason)

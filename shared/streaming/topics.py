@@ -61,7 +61,9 @@ class Topics:
 
     @property
     def tickets(self) -> TopicSpec:
-        return TopicSpec(f"{self.prefix}tickets", self.partitions, "ticket id", "one ticket event per change")
+        return TopicSpec(
+            f"{self.prefix}tickets", self.partitions, "ticket id", "ticket events, a commit's occurrences folded"
+        )
 
     @property
     def escalations(self) -> TopicSpec:

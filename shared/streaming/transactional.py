@@ -94,6 +94,16 @@ def transactional_id(group_id: str, partition: int) -> str:
     return f"{group_id}-tx-{partition}"
 
 
+class PartitionCountError(RuntimeError):
+    """A source topic's partition count is not the configured one: the service does not start."""
+
+
+def miscounted(partitions: dict[str, set[int] | None], expected: int) -> dict[str, int]:
+    """The source topics whose partition count (known from the cluster's metadata; None: not known) is not the
+    configured one."""
+    return {t: len(ps) for t, ps in partitions.items() if ps is not None and len(ps) != expected}
+
+
 def by_partition(records: Iterable[Record]) -> dict[int, list[Record]]:
     """Records grouped by partition number (a task's inputs), each topic's in offset order."""
     out: dict[int, list[Record]] = {}
@@ -412,6 +422,14 @@ class TransactionalDriver:
         consumer.subscribe(list(c.topics), listener=_Listener(self))
         await consumer.start()
         try:
+            await consumer.topics()  # the cluster's metadata, for every topic
+            wrong = miscounted({t: consumer.partitions_for_topic(t) for t in c.topics}, c.partitions)
+            if wrong:
+                raise PartitionCountError(
+                    "; ".join(f"topic {t} has {n} partitions" for t, n in sorted(wrong.items()))
+                    + f", the service is configured for {c.partitions} (TICKETLOOP_PARTITIONS): the source topics"
+                    " must share that count (a task is partition p of each, and where records land rests on it)"
+                )
             while not stop.is_set() and self.fatal is None:
                 rounds = await self.poll(consumer)
                 async with self.lock:

@@ -15,7 +15,7 @@ from aiokafka import ConsumerRecord
 from deploy.local.kafka_local import LocalKafka
 from shared.streaming.driver import Record
 from shared.streaming.topics import TopicSpec, ensure_topics
-from shared.streaming.transactional import Task, TransactionalDriver, TxConfig
+from shared.streaming.transactional import PartitionCountError, Task, TransactionalDriver, TxConfig
 from tests.support.kafka_io import produce, read_all
 
 pytestmark = pytest.mark.timeout(240)
@@ -268,3 +268,17 @@ async def test_a_record_whose_handling_raises_is_dead_lettered_and_its_half_made
     assert final_counts(values) == {f"k{i}": 20 for i in range(6)}, "the poison record counted nowhere, the rest once"
     [dead] = await read_all(kafka_bootstrap, f"{topic}-dl", expect=1, committed_only=True)
     assert dead.value is not None and b"handling failed: ValueError" in dead.value
+
+
+async def test_a_source_topic_with_another_partition_count_stops_the_worker_before_it_handles_anything(
+    kafka_bootstrap: str,
+) -> None:
+    topic, group = await setup(kafka_bootstrap)
+    await produce(kafka_bootstrap, topic, records(10, 2))
+    counting = Counting()
+    driver = TransactionalDriver(config(kafka_bootstrap, topic, group, partitions=PARTITIONS + 2), counting)
+    with pytest.raises(PartitionCountError) as err:
+        await asyncio.wait_for(driver.run(asyncio.Event()), 60)
+    assert f"topic {topic} has {PARTITIONS} partitions" in str(err.value)
+    assert f"configured for {PARTITIONS + 2}" in str(err.value)
+    assert counting.handled == 0

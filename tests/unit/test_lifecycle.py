@@ -587,7 +587,7 @@ def test_occurrences_fold_into_the_latest_event_counting_each_reason_and_nothing
     folded = fold_occurrences(first, Occurrences.of(_change(Change.occurred, "another alert joined", 3)))
     folded = fold_occurrences(folded, Occurrences.of(_change(Change.occurred, "fired again", 4)))
     told = folded.event()
-    assert told.ticket.version == 4 and told.change_id == "tl-1:4"
+    assert told.ticket.version == 4 and told.change_id == "tl-1:4" and told.told == 3
     assert told.reason == "another alert joined (2 times); fired again"
     assert folds(first.latest)
     assert not any(folds(_change(c, "", 2)) for c in Change if c is not Change.occurred)

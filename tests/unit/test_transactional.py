@@ -14,6 +14,7 @@ from shared.streaming.transactional import (
     by_partition,
     changelog_topic,
     destinations,
+    miscounted,
     split_by_topic,
     task_partitions,
     transactional_id,
@@ -202,3 +203,9 @@ def test_a_record_folded_another_way_releases_the_held_one_first() -> None:
     task.send_folded("out", b"a", 1, max, _told)
     task.flush()
     assert [s.value for s in task.queued] == [b"2", b"3"]
+
+
+def test_a_source_topic_is_miscounted_when_its_known_partition_count_is_not_the_configured_one() -> None:
+    found = {"a": {0, 1, 2, 3}, "b": {0, 1}, "c": None}
+    assert miscounted(found, 4) == {"b": 2}
+    assert miscounted({"a": {0, 1, 2, 3}}, 4) == {}
