@@ -19,6 +19,9 @@ class FakePublisher:
     def ready(self) -> bool:
         return not self.down
 
+    async def check(self) -> bool:
+        return not self.down
+
     async def publish(self, records: Sequence[Record]) -> None:
         if self.down:
             raise PublishUnavailableError("fake broker is down")

@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -30,6 +31,7 @@ from services.intake.edge import (
     CommandBody,
     HttpError,
     IntakeDeps,
+    RequestIds,
     bearer_token,
     iso_time,
     parse_json,
@@ -451,7 +453,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_request: Request) -> Response:
-        if not deps.publisher.ready:
+        if not await deps.publisher.check():
             return JSONResponse({"status": "not ready", "kafka": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
@@ -479,4 +481,4 @@ def create_app(deps: IntakeDeps) -> Starlette:
     ]
     routes += action_routes(deps, publish, metrics.rejected)
     routes += delivery_routes(deps, api_client, fail)
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(RequestIds)])

@@ -3,26 +3,33 @@ JSON parsing, bearer tokens, ISO times, and the ticket verbs of the REST API (ap
 
 from __future__ import annotations
 
+import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
 import orjson
+import structlog
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.intake.config import IntakeConfig
 from services.intake.publisher import Publisher
 from shared.events import Action
 from shared.infra.actionlinks import LinkKeys
 from shared.infra.config import ConfigWatcher
+from shared.infra.logging import get_logger
 from shared.rules.oncall import TeamsConfig
 from shared.store import db
 from shared.streaming.topics import Topics
+
+log = get_logger(__name__)
 
 
 class HttpError(Exception):
@@ -114,6 +121,55 @@ def parse_json(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise HttpError(400, f"malformed JSON: {exc}") from exc
+
+
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_of(given: str | None) -> str:
+    """The caller's X-Request-Id when it is a plain token of at most 128 characters, else a new one."""
+    return given if given is not None and _PLAIN_ID.match(given) else uuid.uuid4().hex
+
+
+def loggable_path(path: str) -> str:
+    """A request path as it may be logged: an action link's token (``/act/<token>``) left out."""
+    return "/act/…" if path.startswith("/act/") else path[:256]
+
+
+class RequestIds:
+    """ASGI middleware (inside Starlette's own error middleware): every answer carries ``X-Request-Id`` (the
+    caller's, or a new one); an exception a handler let out is logged once, with its traceback and the id, and
+    answered 500 with the id, so the person who got the 500 can name the log line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
+        rid = request_id_of(given)
+        structlog.contextvars.bind_contextvars(request_id=rid)  # every log line of this request names it
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception(
+                "request_failed", method=scope.get("method"), path=loggable_path(scope.get("path", "")), request_id=rid
+            )
+            if started:  # an answer under way cannot become a 500: the connection is cut
+                raise
+            answer = {"error": "internal error: the log line names this request id", "request_id": rid}
+            await JSONResponse(answer, 500)(scope, receive, send_with_id)
 
 
 def iso_time(value: datetime | None) -> str | None:

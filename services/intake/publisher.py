@@ -28,9 +28,20 @@ class Record:
     headers: list[tuple[str, bytes]]
 
 
+PROBE_TIMEOUT_S = 2.0
+PROBE_KEPT_S = 1.0
+"""A probe's answer is kept this long: readiness checks in a burst ask the broker once."""
+
+
 class Publisher(Protocol):
     @property
-    def ready(self) -> bool: ...
+    def ready(self) -> bool:
+        """Connected (once): the producer exists."""
+        ...
+
+    async def check(self) -> bool:
+        """Whether the broker answers now (``/readyz``)."""
+        ...
 
     async def publish(self, records: Sequence[Record]) -> None: ...
 
@@ -43,10 +54,29 @@ class KafkaPublisher:
         self._timeout = timeout_s
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._probed: tuple[float, bool] = (float("-inf"), False)
 
     @property
     def ready(self) -> bool:
         return self._producer is not None
+
+    async def check(self) -> bool:
+        """Connected, and the brokers answered a metadata request within PROBE_TIMEOUT_S (kept PROBE_KEPT_S)."""
+        producer = self._producer
+        if producer is None:
+            return False
+        loop = asyncio.get_running_loop()
+        at, answered = self._probed
+        if loop.time() - at < PROBE_KEPT_S:
+            return answered
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                await producer.client.fetch_all_metadata()
+            answered = True
+        except (KafkaError, TimeoutError, OSError):
+            answered = False
+        self._probed = (loop.time(), answered)
+        return answered
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._connect())

@@ -99,17 +99,34 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
 _DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m(?!s))?\s*(?:(\d+)s)?\s*(?:(\d+)ms)?\s*$")
 
 
+LONGEST_DURATION = timedelta(days=36_500)
+"""A hundred years: any longer duration is a mistake (and past what dates can hold from now)."""
+
+
 def parse_duration(value: object) -> timedelta:
-    """``"90s"``, ``"15m"``, ``"1h30m"``, ``"2d"``, ``"250ms"``, or a number of seconds."""
+    """``"90s"``, ``"15m"``, ``"1h30m"``, ``"2d"``, ``"250ms"``, or a number of seconds; at most
+    LONGEST_DURATION."""
     if isinstance(value, timedelta):
         return value
+    try:
+        found = _parse_duration(value)
+    except OverflowError:
+        found = None
+    if found is None or found > LONGEST_DURATION:
+        raise ValueError(f"a duration is at most {LONGEST_DURATION.days} days")
+    return found
+
+
+def _parse_duration(value: object) -> timedelta | None:
     if isinstance(value, bool):
         # pydantic turns a ValueError (not a TypeError) into a validation error naming the field
         raise ValueError("a duration is a number of seconds or a string like '15m'")  # noqa: TRY004
     if isinstance(value, int | float):
+        if value != value:  # NaN  # noqa: PLR0124
+            raise ValueError("a duration is a number of seconds, not NaN")
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
+        return timedelta(seconds=value) if value <= LONGEST_DURATION.total_seconds() else None
     if isinstance(value, str):
         m = _DURATION.match(value)
         if m and any(m.groups()):

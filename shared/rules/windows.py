@@ -29,7 +29,10 @@ class TimeWindowRequest(BaseModel):
         """(starts_at, ends_at) for a window made now; ValueError when it would end in the past, end before it
         starts, or last longer than ``longest``."""
         starts = self.starts_at or now
-        ends = self.ends_at if self.ends_at is not None else starts + (self.duration or timedelta(0))
+        try:
+            ends = self.ends_at if self.ends_at is not None else starts + (self.duration or timedelta(0))
+        except OverflowError:
+            raise ValueError("it would end after the year 9999") from None
         if ends <= now:
             raise ValueError("ends_at is in the past: it would never apply")
         if ends <= starts:

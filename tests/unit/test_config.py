@@ -227,3 +227,10 @@ def test_intake_tokens_are_secret_in_every_rendering_and_still_match(monkeypatch
     assert config.api_client_for(INLINE_TOKEN) is None
     assert token_matches(config.integrations[0].secret(), INLINE_TOKEN)
     assert not token_matches(config.integrations[0].secret(), ENV_TOKEN)
+
+
+@pytest.mark.parametrize("absurd", [1e20, 2**70, "999999999999d", "36501d", float("inf"), float("nan")])
+def test_an_absurd_duration_is_a_value_error_naming_the_limit(absurd: object) -> None:
+    with pytest.raises(ValueError, match=r"at most 36500 days|not NaN"):
+        parse_duration(absurd)
+    assert parse_duration("36500d").days == 36_500

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
 from services.intake.api import create_app
 from services.intake.config import IntakeConfig
-from services.intake.edge import IntakeDeps
+from services.intake.edge import IntakeDeps, loggable_path
 from shared.events import Change, InboundEvent, TicketEvent, TicketState
 from shared.store import db
 from shared.streaming.topics import Topics
@@ -313,3 +317,74 @@ def test_expiring_a_pending_silence_ends_it_before_it_starts(api: Api) -> None:
     assert gone["state"] == "expired" and gone["starts_at"] == gone["ends_at"]
     again = api.client.delete(f"/api/v1/silences/{sid}", headers=auth).json()
     assert again["ends_at"] == gone["ends_at"], "an expired silence stays as it is"
+
+
+class BrokenPublisher(FakePublisher):
+    """A publisher with a bug: what a handler lets out becomes a 500."""
+
+    async def publish(self, records: Any) -> None:
+        raise RuntimeError(f"a bug in the publisher ({len(records)} records)")
+
+
+def test_every_answer_carries_a_request_id_the_callers_when_it_is_plain(api: Api) -> None:
+    mine = api.client.get("/healthz", headers={"X-Request-Id": "req-42.a:b"})
+    assert mine.headers["x-request-id"] == "req-42.a:b"
+    for bad in ("", "x" * 129, "two words", "a/b"):
+        fresh = api.client.get("/healthz", headers={"X-Request-Id": bad}).headers["x-request-id"]
+        assert fresh != bad and len(fresh) == 32
+    first, second = (api.client.get("/readyz").headers["x-request-id"] for _ in range(2))
+    assert first != second
+
+
+def test_a_500_names_its_request_id_and_the_log_has_the_traceback_under_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
+    db.init_db(engine)
+    app = create_app(IntakeDeps(CONFIG, BrokenPublisher(), engine, Topics("t.", 2), CollectorRegistry()))
+    with TestClient(app) as client:
+        capsys.readouterr()
+        resp = client.post(
+            "/api/v1/integrations/portal",
+            content=orjson.dumps({"summary": "broken", "dedup_key": "k1"}),
+            headers={"Authorization": f"Bearer {GEN}"},
+        )
+        alive = client.get("/healthz")
+    assert resp.status_code == 500
+    rid = resp.json()["request_id"]
+    assert resp.headers["x-request-id"] == rid and "internal error" in resp.json()["error"]
+    logged = capsys.readouterr().out
+    assert "request_failed" in logged and rid in logged
+    assert "Traceback" in logged and "RuntimeError: a bug in the publisher (1 records)" in logged
+    assert GEN not in logged, "the caller's token is not in the log"
+    assert alive.status_code == 200, "the process goes on"
+
+
+def test_an_action_links_token_is_not_logged_with_its_path() -> None:
+    assert loggable_path("/act/secret-token.sig") == "/act/…"
+    assert loggable_path("/api/v1/tickets/tl-1") == "/api/v1/tickets/tl-1"
+
+
+WINDOW_VALUE = (
+    st.none()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+    | st.sampled_from(["2h", "999999999999d", "36501d", "0s", "1d1h", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"])
+    | st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat())
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    fields=st.dictionaries(st.sampled_from(["starts_at", "ends_at", "duration", "person"]), WINDOW_VALUE, max_size=4),
+    path=st.sampled_from(["/api/v1/silences", "/api/v1/oncall/ops/overrides"]),
+)
+def test_absurd_windows_for_silences_and_overrides_are_422s_never_500s(
+    api: Api, fields: dict[str, Any], path: str
+) -> None:
+    body = {"matchers": ['service="db"'], "comment": "fuzz", "created_by": "olga", **fields}
+    resp = api.post(path, API, json.dumps(body).encode())  # json: integers beyond 64 bits too
+    assert resp.status_code < 500, (body, resp.status_code, resp.text)
+    if resp.status_code == 422:
+        assert resp.json()["problems"], "a 422 says which field"
