@@ -38,7 +38,7 @@ from services.intake.edge import (
     read_body,
 )
 from services.intake.formats import pagerduty
-from services.intake.formats.registry import PARSERS
+from services.intake.formats.registry import PARSERS, VERIFIERS
 from services.intake.metrics import IntakeMetrics, UnresolvedTickets
 from services.intake.publisher import PublishUnavailableError, Record
 from shared.events import Command, InboundEvent
@@ -127,6 +127,10 @@ def create_app(deps: IntakeDeps) -> Starlette:
             if integration is None or not token_matches(integration.secret(), token):
                 raise HttpError(401, "invalid token for this integration")
             raw = await read_body(request, deps.max_body_bytes)
+            verify = VERIFIERS.get(integration.format)
+            refused = verify(integration, request.headers, raw, datetime.now(UTC)) if verify is not None else None
+            if refused is not None:
+                raise HttpError(401, f"invalid signature: {refused}")
             payload = parse_json(raw)
             trace_id = request.headers.get("x-trace-id") or new_trace_id()
             parse = PARSERS[integration.format]

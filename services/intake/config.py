@@ -60,8 +60,46 @@ class Credential(BaseModel):
         return SecretStr(os.environ.get(self.token_env or "", ""))
 
 
+SIGNING_FORMATS = frozenset({"grafana"})
+"""Formats whose sender can sign its requests (services/intake/formats/registry.py verifies them)."""
+
+
 class Integration(Credential):
-    format: Literal["alertmanager", "generic", "pagerduty"]
+    format: Literal["alertmanager", "generic", "grafana", "pagerduty"]
+    signing_secret: Token | None = None
+    """The sender's HMAC key (Grafana's contact point "HMAC signature" secret): when set, every request must be
+    signed with it."""
+    signing_secret_env: EnvName | None = None
+    signature_timestamp_header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    """The timestamp header the sender is configured with (then signed together with the body)."""
+
+    @field_validator("signing_secret_env")
+    @classmethod
+    def _env_secret_set(cls, name: str | None) -> str | None:
+        if name is not None and len(os.environ.get(name, "")) < MIN_TOKEN:
+            raise ValueError(f"environment variable {name} must hold a secret of at least {MIN_TOKEN} characters")
+        return name
+
+    @model_validator(mode="after")
+    def _signing_fits(self) -> Integration:
+        signs = self.signing_secret is not None or self.signing_secret_env is not None
+        if self.signing_secret is not None and self.signing_secret_env is not None:
+            raise ValueError("give at most one of 'signing_secret' or 'signing_secret_env'")
+        if (signs or self.signature_timestamp_header) and self.format not in SIGNING_FORMATS:
+            raise ValueError(
+                f"format {self.format!r} is not signed (signing is for: {', '.join(sorted(SIGNING_FORMATS))})"
+            )
+        if self.signature_timestamp_header and not signs:
+            raise ValueError("'signature_timestamp_header' needs 'signing_secret' or 'signing_secret_env'")
+        return self
+
+    def signing_key(self) -> SecretStr | None:
+        """The HMAC key requests must be signed with (None: not signed)."""
+        if self.signing_secret is not None:
+            return self.signing_secret
+        if self.signing_secret_env is not None:
+            return SecretStr(os.environ.get(self.signing_secret_env, ""))
+        return None
 
 
 class IntakeConfig(BaseModel):

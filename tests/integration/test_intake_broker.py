@@ -13,8 +13,9 @@ import pytest
 
 from deploy.local.kafka_local import LocalKafka, free_port
 from deploy.local.stack import Stack
-from tests.support.configs import GEN_TOKEN, write_config
+from tests.support.configs import GEN_TOKEN, GRAFANA_KEY, GRAFANA_TOKEN, write_config
 from tests.support.kafka_io import read_all
+from tests.unit.test_grafana import grafana_alert, grafana_payload, sign
 
 pytestmark = pytest.mark.integration
 
@@ -94,3 +95,36 @@ def test_nothing_accepted_is_lost_across_a_broker_outage(tmp_path: Path) -> None
     on_kafka = [orjson.loads(r.value)["event_id"] for r in records]
     missing = set(accepted) - set(on_kafka)
     assert not missing, f"accepted but lost: {sorted(missing)}"
+
+
+def test_grafana_alerts_posted_and_put_signed_and_unsigned_are_on_kafka_and_a_forged_one_is_not(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    prefix = f"it-grafana-{time.time_ns()}."
+    stack = intake_stack(kafka_bootstrap, tmp_path, prefix)
+    stack.start("intake")
+    auth = {"Authorization": f"Bearer {GRAFANA_TOKEN}"}
+    try:
+        stack.wait_ready()
+        client = httpx.Client(base_url=stack.intake_url, timeout=10)
+        plain = orjson.dumps(grafana_payload(grafana_alert(fingerprint="plain")))
+        assert client.post("/api/v1/integrations/grafana", content=plain, headers=auth).status_code == 202
+        signed = orjson.dumps(grafana_payload(grafana_alert(fingerprint="signed")))
+        stamp = str(int(time.time()))
+        headers = {
+            **auth,
+            "X-Grafana-Alerting-Signature": sign(signed, stamp, GRAFANA_KEY),
+            "X-Grafana-Alerting-Signature-Timestamp": stamp,
+        }
+        assert client.put("/api/v1/integrations/grafana-signed", content=signed, headers=headers).status_code == 202
+        forged = orjson.dumps(grafana_payload(grafana_alert(fingerprint="forged")))
+        refused = client.post("/api/v1/integrations/grafana-signed", content=forged, headers=headers)
+        assert refused.status_code == 401
+        records = asyncio.run(read_all(kafka_bootstrap, f"{prefix}events", expect=2))
+        after = asyncio.run(read_all(kafka_bootstrap, f"{prefix}events", within_s=5))
+    finally:
+        stack.stop_all()
+    keys = sorted(r.key for r in records)
+    assert keys == [b"grafana-signed/signed", b"grafana/plain"]
+    assert len(after) == 2, "the forged request put nothing on Kafka"
+    assert GRAFANA_KEY not in (tmp_path / "logs" / "intake.log").read_text()

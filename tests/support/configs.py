@@ -7,6 +7,8 @@ from pathlib import Path
 AM_TOKEN = "test-alertmanager-token-0123456789"
 GEN_TOKEN = "test-generic-token-0123456789abc"
 API_TOKEN = "test-api-token-0123456789abcdef"
+GRAFANA_TOKEN = "test-grafana-token-0123456789ab"
+GRAFANA_KEY = "test-grafana-hmac-key-0123456789"
 HOOK_SECRET = "test-webhook-secret"
 
 SLA = """
@@ -54,6 +56,12 @@ def write_config(
 integrations:
   - {{name: am, format: alertmanager, token: {AM_TOKEN}}}
   - {{name: portal, format: generic, token: {GEN_TOKEN}}}
+  - {{name: grafana, format: grafana, token: {GRAFANA_TOKEN}}}
+  - name: grafana-signed
+    format: grafana
+    token: {GRAFANA_TOKEN}
+    signing_secret: {GRAFANA_KEY}
+    signature_timestamp_header: X-Grafana-Alerting-Signature-Timestamp
 api_clients:
   - {{name: tests, token: {API_TOKEN}}}
 """

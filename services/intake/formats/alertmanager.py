@@ -7,6 +7,7 @@ integration, so a firing alert and its resolution land on one ticket.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -45,10 +46,28 @@ class AlertmanagerWebhook(BaseModel):
     alerts: list[AlertmanagerAlert] = Field(min_length=1, max_length=10_000)
 
 
+def alert_links(alert: AlertmanagerAlert) -> list[str]:
+    """Links a sender adds to an alert beyond its generator (Grafana's dashboard, panel and silence pages)."""
+    extra = alert.model_extra or {}
+    return [v for k in LINK_FIELDS if isinstance(v := extra.get(k), str) and v]
+
+
+LINK_FIELDS = ("dashboardURL", "panelURL", "silenceURL", "imageURL")
+
+
 def to_events(payload: Any, *, integration: str, received_at: datetime, trace_id: str) -> list[InboundEvent]:
     hook = AlertmanagerWebhook.model_validate(payload)
+    return alert_events(
+        hook.alerts, hook.externalURL, integration=integration, received_at=received_at, trace_id=trace_id
+    )
+
+
+def alert_events(
+    alerts: Sequence[AlertmanagerAlert], external_url: str, *, integration: str, received_at: datetime, trace_id: str
+) -> list[InboundEvent]:
+    """One event per alert of an Alertmanager-shaped webhook (Alertmanager's own, and Grafana's)."""
     events = []
-    for alert in hook.alerts:
+    for alert in alerts:
         fingerprint = alert.fingerprint or short_hash(*(f"{k}={v}" for k, v in sorted(alert.labels.items())))
         status = EventStatus(alert.status)
         ends = alert.endsAt if alert.endsAt is not None and alert.endsAt.year > ZERO_TIME_YEAR else None
@@ -70,7 +89,7 @@ def to_events(payload: Any, *, integration: str, received_at: datetime, trace_id
                 severity=severity_from_word(alert.labels.get("severity")),
                 labels=alert.labels,
                 annotations=alert.annotations,
-                links=[u for u in (alert.generatorURL, hook.externalURL) if u],
+                links=[u for u in (alert.generatorURL, *alert_links(alert), external_url) if u],
                 occurred_at=occurred,
                 received_at=received_at,
                 trace_id=trace_id,

@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from services.intake.formats import alertmanager, generic, pagerduty
+from services.intake.config import Integration
+from services.intake.formats import alertmanager, generic, grafana, pagerduty
 from shared.events import InboundEvent
 
 FormatParser = Callable[[Any, str, bytes, datetime, str], list[InboundEvent]]
+Verifier = Callable[[Integration, Mapping[str, str], bytes, datetime], str | None]
+"""Why a request of a signing format is refused (None: accepted), from its headers and raw body."""
 
 
 def _parse_alertmanager(payload: Any, integration: str, _raw: bytes, now: datetime, trace: str) -> list[InboundEvent]:
@@ -21,6 +24,25 @@ def _parse_generic(payload: Any, integration: str, raw: bytes, now: datetime, tr
     return generic.to_events(payload, integration=integration, raw=raw, received_at=now, trace_id=trace)
 
 
+def _parse_grafana(payload: Any, integration: str, _raw: bytes, now: datetime, trace: str) -> list[InboundEvent]:
+    return grafana.to_events(payload, integration=integration, received_at=now, trace_id=trace)
+
+
+def _verify_grafana(integration: Integration, headers: Mapping[str, str], raw: bytes, now: datetime) -> str | None:
+    key = integration.signing_key()
+    if key is None:
+        return None
+    stamp_header = integration.signature_timestamp_header
+    return grafana.signature_problem(
+        key.get_secret_value().encode(),
+        raw,
+        headers.get(grafana.SIGNATURE_HEADER),
+        headers.get(stamp_header) if stamp_header else None,
+        timestamped=stamp_header is not None,
+        now=now,
+    )
+
+
 def _parse_pagerduty(payload: Any, integration: str, raw: bytes, now: datetime, trace: str) -> list[InboundEvent]:
     return pagerduty.to_events(payload, integration=integration, raw=raw, received_at=now, trace_id=trace)
 
@@ -28,5 +50,8 @@ def _parse_pagerduty(payload: Any, integration: str, raw: bytes, now: datetime, 
 PARSERS: dict[str, FormatParser] = {
     "alertmanager": _parse_alertmanager,
     "generic": _parse_generic,
+    "grafana": _parse_grafana,
     "pagerduty": _parse_pagerduty,
 }
+
+VERIFIERS: dict[str, Verifier] = {"grafana": _verify_grafana}
