@@ -38,7 +38,8 @@ from services.intake.edge import (
     read_body,
 )
 from services.intake.formats import pagerduty
-from services.intake.formats.registry import PARSERS, VERIFIERS
+from services.intake.formats.common import with_severity_words
+from services.intake.formats.registry import PARSERS, VERIFIERS, truncated_alerts
 from services.intake.metrics import IntakeMetrics, UnresolvedTickets
 from services.intake.publisher import PublishUnavailableError, Record
 from shared.events import Command, InboundEvent
@@ -138,6 +139,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
                 events = parse(payload, integration.name, raw, datetime.now(UTC), trace_id)
             except ValidationError as exc:
                 raise HttpError(422, f"invalid {integration.format} payload", describe_validation_error(exc)) from exc
+            events, unknown_words = with_severity_words(events, integration.severities)
             await publish_events(events, trace_id)
         except HttpError as exc:
             return fail(
@@ -147,14 +149,20 @@ def create_app(deps: IntakeDeps) -> Starlette:
         metrics.accepted.labels(integration=integration.name).inc(len(events))
         bind_ids(trace_id=trace_id)
         log.info("events_accepted", integration=integration.name, count=len(events))
-        return JSONResponse(
-            {
-                "status": "accepted",
-                "trace_id": trace_id,
-                "events": [{"event_id": e.event_id, "dedup_key": e.dedup_key, "status": e.status} for e in events],
-            },
-            status_code=202,
-        )
+        answer: dict[str, Any] = {
+            "status": "accepted",
+            "trace_id": trace_id,
+            "events": [{"event_id": e.event_id, "dedup_key": e.dedup_key, "status": e.status} for e in events],
+        }
+        truncated = truncated_alerts(integration.format, payload)
+        if truncated:
+            metrics.truncated.labels(integration=integration.name).inc(truncated)
+            log.warning("alerts_truncated_by_sender", integration=integration.name, truncated=truncated)
+            answer["truncated_alerts"] = truncated
+        if unknown_words:
+            metrics.unmapped_severity.labels(integration=integration.name).inc(len(unknown_words))
+            log.info("severity_words_unmapped", integration=integration.name, words=sorted(set(unknown_words)))
+        return JSONResponse(answer, status_code=202)
 
     async def enqueue(request: Request) -> Response:
         """PagerDuty Events API v2, at PagerDuty's path: the routing key names (and authenticates) the integration."""

@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from shared.events import Severity
 from shared.infra.config import EnvName
 
 MIN_TOKEN = 16
@@ -71,6 +72,15 @@ class Integration(Credential):
     signed with it."""
     signing_secret_env: EnvName | None = None
     signature_timestamp_header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    severities: dict[Annotated[str, Field(min_length=1, max_length=64)], Severity] = Field(default_factory=dict)
+    """The sender's own severity words (an alert's ``severity`` label, any case) and what each means, beyond the
+    built-in ones (critical, p1, error, major, warning, minor, info, low, ...), e.g. ``{disaster: critical}``."""
+
+    @field_validator("severities")
+    @classmethod
+    def _lower_words(cls, words: dict[str, Severity]) -> dict[str, Severity]:
+        return {word.strip().lower(): severity for word, severity in words.items()}
+
     """The timestamp header the sender is configured with (then signed together with the body)."""
 
     @field_validator("signing_secret_env")

@@ -47,6 +47,18 @@ class IntakeMetrics:
         self.rejected = counter(
             registry, "ticketloop_intake_requests_rejected_total", "Requests answered 4xx/5xx", ["reason"]
         )
+        self.truncated = counter(
+            registry,
+            "ticketloop_intake_truncated_alerts_total",
+            "Alerts a sender left out of its webhook (Alertmanager's and Grafana's truncatedAlerts)",
+            ["integration"],
+        )
+        self.unmapped_severity = counter(
+            registry,
+            "ticketloop_intake_unmapped_severity_total",
+            "Alerts whose severity word neither the built-in words nor the integration's severities know",
+            ["integration"],
+        )
         self.publish_seconds = histogram(
             registry, "ticketloop_intake_publish_seconds", "Time until Kafka acknowledged a request's writes"
         )

@@ -388,3 +388,43 @@ def test_absurd_windows_for_silences_and_overrides_are_422s_never_500s(
     assert resp.status_code < 500, (body, resp.status_code, resp.text)
     if resp.status_code == 422:
         assert resp.json()["problems"], "a 422 says which field"
+
+
+def test_truncated_alerts_are_counted_and_said_and_an_integrations_own_severity_words_apply(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
+    db.init_db(engine)
+    config = IntakeConfig.model_validate(
+        {
+            "integrations": [
+                {"name": "zbx", "format": "alertmanager", "token": AM, "severities": {"Disaster": "critical"}}
+            ]
+        }
+    )
+    publisher, registry = FakePublisher(), CollectorRegistry()
+    app = create_app(IntakeDeps(config, publisher, engine, Topics("t.", 2), registry))
+
+    def alert(fingerprint: str, severity: str) -> dict[str, Any]:
+        labels = {"alertname": "Disk", "severity": severity}
+        return {"status": "firing", "labels": labels, "startsAt": "2026-12-03T08:00:00Z", "fingerprint": fingerprint}
+
+    alerts = [alert("a", "DISASTER"), alert("b", "page"), alert("c", "sev-weird"), alert("d", "sev-weird")]
+    body = {"version": "4", "status": "firing", "truncatedAlerts": 7, "alerts": alerts}
+    with TestClient(app) as client:
+        resp = client.post(
+            "/api/v1/integrations/zbx", content=orjson.dumps(body), headers={"Authorization": f"Bearer {AM}"}
+        )
+        plain = client.post(
+            "/api/v1/integrations/zbx",
+            content=orjson.dumps({**body, "truncatedAlerts": 0, "alerts": alerts[:1]}),
+            headers={"Authorization": f"Bearer {AM}"},
+        )
+    assert resp.status_code == 202 and resp.json()["truncated_alerts"] == 7
+    assert "truncated_alerts" not in plain.json()
+    severities = [InboundEvent.model_validate_json(r.value).severity.value for r in publisher.records[:4]]
+    assert severities == ["critical", "critical", "warning", "warning"]
+
+    def sample(name: str) -> float | None:
+        return registry.get_sample_value(name, {"integration": "zbx"})
+
+    assert sample("ticketloop_intake_truncated_alerts_total") == 7
+    assert sample("ticketloop_intake_unmapped_severity_total") == 2

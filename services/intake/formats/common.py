@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from shared.events import Severity
+from collections.abc import Mapping
+
+from shared.events import InboundEvent, Severity
 from shared.infra.ids import short_hash, stable_id
 
-__all__ = ["severity_from_word", "short_hash", "stable_id"]
+__all__ = ["severity_from_word", "short_hash", "stable_id", "with_severity_words"]
 
 _SEVERITY_WORDS: dict[str, Severity] = {
     "critical": Severity.critical,
@@ -35,3 +37,21 @@ def severity_from_word(word: str | None, default: Severity = Severity.warning) -
     if not word:
         return default
     return _SEVERITY_WORDS.get(word.strip().lower(), default)
+
+
+def with_severity_words(
+    events: list[InboundEvent], words: Mapping[str, Severity]
+) -> tuple[list[InboundEvent], list[str]]:
+    """Events whose ``severity`` label is one of an integration's own words (``words``, lower case) take its
+    severity; the words neither those nor the built-in ones know are returned (their events keep the default,
+    warning), so they can be counted and mapped."""
+    out: list[InboundEvent] = []
+    unknown: list[str] = []
+    for ev in events:
+        word = (ev.labels.get("severity") or "").strip().lower()
+        if word and word in words:
+            ev = ev.model_copy(update={"severity": words[word]})  # noqa: PLW2901
+        elif word and word not in _SEVERITY_WORDS:
+            unknown.append(word[:64])
+        out.append(ev)
+    return out, unknown

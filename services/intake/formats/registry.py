@@ -55,3 +55,14 @@ PARSERS: dict[str, FormatParser] = {
 }
 
 VERIFIERS: dict[str, Verifier] = {"grafana": _verify_grafana}
+
+ALERTMANAGER_SHAPED = frozenset({"alertmanager", "grafana"})
+
+
+def truncated_alerts(format_name: str, payload: Any) -> int:
+    """How many alerts the sender left out of this (already validated) webhook: Alertmanager's and Grafana's
+    ``truncatedAlerts``; 0 for the other formats."""
+    if format_name not in ALERTMANAGER_SHAPED or not isinstance(payload, dict):
+        return 0
+    n = payload.get("truncatedAlerts", 0)
+    return n if isinstance(n, int) and n > 0 else 0
