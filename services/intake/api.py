@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.intake.actions import action_routes
-from services.intake.config import Credential, token_matches
+from services.intake.config import Credential, Integration, token_matches
 from services.intake.deliveries import delivery_routes
 from services.intake.edge import (
     VERBS,
@@ -40,6 +40,7 @@ from services.intake.edge import (
 from services.intake.formats import pagerduty
 from services.intake.formats.common import with_severity_words
 from services.intake.formats.registry import PARSERS, VERIFIERS, truncated_alerts
+from services.intake.limits import Limiter, retry_after
 from services.intake.metrics import IntakeMetrics, UnresolvedTickets
 from services.intake.publisher import PublishUnavailableError, Record
 from shared.events import Command, InboundEvent
@@ -97,6 +98,18 @@ def create_app(deps: IntakeDeps) -> Starlette:
         metrics.rejected.labels(reason=reason).inc()
         return exc.response()
 
+    limiter = Limiter()
+
+    def limited(integration: Integration) -> None:
+        """429 when this integration is over its rate limit (counted as one request when not)."""
+        wait = limiter.wait(integration.name, integration.rate_limit, time.monotonic())
+        if wait > 0 and integration.rate_limit is not None:
+            raise HttpError(
+                429,
+                f"rate limit of integration {integration.name!r} reached: {integration.rate_limit.describe()}",
+                retry_after_s=wait,
+            )
+
     async def publish(records: list[Record]) -> None:
         started = time.perf_counter()
         try:
@@ -127,6 +140,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
             integration = deps.config.integration(name)
             if integration is None or not token_matches(integration.secret(), token):
                 raise HttpError(401, "invalid token for this integration")
+            limited(integration)
             raw = await read_body(request, deps.max_body_bytes)
             verify = VERIFIERS.get(integration.format)
             refused = verify(integration, request.headers, raw, datetime.now(UTC)) if verify is not None else None
@@ -144,7 +158,9 @@ def create_app(deps: IntakeDeps) -> Starlette:
         except HttpError as exc:
             return fail(
                 exc,
-                {400: "malformed", 401: "unauthorized", 413: "oversize", 422: "invalid"}.get(exc.status, "unavailable"),
+                {400: "malformed", 401: "unauthorized", 413: "oversize", 422: "invalid", 429: "rate_limited"}.get(
+                    exc.status, "unavailable"
+                ),
             )
         metrics.accepted.labels(integration=integration.name).inc(len(events))
         bind_ids(trace_id=trace_id)
@@ -179,6 +195,12 @@ def create_app(deps: IntakeDeps) -> Starlette:
         if integration is None:
             metrics.rejected.labels(reason="unauthorized").inc()
             return JSONResponse({"status": "invalid event", "message": "unknown routing_key"}, status_code=401)
+        try:
+            limited(integration)
+        except HttpError as exc:  # PagerDuty's own answer when throttled: 429
+            metrics.rejected.labels(reason="rate_limited").inc()
+            wait = {"Retry-After": retry_after(exc.retry_after_s or 1.0)}
+            return JSONResponse({"status": "throttled", "message": exc.error}, status_code=429, headers=wait)
         trace_id = request.headers.get("x-trace-id") or new_trace_id()
         try:
             events = pagerduty.to_events(

@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from services.intake.limits import RateLimitConfig
 from shared.events import Severity
 from shared.infra.config import EnvName
 
@@ -72,6 +73,8 @@ class Integration(Credential):
     signed with it."""
     signing_secret_env: EnvName | None = None
     signature_timestamp_header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    rate_limit: RateLimitConfig | None = None
+    """Requests per period this sender may make (over it: 429 with Retry-After); None: no limit."""
     severities: dict[Annotated[str, Field(min_length=1, max_length=64)], Severity] = Field(default_factory=dict)
     """The sender's own severity words (an alert's ``severity`` label, any case) and what each means, beyond the
     built-in ones (critical, p1, error, major, warning, minor, info, low, ...), e.g. ``{disaster: critical}``."""

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.intake.config import IntakeConfig
+from services.intake.limits import retry_after
 from services.intake.publisher import Publisher
 from shared.events import Action
 from shared.infra.actionlinks import LinkKeys
@@ -33,15 +34,25 @@ log = get_logger(__name__)
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, error: str, problems: list[dict[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        problems: list[dict[str, str]] | None = None,
+        *,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(error)
         self.status, self.error, self.problems = status, error, problems or []
+        self.retry_after_s = retry_after_s
 
     def response(self) -> JSONResponse:
         body: dict[str, Any] = {"error": self.error}
         if self.problems:
             body["problems"] = self.problems
         headers = {"Retry-After": "5"} if self.status == 503 else None
+        if self.retry_after_s is not None:
+            headers = {"Retry-After": retry_after(self.retry_after_s)}
         if self.status == 401:
             headers = {"WWW-Authenticate": 'Bearer realm="ticketloop"'}
         return JSONResponse(body, status_code=self.status, headers=headers)
