@@ -1,0 +1,206 @@
+"""How fast intake takes alerts, against Debian's Alertmanager on the same machine, in one run (issue 15).
+
+    python -m bench.intake_vs_alertmanager [--alerts 50000] [--batch 50] [--singles 3000] [--concurrency 8]
+                                           [--timeout 300] [--bootstrap HOST:PORT]
+
+The same alerts go to each side, one side after the other: --alerts distinct alerts in POSTs of --batch, then
+--singles more, one alert a POST, --concurrency POSTs in flight (a POST that fails is retried a few times).
+Alertmanager (``/usr/bin/prometheus-alertmanager``, 127.0.0.1) takes them at ``/api/v2/alerts`` as Prometheus
+sends them, with a route that waits an hour before notifying (nothing but ingest is measured); intake (its own
+process, a local broker) takes them as Alertmanager's v4 webhooks at ``/api/v1/integrations/<name>``, answering
+202 only once the broker acknowledged every write (``acks=all``). Each rate is what was accepted over the time from
+the first POST sent to the last answer received. After both, the events topic is read: every alert intake
+accepted must be there. Each side warms up with one POST first. Last line:
+``intake_vs_alertmanager: alerts=.. singles=.. am_batch_alerts_per_s=.. tl_batch_alerts_per_s=.. batch_ratio=..
+am_single_posts_per_s=.. tl_single_posts_per_s=.. single_ratio=.. accepted=.. on_kafka=..``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from bench.loop_storm import Labels, Posting, api_alerts, post_all, storm, webhook_body
+from deploy.local.alertmanager import Alertmanager
+from deploy.local.alertmanager import config as alertmanager_config
+from deploy.local.kafka_local import LocalKafka, free_port
+from deploy.local.stack import Stack
+from shared.streaming.topics import Topics, ensure_topics
+
+INTEGRATION = "alertmanager"
+TOKEN = "bench-alertmanager-token-0123456789"  # noqa: S105 - a local bench's intake token
+PARTITIONS = 4
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of one side: POSTs answered 2xx, alerts in them, failures, seconds from first send to last answer."""
+
+    posts: int
+    alerts: int
+    failed: int
+    seconds: float
+
+    @property
+    def alerts_per_s(self) -> float:
+        return self.alerts / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def posts_per_s(self) -> float:
+        return self.posts / self.seconds if self.seconds > 0 else float("nan")
+
+
+def chunks(alerts: Sequence[Labels], size: int) -> list[list[Labels]]:
+    return [list(alerts[i : i + size]) for i in range(0, len(alerts), size)]
+
+
+def ratio(tl: float, am: float) -> float:
+    return tl / am if am > 0 else float("nan")
+
+
+def summary_line(n: int, singles: int, phases: dict[str, Phase], accepted: int, on_kafka: int) -> str:
+    am_b, tl_b, am_s, tl_s = (phases[k] for k in ("am_batch", "tl_batch", "am_single", "tl_single"))
+    return (
+        f"intake_vs_alertmanager: alerts={n} singles={singles} "
+        f"am_batch_alerts_per_s={am_b.alerts_per_s:.0f} tl_batch_alerts_per_s={tl_b.alerts_per_s:.0f} "
+        f"batch_ratio={ratio(tl_b.alerts_per_s, am_b.alerts_per_s):.4f} "
+        f"am_single_posts_per_s={am_s.posts_per_s:.0f} tl_single_posts_per_s={tl_s.posts_per_s:.0f} "
+        f"single_ratio={ratio(tl_s.posts_per_s, am_s.posts_per_s):.4f} accepted={accepted} on_kafka={on_kafka}"
+    )
+
+
+async def phase(
+    client: httpx.AsyncClient, url: str, bodies: list[bytes], sizes: list[int], headers: dict[str, str], opts: Options
+) -> Phase:
+    posting = Posting()
+    started = time.time()
+    await post_all(client, url, bodies, headers, opts.concurrency, time.monotonic() + opts.timeout, posting)
+    alerts = sum(sizes) if posting.failed == 0 else round(sum(sizes) * posting.posted / len(bodies))
+    return Phase(posting.posted, alerts, posting.failed, posting.done_at - started)
+
+
+@dataclass(frozen=True)
+class Options:
+    alerts: int
+    batch: int
+    singles: int
+    concurrency: int
+    timeout: float
+
+
+async def count_on_kafka(bootstrap: str, topic: str, expect: int, within_s: float) -> int:
+    """The records on ``topic``, read from the start until ``expect`` are there (bounded)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    seen = 0
+    deadline = time.monotonic() + within_s
+    try:
+        while seen < expect and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            seen += sum(len(records) for records in batch.values())
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[str, bool]:
+    alerts = storm(opts.alerts + opts.singles + 2, 1, "IntakeBench")
+    warm, batched, singles = alerts[:2], alerts[2 : 2 + opts.alerts], alerts[2 + opts.alerts :]
+    starts = datetime.now(UTC)
+    groups = chunks(batched, opts.batch)
+    ones = chunks(singles, 1)
+    sizes = [len(g) for g in groups]
+    limits = httpx.Limits(max_connections=opts.concurrency, max_keepalive_connections=opts.concurrency)
+    phases: dict[str, Phase] = {}
+    async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
+        am_yml = alertmanager_config("http://127.0.0.1:9/none", group_wait="1h", group_interval="1h")
+        with Alertmanager(workdir / "alertmanager", am_yml) as am:
+            url, headers = f"{am.url}/api/v2/alerts", {"Content-Type": "application/json"}
+            (await client.post(url, content=orjson.dumps(api_alerts(warm, starts)), headers=headers)).raise_for_status()
+            phases["am_batch"] = await phase(
+                client, url, [orjson.dumps(api_alerts(g, starts)) for g in groups], sizes, headers, opts
+            )
+            phases["am_single"] = await phase(
+                client, url, [orjson.dumps(api_alerts(g, starts)) for g in ones], [1] * len(ones), headers, opts
+            )
+
+        prefix = f"intakebench{time.time_ns()}."
+        await ensure_topics(bootstrap, Topics(prefix, PARTITIONS).all())
+        cfg = workdir / "config"
+        cfg.mkdir(parents=True, exist_ok=True)
+        (cfg / "intake.yaml").write_text(
+            f"integrations:\n  - {{name: {INTEGRATION}, format: alertmanager, token: {TOKEN}}}\n"
+        )
+        for name, text in {"routing.yaml": "route:\n  team: ops\n", "teams.yaml": "people: {}\nteams: {}\n"}.items():
+            (cfg / name).write_text(text)
+        stack = Stack(
+            bootstrap,
+            f"sqlite:///{workdir / 'intake.db'}",
+            cfg,
+            workdir / "logs",
+            free_port(),
+            9,
+            extra_env={
+                "TICKETLOOP_TOPIC_PREFIX": prefix,
+                "TICKETLOOP_PARTITIONS": str(PARTITIONS),
+                "TICKETLOOP_LOG_LEVEL": "WARNING",
+            },
+        )
+        stack.start("intake")
+        try:
+            await asyncio.to_thread(stack.wait_ready, 120.0)
+            url = f"{stack.intake_url}/api/v1/integrations/{INTEGRATION}"
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+            (
+                await client.post(url, content=orjson.dumps(webhook_body(warm, starts)), headers=headers)
+            ).raise_for_status()
+            phases["tl_batch"] = await phase(
+                client, url, [orjson.dumps(webhook_body(g, starts)) for g in groups], sizes, headers, opts
+            )
+            phases["tl_single"] = await phase(
+                client, url, [orjson.dumps(webhook_body(g, starts)) for g in ones], [1] * len(ones), headers, opts
+            )
+            stack.check_alive()
+        finally:
+            stack.stop_all()
+    accepted = len(warm) + phases["tl_batch"].alerts + phases["tl_single"].alerts
+    on_kafka = await count_on_kafka(bootstrap, f"{prefix}events", accepted, 120)
+    failed = sum(p.failed for p in phases.values())
+    return summary_line(opts.alerts, opts.singles, phases, accepted, on_kafka), failed == 0 and on_kafka >= accepted
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--alerts", type=int, default=50_000, help="alerts sent in batches")
+    parser.add_argument("--batch", type=int, default=50, help="alerts per batched POST")
+    parser.add_argument("--singles", type=int, default=3_000, help="single-alert POSTs after the batches")
+    parser.add_argument("--concurrency", type=int, default=8, help="POSTs in flight")
+    parser.add_argument("--timeout", type=float, default=300.0, help="give up a phase after this long")
+    parser.add_argument("--bootstrap", default=None, help="use this broker instead of starting a local one")
+    args = parser.parse_args()
+    if min(args.alerts, args.batch, args.singles, args.concurrency) < 1:
+        parser.error("--alerts, --batch, --singles and --concurrency must be at least 1")
+    opts = Options(args.alerts, args.batch, args.singles, args.concurrency, args.timeout)
+    with tempfile.TemporaryDirectory(prefix="ticketloop-bench-") as tmp:
+        if args.bootstrap:
+            line, ok = asyncio.run(measure(args.bootstrap, opts, Path(tmp)))
+        else:
+            with LocalKafka() as broker:
+                line, ok = asyncio.run(measure(broker.bootstrap, opts, Path(tmp)))
+    print(line)
+    if not ok:
+        raise SystemExit("intake_vs_alertmanager: a POST failed or an accepted alert is not on Kafka (see above)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""bench/intake_vs_alertmanager's pure parts: the batches, the rates and the summary line."""
+
+from __future__ import annotations
+
+import math
+
+from bench.intake_vs_alertmanager import Phase, chunks, ratio, summary_line
+from bench.loop_storm import storm
+
+
+def test_chunks_keep_every_alert_once_in_order() -> None:
+    alerts = storm(123, 1, "X")
+    parts = chunks(alerts, 50)
+    assert [len(p) for p in parts] == [50, 50, 23]
+    assert [a for p in parts for a in p] == alerts
+
+
+def test_rates_are_per_second_of_the_phase_and_the_line_carries_both_ratios() -> None:
+    phases = {
+        "am_batch": Phase(posts=100, alerts=5000, failed=0, seconds=0.5),
+        "tl_batch": Phase(posts=100, alerts=5000, failed=0, seconds=2.0),
+        "am_single": Phase(posts=300, alerts=300, failed=0, seconds=0.1),
+        "tl_single": Phase(posts=300, alerts=300, failed=0, seconds=0.3),
+    }
+    line = summary_line(5000, 300, phases, accepted=5302, on_kafka=5302)
+    assert line == (
+        "intake_vs_alertmanager: alerts=5000 singles=300 am_batch_alerts_per_s=10000 tl_batch_alerts_per_s=2500 "
+        "batch_ratio=0.2500 am_single_posts_per_s=3000 tl_single_posts_per_s=1000 single_ratio=0.3333 "
+        "accepted=5302 on_kafka=5302"
+    )
+    assert math.isnan(ratio(1.0, 0.0)) and math.isnan(Phase(0, 0, 0, 0.0).alerts_per_s)
