@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -37,7 +37,7 @@ from services.intake.edge import (
     parse_json,
     read_body,
 )
-from services.intake.formats import pagerduty
+from services.intake.formats import opsgenie, pagerduty
 from services.intake.formats.common import with_severity_words
 from services.intake.formats.registry import PARSERS, VERIFIERS, truncated_alerts
 from services.intake.limits import Limiter, retry_after
@@ -221,6 +221,63 @@ def create_app(deps: IntakeDeps) -> Starlette:
         return JSONResponse(
             {"status": "success", "message": "Event processed", "dedup_key": dedup_key}, status_code=202
         )
+
+    def opsgenie_endpoint(verb: opsgenie.Verb) -> Callable[[Request], Awaitable[Response]]:
+        """Opsgenie's alert API at Opsgenie's paths: the GenieKey names (and authenticates) the integration."""
+
+        async def handle(request: Request) -> Response:
+            started = time.perf_counter()
+            trace_id = request.headers.get("x-trace-id") or new_trace_id()
+
+            def answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+                took = round(time.perf_counter() - started, 3)
+                return JSONResponse({**body, "took": took, "requestId": trace_id}, status_code=status, headers=headers)
+
+            key = opsgenie.genie_key(request.headers.get("authorization"))
+            integration = next(
+                (
+                    i
+                    for i in deps.config.integrations
+                    if i.format == "opsgenie" and token_matches(i.secret(), key or "")
+                ),
+                None,
+            )
+            if integration is None:
+                metrics.rejected.labels(reason="unauthorized").inc()
+                return answer(401, {"message": "Could not authenticate: give Authorization: GenieKey <key>"})
+            alias = request.path_params.get("identifier")
+            try:
+                limited(integration)
+                if alias is not None and request.query_params.get("identifierType", "id") != "alias":
+                    raise HttpError(422, "identifierType must be alias: ticketloop knows alerts by their alias")
+                raw = await read_body(request, deps.max_body_bytes)
+                payload = parse_json(raw) if raw.strip() or verb == "create" else None
+                try:
+                    events = opsgenie.to_events(
+                        verb,
+                        payload,
+                        alias,
+                        integration=integration.name,
+                        raw=raw,
+                        received_at=datetime.now(UTC),
+                        trace_id=trace_id,
+                    )
+                except ValidationError as exc:
+                    problems = describe_validation_error(exc)
+                    raise HttpError(422, "Request body is not processable", problems) from exc
+                await publish_events(events, trace_id)
+            except HttpError as exc:
+                reason = {400: "malformed", 413: "oversize", 422: "invalid", 429: "rate_limited"}.get(exc.status)
+                metrics.rejected.labels(reason=reason or "unavailable").inc()
+                body: dict[str, Any] = {"message": exc.error}
+                if exc.problems:
+                    body["errors"] = {p["field"]: p["error"] for p in exc.problems}
+                wait = exc.response().headers.get("retry-after")
+                return answer(exc.status, body, {"Retry-After": wait} if wait else None)
+            metrics.accepted.labels(integration=integration.name).inc(len(events))
+            return answer(202, {"result": "Request will be processed"})
+
+        return handle
 
     def api_client(request: Request) -> Credential:
         client = deps.config.api_client_for(bearer_token(request))
@@ -498,6 +555,9 @@ def create_app(deps: IntakeDeps) -> Starlette:
     routes = [
         Route("/api/v1/integrations/{name}", receive, methods=["POST", "PUT"]),
         Route("/v2/enqueue", enqueue, methods=["POST"]),
+        Route("/v2/alerts", opsgenie_endpoint("create"), methods=["POST"]),
+        Route("/v2/alerts/{identifier}/close", opsgenie_endpoint("close"), methods=["POST"]),
+        Route("/v2/alerts/{identifier}/acknowledge", opsgenie_endpoint("acknowledge"), methods=["POST"]),
         Route("/api/v1/tickets", list_tickets, methods=["GET"]),
         Route("/api/v1/tickets/{ticket_id}", get_ticket, methods=["GET"]),
         Route("/api/v1/tickets/{ticket_id}/{verb}", command_endpoint(), methods=["POST"]),

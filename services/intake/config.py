@@ -67,7 +67,7 @@ SIGNING_FORMATS = frozenset({"grafana"})
 
 
 class Integration(Credential):
-    format: Literal["alertmanager", "generic", "grafana", "pagerduty"]
+    format: Literal["alertmanager", "generic", "grafana", "opsgenie", "pagerduty"]
     signing_secret: Token | None = None
     """The sender's HMAC key (Grafana's contact point "HMAC signature" secret): when set, every request must be
     signed with it."""

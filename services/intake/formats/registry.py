@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from services.intake.config import Integration
-from services.intake.formats import alertmanager, generic, grafana, pagerduty
+from services.intake.formats import alertmanager, generic, grafana, opsgenie, pagerduty
 from shared.events import InboundEvent
 
 FormatParser = Callable[[Any, str, bytes, datetime, str], list[InboundEvent]]
@@ -43,6 +43,13 @@ def _verify_grafana(integration: Integration, headers: Mapping[str, str], raw: b
     )
 
 
+def _parse_opsgenie(payload: Any, integration: str, raw: bytes, now: datetime, trace: str) -> list[InboundEvent]:
+    """A create, posted to an integration's own URL (``/api/v1/integrations/<name>``) instead of ``/v2/alerts``."""
+    return opsgenie.to_events(
+        "create", payload, None, integration=integration, raw=raw, received_at=now, trace_id=trace
+    )
+
+
 def _parse_pagerduty(payload: Any, integration: str, raw: bytes, now: datetime, trace: str) -> list[InboundEvent]:
     return pagerduty.to_events(payload, integration=integration, raw=raw, received_at=now, trace_id=trace)
 
@@ -51,6 +58,7 @@ PARSERS: dict[str, FormatParser] = {
     "alertmanager": _parse_alertmanager,
     "generic": _parse_generic,
     "grafana": _parse_grafana,
+    "opsgenie": _parse_opsgenie,
     "pagerduty": _parse_pagerduty,
 }
 
