@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
@@ -118,3 +122,31 @@ def test_an_alias_longer_than_a_dedup_key_holds_is_kept_by_prefix_and_hash() -> 
     key = opsgenie.dedup_key("og", long)
     assert len(key) <= 255 and key.startswith("og/" + "a" * 160) and key != opsgenie.dedup_key("og", long + "b")
     assert opsgenie.genie_key("GenieKey  abc ") == "abc" and opsgenie.genie_key("Bearer abc") is None
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=st.one_of(
+        JSON,
+        st.fixed_dictionaries(
+            {"message": st.text(max_size=200)},
+            optional={"alias": JSON, "tags": JSON, "details": JSON, "priority": JSON},
+        ),
+    ),
+    alias=st.text(min_size=1, max_size=40).filter(lambda a: "/" not in a and "?" not in a and "#" not in a),
+    verb=st.sampled_from(["create", "close", "acknowledge"]),
+)
+def test_any_opsgenie_request_is_answered_without_a_500(
+    client: tuple[TestClient, FakePublisher], body: Any, alias: str, verb: str
+) -> None:
+    http, _ = client
+    path = "/v2/alerts" if verb == "create" else f"/v2/alerts/{quote(alias, safe='')}/{verb}?identifierType=alias"
+    resp = http.post(path, content=json.dumps(body).encode(), headers={"Authorization": f"GenieKey {KEY}"})
+    assert resp.status_code < 500, (body, resp.status_code, resp.text)
