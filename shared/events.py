@@ -117,6 +117,9 @@ class Command(Wire):
     until: datetime | None = Field(default=None, description="snooze: until when")
     issued_at: datetime
     trace_id: str
+    via: str | None = Field(
+        default=None, description="the API client that acted for ``actor`` (None: the actor itself, or a link)"
+    )
 
     @model_validator(mode="after")
     def _arguments(self) -> Command:

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.intake.actions import action_routes
-from services.intake.config import Credential, Integration, token_matches
+from services.intake.config import ApiClient, Integration, Role, may_act_for, role_allows, token_matches
 from services.intake.deliveries import delivery_routes
 from services.intake.edge import (
     VERBS,
@@ -279,11 +279,22 @@ def create_app(deps: IntakeDeps) -> Starlette:
 
         return handle
 
-    def api_client(request: Request) -> Credential:
+    def api_client(request: Request, needed: Role = "viewer") -> ApiClient:
+        """The authenticated API client, if its role allows what this endpoint does (401 / 403)."""
         client = deps.config.api_client_for(bearer_token(request))
         if client is None:
             raise HttpError(401, "invalid API token")
+        if not role_allows(client.role, needed):
+            raise HttpError(403, f"API client {client.name!r} has role {client.role}; this needs {needed}")
         return client
+
+    def acting(client: ApiClient, person: str | None) -> str:
+        """Who is recorded as acting: the client itself, or a person it may act for (403 otherwise)."""
+        if person is None or person == client.name:
+            return client.name
+        if not may_act_for(client.acts_for, client.name, person):
+            raise HttpError(403, f"API client {client.name!r} may not act for {person!r} (acts_for in intake.yaml)")
+        return person
 
     async def list_tickets(request: Request) -> Response:
         try:
@@ -332,11 +343,13 @@ def create_app(deps: IntakeDeps) -> Starlette:
 
     async def create_silence(request: Request) -> Response:
         try:
-            client = api_client(request)
+            client = api_client(request, "responder")
             raw = await read_body(request, deps.max_body_bytes)
             payload = parse_json(raw)
-            if isinstance(payload, dict) and "created_by" not in payload:
-                payload = {**payload, "created_by": client.name}
+            if isinstance(payload, dict):
+                given = payload.get("created_by")
+                if given is None or isinstance(given, str):  # anything else is the model's 422
+                    payload = {**payload, "created_by": acting(client, given)}
             now = datetime.now(UTC)
             body, (starts, ends) = requested_window(SilenceRequest, payload, now, "invalid silence")
             silence = Silence(
@@ -351,7 +364,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
             await run_in_threadpool(db.add_silence, deps.engine, silence)
         except HttpError as exc:
             return fail(exc, "api")
-        log.info("silence_created", silence_id=silence.silence_id, created_by=silence.created_by)
+        log.info("silence_created", silence_id=silence.silence_id, created_by=silence.created_by, by=client.name)
         return JSONResponse(silence_json(silence, now), status_code=201)
 
     async def list_silences(request: Request) -> Response:
@@ -383,7 +396,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
         sid = request.path_params["silence_id"]
         now = datetime.now(UTC)
         try:
-            client = api_client(request)
+            client = api_client(request, "responder")
             silence = await run_in_threadpool(db.expire_silence, deps.engine, sid, now)
             if silence is None:
                 raise HttpError(404, f"no silence {sid!r}")
@@ -396,7 +409,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
         async def handler(request: Request) -> Response:
             ticket_id = request.path_params["ticket_id"]
             try:
-                client = api_client(request)
+                client = api_client(request, "responder")
                 action = VERBS.get(request.path_params["verb"])
                 if action is None:
                     raise HttpError(404, f"unknown action {request.path_params['verb']!r}; one of {sorted(VERBS)}")
@@ -408,7 +421,8 @@ def create_app(deps: IntakeDeps) -> Starlette:
                         command_id=uuid.uuid4().hex,
                         ticket_id=ticket_id,
                         action=action,
-                        actor=body.actor or client.name,
+                        actor=acting(client, body.actor),
+                        via=client.name if body.actor not in (None, client.name) else None,
                         issued_at=datetime.now(UTC),
                         trace_id=trace_id,
                         **body.model_dump(exclude={"actor"}),
@@ -423,13 +437,14 @@ def create_app(deps: IntakeDeps) -> Starlette:
                         Record(
                             deps.topics.commands.name,
                             ticket_id,
-                            encode(cmd),
+                            cmd.__pydantic_serializer__.to_json(cmd, exclude_none=True),
                             make_headers(trace_id=trace_id, ticket_id=ticket_id),
                         )
                     ]
                 )
             except HttpError as exc:
                 return fail(exc, "api")
+            log.info("command_accepted", ticket_id=ticket_id, action=action.value, actor=cmd.actor, by=client.name)
             return JSONResponse(
                 {"status": "accepted", "command_id": cmd.command_id, "ticket_id": ticket_id, "action": action},
                 status_code=202,
@@ -502,7 +517,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
         team = request.path_params["team"]
         now = datetime.now(UTC)
         try:
-            client = api_client(request)
+            client = api_client(request, "responder")
             teams = await current_teams()
             if team not in teams.teams:
                 raise HttpError(404, f"no team {team!r} in teams.yaml")
@@ -518,7 +533,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
                 person=body.person,
                 starts_at=starts,
                 ends_at=ends,
-                created_by=body.created_by or client.name,
+                created_by=acting(client, body.created_by),
                 reason=body.reason,
                 created_at=now,
             )
@@ -531,7 +546,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
     async def remove_override(request: Request) -> Response:
         team, oid = request.path_params["team"], request.path_params["override_id"]
         try:
-            client = api_client(request)
+            client = api_client(request, "responder")
             removed = await run_in_threadpool(db.delete_override, deps.engine, team, oid)
             if removed is None:
                 raise HttpError(404, f"no override {oid!r} for team {team!r}")

@@ -3,7 +3,7 @@
     integrations:
       - {name: alertmanager, format: alertmanager, token_env: AM_TOKEN}   # or token: <at least 16 characters>
     api_clients:
-      - {name: ops-console, token_env: OPS_CONSOLE_TOKEN}
+      - {name: ops-console, token_env: OPS_CONSOLE_TOKEN, role: responder, acts_for: ["*"]}
 
 A ``token_env`` must name a variable that is set and not empty when the file is loaded (else a ConfigError naming
 file, line, field and variable). Tokens are ``SecretStr``: no repr, str or error shows them; the plain value is
@@ -60,6 +60,29 @@ class Credential(BaseModel):
         if self.token is not None:
             return self.token
         return SecretStr(os.environ.get(self.token_env or "", ""))
+
+
+Role = Literal["viewer", "responder", "admin"]
+ROLE_RANK: dict[str, int] = {"viewer": 0, "responder": 1, "admin": 2}
+
+
+def role_allows(role: str, needed: str) -> bool:
+    """viewer < responder < admin: a role may do what the roles below it may."""
+    return ROLE_RANK[role] >= ROLE_RANK[needed]
+
+
+def may_act_for(acts_for: list[str], client: str, person: str) -> bool:
+    """Whether an API client may record ``person`` as the one acting: itself always, others only as listed
+    (``"*"``: anyone, e.g. a console that signs people in itself)."""
+    return person == client or "*" in acts_for or person in acts_for
+
+
+class ApiClient(Credential):
+    """An API client: its role (viewer reads; responder also acts on tickets, silences, overrides and
+    deliveries; admin also changes configuration) and the people it may act for."""
+
+    role: Role = "responder"
+    acts_for: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list)
 
 
 SIGNING_FORMATS = frozenset({"grafana"})
@@ -119,7 +142,7 @@ class IntakeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     integrations: list[Integration] = Field(default_factory=list)
-    api_clients: list[Credential] = Field(default_factory=list)
+    api_clients: list[ApiClient] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_names(self) -> IntakeConfig:
@@ -132,7 +155,7 @@ class IntakeConfig(BaseModel):
     def integration(self, name: str) -> Integration | None:
         return next((i for i in self.integrations if i.name == name), None)
 
-    def api_client_for(self, token: str) -> Credential | None:
+    def api_client_for(self, token: str) -> ApiClient | None:
         found = None
         for client in self.api_clients:
             # compare against every client so timing does not tell which names exist

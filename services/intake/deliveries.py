@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.intake.config import Credential
+from services.intake.config import ApiClient, Role
 from services.intake.edge import HttpError, IntakeDeps
 from shared.infra.logging import get_logger
 from shared.store import outbox
@@ -76,7 +76,7 @@ def list_params(query: dict[str, str]) -> tuple[str, int]:
 
 def delivery_routes(
     deps: IntakeDeps,
-    api_client: Callable[[Request], Credential],
+    api_client: Callable[[Request, Role], ApiClient],
     fail: Callable[[HttpError, str], Response],
 ) -> list[Route]:
     """The /api/v1/deliveries routes, for create_app: ``api_client`` authenticates (raises HttpError 401),
@@ -84,7 +84,7 @@ def delivery_routes(
 
     async def list_failed(request: Request) -> Response:
         try:
-            api_client(request)
+            api_client(request, "viewer")
             try:
                 _status, limit = list_params(dict(request.query_params))
             except ValueError as exc:
@@ -97,7 +97,7 @@ def delivery_routes(
     async def redrive(request: Request) -> Response:
         nid = request.path_params["notification_id"]
         try:
-            client = api_client(request)
+            client = api_client(request, "responder")
             done = await run_in_threadpool(outbox.redrive, deps.engine, nid, datetime.now(UTC))
             if not done:
                 raise HttpError(404, f"no failed delivery {nid!r}")

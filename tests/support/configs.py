@@ -63,7 +63,7 @@ integrations:
     signing_secret: {GRAFANA_KEY}
     signature_timestamp_header: X-Grafana-Alerting-Signature-Timestamp
 api_clients:
-  - {{name: tests, token: {API_TOKEN}}}
+  - {{name: tests, token: {API_TOKEN}, acts_for: ["*"]}}
 """
     )
     (cfg / "routing.yaml").write_text(routing)
