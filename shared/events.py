@@ -6,7 +6,7 @@ with that reason rather than guessing.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -32,6 +32,8 @@ class EventStatus(StrEnum):
 class EventKind(StrEnum):
     alert = "alert"
     feedback = "feedback"
+    heartbeat = "heartbeat"
+    """a beat of a dead man's switch (services/router/heartbeats.py): never a ticket itself; its absence is"""
 
 
 class TicketState(StrEnum):
@@ -249,3 +251,33 @@ class DeadLetter(Wire):
     value: str = Field(description="the original bytes, decoded as UTF-8 with replacement")
     reason: str
     at: datetime
+
+
+# --- heartbeats: what intake sends the router for each beat (services/router/heartbeats.py) ---------------------
+
+HEARTBEAT_EVERY = "heartbeat_every_s"
+HEARTBEAT_GRACE = "heartbeat_grace_s"
+
+
+def heartbeat_key(name: str) -> str:
+    return f"heartbeat/{name}"
+
+
+def beat_event(
+    name: str, source: str, every: timedelta, grace: timedelta, at: datetime, event_id: str, trace_id: str
+) -> InboundEvent:
+    """The event of one beat (what intake publishes)."""
+    return InboundEvent(
+        event_id=event_id,
+        kind=EventKind.heartbeat,
+        source=source,
+        dedup_key=heartbeat_key(name),
+        status=EventStatus.firing,
+        summary=f"heartbeat {name}",
+        severity=Severity.info,
+        labels={"heartbeat": name},
+        annotations={HEARTBEAT_EVERY: f"{every.total_seconds():g}", HEARTBEAT_GRACE: f"{grace.total_seconds():g}"},
+        occurred_at=at,
+        received_at=at,
+        trace_id=trace_id,
+    )

@@ -38,12 +38,12 @@ from services.intake.edge import (
     read_body,
 )
 from services.intake.formats import opsgenie, pagerduty
-from services.intake.formats.common import with_severity_words
-from services.intake.formats.registry import PARSERS, VERIFIERS, truncated_alerts
+from services.intake.formats.common import watchdogs_as_beats, with_severity_words
+from services.intake.formats.registry import ALERTMANAGER_SHAPED, PARSERS, VERIFIERS, truncated_alerts
 from services.intake.limits import Limiter, retry_after
 from services.intake.metrics import IntakeMetrics, UnresolvedTickets
 from services.intake.publisher import PublishUnavailableError, Record
-from shared.events import Command, InboundEvent
+from shared.events import Command, InboundEvent, beat_event
 from shared.infra.logging import bind_ids, get_logger, make_headers, new_trace_id
 from shared.rules.oncall import OnCall, Override, OverrideRequest, TeamsConfig, on_call, upcoming_shifts
 from shared.rules.silences import Silence, SilenceRequest
@@ -154,6 +154,10 @@ def create_app(deps: IntakeDeps) -> Starlette:
             except ValidationError as exc:
                 raise HttpError(422, f"invalid {integration.format} payload", describe_validation_error(exc)) from exc
             events, unknown_words = with_severity_words(events, integration.severities)
+            hb = integration.heartbeat
+            if hb is not None and integration.format in ALERTMANAGER_SHAPED:
+                every, grace = hb.every, hb.grace or hb.every
+                events = watchdogs_as_beats(events, hb.alertname, integration.heartbeat_name() or "", every, grace)
             await publish_events(events, trace_id)
         except HttpError as exc:
             return fail(
@@ -220,6 +224,27 @@ def create_app(deps: IntakeDeps) -> Starlette:
         dedup_key = events[0].dedup_key.removeprefix(f"{integration.name}/")
         return JSONResponse(
             {"status": "success", "message": "Event processed", "dedup_key": dedup_key}, status_code=202
+        )
+
+    async def heartbeat(request: Request) -> Response:
+        """``POST /api/v1/heartbeats/<name>``: one beat, with the token of the integration that declares it."""
+        name = request.path_params["name"]
+        try:
+            token = bearer_token(request)
+            integration = deps.config.heartbeat(name)
+            if integration is None or integration.heartbeat is None or not token_matches(integration.secret(), token):
+                raise HttpError(401, "invalid token for this heartbeat")
+            limited(integration)
+            await read_body(request, deps.max_body_bytes)  # a body, if any, is not kept
+            trace_id = request.headers.get("x-trace-id") or new_trace_id()
+            hb, now = integration.heartbeat, datetime.now(UTC)
+            beat = beat_event(name, integration.name, hb.every, hb.grace or hb.every, now, uuid.uuid4().hex, trace_id)
+            await publish_events([beat], trace_id)
+        except HttpError as exc:
+            return fail(exc, {401: "unauthorized", 413: "oversize", 429: "rate_limited"}.get(exc.status, "unavailable"))
+        due = now + hb.every + (hb.grace or hb.every)
+        return JSONResponse(
+            {"status": "accepted", "heartbeat": name, "missing_after": due.isoformat()}, status_code=202
         )
 
     def opsgenie_endpoint(verb: opsgenie.Verb) -> Callable[[Request], Awaitable[Response]]:
@@ -570,6 +595,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
     routes = [
         Route("/api/v1/integrations/{name}", receive, methods=["POST", "PUT"]),
         Route("/v2/enqueue", enqueue, methods=["POST"]),
+        Route("/api/v1/heartbeats/{name}", heartbeat, methods=["POST", "PUT"]),
         Route("/v2/alerts", opsgenie_endpoint("create"), methods=["POST"]),
         Route("/v2/alerts/{identifier}/close", opsgenie_endpoint("close"), methods=["POST"]),
         Route("/v2/alerts/{identifier}/acknowledge", opsgenie_endpoint("acknowledge"), methods=["POST"]),

@@ -20,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, fi
 
 from services.intake.limits import RateLimitConfig
 from shared.events import Severity
-from shared.infra.config import EnvName
+from shared.infra.config import Duration, EnvName
 
 MIN_TOKEN = 16
 
@@ -85,6 +85,25 @@ class ApiClient(Credential):
     acts_for: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list)
 
 
+class HeartbeatConfig(BaseModel):
+    """``heartbeat: {every: 1m, grace: 2m}`` on an integration: it must beat at least every ``every`` (by ``POST
+    /api/v1/heartbeats/<name>``, or, for Alertmanager and Grafana, by sending the always-firing ``alertname``
+    alert); ``grace`` later without a beat, a ticket opens, and the next beat resolves it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,128}$", description="default: the integration's")
+    every: Duration
+    grace: Duration | None = Field(default=None, description="default: every")
+    alertname: str = Field(default="Watchdog", min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _positive(self) -> HeartbeatConfig:
+        if self.every.total_seconds() < 1:
+            raise ValueError("'every' must be at least 1s")
+        return self
+
+
 SIGNING_FORMATS = frozenset({"grafana"})
 """Formats whose sender can sign its requests (services/intake/formats/registry.py verifies them)."""
 
@@ -96,6 +115,8 @@ class Integration(Credential):
     signed with it."""
     signing_secret_env: EnvName | None = None
     signature_timestamp_header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    heartbeat: HeartbeatConfig | None = None
+    """A dead man's switch this sender keeps beating (None: none)."""
     rate_limit: RateLimitConfig | None = None
     """Requests per period this sender may make (over it: 429 with Retry-After); None: no limit."""
     severities: dict[Annotated[str, Field(min_length=1, max_length=64)], Severity] = Field(default_factory=dict)
@@ -129,6 +150,9 @@ class Integration(Credential):
             raise ValueError("'signature_timestamp_header' needs 'signing_secret' or 'signing_secret_env'")
         return self
 
+    def heartbeat_name(self) -> str | None:
+        return (self.heartbeat.name or self.name) if self.heartbeat is not None else None
+
     def signing_key(self) -> SecretStr | None:
         """The HMAC key requests must be signed with (None: not signed)."""
         if self.signing_secret is not None:
@@ -150,10 +174,18 @@ class IntakeConfig(BaseModel):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"integration names must be unique: {sorted(dup)}")
+        beats = [b for b in (i.heartbeat_name() for i in self.integrations) if b is not None]
+        dup = {n for n in beats if beats.count(n) > 1}
+        if dup:
+            raise ValueError(f"heartbeat names must be unique: {sorted(dup)}")
         return self
 
     def integration(self, name: str) -> Integration | None:
         return next((i for i in self.integrations if i.name == name), None)
+
+    def heartbeat(self, name: str) -> Integration | None:
+        """The integration that beats heartbeat ``name``."""
+        return next((i for i in self.integrations if i.heartbeat_name() == name), None)
 
     def api_client_for(self, token: str) -> ApiClient | None:
         found = None

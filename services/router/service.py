@@ -40,6 +40,7 @@ from services.router.grouping import (
     grouped_input,
     hands_over_in_place,
 )
+from services.router.heartbeats import Heartbeat, on_beat, on_tick
 from services.router.lifecycle import Member, Occurrences, TicketRecord, fold_occurrences, folds
 from services.router.projects import ProjectsConfig
 from services.router.rules import RoutingConfig
@@ -53,9 +54,9 @@ from services.router.steps import (
     route_step,
     ticket_step,
 )
-from shared.events import Command, Escalation, InboundEvent, Ticket, TicketEvent
+from shared.events import Command, Escalation, EventKind, InboundEvent, Ticket, TicketEvent
 from shared.infra.config import ConfigWatcher, poll_watchers
-from shared.infra.logging import bind_ids, get_logger, ids_from_headers, make_headers
+from shared.infra.logging import bind_ids, get_logger, ids_from_headers, make_headers, new_trace_id
 from shared.infra.metrics import counter
 from shared.rules.oncall import Override, TeamsConfig
 from shared.store import db
@@ -72,6 +73,7 @@ ASSIGNMENTS = "assignments"  # group (or dedup) key -> KeyState
 TICKETS = "tickets"  # ticket id -> TicketRecord
 MEMBERS = "members"  # "ticket id \x1f alert dedup key" -> Member: what each ticket knows of each of its alerts
 TIMERS = "timers"  # ticket id -> when the router's timer has something to do for it (ISO time)
+HEARTBEATS = "heartbeats"  # heartbeat name -> Heartbeat (services/router/heartbeats.py)
 
 
 @dataclass
@@ -121,7 +123,7 @@ def member_key(ticket_id: str, dedup_key: str) -> bytes:
 class RouterProcessor:
     """What the router does with one partition's inputs (see the module doc); no I/O of its own."""
 
-    tables: tuple[str, ...] = (ASSIGNMENTS, TICKETS, MEMBERS, TIMERS)
+    tables: tuple[str, ...] = (ASSIGNMENTS, TICKETS, MEMBERS, TIMERS, HEARTBEATS)
 
     def __init__(self, deps: RouterDeps) -> None:
         self.deps = deps
@@ -183,6 +185,21 @@ class RouterProcessor:
     def on_event(self, task: Task, record: Record) -> None:
         ev = decode(InboundEvent, record.value)
         bind_ids(trace_id=ev.trace_id, event_id=ev.event_id)
+        if ev.kind is EventKind.heartbeat:
+            self.beat(task, ev)
+        else:
+            self.route(task, ev)
+
+    def beat(self, task: Task, ev: InboundEvent) -> None:
+        key = ev.labels.get("heartbeat", ev.dedup_key).encode()
+        state = task.load(HEARTBEATS, key, Heartbeat.decode)
+        after, resolved = on_beat(state, ev)
+        task.store(HEARTBEATS, key, after, Heartbeat.encode)
+        if resolved is not None:
+            log.info("heartbeat_back", heartbeat=after.name)
+            self.route(task, resolved)
+
+    def route(self, task: Task, ev: InboundEvent) -> None:
         # the one routing decision of this event: made here, carried to its group and its ticket
         item, hop = route_step(TicketInput(group_key=ev.dedup_key, event=ev), self.config())
         if hop:
@@ -239,6 +256,19 @@ class RouterProcessor:
         """A tick command for each ticket of this partition with something due; the ticket's writer (this task,
         in this transaction) decides what it means."""
         at = datetime.fromtimestamp(now, UTC)
+        for key, raw in task.items(HEARTBEATS):
+            try:
+                state = Heartbeat.decode(raw)
+            except (ValueError, KeyError, TypeError):  # not written by this code: forgotten, not fired
+                log.error("heartbeat_unreadable", heartbeat=key.decode(errors="replace"))  # noqa: TRY400
+                task.delete(HEARTBEATS, key)
+                continue
+            after, missing = on_tick(state, at, new_trace_id())
+            if missing is not None:
+                task.store(HEARTBEATS, key, after, Heartbeat.encode)
+                bind_ids(trace_id=missing.trace_id, event_id=missing.event_id)
+                log.warning("heartbeat_missing", heartbeat=after.name, last_beat=after.last_beat.isoformat())
+                self.route(task, missing)
         for key, raw in task.items(TIMERS):
             try:
                 due = datetime.fromisoformat(raw.decode())

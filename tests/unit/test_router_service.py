@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry
 from services.router.grouping import KeyState
 from services.router.projects import ProjectsConfig
 from services.router.rules import RoutingConfig
-from services.router.service import ASSIGNMENTS, MEMBERS, TICKETS, TIMERS, RouterDeps, RouterProcessor
-from shared.events import Action, Change, Command, DeadLetter, EventStatus, TicketEvent
+from services.router.service import ASSIGNMENTS, HEARTBEATS, MEMBERS, TICKETS, TIMERS, RouterDeps, RouterProcessor
+from shared.events import Action, Change, Command, DeadLetter, EventStatus, InboundEvent, TicketEvent, beat_event
 from shared.infra.config import ConfigWatcher
 from shared.rules.oncall import TeamsConfig
 from shared.store import db
@@ -213,3 +213,28 @@ def test_the_timer_settles_a_flapping_ticket_in_the_tickets_own_task(make: Make)
 
 def decode_time(raw: bytes) -> float:
     return datetime.fromisoformat(raw.decode()).timestamp()
+
+
+def heartbeat_beat(at_s: float, n: int = 0) -> InboundEvent:
+    every, grace = timedelta(seconds=60), timedelta(seconds=30)
+    return beat_event("nightly", "cron", every, grace, T0 + timedelta(seconds=at_s), f"b{n}", f"t{n}")
+
+
+def test_the_routers_timer_opens_a_ticket_when_beats_stop_and_a_beat_resolves_it(make: Make) -> None:
+    broker, topics = make()
+    broker.produce(topics.events.name, b"heartbeat/nightly", encode(heartbeat_beat(0)))
+    broker.run()
+    assert changes(broker, topics) == [], "a beat is no ticket"
+    assert sum(len(t.tables[HEARTBEATS]) for t in broker.tasks.values()) == 1
+    broker.punctuate((T0 + timedelta(seconds=89)).timestamp())
+    broker.run()
+    assert changes(broker, topics) == [], "not before it is due"
+    broker.punctuate((T0 + timedelta(seconds=91)).timestamp())
+    broker.run()
+    broker.punctuate((T0 + timedelta(seconds=200)).timestamp())
+    broker.run()
+    [opened] = changes(broker, topics)
+    assert opened.change is Change.opened and "heartbeat nightly missing" in opened.ticket.summary
+    broker.produce(topics.events.name, b"heartbeat/nightly", encode(heartbeat_beat(300, 1)))
+    broker.run()
+    assert [c.change for c in changes(broker, topics)] == [Change.opened, Change.resolved]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 
-from shared.events import InboundEvent, Severity
+from shared.events import EventStatus, InboundEvent, Severity, beat_event
 from shared.infra.ids import short_hash, stable_id
 
-__all__ = ["severity_from_word", "short_hash", "stable_id", "with_severity_words"]
+__all__ = ["severity_from_word", "short_hash", "stable_id", "watchdogs_as_beats", "with_severity_words"]
 
 _SEVERITY_WORDS: dict[str, Severity] = {
     "critical": Severity.critical,
@@ -37,6 +38,27 @@ def severity_from_word(word: str | None, default: Severity = Severity.warning) -
     if not word:
         return default
     return _SEVERITY_WORDS.get(word.strip().lower(), default)
+
+
+def watchdogs_as_beats(
+    events: list[InboundEvent], alertname: str, name: str, every: timedelta, grace: timedelta
+) -> list[InboundEvent]:
+    """An integration's always-firing ``alertname`` alerts (Alertmanager's Watchdog) as beats of its heartbeat
+    ``name``; every other event as it is."""
+    return [
+        beat_event(
+            name,
+            ev.source,
+            every,
+            grace,
+            ev.received_at,
+            stable_id(ev.event_id, ev.received_at.isoformat()),
+            ev.trace_id,
+        )
+        if ev.labels.get("alertname") == alertname and ev.status is EventStatus.firing
+        else ev
+        for ev in events
+    ]
 
 
 def with_severity_words(
