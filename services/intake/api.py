@@ -42,6 +42,7 @@ from services.intake.formats.common import watchdogs_as_beats, with_severity_wor
 from services.intake.formats.registry import ALERTMANAGER_SHAPED, PARSERS, VERIFIERS, truncated_alerts
 from services.intake.limits import Limiter, retry_after
 from services.intake.metrics import IntakeMetrics, UnresolvedTickets
+from services.intake.openapi import document
 from services.intake.publisher import PublishUnavailableError, Record
 from shared.events import Command, InboundEvent, beat_event
 from shared.infra.logging import bind_ids, get_logger, make_headers, new_trace_id
@@ -588,6 +589,11 @@ def create_app(deps: IntakeDeps) -> Starlette:
             return JSONResponse({"status": "not ready", "kafka": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
+    spec = document(deps.config)
+
+    async def openapi_endpoint(_request: Request) -> Response:
+        return JSONResponse(spec)
+
     async def metrics_endpoint(_request: Request) -> Response:
         body = await asyncio.to_thread(generate_latest, deps.registry)  # UnresolvedTickets queries SQL
         return Response(body, media_type=CONTENT_TYPE_LATEST)
@@ -613,6 +619,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
+        Route("/openapi.json", openapi_endpoint, methods=["GET"]),
     ]
     routes += action_routes(deps, publish, metrics.rejected)
     routes += delivery_routes(deps, api_client, fail)

@@ -19,7 +19,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from prometheus_client import Counter
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from shared.infra.logging import get_logger
 
@@ -185,7 +193,19 @@ async def poll_watchers(watchers: Sequence[ConfigWatcher[Any]], reloads: Counter
             )
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": _DURATION.pattern, "examples": ["90s", "15m", "1h30m", "2d"]},
+                {"type": "number", "minimum": 0, "description": "seconds"},
+            ]
+        },
+        mode="validation",
+    ),
+]
 """A config field that takes "30s", "15m", "1h30m", "2d" or a number of seconds."""
 
 # Internal domains (.local, .test, .corp) are real in on-premises mail, so only the shape is checked.
