@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
@@ -19,6 +21,7 @@ from services.intake.api import create_app
 from services.intake.config import IntakeConfig
 from services.intake.edge import IntakeDeps, loggable_path
 from shared.events import Change, InboundEvent, TicketEvent, TicketState
+from shared.infra.logging import configure_logging
 from shared.store import db
 from shared.streaming.topics import Topics
 from tests.fakes import FakePublisher
@@ -346,18 +349,25 @@ def test_a_500_names_its_request_id_and_the_log_has_the_traceback_under_it(
     engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
     db.init_db(engine)
     app = create_app(IntakeDeps(CONFIG, BrokenPublisher(), engine, Topics("t.", 2), CollectorRegistry()))
-    with TestClient(app) as client:
-        capsys.readouterr()
-        resp = client.post(
-            "/api/v1/integrations/portal",
-            content=orjson.dumps({"summary": "broken", "dedup_key": "k1"}),
-            headers={"Authorization": f"Bearer {GEN}"},
-        )
-        alive = client.get("/healthz")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging("intake")  # as the service logs: JSON lines, plain tracebacks (no frame locals)
+    try:
+        with TestClient(app) as client:
+            capsys.readouterr()
+            resp = client.post(
+                "/api/v1/integrations/portal",
+                content=orjson.dumps({"summary": "broken", "dedup_key": "k1"}),
+                headers={"Authorization": f"Bearer {GEN}"},
+            )
+            alive = client.get("/healthz")
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:], root.level = handlers, level
     assert resp.status_code == 500
     rid = resp.json()["request_id"]
     assert resp.headers["x-request-id"] == rid and "internal error" in resp.json()["error"]
-    logged = capsys.readouterr().out
+    logged = capsys.readouterr().err
     assert "request_failed" in logged and rid in logged
     assert "Traceback" in logged and "RuntimeError: a bug in the publisher (1 records)" in logged
     assert GEN not in logged, "the caller's token is not in the log"
