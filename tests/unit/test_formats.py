@@ -157,3 +157,15 @@ def test_generic_invalid_payload_names_the_field(payload: dict[str, Any], field:
 )
 def test_severity_words(word: str | None, expected: Severity) -> None:
     assert severity_from_word(word) is expected
+
+
+def test_feedback_has_a_category_the_rules_see_as_a_label_and_a_beat_cannot_come_this_way() -> None:
+    payload = {"summary": "export is slow", "kind": "feedback", "category": "question", "reporter": "bo@acme.example"}
+    ev = gen(payload)
+    assert ev.labels["category"] == "question"
+    with pytest.raises(ValidationError) as err:
+        gen({**payload, "category": "rant"})
+    assert err.value.errors()[0]["loc"] == ("category",)
+    with pytest.raises(ValidationError) as err:
+        gen({"summary": "tick", "kind": "heartbeat"})
+    assert err.value.errors()[0]["loc"] == ("kind",)

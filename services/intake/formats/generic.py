@@ -1,6 +1,6 @@
 """The generic JSON event: anything that can POST JSON — scripts, support portals, customer feedback forms.
 
-    {"summary": "Checkout fails for EU customers", "kind": "feedback", "severity": "error",
+    {"summary": "Checkout fails for EU customers", "kind": "feedback", "category": "bug", "severity": "error",
      "reporter": "alice@customer.example", "labels": {"customer": "acme", "project": "shop"}}
 
 Without a ``dedup_key`` an alert groups by summary + labels, feedback by reporter + summary. Without an
@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.intake.formats.common import short_hash, stable_id
 from shared.events import EventKind, EventStatus, InboundEvent, Severity
 
+Category = Literal["bug", "question", "request", "suggestion"]
+
 
 class GenericEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     summary: str = Field(min_length=1, max_length=1024)
-    kind: EventKind = EventKind.alert
+    kind: Literal[EventKind.alert, EventKind.feedback] = EventKind.alert
+    """a heartbeat's beat comes only through /api/v1/heartbeats/<name>, for a heartbeat declared in intake.yaml"""
+    category: Category | None = None
+    """feedback's kind of request: routing rules, SLA policies and reports see it as the label ``category``"""
     status: EventStatus = EventStatus.firing
     severity: Severity = Severity.warning
     dedup_key: str | None = Field(default=None, min_length=1, max_length=200)
@@ -54,6 +59,8 @@ def to_events(
     labels = dict(ev.labels)
     if ev.reporter:
         labels.setdefault("reporter", ev.reporter)
+    if ev.category is not None:
+        labels["category"] = ev.category
     return [
         InboundEvent(
             event_id=ev.event_id or stable_id(integration, hashlib.sha256(raw).hexdigest()),
