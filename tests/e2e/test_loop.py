@@ -21,7 +21,7 @@ from deploy.local.sinks import SmtpSink
 from deploy.local.stack import Stack
 from deploy.local.vendors.base import VendorSink
 from deploy.local.vendors.webhook import TicketloopWebhookVendor
-from tests.support.configs import AM_TOKEN, API_TOKEN, HOOK_SECRET, write_config
+from tests.support.configs import AM_TOKEN, API_TOKEN, GEN_TOKEN, GRAFANA_KEY, GRAFANA_TOKEN, HOOK_SECRET, write_config
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -201,3 +201,18 @@ def test_alert_to_ticket_email_webhook_escalation_and_resolution(loop: tuple[Sta
     )
     assert 'ticketloop_router_ticket_changes_total{change="acknowledged",team="web-team"} 1.0' in metrics("router")
     assert "ticketloop_sla_timer_lateness_seconds_count" in metrics("sla")
+
+    # No configured secret in any line any service wrote during the whole run
+    secrets = {
+        "alertmanager token": AM_TOKEN,
+        "api token": API_TOKEN,
+        "generic token": GEN_TOKEN,
+        "grafana token": GRAFANA_TOKEN,
+        "grafana hmac key": GRAFANA_KEY,
+        "webhook signing secret": HOOK_SECRET,
+        "webhook url": f"127.0.0.1:{hooks.port}/hooks/web",
+    }
+    logs = {path.name: path.read_text(errors="replace") for path in stack.workdir.glob("*.log")}
+    assert {"intake.log", "router.log", "sla.log", "notifier.log"} <= set(logs)
+    leaked = [(what, name) for what, secret in secrets.items() for name, text in logs.items() if secret in text]
+    assert leaked == [], f"secrets in the logs: {leaked}"
