@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -20,9 +21,10 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from services.intake.action_pages import HTML_HEADERS
 from services.intake.actions import action_routes
 from services.intake.config import ApiClient, Integration, Role, may_act_for, role_allows, token_matches
 from services.intake.deliveries import delivery_routes
@@ -36,6 +38,16 @@ from services.intake.edge import (
     iso_time,
     parse_json,
     read_body,
+)
+from services.intake.feedback_form import (
+    TEXT,
+    FormSubmission,
+    FormView,
+    feedback_event,
+    form_page,
+    language,
+    refusal_page,
+    thanks_page,
 )
 from services.intake.formats import opsgenie, pagerduty
 from services.intake.formats.common import watchdogs_as_beats, with_severity_words
@@ -247,6 +259,66 @@ def create_app(deps: IntakeDeps) -> Starlette:
         return JSONResponse(
             {"status": "accepted", "heartbeat": name, "missing_after": due.isoformat()}, status_code=202
         )
+
+    async def feedback_form(request: Request) -> Response:
+        """The project's public feedback form: GET shows it, POST sends it (see services/intake/feedback_form.py)."""
+        project = request.path_params["project"]
+        form = deps.config.form(project)
+        if request.method == "GET":
+            lang = language(request.query_params.get("lang"), request.headers.get("accept-language"))
+            token = request.query_params.get("t", "")
+        else:
+            raw = await read_form(request)
+            lang = language(raw.get("lang"), request.headers.get("accept-language"))
+            token = raw.get("t", "")
+        if form is None or not token_matches(form.secret(), token):
+            metrics.rejected.labels(reason="unauthorized").inc()
+            return HTMLResponse(refusal_page(lang, "forbidden"), status_code=403, headers=HTML_HEADERS)
+        view = FormView(project, form.title or project, token, lang, {"category": "bug"}, {})
+        if request.method == "GET":
+            return HTMLResponse(form_page(view), headers=HTML_HEADERS)
+        wait = limiter.wait(f"form/{project}", form.rate_limit, time.monotonic())
+        if wait > 0:
+            metrics.rejected.labels(reason="rate_limited").inc()
+            headers = {**HTML_HEADERS, "Retry-After": retry_after(wait)}
+            return HTMLResponse(refusal_page(lang, "busy"), status_code=429, headers=headers)
+        try:
+            submitted = FormSubmission.model_validate(raw)
+        except ValidationError as exc:
+            errors = {
+                p["field"]: TEXT[lang]["required"] if "at least" in p["error"] else p["error"]
+                for p in describe_validation_error(exc)
+            }
+            again = FormView(project, view.title, token, lang, {k: v for k, v in raw.items() if k != "t"}, errors)
+            metrics.rejected.labels(reason="invalid").inc()
+            return HTMLResponse(form_page(again), status_code=422, headers=HTML_HEADERS)
+        trace_id, now = new_trace_id(), datetime.now(UTC)
+        event = feedback_event(
+            submitted,
+            project=project,
+            customer=form.customer,
+            integration=f"form-{project}",
+            event_id=uuid.uuid4().hex,
+            received_at=now,
+            trace_id=trace_id,
+        )
+        try:
+            await publish_events([event], trace_id)
+        except HttpError:  # the broker did not take it: nothing was sent, the person may send it again
+            headers = {**HTML_HEADERS, "Retry-After": "30"}
+            return HTMLResponse(refusal_page(lang, "busy"), status_code=503, headers=headers)
+        metrics.accepted.labels(integration=f"form-{project}").inc()
+        log.info("feedback_form_sent", project=project, reference=event.labels["reference"])
+        return HTMLResponse(thanks_page(lang, event.labels["reference"]), status_code=201, headers=HTML_HEADERS)
+
+    async def read_form(request: Request) -> dict[str, str]:
+        """The posted form's fields (the last of each name), within the body limit; anything else is empty."""
+        try:
+            raw = await read_body(request, deps.max_body_bytes)
+        except HttpError:
+            return {}
+        fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=50)
+        return {k: v[-1] for k, v in fields.items() if v}
 
     def opsgenie_endpoint(verb: opsgenie.Verb) -> Callable[[Request], Awaitable[Response]]:
         """Opsgenie's alert API at Opsgenie's paths: the GenieKey names (and authenticates) the integration."""
@@ -620,6 +692,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+        Route("/feedback/{project}", feedback_form, methods=["GET", "POST"]),
     ]
     routes += action_routes(deps, publish, metrics.rejected)
     routes += delivery_routes(deps, api_client, fail)

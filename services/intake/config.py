@@ -162,11 +162,26 @@ class Integration(Credential):
         return None
 
 
+def _default_form_limit() -> RateLimitConfig:
+    return RateLimitConfig.model_validate({"requests": 20, "per": "1m"})
+
+
+class FeedbackForm(Credential):
+    """``forms:`` in intake.yaml: a project's public feedback form at ``/feedback/<project>?t=<token>``; ``name``
+    is the project, the token the form token in the link given to the customer (not a secret kept from them:
+    it keeps strangers and scanners out); ``rate_limit`` bounds its submissions."""
+
+    title: str = Field(default="", max_length=200)
+    customer: str | None = Field(default=None, max_length=200)
+    rate_limit: RateLimitConfig = Field(default_factory=_default_form_limit)
+
+
 class IntakeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     integrations: list[Integration] = Field(default_factory=list)
     api_clients: list[ApiClient] = Field(default_factory=list)
+    forms: list[FeedbackForm] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_names(self) -> IntakeConfig:
@@ -182,6 +197,9 @@ class IntakeConfig(BaseModel):
 
     def integration(self, name: str) -> Integration | None:
         return next((i for i in self.integrations if i.name == name), None)
+
+    def form(self, project: str) -> FeedbackForm | None:
+        return next((f for f in self.forms if f.name == project), None)
 
     def heartbeat(self, name: str) -> Integration | None:
         """The integration that beats heartbeat ``name``."""

@@ -122,6 +122,16 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/readyz", "Ready: the broker answers", "none", 200, tag="ops"),
     Operation("GET", "/metrics", "Prometheus metrics", "none", 200, tag="ops"),
     Operation("GET", "/openapi.json", "This document", "none", 200, tag="ops"),
+    Operation(
+        "GET",
+        "/feedback/{project}",
+        "A project's public feedback form (HTML)",
+        "link",
+        200,
+        tag="forms",
+        query=("t", "lang"),
+    ),
+    Operation("POST", "/feedback/{project}", "Send the feedback form", "link", 201, "raw", "forms"),
 )
 
 SECURITY: dict[str, dict[str, Any]] = {

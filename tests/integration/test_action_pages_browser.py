@@ -23,12 +23,14 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
 import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 
@@ -39,7 +41,7 @@ from services.intake.config import IntakeConfig
 from services.intake.edge import IntakeDeps
 from services.intake.publisher import KafkaPublisher
 from services.router.grouping import new_ticket_id
-from shared.events import Change, Command, TicketEvent
+from shared.events import Change, Command, InboundEvent, TicketEvent
 from shared.infra.actionlinks import LinkAction, LinkKeys, issue, keys_from_setting, link_url, verify
 from shared.store import db
 from shared.streaming.topics import Topics, TopicSpec, ensure_topics
@@ -47,6 +49,7 @@ from tests.support.waiting import wait_for
 from tests.unit.factories import T0, ticket
 
 pytestmark = pytest.mark.integration
+M = TypeVar("M", bound=BaseModel)
 
 KEYS = keys_from_setting("browser-link-key-0123456789abcdef")
 OTHER_KEYS = keys_from_setting("someone-elses-key-0123456789abcdef")
@@ -54,6 +57,7 @@ PHONE = "390,844"
 TICKET = new_ticket_id("browser-e1")  # as the router names tickets: "tl-" and 16 hex digits
 SUMMARY = "Disk /var/lib/postgresql/15/main on db-primary-1.eu-west-1.internal.example.com is 97% full"
 CHROMIUM_TIMEOUT_S = 60.0
+FORM_TOKEN = "browser-form-token-0123456789"
 _CONSOLE = re.compile(r"^\[[^\]]*:CONSOLE[:(]")
 _TOKEN = re.compile(r"/act/[A-Za-z0-9_.-]+")
 _ALARMS = ("Uncaught", "Refused to", "Content Security Policy", "ERROR:CONSOLE")
@@ -152,7 +156,13 @@ def intake(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Intake]:
     publisher = KafkaPublisher(kafka_bootstrap, timeout_s=10)
     app = create_app(
         IntakeDeps(
-            config=IntakeConfig.model_validate({"integrations": [], "api_clients": []}),
+            config=IntakeConfig.model_validate(
+                {
+                    "integrations": [],
+                    "api_clients": [],
+                    "forms": [{"name": "shop", "token": FORM_TOKEN, "title": "ACME"}],
+                }
+            ),
             publisher=publisher,
             engine=engine,
             topics=topics,
@@ -184,8 +194,8 @@ def intake(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Intake]:
         engine.dispose()
 
 
-async def read_to_end(bootstrap: str, topic: TopicSpec) -> list[Command]:
-    """Every command on ``topic`` up to its end offsets as of now (a bounded read, not a wait for news)."""
+async def read_to_end(bootstrap: str, topic: TopicSpec, model: type[M]) -> list[M]:
+    """Every record on ``topic``, as ``model``, up to its end offsets as of now (a bounded read, not a wait for news)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
@@ -193,11 +203,11 @@ async def read_to_end(bootstrap: str, topic: TopicSpec) -> list[Command]:
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
-        out: list[Command] = []
+        out: list[M] = []
         async with asyncio.timeout(30):
             while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
                 for records in (await consumer.getmany(timeout_ms=1000)).values():
-                    out.extend(Command.model_validate_json(r.value) for r in records if r.value is not None)
+                    out.extend(model.model_validate_json(r.value) for r in records if r.value is not None)
         return out
     finally:
         await consumer.stop()
@@ -258,14 +268,14 @@ def test_pages_render_on_a_phone_without_console_errors_and_a_browser_get_acts_o
     link_id = verify(KEYS, valid.rsplit("/act/", 1)[1], datetime.now(UTC)).link_id
     assert db.get_link_use(intake.engine, link_id) is None, "a GET in a browser claimed the link"
     commands = intake.topics.commands
-    assert asyncio.run(read_to_end(intake.bootstrap, commands)) == [], "a GET in a browser published a command"
+    assert asyncio.run(read_to_end(intake.bootstrap, commands, Command)) == [], "a GET in a browser published a command"
 
     # the same two checks do see an act: a POST claims the link and puts its command on the topic
     acted = httpx.post(valid, timeout=30)
     assert acted.status_code == 200, acted.text
     use = db.get_link_use(intake.engine, link_id)
     assert use is not None and use.used_at is not None
-    [cmd] = asyncio.run(read_to_end(intake.bootstrap, commands))
+    [cmd] = asyncio.run(read_to_end(intake.bootstrap, commands, Command))
     assert (cmd.command_id, cmd.action, cmd.actor) == (f"link:{link_id}", "acknowledge", "olga")
 
     # and the link, opened again in the browser, says it was used
@@ -274,3 +284,38 @@ def test_pages_render_on_a_phone_without_console_errors_and_a_browser_get_acts_o
     assert "<h1>This link was already used</h1>" in dom and "Nothing was done now." in dom, dom
     assert "<form" not in dom
     assert console_problems(err) == console_problems(dom_err) == []
+
+
+def test_the_feedback_form_renders_on_a_phone_in_both_languages_and_what_it_sends_is_on_kafka(
+    intake: Intake, browser: Browser, tmp_path: Path
+) -> None:
+    problems: dict[str, list[str]] = {}
+    for lang, expected in {
+        "en": ["Report a problem · ACME", "Something is broken"],
+        "zh-CN": ["反馈问题 · ACME", "改进建议"],
+    }.items():
+        url = f"{intake.url}/feedback/shop?t={FORM_TOKEN}&lang={lang}"
+        problems[f"{lang} screenshot"] = console_problems(browser.screenshot(url, tmp_path / f"form-{lang}.png"))
+        dom, err = browser.dom(url)
+        problems[f"{lang} dom"] = console_problems(err)
+        assert all(text in dom for text in expected), dom
+        assert '<form method="post" action="/feedback/shop">' in dom and "<script" not in dom
+    assert not any(problems.values()), problems
+    # what the browser posts when the person presses Send (a form post: Chromium's command line cannot press it)
+    fields = {
+        "t": FORM_TOKEN,
+        "lang": "en",
+        "summary": "Export is empty",
+        "category": "bug",
+        "reporter": "ann@acme.example",
+    }
+    sent = httpx.post(f"{intake.url}/feedback/shop", data=fields, timeout=10)
+    assert sent.status_code == 201, sent.text
+    ref = re.search(r"FB-[0-9A-F]{8}", sent.text)
+    assert ref is not None
+    thanks = tmp_path / "thanks.html"
+    thanks.write_text(sent.text)
+    dom, err = browser.dom(thanks.as_uri())
+    assert ref.group(0) in dom and not console_problems(err)
+    events = asyncio.run(read_to_end(intake.bootstrap, intake.topics.events, InboundEvent))
+    assert [e.labels.get("reference") for e in events] == [ref.group(0)]

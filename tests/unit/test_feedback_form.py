@@ -1,0 +1,91 @@
+"""The public feedback form: the page in both languages, the token, the submission as a feedback event with its
+reference, a form that does not validate shown again (escaped), and its rate limit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from starlette.testclient import TestClient
+
+from services.intake.api import create_app
+from services.intake.config import IntakeConfig
+from services.intake.edge import IntakeDeps
+from services.intake.feedback_form import language, reference
+from shared.events import EventKind, InboundEvent
+from shared.store import db
+from shared.streaming.topics import Topics
+from tests.fakes import FakePublisher
+
+FORM_TOKEN = "shop-form-token-0123456789"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[tuple[TestClient, FakePublisher]]:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
+    db.init_db(engine)
+    form = {"name": "shop", "token": FORM_TOKEN, "title": "ACME shop", "customer": "acme"}
+    config = IntakeConfig.model_validate({"forms": [{**form, "rate_limit": {"requests": 3, "per": "1h"}}]})
+    publisher = FakePublisher()
+    app = create_app(IntakeDeps(config, publisher, engine, Topics("t.", 2), CollectorRegistry()))
+    with TestClient(app) as c:
+        yield c, publisher
+
+
+def test_the_form_shows_in_english_or_chinese_with_no_script_and_a_wrong_token_is_refused(
+    client: tuple[TestClient, FakePublisher],
+) -> None:
+    http, _ = client
+    en = http.get(f"/feedback/shop?t={FORM_TOKEN}")
+    assert en.status_code == 200 and '<html lang="en">' in en.text and "Report a problem · ACME shop" in en.text
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in en.text
+    assert "<script" not in en.text and en.headers["referrer-policy"] == "no-referrer"
+    zh = http.get(f"/feedback/shop?t={FORM_TOKEN}", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"})
+    assert '<html lang="zh-CN">' in zh.text and "反馈问题" in zh.text and "功能故障" in zh.text
+    assert "反馈问题" in http.get(f"/feedback/shop?t={FORM_TOKEN}&lang=zh-CN").text
+    for path in ("/feedback/shop?t=wrong", "/feedback/shop", f"/feedback/other?t={FORM_TOKEN}"):
+        refused = http.get(path)
+        assert refused.status_code == 403 and "not valid" in refused.text
+    assert language(None, "zh-TW") == "zh-CN" and language("en", "zh") == "en" and language(None, None) == "en"
+
+
+def test_a_sent_form_is_a_feedback_event_with_a_reference_and_a_bad_one_comes_back_escaped(
+    client: tuple[TestClient, FakePublisher],
+) -> None:
+    http, publisher = client
+    fields = {
+        "t": FORM_TOKEN,
+        "summary": "发票无法下载",
+        "category": "bug",
+        "details": "点击后空白",
+        "reporter": "li@acme.cn",
+    }
+    sent = http.post("/feedback/shop", data={**fields, "lang": "zh-CN"})
+    assert sent.status_code == 201 and "谢谢" in sent.text
+    [record] = publisher.records
+    ev = InboundEvent.model_validate_json(record.value)
+    assert ev.kind is EventKind.feedback and ev.summary == "发票无法下载" and ev.annotations["details"] == "点击后空白"
+    assert ev.labels == {
+        "project": "shop",
+        "customer": "acme",
+        "category": "bug",
+        "reporter": "li@acme.cn",
+        "reference": reference("shop", ev.event_id),
+    }
+    assert ev.labels["reference"] in sent.text and ev.source == "form-shop"
+    bad = http.post("/feedback/shop", data={**fields, "summary": "", "details": "<script>alert(1)</script>"})
+    assert bad.status_code == 422 and "&lt;script&gt;alert(1)&lt;/script&gt;" in bad.text and "<script>" not in bad.text
+    forged = http.post("/feedback/shop", data={**fields, "t": "guess"})
+    assert forged.status_code == 403
+    assert len(publisher.records) == 1
+
+
+def test_a_forms_rate_limit_answers_429_with_retry_after(client: tuple[TestClient, FakePublisher]) -> None:
+    http, publisher = client
+    fields = {"t": FORM_TOKEN, "summary": "slow", "reporter": "bo@acme.example"}
+    answers = [http.post("/feedback/shop", data=fields) for _ in range(4)]
+    assert [a.status_code for a in answers] == [201, 201, 201, 429]
+    assert int(answers[3].headers["retry-after"]) > 1000 and "Too many reports" in answers[3].text
+    assert len(publisher.records) == 3
