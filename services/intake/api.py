@@ -53,6 +53,7 @@ from services.intake.formats import opsgenie, pagerduty
 from services.intake.formats.common import watchdogs_as_beats, with_severity_words
 from services.intake.formats.registry import ALERTMANAGER_SHAPED, PARSERS, VERIFIERS, truncated_alerts
 from services.intake.limits import Limiter, retry_after
+from services.intake.mail_in import Mail, mail_event, reply_command
 from services.intake.metrics import IntakeMetrics, UnresolvedTickets
 from services.intake.openapi import document
 from services.intake.publisher import PublishUnavailableError, Record
@@ -670,6 +671,21 @@ def create_app(deps: IntakeDeps) -> Starlette:
         body = await asyncio.to_thread(generate_latest, deps.registry)  # UnresolvedTickets queries SQL
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    async def deliver_mail(mail: Mail) -> str:
+        """What a received mail becomes, published: a reply on the ticket its subject names (when there is such a
+        ticket), else a feedback ticket. Raises when the broker did not take it (the SMTP answer is then 451)."""
+        trace_id, now = new_trace_id(), datetime.now(UTC)
+        found = await run_in_threadpool(db.get_ticket, deps.engine, mail.ticket_id) if mail.ticket_id else None
+        if mail.ticket_id is not None and found is not None:
+            cmd = reply_command(mail, mail.ticket_id, now, trace_id)
+            headers = make_headers(trace_id=trace_id, ticket_id=cmd.ticket_id)
+            await publish([Record(deps.topics.commands.name, cmd.ticket_id, encode(cmd), headers)])
+            return "reply"
+        if deps.config.mail is None:
+            raise HttpError(503, "mail is not configured")
+        await publish_events([mail_event(mail, deps.config.mail, now, trace_id)], trace_id)
+        return "feedback"
+
     routes = [
         Route("/api/v1/integrations/{name}", receive, methods=["POST", "PUT"]),
         Route("/v2/enqueue", enqueue, methods=["POST"]),
@@ -696,4 +712,6 @@ def create_app(deps: IntakeDeps) -> Starlette:
     ]
     routes += action_routes(deps, publish, metrics.rejected)
     routes += delivery_routes(deps, api_client, fail)
-    return Starlette(routes=routes, middleware=[Middleware(RequestIds)])
+    app = Starlette(routes=routes, middleware=[Middleware(RequestIds)])
+    app.state.deliver_mail = deliver_mail
+    return app

@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from services.intake.limits import RateLimitConfig
+from services.intake.mail_in import MailConfig
 from shared.events import Severity
 from shared.infra.config import Duration, EnvName
 
@@ -182,6 +183,8 @@ class IntakeConfig(BaseModel):
     integrations: list[Integration] = Field(default_factory=list)
     api_clients: list[ApiClient] = Field(default_factory=list)
     forms: list[FeedbackForm] = Field(default_factory=list)
+    mail: MailConfig | None = None
+    """The support addresses intake's SMTP receiver takes (services/intake/mail_in.py)."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> IntakeConfig:

@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 
 import httpx
 import uvicorn
+from aiosmtpd.smtp import SMTP
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from services.intake.api import create_app
 from services.intake.config import IntakeConfig
 from services.intake.edge import IntakeDeps
+from services.intake.mail_in import MailHandler
 from services.intake.publisher import KafkaPublisher
 from shared.infra.actionlinks import keys_from_setting
 from shared.infra.config import ConfigWatcher, load_yaml_model
@@ -56,8 +58,19 @@ def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
         except Exception as exc:  # noqa: BLE001 - topics are created by whichever service reaches Kafka first
             log.warning("topics_not_ensured", error=repr(exc))
         await publisher.start()
+        smtp = None
+        if settings.smtp_port and config.mail is not None:
+            handler = MailHandler(config.mail, app.state.deliver_mail)
+            smtp = await asyncio.get_running_loop().create_server(
+                lambda: SMTP(handler, data_size_limit=config.mail.max_bytes if config.mail else None),
+                settings.host,
+                settings.smtp_port,
+            )
+            log.info("intake_mail_listening", smtp=f"{settings.host}:{settings.smtp_port}")
         log.info("intake_listening", url=f"http://{settings.host}:{settings.port}")
         yield
+        if smtp is not None:
+            smtp.close()
         await publisher.stop()
         await http.aclose()
 

@@ -153,14 +153,11 @@ def _wait(t: Ticket, _cmd: Command, _now: datetime) -> Effect:
 
 
 def _replied(t: Ticket, _cmd: Command, _now: datetime) -> Effect:
-    return (
-        "it is not waiting on the customer"
-        if not t.waiting_on_customer
-        else (
-            {"waiting_on_customer": False},
-            "the customer replied",
-        )
-    )
+    """The customer's answer: a waiting ticket stops waiting; on any other active ticket it is recorded as what
+    the customer wrote (a mail reply comes whenever the customer writes, not only when asked)."""
+    if not t.waiting_on_customer:
+        return {}, "the customer wrote"
+    return {"waiting_on_customer": False}, "the customer replied"
 
 
 EFFECTS: dict[Action, Callable[[Ticket, Command, datetime], Effect]] = {

@@ -81,6 +81,8 @@ class IntakeSettings(CommonSettings):
     public_url: str = "http://127.0.0.1:8080"
     # the Slack app's signing secret, for interactive button callbacks; unset: /api/v1/slack/interactions is 404
     slack_signing_secret: SecretStr | None = None
+    # the SMTP receiver for the support addresses of intake.yaml's ``mail:`` (0: off)
+    smtp_port: int = Field(default=0, ge=0, le=65535)
 
 
 class RouterSettings(CommonSettings):

@@ -1,0 +1,166 @@
+"""Email in: intake's SMTP receiver (aiosmtpd) for the support address. A customer's mail to it is a feedback
+ticket; a reply whose subject carries a ticket id (``tl-`` and 16 hex digits, as every ticket mail's subject does)
+is the customer's reply on that ticket (a ``customer_replied`` command: a waiting clock resumes, first-response and
+update clocks see it). Attachments are listed (name, type, size), not kept.
+
+``mail:`` in intake.yaml names the addresses it takes (any other recipient is refused at RCPT, 550) and the
+project and customer its tickets carry; ``TICKETLOOP_INTAKE_SMTP_PORT`` turns the receiver on. The answer to DATA
+is 250 only once the broker has the event or command (else 451: the sending server tries again), so nothing
+accepted is lost. The reading of a mail and what it becomes are pure; ``MailHandler`` is the shell.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import parseaddr
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events import Action, Command, EventKind, EventStatus, InboundEvent, Severity
+from shared.infra.ids import stable_id
+from shared.infra.logging import get_logger
+
+log = get_logger(__name__)
+
+TICKET_IN_SUBJECT = re.compile(r"\b(tl-[0-9a-f]{16})\b")
+TEXT_KEPT = 4000
+SOURCE = "mail"
+
+
+class MailConfig(BaseModel):
+    """``mail: {addresses: [support@acme.example], project: webshop, customer: acme}`` in intake.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    addresses: list[str] = Field(min_length=1)
+    project: str | None = None
+    customer: str | None = None
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+
+    def takes(self, address: str) -> bool:
+        return address.strip().lower() in {a.strip().lower() for a in self.addresses}
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """What a received mail says, read once."""
+
+    message_id: str
+    sender: str
+    subject: str
+    text: str
+    attachments: tuple[str, ...] = ()
+    ticket_id: str | None = None
+
+
+def read_mail(raw: bytes, envelope_from: str) -> Mail:
+    """A mail's sender (From, else the envelope's), subject, plain text (HTML-only mail: its text without tags),
+    attachments as ``name (type, bytes)`` and the ticket id its subject names."""
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(msg, EmailMessage)  # noqa: S101 - policy.default always makes one
+    sender = parseaddr(str(msg.get("From", "")))[1] or envelope_from
+    subject = " ".join(str(msg.get("Subject", "")).split())[:200]
+    text, attachments = "", []
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        filename = part.get_filename()
+        if filename or part.get_content_disposition() == "attachment":
+            size = len(part.get_payload(decode=True) or b"")
+            attachments.append(f"{filename or 'unnamed'} ({part.get_content_type()}, {size} bytes)")
+        elif not text and part.get_content_type() in ("text/plain", "text/html"):
+            body = _content(part)
+            text = re.sub(r"<[^>]+>", " ", body) if part.get_content_type() == "text/html" else body
+    found = TICKET_IN_SUBJECT.search(subject)
+    message_id = str(msg.get("Message-ID", "")).strip() or uuid.uuid4().hex
+    return Mail(
+        message_id,
+        sender[:256],
+        subject,
+        text.strip()[:TEXT_KEPT],
+        tuple(attachments[:50]),
+        found.group(1) if found else None,
+    )
+
+
+def _content(part: Any) -> str:
+    try:
+        return str(part.get_content())
+    except (LookupError, ValueError):  # an unknown charset: the bytes as best we can
+        return (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+
+
+def mail_event(mail: Mail, config: MailConfig, received_at: datetime, trace_id: str) -> InboundEvent:
+    """A new customer mail as a feedback event (one ticket per sender and subject, as feedback groups)."""
+    labels = {"reporter": mail.sender, "channel": "email"}
+    labels |= {k: v for k, v in (("project", config.project), ("customer", config.customer)) if v}
+    annotations = {"details": mail.text} if mail.text else {}
+    if mail.attachments:
+        annotations["attachments"] = "; ".join(mail.attachments)
+    return InboundEvent(
+        event_id=stable_id(SOURCE, mail.message_id),
+        kind=EventKind.feedback,
+        source=SOURCE,
+        dedup_key=f"{SOURCE}/{stable_id(mail.sender.lower(), mail.subject.lower())[:24]}",
+        status=EventStatus.firing,
+        summary=mail.subject or "(no subject)",
+        severity=Severity.warning,
+        labels=labels,
+        annotations=annotations,
+        occurred_at=received_at,
+        received_at=received_at,
+        trace_id=trace_id,
+    )
+
+
+def reply_command(mail: Mail, ticket_id: str, issued_at: datetime, trace_id: str) -> Command:
+    """A reply on a ticket: the customer's answer, its text as the reason (the same mail twice is one command)."""
+    reason = mail.text[: TEXT_KEPT - 200] if mail.text else "(no text)"
+    if mail.attachments:
+        reason += "\n[attachments: " + "; ".join(mail.attachments) + "]"
+    return Command(
+        command_id=stable_id(SOURCE, mail.message_id, ticket_id),
+        ticket_id=ticket_id,
+        action=Action.customer_replied,
+        actor=mail.sender or "customer",
+        reason=reason[:4000],
+        issued_at=issued_at,
+        trace_id=trace_id,
+    )
+
+
+@dataclass
+class MailHandler:
+    """aiosmtpd's handler: RCPT refuses what is not ours, DATA answers 250 once what the mail became is on Kafka."""
+
+    config: MailConfig
+    deliver: Callable[[Mail], Awaitable[str]]
+    """Publishes what the mail becomes; returns what it was ("feedback" or "reply") or raises to refuse (451)."""
+    received: list[str] = field(default_factory=list)
+
+    async def handle_RCPT(self, _server: Any, _session: Any, envelope: Any, address: str, _options: Any) -> str:  # noqa: N802
+        if not self.config.takes(address):
+            return "550 5.1.1 no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
+        raw = envelope.original_content or envelope.content
+        if not isinstance(raw, bytes) or len(raw) > self.config.max_bytes:
+            return "552 5.3.4 message too big"
+        try:
+            mail = read_mail(raw, str(envelope.mail_from or ""))
+            what = await self.deliver(mail)
+        except Exception as exc:  # noqa: BLE001 - the sending server keeps the mail and tries again
+            log.warning("mail_not_taken", error=type(exc).__name__)
+            return "451 4.3.0 not taken now, try again later"
+        self.received.append(what)
+        log.info("mail_taken", became=what, ticket_id=mail.ticket_id)
+        return "250 OK"
