@@ -6,11 +6,11 @@ with that reason rather than guessing.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -83,6 +83,24 @@ class Action(StrEnum):
     """System: the router's own timer says a ticket has something due (flapping settles, grouped notifications)."""
 
 
+EARLIEST_YEAR, LATEST_YEAR = 1970, 9000
+
+
+def bounded_time(value: datetime) -> datetime:
+    """A time every part of the loop can store and compute with: in UTC between 1970 and 9000 (a naive time is
+    read as UTC). Anything else is a ValueError, which pydantic answers as a 422 naming the field."""
+    try:
+        utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not EARLIEST_YEAR <= utc.year <= LATEST_YEAR:
+        raise ValueError(f"a time between the years {EARLIEST_YEAR} and {LATEST_YEAR} (UTC)")
+    return value
+
+
+BoundedTime = Annotated[datetime, AfterValidator(bounded_time)]
+
+
 class Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -101,8 +119,8 @@ class InboundEvent(Wire):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     links: list[str] = Field(default_factory=list)
-    occurred_at: datetime
-    received_at: datetime
+    occurred_at: BoundedTime
+    received_at: BoundedTime
     trace_id: str
 
 
@@ -116,7 +134,7 @@ class Command(Wire):
     team: str | None = Field(default=None, min_length=1, description="reassign: the new team")
     person: str | None = Field(default=None, min_length=1, description="reassign: the new owner")
     priority: str | None = Field(default=None, pattern=r"^P[1-5]$", description="set_priority")
-    until: datetime | None = Field(default=None, description="snooze: until when")
+    until: BoundedTime | None = Field(default=None, description="snooze: until when")
     issued_at: datetime
     trace_id: str
     via: str | None = Field(

@@ -57,7 +57,7 @@ from services.intake.mail_in import Mail, mail_event, reply_command
 from services.intake.metrics import IntakeMetrics, UnresolvedTickets
 from services.intake.openapi import document
 from services.intake.publisher import PublishUnavailableError, Record
-from shared.events import Command, InboundEvent, beat_event
+from shared.events import Command, InboundEvent, beat_event, bounded_time
 from shared.infra.logging import bind_ids, get_logger, make_headers, new_trace_id
 from shared.rules.oncall import OnCall, Override, OverrideRequest, TeamsConfig, on_call, upcoming_shifts
 from shared.rules.silences import Silence, SilenceRequest
@@ -170,7 +170,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
             events, unknown_words = with_severity_words(events, integration.severities)
             hb = integration.heartbeat
             if hb is not None and integration.format in ALERTMANAGER_SHAPED:
-                every, grace = hb.every, hb.grace or hb.every
+                every, grace = hb.every, hb.every if hb.grace is None else hb.grace
                 events = watchdogs_as_beats(events, hb.alertname, integration.heartbeat_name() or "", every, grace)
             await publish_events(events, trace_id)
         except HttpError as exc:
@@ -249,14 +249,19 @@ def create_app(deps: IntakeDeps) -> Starlette:
             if integration is None or integration.heartbeat is None or not token_matches(integration.secret(), token):
                 raise HttpError(401, "invalid token for this heartbeat")
             limited(integration)
-            await read_body(request, deps.max_body_bytes)  # a body, if any, is not kept
+            raw = await read_body(request, deps.max_body_bytes)  # a body, if any, is not kept
+            verify = VERIFIERS.get(integration.format)  # an integration that signs signs its beats too
+            refused = verify(integration, request.headers, raw, datetime.now(UTC)) if verify is not None else None
+            if refused is not None:
+                raise HttpError(401, f"invalid signature: {refused}")
             trace_id = request.headers.get("x-trace-id") or new_trace_id()
             hb, now = integration.heartbeat, datetime.now(UTC)
-            beat = beat_event(name, integration.name, hb.every, hb.grace or hb.every, now, uuid.uuid4().hex, trace_id)
+            grace = hb.every if hb.grace is None else hb.grace
+            beat = beat_event(name, integration.name, hb.every, grace, now, uuid.uuid4().hex, trace_id)
             await publish_events([beat], trace_id)
         except HttpError as exc:
             return fail(exc, {401: "unauthorized", 413: "oversize", 429: "rate_limited"}.get(exc.status, "unavailable"))
-        due = now + hb.every + (hb.grace or hb.every)
+        due = now + hb.every + grace
         return JSONResponse(
             {"status": "accepted", "heartbeat": name, "missing_after": due.isoformat()}, status_code=202
         )
@@ -562,9 +567,9 @@ def create_app(deps: IntakeDeps) -> Starlette:
         if not text:
             return datetime.now(UTC)
         try:
-            value = datetime.fromisoformat(text)
+            value = bounded_time(datetime.fromisoformat(text))
         except ValueError as exc:
-            raise HttpError(422, f"'at' is not an ISO 8601 time: {text!r}") from exc
+            raise HttpError(422, f"'at' is not an ISO 8601 time between 1970 and 9000: {text[:64]!r}") from exc
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     async def who_is_on_call(request: Request) -> Response:

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.intake.config import IntakeConfig
 from services.intake.limits import retry_after
 from services.intake.publisher import Publisher
-from shared.events import Action
+from shared.events import Action, BoundedTime
 from shared.infra.actionlinks import LinkKeys
 from shared.infra.config import ConfigWatcher
 from shared.infra.logging import get_logger
@@ -66,7 +66,7 @@ class CommandBody(BaseModel):
     team: str | None = None
     person: str | None = None
     priority: str | None = None
-    until: datetime | None = None
+    until: BoundedTime | None = None
 
 
 # URL verb -> action: POST /api/v1/tickets/{id}/{verb}

@@ -91,15 +91,33 @@ def _missing_event(hb: Heartbeat, status: EventStatus, at: datetime, trace_id: s
     )
 
 
-def on_beat(state: Heartbeat | None, beat: InboundEvent) -> tuple[Heartbeat, InboundEvent | None]:
-    """The heartbeat after a beat, and the event resolving its ticket when it had gone missing. A beat older
-    than the last one (a late retry) moves nothing back."""
-    name = beat.labels.get("heartbeat") or beat.dedup_key.removeprefix("heartbeat/")
-    every = float(beat.annotations.get(HEARTBEAT_EVERY, "60"))
-    grace = float(beat.annotations.get(HEARTBEAT_GRACE, "60"))
-    at = beat.occurred_at
-    if state is not None and at < state.last_beat:
-        return replace(state, every_s=every, grace_s=grace), None
+LONGEST_S = 100 * 365 * 86400.0
+
+
+class BadBeatError(ValueError):
+    """A beat this router cannot keep (its name, key or period is not one intake makes): dead-lettered."""
+
+
+def beat_period(beat: InboundEvent) -> tuple[str, float, float]:
+    """A beat's heartbeat name, period and grace in seconds; BadBeatError unless intake could have made it."""
+    name = beat.labels.get("heartbeat", "")
+    if not name or beat.dedup_key != heartbeat_key(name):
+        raise BadBeatError(f"a beat names heartbeat {name!r} under the key {beat.dedup_key!r}")
+    try:
+        every = float(beat.annotations[HEARTBEAT_EVERY])
+        grace = float(beat.annotations.get(HEARTBEAT_GRACE, str(every)))
+    except (KeyError, ValueError):
+        raise BadBeatError(f"heartbeat {name!r}: its period is not a number of seconds") from None
+    if not (1 <= every <= LONGEST_S and 0 <= grace <= LONGEST_S):
+        raise BadBeatError(f"heartbeat {name!r}: period {every} s and grace {grace} s are out of bounds")
+    return name, every, grace
+
+
+def on_beat(state: Heartbeat | None, beat: InboundEvent, now: datetime) -> tuple[Heartbeat, InboundEvent | None]:
+    """The heartbeat after a beat the router handles ``now`` (its own clock, the one its timer reads: intake's
+    clock may run apart), and the event resolving its ticket when it had gone missing."""
+    name, every, grace = beat_period(beat)
+    at = max(now, state.last_beat) if state is not None else now
     after = Heartbeat(name, beat.source, every, grace, at)
     if state is not None and state.missing_since is not None:
         return after, _missing_event(state, EventStatus.resolved, at, beat.trace_id)
@@ -107,7 +125,8 @@ def on_beat(state: Heartbeat | None, beat: InboundEvent) -> tuple[Heartbeat, Inb
 
 
 def on_tick(state: Heartbeat, now: datetime, trace_id: str) -> tuple[Heartbeat, InboundEvent | None]:
-    """The heartbeat at ``now``, and the event opening its ticket when it has just gone missing."""
+    """The heartbeat at ``now``, and the event opening its ticket when it has just gone missing. OverflowError
+    for a state no beat could have made."""
     if state.missing_since is not None or now < state.due:
         return state, None
     after = replace(state, missing_since=state.due)

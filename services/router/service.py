@@ -40,7 +40,7 @@ from services.router.grouping import (
     grouped_input,
     hands_over_in_place,
 )
-from services.router.heartbeats import Heartbeat, on_beat, on_tick
+from services.router.heartbeats import BadBeatError, Heartbeat, on_beat, on_tick
 from services.router.lifecycle import Member, Occurrences, TicketRecord, fold_occurrences, folds
 from services.router.projects import ProjectsConfig
 from services.router.rules import RoutingConfig
@@ -193,7 +193,10 @@ class RouterProcessor:
     def beat(self, task: Task, ev: InboundEvent) -> None:
         key = ev.labels.get("heartbeat", ev.dedup_key).encode()
         state = task.load(HEARTBEATS, key, Heartbeat.decode)
-        after, resolved = on_beat(state, ev)
+        try:
+            after, resolved = on_beat(state, ev, datetime.now(UTC))
+        except BadBeatError as exc:
+            raise DecodeError(str(exc)) from exc
         task.store(HEARTBEATS, key, after, Heartbeat.encode)
         if resolved is not None:
             log.info("heartbeat_back", heartbeat=after.name)
@@ -258,12 +261,11 @@ class RouterProcessor:
         at = datetime.fromtimestamp(now, UTC)
         for key, raw in task.items(HEARTBEATS):
             try:
-                state = Heartbeat.decode(raw)
-            except (ValueError, KeyError, TypeError):  # not written by this code: forgotten, not fired
+                after, missing = on_tick(Heartbeat.decode(raw), at, new_trace_id())
+            except (ValueError, KeyError, TypeError, OverflowError):  # not written by this code: forgotten, not fired
                 log.error("heartbeat_unreadable", heartbeat=key.decode(errors="replace"))  # noqa: TRY400
                 task.delete(HEARTBEATS, key)
                 continue
-            after, missing = on_tick(state, at, new_trace_id())
             if missing is not None:
                 task.store(HEARTBEATS, key, after, Heartbeat.encode)
                 bind_ids(trace_id=missing.trace_id, event_id=missing.event_id)

@@ -4,17 +4,21 @@ end or a duration, checked against the clock when it is made."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from shared.events import bounded_time
 from shared.infra.config import Duration
 
 
 class TimeWindowRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    starts_at: AwareDatetime | None = Field(default=None, description="default: now")
-    ends_at: AwareDatetime | None = None
+    starts_at: Annotated[AwareDatetime, AfterValidator(bounded_time)] | None = Field(
+        default=None, description="default: now"
+    )
+    ends_at: Annotated[AwareDatetime, AfterValidator(bounded_time)] | None = None
     duration: Duration | None = Field(default=None, description='instead of ends_at, e.g. "2h"')
 
     @model_validator(mode="after")

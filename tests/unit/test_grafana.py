@@ -199,3 +199,9 @@ def test_grafana_posts_and_puts_with_and_without_a_signature(client: tuple[TestC
         assert refused.status_code == 401 and refused.json()["error"].startswith("invalid signature: ")
         assert KEY not in refused.text
     assert len(publisher.records) == 3, "nothing refused was published"
+
+
+@pytest.mark.parametrize("stamp", ["\u00b2", "1\u00b3", "١٢٣"])
+def test_a_timestamp_of_non_ascii_digits_is_a_refusal_never_an_error(stamp: str) -> None:
+    problem = grafana.signature_problem(KEY.encode(), b"{}", "00", stamp, timestamped=True, now=NOW)
+    assert problem == "missing or malformed signature timestamp"

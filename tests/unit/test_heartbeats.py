@@ -3,6 +3,8 @@ in-memory broker), and intake's doors (the heartbeat endpoint and Alertmanager's
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +17,7 @@ from starlette.testclient import TestClient
 from services.intake.api import create_app
 from services.intake.config import IntakeConfig
 from services.intake.edge import IntakeDeps
-from services.router.heartbeats import Heartbeat, on_beat, on_tick
+from services.router.heartbeats import BadBeatError, Heartbeat, on_beat, on_tick
 from shared.events import EventKind, EventStatus, InboundEvent, beat_event
 from shared.store import db
 from shared.streaming.topics import Topics
@@ -30,20 +32,34 @@ def beat(at_s: float, n: int = 0) -> InboundEvent:
 
 
 def test_a_heartbeat_goes_missing_once_after_every_plus_grace_and_the_next_beat_brings_it_back() -> None:
-    state, none = on_beat(None, beat(0))
-    assert none is None and state.due == T0 + timedelta(seconds=90)
+    state, none = on_beat(None, beat(0), T0)
+    assert none is None and state.due == T0 + timedelta(seconds=90), "the router's clock, not the beat's"
     assert on_tick(state, T0 + timedelta(seconds=89), "t")[1] is None
     missing, opened = on_tick(state, T0 + timedelta(seconds=91), "t")
     assert opened is not None and opened.status is EventStatus.firing and opened.kind is EventKind.alert
     assert opened.dedup_key == "heartbeat/nightly" and opened.labels["alertname"] == "HeartbeatMissing"
     assert missing.missing_since == T0 + timedelta(seconds=90)
     assert on_tick(missing, T0 + timedelta(seconds=500), "t")[1] is None, "one ticket per absence"
-    back, resolved = on_beat(missing, beat(600, 1))
+    back, resolved = on_beat(missing, beat(600, 1), T0 + timedelta(seconds=600))
     assert resolved is not None and resolved.status is EventStatus.resolved and back.missing_since is None
     assert resolved.dedup_key == opened.dedup_key
-    late, nothing = on_beat(back, beat(10, 2))
-    assert nothing is None and late.last_beat == back.last_beat, "a late beat moves nothing back"
     assert Heartbeat.decode(missing.encode()) == missing
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"annotations": {"heartbeat_every_s": "1e12", "heartbeat_grace_s": "60"}},
+        {"annotations": {"heartbeat_every_s": "nan"}},
+        {"annotations": {"heartbeat_every_s": "0.1"}},
+        {"annotations": {}},
+        {"dedup_key": "portal/heartbeat/nightly"},
+        {"labels": {}},
+    ],
+)
+def test_a_beat_intake_could_not_have_made_is_refused(change: dict[str, object]) -> None:
+    with pytest.raises(BadBeatError):
+        on_beat(None, beat(0).model_copy(update=change), T0)
 
 
 TOKEN = "cron-token-0123456789abcdef"
@@ -117,3 +133,28 @@ def test_heartbeat_names_are_unique() -> None:
                 ]
             }
         )
+
+
+def test_a_signing_integrations_beats_need_its_signature_and_a_grace_of_zero_is_zero(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
+    db.init_db(engine)
+    key = "grafana-hmac-key-0123456789ab"
+    graf = {
+        "name": "graf",
+        "format": "grafana",
+        "token": TOKEN,
+        "signing_secret": key,
+        "heartbeat": {"every": "1m", "grace": "0s"},
+    }
+    config = IntakeConfig.model_validate({"integrations": [graf]})
+    publisher = FakePublisher()
+    app = create_app(IntakeDeps(config, publisher, engine, Topics("t.", 2), CollectorRegistry()))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(app) as http:
+        unsigned = http.post("/api/v1/heartbeats/graf", headers=auth)
+        signature = hmac.new(key.encode(), b"", hashlib.sha256).hexdigest()
+        signed = http.post("/api/v1/heartbeats/graf", headers={**auth, "X-Grafana-Alerting-Signature": signature})
+    assert unsigned.status_code == 401 and "invalid signature" in unsigned.json()["error"]
+    assert signed.status_code == 202
+    [record] = publisher.records
+    assert InboundEvent.model_validate_json(record.value).annotations["heartbeat_grace_s"] == "0"

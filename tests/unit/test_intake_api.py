@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -385,7 +385,9 @@ WINDOW_VALUE = (
     | st.floats(allow_nan=False)
     | st.text(max_size=20)
     | st.sampled_from(["2h", "999999999999d", "36501d", "0s", "1d1h", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"])
-    | st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat())
+    | st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-12)), timezone(timedelta(hours=14))])).map(
+        lambda d: d.isoformat()
+    )
 )
 
 
@@ -442,3 +444,34 @@ def test_truncated_alerts_are_counted_and_said_and_an_integrations_own_severity_
 
     assert sample("ticketloop_intake_truncated_alerts_total") == 7
     assert sample("ticketloop_intake_unmapped_severity_total") == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        (
+            "POST",
+            "/api/v1/silences",
+            {"matchers": ['a="b"'], "comment": "c", "starts_at": "9999-12-31T20:00:00-12:00", "duration": "1h"},
+        ),
+        ("POST", "/api/v1/silences", {"matchers": ['a="b"'], "comment": "c", "ends_at": "9999-12-31T23:00:00-12:00"}),
+        ("POST", "/api/v1/tickets/tl-1/snooze", {"until": "9999-12-31T23:00:00-12:00"}),
+        ("GET", "/api/v1/oncall?at=0001-01-01T00:00:00%2B01:00", None),
+        ("GET", "/api/v1/oncall?at=9999-12-31T23:00:00-12:00", None),
+    ],
+)
+def test_times_past_what_the_loop_can_store_are_422s_naming_the_field(
+    api: Api, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    seed(api)
+    content = orjson.dumps(body) if body is not None else None
+    resp = api.client.request(method, path, content=content, headers={"Authorization": f"Bearer {API}"})
+    assert resp.status_code == 422, resp.text
+    assert "1970" in resp.text and "9000" in resp.text
+    assert api.publisher.records == []
+
+
+def test_a_generic_event_from_the_year_9999_in_another_zone_is_a_422(api: Api) -> None:
+    body = {"summary": "s", "occurred_at": "9999-12-31T23:00:00-12:00"}
+    resp = api.post("/api/v1/integrations/portal", GEN, body)
+    assert resp.status_code == 422 and resp.json()["problems"][0]["field"] == "occurred_at"

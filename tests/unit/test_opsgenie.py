@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,10 +20,13 @@ from services.intake.api import create_app
 from services.intake.config import IntakeConfig
 from services.intake.edge import IntakeDeps
 from services.intake.formats import opsgenie
-from shared.events import EventStatus, InboundEvent, Severity
+from shared.events import Change, EventStatus, InboundEvent, Severity
 from shared.store import db
+from shared.streaming.codec import encode
 from shared.streaming.topics import Topics
 from tests.fakes import FakePublisher
+from tests.unit.factories import T0
+from tests.unit.test_router_service import FLAT, changes, router_broker
 
 KEY = "genie-key-0123456789abcdef"
 
@@ -77,14 +81,27 @@ def test_create_acknowledge_and_close_by_alias_are_events_of_one_alert(
     assert created.annotations["description"] == "94% used on /var" and acked.annotations == {"user": "olga"}
 
 
-def test_a_retried_create_is_the_same_event_and_another_create_one_more_occurrence(
-    client: tuple[TestClient, FakePublisher],
-) -> None:
-    http, publisher = client
-    for body in (CREATE, CREATE, {**CREATE, "description": "95% used"}):
-        assert call(http, "/v2/alerts", body).status_code == 202
-    ids = [InboundEvent.model_validate_json(r.value).event_id for r in publisher.records]
-    assert ids[0] == ids[1] != ids[2]
+def test_the_same_create_again_is_a_new_event_so_an_alert_firing_after_its_close_reopens(tmp_path: Path) -> None:
+    broker, topics = router_broker(tmp_path, FLAT)
+    body = orjson.dumps(CREATE)
+
+    def send(verb: opsgenie.Verb, payload: Any, raw: bytes, minutes: int) -> None:
+        at = T0 + timedelta(minutes=minutes)
+        alias = None if verb == "create" else "disk-db-1"
+        [ev] = opsgenie.to_events(verb, payload, alias, integration="og", raw=raw, received_at=at, trace_id="t")
+        broker.produce(topics.events.name, ev.dedup_key.encode(), encode(ev))
+        broker.run()
+
+    send("create", CREATE, body, 0)
+    send("close", None, b"", 1)
+    send("create", CREATE, body, 2)
+    send("close", None, b"", 3)
+    assert [c.change for c in changes(broker, topics)] == [
+        Change.opened,
+        Change.resolved,
+        Change.reopened,
+        Change.resolved,
+    ]
 
 
 @pytest.mark.parametrize(

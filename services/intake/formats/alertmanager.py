@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.intake.formats.common import severity_from_word, short_hash, stable_id
-from shared.events import EventKind, EventStatus, InboundEvent
+from shared.events import BoundedTime, EventKind, EventStatus, InboundEvent, bounded_time
 
 ZERO_TIME_YEAR = 1
+
+
+def zero_or_bounded(value: datetime) -> datetime:
+    """An alert's end: Alertmanager's zero time (year 1) while it fires, else a bounded time."""
+    return value if value.year <= ZERO_TIME_YEAR else bounded_time(value)
 
 
 class AlertmanagerAlert(BaseModel):
@@ -25,8 +30,8 @@ class AlertmanagerAlert(BaseModel):
     status: Literal["firing", "resolved"]
     labels: dict[str, str] = Field(min_length=1)
     annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime  # noqa: N815 - the vendor's field name
-    endsAt: datetime | None = None  # noqa: N815
+    startsAt: BoundedTime  # noqa: N815 - the vendor's field name
+    endsAt: Annotated[datetime, AfterValidator(zero_or_bounded)] | None = None  # noqa: N815
     generatorURL: str = ""  # noqa: N815
     fingerprint: str = ""
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.intake.formats.common import short_hash, stable_id
-from shared.events import EventKind, EventStatus, InboundEvent, Severity
+from shared.events import BoundedTime, EventKind, EventStatus, InboundEvent, Severity
 
 Category = Literal["bug", "question", "request", "suggestion"]
 
@@ -37,7 +37,7 @@ class GenericEvent(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     details: dict[str, str] = Field(default_factory=dict)
     links: list[str] = Field(default_factory=list, max_length=20)
-    occurred_at: datetime | None = None
+    occurred_at: BoundedTime | None = None
 
     @model_validator(mode="after")
     def _resolved_needs_key(self) -> GenericEvent:

@@ -57,7 +57,7 @@ def signature_problem(
         return "missing X-Grafana-Alerting-Signature"
     signed = body
     if timestamped:
-        if timestamp is None or not timestamp.isdigit() or len(timestamp) > 12:
+        if timestamp is None or not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
             return "missing or malformed signature timestamp"
         if abs(now.timestamp() - int(timestamp)) > MAX_SKEW.total_seconds():
             return "signature timestamp is more than 5 minutes from now"

@@ -7,8 +7,8 @@
 authenticated with ``Authorization: GenieKey <key>`` (the key is an integration's token), answered as Opsgenie
 does: ``202 {"result": "Request will be processed", "took": .., "requestId": ..}``.
 
-A create with the alias of an open alert is one more occurrence of it, as in Opsgenie. The same request sent twice
-(a retry) is the same event.
+A create with the alias of an open alert is one more occurrence of it, as in Opsgenie; the same body sent again
+later (a monitor repeating itself, an alert firing again after its close) is a new event, so it reopens.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def to_events(
         summary, severity = f"{verb} {key}", Severity.info
     return [
         InboundEvent(
-            event_id=stable_id(integration, verb, key, body_hash),
+            event_id=stable_id(integration, verb, key, body_hash, received_at.isoformat()),
             kind=EventKind.alert,
             source=integration,
             dedup_key=dedup_key(integration, key),

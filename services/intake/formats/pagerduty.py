@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.intake.formats.common import stable_id
-from shared.events import EventKind, EventStatus, InboundEvent, Severity
+from shared.events import BoundedTime, EventKind, EventStatus, InboundEvent, Severity
 
 ACTIONS = {"trigger": EventStatus.firing, "acknowledge": EventStatus.acknowledged, "resolve": EventStatus.resolved}
 
@@ -24,7 +24,7 @@ class PagerDutyPayload(BaseModel):
     summary: str = Field(min_length=1, max_length=1024)
     source: str = Field(min_length=1, max_length=255)
     severity: Severity
-    timestamp: datetime | None = None
+    timestamp: BoundedTime | None = None
     component: str | None = None
     group: str | None = None
     class_: str | None = Field(default=None, alias="class")
@@ -82,7 +82,9 @@ def to_events(
     )
     return [
         InboundEvent(
-            event_id=stable_id(integration, hashlib.sha256(raw).hexdigest()),
+            # the same body again later is a new event (a trigger after a resolve must reopen, not be dropped as
+            # seen); identical requests at the same microsecond are one
+            event_id=stable_id(integration, hashlib.sha256(raw).hexdigest(), received_at.isoformat()),
             kind=EventKind.alert,
             source=integration,
             dedup_key=f"{integration}/{key}",

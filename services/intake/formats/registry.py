@@ -73,4 +73,4 @@ def truncated_alerts(format_name: str, payload: Any) -> int:
     if format_name not in ALERTMANAGER_SHAPED or not isinstance(payload, dict):
         return 0
     n = payload.get("truncatedAlerts", 0)
-    return n if isinstance(n, int) and n > 0 else 0
+    return n if type(n) is int and n > 0 else 0  # the model took it as an int: a bool or text is not a count
