@@ -361,6 +361,11 @@ class Router:
         self.projected = counter(
             registry, "ticketloop_router_projected_events_total", "Ticket events and escalations written to SQL"
         )
+        self.refused = counter(
+            registry,
+            "ticketloop_router_projection_refused_total",
+            "Ticket events and escalations the SQL read model refused (logged and left out)",
+        )
         self.reloads = counter(
             registry, "ticketloop_router_config_reloads_total", "Routing file changes seen", ["result"]
         )
@@ -401,13 +406,31 @@ class Router:
                 log.error("projection_skipped", topic=r.topic, offset=r.offset, error=str(exc))  # noqa: TRY400
         if not (changes or escalations):
             return
+        await self.write(changes, escalations)
+        self.projected.inc(len(changes) + len(escalations))
+
+    async def write(self, changes: list[TicketEvent], escalations: list[Escalation]) -> None:
+        """One batch into SQL. While the database is away or busy it is retried, never dropped (the batch's
+        offsets are committed only once it is written). A batch the database refuses for what it holds is split
+        until the one record it refuses is found; that record is logged, counted and left out (it stays on its
+        topic, and the ticket's next change brings its row forward), so one record never stops the read model."""
         delay = 0.5
-        while True:  # the batch's offsets are committed only once it is written: retried, never dropped
+        while True:
             try:
                 await asyncio.to_thread(db.project, self.deps.engine, changes, escalations)
-                break
+                return
             except SQLAlchemyError as exc:
+                if not db.is_transient(exc):
+                    refusal = type(exc).__name__
+                    break
                 log.warning("projection_failed_retrying", error=type(exc).__name__, retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        self.projected.inc(len(changes) + len(escalations))
+        if len(changes) + len(escalations) == 1:
+            one = changes[0].change_id if changes else escalations[0].escalation_id
+            log.error("projection_refused_record", record=one, error=refusal)
+            self.refused.inc()
+            return
+        half_c, half_e = len(changes) // 2, len(escalations) // 2
+        await self.write(changes[:half_c], escalations[:half_e])
+        await self.write(changes[half_c:], escalations[half_e:])

@@ -19,7 +19,16 @@ from sqlalchemy import JSON, Column, Engine, Table, UniqueConstraint, bindparam,
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlalchemy.exc import (
+    DatabaseError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from shared.events import Delivery, Escalation, Ticket, TicketEvent
@@ -249,6 +258,14 @@ def versions_applied(events: Iterable[TicketEvent], known: dict[str, int]) -> in
             held[t.ticket_id] = t.version
             applied += 1
     return applied
+
+
+def is_transient(exc: SQLAlchemyError) -> bool:
+    """Whether a database error may pass by itself (the server away or busy, a lock, a lost connection), as
+    opposed to the database refusing what was sent (a value it cannot hold, a constraint)."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError | DisconnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 def project(engine: Engine, events: Iterable[TicketEvent], escalations: Iterable[Escalation] = ()) -> int:

@@ -3,26 +3,39 @@ handler, its tables, the timer, dead letters. The same steps and partitioning as
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from services.router.grouping import KeyState
 from services.router.projects import ProjectsConfig
 from services.router.rules import RoutingConfig
-from services.router.service import ASSIGNMENTS, HEARTBEATS, MEMBERS, TICKETS, TIMERS, RouterDeps, RouterProcessor
+from services.router.service import (
+    ASSIGNMENTS,
+    HEARTBEATS,
+    MEMBERS,
+    TICKETS,
+    TIMERS,
+    Router,
+    RouterDeps,
+    RouterProcessor,
+)
 from shared.events import Action, Change, Command, DeadLetter, EventStatus, InboundEvent, TicketEvent, beat_event
 from shared.infra.config import ConfigWatcher
 from shared.rules.oncall import TeamsConfig
 from shared.store import db
 from shared.streaming.codec import decode, encode
+from shared.streaming.driver import DriverConfig
 from shared.streaming.memory import MemoryBroker
 from shared.streaming.topics import Topics, partition_of
-from tests.unit.factories import T0, event
+from shared.streaming.transactional import TxConfig
+from tests.unit.factories import T0, event, ticket
 
 GROUPED = """
 route:
@@ -251,3 +264,36 @@ def test_the_routers_timer_opens_a_ticket_when_beats_stop_and_a_beat_resolves_it
     broker.punctuate(start + 500)
     [dead] = [decode(DeadLetter, r.value) for r in broker.records(topics.deadletter.name)]
     assert "out of bounds" in dead.reason, "a beat no intake makes is dead-lettered, the timer goes on"
+
+
+def test_the_projection_leaves_out_the_one_record_sql_refuses_and_writes_the_rest(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'rm.db'}")
+    db.init_db(engine)
+    (tmp_path / "routing.yaml").write_text(GROUPED)
+    (tmp_path / "projects.yaml").write_text("projects: []\n")
+    registry = CollectorRegistry()
+    deps = RouterDeps(
+        Topics("u.", 4),
+        ConfigWatcher(tmp_path / "routing.yaml", RoutingConfig),
+        ConfigWatcher(tmp_path / "projects.yaml", ProjectsConfig),
+        engine,
+        registry,
+        ConfigWatcher(tmp_path / "teams.yaml", TeamsConfig, optional=True),
+    )
+    router = Router(deps, TxConfig("x", "g", (), 4), DriverConfig("x", "g", ()))
+
+    def opened(ticket_id: str, **over: object) -> TicketEvent:
+        t = ticket(ticket_id=ticket_id, **over)
+        return TicketEvent(change_id=f"{ticket_id}:1", change=Change.opened, actor="am", at=T0, ticket=t, trace_id="t")
+
+    beyond = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-12)))  # past what SQL can hold in UTC
+    batch = [opened("tl-a"), opened("tl-b", snoozed_until=beyond), opened("tl-c"), opened("tl-d")]
+    asyncio.run(router.write(batch, []))
+    assert sorted(r.ticket_id for r in db.list_tickets(engine)) == ["tl-a", "tl-c", "tl-d"]
+    assert registry.get_sample_value("ticketloop_router_projection_refused_total") == 1
+
+
+def test_an_error_of_the_database_being_away_is_transient_and_one_of_what_was_sent_is_not() -> None:
+    assert db.is_transient(OperationalError("stmt", {}, Exception("database is locked")))
+    assert not db.is_transient(IntegrityError("stmt", {}, Exception("unique")))
+    assert not db.is_transient(StatementError("overflow", "stmt", {}, OverflowError("date value out of range")))
