@@ -198,6 +198,49 @@ def create_app(deps: IntakeDeps) -> Starlette:
             log.info("severity_words_unmapped", integration=integration.name, words=sorted(set(unknown_words)))
         return JSONResponse(answer, status_code=202)
 
+    async def change_enqueue(request: Request) -> Response:
+        """PagerDuty's change events (``/v2/change/enqueue``): a comment on each open ticket of the integration."""
+        try:
+            raw = await read_body(request, deps.max_body_bytes)
+            payload = parse_json(raw)
+        except HttpError as exc:
+            metrics.rejected.labels(reason="malformed").inc()
+            return JSONResponse({"status": "invalid event", "message": exc.error}, status_code=exc.status)
+        key = pagerduty.routing_key(payload) or ""
+        integration = next(
+            (i for i in deps.config.integrations if i.format == "pagerduty" and token_matches(i.secret(), key)), None
+        )
+        if integration is None:
+            metrics.rejected.labels(reason="unauthorized").inc()
+            return JSONResponse({"status": "invalid event", "message": "unknown routing_key"}, status_code=401)
+        try:
+            limited(integration)
+            change = pagerduty.ChangeEvent.model_validate(payload)
+            tickets = await run_in_threadpool(db.unresolved_from, deps.engine, integration.name)
+            trace_id, now = new_trace_id(), datetime.now(UTC)
+            comments = pagerduty.change_comments(change, raw, integration.name, tickets, now, trace_id)
+            await publish(
+                [
+                    Record(
+                        deps.topics.commands.name,
+                        c.ticket_id,
+                        encode(c),
+                        make_headers(trace_id=trace_id, ticket_id=c.ticket_id),
+                    )
+                    for c in comments
+                ]
+            )
+        except ValidationError as exc:
+            metrics.rejected.labels(reason="invalid").inc()
+            errors = [f"{p['field']}: {p['error']}" for p in describe_validation_error(exc)]
+            return JSONResponse(
+                {"status": "invalid event", "message": "Event object is invalid", "errors": errors}, 400
+            )
+        except HttpError as exc:
+            return fail(exc, "rate_limited" if exc.status == 429 else "unavailable")
+        log.info("change_event_recorded", integration=integration.name, tickets=len(comments))
+        return JSONResponse({"status": "success", "message": "Change event processed"}, status_code=202)
+
     async def enqueue(request: Request) -> Response:
         """PagerDuty Events API v2, at PagerDuty's path: the routing key names (and authenticates) the integration."""
         try:
@@ -694,6 +737,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
     routes = [
         Route("/api/v1/integrations/{name}", receive, methods=["POST", "PUT"]),
         Route("/v2/enqueue", enqueue, methods=["POST"]),
+        Route("/v2/change/enqueue", change_enqueue, methods=["POST"]),
         Route("/api/v1/heartbeats/{name}", heartbeat, methods=["POST", "PUT"]),
         Route("/v2/alerts", opsgenie_endpoint("create"), methods=["POST"]),
         Route("/v2/alerts/{identifier}/close", opsgenie_endpoint("close"), methods=["POST"]),

@@ -20,7 +20,7 @@ from services.intake.formats.alertmanager import AlertmanagerWebhook
 from services.intake.formats.generic import GenericEvent
 from services.intake.formats.grafana import GrafanaWebhook
 from services.intake.formats.opsgenie import OpsgenieAction, OpsgenieCreate
-from services.intake.formats.pagerduty import PagerDutyEvent
+from services.intake.formats.pagerduty import ChangeEvent, PagerDutyEvent
 from shared.rules.oncall import OverrideRequest
 from shared.rules.silences import SilenceRequest
 
@@ -62,6 +62,15 @@ OPERATIONS: tuple[Operation, ...] = (
         "PUT", "/api/v1/integrations/{name}", "The same, as Grafana may send it", "bearer", 202, "integration", "intake"
     ),
     Operation("POST", "/v2/enqueue", "PagerDuty Events API v2", "routing_key", 202, PagerDutyEvent, "intake"),
+    Operation(
+        "POST",
+        "/v2/change/enqueue",
+        "PagerDuty change event: noted on the integration's open tickets",
+        "routing_key",
+        202,
+        ChangeEvent,
+        "intake",
+    ),
     Operation("POST", "/api/v1/heartbeats/{name}", "One beat of a heartbeat", "bearer", 202, None, "intake"),
     Operation("PUT", "/api/v1/heartbeats/{name}", "One beat of a heartbeat", "bearer", 202, None, "intake"),
     Operation("POST", "/v2/alerts", "Opsgenie: create an alert", "genie", 202, OpsgenieCreate, "intake"),

@@ -143,6 +143,12 @@ class RouterProcessor:
         }
         self.deadletter = t.deadletter.name
         self.partitions = t.partitions
+        self.unmatched = counter(
+            deps.registry,
+            "ticketloop_router_events_without_ticket_total",
+            "Acknowledges and resolves for a group with no open ticket (e.g. PagerDuty's for an unknown dedup_key)",
+            ["status", "source"],
+        )
         self.ticket_changes = counter(
             deps.registry, "ticketloop_router_ticket_changes_total", "Ticket events emitted", ["change", "team"]
         )
@@ -220,8 +226,9 @@ class RouterProcessor:
         current = self.key_state(task, group)
         home = Home(task.partition, self.partitions)
         after, out = assign_step(current, item, self.deps.routing.current.reopen_window, home)
-        if not out:
-            log.info("resolved_without_open_ticket", group=item.group_key)
+        if not out:  # PagerDuty answers such an event 202 too; here it is logged and counted, not silently dropped
+            log.info("resolved_without_open_ticket", group=item.group_key, status=item.event.status.value)
+            self.unmatched.labels(status=item.event.status.value, source=item.event.source).inc()
         self.set_key_state(task, group, current, after)  # first: the ticket's changes may move it, in place
         if out and hands_over_in_place(after, out[0].key):
             self.ticket_input(task, out[0].key, item)

@@ -352,6 +352,18 @@ def list_tickets(
         return rows
 
 
+def unresolved_from(engine: Engine, source: str, limit: int = 200) -> list[str]:
+    """The ids of the unresolved tickets an integration opened, newest first."""
+    with Session(engine) as session:
+        query = (
+            select(TicketRow.ticket_id)
+            .where(TicketRow.source == source, TicketRow.state.in_(UNRESOLVED))  # type: ignore[attr-defined]
+            .order_by(TicketRow.opened_at.desc())  # type: ignore[attr-defined]
+            .limit(limit)
+        )
+        return list(session.exec(query).all())
+
+
 UNRESOLVED = ("open", "acknowledged")
 NOT_IN_ROW = {"last_action"}
 """Ticket fields the read model does not keep (the timeline has who did what)."""

@@ -1,18 +1,28 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
+from starlette.testclient import TestClient
 
+from services.intake.api import create_app
+from services.intake.config import IntakeConfig
+from services.intake.edge import IntakeDeps
 from services.intake.formats import pagerduty
 from services.router.grouping import assign
 from services.router.lifecycle import Member, TicketRecord, apply_event
 from services.router.rules import RouteDecision
-from shared.events import Change, EventStatus, Severity, TicketState
+from shared.events import Action, Change, Command, EventStatus, Severity, TicketEvent, TicketState
+from shared.store import db
 from shared.streaming.codec import describe_validation_error
-from tests.unit.factories import event, ticket
+from shared.streaming.topics import Topics
+from tests.fakes import FakePublisher
+from tests.unit.factories import T0, event, ticket
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 KEY = "R" * 32
@@ -87,3 +97,43 @@ def test_a_source_acknowledgement_acknowledges_an_open_ticket_and_never_opens_on
         TicketRecord(ticket=ticket(state=TicketState.resolved)), "tl-1", "am/fp1", ack, member, decision, NOW
     )
     assert none == [] and done is not None and done.ticket.state is TicketState.resolved
+
+
+def test_a_change_event_is_a_comment_on_each_open_ticket_of_its_integration(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
+    db.init_db(engine)
+    opened = [
+        TicketEvent(
+            change_id=f"{tid}:1",
+            change=Change.opened,
+            actor="pd",
+            at=T0,
+            trace_id="t",
+            ticket=ticket(ticket_id=tid, source=source, state=state),
+        )
+        for tid, source, state in [
+            ("tl-1", "pd", TicketState.open),
+            ("tl-2", "pd", TicketState.resolved),
+            ("tl-3", "am", TicketState.open),
+        ]
+    ]
+    db.project(engine, opened)
+    key = "0123456789abcdef0123456789abcdef"
+    config = IntakeConfig.model_validate({"integrations": [{"name": "pd", "format": "pagerduty", "token": key}]})
+    publisher = FakePublisher()
+    app = create_app(IntakeDeps(config, publisher, engine, Topics("t.", 2), CollectorRegistry()))
+    change = {
+        "routing_key": key,
+        "payload": {"summary": "deployed v2.3", "source": "ci"},
+        "links": [{"href": "https://ci/42"}],
+    }
+    with TestClient(app) as http:
+        resp = http.post("/v2/change/enqueue", content=orjson.dumps(change))
+        bad = http.post("/v2/change/enqueue", content=orjson.dumps({**change, "payload": {}}))
+        stranger = http.post("/v2/change/enqueue", content=orjson.dumps({**change, "routing_key": "x" * 32}))
+    assert resp.status_code == 202 and resp.json() == {"status": "success", "message": "Change event processed"}
+    [cmd] = [Command.model_validate_json(r.value) for r in publisher.records]
+    assert (cmd.ticket_id, cmd.action, cmd.actor) == ("tl-1", Action.comment, "pd")
+    assert cmd.reason == "change: deployed v2.3 (from ci) https://ci/42"
+    assert bad.status_code == 400 and bad.json()["status"] == "invalid event"
+    assert stranger.status_code == 401

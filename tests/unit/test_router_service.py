@@ -297,3 +297,16 @@ def test_an_error_of_the_database_being_away_is_transient_and_one_of_what_was_se
     assert db.is_transient(OperationalError("stmt", {}, Exception("database is locked")))
     assert not db.is_transient(IntegrityError("stmt", {}, Exception("unique")))
     assert not db.is_transient(StatementError("overflow", "stmt", {}, OverflowError("date value out of range")))
+
+
+def test_a_resolve_for_a_group_with_no_ticket_is_counted_not_silently_dropped(make: Make) -> None:
+    broker, topics = make(FLAT)
+    ev = event(event_id="r1", dedup_key="pd/unknown", status=EventStatus.resolved, source="pd")
+    broker.produce(topics.events.name, b"pd/unknown", encode(ev))
+    broker.run()
+    assert changes(broker, topics) == []
+    processor = broker.processor
+    assert isinstance(processor, RouterProcessor)
+    registry = processor.deps.registry
+    labels = {"status": "resolved", "source": "pd"}
+    assert registry.get_sample_value("ticketloop_router_events_without_ticket_total", labels) == 1

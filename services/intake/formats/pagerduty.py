@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.intake.formats.common import stable_id
-from shared.events import BoundedTime, EventKind, EventStatus, InboundEvent, Severity
+from shared.events import Action, BoundedTime, Command, EventKind, EventStatus, InboundEvent, Severity
 
 ACTIONS = {"trigger": EventStatus.firing, "acknowledge": EventStatus.acknowledged, "resolve": EventStatus.resolved}
 
@@ -55,6 +55,51 @@ class PagerDutyEvent(BaseModel):
         if self.event_action != "trigger" and self.dedup_key is None:
             raise ValueError(f"dedup_key is required for {self.event_action} events")
         return self
+
+
+class ChangePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    summary: str = Field(min_length=1, max_length=1024)
+    timestamp: BoundedTime | None = None
+    source: str | None = Field(default=None, max_length=255)
+    custom_details: dict[str, Any] | None = None
+
+
+class ChangeEvent(BaseModel):
+    """PagerDuty's change event (``POST /v2/change/enqueue``): a deploy or a config change, context for whoever
+    looks at the service's incidents."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    routing_key: str = Field(min_length=32, max_length=32)
+    payload: ChangePayload
+    links: list[PagerDutyLink] = Field(default_factory=list)
+    images: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def change_comments(
+    change: ChangeEvent, raw: bytes, integration: str, ticket_ids: list[str], issued_at: datetime, trace_id: str
+) -> list[Command]:
+    """A change event as a comment on each open ticket of its integration (the same change twice, the same
+    commands)."""
+    p = change.payload
+    reason = f"change: {p.summary}" + (f" (from {p.source})" if p.source else "")
+    if change.links:
+        reason += " " + " ".join(link.href for link in change.links[:5])
+    body = hashlib.sha256(raw).hexdigest()
+    return [
+        Command(
+            command_id=stable_id(integration, "change", body, ticket_id),
+            ticket_id=ticket_id,
+            action=Action.comment,
+            actor=integration,
+            reason=reason[:4000],
+            issued_at=issued_at,
+            trace_id=trace_id,
+        )
+        for ticket_id in ticket_ids
+    ]
 
 
 def routing_key(payload: Any) -> str | None:
