@@ -147,6 +147,21 @@ def create_app(deps: IntakeDeps) -> Starlette:
             ]
         )
 
+    async def publish_commands(commands: list[Command], trace_id: str) -> None:
+        """Each command to ``commands``, keyed by its ticket, with its ids in the headers (fields at None left
+        out: a command reads as it did before ``via``)."""
+        await publish(
+            [
+                Record(
+                    deps.topics.commands.name,
+                    c.ticket_id,
+                    c.__pydantic_serializer__.to_json(c, exclude_none=True),
+                    make_headers(trace_id=trace_id, ticket_id=c.ticket_id),
+                )
+                for c in commands
+            ]
+        )
+
     async def receive(request: Request) -> Response:
         name = request.path_params["name"]
         try:
@@ -198,8 +213,9 @@ def create_app(deps: IntakeDeps) -> Starlette:
             log.info("severity_words_unmapped", integration=integration.name, words=sorted(set(unknown_words)))
         return JSONResponse(answer, status_code=202)
 
-    async def change_enqueue(request: Request) -> Response:
-        """PagerDuty's change events (``/v2/change/enqueue``): a comment on each open ticket of the integration."""
+    async def pagerduty_sender(request: Request) -> tuple[bytes, Any, Integration] | Response:
+        """A PagerDuty request's body, parsed, and the integration its routing key names; or PagerDuty's answer
+        refusing it."""
         try:
             raw = await read_body(request, deps.max_body_bytes)
             payload = parse_json(raw)
@@ -213,23 +229,21 @@ def create_app(deps: IntakeDeps) -> Starlette:
         if integration is None:
             metrics.rejected.labels(reason="unauthorized").inc()
             return JSONResponse({"status": "invalid event", "message": "unknown routing_key"}, status_code=401)
+        return raw, payload, integration
+
+    async def change_enqueue(request: Request) -> Response:
+        """PagerDuty's change events (``/v2/change/enqueue``): a comment on each open ticket of the integration."""
+        found = await pagerduty_sender(request)
+        if isinstance(found, Response):
+            return found
+        raw, payload, integration = found
         try:
             limited(integration)
             change = pagerduty.ChangeEvent.model_validate(payload)
             tickets = await run_in_threadpool(db.unresolved_from, deps.engine, integration.name)
             trace_id, now = new_trace_id(), datetime.now(UTC)
             comments = pagerduty.change_comments(change, raw, integration.name, tickets, now, trace_id)
-            await publish(
-                [
-                    Record(
-                        deps.topics.commands.name,
-                        c.ticket_id,
-                        encode(c),
-                        make_headers(trace_id=trace_id, ticket_id=c.ticket_id),
-                    )
-                    for c in comments
-                ]
-            )
+            await publish_commands(comments, trace_id)
         except ValidationError as exc:
             metrics.rejected.labels(reason="invalid").inc()
             errors = [f"{p['field']}: {p['error']}" for p in describe_validation_error(exc)]
@@ -243,19 +257,10 @@ def create_app(deps: IntakeDeps) -> Starlette:
 
     async def enqueue(request: Request) -> Response:
         """PagerDuty Events API v2, at PagerDuty's path: the routing key names (and authenticates) the integration."""
-        try:
-            raw = await read_body(request, deps.max_body_bytes)
-            payload = parse_json(raw)
-        except HttpError as exc:
-            metrics.rejected.labels(reason="malformed").inc()
-            return JSONResponse({"status": "invalid event", "message": exc.error}, status_code=exc.status)
-        key = pagerduty.routing_key(payload) or ""
-        integration = next(
-            (i for i in deps.config.integrations if i.format == "pagerduty" and token_matches(i.secret(), key)), None
-        )
-        if integration is None:
-            metrics.rejected.labels(reason="unauthorized").inc()
-            return JSONResponse({"status": "invalid event", "message": "unknown routing_key"}, status_code=401)
+        found = await pagerduty_sender(request)
+        if isinstance(found, Response):
+            return found
+        raw, payload, integration = found
         try:
             limited(integration)
         except HttpError as exc:  # PagerDuty's own answer when throttled: 429
@@ -579,16 +584,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
                 found = await run_in_threadpool(db.get_ticket, deps.engine, ticket_id)
                 if found is None:
                     raise HttpError(404, f"no ticket {ticket_id!r}")
-                await publish(
-                    [
-                        Record(
-                            deps.topics.commands.name,
-                            ticket_id,
-                            cmd.__pydantic_serializer__.to_json(cmd, exclude_none=True),
-                            make_headers(trace_id=trace_id, ticket_id=ticket_id),
-                        )
-                    ]
-                )
+                await publish_commands([cmd], trace_id)
             except HttpError as exc:
                 return fail(exc, "api")
             log.info("command_accepted", ticket_id=ticket_id, action=action.value, actor=cmd.actor, by=client.name)
@@ -725,9 +721,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
         trace_id, now = new_trace_id(), datetime.now(UTC)
         found = await run_in_threadpool(db.get_ticket, deps.engine, mail.ticket_id) if mail.ticket_id else None
         if mail.ticket_id is not None and found is not None:
-            cmd = reply_command(mail, mail.ticket_id, now, trace_id)
-            headers = make_headers(trace_id=trace_id, ticket_id=cmd.ticket_id)
-            await publish([Record(deps.topics.commands.name, cmd.ticket_id, encode(cmd), headers)])
+            await publish_commands([reply_command(mail, mail.ticket_id, now, trace_id)], trace_id)
             return "reply"
         if deps.config.mail is None:
             raise HttpError(503, "mail is not configured")

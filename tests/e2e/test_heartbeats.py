@@ -3,44 +3,25 @@ they stop, a ticket opens on the router's timer, also across a SIGKILL of the ro
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from deploy.local.kafka_local import free_port
-from deploy.local.stack import Stack
-from tests.support.configs import API_TOKEN, write_config
+from tests.support.configs import API_TOKEN, intake_and_router
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 CRON_TOKEN = "test-cron-token-0123456789abcdef"
+BEAT = "{name: nightly-backup, every: 1s, grace: 2s}"
 
 
 def test_a_missing_heartbeat_opens_a_ticket_across_a_router_kill_and_a_beat_resolves_it(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path)
-    intake_yaml = config / "intake.yaml"
-    beat_every = "{name: nightly-backup, every: 1s, grace: 2s}"
-    intake_yaml.write_text(
-        intake_yaml.read_text().replace(
-            "api_clients:",
-            f"  - {{name: cron, format: generic, token: {CRON_TOKEN}, heartbeat: {beat_every}}}\napi_clients:",
-        )
+    stack = intake_and_router(
+        kafka_bootstrap, tmp_path, f"{{name: cron, format: generic, token: {CRON_TOKEN}, heartbeat: {BEAT}}}", "e2e-hb"
     )
-    stack = Stack(
-        kafka_bootstrap,
-        f"sqlite:///{tmp_path / 'db.sqlite'}",
-        config,
-        tmp_path / "logs",
-        free_port(),
-        9,
-        extra_env={"TICKETLOOP_TOPIC_PREFIX": f"e2e-hb-{time.time_ns()}."},
-    )
-    stack.start("intake")
-    stack.start("router")
     api = httpx.Client(base_url=stack.intake_url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10)
 
     def beat() -> None:

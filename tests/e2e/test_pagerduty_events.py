@@ -3,16 +3,13 @@ ticket through its lifecycle (intake and router as processes, the real broker)."
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from deploy.local.kafka_local import free_port
-from deploy.local.stack import Stack
-from tests.support.configs import API_TOKEN, write_config
+from tests.support.configs import API_TOKEN, intake_and_router
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -20,24 +17,9 @@ ROUTING_KEY = "0123456789abcdef0123456789abcdef"
 
 
 def test_trigger_acknowledge_resolve(kafka_bootstrap: str, tmp_path: Path) -> None:
-    config = write_config(tmp_path)
-    intake_yaml = config / "intake.yaml"
-    intake_yaml.write_text(
-        intake_yaml.read_text().replace(
-            "api_clients:", f"  - {{name: pd, format: pagerduty, token: {ROUTING_KEY}}}\napi_clients:"
-        )
+    stack = intake_and_router(
+        kafka_bootstrap, tmp_path, f"{{name: pd, format: pagerduty, token: {ROUTING_KEY}}}", "e2e-pd"
     )
-    stack = Stack(
-        kafka_bootstrap,
-        f"sqlite:///{tmp_path / 'db.sqlite'}",
-        config,
-        tmp_path / "logs",
-        free_port(),
-        9,
-        extra_env={"TICKETLOOP_TOPIC_PREFIX": f"e2e-pd-{time.time_ns()}."},
-    )
-    stack.start("intake")
-    stack.start("router")
     api = httpx.Client(base_url=stack.intake_url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10)
 
     def send(action: str) -> dict[str, Any]:

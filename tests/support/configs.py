@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+from deploy.local.kafka_local import free_port
+from deploy.local.stack import Stack
 
 AM_TOKEN = "test-alertmanager-token-0123456789"
 GEN_TOKEN = "test-generic-token-0123456789abc"
@@ -83,3 +87,25 @@ teams:
 """
     )
     return cfg
+
+
+def intake_and_router(
+    bootstrap: str, root: Path, integration: str, prefix: str, extra_env: dict[str, str] | None = None
+) -> Stack:
+    """A stack over write_config's files with one more integration in intake.yaml (``integration``: one YAML flow
+    mapping), its intake and router started, on its own topic prefix."""
+    config = write_config(root)
+    intake_yaml = config / "intake.yaml"
+    intake_yaml.write_text(intake_yaml.read_text().replace("api_clients:", f"  - {integration}\napi_clients:"))
+    stack = Stack(
+        bootstrap,
+        f"sqlite:///{root / 'db.sqlite'}",
+        config,
+        root / "logs",
+        free_port(),
+        9,
+        extra_env={"TICKETLOOP_TOPIC_PREFIX": f"{prefix}-{time.time_ns()}.", **(extra_env or {})},
+    )
+    stack.start("intake")
+    stack.start("router")
+    return stack
