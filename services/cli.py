@@ -247,10 +247,13 @@ def sla_replay(args: argparse.Namespace, config_dir: Path, out: TextIO) -> int:
     except (ConfigError, ReplayInputError) as exc:
         print(f"error: {exc}", file=out)
         return 1
+    # the clocks run on to now unless told otherwise: a ticket still open past its deadline has breached by now,
+    # under either policy, even if nothing was recorded after its deadline
+    horizon = args.until or datetime.now(UTC)
     with tqdm(total=2 * len(events), desc="replaying", unit="event", disable=args.no_progress, file=sys.stderr) as bar:
-        before = replay(events, live, until=args.until, progress=bar.update)
-        after = replay(events, proposed, until=args.until, progress=bar.update)
-    print(report(before, after, args.proposed), file=out)
+        before = replay(events, live, until=horizon, progress=bar.update)
+        after = replay(events, proposed, until=horizon, progress=bar.update)
+    print(report(before, after, args.proposed, horizon), file=out)
     return 0
 
 
@@ -292,7 +295,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: htt
     source.add_argument("--events", type=Path, help="ticket events, one JSON object per line")
     source.add_argument("--kafka", metavar="BOOTSTRAP", help="read the tickets topic from the start")
     what_if.add_argument("--topic-prefix", default=os.environ.get("TICKETLOOP_TOPIC_PREFIX", "ticketloop."))
-    what_if.add_argument("--until", type=_aware, default=None, help="run the clocks on to this time (ISO 8601)")
+    what_if.add_argument(
+        "--until", type=_aware, default=None, help="run the clocks on to this time (ISO 8601; default: now)"
+    )
     what_if.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     what_if.add_argument(
         "--config-dir", type=Path, default=None, help="the live sla.yaml's directory (default as config check)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -102,10 +103,10 @@ async def partitions_of(bootstrap: str, topic: str) -> list[int]:
     return sorted(p["partition"] for p in found[0]["partitions"])
 
 
-def report(before: Replay, after: Replay, proposed: Path) -> str:
+def report(before: Replay, after: Replay, proposed: Path, horizon: datetime) -> str:
     b, a = before.totals(), after.totals()
     lines = [
-        f"replayed {before.events} ticket events of {len(before.tickets)} tickets",
+        f"replayed {before.events} ticket events of {len(before.tickets)} tickets, clocks run to {horizon.isoformat()}",
         f"{'':12}{f'live v{before.version}':>10}{f'{proposed.name} v{after.version}':>16}",
         f"{'breached':12}{b.breaches:>10}{a.breaches:>16}",
         f"{'warnings':12}{b.warnings:>10}{a.warnings:>16}",

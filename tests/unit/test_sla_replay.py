@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from services.cli import main
@@ -123,3 +123,20 @@ def test_a_bad_line_is_named_by_file_and_line(tmp_path: Path) -> None:
     argv[argv.index("--proposed") + 1] = str(bad_policy)
     assert main([*argv, "--no-progress"], out) == 1
     assert "bad.yaml" in out.getvalue() and "default" in out.getvalue()
+
+
+def test_without_until_the_cli_runs_the_clocks_to_now_and_says_so(tmp_path: Path) -> None:
+    """A ticket still open past its deadline has breached by now, though nothing was recorded after it (the
+    clocks stopping at the last event showed it as met)."""
+    config_dir, proposed = configs(tmp_path)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(encode(e) for e in STREAM) + b"\n")
+    out = io.StringIO()
+    argv = ["sla", "replay", "--events", str(events), "--proposed", str(proposed), "--config-dir", str(config_dir)]
+    before = datetime.now(UTC)
+    assert main([*argv, "--no-progress"], out) == 0
+    text = out.getvalue()
+    horizon = datetime.fromisoformat(text.split("clocks run to ", 1)[1].split("\n", 1)[0])
+    assert horizon >= before
+    breached = next(line for line in text.splitlines() if line.startswith("breached"))
+    assert breached.split()[1] != "0", f"C, never acknowledged, has breached by now under the live policy: {breached}"
