@@ -172,6 +172,9 @@ class Ticket(Wire):
     phase: str | None = Field(default=None, description="pre-go-live | hypercare | operations")
     next_level: str | None = Field(default=None, description="the team an escalation level 'next' goes to")
     known_issue: str | None = Field(default=None, description="the project's known issue this report matches")
+    phase_until: datetime | None = Field(
+        default=None, description="its project's hypercare ends then: an active ticket is handed over to operations"
+    )
     muted_until: datetime | None = Field(default=None, description="opened in a maintenance window: quiet until")
     channels: list[str] = Field(default_factory=list, description="channel kinds to use; empty: all of the team's")
     policy: str

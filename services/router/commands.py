@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from services.router.lifecycle import TicketRecord, reopened_fields, ticket_event
+from services.router.rules import RouteDecision
 from shared.events import Action, Change, Command, Ticket, TicketEvent, TicketState
 from shared.rules.oncall import OnCall
 
@@ -60,8 +61,41 @@ def _group_notice(record: TicketRecord, command: Command, now: datetime) -> tupl
 
 def timer_due(ticket: Ticket) -> datetime | None:
     """When the router's timer next has something to do for this ticket (None: nothing)."""
-    due = [d for d in (ticket.stable_at if ticket.flapping else None, ticket.notify_at) if d is not None]
+    handover = ticket.phase_until if ticket.state in _ACTIVE else None
+    due = [d for d in (ticket.stable_at if ticket.flapping else None, ticket.notify_at, handover) if d is not None]
     return min(due) if due else None
+
+
+def handover_due(ticket: Ticket, now: datetime) -> bool:
+    """Whether an active ticket's project phase (hypercare) has ended: it moves to operations now."""
+    return ticket.state in _ACTIVE and ticket.phase_until is not None and ticket.phase_until <= now
+
+
+def hand_over(
+    record: TicketRecord, command: Command, decision: RouteDecision, now: datetime
+) -> tuple[TicketRecord, list[TicketEvent]]:
+    """An active ticket at the end of its project's hypercare: owner, watchers and next level as a new ticket of
+    the project gets them now (``decision``, made for the ticket's labels at the phase's end), to be acknowledged
+    again by its new owner; recorded as a reassignment whose reason says it is the handover."""
+    t = record.ticket
+    before = f"{t.person} ({t.team})" if t.person else t.team
+    after = f"{decision.person} ({decision.team})" if decision.person else decision.team
+    ends = t.phase_until.date().isoformat() if t.phase_until else "now"
+    update: dict[str, object] = {
+        "team": decision.team,
+        "person": decision.person,
+        "watchers": list(decision.watchers),
+        "next_level": decision.next_level,
+        "phase": decision.phase,
+        "phase_until": decision.phase_until,
+        "version": t.version + 1,
+    }
+    if (decision.team, decision.person) != (t.team, t.person):
+        update |= {"state": TicketState.open, "acknowledged_at": None}
+    ticket = t.model_copy(update=update)
+    reason = f"handover: hypercare of project {t.project} ended {ends}; from {before} to {after}"
+    out = ticket_event(ticket, Change.reassigned, command.actor, reason, now, command.trace_id)
+    return TicketRecord(ticket=ticket, seen=record.remember(command.command_id)), [out]
 
 
 def tick(record: TicketRecord, command: Command, now: datetime) -> tuple[TicketRecord, list[TicketEvent]]:

@@ -104,6 +104,7 @@ def _open(ticket_id: str, group: str, event: InboundEvent, decision: RouteDecisi
         customer=decision.customer,
         phase=decision.phase,
         next_level=decision.next_level,
+        phase_until=decision.phase_until,
         muted_until=decision.muted_until,
         channels=list(decision.channels),
         policy=decision.policy,

@@ -141,6 +141,7 @@ def apply_project(
         phase=phase.value,
         next_level=next_level,
         project_reason=f"project {project.name} ({project.customer}), phase {phase.value}, {why}",
+        phase_until=None if phase is Phase.operations else project.hypercare_ends,
     )
 
 

@@ -192,6 +192,8 @@ class RouteDecision:
     muted_by: tuple[str, ...] = ()
     on_call: str | None = None
     """How the person was found on the team's schedule, when it was."""
+    phase_until: datetime | None = None
+    """When the project's phase ends and its tickets are handed over (the end of hypercare; None: no handover)."""
 
     def explain(self) -> str:
         owner = f"{self.person} ({self.team})" if self.person else self.team

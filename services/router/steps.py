@@ -19,13 +19,14 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from services.router.commands import apply_command, reassign_on_call
-from services.router.decision import carried_decision, decide_event
+from services.router.commands import apply_command, hand_over, handover_due, reassign_on_call
+from services.router.decision import carried_decision, decide_event, decide_labels, with_on_call
 from services.router.grouping import Home, KeyState, TicketInput, assign, group_key, key_update_for
 from services.router.lifecycle import Member, TicketRecord, apply_event, with_known_issue
 from services.router.projects import ProjectsConfig, known_issue_for
-from services.router.rules import RoutingConfig
-from shared.events import Action, Change, Command, TicketEvent
+from services.router.rules import RouteDecision, RoutingConfig
+from shared.events import Action, Change, Command, Ticket, TicketEvent
+from shared.rules.matchers import matcher_labels
 from shared.rules.oncall import Override, TeamsConfig, on_call
 
 
@@ -107,9 +108,20 @@ def command_step(
     """A command applied to its ticket; reassigning to a team with no person named goes to whoever is on call."""
     if record is None:
         raise UnknownTicketError(f"command {cmd.command_id} names unknown ticket {cmd.ticket_id!r}")
+    if cmd.action is Action.tick and handover_due(record.ticket, now) and not record.has_seen(cmd.command_id):
+        return hand_over(record, cmd, handover_decision(record.ticket, config), now)
     if cmd.action is Action.reassign and cmd.team and not cmd.person:
         cmd = reassign_on_call(cmd, on_call(cmd.team, config.teams, config.overrides, cmd.issued_at))
     return apply_command(record, cmd, now)
+
+
+def handover_decision(ticket: Ticket, config: Config) -> RouteDecision:
+    """Who a ticket goes to when its project's hypercare ends: the routing decision for its labels at that
+    moment (the project then in operations), and whoever is on call for that team then."""
+    at = ticket.phase_until or ticket.opened_at
+    labels = matcher_labels(ticket.labels, ticket.severity.value, ticket.source, ticket.kind.value)
+    decision = decide_labels(labels, ticket.severity, config.routing, config.projects, at)
+    return with_on_call(decision, on_call(decision.team, config.teams, config.overrides, at))
 
 
 def changes_out(ticket_id: str, changes: list[TicketEvent]) -> list[Out]:

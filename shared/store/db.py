@@ -365,7 +365,7 @@ def unresolved_from(engine: Engine, source: str, limit: int = 200) -> list[str]:
 
 
 UNRESOLVED = ("open", "acknowledged")
-NOT_IN_ROW = {"last_action"}
+NOT_IN_ROW = {"last_action", "phase_until"}
 """Ticket fields the read model does not keep (the timeline has who did what)."""
 
 

@@ -90,13 +90,19 @@ teams:
 
 
 def intake_and_router(
-    bootstrap: str, root: Path, integration: str, prefix: str, extra_env: dict[str, str] | None = None
+    bootstrap: str,
+    root: Path,
+    integration: str | None,
+    prefix: str,
+    extra_env: dict[str, str] | None = None,
+    projects: str = "projects: []\n",
 ) -> Stack:
     """A stack over write_config's files with one more integration in intake.yaml (``integration``: one YAML flow
     mapping), its intake and router started, on its own topic prefix."""
-    config = write_config(root)
+    config = write_config(root, projects=projects)
     intake_yaml = config / "intake.yaml"
-    intake_yaml.write_text(intake_yaml.read_text().replace("api_clients:", f"  - {integration}\napi_clients:"))
+    if integration is not None:
+        intake_yaml.write_text(intake_yaml.read_text().replace("api_clients:", f"  - {integration}\napi_clients:"))
     stack = Stack(
         bootstrap,
         f"sqlite:///{root / 'db.sqlite'}",

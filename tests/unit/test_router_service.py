@@ -50,10 +50,10 @@ FLAT = "route:\n  team: ops\n"
 Make = Callable[..., tuple[MemoryBroker, Topics]]
 
 
-def router_broker(root: Path, routing: str = GROUPED) -> tuple[MemoryBroker, Topics]:
+def router_broker(root: Path, routing: str = GROUPED, projects: str = "projects: []\n") -> tuple[MemoryBroker, Topics]:
     """The router's processor on the in-memory broker, with ``routing`` as its routing.yaml (files under root)."""
     (root / "routing.yaml").write_text(routing)
-    (root / "projects.yaml").write_text("projects: []\n")
+    (root / "projects.yaml").write_text(projects)
     topics = Topics("u.", 4)
     deps = RouterDeps(
         topics,
@@ -310,3 +310,50 @@ def test_a_resolve_for_a_group_with_no_ticket_is_counted_not_silently_dropped(ma
     registry = processor.deps.registry
     labels = {"status": "resolved", "source": "pd"}
     assert registry.get_sample_value("ticketloop_router_events_without_ticket_total", labels) == 1
+
+
+def test_at_the_end_of_hypercare_an_open_ticket_is_handed_over_to_operations_once_on_the_timer(tmp_path: Path) -> None:
+    go_live = T0 - timedelta(days=1)
+    projects = f"""
+projects:
+  - name: webshop
+    customer: acme
+    matchers: ['project="webshop"']
+    go_live: {go_live.isoformat()}
+    hypercare: 2d
+    implementation: {{team: implementation, engineers: [ian]}}
+    operations: {{team: operations}}
+"""
+    broker, topics = router_broker(tmp_path, FLAT, projects)
+    for n, fp in enumerate(("a", "b")):
+        ev = event(event_id=f"h{n}", dedup_key=f"am/{fp}", labels={"alertname": "Disk", "project": "webshop"})
+        broker.produce(topics.events.name, f"am/{fp}".encode(), encode(ev))
+    broker.run()
+    opened = changes(broker, topics)
+    assert {(c.ticket.team, c.ticket.person, c.ticket.phase) for c in opened} == {
+        ("implementation", "ian", "hypercare")
+    }
+    ends = go_live + timedelta(days=2)
+    assert {c.ticket.phase_until for c in opened} == {ends}
+    resolved = event(event_id="r", dedup_key="am/b", status=EventStatus.resolved, labels={"project": "webshop"})
+    broker.produce(topics.events.name, b"am/b", encode(resolved))
+    broker.run()
+    broker.punctuate((ends - timedelta(seconds=1)).timestamp())
+    broker.run()
+    assert [c.change for c in changes(broker, topics)][2:] == [Change.resolved], "nothing before hypercare ends"
+    for at in (ends + timedelta(seconds=1), ends + timedelta(seconds=2)):
+        broker.punctuate(at.timestamp())
+        broker.run()
+    [moved] = [c for c in changes(broker, topics) if c.change is Change.reassigned]
+    assert moved.ticket.dedup_key == "am/a", "only the active ticket moves; the resolved one stays as it was"
+    t = moved.ticket
+    assert (t.team, t.person, t.phase, t.next_level, t.phase_until) == (
+        "operations",
+        None,
+        "operations",
+        "implementation",
+        None,
+    )
+    assert t.watchers == [] and t.state.value == "open" and t.acknowledged_at is None
+    assert moved.reason.startswith(f"handover: hypercare of project webshop ended {ends.date().isoformat()}")
+    assert "from ian (implementation) to operations" in moved.reason
