@@ -51,9 +51,14 @@ class AlertmanagerWebhook(BaseModel):
     alerts: list[AlertmanagerAlert] = Field(min_length=1, max_length=10_000)
 
 
+STATUSES = {"firing": EventStatus.firing, "resolved": EventStatus.resolved}
+
+
 def alert_links(alert: AlertmanagerAlert) -> list[str]:
     """Links a sender adds to an alert beyond its generator (Grafana's dashboard, panel and silence pages)."""
-    extra = alert.model_extra or {}
+    extra = alert.__pydantic_extra__
+    if not extra:
+        return []
     return [v for k in LINK_FIELDS if isinstance(v := extra.get(k), str) and v]
 
 
@@ -74,7 +79,7 @@ def alert_events(
     events = []
     for alert in alerts:
         fingerprint = alert.fingerprint or short_hash(*(f"{k}={v}" for k, v in sorted(alert.labels.items())))
-        status = EventStatus(alert.status)
+        status = STATUSES[alert.status]
         ends = alert.endsAt if alert.endsAt is not None and alert.endsAt.year > ZERO_TIME_YEAR else None
         occurred = ends if status is EventStatus.resolved and ends is not None else alert.startsAt
         summary = (
