@@ -89,6 +89,8 @@ EARLIEST_YEAR, LATEST_YEAR = 1970, 9000
 def bounded_time(value: datetime) -> datetime:
     """A time every part of the loop can store and compute with: in UTC between 1970 and 9000 (a naive time is
     read as UTC). Anything else is a ValueError, which pydantic answers as a 422 naming the field."""
+    if EARLIEST_YEAR < value.year < LATEST_YEAR:  # no offset (under a day) takes it past either bound
+        return value
     try:
         utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     except (OverflowError, ValueError):

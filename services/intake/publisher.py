@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from shared.infra.logging import get_logger
+from shared.streaming.topics import partition_of
 
 log = get_logger(__name__)
 
@@ -113,15 +114,41 @@ class KafkaPublisher:
             await self._producer.stop()
             self._producer = None
 
+    @staticmethod
+    async def _by_partition(
+        producer: AIOKafkaProducer, records: Sequence[Record]
+    ) -> dict[tuple[str, int], list[Record]]:
+        """A request's records by the partition a keyed send would pick (murmur2 of the key, as the Java client
+        and aiokafka's default partitioner), in order: one record batch per partition instead of a future per
+        record (aiokafka's batch API)."""
+        partitions: dict[str, list[int]] = {}
+        out: dict[tuple[str, int], list[Record]] = {}
+        for r in records:
+            every = partitions.get(r.topic)
+            if every is None:
+                every = partitions[r.topic] = sorted(await producer.partitions_for(r.topic))
+            out.setdefault((r.topic, every[partition_of(r.key.encode(), len(every))]), []).append(r)
+        return out
+
     async def publish(self, records: Sequence[Record]) -> None:
         producer = self._producer
         if producer is None:
             raise PublishUnavailableError("not connected to Kafka yet")
         try:
             async with asyncio.timeout(self._timeout):
-                futures = [
-                    await producer.send(r.topic, r.value, key=r.key.encode(), headers=r.headers) for r in records
-                ]
+                if len(records) == 1:
+                    r = records[0]
+                    await (await producer.send(r.topic, r.value, key=r.key.encode(), headers=r.headers))
+                    return
+                futures = []
+                for (topic, partition), group in (await self._by_partition(producer, records)).items():
+                    batch = producer.create_batch()
+                    for r in group:
+                        if batch.append(key=r.key.encode(), value=r.value, timestamp=None, headers=r.headers) is None:
+                            futures.append(await producer.send_batch(batch, topic, partition=partition))
+                            batch = producer.create_batch()
+                            batch.append(key=r.key.encode(), value=r.value, timestamp=None, headers=r.headers)
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
                 await asyncio.gather(*futures)
         except (KafkaError, TimeoutError) as exc:
             raise PublishUnavailableError(f"Kafka did not acknowledge: {exc!r}") from exc
