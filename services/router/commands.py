@@ -78,6 +78,9 @@ def hand_over(
     the project gets them now (``decision``, made for the ticket's labels at the phase's end), to be acknowledged
     again by its new owner; recorded as a reassignment whose reason says it is the handover."""
     t = record.ticket
+    if decision.phase == t.phase and (decision.team, decision.person) == (t.team, t.person):
+        # the phase was extended (or the project moved) since the ticket opened: nothing to hand over yet
+        return TicketRecord(ticket=t.model_copy(update={"phase_until": decision.phase_until}), seen=record.seen), []
     before = f"{t.person} ({t.team})" if t.person else t.team
     after = f"{decision.person} ({decision.team})" if decision.person else decision.team
     ends = t.phase_until.date().isoformat() if t.phase_until else "now"
@@ -95,7 +98,9 @@ def hand_over(
     ticket = t.model_copy(update=update)
     reason = f"handover: hypercare of project {t.project} ended {ends}; from {before} to {after}"
     out = ticket_event(ticket, Change.reassigned, command.actor, reason, now, command.trace_id)
-    return TicketRecord(ticket=ticket, seen=record.remember(command.command_id)), [out]
+    # the tick's id is not used up: the timer entry stays where another due thing (a held notification, a
+    # flapping ticket settling) put it, and the same tick must still do that thing next
+    return TicketRecord(ticket=ticket, seen=record.seen), [out]
 
 
 def tick(record: TicketRecord, command: Command, now: datetime) -> tuple[TicketRecord, list[TicketEvent]]:

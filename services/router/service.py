@@ -382,11 +382,20 @@ class Router:
         project = BatchDriver(self.projection, self.project)
         reload = asyncio.create_task(every(2.0, self.reload, stop, "router-reload-config"))
         projecting = asyncio.create_task(project.run(stop))
+        projecting.add_done_callback(lambda task: self.projection_ended(task, stop))
         try:
             await driver.run(stop)
         finally:
             stop.set()
             await asyncio.gather(reload, projecting, return_exceptions=True)
+
+    @staticmethod
+    def projection_ended(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+        """The SQL projection stopped: by a stop, or by a bug, which stops the worker too (to be restarted) rather
+        than leave the read model behind while the router goes on."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("projection_died", error=type(task.exception()).__name__)
+            stop.set()
 
     async def reload(self) -> None:
         d = self.deps
@@ -437,6 +446,10 @@ class Router:
             one = changes[0].change_id if changes else escalations[0].escalation_id
             log.error("projection_refused_record", record=one, error=refusal)
             self.refused.inc()
+            return
+        if changes and escalations:  # the two kinds apart first: a half of one change and one escalation is itself
+            await self.write(changes, [])
+            await self.write([], escalations)
             return
         half_c, half_e = len(changes) // 2, len(escalations) // 2
         await self.write(changes[:half_c], escalations[:half_e])

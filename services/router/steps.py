@@ -108,7 +108,7 @@ def command_step(
     """A command applied to its ticket; reassigning to a team with no person named goes to whoever is on call."""
     if record is None:
         raise UnknownTicketError(f"command {cmd.command_id} names unknown ticket {cmd.ticket_id!r}")
-    if cmd.action is Action.tick and handover_due(record.ticket, now) and not record.has_seen(cmd.command_id):
+    if cmd.action is Action.tick and handover_due(record.ticket, now):
         return hand_over(record, cmd, handover_decision(record.ticket, config), now)
     if cmd.action is Action.reassign and cmd.team and not cmd.person:
         cmd = reassign_on_call(cmd, on_call(cmd.team, config.teams, config.overrides, cmd.issued_at))

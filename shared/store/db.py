@@ -19,16 +19,7 @@ from sqlalchemy import JSON, Column, Engine, Table, UniqueConstraint, bindparam,
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import (
-    DatabaseError,
-    DBAPIError,
-    DisconnectionError,
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-    SQLAlchemyError,
-)
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import DatabaseError, DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from shared.events import Delivery, Escalation, Ticket, TicketEvent
@@ -261,11 +252,13 @@ def versions_applied(events: Iterable[TicketEvent], known: dict[str, int]) -> in
 
 
 def is_transient(exc: SQLAlchemyError) -> bool:
-    """Whether a database error may pass by itself (the server away or busy, a lock, a lost connection), as
-    opposed to the database refusing what was sent (a value it cannot hold, a constraint)."""
-    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError | DisconnectionError):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    """Whether a database error may pass by itself, as opposed to the database refusing what was sent. Only
+    what names the data is the data's fault: a value it cannot hold (DataError, or a parameter that did not even
+    reach the driver), a constraint (IntegrityError). Anything else (the server away or busy, read-only after a
+    failover, a missing table, a privilege) is retried: dropping records for it would empty the read model."""
+    if isinstance(exc, DataError | IntegrityError):
+        return False
+    return not (isinstance(exc, StatementError) and not isinstance(exc, DBAPIError))
 
 
 def project(engine: Engine, events: Iterable[TicketEvent], escalations: Iterable[Escalation] = ()) -> int:
