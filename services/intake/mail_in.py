@@ -11,10 +11,11 @@ accepted is lost. The reading of a mail and what it becomes are pure; ``MailHand
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import re
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -32,6 +33,9 @@ log = get_logger(__name__)
 TICKET_IN_SUBJECT = re.compile(r"\b(tl-[0-9a-f]{16})\b")
 TEXT_KEPT = 4000
 SOURCE = "mail"
+HEADERS_MAX = 64 * 1024
+"""A mail whose header block is longer is refused (552): the standard library reads huge headers in
+super-linear time."""
 
 
 class MailConfig(BaseModel):
@@ -58,6 +62,9 @@ class Mail:
     text: str
     attachments: tuple[str, ...] = ()
     ticket_id: str | None = None
+    automatic: bool = False
+    """An auto-reply, a bounce or list mail (Auto-Submitted, Precedence, X-Autoreply, List-Id, no sender): taken
+    and logged, never a ticket or a customer's reply, so an out-of-office answer to a ticket mail loops nothing."""
 
 
 def read_mail(raw: bytes, envelope_from: str) -> Mail:
@@ -66,7 +73,8 @@ def read_mail(raw: bytes, envelope_from: str) -> Mail:
     msg = message_from_bytes(raw, policy=policy.default)
     assert isinstance(msg, EmailMessage)  # noqa: S101 - policy.default always makes one
     sender = parseaddr(str(msg.get("From", "")))[1] or envelope_from
-    subject = " ".join(str(msg.get("Subject", "")).split())[:200]
+    whole_subject = " ".join(str(msg.get("Subject", "")).replace("\x00", "").split())[:2000]
+    subject = whole_subject[:200]
     text, attachments = "", []
     for part in msg.walk():
         if part.is_multipart():
@@ -78,15 +86,22 @@ def read_mail(raw: bytes, envelope_from: str) -> Mail:
         elif not text and part.get_content_type() in ("text/plain", "text/html"):
             body = _content(part)
             text = re.sub(r"<[^>]+>", " ", body) if part.get_content_type() == "text/html" else body
-    found = TICKET_IN_SUBJECT.search(subject)
-    message_id = str(msg.get("Message-ID", "")).strip() or uuid.uuid4().hex
+    found = TICKET_IN_SUBJECT.search(whole_subject)  # the id ends a long subject: searched before it is cut
+    message_id = str(msg.get("Message-ID", "")).strip() or hashlib.sha256(raw).hexdigest()  # a retry: the same id
+    automatic = (
+        str(msg.get("Auto-Submitted", "no")).strip().lower() != "no"
+        or str(msg.get("Precedence", "")).strip().lower() in ("bulk", "junk", "list")
+        or any(msg.get(h) is not None for h in ("X-Autoreply", "X-Autorespond", "List-Id"))
+        or not envelope_from
+    )
     return Mail(
         message_id,
         sender[:256],
         subject,
-        text.strip()[:TEXT_KEPT],
+        text.replace("\x00", "").strip()[:TEXT_KEPT],
         tuple(attachments[:50]),
         found.group(1) if found else None,
+        automatic,
     )
 
 
@@ -136,14 +151,20 @@ def reply_command(mail: Mail, ticket_id: str, issued_at: datetime, trace_id: str
     )
 
 
+def header_block_too_long(raw: bytes) -> bool:
+    """Whether a mail's header block (up to the first empty line) is longer than HEADERS_MAX."""
+    head = raw[: HEADERS_MAX + 4]
+    return b"\r\n\r\n" not in head and b"\n\n" not in head and len(raw) > HEADERS_MAX
+
+
 @dataclass
 class MailHandler:
-    """aiosmtpd's handler: RCPT refuses what is not ours, DATA answers 250 once what the mail became is on Kafka."""
+    """aiosmtpd's handler: RCPT refuses what is not ours, DATA answers 250 once what the mail became is on Kafka
+    (the mail is read in a worker thread: a slow mail never holds up intake's other doors)."""
 
     config: MailConfig
     deliver: Callable[[Mail], Awaitable[str]]
     """Publishes what the mail becomes; returns what it was ("feedback" or "reply") or raises to refuse (451)."""
-    received: list[str] = field(default_factory=list)
 
     async def handle_RCPT(self, _server: Any, _session: Any, envelope: Any, address: str, _options: Any) -> str:  # noqa: N802
         if not self.config.takes(address):
@@ -155,12 +176,16 @@ class MailHandler:
         raw = envelope.original_content or envelope.content
         if not isinstance(raw, bytes) or len(raw) > self.config.max_bytes:
             return "552 5.3.4 message too big"
+        if header_block_too_long(raw):
+            return "552 5.3.4 header block too long"
         try:
-            mail = read_mail(raw, str(envelope.mail_from or ""))
+            mail = await asyncio.to_thread(read_mail, raw, str(envelope.mail_from or ""))
+            if mail.automatic:
+                log.info("mail_automatic_not_taken_as_a_ticket", ticket_id=mail.ticket_id)
+                return "250 OK"
             what = await self.deliver(mail)
         except Exception as exc:  # noqa: BLE001 - the sending server keeps the mail and tries again
             log.warning("mail_not_taken", error=type(exc).__name__)
             return "451 4.3.0 not taken now, try again later"
-        self.received.append(what)
         log.info("mail_taken", became=what, ticket_id=mail.ticket_id)
         return "250 OK"

@@ -62,7 +62,11 @@ def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
         if settings.smtp_port and config.mail is not None:
             handler = MailHandler(config.mail, app.state.deliver_mail)
             smtp = await asyncio.get_running_loop().create_server(
-                lambda: SMTP(handler, data_size_limit=config.mail.max_bytes if config.mail else None),
+                lambda: SMTP(
+                    handler,
+                    data_size_limit=config.mail.max_bytes if config.mail else None,
+                    hostname="ticketloop-intake",  # else a DNS lookup per connection, on the loop
+                ),
                 settings.host,
                 settings.smtp_port,
             )

@@ -147,7 +147,7 @@ TRANSITIONS: dict[Action, tuple[frozenset[TicketState], Change]] = {
     Action.snooze: (_ACTIVE, Change.snoozed),
     Action.set_priority: (_ACTIVE | {S.resolved}, Change.priority_changed),
     Action.wait_on_customer: (_ACTIVE, Change.waiting_on_customer),
-    Action.customer_replied: (_ACTIVE, Change.customer_replied),
+    Action.customer_replied: (_ANY, Change.customer_replied),
     Action.tick: (_ANY, Change.stable),
 }
 """Which states each action is allowed in, and the change it records. Anything else is rejected."""
@@ -194,6 +194,8 @@ def _wait(t: Ticket, _cmd: Command, _now: datetime) -> Effect:
 def _replied(t: Ticket, _cmd: Command, _now: datetime) -> Effect:
     """The customer's answer: a waiting ticket stops waiting; on any other active ticket it is recorded as what
     the customer wrote (a mail reply comes whenever the customer writes, not only when asked)."""
+    if t.state not in _ACTIVE:
+        return {}, f"the customer wrote (the ticket is {t.state.value})"
     if not t.waiting_on_customer:
         return {}, "the customer wrote"
     return {"waiting_on_customer": False}, "the customer replied"

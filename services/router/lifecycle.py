@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.router.rules import FlapPolicy, RouteDecision
-from shared.events import Change, EventStatus, InboundEvent, Ticket, TicketEvent, TicketState
+from shared.events import Change, EventKind, EventStatus, InboundEvent, Ticket, TicketEvent, TicketState
 
 SEEN_LIMIT = 256
 
@@ -122,6 +122,20 @@ def _open(ticket_id: str, group: str, event: InboundEvent, decision: RouteDecisi
     )
 
 
+SAID_KEPT = 2000
+
+
+def said(event: InboundEvent) -> str:
+    """What a customer wrote with a report (its ``details``: a form's, a mail's text and attachments), for the
+    timeline entry of the change it makes; alerts say nothing here."""
+    if event.kind is not EventKind.feedback:
+        return ""
+    text = event.annotations.get("details", "")
+    if attachments := event.annotations.get("attachments"):
+        text += f"\n[attachments: {attachments}]"
+    return f"\n\n{text.strip()[:SAID_KEPT]}" if text.strip() else ""
+
+
 def apply_event(
     record: TicketRecord | None,
     ticket_id: str,
@@ -146,7 +160,7 @@ def apply_event(
         if not firing:
             return None, [], member
         ticket = _open(ticket_id, group, event, decision, now)
-        out = ticket_event(ticket, Change.opened, event.source, decision.explain(), now, event.trace_id)
+        out = ticket_event(ticket, Change.opened, event.source, decision.explain() + said(event), now, event.trace_id)
         return TicketRecord(ticket=ticket, seen=[event.event_id]), [out], Member("firing", event.event_id)
     if event.status is EventStatus.firing:
         return _fired(record, event, member, now, flap, decision.group_interval)
@@ -213,7 +227,7 @@ def _fired(
         update.update({"notified_alerts": t.alerts + joined, "notified_at": now, "notify_at": None})
     else:
         change = Change.occurred
-        reason = "another alert joined" if joined else "fired again" if refired else "occurred again"
+        reason = ("another alert joined" if joined else "fired again" if refired else "occurred again") + said(event)
         if t.state is TicketState.closed:
             reason += " after the ticket was closed"
     if note and not t.flapping:

@@ -262,7 +262,7 @@ def test_every_action_in_every_state_is_applied_or_rejected_never_dropped(state:
     allowed, change = TRANSITIONS[action]
     assert len(out) == 1, "every command leaves a trace on the timeline"
     assert rec.ticket.version == 2
-    if state in allowed:  # customer_replied too: on a ticket not waiting, it records what the customer wrote
+    if state in allowed:  # customer_replied in any state: it records what the customer wrote
         assert out[0].change is change
     else:
         assert out[0].change is Change.rejected
