@@ -81,8 +81,8 @@ class ChangeEvent(BaseModel):
 def change_comments(
     change: ChangeEvent, raw: bytes, integration: str, ticket_ids: list[str], issued_at: datetime, trace_id: str
 ) -> list[Command]:
-    """A change event as a comment on each open ticket of its integration (the same change twice, the same
-    commands)."""
+    """A change event as a comment on each open ticket of its integration (the same body sent again later is
+    noted again)."""
     p = change.payload
     reason = f"change: {p.summary}" + (f" (from {p.source})" if p.source else "")
     if change.links:
@@ -90,7 +90,7 @@ def change_comments(
     body = hashlib.sha256(raw).hexdigest()
     return [
         Command(
-            command_id=stable_id(integration, "change", body, ticket_id),
+            command_id=stable_id(integration, "change", body, ticket_id, issued_at.isoformat()),
             ticket_id=ticket_id,
             action=Action.comment,
             actor=integration,
