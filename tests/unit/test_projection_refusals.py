@@ -6,36 +6,13 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-
-from services.router.projects import ProjectsConfig
-from services.router.rules import RoutingConfig
-from services.router.service import Router, RouterDeps
 from shared.events import Change, Escalation, TicketEvent
-from shared.infra.config import ConfigWatcher
-from shared.rules.oncall import TeamsConfig
-from shared.store import db
-from shared.streaming.driver import DriverConfig
-from shared.streaming.topics import Topics
-from shared.streaming.transactional import TxConfig
 from tests.unit.factories import T0, ticket
+from tests.unit.test_router_service import projecting_router
 
 
 def test_a_refused_change_batched_with_one_escalation_is_left_out_without_recursing_forever(tmp_path: Path) -> None:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'rm.db'}")
-    db.init_db(engine)
-    (tmp_path / "routing.yaml").write_text("route:\n  team: ops\n")
-    (tmp_path / "projects.yaml").write_text("projects: []\n")
-    registry = CollectorRegistry()
-    deps = RouterDeps(
-        Topics("u.", 4),
-        ConfigWatcher(tmp_path / "routing.yaml", RoutingConfig),
-        ConfigWatcher(tmp_path / "projects.yaml", ProjectsConfig),
-        engine,
-        registry,
-        ConfigWatcher(tmp_path / "teams.yaml", TeamsConfig, optional=True),
-    )
-    router = Router(deps, TxConfig("x", "g", (), 4), DriverConfig("x", "g", ()))
+    router, _, registry = projecting_router(tmp_path)
     beyond = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-12)))
     bad = TicketEvent(
         change_id="tl-b:1",

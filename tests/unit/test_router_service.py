@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from services.router.grouping import KeyState
@@ -266,21 +267,26 @@ def test_the_routers_timer_opens_a_ticket_when_beats_stop_and_a_beat_resolves_it
     assert "out of bounds" in dead.reason, "a beat no intake makes is dead-lettered, the timer goes on"
 
 
-def test_the_projection_leaves_out_the_one_record_sql_refuses_and_writes_the_rest(tmp_path: Path) -> None:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'rm.db'}")
+def projecting_router(root: Path) -> tuple[Router, Engine, CollectorRegistry]:
+    """A Router over a SQLite read model under root, for its SQL projection (no broker: ``write`` is called)."""
+    engine = db.make_engine(f"sqlite:///{root / 'rm.db'}")
     db.init_db(engine)
-    (tmp_path / "routing.yaml").write_text(GROUPED)
-    (tmp_path / "projects.yaml").write_text("projects: []\n")
+    (root / "routing.yaml").write_text(GROUPED)
+    (root / "projects.yaml").write_text("projects: []\n")
     registry = CollectorRegistry()
     deps = RouterDeps(
         Topics("u.", 4),
-        ConfigWatcher(tmp_path / "routing.yaml", RoutingConfig),
-        ConfigWatcher(tmp_path / "projects.yaml", ProjectsConfig),
+        ConfigWatcher(root / "routing.yaml", RoutingConfig),
+        ConfigWatcher(root / "projects.yaml", ProjectsConfig),
         engine,
         registry,
-        ConfigWatcher(tmp_path / "teams.yaml", TeamsConfig, optional=True),
+        ConfigWatcher(root / "teams.yaml", TeamsConfig, optional=True),
     )
-    router = Router(deps, TxConfig("x", "g", (), 4), DriverConfig("x", "g", ()))
+    return Router(deps, TxConfig("x", "g", (), 4), DriverConfig("x", "g", ())), engine, registry
+
+
+def test_the_projection_leaves_out_the_one_record_sql_refuses_and_writes_the_rest(tmp_path: Path) -> None:
+    router, engine, registry = projecting_router(tmp_path)
 
     def opened(ticket_id: str, **over: object) -> TicketEvent:
         t = ticket(ticket_id=ticket_id, **over)
