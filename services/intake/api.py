@@ -124,6 +124,13 @@ def create_app(deps: IntakeDeps) -> Starlette:
                 retry_after_s=wait,
             )
 
+    def check_signature(integration: Integration, request: Request, raw: bytes) -> None:
+        """401 unless the request carries the signature its integration's format asks for (when it signs)."""
+        verify = VERIFIERS.get(integration.format)
+        refused = verify(integration, request.headers, raw, datetime.now(UTC)) if verify is not None else None
+        if refused is not None:
+            raise HttpError(401, f"invalid signature: {refused}")
+
     async def publish(records: list[Record]) -> None:
         started = time.perf_counter()
         try:
@@ -171,10 +178,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
                 raise HttpError(401, "invalid token for this integration")
             limited(integration)
             raw = await read_body(request, deps.max_body_bytes)
-            verify = VERIFIERS.get(integration.format)
-            refused = verify(integration, request.headers, raw, datetime.now(UTC)) if verify is not None else None
-            if refused is not None:
-                raise HttpError(401, f"invalid signature: {refused}")
+            check_signature(integration, request, raw)
             payload = parse_json(raw)
             trace_id = request.headers.get("x-trace-id") or new_trace_id()
             parse = PARSERS[integration.format]
@@ -298,10 +302,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
                 raise HttpError(401, "invalid token for this heartbeat")
             limited(integration)
             raw = await read_body(request, deps.max_body_bytes)  # a body, if any, is not kept
-            verify = VERIFIERS.get(integration.format)  # an integration that signs signs its beats too
-            refused = verify(integration, request.headers, raw, datetime.now(UTC)) if verify is not None else None
-            if refused is not None:
-                raise HttpError(401, f"invalid signature: {refused}")
+            check_signature(integration, request, raw)  # an integration that signs signs its beats too
             trace_id = request.headers.get("x-trace-id") or new_trace_id()
             hb, now = integration.heartbeat, datetime.now(UTC)
             grace = hb.every if hb.grace is None else hb.grace
