@@ -90,6 +90,10 @@ def config_check(config_dir: Path, out: TextIO) -> int:
                 print(f"error: {problem}", file=out)
         else:
             print(f"ok: {config_dir / name}", file=out)
+    intake = loaded.get("intake.yaml")
+    if isinstance(intake, IntakeConfig):
+        for line in door_lines(intake):
+            print(line, file=out)
     notify = loaded.get("notify.yaml")
     if isinstance(notify, NotifyConfig):
         for line in reach_lines(notify):
@@ -97,6 +101,37 @@ def config_check(config_dir: Path, out: TextIO) -> int:
     for warning in cross_check(loaded):
         print(f"warning: {warning}", file=out)
     return 1 if failed else 0
+
+
+def door_lines(intake: IntakeConfig) -> list[str]:
+    """Which doors intake.yaml opens: each integration's format, signing, heartbeat and rate limit, each API
+    client's role, each form and the mail addresses; names and limits only, never a token or secret."""
+    lines = []
+    for i in intake.integrations:
+        parts = [f"format {i.format}"]
+        if i.signing_key() is not None:
+            parts.append("signed")
+        if i.heartbeat is not None:
+            every = i.heartbeat.every.total_seconds()
+            grace = (i.heartbeat.grace or i.heartbeat.every).total_seconds()
+            parts.append(f"heartbeat {i.heartbeat_name()} every {every:g} s, grace {grace:g} s")
+        parts.append(f"rate limit {i.rate_limit.describe()}" if i.rate_limit is not None else "no rate limit")
+        lines.append(f"intake.yaml: integration {i.name}: {', '.join(parts)}")
+    for c in intake.api_clients:
+        acts = f", acts for {', '.join(c.acts_for)}" if c.acts_for else ""
+        lines.append(f"intake.yaml: api client {c.name}: role {c.role}{acts}")
+    for f in intake.forms:
+        who = f" (customer {f.customer})" if f.customer else ""
+        lines.append(f"intake.yaml: form /feedback/{f.name}{who}, rate limit {f.rate_limit.describe()}")
+    if intake.mail is not None:
+        m = intake.mail
+        where = ", ".join(
+            x
+            for x in (f"project {m.project}" if m.project else "", f"customer {m.customer}" if m.customer else "")
+            if x
+        )
+        lines.append(f"intake.yaml: mail to {', '.join(m.addresses)}" + (f" ({where})" if where else ""))
+    return lines
 
 
 def reach_lines(notify: NotifyConfig) -> list[str]:

@@ -36,6 +36,7 @@ from deploy.local.vendors.base import ReceivedChat, VendorSink
 CONFIG = REPO / "deploy" / "local" / "config"
 INTAKE_PORT = 8080
 SMTP_PORT = 1025
+MAIL_IN_PORT = 2525  # intake's SMTP receiver: mail to support@acme.example here becomes a feedback ticket
 CHAT_PORT = 8099
 WORKER_METRICS = {"router": 9101, "sla": 9102, "notifier": 9103}
 _print_lock = threading.Lock()
@@ -251,7 +252,10 @@ def main(argv: list[str] | None = None) -> int:
             metrics_ports=WORKER_METRICS,
             # the sla worker snapshots its clocks here (shared/streaming/snapshots.py): a restart reads only the
             # changelog after
-            extra_env={"TICKETLOOP_STATE_DIR": str(workdir / "state")},
+            extra_env={
+                "TICKETLOOP_STATE_DIR": str(workdir / "state"),
+                "TICKETLOOP_INTAKE_SMTP_PORT": str(MAIL_IN_PORT),
+            },
         )
         stack.start_all()
         stack.wait_ready()
@@ -261,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         workers = " ".join(f"{s}=http://127.0.0.1:{p}/metrics" for s, p in WORKER_METRICS.items())
         say("[stack]", f"metrics  intake={stack.intake_url}/metrics {workers}")
         say("[stack]", f"post     {stack.intake_url}/api/v1/integrations/<name>  (see deploy/local/config/intake.yaml)")
+        say("[stack]", f"mail in  smtp://127.0.0.1:{MAIL_IN_PORT}  (to support@acme.example: a feedback ticket)")
         if not args.exit:
             say("[stack]", "running; Ctrl-C stops everything")
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

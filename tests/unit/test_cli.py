@@ -37,8 +37,8 @@ def test_config_check_accepts_the_shipped_config(config_dir: Path) -> None:
 def test_config_check_says_which_channels_each_team_reaches_without_urls_or_secrets(config_dir: Path) -> None:
     code, out = run("config", "check", "--config-dir", str(config_dir))
     assert code == 0
-    lines = out.splitlines()
-    assert lines[6:9] == [
+    lines = [line for line in out.splitlines() if line.startswith("notify.yaml: ")]
+    assert lines == [
         "notify.yaml: implementation reaches email impl@example.test, slack impl-slack, feishu impl-feishu, "
         "teams impl-teams, webhook impl-hook",
         "notify.yaml: operations reaches email ops@example.test, slack ops-slack, dingtalk ops-dingtalk, "
@@ -50,6 +50,39 @@ def test_config_check_says_which_channels_each_team_reaches_without_urls_or_secr
         assert secret in shipped
         assert secret not in out
     assert "http" not in out
+
+
+def test_config_check_lists_intake_doors_without_tokens_or_signing_secrets(
+    config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRAFANA_HMAC", "grafana-signing-secret-0123456789")
+    intake = config_dir / "intake.yaml"
+    intake.write_text(
+        intake.read_text().replace(
+            "integrations:\n",
+            "integrations:\n"
+            "  - name: grafana\n"
+            "    format: grafana\n"
+            "    token: grafana-token-0123456789abcdef\n"
+            "    signing_secret_env: GRAFANA_HMAC\n"
+            "    heartbeat: {every: 1m, grace: 3m}\n"
+            "    rate_limit: {requests: 100, per: 1s, burst: 200}\n",
+        )
+    )
+    code, out = run("config", "check", "--config-dir", str(config_dir))
+    assert code == 0, out
+    doors = [line for line in out.splitlines() if line.startswith("intake.yaml: ")]
+    assert doors == [
+        "intake.yaml: integration grafana: format grafana, signed, heartbeat grafana every 60 s, grace 180 s, "
+        "rate limit 100 requests per 1 s (burst 200)",
+        "intake.yaml: integration alertmanager: format alertmanager, no rate limit",
+        "intake.yaml: integration support-portal: format generic, no rate limit",
+        "intake.yaml: api client ops-console: role responder, acts for *",
+        "intake.yaml: form /feedback/webshop (customer acme), rate limit 20 requests per 60 s (burst 20)",
+        "intake.yaml: mail to support@acme.example (project webshop, customer acme)",
+    ]
+    for secret in ("grafana-token-0123456789abcdef", "grafana-signing-secret", "demo-webshop-form-token", "demo-"):
+        assert secret not in out
 
 
 def test_config_check_refuses_an_unset_secret_variable_naming_it(
