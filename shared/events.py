@@ -65,6 +65,8 @@ class Change(StrEnum):
     """group_wait is over: the first notification, with the alerts collected so far"""
     alerts_joined = "alerts_joined"
     """group_interval is over and alerts joined since the last notification"""
+    rated = "rated"
+    """the reporter answered the satisfaction survey of a resolved feedback ticket (or changed the answer)"""
 
 
 class Action(StrEnum):
@@ -79,6 +81,8 @@ class Action(StrEnum):
     set_priority = "set_priority"
     wait_on_customer = "wait_on_customer"
     customer_replied = "customer_replied"
+    rate = "rate"
+    """The reporter's survey answer (1-5, ``reason`` its comment), only through the survey link they were mailed."""
     tick = "tick"
     """System: the router's own timer says a ticket has something due (flapping settles, grouped notifications)."""
 
@@ -101,6 +105,10 @@ def bounded_time(value: datetime) -> datetime:
 
 
 BoundedTime = Annotated[datetime, AfterValidator(bounded_time)]
+
+
+def _unset(value: object) -> bool:
+    return value is None
 
 
 class Wire(BaseModel):
@@ -137,6 +145,9 @@ class Command(Wire):
     person: str | None = Field(default=None, min_length=1, description="reassign: the new owner")
     priority: str | None = Field(default=None, pattern=r"^P[1-5]$", description="set_priority")
     until: BoundedTime | None = Field(default=None, description="snooze: until when")
+    score: int | None = Field(
+        default=None, ge=1, le=5, description="rate: the survey's answer, 1 (bad) to 5 (good)", exclude_if=_unset
+    )
     issued_at: datetime
     trace_id: str
     via: str | None = Field(
@@ -154,6 +165,8 @@ class Command(Wire):
             raise ValueError("snooze needs 'until' (a time)")
         if a is Action.comment and not self.reason.strip():
             raise ValueError("comment needs a text in 'reason'")
+        if a is Action.rate and self.score is None:
+            raise ValueError("rate needs a score (1..5)")
         return self
 
 
@@ -201,6 +214,14 @@ class Ticket(Wire):
     notified_at: datetime | None = Field(default=None, description="when people were last told about its alerts")
     last_action: str | None = Field(
         default=None, description="the last thing a person did to it, e.g. 'acknowledged by olga at 09:12 UTC'"
+    )
+    # written only once set, so a ticket nobody rated reads as it did before surveys (a reader of the release
+    # before forbids fields it does not know)
+    rating: int | None = Field(
+        default=None, ge=1, le=5, description="the reporter's survey answer (feedback)", exclude_if=_unset
+    )
+    rated_at: datetime | None = Field(
+        default=None, description="when the reporter last answered the survey", exclude_if=_unset
     )
     version: int = Field(ge=1)
 

@@ -162,9 +162,12 @@ def action_routes(deps: IntakeDeps, publish: Publish, rejected: Counter) -> list
 
     def check(token: str, keys: LinkKeys) -> LinkClaims | Outcome:
         try:
-            return verify(keys, token, datetime.now(UTC))
+            claims = verify(keys, token, datetime.now(UTC))
         except LinkRefused as exc:
-            return Outcome(exc.reason, exc.claims)
+            known = exc.claims is None or exc.claims.action in VERBS
+            return Outcome(exc.reason, exc.claims) if known else Outcome("malformed")
+        # a survey link is answered on /survey/ (services/intake/survey.py), never acted on here
+        return claims if claims.action in VERBS else Outcome("malformed")
 
     async def act(claims: LinkClaims, reason: str, trace_id: str) -> Outcome:
         """Publish the link's command unless the link was used; mark it used once Kafka acknowledged."""

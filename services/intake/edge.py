@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.intake.config import IntakeConfig
 from services.intake.limits import retry_after
 from services.intake.publisher import Publisher
+from services.router.projects import ProjectsConfig
 from shared.events import Action, BoundedTime
 from shared.infra.actionlinks import LinkKeys
 from shared.infra.config import ConfigWatcher
@@ -95,6 +96,8 @@ class IntakeDeps:
     max_body_bytes: int = 1_048_576
     teams: ConfigWatcher[TeamsConfig] | None = None
     """teams.yaml, for the on-call endpoints (re-read when it changes)."""
+    projects: ConfigWatcher[ProjectsConfig] | None = None
+    """projects.yaml, for the projects' satisfaction goals (re-read when it changes)."""
     link_keys: LinkKeys | None = None
     """one-click action links (services/intake/actions.py); None: /act/... answers 404"""
     slack_signing_secret: SecretStr | None = None

@@ -17,6 +17,7 @@ from services.intake.config import IntakeConfig
 from services.intake.edge import IntakeDeps
 from services.intake.mail_in import MailHandler
 from services.intake.publisher import KafkaPublisher
+from services.router.projects import ProjectsConfig
 from shared.infra.actionlinks import keys_from_setting
 from shared.infra.config import ConfigWatcher, load_yaml_model
 from shared.infra.logging import configure_logging, get_logger
@@ -44,6 +45,7 @@ def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
             registry=CollectorRegistry(),
             max_body_bytes=settings.max_body_bytes,
             teams=ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig, optional=True),
+            projects=ConfigWatcher(settings.config_dir / "projects.yaml", ProjectsConfig, optional=True),
             link_keys=keys_from_setting(keys) if keys.strip() else None,  # blank: not configured
             slack_signing_secret=slack_secret if slack_secret and slack_secret.get_secret_value() else None,
             http=http,

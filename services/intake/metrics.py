@@ -1,9 +1,10 @@
-"""Intake's metrics: requests accepted and refused, publish time, and the unresolved tickets counted in the read
-model when Prometheus scrapes."""
+"""Intake's metrics: requests accepted and refused, publish time, and the unresolved tickets and the satisfaction
+index counted in the read model when Prometheus scrapes."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
@@ -37,6 +38,42 @@ class UnresolvedTickets(Collector):
             log.warning("unresolved_tickets_unavailable", error=str(exc))
             return
         yield gauge
+
+
+SATISFACTION_PERIOD = timedelta(days=90)
+
+
+class SatisfactionIndex(Collector):
+    """``ticketloop_satisfaction_index_ratio`` (the share of 4s and 5s) and ``ticketloop_satisfaction_answers_count``
+    of the survey answers of the last 90 days, by project, customer and team, counted in the read model when
+    Prometheus scrapes (shared/rules/satisfaction.py)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["project", "customer", "team"]
+        index = GaugeMetricFamily(
+            check_name("ticketloop_satisfaction_index_ratio"),
+            "Share of survey answers of the last 90 days that are 4 or 5",
+            labels=labels,
+        )
+        answers = GaugeMetricFamily(
+            check_name("ticketloop_satisfaction_answers_count"),
+            "Survey answers of the last 90 days",
+            labels=labels,
+        )
+        try:
+            cells = db.survey_cells(self.engine, datetime.now(UTC) - SATISFACTION_PERIOD)
+        except SQLAlchemyError as exc:  # the read model is down: the other metrics still answer
+            log.warning("satisfaction_unavailable", error=str(exc))
+            return
+        for project, customer, team, n, satisfied in cells:
+            key = [project or "", customer or "", team]
+            answers.add_metric(key, n)
+            index.add_metric(key, satisfied / n)
+        yield index
+        yield answers
 
 
 class IntakeMetrics:

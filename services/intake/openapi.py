@@ -127,6 +127,26 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "POST", "/api/v1/slack/interactions", "Slack's interactive callback (signed)", "slack", 200, "raw", "actions"
     ),
+    Operation(
+        "GET",
+        "/survey/{token}",
+        "A resolved report's satisfaction survey, for its reporter (HTML; changes nothing)",
+        "link",
+        200,
+        tag="surveys",
+        query=("score", "lang"),
+    ),
+    Operation(
+        "POST", "/survey/{token}", "Answer the satisfaction survey (1-5, a comment)", "link", 202, "raw", "surveys"
+    ),
+    Operation(
+        "GET",
+        "/api/v1/satisfaction",
+        "The satisfaction index by project, customer or team, and the projects' goals",
+        "bearer",
+        200,
+        query=("by", "since", "until", "project", "customer", "team"),
+    ),
     Operation("GET", "/healthz", "Alive", "none", 200, tag="ops"),
     Operation("GET", "/readyz", "Ready: the broker answers", "none", 200, tag="ops"),
     Operation("GET", "/metrics", "Prometheus metrics", "none", 200, tag="ops"),

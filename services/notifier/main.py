@@ -12,7 +12,7 @@ from services.notifier.channels import registry
 from services.notifier.channels.base import Channel, ChannelContext, Http
 from services.notifier.channels.email import EmailChannel
 from services.notifier.config import NotifyConfig
-from services.notifier.pipeline import LinkIssuer
+from services.notifier.pipeline import LinkIssuer, SurveyLinker
 from services.notifier.service import Notifier, NotifierDeps
 from services.notifier.stages import BreakerPolicy, RetryPolicy
 from shared.infra import actionlinks
@@ -58,6 +58,19 @@ def link_issuer(settings: NotifierSettings) -> LinkIssuer | None:
     return issue
 
 
+def survey_linker(settings: NotifierSettings) -> SurveyLinker | None:
+    """Signed satisfaction survey links for reporters, when TICKETLOOP_ACTION_LINK_KEYS is set (else no survey)."""
+    if settings.action_link_keys is None or not settings.action_link_keys.get_secret_value().strip():
+        return None
+    keys = actionlinks.keys_from_setting(settings.action_link_keys.get_secret_value())
+
+    def link(ticket_id: str, reporter: str, closes: datetime, score: int) -> str:
+        token = actionlinks.issue(keys, ticket_id, "survey", reporter, closes)
+        return actionlinks.survey_url(settings.public_url, token, score)
+
+    return link
+
+
 def driver_config(settings: NotifierSettings, topics: Topics) -> DriverConfig:
     """The notifier's consumer: the group faust's app used before (its committed offsets carry over)."""
     return DriverConfig(
@@ -88,6 +101,7 @@ def build(settings: NotifierSettings, registry: CollectorRegistry) -> Notifier:
             breaker=BreakerPolicy(settings.breaker_failures, settings.breaker_open_s, settings.breaker_max_open_s),
             public_url=settings.public_url,
             links=link_issuer(settings),
+            surveys=survey_linker(settings),
             muting=ConfigWatcher(settings.config_dir / "routing.yaml", MutingConfig),
             teams=ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig, optional=True),
         ),

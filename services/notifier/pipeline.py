@@ -20,13 +20,15 @@ from services.notifier.templates import (
     render_escalation,
     render_resolution,
     render_state,
+    render_survey,
     render_update,
     render_workaround,
 )
-from shared.events import Change, Delivery, Escalation, TicketEvent
+from shared.events import Change, Delivery, Escalation, EventKind, TicketEvent
 from shared.infra.ids import stable_id
 from shared.rules.muting import Mute
 from shared.rules.oncall import OnCall, TeamsConfig
+from shared.rules.satisfaction import SCORES, SURVEY_WINDOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +56,29 @@ class Notice:
     """The person it is for (the owner, or whoever is on call for the target team): mailed in person too."""
 
 
-def notices_for_ticket_event(event: TicketEvent, public_url: str) -> list[Notice]:
-    """Everything people are told about one ticket event: the owner's notice and, for a report that matches a
-    known issue, the workaround to its reporter. (Whether they may go out now is the mute stage's call.)"""
+SurveyLinker = Callable[[str, str, datetime, int], str]
+"""(ticket id, reporter, closes at, score) -> the signed survey link with that score chosen (wired in main)."""
+
+
+def survey_notice(event: TicketEvent, survey: SurveyLinker | None) -> Notice | None:
+    """A resolved report's satisfaction survey, mailed to its reporter (when the reporter left an address and
+    survey links are configured); its links work until ``SURVEY_WINDOW`` after the resolution."""
+    t = event.ticket
+    reporter = t.labels.get("reporter", "")
+    if survey is None or event.change is not Change.resolved or t.kind is not EventKind.feedback:
+        return None
+    if "@" not in reporter or t.resolved_at is None:
+        return None
+    closes = t.resolved_at + SURVEY_WINDOW
+    links = {score: survey(t.ticket_id, reporter, closes, score) for score in SCORES}
+    message = render_survey(event, links, f"{closes:%Y-%m-%d %H:%M} UTC")
+    return Notice(f"{event.change_id}:survey", t.ticket_id, t.team, message, recipients=(("email", reporter),))
+
+
+def notices_for_ticket_event(event: TicketEvent, public_url: str, survey: SurveyLinker | None = None) -> list[Notice]:
+    """Everything people are told about one ticket event: the owner's notice; for a report that matches a
+    known issue, the workaround to its reporter; for a resolved report, the survey to its reporter. (Whether they
+    may go out now is the mute stage's call.)"""
     notices = []
     owner = notice_for_ticket_event(event, public_url)
     if owner is not None:
@@ -76,6 +98,9 @@ def notices_for_ticket_event(event: TicketEvent, public_url: str) -> list[Notice
                 recipients=(("email", reporter),),
             )
         )
+    asked = survey_notice(event, survey)
+    if asked is not None:
+        notices.append(asked)
     return notices
 
 

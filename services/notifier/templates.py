@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.notifier.channels.base import Message
+from services.notifier.channels.base import ActionLink, Message
 from shared.events import Escalation, Ticket, TicketEvent
 
 
@@ -139,3 +139,31 @@ def render_state(event: TicketEvent, public_url: str) -> Message:
     text = "\n".join([f"{headline}{why}.", "", *_ticket_lines(t, public_url)])
     subject = f"[{t.priority}] {headline.split(' by ')[0]} {t.ticket_id}: {t.summary}"
     return Message("state", subject, text, _data(t, actor=event.actor, change=event.change.value))
+
+
+SURVEY_LABELS = {
+    5: "5 - very satisfied / 非常满意",
+    4: "4 - satisfied / 满意",
+    3: "3 - neutral / 一般",
+    2: "2 - dissatisfied / 不满意",
+    1: "1 - very dissatisfied / 非常不满意",
+}
+
+
+def render_survey(event: TicketEvent, links: dict[int, str], closes: str) -> Message:
+    """The satisfaction survey mailed to the reporter of a resolved report, in English and Chinese: one link per
+    score (each opens the survey page with it chosen; a comment can be added there)."""
+    t = event.ticket
+    text = "\n".join(
+        [
+            f"Your report {t.ticket_id} ({t.summary}) has been resolved. How satisfied are you with how we handled it?",
+            f"您反馈的问题 {t.ticket_id}（{t.summary}）已处理完毕。您对我们的处理满意吗？",
+            "",
+            "Choose one (you can add a comment and change your answer until the survey closes):",
+            "请选择（提交前可以填写意见，问卷关闭前可以修改）：",
+            f"The survey closes {closes} / 问卷截止时间 {closes}.",
+        ]
+    )
+    actions = tuple(ActionLink("survey", SURVEY_LABELS[score], links[score]) for score in sorted(links, reverse=True))
+    subject = f"How did we do? / 服务满意度调查 [{t.ticket_id}]"
+    return Message("survey", subject, text, _data(t), actions=actions)

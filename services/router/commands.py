@@ -11,6 +11,7 @@ from services.router.lifecycle import TicketRecord, reopened_fields, ticket_even
 from services.router.rules import RouteDecision
 from shared.events import Action, Change, Command, Ticket, TicketEvent, TicketState
 from shared.rules.oncall import OnCall
+from shared.rules.satisfaction import rating_text, survey_refusal
 
 
 def reassign_on_call(command: Command, found: OnCall | None) -> Command:
@@ -148,6 +149,7 @@ TRANSITIONS: dict[Action, tuple[frozenset[TicketState], Change]] = {
     Action.set_priority: (_ACTIVE | {S.resolved}, Change.priority_changed),
     Action.wait_on_customer: (_ACTIVE, Change.waiting_on_customer),
     Action.customer_replied: (_ANY, Change.customer_replied),
+    Action.rate: (frozenset({S.resolved, S.closed}), Change.rated),
     Action.tick: (_ANY, Change.stable),
 }
 """Which states each action is allowed in, and the change it records. Anything else is rejected."""
@@ -201,6 +203,14 @@ def _replied(t: Ticket, _cmd: Command, _now: datetime) -> Effect:
     return {"waiting_on_customer": False}, "the customer replied"
 
 
+def _rate(t: Ticket, cmd: Command, now: datetime) -> Effect:
+    """The reporter's survey answer: one per ticket (a later one replaces it), within the survey window."""
+    refused = survey_refusal(t.kind.value, t.resolved_at, now)
+    if refused is not None or cmd.score is None:
+        return refused or "rate needs a score"
+    return {"rating": cmd.score, "rated_at": now}, rating_text(cmd.score, cmd.reason)
+
+
 EFFECTS: dict[Action, Callable[[Ticket, Command, datetime], Effect]] = {
     Action.acknowledge: lambda _t, _c, now: ({"state": S.acknowledged, "acknowledged_at": now}, "acknowledged"),
     Action.unacknowledge: lambda _t, _c, _n: ({"state": S.open, "acknowledged_at": None}, "acknowledgement withdrawn"),
@@ -223,6 +233,7 @@ EFFECTS: dict[Action, Callable[[Ticket, Command, datetime], Effect]] = {
     Action.set_priority: _set_priority,
     Action.wait_on_customer: _wait,
     Action.customer_replied: _replied,
+    Action.rate: _rate,
     Action.tick: lambda _t, _c, _n: "tick is the router's own",
 }
 
@@ -251,6 +262,8 @@ def apply_command(record: TicketRecord, command: Command, now: datetime) -> tupl
     reason = (
         command.reason
         if command.action is Action.comment
+        else description
+        if command.action is Action.rate  # the comment is in the description already
         else description + (f": {command.reason}" if command.reason else "")
     )
     out = ticket_event(ticket, change, command.actor, reason, now, command.trace_id)

@@ -26,6 +26,7 @@ from services.router.rules import RouteDecision, event_labels
 from shared.events import EventKind, InboundEvent
 from shared.infra.config import Duration
 from shared.rules.matchers import Matcher, MatcherList, parse_matcher
+from shared.rules.satisfaction import SatisfactionGoal
 
 
 class Phase(StrEnum):
@@ -77,6 +78,9 @@ class Project(BaseModel):
     implementation: Side
     operations: Side
     known_issues: list[KnownIssue] = Field(default_factory=list)
+    satisfaction: SatisfactionGoal | None = Field(
+        default=None, description="the customer satisfaction goal both teams are measured by (None: none)"
+    )
 
     def compiled_matchers(self) -> list[Matcher]:
         return [parse_matcher(m) for m in self.matchers]

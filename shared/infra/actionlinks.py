@@ -22,7 +22,9 @@ from typing import Literal, get_args
 import orjson
 from pydantic import SecretStr
 
-LinkAction = Literal["ack", "resolve", "snooze", "take"]
+LinkAction = Literal["ack", "resolve", "snooze", "take", "survey"]
+"""``survey``: the reporter's satisfaction survey (``/survey/<token>``, answerable until it expires); the others act
+once on ``/act/<token>``."""
 ACTIONS: tuple[LinkAction, ...] = get_args(LinkAction)
 RefusalReason = Literal["malformed", "forged", "expired"]
 
@@ -114,6 +116,11 @@ def link_url(public_url: str, token: str) -> str:
     return f"{public_url.rstrip('/')}/act/{token}"
 
 
+def survey_url(public_url: str, token: str, score: int | None = None) -> str:
+    """The address of a satisfaction survey: ``{public_url}/survey/{token}``, with a score chosen in the mail."""
+    return f"{public_url.rstrip('/')}/survey/{token}" + (f"?score={score}" if score is not None else "")
+
+
 def token_from_link(text: str) -> str:
     """The token in ``text``: a bare token, or a link URL ending in ``/act/<token>`` (query and fragment dropped)."""
     text = text.strip()
@@ -172,6 +179,7 @@ __all__ = [
     "keys_from_setting",
     "kid_of",
     "link_url",
+    "survey_url",
     "token_from_link",
     "verify",
 ]

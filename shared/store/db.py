@@ -11,11 +11,24 @@ import functools
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel
-from sqlalchemy import JSON, Column, Engine, Table, UniqueConstraint, bindparam, delete, event, func, insert, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    Engine,
+    Table,
+    UniqueConstraint,
+    bindparam,
+    case,
+    delete,
+    event,
+    func,
+    insert,
+    update,
+)
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -24,6 +37,7 @@ from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from shared.events import Delivery, Escalation, Ticket, TicketEvent
 from shared.rules.oncall import Override
+from shared.rules.satisfaction import SATISFIED, comment_of
 from shared.rules.silences import Silence
 
 
@@ -97,6 +111,26 @@ class DeliveryRow(SQLModel, table=True):
     attempts: int
     error: str
     at: datetime
+
+
+class SurveyAnswerRow(SQLModel, table=True):
+    """A reporter's satisfaction survey answer, one per ticket (the newest: an answer may be changed)."""
+
+    __tablename__ = "survey_answers"
+
+    ticket_id: str = Field(primary_key=True)
+    score: int
+    comment: str
+    rater: str
+    answered_at: datetime = Field(index=True)
+    resolved_at: datetime
+    project: str | None = Field(default=None, index=True)
+    customer: str | None = Field(default=None, index=True)
+    team: str = Field(index=True)
+    category: str | None = None
+    phase: str | None = None
+    priority: str
+    version: int
 
 
 class SilenceRow(SQLModel, table=True):
@@ -228,6 +262,33 @@ def change_entries(ev: TicketEvent) -> list[dict[str, Any]]:
     return rows
 
 
+def survey_rows(events: Iterable[TicketEvent]) -> list[dict[str, Any]]:
+    """The survey answers among a batch's changes (``rated``), the newest per ticket, as survey_answers rows."""
+    rows: dict[str, dict[str, Any]] = {}
+    for ev in events:
+        t = ev.ticket
+        if ev.change.value != "rated" or t.rating is None or t.resolved_at is None:
+            continue
+        if t.ticket_id in rows and rows[t.ticket_id]["version"] >= t.version:
+            continue
+        rows[t.ticket_id] = {
+            "ticket_id": t.ticket_id,
+            "score": t.rating,
+            "comment": comment_of(ev.reason, t.rating),
+            "rater": ev.actor,
+            "answered_at": t.rated_at or ev.at,
+            "resolved_at": t.resolved_at,
+            "project": t.project,
+            "customer": t.customer,
+            "team": t.team,
+            "category": t.labels.get("category"),
+            "phase": t.phase,
+            "priority": t.priority,
+            "version": t.version,
+        }
+    return list(rows.values())
+
+
 def newest_per_ticket(events: Iterable[TicketEvent]) -> dict[str, Ticket]:
     """Of a batch's changes, each ticket's newest version (the only one its row needs)."""
     newest: dict[str, Ticket] = {}
@@ -282,6 +343,9 @@ def project(engine: Engine, events: Iterable[TicketEvent], escalations: Iterable
                 conn.execute(_ticket_upsert(conn.dialect.name), rows)
         if entries:
             conn.execute(_timeline_insert(conn.dialect.name), list({e["change_id"]: e for e in entries}.values()))
+        answers = survey_rows(events)
+        if answers:
+            conn.execute(_survey_upsert(conn.dialect.name), answers)
     return applied
 
 
@@ -311,6 +375,95 @@ def _ticket_upsert(dialect: str) -> Any:
         set_={c: stmt.excluded[c] for c in columns},
         where=TICKETS.c.version < stmt.excluded.version,
     )
+
+
+SURVEYS: Table = SurveyAnswerRow.__table__  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _survey_upsert(dialect: str) -> Any:
+    """A survey answer, inserted or replaced by a newer one of the same ticket."""
+    stmt = dialect_insert(dialect)(SURVEYS)
+    columns = [c.name for c in SURVEYS.columns if c.name != "ticket_id"]
+    return stmt.on_conflict_do_update(
+        index_elements=["ticket_id"],
+        set_={c: stmt.excluded[c] for c in columns},
+        where=SURVEYS.c.version < stmt.excluded.version,
+    )
+
+
+SurveyBy = Literal["project", "customer", "team"]
+
+
+def survey_figures(
+    engine: Engine,
+    by: SurveyBy,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    project: str | None = None,
+    customer: str | None = None,
+    team: str | None = None,
+) -> list[tuple[str | None, int, int]]:
+    """(project, customer or team; answers; satisfied, i.e. 4 or 5) of the survey answers given in [since,
+    until), optionally of one project, customer or team: counted in SQL."""
+    key = SURVEYS.c[by]
+    satisfied = func.sum(case((SURVEYS.c.score >= SATISFIED, 1), else_=0))
+    query = sa_select(key, func.count(), satisfied).group_by(key).order_by(key)
+    for column, value in (("project", project), ("customer", customer), ("team", team)):
+        if value is not None:
+            query = query.where(SURVEYS.c[column] == value)
+    if since is not None:
+        query = query.where(SURVEYS.c.answered_at >= since)
+    if until is not None:
+        query = query.where(SURVEYS.c.answered_at < until)
+    with engine.connect() as conn:
+        return [(k, int(n), int(s or 0)) for k, n, s in conn.execute(query).all()]
+
+
+def survey_answers(
+    engine: Engine, *, since: datetime | None = None, until: datetime | None = None, project: str | None = None
+) -> list[SurveyAnswerRow]:
+    """The answers given in [since, until), newest first (for the review's comments)."""
+    with Session(engine) as session:
+        query = select(SurveyAnswerRow)
+        if project is not None:
+            query = query.where(SurveyAnswerRow.project == project)
+        if since is not None:
+            query = query.where(SurveyAnswerRow.answered_at >= since)
+        if until is not None:
+            query = query.where(SurveyAnswerRow.answered_at < until)
+        rows = session.exec(query.order_by(col(SurveyAnswerRow.answered_at).desc())).all()
+        session.expunge_all()
+        return list(rows)
+
+
+def get_survey_answer(engine: Engine, ticket_id: str) -> SurveyAnswerRow | None:
+    with Session(engine) as session:
+        row = session.get(SurveyAnswerRow, ticket_id)
+        session.expunge_all()
+        return row
+
+
+def survey_cells(engine: Engine, since: datetime) -> list[tuple[str | None, str | None, str, int, int]]:
+    """(project, customer, team, answers, satisfied) of the answers given since ``since``: the metric's cells."""
+    satisfied = func.sum(case((SURVEYS.c.score >= SATISFIED, 1), else_=0))
+    keys = (SURVEYS.c.project, SURVEYS.c.customer, SURVEYS.c.team)
+    query = sa_select(*keys, func.count(), satisfied).where(SURVEYS.c.answered_at >= since).group_by(*keys)
+    with engine.connect() as conn:
+        return [(p, c, t, int(n), int(s or 0)) for p, c, t, n, s in conn.execute(query).all()]
+
+
+def count_p1(engine: Engine, project: str, since: datetime, until: datetime) -> int:
+    """P1 tickets of a project opened in [since, until)."""
+    query = (
+        sa_select(func.count())
+        .select_from(TICKETS)
+        .where(TICKETS.c.project == project, TICKETS.c.priority == "P1")
+        .where(TICKETS.c.opened_at >= since, TICKETS.c.opened_at < until)
+    )
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 @functools.cache
@@ -358,8 +511,8 @@ def unresolved_from(engine: Engine, source: str, limit: int = 200) -> list[str]:
 
 
 UNRESOLVED = ("open", "acknowledged")
-NOT_IN_ROW = {"last_action", "phase_until"}
-"""Ticket fields the read model does not keep (the timeline has who did what)."""
+NOT_IN_ROW = {"last_action", "phase_until", "rating", "rated_at"}
+"""Ticket fields the tickets table does not keep (the timeline has who did what; survey_answers the ratings)."""
 
 
 def count_unresolved(engine: Engine) -> list[tuple[str, str, int]]:
@@ -565,6 +718,7 @@ __all__ = [
     "DeliveryRow",
     "OverrideRow",
     "SilenceRow",
+    "SurveyAnswerRow",
     "TicketRow",
     "TimelineRow",
     "add_override",
