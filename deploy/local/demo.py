@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import shutil
 import signal
 import sys
@@ -108,7 +109,7 @@ def action_link(chat: VendorSink, ticket_id: str, label: str) -> str | None:
     return None
 
 
-def play(stack: Stack, chat: VendorSink) -> None:
+def play(stack: Stack, chat: VendorSink, mail: SmtpSink) -> None:
     am_token, portal_token, api_token = tokens()
     base = stack.intake_url
     am = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {am_token}"}, timeout=10)
@@ -207,12 +208,49 @@ def play(stack: Stack, chat: VendorSink) -> None:
     say("[ticket]", f"{db_down['ticket_id']} timeline:")
     for entry in timeline:
         say("", f"  {entry['at'][11:19]} {entry['change']:<12} by {entry['actor']}: {entry['reason']}")
+    say(
+        "[demo]", "6) the engineer resolves the bug report; its reporter answers the satisfaction survey mailed to them"
+    )
+    api.post(f"/api/v1/tickets/{bug['ticket_id']}/resolve", json={"reason": "fixed in 2.3.1"}).raise_for_status()
+    survey = wait_for(lambda: survey_link(mail, "buyer@customer.example", bug["ticket_id"], 5))
+    form = browser.get(survey)
+    nonce = re.search(r'name="n" value="([^"]+)"', form.text)
+    say("[link]", f"GET {survey[:60]}... -> {form.status_code}: the survey, 5 already chosen; nothing changes on a GET")
+    answered = browser.post(
+        survey.split("?", 1)[0],
+        data={"score": "5", "comment": "fixed the same day", "n": nonce.group(1) if nonce else ""},
+    )
+    say("[link]", f"POST (the page's button) -> {answered.status_code}: {page_title(answered.text)}")
+    index = wait_for(lambda: satisfaction(api, "webshop"))
+    say(
+        "[csat]",
+        f"webshop: {index['answers']} answer(s), index {index['index']:.0%} (share of 4s and 5s); goal "
+        f"{index['goal']['index']:.0%} in the first {index['goal']['within_days']:.0f} days: {index['status']} "
+        f"({index['why']})",
+    )
     say("[demo]", "done. Tickets now:")
     for t in api.get("/api/v1/tickets").json()["tickets"]:
         say(
             "",
             f"{t['ticket_id']}  {t['state']:<12} {t['priority']} {t['team']:<15} x{t['occurrences']:<3} {t['summary']}",
         )
+
+
+def survey_link(mail: SmtpSink, reporter: str, ticket_id: str, score: int) -> str | None:
+    """The link for ``score`` in the survey mailed to ``reporter`` about ``ticket_id`` (None: not mailed yet)."""
+    for received in mail.received():
+        text = received.message.get_content() if ticket_id in received.subject else ""
+        if reporter in received.recipients and "/survey/" in text:
+            found = re.search(rf"http://\S+/survey/\S+\?score={score}", text)
+            if found:
+                return found.group(0)
+    return None
+
+
+def satisfaction(api: httpx.Client, project: str) -> dict[str, Any] | None:
+    """The project's goal verdict from the satisfaction API, once it counts an answer."""
+    goals = api.get("/api/v1/satisfaction").json()["goals"]
+    return next((g for g in goals if g["project"] == project and g["answers"]), None)
 
 
 def page_title(html: str) -> str:
@@ -260,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.start_all()
         stack.wait_ready()
         say("[setup]", f"services up; logs in {workdir / 'logs'}")
-        play(stack, chat)
+        play(stack, chat, mail)
         say("[stack]", f"API      {stack.intake_url}/api/v1/tickets  (Authorization: Bearer {tokens()[2]})")
         workers = " ".join(f"{s}=http://127.0.0.1:{p}/metrics" for s, p in WORKER_METRICS.items())
         say("[stack]", f"metrics  intake={stack.intake_url}/metrics {workers}")
