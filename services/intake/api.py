@@ -374,7 +374,10 @@ def create_app(deps: IntakeDeps) -> Starlette:
             raw = await read_body(request, deps.max_body_bytes)
         except HttpError:
             return {}
-        fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=50)
+        try:
+            fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=50)
+        except ValueError:  # more fields than any of our forms has: read as an empty form (then a 4xx page)
+            return {}
         return {k: v[-1] for k, v in fields.items() if v}
 
     def opsgenie_endpoint(verb: opsgenie.Verb) -> Callable[[Request], Awaitable[Response]]:
@@ -758,7 +761,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
     ]
     routes += action_routes(deps, publish, metrics.rejected)
     routes += delivery_routes(deps, api_client, fail)
-    routes += survey_routes(deps, publish_commands, read_form, api_client, fail)
+    routes += survey_routes(deps, publish_commands, read_form, api_client, fail, limiter)
     app = Starlette(routes=routes, middleware=[Middleware(RequestIds)])
     app.state.deliver_mail = deliver_mail
     return app

@@ -145,9 +145,14 @@ def request_id_of(given: str | None) -> str:
     return given if given is not None and _PLAIN_ID.match(given) else uuid.uuid4().hex
 
 
+TOKEN_PATHS = ("/act/", "/survey/")
+"""Paths whose last part is a signed link's token: a credential, never logged."""
+
+
 def loggable_path(path: str) -> str:
-    """A request path as it may be logged: an action link's token (``/act/<token>``) left out."""
-    return "/act/…" if path.startswith("/act/") else path[:256]
+    """A request path as it may be logged: a link's token (``/act/<token>``, ``/survey/<token>``) left out."""
+    prefix = next((p for p in TOKEN_PATHS if path.startswith(p)), None)
+    return f"{prefix}…" if prefix is not None else path[:256]
 
 
 class RequestIds:

@@ -16,15 +16,17 @@ The pages and the API's figures are pure; the routes are thin.
 
 from __future__ import annotations
 
-import re
+import hashlib
 import secrets
+import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -36,6 +38,7 @@ from services.intake.action_pages import HTML_HEADERS, page
 from services.intake.config import ApiClient, Role
 from services.intake.edge import HttpError, IntakeDeps
 from services.intake.feedback_form import Lang, language
+from services.intake.limits import Limiter, RateLimitConfig, retry_after
 from services.router.projects import ProjectsConfig
 from shared.events import Action, Command, bounded_time
 from shared.infra.actionlinks import LinkClaims, LinkRefused, verify
@@ -47,7 +50,9 @@ log = get_logger(__name__)
 
 DEFAULT_PERIOD = timedelta(days=90)
 """The API's and the metric's period when none is given: the last 90 days."""
-_NONCE = re.compile(r"[A-Za-z0-9_-]{8,64}")
+_NONCE = r"^[A-Za-z0-9_-]{8,64}$"
+ANSWER_LIMIT = RateLimitConfig.model_validate({"requests": 10, "per": "1h"})
+"""Answers a ticket's survey takes per hour (each is a ticket version and a timeline entry)."""
 
 TEXT: dict[Lang, dict[str, str]] = {
     "en": {
@@ -100,8 +105,14 @@ class SurveyForm(BaseModel):
 
     score: int = Field(ge=1, le=5)
     comment: str = Field(default="", max_length=2000)
-    n: str = Field(pattern=_NONCE.pattern, description="the page's nonce: a form sent twice is one answer")
+    n: str = Field(pattern=_NONCE, max_length=64, description="the page's nonce: a form sent twice is one answer")
     lang: Lang = "en"
+
+    @field_validator("comment")
+    @classmethod
+    def _printable(cls, text: str) -> str:
+        """No NUL or other control characters but line breaks and tabs (PostgreSQL refuses NUL in text)."""
+        return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
 
 
 def _closes(claims: LinkClaims) -> str:
@@ -171,9 +182,11 @@ def notice_page(lang: Lang, key: Notice) -> str:
 
 
 def rate_command(claims: LinkClaims, form: SurveyForm, now: datetime, trace_id: str) -> Command:
-    """The reporter's answer as a command (actor: the link's person); one id per link and page."""
+    """The reporter's answer as a command (actor: the link's person). Its id is the link's, the page's and the
+    answer's: the same answer sent twice is one command; another answer, even from the same page, is another."""
+    answer = hashlib.sha256(f"{form.score}\x1f{form.comment}".encode()).hexdigest()[:16]
     return Command(
-        command_id=f"survey:{claims.link_id}:{form.n}",
+        command_id=f"survey:{claims.link_id}:{form.n}:{answer}",
         ticket_id=claims.ticket_id,
         action=Action.rate,
         actor=claims.person,
@@ -281,7 +294,12 @@ Fail = Callable[[HttpError, str], JSONResponse]
 
 
 def survey_routes(
-    deps: IntakeDeps, publish_commands: PublishCommands, read_form: ReadForm, api_client: ApiClientOf, fail: Fail
+    deps: IntakeDeps,
+    publish_commands: PublishCommands,
+    read_form: ReadForm,
+    api_client: ApiClientOf,
+    fail: Fail,
+    limiter: Limiter,
 ) -> list[Route]:
     """The survey page and the satisfaction API, for create_app."""
 
@@ -360,6 +378,9 @@ def survey_routes(
                 TEXT[lang]["choose"],
             )
             return html(survey_page(view), 422)
+        wait = limiter.wait(f"survey/{claims.ticket_id}", ANSWER_LIMIT, time.monotonic())
+        if wait > 0:
+            return html(notice_page(lang, "busy"), 429, **{"Retry-After": retry_after(wait)})
         trace_id = request.headers.get("x-trace-id") or new_trace_id()
         try:
             await publish_commands([rate_command(claims, form, datetime.now(UTC), trace_id)], trace_id)

@@ -205,10 +205,10 @@ def _replied(t: Ticket, _cmd: Command, _now: datetime) -> Effect:
 
 def _rate(t: Ticket, cmd: Command, now: datetime) -> Effect:
     """The reporter's survey answer: one per ticket (a later one replaces it), within the survey window."""
-    refused = survey_refusal(t.kind.value, t.resolved_at, now)
+    refused = survey_refusal(t.kind.value, t.resolved_at, min(cmd.issued_at, now))
     if refused is not None or cmd.score is None:
         return refused or "rate needs a score"
-    return {"rating": cmd.score, "rated_at": now}, rating_text(cmd.score, cmd.reason)
+    return {"rating": cmd.score, "rated_at": min(cmd.issued_at, now)}, rating_text(cmd.score, cmd.reason)
 
 
 EFFECTS: dict[Action, Callable[[Ticket, Command, datetime], Effect]] = {

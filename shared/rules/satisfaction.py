@@ -39,18 +39,20 @@ class SatisfactionGoal(BaseModel):
     no_p1: bool = Field(default=True, description="a P1 ticket of the project in the period misses the goal")
 
 
-def survey_open(resolved_at: datetime | None, now: datetime) -> bool:
-    """Whether a ticket resolved at ``resolved_at`` may still be rated ``now``."""
-    return resolved_at is not None and resolved_at <= now < resolved_at + SURVEY_WINDOW
+def survey_open(resolved_at: datetime | None, answered_at: datetime) -> bool:
+    """Whether an answer given at ``answered_at`` is within the survey of a resolution at ``resolved_at``."""
+    return resolved_at is not None and answered_at < resolved_at + SURVEY_WINDOW
 
 
-def survey_refusal(kind: str, resolved_at: datetime | None, now: datetime) -> str | None:
-    """Why a ticket may not be rated now (None: it may): only a customer's resolved report, within the window."""
+def survey_refusal(kind: str, resolved_at: datetime | None, answered_at: datetime) -> str | None:
+    """Why an answer given at ``answered_at`` is not taken (None: it is): only a customer's resolved report,
+    within the window. The time is when the reporter answered (intake's, while the link was valid), not when the
+    router gets to it, so a router that lags never loses an answer intake accepted."""
     if kind != "feedback":
         return "only a customer's report (a feedback ticket) has a survey"
     if resolved_at is None:
         return "the ticket has not been resolved"
-    if not survey_open(resolved_at, now):
+    if not survey_open(resolved_at, answered_at):
         return f"the survey closed {SURVEY_WINDOW.days} days after the resolution"
     return None
 

@@ -3,7 +3,7 @@ the answers in the read model (SQLite)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -41,7 +41,7 @@ def report(state: TicketState = TicketState.resolved, **over: Any) -> Ticket:
     return ticket(**fields)
 
 
-def rate(score: int, comment: str = "", command_id: str = "s1") -> Command:
+def rate(score: int, comment: str = "", command_id: str = "s1", at: datetime = RESOLVED) -> Command:
     return Command(
         command_id=command_id,
         ticket_id="tl-1",
@@ -49,23 +49,26 @@ def rate(score: int, comment: str = "", command_id: str = "s1") -> Command:
         actor="ann@acme.example",
         reason=comment,
         score=score,
-        issued_at=RESOLVED,
+        issued_at=at,
         trace_id="t",
     )
 
 
 def test_the_reporter_rates_a_resolved_report_and_may_change_the_answer_within_the_window() -> None:
     rec = TicketRecord(ticket=report(), seen=[])
-    rec, out = apply_command(rec, rate(2, "slow answer"), RESOLVED + timedelta(hours=1))
+    rec, out = apply_command(
+        rec, rate(2, "slow answer", at=RESOLVED + timedelta(hours=1)), RESOLVED + timedelta(hours=1)
+    )
     assert (rec.ticket.rating, rec.ticket.rated_at) == (2, RESOLVED + timedelta(hours=1))
     assert [(e.change, e.actor, e.reason) for e in out] == [
         (Change.rated, "ann@acme.example", "rated 2/5: slow answer")
     ]
     assert rec.ticket.state is TicketState.resolved, "an answer changes nothing else"
     later = RESOLVED + SURVEY_WINDOW - timedelta(seconds=1)
-    rec, out = apply_command(rec, rate(5, command_id="s2"), later)
+    rec, out = apply_command(rec, rate(5, command_id="s2", at=later), later)
     assert (rec.ticket.rating, out[0].reason) == (5, "rated 5/5")
-    rec2, out = apply_command(rec, rate(1, command_id="s3"), RESOLVED + SURVEY_WINDOW)
+    closed = RESOLVED + SURVEY_WINDOW
+    rec2, out = apply_command(rec, rate(1, command_id="s3", at=closed), closed)
     assert out[0].change is Change.rejected and "closed 7 days after" in out[0].reason
     assert rec2.ticket.rating == 5
 
@@ -179,3 +182,15 @@ def test_p1s_of_a_project_are_counted_in_a_period(engine: Engine) -> None:
     db.project(engine, events)
     assert db.count_p1(engine, "webshop", T0, T0 + timedelta(days=1)) == 1
     assert db.count_p1(engine, "billing", T0, T0 + timedelta(days=1)) == 0
+
+
+def test_an_answer_intake_accepted_inside_the_window_is_not_lost_to_router_lag() -> None:
+    t = report()
+    assert t.resolved_at is not None
+    given = t.resolved_at + SURVEY_WINDOW - timedelta(minutes=1)
+    late = rate(4).model_copy(update={"issued_at": given})
+    rec, [out] = apply_command(TicketRecord(ticket=t, seen=[]), late, given + timedelta(minutes=2))
+    assert out.change is Change.rated and rec.ticket.rated_at == given
+    future = rate(4, command_id="s9").model_copy(update={"issued_at": t.resolved_at + SURVEY_WINDOW * 2})
+    _, [out] = apply_command(TicketRecord(ticket=t, seen=[]), future, t.resolved_at + SURVEY_WINDOW)
+    assert out.change is Change.rejected, "an answer dated later than the router's now is judged at the router's now"

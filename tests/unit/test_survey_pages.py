@@ -12,14 +12,17 @@ from urllib.parse import urlsplit
 
 import pytest
 from prometheus_client import CollectorRegistry
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
 from services.intake.api import create_app
 from services.intake.config import IntakeConfig
-from services.intake.edge import IntakeDeps
+from services.intake.edge import IntakeDeps, loggable_path
+from services.intake.survey import SurveyForm
 from services.notifier.pipeline import notices_for_ticket_event
+from services.router.commands import apply_command
+from services.router.lifecycle import TicketRecord
 from services.router.projects import ProjectsConfig
 from shared.events import Action, Change, Command, EventKind, TicketEvent, TicketState
 from shared.infra import actionlinks
@@ -203,3 +206,52 @@ def test_the_api_gives_the_index_by_group_and_each_projects_goal(intake: Intake)
     assert 'ticketloop_satisfaction_answers_count{customer="acme",project="webshop",team="implementation"} 1.0' in (
         scraped
     )
+
+
+def apply_all(intake: Intake) -> TicketRecord:
+    rec = TicketRecord(ticket=resolved_report().ticket, seen=[])
+    for r in intake.publisher.records:
+        rec, _ = apply_command(rec, Command.model_validate_json(r.value), NOW)
+    return rec
+
+
+def test_an_answer_changed_on_the_same_page_is_recorded_as_the_thanks_page_says(intake: Intake) -> None:
+    db.project(intake.engine, [resolved_report()])
+    link = survey_link()
+    first = intake.http.post(link, data={"score": "3", "n": "nonce-0001"})
+    second = intake.http.post(link, data={"score": "5", "comment": "actually fine", "n": "nonce-0001"})
+    assert first.status_code == second.status_code == 202 and "We recorded 5/5" in second.text
+    assert apply_all(intake).ticket.rating == 5
+
+
+def test_the_page_nonce_is_a_short_token_and_a_comment_keeps_no_control_characters(intake: Intake) -> None:
+    for n in ("x" * 5_000 + "nonce-0001", "nonce-0001\n<b>:anything", "short!! but 8 chars: abcdefgh"):
+        with pytest.raises(ValidationError):
+            SurveyForm.model_validate({"score": "4", "n": n})
+    assert SurveyForm.model_validate({"score": 4, "n": "nonce-0001", "comment": "a\x00b\x1bc\nd\te"}).comment == (
+        "abc\nd\te"
+    )
+    db.project(intake.engine, [resolved_report()])
+    assert intake.http.post(survey_link(), data={"score": "4", "n": "a" * 90_000}).status_code == 422
+    assert intake.publisher.records == []
+
+
+def test_a_survey_token_is_never_logged() -> None:
+    token = survey_link().rsplit("/", 1)[1]
+    assert token not in loggable_path(f"/survey/{token}") and loggable_path(f"/survey/{token}") == "/survey/…"
+
+
+def test_a_form_with_too_many_fields_is_a_4xx_not_a_500(intake: Intake) -> None:
+    db.project(intake.engine, [resolved_report()])
+    body = "&".join(f"f{i}=x" for i in range(60)) + "&score=4&n=nonce-0001"
+    answer = intake.http.post(
+        survey_link(), content=body, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert answer.status_code == 422 and intake.publisher.records == []
+
+
+def test_a_tickets_survey_takes_a_bounded_number_of_answers_an_hour(intake: Intake) -> None:
+    db.project(intake.engine, [resolved_report()])
+    codes = [intake.http.post(survey_link(), data={"score": "4", "n": f"nonce-{i:04}"}).status_code for i in range(11)]
+    assert codes == [202] * 10 + [429]
+    assert len(intake.publisher.records) == 10
