@@ -29,7 +29,6 @@ from typing import TextIO
 
 import httpx
 from pydantic import BaseModel
-from tqdm import tqdm
 
 from services.cli_client import (
     ApiClient,
@@ -44,13 +43,13 @@ from services.cli_client import (
 from services.intake.config import IntakeConfig
 from services.notifier.config import NotifyConfig
 from services.notifier.config import describe as describe_channels
+from services.review.command import add_review_command, review_command
 from services.router.decision import decide_labels
 from services.router.projects import ProjectsConfig
 from services.router.rules import RoutingConfig, describe
 from services.sla.calendar import unknown_years
 from services.sla.policy import NEXT, OWNER, SlaConfig
-from services.sla.replay import replay
-from services.sla.replay_io import ReplayInputError, read_events, read_topic, report
+from services.sla.replay_io import ReplayInputError, read_events, read_topic, replay_report
 from shared.events import EventKind, Severity
 from shared.infra.config import ConfigError, load_yaml_model
 from shared.rules.matchers import matcher_labels
@@ -285,10 +284,7 @@ def sla_replay(args: argparse.Namespace, config_dir: Path, out: TextIO) -> int:
     # the clocks run on to now unless told otherwise: a ticket still open past its deadline has breached by now,
     # under either policy, even if nothing was recorded after its deadline
     horizon = args.until or datetime.now(UTC)
-    with tqdm(total=2 * len(events), desc="replaying", unit="event", disable=args.no_progress, file=sys.stderr) as bar:
-        before = replay(events, live, until=horizon, progress=bar.update)
-        after = replay(events, proposed, until=horizon, progress=bar.update)
-    print(report(before, after, args.proposed, horizon), file=out)
+    print(replay_report(events, live, proposed, args.proposed, horizon, not args.no_progress), file=out)
     return 0
 
 
@@ -340,6 +336,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: htt
     add_silence_commands(sub, _aware)
     add_oncall_commands(sub, _aware)
     add_delivery_commands(sub)
+    add_review_command(sub, _aware)
     args = parser.parse_args(argv)
     api_command = API_COMMANDS.get(args.area)
     if api_command is not None:
@@ -347,6 +344,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: htt
     config_dir = args.config_dir or default_config_dir()
     if args.area == "sla":
         return sla_replay(args, config_dir, out)
+    if args.area == "review":
+        return review_command(args, config_dir, out)
     if args.area == "config":
         return config_check(config_dir, out)
     if args.action == "test":

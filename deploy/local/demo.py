@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import re
 import shutil
 import signal
@@ -33,10 +34,12 @@ from deploy.local.sinks import ReceivedMail, SmtpSink
 from deploy.local.stack import REPO, Stack
 from deploy.local.vendors import lab
 from deploy.local.vendors.base import ReceivedChat, VendorSink
+from services.cli import main as cli_main
 
 CONFIG = REPO / "deploy" / "local" / "config"
 INTAKE_PORT = 8080
 SMTP_PORT = 1025
+HANDOVER_AFTER_S = 75  # webshop's hypercare ends this long after the demo starts: its open tickets move to operations
 MAIL_IN_PORT = 2525  # intake's SMTP receiver: mail to support@acme.example here becomes a feedback ticket
 CHAT_PORT = 8099
 WORKER_METRICS = {"router": 9101, "sla": 9102, "notifier": 9103}
@@ -160,6 +163,20 @@ def play(stack: Stack, chat: VendorSink, mail: SmtpSink) -> None:
         f"{', '.join(bug['watchers']) or '-'}; project {bug['project']}, phase {bug['phase']}",
     )
 
+    portal.post(
+        "/api/v1/integrations/support-portal",
+        json={
+            "summary": "Search results load slowly",
+            "kind": "feedback",
+            "dedup_key": "search-slow",
+            "category": "question",
+            "reporter": "buyer@customer.example",
+            "labels": {"customer": "acme", "project": "webshop"},
+        },
+    ).raise_for_status()
+    slow = wait_for(lambda: ticket("support-portal/search-slow"))
+    say("[ticket]", f"{slow['ticket_id']}: a second report, left open: owner {slow['person']} ({slow['team']})")
+
     say("[demo]", "3) the implementation engineer acknowledges the bug report with one click in chat")
     link = wait_for(lambda: action_link(chat, bug["ticket_id"], "Acknowledge"))
     browser = httpx.Client(timeout=10)
@@ -228,6 +245,20 @@ def play(stack: Stack, chat: VendorSink, mail: SmtpSink) -> None:
         f"{index['goal']['index']:.0%} in the first {index['goal']['within_days']:.0f} days: {index['status']} "
         f"({index['why']})",
     )
+    say(
+        "[demo]",
+        "7) webshop's hypercare ends: its open tickets move to operations, exactly once, on the router's timer",
+    )
+    moved = wait_for(lambda: handed_over(api, slow["ticket_id"]), timeout=HANDOVER_AFTER_S + 120)
+    say("[ticket]", f"{slow['ticket_id']}: {moved['reason']}")
+
+    say("[demo]", "8) the quarterly joint review of implementation and operations, as one HTML file")
+    quarter = f"{datetime.now(UTC).year}Q{(datetime.now(UTC).month - 1) // 3 + 1}"
+    path = stack.workdir.parent / f"review-{quarter}.html"
+    printed = io.StringIO()
+    argv = ["review", "--quarter", quarter, "--database-url", stack.database_url, "--out", str(path), "--no-progress"]
+    cli_main([*argv, "--config-dir", str(stack.config_dir)], printed)
+    say("[review]", printed.getvalue().strip() or f"no review written to {path}")
     say("[demo]", "done. Tickets now:")
     for t in api.get("/api/v1/tickets").json()["tickets"]:
         say(
@@ -251,6 +282,24 @@ def satisfaction(api: httpx.Client, project: str) -> dict[str, Any] | None:
     """The project's goal verdict from the satisfaction API, once it counts an answer."""
     goals = api.get("/api/v1/satisfaction").json()["goals"]
     return next((g for g in goals if g["project"] == project and g["answers"]), None)
+
+
+def handed_over(api: httpx.Client, ticket_id: str) -> dict[str, Any] | None:
+    """The ticket's handover entry on its timeline, once there is one."""
+    timeline = api.get(f"/api/v1/tickets/{ticket_id}").json()["timeline"]
+    return next((e for e in timeline if e["change"] == "reassigned" and e["reason"].startswith("handover:")), None)
+
+
+def demo_config(workdir: Path, hypercare_ends: datetime) -> Path:
+    """deploy/local/config, copied, with webshop's hypercare ending at ``hypercare_ends`` (so the demo shows the
+    handover to operations); everything else as shipped."""
+    target = workdir / "config"
+    shutil.copytree(CONFIG, target)
+    projects = target / "projects.yaml"
+    go_live = datetime.fromisoformat(str(yaml.safe_load(projects.read_text())["projects"][0]["go_live"]))
+    seconds = int((hypercare_ends - go_live).total_seconds())
+    projects.write_text(projects.read_text().replace("    hypercare: 30d\n", f"    hypercare: {seconds}s\n", 1))
+    return target
 
 
 def page_title(html: str) -> str:
@@ -283,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         stack = Stack(
             bootstrap=broker.bootstrap,
             database_url=f"sqlite:///{workdir / 'ticketloop.db'}",
-            config_dir=CONFIG,
+            config_dir=demo_config(workdir, datetime.now(UTC) + timedelta(seconds=HANDOVER_AFTER_S)),
             workdir=workdir / "logs",
             intake_port=INTAKE_PORT,
             smtp_port=SMTP_PORT,

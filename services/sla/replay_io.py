@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from tqdm import tqdm
 
-from services.sla.replay import Replay, compare
+from services.sla.policy import SlaConfig
+from services.sla.replay import Replay, compare, replay
 from shared.events import TicketEvent
 from shared.streaming.codec import DecodeError, decode
 
@@ -119,3 +120,13 @@ def report(before: Replay, after: Replay, proposed: Path, horizon: datetime) -> 
         lines.append(f"{len(differences)} ticket(s) would have been treated differently:")
         lines.extend(f"  {d.ticket_id}: {d.before.describe()} -> {d.after.describe()}" for d in differences)
     return "\n".join(lines)
+
+
+def replay_report(
+    events: list[TicketEvent], live: SlaConfig, proposed: SlaConfig, path: Path, horizon: datetime, progress: bool
+) -> str:
+    """What the live and the proposed sla.yaml each do to the recorded tickets up to ``horizon``, in words."""
+    with tqdm(total=2 * len(events), desc="replaying", unit="event", disable=not progress, file=sys.stderr) as bar:
+        before = replay(events, live, until=horizon, progress=bar.update)
+        after = replay(events, proposed, until=horizon, progress=bar.update)
+    return report(before, after, path, horizon)

@@ -15,9 +15,6 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
-import signal
-import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -45,6 +42,7 @@ from shared.events import Change, Command, InboundEvent, TicketEvent
 from shared.infra.actionlinks import LinkAction, LinkKeys, issue, keys_from_setting, link_url, verify
 from shared.store import db
 from shared.streaming.topics import Topics, TopicSpec, ensure_topics
+from tests.support.chromium import Browser, console_problems, find_browser
 from tests.support.waiting import wait_for
 from tests.unit.factories import T0, ticket
 
@@ -53,78 +51,14 @@ M = TypeVar("M", bound=BaseModel)
 
 KEYS = keys_from_setting("browser-link-key-0123456789abcdef")
 OTHER_KEYS = keys_from_setting("someone-elses-key-0123456789abcdef")
-PHONE = "390,844"
 TICKET = new_ticket_id("browser-e1")  # as the router names tickets: "tl-" and 16 hex digits
 SUMMARY = "Disk /var/lib/postgresql/15/main on db-primary-1.eu-west-1.internal.example.com is 97% full"
-CHROMIUM_TIMEOUT_S = 60.0
 FORM_TOKEN = "browser-form-token-0123456789"
-_CONSOLE = re.compile(r"^\[[^\]]*:CONSOLE[:(]")
-_TOKEN = re.compile(r"/act/[A-Za-z0-9_.-]+")
-_ALARMS = ("Uncaught", "Refused to", "Content Security Policy", "ERROR:CONSOLE")
-
-
-def console_problems(stderr: str) -> list[str]:
-    """The stderr lines of a Chromium run that are page console messages or mention a script error or a
-    Content-Security-Policy refusal (see the module docstring)."""
-    lines = [line for line in stderr.splitlines() if _CONSOLE.match(line) or any(a in line for a in _ALARMS)]
-    return [redacted(line) for line in lines]
-
-
-def redacted(text: str) -> str:
-    """``text`` without link tokens (Chromium's lines name the page's URL, which holds one)."""
-    return _TOKEN.sub("/act/<token>", text)
-
-
-@dataclass(frozen=True)
-class Browser:
-    """Chromium's command line, headless, with a throwaway profile."""
-
-    binary: str
-    profile: Path
-
-    def run(self, url: str, *args: str) -> tuple[str, str]:
-        """(stdout, stderr) of one headless run on ``url``; the whole process group is killed after the limit."""
-        cmd = [
-            self.binary,
-            "--headless=new",
-            "--no-sandbox",  # root in CI containers
-            "--disable-gpu",
-            "--disable-dev-shm-usage",  # containers' /dev/shm is often 64 MB
-            "--no-first-run",
-            f"--user-data-dir={self.profile}",
-            "--enable-logging=stderr",
-            "--v=0",
-            f"--window-size={PHONE}",
-            *args,
-            url,
-        ]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        try:
-            out, err = proc.communicate(timeout=CHROMIUM_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise AssertionError(f"chromium did not finish within {CHROMIUM_TIMEOUT_S:.0f}s on {args}") from None
-        assert proc.returncode == 0, f"chromium exited {proc.returncode}: {redacted(err[-2000:])}"
-        return out, err
-
-    def screenshot(self, url: str, png: Path) -> str:
-        """Takes a screenshot of ``url`` into ``png``; returns stderr."""
-        _, err = self.run(url, f"--screenshot={png}")
-        assert png.is_file() and png.stat().st_size > 1000, f"no screenshot written: {redacted(err[-2000:])}"
-        return err
-
-    def dom(self, url: str) -> tuple[str, str]:
-        """(the DOM after load, serialised; stderr)."""
-        return self.run(url, "--dump-dom")
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Browser:
-    binary = shutil.which("chromium")
-    if binary is None:
-        raise RuntimeError("Chromium is not installed: apt-get install chromium (bash deploy/local/bootstrap.sh test)")
-    return Browser(binary, tmp_path / "chromium-profile")
+    return find_browser(tmp_path / "chromium-profile")
 
 
 @dataclass(frozen=True)

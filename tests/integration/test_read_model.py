@@ -27,7 +27,9 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if request.param == "postgresql":
         with eng.begin() as conn:
             conn.execute(
-                text("DROP TABLE IF EXISTS tickets, ticket_timeline, deliveries, notify_outbox, action_link_uses")
+                text(
+                    "DROP TABLE IF EXISTS tickets, ticket_timeline, deliveries, notify_outbox, action_link_uses, survey_answers"
+                )
             )
     eng.dispose()
 
