@@ -104,6 +104,12 @@ def quantile(q: float, metric: str, window: str, by: Sequence[str], matchers: st
     return f"histogram_quantile({q}, sum by ({labels}) (rate({selector}[{window}])))"
 
 
+def counted_quantile(q: float, metric: str, window: str, by: Sequence[str], matchers: str) -> str:
+    """A quantile of a labelled histogram's observations in ``window``: its buckets ``counted`` (a (team, priority)'s
+    first observation would otherwise be lost, and with a single one the quantile would be empty)."""
+    return f"histogram_quantile({q}, {counted(f'{metric}_bucket{{{matchers}}}', window, ['le', *by])})"
+
+
 def q(expr: str, legend: str) -> Query:
     return Query(expr, legend)
 
@@ -137,23 +143,23 @@ def sla_panels() -> tuple[Panel, ...]:
         Panel(
             "Breaches by team and priority",
             "timeseries",
-            (q(f"sum by (team, priority) (increase({breaches}[1h]))", "{{team}} {{priority}}"),),
+            (q(counted(breaches, "1h", ["team", "priority"]), "{{team}} {{priority}}"),),
         ),
         Panel(
             "Breaches by customer",
             "timeseries",
-            (q(f"sum by (customer) (increase({breaches}[1h]))", "{{customer}}"),),
+            (q(counted(breaches, "1h", ["customer"]), "{{customer}}"),),
         ),
         Panel(
             "Warnings and escalations",
             "timeseries",
             (
                 q(
-                    f"sum by (team) (increase(ticketloop_sla_warnings_total{{{SLA_FILTER}}}[1h]))",
+                    counted(f"ticketloop_sla_warnings_total{{{SLA_FILTER}}}", "1h", ["team"]),
                     "warnings {{team}}",
                 ),
                 q(
-                    f"sum by (team, level) (increase(ticketloop_sla_escalations_total{{{SLA_FILTER}}}[1h]))",
+                    counted(f"ticketloop_sla_escalations_total{{{SLA_FILTER}}}", "1h", ["team", "level"]),
                     "level {{level}} to {{team}}",
                 ),
             ),
@@ -163,7 +169,7 @@ def sla_panels() -> tuple[Panel, ...]:
             "timeseries",
             tuple(
                 q(
-                    quantile(p, "ticketloop_sla_time_to_acknowledge_seconds", "1h", ["team"], SLA_FILTER),
+                    counted_quantile(p, "ticketloop_sla_time_to_acknowledge_seconds", "1h", ["team"], SLA_FILTER),
                     f"{n} {{{{team}}}}",
                 )
                 for p, n in ((0.5, "p50"), (0.9, "p90"))
@@ -175,7 +181,7 @@ def sla_panels() -> tuple[Panel, ...]:
             "timeseries",
             tuple(
                 q(
-                    quantile(p, "ticketloop_sla_time_to_resolve_seconds", "6h", ["team"], SLA_FILTER),
+                    counted_quantile(p, "ticketloop_sla_time_to_resolve_seconds", "6h", ["team"], SLA_FILTER),
                     f"{n} {{{{team}}}}",
                 )
                 for p, n in ((0.5, "p50"), (0.9, "p90"))
@@ -194,7 +200,7 @@ def sla_panels() -> tuple[Panel, ...]:
             "timeseries",
             (
                 q(
-                    "sum by (channel, status) (increase(ticketloop_notifier_deliveries_total[1h]))",
+                    counted("ticketloop_notifier_deliveries_total", "1h", ["channel", "status"]),
                     "{{channel}} {{status}}",
                 ),
             ),
@@ -212,7 +218,7 @@ def sla_panels() -> tuple[Panel, ...]:
         Panel(
             "Breaches by clock",
             "timeseries",
-            (q(f"sum by (clock) (increase({breaches}[1h]))", "{{clock}}"),),
+            (q(counted(breaches, "1h", ["clock"]), "{{clock}}"),),
             description="Deadlines passed per hour: acknowledge, resolve, first response, update interval",
             width=18,
         ),
@@ -322,7 +328,7 @@ def customer_deadline_panels() -> tuple[Panel, ...]:
         Panel(
             "Breaches per hour by customer",
             "timeseries",
-            (q(f"sum by (customer) (increase(ticketloop_sla_breaches_total{{{CUSTOMER}}}[1h]))", "{{customer}}"),),
+            (q(counted(f"ticketloop_sla_breaches_total{{{CUSTOMER}}}", "1h", ["customer"]), "{{customer}}"),),
             width=24,
         ),
     )
@@ -457,11 +463,11 @@ def ops_intake_panels() -> tuple[Panel, ...]:
             "timeseries",
             (
                 q(
-                    "sum by (integration) (increase(ticketloop_intake_truncated_alerts_total[1h]))",
+                    counted("ticketloop_intake_truncated_alerts_total", "1h", ["integration"]),
                     "truncated {{integration}}",
                 ),
                 q(
-                    "sum by (integration) (increase(ticketloop_intake_unmapped_severity_total[1h]))",
+                    counted("ticketloop_intake_unmapped_severity_total", "1h", ["integration"]),
                     "unknown severity {{integration}}",
                 ),
             ),
@@ -473,7 +479,7 @@ def ops_intake_panels() -> tuple[Panel, ...]:
             "timeseries",
             (
                 q(
-                    "sum by (action, result) (increase(ticketloop_intake_action_links_total[1h]))",
+                    counted("ticketloop_intake_action_links_total", "1h", ["action", "result"]),
                     "{{action}} {{result}}",
                 ),
             ),
@@ -489,7 +495,7 @@ def ops_router_panels() -> tuple[Panel, ...]:
             "timeseries",
             (
                 q(
-                    "sum by (status, source) (increase(ticketloop_router_events_without_ticket_total[1h]))",
+                    counted("ticketloop_router_events_without_ticket_total", "1h", ["status", "source"]),
                     "{{status}} {{source}}",
                 ),
             ),
@@ -511,7 +517,7 @@ def ops_router_panels() -> tuple[Panel, ...]:
             "timeseries",
             tuple(
                 q(
-                    f"sum by (result) (increase(ticketloop_{service}_config_reloads_total[1h]))",
+                    counted(f"ticketloop_{service}_config_reloads_total", "1h", ["result"]),
                     f"{service} {{{{result}}}}",
                 )
                 for service in ("router", "notifier")
@@ -581,7 +587,7 @@ def ops_notifier_panels() -> tuple[Panel, ...]:
         Panel(
             "Digests under rate limits",
             "timeseries",
-            (q("sum by (channel) (increase(ticketloop_notifier_digests_total[1h]))", "{{channel}}"),),
+            (q(counted("ticketloop_notifier_digests_total", "1h", ["channel"]), "{{channel}}"),),
             description="Backlogs folded into one message per target instead of queueing them",
             width=12,
         ),
