@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what ticketloop needs on a fresh Debian machine, idempotently; called by `make demo` and `make test`.
 #   bash deploy/local/bootstrap.sh        # Java + Maven, uv, the Python env (locked), the Kafka broker jars
-#   bash deploy/local/bootstrap.sh test   # ... and PostgreSQL, Alertmanager and Chromium (Debian's) for the tests
+#   bash deploy/local/bootstrap.sh test   # ... and PostgreSQL, Prometheus, Alertmanager and Chromium (Debian's) for the tests
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mode="${1:-run}"
@@ -26,6 +26,8 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 if [ "$mode" = test ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+  # promtool checks and tests the rules; prometheus scrapes the stack in the dashboards' e2e test (its own port)
+  { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing+=(prometheus)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # headless checks of intake's HTML pages
 fi
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi

@@ -16,69 +16,20 @@ from typing import Any
 import httpx
 import pytest
 
-from deploy.local.kafka_local import free_port
 from deploy.local.sinks import SmtpSink
 from deploy.local.stack import Stack
 from deploy.local.vendors.base import VendorSink
-from deploy.local.vendors.webhook import TicketloopWebhookVendor
-from tests.support.configs import AM_TOKEN, API_TOKEN, GEN_TOKEN, GRAFANA_KEY, GRAFANA_TOKEN, HOOK_SECRET, write_config
+from tests.support.configs import AM_TOKEN, API_TOKEN, GEN_TOKEN, GRAFANA_KEY, GRAFANA_TOKEN, HOOK_SECRET
+from tests.support.loop import alert, alertmanager_payload, running_loop
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-def alertmanager_payload(status: str, alerts: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "version": "4",
-        "groupKey": '{}:{alertname="HighLatency"}',
-        "truncatedAlerts": 0,
-        "status": status,
-        "receiver": "ticketloop",
-        "groupLabels": {"alertname": "HighLatency"},
-        "commonLabels": {"alertname": "HighLatency"},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager.example:9093",
-        "alerts": alerts,
-    }
-
-
-def alert(
-    fingerprint: str, severity: str, status: str = "firing", starts: str = "2026-11-24T10:00:00Z"
-) -> dict[str, Any]:
-    return {
-        "status": status,
-        "labels": {"alertname": "HighLatency", "service": "web", "instance": fingerprint, "severity": severity},
-        "annotations": {"summary": f"latency high on {fingerprint}"},
-        "startsAt": starts,
-        "endsAt": "2026-11-24T11:00:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
-        "generatorURL": "http://prometheus.example:9090/graph",
-        "fingerprint": fingerprint,
-    }
-
-
 @pytest.fixture
 def loop(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Stack, SmtpSink, VendorSink]]:
-    hook_port = free_port()
-    smtp = SmtpSink(port=free_port()).start()
-    hooks = VendorSink(hook_port, [TicketloopWebhookVendor({"web": HOOK_SECRET})]).start()
-    stack = Stack(
-        bootstrap=kafka_bootstrap,
-        database_url=f"sqlite:///{tmp_path / 'ticketloop.db'}",
-        config_dir=write_config(tmp_path, hook_port=hook_port),
-        workdir=tmp_path / "logs",
-        intake_port=free_port(),
-        smtp_port=smtp.port,
-        metrics_ports={"router": free_port(), "sla": free_port(), "notifier": free_port()},
-        extra_env={"TICKETLOOP_TOPIC_PREFIX": f"e2e{int(time.time())}."},
-    )
-    stack.start_all()
-    try:
-        stack.wait_ready()
-        yield stack, smtp, hooks
-    finally:
-        stack.stop_all()
-        smtp.stop()
-        hooks.stop()
+    with running_loop(kafka_bootstrap, tmp_path) as running:
+        yield running
 
 
 def test_alert_to_ticket_email_webhook_escalation_and_resolution(loop: tuple[Stack, SmtpSink, VendorSink]) -> None:

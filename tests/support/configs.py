@@ -52,7 +52,9 @@ def write_config(
     routing: str = ROUTING,
     teams: str = TEAMS,
     notify: str | None = None,
+    integrations: str = "",
 ) -> Path:
+    """The config directory; ``integrations``: more entries (YAML lines of intake.yaml's ``integrations`` list)."""
     cfg = root / "config"
     cfg.mkdir(parents=True, exist_ok=True)
     (cfg / "intake.yaml").write_text(
@@ -66,7 +68,7 @@ integrations:
     token: {GRAFANA_TOKEN}
     signing_secret: {GRAFANA_KEY}
     signature_timestamp_header: X-Grafana-Alerting-Signature-Timestamp
-api_clients:
+{integrations}api_clients:
   - {{name: tests, token: {API_TOKEN}, acts_for: ["*"]}}
 """
     )

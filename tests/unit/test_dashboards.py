@@ -1,5 +1,6 @@
-"""The Grafana dashboards stay true to the code: every metric a panel queries is one the services register
-(a renamed metric would otherwise leave an empty panel nobody notices), and no panel groups by ticket id."""
+"""The Grafana dashboards stay true to the code: the committed JSON is what deploy/grafana/build.py makes (nobody
+hand-edits it), every metric a panel queries is one the services register (a renamed metric would otherwise leave
+an empty panel nobody notices), and no panel groups by ticket id."""
 
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.intake.metrics import IntakeMetrics, UnresolvedTickets
+from deploy.grafana import build
+from services.intake.api import create_app
+from services.intake.config import IntakeConfig
+from services.intake.edge import IntakeDeps
 from services.notifier.main import build as build_notifier
 from services.router.main import build as build_router
 from services.sla.main import build as build_sla
 from shared.infra.settings import NotifierSettings, RouterSettings, SlaSettings
 from shared.store import db
+from shared.streaming.topics import Topics
+from tests.fakes import FakePublisher
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((REPO / "deploy/grafana/dashboards").glob("*.json"))
@@ -29,10 +35,9 @@ def exposed_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> set[str]:
     build_router(RouterSettings(), registry)
     build_sla(SlaSettings(), registry)
     build_notifier(NotifierSettings(), registry)
-    IntakeMetrics(registry)
     engine = db.make_engine(database)
     db.init_db(engine)
-    registry.register(UnresolvedTickets(engine))
+    create_app(IntakeDeps(IntakeConfig.model_validate({}), FakePublisher(), engine, Topics("t.", 2), registry))
     return {family.name + suffix for family in registry.collect() for suffix in SUFFIXES.get(family.type, ("",))}
 
 
@@ -40,12 +45,35 @@ def test_there_is_an_sla_dashboard() -> None:
     assert any(p.name == "ticketloop-sla.json" for p in DASHBOARDS)
 
 
+def test_the_committed_dashboards_are_what_the_generator_makes() -> None:
+    made = build.files()
+    assert sorted(made) == [p.name for p in DASHBOARDS], "run: .venv/bin/python -m deploy.grafana.build"
+    for path in DASHBOARDS:
+        assert path.read_text() == made[path.name], f"{path.name} differs: run .venv/bin/python -m deploy.grafana.build"
+
+
+def test_panel_ids_are_unique_and_every_query_panel_has_a_query() -> None:
+    for path in DASHBOARDS:
+        panels = json.loads(path.read_text())["panels"]
+        ids = [p["id"] for p in panels]
+        assert len(ids) == len(set(ids)), path.name
+        for panel in panels:
+            if panel["type"] not in ("row", "text"):
+                assert panel["targets"] and all(t["expr"] for t in panel["targets"]), panel["title"]
+
+
+def test_a_series_born_inside_the_window_is_counted_from_zero() -> None:
+    expr = build.counted('m{a="b"}', "1h", ["a"])
+    assert expr == 'sum by (a) ((increase(m{a="b"}[1h]) and m{a="b"} offset 1h) or m{a="b"})'
+    assert build.share("x", "y") == "(x or y * 0) / y"
+
+
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_every_panel_queries_metrics_the_services_expose(
     path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dashboard = json.loads(path.read_text())
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     exprs += [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
     assert exprs
     names = exposed_names(tmp_path, monkeypatch)
