@@ -40,11 +40,13 @@ from services.cli_client import (
     oncall_command,
     silence_command,
 )
+from services.cli_handover import add_handover_commands, handover_command
 from services.intake.config import IntakeConfig
 from services.notifier.config import NotifyConfig
 from services.notifier.config import describe as describe_channels
 from services.review.command import add_review_command, review_command
 from services.router.decision import decide_labels
+from services.router.packages import completeness, load_packages
 from services.router.projects import ProjectsConfig
 from services.router.rules import RoutingConfig, describe
 from services.sla.calendar import unknown_years
@@ -89,6 +91,10 @@ def config_check(config_dir: Path, out: TextIO) -> int:
                 print(f"error: {problem}", file=out)
         else:
             print(f"ok: {config_dir / name}", file=out)
+    lines, packages_ok = package_lines(config_dir)
+    failed = failed or not packages_ok
+    for line in lines:
+        print(line, file=out)
     intake = loaded.get("intake.yaml")
     if isinstance(intake, IntakeConfig):
         for line in door_lines(intake):
@@ -100,6 +106,18 @@ def config_check(config_dir: Path, out: TextIO) -> int:
     for warning in cross_check(loaded):
         print(f"warning: {warning}", file=out)
     return 1 if failed else 0
+
+
+def package_lines(config_dir: Path) -> tuple[list[str], bool]:
+    """The handover packages in force and what each lacks, or the errors of one that does not validate."""
+    try:
+        packages = load_packages(config_dir)
+    except ConfigError as exc:
+        return [f"error: {problem}" for problem in exc.problems], False
+    return [
+        f"ok: {p.label()} in force" + (f"; lacks {', '.join(lacks)}" if (lacks := completeness(p)) else "")
+        for p in packages.values()
+    ], True
 
 
 def door_lines(intake: IntakeConfig) -> list[str]:
@@ -295,6 +313,13 @@ API_COMMANDS: dict[str, Callable[[argparse.Namespace, ApiClient, TextIO], int]] 
 }
 """The areas that talk to the REST API (services/cli_client.py)."""
 
+LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace, Path, TextIO], int]] = {
+    "sla": sla_replay,
+    "review": review_command,
+    "handover": handover_command,
+}
+"""The areas that read the configuration directory (and the read model or the tickets topic) themselves."""
+
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: httpx.Client | None = None) -> int:
     """``http``: the client for the API commands (tests pass one bound to an in-process app)."""
@@ -337,15 +362,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: htt
     add_oncall_commands(sub, _aware)
     add_delivery_commands(sub)
     add_review_command(sub, _aware)
+    add_handover_commands(sub)
     args = parser.parse_args(argv)
     api_command = API_COMMANDS.get(args.area)
     if api_command is not None:
         return api_command(args, client_from(args, http), out)
     config_dir = args.config_dir or default_config_dir()
-    if args.area == "sla":
-        return sla_replay(args, config_dir, out)
-    if args.area == "review":
-        return review_command(args, config_dir, out)
+    local_command = LOCAL_COMMANDS.get(args.area)
+    if local_command is not None:
+        return local_command(args, config_dir, out)
     if args.area == "config":
         return config_check(config_dir, out)
     if args.action == "test":

@@ -273,6 +273,7 @@ def with_known_issue(
     workaround: str,
     *,
     reply_to_reporter: bool,
+    source: str | None = None,
 ) -> tuple[TicketRecord, TicketEvent]:
     """The opening of a report that matches a known issue of its project, carrying the workaround.
 
@@ -280,7 +281,8 @@ def with_known_issue(
     in no particular order, so one input event makes at most one ticket event.
     """
     ticket = record.ticket.model_copy(update={"known_issue": issue_id})
-    text = f"known issue {issue_id} ({title}). Workaround: {workaround}"
+    origin = f", from {source}" if source else ""
+    text = f"known issue {issue_id} ({title}){origin}. Workaround: {workaround}"
     event = opened.model_copy(update={"ticket": ticket, "workaround": text, "notify_reporter": reply_to_reporter})
     return record.model_copy(update={"ticket": ticket}), event
 

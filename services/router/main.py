@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from services.router.projects import ProjectsConfig
+from services.router.packages import ProjectsWatcher
 from services.router.rules import RoutingConfig
 from services.router.service import Router, RouterDeps
 from shared.infra.config import ConfigWatcher
@@ -56,7 +56,7 @@ def projection_config(settings: RouterSettings, topics: Topics) -> DriverConfig:
 
 def build(settings: RouterSettings, registry: CollectorRegistry) -> Router:
     routing = ConfigWatcher(settings.config_dir / "routing.yaml", RoutingConfig)
-    projects = ConfigWatcher(settings.config_dir / "projects.yaml", ProjectsConfig)
+    projects = ProjectsWatcher(settings.config_dir)  # projects.yaml and the handover packages in force
     teams = ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig, optional=True)
     engine = db.make_engine(settings.database_url)
     db.init_db(engine)

@@ -53,6 +53,9 @@ class KnownIssue(BaseModel):
     keywords: list[str] = Field(default_factory=list, description="any of these in the summary or details")
     workaround: str = Field(min_length=1)
     reply_to_reporter: bool = Field(default=False, description="email the workaround to the reporter at once")
+    source: str | None = Field(
+        default=None, description="the handover package it comes from (set when the package is read; not written)"
+    )
 
     @model_validator(mode="after")
     def _something_to_match(self) -> KnownIssue:
@@ -80,6 +83,9 @@ class Project(BaseModel):
     known_issues: list[KnownIssue] = Field(default_factory=list)
     satisfaction: SatisfactionGoal | None = Field(
         default=None, description="the customer satisfaction goal both teams are measured by (None: none)"
+    )
+    package_version: int | None = Field(
+        default=None, description="the handover package in force (set when handover/<project>/ is read; not written)"
     )
 
     def compiled_matchers(self) -> list[Matcher]:
@@ -144,7 +150,8 @@ def apply_project(
         customer=project.customer,
         phase=phase.value,
         next_level=next_level,
-        project_reason=f"project {project.name} ({project.customer}), phase {phase.value}, {why}",
+        project_reason=f"project {project.name} ({project.customer}), phase {phase.value}, {why}"
+        + (f"; handover package v{project.package_version}" if project.package_version else ""),
         phase_until=None if phase is Phase.operations else project.hypercare_ends,
     )
 

@@ -92,7 +92,13 @@ def ticket_step(
     if new is not None and known is not None:
         issue = known[1]
         new, opened = with_known_issue(
-            new, changes[0], issue.id, issue.title, issue.workaround, reply_to_reporter=issue.reply_to_reporter
+            new,
+            changes[0],
+            issue.id,
+            issue.title,
+            issue.workaround,
+            reply_to_reporter=issue.reply_to_reporter,
+            source=issue.source,
         )
         changes = [opened]
     return new, after, changes

@@ -153,7 +153,7 @@ class ConfigWatcher(Generic[M]):
     def __init__(self, path: Path, model: type[M], *, optional: bool = False) -> None:
         """``optional``: a missing file means the model's defaults (picked up when the file appears)."""
         self.path, self.model = path, model
-        self.current: M = model() if optional and not path.exists() else load_yaml_model(path, model)
+        self.current: M = model() if optional and not path.exists() else self.load()
         self._digest = self._read_digest()
         self.last_error: ConfigError | None = None
 
@@ -163,13 +163,17 @@ class ConfigWatcher(Generic[M]):
         except OSError:
             return None
 
+    def load(self) -> M:
+        """The file's config (a subclass may add what belongs with it)."""
+        return load_yaml_model(self.path, self.model)
+
     def poll(self) -> Literal["unchanged", "reloaded", "rejected"]:
         digest = self._read_digest()
         if digest == self._digest:
             return "unchanged"
         self._digest = digest
         try:
-            self.current = load_yaml_model(self.path, self.model)
+            self.current = self.load()
         except ConfigError as exc:
             self.last_error = exc
             return "rejected"

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from services.router.grouping import KeyState
-from services.router.projects import ProjectsConfig
+from services.router.packages import ProjectsWatcher
 from services.router.rules import RoutingConfig
 from services.router.service import (
     ASSIGNMENTS,
@@ -59,7 +59,7 @@ def router_broker(root: Path, routing: str = GROUPED, projects: str = "projects:
     deps = RouterDeps(
         topics,
         ConfigWatcher(root / "routing.yaml", RoutingConfig),
-        ConfigWatcher(root / "projects.yaml", ProjectsConfig),
+        ProjectsWatcher(root),  # as the router runs: projects.yaml and the handover packages in force
         db.make_engine("sqlite://"),
         CollectorRegistry(),
         ConfigWatcher(root / "teams.yaml", TeamsConfig, optional=True),
@@ -277,7 +277,7 @@ def projecting_router(root: Path) -> tuple[Router, Engine, CollectorRegistry]:
     deps = RouterDeps(
         Topics("u.", 4),
         ConfigWatcher(root / "routing.yaml", RoutingConfig),
-        ConfigWatcher(root / "projects.yaml", ProjectsConfig),
+        ProjectsWatcher(root),
         engine,
         registry,
         ConfigWatcher(root / "teams.yaml", TeamsConfig, optional=True),
