@@ -62,7 +62,7 @@ def build(settings: RouterSettings, registry: CollectorRegistry) -> Router:
     db.init_db(engine)
     topics = Topics(settings.topic_prefix, settings.partitions)
     deps = RouterDeps(topics, routing, projects, engine, registry, teams)
-    return Router(deps, tx_config(settings, topics), projection_config(settings, topics))
+    return Router(deps, tx_config(settings, topics), projection_config(settings, topics), settings.risk_every_s)
 
 
 def main() -> None:

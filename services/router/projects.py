@@ -26,6 +26,7 @@ from services.router.rules import RouteDecision, event_labels
 from shared.events import EventKind, InboundEvent
 from shared.infra.config import Duration
 from shared.rules.matchers import Matcher, MatcherList, parse_matcher
+from shared.rules.risk import RiskSettings
 from shared.rules.satisfaction import SatisfactionGoal
 
 
@@ -83,6 +84,9 @@ class Project(BaseModel):
     known_issues: list[KnownIssue] = Field(default_factory=list)
     satisfaction: SatisfactionGoal | None = Field(
         default=None, description="the customer satisfaction goal both teams are measured by (None: none)"
+    )
+    risk: RiskSettings = Field(
+        default_factory=RiskSettings, description="the warning when tickets or breaches rise above the baseline"
     )
     package_version: int | None = Field(
         default=None, description="the handover package in force (set when handover/<project>/ is read; not written)"

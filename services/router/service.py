@@ -43,6 +43,7 @@ from services.router.grouping import (
 from services.router.heartbeats import BadBeatError, Heartbeat, on_beat, on_tick
 from services.router.lifecycle import Member, Occurrences, TicketRecord, fold_occurrences, folds
 from services.router.projects import ProjectsConfig
+from services.router.risk_watch import RiskWatch
 from services.router.rules import RoutingConfig
 from services.router.steps import (
     Config,
@@ -359,11 +360,13 @@ class Router:
     """The router's process: the exactly-once driver running RouterProcessor, the SQL projection of tickets and
     escalations, and the timer that reloads the configuration and the on-call overrides."""
 
-    def __init__(self, deps: RouterDeps, tx: TxConfig, projection: DriverConfig) -> None:
+    def __init__(self, deps: RouterDeps, tx: TxConfig, projection: DriverConfig, risk_every_s: float = 0.0) -> None:
         self.deps = deps
         self.processor = RouterProcessor(deps)
         self.tx = tx
         self.projection = projection
+        self.risk_every_s = risk_every_s
+        self.risk = RiskWatch(deps.projects, deps.engine, deps.topics.events.name, tx.bootstrap, deps.registry)
         registry = deps.registry
         self.projected = counter(
             registry, "ticketloop_router_projected_events_total", "Ticket events and escalations written to SQL"
@@ -381,13 +384,17 @@ class Router:
         driver = TransactionalDriver(self.tx, self.processor)
         project = BatchDriver(self.projection, self.project)
         reload = asyncio.create_task(every(2.0, self.reload, stop, "router-reload-config"))
+        watching = [asyncio.create_task(every(self.risk_every_s, self.risk.round, stop, "router-risk-watch"))]
+        if not self.risk_every_s:
+            watching = []
         projecting = asyncio.create_task(project.run(stop))
         projecting.add_done_callback(lambda task: self.projection_ended(task, stop))
         try:
             await driver.run(stop)
         finally:
             stop.set()
-            await asyncio.gather(reload, projecting, return_exceptions=True)
+            await asyncio.gather(reload, projecting, *watching, return_exceptions=True)
+            await self.risk.stop()
 
     @staticmethod
     def projection_ended(task: asyncio.Task[None], stop: asyncio.Event) -> None:

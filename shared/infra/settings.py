@@ -88,6 +88,10 @@ class IntakeSettings(CommonSettings):
 class RouterSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="TICKETLOOP_ROUTER_", extra="ignore")
 
+    risk_every_s: float = Field(
+        default=60.0, ge=0, le=3600, description="how often projects' ticket and breach rates are judged (0: never)"
+    )
+
 
 class SlaSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="TICKETLOOP_SLA_", extra="ignore")

@@ -454,6 +454,33 @@ def survey_cells(engine: Engine, since: datetime) -> list[tuple[str | None, str 
         return [(p, c, t, int(n), int(s or 0)) for p, c, t, n, s in conn.execute(query).all()]
 
 
+def risk_history(engine: Engine, since: datetime, source: str) -> dict[tuple[str, str], list[datetime]]:
+    """Per (project, "tickets" | "breaches"): when each of its tickets opened and each SLA breach was recorded
+    since ``since`` (the risk warnings' own tickets, from ``source``, left out)."""
+    found: dict[tuple[str, str], list[datetime]] = {}
+    opened = sa_select(TICKETS.c.project, TICKETS.c.opened_at).where(
+        TICKETS.c.opened_at >= since, TICKETS.c.project.is_not(None), TICKETS.c.source != source
+    )
+    breached = (
+        sa_select(TICKETS.c.project, TIMELINE.c.at)
+        .select_from(TIMELINE.join(TICKETS, TIMELINE.c.ticket_id == TICKETS.c.ticket_id))
+        .where(TIMELINE.c.change == "breached", TIMELINE.c.at >= since, TICKETS.c.project.is_not(None))
+    )
+    with engine.connect() as conn:
+        for measure, query in (("tickets", opened), ("breaches", breached)):
+            for project, at in conn.execute(query).all():
+                found.setdefault((project, measure), []).append(as_utc(at) or at)
+    return found
+
+
+def open_warnings(engine: Engine, source: str) -> set[tuple[str, str]]:
+    """(project, measure) of the risk warnings (tickets from ``source``) still open or acknowledged."""
+    query = sa_select(TICKETS.c.labels).where(TICKETS.c.source == source, TICKETS.c.state.in_(UNRESOLVED))
+    with engine.connect() as conn:
+        rows = [labels or {} for (labels,) in conn.execute(query).all()]
+    return {(r["project"], r["risk"]) for r in rows if "project" in r and "risk" in r}
+
+
 def count_p1(engine: Engine, project: str, since: datetime, until: datetime) -> int:
     """P1 tickets of a project opened in [since, until)."""
     query = (
