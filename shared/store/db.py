@@ -393,6 +393,8 @@ def _survey_upsert(dialect: str) -> Any:
 
 
 SurveyBy = Literal["project", "customer", "team"]
+_SATISFIED_COUNT = func.sum(case((SURVEYS.c.score >= SATISFIED, 1), else_=0))
+"""How many of the answers counted are 4 or 5."""
 
 
 def survey_figures(
@@ -408,8 +410,7 @@ def survey_figures(
     """(project, customer or team; answers; satisfied, i.e. 4 or 5) of the survey answers given in [since,
     until), optionally of one project, customer or team: counted in SQL."""
     key = SURVEYS.c[by]
-    satisfied = func.sum(case((SURVEYS.c.score >= SATISFIED, 1), else_=0))
-    query = sa_select(key, func.count(), satisfied).group_by(key).order_by(key)
+    query = sa_select(key, func.count(), _SATISFIED_COUNT).group_by(key).order_by(key)
     for column, value in (("project", project), ("customer", customer), ("team", team)):
         if value is not None:
             query = query.where(SURVEYS.c[column] == value)
@@ -447,9 +448,8 @@ def get_survey_answer(engine: Engine, ticket_id: str) -> SurveyAnswerRow | None:
 
 def survey_cells(engine: Engine, since: datetime) -> list[tuple[str | None, str | None, str, int, int]]:
     """(project, customer, team, answers, satisfied) of the answers given since ``since``: the metric's cells."""
-    satisfied = func.sum(case((SURVEYS.c.score >= SATISFIED, 1), else_=0))
     keys = (SURVEYS.c.project, SURVEYS.c.customer, SURVEYS.c.team)
-    query = sa_select(*keys, func.count(), satisfied).where(SURVEYS.c.answered_at >= since).group_by(*keys)
+    query = sa_select(*keys, func.count(), _SATISFIED_COUNT).where(SURVEYS.c.answered_at >= since).group_by(*keys)
     with engine.connect() as conn:
         return [(p, c, t, int(n), int(s or 0)) for p, c, t, n, s in conn.execute(query).all()]
 

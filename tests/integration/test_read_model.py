@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from shared.events import Change, Delivery, Escalation, TicketEvent, TicketState
 from shared.store import db, outbox
 from tests.unit.factories import T0, ticket
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    sqlite = f"sqlite:///{tmp_path / 'rm.db'}"
-    url = sqlite if request.param == "sqlite" else str(request.getfixturevalue("postgres_url"))
-    eng = db.make_engine(url)
-    db.init_db(eng)
-    yield eng
-    if request.param == "postgresql":
-        with eng.begin() as conn:
-            conn.execute(
-                text(
-                    "DROP TABLE IF EXISTS tickets, ticket_timeline, deliveries, notify_outbox, action_link_uses, survey_answers"
-                )
-            )
-    eng.dispose()
 
 
 def tev(change: Change, version: int, **over: Any) -> TicketEvent:

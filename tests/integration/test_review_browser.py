@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from services.cli import main
-from shared.store import db
 from tests.support.chromium import DESKTOP, console_problems, find_browser
 from tests.support.quarter import EXPECTED_TEXT, QUARTER, SLA_YAML, write_quarter
 
@@ -22,19 +20,6 @@ pytestmark = pytest.mark.integration
 
 PROPOSED = SLA_YAML.replace("P1: 15m", "P1: 45m")
 """A slower P1 acknowledge target: ticket B (acknowledged after 30 minutes) would not have breached."""
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    sqlite = f"sqlite:///{tmp_path / 'review.db'}"
-    url = sqlite if request.param == "sqlite" else str(request.getfixturevalue("postgres_url"))
-    eng = db.make_engine(url)
-    db.init_db(eng)
-    yield eng
-    if request.param == "postgresql":
-        with eng.begin() as conn:
-            conn.execute(text("DROP TABLE IF EXISTS tickets, ticket_timeline, survey_answers"))
-    eng.dispose()
 
 
 def test_the_review_opens_in_a_browser_with_every_section(engine: Engine, tmp_path: Path) -> None:
