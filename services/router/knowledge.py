@@ -56,13 +56,14 @@ class Suggestion:
         return self.how in ("keyword", "labels")
 
     def explain(self) -> str:
-        """How it matched, for the timeline: ``keyword "checkout"`` or ``similarity 0.41 (lexical 0.38, ...)``."""
+        """How it matched, for the timeline: ``matched keyword "checkout"`` or ``suggested by similarity 0.41,
+        mostly semantic (lexical 0.29, semantic 0.69; no keyword matched)``."""
         if self.how == "keyword":
             return f'matched keyword "{self.keyword}"'
         if self.how == "labels":
             return "matched its labels"
         parts = f"lexical {self.lexical:.2f}" + (f", semantic {self.semantic:.2f}" if self.semantic is not None else "")
-        return f"suggested by {self.how} similarity {self.score:.2f} ({parts}; no keyword matched)"
+        return f"suggested by similarity {self.score:.2f}, mostly {self.how} ({parts}; no keyword matched)"
 
 
 @dataclass(frozen=True)

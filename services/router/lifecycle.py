@@ -276,8 +276,8 @@ def with_known_issue(
     how: str = "",
 ) -> tuple[TicketRecord, TicketEvent]:
     """The opening of a report that matches a known issue of its project, carrying the workaround and ``how`` it
-    matched (``matched keyword "checkout"``, ``suggested by semantic similarity 0.41 (...)``), which the timeline
-    shows and the reporter's mail too.
+    matched (``matched keyword "checkout"``, ``suggested by similarity 0.41, mostly semantic (...)``), which the
+    timeline shows and the reporter's mail too.
 
     It rides on the ``opened`` event rather than a second one: faust publishes the messages sent for one input
     in no particular order, so one input event makes at most one ticket event.
