@@ -103,14 +103,19 @@ def render_escalation(escalation: Escalation, public_url: str) -> Message:
 
 
 def render_workaround(event: TicketEvent, public_url: str) -> Message:
-    """The first response to a reporter whose feedback matches a known issue: the workaround, at once."""
+    """The first response to a reporter whose feedback matches a known issue: the workaround, at once, as what it
+    is, an automatic suggestion (it may have matched by the meaning of the report, see services/router/knowledge.py)
+    that a person still follows up."""
     t = event.ticket
     text = "\n".join(
         [
-            "Thank you for your report. It matches an issue we already know about:",
+            "Thank you for your report. It looks like an issue we already know about, so here is a suggestion "
+            "that may help right away:",
             "",
             event.workaround or "",
             "",
+            "This suggestion was picked automatically from your description and may not fit your case; "
+            "nothing changes on your side if it does not help.",
             f"Your report is tracked as {t.ticket_id}; the {t.team} team owns it and will follow up.",
             f"Status: {public_url.rstrip('/')}/api/v1/tickets/{t.ticket_id}",
         ]

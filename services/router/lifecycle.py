@@ -274,15 +274,19 @@ def with_known_issue(
     *,
     reply_to_reporter: bool,
     source: str | None = None,
+    how: str = "",
 ) -> tuple[TicketRecord, TicketEvent]:
-    """The opening of a report that matches a known issue of its project, carrying the workaround.
+    """The opening of a report that matches a known issue of its project, carrying the workaround and ``how`` it
+    matched (``matched keyword "checkout"``, ``suggested by similarity 0.41, mostly semantic (...)``), which the
+    timeline shows and the reporter's mail too.
 
     It rides on the ``opened`` event rather than a second one: faust publishes the messages sent for one input
     in no particular order, so one input event makes at most one ticket event.
     """
     ticket = record.ticket.model_copy(update={"known_issue": issue_id})
     origin = f", from {source}" if source else ""
-    text = f"known issue {issue_id} ({title}){origin}. Workaround: {workaround}"
+    matched = f", {how}" if how else ""
+    text = f"known issue {issue_id} ({title}){origin}{matched}. Workaround: {workaround}"
     event = opened.model_copy(update={"ticket": ticket, "workaround": text, "notify_reporter": reply_to_reporter})
     return record.model_copy(update={"ticket": ticket}), event
 

@@ -10,6 +10,7 @@ from services.router.service import Router, RouterDeps
 from shared.infra.config import ConfigWatcher
 from shared.infra.settings import RouterSettings
 from shared.rules.oncall import TeamsConfig
+from shared.rules.similarity import load_text_models
 from shared.store import db
 from shared.streaming.driver import DriverConfig
 from shared.streaming.runtime import run_service
@@ -61,7 +62,8 @@ def build(settings: RouterSettings, registry: CollectorRegistry) -> Router:
     engine = db.make_engine(settings.database_url)
     db.init_db(engine)
     topics = Topics(settings.topic_prefix, settings.partitions)
-    deps = RouterDeps(topics, routing, projects, engine, registry, teams)
+    # jieba's dictionary and WordLlama's embedding, from the installed wheels (no download): once, here
+    deps = RouterDeps(topics, routing, projects, engine, registry, teams, text_models=load_text_models())
     return Router(deps, tx_config(settings, topics), projection_config(settings, topics), settings.risk_every_s)
 
 

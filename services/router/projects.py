@@ -8,6 +8,8 @@
         hypercare: 30d                                          # default 30d
         implementation: {team: implementation, engineers: [ian]}
         operations: {team: operations}
+        known_issues:                                           # the handover package (services/router/knowledge.py)
+          - {id: WEB-12, title: ..., description: ..., keywords: [checkout], matchers: [...], workaround: ...}
 
 Before go-live and during hypercare the implementation engineer owns the project's tickets and operations
 watches (is copied); after hypercare operations owns them and the implementation team becomes the next
@@ -22,8 +24,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from services.router.rules import RouteDecision, event_labels
-from shared.events import EventKind, InboundEvent
+from services.router.rules import RouteDecision
 from shared.infra.config import Duration
 from shared.rules.matchers import Matcher, MatcherList, parse_matcher
 from shared.rules.risk import RiskSettings
@@ -52,6 +53,9 @@ class KnownIssue(BaseModel):
     title: str = Field(min_length=1)
     matchers: MatcherList = Field(default_factory=list, description="labels the feedback must carry")
     keywords: list[str] = Field(default_factory=list, description="any of these in the summary or details")
+    description: str = Field(
+        default="", description="what it looks like to a customer, compared by meaning with reports beside the title"
+    )
     workaround: str = Field(min_length=1)
     reply_to_reporter: bool = Field(default=False, description="email the workaround to the reporter at once")
     source: str | None = Field(
@@ -63,12 +67,6 @@ class KnownIssue(BaseModel):
         if not self.matchers and not self.keywords:
             raise ValueError("a known issue needs matchers or keywords, or it would match every report")
         return self
-
-    def matches(self, labels: dict[str, str], text: str) -> bool:
-        if not all(parse_matcher(m).matches(labels) for m in self.matchers):
-            return False
-        lowered = text.lower()
-        return not self.keywords or any(k.lower() in lowered for k in self.keywords)
 
 
 class Project(BaseModel):
@@ -158,16 +156,3 @@ def apply_project(
         + (f"; handover package v{project.package_version}" if project.package_version else ""),
         phase_until=None if phase is Phase.operations else project.hypercare_ends,
     )
-
-
-def known_issue_for(event: InboundEvent, projects: ProjectsConfig) -> tuple[Project, KnownIssue] | None:
-    """The first known issue of the event's project that customer feedback matches (alerts never match)."""
-    if event.kind is not EventKind.feedback:
-        return None
-    labels = event_labels(event)
-    project = projects.project_for(labels)
-    if project is None:
-        return None
-    text = " ".join([event.summary, *event.annotations.values()])
-    issue = next((k for k in project.known_issues if k.matches(labels, text)), None)
-    return (project, issue) if issue is not None else None

@@ -41,6 +41,7 @@ from services.router.grouping import (
     hands_over_in_place,
 )
 from services.router.heartbeats import BadBeatError, Heartbeat, on_beat, on_tick
+from services.router.knowledge import KnownIssueIndex, build_known_issue_index
 from services.router.lifecycle import Member, Occurrences, TicketRecord, fold_occurrences, folds
 from services.router.projects import ProjectsConfig
 from services.router.risk_watch import RiskWatch
@@ -60,6 +61,7 @@ from shared.infra.config import ConfigWatcher, poll_watchers
 from shared.infra.logging import bind_ids, get_logger, ids_from_headers, make_headers, new_trace_id
 from shared.infra.metrics import counter
 from shared.rules.oncall import Override, TeamsConfig
+from shared.rules.similarity import TextModels
 from shared.store import db
 from shared.streaming.codec import DecodeError, decode, encode
 from shared.streaming.driver import BatchDriver, DriverConfig, Record
@@ -87,6 +89,8 @@ class RouterDeps:
     teams: ConfigWatcher[TeamsConfig]
     overrides: list[Override] = field(default_factory=list)
     """On-call overrides (from SQL, where the API writes them), refreshed every couple of seconds."""
+    text_models: TextModels | None = None
+    """What reports are compared with known issues by meaning (loaded in main.py; None: keywords and labels only)."""
 
 
 def timer_change(before: Ticket | None, after: Ticket) -> tuple[bool, datetime | None]:
@@ -143,6 +147,7 @@ class RouterProcessor:
             t.commands.name: self.on_command,
         }
         self.deadletter = t.deadletter.name
+        self._known: KnownIssueIndex | None = None
         self.partitions = t.partitions
         self.unmatched = counter(
             deps.registry,
@@ -160,7 +165,17 @@ class RouterProcessor:
 
     def config(self) -> Config:
         d = self.deps
-        return Config(d.routing.current, d.projects.current, d.teams.current, d.overrides)
+        projects = d.projects.current
+        return Config(d.routing.current, projects, d.teams.current, d.overrides, self.known_issues(projects))
+
+    def known_issues(self, projects: ProjectsConfig) -> KnownIssueIndex | None:
+        """The known issues indexed for matching by meaning: built once per load of projects.yaml."""
+        models = self.deps.text_models
+        if models is None:
+            return None
+        if self._known is None or self._known.source is not projects:
+            self._known = build_known_issue_index(projects, models)
+        return self._known
 
     # -- inputs ------------------------------------------------------------------------------------------------
 

@@ -22,8 +22,9 @@ from pydantic import BaseModel
 from services.router.commands import apply_command, hand_over, handover_due, reassign_on_call
 from services.router.decision import carried_decision, decide_event, decide_labels, with_on_call
 from services.router.grouping import Home, KeyState, TicketInput, assign, group_key, key_update_for
+from services.router.knowledge import KnownIssueIndex, known_issue_for
 from services.router.lifecycle import Member, TicketRecord, apply_event, with_known_issue
-from services.router.projects import ProjectsConfig, known_issue_for
+from services.router.projects import ProjectsConfig
 from services.router.rules import RouteDecision, RoutingConfig
 from shared.events import Action, Change, Command, Ticket, TicketEvent
 from shared.rules.matchers import matcher_labels
@@ -38,6 +39,8 @@ class Config:
     projects: ProjectsConfig
     teams: TeamsConfig
     overrides: list[Override] = field(default_factory=list)
+    known: KnownIssueIndex | None = None
+    """The projects' known issues indexed for matching by meaning (None: by keywords and labels only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +84,16 @@ def ticket_step(
 ) -> tuple[TicketRecord | None, Member | None, list[TicketEvent]]:
     """The ticket after one of its alerts' events, under the decision the event carries: the new record, what the
     ticket now knows of that alert, and the changes (a new customer report that matches a known issue opens with
-    its workaround)."""
+    its workaround, saying how it matched)."""
     ev = item.event
     decision = carried_decision(item.decision, ev, config.routing, config.projects, config.teams, config.overrides)
     new, changes, after = apply_event(
         record, ticket_id, item.group_key, ev, member, decision, now, config.routing.flapping
     )
     just_opened = new is not None and [c.change for c in changes] == [Change.opened]
-    known = known_issue_for(ev, config.projects) if just_opened else None
+    known = known_issue_for(ev, config.projects, config.known) if just_opened else None
     if new is not None and known is not None:
-        issue = known[1]
+        issue = known.issue
         new, opened = with_known_issue(
             new,
             changes[0],
@@ -99,6 +102,7 @@ def ticket_step(
             issue.workaround,
             reply_to_reporter=issue.reply_to_reporter,
             source=issue.source,
+            how=known.suggestion.explain(),
         )
         changes = [opened]
     return new, after, changes

@@ -6,8 +6,9 @@ import pytest
 
 from services.notifier.config import NotifyConfig
 from services.notifier.pipeline import notices_for_ticket_event, plan_notice
+from services.router.knowledge import known_issue_for
 from services.router.lifecycle import TicketRecord, with_known_issue
-from services.router.projects import KnownIssue, ProjectsConfig, known_issue_for
+from services.router.projects import KnownIssue, ProjectsConfig
 from shared.events import Change, EventKind, TicketEvent
 from tests.unit.factories import event, ticket
 
@@ -45,9 +46,10 @@ def feedback(summary: str, **labels: str) -> object:
 
 def test_feedback_matching_keywords_and_labels_finds_the_known_issue() -> None:
     found = known_issue_for(feedback("The INVOICE is blank", browser="Safari"), PROJECTS)  # type: ignore[arg-type]
-    assert found is not None and found[1].id == "KI-1" and found[0].name == "webshop"
+    assert found is not None and found.issue.id == "KI-1" and found.project.name == "webshop"
+    assert (found.suggestion.how, found.suggestion.keyword) == ("keyword", "invoice")
     found = known_issue_for(feedback("search takes forever"), PROJECTS)  # type: ignore[arg-type]
-    assert found is not None and found[1].id == "KI-2"
+    assert found is not None and found.issue.id == "KI-2"
 
 
 @pytest.mark.parametrize(
@@ -77,9 +79,11 @@ def opened_report() -> tuple[TicketRecord, TicketEvent]:
 
 def test_the_workaround_rides_on_the_opened_event() -> None:
     rec, opened = opened_report()
-    new, out = with_known_issue(rec, opened, "KI-1", "PDF invoices empty", "Use Chrome.", reply_to_reporter=True)
+    new, out = with_known_issue(
+        rec, opened, "KI-1", "PDF invoices empty", "Use Chrome.", reply_to_reporter=True, how='matched keyword "pdf"'
+    )
     assert out.change is Change.opened and out.ticket.version == 1, "one input event, one ticket event"
-    assert out.workaround == "known issue KI-1 (PDF invoices empty). Workaround: Use Chrome."
+    assert out.workaround == 'known issue KI-1 (PDF invoices empty), matched keyword "pdf". Workaround: Use Chrome.'
     assert out.notify_reporter and new.ticket.known_issue == "KI-1" == out.ticket.known_issue
 
 
