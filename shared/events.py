@@ -239,6 +239,11 @@ class TicketEvent(Wire):
     trace_id: str
     workaround: str | None = Field(default=None, description="a known issue's workaround, found when it opened")
     notify_reporter: bool = Field(default=False, description="send the workaround to the reporter at once")
+    similar: list[str] = Field(
+        default_factory=list,
+        description="opened: the most similar resolved tickets, how and by whom each was resolved (one line each)",
+        exclude_if=lambda v: not v,
+    )
     told: int = Field(
         default=1,
         ge=1,

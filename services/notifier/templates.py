@@ -48,7 +48,8 @@ def render_assignment(event: TicketEvent, public_url: str) -> Message:
         "reassigned": f"A {t.kind.value} ticket was reassigned to {t.team} by {event.actor}.",
         "reopened": f"A {t.kind.value} ticket was reopened (reopened {t.reopened} time(s)).",
     }.get(event.change.value, f"A new {t.kind.value} ticket is assigned to {t.team}.")
-    text = "\n".join([headline, f"Why: {event.reason}", "", *_ticket_lines(t, public_url)])
+    similar = ["", "Similar resolved tickets:", *(f"  {line}" for line in event.similar)] if event.similar else []
+    text = "\n".join([headline, f"Why: {event.reason}", *similar, "", *_ticket_lines(t, public_url)])
     verb = {"reassigned": "Reassigned", "reopened": "Reopened"}.get(event.change.value, "New")
     subject = f"[{t.priority}] {verb} ticket {t.ticket_id}: {t.summary}"
     return Message("assignment", subject, text, _data(t, reason=event.reason))

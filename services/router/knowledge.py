@@ -218,3 +218,27 @@ def similar_tickets(
     ]
     found.sort(key=lambda f: (-round(f.score, 6), -f.ticket.resolved_at.timestamp()))
     return found[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class PastTickets:
+    """The resolved tickets a new one is compared with, and their index (refreshed from the read model)."""
+
+    tickets: list[ResolvedTicket]
+    index: TextIndex
+    models: TextModels
+
+
+def past_tickets(rows: Sequence[tuple[str, str, datetime, str]], models: TextModels) -> PastTickets:
+    tickets = [ResolvedTicket(tid, summary, at, how) for tid, summary, at, how in rows]
+    return PastTickets(tickets, index_resolved(tickets, models), models)
+
+
+def similar_lines(event: InboundEvent, ticket_id: str, past: PastTickets) -> list[str]:
+    """The most similar resolved tickets to a new one, one line each: id, summary, when, how and by whom, score."""
+    found = similar_tickets(report_text(event), past.tickets, past.index, past.models, exclude=ticket_id)
+    return [
+        f"{f.ticket.ticket_id} ({f.ticket.summary}), resolved {f.ticket.resolved_at:%Y-%m-%d} {f.ticket.resolution}"
+        f" [similarity {f.score:.2f}]"
+        for f in found
+    ]

@@ -41,7 +41,7 @@ from services.router.grouping import (
     hands_over_in_place,
 )
 from services.router.heartbeats import BadBeatError, Heartbeat, on_beat, on_tick
-from services.router.knowledge import KnownIssueIndex, build_known_issue_index
+from services.router.knowledge import KnownIssueIndex, PastTickets, build_known_issue_index, past_tickets
 from services.router.lifecycle import Member, Occurrences, TicketRecord, fold_occurrences, folds
 from services.router.projects import ProjectsConfig
 from services.router.risk_watch import RiskWatch
@@ -77,6 +77,11 @@ TICKETS = "tickets"  # ticket id -> TicketRecord
 MEMBERS = "members"  # "ticket id \x1f alert dedup key" -> Member: what each ticket knows of each of its alerts
 TIMERS = "timers"  # ticket id -> when the router's timer has something to do for it (ISO time)
 HEARTBEATS = "heartbeats"  # heartbeat name -> Heartbeat (services/router/heartbeats.py)
+
+
+PAST_TICKETS = 2000
+"""How many of the most recently resolved tickets a new one is compared with."""
+PAST_REFRESH_S = 60.0
 
 
 @dataclass
@@ -148,6 +153,8 @@ class RouterProcessor:
         }
         self.deadletter = t.deadletter.name
         self._known: KnownIssueIndex | None = None
+        self.past: PastTickets | None = None
+        """Recently resolved tickets (Router.refresh_past, from the read model): new tickets name the most similar."""
         self.partitions = t.partitions
         self.unmatched = counter(
             deps.registry,
@@ -166,7 +173,8 @@ class RouterProcessor:
     def config(self) -> Config:
         d = self.deps
         projects = d.projects.current
-        return Config(d.routing.current, projects, d.teams.current, d.overrides, self.known_issues(projects))
+        known = self.known_issues(projects)
+        return Config(d.routing.current, projects, d.teams.current, d.overrides, known, self.past)
 
     def known_issues(self, projects: ProjectsConfig) -> KnownIssueIndex | None:
         """The known issues indexed for matching by meaning: built once per load of projects.yaml."""
@@ -399,6 +407,8 @@ class Router:
         driver = TransactionalDriver(self.tx, self.processor)
         project = BatchDriver(self.projection, self.project)
         reload = asyncio.create_task(every(2.0, self.reload, stop, "router-reload-config"))
+        first = asyncio.create_task(self.refresh_past())  # off the start: the driver does not wait for it
+        past = asyncio.create_task(every(PAST_REFRESH_S, self.refresh_past, stop, "router-past-tickets"))
         watching = [asyncio.create_task(every(self.risk_every_s, self.risk.round, stop, "router-risk-watch"))]
         if not self.risk_every_s:
             watching = []
@@ -408,7 +418,7 @@ class Router:
             await driver.run(stop)
         finally:
             stop.set()
-            await asyncio.gather(reload, projecting, *watching, return_exceptions=True)
+            await asyncio.gather(reload, first, past, projecting, *watching, return_exceptions=True)
             await self.risk.stop()
 
     @staticmethod
@@ -418,6 +428,18 @@ class Router:
         if not task.cancelled() and task.exception() is not None:
             log.error("projection_died", error=type(task.exception()).__name__)
             stop.set()
+
+    async def refresh_past(self) -> None:
+        """The recently resolved tickets new ones are compared with, read again (off the loop) and indexed."""
+        models = self.deps.text_models
+        if models is None:
+            return
+        try:
+            rows = await asyncio.to_thread(db.resolved_tickets, self.deps.engine, PAST_TICKETS)
+        except SQLAlchemyError as exc:
+            log.warning("resolved_tickets_unavailable_keeping_last", error=str(exc))
+            return
+        self.processor.past = await asyncio.to_thread(past_tickets, rows, models)
 
     async def reload(self) -> None:
         d = self.deps

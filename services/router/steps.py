@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from services.router.commands import apply_command, hand_over, handover_due, reassign_on_call
 from services.router.decision import carried_decision, decide_event, decide_labels, with_on_call
 from services.router.grouping import Home, KeyState, TicketInput, assign, group_key, key_update_for
-from services.router.knowledge import KnownIssueIndex, known_issue_for
+from services.router.knowledge import KnownIssueIndex, PastTickets, known_issue_for, similar_lines
 from services.router.lifecycle import Member, TicketRecord, apply_event, with_known_issue
 from services.router.projects import ProjectsConfig
 from services.router.rules import RouteDecision, RoutingConfig
@@ -41,6 +41,8 @@ class Config:
     overrides: list[Override] = field(default_factory=list)
     known: KnownIssueIndex | None = None
     """The projects' known issues indexed for matching by meaning (None: by keywords and labels only)."""
+    past: PastTickets | None = None
+    """Recently resolved tickets, indexed: a new ticket opens naming the most similar (None: not compared)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,10 @@ def ticket_step(
             how=known.suggestion.explain(),
         )
         changes = [opened]
+    if just_opened and config.past is not None:
+        similar = similar_lines(ev, ticket_id, config.past)
+        if similar:
+            changes = [changes[0].model_copy(update={"similar": similar})]
     return new, after, changes
 
 

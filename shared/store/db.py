@@ -245,10 +245,21 @@ def escalation_entry(esc: Escalation) -> dict[str, Any]:
 
 
 def change_entries(ev: TicketEvent) -> list[dict[str, Any]]:
-    """A ticket change as timeline rows: the change, and the suggested workaround when it carries one."""
+    """A ticket change as timeline rows: the change, the similar resolved tickets and the suggested workaround
+    when it carries them."""
     t = ev.ticket
     base = {"ticket_id": t.ticket_id, "version": t.version, "at": ev.at}
     rows = [{**base, "change_id": ev.change_id, "change": ev.change.value, "actor": ev.actor, "reason": ev.reason}]
+    if ev.similar:
+        rows.append(
+            {
+                **base,
+                "change_id": f"{ev.change_id}:similar",
+                "change": "similar_tickets",
+                "actor": "knowledge",
+                "reason": "; ".join(ev.similar),
+            }
+        )
     if ev.workaround:
         rows.append(
             {
@@ -452,6 +463,32 @@ def survey_cells(engine: Engine, since: datetime) -> list[tuple[str | None, str 
     query = sa_select(*keys, func.count(), _SATISFIED_COUNT).where(SURVEYS.c.answered_at >= since).group_by(*keys)
     with engine.connect() as conn:
         return [(p, c, t, int(n), int(s or 0)) for p, c, t, n, s in conn.execute(query).all()]
+
+
+def resolved_tickets(engine: Engine, limit: int = 2000) -> list[tuple[str, str, datetime, str]]:
+    """The ``limit`` most recently resolved (or closed) tickets: (id, summary, resolved at, how and by whom it was
+    resolved: the last resolve entry of its timeline, or the known issue it was answered with)."""
+    newest = (
+        sa_select(TICKETS.c.ticket_id, TICKETS.c.summary, TICKETS.c.resolved_at, TICKETS.c.known_issue)
+        .where(TICKETS.c.state.in_(("resolved", "closed")), TICKETS.c.resolved_at.is_not(None))
+        .order_by(TICKETS.c.resolved_at.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(newest).all()
+        how: dict[str, str] = {}
+        ids = [r[0] for r in rows]
+        for start in range(0, len(ids), 500):
+            entries = conn.execute(
+                sa_select(TIMELINE.c.ticket_id, TIMELINE.c.actor, TIMELINE.c.reason)
+                .where(TIMELINE.c.ticket_id.in_(ids[start : start + 500]), TIMELINE.c.change == "resolved")
+                .order_by(TIMELINE.c.at, TIMELINE.c.id)
+            ).all()
+            how.update({tid: f"by {actor}: {reason}" for tid, actor, reason in entries})
+    return [
+        (tid, summary, as_utc(at) or at, how.get(tid) or (f"known issue {known}" if known else "resolved"))
+        for tid, summary, at, known in rows
+    ]
 
 
 def risk_history(engine: Engine, since: datetime, source: str) -> dict[tuple[str, str], list[datetime]]:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from services.notifier.templates import render_workaround
+from services.notifier.templates import render_assignment, render_workaround
 from services.router.grouping import TicketInput
 from services.router.knowledge import (
     ResolvedTicket,
@@ -22,6 +22,7 @@ from services.router.knowledge import (
     build_known_issue_index,
     index_resolved,
     known_issue_for,
+    past_tickets,
     rank_known_issues,
     similar_tickets,
 )
@@ -29,7 +30,7 @@ from services.router.projects import KnownIssue, ProjectsConfig
 from services.router.rules import RoutingConfig
 from services.router.service import RouterDeps, RouterProcessor
 from services.router.steps import Config, ticket_step
-from shared.events import EventKind
+from shared.events import Change, EventKind, TicketEvent, TicketState
 from shared.infra.config import ConfigWatcher
 from shared.rules.oncall import TeamsConfig
 from shared.rules.similarity import (
@@ -43,7 +44,7 @@ from shared.rules.similarity import (
 )
 from shared.store import db
 from shared.streaming.topics import Topics
-from tests.unit.factories import T0, event
+from tests.unit.factories import T0, event, ticket
 
 CONCEPTS = {
     "pay": ("pay", "paid", "charged", "付款", "支付", "扣款"),
@@ -286,3 +287,55 @@ def test_the_router_indexes_the_known_issues_once_per_load_of_projects_yaml(tmp_
     assert second is not None and second is not first and built == [3, 2]
     no_models = RouterProcessor(replace(deps, text_models=None, registry=CollectorRegistry()))
     assert no_models.config().known is None
+
+
+def test_a_new_ticket_opens_naming_the_most_similar_resolved_tickets_on_its_timeline_and_in_its_message(
+    tmp_path: Path,
+) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'rm.db'}")
+    db.init_db(engine)
+    done = [
+        TicketEvent(
+            change_id=f"{r.ticket_id}:2",
+            change=Change.resolved,
+            actor="olga",
+            reason=r.resolution,
+            at=r.resolved_at,
+            ticket=ticket(
+                ticket_id=r.ticket_id,
+                summary=r.summary,
+                state=TicketState.resolved,
+                resolved_at=r.resolved_at,
+                version=2,
+            ),
+            trace_id="t",
+        )
+        for r in RESOLVED
+    ]
+    db.project(engine, done)
+    rows = db.resolved_tickets(engine)
+    assert sorted(r[0] for r in rows) == ["t1", "t2", "t3", "t4", "t5", "t6"]
+    assert [r[2] for r in rows] == sorted((r[2] for r in rows), reverse=True), "most recently resolved first"
+    assert {r[0]: r[3] for r in rows}["t3"] == "by olga: known issue PAY"
+    past = past_tickets(rows, BOTH)
+    config = Config(
+        RoutingConfig.model_validate({"route": {"team": "ops"}}), ProjectsConfig(), TeamsConfig(), [], None, past
+    )
+    report = event(event_id="n1", kind=EventKind.feedback, dedup_key="p/n1", summary="My order is paid but unpaid")
+    item = TicketInput(event=report, group_key="p/n1", decision=None)
+    _, _, [opened] = ticket_step(None, None, "tl-new", item, NOW, config)
+    assert opened.change is Change.opened and len(opened.similar) == 3
+    assert opened.similar[0].startswith("t3 (Order paid but shows unpaid), resolved ")
+    assert "by olga: known issue PAY [similarity " in opened.similar[0]
+    db.project(engine, [opened])
+    found = db.get_ticket(engine, "tl-new")
+    assert found is not None
+    [entry] = [e for e in found[1] if e.change == "similar_tickets"]
+    assert entry.reason == "; ".join(opened.similar)
+    message = render_assignment(opened, "http://x")
+    assert "Similar resolved tickets:\n  t3 (Order paid but shows unpaid)" in message.text
+    plain = opened.model_copy(update={"similar": []})
+    assert b"similar" not in plain.__pydantic_serializer__.to_json(plain), "written only when there are some"
+    without = Config(config.routing, config.projects, config.teams, [], None, None)
+    _, _, [alone] = ticket_step(None, None, "tl-new", item, NOW, without)
+    assert alone.similar == []
