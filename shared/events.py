@@ -67,6 +67,8 @@ class Change(StrEnum):
     """group_interval is over and alerts joined since the last notification"""
     rated = "rated"
     """the reporter answered the satisfaction survey of a resolved feedback ticket (or changed the answer)"""
+    workaround_answered = "workaround_answered"
+    """the reporter said whether the known issue's workaround they were sent solved their problem"""
 
 
 class Action(StrEnum):
@@ -83,6 +85,8 @@ class Action(StrEnum):
     customer_replied = "customer_replied"
     rate = "rate"
     """The reporter's survey answer (1-5, ``reason`` its comment), only through the survey link they were mailed."""
+    answer_workaround = "answer_workaround"
+    """The reporter's "this solved it / it did not" about the workaround they were mailed (``solved``)."""
     tick = "tick"
     """System: the router's own timer says a ticket has something due (flapping settles, grouped notifications)."""
 
@@ -148,6 +152,9 @@ class Command(Wire):
     score: int | None = Field(
         default=None, ge=1, le=5, description="rate: the survey's answer, 1 (bad) to 5 (good)", exclude_if=_unset
     )
+    solved: bool | None = Field(
+        default=None, description="answer_workaround: whether the workaround solved it", exclude_if=_unset
+    )
     issued_at: datetime
     trace_id: str
     via: str | None = Field(
@@ -167,6 +174,8 @@ class Command(Wire):
             raise ValueError("comment needs a text in 'reason'")
         if a is Action.rate and self.score is None:
             raise ValueError("rate needs a score (1..5)")
+        if a is Action.answer_workaround and self.solved is None:
+            raise ValueError("answer_workaround needs 'solved' (true or false)")
         return self
 
 

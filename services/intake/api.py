@@ -54,9 +54,10 @@ from services.intake.formats.common import watchdogs_as_beats, with_severity_wor
 from services.intake.formats.registry import ALERTMANAGER_SHAPED, PARSERS, VERIFIERS, truncated_alerts
 from services.intake.limits import Limiter, retry_after
 from services.intake.mail_in import Mail, mail_event, reply_command
-from services.intake.metrics import IntakeMetrics, SatisfactionIndex, UnresolvedTickets
+from services.intake.metrics import IntakeMetrics, KnownIssueAnswers, SatisfactionIndex, UnresolvedTickets
 from services.intake.openapi import document
 from services.intake.publisher import PublishUnavailableError, Record
+from services.intake.solved import solved_routes
 from services.intake.survey import survey_routes
 from shared.events import Command, InboundEvent, beat_event, bounded_time
 from shared.infra.logging import bind_ids, get_logger, make_headers, new_trace_id
@@ -109,6 +110,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
     metrics = IntakeMetrics(deps.registry)
     deps.registry.register(UnresolvedTickets(deps.engine))
     deps.registry.register(SatisfactionIndex(deps.engine))
+    deps.registry.register(KnownIssueAnswers(deps.engine))
 
     def fail(exc: HttpError, reason: str) -> JSONResponse:
         metrics.rejected.labels(reason=reason).inc()
@@ -762,6 +764,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
     routes += action_routes(deps, publish, metrics.rejected)
     routes += delivery_routes(deps, api_client, fail)
     routes += survey_routes(deps, publish_commands, read_form, api_client, fail, limiter)
+    routes += solved_routes(deps, publish_commands, read_form, limiter)
     app = Starlette(routes=routes, middleware=[Middleware(RequestIds)])
     app.state.deliver_mail = deliver_mail
     return app

@@ -145,7 +145,7 @@ def request_id_of(given: str | None) -> str:
     return given if given is not None and _PLAIN_ID.match(given) else uuid.uuid4().hex
 
 
-TOKEN_PATHS = ("/act/", "/survey/")
+TOKEN_PATHS = ("/act/", "/survey/", "/solved/")
 """Paths whose last part is a signed link's token: a credential, never logged."""
 
 

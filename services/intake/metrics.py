@@ -76,6 +76,38 @@ class SatisfactionIndex(Collector):
         yield answers
 
 
+class KnownIssueAnswers(Collector):
+    """``ticketloop_knowledge_answered_count{project,known_issue}`` (reports a known issue answered with its
+    workaround) and ``ticketloop_knowledge_workaround_answers_count{project,known_issue,solved}`` (what their
+    reporters said last), counted in the read model when Prometheus scrapes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        answered = GaugeMetricFamily(
+            check_name("ticketloop_knowledge_answered_count"),
+            "Customer reports a known issue answered with its workaround",
+            labels=["project", "known_issue"],
+        )
+        said = GaugeMetricFamily(
+            check_name("ticketloop_knowledge_workaround_answers_count"),
+            "What reporters said of the workaround they were sent (solved: yes or no)",
+            labels=["project", "known_issue", "solved"],
+        )
+        try:
+            rows = db.workaround_tally(self.engine)
+        except SQLAlchemyError as exc:  # the read model is down: the other metrics still answer
+            log.warning("known_issue_answers_unavailable", error=str(exc))
+            return
+        for row in rows:
+            answered.add_metric([row.project, row.known_issue], row.answered)
+            said.add_metric([row.project, row.known_issue, "yes"], row.said_solved)
+            said.add_metric([row.project, row.known_issue, "no"], row.said_not_solved)
+        yield answered
+        yield said
+
+
 class IntakeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.accepted = counter(

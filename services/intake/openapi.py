@@ -141,6 +141,16 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "GET",
+        "/solved/{token}",
+        "Did a suggested workaround solve it? For the reporter (HTML; changes nothing)",
+        "link",
+        200,
+        tag="surveys",
+        query=("answer", "lang"),
+    ),
+    Operation("POST", "/solved/{token}", "Answer whether the workaround solved it", "link", 202, "raw", "surveys"),
+    Operation(
+        "GET",
         "/api/v1/satisfaction",
         "The satisfaction index by project, customer or team, and the projects' goals",
         "bearer",

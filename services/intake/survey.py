@@ -41,7 +41,7 @@ from services.intake.feedback_form import Lang, language
 from services.intake.limits import Limiter, RateLimitConfig, retry_after
 from services.router.projects import ProjectsConfig
 from shared.events import Action, Command, bounded_time
-from shared.infra.actionlinks import LinkClaims, LinkRefused, verify
+from shared.infra.actionlinks import LinkAction, LinkClaims, LinkKeys, LinkRefused, verify
 from shared.infra.logging import get_logger, new_trace_id
 from shared.rules.satisfaction import SCORES, Figures, judge_goal
 from shared.store import db
@@ -113,6 +113,20 @@ class SurveyForm(BaseModel):
     def _printable(cls, text: str) -> str:
         """No NUL or other control characters but line breaks and tabs (PostgreSQL refuses NUL in text)."""
         return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
+
+
+def reporter_claims(
+    keys: LinkKeys, token: str, action: LinkAction, now: datetime
+) -> LinkClaims | Literal["closed", "invalid"]:
+    """A reporter's link for ``action`` (survey, solved): its claims, ``closed`` when it is authentic but expired,
+    else ``invalid`` (forged, malformed, or a link for something else)."""
+    try:
+        claims = verify(keys, token, now)
+    except LinkRefused as exc:
+        log.info("reporter_link_refused", action=action, reason=exc.reason)
+        mine = exc.claims is not None and exc.claims.action == action
+        return "closed" if exc.reason == "expired" and mine else "invalid"
+    return claims if claims.action == action else "invalid"
 
 
 def _closes(claims: LinkClaims) -> str:
@@ -309,16 +323,12 @@ def survey_routes(
     def claims_of(request: Request, lang: Lang) -> LinkClaims | HTMLResponse:
         if deps.link_keys is None:
             return html(notice_page(lang, "invalid"), 404)
-        try:
-            claims = verify(deps.link_keys, request.path_params["token"], datetime.now(UTC))
-        except LinkRefused as exc:
-            survey = exc.claims is not None and exc.claims.action == "survey"
-            closed = exc.reason == "expired" and survey
-            log.info("survey_link_refused", reason=exc.reason)
-            return html(notice_page(lang, "closed" if closed else "invalid"), 410 if closed else 403)
-        if claims.action != "survey":
+        checked = reporter_claims(deps.link_keys, request.path_params["token"], "survey", datetime.now(UTC))
+        if checked == "closed":
+            return html(notice_page(lang, "closed"), 410)
+        if checked == "invalid":
             return html(notice_page(lang, "invalid"), 403)
-        return claims
+        return checked
 
     async def survey_of(request: Request, lang: Lang) -> Opened | HTMLResponse:
         """The link's claims, its report and the answer so far; or the page that says why not."""

@@ -12,7 +12,7 @@ from services.notifier.channels import registry
 from services.notifier.channels.base import Channel, ChannelContext, Http
 from services.notifier.channels.email import EmailChannel
 from services.notifier.config import NotifyConfig
-from services.notifier.pipeline import LinkIssuer, SurveyLinker
+from services.notifier.pipeline import LinkIssuer, SolvedLinker, SurveyLinker
 from services.notifier.service import Notifier, NotifierDeps
 from services.notifier.stages import BreakerPolicy, RetryPolicy
 from shared.infra import actionlinks
@@ -71,6 +71,23 @@ def survey_linker(settings: NotifierSettings) -> SurveyLinker | None:
     return link
 
 
+SOLVED_FOR = timedelta(days=14)
+"""How long the reporter may say whether a suggested workaround solved it."""
+
+
+def solved_linker(settings: NotifierSettings) -> SolvedLinker | None:
+    """Signed "this solved it / it did not" links, when TICKETLOOP_ACTION_LINK_KEYS is set (else none)."""
+    if settings.action_link_keys is None or not settings.action_link_keys.get_secret_value().strip():
+        return None
+    keys = actionlinks.keys_from_setting(settings.action_link_keys.get_secret_value())
+
+    def link(ticket_id: str, reporter: str, solved: bool) -> str:
+        token = actionlinks.issue(keys, ticket_id, "solved", reporter, datetime.now(UTC) + SOLVED_FOR)
+        return actionlinks.solved_url(settings.public_url, token, solved)
+
+    return link
+
+
 def driver_config(settings: NotifierSettings, topics: Topics) -> DriverConfig:
     """The notifier's consumer: the group faust's app used before (its committed offsets carry over)."""
     return DriverConfig(
@@ -102,6 +119,7 @@ def build(settings: NotifierSettings, registry: CollectorRegistry) -> Notifier:
             public_url=settings.public_url,
             links=link_issuer(settings),
             surveys=survey_linker(settings),
+            solved=solved_linker(settings),
             muting=ConfigWatcher(settings.config_dir / "routing.yaml", MutingConfig),
             teams=ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig, optional=True),
         ),

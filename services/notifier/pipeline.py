@@ -58,6 +58,9 @@ class Notice:
 
 SurveyLinker = Callable[[str, str, datetime, int], str]
 """(ticket id, reporter, closes at, score) -> the signed survey link with that score chosen (wired in main)."""
+SolvedLinker = Callable[[str, str, bool], str]
+"""(ticket id, reporter, solved) -> the signed "this solved it / it did not" link (wired in main)."""
+SOLVED_LABELS = {True: "Yes, this solved it / 已解决", False: "No, it did not / 未解决"}
 
 
 def survey_notice(event: TicketEvent, survey: SurveyLinker | None) -> Notice | None:
@@ -75,7 +78,9 @@ def survey_notice(event: TicketEvent, survey: SurveyLinker | None) -> Notice | N
     return Notice(f"{event.change_id}:survey", t.ticket_id, t.team, message, recipients=(("email", reporter),))
 
 
-def notices_for_ticket_event(event: TicketEvent, public_url: str, survey: SurveyLinker | None = None) -> list[Notice]:
+def notices_for_ticket_event(
+    event: TicketEvent, public_url: str, survey: SurveyLinker | None = None, solved: SolvedLinker | None = None
+) -> list[Notice]:
     """Everything people are told about one ticket event: the owner's notice; for a report that matches a
     known issue, the workaround to its reporter; for a resolved report, the survey to its reporter. (Whether they
     may go out now is the mute stage's call.)"""
@@ -89,6 +94,12 @@ def notices_for_ticket_event(event: TicketEvent, public_url: str, survey: Survey
     reporter = event.ticket.labels.get("reporter", "")
     if event.workaround and event.notify_reporter and "@" in reporter:
         message = render_workaround(event, public_url)
+        if solved is not None:  # the reporter's word on the suggestion feeds the known issue's statistics
+            answers = tuple(
+                ActionLink("solved", SOLVED_LABELS[yes], solved(event.ticket.ticket_id, reporter, yes))
+                for yes in (True, False)
+            )
+            message = replace(message, actions=answers)
         notices.append(
             Notice(
                 f"{event.change_id}:workaround",

@@ -38,6 +38,7 @@ from services.notifier.pipeline import (
     Dispatch,
     LinkIssuer,
     Notice,
+    SolvedLinker,
     SurveyLinker,
     notice_for_escalation,
     notices_for_ticket_event,
@@ -86,6 +87,8 @@ class NotifierDeps:
     links: LinkIssuer | None = None
     surveys: SurveyLinker | None = None
     """signed satisfaction survey links for reporters (None: no survey is mailed)"""
+    solved: SolvedLinker | None = None
+    """signed "this solved it / it did not" links under a suggested workaround (None: none)"""
     http: Http | None = None
     """The channels' HTTP client, closed when the worker stops."""
 
@@ -404,7 +407,7 @@ class Notifier:
             return esc.ticket, [notice_for_escalation(esc, deps.public_url, found, deps.teams.current)]
         ev = decode(TicketEvent, record.value or b"")
         bind_ids(trace_id=ev.trace_id, ticket_id=ev.ticket.ticket_id)
-        return ev.ticket, notices_for_ticket_event(ev, deps.public_url, deps.surveys)
+        return ev.ticket, notices_for_ticket_event(ev, deps.public_url, deps.surveys, deps.solved)
 
     def mute_state(self, engine: Engine, tickets: list[Ticket], now: datetime) -> MuteState:
         """Silences from SQL, once for a batch; firing tickets only when an inhibition rule could make one of

@@ -116,7 +116,8 @@ def render_workaround(event: TicketEvent, public_url: str) -> Message:
             event.workaround or "",
             "",
             "This suggestion was picked automatically from your description and may not fit your case; "
-            "nothing changes on your side if it does not help.",
+            "nothing changes on your side if it does not help. Tell us with one click below whether it did: "
+            "it helps us answer the next report better.",
             f"Your report is tracked as {t.ticket_id}; the {t.team} team owns it and will follow up.",
             f"Status: {public_url.rstrip('/')}/api/v1/tickets/{t.ticket_id}",
         ]

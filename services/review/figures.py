@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.sla.policy import SlaConfig
 from shared.rules.satisfaction import Figures, figures_of
+from shared.rules.workarounds import tally
 
 CLOCKS = ("acknowledge", "resolve", "first_response", "update")
 PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
@@ -149,6 +150,8 @@ class Review:
     breaches: list[Breach]
     moves: list[Move]
     known_issue_hits: dict[str, int]
+    known_issue_said: dict[str, tuple[int, int]]
+    """per known issue: how many of its reporters said the workaround solved it, and how many said not"""
     reports: int
     reports_answered: int
     satisfaction: Figures
@@ -264,6 +267,19 @@ def breaches_of(entries: Iterable[Entry], tickets: dict[str, TicketFacts]) -> li
     )
 
 
+def said_per_issue(reports: Sequence[TicketFacts], entries: Sequence[Entry]) -> dict[str, tuple[int, int]]:
+    """Per known issue: (reporters who said its workaround solved it, who said it did not), by their last word."""
+    rows = tally(
+        ((t.ticket_id, t.project or "", t.known_issue) for t in reports if t.known_issue),
+        ((e.ticket_id, e.reason) for e in entries if e.change == "workaround_answered"),
+    )
+    out: dict[str, tuple[int, int]] = {}
+    for r in rows:
+        yes, no = out.get(r.known_issue, (0, 0))
+        out[r.known_issue] = (yes + r.said_solved, no + r.said_not_solved)
+    return out
+
+
 def opening_phase(ticket: TicketFacts, handed_over: set[str]) -> str:
     """The phase a ticket came in during: a ticket handed over at the end of hypercare came in during hypercare
     (the read model keeps the phase it is in now)."""
@@ -322,6 +338,7 @@ def review(
         breaches=breaches,
         moves=moves,
         known_issue_hits=dict(Counter(t.known_issue for t in reports if t.known_issue)),
+        known_issue_said=said_per_issue(reports, entries),
         reports=len(reports),
         reports_answered=sum(1 for t in reports if t.known_issue),
         satisfaction=figures_of(a.score for a in answers),

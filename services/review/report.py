@@ -219,7 +219,12 @@ def render(review: Review, replay: str | None = None) -> str:
             f"<p>{review.reports_answered} of {review.reports} customer reports matched a known issue of the "
             f"handover package; {review.reports - review.reports_answered} did not.</p>"
             + _table(
-                ["known issue", "reports"], [[k, str(n)] for k, n in sorted(review.known_issue_hits.items())], (1,)
+                ["known issue", "reports", "said it solved it", "said it did not"],
+                [
+                    [k, str(n), *(str(x) for x in review.known_issue_said.get(k, (0, 0)))]
+                    for k, n in sorted(review.known_issue_hits.items())
+                ],
+                (1, 2, 3),
             ),
         ),
         _section(

@@ -12,6 +12,7 @@ from services.router.rules import RouteDecision
 from shared.events import Action, Change, Command, Ticket, TicketEvent, TicketState
 from shared.rules.oncall import OnCall
 from shared.rules.satisfaction import rating_text, survey_refusal
+from shared.rules.workarounds import said_text
 
 
 def reassign_on_call(command: Command, found: OnCall | None) -> Command:
@@ -150,6 +151,7 @@ TRANSITIONS: dict[Action, tuple[frozenset[TicketState], Change]] = {
     Action.wait_on_customer: (_ACTIVE, Change.waiting_on_customer),
     Action.customer_replied: (_ANY, Change.customer_replied),
     Action.rate: (frozenset({S.resolved, S.closed}), Change.rated),
+    Action.answer_workaround: (_ANY, Change.workaround_answered),
     Action.tick: (_ANY, Change.stable),
 }
 """Which states each action is allowed in, and the change it records. Anything else is rejected."""
@@ -211,6 +213,13 @@ def _rate(t: Ticket, cmd: Command, now: datetime) -> Effect:
     return {"rating": cmd.score, "rated_at": min(cmd.issued_at, now)}, rating_text(cmd.score, cmd.reason)
 
 
+def _answer_workaround(t: Ticket, cmd: Command, _now: datetime) -> Effect:
+    """The reporter's word on the workaround they were sent: recorded (the owner decides what follows)."""
+    if t.known_issue is None:
+        return "no workaround was suggested for this ticket"
+    return {}, said_text(t.known_issue, bool(cmd.solved))
+
+
 EFFECTS: dict[Action, Callable[[Ticket, Command, datetime], Effect]] = {
     Action.acknowledge: lambda _t, _c, now: ({"state": S.acknowledged, "acknowledged_at": now}, "acknowledged"),
     Action.unacknowledge: lambda _t, _c, _n: ({"state": S.open, "acknowledged_at": None}, "acknowledgement withdrawn"),
@@ -234,6 +243,7 @@ EFFECTS: dict[Action, Callable[[Ticket, Command, datetime], Effect]] = {
     Action.wait_on_customer: _wait,
     Action.customer_replied: _replied,
     Action.rate: _rate,
+    Action.answer_workaround: _answer_workaround,
     Action.tick: lambda _t, _c, _n: "tick is the router's own",
 }
 
@@ -263,7 +273,7 @@ def apply_command(record: TicketRecord, command: Command, now: datetime) -> tupl
         command.reason
         if command.action is Action.comment
         else description
-        if command.action is Action.rate  # the comment is in the description already
+        if command.action in (Action.rate, Action.answer_workaround)  # the comment is in the description already
         else description + (f": {command.reason}" if command.reason else "")
     )
     out = ticket_event(ticket, change, command.actor, reason, now, command.trace_id)

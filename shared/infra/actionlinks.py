@@ -22,9 +22,9 @@ from typing import Literal, get_args
 import orjson
 from pydantic import SecretStr
 
-LinkAction = Literal["ack", "resolve", "snooze", "take", "survey"]
-"""``survey``: the reporter's satisfaction survey (``/survey/<token>``, answerable until it expires); the others act
-once on ``/act/<token>``."""
+LinkAction = Literal["ack", "resolve", "snooze", "take", "survey", "solved"]
+"""``survey``: the reporter's satisfaction survey (``/survey/<token>``, answerable until it expires); ``solved``: the
+reporter's answer to a suggested workaround (``/solved/<token>``); the others act once on ``/act/<token>``."""
 ACTIONS: tuple[LinkAction, ...] = get_args(LinkAction)
 RefusalReason = Literal["malformed", "forged", "expired"]
 
@@ -121,6 +121,11 @@ def survey_url(public_url: str, token: str, score: int | None = None) -> str:
     return f"{public_url.rstrip('/')}/survey/{token}" + (f"?score={score}" if score is not None else "")
 
 
+def solved_url(public_url: str, token: str, solved: bool) -> str:
+    """The address of a "this solved it / it did not" answer: ``{public_url}/solved/{token}?answer=yes|no``."""
+    return f"{public_url.rstrip('/')}/solved/{token}?answer={'yes' if solved else 'no'}"
+
+
 def token_from_link(text: str) -> str:
     """The token in ``text``: a bare token, or a link URL ending in ``/act/<token>`` (query and fragment dropped)."""
     text = text.strip()
@@ -179,6 +184,7 @@ __all__ = [
     "keys_from_setting",
     "kid_of",
     "link_url",
+    "solved_url",
     "survey_url",
     "token_from_link",
     "verify",

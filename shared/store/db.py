@@ -39,6 +39,7 @@ from shared.events import Delivery, Escalation, Ticket, TicketEvent
 from shared.rules.oncall import Override
 from shared.rules.satisfaction import SATISFIED, comment_of
 from shared.rules.silences import Silence
+from shared.rules.workarounds import IssueTally, tally
 
 
 class TicketRow(SQLModel, table=True):
@@ -489,6 +490,37 @@ def resolved_tickets(engine: Engine, limit: int = 2000) -> list[tuple[str, str, 
         (tid, summary, as_utc(at) or at, how.get(tid) or (f"known issue {known}" if known else "resolved"))
         for tid, summary, at, known in rows
     ]
+
+
+def workaround_tally(
+    engine: Engine, since: datetime | None = None, until: datetime | None = None, project: str | None = None
+) -> list[IssueTally]:
+    """Per project and known issue: the reports (opened in [since, until)) it answered, and what their reporters
+    said of the workaround (shared/rules/workarounds.py)."""
+    query = sa_select(TICKETS.c.ticket_id, TICKETS.c.project, TICKETS.c.known_issue).where(
+        TICKETS.c.known_issue.is_not(None), TICKETS.c.project.is_not(None)
+    )
+    if since is not None:
+        query = query.where(TICKETS.c.opened_at >= since)
+    if until is not None:
+        query = query.where(TICKETS.c.opened_at < until)
+    if project is not None:
+        query = query.where(TICKETS.c.project == project)
+    with engine.connect() as conn:
+        answered = [(t, p, k) for t, p, k in conn.execute(query).all()]
+        said: list[tuple[str, str]] = []
+        ids = [a[0] for a in answered]
+        for start in range(0, len(ids), 500):
+            said += [
+                (t, r)
+                for t, r in conn.execute(
+                    sa_select(TIMELINE.c.ticket_id, TIMELINE.c.reason)
+                    .where(TIMELINE.c.ticket_id.in_(ids[start : start + 500]))
+                    .where(TIMELINE.c.change == "workaround_answered")
+                    .order_by(TIMELINE.c.at, TIMELINE.c.id)
+                ).all()
+            ]
+    return tally(answered, said)
 
 
 def risk_history(engine: Engine, since: datetime, source: str) -> dict[tuple[str, str], list[datetime]]:

@@ -4,7 +4,8 @@ write it (``db.project``), and the figures the review must find in it for custom
 acme's tickets opened in the quarter:
 - A: alert P1 "Disk 91% full on db-1", 5 occurrences, acknowledged after 10 min, resolved after 60 min;
 - B: alert P1 "Disk 95% full on db-2", acknowledged after 30 min (its acknowledge clock breached), resolved after 2 h;
-- C: feedback P3 bug "Checkout fails on mobile" in hypercare, answered by known issue WEB-12, rated 5 "fast";
+- C: feedback P3 bug "Checkout fails on mobile" in hypercare, answered by known issue WEB-12 (its reporter says the
+  workaround solved it), rated 5 "fast";
 - D: feedback P3 bug "Invoice PDF empty", its first response breached, rated 2 "slow";
 - E: feedback P3 question "Invoice pdf EMPTY", still open, handed over to operations at the end of hypercare.
 Outside it: F (acme, opened the day before the quarter) and G (globex).
@@ -19,6 +20,7 @@ from sqlalchemy import Engine
 
 from shared.events import Change, Escalation, EventKind, Severity, Ticket, TicketEvent, TicketState
 from shared.rules.satisfaction import rating_text
+from shared.rules.workarounds import said_text
 from shared.store import db
 
 QUARTER = "2026Q3"
@@ -169,6 +171,18 @@ def write_quarter(engine: Engine) -> list[TicketEvent]:
     )
     resolved = {ev.ticket.ticket_id: ev for ev in events if ev.change is Change.resolved}
     events += [_rated(resolved["tl-c"], 5, "fast"), _rated(resolved["tl-d"], 2, "slow")]
+    said = resolved["tl-c"].ticket.model_copy(update={"version": 9})
+    events.append(
+        TicketEvent(
+            change_id="tl-c:9",
+            change=Change.workaround_answered,
+            actor="ann@acme.example",
+            reason=said_text("WEB-12", solved=True),
+            at=datetime(2026, 8, 3, 12, 0, tzinfo=UTC),
+            ticket=said,
+            trace_id="q",
+        )
+    )
     moved = e.model_copy(update={"team": "operations", "phase": "operations", "version": 2})
     events.append(
         TicketEvent(
@@ -205,7 +219,7 @@ EXPECTED_TEXT = {
     "recurring": ["Disk 91% full on db-1", "Invoice PDF empty"],
     "breaches": ["tl-b", "tl-d", "first response target missed"],
     "moves": ["tl-e", "handover: hypercare of project webshop ended"],
-    "known-issues": ["1 of 3 customer reports", "WEB-12"],
+    "known-issues": ["1 of 3 customer reports", "WEB-12 1 1 0"],
     "satisfaction": ["Index 50.0% (1 of 2 answers", "fast", "slow", "5/5", "2/5"],
     "sop": ["Invoice PDF empty"],
 }

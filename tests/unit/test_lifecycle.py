@@ -256,7 +256,9 @@ def full_cmd(action: Action, **over: object) -> Command:
 
 
 @pytest.mark.parametrize("state", list(TicketState))
-@pytest.mark.parametrize("action", [a for a in Action if a not in (Action.tick, Action.rate)])  # rate: test_survey
+@pytest.mark.parametrize(
+    "action", [a for a in Action if a not in (Action.tick, Action.rate, Action.answer_workaround)]
+)  # test_survey
 def test_every_action_in_every_state_is_applied_or_rejected_never_dropped(state: TicketState, action: Action) -> None:
     rec, out = apply_command(record(state), full_cmd(action), NOW)
     allowed, change = TRANSITIONS[action]

@@ -52,6 +52,7 @@ def test_the_figures_of_a_scripted_quarter(engine: Engine) -> None:
     assert [p.summary for p in r.sop_candidates] == ["Invoice PDF empty"], "the disk alerts are no customer report"
     assert [(m.ticket_id, m.handover) for m in r.moves] == [("tl-e", True)]
     assert (r.known_issue_hits, r.reports, r.reports_answered) == ({"WEB-12": 1}, 3, 1)
+    assert r.known_issue_said == {"WEB-12": (1, 0)}
     assert (r.satisfaction.answers, r.satisfaction.satisfied) == (2, 1)
     assert [(a.score, a.comment) for a in r.comments] == [(5, "fast"), (2, "slow")]
     first = r.weeks[0]

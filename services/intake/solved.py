@@ -1,0 +1,179 @@
+"""The reporter's "this solved it / it did not" about a workaround they were sent (services/router/knowledge.py
+suggested it), and what those answers say about each known issue.
+
+``GET /solved/<token>?answer=yes|no[&lang=zh-CN]`` shows the question with the two answers, the one clicked in the
+mail already chosen; it changes nothing (mail scanners fetch links). ``POST /solved/<token>`` records the answer:
+an ``answer_workaround`` Command in the reporter's name (the link's person), which the router puts on the
+ticket's timeline. The command id is the link's and the answer's: the same answer twice is one, the other answer
+later is another (the newest counts). ``known_issue_figures`` counts, per project and known issue, the reports it
+answered and what their reporters said; intake exposes them as metrics and the quarterly review shows them.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from html import escape
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from services.intake.action_pages import HTML_HEADERS, page
+from services.intake.edge import HttpError, IntakeDeps
+from services.intake.feedback_form import Lang, language
+from services.intake.limits import Limiter, retry_after
+from services.intake.survey import ANSWER_LIMIT, PublishCommands, ReadForm, reporter_claims
+from shared.events import Action, Command
+from shared.infra.actionlinks import LinkClaims
+from shared.infra.logging import get_logger, new_trace_id
+from shared.store import db
+
+log = get_logger(__name__)
+
+TEXT: dict[Lang, dict[str, str]] = {
+    "en": {
+        "title": "Did it help?",
+        "question": "We sent you a suggested workaround for your report {ticket}. Did it solve your problem?",
+        "yes": "Yes, this solved it",
+        "no": "No, it did not",
+        "thanks": "Thank you: we noted that the workaround {did} your problem.",
+        "solved": "solved",
+        "not_solved": "did not solve",
+        "closed": "This link has expired. Thank you all the same.",
+        "invalid": "This link is not valid.",
+        "busy": "We could not record your answer just now. Please try again in a minute.",
+        "other": "中文",
+    },
+    "zh-CN": {
+        "title": "这个建议有帮助吗？",
+        "question": "我们针对您的反馈 {ticket} 发送了一个临时解决办法。它解决了您的问题吗？",
+        "yes": "是的，已解决",
+        "no": "没有，未解决",
+        "thanks": "谢谢：我们已记录该办法{did}您的问题。",
+        "solved": "解决了",
+        "not_solved": "没有解决",
+        "closed": "此链接已过期，仍然感谢您。",
+        "invalid": "此链接无效。",
+        "busy": "暂时无法记录您的回答，请一分钟后再试。",
+        "other": "English",
+    },
+}
+
+
+class SolvedForm(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    answer: Literal["yes", "no"]
+    lang: Lang = "en"
+
+
+def _in_lang(html: str, lang: Lang) -> str:
+    return html.replace('<html lang="en">', f'<html lang="{lang}">', 1)
+
+
+def question_page(claims: LinkClaims, summary: str, lang: Lang, chosen: str | None) -> str:
+    t = TEXT[lang]
+    other: Lang = "en" if lang == "zh-CN" else "zh-CN"
+    buttons = "".join(
+        f'<p><button type="submit" name="answer" value="{a}"{" autofocus" if chosen == a else ""}>'
+        f"{'✔ ' if chosen == a else ''}{escape(t[a])}</button></p>"
+        for a in ("yes", "no")
+    )
+    body = (
+        f"<h1>{escape(t['title'])}</h1>\n"
+        f"<p>{escape(t['question'].format(ticket=claims.ticket_id))} "
+        f'<a href="?lang={other}" lang="{other}">{escape(t["other"])}</a></p>\n'
+        f'<p class="summary">{escape(summary)}</p>\n'
+        f'<form method="post">\n<input type="hidden" name="lang" value="{lang}">\n{buttons}\n</form>'
+    )
+    return _in_lang(page(t["title"], body), lang)
+
+
+def notice(lang: Lang, key: Literal["closed", "invalid", "busy"]) -> str:
+    t = TEXT[lang]
+    return _in_lang(page(t["title"], f"<h1>{escape(t['title'])}</h1>\n<p>{escape(t[key])}</p>"), lang)
+
+
+def thanks(lang: Lang, solved: bool) -> str:
+    t = TEXT[lang]
+    did = t["solved" if solved else "not_solved"]
+    return _in_lang(
+        page(t["title"], f"<h1>{escape(t['title'])}</h1>\n<p>{escape(t['thanks'].format(did=did))}</p>"), lang
+    )
+
+
+def answer_command(claims: LinkClaims, solved: bool, now: datetime, trace_id: str) -> Command:
+    """The reporter's answer (actor: the link's person); the same answer twice is one command."""
+    return Command(
+        command_id=f"solved:{claims.link_id}:{'yes' if solved else 'no'}",
+        ticket_id=claims.ticket_id,
+        action=Action.answer_workaround,
+        actor=claims.person,
+        solved=solved,
+        issued_at=now,
+        trace_id=trace_id,
+    )
+
+
+def solved_routes(
+    deps: IntakeDeps, publish_commands: PublishCommands, read_form: ReadForm, limiter: Limiter
+) -> list[Route]:
+    def html(body: str, status: int = 200, **extra: str) -> HTMLResponse:
+        return HTMLResponse(body, status_code=status, headers={**HTML_HEADERS, **extra})
+
+    async def opened(request: Request, lang: Lang) -> tuple[LinkClaims, str] | HTMLResponse:
+        """The link's claims and its report's summary; or the page that says why not."""
+        if deps.link_keys is None:
+            return html(notice(lang, "invalid"), 404)
+        checked = reporter_claims(deps.link_keys, request.path_params["token"], "solved", datetime.now(UTC))
+        if checked == "closed":
+            return html(notice(lang, "closed"), 410)
+        if checked == "invalid":
+            return html(notice(lang, "invalid"), 403)
+        try:
+            found = await run_in_threadpool(db.get_ticket, deps.engine, checked.ticket_id)
+        except SQLAlchemyError as exc:
+            log.warning("solved_db_unavailable", error=type(exc).__name__)
+            return html(notice(lang, "busy"), 503, **{"Retry-After": "30"})
+        if found is None or found[0].known_issue is None:
+            return html(notice(lang, "invalid"), 404)
+        return checked, found[0].summary
+
+    async def show(request: Request) -> Response:
+        q = request.query_params
+        lang = language(q.get("lang"), request.headers.get("accept-language"))
+        got = await opened(request, lang)
+        if isinstance(got, HTMLResponse):
+            return got
+        chosen = q.get("answer") if q.get("answer") in ("yes", "no") else None
+        return html(question_page(got[0], got[1], lang, chosen))
+
+    async def record(request: Request) -> Response:
+        raw = await read_form(request)
+        lang = language(raw.get("lang"), request.headers.get("accept-language"))
+        got = await opened(request, lang)
+        if isinstance(got, HTMLResponse):
+            return got
+        claims, summary = got
+        try:
+            form = SolvedForm.model_validate(raw)
+        except ValidationError:
+            return html(question_page(claims, summary, lang, None), 422)
+        wait = limiter.wait(f"solved/{claims.ticket_id}", ANSWER_LIMIT, time.monotonic())
+        if wait > 0:
+            return html(notice(lang, "busy"), 429, **{"Retry-After": retry_after(wait)})
+        trace_id = request.headers.get("x-trace-id") or new_trace_id()
+        solved = form.answer == "yes"
+        try:
+            await publish_commands([answer_command(claims, solved, datetime.now(UTC), trace_id)], trace_id)
+        except HttpError:
+            return html(notice(lang, "busy"), 503, **{"Retry-After": "30"})
+        log.info("workaround_answered", ticket_id=claims.ticket_id, link_id=claims.link_id, solved=solved)
+        return html(thanks(lang, solved), 202)
+
+    return [Route("/solved/{token}", show, methods=["GET"]), Route("/solved/{token}", record, methods=["POST"])]
