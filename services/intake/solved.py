@@ -11,12 +11,13 @@ answered and what their reporters said; intake exposes them as metrics and the q
 
 from __future__ import annotations
 
+import secrets
 import time
 from datetime import UTC, datetime
 from html import escape
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -27,7 +28,7 @@ from services.intake.action_pages import HTML_HEADERS, page
 from services.intake.edge import HttpError, IntakeDeps
 from services.intake.feedback_form import Lang, language
 from services.intake.limits import Limiter, retry_after
-from services.intake.survey import ANSWER_LIMIT, PublishCommands, ReadForm, reporter_claims
+from services.intake.survey import ANSWER_LIMIT, NONCE, PublishCommands, ReadForm, reporter_claims
 from shared.events import Action, Command
 from shared.infra.actionlinks import LinkClaims
 from shared.infra.logging import get_logger, new_trace_id
@@ -69,6 +70,7 @@ class SolvedForm(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     answer: Literal["yes", "no"]
+    n: str = Field(pattern=NONCE, max_length=64, description="the page's nonce: a form sent twice is one answer")
     lang: Lang = "en"
 
 
@@ -76,7 +78,7 @@ def _in_lang(html: str, lang: Lang) -> str:
     return html.replace('<html lang="en">', f'<html lang="{lang}">', 1)
 
 
-def question_page(claims: LinkClaims, summary: str, lang: Lang, chosen: str | None) -> str:
+def question_page(claims: LinkClaims, summary: str, lang: Lang, chosen: str | None, nonce: str) -> str:
     t = TEXT[lang]
     other: Lang = "en" if lang == "zh-CN" else "zh-CN"
     buttons = "".join(
@@ -89,7 +91,8 @@ def question_page(claims: LinkClaims, summary: str, lang: Lang, chosen: str | No
         f"<p>{escape(t['question'].format(ticket=claims.ticket_id))} "
         f'<a href="?lang={other}" lang="{other}">{escape(t["other"])}</a></p>\n'
         f'<p class="summary">{escape(summary)}</p>\n'
-        f'<form method="post">\n<input type="hidden" name="lang" value="{lang}">\n{buttons}\n</form>'
+        f'<form method="post">\n<input type="hidden" name="lang" value="{lang}">\n'
+        f'<input type="hidden" name="n" value="{escape(nonce, quote=True)}">\n{buttons}\n</form>'
     )
     return _in_lang(page(t["title"], body), lang)
 
@@ -107,10 +110,12 @@ def thanks(lang: Lang, solved: bool) -> str:
     )
 
 
-def answer_command(claims: LinkClaims, solved: bool, now: datetime, trace_id: str) -> Command:
-    """The reporter's answer (actor: the link's person); the same answer twice is one command."""
+def answer_command(claims: LinkClaims, form: SolvedForm, now: datetime, trace_id: str) -> Command:
+    """The reporter's answer (actor: the link's person). Its id is the link's, the page's and the answer's: the
+    same page sent twice is one command; another answer (even from the same page) is another."""
+    solved = form.answer == "yes"
     return Command(
-        command_id=f"solved:{claims.link_id}:{'yes' if solved else 'no'}",
+        command_id=f"solved:{claims.link_id}:{form.n}:{form.answer}",
         ticket_id=claims.ticket_id,
         action=Action.answer_workaround,
         actor=claims.person,
@@ -151,7 +156,7 @@ def solved_routes(
         if isinstance(got, HTMLResponse):
             return got
         chosen = q.get("answer") if q.get("answer") in ("yes", "no") else None
-        return html(question_page(got[0], got[1], lang, chosen))
+        return html(question_page(got[0], got[1], lang, chosen, secrets.token_urlsafe(12)))
 
     async def record(request: Request) -> Response:
         raw = await read_form(request)
@@ -163,14 +168,14 @@ def solved_routes(
         try:
             form = SolvedForm.model_validate(raw)
         except ValidationError:
-            return html(question_page(claims, summary, lang, None), 422)
+            return html(question_page(claims, summary, lang, None, secrets.token_urlsafe(12)), 422)
         wait = limiter.wait(f"solved/{claims.ticket_id}", ANSWER_LIMIT, time.monotonic())
         if wait > 0:
             return html(notice(lang, "busy"), 429, **{"Retry-After": retry_after(wait)})
         trace_id = request.headers.get("x-trace-id") or new_trace_id()
         solved = form.answer == "yes"
         try:
-            await publish_commands([answer_command(claims, solved, datetime.now(UTC), trace_id)], trace_id)
+            await publish_commands([answer_command(claims, form, datetime.now(UTC), trace_id)], trace_id)
         except HttpError:
             return html(notice(lang, "busy"), 503, **{"Retry-After": "30"})
         log.info("workaround_answered", ticket_id=claims.ticket_id, link_id=claims.link_id, solved=solved)

@@ -50,7 +50,8 @@ log = get_logger(__name__)
 
 DEFAULT_PERIOD = timedelta(days=90)
 """The API's and the metric's period when none is given: the last 90 days."""
-_NONCE = r"^[A-Za-z0-9_-]{8,64}$"
+NONCE = r"^[A-Za-z0-9_-]{8,64}$"
+"""A page's nonce: a form sent twice is one answer."""
 ANSWER_LIMIT = RateLimitConfig.model_validate({"requests": 10, "per": "1h"})
 """Answers a ticket's survey takes per hour (each is a ticket version and a timeline entry)."""
 
@@ -105,7 +106,7 @@ class SurveyForm(BaseModel):
 
     score: int = Field(ge=1, le=5)
     comment: str = Field(default="", max_length=2000)
-    n: str = Field(pattern=_NONCE, max_length=64, description="the page's nonce: a form sent twice is one answer")
+    n: str = Field(pattern=NONCE, max_length=64, description="the page's nonce: a form sent twice is one answer")
     lang: Lang = "en"
 
     @field_validator("comment")

@@ -36,6 +36,8 @@ def quarter_bounds(text: str) -> tuple[datetime, datetime]:
     if found is None:
         raise QuarterError(f"a quarter is written like 2026Q4, not {text[:32]!r}")
     year, q = int(found.group(1)), int(found.group(2))
+    if not 1970 <= year <= 9000:
+        raise QuarterError(f"a quarter between 1970 and 9000, not {text[:32]!r}")
     start = datetime(year, 3 * (q - 1) + 1, 1, tzinfo=UTC)
     end = datetime(year + 1, 1, 1, tzinfo=UTC) if q == 4 else datetime(year, 3 * q + 1, 1, tzinfo=UTC)
     return start, end

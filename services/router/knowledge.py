@@ -227,16 +227,26 @@ class PastTickets:
     tickets: list[ResolvedTicket]
     index: TextIndex
     models: TextModels
+    by_id: dict[str, ResolvedTicket]
 
 
 def past_tickets(rows: Sequence[tuple[str, str, datetime, str]], models: TextModels) -> PastTickets:
     tickets = [ResolvedTicket(tid, summary, at, how) for tid, summary, at, how in rows]
-    return PastTickets(tickets, index_resolved(tickets, models), models)
+    return PastTickets(tickets, index_resolved(tickets, models), models, {t.ticket_id: t for t in tickets})
 
 
 def similar_lines(event: InboundEvent, ticket_id: str, past: PastTickets) -> list[str]:
-    """The most similar resolved tickets to a new one, one line each: id, summary, when, how and by whom, score."""
-    found = similar_tickets(report_text(event), past.tickets, past.index, past.models, exclude=ticket_id)
+    """The most similar resolved tickets to a new customer report, one line each: id, summary, when, how and by
+    whom, score (alerts are not compared: a storm of new alerts must not pay for it per ticket)."""
+    if event.kind is not EventKind.feedback:
+        return []
+    found = [
+        SimilarTicket(past.by_id[s.key], s.score, s.lexical, s.semantic)
+        for s in similarities(past.index, report_text(event), past.models)
+        if s.key in past.by_id and s.key != ticket_id and s.score >= SIMILAR_TICKET_THRESHOLD
+    ]
+    found.sort(key=lambda f: (-round(f.score, 6), -f.ticket.resolved_at.timestamp()))
+    found = found[:SIMILAR_TICKETS]
     return [
         f"{f.ticket.ticket_id} ({f.ticket.summary}), resolved {f.ticket.resolved_at:%Y-%m-%d} {f.ticket.resolution}"
         f" [similarity {f.score:.2f}]"

@@ -135,7 +135,13 @@ def load_packages(config_dir: Path) -> dict[str, HandoverPackage]:
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         numbers = versions(config_dir, folder.name)
         if numbers:
-            package = load_yaml_model(package_path(config_dir, folder.name, numbers[-1]), HandoverPackage)
+            path = package_path(config_dir, folder.name, numbers[-1])
+            package = load_yaml_model(path, HandoverPackage)
+            if (package.project, package.version) != (folder.name, numbers[-1]):
+                where = f"{folder.name} v{numbers[-1]}"
+                raise ConfigError(
+                    [ConfigProblem(str(path), None, "project", f"names {package.label()}, but the file is {where}")]
+                )
             found[folder.name] = package
     return found
 

@@ -2,7 +2,8 @@
 ticket openings and SLA breaches of its baseline period from the read model, judges the last hour against the
 project's own baseline, and sends the warnings (and their resolutions) to the ``events`` topic as alerts, which
 the router then routes like any other (operations, by the demo's tree). Their ids are one per project, measure,
-state and hour, so a repeat — from a second router, or the next round — changes nothing."""
+state and minute, so two routers judging in the same minute send one event; a later round's is another occurrence
+of the same open warning (one dedup key per project and measure)."""
 
 from __future__ import annotations
 
@@ -46,12 +47,12 @@ class RiskWatch:
     async def round(self) -> None:
         """One look at every project: what is at risk now, what is no longer."""
         settings = {p.name: p.risk for p in self.projects.current.projects if p.risk.enabled}
-        if not settings:
+        warned = await asyncio.to_thread(db.open_warnings, self.engine, SOURCE)
+        if not settings and not warned:
             return
         now = datetime.now(UTC)
-        longest = max(s.baseline for s in settings.values()) + timedelta(hours=1)
+        longest = max((s.baseline for s in settings.values()), default=timedelta(0)) + timedelta(hours=1)
         history = await asyncio.to_thread(db.risk_history, self.engine, now - longest, SOURCE)
-        warned = await asyncio.to_thread(db.open_warnings, self.engine, SOURCE)
         for ev in risk_events(history, warned, settings, now):
             await self.send(ev)
 

@@ -389,6 +389,7 @@ class Router:
         self.tx = tx
         self.projection = projection
         self.risk_every_s = risk_every_s
+        self.past_rows: list[tuple[str, str, datetime, str]] = []
         self.risk = RiskWatch(deps.projects, deps.engine, deps.topics.events.name, tx.bootstrap, deps.registry)
         registry = deps.registry
         self.projected = counter(
@@ -439,7 +440,10 @@ class Router:
         except SQLAlchemyError as exc:
             log.warning("resolved_tickets_unavailable_keeping_last", error=str(exc))
             return
+        if rows == self.past_rows:  # nothing resolved since the last look: the index stands
+            return
         self.processor.past = await asyncio.to_thread(past_tickets, rows, models)
+        self.past_rows = rows
 
     async def reload(self) -> None:
         d = self.deps

@@ -101,6 +101,9 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([ConfigProblem(str(path), None, "", f"cannot read: {exc.strerror}")]) from exc
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text (byte {exc.start}): save it as UTF-8"
+        raise ConfigError([ConfigProblem(str(path), None, "", problem)]) from exc
     return parse_yaml_text(text, model, filename=str(path))
 
 

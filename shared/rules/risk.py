@@ -102,12 +102,13 @@ def risk_key(project: str, measure: Measure) -> str:
 
 def risk_event(project: str, measure: Measure, verdict: Verdict, settings: RiskSettings, now: datetime) -> InboundEvent:
     """The warning's alert (firing while at risk, resolved when back in the band): routed like any alert, to
-    operations by the demo's tree. Its id is one per project, measure, state and hour, so a repeat changes nothing."""
+    operations by the demo's tree. Its id is one per project, measure, state and minute: two routers judging in the
+    same minute send the same event, and a rise after a resolution is a new one."""
     status = EventStatus.firing if verdict.at_risk else EventStatus.resolved
-    hour = now.replace(minute=0, second=0, microsecond=0)
+    minute = now.replace(second=0, microsecond=0)
     word = "ticket" if measure == "tickets" else "SLA breach"
     return InboundEvent(
-        event_id=f"risk:{project}:{measure}:{status.value}:{hour:%Y%m%d%H}",
+        event_id=f"risk:{project}:{measure}:{status.value}:{minute:%Y%m%d%H%M}",
         kind=EventKind.alert,
         source=SOURCE,
         dedup_key=risk_key(project, measure),
@@ -132,6 +133,12 @@ def risk_events(
     back inside its band. ``history``: the times of each project's tickets or breaches over its baseline;
     ``warned``: those with a warning ticket open."""
     out = []
+    for project, measure in sorted(warned):  # a warning whose project no longer judges it resolves
+        gone = project not in settings or not settings[project].enabled
+        if gone and measure in ("tickets", "breaches"):
+            which: Measure = "tickets" if measure == "tickets" else "breaches"
+            calm = Verdict(False, 0, 0.0, 0.0, 0.0)
+            out.append(risk_event(project, which, calm, RiskSettings(), now))
     for project, s in settings.items():
         if not s.enabled:
             continue

@@ -19,6 +19,7 @@ bench.known_issue_match``). Loading the models is I/O and happens in wiring (``l
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -140,14 +141,23 @@ def lexical_scores(index: TextIndex, query: Sequence[str]) -> list[float]:
     return out
 
 
+@functools.lru_cache(maxsize=16)
+def analysed(text: str, models: TextModels) -> tuple[tuple[str, ...], Any]:
+    """A text's tokens and embedding, computed once for the few texts in hand: a new report is compared with the
+    known issues and with the past tickets, and is tokenised and embedded only once for both."""
+    vector = models.embed([text])[0] if models.embed is not None else None
+    return tuple(tokens(text, models.segment)), vector
+
+
 def similarities(index: TextIndex, text: str, models: TextModels) -> list[Similarity]:
     """Every entry's similarity to ``text``, best first (ties in index order)."""
     if not index.keys:
         return []
-    lexical = lexical_scores(index, tokens(text, models.segment))
+    words, vector = analysed(text, models)
+    lexical = lexical_scores(index, words)
     semantic: list[float | None] = [None] * len(index.keys)
-    if models.embed is not None and index.vectors is not None:
-        cosines = np.clip(index.vectors @ models.embed([text])[0], 0.0, 1.0)
+    if vector is not None and index.vectors is not None:
+        cosines = np.clip(index.vectors @ vector, 0.0, 1.0)
         semantic = [float(c) for c in cosines]
     found = [
         Similarity(key, combine(lex, sem), lex, sem)

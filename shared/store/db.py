@@ -534,6 +534,7 @@ def risk_history(engine: Engine, since: datetime, source: str) -> dict[tuple[str
         sa_select(TICKETS.c.project, TIMELINE.c.at)
         .select_from(TIMELINE.join(TICKETS, TIMELINE.c.ticket_id == TICKETS.c.ticket_id))
         .where(TIMELINE.c.change == "breached", TIMELINE.c.at >= since, TICKETS.c.project.is_not(None))
+        .where(TICKETS.c.source != source)
     )
     with engine.connect() as conn:
         for measure, query in (("tickets", opened), ("breaches", breached)):

@@ -20,6 +20,7 @@ from services.router.packages import (
     load_projects,
 )
 from shared.events import Change, EventKind
+from shared.infra.config import ConfigError
 from shared.streaming.codec import encode
 from tests.unit.factories import event
 from tests.unit.test_router_service import changes, router_broker
@@ -195,3 +196,21 @@ def test_the_example_package_checks_complete_and_config_check_lists_the_package_
     (config / "handover/webshop/v2.yaml").write_text("project: webshop\nversion: two\n")
     code, out = run("config", "check", "--config-dir", str(config))
     assert code == 1 and f"error: {config / 'handover/webshop/v2.yaml'}:2: version:" in out, out
+
+
+def test_a_package_file_naming_another_project_or_version_than_its_place_is_refused(config: Path) -> None:
+    folder = config / "handover" / "webshop"
+    folder.mkdir(parents=True)
+    (folder / "v1.yaml").write_text("project: billing\nversion: 1\n")
+    with pytest.raises(ConfigError, match="names handover package billing v1, but the file is webshop v1"):
+        load_projects(config)
+    (folder / "v1.yaml").write_text("project: webshop\nversion: 3\n")
+    with pytest.raises(ConfigError, match="but the file is webshop v1"):
+        load_projects(config)
+
+
+def test_a_package_file_that_is_not_utf8_is_a_named_error(config: Path) -> None:
+    bad = config / "pkg.yaml"
+    bad.write_bytes("project: webshop\nversion: 1\narchitecture: caf\xe9\n".encode("latin-1"))
+    code, out = run("handover", "check", str(bad), "--config-dir", str(config))
+    assert code == 1 and f"error: {bad}: not UTF-8 text" in out, out

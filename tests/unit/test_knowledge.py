@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -339,3 +340,27 @@ def test_a_new_ticket_opens_naming_the_most_similar_resolved_tickets_on_its_time
     without = Config(config.routing, config.projects, config.teams, [], None, None)
     _, _, [alone] = ticket_step(None, None, "tl-new", item, NOW, without)
     assert alone.similar == []
+
+
+def test_a_new_report_is_tokenised_and_embedded_once_for_the_known_issues_and_the_past_tickets() -> None:
+    embedded: list[str] = []
+
+    def counting(texts: Sequence[str]) -> Any:
+        embedded.extend(texts)
+        return concept_embed(texts)
+
+    models = TextModels(char_segment, counting, "counting")
+    known = build_known_issue_index(PROJECTS, models)
+    rows = [(f"t{i}", f"old ticket {i} about login", NOW - DAY, "by olga: restarted") for i in range(50)]
+    past = past_tickets(rows, models)
+    embedded.clear()
+    config = Config(RoutingConfig.model_validate({"route": {"team": "ops"}}), PROJECTS, TeamsConfig(), [], known, past)
+    report = event(
+        event_id="n1", kind=EventKind.feedback, dedup_key="p/n1", summary="cannot log in", labels={"customer": "acme"}
+    )
+    ticket_step(None, None, "tl-new", TicketInput(event=report, group_key="p/n1", decision=None), NOW, config)
+    assert embedded == ["cannot log in"], "one embedding for both comparisons"
+    alert = event(event_id="a1", dedup_key="am/a1", summary="disk full on db-1")
+    embedded.clear()
+    ticket_step(None, None, "tl-alert", TicketInput(event=alert, group_key="am/a1", decision=None), NOW, config)
+    assert embedded == [], "a new alert is compared with nothing (a storm must not pay for it per ticket)"

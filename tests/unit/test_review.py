@@ -27,6 +27,9 @@ def test_quarters_are_read_as_utc_ranges_and_a_bad_one_is_named() -> None:
     assert quarter_bounds("2026Q1")[1].isoformat() == "2026-04-01T00:00:00+00:00"
     with pytest.raises(QuarterError, match="like 2026Q4"):
         quarter_bounds("2026Q5")
+    for text in ("9999Q4", "0000Q1"):
+        with pytest.raises(QuarterError, match="between 1970 and 9000"):
+            quarter_bounds(text)
     assert breach_clock("tl-1:first_response:3:breach") == "first_response"
     assert problem_key("Disk 91%  full on DB-1") == problem_key("disk 95% full on db-2")
 

@@ -3,12 +3,18 @@ and what the read model gives it (SQLite)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
-from shared.events import Change, Escalation, EventStatus, TicketEvent
+from services.router.projects import ProjectsConfig
+from services.router.risk_watch import RiskWatch
+from shared.events import Change, Escalation, EventStatus, InboundEvent, TicketEvent
+from shared.infra.config import ConfigWatcher
 from shared.rules.risk import SOURCE, RiskSettings, ewma, hourly, judge, risk_events
 from shared.store import db
 from tests.unit.factories import ticket
@@ -69,8 +75,8 @@ def test_a_burst_is_warned_then_resolved_and_a_new_project_is_not_judged() -> No
     )
     assert warning.source == SOURCE and warning.dedup_key == "risk/webshop/tickets"
     assert warning.annotations["description"].startswith("12 tickets in the last hour; baseline 1.0 ± 0.0 an hour")
-    again = risk_events(history, {("webshop", "tickets")}, settings, NOW + timedelta(minutes=1))
-    assert [e.event_id for e in again] == [warning.event_id], "the same hour's warning again is the same event"
+    again = risk_events(history, {("webshop", "tickets")}, settings, NOW + timedelta(seconds=20))
+    assert [e.event_id for e in again] == [warning.event_id], "a second router in the same minute sends the same event"
     calm = {("webshop", "tickets"): burst("webshop", 1, 1)}
     [resolved] = risk_events(calm, {("webshop", "tickets")}, {"webshop": S}, NOW)
     assert (resolved.status, resolved.dedup_key) == (EventStatus.resolved, "risk/webshop/tickets")
@@ -114,3 +120,57 @@ def test_the_read_model_gives_each_projects_openings_and_breaches_and_the_open_w
     history = db.risk_history(engine, NOW - timedelta(days=8), SOURCE)
     assert history == {("webshop", "tickets"): [a.ticket.opened_at], ("webshop", "breaches"): [breach.fired_at]}
     assert db.open_warnings(engine, SOURCE) == {("webshop", "tickets")}
+
+
+def test_a_second_rise_after_a_resolution_is_a_new_event_and_a_warning_whose_project_stopped_judging_resolves() -> None:
+    [first] = risk_events({("webshop", "tickets"): burst("webshop", 1, 12)}, set(), {"webshop": S}, NOW)
+    later = NOW + timedelta(minutes=25)
+    again = {("webshop", "tickets"): [*burst("webshop", 1, 12), *(later - timedelta(minutes=m) for m in range(12))]}
+    [second] = risk_events(again, set(), {"webshop": S}, later)
+    assert second.status is EventStatus.firing and second.event_id != first.event_id
+    off = {"webshop": S.model_copy(update={"enabled": False})}
+    for settings in (off, {}):
+        [resolved] = risk_events({}, {("webshop", "tickets")}, settings, NOW)
+        assert (resolved.status, resolved.dedup_key) == (EventStatus.resolved, "risk/webshop/tickets")
+
+
+def test_the_warnings_own_breaches_are_not_the_projects(engine: Engine) -> None:
+    t = ticket(ticket_id="w", opened_at=NOW, project="webshop", source=SOURCE, labels={"project": "webshop"})
+    opened = TicketEvent(change_id="w:1", change=Change.opened, actor="r", at=NOW, ticket=t, trace_id="t")
+    breach = Escalation.model_validate(
+        {
+            "escalation_id": "w:acknowledge:1:breach",
+            "ticket_id": "w",
+            "kind": "breach",
+            "level": 1,
+            "target_team": "ops",
+            "deadline": NOW,
+            "fired_at": NOW,
+            "reason": "missed",
+            "ticket": t,
+            "trace_id": "t",
+        }
+    )
+    db.project(engine, [opened], [breach])
+    assert db.risk_history(engine, NOW - timedelta(days=8), SOURCE) == {}
+
+
+def test_the_watch_resolves_an_open_warning_when_no_project_judges_risk_any_more(
+    engine: Engine, tmp_path: Path
+) -> None:
+    warning = ticket(ticket_id="w", opened_at=NOW, source=SOURCE, labels={"project": "webshop", "risk": "tickets"})
+    db.project(
+        engine, [TicketEvent(change_id="w:1", change=Change.opened, actor="r", at=NOW, ticket=warning, trace_id="t")]
+    )
+    (tmp_path / "projects.yaml").write_text("projects: []\n")
+    sent: list[InboundEvent] = []
+
+    class Captured(RiskWatch):
+        async def send(self, ev: InboundEvent) -> None:
+            sent.append(ev)
+
+    watch = Captured(
+        ConfigWatcher(tmp_path / "projects.yaml", ProjectsConfig), engine, "events", "127.0.0.1:1", CollectorRegistry()
+    )
+    asyncio.run(watch.round())
+    assert [(e.status, e.dedup_key) for e in sent] == [(EventStatus.resolved, "risk/webshop/tickets")]

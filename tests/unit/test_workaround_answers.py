@@ -3,6 +3,7 @@ command and what the router records, and the tally per known issue (timeline, me
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -104,13 +105,14 @@ def test_the_page_changes_nothing_and_an_answer_is_the_reporters_command(intake:
     assert intake.publisher.records == []
     mine = link()
     for answer in ("yes", "yes", "no"):
-        assert intake.http.post(mine, data={"answer": answer}).status_code == 202
+        assert intake.http.post(mine, data={"answer": answer, "n": "page-0001"}).status_code == 202
     commands = [Command.model_validate_json(r.value) for r in intake.publisher.records]
     assert [(c.action, c.actor, c.solved) for c in commands] == [(Action.answer_workaround, REPORTER, True)] * 2 + [
         (Action.answer_workaround, REPORTER, False)
     ]
-    assert len({c.command_id for c in commands}) == 2, "the same answer twice is one command"
-    assert intake.http.post(link(), data={"answer": "maybe"}).status_code == 422
+    assert len({c.command_id for c in commands}) == 2, "the same page's answer twice is one command"
+    assert intake.http.post(link(), data={"answer": "maybe", "n": "page-0001"}).status_code == 422
+    assert intake.http.post(link(), data={"answer": "yes", "n": "x" * 500}).status_code == 422
     assert loggable_path(link()) == "/solved/…"
 
 
@@ -182,3 +184,19 @@ def test_the_read_model_and_the_metrics_give_the_knowledge_base_statistics(intak
     assert 'ticketloop_knowledge_workaround_answers_count{known_issue="WEB-12",project="webshop",solved="yes"} 1.0' in (
         scraped
     )
+
+
+def test_the_reporters_newest_answer_counts_after_changing_their_mind_twice(intake: Intake) -> None:
+    db.project(intake.engine, [report()])
+    mine = link()
+    for answer in ("yes", "no", "yes"):
+        page = intake.http.get(mine)
+        nonce = re.search(r'name="n" value="([^"]+)"', page.text)
+        assert nonce is not None
+        assert intake.http.post(mine, data={"answer": answer, "n": nonce.group(1)}).status_code == 202
+    rec = TicketRecord(ticket=report().ticket, seen=[])
+    said = []
+    for r in intake.publisher.records:
+        rec, out = apply_command(rec, Command.model_validate_json(r.value), NOW)
+        said += [said_solved(o.reason) for o in out]
+    assert said == [True, False, True]
