@@ -30,7 +30,8 @@ def outcomes(before: Clock | None, event: TicketEvent) -> list[Outcome]:
     if before is None or t.version <= before.version:
         return []
     out: list[Outcome] = []
-    if before.state == "running" and event.change is Change.acknowledged:
+    # an exhausted clock (every escalation level fired) is still waiting for its acknowledgement: a late one counts
+    if before.state in ("running", "exhausted") and event.change is Change.acknowledged:
         acked_at = t.acknowledged_at or event.at
         start = before.started_at or t.opened_at
         seconds = max((acked_at - start).total_seconds(), 0.0)

@@ -345,6 +345,8 @@ def test_outcomes_measure_acknowledgement_against_the_deadline_and_resolution_fr
     assert outcomes(clock, late) == [Outcome(kind="acknowledged", seconds=360, within_target=False)]
     assert outcomes(clock, tev(Change.acknowledged, 1)) == [], "a replay settles nothing"
     assert outcomes(None, late) == []
+    exhausted = clock.model_copy(update={"state": "exhausted"})  # every escalation level has fired
+    assert outcomes(exhausted, late) == [Outcome(kind="acknowledged", seconds=360, within_target=False)]
     stopped = on_ticket_event(clock, in_time, CONFIG)
     assert stopped is not None
     resolved = tev(Change.resolved, 3, state=TicketState.resolved, resolved_at=T0 + timedelta(hours=2))
