@@ -103,6 +103,22 @@ def render_escalation(escalation: Escalation, public_url: str) -> Message:
     )
 
 
+_HOW = ("), from handover package ", "), matched keyword ", "), matched its labels", "), suggested by similarity ")
+"""Where the timeline's account of a match (services/router/lifecycle.py ``with_known_issue``) follows the title."""
+
+
+def for_reporter(workaround: str) -> str:
+    """What the reporter reads of a known issue's suggestion: its title and workaround, without how it matched
+    (the keyword, the similarity scores, the package version: those are for the timeline)."""
+    head, sep, text = workaround.partition(". Workaround: ")
+    if not sep or not head.startswith("known issue ") or " (" not in head:
+        return workaround
+    cuts = [i for i in (head.find(marker) for marker in _HOW) if i > 0]
+    head = head[: min(cuts) + 1] if cuts else head
+    title = head.partition(" (")[2].removesuffix(")")
+    return f"{title}\nWorkaround: {text}"
+
+
 def render_workaround(event: TicketEvent, public_url: str) -> Message:
     """The first response to a reporter whose feedback matches a known issue: the workaround, at once, as what it
     is, an automatic suggestion (it may have matched by the meaning of the report, see services/router/knowledge.py)
@@ -113,7 +129,7 @@ def render_workaround(event: TicketEvent, public_url: str) -> Message:
             "Thank you for your report. It looks like an issue we already know about, so here is a suggestion "
             "that may help right away:",
             "",
-            event.workaround or "",
+            for_reporter(event.workaround or ""),
             "",
             "This suggestion was picked automatically from your description and may not fit your case; "
             "nothing changes on your side if it does not help. Tell us with one click below whether it did: "

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from services.notifier.templates import render_assignment, render_workaround
+from services.notifier.templates import for_reporter, render_assignment, render_workaround
 from services.router.grouping import TicketInput
 from services.router.knowledge import (
     ResolvedTicket,
@@ -214,7 +214,8 @@ def test_a_ticket_opened_by_a_match_by_meaning_says_so_on_its_timeline_and_the_m
     assert opened.workaround.endswith("Workaround: Wait 15 minutes; do not pay twice.")
     mail = render_workaround(opened, "http://tl")
     assert "suggestion" in mail.text and "may not fit your case" in mail.text
-    assert opened.workaround in mail.text
+    assert "Order stays awaiting payment after paying\nWorkaround: Wait 15 minutes; do not pay twice." in mail.text
+    assert "similarity" not in mail.text and "lexical" not in mail.text, "how it matched is for the timeline"
 
 
 # -- similar past tickets ----------------------------------------------------------------------------------------
@@ -364,3 +365,24 @@ def test_a_new_report_is_tokenised_and_embedded_once_for_the_known_issues_and_th
     embedded.clear()
     ticket_step(None, None, "tl-alert", TicketInput(event=alert, group_key="am/a1", decision=None), NOW, config)
     assert embedded == [], "a new alert is compared with nothing (a storm must not pay for it per ticket)"
+
+
+@pytest.mark.parametrize(
+    ("timeline", "mail"),
+    [
+        (
+            'known issue WEB-12 (Checkout on Safari), from handover package webshop v1, matched keyword "checkout". '
+            "Workaround: Use the app.",
+            "Checkout on Safari\nWorkaround: Use the app.",
+        ),
+        (
+            "known issue K (Login (SSO), mobile), suggested by similarity 0.41, mostly semantic (lexical 0.29, "
+            "semantic 0.69; no keyword matched). Workaround: x",
+            "Login (SSO), mobile\nWorkaround: x",
+        ),
+        ("known issue K (Plain title). Workaround: y", "Plain title\nWorkaround: y"),
+        ("something else", "something else"),
+    ],
+)
+def test_the_reporter_reads_the_title_and_the_workaround_not_how_it_matched(timeline: str, mail: str) -> None:
+    assert for_reporter(timeline) == mail
