@@ -207,10 +207,12 @@ def similar_tickets(
     limit: int = SIMILAR_TICKETS,
     threshold: float = SIMILAR_TICKET_THRESHOLD,
     exclude: str | None = None,
+    by_id: Mapping[str, ResolvedTicket] | None = None,
 ) -> list[SimilarTicket]:
     """The resolved tickets most like a new report, best first (at most ``limit``, each at least ``threshold``;
-    ``exclude``: the new ticket's own id, when it is in the index); ties go to the most recently resolved."""
-    by_id = {t.ticket_id: t for t in tickets}
+    ``exclude``: the new ticket's own id, when it is in the index); ties go to the most recently resolved.
+    ``by_id``: ``tickets`` by id, when the caller keeps it (built once per refresh, not per report)."""
+    by_id = by_id if by_id is not None else {t.ticket_id: t for t in tickets}
     found = [
         SimilarTicket(by_id[s.key], s.score, s.lexical, s.semantic)
         for s in similarities(index, text, models)
@@ -240,13 +242,9 @@ def similar_lines(event: InboundEvent, ticket_id: str, past: PastTickets) -> lis
     whom, score (alerts are not compared: a storm of new alerts must not pay for it per ticket)."""
     if event.kind is not EventKind.feedback:
         return []
-    found = [
-        SimilarTicket(past.by_id[s.key], s.score, s.lexical, s.semantic)
-        for s in similarities(past.index, report_text(event), past.models)
-        if s.key in past.by_id and s.key != ticket_id and s.score >= SIMILAR_TICKET_THRESHOLD
-    ]
-    found.sort(key=lambda f: (-round(f.score, 6), -f.ticket.resolved_at.timestamp()))
-    found = found[:SIMILAR_TICKETS]
+    found = similar_tickets(
+        report_text(event), past.tickets, past.index, past.models, exclude=ticket_id, by_id=past.by_id
+    )
     return [
         f"{f.ticket.ticket_id} ({f.ticket.summary}), resolved {f.ticket.resolved_at:%Y-%m-%d} {f.ticket.resolution}"
         f" [similarity {f.score:.2f}]"
