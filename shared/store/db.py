@@ -352,12 +352,12 @@ def project(engine: Engine, events: Iterable[TicketEvent], escalations: Iterable
             changed = [t for tid, t in newest.items() if tid not in known or known[tid] < t.version]
             if changed:
                 rows = [t.model_dump(exclude=NOT_IN_ROW) for t in changed]
-                conn.execute(_ticket_upsert(conn.dialect.name), rows)
+                conn.execute(_newer_upsert(conn.dialect.name, TICKETS), rows)
         if entries:
             conn.execute(_timeline_insert(conn.dialect.name), list({e["change_id"]: e for e in entries}.values()))
         answers = survey_rows(events)
         if answers:
-            conn.execute(_survey_upsert(conn.dialect.name), answers)
+            conn.execute(_newer_upsert(conn.dialect.name, SURVEYS), answers)
     return applied
 
 
@@ -378,30 +378,19 @@ def dialect_insert(dialect: str) -> Any:
 
 
 @functools.cache
-def _ticket_upsert(dialect: str) -> Any:
-    """A ticket's row, inserted or replaced — only by a newer version (two batches racing keep the newest)."""
-    stmt = dialect_insert(dialect)(TICKETS)
-    columns = [c.name for c in TICKETS.columns if c.name != "ticket_id"]
+def _newer_upsert(dialect: str, table: Table) -> Any:
+    """A row keyed by ticket id, inserted or replaced — only by a newer version (two batches racing keep the
+    newest): a ticket's row, a ticket's survey answer."""
+    stmt = dialect_insert(dialect)(table)
+    columns = [c.name for c in table.columns if c.name != "ticket_id"]
     return stmt.on_conflict_do_update(
         index_elements=["ticket_id"],
         set_={c: stmt.excluded[c] for c in columns},
-        where=TICKETS.c.version < stmt.excluded.version,
+        where=table.c.version < stmt.excluded.version,
     )
 
 
 SURVEYS: Table = SurveyAnswerRow.__table__  # type: ignore[attr-defined]
-
-
-@functools.cache
-def _survey_upsert(dialect: str) -> Any:
-    """A survey answer, inserted or replaced by a newer one of the same ticket."""
-    stmt = dialect_insert(dialect)(SURVEYS)
-    columns = [c.name for c in SURVEYS.columns if c.name != "ticket_id"]
-    return stmt.on_conflict_do_update(
-        index_elements=["ticket_id"],
-        set_={c: stmt.excluded[c] for c in columns},
-        where=SURVEYS.c.version < stmt.excluded.version,
-    )
 
 
 SurveyBy = Literal["project", "customer", "team"]
