@@ -18,8 +18,6 @@ from html import escape
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -28,11 +26,10 @@ from services.intake.action_pages import HTML_HEADERS, page
 from services.intake.edge import HttpError, IntakeDeps
 from services.intake.feedback_form import Lang, language
 from services.intake.limits import Limiter, retry_after
-from services.intake.survey import ANSWER_LIMIT, NONCE, PublishCommands, ReadForm, reporter_claims
+from services.intake.survey import ANSWER_LIMIT, NONCE, PublishCommands, ReadForm, busy_headers, open_reporter_link
 from shared.events import Action, Command
 from shared.infra.actionlinks import LinkClaims
 from shared.infra.logging import get_logger, new_trace_id
-from shared.store import db
 
 log = get_logger(__name__)
 
@@ -133,21 +130,14 @@ def solved_routes(
 
     async def opened(request: Request, lang: Lang) -> tuple[LinkClaims, str] | HTMLResponse:
         """The link's claims and its report's summary; or the page that says why not."""
-        if deps.link_keys is None:
+        got = await open_reporter_link(deps, request.path_params["token"], "solved")
+        if isinstance(got[0], str):
+            key, status = got
+            return html(notice(lang, key), status, **busy_headers(key))
+        claims, ticket = got
+        if ticket.known_issue is None:  # no workaround was suggested: nothing to answer
             return html(notice(lang, "invalid"), 404)
-        checked = reporter_claims(deps.link_keys, request.path_params["token"], "solved", datetime.now(UTC))
-        if checked == "closed":
-            return html(notice(lang, "closed"), 410)
-        if checked == "invalid":
-            return html(notice(lang, "invalid"), 403)
-        try:
-            found = await run_in_threadpool(db.get_ticket, deps.engine, checked.ticket_id)
-        except SQLAlchemyError as exc:
-            log.warning("solved_db_unavailable", error=type(exc).__name__)
-            return html(notice(lang, "busy"), 503, **{"Retry-After": "30"})
-        if found is None or found[0].known_issue is None:
-            return html(notice(lang, "invalid"), 404)
-        return checked, found[0].summary
+        return claims, ticket.summary
 
     async def show(request: Request) -> Response:
         q = request.query_params

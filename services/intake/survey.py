@@ -130,6 +130,38 @@ def reporter_claims(
     return claims if claims.action == action else "invalid"
 
 
+Refusal = tuple[Literal["closed", "invalid", "busy"], int]
+"""Why a reporter's link shows no page: the notice to show instead, and its status."""
+
+
+async def open_reporter_link(
+    deps: IntakeDeps, token: str, action: LinkAction
+) -> tuple[LinkClaims, db.TicketRow] | Refusal:
+    """A reporter's link for ``action`` (survey, solved) and the ticket it is about; else why not: ``closed`` (410,
+    authentic but expired), ``invalid`` (403 forged or for something else; 404 not configured or no such ticket),
+    ``busy`` (503, the read model does not answer)."""
+    if deps.link_keys is None:
+        return "invalid", 404
+    checked = reporter_claims(deps.link_keys, token, action, datetime.now(UTC))
+    if checked == "closed":
+        return "closed", 410
+    if checked == "invalid":
+        return "invalid", 403
+    try:
+        found = await run_in_threadpool(db.get_ticket, deps.engine, checked.ticket_id)
+    except SQLAlchemyError as exc:
+        log.warning("reporter_link_db_unavailable", action=action, error=type(exc).__name__)
+        return "busy", 503
+    if found is None:
+        return "invalid", 404
+    return checked, found[0]
+
+
+def busy_headers(key: str) -> dict[str, str]:
+    """A busy page asks to come back in half a minute."""
+    return {"Retry-After": "30"} if key == "busy" else {}
+
+
 def _closes(claims: LinkClaims) -> str:
     return claims.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -321,32 +353,21 @@ def survey_routes(
     def html(body: str, status: int = 200, **extra: str) -> HTMLResponse:
         return HTMLResponse(body, status_code=status, headers={**HTML_HEADERS, **extra})
 
-    def claims_of(request: Request, lang: Lang) -> LinkClaims | HTMLResponse:
-        if deps.link_keys is None:
-            return html(notice_page(lang, "invalid"), 404)
-        checked = reporter_claims(deps.link_keys, request.path_params["token"], "survey", datetime.now(UTC))
-        if checked == "closed":
-            return html(notice_page(lang, "closed"), 410)
-        if checked == "invalid":
-            return html(notice_page(lang, "invalid"), 403)
-        return checked
-
     async def survey_of(request: Request, lang: Lang) -> Opened | HTMLResponse:
         """The link's claims, its report and the answer so far; or the page that says why not."""
-        claims = claims_of(request, lang)
-        if isinstance(claims, HTMLResponse):
-            return claims
+        opened = await open_reporter_link(deps, request.path_params["token"], "survey")
+        if isinstance(opened[0], str):
+            key, status = opened
+            return html(notice_page(lang, key), status, **busy_headers(key))
+        claims, ticket = opened
         try:
-            found = await run_in_threadpool(db.get_ticket, deps.engine, claims.ticket_id)
             answer = await run_in_threadpool(db.get_survey_answer, deps.engine, claims.ticket_id)
         except SQLAlchemyError as exc:
             log.warning("survey_db_unavailable", error=type(exc).__name__)
-            return html(notice_page(lang, "busy"), 503, **{"Retry-After": "30"})
-        if found is None:
-            return html(notice_page(lang, "invalid"), 404)
-        if found[0].state not in ("resolved", "closed"):
+            return html(notice_page(lang, "busy"), 503, **busy_headers("busy"))
+        if ticket.state not in ("resolved", "closed"):
             return html(notice_page(lang, "reopened"), 409)
-        return Opened(claims, found[0], answer)
+        return Opened(claims, ticket, answer)
 
     async def show(request: Request) -> Response:
         q = request.query_params
