@@ -410,9 +410,11 @@ class Router:
         reload = asyncio.create_task(every(2.0, self.reload, stop, "router-reload-config"))
         first = asyncio.create_task(self.refresh_past())  # off the start: the driver does not wait for it
         past = asyncio.create_task(every(PAST_REFRESH_S, self.refresh_past, stop, "router-past-tickets"))
-        watching = [asyncio.create_task(every(self.risk_every_s, self.risk.round, stop, "router-risk-watch"))]
-        if not self.risk_every_s:
-            watching = []
+        watching = (  # 0 turns the risk watch off: no task at all (every(0) would spin)
+            [asyncio.create_task(every(self.risk_every_s, self.risk.round, stop, "router-risk-watch"))]
+            if self.risk_every_s
+            else []
+        )
         projecting = asyncio.create_task(project.run(stop))
         projecting.add_done_callback(lambda task: self.projection_ended(task, stop))
         try:
