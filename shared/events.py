@@ -69,6 +69,8 @@ class Change(StrEnum):
     """the reporter answered the satisfaction survey of a resolved feedback ticket (or changed the answer)"""
     workaround_answered = "workaround_answered"
     """the reporter said whether the known issue's workaround they were sent solved their problem"""
+    noted = "noted"
+    """the system wrote a note on the timeline (the handover package in force): no one is told, no clock moves"""
 
 
 class Action(StrEnum):
@@ -89,6 +91,8 @@ class Action(StrEnum):
     """The reporter's "this solved it / it did not" about the workaround they were mailed (``solved``)."""
     tick = "tick"
     """System: the router's own timer says a ticket has something due (flapping settles, grouped notifications)."""
+    note = "note"
+    """System: a note on the timeline (a new handover package in force); not a response to anyone."""
 
 
 EARLIEST_YEAR, LATEST_YEAR = 1970, 9000
@@ -296,6 +300,37 @@ class Delivery(Wire):
     status: Literal["sent", "failed", "suppressed"]
     attempts: int
     error: str = ""
+    at: datetime
+
+
+class MovedTicket(Wire):
+    """A ticket in a handover digest: what it is and how it moved."""
+
+    ticket_id: str
+    summary: str
+    priority: str
+    state: str
+    moved: str = Field(description="from whom to whom, as the ticket's timeline says it (empty: not moved yet)")
+
+
+class HandoverDigest(Wire):
+    """The one message both teams of a project get when its hypercare ends: what moved to operations (and what
+    had not yet when it was sent), and the handover package in force. Made by the router's handover watch
+    (services/router/handover.py), sent by the notifier to the operations team and the implementation team."""
+
+    schema_version: Literal[1] = 1
+    digest_id: str = Field(description="stable per project and end of hypercare: a digest sent again repeats it")
+    project: str
+    customer: str
+    ended_at: datetime = Field(description="when the project's hypercare ended")
+    operations: str = Field(description="the team that owns the project's tickets from now on")
+    implementation: str = Field(description="the implementation team: the next escalation level from now on")
+    moved: list[MovedTicket] = Field(default_factory=list)
+    not_moved: list[MovedTicket] = Field(
+        default_factory=list, description="open tickets still in hypercare when the digest went (moving late)"
+    )
+    package: str | None = Field(default=None, description="the handover package in force, e.g. 'webshop v3'")
+    package_lacks: list[str] = Field(default_factory=list, description="what the package still lacks")
     at: datetime
 
 

@@ -251,6 +251,11 @@ def play(stack: Stack, chat: VendorSink, mail: SmtpSink) -> None:
     )
     moved = wait_for(lambda: handed_over(api, slow["ticket_id"]), timeout=HANDOVER_AFTER_S + 120)
     say("[ticket]", f"{slow['ticket_id']}: {moved['reason']}")
+    digest = wait_for(lambda: handover_digest(mail), timeout=120)
+    told = sorted({r for m in mail.received() if m.subject == digest.subject for r in m.recipients})
+    say("[handover]", f"one digest to both teams (mailed to {', '.join(told)}; and their chats): {digest.subject}")
+    for line in digest_lines(digest):
+        say("", line)
 
     say("[demo]", "8) the quarterly joint review of implementation and operations, as one HTML file")
     quarter = f"{datetime.now(UTC).year}Q{(datetime.now(UTC).month - 1) // 3 + 1}"
@@ -288,6 +293,18 @@ def handed_over(api: httpx.Client, ticket_id: str) -> dict[str, Any] | None:
     """The ticket's handover entry on its timeline, once there is one."""
     timeline = api.get(f"/api/v1/tickets/{ticket_id}").json()["timeline"]
     return next((e for e in timeline if e["change"] == "reassigned" and e["reason"].startswith("handover:")), None)
+
+
+def handover_digest(mail: SmtpSink) -> ReceivedMail | None:
+    """The hypercare handover digest, once it is mailed (one mail to each address of both teams)."""
+    return next((m for m in mail.received() if m.subject.startswith("Handover:")), None)
+
+
+def digest_lines(mail: ReceivedMail) -> list[str]:
+    """The digest's text up to its ticket list's end, as the teams read it."""
+    body = mail.message.get_body(("plain",))
+    text = str(body.get_content()) if body is not None else ""
+    return [line for line in text.splitlines() if line.strip()][:8]
 
 
 def demo_config(workdir: Path, hypercare_ends: datetime) -> Path:

@@ -93,7 +93,7 @@ def driver_config(settings: NotifierSettings, topics: Topics) -> DriverConfig:
     return DriverConfig(
         bootstrap=settings.kafka_bootstrap_servers,
         group_id=f"{settings.topic_prefix}notifier",
-        topics=(topics.tickets.name, topics.escalations.name),
+        topics=(topics.tickets.name, topics.escalations.name, topics.handovers.name),
         session_timeout_s=settings.session_timeout_s,
         heartbeat_interval_s=settings.heartbeat_interval_s,
         group_instance_id=settings.group_instance_id,

@@ -18,13 +18,14 @@ from services.notifier.templates import (
     STATE_HEADLINES,
     render_assignment,
     render_escalation,
+    render_handover,
     render_resolution,
     render_state,
     render_survey,
     render_update,
     render_workaround,
 )
-from shared.events import Change, Delivery, Escalation, EventKind, TicketEvent
+from shared.events import Change, Delivery, Escalation, EventKind, HandoverDigest, TicketEvent
 from shared.infra.ids import stable_id
 from shared.rules.muting import Mute
 from shared.rules.oncall import OnCall, TeamsConfig
@@ -143,6 +144,13 @@ def state_notice(event: TicketEvent, public_url: str) -> Notice | None:
         return None
     message = render_state(event, public_url)
     return Notice(f"{event.change_id}:state", t.ticket_id, t.team, message, tuple(t.watchers), kinds, person=t.person)
+
+
+def notice_for_handover(digest: HandoverDigest, public_url: str) -> Notice:
+    """One notice to both teams of the project (operations, and the implementation team as a watcher: one
+    message per distinct target), keyed by the digest's id."""
+    message = render_handover(digest, public_url)
+    return Notice(digest.digest_id, digest.digest_id, digest.operations, message, (digest.implementation,))
 
 
 def notifies(escalation: Escalation) -> bool:

@@ -41,6 +41,7 @@ from services.notifier.pipeline import (
     SolvedLinker,
     SurveyLinker,
     notice_for_escalation,
+    notice_for_handover,
     notices_for_ticket_event,
     notifies,
     plan_notice,
@@ -49,7 +50,7 @@ from services.notifier.pipeline import (
     with_mention,
 )
 from services.notifier.stages import BreakerPolicy, RetryPolicy, message_to_json
-from shared.events import Delivery, Escalation, Ticket, TicketEvent
+from shared.events import Delivery, Escalation, HandoverDigest, Ticket, TicketEvent
 from shared.infra.config import ConfigWatcher, poll_watchers
 from shared.infra.logging import bind_ids, get_logger, ids_from_headers, make_headers
 from shared.infra.metrics import check_name, counter
@@ -236,7 +237,7 @@ class Notifier:
 
     async def on_assigned(self, partitions: set[Partition]) -> None:
         t = self.deps.topics
-        mine = {tp for tp in partitions if tp[0] in (t.tickets.name, t.escalations.name)}
+        mine = {tp for tp in partitions if tp[0] in (t.tickets.name, t.escalations.name, t.handovers.name)}
         self.dispatcher.revoke(self.assigned - mine)
         new = mine - self.assigned
         self.assigned = mine
@@ -332,7 +333,7 @@ class Notifier:
         """Decode, mute, plan and put a batch's notifications in the outbox, then hand them to the lanes. Returns
         once the outbox holds them: only then may the records' offsets be committed. The SQL part (silences,
         planning, outbox) is one trip to a worker thread for the whole batch."""
-        decoded: list[tuple[Record, Ticket, list[Notice]]] = []
+        decoded: list[tuple[Record, Ticket | None, list[Notice]]] = []
         for record in records:
             bind_ids(**ids_from_headers(record.headers))
             try:
@@ -353,24 +354,26 @@ class Notifier:
     def prepare(
         self,
         engine: Engine,
-        decoded: list[tuple[Record, Ticket, list[Notice]]],
+        decoded: list[tuple[Record, Ticket | None, list[Notice]]],
         now: datetime,
         replay_until: Mapping[Partition, int],
     ) -> Planned:
         """(Through ``sql``.) The batch's muting state and its notifications planned; those of records read again
         written to the outbox, less what it or the delivery log already has."""
-        mute = self.mute_state(engine, [ticket for _, ticket, _ in decoded], now)
+        mute = self.mute_state(engine, [ticket for _, ticket, _ in decoded if ticket is not None], now)
         new: list[OutboxItem] = []
         again: list[OutboxItem] = []
         muted: list[Delivery] = []
         for record, ticket, found in decoded:
-            why = mute_for(ticket, now, mute)
+            why = mute_for(ticket, now, mute) if ticket is not None else None  # a digest is not muted
             if why is not None:
                 muted.extend(suppressed(notice, why, now) for notice in found)
                 log.info("notification_muted", cause=why.cause, reason=why.reason, notices=len(found))
                 continue
             planned = self.plan_event(record, ticket, found, now)
-            (again if replayed(record, replay_until) else new).extend(planned)
+            # a digest may come again (a restarted or second router): checked like a record read again
+            checked = ticket is None or replayed(record, replay_until)
+            (again if checked else new).extend(planned)
         saved = outbox.add(engine, again) if again else []
         if len(saved) < len(again):
             log.info("already_planned", notifications=len(again) - len(saved))
@@ -392,8 +395,14 @@ class Notifier:
         dead = dead_letter_of(SERVICE, r.topic, r.partition, r.offset, r.key, r.value, reason)
         await self.publish(self.deps.topics.deadletter.name, record.topic, encode(dead), [])
 
-    async def notices(self, record: Record) -> tuple[Ticket, list[Notice]]:
+    async def notices(self, record: Record) -> tuple[Ticket | None, list[Notice]]:
+        """What one record tells people: a ticket's event or escalation (with the ticket), or a handover digest
+        (no ticket)."""
         deps = self.deps
+        if record.topic == deps.topics.handovers.name:
+            digest = decode(HandoverDigest, record.value or b"")
+            bind_ids(trace_id=digest.digest_id)
+            return None, [notice_for_handover(digest, deps.public_url)]
         if record.topic == deps.topics.escalations.name:
             esc = decode(Escalation, record.value or b"")
             bind_ids(trace_id=esc.trace_id, ticket_id=esc.ticket_id)
@@ -417,13 +426,14 @@ class Notifier:
         firing = db.firing_tickets(engine) if could_be_inhibited else []
         return MuteState(db.list_silences(engine, since=now), firing, config)
 
-    def plan_event(self, record: Record, ticket: Ticket, found: list[Notice], now: datetime) -> list[OutboxItem]:
+    def plan_event(self, record: Record, ticket: Ticket | None, found: list[Notice], now: datetime) -> list[OutboxItem]:
         """One event's notifications as outbox rows, with their action links and mentions."""
         deps = self.deps
         dispatches: list[Dispatch] = []
         team_of: dict[str, str] = {}
         teams = deps.teams.current
-        for notice in (with_mention(with_actions(n, deps.links, ticket.state.value), teams) for n in found):
+        state = ticket.state.value if ticket is not None else ""  # a digest has no ticket to act on: no links
+        for notice in (with_mention(with_actions(n, deps.links, state), teams) for n in found):
             planned = plan_notice(notice, deps.config, teams.email_of(notice.person))
             if not planned:
                 log.warning("no_channels", team=notice.team, kind=notice.message.kind)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.notifier.channels.base import ActionLink, Message
-from shared.events import Escalation, Ticket, TicketEvent
+from shared.events import Escalation, HandoverDigest, MovedTicket, Ticket, TicketEvent
 
 
 def _ticket_lines(ticket: Ticket, public_url: str) -> list[str]:
@@ -101,6 +101,41 @@ def render_escalation(escalation: Escalation, public_url: str) -> Message:
     return Message(
         "escalation", f"[{t.priority}] ESCALATION L{escalation.level} {t.ticket_id}: {t.summary}", text, data
     )
+
+
+def render_handover(digest: HandoverDigest, public_url: str) -> Message:
+    """The one message both teams get when a project's hypercare ends: what moved to operations, what had not
+    moved yet, and the handover package in force with what it still lacks."""
+    base = public_url.rstrip("/")
+    n = len(digest.moved)
+    headline = (
+        f"Hypercare of project {digest.project} ({digest.customer}) ended {digest.ended_at:%Y-%m-%d %H:%M} UTC: "
+        f"{digest.operations} owns its tickets now, {digest.implementation} is the next escalation level."
+    )
+
+    def line(t: MovedTicket) -> str:
+        moved = f" — {t.moved}" if t.moved else ""
+        return f"  [{t.priority}] {t.summary} ({t.state}){moved}\n    {base}/api/v1/tickets/{t.ticket_id}"
+
+    tickets = f"{n} ticket{'' if n == 1 else 's'}"
+    lines = [headline, "", f"Moved to {digest.operations}: {tickets}"]
+    lines += [line(t) for t in digest.moved] or ["  (no open tickets)"]
+    if digest.not_moved:
+        lines += ["", f"Not moved yet (they follow when the router reaches them): {len(digest.not_moved)}"]
+        lines += [line(t) for t in digest.not_moved]
+    if digest.package:
+        lacks = ", ".join(digest.package_lacks)
+        lines += ["", f"Handover package: {digest.package}" + (f"; it still lacks {lacks}" if lacks else ", complete")]
+    else:
+        lines += ["", "Handover package: none imported (ticketloop handover import)"]
+    subject = f"Handover: project {digest.project} ({digest.customer}), {tickets} to {digest.operations}"
+    data: dict[str, object] = {
+        "project": digest.project,
+        "customer": digest.customer,
+        "moved": [t.ticket_id for t in digest.moved],
+        "not_moved": [t.ticket_id for t in digest.not_moved],
+    }
+    return Message("handover", subject, "\n".join(lines), data)
 
 
 _HOW = ("), from handover package ", "), matched keyword ", "), matched its labels", "), suggested by similarity ")

@@ -153,6 +153,7 @@ TRANSITIONS: dict[Action, tuple[frozenset[TicketState], Change]] = {
     Action.rate: (frozenset({S.resolved, S.closed}), Change.rated),
     Action.answer_workaround: (_ANY, Change.workaround_answered),
     Action.tick: (_ANY, Change.stable),
+    Action.note: (_ANY, Change.noted),
 }
 """Which states each action is allowed in, and the change it records. Anything else is rejected."""
 
@@ -245,6 +246,7 @@ EFFECTS: dict[Action, Callable[[Ticket, Command, datetime], Effect]] = {
     Action.rate: _rate,
     Action.answer_workaround: _answer_workaround,
     Action.tick: lambda _t, _c, _n: "tick is the router's own",
+    Action.note: lambda _t, _c, _n: ({}, "note"),
 }
 
 
@@ -267,11 +269,13 @@ def apply_command(record: TicketRecord, command: Command, now: datetime) -> tupl
         out = ticket_event(ticket, Change.rejected, command.actor, effect, now, command.trace_id)
         return TicketRecord(ticket=ticket, seen=seen), [out]
     update, description = effect
-    last = f"{change.value} by {command.actor} at {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-    ticket = t.model_copy(update={**update, "last_action": last, "version": t.version + 1})
+    if command.action is not Action.note:  # a system note is not somebody acting on the ticket
+        last = f"{change.value} by {command.actor} at {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        update = {**update, "last_action": last}
+    ticket = t.model_copy(update={**update, "version": t.version + 1})
     reason = (
         command.reason
-        if command.action is Action.comment
+        if command.action in (Action.comment, Action.note)
         else description
         if command.action in (Action.rate, Action.answer_workaround)  # the comment is in the description already
         else description + (f": {command.reason}" if command.reason else "")

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry
 
 from services.router.packages import ProjectsWatcher
 from services.router.rules import RoutingConfig
-from services.router.service import Router, RouterDeps
+from services.router.service import Router, RouterDeps, Watches
 from shared.infra.config import ConfigWatcher
 from shared.infra.settings import RouterSettings
 from shared.rules.oncall import TeamsConfig
@@ -64,7 +64,8 @@ def build(settings: RouterSettings, registry: CollectorRegistry) -> Router:
     topics = Topics(settings.topic_prefix, settings.partitions)
     # jieba's dictionary and WordLlama's embedding, from the installed wheels (no download): once, here
     deps = RouterDeps(topics, routing, projects, engine, registry, teams, text_models=load_text_models())
-    return Router(deps, tx_config(settings, topics), projection_config(settings, topics), settings.risk_every_s)
+    watches = Watches(risk_every_s=settings.risk_every_s, handover_every_s=settings.handover_every_s)
+    return Router(deps, tx_config(settings, topics), projection_config(settings, topics), watches)
 
 
 def main() -> None:

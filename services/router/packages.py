@@ -109,7 +109,8 @@ def with_packages(projects: ProjectsConfig, packages: dict[str, HandoverPackage]
         ours = {k.id for k in package.known_issues}
         issues = [k for k in project.known_issues if k.id not in ours]
         issues += [k.model_copy(update={"source": package.label()}) for k in package.known_issues]
-        changed.append(project.model_copy(update={"known_issues": issues, "package_version": package.version}))
+        update = {"known_issues": issues, "package_version": package.version, "package_lacks": completeness(package)}
+        changed.append(project.model_copy(update=update))
     return projects.model_copy(update={"projects": changed})
 
 

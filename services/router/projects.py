@@ -89,6 +89,9 @@ class Project(BaseModel):
     package_version: int | None = Field(
         default=None, description="the handover package in force (set when handover/<project>/ is read; not written)"
     )
+    package_lacks: list[str] = Field(
+        default_factory=list, description="what the package in force still lacks (set with package_version)"
+    )
 
     def compiled_matchers(self) -> list[Matcher]:
         return [parse_matcher(m) for m in self.matchers]

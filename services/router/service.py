@@ -40,6 +40,7 @@ from services.router.grouping import (
     grouped_input,
     hands_over_in_place,
 )
+from services.router.handover_watch import HandoverWatch
 from services.router.heartbeats import BadBeatError, Heartbeat, on_beat, on_tick
 from services.router.knowledge import KnownIssueIndex, PastTickets, build_known_issue_index, past_tickets
 from services.router.lifecycle import Member, Occurrences, TicketRecord, fold_occurrences, folds
@@ -379,18 +380,29 @@ class RouterProcessor:
         task.dead_letter(self.deadletter, SERVICE, record, reason)
 
 
+@dataclass(frozen=True, slots=True)
+class Watches:
+    """How often the router's watches look (seconds; 0: that watch is off)."""
+
+    risk_every_s: float = 0.0
+    handover_every_s: float = 0.0
+
+
 class Router:
     """The router's process: the exactly-once driver running RouterProcessor, the SQL projection of tickets and
     escalations, and the timer that reloads the configuration and the on-call overrides."""
 
-    def __init__(self, deps: RouterDeps, tx: TxConfig, projection: DriverConfig, risk_every_s: float = 0.0) -> None:
+    def __init__(
+        self, deps: RouterDeps, tx: TxConfig, projection: DriverConfig, watches: Watches | None = None
+    ) -> None:
         self.deps = deps
         self.processor = RouterProcessor(deps)
         self.tx = tx
         self.projection = projection
-        self.risk_every_s = risk_every_s
+        self.watches = watches or Watches()
         self.past_rows: list[tuple[str, str, datetime, str]] = []
         self.risk = RiskWatch(deps.projects, deps.engine, deps.topics.events.name, tx.bootstrap, deps.registry)
+        self.handover = HandoverWatch(deps.projects, deps.engine, deps.topics, tx.bootstrap, deps.registry)
         registry = deps.registry
         self.projected = counter(
             registry, "ticketloop_router_projected_events_total", "Ticket events and escalations written to SQL"
@@ -410,11 +422,15 @@ class Router:
         reload = asyncio.create_task(every(2.0, self.reload, stop, "router-reload-config"))
         first = asyncio.create_task(self.refresh_past())  # off the start: the driver does not wait for it
         past = asyncio.create_task(every(PAST_REFRESH_S, self.refresh_past, stop, "router-past-tickets"))
-        watching = (  # 0 turns the risk watch off: no task at all (every(0) would spin)
-            [asyncio.create_task(every(self.risk_every_s, self.risk.round, stop, "router-risk-watch"))]
-            if self.risk_every_s
-            else []
-        )
+        w = self.watches
+        watching = [  # 0 turns a watch off: no task at all (every(0) would spin)
+            asyncio.create_task(every(seconds, job, stop, name))
+            for seconds, job, name in (
+                (w.risk_every_s, self.risk.round, "router-risk-watch"),
+                (w.handover_every_s, self.handover.round, "router-handover-watch"),
+            )
+            if seconds
+        ]
         projecting = asyncio.create_task(project.run(stop))
         projecting.add_done_callback(lambda task: self.projection_ended(task, stop))
         try:
@@ -423,6 +439,7 @@ class Router:
             stop.set()
             await asyncio.gather(reload, first, past, projecting, *watching, return_exceptions=True)
             await self.risk.stop()
+            await self.handover.stop()
 
     @staticmethod
     def projection_ended(task: asyncio.Task[None], stop: asyncio.Event) -> None:

@@ -91,6 +91,13 @@ class RouterSettings(CommonSettings):
     risk_every_s: float = Field(
         default=60.0, ge=0, le=3600, description="how often projects' ticket and breach rates are judged (0: never)"
     )
+    handover_every_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="how often ended hypercares (their digest) and new handover packages (notes) are looked for "
+        "(0: never)",
+    )
 
 
 class SlaSettings(CommonSettings):

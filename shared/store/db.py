@@ -363,6 +363,7 @@ def project(engine: Engine, events: Iterable[TicketEvent], escalations: Iterable
 
 TICKETS: Table = TicketRow.__table__  # type: ignore[attr-defined]  # sqlmodel does not type it
 TIMELINE: Table = TimelineRow.__table__  # type: ignore[attr-defined]
+DELIVERIES: Table = DeliveryRow.__table__  # type: ignore[attr-defined]
 _VERSIONS = sa_select(TICKETS.c.ticket_id, TICKETS.c.version).where(
     TICKETS.c.ticket_id.in_(bindparam("ids", expanding=True))
 )
@@ -550,6 +551,61 @@ def count_p1(engine: Engine, project: str, since: datetime, until: datetime) -> 
     )
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
+
+
+HandoverRow = tuple[str, str, str, str, str | None, str | None]
+"""(ticket id, summary, priority, state, phase, the reason of its handover entry or None)."""
+
+
+def handover_rows(engine: Engine, project: str, prefix: str, since: datetime) -> list[HandoverRow]:
+    """A project's tickets at the end of its hypercare: those whose timeline has a handover entry (its reason
+    starting with ``prefix``) at or after ``since``, and those still open in an earlier phase (not moved yet)."""
+    entries = (
+        sa_select(TIMELINE.c.ticket_id, func.min(TIMELINE.c.reason).label("reason"))
+        .where(TIMELINE.c.change == "reassigned", TIMELINE.c.reason.startswith(prefix, autoescape=True))
+        .where(TIMELINE.c.at >= since)
+        .group_by(TIMELINE.c.ticket_id)
+        .subquery()
+    )
+    t = TICKETS.c
+    query = (
+        sa_select(t.ticket_id, t.summary, t.priority, t.state, t.phase, entries.c.reason)
+        .select_from(TICKETS.outerjoin(entries, entries.c.ticket_id == t.ticket_id))
+        .where(t.project == project)
+        .where(
+            entries.c.reason.is_not(None) | (t.state.in_(UNRESOLVED) & (t.phase.is_(None) | (t.phase != "operations")))
+        )
+        .order_by(t.opened_at, t.ticket_id)
+    )
+    with engine.connect() as conn:
+        return [(a, b, c, d, e, f) for a, b, c, d, e, f in conn.execute(query).all()]
+
+
+def was_told(engine: Engine, ticket_id: str) -> bool:
+    """Whether the delivery log has any record for this key (a ticket, or a digest's id)."""
+    query = sa_select(DELIVERIES.c.notification_id).where(DELIVERIES.c.ticket_id == ticket_id).limit(1)
+    with engine.connect() as conn:
+        return conn.execute(query).first() is not None
+
+
+def package_mentions(engine: Engine, project: str) -> dict[str, list[str]]:
+    """The project's unresolved tickets, each with its timeline's reasons that name a handover package."""
+    t = TICKETS.c
+    query = (
+        sa_select(t.ticket_id, TIMELINE.c.reason)
+        .select_from(
+            TICKETS.outerjoin(
+                TIMELINE,
+                (TIMELINE.c.ticket_id == t.ticket_id) & TIMELINE.c.reason.contains("handover package v"),
+            )
+        )
+        .where(t.project == project, t.state.in_(UNRESOLVED))
+    )
+    found: dict[str, list[str]] = {}
+    with engine.connect() as conn:
+        for ticket_id, reason in conn.execute(query).all():
+            found.setdefault(ticket_id, []).extend([reason] if reason else [])
+    return found
 
 
 @functools.cache

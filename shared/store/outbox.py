@@ -26,7 +26,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from shared.events import Delivery
-from shared.store.db import DeliveryRow, as_utc, dialect_insert
+from shared.store.db import DELIVERIES, as_utc, dialect_insert
 
 PENDING, FAILED, REDRIVE = "pending", "failed", "redrive"
 
@@ -53,7 +53,6 @@ class OutboxRow(SQLModel, table=True):
 
 
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]  # sqlmodel does not type it
-DELIVERIES: Table = DeliveryRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +95,18 @@ def _item(row: OutboxRow) -> OutboxItem:
 
 
 def add(engine: Engine, items: Sequence[OutboxItem]) -> list[OutboxItem]:
-    """Write the items that are neither delivered already nor in the outbox; returns those written (in order).
-    One transaction: an event's notifications are all in, or none."""
+    """Write the items that are neither delivered already nor in the outbox; returns those written (in order;
+    an id that comes twice, the first time). One transaction: an event's notifications are all in, or none."""
     if not items:
         return []
     ids = [i.notification_id for i in items]
     with engine.begin() as conn:
         known = set(conn.execute(_KNOWN, {"ids": ids}).scalars())
-        fresh = [i for i in items if i.notification_id not in known]
+        fresh = []
+        for i in items:
+            if i.notification_id not in known:
+                known.add(i.notification_id)
+                fresh.append(i)
         if fresh:
             conn.execute(_INSERT, [_row(i) for i in fresh])
     return fresh

@@ -74,6 +74,12 @@ class Topics:
         return TopicSpec(f"{self.prefix}sla-due", self.partitions, "ticket id", "sla clocks due, proposed by its timer")
 
     @property
+    def handovers(self) -> TopicSpec:
+        return TopicSpec(
+            f"{self.prefix}handovers", self.partitions, "digest id", "hypercare handover digests, for the notifier"
+        )
+
+    @property
     def deliveries(self) -> TopicSpec:
         return TopicSpec(f"{self.prefix}deliveries", self.partitions, "ticket id", "notification delivery records")
 
@@ -91,6 +97,7 @@ class Topics:
             self.tickets,
             self.escalations,
             self.sla_due,
+            self.handovers,
             self.deliveries,
             self.deadletter,
         ]

@@ -205,3 +205,66 @@ def test_the_notifiers_writes_go_in_order_in_one_round(engine: Engine) -> None:
     outbox.write(engine, [outbox.Finish(["n7"], [sent(7)]), outbox.Finish([], [])])
     assert outbox.pending(engine, [("tickets", 1)]) == []
     assert db.was_delivered(engine, "n7")
+
+
+def test_the_handover_watch_reads_what_moved_what_did_not_and_which_tickets_name_a_package(engine: Engine) -> None:
+    prefix = "handover: hypercare of project webshop ended"
+    ends = T0 + timedelta(seconds=10)
+
+    def change(ticket_id: str, change: Change, version: int, reason: str, **over: Any) -> TicketEvent:
+        t = ticket(ticket_id=ticket_id, version=version, **{"project": "webshop", "phase": "hypercare", **over})
+        at = T0 + timedelta(seconds=version * 10)
+        return TicketEvent(
+            change_id=f"{ticket_id}:{version}", change=change, actor="a", reason=reason, at=at, ticket=t, trace_id="t"
+        )
+
+    route = "route r: owner ian (implementation); project webshop (acme), phase hypercare; handover package v1"
+    db.project(
+        engine,
+        [
+            change("moved", Change.opened, 1, route),
+            change(
+                "moved",
+                Change.reassigned,
+                2,
+                f"{prefix} 2026-11-24; from ian (implementation) to operations",
+                phase="operations",
+                team="operations",
+            ),
+            change("waiting", Change.opened, 1, route),
+            change("done", Change.opened, 1, "route r"),
+            change("done", Change.resolved, 2, "fixed", state=TicketState.resolved, resolved_at=T0),
+            change("noted", Change.opened, 1, "route r"),
+            change("noted", Change.noted, 2, "handover package v2 of project webshop is in force"),
+            change("other", Change.opened, 1, route.replace("webshop", "shop"), project="shop"),
+        ],
+    )
+    rows = db.handover_rows(engine, "webshop", prefix, ends)
+    assert [(r[0], r[4], r[5] is not None) for r in rows] == [
+        ("moved", "operations", True),
+        ("noted", "hypercare", False),
+        ("waiting", "hypercare", False),
+    ]
+    later = db.handover_rows(engine, "webshop", prefix, T0 + timedelta(seconds=30))
+    assert [r[0] for r in later] == ["noted", "waiting"], "a handover entry from before ``since`` is another one"
+    mentions = db.package_mentions(engine, "webshop")
+    assert mentions == {
+        "moved": [route],
+        "waiting": [route],
+        "noted": ["handover package v2 of project webshop is in force"],
+    }
+    assert not db.was_told(engine, "handover:webshop:x")
+    db.record_delivery(
+        engine,
+        Delivery(
+            notification_id="n1",
+            ticket_id="handover:webshop:x",
+            kind="handover",
+            channel="email",
+            recipient="ops@example.test",
+            status="sent",
+            attempts=1,
+            at=T0,
+        ),
+    )
+    assert db.was_told(engine, "handover:webshop:x")

@@ -19,7 +19,7 @@ from shared.events import Change
 from shared.infra.config import ConfigWatcher
 from shared.rules.muting import MutingConfig
 from shared.rules.oncall import TeamsConfig
-from shared.store import outbox
+from shared.store import db, outbox
 from shared.streaming.codec import encode
 from shared.streaming.driver import DriverConfig, Record
 from shared.streaming.topics import Topics
@@ -92,7 +92,7 @@ def notifier(engine: Engine, tmp_path: Path, channel: FakeChannel, replay_until:
 
 def sent_tickets(engine: Engine) -> list[str]:
     """The tickets of the delivery log's sent records."""
-    log = outbox.DELIVERIES
+    log = db.DELIVERIES
     with engine.connect() as conn:
         return list(conn.execute(select(log.c.ticket_id).where(log.c.status == "sent")).scalars())
 
