@@ -68,9 +68,12 @@ def timer_due(ticket: Ticket) -> datetime | None:
     return min(due) if due else None
 
 
-def handover_due(ticket: Ticket, now: datetime) -> bool:
-    """Whether an active ticket's project phase (hypercare) has ended: it moves to operations now."""
-    return ticket.state in _ACTIVE and ticket.phase_until is not None and ticket.phase_until <= now
+def handover_due(ticket: Ticket, now: datetime, ends: datetime | None = None) -> bool:
+    """Whether an active ticket's project phase (hypercare) has ended: it moves to operations now. ``ends``: the
+    project's end of hypercare as configured now, which may have been moved earlier since the ticket opened."""
+    if ticket.state not in _ACTIVE or ticket.phase_until is None:
+        return False
+    return ticket.phase_until <= now or (ends is not None and ends <= now)
 
 
 def hand_over(

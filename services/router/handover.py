@@ -31,6 +31,7 @@ GRACE = timedelta(minutes=10)
 """How long the digest waits for tickets that have not moved yet; after it, it goes and names them."""
 WINDOW = timedelta(days=7)
 """How far back a watch (started, or restarted) looks for a hypercare that ended without its digest sent."""
+_ACTIVE = frozenset({"open", "acknowledged"})
 ACTOR = "handover"
 """Who the package notes are from, on the timeline."""
 
@@ -75,10 +76,9 @@ def moved_text(reason: str) -> str:
 def digest_for(project: Project, seen: Sequence[Seen], now: datetime) -> HandoverDigest | None:
     """The project's digest, or None while open tickets still in hypercare may yet move (before ``GRACE``)."""
     ends = project.hypercare_ends
-    active = {"open", "acknowledged"}
     moved = [s for s in seen if s.handover is not None]
-    waiting = [s for s in seen if s.handover is None and s.state in active and s.phase != "operations"]
-    if waiting and now - ends < GRACE:
+    late = waiting(seen)
+    if late and now - ends < GRACE:
         return None
 
     def item(s: Seen) -> MovedTicket:
@@ -98,11 +98,35 @@ def digest_for(project: Project, seen: Sequence[Seen], now: datetime) -> Handove
         operations=project.operations.team,
         implementation=project.implementation.team,
         moved=[item(s) for s in moved],
-        not_moved=[item(s) for s in waiting],
+        not_moved=[item(s) for s in late],
         package=f"{project.name} v{project.package_version}" if project.package_version else None,
         package_lacks=list(project.package_lacks),
         at=now,
     )
+
+
+def waiting(seen: Sequence[Seen]) -> list[Seen]:
+    """The project's tickets still open in an earlier phase with no handover entry: not moved yet."""
+    return [s for s in seen if s.handover is None and s.state in _ACTIVE and s.phase != "operations"]
+
+
+def nudges(project: Project, seen: Sequence[Seen], now: datetime) -> list[Command]:
+    """A timer tick for each ticket not moved yet: a ticket opened before the project's hypercare was shortened
+    still has the old end on its own timer, and the tick moves it now (services/router/steps.py ``command_step``
+    compares the ticket's end with the project's as configured now). One id per ticket and end: a tick sent every
+    round is applied once."""
+    key = digest_key(project.name, project.hypercare_ends)
+    return [
+        Command(
+            command_id=f"handover-tick:{s.ticket_id}:{key}",
+            ticket_id=s.ticket_id,
+            action=Action.tick,
+            actor="router-timer",
+            issued_at=now,
+            trace_id=f"handover-{s.ticket_id}",
+        )
+        for s in waiting(seen)
+    ]
 
 
 _VERSION_NAMED = re.compile(r"handover package v(\d+)\b")

@@ -1,7 +1,9 @@
 """The router's handover watch (the shell around services/router/handover.py): every few seconds it looks for
 projects whose hypercare has ended and sends their digest to the ``handovers`` topic once the moves are in the read
-model; and for projects whose handover package in force is not yet named on an open ticket's timeline, it sends
-that ticket a note (a ``note`` command on the ``commands`` topic).
+model (while tickets of the project still wait to move, it sends each a timer tick: one opened before the project's
+hypercare was shortened moves then, not at the end its own timer still has); and for projects whose handover
+package in force is not yet named on an open ticket's timeline, it sends that ticket a note (a ``note`` command on
+the ``commands`` topic).
 
 It keeps in memory which digests are done; started again, it asks the delivery log (a digest the notifier has
 delivered is not sent again) and otherwise sends it again, which the notifier sends once: a digest's notifications
@@ -23,6 +25,7 @@ from services.router.handover import (
     Seen,
     digest_for,
     handover_reason_prefix,
+    nudges,
     package_notes,
     projects_due,
 )
@@ -66,7 +69,10 @@ class HandoverWatch:
         for project in projects_due(projects, now, self.done):
             prefix = handover_reason_prefix(project.name)
             rows = await asyncio.to_thread(db.handover_rows, self.engine, project.name, prefix, project.hypercare_ends)
-            digest = digest_for(project, [Seen(*row) for row in rows], now)
+            seen = [Seen(*row) for row in rows]
+            for tick in nudges(project, seen, now):  # a ticket whose own timer still has a later end moves now
+                await self.send(self.topics.commands.name, tick.ticket_id, tick)
+            digest = digest_for(project, seen, now)
             if digest is None:
                 continue  # tickets are still moving
             if await asyncio.to_thread(db.was_told, self.engine, digest.digest_id):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from services.router.handover import Seen, nudges
 from services.router.service import TIMERS, RouterProcessor
 from shared.events import Change, EventStatus
 from shared.streaming.codec import encode
@@ -100,3 +101,37 @@ def test_a_flapping_ticket_due_to_settle_before_the_handover_still_settles(tmp_p
     assert last.state.value == "resolved", (
         f"still {last.state.value}, flapping={last.flapping}, {[c.change for c in changes(broker, topics)]}"
     )
+
+
+def test_a_ticket_opened_before_hypercare_was_shortened_moves_on_the_watch_s_tick(tmp_path: Path) -> None:
+    """Its own timer still has the old end (a month away); the project now ends an hour ago. The handover watch's
+    tick (services/router/handover.py ``nudges``) moves it now, once, to operations."""
+    now = datetime.now(UTC)
+    go_live = now - timedelta(days=1)
+    broker, topics = router_broker(tmp_path, "route:\n  team: ops\n", projects_yaml(go_live, "31d"))
+    ev = event(
+        event_id="s1",
+        dedup_key="am/s",
+        labels={"alertname": "Disk", "project": "webshop"},
+        occurred_at=now,
+        received_at=now,
+    )
+    broker.produce(topics.events.name, b"am/s", encode(ev))
+    broker.run()
+    opened = changes(broker, topics)[-1].ticket
+    assert (opened.team, opened.phase) == ("implementation", "hypercare")
+    (tmp_path / "projects.yaml").write_text(projects_yaml(go_live, "23h"))
+    processor = broker.processor
+    assert isinstance(processor, RouterProcessor)
+    assert processor.deps.projects.poll() == "reloaded"
+    project = processor.deps.projects.current.projects[0]
+    seen = [Seen(opened.ticket_id, opened.summary, opened.priority, "open", "hypercare", None)]
+    for _ in range(2):  # the watch sends it every round until the read model shows the move
+        for tick in nudges(project, seen, now):
+            broker.produce(topics.commands.name, tick.ticket_id.encode(), encode(tick))
+        broker.run()
+    moved = [c for c in changes(broker, topics) if c.change is Change.reassigned]
+    assert len(moved) == 1, [c.reason for c in moved]
+    assert moved[0].reason.startswith("handover: hypercare of project webshop ended")
+    assert (moved[0].ticket.team, moved[0].ticket.phase) == ("operations", "operations")
+    assert nudges(project, [Seen(opened.ticket_id, "", "P3", "open", "operations", "handover: ...")], now) == []
