@@ -329,6 +329,8 @@ class HandoverDigest(Wire):
     not_moved: list[MovedTicket] = Field(
         default_factory=list, description="open tickets still in hypercare when the digest went (moving late)"
     )
+    moved_unlisted: int = Field(default=0, ge=0, description="moved tickets beyond those listed (a digest lists 50)")
+    not_moved_unlisted: int = Field(default=0, ge=0, description="tickets not moved yet beyond those listed")
     package: str | None = Field(default=None, description="the handover package in force, e.g. 'webshop v3'")
     package_lacks: list[str] = Field(default_factory=list, description="what the package still lacks")
     at: datetime

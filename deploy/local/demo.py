@@ -252,6 +252,7 @@ def play(stack: Stack, chat: VendorSink, mail: SmtpSink) -> None:
     moved = wait_for(lambda: handed_over(api, slow["ticket_id"]), timeout=HANDOVER_AFTER_S + 120)
     say("[ticket]", f"{slow['ticket_id']}: {moved['reason']}")
     digest = wait_for(lambda: handover_digest(mail), timeout=120)
+    wait_for(lambda: any(c.title.startswith("Handover:") for c in chat.received()), timeout=120)
     told = sorted({r for m in mail.received() if m.subject == digest.subject for r in m.recipients})
     say("[handover]", f"one digest to both teams (mailed to {', '.join(told)}; and their chats): {digest.subject}")
     for line in digest_lines(digest):

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from services.notifier.channels.base import STATE, Channel, DeliveryError, Message, RateLimit
+from services.notifier.channels.base import UNFOLDED, Channel, DeliveryError, Message, RateLimit
 from services.notifier.stages import (
     Breaker,
     BreakerPolicy,
@@ -200,10 +200,11 @@ class Lane:
             return [head], message_from_json(head.payload)
         now = self.deps.monotonic()
         self.window, _ = take(self.window, limit, now)
-        if head.kind == STATE or remaining(self.window, limit, now) > 0 or len(self.items) < 2:
+        if head.kind in UNFOLDED or remaining(self.window, limit, now) > 0 or len(self.items) < 2:
             return [head], message_from_json(head.payload)
-        # a redraw is never folded: it changes a message in place instead of adding one
-        due = [i for i in self._ordered() if i.due_at <= self.deps.wall() and i.kind != STATE]
+        # a redraw is never folded (it changes a message in place instead of adding one), nor a handover digest
+        # (its ticket list would shrink to its subject line)
+        due = [i for i in self._ordered() if i.due_at <= self.deps.wall() and i.kind not in UNFOLDED]
         if len(due) > 1:
             members, digest = fold(due, digest_budget(self.deps.max_bytes.get(self.kind, 4000)))
             self.deps.on_digest(self.kind, len(members))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from services.notifier.channels.base import ActionLink, Message
+from datetime import UTC
+
+from services.notifier.channels.base import HANDOVER, ActionLink, Message
 from shared.events import Escalation, HandoverDigest, MovedTicket, Ticket, TicketEvent
 
 
@@ -107,9 +109,10 @@ def render_handover(digest: HandoverDigest, public_url: str) -> Message:
     """The one message both teams get when a project's hypercare ends: what moved to operations, what had not
     moved yet, and the handover package in force with what it still lacks."""
     base = public_url.rstrip("/")
-    n = len(digest.moved)
+    n = len(digest.moved) + digest.moved_unlisted
     headline = (
-        f"Hypercare of project {digest.project} ({digest.customer}) ended {digest.ended_at:%Y-%m-%d %H:%M} UTC: "
+        f"Hypercare of project {digest.project} ({digest.customer}) ended "
+        f"{digest.ended_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC: "
         f"{digest.operations} owns its tickets now, {digest.implementation} is the next escalation level."
     )
 
@@ -120,9 +123,14 @@ def render_handover(digest: HandoverDigest, public_url: str) -> Message:
     tickets = f"{n} ticket{'' if n == 1 else 's'}"
     lines = [headline, "", f"Moved to {digest.operations}: {tickets}"]
     lines += [line(t) for t in digest.moved] or ["  (no open tickets)"]
+    if digest.moved_unlisted:
+        lines.append(f"  ... and {digest.moved_unlisted} more ({base}/api/v1/tickets?team={digest.operations})")
     if digest.not_moved:
-        lines += ["", f"Not moved yet (they follow when the router reaches them): {len(digest.not_moved)}"]
+        waiting = len(digest.not_moved) + digest.not_moved_unlisted
+        lines += ["", f"Not moved yet (they follow when the router reaches them): {waiting}"]
         lines += [line(t) for t in digest.not_moved]
+        if digest.not_moved_unlisted:
+            lines.append(f"  ... and {digest.not_moved_unlisted} more")
     if digest.package:
         lacks = ", ".join(digest.package_lacks)
         lines += ["", f"Handover package: {digest.package}" + (f"; it still lacks {lacks}" if lacks else ", complete")]
@@ -135,7 +143,7 @@ def render_handover(digest: HandoverDigest, public_url: str) -> Message:
         "moved": [t.ticket_id for t in digest.moved],
         "not_moved": [t.ticket_id for t in digest.not_moved],
     }
-    return Message("handover", subject, "\n".join(lines), data)
+    return Message(HANDOVER, subject, "\n".join(lines), data)
 
 
 _HOW = ("), from handover package ", "), matched keyword ", "), matched its labels", "), suggested by similarity ")

@@ -4,10 +4,14 @@
 When a project's hypercare ends, the router's timer moves each of its open tickets to operations, one by one on
 the tickets' own partitions (services/router/commands.py ``hand_over``). Then both teams get one message that lists
 what moved: the *digest*. It goes once the moves are in the read model (no open ticket of the project still in
-hypercare), ``SETTLE`` after the end at the earliest; if some ticket still has not moved ``GRACE`` after the end (a
-router partition down), it goes anyway and names those tickets as moving late. Its id is one per project and end
-of hypercare, so a digest sent again (a restart, a second router) is the same notification, which the notifier
-sends once.
+hypercare), ``SETTLE`` after the end at the earliest; if some ticket still has not moved ``GRACE`` after the watch
+first saw it waiting (a router partition down), it goes anyway and names those tickets as moving late. Its id is one
+per project and end of hypercare (in UTC), so a digest sent again (a restart, a second router) is the same
+notification, which the notifier sends once. It lists at most ``LISTED`` tickets of each kind and counts the rest,
+so it always fits one Kafka record and one chat message.
+
+A ticket that opened before its project's hypercare was shortened still has the old end on its own timer: while it
+waits, the watch sends it a timer tick (``nudges``), whenever the project's end was, and the router moves it.
 
 When a new version of a project's handover package comes into force, each open ticket of the project gets a note
 on its timeline naming it (``package_notes``): one comment command per ticket whose timeline does not name that
@@ -17,18 +21,23 @@ version yet, with an id per ticket and version, so a note sent twice is applied 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from services.router.projects import Project
 from shared.events import Action, Command, HandoverDigest, MovedTicket
 from shared.infra.ids import stable_id
 
+LISTED = 50
+"""At most this many moved (and not moved) tickets are listed in a digest; the rest are counted."""
+SUMMARY_CHARS = 200
+"""A listed ticket's summary is cut to this many characters."""
 SETTLE = timedelta(seconds=10)
 """How long after the end of hypercare the digest waits at the least: the moves' news reaches the read model."""
 GRACE = timedelta(minutes=10)
-"""How long the digest waits for tickets that have not moved yet; after it, it goes and names them."""
+"""How long the digest waits for tickets that have not moved yet (from when the watch first saw them waiting); after
+it, it goes and names them."""
 WINDOW = timedelta(days=7)
 """How far back a watch (started, or restarted) looks for a hypercare that ended without its digest sent."""
 _ACTIVE = frozenset({"open", "acknowledged"})
@@ -43,15 +52,25 @@ def handover_reason_prefix(project: str) -> str:
 
 def digest_key(project: str, ends: datetime) -> str:
     """The digest's id: one per project and end of hypercare (it is also the key of its notifications)."""
-    return f"handover:{project}:{ends.strftime('%Y%m%dT%H%M%S')}"
+    return f"handover:{project}:{ends.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 
-def projects_due(projects: Iterable[Project], now: datetime, done: set[str]) -> list[Project]:
-    """The projects whose hypercare ended at least ``SETTLE`` and at most ``WINDOW`` ago, digest not yet done."""
+def ended(projects: Iterable[Project], now: datetime) -> list[Project]:
+    """The projects whose hypercare ended at least ``SETTLE`` ago."""
+    return [p for p in projects if now - p.hypercare_ends >= SETTLE]
+
+
+def projects_due(
+    projects: Iterable[Project], now: datetime, done: set[str], waiting_in: Set[str] = frozenset()
+) -> list[Project]:
+    """The projects to look at now: hypercare ended at least ``SETTLE`` ago, digest not done, and either ended at
+    most ``WINDOW`` ago or with tickets still waiting to move (``waiting_in``: those projects' names; a hypercare
+    shortened to an end long past)."""
     return [
         p
-        for p in projects
-        if SETTLE <= now - p.hypercare_ends <= WINDOW and digest_key(p.name, p.hypercare_ends) not in done
+        for p in ended(projects, now)
+        if digest_key(p.name, p.hypercare_ends) not in done
+        and (now - p.hypercare_ends <= WINDOW or p.name in waiting_in)
     ]
 
 
@@ -73,18 +92,21 @@ def moved_text(reason: str) -> str:
     return f"from {rest}" if sep else reason
 
 
-def digest_for(project: Project, seen: Sequence[Seen], now: datetime) -> HandoverDigest | None:
-    """The project's digest, or None while open tickets still in hypercare may yet move (before ``GRACE``)."""
+def digest_for(
+    project: Project, seen: Sequence[Seen], now: datetime, waiting_since: datetime | None = None
+) -> HandoverDigest | None:
+    """The project's digest, or None while open tickets still in hypercare may yet move: until ``GRACE`` after the
+    end, or after ``waiting_since`` (when the watch first saw tickets waiting), whichever is later."""
     ends = project.hypercare_ends
     moved = [s for s in seen if s.handover is not None]
     late = waiting(seen)
-    if late and now - ends < GRACE:
+    if late and now - max(ends, waiting_since or ends) < GRACE:
         return None
 
     def item(s: Seen) -> MovedTicket:
         return MovedTicket(
             ticket_id=s.ticket_id,
-            summary=s.summary,
+            summary=s.summary if len(s.summary) <= SUMMARY_CHARS else s.summary[: SUMMARY_CHARS - 1] + "…",
             priority=s.priority,
             state=s.state,
             moved=moved_text(s.handover) if s.handover else "",
@@ -97,8 +119,10 @@ def digest_for(project: Project, seen: Sequence[Seen], now: datetime) -> Handove
         ended_at=ends,
         operations=project.operations.team,
         implementation=project.implementation.team,
-        moved=[item(s) for s in moved],
-        not_moved=[item(s) for s in late],
+        moved=[item(s) for s in moved[:LISTED]],
+        not_moved=[item(s) for s in late[:LISTED]],
+        moved_unlisted=max(0, len(moved) - LISTED),
+        not_moved_unlisted=max(0, len(late) - LISTED),
         package=f"{project.name} v{project.package_version}" if project.package_version else None,
         package_lacks=list(project.package_lacks),
         at=now,

@@ -1,19 +1,22 @@
 """The router's handover watch (the shell around services/router/handover.py): every few seconds it looks for
 projects whose hypercare has ended and sends their digest to the ``handovers`` topic once the moves are in the read
 model (while tickets of the project still wait to move, it sends each a timer tick: one opened before the project's
-hypercare was shortened moves then, not at the end its own timer still has); and for projects whose handover
-package in force is not yet named on an open ticket's timeline, it sends that ticket a note (a ``note`` command on
-the ``commands`` topic).
+hypercare was shortened moves then, not at the end its own timer still has); and, every minute, for projects whose
+handover package in force is not yet named on an open ticket's timeline, it sends that ticket a note (a ``note``
+command on the ``commands`` topic).
 
 It keeps in memory which digests are done; started again, it asks the delivery log (a digest the notifier has
 delivered is not sent again) and otherwise sends it again, which the notifier sends once: a digest's notifications
-are checked against its outbox and delivery log, as a record read again is. The notes are asked of the read model
-each round: a ticket whose timeline names the version is not noted, and a note sent twice before the read model has
-it is applied once (its command id is one per ticket and version)."""
+are checked against its outbox and delivery log, as a record read again is. The notes are asked of the read model:
+a ticket whose timeline names the version is not noted, a note is sent once per process (its command id is one per
+ticket and version, so one sent again after a restart, before the read model had it, is applied once). One
+project's failure (a database error, a broker refusing a record) is logged and does not stop the others."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
@@ -24,12 +27,14 @@ from sqlalchemy import Engine
 from services.router.handover import (
     Seen,
     digest_for,
+    digest_key,
+    ended,
     handover_reason_prefix,
     nudges,
     package_notes,
     projects_due,
 )
-from services.router.projects import ProjectsConfig
+from services.router.projects import Project, ProjectsConfig
 from shared.infra.config import ConfigWatcher
 from shared.infra.logging import get_logger, make_headers
 from shared.infra.metrics import counter
@@ -39,70 +44,22 @@ from shared.streaming.topics import Topics
 
 log = get_logger(__name__)
 
+NOTES_EVERY_S = 60.0
+"""How often open tickets are checked for the package version in force (a reopened ticket is noted too)."""
 
-class HandoverWatch:
-    def __init__(
-        self,
-        projects: ConfigWatcher[ProjectsConfig],
-        engine: Engine,
-        topics: Topics,
-        bootstrap: str,
-        registry: CollectorRegistry,
-    ) -> None:
-        self.projects, self.engine, self.topics, self.bootstrap = projects, engine, topics, bootstrap
-        self.done: set[str] = set()
-        """Digests sent (or found delivered) by this process."""
-        self.noted: dict[str, int] = {}
-        """Per project, the package version every open ticket was seen to name (no need to ask again)."""
-        self.digests = counter(
-            registry, "ticketloop_router_handover_digests_total", "Hypercare handover digests sent to the notifier"
-        )
-        self.notes = counter(
-            registry, "ticketloop_router_package_notes_total", "Notes of a new handover package sent to open tickets"
-        )
+
+Send = Callable[[str, str, BaseModel], Awaitable[None]]
+"""(topic, key, record): what the watch sends, acknowledged by the broker when it returns."""
+
+
+class KafkaSender:
+    """The watch's producer (idempotent, ``acks=all``), started at its first send."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
         self.producer: AIOKafkaProducer | None = None
 
-    async def round(self) -> None:
-        """One look: the digests now due, then the package notes."""
-        now = datetime.now(UTC)
-        projects = self.projects.current.projects
-        for project in projects_due(projects, now, self.done):
-            prefix = handover_reason_prefix(project.name)
-            rows = await asyncio.to_thread(db.handover_rows, self.engine, project.name, prefix, project.hypercare_ends)
-            seen = [Seen(*row) for row in rows]
-            for tick in nudges(project, seen, now):  # a ticket whose own timer still has a later end moves now
-                await self.send(self.topics.commands.name, tick.ticket_id, tick)
-            digest = digest_for(project, seen, now)
-            if digest is None:
-                continue  # tickets are still moving
-            if await asyncio.to_thread(db.was_told, self.engine, digest.digest_id):
-                self.done.add(digest.digest_id)
-                log.info("handover_digest_delivered_before", project=project.name)
-                continue
-            await self.send(self.topics.handovers.name, digest.digest_id, digest)
-            self.done.add(digest.digest_id)
-            self.digests.inc()
-            log.info(
-                "handover_digest_sent",
-                project=project.name,
-                moved=len(digest.moved),
-                not_moved=len(digest.not_moved),
-            )
-        for project in projects:
-            version = project.package_version
-            if version is None or self.noted.get(project.name) == version:
-                continue
-            mentions = await asyncio.to_thread(db.package_mentions, self.engine, project.name)
-            notes = package_notes(project, mentions, now)
-            for note in notes:
-                await self.send(self.topics.commands.name, note.ticket_id, note)
-            if notes:
-                self.notes.inc(len(notes))
-                log.info("package_notes_sent", project=project.name, version=version, tickets=len(notes))
-            else:  # every open ticket names it: asked again only when the version changes
-                self.noted[project.name] = version
-
-    async def send(self, topic: str, key: str, value: BaseModel) -> None:
+    async def __call__(self, topic: str, key: str, value: BaseModel) -> None:
         if self.producer is None:
             self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
             await self.producer.start()
@@ -112,3 +69,90 @@ class HandoverWatch:
         if self.producer is not None:
             await self.producer.stop()
             self.producer = None
+
+
+class HandoverWatch:
+    def __init__(
+        self,
+        projects: ConfigWatcher[ProjectsConfig],
+        engine: Engine,
+        topics: Topics,
+        send: Send,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.projects, self.engine, self.topics, self.send = projects, engine, topics, send
+        self.done: set[str] = set()
+        """Digests sent (or found delivered) by this process."""
+        self.waiting_since: dict[str, datetime] = {}
+        """Per digest, when this process first saw tickets waiting to move (the grace counts from there)."""
+        self.noted: set[str] = set()
+        """The package notes this process has sent (by command id)."""
+        self.notes_at = float("-inf")
+        self.digests = counter(
+            registry, "ticketloop_router_handover_digests_total", "Hypercare handover digests sent to the notifier"
+        )
+        self.notes = counter(
+            registry, "ticketloop_router_package_notes_total", "Notes of a new handover package sent to open tickets"
+        )
+
+    async def round(self) -> None:
+        """One look: the digests now due (and the ticks of tickets still waiting), then, every minute, the notes."""
+        now = datetime.now(UTC)
+        projects = self.projects.current.projects
+        names = [p.name for p in ended(projects, now)]
+        waiting_in = await asyncio.to_thread(db.waiting_projects, self.engine, names) if names else set()
+        # a project whose tickets this process saw waiting stays due until its digest goes (an end long past)
+        waiting_in |= {p.name for p in projects if digest_key(p.name, p.hypercare_ends) in self.waiting_since}
+        for project in projects_due(projects, now, self.done, waiting_in):
+            await self.guarded(self.digest, project, now)
+        if time.monotonic() - self.notes_at >= NOTES_EVERY_S:
+            self.notes_at = time.monotonic()
+            for project in projects:
+                if project.package_version is not None:
+                    await self.guarded(self.note, project, now)
+
+    @staticmethod
+    async def guarded(job: Callable[[Project, datetime], Awaitable[None]], project: Project, now: datetime) -> None:
+        """One project's work; its failure is logged and the next project's goes on."""
+        try:
+            await job(project, now)
+        except Exception as exc:  # noqa: BLE001 - one project's database or broker trouble must not stop the rest
+            log.error("handover_watch_failed", project=project.name, error=type(exc).__name__)  # noqa: TRY400
+
+    async def digest(self, project: Project, now: datetime) -> None:
+        key = digest_key(project.name, project.hypercare_ends)
+        prefix = handover_reason_prefix(project.name)
+        rows = await asyncio.to_thread(db.handover_rows, self.engine, project.name, prefix, project.hypercare_ends)
+        seen = [Seen(*row) for row in rows]
+        ticks = nudges(project, seen, now)  # a ticket whose own timer still has a later end moves now
+        if ticks:
+            self.waiting_since.setdefault(key, now)
+        for tick in ticks:
+            await self.send(self.topics.commands.name, tick.ticket_id, tick)
+        digest = digest_for(project, seen, now, self.waiting_since.get(key))
+        if digest is None:
+            return  # tickets are still moving
+        if await asyncio.to_thread(db.was_told, self.engine, digest.digest_id):
+            self.done.add(digest.digest_id)
+            log.info("handover_digest_delivered_before", project=project.name)
+            return
+        await self.send(self.topics.handovers.name, digest.digest_id, digest)
+        self.done.add(digest.digest_id)
+        self.waiting_since.pop(key, None)
+        self.digests.inc()
+        log.info(
+            "handover_digest_sent",
+            project=project.name,
+            moved=len(digest.moved) + digest.moved_unlisted,
+            not_moved=len(digest.not_moved) + digest.not_moved_unlisted,
+        )
+
+    async def note(self, project: Project, now: datetime) -> None:
+        mentions = await asyncio.to_thread(db.package_mentions, self.engine, project.name)
+        notes = [n for n in package_notes(project, mentions, now) if n.command_id not in self.noted]
+        for note in notes:
+            await self.send(self.topics.commands.name, note.ticket_id, note)
+            self.noted.add(note.command_id)
+        if notes:
+            self.notes.inc(len(notes))
+            log.info("package_notes_sent", project=project.name, version=project.package_version, tickets=len(notes))

@@ -40,7 +40,7 @@ from services.router.grouping import (
     grouped_input,
     hands_over_in_place,
 )
-from services.router.handover_watch import HandoverWatch
+from services.router.handover_watch import HandoverWatch, KafkaSender
 from services.router.heartbeats import BadBeatError, Heartbeat, on_beat, on_tick
 from services.router.knowledge import KnownIssueIndex, PastTickets, build_known_issue_index, past_tickets
 from services.router.lifecycle import Member, Occurrences, TicketRecord, fold_occurrences, folds
@@ -402,7 +402,8 @@ class Router:
         self.watches = watches or Watches()
         self.past_rows: list[tuple[str, str, datetime, str]] = []
         self.risk = RiskWatch(deps.projects, deps.engine, deps.topics.events.name, tx.bootstrap, deps.registry)
-        self.handover = HandoverWatch(deps.projects, deps.engine, deps.topics, tx.bootstrap, deps.registry)
+        self.sender = KafkaSender(tx.bootstrap)
+        self.handover = HandoverWatch(deps.projects, deps.engine, deps.topics, self.sender, deps.registry)
         registry = deps.registry
         self.projected = counter(
             registry, "ticketloop_router_projected_events_total", "Ticket events and escalations written to SQL"
@@ -439,7 +440,7 @@ class Router:
             stop.set()
             await asyncio.gather(reload, first, past, projecting, *watching, return_exceptions=True)
             await self.risk.stop()
-            await self.handover.stop()
+            await self.sender.stop()
 
     @staticmethod
     def projection_ended(task: asyncio.Task[None], stop: asyncio.Event) -> None:

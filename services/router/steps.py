@@ -126,7 +126,7 @@ def command_step(
         raise UnknownTicketError(f"command {cmd.command_id} names unknown ticket {cmd.ticket_id!r}")
     ends = project_ends(record.ticket, config)
     if cmd.action is Action.tick and handover_due(record.ticket, now, ends):
-        return hand_over(record, cmd, handover_decision(record.ticket, config, ends), now)
+        return hand_over(record, cmd, handover_decision(record.ticket, config, now, ends), now)
     if cmd.action is Action.reassign and cmd.team and not cmd.person:
         cmd = reassign_on_call(cmd, on_call(cmd.team, config.teams, config.overrides, cmd.issued_at))
     return apply_command(record, cmd, now)
@@ -139,14 +139,14 @@ def project_ends(ticket: Ticket, config: Config) -> datetime | None:
     return next((p.hypercare_ends for p in config.projects.projects if p.name == ticket.project), None)
 
 
-def handover_decision(ticket: Ticket, config: Config, ends: datetime | None = None) -> RouteDecision:
+def handover_decision(ticket: Ticket, config: Config, now: datetime, ends: datetime | None = None) -> RouteDecision:
     """Who a ticket goes to when its project's hypercare ends: the routing decision for its labels at that
-    moment (the project then in operations), and whoever is on call for that team then. The moment is the end the
-    ticket was given, or the project's end as configured now (``ends``) if that was moved earlier."""
+    moment (the project then in operations), and whoever is on call for that team now, when it moves. The moment is
+    the end the ticket was given, or the project's end as configured now (``ends``) if that was moved earlier."""
     at = min((d for d in (ticket.phase_until, ends) if d is not None), default=ticket.opened_at)
     labels = matcher_labels(ticket.labels, ticket.severity.value, ticket.source, ticket.kind.value)
     decision = decide_labels(labels, ticket.severity, config.routing, config.projects, at)
-    return with_on_call(decision, on_call(decision.team, config.teams, config.overrides, at))
+    return with_on_call(decision, on_call(decision.team, config.teams, config.overrides, max(at, now)))
 
 
 def changes_out(ticket_id: str, changes: list[TicketEvent]) -> list[Out]:

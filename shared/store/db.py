@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -579,6 +579,21 @@ def handover_rows(engine: Engine, project: str, prefix: str, since: datetime) ->
     )
     with engine.connect() as conn:
         return [(a, b, c, d, e, f) for a, b, c, d, e, f in conn.execute(query).all()]
+
+
+def waiting_projects(engine: Engine, projects: Sequence[str]) -> set[str]:
+    """Of these projects, those with a ticket still open in an earlier phase than operations (not handed over)."""
+    if not projects:
+        return set()
+    t = TICKETS.c
+    query = (
+        sa_select(t.project)
+        .where(t.project.in_(list(projects)), t.state.in_(UNRESOLVED))
+        .where(t.phase.is_(None) | (t.phase != "operations"))
+        .distinct()
+    )
+    with engine.connect() as conn:
+        return {p for (p,) in conn.execute(query).all()}
 
 
 def was_told(engine: Engine, ticket_id: str) -> bool:

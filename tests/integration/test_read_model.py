@@ -247,6 +247,8 @@ def test_the_handover_watch_reads_what_moved_what_did_not_and_which_tickets_name
     ]
     later = db.handover_rows(engine, "webshop", prefix, T0 + timedelta(seconds=30))
     assert [r[0] for r in later] == ["noted", "waiting"], "a handover entry from before ``since`` is another one"
+    assert db.waiting_projects(engine, ["webshop", "shop", "none"]) == {"webshop", "shop"}
+    assert db.waiting_projects(engine, []) == set()
     mentions = db.package_mentions(engine, "webshop")
     assert mentions == {
         "moved": [route],

@@ -56,6 +56,10 @@ class Message:
 
 STATE = "state"
 """The kind of message that redraws a ticket's earlier message (sent only to kinds that redraw)."""
+HANDOVER = "handover"
+"""The kind of the hypercare handover digest (a list of its own: never folded into a rate limit's digest)."""
+UNFOLDED = frozenset({STATE, HANDOVER})
+"""Kinds a rate-limited lane sends alone, never folded into a digest of subject lines."""
 
 
 class DeliveryError(Exception):
