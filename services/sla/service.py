@@ -30,6 +30,7 @@ from shared.infra.logging import bind_ids, get_logger, ids_from_headers, make_he
 from shared.infra.metrics import counter, gauge, histogram
 from shared.streaming.codec import DecodeError, decode, encode
 from shared.streaming.driver import Record
+from shared.streaming.stream_metrics import StreamMetrics
 from shared.streaming.topics import Topics
 from shared.streaming.transactional import Task, TransactionalDriver, TxConfig
 
@@ -49,6 +50,8 @@ class SlaDeps:
     registry: CollectorRegistry
     probe_interval_s: float = 0.0
     """> 0: a probe timer at this interval measures how late the event loop wakes it (the benchmark's baseline)."""
+    stream: StreamMetrics | None = None
+    """The consumer's lag and the dead letters, counted (made in main.py; None: not counted)."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,7 @@ class SlaProcessor:
                 else:
                     self.on_ticket_event(held, decode(TicketEvent, record.value))
             except DecodeError as exc:
-                task.dead_letter(self.deadletter, SERVICE, record, str(exc))
+                task.dead_letter(self.deadletter, SERVICE, record, str(exc), "undecodable")
 
     def on_ticket_event(self, held: TaskClocks, ev: TicketEvent) -> None:
         key = ev.ticket.ticket_id.encode()
@@ -298,7 +301,7 @@ class Sla:
         self.processor = SlaProcessor(deps, SlaMetrics.register(deps.registry))
 
     async def run(self, stop: asyncio.Event) -> None:
-        driver = TransactionalDriver(self.tx, self.processor, on_loaded=self.processor.loaded)
+        driver = TransactionalDriver(self.tx, self.processor, on_loaded=self.processor.loaded, metrics=self.deps.stream)
         probing = asyncio.create_task(self.probe(stop)) if self.deps.probe_interval_s > 0 else None
         try:
             await driver.run(stop)

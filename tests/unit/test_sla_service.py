@@ -110,6 +110,7 @@ def test_a_record_that_does_not_decode_is_dead_lettered_and_the_rest_go_on() -> 
     [dead] = mem.records(TOPICS.deadletter.name)
     assert orjson.loads(dead.value or b"")["topic"] == TOPICS.tickets.name
     assert list(clocks(mem)) == [b"tl-1"]
+    assert mem.dead_lettered == {"undecodable": 1}
 
 
 def test_a_proposal_left_on_sla_due_by_the_faust_worker_fires_its_clock() -> None:
