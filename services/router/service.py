@@ -44,6 +44,7 @@ from services.router.handover_watch import HandoverWatch
 from services.router.heartbeats import BadBeatError, Heartbeat, on_beat, on_tick
 from services.router.knowledge import KnownIssueIndex, PastTickets, build_known_issue_index, past_tickets
 from services.router.lifecycle import Member, Occurrences, TicketRecord, fold_occurrences, folds
+from services.router.project_metrics import ProjectGauges
 from services.router.projects import ProjectsConfig
 from services.router.risk_watch import RiskWatch
 from services.router.rules import RoutingConfig
@@ -419,6 +420,7 @@ class Router:
         self.reloads = counter(
             registry, "ticketloop_router_config_reloads_total", "Routing file changes seen", ["result"]
         )
+        registry.register(ProjectGauges(deps.projects))
 
     async def run(self, stop: asyncio.Event) -> None:
         driver = TransactionalDriver(self.tx, self.processor, metrics=self.deps.stream)
