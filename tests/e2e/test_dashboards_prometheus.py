@@ -210,9 +210,33 @@ def play_scenario(stack: Stack) -> list[dict[str, Any]]:
     wait_for(
         "the sla worker to count the three resolutions",
         lambda: (
-            sample(metrics("sla"), sla, team="web-team", priority="P1", customer="acme", within_target="true")
-            == sample(metrics("sla"), sla, team="web-team", priority="P2", customer="acme", within_target="true")
-            == sample(metrics("sla"), sla, team="web-team", priority="P3", customer="acme", within_target="true")
+            sample(
+                metrics("sla"),
+                sla,
+                team="web-team",
+                priority="P1",
+                customer="acme",
+                project="webshop",
+                within_target="true",
+            )
+            == sample(
+                metrics("sla"),
+                sla,
+                team="web-team",
+                priority="P2",
+                customer="acme",
+                project="webshop",
+                within_target="true",
+            )
+            == sample(
+                metrics("sla"),
+                sla,
+                team="web-team",
+                priority="P3",
+                customer="acme",
+                project="webshop",
+                within_target="true",
+            )
             == 1.0
         ),
         stack=stack,
