@@ -524,8 +524,6 @@ CUSTOMER_GAPS = """Not shown, for lack of a metric (none is faked):
 
 - **breaches, warnings and escalations per project**: the SLA's breach, warning and escalation counters are
   labelled by customer (all of a customer's projects together), not by project;
-- **backlog, response times and compliance of tickets outside any project**: they have no customer or project
-  (both come from projects.yaml) and show with empty labels;
 - **known-issue hits per customer**: the known-issue figures are by project only (a project names its customer in
   the phase panel)."""
 
@@ -787,6 +785,8 @@ OPS_GAPS = """Not shown, for lack of a metric (none is faked):
 - **lag of a group with no running member**: each worker reports the lag of the partitions it holds; when every
   worker of a service is down nobody does (*Services up* and the TicketloopServiceDown alert show it; Kafka's
   `kafka-consumer-groups.sh --describe` reads the committed offsets);
+- **the lag of a worker that stopped polling** (stuck in its handler, e.g. the notifier waiting for its database):
+  it reports the figure of its last poll until it polls again;
 - **the broker itself** (disk, under-replicated partitions, request latency): a Kafka exporter's metrics."""
 
 
@@ -804,7 +804,7 @@ def ops_dashboard() -> Spec:
             Row("Router", ops_router_panels()),
             Row("SLA worker", ops_sla_panels()),
             Row("Notifier", ops_notifier_panels()),
-            Row("Not shown", (Panel("Figures without a metric", "text", content=OPS_GAPS, width=24, height=5),)),
+            Row("Not shown", (Panel("Figures without a metric", "text", content=OPS_GAPS, width=24, height=6),)),
         ),
     )
 
