@@ -5,14 +5,16 @@ fails when the files differ from what this module builds, and when a panel queri
 
 Three dashboards, one set for both teams:
 - ``ticketloop-sla``: the SLA view (compliance, backlog, breaches, warnings and escalations, response times);
-- ``ticketloop-customers``: per customer (compliance, breaches, warnings, escalations) and, by team where the
-  metric has no customer label, backlog, mean time to acknowledge and to resolve;
-- ``ticketloop-ops``: ticketloop itself (services up, intake, router, sla timers, notifier deliveries).
+- ``ticketloop-customers``: per customer (compliance, breaches, warnings, escalations), per project (hypercare
+  status, backlog, mean time to acknowledge and to resolve, compliance, known-issue hits) and by team;
+- ``ticketloop-ops``: ticketloop itself (services up, consumer lag and dead letters, intake, router, sla timers,
+  notifier deliveries).
 
 Panels are declared as plain data (``Panel``, ``Row``) in one function per dashboard row; the Grafana JSON is made
 by grafana-foundation-sdk (Grafana's own typed builders, a dev dependency: it is needed only to regenerate).
 Every query is PromQL over the services' own metrics; template variables exist only where the label does
-(``customer`` on the SLA counters, ``team``, ``priority``): no metric carries a project label today.
+(``customer`` on the SLA counters, ``project`` on the project status and the per-project figures, ``team``,
+``priority``).
 
 Counting in a window: a labelled counter appears at its first event with the value 1, so ``increase()`` over a
 window misses that first event (a customer's only breach would count 0). ``counted`` adds a series that did not
@@ -32,6 +34,7 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard, DatasourceVaria
 from grafana_foundation_sdk.builders.dashboard import Row as RowBuilder
 from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import BigValueTextMode
 from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableOption, VariableRefresh
 
 DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
@@ -57,6 +60,8 @@ class Panel:
     height: int = 8
     content: str = ""
     """Markdown, for text panels."""
+    text_mode: BigValueTextMode | None = None
+    """For stat panels: what each series shows (NAME: its legend only, for a series whose value says nothing)."""
 
 
 @dataclass(frozen=True)
@@ -396,29 +401,152 @@ def customer_team_panels() -> tuple[Panel, ...]:
     )
 
 
+PROJECT = 'customer=~"$customer", project=~"$project"'
+
+
+def project_status_panels() -> tuple[Panel, ...]:
+    """Each project's hypercare status (from projects.yaml, as the router holds it) and its backlog now."""
+    phase = f"ticketloop_project_phase_info{{{PROJECT}}}"
+    ends = f"max by (customer, project) (ticketloop_project_hypercare_ends_timestamp_seconds{{{PROJECT}}})"
+    return (
+        Panel(
+            "Project phase",
+            "stat",
+            (q(f"max by (customer, project, phase) ({phase})", "{{customer}} {{project}}: {{phase}}"),),
+            description="Each project's phase now: pre-go-live, hypercare (the implementation engineer owns its "
+            "tickets, operations watches) or operations",
+            width=8,
+            text_mode=BigValueTextMode.NAME,
+        ),
+        Panel(
+            "Hypercare left",
+            "bargauge",
+            (
+                q(
+                    f"clamp_min({ends} - time(), 0) and on (customer, project) "
+                    f'max by (customer, project) (ticketloop_project_phase_info{{{PROJECT}, phase="hypercare"}})',
+                    "{{customer}} {{project}}",
+                ),
+            ),
+            unit="s",
+            description="Time until operations takes over, for the projects in hypercare",
+            width=8,
+        ),
+        Panel(
+            "Backlog by customer and project",
+            "bargauge",
+            (
+                q(
+                    f"sum by (customer, project, state) (ticketloop_tickets_unresolved_count{{{PROJECT}}})",
+                    "{{customer}} {{project}} {{state}}",
+                ),
+            ),
+            description="Open and acknowledged tickets now, counted in the read model (a ticket outside any "
+            "project has an empty customer and project)",
+            width=8,
+        ),
+    )
+
+
+def project_mean(metric: str) -> str:
+    """Mean seconds of a histogram over the range, by customer and project."""
+    by = ["customer", "project"]
+    total = counted(f"{metric}_sum{{{PROJECT}}}", "$__range", by)
+    return f"{total} / {counted(f'{metric}_count{{{PROJECT}}}', '$__range', by)}"
+
+
+def project_response_panels() -> tuple[Panel, ...]:
+    ack = f"ticketloop_sla_acknowledged_total{{{PROJECT}}}"
+    ack_in = f'ticketloop_sla_acknowledged_total{{{PROJECT}, within_target="true"}}'
+    res = f"ticketloop_sla_resolved_total{{{PROJECT}}}"
+    res_in = f'ticketloop_sla_resolved_total{{{PROJECT}, within_target="true"}}'
+    by = ["customer", "project"]
+    return (
+        Panel(
+            "MTTA by customer and project",
+            "bargauge",
+            (q(project_mean("ticketloop_sla_time_to_acknowledge_seconds"), "{{customer}} {{project}}"),),
+            unit="s",
+            description="Mean time from the acknowledge clock's start to the acknowledgement, over the range",
+            width=6,
+        ),
+        Panel(
+            "MTTR by customer and project",
+            "bargauge",
+            (q(project_mean("ticketloop_sla_time_to_resolve_seconds"), "{{customer}} {{project}}"),),
+            unit="s",
+            description="Mean time from opening to resolution, over the range",
+            width=6,
+        ),
+        Panel(
+            "Acknowledge compliance by project",
+            "bargauge",
+            (q(share(counted(ack_in, "$__range", by), counted(ack, "$__range", by)), "{{customer}} {{project}}"),),
+            unit="percentunit",
+            description="Acknowledgements within the policy's target / all acknowledgements, over the range",
+            width=6,
+        ),
+        Panel(
+            "Resolve compliance by project",
+            "bargauge",
+            (q(share(counted(res_in, "$__range", by), counted(res, "$__range", by)), "{{customer}} {{project}}"),),
+            unit="percentunit",
+            description="Resolutions within the resolve target / all resolutions against one, over the range",
+            width=6,
+        ),
+    )
+
+
+def known_issue_panels() -> tuple[Panel, ...]:
+    answered = 'ticketloop_knowledge_answered_count{project=~"$project"}'
+    said = 'ticketloop_knowledge_workaround_answers_count{project=~"$project"}'
+    return (
+        Panel(
+            "Reports answered with a known issue's workaround",
+            "bargauge",
+            (q(f"max by (project, known_issue) ({answered})", "{{project}} {{known_issue}}"),),
+            description="Customer reports a project's known issue answered with its workaround, counted in the read "
+            "model (all time; the known issue's id as in the handover package)",
+            width=12,
+        ),
+        Panel(
+            "Did the workaround solve it?",
+            "bargauge",
+            (q(f"max by (project, known_issue, solved) ({said})", "{{project}} {{known_issue}} solved: {{solved}}"),),
+            description="What reporters answered on the 'did it help?' page of the workaround they were sent "
+            "(the newest answer of each report)",
+            width=12,
+        ),
+    )
+
+
 CUSTOMER_GAPS = """Not shown, for lack of a metric (none is faked):
 
-- **per project**: only the satisfaction index carries a `project` label (the SLA counters are by customer);
-- **hypercare status** (which projects are in hypercare, until when): no metric;
-- **known-issue hits** (feedback answered with a workaround): no metric;
-- **backlog, MTTA and MTTR per customer**: `ticketloop_tickets_unresolved_count` and the time-to-acknowledge and
-  time-to-resolve histograms are labelled by team (and priority), not by customer: they are shown by team above."""
+- **breaches, warnings and escalations per project**: the SLA's breach, warning and escalation counters are
+  labelled by customer (all of a customer's projects together), not by project;
+- **known-issue hits per customer**: the known-issue figures are by project only (a project names its customer in
+  the phase panel)."""
 
 
 def customer_dashboard() -> Spec:
     return Spec(
         uid="ticketloop-customers",
         title="ticketloop customers",
-        description="SLA compliance, breaches and escalations per customer; backlog and response times per team",
+        description="SLA compliance, breaches and escalations per customer; hypercare status, backlog, response "
+        "times and known-issue hits per project; backlog and response times per team",
         variables=(
             Variable("customer", "label_values(ticketloop_sla_acknowledged_total, customer)"),
+            Variable("project", "label_values(ticketloop_project_phase_info, project)"),
             Variable("team", "label_values(ticketloop_tickets_unresolved_count, team)"),
         ),
         rows=(
             Row("Compliance by customer", customer_compliance_panels()),
             Row("Deadlines by customer", customer_deadline_panels()),
+            Row("Projects: hypercare and backlog", project_status_panels()),
+            Row("Response times and compliance by project", project_response_panels()),
+            Row("Known issues", known_issue_panels()),
             Row("Backlog and response times by team", customer_team_panels()),
-            Row("Not shown", (Panel("Figures without a metric", "text", content=CUSTOMER_GAPS, width=24, height=6),)),
+            Row("Not shown", (Panel("Figures without a metric", "text", content=CUSTOMER_GAPS, width=24, height=5),)),
         ),
     )
 
@@ -444,6 +572,37 @@ def ops_service_panels() -> tuple[Panel, ...]:
             unit="ops",
             description="Ticket events the router emitted per second: opened, acknowledged, resolved, ...",
             width=12,
+        ),
+    )
+
+
+def ops_consumer_panels() -> tuple[Panel, ...]:
+    lag = "ticketloop_consumer_lag_records_count"
+    dead = "ticketloop_deadletter_records_total"
+    return (
+        Panel(
+            "Consumer lag by service and topic",
+            "timeseries",
+            (q(f"sum by (service, topic) ({lag})", "{{service}} {{topic}}"),),
+            description="Records the services' Kafka consumers are behind the ends of their partitions (of a "
+            "read-committed consumer: the last stable offset), summed over their instances",
+            width=12,
+        ),
+        Panel(
+            "Dead letters per hour",
+            "timeseries",
+            (q(counted(dead, "1h", ["service", "reason_kind"]), "{{service}} {{reason_kind}}"),),
+            description="Records moved to the deadletter topic: undecodable input, a command for an unknown "
+            "ticket, a record whose handling raised, a notification given up",
+            width=6,
+        ),
+        Panel(
+            "Dead letters over the range",
+            "bargauge",
+            (q(f"{counted(dead, '$__range', ['service', 'reason_kind'])} > 0", "{{service}} {{reason_kind}}"),),
+            description="Why, and what each was, is in the record on the deadletter topic (the service logs where "
+            "it came from)",
+            width=6,
         ),
     )
 
@@ -623,25 +782,29 @@ def ops_notifier_panels() -> tuple[Panel, ...]:
 
 OPS_GAPS = """Not shown, for lack of a metric (none is faked):
 
-- **consumer lag**: no service exports its consumer groups' lag (read it with Kafka's `kafka-consumer-groups.sh
-  --describe` or a Kafka exporter);
-- **dead letters**: messages moved to the `deadletter` topic (poison input, a record whose handling raised) are
-  not counted; failed deliveries (given up and dead-lettered by the notifier) are, above."""
+- **lag of a group with no running member**: each worker reports the lag of the partitions it holds; when every
+  worker of a service is down nobody does (*Services up* and the TicketloopServiceDown alert show it; Kafka's
+  `kafka-consumer-groups.sh --describe` reads the committed offsets);
+- **the lag of a worker that stopped polling** (stuck in its handler, e.g. the notifier waiting for its database):
+  it reports the figure of its last poll until it polls again;
+- **the broker itself** (disk, under-replicated partitions, request latency): a Kafka exporter's metrics."""
 
 
 def ops_dashboard() -> Spec:
     return Spec(
         uid="ticketloop-ops",
         title="ticketloop itself",
-        description="The services' health: intake, router, sla timers and notifier deliveries",
+        description="The services' health: consumer lag and dead letters, intake, router, sla timers and notifier "
+        "deliveries",
         variables=(),
         rows=(
             Row("Services", ops_service_panels()),
+            Row("Kafka consumers and dead letters", ops_consumer_panels()),
             Row("Intake", ops_intake_panels()),
             Row("Router", ops_router_panels()),
             Row("SLA worker", ops_sla_panels()),
             Row("Notifier", ops_notifier_panels()),
-            Row("Not shown", (Panel("Figures without a metric", "text", content=OPS_GAPS, width=24, height=5),)),
+            Row("Not shown", (Panel("Figures without a metric", "text", content=OPS_GAPS, width=24, height=6),)),
         ),
     )
 
@@ -660,6 +823,8 @@ def panel_builder(panel: Panel, panel_id: int) -> PanelBuilder:
     match panel.kind:
         case "stat":
             builder = stat.Panel()
+            if panel.text_mode is not None:
+                builder.text_mode(panel.text_mode)
         case "timeseries":
             builder = timeseries.Panel()
         case "bargauge":

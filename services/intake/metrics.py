@@ -20,7 +20,9 @@ log = get_logger(__name__)
 
 
 class UnresolvedTickets(Collector):
-    """``ticketloop_tickets_unresolved_count{state,team}``, counted in the read model when Prometheus scrapes."""
+    """``ticketloop_tickets_unresolved_count{state,team,project,customer}``, counted in the read model when
+    Prometheus scrapes (project and customer empty for a ticket outside any project: both come from projects.yaml,
+    so their values are bounded by it)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -28,12 +30,12 @@ class UnresolvedTickets(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         gauge = GaugeMetricFamily(
             check_name("ticketloop_tickets_unresolved_count"),
-            "Tickets open or acknowledged, by state and team",
-            labels=["state", "team"],
+            "Tickets open or acknowledged, by state, team, project and customer",
+            labels=["state", "team", "project", "customer"],
         )
         try:
-            for state, team, n in db.count_unresolved(self.engine):
-                gauge.add_metric([state, team], n)
+            for state, team, project, customer, n in db.count_unresolved(self.engine):
+                gauge.add_metric([state, team, project or "", customer or ""], n)
         except SQLAlchemyError as exc:  # the read model is down: the other metrics still answer
             log.warning("unresolved_tickets_unavailable", error=str(exc))
             return

@@ -23,6 +23,7 @@ from shared.rules.oncall import TeamsConfig
 from shared.store import db
 from shared.streaming.driver import DriverConfig
 from shared.streaming.runtime import run_service
+from shared.streaming.stream_metrics import StreamMetrics
 from shared.streaming.topics import Topics
 
 
@@ -122,6 +123,7 @@ def build(settings: NotifierSettings, registry: CollectorRegistry) -> Notifier:
             solved=solved_linker(settings),
             muting=ConfigWatcher(settings.config_dir / "routing.yaml", MutingConfig),
             teams=ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig, optional=True),
+            stream=StreamMetrics(registry, "notifier"),
         ),
         driver_config(settings, topics),
         settings.kafka_bootstrap_servers,

@@ -64,6 +64,7 @@ from shared.streaming.codec import DecodeError, decode, encode
 from shared.streaming.deadletters import dead_letter, dead_letter_of
 from shared.streaming.driver import BatchDriver, DriverConfig, Partition, Record
 from shared.streaming.runtime import every
+from shared.streaming.stream_metrics import StreamMetrics
 from shared.streaming.topics import Topics
 
 R = TypeVar("R")
@@ -92,6 +93,8 @@ class NotifierDeps:
     """signed "this solved it / it did not" links under a suggested workaround (None: none)"""
     http: Http | None = None
     """The channels' HTTP client, closed when the worker stops."""
+    stream: StreamMetrics | None = None
+    """The consumer's lag and the dead letters, counted (made in main.py; None: not counted)."""
 
 
 class LaneGauges(Collector):
@@ -218,7 +221,7 @@ class Notifier:
         )
         await self.producer.start()
         driver = self._driver = BatchDriver(
-            self.driver_config, self.handle, self.on_assigned, self.on_revoked, self.checkpoint
+            self.driver_config, self.handle, self.on_assigned, self.on_revoked, self.checkpoint, self.deps.stream
         )
         timer = asyncio.create_task(every(2.0, self.reload, stop, "notifier-reload-config"))
         try:
@@ -325,6 +328,8 @@ class Notifier:
         )
         headers = make_headers(ticket_id=item.ticket_id)
         await self.publish(self.deps.topics.deadletter.name, item.source_topic, encode(dead), headers)
+        if self.deps.stream is not None:
+            self.deps.stream.dead_lettered("delivery_given_up")
         log.warning("notification_given_up", notification_id=item.notification_id, channel=item.channel, reason=reason)
 
     # --- one batch of events ----------------------------------------------------------------------------------
@@ -394,6 +399,8 @@ class Notifier:
         r = record
         dead = dead_letter_of(SERVICE, r.topic, r.partition, r.offset, r.key, r.value, reason)
         await self.publish(self.deps.topics.deadletter.name, record.topic, encode(dead), [])
+        if self.deps.stream is not None:
+            self.deps.stream.dead_lettered("undecodable")
 
     async def notices(self, record: Record) -> tuple[Ticket | None, list[Notice]]:
         """What one record tells people: a ticket's event or escalation (with the ticket), or a handover digest

@@ -14,6 +14,7 @@ from shared.rules.similarity import load_text_models
 from shared.store import db
 from shared.streaming.driver import DriverConfig
 from shared.streaming.runtime import run_service
+from shared.streaming.stream_metrics import StreamMetrics
 from shared.streaming.topics import Topics
 from shared.streaming.transactional import TxConfig
 
@@ -63,7 +64,16 @@ def build(settings: RouterSettings, registry: CollectorRegistry) -> Router:
     db.init_db(engine)
     topics = Topics(settings.topic_prefix, settings.partitions)
     # jieba's dictionary and WordLlama's embedding, from the installed wheels (no download): once, here
-    deps = RouterDeps(topics, routing, projects, engine, registry, teams, text_models=load_text_models())
+    deps = RouterDeps(
+        topics,
+        routing,
+        projects,
+        engine,
+        registry,
+        teams,
+        text_models=load_text_models(),
+        stream=StreamMetrics(registry, "router"),
+    )
     watches = Watches(risk_every_s=settings.risk_every_s, handover_every_s=settings.handover_every_s)
     return Router(deps, tx_config(settings, topics), projection_config(settings, topics), watches)
 

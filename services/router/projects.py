@@ -18,7 +18,7 @@ escalation level. A project overrides the routing tree's owner for its tickets; 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -124,6 +124,22 @@ class ProjectsConfig(BaseModel):
     def project_for(self, labels: dict[str, str]) -> Project | None:
         """The first project whose matchers all match."""
         return next((p for p in self.projects if all(m.matches(labels) for m in p.compiled_matchers())), None)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectStatus:
+    """Where a project stands at a moment: its phase, and when it goes live and its hypercare ends."""
+
+    project: str
+    customer: str
+    phase: Phase
+    go_live: datetime
+    hypercare_ends: datetime
+
+
+def project_statuses(projects: ProjectsConfig, at: datetime) -> list[ProjectStatus]:
+    """Every configured project's status ``at`` (in the file's order)."""
+    return [ProjectStatus(p.name, p.customer, p.phase(at), p.go_live, p.hypercare_ends) for p in projects.projects]
 
 
 def apply_project(

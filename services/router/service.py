@@ -44,6 +44,7 @@ from services.router.handover_watch import HandoverWatch, KafkaSender
 from services.router.heartbeats import BadBeatError, Heartbeat, on_beat, on_tick
 from services.router.knowledge import KnownIssueIndex, PastTickets, build_known_issue_index, past_tickets
 from services.router.lifecycle import Member, Occurrences, TicketRecord, fold_occurrences, folds
+from services.router.project_metrics import ProjectGauges
 from services.router.projects import ProjectsConfig
 from services.router.risk_watch import RiskWatch
 from services.router.rules import RoutingConfig
@@ -67,6 +68,7 @@ from shared.store import db
 from shared.streaming.codec import DecodeError, decode, encode
 from shared.streaming.driver import BatchDriver, DriverConfig, Record
 from shared.streaming.runtime import every
+from shared.streaming.stream_metrics import ReasonKind, StreamMetrics
 from shared.streaming.topics import Topics
 from shared.streaming.transactional import Task, TransactionalDriver, TxConfig
 
@@ -97,6 +99,8 @@ class RouterDeps:
     """On-call overrides (from SQL, where the API writes them), refreshed every couple of seconds."""
     text_models: TextModels | None = None
     """What reports are compared with known issues by meaning (loaded in main.py; None: keywords and labels only)."""
+    stream: StreamMetrics | None = None
+    """The consumers' lag and the dead letters, counted (made in main.py; None: not counted)."""
 
 
 def timer_change(before: Ticket | None, after: Ticket) -> tuple[bool, datetime | None]:
@@ -195,7 +199,8 @@ class RouterProcessor:
                 handlers[record.topic](task, record)  # each binds the ids of its input to the log lines
             except (DecodeError, UnknownTicketError) as exc:
                 bind_ids(**ids_from_headers(record.headers))
-                self.to_deadletter(task, record, str(exc))
+                kind: ReasonKind = "unknown_ticket" if isinstance(exc, UnknownTicketError) else "undecodable"
+                self.to_deadletter(task, record, str(exc), kind)
 
     def on_key_update(self, task: Task, record: Record) -> None:
         update = decode(KeyUpdate, record.value)
@@ -376,8 +381,8 @@ class RouterProcessor:
         event = occurrences.event()
         return encode_change(event), make_headers(trace_id=event.trace_id, ticket_id=event.ticket.ticket_id)
 
-    def to_deadletter(self, task: Task, record: Record, reason: str) -> None:
-        task.dead_letter(self.deadletter, SERVICE, record, reason)
+    def to_deadletter(self, task: Task, record: Record, reason: str, kind: ReasonKind) -> None:
+        task.dead_letter(self.deadletter, SERVICE, record, reason, kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,10 +421,11 @@ class Router:
         self.reloads = counter(
             registry, "ticketloop_router_config_reloads_total", "Routing file changes seen", ["result"]
         )
+        registry.register(ProjectGauges(deps.projects))
 
     async def run(self, stop: asyncio.Event) -> None:
-        driver = TransactionalDriver(self.tx, self.processor)
-        project = BatchDriver(self.projection, self.project)
+        driver = TransactionalDriver(self.tx, self.processor, metrics=self.deps.stream)
+        project = BatchDriver(self.projection, self.project, metrics=self.deps.stream)
         reload = asyncio.create_task(every(2.0, self.reload, stop, "router-reload-config"))
         first = asyncio.create_task(self.refresh_past())  # off the start: the driver does not wait for it
         past = asyncio.create_task(every(PAST_REFRESH_S, self.refresh_past, stop, "router-past-tickets"))

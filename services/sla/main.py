@@ -10,6 +10,7 @@ from shared.infra.config import load_yaml_model
 from shared.infra.settings import SlaSettings
 from shared.streaming.runtime import run_service
 from shared.streaming.snapshots import SnapshotPolicy
+from shared.streaming.stream_metrics import StreamMetrics
 from shared.streaming.topics import Topics
 from shared.streaming.transactional import TxConfig
 
@@ -42,7 +43,8 @@ def tx_config(settings: SlaSettings, topics: Topics) -> TxConfig:
 def build(settings: SlaSettings, registry: CollectorRegistry) -> Sla:
     config = load_yaml_model(settings.config_dir / "sla.yaml", SlaConfig)
     topics = Topics(settings.topic_prefix, settings.partitions)
-    return Sla(SlaDeps(topics, config, registry, settings.probe_interval_s), tx_config(settings, topics))
+    deps = SlaDeps(topics, config, registry, settings.probe_interval_s, stream=StreamMetrics(registry, "sla"))
+    return Sla(deps, tx_config(settings, topics))
 
 
 def main() -> None:

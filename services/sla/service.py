@@ -30,6 +30,7 @@ from shared.infra.logging import bind_ids, get_logger, ids_from_headers, make_he
 from shared.infra.metrics import counter, gauge, histogram
 from shared.streaming.codec import DecodeError, decode, encode
 from shared.streaming.driver import Record
+from shared.streaming.stream_metrics import StreamMetrics
 from shared.streaming.topics import Topics
 from shared.streaming.transactional import Task, TransactionalDriver, TxConfig
 
@@ -49,6 +50,8 @@ class SlaDeps:
     registry: CollectorRegistry
     probe_interval_s: float = 0.0
     """> 0: a probe timer at this interval measures how late the event loop wakes it (the benchmark's baseline)."""
+    stream: StreamMetrics | None = None
+    """The consumer's lag and the dead letters, counted (made in main.py; None: not counted)."""
 
 
 @dataclass(frozen=True)
@@ -88,28 +91,28 @@ class SlaMetrics:
                 registry,
                 "ticketloop_sla_time_to_acknowledge_seconds",
                 "From the acknowledge clock's start to the acknowledgement",
-                ["team", "priority"],
+                ["team", "priority", "customer", "project"],
                 buckets=RESPONSE_BUCKETS,
             ),
             to_resolve=histogram(
                 registry,
                 "ticketloop_sla_time_to_resolve_seconds",
                 "From opening to resolution",
-                ["team", "priority"],
+                ["team", "priority", "customer", "project"],
                 buckets=RESPONSE_BUCKETS,
             ),
             acknowledged=counter(
                 registry,
                 "ticketloop_sla_acknowledged_total",
                 'Acknowledgements, by whether they met the target (compliance = within_target="true" / all)',
-                ["team", "priority", "customer", "within_target"],
+                ["team", "priority", "customer", "project", "within_target"],
             ),
             resolved=counter(
                 registry,
                 "ticketloop_sla_resolved_total",
                 "Resolutions against a resolve target, by whether they met it"
                 ' (compliance = within_target="true" / all)',
-                ["team", "priority", "customer", "within_target"],
+                ["team", "priority", "customer", "project", "within_target"],
             ),
             lateness=histogram(
                 registry,
@@ -204,7 +207,7 @@ class SlaProcessor:
                 else:
                     self.on_ticket_event(held, decode(TicketEvent, record.value))
             except DecodeError as exc:
-                task.dead_letter(self.deadletter, SERVICE, record, str(exc))
+                task.dead_letter(self.deadletter, SERVICE, record, str(exc), "undecodable")
 
     def on_ticket_event(self, held: TaskClocks, ev: TicketEvent) -> None:
         key = ev.ticket.ticket_id.encode()
@@ -276,17 +279,23 @@ class SlaProcessor:
             held.rearm(key)
 
     def observe(self, settled: list[Outcome], ticket: Ticket) -> None:
-        m, team, priority, customer = self.metrics, ticket.team, ticket.priority, ticket.customer or ""
+        """Response times and compliance, by team and priority and by the ticket's project and its customer (both
+        from projects.yaml, empty outside any project: bounded by the configuration)."""
+        m = self.metrics
+        who = {
+            "team": ticket.team,
+            "priority": ticket.priority,
+            "customer": ticket.customer or "",
+            "project": ticket.project or "",
+        }
         for outcome in settled:
             if outcome.kind == "acknowledged":
-                m.to_acknowledge.labels(team=team, priority=priority).observe(outcome.seconds)
-                within = "true" if outcome.within_target else "false"
-                m.acknowledged.labels(team=team, priority=priority, customer=customer, within_target=within).inc()
+                m.to_acknowledge.labels(**who).observe(outcome.seconds)
+                m.acknowledged.labels(**who, within_target="true" if outcome.within_target else "false").inc()
             else:
-                m.to_resolve.labels(team=team, priority=priority).observe(outcome.seconds)
+                m.to_resolve.labels(**who).observe(outcome.seconds)
                 if outcome.within_target is not None:
-                    within = "true" if outcome.within_target else "false"
-                    m.resolved.labels(team=team, priority=priority, customer=customer, within_target=within).inc()
+                    m.resolved.labels(**who, within_target="true" if outcome.within_target else "false").inc()
 
 
 class Sla:
@@ -298,7 +307,7 @@ class Sla:
         self.processor = SlaProcessor(deps, SlaMetrics.register(deps.registry))
 
     async def run(self, stop: asyncio.Event) -> None:
-        driver = TransactionalDriver(self.tx, self.processor, on_loaded=self.processor.loaded)
+        driver = TransactionalDriver(self.tx, self.processor, on_loaded=self.processor.loaded, metrics=self.deps.stream)
         probing = asyncio.create_task(self.probe(stop)) if self.deps.probe_interval_s > 0 else None
         try:
             await driver.run(stop)

@@ -672,15 +672,15 @@ NOT_IN_ROW = {"last_action", "phase_until", "rating", "rated_at"}
 """Ticket fields the tickets table does not keep (the timeline has who did what; survey_answers the ratings)."""
 
 
-def count_unresolved(engine: Engine) -> list[tuple[str, str, int]]:
-    """(state, team, tickets) of the tickets not yet resolved, for the 'open tickets by state and team' panel."""
-    with Session(engine) as session:
-        query = (
-            select(TicketRow.state, TicketRow.team, func.count())
-            .where(TicketRow.state.in_(UNRESOLVED))  # type: ignore[attr-defined]
-            .group_by(TicketRow.state, TicketRow.team)
-        )
-        return [(state, team, int(n)) for state, team, n in session.exec(query).all()]
+def count_unresolved(engine: Engine) -> list[tuple[str, str, str | None, str | None, int]]:
+    """(state, team, project, customer, tickets) of the tickets not yet resolved, for the backlog panels (by team,
+    by customer and project; a ticket outside any project has neither)."""
+    keys = (TICKETS.c.state, TICKETS.c.team, TICKETS.c.project, TICKETS.c.customer)
+    query = sa_select(*keys, func.count()).where(TICKETS.c.state.in_(UNRESOLVED)).group_by(*keys)
+    with engine.connect() as conn:
+        return [
+            (state, team, project, customer, int(n)) for state, team, project, customer, n in conn.execute(query).all()
+        ]
 
 
 def was_delivered(engine: Engine, notification_id: str) -> bool:

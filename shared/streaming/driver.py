@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from shared.infra.logging import get_logger
+from shared.streaming.stream_metrics import StreamMetrics
 
 log = get_logger(__name__)
 
@@ -145,6 +146,7 @@ class BatchDriver:
         on_assigned: PartitionsCallback = _nothing,
         on_revoked: PartitionsCallback = _nothing,
         before_commit: Callable[[], Awaitable[None]] | None = None,
+        metrics: StreamMetrics | None = None,
     ) -> None:
         self.config = config
         self.handle = handle
@@ -152,6 +154,8 @@ class BatchDriver:
         self.on_revoked = on_revoked
         self.before_commit = before_commit
         """Awaited before offsets are committed: what the handler left in flight is made durable first."""
+        self.metrics = metrics
+        """Where the consumer's lag is reported after each poll (None: nowhere)."""
         self.lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
         self.pending: dict[Partition, int] = {}
@@ -177,6 +181,8 @@ class BatchDriver:
         try:
             while not stop.is_set():
                 polled = await consumer.getmany(timeout_ms=self.config.poll_ms, max_records=self.config.max_records)
+                if self.metrics is not None:
+                    self.metrics.observe_lag(self.config.group_id, consumer)
                 async with self.lock:
                     if polled:
                         records = records_of(polled)
@@ -187,6 +193,8 @@ class BatchDriver:
             async with self.lock:
                 await self.commit_pending()
         finally:
+            if self.metrics is not None:
+                self.metrics.lag.forget(self.config.group_id)
             await consumer.stop()
 
     async def end_offsets(self, partitions: Iterable[Partition]) -> dict[Partition, int]:

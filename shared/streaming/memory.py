@@ -6,9 +6,11 @@ every decision is tested without Kafka; the broker tests keep the guarantees (tr
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from shared.streaming.driver import Record
+from shared.streaming.stream_metrics import ReasonKind
 from shared.streaming.transactional import Processor, Send, Task, by_partition, changelog_topic, destinations
 
 
@@ -25,6 +27,8 @@ class MemoryBroker:
     read: dict[tuple[str, int], int] = field(default_factory=dict)
     tasks: dict[int, Task] = field(default_factory=dict)
     known: dict[tuple[str, bytes | None], int] = field(default_factory=dict)
+    dead_lettered: Counter[ReasonKind] = field(default_factory=Counter)
+    """The kinds of the dead letters committed, as the production driver counts them."""
 
     def __post_init__(self) -> None:
         changelogs = {name: changelog_topic(self.group_id, name) for name in self.processor.tables}
@@ -76,3 +80,5 @@ class MemoryBroker:
         task.flush()
         queued, task.queued = task.queued, []
         self.append(queued)
+        self.dead_lettered.update(task.dead_lettered)
+        task.dead_lettered = []

@@ -60,6 +60,7 @@ from shared.streaming.codec import encode
 from shared.streaming.deadletters import dead_letter_of
 from shared.streaming.driver import Record, commit_due, commit_offsets, group_consumer, records_of
 from shared.streaming.snapshots import SnapshotDir, SnapshotError, SnapshotPolicy, load_snapshot, write_snapshot
+from shared.streaming.stream_metrics import ReasonKind, StreamMetrics
 from shared.streaming.topics import TopicSpec, ensure_topics, partition_of
 
 log = get_logger(__name__)
@@ -193,6 +194,8 @@ class Task:
         self.dirty: dict[str, dict[bytes, Callable[[Any], bytes] | None]] = {name: {} for name in changelogs}
         self.held: dict[tuple[str, bytes], Held] = {}
         """Records sent with ``send_folded``, not yet queued."""
+        self.dead_lettered: list[ReasonKind] = []
+        """The kinds of the dead letters sent in the open transaction: counted once it commits."""
 
     def get(self, table: str, key: bytes) -> bytes | None:
         self._settle(table, key)
@@ -264,12 +267,13 @@ class Task:
         for cache in self.cache.values():
             cache.clear()
 
-    def dead_letter(self, topic: str, service: str, record: Record, reason: str) -> None:
+    def dead_letter(self, topic: str, service: str, record: Record, reason: str, kind: ReasonKind) -> None:
         """Send ``record`` to the dead-letter ``topic`` with the reason, in this transaction (keyed by the topic
-        it came from), and say so in a warning line."""
+        it came from), and say so in a warning line; ``kind`` is what the dead-letter count is labelled with."""
         r = record
         dead = dead_letter_of(service, r.topic, r.partition, r.offset, r.key, r.value, reason)
         self.send(topic, r.topic.encode(), encode(dead))
+        self.dead_lettered.append(kind)
 
     def send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None
@@ -370,10 +374,13 @@ class TransactionalDriver:
         config: TxConfig,
         processor: Processor,
         on_loaded: Callable[[Task], Awaitable[None]] | None = None,
+        metrics: StreamMetrics | None = None,
     ) -> None:
         self.config = config
         self.processor = processor
         self.on_loaded = on_loaded
+        self.metrics = metrics
+        """Where the consumer's lag (after each poll) and the committed dead letters are counted (None: nowhere)."""
         self.changelogs = {name: changelog_topic(config.group_id, name) for name in (*processor.tables, OFFSETS)}
         self.tasks: dict[int, Task] = {}
         self.broken: set[int] = set()
@@ -432,12 +439,16 @@ class TransactionalDriver:
                 )
             while not stop.is_set() and self.fatal is None:
                 rounds = await self.poll(consumer)
+                if self.metrics is not None:
+                    self.metrics.observe_lag(c.group_id, consumer)
                 async with self.lock:
                     await self.step(rounds)
             async with self.lock:
                 if self.fatal is None:
                     await self.commit_all()
         finally:
+            if self.metrics is not None:
+                self.metrics.lag.forget(c.group_id)
             await self._close_all()
             await consumer.stop()
             await self._stop_snapshots()
@@ -541,7 +552,7 @@ class TransactionalDriver:
         if c.deadletter_topic is None:
             log.error("record_skipped", topic=record.topic, partition=record.partition, offset=record.offset)
             return
-        task.dead_letter(c.deadletter_topic, c.service, record, reason)
+        task.dead_letter(c.deadletter_topic, c.service, record, reason, "handling_failed")
 
     async def _begin(self, task: Task) -> None:
         if not task.in_transaction and task.producer is not None:
@@ -601,6 +612,10 @@ class TransactionalDriver:
             await producer.commit_transaction()
             task.in_transaction = False
             task.offsets = {}
+            dead, task.dead_lettered = task.dead_lettered, []
+            if self.metrics is not None:
+                for kind in dead:  # counted once committed: an aborted transaction's dead letters were never sent
+                    self.metrics.dead_lettered(kind)
         except ProducerFenced as exc:
             log.error("producer_fenced", partition=task.partition)  # noqa: TRY400 - stopping with it
             self.fatal = exc
@@ -692,6 +707,7 @@ class TransactionalDriver:
             raise
         task.producer = producer
         task.in_transaction, task.sent, task.queued, task.offsets = False, [], [], {}
+        task.dead_lettered = []
         started = time.monotonic()
         snapshots = (self.snapshot_dir, c.snapshots) if self.snapshot_dir and c.snapshots else None
         task.tables = await load_tables(c.bootstrap, self.changelogs, task.partition, snapshots)
@@ -743,6 +759,7 @@ class TransactionalDriver:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.abort_transaction(), ABORT_TIMEOUT_S)
         task.in_transaction, task.sent, task.queued, task.offsets = False, [], [], {}
+        task.dead_lettered = []
         task.tables = {name: {} for name in self.changelogs}
         task.cache = {name: {} for name in self.changelogs}
         task.dirty = {name: {} for name in self.changelogs}

@@ -5,7 +5,10 @@ every second with deploy/prometheus/prometheus.yml's jobs and the rule files. A 
 customer acme's project in hypercare (owned by web-team) and for an alert without a customer (operations): an
 alert breaches its 3 s acknowledge target and is acknowledged late, another is acknowledged in time, both are
 resolved within their 1 h resolve target, feedback and an unowned alert stay open, a second report is resolved and
-its reporter answers the satisfaction survey (4 of 5), intake refuses three requests.
+its reporter answers the satisfaction survey (4 of 5), intake refuses three requests. The open feedback matches the
+project's known issue and its reporter says the workaround solved it. Records no service can take are written to
+Kafka beside the services' own (a value that is not JSON on the events and the tickets topics, a command for a
+ticket that does not exist): each consumer dead-letters them. Then every consumer has caught up (its lag is 0).
 Then each panel's query (template variables set to real values) and each recording rule's expression is run
 through the HTTP API, and what it returns is checked against what the scenario did.
 
@@ -14,6 +17,7 @@ Waits are bounded polls for what a user would see (no timed asserts).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections import Counter
@@ -31,8 +35,12 @@ from deploy.grafana.build import files
 from deploy.local.sinks import SmtpSink
 from deploy.local.stack import Stack
 from deploy.local.vendors.base import VendorSink
+from shared.events import Action, Command
 from shared.infra.actionlinks import issue, keys_from_setting
+from shared.streaming.codec import encode
+from shared.streaming.topics import Topics
 from tests.support.configs import AM_TOKEN, API_TOKEN, GEN_TOKEN
+from tests.support.kafka_io import produce
 from tests.support.loop import alert, alertmanager_payload, running_loop
 from tests.support.prometheus import RULE_FILES, Prometheus, running_prometheus, stack_config
 from tests.support.waiting import wait_for
@@ -58,13 +66,18 @@ projects:
     go_live: {go_live}
     implementation: {team: web-team, engineers: [ian]}
     operations: {team: operations}
+    known_issues:
+      - id: WEB-1
+        title: The invoice PDF is empty
+        keywords: [invoice]
+        workaround: Download the invoice from the order page.
 """
 
 LIMITED_TOKEN = "test-limited-token-0123456789abcd"
 LIMITED = f"  - {{name: limited, format: generic, token: {LIMITED_TOKEN}, rate_limit: {{requests: 1, per: 1h}}}}\n"
 
 # What the template variables are set to (each must be among the values its own query finds).
-VARIABLES = {"team": "web-team", "priority": "P1", "customer": "acme"}
+VARIABLES = {"team": "web-team", "priority": "P1", "customer": "acme", "project": "webshop"}
 # Grafana's interval macros: a window the whole scenario fits in, and a step.
 MACROS = {"$__rate_interval": "5m", "$__range": "1h", "$__interval": "5s"}
 
@@ -82,6 +95,15 @@ MAY_BE_EMPTY = {
     ("ticketloop-ops", "Config reloads", "B"): "no config file changes while the stack runs",
 }
 RULES_MAY_BE_EMPTY = {"ticketloop:notifier_deliveries_failed:increase15m": "every notification is delivered"}
+
+# The records of each kind each service dead-letters in the scenario (every other kind is 0).
+DEAD_LETTERS: dict[tuple[str, ...], float] = {
+    ("router", "undecodable"): 1.0,
+    ("router", "unknown_ticket"): 1.0,
+    ("sla", "undecodable"): 1.0,
+    ("notifier", "undecodable"): 1.0,
+}
+REASON_KINDS = ("undecodable", "unknown_ticket", "handling_failed", "delivery_given_up")
 
 
 def substitute(expr: str) -> str:
@@ -116,6 +138,53 @@ def loop(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Stack, SmtpSink
         kafka_bootstrap, tmp_path, sla=SLA, projects=PROJECTS.replace("{go_live}", go_live), integrations=LIMITED
     ) as running:
         yield running
+
+
+def topics(stack: Stack) -> Topics:
+    return Topics(stack.env()["TICKETLOOP_TOPIC_PREFIX"], 1)  # names only
+
+
+def consumed(stack: Stack) -> dict[tuple[str, str, str], str]:
+    """(service, consumer group, topic) of every topic a worker consumes, and the topic's short name."""
+    t, prefix = topics(stack), stack.env()["TICKETLOOP_TOPIC_PREFIX"]
+    router = ("events", "grouped", "key_updates", "ticket_inputs", "commands")
+    groups = {
+        ("router", "router"): router,
+        ("router", "router-project"): ("tickets", "escalations"),
+        ("sla", "sla"): ("tickets", "sla_due"),
+        ("notifier", "notifier"): ("tickets", "escalations", "handovers"),
+    }
+    return {
+        (service, prefix + group, getattr(t, name).name): name
+        for (service, group), names in groups.items()
+        for name in names
+    }
+
+
+def lag_samples(text: str) -> dict[tuple[str, str, str], float]:
+    return {
+        (s.labels["service"], s.labels["group"], s.labels["topic"]): float(s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "ticketloop_consumer_lag_records_count"
+    }
+
+
+def write_poison(stack: Stack) -> None:
+    """Records no service can take, on the topics they consume, as a faulty producer would write them."""
+    t = topics(stack)
+    stray = Command(
+        command_id="scenario-stray",
+        ticket_id="tl-does-not-exist",
+        action=Action.acknowledge,
+        actor="ian",
+        issued_at=datetime.now(UTC),
+        trace_id="scenario-stray",
+    )
+    bootstrap = stack.bootstrap
+    asyncio.run(produce(bootstrap, t.events.name, [("am/poison", b"{not json")]))  # the router: undecodable
+    asyncio.run(produce(bootstrap, t.commands.name, [(stray.ticket_id, encode(stray))]))  # router: unknown ticket
+    asyncio.run(produce(bootstrap, t.tickets.name, [("tl-poison", b"{not json")]))  # the sla and the notifier
 
 
 def play_scenario(stack: Stack) -> list[dict[str, Any]]:
@@ -205,14 +274,71 @@ def play_scenario(stack: Stack) -> list[dict[str, Any]]:
         stack=stack,
     )
 
+    # the open feedback matched the project's known issue; its reporter says the workaround solved it
+    invoice = next(t for t in tickets() if t["summary"] == feedback["summary"])
+    assert invoice["known_issue"] == "WEB-1", invoice
+    token = issue(keys, invoice["ticket_id"], "solved", "ann@acme.example", datetime.now(UTC) + timedelta(days=7))
+    said = httpx.post(f"{stack.intake_url}/solved/{token}", data={"answer": "yes", "n": "scenario-0002"}, timeout=10)
+    assert said.status_code == 202, said.text
+    wait_for(
+        "the answer in the known-issue figures",
+        lambda: (
+            sample(
+                metrics("intake"),
+                "ticketloop_knowledge_workaround_answers_count",
+                project="webshop",
+                known_issue="WEB-1",
+                solved="yes",
+            )
+            == 1.0
+        ),
+        stack=stack,
+    )
+
+    # records no service can take: each consumer moves them to the deadletter topic and counts them
+    write_poison(stack)
+    dead = "ticketloop_deadletter_records_total"
+    wait_for(
+        "every dead letter counted",
+        lambda: all(
+            sample(metrics(service), dead, service=service, reason_kind=kind) == n
+            for (service, kind), n in DEAD_LETTERS.items()
+        ),
+        stack=stack,
+    )
+
     # every worker has counted it: the sla worker both resolutions, the notifier the resolution messages
     sla = "ticketloop_sla_resolved_total"
     wait_for(
         "the sla worker to count the three resolutions",
         lambda: (
-            sample(metrics("sla"), sla, team="web-team", priority="P1", customer="acme", within_target="true")
-            == sample(metrics("sla"), sla, team="web-team", priority="P2", customer="acme", within_target="true")
-            == sample(metrics("sla"), sla, team="web-team", priority="P3", customer="acme", within_target="true")
+            sample(
+                metrics("sla"),
+                sla,
+                team="web-team",
+                priority="P1",
+                customer="acme",
+                project="webshop",
+                within_target="true",
+            )
+            == sample(
+                metrics("sla"),
+                sla,
+                team="web-team",
+                priority="P2",
+                customer="acme",
+                project="webshop",
+                within_target="true",
+            )
+            == sample(
+                metrics("sla"),
+                sla,
+                team="web-team",
+                priority="P3",
+                customer="acme",
+                project="webshop",
+                within_target="true",
+            )
             == 1.0
         ),
         stack=stack,
@@ -234,13 +360,63 @@ def play_scenario(stack: Stack) -> list[dict[str, Any]]:
         ),
         stack=stack,
     )
+    # and every consumer has caught up: each reports every topic it reads, 0 behind
+    want = consumed(stack)
+    wait_for(
+        "every consumer 0 behind on every topic it reads",
+        lambda: all(
+            {k: v for k, v in lag_samples(metrics(service)).items() if k[0] == service}
+            == {k: 0.0 for k in want if k[0] == service}
+            for service in ("router", "sla", "notifier")
+        ),
+        stack=stack,
+    )
     return tickets()
 
 
 def check_panel(key: tuple[str, str, str], result: list[dict[str, Any]], facts: dict[str, Any]) -> None:
     """The exact figures the scenario makes, for the panels that show them."""
     backlog: Counter[tuple[str, str]] = facts["web_team_backlog"]
+    day = 86400.0
     expected: dict[tuple[str, str, str], Callable[[], None]] = {
+        ("ticketloop-customers", "Project phase", "A"): lambda: _eq(
+            by(result, "customer", "project", "phase"), {("acme", "webshop", "hypercare"): 1.0}
+        ),
+        ("ticketloop-customers", "Hypercare left", "A"): lambda: _between(  # went live a day ago, 30 days of it
+            by(result, "customer", "project"), {("acme", "webshop")}, 28 * day, 29 * day
+        ),
+        ("ticketloop-customers", "Backlog by customer and project", "A"): lambda: _eq(
+            by(result, "customer", "project", "state"), {k: float(v) for k, v in facts["acme_backlog"].items()}
+        ),
+        ("ticketloop-customers", "MTTA by customer and project", "A"): lambda: _between(
+            by(result, "customer", "project"), {("acme", "webshop")}, 0.0, facts["elapsed_s"]
+        ),
+        ("ticketloop-customers", "MTTR by customer and project", "A"): lambda: _between(
+            by(result, "customer", "project"), {("acme", "webshop")}, 0.0, facts["elapsed_s"]
+        ),
+        ("ticketloop-customers", "Acknowledge compliance by project", "A"): lambda: _eq(
+            by(result, "customer", "project"),
+            {("acme", "webshop"): 0.5},  # A late, B in time
+        ),
+        ("ticketloop-customers", "Resolve compliance by project", "A"): lambda: _eq(
+            by(result, "customer", "project"), {("acme", "webshop"): 1.0}
+        ),
+        ("ticketloop-customers", "Reports answered with a known issue's workaround", "A"): lambda: _eq(
+            by(result, "project", "known_issue"), {("webshop", "WEB-1"): 1.0}
+        ),
+        ("ticketloop-customers", "Did the workaround solve it?", "A"): lambda: _eq(
+            by(result, "project", "known_issue", "solved"),
+            {("webshop", "WEB-1", "yes"): 1.0, ("webshop", "WEB-1", "no"): 0.0},
+        ),
+        ("ticketloop-ops", "Consumer lag by service and topic", "A"): lambda: _eq(
+            by(result, "service", "topic"), {(service, topic): 0.0 for service, _, topic in facts["consumed"]}
+        ),
+        ("ticketloop-ops", "Dead letters per hour", "A"): lambda: _eq(
+            by(result, "service", "reason_kind"), every_dead_letter_kind()
+        ),
+        ("ticketloop-ops", "Dead letters over the range", "A"): lambda: _eq(
+            by(result, "service", "reason_kind"), DEAD_LETTERS
+        ),
         ("ticketloop-sla", "Acknowledge compliance", "A"): lambda: _eq(by(result), {(): 0.0}),  # P1: A was late
         ("ticketloop-sla", "Resolve compliance", "A"): lambda: _eq(by(result), {(): 1.0}),
         ("ticketloop-sla", "Unresolved tickets by state and team", "A"): lambda: _eq(
@@ -313,6 +489,15 @@ def check_panel(key: tuple[str, str, str], result: list[dict[str, Any]], facts: 
         expected[key]()
 
 
+def every_dead_letter_kind() -> dict[tuple[str, ...], float]:
+    """Each worker's count of each kind (every kind from 0), as the scenario leaves them."""
+    return {
+        (service, kind): DEAD_LETTERS.get((service, kind), 0.0)
+        for service in ("router", "sla", "notifier")
+        for kind in REASON_KINDS
+    }
+
+
 def _eq(got: dict[tuple[str, ...], float], want: dict[tuple[str, ...], float]) -> None:
     assert got.keys() == want.keys() and all(math.isclose(got[k], want[k], abs_tol=1e-9) for k in want), (got, want)
 
@@ -345,13 +530,20 @@ def test_every_panel_and_recording_rule_on_a_real_prometheus(
                 for t in tickets
                 if t["state"] in ("open", "acknowledged") and t["team"] == "web-team"
             ),
+            "acme_backlog": Counter(
+                (t["customer"], t["project"], t["state"])
+                for t in tickets
+                if t["state"] in ("open", "acknowledged") and t["customer"] == "acme"
+            ),
+            "consumed": consumed(stack),
             "elapsed_s": (datetime.now(UTC) - started).total_seconds(),
             "targets": {("ticketloop-intake", f"127.0.0.1:{stack.intake_port}")}
             | {("ticketloop-workers", f"127.0.0.1:{stack.metrics_ports[s]}") for s in ("router", "sla", "notifier")},
         }
         assert facts["web_team_backlog"], "the feedback ticket stays open with web-team (the project is in hypercare)"
+        assert facts["acme_backlog"] == {("acme", "webshop", "open"): 1}, "the invoice report stays open"
         check_dashboards(prom, facts)
-        check_rules(prom)
+        check_rules(prom, facts)
 
 
 def check_dashboards(prom: Prometheus, facts: dict[str, Any]) -> None:
@@ -385,7 +577,7 @@ def check_dashboards(prom: Prometheus, facts: dict[str, Any]) -> None:
     assert checked == len(panels)
 
 
-def check_rules(prom: Prometheus) -> None:
+def check_rules(prom: Prometheus, facts: dict[str, Any]) -> None:
     records = [
         rule
         for path in RULE_FILES
@@ -413,6 +605,12 @@ def check_rules(prom: Prometheus) -> None:
         "ticketloop:intake_requests_rejected:increase5m": lambda r: _eq(
             by(r, "reason"), {("unauthorized",): 1.0, ("invalid",): 1.0, ("rate_limited",): 1.0}
         ),
+        "ticketloop:consumer_lag_records:sum": lambda r: _eq(
+            by(r, "service", "group", "topic"), dict.fromkeys(facts["consumed"], 0.0)
+        ),
+        "ticketloop:deadletter_records:increase15m": lambda r: _eq(
+            by(r, "service", "reason_kind"), every_dead_letter_kind()
+        ),
     }
     assert {r["record"] for r in records} == set(want) | set(RULES_MAY_BE_EMPTY), "a recording rule without a check"
     for rule in records:
@@ -427,5 +625,12 @@ def check_rules(prom: Prometheus) -> None:
     groups = prom.api("rules")["groups"]
     unhealthy = [(r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"]
     assert unhealthy == []
-    firing = [a["labels"]["alertname"] for a in prom.api("alerts")["alerts"] if a["state"] == "firing"]
-    assert firing == [], "a healthy stack whose SLA figures are below every threshold fires no alert"
+    firing = {
+        (a["labels"]["alertname"], a["labels"].get("service", ""), a["labels"].get("reason_kind", ""))
+        for a in prom.api("alerts")["alerts"]
+        if a["state"] == "firing"
+    }
+    assert firing == {("TicketloopDeadLetters", service, kind) for service, kind in DEAD_LETTERS}, (
+        "the dead letters alert, each worker's kind apart; a stack whose other figures are below every threshold "
+        "fires nothing else"
+    )

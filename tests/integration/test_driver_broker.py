@@ -6,16 +6,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from prometheus_client import CollectorRegistry
 
 from shared.streaming.driver import BatchDriver, DriverConfig, Partition, Record
+from shared.streaming.stream_metrics import StreamMetrics
 from shared.streaming.topics import TopicSpec, ensure_topics
 from tests.support.kafka_io import produce
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -210,10 +215,49 @@ async def test_records_of_an_aborted_transaction_are_never_handed_out(kafka_boot
     finally:
         await producer.stop()
     seen = Seen()
-    stop, task = await running(BatchDriver(config(kafka_bootstrap, topic, f"g-{uuid.uuid4().hex[:8]}"), seen.handle))
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    metrics = StreamMetrics(CollectorRegistry(), "test")
+    stop, task = await running(BatchDriver(config(kafka_bootstrap, topic, group), seen.handle, metrics=metrics))
     await seen.wait(1)
+    # four offsets (two records, two markers), one record handed out: a consumer past it all is 0 behind
+    await until("no lag", lambda: metrics.lag.groups.get(group) == {topic: 0})
     await stopped(stop, task)
     assert seen.values == [b"committed"]
+
+
+async def test_the_lag_is_what_is_left_to_read_of_the_assigned_partitions(kafka_bootstrap: str) -> None:
+    """After each poll the driver reports, per topic, how far its assigned partitions are behind their ends; when a
+    second member takes a topic over, the first stops reporting it; a stopped driver reports nothing."""
+    a, b = await new_topic(kafka_bootstrap, partitions=1), await new_topic(kafka_bootstrap, partitions=1)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    await produce(kafka_bootstrap, a, values(40, "a"))
+    await produce(kafka_bootstrap, b, values(25, "b"))
+    produced = {a: 40, b: 25}
+    metrics = StreamMetrics(CollectorRegistry(), "test")
+    handed: Counter[str] = Counter()
+    seen: list[tuple[dict[str, int], dict[str, int]]] = []  # the lag reported before each batch, what was handed
+
+    async def handle(records: list[Record]) -> None:
+        handed.update(r.topic for r in records)
+        seen.append((dict(metrics.lag.groups.get(group, {})), dict(handed)))
+
+    both = replace(config(kafka_bootstrap, a, group), topics=(a, b), max_records=10)
+    stop1, task1 = await running(BatchDriver(both, handle, metrics=metrics))
+    await until("all read", lambda: sum(handed.values()) == 65 and metrics.lag.groups.get(group) == {a: 0, b: 0})
+    first_lag, _ = seen[0]
+    assert first_lag and all(lag > 0 for lag in first_lag.values()), seen[0]
+    for lag, so_far in seen:  # everything was on the broker before the first fetch: exact
+        assert all(n == produced[t] - so_far.get(t, 0) for t, n in lag.items()), (lag, so_far)
+
+    other = StreamMetrics(CollectorRegistry(), "test")
+    stop2, task2 = await running(BatchDriver(both, Seen().handle, metrics=other))
+    await until(
+        "a topic each", lambda: len(metrics.lag.groups.get(group, {})) == len(other.lag.groups.get(group, {})) == 1
+    )
+    assert metrics.lag.groups[group].keys() | other.lag.groups[group].keys() == {a, b}, "one topic each"
+    await stopped(stop2, task2)
+    await stopped(stop1, task1)
+    assert metrics.lag.groups == other.lag.groups == {}
 
 
 async def in_transaction(producer: AIOKafkaProducer, send: Callable[[], Awaitable[object]], *, commit: bool) -> None:

@@ -10,13 +10,16 @@ import uuid
 from collections import Counter as Tally
 
 import pytest
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from prometheus_client import CollectorRegistry
 
 from deploy.local.kafka_local import LocalKafka
 from shared.streaming.driver import Record
+from shared.streaming.stream_metrics import DEADLETTERS, REASON_KINDS, StreamMetrics
 from shared.streaming.topics import TopicSpec, ensure_topics
 from shared.streaming.transactional import PartitionCountError, Task, TransactionalDriver, TxConfig
 from tests.support.kafka_io import produce, read_all
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(240)
 PARTITIONS = 3
@@ -46,6 +49,9 @@ class Counting:
                 raise CrashError
             key = r.key or b""
             n = (task.load("counts", key, int) or 0) + 1
+            if r.value == b"bad":  # what a processor does with a record it cannot take: in the transaction
+                task.dead_letter(f"{r.topic}-dl", "test", r, "a bad value", "undecodable")
+                continue
             if r.value == self.poison:
                 task.store("counts", key, -1000, lambda v: str(v).encode())  # half-made: must not survive
                 task.send(f"{r.topic}-out", key, b"half-made")
@@ -255,19 +261,70 @@ async def test_a_record_whose_handling_raises_is_dead_lettered_and_its_half_made
 ) -> None:
     topic, group = await setup(kafka_bootstrap)
     await produce(kafka_bootstrap, topic, records(60, 6))  # 20 records a key, one of k3's poison
-    await produce(kafka_bootstrap, topic, [("k3", b"poison")])
+    # a bad record dead-lettered in the transaction the poison record then breaks (aborted): sent again, counted once
+    await produce(kafka_bootstrap, topic, [("k3", b"bad"), ("k3", b"poison")])
     await produce(kafka_bootstrap, topic, records(60, 6))
     counting = Counting(poison=b"poison")
     done = asyncio.Event()
     asyncio.create_task(until_handled(counting, 120)).add_done_callback(lambda _: done.set())
-    await run_until(TransactionalDriver(config(kafka_bootstrap, topic, group), counting), done)
+    registry = CollectorRegistry()
+    metrics = StreamMetrics(registry, "test")
+    await run_until(TransactionalDriver(config(kafka_bootstrap, topic, group), counting, metrics=metrics), done)
     out = await read_all(kafka_bootstrap, f"{topic}-out", expect=120, committed_only=True)
     values = [r.value.decode() for r in out if r.value is not None]
     assert "half-made" not in values, "what the failed handling sent went with its transaction"
     assert len(values) == 120 and len(set(values)) == 120
     assert final_counts(values) == {f"k{i}": 20 for i in range(6)}, "the poison record counted nowhere, the rest once"
-    [dead] = await read_all(kafka_bootstrap, f"{topic}-dl", expect=1, committed_only=True)
+    bad, dead = await read_all(kafka_bootstrap, f"{topic}-dl", expect=2, committed_only=True)
+    assert bad.value is not None and b"a bad value" in bad.value
     assert dead.value is not None and b"handling failed: ValueError" in dead.value
+    counted = {
+        kind: registry.get_sample_value(DEADLETTERS, {"service": "test", "reason_kind": kind}) for kind in REASON_KINDS
+    }
+    assert counted == {**dict.fromkeys(REASON_KINDS, 0.0), "handling_failed": 1.0, "undecodable": 1.0}, (
+        "each counted once, when the transaction that sent it committed (not when an aborted one sent it)"
+    )
+
+
+async def test_the_lag_falls_to_zero_once_everything_is_read_past_the_transaction_markers(
+    kafka_bootstrap: str,
+) -> None:
+    """Inputs written in transactions (as the services' own hops are): each commit marker takes an offset the
+    consumer never hands out; a worker that handled everything is 0 behind, and it was behind while it worked."""
+    topic, group = await setup(kafka_bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"{group}-writer")
+    await producer.start()
+    try:
+        for t in range(5):
+            await producer.begin_transaction()
+            for i in range(60):
+                await producer.send(topic, b"x", key=f"k{(t * 60 + i) % 12}".encode())
+            await producer.commit_transaction()
+    finally:
+        await producer.stop()
+    metrics = StreamMetrics(CollectorRegistry(), "test")
+    behind: list[int] = []
+
+    class Watching(Counting):
+        def process(self, task: Task, records: list[Record]) -> None:
+            behind.append(sum(metrics.lag.groups.get(group, {}).values()))
+            super().process(task, records)
+
+    counting = Watching()
+    done = asyncio.Event()
+
+    async def caught_up() -> None:
+        await until_handled(counting, 300)
+        await until("no lag", lambda: metrics.lag.groups.get(group) == {topic: 0})
+        done.set()
+
+    waiting = asyncio.create_task(caught_up())
+    driver = TransactionalDriver(config(kafka_bootstrap, topic, group, max_records=20), counting, metrics=metrics)
+    await run_until(driver, done)
+    waiting.cancel()
+    assert done.is_set(), f"the lag never fell to 0: {metrics.lag.groups}"
+    assert behind and max(behind) > 0, "behind while it worked through the backlog"
+    assert metrics.lag.groups == {}, "a stopped worker reports no lag"
 
 
 async def test_a_source_topic_with_another_partition_count_stops_the_worker_before_it_handles_anything(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -22,3 +23,13 @@ def wait_for(what: str, probe: Callable[[], T | None], *, stack: Stack | None = 
             return value
         time.sleep(0.25)
     raise AssertionError(f"gave up waiting for {what} after {timeout:.0f}s")
+
+
+async def until(what: str, probe: Callable[[], bool], *, within_s: float = 60.0) -> None:
+    """In a coroutine: until ``probe`` holds, yielding to the loop between looks."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not probe():
+        if loop.time() > deadline:
+            raise AssertionError(f"gave up waiting for {what} after {within_s:.0f}s")
+        await asyncio.sleep(0.05)

@@ -31,14 +31,19 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), 
 def exposed_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> set[str]:
     database = f"sqlite:///{tmp_path / 'm.db'}"
     monkeypatch.setenv("DATABASE_URL", database)
-    registry = CollectorRegistry()
-    build_router(RouterSettings(), registry)
-    build_sla(SlaSettings(), registry)
-    build_notifier(NotifierSettings(), registry)
+    registries = [CollectorRegistry() for _ in range(4)]  # one per service, as each process has its own
+    build_router(RouterSettings(), registries[0])
+    build_sla(SlaSettings(), registries[1])
+    build_notifier(NotifierSettings(), registries[2])
     engine = db.make_engine(database)
     db.init_db(engine)
-    create_app(IntakeDeps(IntakeConfig.model_validate({}), FakePublisher(), engine, Topics("t.", 2), registry))
-    return {family.name + suffix for family in registry.collect() for suffix in SUFFIXES.get(family.type, ("",))}
+    create_app(IntakeDeps(IntakeConfig.model_validate({}), FakePublisher(), engine, Topics("t.", 2), registries[3]))
+    return {
+        family.name + suffix
+        for registry in registries
+        for family in registry.collect()
+        for suffix in SUFFIXES.get(family.type, ("",))
+    }
 
 
 def test_there_is_an_sla_dashboard() -> None:

@@ -15,6 +15,7 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from services.intake.api import create_app
@@ -146,8 +147,9 @@ def seed(api: Api) -> None:
     )
 
 
-def test_metrics_count_unresolved_tickets_by_state_and_team(api: Api) -> None:
+def test_metrics_count_unresolved_tickets_by_state_team_and_project(api: Api) -> None:
     opened = [ticket(ticket_id=f"tl-{n}", team="db" if n == 3 else "ops") for n in (1, 2, 3)]
+    opened.append(ticket(ticket_id="tl-6", team="ops", project="webshop", customer="acme"))
     acked = ticket(ticket_id="tl-4", state=TicketState.acknowledged, version=2)
     resolved = ticket(ticket_id="tl-5", state=TicketState.resolved, version=2)
     db.project(
@@ -160,10 +162,18 @@ def test_metrics_count_unresolved_tickets_by_state_and_team(api: Api) -> None:
         ],
     )
     text = api.client.get("/metrics").text
-    assert 'ticketloop_tickets_unresolved_count{state="open",team="ops"} 2.0' in text
-    assert 'ticketloop_tickets_unresolved_count{state="open",team="db"} 1.0' in text
-    assert 'ticketloop_tickets_unresolved_count{state="acknowledged",team="ops"} 1.0' in text
-    assert 'state="resolved"' not in text
+    unresolved = {
+        (s.labels["state"], s.labels["team"], s.labels["project"], s.labels["customer"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "ticketloop_tickets_unresolved_count"
+    }
+    assert unresolved == {
+        ("open", "ops", "", ""): 2,
+        ("open", "db", "", ""): 1,
+        ("acknowledged", "ops", "", ""): 1,
+        ("open", "ops", "webshop", "acme"): 1,  # a project's ticket: its project and customer
+    }
 
 
 def test_ticket_api_reads_the_read_model(api: Api) -> None:

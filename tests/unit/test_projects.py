@@ -1,16 +1,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
-from services.router.projects import Phase, ProjectsConfig, apply_project
+from services.router.project_metrics import ProjectGauges
+from services.router.projects import Phase, ProjectsConfig, ProjectStatus, apply_project, project_statuses
 from services.router.rules import RouteDecision
 from services.sla.clocks import start_clock
 from services.sla.firing import fire_due
 from services.sla.policy import SlaConfig
+from shared.infra.config import ConfigWatcher
 from tests.unit.factories import ticket
 
 GO_LIVE = datetime(2026, 11, 1, 1, 0, tzinfo=UTC)
@@ -57,6 +62,41 @@ def at(when: datetime, **labels: str) -> RouteDecision:
 def test_phase_edges(when: datetime, phase: Phase) -> None:
     assert PROJECTS.projects[0].phase(when) is phase
     assert at(when).phase == phase.value
+
+
+def test_each_projects_status_says_its_phase_and_its_dates() -> None:
+    week = GO_LIVE + timedelta(days=8)  # webshop (30 days) still in hypercare, short (7 days) handed over
+    assert project_statuses(PROJECTS, week) == [
+        ProjectStatus("webshop", "acme", Phase.hypercare, GO_LIVE, END),
+        ProjectStatus("short", "initech", Phase.operations, GO_LIVE, GO_LIVE + timedelta(days=7)),
+    ]
+    assert {s.phase for s in project_statuses(PROJECTS, GO_LIVE - timedelta(days=1))} == {Phase.pre_go_live}
+    assert project_statuses(ProjectsConfig(), week) == []
+
+
+def test_the_project_gauges_show_the_current_phase_as_the_router_holds_projects_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "projects.yaml"
+    written = PROJECTS.model_dump(mode="json", exclude_defaults=True)
+    written["projects"][1]["hypercare"] = "7d"
+    path.write_text(yaml.safe_dump(written))
+    now = [GO_LIVE + timedelta(days=8)]
+    registry = CollectorRegistry()
+    registry.register(ProjectGauges(ConfigWatcher(path, ProjectsConfig), lambda: now[0]))
+
+    def phases() -> dict[tuple[str, str, str], float]:
+        return {
+            (s.labels["project"], s.labels["customer"], s.labels["phase"]): s.value
+            for family in registry.collect()
+            for s in family.samples
+            if s.name == "ticketloop_project_phase_info"
+        }
+
+    assert phases() == {("webshop", "acme", "hypercare"): 1, ("short", "initech", "operations"): 1}
+    ends = {"project": "webshop", "customer": "acme"}
+    assert registry.get_sample_value("ticketloop_project_hypercare_ends_timestamp_seconds", ends) == END.timestamp()
+    assert registry.get_sample_value("ticketloop_project_go_live_timestamp_seconds", ends) == GO_LIVE.timestamp()
+    now[0] = END  # the clock moves on: the phase with it, no reload needed
+    assert phases() == {("webshop", "acme", "operations"): 1, ("short", "initech", "operations"): 1}
 
 
 def test_during_hypercare_the_implementation_engineer_owns_and_operations_watches() -> None:

@@ -156,6 +156,7 @@ def test_a_command_acts_on_its_ticket_and_one_for_an_unknown_ticket_is_dead_lett
     reasons = sorted(decode(DeadLetter, r.value).reason for r in broker.records(topics.deadletter.name))
     assert len(reasons) == 2
     assert "malformed JSON" in reasons[1] and "tl-unknown" in reasons[0]
+    assert broker.dead_lettered == {"unknown_ticket": 1, "undecodable": 1}, "counted by kind, never by reason text"
 
 
 def test_a_resolve_reaches_the_group_and_a_recurrence_within_the_window_reopens_the_ticket(make: Make) -> None:
@@ -265,6 +266,7 @@ def test_the_routers_timer_opens_a_ticket_when_beats_stop_and_a_beat_resolves_it
     broker.punctuate(start + 500)
     [dead] = [decode(DeadLetter, r.value) for r in broker.records(topics.deadletter.name)]
     assert "out of bounds" in dead.reason, "a beat no intake makes is dead-lettered, the timer goes on"
+    assert broker.dead_lettered == {"undecodable": 1}
 
 
 def projecting_router(root: Path) -> tuple[Router, Engine, CollectorRegistry]:

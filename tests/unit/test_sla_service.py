@@ -88,8 +88,33 @@ def test_an_acknowledgement_stops_the_chain_and_a_resolution_forgets_the_clock()
     assert clocks(mem) == {}
     changelog = [(r.key, r.value) for r in mem.records("memory-clocks-changelog")]
     assert changelog[-1] == (b"tl-1", None), "a tombstone"
-    labels = {"team": "ops", "priority": "P1", "customer": "", "within_target": "true"}
+    labels = {"team": "ops", "priority": "P1", "customer": "", "project": "", "within_target": "true"}
     assert registry.get_sample_value("ticketloop_sla_acknowledged_total", labels) == 1
+
+
+def test_response_times_and_compliance_are_counted_by_the_tickets_project_and_customer() -> None:
+    mem, _, registry = broker()
+    acked_at, resolved_at = T0 + timedelta(minutes=1), T0 + timedelta(minutes=3)
+    send(mem, ticket_event(Change.opened, 1, project="webshop", customer="acme"))
+    acked = ticket_event(
+        Change.acknowledged, 2, at=acked_at, state=TicketState.acknowledged, project="webshop", customer="acme"
+    )
+    send(mem, acked)
+    resolved = ticket_event(
+        Change.resolved,
+        3,
+        at=resolved_at,
+        state=TicketState.resolved,
+        resolved_at=resolved_at,
+        project="webshop",
+        customer="acme",
+    )
+    send(mem, resolved)
+    who = {"team": "ops", "priority": "P1", "project": "webshop", "customer": "acme"}
+    assert registry.get_sample_value("ticketloop_sla_time_to_acknowledge_seconds_sum", who) == 60
+    assert registry.get_sample_value("ticketloop_sla_time_to_acknowledge_seconds_count", who) == 1
+    assert registry.get_sample_value("ticketloop_sla_time_to_resolve_seconds_sum", who) == 180
+    assert registry.get_sample_value("ticketloop_sla_acknowledged_total", {**who, "within_target": "true"}) == 1
 
 
 def test_a_replayed_event_changes_nothing() -> None:
@@ -110,6 +135,7 @@ def test_a_record_that_does_not_decode_is_dead_lettered_and_the_rest_go_on() -> 
     [dead] = mem.records(TOPICS.deadletter.name)
     assert orjson.loads(dead.value or b"")["topic"] == TOPICS.tickets.name
     assert list(clocks(mem)) == [b"tl-1"]
+    assert mem.dead_lettered == {"undecodable": 1}
 
 
 def test_a_proposal_left_on_sla_due_by_the_faust_worker_fires_its_clock() -> None:
