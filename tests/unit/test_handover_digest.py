@@ -7,13 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from services.notifier.config import NotifyConfig
 from services.notifier.pipeline import notice_for_handover, plan_notice
-from services.notifier.service import Notifier, NotifierDeps
-from services.notifier.stages import BreakerPolicy, RetryPolicy
+from services.notifier.service import Notifier
 from services.notifier.templates import render_handover
 from services.router.commands import apply_command
 from services.router.handover import (
@@ -32,17 +30,14 @@ from services.router.lifecycle import TicketRecord
 from services.router.projects import Project
 from services.sla.clocks import on_ticket_event, start_clock
 from shared.events import Action, Change, EventKind, HandoverDigest
-from shared.infra.config import ConfigWatcher
-from shared.rules.muting import MutingConfig
-from shared.rules.oncall import TeamsConfig
 from shared.store import outbox
 from shared.streaming.codec import encode
-from shared.streaming.driver import DriverConfig, Record
+from shared.streaming.driver import Record
 from shared.streaming.topics import Topics
 from tests.fakes import FakeChannel
 from tests.unit.factories import ticket, ticket_event
 from tests.unit.test_lanes import until
-from tests.unit.test_notifier_service import sent_tickets
+from tests.unit.test_notifier_service import notifier, sent_tickets
 from tests.unit.test_sla_policy import RESPONDING
 
 ENDS = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -159,24 +154,9 @@ def test_the_digest_goes_once_to_each_target_of_both_teams() -> None:
 def digest_notifier(engine: Engine, tmp_path: Path, channel: FakeChannel, new_from: int) -> Notifier:
     """A notifier over teams_config's webhooks (no email), assigned the handovers partition, which ended at
     ``new_from`` when assigned (records from there on are new to it)."""
-    (tmp_path / "routing.yaml").write_text("route:\n  team: operations\n")
     teams = {k: v.model_copy(update={"email": []}) for k, v in teams_config().teams.items()}
-    topics = Topics("", 1)
-    deps = NotifierDeps(
-        topics=topics,
-        config=teams_config().model_copy(update={"teams": teams}),
-        channels={"webhook": channel},
-        engine=engine,
-        registry=CollectorRegistry(),
-        retry=RetryPolicy(base_s=0.01, max_s=0.05, give_up_s=3600.0),
-        breaker=BreakerPolicy(failures=1000, open_s=0.05, max_open_s=0.1),
-        public_url="http://127.0.0.1:8080",
-        muting=ConfigWatcher(tmp_path / "routing.yaml", MutingConfig),
-        teams=ConfigWatcher(tmp_path / "teams.yaml", TeamsConfig, optional=True),
-    )
-    worker = Notifier(deps, DriverConfig("127.0.0.1:9", "g", (topics.handovers.name,)), "127.0.0.1:9")
-    worker.replay_until[(topics.handovers.name, 0)] = new_from
-    return worker
+    config = teams_config().model_copy(update={"teams": teams})
+    return notifier(engine, tmp_path, channel, new_from, config, Topics("", 1).handovers.name)
 
 
 async def test_a_digest_sent_again_reaches_each_target_once(engine: Engine, tmp_path: Path) -> None:

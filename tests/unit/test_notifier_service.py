@@ -58,21 +58,30 @@ class GatedChannel(WatchingChannel):
         await super().send(message, target)
 
 
-def notifier(engine: Engine, tmp_path: Path, channel: FakeChannel, replay_until: int = 0) -> Notifier:
-    """A worker assigned partition 0, which ended at ``replay_until`` when assigned (records below are read
-    again)."""
-    (tmp_path / "routing.yaml").write_text("route:\n  team: ops\n")
-    config = NotifyConfig.model_validate(
-        {
-            "teams": {
-                "ops": {
-                    "channels": [
-                        {"type": "webhook", "name": "hook", "url": "http://127.0.0.1:9/h", "secret": "unit-test-secret"}
-                    ]
-                }
+HOOKS = NotifyConfig.model_validate(
+    {
+        "teams": {
+            "ops": {
+                "channels": [
+                    {"type": "webhook", "name": "hook", "url": "http://127.0.0.1:9/h", "secret": "unit-test-secret"}
+                ]
             }
         }
-    )
+    }
+)
+
+
+def notifier(
+    engine: Engine,
+    tmp_path: Path,
+    channel: FakeChannel,
+    replay_until: int = 0,
+    config: NotifyConfig = HOOKS,
+    topic: str = TICKETS,
+) -> Notifier:
+    """A worker over ``config`` (its webhooks sent through ``channel``) assigned partition 0 of ``topic``, which
+    ended at ``replay_until`` when assigned (records below are read again)."""
+    (tmp_path / "routing.yaml").write_text("route:\n  team: ops\n")
     deps = NotifierDeps(
         topics=Topics("", 1),
         config=config,
@@ -85,8 +94,8 @@ def notifier(engine: Engine, tmp_path: Path, channel: FakeChannel, replay_until:
         muting=ConfigWatcher(tmp_path / "routing.yaml", MutingConfig),
         teams=ConfigWatcher(tmp_path / "teams.yaml", TeamsConfig, optional=True),
     )
-    worker = Notifier(deps, DriverConfig("127.0.0.1:9", "g", (TICKETS,)), "127.0.0.1:9")
-    worker.replay_until[(TICKETS, 0)] = replay_until
+    worker = Notifier(deps, DriverConfig("127.0.0.1:9", "g", (topic,)), "127.0.0.1:9")
+    worker.replay_until[(topic, 0)] = replay_until
     return worker
 
 
