@@ -47,6 +47,9 @@ Kind = Literal["stat", "timeseries", "bargauge", "text"]
 class Query:
     expr: str
     legend: str
+    instant: bool = False
+    """Asked at the range's end only (what a figure "now" is), not over the range: a series that ended inside
+    the range (a project's earlier phase) is not shown as if it were current."""
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,8 @@ def counted_quantile(q: float, metric: str, window: str, by: Sequence[str], matc
     return f"histogram_quantile({q}, {counted(f'{metric}_bucket{{{matchers}}}', window, ['le', *by])})"
 
 
-def q(expr: str, legend: str) -> Query:
-    return Query(expr, legend)
+def q(expr: str, legend: str, *, instant: bool = False) -> Query:
+    return Query(expr, legend, instant)
 
 
 # --- the SLA view ---------------------------------------------------------------------------------------------------
@@ -412,7 +415,7 @@ def project_status_panels() -> tuple[Panel, ...]:
         Panel(
             "Project phase",
             "stat",
-            (q(f"max by (customer, project, phase) ({phase})", "{{customer}} {{project}}: {{phase}}"),),
+            (q(f"max by (customer, project, phase) ({phase})", "{{customer}} {{project}}: {{phase}}", instant=True),),
             description="Each project's phase now: pre-go-live, hypercare (the implementation engineer owns its "
             "tickets, operations watches) or operations",
             width=8,
@@ -426,6 +429,7 @@ def project_status_panels() -> tuple[Panel, ...]:
                     f"clamp_min({ends} - time(), 0) and on (customer, project) "
                     f'max by (customer, project) (ticketloop_project_phase_info{{{PROJECT}, phase="hypercare"}})',
                     "{{customer}} {{project}}",
+                    instant=True,
                 ),
             ),
             unit="s",
@@ -839,7 +843,8 @@ def panel_builder(panel: Panel, panel_id: int) -> PanelBuilder:
     if panel.queries:
         builder.datasource(DATASOURCE)
     for ref, query in zip("ABCDEFGH", panel.queries, strict=False):
-        builder.with_target(Dataquery().ref_id(ref).expr(query.expr).legend_format(query.legend))
+        target = Dataquery().ref_id(ref).expr(query.expr).legend_format(query.legend)
+        builder.with_target(target.instant() if query.instant else target)
     return builder
 
 

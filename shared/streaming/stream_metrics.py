@@ -75,6 +75,16 @@ def lag_by_topic(offsets: Mapping[Partition, Offsets], assigned: Collection[Part
     return out
 
 
+def held_back(offsets: Mapping[Partition, Offsets], held: Mapping[Partition, int]) -> dict[Partition, Offsets]:
+    """The offsets with each ``held`` partition's position moved back to the first record its worker dropped and
+    has not handled since (a task being rebuilt, or not built: the consumer has handed the records out, so its
+    position is past them, but they will be read again and nothing of them is done)."""
+    return {
+        tp: o._replace(position=min(o.position, held[tp])) if tp in held and o.position is not None else o
+        for tp, o in offsets.items()
+    }
+
+
 def known_offsets(consumer: AIOKafkaConsumer) -> dict[Partition, Offsets]:
     """What ``consumer`` knows of each of its assigned partitions, without a request: its position (aiokafka keeps
     it in the partition's state, as ``position()`` reads it; that coroutine waits when there is none yet, this
@@ -136,10 +146,11 @@ class StreamMetrics:
         for kind in REASON_KINDS:  # every kind from 0: a first dead letter is an increase, not a new series
             self.deadletters.labels(service=service, reason_kind=kind)
 
-    def observe_lag(self, group: str, consumer: AIOKafkaConsumer) -> None:
-        """The lag of ``group``'s consumer now (right after a poll: no await between its reads)."""
+    def observe_lag(self, group: str, consumer: AIOKafkaConsumer, held: Mapping[Partition, int] | None = None) -> None:
+        """The lag of ``group``'s consumer now (right after a poll: no await between its reads); ``held``: per
+        partition, the first record the worker dropped to read again and has not handled since."""
         assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
-        self.lag.set(group, lag_by_topic(known_offsets(consumer), assigned))
+        self.lag.set(group, lag_by_topic(held_back(known_offsets(consumer), held or {}), assigned))
 
     def dead_lettered(self, kind: ReasonKind, n: int = 1) -> None:
         self.deadletters.labels(service=self.service, reason_kind=kind).inc(n)

@@ -384,6 +384,9 @@ class TransactionalDriver:
         self.changelogs = {name: changelog_topic(config.group_id, name) for name in (*processor.tables, OFFSETS)}
         self.tasks: dict[int, Task] = {}
         self.broken: set[int] = set()
+        self.held: dict[tuple[str, int], int] = {}
+        """Per source partition, the first record dropped to be read again (a task broken, not built, or rebuilt
+        since the poll) and not handled since: where its consumer lag counts from (the position is past it)."""
         self.lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
         self.committed_at = 0.0
@@ -440,7 +443,7 @@ class TransactionalDriver:
             while not stop.is_set() and self.fatal is None:
                 rounds = await self.poll(consumer)
                 if self.metrics is not None:
-                    self.metrics.observe_lag(c.group_id, consumer)
+                    self.metrics.observe_lag(c.group_id, consumer, self.held)
                 async with self.lock:
                     await self.step(rounds)
             async with self.lock:
@@ -489,10 +492,15 @@ class TransactionalDriver:
             for p, records in by_partition(records_of(polled)).items():
                 task = self.tasks.get(p)
                 if task is None or p in self.broken or task.epoch != epochs.get(p):
-                    continue  # not ours (any more), being rebuilt, or rebuilt since the poll: read again
+                    for r in records:  # not ours (any more), being rebuilt, or rebuilt since the poll: read again
+                        self.held.setdefault((r.topic, r.partition), r.offset)
+                    continue
                 await self._begin(task)
                 handled = self._handle(task, records)
-                task.offsets.update(commit_offsets(handled))
+                done = commit_offsets(handled)
+                task.offsets.update(done)
+                for tp in done:
+                    self.held.pop(tp, None)
                 await self._publish(task)
         if now - self.punctuated_at >= self.config.punctuate_s:
             self.punctuated_at = now
@@ -654,6 +662,8 @@ class TransactionalDriver:
     async def revoke(self, revoked: set[tuple[str, int]]) -> None:
         """Commit what was handled, then let go of the tasks of the revoked partitions."""
         gone = {p for _, p in revoked}
+        for tp in revoked:
+            self.held.pop(tp, None)
         try:
             if self.fatal is None:
                 await self.commit_all()

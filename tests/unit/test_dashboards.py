@@ -85,3 +85,13 @@ def test_every_panel_queries_metrics_the_services_expose(
     unknown = {m for e in exprs for m in re.findall(r"ticketloop_[a-z_]+", e)} - names
     assert not unknown, f"{path.name} queries metrics no service exposes: {sorted(unknown)}"
     assert not any("ticket_id" in e for e in exprs), "ticket ids never become labels"
+
+
+@pytest.mark.parametrize("title", ["Project phase", "Hypercare left"])
+def test_a_projects_status_now_is_asked_at_the_range_s_end_only(title: str) -> None:
+    """ticketloop_project_phase_info has one series per project and phase; asked over the range, a project that
+    went live yesterday would show twice (pre-go-live and hypercare), and one whose hypercare ended in the range
+    would still have hypercare left."""
+    customers = json.loads((Path(build.__file__).parent / "dashboards/ticketloop-customers.json").read_text())
+    panel = next(p for p in customers["panels"] if p.get("title") == title)
+    assert [t.get("instant") for t in panel["targets"]] == [True] * len(panel["targets"]), panel["targets"]
