@@ -267,8 +267,10 @@ class Lane:
                 self.writer.submit(Save([item]))
             await self.writer.submit(GiveUp(failed))
             self._forget([item])
-            await self.deps.on_give_up(replace(item, last_error=why), why)
-            await self.deps.on_records([failed])
+            try:  # the delivery log's record is told even when the dead letter could not be
+                await self.deps.on_give_up(replace(item, last_error=why), why)
+            finally:
+                await self.deps.on_records([failed])
 
     def _forget(self, batch: Iterable[OutboxItem]) -> None:
         for item in batch:

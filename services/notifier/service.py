@@ -327,10 +327,13 @@ class Notifier:
             reason=reason,
         )
         headers = make_headers(ticket_id=item.ticket_id)
-        await self.publish(self.deps.topics.deadletter.name, item.source_topic, encode(dead), headers)
         if self.deps.stream is not None:
             self.deps.stream.dead_lettered("delivery_given_up")
         log.warning("notification_given_up", notification_id=item.notification_id, channel=item.channel, reason=reason)
+        try:
+            await self.publish(self.deps.topics.deadletter.name, item.source_topic, encode(dead), headers)
+        except KafkaError as exc:  # the outbox keeps it as failed (ticketloop deliveries failed, redrive): not lost
+            log.error("deadletter_publish_failed", notification_id=item.notification_id, error=type(exc).__name__)  # noqa: TRY400
 
     # --- one batch of events ----------------------------------------------------------------------------------
 

@@ -169,6 +169,25 @@ async def test_a_permanent_failure_is_given_up_kept_and_redriven(engine: Engine)
     assert outbox.failed(engine) == [] and db.was_delivered(engine, "x-0")
 
 
+async def test_a_give_up_whose_dead_letter_cannot_be_written_is_still_recorded(engine: Engine) -> None:
+    """The dead-letter topic is away when a notification is given up: its failed record still reaches the
+    delivery log's listeners (the deliveries topic, the metrics), and the outbox keeps it for a redrive."""
+
+    class NoDeadLetters(Sinks):
+        async def on_give_up(self, item: OutboxItem, reason: str) -> None:
+            await super().on_give_up(item, reason)
+            raise ConnectionError("the broker is away")
+
+    channel, sinks = FakeChannel([DeliveryError("fake x: HTTP 404", retryable=False)]), NoDeadLetters()
+    dispatcher = Dispatcher(deps(engine, channel, sinks))
+    try:
+        dispatcher.submit(outbox.add(engine, items("x", 1)))
+        await until("the give-up recorded", lambda: [r.status for r in sinks.records] == ["failed"])
+    finally:
+        await dispatcher.stop()
+    assert [i.notification_id for i in outbox.failed(engine)] == ["x-0"]
+
+
 async def test_a_notification_given_up_for_its_age_gets_a_whole_new_window_when_redriven(engine: Engine) -> None:
     channel, sinks = FakeChannel(), Sinks()
     channel.down.add("late")

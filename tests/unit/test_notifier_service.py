@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, func, select
 
@@ -22,10 +23,11 @@ from shared.rules.oncall import TeamsConfig
 from shared.store import db, outbox
 from shared.streaming.codec import encode
 from shared.streaming.driver import DriverConfig, Record
+from shared.streaming.stream_metrics import StreamMetrics
 from shared.streaming.topics import Topics
 from tests.fakes import FakeChannel
 from tests.unit.factories import ticket_event
-from tests.unit.test_lanes import until
+from tests.unit.test_lanes import items, until
 
 TICKETS = "tickets"
 
@@ -196,3 +198,25 @@ async def test_a_record_read_again_after_a_crash_does_not_send_what_the_previous
     assert len(first_channel.delivered) == 1
     assert len(channel.delivered) == 1 and "tl-2" in channel.delivered[0][0].subject
     assert outbox.pending(engine, [(TICKETS, 0)]) == []
+
+
+class AwayBroker:
+    """A producer whose every write fails as aiokafka's does when the broker is away."""
+
+    async def send_and_wait(self, *_args: object, **_kwargs: object) -> None:
+        raise KafkaConnectionError("the broker is away")
+
+
+async def test_a_dead_letter_that_cannot_be_written_is_logged_and_counted_not_raised(
+    engine: Engine, tmp_path: Path
+) -> None:
+    registry = CollectorRegistry()
+    worker = notifier(engine, tmp_path, FakeChannel())
+    worker.deps.stream = StreamMetrics(registry, "notifier")
+    worker._producer = AwayBroker()
+    item = items("x", 1)[0]
+    await worker.on_give_up(item, "fake x: HTTP 404")
+    given_up = registry.get_sample_value(
+        "ticketloop_deadletter_records_total", {"service": "notifier", "reason_kind": "delivery_given_up"}
+    )
+    assert given_up == 1.0
