@@ -76,6 +76,11 @@ def handover_due(ticket: Ticket, now: datetime, ends: datetime | None = None) ->
     return ticket.phase_until <= now or (ends is not None and ends <= now)
 
 
+def handover_reason_prefix(project: str | None) -> str:
+    """How a handover's reassignment starts on the timeline (the handover watch finds the moves by it)."""
+    return f"handover: hypercare of project {project} ended"
+
+
 def hand_over(
     record: TicketRecord, command: Command, decision: RouteDecision, now: datetime
 ) -> tuple[TicketRecord, list[TicketEvent]]:
@@ -101,7 +106,7 @@ def hand_over(
     if (decision.team, decision.person) != (t.team, t.person):
         update |= {"state": TicketState.open, "acknowledged_at": None}
     ticket = t.model_copy(update=update)
-    reason = f"handover: hypercare of project {t.project} ended {ends}; from {before} to {after}"
+    reason = f"{handover_reason_prefix(t.project)} {ends}; from {before} to {after}"
     out = ticket_event(ticket, Change.reassigned, command.actor, reason, now, command.trace_id)
     # the tick's id is not used up: the timer entry stays where another due thing (a held notification, a
     # flapping ticket settling) put it, and the same tick must still do that thing next

@@ -45,11 +45,6 @@ ACTOR = "handover"
 """Who the package notes are from, on the timeline."""
 
 
-def handover_reason_prefix(project: str) -> str:
-    """How a handover's reassignment starts on the timeline (services/router/commands.py ``hand_over``)."""
-    return f"handover: hypercare of project {project} ended"
-
-
 def digest_key(project: str, ends: datetime) -> str:
     """The digest's id: one per project and end of hypercare (it is also the key of its notifications)."""
     return f"handover:{project}:{ends.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"

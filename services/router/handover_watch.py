@@ -19,56 +19,31 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel
 from sqlalchemy import Engine
 
+from services.router.commands import handover_reason_prefix
 from services.router.handover import (
     Seen,
     digest_for,
     digest_key,
     ended,
-    handover_reason_prefix,
     nudges,
     package_notes,
     projects_due,
 )
 from services.router.projects import Project, ProjectsConfig
+from services.router.sender import Send
 from shared.infra.config import ConfigWatcher
-from shared.infra.logging import get_logger, make_headers
+from shared.infra.logging import get_logger
 from shared.infra.metrics import counter
 from shared.store import db
-from shared.streaming.codec import encode
 from shared.streaming.topics import Topics
 
 log = get_logger(__name__)
 
 NOTES_EVERY_S = 60.0
 """How often open tickets are checked for the package version in force (a reopened ticket is noted too)."""
-
-
-Send = Callable[[str, str, BaseModel], Awaitable[None]]
-"""(topic, key, record): what the watch sends, acknowledged by the broker when it returns."""
-
-
-class KafkaSender:
-    """The watch's producer (idempotent, ``acks=all``), started at its first send."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
-        self.producer: AIOKafkaProducer | None = None
-
-    async def __call__(self, topic: str, key: str, value: BaseModel) -> None:
-        if self.producer is None:
-            self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
-            await self.producer.start()
-        await self.producer.send_and_wait(topic, encode(value), key=key.encode(), headers=make_headers(trace_id=key))
-
-    async def stop(self) -> None:
-        if self.producer is not None:
-            await self.producer.stop()
-            self.producer = None
 
 
 class HandoverWatch:
@@ -128,7 +103,7 @@ class HandoverWatch:
         if ticks:
             self.waiting_since.setdefault(key, now)
         for tick in ticks:
-            await self.send(self.topics.commands.name, tick.ticket_id, tick)
+            await self.send(self.topics.commands.name, tick.ticket_id, tick, None)
         digest = digest_for(project, seen, now, self.waiting_since.get(key))
         if digest is None:
             return  # tickets are still moving
@@ -136,7 +111,7 @@ class HandoverWatch:
             self.done.add(digest.digest_id)
             log.info("handover_digest_delivered_before", project=project.name)
             return
-        await self.send(self.topics.handovers.name, digest.digest_id, digest)
+        await self.send(self.topics.handovers.name, digest.digest_id, digest, None)
         self.done.add(digest.digest_id)
         self.waiting_since.pop(key, None)
         self.digests.inc()
@@ -151,7 +126,7 @@ class HandoverWatch:
         mentions = await asyncio.to_thread(db.package_mentions, self.engine, project.name)
         notes = [n for n in package_notes(project, mentions, now) if n.command_id not in self.noted]
         for note in notes:
-            await self.send(self.topics.commands.name, note.ticket_id, note)
+            await self.send(self.topics.commands.name, note.ticket_id, note, None)
             self.noted.add(note.command_id)
         if notes:
             self.notes.inc(len(notes))

@@ -10,18 +10,17 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from services.router.projects import ProjectsConfig
+from services.router.sender import Send
 from shared.events import InboundEvent
 from shared.infra.config import ConfigWatcher
 from shared.infra.logging import get_logger, make_headers
 from shared.infra.metrics import counter
 from shared.rules.risk import SOURCE, Measure, risk_events
 from shared.store import db
-from shared.streaming.codec import encode
 
 log = get_logger(__name__)
 
@@ -32,17 +31,16 @@ class RiskWatch:
         projects: ConfigWatcher[ProjectsConfig],
         engine: Engine,
         topic: str,
-        bootstrap: str,
+        send: Send,
         registry: CollectorRegistry,
     ) -> None:
-        self.projects, self.engine, self.topic, self.bootstrap = projects, engine, topic, bootstrap
+        self.projects, self.engine, self.topic, self.publish = projects, engine, topic, send
         self.sent = counter(
             registry,
             "ticketloop_router_risk_warnings_total",
             "Risk warnings sent (firing) and resolved, by measure",
             ["measure", "status"],
         )
-        self.producer: AIOKafkaProducer | None = None
 
     async def round(self) -> None:
         """One look at every project: what is at risk now, what is no longer."""
@@ -57,16 +55,8 @@ class RiskWatch:
             await self.send(ev)
 
     async def send(self, ev: InboundEvent) -> None:
-        if self.producer is None:
-            self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
-            await self.producer.start()
         headers = make_headers(trace_id=ev.trace_id, event_id=ev.event_id)
-        await self.producer.send_and_wait(self.topic, encode(ev), key=ev.dedup_key.encode(), headers=headers)
+        await self.publish(self.topic, ev.dedup_key, ev, headers)
         measure: Measure = "tickets" if ev.labels.get("risk") == "tickets" else "breaches"
         self.sent.labels(measure=measure, status=ev.status.value).inc()
         log.info("risk_warning", project=ev.labels.get("project"), measure=measure, status=ev.status.value)
-
-    async def stop(self) -> None:
-        if self.producer is not None:
-            await self.producer.stop()
-            self.producer = None

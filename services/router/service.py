@@ -40,7 +40,7 @@ from services.router.grouping import (
     grouped_input,
     hands_over_in_place,
 )
-from services.router.handover_watch import HandoverWatch, KafkaSender
+from services.router.handover_watch import HandoverWatch
 from services.router.heartbeats import BadBeatError, Heartbeat, on_beat, on_tick
 from services.router.knowledge import KnownIssueIndex, PastTickets, build_known_issue_index, past_tickets
 from services.router.lifecycle import Member, Occurrences, TicketRecord, fold_occurrences, folds
@@ -48,6 +48,7 @@ from services.router.project_metrics import ProjectGauges
 from services.router.projects import ProjectsConfig
 from services.router.risk_watch import RiskWatch
 from services.router.rules import RoutingConfig
+from services.router.sender import KafkaSender
 from services.router.steps import (
     Config,
     Out,
@@ -406,8 +407,8 @@ class Router:
         self.projection = projection
         self.watches = watches or Watches()
         self.past_rows: list[tuple[str, str, datetime, str]] = []
-        self.risk = RiskWatch(deps.projects, deps.engine, deps.topics.events.name, tx.bootstrap, deps.registry)
-        self.sender = KafkaSender(tx.bootstrap)
+        self.sender = KafkaSender(tx.bootstrap)  # the watches' producer
+        self.risk = RiskWatch(deps.projects, deps.engine, deps.topics.events.name, self.sender, deps.registry)
         self.handover = HandoverWatch(deps.projects, deps.engine, deps.topics, self.sender, deps.registry)
         registry = deps.registry
         self.projected = counter(
@@ -445,7 +446,6 @@ class Router:
         finally:
             stop.set()
             await asyncio.gather(reload, first, past, projecting, *watching, return_exceptions=True)
-            await self.risk.stop()
             await self.sender.stop()
 
     @staticmethod

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from services.router.projects import ProjectsConfig
 from services.router.risk_watch import RiskWatch
+from services.router.sender import KafkaSender
 from shared.events import Change, EventStatus, InboundEvent, TicketEvent
 from shared.infra.config import ConfigWatcher
 from shared.rules.risk import SOURCE
@@ -52,8 +53,9 @@ def test_a_burst_is_warned_on_the_events_topic_and_a_calm_hour_resolves_it(
     (tmp_path / "projects.yaml").write_text(PROJECTS)
     topic = f"risk-{time.time_ns()}.events"
     asyncio.run(ensure_topics(kafka_bootstrap, [TopicSpec(topic, 1, "project", "risk warnings (test)")]))
+    sender = KafkaSender(kafka_bootstrap)
     watch = RiskWatch(
-        ConfigWatcher(tmp_path / "projects.yaml", ProjectsConfig), engine, topic, kafka_bootstrap, CollectorRegistry()
+        ConfigWatcher(tmp_path / "projects.yaml", ProjectsConfig), engine, topic, sender, CollectorRegistry()
     )
 
     async def rounds(n: int) -> None:
@@ -61,7 +63,7 @@ def test_a_burst_is_warned_on_the_events_topic_and_a_calm_hour_resolves_it(
             for _ in range(n):
                 await watch.round()
         finally:
-            await watch.stop()
+            await sender.stop()
 
     asyncio.run(rounds(2))
     sent = [decode(InboundEvent, r.value) for r in asyncio.run(read_all(kafka_bootstrap, topic, expect=2))]

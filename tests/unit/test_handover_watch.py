@@ -5,6 +5,7 @@ digest of many tickets stays small, says its times in UTC, and is never folded b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from services.notifier.channels.base import RateLimit
 from services.notifier.lanes import Dispatcher
 from services.notifier.stages import message_to_json
 from services.notifier.templates import render_handover
-from services.router.handover import GRACE, LISTED, SETTLE, Seen, digest_for, digest_key, handover_reason_prefix
+from services.router.commands import handover_reason_prefix
+from services.router.handover import GRACE, LISTED, SETTLE, Seen, digest_for, digest_key
 from services.router.handover_watch import HandoverWatch
 from services.router.packages import ProjectsWatcher
 from shared.events import Action, Change, Command, HandoverDigest, TicketEvent, TicketState
@@ -41,7 +43,9 @@ class Recorder:
         self.sent: list[tuple[str, str, BaseModel]] = []
         self.refuse = refuse
 
-    async def __call__(self, topic: str, key: str, value: BaseModel) -> None:
+    async def __call__(
+        self, topic: str, key: str, value: BaseModel, _headers: Sequence[tuple[str, bytes]] | None = None
+    ) -> None:
         if topic in self.refuse:
             raise RuntimeError("MessageSizeTooLargeError")
         self.sent.append((topic, key, value))

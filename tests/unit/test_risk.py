@@ -4,11 +4,13 @@ and what the read model gives it (SQLite)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
 from sqlalchemy import Engine
 
 from services.router.projects import ProjectsConfig
@@ -165,12 +167,12 @@ def test_the_watch_resolves_an_open_warning_when_no_project_judges_risk_any_more
     (tmp_path / "projects.yaml").write_text("projects: []\n")
     sent: list[InboundEvent] = []
 
-    class Captured(RiskWatch):
-        async def send(self, ev: InboundEvent) -> None:
-            sent.append(ev)
+    async def record(_topic: str, _key: str, value: BaseModel, _headers: Sequence[tuple[str, bytes]] | None) -> None:
+        assert isinstance(value, InboundEvent)
+        sent.append(value)
 
-    watch = Captured(
-        ConfigWatcher(tmp_path / "projects.yaml", ProjectsConfig), engine, "events", "127.0.0.1:1", CollectorRegistry()
+    watch = RiskWatch(
+        ConfigWatcher(tmp_path / "projects.yaml", ProjectsConfig), engine, "events", record, CollectorRegistry()
     )
     asyncio.run(watch.round())
     assert [(e.status, e.dedup_key) for e in sent] == [(EventStatus.resolved, "risk/webshop/tickets")]
