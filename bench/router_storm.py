@@ -6,14 +6,18 @@ Both read the same pre-produced storm from an ``events`` topic. The forwarder wr
 the router writes its ticket changes, a commit's occurrences of a ticket told as one change whose ticket counts
 them all. Each rate is the inputs accounted for (forwarded records; the tickets' occurrences) over the span
 between the first and last output record's broker timestamp, so start-up and group joins are not counted.
-Bounded: gives up after --timeout seconds. Last line:
-``router_storm: events=... tickets=... events_per_s=... baseline_per_s=... ratio_vs_forwarder=...``
+Each side's CPU per event is printed too: the router's (from /proc, from its first output read here to its last,
+so its start-up is left out) and the forwarder's (this process's, the whole forwarding loop); they say where the
+time goes on a machine where the two rates swing with the broker's mood. Bounded: gives up after --timeout
+seconds. Last line: ``router_storm: events=... tickets=... events_per_s=... baseline_per_s=...
+ratio_vs_forwarder=... cpu_us_per_event=... baseline_cpu_us_per_event=...``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -92,26 +96,41 @@ async def forward(bootstrap: str, source: str, sink: str, n: int, within_s: floa
 
 
 async def span_of(
-    bootstrap: str, topic: str, n: int, within_s: float, counted: Callable[[list[ConsumerRecord]], int] = len
-) -> tuple[int, float]:
-    """(inputs accounted for, seconds between the first and last output's broker timestamp) once ``counted``
-    says n are there, or at the timeout."""
+    bootstrap: str,
+    topic: str,
+    n: int,
+    within_s: float,
+    counted: Callable[[list[ConsumerRecord]], int] = len,
+    cpu: Callable[[], float] = time.process_time,
+) -> tuple[int, float, float]:
+    """(inputs accounted for, seconds between the first and last output's broker timestamp, ``cpu`` seconds
+    from the first output read to the last) once ``counted`` says n are there, or at the timeout."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     recs: list[ConsumerRecord] = []
     done = 0
+    cpu_first = cpu_last = float("nan")
     deadline = time.monotonic() + within_s
     try:
         while done < n and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            if batch and not recs:
+                cpu_first = cpu()
             recs.extend(r for rs in batch.values() for r in rs)
             done = counted(recs)
+        cpu_last = cpu()
     finally:
         await consumer.stop()
     if len(recs) < 2:
-        return done, float("nan")
+        return done, float("nan"), float("nan")
     stamps = [r.timestamp for r in recs]
-    return done, (max(stamps) - min(stamps)) / 1000.0
+    return done, (max(stamps) - min(stamps)) / 1000.0, cpu_last - cpu_first
+
+
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user and system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def occurrences(records: list[ConsumerRecord]) -> int:
@@ -133,8 +152,10 @@ async def measure(bootstrap: str, n: int, groups: int, within_s: float, workdir:
     await produce(bootstrap, topics.events.name, records)
     await produce(bootstrap, baseline_in, records)
 
+    cpu0 = time.process_time()
     await forward(bootstrap, baseline_in, baseline_out, n, within_s)
-    fwd_n, fwd_s = await span_of(bootstrap, baseline_out, n, 30)
+    fwd_cpu = time.process_time() - cpu0
+    fwd_n, fwd_s, _ = await span_of(bootstrap, baseline_out, n, 30)
 
     stack = Stack(
         bootstrap,
@@ -145,9 +166,11 @@ async def measure(bootstrap: str, n: int, groups: int, within_s: float, workdir:
         9,
         extra_env={"TICKETLOOP_TOPIC_PREFIX": prefix, "TICKETLOOP_LOG_LEVEL": "WARNING"},
     )
-    stack.start("router")
+    router = stack.start("router")
     try:
-        out_n, out_s = await span_of(bootstrap, topics.tickets.name, n, within_s, occurrences)
+        out_n, out_s, cpu_s = await span_of(
+            bootstrap, topics.tickets.name, n, within_s, occurrences, lambda: cpu_of(router.pid)
+        )
         stack.check_alive()  # a router that died is a failed run, not a slow one
     finally:
         stack.stop_all()
@@ -155,7 +178,8 @@ async def measure(bootstrap: str, n: int, groups: int, within_s: float, workdir:
     base = fwd_n / fwd_s if fwd_s > 0 else float("nan")
     return (
         f"router_storm: events={n} groups={groups} tickets={groups} processed={out_n} events_per_s={rate:.0f} "
-        f"baseline_per_s={base:.0f} ratio_vs_forwarder={rate / base:.4f}"
+        f"baseline_per_s={base:.0f} ratio_vs_forwarder={rate / base:.4f} cpu_us_per_event={cpu_s / n * 1e6:.1f} "
+        f"baseline_cpu_us_per_event={fwd_cpu / n * 1e6:.1f}"
     )
 
 

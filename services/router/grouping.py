@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from services.router.rules import RouteDecision, event_labels
 from shared.events import Change, EventStatus, InboundEvent, TicketEvent, TicketState
 from shared.infra.ids import short_hash
-from shared.streaming.codec import DecodeError, decode
+from shared.streaming.codec import DecodeError, decode, decode_many
 from shared.streaming.topics import partition_of
 
 TICKET_NAMESPACE = uuid.UUID("0b6f3c1e-5a1f-4c9e-8f0e-2d9c3a7b5e41")
@@ -147,6 +147,14 @@ def grouped_input(key: str, value: bytes) -> TicketInput:
         return decode(TicketInput, value)
     except DecodeError:
         return TicketInput(group_key=key, event=decode(InboundEvent, value))
+
+
+def grouped_inputs(key: str, value: bytes) -> list[TicketInput]:
+    """A record of the grouped topic as its events in order: a batch (a JSON array: what one transaction of a
+    task sent to this partition, ``Task.send_batched``), else one event (records written before batching)."""
+    if value[:1] == b"[":
+        return decode_many(TicketInput, value)
+    return [grouped_input(key, value)]
 
 
 def group_key(event: InboundEvent, decision: RouteDecision) -> str:

@@ -29,6 +29,7 @@ from services.router.rules import RouteDecision, RoutingConfig
 from shared.events import Action, Change, Command, Ticket, TicketEvent
 from shared.rules.matchers import matcher_labels
 from shared.rules.oncall import Override, TeamsConfig, on_call
+from shared.streaming.topics import partition_of
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,17 @@ class Out:
     ids: tuple[tuple[str, str], ...] = ()
 
 
-def route_step(item: TicketInput, config: Config) -> tuple[TicketInput, list[Out]]:
-    """A new event's routing decision, made once and carried from here on, and its group. When the group is not
-    the event's own dedup key, the event goes one more hop, to the partition that owns the group (the returned
-    records); else the caller assigns it at once."""
+def route_step(item: TicketInput, config: Config, here: Home | None = None) -> tuple[TicketInput, list[Out]]:
+    """A new event's routing decision, made once and carried from here on, and its group. When the group lives
+    on another partition than ``here`` (the partition the event was read from; None: known only when the group
+    is the event's own dedup key), the event goes one more hop, to the partition that owns the group (the
+    returned records); else the caller assigns it at once."""
     ev = item.event
     decided = decide_event(ev, config.routing, config.projects, config.teams, config.overrides)
     routed = TicketInput(group_key=group_key(ev, decided), event=ev, decision=decided)
-    if routed.group_key == ev.dedup_key:
+    if routed.group_key == ev.dedup_key or (
+        here is not None and partition_of(routed.group_key.encode(), here.partitions) == here.partition
+    ):
         return routed, []
     ids = (("trace_id", ev.trace_id), ("event_id", ev.event_id))
     return routed, [Out("grouped", routed.group_key, routed, ids)]

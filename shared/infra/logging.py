@@ -9,17 +9,30 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
 
 HEADER_KEYS = ("trace_id", "event_id", "ticket_id")
+_IDS: ContextVar[Mapping[str, str] | None] = ContextVar("ticketloop_ids", default=None)
+"""The ids of the message being handled (``bind_ids``): one context variable set once per message, where
+structlog's ``bind_contextvars`` sets one per id and unbinds the last message's (8% of the router's time in a
+storm, three binds an event)."""
+
+
+def merge_ids(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """The structlog processor that puts the bound ids into each line (a line's own fields win)."""
+    for key, value in (_IDS.get() or {}).items():
+        event_dict.setdefault(key, value)
+    return event_dict
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        merge_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -43,6 +56,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)
+    _IDS.set(None)
 
 
 def get_logger(name: str) -> Any:
@@ -67,5 +81,4 @@ def ids_from_headers(headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] 
 
 def bind_ids(**ids: str | None) -> None:
     """Bind the ids of the message being handled to every log line until the next bind."""
-    structlog.contextvars.unbind_contextvars(*HEADER_KEYS)
-    structlog.contextvars.bind_contextvars(**{k: v for k, v in ids.items() if v is not None})
+    _IDS.set({k: v for k, v in ids.items() if v is not None})

@@ -6,10 +6,11 @@ decode is a poison message and goes to ``deadletter`` with the DecodeError text 
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -53,3 +54,20 @@ def decode(model: type[M], data: bytes | Any) -> M:
             raise DecodeError(f"malformed JSON: {exc.errors()[0]['msg'].removeprefix('Invalid JSON: ')}") from exc
         where = "; ".join(f"{e['field']}: {e['error']}" for e in describe_validation_error(exc))
         raise DecodeError(f"invalid {model.__name__}: {where}") from exc
+
+
+@cache
+def _list_of(model: type[M]) -> TypeAdapter[list[M]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+def decode_many(model: type[M], data: bytes) -> list[M]:
+    """``data``, a JSON array, as a list of ``model``: parsed and validated in one pass, all or nothing (a
+    DecodeError names the item, e.g. ``3.event.labels``)."""
+    try:
+        return _list_of(model).validate_json(data)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise DecodeError(f"malformed JSON: {exc.errors()[0]['msg'].removeprefix('Invalid JSON: ')}") from exc
+        where = "; ".join(f"{e['field']}: {e['error']}" for e in describe_validation_error(exc))
+        raise DecodeError(f"invalid list of {model.__name__}: {where}") from exc

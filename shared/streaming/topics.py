@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
 
+@lru_cache(maxsize=65536)
 def partition_of(key: bytes, partitions: int) -> int:
     """The partition a keyed record lands on, as the Java client and aiokafka's default partitioner pick it
-    (murmur2 of the key over all the topic's partitions)."""
+    (murmur2 of the key over all the topic's partitions; remembered: murmur2 is pure Python in aiokafka, and a
+    storm's few keys repeat)."""
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from services.router.decision import carried_decision, decide_event
-from services.router.grouping import TicketInput, group_key, grouped_input
+from services.router.grouping import TicketInput, group_key, grouped_input, grouped_inputs
 from services.router.lifecycle import apply_event
 from services.router.projects import ProjectsConfig
 from services.router.rules import RouteDecision, RoutingConfig
 from shared.rules.oncall import Override, TeamsConfig
-from shared.streaming.codec import decode, encode
+from shared.streaming.codec import DecodeError, decode, encode
 from tests.unit.factories import T0, event
 
 BEFORE = RoutingConfig.model_validate(
@@ -98,3 +100,20 @@ def test_a_decision_survives_the_wire_whole() -> None:
     for decision in (full, RouteDecision(team="ops", priority="P3", policy="default", rule="root")):
         item = TicketInput(group_key="g", event=ev, decision=decision)
         assert decode(TicketInput, encode(item)).decision == decision
+
+
+def test_a_batch_of_hops_decodes_whole_in_order_and_a_bad_item_is_named() -> None:
+    items = [
+        TicketInput(
+            group_key=f"g{i}",
+            event=event(event_id=f"e{i}"),
+            decision=decide_event(event(), BEFORE, ProjectsConfig(), TEAMS, []),
+        )
+        for i in range(3)
+    ]
+    batch = b"[" + b",".join(encode(i) for i in items) + b"]"
+    assert grouped_inputs("g0", batch) == items
+    assert grouped_inputs(items[1].group_key, encode(items[1])) == [items[1]], "a record of one, as written before"
+    broken = batch.replace(b'"e2"', b"2")
+    with pytest.raises(DecodeError, match=r"2\.event\.event_id"):
+        grouped_inputs("g0", broken)

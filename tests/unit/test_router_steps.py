@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.router.grouping import KeyState, KeyUpdate, TicketInput, apply_key_update
+from services.router.grouping import Home, KeyState, KeyUpdate, TicketInput, apply_key_update
 from services.router.lifecycle import Member, TicketRecord
 from services.router.projects import ProjectsConfig
 from services.router.rules import RoutingConfig
@@ -23,6 +23,7 @@ from services.router.steps import (
 )
 from shared.events import Action, Change, Command, EventStatus, TicketEvent, TicketState
 from shared.rules.oncall import Override, TeamsConfig
+from shared.streaming.topics import partition_of
 from tests.unit.factories import T0, event
 
 GROUPED = RoutingConfig.model_validate(
@@ -156,3 +157,14 @@ def test_a_command_for_a_ticket_this_partition_does_not_hold_is_refused_with_the
     )
     with pytest.raises(UnknownTicketError, match="tl-nope"):
         command_step(None, cmd, T0, CONFIG)
+
+
+def test_an_event_whose_group_lives_on_its_own_partition_is_assigned_where_it_is_read() -> None:
+    ev = event(labels={"service": "db", "instance": "db-1"})
+    routed, hop = route_step(TicketInput(group_key=ev.dedup_key, event=ev), CONFIG)
+    assert routed.group_key != ev.dedup_key and len(hop) == 1, "not knowing where it was read: it hops"
+    home = partition_of(routed.group_key.encode(), 4)
+    here, hop_here = route_step(TicketInput(group_key=ev.dedup_key, event=ev), CONFIG, Home(home, 4))
+    assert (here, hop_here) == (routed, []), "read on its group's partition: assigned at once, the same decision"
+    _, hop_away = route_step(TicketInput(group_key=ev.dedup_key, event=ev), CONFIG, Home((home + 1) % 4, 4))
+    assert [(o.to, o.key, o.value) for o in hop_away] == [("grouped", routed.group_key, routed)]

@@ -87,6 +87,12 @@ def test_log_lines_are_json_with_the_bound_ids(capsys: pytest.CaptureFixture[str
     }
     assert lines[1]["event"] == "from a library"
     assert (lines[1]["trace_id"], lines[1]["level"], lines[1]["logger"]) == ("tr", "warning", "faust.something")
+    bind_ids(trace_id="t2")  # the next message: its ids only, none of the last one's
+    get_logger("x").warning("next")
+    get_logger("x").warning("own", trace_id="own")
+    nxt, own = (json.loads(line) for line in capsys.readouterr().err.splitlines())
+    assert (nxt["trace_id"], "ticket_id" in nxt, nxt["service"]) == ("t2", False, "svc")
+    assert own["trace_id"] == "own", "a line's own field wins"
 
 
 def test_encoded_values_cost_what_they_weigh() -> None:

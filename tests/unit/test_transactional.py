@@ -9,6 +9,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from shared.streaming.driver import Record
 from shared.streaming.memory import MemoryBroker
 from shared.streaming.transactional import (
+    BATCH_BYTES_MAX,
     Send,
     Task,
     by_partition,
@@ -194,6 +195,35 @@ def test_records_sent_folded_go_out_once_per_key_at_the_flush_and_a_plain_send_k
     assert [(s.key, s.value) for s in task.queued][3:] == [(b"a", b"6"), (b"b", b"4")]
     assert task.queued[3].headers == [("n", b"1")]
     assert task.held == {}
+
+
+def test_items_sent_batched_go_out_as_one_array_per_partition_at_the_flush_in_order() -> None:
+    task = Task(0, {"t": "t-changelog"})
+    task.send_batched("hop", 2, b"g1", b'{"n":1}')
+    task.send_batched("hop", 3, b"g9", b'{"n":2}')
+    task.send_batched("hop", 2, b"g2", b'{"n":3}')
+    task.send("other", b"k", b"x")
+    assert [s.topic for s in task.queued] == ["other"], "held until the flush (or a plain send to the same topic)"
+    task.flush()
+    assert [(s.key, s.value, s.partition) for s in task.queued[1:]] == [
+        (b"g1", b'[{"n":1},{"n":3}]', 2),
+        (b"g9", b'[{"n":2}]', 3),
+    ], "keyed by its first item, on the partition given, the items in the order sent"
+    assert task.batches == {}
+
+
+def test_a_plain_send_to_the_topic_lets_the_batches_go_first_and_a_full_batch_goes_at_once() -> None:
+    task = Task(0, {"t": "t-changelog"})
+    task.send_batched("hop", 1, b"a", b"1")
+    task.send("hop", b"b", b"2")
+    assert [(s.value, s.partition) for s in task.queued] == [(b"[1]", 1), (b"2", None)], "a topic keeps its order"
+    big = b'"' + b"x" * (BATCH_BYTES_MAX // 2) + b'"'
+    for _ in range(3):
+        task.send_batched("hop", 1, b"a", big)
+    assert len(task.queued) == 4, "no two big items fit in one record: each went alone as the next came"
+    task.flush()
+    assert [len(s.value or b"") for s in task.queued[2:]] == [len(big) + 2] * 3
+    assert all(len(s.value or b"") <= BATCH_BYTES_MAX for s in task.queued)
 
 
 def test_a_record_folded_another_way_releases_the_held_one_first() -> None:
