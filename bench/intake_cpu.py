@@ -1,0 +1,154 @@
+"""Intake's CPU per alert on its HTTP ingest path for Alertmanager webhooks, in-process (issue 15, item 7).
+
+    python -m bench.intake_cpu [--posts 200] [--batch 50] [--rounds 5]
+
+No broker and no sockets: intake's ASGI app (``create_app``, as tests/unit build it) with an in-memory publisher
+that keeps nothing, driven by httpx's ASGI transport. Each round posts --posts Alertmanager v4 webhooks of --batch
+distinct alerts (the bodies of bench/intake_vs_alertmanager.py, made before the clock starts) and takes the
+process's CPU time (``time.process_time``: other processes on the machine matter less than to wall time), client
+included, per alert. Then the parse step alone (the alertmanager format's parser on one body's bytes, as intake
+calls it) and the encode step alone (the events of one body to the bytes put on Kafka) are timed the same way.
+Each number is the median of --rounds rounds. Last line:
+``intake_cpu: alerts=.. us_per_alert=.. parse_us=.. encode_us=..`` (parse_us and encode_us per alert too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import orjson
+from prometheus_client import CollectorRegistry
+
+from bench.loop_storm import storm, webhook_body
+from services.intake.api import create_app
+from services.intake.config import IntakeConfig
+from services.intake.edge import IntakeDeps, parse_json
+from services.intake.formats.registry import PARSERS
+from services.intake.publisher import Record
+from shared.infra.logging import configure_logging
+from shared.store import db
+from shared.streaming.codec import encode
+from shared.streaming.topics import Topics
+
+INTEGRATION = "alertmanager"
+TOKEN = "bench-alertmanager-token-0123456789"  # noqa: S105 - an in-process bench's intake token
+MAX_POSTS = 10_000
+MAX_ROUNDS = 50
+MICRO_REPEATS = 100
+
+
+class DiscardingPublisher:
+    """Acknowledges every write at once and keeps nothing (a broker of no cost); counts the records."""
+
+    def __init__(self) -> None:
+        self.records = 0
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    async def check(self) -> bool:
+        return True
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        self.records += len(records)
+
+
+@dataclass(frozen=True)
+class Options:
+    posts: int
+    batch: int
+    rounds: int
+
+
+def bodies(posts: int, batch: int) -> list[bytes]:
+    """``posts`` webhook bodies of ``batch`` distinct alerts each, as Alertmanager sends them."""
+    alerts = storm(posts * batch, 1, "IntakeCpu")
+    starts = datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=UTC)
+    return [orjson.dumps(webhook_body(alerts[i : i + batch], starts)) for i in range(0, len(alerts), batch)]
+
+
+def cpu_us_per(n: int, run: Callable[[], object]) -> float:
+    """CPU microseconds of one ``run()`` divided by ``n``."""
+    started = time.process_time()
+    run()
+    return (time.process_time() - started) * 1e6 / n
+
+
+async def post_round(client: httpx.AsyncClient, url: str, posts: Sequence[bytes], headers: dict[str, str]) -> None:
+    for body in posts:
+        resp = await client.post(url, content=body, headers=headers)
+        if resp.status_code != 202:
+            raise RuntimeError(f"intake answered {resp.status_code}: {resp.text[:300]}")
+
+
+def summary_line(alerts: int, per_alert: float, parse_us: float, encode_us: float) -> str:
+    return f"intake_cpu: alerts={alerts} us_per_alert={per_alert:.2f} parse_us={parse_us:.2f} encode_us={encode_us:.2f}"
+
+
+async def measure(opts: Options, workdir: Path) -> str:
+    engine = db.make_engine(f"sqlite:///{workdir / 'intake.db'}")
+    db.init_db(engine)
+    config = IntakeConfig.model_validate(
+        {"integrations": [{"name": INTEGRATION, "format": "alertmanager", "token": TOKEN}]}
+    )
+    publisher = DiscardingPublisher()
+    app = create_app(IntakeDeps(config, publisher, engine, Topics("bench.", 4), CollectorRegistry()))
+    posts = bodies(opts.posts, opts.batch)
+    url = f"/api/v1/integrations/{INTEGRATION}"
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    alerts = opts.posts * opts.batch
+    rounds: list[float] = []
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+        await post_round(client, url, posts[:2], headers)  # warm up
+        for _ in range(opts.rounds):
+            started = time.process_time()
+            await post_round(client, url, posts, headers)
+            rounds.append((time.process_time() - started) * 1e6 / alerts)
+    engine.dispose()
+    if publisher.records < alerts * opts.rounds:
+        raise RuntimeError(f"only {publisher.records} records published")
+
+    parse = PARSERS["alertmanager"]
+    raw = posts[0]
+    now = datetime.now(UTC)
+    events = parse(parse_json(raw), INTEGRATION, raw, now, "trace")
+
+    def parse_all() -> None:
+        for _ in range(MICRO_REPEATS):
+            parse(parse_json(raw), INTEGRATION, raw, now, "trace")
+
+    def encode_all() -> None:
+        for _ in range(MICRO_REPEATS):
+            for e in events:
+                encode(e)
+
+    n = MICRO_REPEATS * len(events)
+    parse_us = statistics.median(cpu_us_per(n, parse_all) for _ in range(opts.rounds))
+    encode_us = statistics.median(cpu_us_per(n, encode_all) for _ in range(opts.rounds))
+    return summary_line(alerts, statistics.median(rounds), parse_us, encode_us)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--posts", type=int, default=200, help="webhooks a round (at most 10000)")
+    parser.add_argument("--batch", type=int, default=50, help="alerts a webhook")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported (at most 50)")
+    args = parser.parse_args()
+    opts = Options(min(max(args.posts, 2), MAX_POSTS), max(args.batch, 1), min(max(args.rounds, 1), MAX_ROUNDS))
+    configure_logging("intake", "WARNING")
+    with tempfile.TemporaryDirectory(prefix="intake-cpu-") as tmp:
+        print(asyncio.run(measure(opts, Path(tmp))))
+
+
+if __name__ == "__main__":
+    main()
