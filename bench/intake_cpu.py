@@ -6,9 +6,10 @@ No broker and no sockets: intake's ASGI app (``create_app``, as tests/unit build
 that keeps nothing, driven by httpx's ASGI transport. Each round posts --posts Alertmanager v4 webhooks of --batch
 distinct alerts (the bodies of bench/intake_vs_alertmanager.py, made before the clock starts) and takes the
 process's CPU time (``time.process_time``: other processes on the machine matter less than to wall time), client
-included, per alert. Then the parse step alone (the alertmanager format's parser on one body's bytes, as intake
-calls it) and the encode step alone (the events of one body to the bytes put on Kafka) are timed the same way.
-Each number is the median of --rounds rounds. Last line:
+included, per alert. Then the parse step alone (one body's bytes to the encoded events intake publishes, as it
+makes them: ``api.lean_batch``, else ``api.pydantic_batch``; encoding included) and the encode step alone (the
+same events to their bytes: ``codec.encode_wire`` on the lean path, ``codec.encode`` on pydantic's) are timed the
+same way. Each number is the median of --rounds rounds. Last line:
 ``intake_cpu: alerts=.. us_per_alert=.. parse_us=.. encode_us=..`` (parse_us and encode_us per alert too).
 """
 
@@ -29,14 +30,14 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from bench.loop_storm import storm, webhook_body
-from services.intake.api import create_app
+from services.intake.api import create_app, lean_batch, pydantic_batch
 from services.intake.config import IntakeConfig
-from services.intake.edge import IntakeDeps, parse_json
-from services.intake.formats.registry import PARSERS
+from services.intake.edge import IntakeDeps
 from services.intake.publisher import Record
+from shared.events import InboundEvent, InboundEventWire
 from shared.infra.logging import configure_logging
 from shared.store import db
-from shared.streaming.codec import encode
+from shared.streaming.codec import decode, encode, encode_wire
 from shared.streaming.topics import Topics
 
 INTEGRATION = "alertmanager"
@@ -118,19 +119,25 @@ async def measure(opts: Options, workdir: Path) -> str:
     if publisher.records < alerts * opts.rounds:
         raise RuntimeError(f"only {publisher.records} records published")
 
-    parse = PARSERS["alertmanager"]
+    integration = config.integrations[0]
     raw = posts[0]
     now = datetime.now(UTC)
-    events = parse(parse_json(raw), INTEGRATION, raw, now, "trace")
+    lean = lean_batch(integration, raw, now, "trace")
+    events = [decode(InboundEvent, e.value) for e in (lean or pydantic_batch(integration, raw, now, "trace")).events]
+    wires = [InboundEventWire(**e.model_dump()) for e in events]
 
     def parse_all() -> None:
         for _ in range(MICRO_REPEATS):
-            parse(parse_json(raw), INTEGRATION, raw, now, "trace")
+            lean_batch(integration, raw, now, "trace") or pydantic_batch(integration, raw, now, "trace")
 
     def encode_all() -> None:
         for _ in range(MICRO_REPEATS):
-            for e in events:
-                encode(e)
+            if lean is not None:
+                for w in wires:
+                    encode_wire(w)
+            else:
+                for e in events:
+                    encode(e)
 
     n = MICRO_REPEATS * len(events)
     parse_us = statistics.median(cpu_us_per(n, parse_all) for _ in range(opts.rounds))
