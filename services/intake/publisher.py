@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -21,8 +20,9 @@ class PublishUnavailableError(RuntimeError):
     """The broker did not acknowledge in time: the sender should retry (HTTP 503)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    """One write to Kafka. A NamedTuple, not a frozen dataclass: intake makes one per alert, in a third of the time."""
+
     topic: str
     key: str
     value: bytes
