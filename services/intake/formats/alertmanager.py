@@ -219,10 +219,19 @@ def lean_end(text: str | None) -> tuple[datetime | None] | None:
     return (at,)
 
 
+_NO_LINKS = (None, None, None, None)
+
+
 def lean_links(alert: LeanAlert, external_url: str) -> list[str]:
-    """What ``alert_links`` and ``alert_events`` link to, in their order."""
-    extra = (alert.dashboardURL, alert.panelURL, alert.silenceURL, alert.imageURL)
-    return [u for u in (alert.generatorURL, *(v for v in extra if isinstance(v, str)), external_url) if u]
+    """What ``alert_links`` and ``alert_events`` link to, in their order (written out for the common alert without
+    link fields: about 0.2 against 0.7 us as one comprehension over a generator)."""
+    links = [alert.generatorURL] if alert.generatorURL else []
+    extra = (alert.dashboardURL, alert.panelURL, alert.silenceURL, alert.imageURL)  # LINK_FIELDS
+    if extra != _NO_LINKS:
+        links.extend([v for v in extra if isinstance(v, str) and v])
+    if external_url:
+        links.append(external_url)
+    return links
 
 
 def lean_events(
@@ -272,7 +281,7 @@ def lean_events(
         severity, word = severity_with_words(labels.get("severity"), words)
         if word is not None:
             unknown.append(word)
-        event_id = stable_id(integration, fingerprint, start[1], status.value)
+        event_id = stable_id(integration, fingerprint, start[1], alert.status)  # status.value, without the enum
         wire = InboundEventWire(
             event_id=event_id,
             kind=EventKind.alert,
