@@ -9,8 +9,10 @@ process's CPU time (``time.process_time``: other processes on the machine matter
 included, per alert. Then the parse step alone (one body's bytes to the encoded events intake publishes, as it
 makes them: ``api.lean_batch``, else ``api.pydantic_batch``; encoding included) and the encode step alone (the
 same events to their bytes: ``codec.encode_wire`` on the lean path, ``codec.encode`` on pydantic's) are timed the
-same way. Each number is the median of --rounds rounds. Last line:
-``intake_cpu: alerts=.. us_per_alert=.. parse_us=.. encode_us=..`` (parse_us and encode_us per alert too).
+same way, and so is the publisher's own part, which the run above leaves out: ``KafkaPublisher.publish`` of one
+body's records with a producer that builds aiokafka's record batches but sends none (publish_us). Each number is
+the median of --rounds rounds. Last line:
+``intake_cpu: alerts=.. us_per_alert=.. parse_us=.. encode_us=.. publish_us=..`` (all per alert).
 """
 
 from __future__ import annotations
@@ -24,16 +26,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
+from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from bench.loop_storm import storm, webhook_body
 from services.intake.api import create_app, lean_batch, pydantic_batch
 from services.intake.config import IntakeConfig
 from services.intake.edge import IntakeDeps
-from services.intake.publisher import Record
+from services.intake.publisher import KafkaPublisher, Record
 from shared.events import InboundEvent, InboundEventWire
 from shared.infra.logging import configure_logging
 from shared.store import db
@@ -45,6 +49,20 @@ TOKEN = "bench-alertmanager-token-0123456789"  # noqa: S105 - an in-process benc
 MAX_POSTS = 10_000
 MAX_ROUNDS = 50
 MICRO_REPEATS = 100
+PARTITIONS = 4
+
+
+class BatchingOnlyProducer(AIOKafkaProducer):  # type: ignore[misc]
+    """aiokafka's producer, never started: it builds record batches as ever; a topic has PARTITIONS partitions and
+    a batch is acknowledged as it is handed over (nothing is sent)."""
+
+    async def partitions_for(self, _topic: str) -> set[int]:
+        return set(range(PARTITIONS))
+
+    async def send_batch(self, _batch: Any, _topic: str, *, partition: int) -> asyncio.Future[None]:  # noqa: ARG002
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
 
 class DiscardingPublisher:
@@ -92,8 +110,28 @@ async def post_round(client: httpx.AsyncClient, url: str, posts: Sequence[bytes]
             raise RuntimeError(f"intake answered {resp.status_code}: {resp.text[:300]}")
 
 
-def summary_line(alerts: int, per_alert: float, parse_us: float, encode_us: float) -> str:
-    return f"intake_cpu: alerts={alerts} us_per_alert={per_alert:.2f} parse_us={parse_us:.2f} encode_us={encode_us:.2f}"
+def summary_line(alerts: int, per_alert: float, parse_us: float, encode_us: float, publish_us: float) -> str:
+    return (
+        f"intake_cpu: alerts={alerts} us_per_alert={per_alert:.2f} parse_us={parse_us:.2f} encode_us={encode_us:.2f} "
+        f"publish_us={publish_us:.2f}"
+    )
+
+
+async def publish_us_per_record(records: list[Record], rounds: int) -> float:
+    """CPU microseconds of ``KafkaPublisher.publish`` per record (median of ``rounds``), batches built, none sent."""
+    producer = BatchingOnlyProducer(bootstrap_servers="127.0.0.1:9", acks="all", enable_idempotence=True)
+    publisher = KafkaPublisher("127.0.0.1:9", timeout_s=30.0)
+    publisher._producer = producer  # the bench's seam: a producer that only builds batches
+    per: list[float] = []
+    try:
+        for _ in range(rounds):
+            started = time.process_time()
+            for _ in range(MICRO_REPEATS):
+                await publisher.publish(records)
+            per.append((time.process_time() - started) * 1e6 / (MICRO_REPEATS * len(records)))
+    finally:
+        await producer.stop()
+    return statistics.median(per)
 
 
 async def measure(opts: Options, workdir: Path) -> str:
@@ -103,7 +141,7 @@ async def measure(opts: Options, workdir: Path) -> str:
         {"integrations": [{"name": INTEGRATION, "format": "alertmanager", "token": TOKEN}]}
     )
     publisher = DiscardingPublisher()
-    app = create_app(IntakeDeps(config, publisher, engine, Topics("bench.", 4), CollectorRegistry()))
+    app = create_app(IntakeDeps(config, publisher, engine, Topics("bench.", PARTITIONS), CollectorRegistry()))
     posts = bodies(opts.posts, opts.batch)
     url = f"/api/v1/integrations/{INTEGRATION}"
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
@@ -142,7 +180,9 @@ async def measure(opts: Options, workdir: Path) -> str:
     n = MICRO_REPEATS * len(events)
     parse_us = statistics.median(cpu_us_per(n, parse_all) for _ in range(opts.rounds))
     encode_us = statistics.median(cpu_us_per(n, encode_all) for _ in range(opts.rounds))
-    return summary_line(alerts, statistics.median(rounds), parse_us, encode_us)
+    records = [Record("bench.events", e.dedup_key, encode(e), [("trace_id", b"t"), ("event_id", b"e")]) for e in events]
+    publish_us = await publish_us_per_record(records, opts.rounds)
+    return summary_line(alerts, statistics.median(rounds), parse_us, encode_us, publish_us)
 
 
 def main() -> None:

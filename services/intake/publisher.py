@@ -117,17 +117,18 @@ class KafkaPublisher:
     @staticmethod
     async def _by_partition(
         producer: AIOKafkaProducer, records: Sequence[Record]
-    ) -> dict[tuple[str, int], list[Record]]:
+    ) -> dict[tuple[str, int], list[tuple[bytes, Record]]]:
         """A request's records by the partition a keyed send would pick (murmur2 of the key, as the Java client
-        and aiokafka's default partitioner), in order: one record batch per partition instead of a future per
-        record (aiokafka's batch API)."""
+        and aiokafka's default partitioner), in order, each with its key's bytes (encoded once): one record batch
+        per partition instead of a future per record (aiokafka's batch API)."""
         partitions: dict[str, list[int]] = {}
-        out: dict[tuple[str, int], list[Record]] = {}
+        out: dict[tuple[str, int], list[tuple[bytes, Record]]] = {}
         for r in records:
             every = partitions.get(r.topic)
             if every is None:
                 every = partitions[r.topic] = sorted(await producer.partitions_for(r.topic))
-            out.setdefault((r.topic, every[partition_of(r.key.encode(), len(every))]), []).append(r)
+            key = r.key.encode()
+            out.setdefault((r.topic, every[partition_of(key, len(every))]), []).append((key, r))
         return out
 
     async def publish(self, records: Sequence[Record]) -> None:
@@ -143,11 +144,11 @@ class KafkaPublisher:
                 futures = []
                 for (topic, partition), group in (await self._by_partition(producer, records)).items():
                     batch = producer.create_batch()
-                    for r in group:
-                        if batch.append(key=r.key.encode(), value=r.value, timestamp=None, headers=r.headers) is None:
+                    for key, r in group:
+                        if batch.append(key=key, value=r.value, timestamp=None, headers=r.headers) is None:
                             futures.append(await producer.send_batch(batch, topic, partition=partition))
                             batch = producer.create_batch()
-                            batch.append(key=r.key.encode(), value=r.value, timestamp=None, headers=r.headers)
+                            batch.append(key=key, value=r.value, timestamp=None, headers=r.headers)
                     futures.append(await producer.send_batch(batch, topic, partition=partition))
                 await asyncio.gather(*futures)
         except (KafkaError, TimeoutError) as exc:

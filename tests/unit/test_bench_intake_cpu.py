@@ -18,11 +18,11 @@ def test_bodies_are_webhooks_of_distinct_alerts() -> None:
 
 
 def test_summary_line() -> None:
-    assert summary_line(10000, 31.234, 5.5, 1.0) == (
-        "intake_cpu: alerts=10000 us_per_alert=31.23 parse_us=5.50 encode_us=1.00"
+    assert summary_line(10000, 31.234, 5.5, 1.0, 4.321) == (
+        "intake_cpu: alerts=10000 us_per_alert=31.23 parse_us=5.50 encode_us=1.00 publish_us=4.32"
     )
 
 
 def test_a_tiny_run_posts_through_intake_and_prints_the_line(tmp_path: Path) -> None:
     line = asyncio.run(measure(Options(posts=2, batch=3, rounds=1), tmp_path))
-    assert re.fullmatch(r"intake_cpu: alerts=6 us_per_alert=\S+ parse_us=\S+ encode_us=\S+", line), line
+    assert re.fullmatch(r"intake_cpu: alerts=6 us_per_alert=\S+ parse_us=\S+ encode_us=\S+ publish_us=\S+", line), line
