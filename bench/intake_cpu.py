@@ -64,6 +64,23 @@ class BatchingOnlyProducer(AIOKafkaProducer):  # type: ignore[misc]
         done.set_result(None)
         return done
 
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[None]:
+        """One record, as a batch of its own (without a partition: aiokafka's partitioner picks it, as send does)."""
+        if partition is None:
+            every = sorted(await self.partitions_for(topic))
+            partition = self._partitioner(key, every, every)
+        batch = self.create_batch()
+        batch.append(key=key, value=value, timestamp=timestamp_ms, headers=headers or [])
+        return await self.send_batch(batch, topic, partition=partition)
+
 
 class DiscardingPublisher:
     """Acknowledges every write at once and keeps nothing (a broker of no cost); counts the records."""

@@ -137,12 +137,13 @@ class KafkaPublisher:
             raise PublishUnavailableError("not connected to Kafka yet")
         try:
             async with asyncio.timeout(self._timeout):
-                if len(records) == 1:
-                    r = records[0]
-                    await (await producer.send(r.topic, r.value, key=r.key.encode(), headers=r.headers))
+                grouped = await self._by_partition(producer, records)
+                if len(records) == 1:  # one send, its partition given: aiokafka's partitioner is murmur2 in Python
+                    [((topic, partition), [(key, r)])] = grouped.items()
+                    await (await producer.send(topic, r.value, key=key, partition=partition, headers=r.headers))
                     return
                 futures = []
-                for (topic, partition), group in (await self._by_partition(producer, records)).items():
+                for (topic, partition), group in grouped.items():
                     batch = producer.create_batch()
                     for key, r in group:
                         if batch.append(key=key, value=r.value, timestamp=None, headers=r.headers) is None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from shared.streaming.topics import murmur2, partition_of
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(data=st.binary(max_size=400))
 def test_murmur2_is_aiokafkas(data: bytes) -> None:
     assert murmur2(data) == aiokafka_murmur2(data)
@@ -23,6 +23,7 @@ def test_murmur2_of_every_length_and_tail() -> None:
         assert murmur2(data) == aiokafka_murmur2(data), n
 
 
+@settings(deadline=None)
 @given(key=st.text(max_size=80), partitions=st.integers(1, 64))
 def test_a_key_lands_where_aiokafkas_default_partitioner_puts_it(key: str, partitions: int) -> None:
     every = list(range(partitions))
