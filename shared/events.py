@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
+import msgspec
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
@@ -139,6 +140,29 @@ class InboundEvent(Wire):
     links: list[str] = Field(default_factory=list)
     occurred_at: BoundedTime
     received_at: BoundedTime
+    trace_id: str
+
+
+class InboundEventWire(msgspec.Struct, kw_only=True, gc=False):
+    """InboundEvent's fields in its order, as msgspec writes them (``shared.streaming.codec.encode_wire``):
+    intake's lean path (services/intake/formats/alertmanager.py) writes its events' bytes with it instead of
+    building and validating an InboundEvent each. It checks nothing: whoever makes one makes sure InboundEvent
+    takes its values (lengths, bounded times); ``codec.decode(InboundEvent, ...)`` then reads its bytes as the event
+    with the same values (tests/unit/test_alertmanager_lean.py holds both paths to the same bytes)."""
+
+    schema_version: int = SCHEMA_VERSION
+    event_id: str
+    kind: EventKind
+    source: str
+    dedup_key: str
+    status: EventStatus
+    summary: str
+    severity: Severity
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    links: list[str]
+    occurred_at: datetime
+    received_at: datetime
     trace_id: str
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -21,8 +20,9 @@ class PublishUnavailableError(RuntimeError):
     """The broker did not acknowledge in time: the sender should retry (HTTP 503)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    """One write to Kafka. A NamedTuple, not a frozen dataclass: intake makes one per alert, in a third of the time."""
+
     topic: str
     key: str
     value: bytes
@@ -117,17 +117,18 @@ class KafkaPublisher:
     @staticmethod
     async def _by_partition(
         producer: AIOKafkaProducer, records: Sequence[Record]
-    ) -> dict[tuple[str, int], list[Record]]:
+    ) -> dict[tuple[str, int], list[tuple[bytes, Record]]]:
         """A request's records by the partition a keyed send would pick (murmur2 of the key, as the Java client
-        and aiokafka's default partitioner), in order: one record batch per partition instead of a future per
-        record (aiokafka's batch API)."""
+        and aiokafka's default partitioner), in order, each with its key's bytes (encoded once): one record batch
+        per partition instead of a future per record (aiokafka's batch API)."""
         partitions: dict[str, list[int]] = {}
-        out: dict[tuple[str, int], list[Record]] = {}
+        out: dict[tuple[str, int], list[tuple[bytes, Record]]] = {}
         for r in records:
             every = partitions.get(r.topic)
             if every is None:
                 every = partitions[r.topic] = sorted(await producer.partitions_for(r.topic))
-            out.setdefault((r.topic, every[partition_of(r.key.encode(), len(every))]), []).append(r)
+            key = r.key.encode()
+            out.setdefault((r.topic, every[partition_of(key, len(every))]), []).append((key, r))
         return out
 
     async def publish(self, records: Sequence[Record]) -> None:
@@ -136,18 +137,19 @@ class KafkaPublisher:
             raise PublishUnavailableError("not connected to Kafka yet")
         try:
             async with asyncio.timeout(self._timeout):
-                if len(records) == 1:
-                    r = records[0]
-                    await (await producer.send(r.topic, r.value, key=r.key.encode(), headers=r.headers))
+                grouped = await self._by_partition(producer, records)
+                if len(records) == 1:  # one send, its partition given: aiokafka's partitioner is murmur2 in Python
+                    [((topic, partition), [(key, r)])] = grouped.items()
+                    await (await producer.send(topic, r.value, key=key, partition=partition, headers=r.headers))
                     return
                 futures = []
-                for (topic, partition), group in (await self._by_partition(producer, records)).items():
+                for (topic, partition), group in grouped.items():
                     batch = producer.create_batch()
-                    for r in group:
-                        if batch.append(key=r.key.encode(), value=r.value, timestamp=None, headers=r.headers) is None:
+                    for key, r in group:
+                        if batch.append(key=key, value=r.value, timestamp=None, headers=r.headers) is None:
                             futures.append(await producer.send_batch(batch, topic, partition=partition))
                             batch = producer.create_batch()
-                            batch.append(key=r.key.encode(), value=r.value, timestamp=None, headers=r.headers)
+                            batch.append(key=key, value=r.value, timestamp=None, headers=r.headers)
                     futures.append(await producer.send_batch(batch, topic, partition=partition))
                 await asyncio.gather(*futures)
         except (KafkaError, TimeoutError) as exc:

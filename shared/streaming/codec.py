@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, TypeVar
 
+import msgspec
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -24,6 +25,15 @@ def encode(model: BaseModel) -> bytes:
     through orjson, in half the time (4.2 against 7.9 µs for an inbound event, measured here), and exactly
     sized (orjson's result kept its buffer's capacity, 8-16 KiB for a 1 KiB ticket held in a table)."""
     return model.__pydantic_serializer__.to_json(model)
+
+
+_WIRE_ENCODER = msgspec.json.Encoder()
+
+
+def encode_wire(value: msgspec.Struct) -> bytes:
+    """A msgspec Struct that mirrors a pydantic model (``shared.events.InboundEventWire``) as compact JSON: bytes
+    that ``decode`` reads as the model, without building the model first."""
+    return _WIRE_ENCODER.encode(value)
 
 
 def loads(data: bytes) -> Any:

