@@ -43,8 +43,8 @@ def murmur2(data: bytes) -> int:
 @lru_cache(maxsize=65536)
 def partition_of(key: bytes, partitions: int) -> int:
     """The partition a keyed record lands on, as the Java client and aiokafka's default partitioner pick it
-    (murmur2 of the key over all the topic's partitions; remembered: murmur2 is pure Python in aiokafka, and a
-    storm's few keys repeat)."""
+    (murmur2 of the key over all the topic's partitions; remembered: murmur2 is pure Python, and a storm's few
+    keys repeat)."""
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
