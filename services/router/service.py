@@ -161,7 +161,7 @@ class RouterProcessor:
         }
         self.deadletter = t.deadletter.name
         self._known: KnownIssueIndex | None = None
-        self._config: tuple[tuple[object, ...], Config] | None = None
+        self._config: Config | None = None
         self._counted: dict[tuple[str, str], Counter] = {}
         self.past: PastTickets | None = None
         """Recently resolved tickets (Router.refresh_past, from the read model): new tickets name the most similar."""
@@ -184,12 +184,24 @@ class RouterProcessor:
         """The configuration of the moment: the one built before while none of its parts changed (asked twice an
         event in a storm)."""
         d = self.deps
-        projects = d.projects.current
-        parts = (d.routing.current, projects, d.teams.current, d.overrides, self.known_issues(projects), self.past)
-        cached = self._config
-        if cached is None or any(a is not b for a, b in zip(cached[0], parts, strict=True)):
-            cached = self._config = (parts, Config(*parts))
-        return cached[1]
+        routing, projects, teams, overrides, past = (
+            d.routing.current,
+            d.projects.current,
+            d.teams.current,
+            d.overrides,
+            self.past,
+        )
+        c = self._config
+        if (
+            c is None
+            or c.routing is not routing
+            or c.projects is not projects
+            or c.teams is not teams
+            or c.overrides is not overrides
+            or c.past is not past
+        ):
+            c = self._config = Config(routing, projects, teams, overrides, self.known_issues(projects), past)
+        return c
 
     def known_issues(self, projects: ProjectsConfig) -> KnownIssueIndex | None:
         """The known issues indexed for matching by meaning: built once per load of projects.yaml."""
