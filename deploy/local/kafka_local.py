@@ -276,10 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     # a SIGTERM (a supervisor, `kill`) stops the broker as Ctrl-C does, instead of leaving it running alone
     signal.signal(signal.SIGTERM, _interrupt)
     with LocalKafka(port=args.port) as broker:
-        print(f"kafka ready at {broker.bootstrap} (log: {broker.log_path}); Ctrl-C stops it", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
+            # the ready line inside: a SIGTERM sent as soon as it is read may land while print is still returning
+            print(f"kafka ready at {broker.bootstrap} (log: {broker.log_path}); Ctrl-C stops it", flush=True)
             while broker.proc is not None and broker.proc.poll() is None:
                 time.sleep(0.5)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping now: a second SIGTERM does not cut that short
     return 0
 
 
