@@ -89,7 +89,10 @@ class KafkaPublisher:
                 bootstrap_servers=self._bootstrap,
                 acks="all",
                 enable_idempotence=True,
-                linger_ms=2,
+                # no linger: a request's records go at once, and the ones that come while a send is in flight
+                # gather behind it (bench/intake_vs_alertmanager, interleaved: 11,800-14,000 alerts/s in batches
+                # against 7,400-11,400 with linger_ms=2)
+                linger_ms=0,
                 request_timeout_ms=int(self._timeout * 1000) + 1000,
             )
             try:
