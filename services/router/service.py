@@ -134,6 +134,15 @@ def encode_change(event: TicketEvent) -> bytes:
     return encode(event)
 
 
+def item_record(record: Record, item: TicketInput) -> Record:
+    """One item of a batch of the grouped topic as a record of its own (where the batch was, keyed by the item's
+    group, its value the item alone): what is dead-lettered when that item alone cannot be handled, so the dead
+    letter holds what failed and nothing else, and sent to the grouped topic again it is a record of one."""
+    return Record(
+        record.topic, record.partition, record.offset, item.group_key.encode(), encode(item), (), record.timestamp_ms
+    )
+
+
 def member_key(ticket_id: str, dedup_key: str) -> bytes:
     return f"{ticket_id}\x1f{dedup_key}".encode()
 
@@ -271,9 +280,16 @@ class RouterProcessor:
 
     def on_grouped(self, task: Task, record: Record) -> None:
         key = record.key.decode() if record.key is not None else ""
-        for item in grouped_inputs(key, record.value or b""):  # decoded whole before any is applied
+        items = grouped_inputs(key, record.value or b"")  # decoded whole before any is applied
+        for n, item in enumerate(items, 1):
             bind_ids(trace_id=item.event.trace_id, event_id=item.event.event_id)
-            self.assign(task, item)
+            try:
+                self.assign(task, item)
+            except (DecodeError, UnknownTicketError) as exc:
+                # what one item could not take (its group's or ticket's stored state) is that item's dead letter,
+                # as it was when each hop was a record: the items before it stay applied, the ones after it apply
+                kind: ReasonKind = "unknown_ticket" if isinstance(exc, UnknownTicketError) else "undecodable"
+                self.to_deadletter(task, item_record(record, item), f"item {n} of {len(items)}: {exc}", kind)
 
     def assign(self, task: Task, item: TicketInput) -> None:
         group = item.group_key.encode()
