@@ -73,7 +73,7 @@ from shared.streaming.driver import BatchDriver, DriverConfig, Record
 from shared.streaming.runtime import every
 from shared.streaming.stream_metrics import ReasonKind, StreamMetrics
 from shared.streaming.topics import Topics, partition_of
-from shared.streaming.transactional import Task, TransactionalDriver, TxConfig
+from shared.streaming.transactional import POISON_MAX, PartFailed, Task, TransactionalDriver, TxConfig
 
 log = get_logger(__name__)
 SERVICE = "router"
@@ -172,6 +172,9 @@ class RouterProcessor:
         self._known: KnownIssueIndex | None = None
         self._config: Config | None = None
         self._counted: dict[tuple[str, str], Counter] = {}
+        self.failed_items: dict[tuple[str, int, int], dict[int, str]] = {}
+        """Per grouped batch record, the items whose handling raised and why (``PartFailed``): dead-lettered alone
+        when it is read again."""
         self.past: PastTickets | None = None
         """Recently resolved tickets (Router.refresh_past, from the read model): new tickets name the most similar."""
         self.partitions = t.partitions
@@ -281,8 +284,15 @@ class RouterProcessor:
     def on_grouped(self, task: Task, record: Record) -> None:
         key = record.key.decode() if record.key is not None else ""
         items = grouped_inputs(key, record.value or b"")  # decoded whole before any is applied
+        where = (record.topic, record.partition, record.offset)
+        failed = self.failed_items.get(where, {})
         for n, item in enumerate(items, 1):
             bind_ids(trace_id=item.event.trace_id, event_id=item.event.event_id)
+            if n in failed:  # its handling raised when this batch was read before: it alone is dead-lettered
+                self.to_deadletter(
+                    task, item_record(record, item), f"item {n} of {len(items)}: {failed[n]}", "handling_failed"
+                )
+                continue
             try:
                 self.assign(task, item)
             except (DecodeError, UnknownTicketError) as exc:
@@ -290,6 +300,14 @@ class RouterProcessor:
                 # as it was when each hop was a record: the items before it stay applied, the ones after it apply
                 kind: ReasonKind = "unknown_ticket" if isinstance(exc, UnknownTicketError) else "undecodable"
                 self.to_deadletter(task, item_record(record, item), f"item {n} of {len(items)}: {exc}", kind)
+            except Exception as exc:
+                if len(items) == 1:  # a record of one: the driver's poison handling, as for any record
+                    raise
+                # a bug: the transaction goes (the items before it too), and the batch is read again without it
+                if len(self.failed_items) >= POISON_MAX:
+                    self.failed_items.clear()
+                self.failed_items.setdefault(where, {})[n] = f"handling failed: {type(exc).__name__}"
+                raise PartFailed(f"item {n} of {len(items)}") from exc
 
     def assign(self, task: Task, item: TicketInput) -> None:
         group = item.group_key.encode()
