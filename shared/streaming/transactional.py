@@ -22,13 +22,15 @@ Kafka's exactly-once protocol around it, as Kafka Streams builds it:
   ``_offsets`` changelog (the group's committed offsets are the fallback: offsets committed in a transaction
   reach an offset fetch only some time after the commit). On revocation: everything committed, the producers
   stopped, the state dropped.
-- **Faults.** A send or commit that fails (broker gone, a request timed out, aiokafka's transaction manager in
-  an error state) breaks the task: after the healthy tasks have committed, it is rebuilt the way an assignment
-  builds it (a new producer aborts the open transaction, the state is reloaded, the inputs re-read), again after
-  a pause until the broker answers, or let go if the partition moved. A record whose handling raised (a bug)
-  breaks its task too, and is dead-lettered instead of handled when read again: one poison record never stops
-  a partition, nor the group as it moves from worker to worker. A fenced producer means another worker owns p
-  now: the driver stops with that error, as faust does, and the worker is restarted.
+- **Faults.** A send or commit that fails (broker gone, a request timed out, aiokafka's transaction manager in an
+  error state) breaks the task: after the healthy tasks have committed, it is rebuilt the way an assignment builds
+  it (a new producer aborts the open transaction, the state is reloaded, the inputs re-read), again after a pause
+  until the broker answers, or let go if the partition moved. A record whose handling raised (a bug) breaks its
+  task too, and is dead-lettered instead of handled when read again: one poison record never stops a partition,
+  nor the group as it moves from worker to worker (a record of parts, such as the router's batch of hops, whose
+  processor raised ``PartFailed``: read again without the part that raised, which alone is dead-lettered). A
+  fenced producer means another worker owns p now: the driver stops with that error, as faust does, and the worker
+  is restarted.
 - **Timers.** ``punctuate`` runs every ``punctuate_s`` for each task, inside its transaction, like any input.
 - **Snapshots** (given a SnapshotPolicy): every ``interval_s``, right after a commit, each task's tables are
   copied as committed and written off the event loop to one local file per changelog partition
