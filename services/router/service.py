@@ -73,7 +73,7 @@ from shared.streaming.driver import BatchDriver, DriverConfig, Record
 from shared.streaming.runtime import every
 from shared.streaming.stream_metrics import ReasonKind, StreamMetrics
 from shared.streaming.topics import Topics, partition_of
-from shared.streaming.transactional import Task, TransactionalDriver, TxConfig
+from shared.streaming.transactional import POISON_MAX, PartFailed, Task, TransactionalDriver, TxConfig
 
 log = get_logger(__name__)
 SERVICE = "router"
@@ -134,6 +134,15 @@ def encode_change(event: TicketEvent) -> bytes:
     return encode(event)
 
 
+def item_record(record: Record, item: TicketInput) -> Record:
+    """One item of a batch of the grouped topic as a record of its own (where the batch was, keyed by the item's
+    group, its value the item alone): what is dead-lettered when that item alone cannot be handled, so the dead
+    letter holds what failed and nothing else, and sent to the grouped topic again it is a record of one."""
+    return Record(
+        record.topic, record.partition, record.offset, item.group_key.encode(), encode(item), (), record.timestamp_ms
+    )
+
+
 def member_key(ticket_id: str, dedup_key: str) -> bytes:
     return f"{ticket_id}\x1f{dedup_key}".encode()
 
@@ -163,6 +172,9 @@ class RouterProcessor:
         self._known: KnownIssueIndex | None = None
         self._config: Config | None = None
         self._counted: dict[tuple[str, str], Counter] = {}
+        self.failed_items: dict[tuple[str, int, int], dict[int, str]] = {}
+        """Per grouped batch record, the items whose handling raised and why (``PartFailed``): dead-lettered alone
+        when it is read again."""
         self.past: PastTickets | None = None
         """Recently resolved tickets (Router.refresh_past, from the read model): new tickets name the most similar."""
         self.partitions = t.partitions
@@ -271,9 +283,31 @@ class RouterProcessor:
 
     def on_grouped(self, task: Task, record: Record) -> None:
         key = record.key.decode() if record.key is not None else ""
-        for item in grouped_inputs(key, record.value or b""):  # decoded whole before any is applied
+        items = grouped_inputs(key, record.value or b"")  # decoded whole before any is applied
+        where = (record.topic, record.partition, record.offset)
+        failed = self.failed_items.get(where, {})
+        for n, item in enumerate(items, 1):
             bind_ids(trace_id=item.event.trace_id, event_id=item.event.event_id)
-            self.assign(task, item)
+            if n in failed:  # its handling raised when this batch was read before: it alone is dead-lettered
+                self.to_deadletter(
+                    task, item_record(record, item), f"item {n} of {len(items)}: {failed[n]}", "handling_failed"
+                )
+                continue
+            try:
+                self.assign(task, item)
+            except (DecodeError, UnknownTicketError) as exc:
+                # what one item could not take (its group's or ticket's stored state) is that item's dead letter,
+                # as it was when each hop was a record: the items before it stay applied, the ones after it apply
+                kind: ReasonKind = "unknown_ticket" if isinstance(exc, UnknownTicketError) else "undecodable"
+                self.to_deadletter(task, item_record(record, item), f"item {n} of {len(items)}: {exc}", kind)
+            except Exception as exc:
+                if len(items) == 1:  # a record of one: the driver's poison handling, as for any record
+                    raise
+                # a bug: the transaction goes (the items before it too), and the batch is read again without it
+                if len(self.failed_items) >= POISON_MAX:
+                    self.failed_items.clear()
+                self.failed_items.setdefault(where, {})[n] = f"handling failed: {type(exc).__name__}"
+                raise PartFailed(f"item {n} of {len(items)}") from exc
 
     def assign(self, task: Task, item: TicketInput) -> None:
         group = item.group_key.encode()

@@ -60,7 +60,12 @@ class Topics:
 
     @property
     def grouped(self) -> TopicSpec:
-        return TopicSpec(f"{self.prefix}router-grouped", self.partitions, "group key", "events re-keyed by group")
+        return TopicSpec(
+            f"{self.prefix}router-grouped",
+            self.partitions,
+            "group key (of a batch: its first item's)",
+            "events hopping to their group's partition (a transaction's hops to one partition: one JSON array)",
+        )
 
     @property
     def key_updates(self) -> TopicSpec:

@@ -22,13 +22,15 @@ Kafka's exactly-once protocol around it, as Kafka Streams builds it:
   ``_offsets`` changelog (the group's committed offsets are the fallback: offsets committed in a transaction
   reach an offset fetch only some time after the commit). On revocation: everything committed, the producers
   stopped, the state dropped.
-- **Faults.** A send or commit that fails (broker gone, a request timed out, aiokafka's transaction manager in
-  an error state) breaks the task: after the healthy tasks have committed, it is rebuilt the way an assignment
-  builds it (a new producer aborts the open transaction, the state is reloaded, the inputs re-read), again after
-  a pause until the broker answers, or let go if the partition moved. A record whose handling raised (a bug)
-  breaks its task too, and is dead-lettered instead of handled when read again: one poison record never stops
-  a partition, nor the group as it moves from worker to worker. A fenced producer means another worker owns p
-  now: the driver stops with that error, as faust does, and the worker is restarted.
+- **Faults.** A send or commit that fails (broker gone, a request timed out, aiokafka's transaction manager in an
+  error state) breaks the task: after the healthy tasks have committed, it is rebuilt the way an assignment builds
+  it (a new producer aborts the open transaction, the state is reloaded, the inputs re-read), again after a pause
+  until the broker answers, or let go if the partition moved. A record whose handling raised (a bug) breaks its
+  task too, and is dead-lettered instead of handled when read again: one poison record never stops a partition,
+  nor the group as it moves from worker to worker (a record of parts, such as the router's batch of hops, whose
+  processor raised ``PartFailed``: read again without the part that raised, which alone is dead-lettered). A
+  fenced producer means another worker owns p now: the driver stops with that error, as faust does, and the worker
+  is restarted.
 - **Timers.** ``punctuate`` runs every ``punctuate_s`` for each task, inside its transaction, like any input.
 - **Snapshots** (given a SnapshotPolicy): every ``interval_s``, right after a commit, each task's tables are
   copied as committed and written off the event loop to one local file per changelog partition
@@ -96,6 +98,14 @@ def changelog_topic(group_id: str, table: str) -> str:
 
 def transactional_id(group_id: str, partition: int) -> str:
     return f"{group_id}-tx-{partition}"
+
+
+class PartFailed(Exception):  # noqa: N818 - what happened, as the driver hears it
+    """Raised by a processor (from the error it hit) when handling one part of a record (an item of a batch)
+    raised and it has remembered which part: the task breaks as for any failure (the transaction aborted, the
+    part's half-made changes with it), but the record is not poison: it is handled again after the rebuild, the
+    processor dead-lettering that part alone and handling the others, so one bad part never takes the record's
+    other parts with it. Each time, one more part is remembered: a record comes back at most once a part."""
 
 
 class PartitionCountError(RuntimeError):
@@ -567,7 +577,9 @@ class TransactionalDriver:
         """The records handled, one by one. A record whose handling raised (a bug, not bad input: the processor
         dead-letters what it cannot decode) breaks the task, whose half-made changes go with its transaction; it
         is remembered, and when the rebuilt task reads it again it is dead-lettered instead of handled, so one
-        poison record never stops a partition or, moving from worker to worker, the group."""
+        poison record never stops a partition or, moving from worker to worker, the group. A record of parts (a
+        batch) whose processor raised ``PartFailed`` is not poison: read again, the processor does without the
+        part that failed."""
         done: list[Record] = []
         for r in records:
             where = (r.topic, r.partition, r.offset)
@@ -578,17 +590,19 @@ class TransactionalDriver:
             try:
                 self.processor.process(task, [r])
             except Exception as exc:  # noqa: BLE001 - see the docstring
-                reason = f"handling failed: {type(exc).__name__}"
+                part = isinstance(exc, PartFailed)
+                error = type(exc.__cause__ if part and exc.__cause__ is not None else exc).__name__
                 log.error(  # noqa: TRY400 - the type only: a traceback's text can carry the record's values
-                    "record_handling_failed",
+                    "record_part_failed" if part else "record_handling_failed",
                     topic=r.topic,
                     partition=r.partition,
                     offset=r.offset,
-                    error=type(exc).__name__,
+                    error=error,
                 )
-                if len(self.poison) >= POISON_MAX:
-                    self.poison.clear()
-                self.poison[where] = reason
+                if not part:  # a part that failed: the processor remembers it, and the record is handled again
+                    if len(self.poison) >= POISON_MAX:
+                        self.poison.clear()
+                    self.poison[where] = f"handling failed: {error}"
                 self._broke(task, exc)
                 return done
             done.append(r)

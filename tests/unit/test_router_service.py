@@ -27,15 +27,16 @@ from services.router.service import (
     RouterDeps,
     RouterProcessor,
 )
+from services.router.steps import route_step
 from shared.events import Action, Change, Command, DeadLetter, EventStatus, InboundEvent, TicketEvent, beat_event
 from shared.infra.config import ConfigWatcher
 from shared.rules.oncall import TeamsConfig
 from shared.store import db
 from shared.streaming.codec import decode, decode_many, encode
-from shared.streaming.driver import DriverConfig
+from shared.streaming.driver import DriverConfig, Record
 from shared.streaming.memory import MemoryBroker
 from shared.streaming.topics import Topics, partition_of
-from shared.streaming.transactional import TxConfig
+from shared.streaming.transactional import Task, TransactionalDriver, TxConfig
 from tests.unit.factories import T0, event, ticket
 
 GROUPED = """
@@ -378,3 +379,87 @@ projects:
     assert t.watchers == [] and t.state.value == "open" and t.acknowledged_at is None
     assert moved.reason.startswith(f"handover: hypercare of project webshop ended {ends.date().isoformat()}")
     assert "from ian (implementation) to operations" in moved.reason
+
+
+def hops_in_one_batch(broker: MemoryBroker, count: int) -> tuple[int, list[tuple[str, str, str]]]:
+    """``count`` alerts (group key, alertname, dedup key) of groups of their own, all read on one partition of events
+    and hopping to one other partition, where their groups live (so one commit sends them as one record)."""
+    processor = broker.processor
+    assert isinstance(processor, RouterProcessor)
+
+    def group_of(name: str) -> str:
+        ev = decode(InboundEvent, alert(0, name))
+        return route_step(TicketInput(group_key=ev.dedup_key, event=ev), processor.config())[0].group_key
+
+    home = partition_of(group_of("G0").encode(), 4)
+    names = [n for n in (f"G{j}" for j in range(200)) if partition_of(group_of(n).encode(), 4) == home][:count]
+    picked: list[tuple[str, str, str]] = []
+    for name in names:
+        dedup = next(
+            d for d in (f"am/{name}-{k}" for k in range(10_000)) if partition_of(d.encode(), 4) == (home + 1) % 4
+        )
+        picked.append((group_of(name), name, dedup))
+    return home, picked
+
+
+def test_an_item_of_a_batch_that_cannot_be_decoded_is_dead_lettered_alone_and_the_others_applied(make: Make) -> None:
+    broker, topics = make()
+    home, picked = hops_in_one_batch(broker, 3)
+    bad_group = picked[1][0]
+    broker.tasks[home].tables[ASSIGNMENTS][bad_group.encode()] = b'{"ticket": "tl-x"}'  # e.g. another release's
+    for i, (_, name, dedup) in enumerate(picked):
+        ev = decode(InboundEvent, alert(i, name)).model_copy(update={"dedup_key": dedup})
+        broker.produce(topics.events.name, dedup.encode(), encode(ev))
+    broker.run()
+    [hop] = broker.records(topics.grouped.name)
+    assert len(decode_many(TicketInput, hop.value or b"")) == 3, "the three hops travelled as one record"
+    opened = sorted(c.ticket.labels["alertname"] for c in changes(broker, topics) if c.change is Change.opened)
+    assert opened == [picked[0][1], picked[2][1]], "the items before and after the bad one are applied"
+    [dead] = [decode(DeadLetter, r.value) for r in broker.records(topics.deadletter.name)]
+    assert decode(TicketInput, dead.value.encode()).group_key == bad_group, "the bad item alone, as a record of one"
+    assert (dead.key, dead.topic, dead.offset) == (bad_group, topics.grouped.name, hop.offset)
+    assert "item 2 of 3" in dead.reason and "invalid KeyState" in dead.reason
+
+
+def test_an_item_of_a_batch_whose_handling_raises_is_dead_lettered_alone_when_read_again(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug hit by one item of a batch of hops: the transaction is aborted (nothing of the batch applied), and
+    read again the batch loses only that item to the dead letter, as a record of one would; the others apply
+    once."""
+    broker, topics = make()
+    processor = broker.processor
+    assert isinstance(processor, RouterProcessor)
+    home, picked = hops_in_one_batch(broker, 3)
+    items = []
+    for i, (_, name, dedup) in enumerate(picked):
+        ev = decode(InboundEvent, alert(i, name)).model_copy(update={"dedup_key": dedup})
+        items.append(route_step(TicketInput(group_key=dedup, event=ev), processor.config())[0])
+    value = b"[" + b",".join(encode(item) for item in items) + b"]"
+    batch = Record(topics.grouped.name, home, 7, items[0].group_key.encode(), value, (), 0)
+    assign = processor.assign
+
+    def buggy(task: Task, item: TicketInput) -> None:
+        assign(task, item)
+        if item.event.event_id == "e1-firing":
+            raise RuntimeError("a bug, after the item changed things")
+
+    monkeypatch.setattr(processor, "assign", buggy)
+    config = TxConfig("unused:9092", "u.router", processor.topics, 4, deadletter_topic=topics.deadletter.name)
+    driver = TransactionalDriver(config, processor)
+    task = driver.tasks[home] = Task(home, driver.changelogs)
+    assert driver._handle(task, [batch]) == [] and home in driver.broken, "the bug broke the task"
+    task = driver.tasks[home] = Task(home, driver.changelogs)  # rebuilt: its transaction aborted, nothing kept
+    driver.broken.discard(home)
+    assert driver._handle(task, [batch]) == [batch]
+    task.flush()
+    opened = [decode(TicketEvent, s.value) for s in task.queued if s.topic == topics.tickets.name]
+    assert [c.ticket.labels["alertname"] for c in opened] == [picked[0][1], picked[2][1]], "the others applied"
+    [dead] = [decode(DeadLetter, s.value) for s in task.queued if s.topic == topics.deadletter.name]
+    assert decode(TicketInput, dead.value.encode()) == items[1], "the item that raised alone"
+    assert (dead.topic, dead.offset, dead.reason) == (
+        topics.grouped.name,
+        7,
+        "item 2 of 3: handling failed: RuntimeError",
+    )
+    assert task.dead_lettered == ["handling_failed"]

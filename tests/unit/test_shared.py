@@ -67,6 +67,7 @@ def restore_logging() -> Iterator[None]:
     root.setLevel(level)
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
+    bind_ids()  # the ids live in their own context variable now, which clear_contextvars does not touch
 
 
 @pytest.mark.usefixtures("restore_logging")
