@@ -134,6 +134,11 @@ def encode_change(event: TicketEvent) -> bytes:
     return encode(event)
 
 
+def reason_kind(exc: DecodeError | UnknownTicketError) -> ReasonKind:
+    """What a dead letter of an input the router could not take is counted as."""
+    return "unknown_ticket" if isinstance(exc, UnknownTicketError) else "undecodable"
+
+
 def item_record(record: Record, item: TicketInput) -> Record:
     """One item of a batch of the grouped topic as a record of its own (where the batch was, keyed by the item's
     group, its value the item alone): what is dead-lettered when that item alone cannot be handled, so the dead
@@ -233,7 +238,7 @@ class RouterProcessor:
                 handlers[record.topic](task, record)  # each binds the ids of its input to the log lines
             except (DecodeError, UnknownTicketError) as exc:
                 bind_ids(**ids_from_headers(record.headers))
-                kind: ReasonKind = "unknown_ticket" if isinstance(exc, UnknownTicketError) else "undecodable"
+                kind = reason_kind(exc)
                 self.to_deadletter(task, record, str(exc), kind)
 
     def on_key_update(self, task: Task, record: Record) -> None:
@@ -298,7 +303,7 @@ class RouterProcessor:
             except (DecodeError, UnknownTicketError) as exc:
                 # what one item could not take (its group's or ticket's stored state) is that item's dead letter,
                 # as it was when each hop was a record: the items before it stay applied, the ones after it apply
-                kind: ReasonKind = "unknown_ticket" if isinstance(exc, UnknownTicketError) else "undecodable"
+                kind = reason_kind(exc)
                 self.to_deadletter(task, item_record(record, item), f"item {n} of {len(items)}: {exc}", kind)
             except Exception as exc:
                 if len(items) == 1:  # a record of one: the driver's poison handling, as for any record

@@ -51,6 +51,14 @@ def describe_validation_error(exc: ValidationError) -> list[dict[str, str]]:
     ]
 
 
+def decode_error(what: str, exc: ValidationError) -> DecodeError:
+    """A failed validation as what ``decode`` raises: malformed JSON, or ``invalid <what>: field: error; ...``."""
+    if any(e["type"] == "json_invalid" for e in exc.errors()):
+        return DecodeError(f"malformed JSON: {exc.errors()[0]['msg'].removeprefix('Invalid JSON: ')}")
+    where = "; ".join(f"{e['field']}: {e['error']}" for e in describe_validation_error(exc))
+    return DecodeError(f"invalid {what}: {where}")
+
+
 def decode(model: type[M], data: bytes | Any) -> M:
     """``data`` (JSON bytes, or what JSON decodes to) as ``model``. Bytes are parsed and validated in one pass
     by pydantic's Rust core (9.5 against 29.7 µs for an inbound event through orjson and a dict, measured
@@ -60,10 +68,7 @@ def decode(model: type[M], data: bytes | Any) -> M:
             return model.model_validate_json(bytes(data))
         return model.model_validate(data)
     except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise DecodeError(f"malformed JSON: {exc.errors()[0]['msg'].removeprefix('Invalid JSON: ')}") from exc
-        where = "; ".join(f"{e['field']}: {e['error']}" for e in describe_validation_error(exc))
-        raise DecodeError(f"invalid {model.__name__}: {where}") from exc
+        raise decode_error(model.__name__, exc) from exc
 
 
 @cache
@@ -77,7 +82,4 @@ def decode_many(model: type[M], data: bytes) -> list[M]:
     try:
         return _list_of(model).validate_json(data)
     except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise DecodeError(f"malformed JSON: {exc.errors()[0]['msg'].removeprefix('Invalid JSON: ')}") from exc
-        where = "; ".join(f"{e['field']}: {e['error']}" for e in describe_validation_error(exc))
-        raise DecodeError(f"invalid list of {model.__name__}: {where}") from exc
+        raise decode_error(f"list of {model.__name__}", exc) from exc
