@@ -4,7 +4,9 @@
                                            [--timeout 300] [--bootstrap HOST:PORT]
 
 The same alerts go to each side, one side after the other: --alerts distinct alerts in POSTs of --batch, then
---singles more, one alert a POST, --concurrency POSTs in flight (a POST that fails is retried a few times).
+--singles more, one alert a POST, over --concurrency keep-alive connections, one POST in flight on each (a POST
+that fails is retried a few times). The client is bench/http_load.py, a bare HTTP/1.1 loop: through httpx the
+client, not the servers, set both sides' single-post rates.
 Alertmanager (``/usr/bin/prometheus-alertmanager``, 127.0.0.1) takes them at ``/api/v2/alerts`` as Prometheus
 sends them, with a route that waits an hour before notifying (nothing but ingest is measured); intake (its own
 process, a local broker) takes them as Alertmanager's v4 webhooks at ``/api/v1/integrations/<name>``, answering
@@ -30,7 +32,8 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from bench.loop_storm import Labels, Posting, api_alerts, post_all, storm, webhook_body
+from bench.http_load import Posting, post_all
+from bench.loop_storm import Labels, api_alerts, storm, webhook_body
 from deploy.local.alertmanager import Alertmanager
 from deploy.local.alertmanager import config as alertmanager_config
 from deploy.local.kafka_local import LocalKafka, free_port
@@ -79,12 +82,10 @@ def summary_line(n: int, singles: int, phases: dict[str, Phase], accepted: int, 
     )
 
 
-async def phase(
-    client: httpx.AsyncClient, url: str, bodies: list[bytes], sizes: list[int], headers: dict[str, str], opts: Options
-) -> Phase:
+async def phase(url: str, bodies: list[bytes], sizes: list[int], headers: dict[str, str], opts: Options) -> Phase:
     posting = Posting()
     started = time.time()
-    await post_all(client, url, bodies, headers, opts.concurrency, time.monotonic() + opts.timeout, posting)
+    await post_all(url, bodies, headers, opts.concurrency, time.monotonic() + opts.timeout, posting)
     alerts = sum(sizes) if posting.failed == 0 else round(sum(sizes) * posting.posted / len(bodies))
     return Phase(posting.posted, alerts, posting.failed, posting.done_at - started)
 
@@ -128,10 +129,10 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[str, bo
             url, headers = f"{am.url}/api/v2/alerts", {"Content-Type": "application/json"}
             (await client.post(url, content=orjson.dumps(api_alerts(warm, starts)), headers=headers)).raise_for_status()
             phases["am_batch"] = await phase(
-                client, url, [orjson.dumps(api_alerts(g, starts)) for g in groups], sizes, headers, opts
+                url, [orjson.dumps(api_alerts(g, starts)) for g in groups], sizes, headers, opts
             )
             phases["am_single"] = await phase(
-                client, url, [orjson.dumps(api_alerts(g, starts)) for g in ones], [1] * len(ones), headers, opts
+                url, [orjson.dumps(api_alerts(g, starts)) for g in ones], [1] * len(ones), headers, opts
             )
 
         prefix = f"intakebench{time.time_ns()}."
@@ -165,10 +166,10 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[str, bo
                 await client.post(url, content=orjson.dumps(webhook_body(warm, starts)), headers=headers)
             ).raise_for_status()
             phases["tl_batch"] = await phase(
-                client, url, [orjson.dumps(webhook_body(g, starts)) for g in groups], sizes, headers, opts
+                url, [orjson.dumps(webhook_body(g, starts)) for g in groups], sizes, headers, opts
             )
             phases["tl_single"] = await phase(
-                client, url, [orjson.dumps(webhook_body(g, starts)) for g in ones], [1] * len(ones), headers, opts
+                url, [orjson.dumps(webhook_body(g, starts)) for g in ones], [1] * len(ones), headers, opts
             )
             stack.check_alive()
         finally:

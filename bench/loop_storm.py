@@ -54,6 +54,7 @@ from typing import Any
 import httpx
 import orjson
 
+from bench.http_load import Posting, post_all
 from bench.storm_sink import Notification, StormSink, group_key
 from deploy.local.alertmanager import Alertmanager
 from deploy.local.alertmanager import config as alertmanager_config
@@ -71,7 +72,6 @@ API_TOKEN = "bench-api-token-0123456789abcdef"  # noqa: S105
 SECRET = "bench-webhook-secret"  # noqa: S105 - a local test receiver's key, verified by nobody
 PARTITIONS = 4
 ZERO_TIME = "0001-01-01T00:00:00Z"
-ATTEMPTS = 5
 POLL_S = 0.25
 QUIET_SHARE = 0.1
 """Services are quiet when they use less than this share of one core between them over a second."""
@@ -159,11 +159,6 @@ def webhook_body(batch: Sequence[Labels], starts: datetime) -> dict[str, Any]:
             for labels in batch
         ],
     }
-
-
-def should_retry(status: int) -> bool:
-    """A POST answered like this is tried again (the broker or the server was busy), anything else is final."""
-    return status == 429 or status >= 500
 
 
 # --- configuration (pure) --------------------------------------------------------------------------------------
@@ -386,53 +381,6 @@ async def wait_quiet(pids: Mapping[str, int], within_s: float) -> None:
             return
 
 
-@dataclass
-class Posting:
-    posted: int = 0
-    failed: int = 0
-    retries: int = 0
-    done_at: float = math.nan
-
-
-async def post_all(
-    client: httpx.AsyncClient,
-    url: str,
-    bodies: Sequence[bytes],
-    headers: Mapping[str, str],
-    concurrency: int,
-    deadline: float,
-    out: Posting,
-) -> None:
-    """Every body POSTed, ``concurrency`` at a time, each retried a few times while busy; gives up at the deadline."""
-    pending = iter(bodies)
-
-    async def one(body: bytes) -> bool:
-        for attempt in range(ATTEMPTS):
-            if time.monotonic() > deadline:
-                return False
-            try:
-                response = await client.post(url, content=body, headers=dict(headers))
-                if response.status_code < 300:
-                    return True
-                if not should_retry(response.status_code):
-                    return False
-            except httpx.HTTPError:
-                pass
-            out.retries += 1
-            await asyncio.sleep(0.2 * (attempt + 1))
-        return False
-
-    async def lane() -> None:
-        for body in pending:
-            if await one(body):
-                out.posted += 1
-            else:
-                out.failed += 1
-
-    await asyncio.gather(*(lane() for _ in range(concurrency)))
-    out.done_at = time.time()
-
-
 async def wait_until(
     what: str, probe: Callable[[], Awaitable[bool]], within_s: float, alive: Callable[[], None]
 ) -> None:
@@ -486,7 +434,7 @@ async def alertmanager_side(run: Run, sink: StormSink, probe: httpx.AsyncClient,
         posting = Posting()
         deadline = time.monotonic() + run.timeout
         t0 = time.time()
-        sending = asyncio.create_task(post_all(poster, url, bodies, headers, run.concurrency, deadline, posting))
+        sending = asyncio.create_task(post_all(url, bodies, headers, run.concurrency, deadline, posting))
         received: list[Notification] = []
         result = reached([], run.expected, t0)
         try:
@@ -571,7 +519,7 @@ async def ticketloop_side(
         posting = Posting()
         deadline = time.monotonic() + run.timeout
         t0 = time.time()
-        sending = asyncio.create_task(post_all(poster, url, bodies, headers, run.concurrency, deadline, posting))
+        sending = asyncio.create_task(post_all(url, bodies, headers, run.concurrency, deadline, posting))
         received: list[Notification] = []
         seen = Tickets(0, 0, {})
         result = reached([], run.expected, t0)

@@ -88,7 +88,17 @@ def main() -> None:
     settings = IntakeSettings()
     configure_logging("intake", settings.log_level)
     app, _ = build(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    # uvloop and httptools, not asyncio and h11: 3,400-3,650 single-alert posts a second against 2,040-2,590
+    # (bench/intake_vs_alertmanager --alerts 5000 --singles 20000, interleaved runs)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
 
 
 if __name__ == "__main__":
