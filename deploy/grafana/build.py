@@ -582,6 +582,7 @@ def ops_service_panels() -> tuple[Panel, ...]:
 
 def ops_consumer_panels() -> tuple[Panel, ...]:
     lag = "ticketloop_consumer_lag_records_count"
+    polled = "ticketloop_consumer_last_poll_timestamp_seconds"
     dead = "ticketloop_deadletter_records_total"
     return (
         Panel(
@@ -590,6 +591,16 @@ def ops_consumer_panels() -> tuple[Panel, ...]:
             (q(f"sum by (service, topic) ({lag})", "{{service}} {{topic}}"),),
             description="Records the services' Kafka consumers are behind the ends of their partitions (of a "
             "read-committed consumer: the last stable offset), summed over their instances",
+            width=12,
+        ),
+        Panel(
+            "Since each consumer's last poll",
+            "timeseries",
+            (q(f"time() - max by (service, group) ({polled})", "{{service}} {{group}}"),),
+            unit="s",
+            description="A worker polls Kafka every 50 ms or so, idle or busy. One that stopped (waiting on a "
+            "database that is down, a handler that hangs) handles nothing and keeps reporting its last lag: "
+            "TicketloopConsumerStalled pages after two minutes",
             width=12,
         ),
         Panel(

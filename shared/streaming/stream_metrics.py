@@ -6,6 +6,9 @@
   high watermark that every fetch response carries): no request to the broker. Only assigned partitions count:
   a revoked partition leaves the sum, and a topic with none assigned leaves the metric. Summed over a service's
   instances (``sum by (service, topic)``) it is the group's lag.
+- ``ticketloop_consumer_last_poll_timestamp_seconds{service,group}``: when that consumer last polled (Unix time).
+  A worker that stops polling (a database it waits on is down, a handler that hangs) keeps its last lag figure,
+  which may read 0; the age of its last poll shows it (``TicketloopConsumerStalled``).
 - ``ticketloop_deadletter_records_total{service,reason_kind}``: records moved to the dead-letter topic, by a small
   fixed set of kinds (``ReasonKind``), never the reason's text (long, and it may quote what was sent to us).
 
@@ -15,7 +18,8 @@ metrics of one process, made once on its registry in the service's main.py and h
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any, Literal, NamedTuple, get_args
 
 from aiokafka import AIOKafkaConsumer
@@ -35,6 +39,7 @@ gave up delivering a notification (retries used up, or the channel refused it fo
 REASON_KINDS: tuple[ReasonKind, ...] = get_args(ReasonKind)
 
 LAG = "ticketloop_consumer_lag_records_count"
+LAST_POLL = "ticketloop_consumer_last_poll_timestamp_seconds"
 DEADLETTERS = "ticketloop_deadletter_records_total"
 
 
@@ -104,19 +109,24 @@ def known_offsets(consumer: AIOKafkaConsumer) -> dict[Partition, Offsets]:
 
 class ConsumerLag(Collector):
     """``ticketloop_consumer_lag_records_count{service,group,topic}``: the last lag each of the process's consumers
-    reported (``set``), exposed when Prometheus scrapes (from the metrics thread: each group's figures are
-    replaced whole, never changed in place)."""
+    reported (``set``), and ``ticketloop_consumer_last_poll_timestamp_seconds{service,group}``: when it did, exposed
+    when Prometheus scrapes (from the metrics thread: each group's figures are replaced whole, never changed in
+    place)."""
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, wall: Callable[[], float] = time.time) -> None:
         self.service = service
+        self.wall = wall
         self.groups: dict[str, dict[str, int]] = {}
+        self.polled_at: dict[str, float] = {}
 
     def set(self, group: str, lags: dict[str, int]) -> None:
         self.groups = {**self.groups, group: lags}
+        self.polled_at = {**self.polled_at, group: self.wall()}
 
     def forget(self, group: str) -> None:
         """The consumer stopped: its partitions are nobody's here any more."""
         self.groups = {g: lags for g, lags in self.groups.items() if g != group}
+        self.polled_at = {g: at for g, at in self.polled_at.items() if g != group}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -128,6 +138,14 @@ class ConsumerLag(Collector):
             for topic, lag in sorted(lags.items()):
                 family.add_metric([self.service, group, topic], lag)
         yield family
+        polled = GaugeMetricFamily(
+            check_name(LAST_POLL),
+            "When the consumer last polled Kafka (Unix time): a worker that stopped polling keeps its last lag",
+            labels=["service", "group"],
+        )
+        for group, at in sorted(self.polled_at.items()):
+            polled.add_metric([self.service, group], at)
+        yield polled
 
 
 class StreamMetrics:

@@ -411,6 +411,9 @@ def check_panel(key: tuple[str, str, str], result: list[dict[str, Any]], facts: 
         ("ticketloop-ops", "Consumer lag by service and topic", "A"): lambda: _eq(
             by(result, "service", "topic"), {(service, topic): 0.0 for service, _, topic in facts["consumed"]}
         ),
+        ("ticketloop-ops", "Since each consumer's last poll", "A"): lambda: _between(
+            by(result, "service", "group"), {(service, group) for service, group, _ in facts["consumed"]}, -1.0, 60.0
+        ),
         ("ticketloop-ops", "Dead letters per hour", "A"): lambda: _eq(
             by(result, "service", "reason_kind"), every_dead_letter_kind()
         ),

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from shared.streaming.stream_metrics import (
     DEADLETTERS,
     LAG,
+    LAST_POLL,
     REASON_KINDS,
     ConsumerLag,
     Offsets,
@@ -79,6 +80,27 @@ def test_the_lag_gauge_shows_each_consumers_last_figures_until_it_stops() -> Non
     lag.set("t.router", {"t.commands": 1})  # a rebalance took its events partitions
     lag.forget("t.router-project")
     assert samples(registry, LAG) == {(("group", "t.router"), ("service", "router"), ("topic", "t.commands")): 1}
+
+
+def test_each_consumers_last_poll_is_a_timestamp_that_stands_still_when_it_stops_polling() -> None:
+    now = [1000.0]
+    registry = CollectorRegistry()
+    lag = ConsumerLag("notifier", wall=lambda: now[0])
+    registry.register(lag)
+    assert samples(registry, LAST_POLL) == {}
+    assert LAST_POLL in generate_latest(registry).decode(), "the family is exposed before any poll"
+    lag.set("t.notifier", {"t.tickets": 0})
+    now[0] = 1005.0
+    lag.set("t.router-project", {})  # a poll with nothing assigned (a rebalance) is a poll too
+    assert samples(registry, LAST_POLL) == {
+        (("group", "t.notifier"), ("service", "notifier")): 1000.0,
+        (("group", "t.router-project"), ("service", "notifier")): 1005.0,
+    }
+    now[0] = 1600.0  # the notifier waits on its database: no poll, its lag still reads 0, its last poll ages
+    assert samples(registry, LAST_POLL)[(("group", "t.notifier"), ("service", "notifier"))] == 1000.0
+    assert samples(registry, LAG)[(("group", "t.notifier"), ("service", "notifier"), ("topic", "t.tickets"))] == 0
+    lag.forget("t.notifier")
+    assert samples(registry, LAST_POLL) == {(("group", "t.router-project"), ("service", "notifier")): 1005.0}
 
 
 def test_dead_letters_are_counted_by_service_and_kind_every_kind_from_zero() -> None:
