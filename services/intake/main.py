@@ -24,6 +24,7 @@ from shared.infra.logging import configure_logging, get_logger
 from shared.infra.settings import IntakeSettings
 from shared.rules.oncall import TeamsConfig
 from shared.store import db
+from shared.streaming.runtime import settle_heap
 from shared.streaming.topics import Topics, ensure_topics
 
 
@@ -73,6 +74,7 @@ def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
                 settings.smtp_port,
             )
             log.info("intake_mail_listening", smtp=f"{settings.host}:{settings.smtp_port}")
+        settle_heap()
         log.info("intake_listening", url=f"http://{settings.host}:{settings.port}")
         yield
         if smtp is not None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
-from shared.streaming.runtime import every
+from shared.streaming.runtime import every, settle_heap
 
 
 async def test_a_timer_goes_on_after_a_fault_and_ends_when_the_service_stops() -> None:
@@ -38,3 +40,21 @@ async def test_a_timer_stopped_before_its_first_round_never_calls() -> None:
 
     await asyncio.wait_for(every(60.0, tick, stop, "test"), 10)
     assert not called
+
+
+def test_settling_the_heap_sets_start_up_aside_and_collects_what_is_garbage() -> None:
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # a cycle: only the collector frees it
+
+    gc.collect()
+    freed = weakref.WeakSet([Node()])
+    kept = Node()
+    try:
+        set_aside = settle_heap()
+        assert set_aside == gc.get_freeze_count() > 0
+        assert len(freed) == 0, "garbage at start-up is collected, not frozen with the rest"
+        assert all(kept is not o for o in gc.get_objects()), "what lives is out of the collector's walk"
+    finally:
+        gc.unfreeze()
+    assert any(kept is o for o in gc.get_objects())
