@@ -7,13 +7,14 @@ handled twice (after a restart, or a re-fired timer) is sent once: the outbox an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from services.notifier.channels.base import ActionLink, Mention, Message
+from services.notifier.channels.base import HANDOVER, ActionLink, Mention, Message
 from services.notifier.channels.registry import REDRAWING
 from services.notifier.config import NotifyConfig
+from services.notifier.stages import digest_budget, in_parts
 from services.notifier.templates import (
     STATE_HEADLINES,
     render_assignment,
@@ -246,6 +247,24 @@ def plan_notice(notice: Notice, config: NotifyConfig, person_email: str | None =
         nid = stable_id(notice.notice_id, "email", person_email)
         planned.insert(0, Dispatch(nid, notice.ticket_id, "email", person_email, notice.message))
     return planned
+
+
+def in_channel_parts(dispatch: Dispatch, max_bytes: Mapping[str, int]) -> list[Dispatch]:
+    """A handover digest longer than its channel's message takes (``max_bytes`` by channel kind, less the room
+    ``digest_budget`` leaves for the vendor's envelope), as several dispatches (``stages.in_parts``), sent in
+    order by the target's lane. The first keeps the dispatch's id; part k's id adds its number (stable: the same
+    digest to the same channel parts the same way again)."""
+    if dispatch.message.kind != HANDOVER or dispatch.channel not in max_bytes:
+        return [dispatch]
+    parts = in_parts(dispatch.message, digest_budget(max_bytes[dispatch.channel]))
+    return [
+        replace(
+            dispatch,
+            notification_id=dispatch.notification_id if k == 1 else stable_id(dispatch.notification_id, f"part {k}"),
+            message=part,
+        )
+        for k, part in enumerate(parts, start=1)
+    ]
 
 
 def _team_targets(team: str, config: NotifyConfig) -> list[tuple[str, str]]:

@@ -40,6 +40,7 @@ from services.notifier.pipeline import (
     Notice,
     SolvedLinker,
     SurveyLinker,
+    in_channel_parts,
     notice_for_escalation,
     notice_for_handover,
     notices_for_ticket_event,
@@ -189,11 +190,13 @@ class Notifier:
         self.reloads = counter(
             registry, "ticketloop_notifier_config_reloads_total", "Config file changes seen", ["result"]
         )
+        self.max_bytes = {**{k: kind.max_bytes for k, kind in REGISTRY.items()}, "email": EMAIL_MAX_BYTES}
+        """What one message of each channel kind may hold."""
         self.dispatcher = Dispatcher(
             LaneDeps(
                 channels=deps.channels,
                 limits={k: kind.limit for k, kind in REGISTRY.items()},
-                max_bytes={**{k: kind.max_bytes for k, kind in REGISTRY.items()}, "email": EMAIL_MAX_BYTES},
+                max_bytes=self.max_bytes,
                 engine=deps.engine,
                 retry=deps.retry,
                 breaker=deps.breaker,
@@ -444,7 +447,11 @@ class Notifier:
         teams = deps.teams.current
         state = ticket.state.value if ticket is not None else ""  # a digest has no ticket to act on: no links
         for notice in (with_mention(with_actions(n, deps.links, state), teams) for n in found):
-            planned = plan_notice(notice, deps.config, teams.email_of(notice.person))
+            planned = [
+                part
+                for d in plan_notice(notice, deps.config, teams.email_of(notice.person))
+                for part in in_channel_parts(d, self.max_bytes)
+            ]
             if not planned:
                 log.warning("no_channels", team=notice.team, kind=notice.message.kind)
             dispatches.extend(planned)

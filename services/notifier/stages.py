@@ -4,7 +4,8 @@
     → circuit breaker (``Breaker``) → send (a channel) → retry schedule (``next_attempt``) or give up
     → record (``record``)
 
-plus the digest (``fold``) that a target's backlog becomes when its rate limit is spent. The runtime that
+plus the digest (``fold``) that a target's backlog becomes when its rate limit is spent, and the parts
+(``in_parts``) a list longer than its channel takes is sent as. The runtime that
 applies them per target is services/notifier/lanes.py.
 """
 
@@ -175,6 +176,67 @@ def fold(items: Sequence[OutboxItem], max_bytes: int) -> tuple[list[OutboxItem],
         "team": team,
     }
     return members, Message("digest", subject, cut_utf8(text, max_bytes), data)
+
+
+# --- a long list in parts ----------------------------------------------------------------------------------
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def text_blocks(text: str) -> list[str]:
+    """``text``'s lines grouped where a part may not begin: a line indented deeper than the one above it stays
+    with it (a listed ticket's link under its line, a section's first ticket under its heading)."""
+    blocks: list[list[str]] = []
+    previous = ""
+    for line in text.split("\n"):
+        if blocks and line.strip() and _indent(line) > _indent(previous) and previous.strip():
+            blocks[-1].append(line)
+        else:
+            blocks.append([line])
+        previous = line
+    return ["\n".join(block) for block in blocks]
+
+
+def text_parts(text: str, max_bytes: int) -> list[str]:
+    """``text`` as parts of at most ``max_bytes`` of UTF-8, cut only between blocks (``text_blocks``), as few as
+    that allows, with no blank lines at a part's ends; a block longer than ``max_bytes`` alone is cut
+    (``cut_utf8``), the only text that can be lost."""
+    parts: list[list[str]] = [[]]
+    used = 0
+    for block in text_blocks(text):
+        size = len(block.encode()) + 1
+        if parts[-1] and used + size > max_bytes:
+            parts.append([])
+            used = 0
+        parts[-1].append(block)
+        used += size
+    out = ["\n".join(part).strip("\n") for part in parts]
+    return [cut_utf8(part, max_bytes) for part in out if part]
+
+
+def in_parts(message: Message, max_bytes: int) -> list[Message]:
+    """A list-like message (the hypercare handover digest) whose text is longer than ``max_bytes``, as several
+    messages that each fit, in order, each saying which part it is: a chat with a small limit (WeCom's 4,096
+    bytes, a Slack section's 3,000 characters) would otherwise cut it and drop the rest of the list. A message that
+    fits is itself; each part keeps the message's data with ``part`` and ``parts`` added, and its actions."""
+    if len(message.text.encode()) <= max_bytes:
+        return [message]
+    note = "(part 9999 of 9999, continued)\n"  # room for the longest note a part can carry
+    texts = text_parts(message.text, max(1, max_bytes - len(note.encode())))
+    n = len(texts)
+    if n == 1:
+        return [replace(message, text=texts[0])]
+    return [
+        replace(
+            message,
+            subject=f"{message.subject} ({k}/{n})",
+            text=text if k == 1 else f"(part {k} of {n}, continued)\n{text}",
+            data={**message.data, "part": k, "parts": n},
+        )
+        for k, text in enumerate(texts, start=1)
+    ]
 
 
 def digest_line(item: OutboxItem) -> str:
