@@ -3,9 +3,7 @@ in one transaction, and fail as SQLAlchemy's errors (a held lock is the ``Operat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, select
@@ -17,14 +15,6 @@ from shared.store.dbapi import compile_raw, execute_many
 from shared.store.runner import is_locked
 
 AT = datetime(2026, 12, 4, 3, 30, 15, 123456, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'dbapi.db'}")
-    db.init_db(engine)
-    yield engine
-    engine.dispose()
 
 
 def record(n: int, status: str = "sent", at: datetime = AT) -> Delivery:

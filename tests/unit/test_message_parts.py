@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from services.notifier.channels import slack, wecom
@@ -14,18 +13,16 @@ from services.notifier.channels.base import CUT_MARKER, Message
 from services.notifier.channels.registry import REGISTRY
 from services.notifier.config import NotifyConfig
 from services.notifier.pipeline import Dispatch, in_channel_parts, notice_for_handover
-from services.notifier.service import EMAIL_MAX_BYTES, Notifier, NotifierDeps
-from services.notifier.stages import BreakerPolicy, RetryPolicy, in_parts, text_blocks, text_parts
+from services.notifier.service import EMAIL_MAX_BYTES
+from services.notifier.stages import in_parts, text_blocks, text_parts
 from services.notifier.templates import render_handover
 from shared.events import HandoverDigest, MovedTicket
-from shared.infra.config import ConfigWatcher
-from shared.rules.muting import MutingConfig
-from shared.rules.oncall import TeamsConfig
 from shared.streaming.codec import encode
-from shared.streaming.driver import DriverConfig, Record
+from shared.streaming.driver import Record
 from shared.streaming.topics import Topics
 from tests.fakes import FakeChannel
 from tests.unit.test_lanes import until
+from tests.unit.test_notifier_service import notifier
 
 ENDED = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 MAX_BYTES = {**{k: kind.max_bytes for k, kind in REGISTRY.items()}, "email": EMAIL_MAX_BYTES}
@@ -129,23 +126,9 @@ async def test_the_notifier_sends_a_long_digest_to_wecom_in_order_as_parts(engin
     config = NotifyConfig.model_validate(
         {"teams": {"operations": {"channels": [{"type": "wecom", "name": "ops-wecom", "url": "http://127.0.0.1:9/w"}]}}}
     )
-    (tmp_path / "routing.yaml").write_text("route:\n  team: operations\n")
     handovers = Topics("", 1).handovers.name
     channel = FakeChannel()
-    deps = NotifierDeps(
-        topics=Topics("", 1),
-        config=config,
-        channels={"wecom": channel},
-        engine=engine,
-        registry=CollectorRegistry(),
-        retry=RetryPolicy(base_s=0.01, max_s=0.05, give_up_s=3600.0),
-        breaker=BreakerPolicy(failures=1000, open_s=0.05, max_open_s=0.1),
-        public_url="http://127.0.0.1:8080",
-        muting=ConfigWatcher(tmp_path / "routing.yaml", MutingConfig),
-        teams=ConfigWatcher(tmp_path / "teams.yaml", TeamsConfig, optional=True),
-    )
-    worker = Notifier(deps, DriverConfig("127.0.0.1:9", "g", (handovers,)), "127.0.0.1:9")
-    worker.replay_until[(handovers, 0)] = 0
+    worker = notifier(engine, tmp_path, channel, 0, config, handovers, kind="wecom")
     d = digest(50)
     expected = in_channel_parts(dispatch("wecom", notice_for_handover(d, "http://127.0.0.1:8080").message), MAX_BYTES)
     try:

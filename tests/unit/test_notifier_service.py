@@ -80,14 +80,15 @@ def notifier(
     replay_until: int = 0,
     config: NotifyConfig = HOOKS,
     topic: str = TICKETS,
+    kind: str = "webhook",
 ) -> Notifier:
-    """A worker over ``config`` (its webhooks sent through ``channel``) assigned partition 0 of ``topic``, which
-    ended at ``replay_until`` when assigned (records below are read again)."""
+    """A worker over ``config`` (its ``kind`` entries sent through ``channel``) assigned partition 0 of ``topic``,
+    which ended at ``replay_until`` when assigned (records below are read again)."""
     (tmp_path / "routing.yaml").write_text("route:\n  team: ops\n")
     deps = NotifierDeps(
         topics=Topics("", 1),
         config=config,
-        channels={"webhook": channel},
+        channels={kind: channel},
         engine=engine,
         registry=CollectorRegistry(),
         retry=RetryPolicy(base_s=0.01, max_s=0.05, give_up_s=3600.0),
