@@ -1,8 +1,9 @@
 """The ticket lifecycle from its alerts' events, as pure functions (grouping: services/router/grouping.py;
 commands and timer ticks: services/router/commands.py).
 
-One input event yields at most one ticket event: faust publishes the messages sent while handling one input
-(attached to its offset) in no particular order, so two ticket events from one input could be seen reversed.
+One input event yields at most one ticket event, so no consumer can see two events of one input in the wrong order
+(faust, which ran the router before the batched driver, published the messages sent for one input in no
+particular order; the rule stays).
 
 Step 1 (keyed by dedup key, grouping.py): ``assign`` maps an event to its open ticket. Step 2 (keyed by ticket
 id, the single writer): ``apply_event`` here and ``apply_command`` (commands.py) turn the ticket record into its
@@ -281,8 +282,8 @@ def with_known_issue(
     matched (``matched keyword "checkout"``, ``suggested by similarity 0.41, mostly semantic (...)``), which the
     timeline shows and the reporter's mail too.
 
-    It rides on the ``opened`` event rather than a second one: faust publishes the messages sent for one input
-    in no particular order, so one input event makes at most one ticket event.
+    It rides on the ``opened`` event rather than a second one: one input event makes at most one ticket event
+    (see the module's docstring).
     """
     ticket = record.ticket.model_copy(update={"known_issue": issue_id})
     origin = f", from {source}" if source else ""

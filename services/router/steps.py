@@ -1,6 +1,7 @@
 """The router's stream steps as pure functions: what each agent does with one input, given the state it holds and
-the configuration of the moment, returning the new state and what to emit. agents.py only reads the tables,
-calls these, and writes and sends what they return; so every decision of the router is tested without a broker.
+the configuration of the moment, returning the new state and what to emit. The processor in service.py only reads
+the tables, calls these, and writes and sends what they return; so every decision of the router is tested without
+a broker (shared/streaming/memory.py drives the same processor in unit tests).
 
 - ``route_step`` (an event from intake): the one routing decision, the group, and whether the event needs one
   more hop to the partition that owns its group;

@@ -36,6 +36,7 @@ from sqlalchemy.exc import DatabaseError, DataError, DBAPIError, IntegrityError,
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from shared.events import Delivery, Escalation, Ticket, TicketEvent
+from shared.rules.matchers import matcher_labels
 from shared.rules.oncall import Override
 from shared.rules.satisfaction import SATISFIED, comment_of
 from shared.rules.silences import Silence
@@ -794,7 +795,7 @@ def firing_tickets(engine: Engine) -> list[tuple[str, dict[str, str]]]:
             .where(TicketRow.state.in_(("open", "acknowledged")))  # type: ignore[attr-defined]
             .where(TicketRow.alerts_firing > 0)
         ).all()
-        return [(r.ticket_id, {**r.labels, "severity": r.severity, "source": r.source, "kind": r.kind}) for r in rows]
+        return [(r.ticket_id, matcher_labels(r.labels, r.severity, r.source, r.kind)) for r in rows]
 
 
 def list_deliveries(engine: Engine, ticket_id: str) -> list[DeliveryRow]:

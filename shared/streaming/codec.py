@@ -1,7 +1,7 @@
 """The Kafka codec: pydantic models to compact JSON bytes and back, with errors that name the field.
 
-faust has no pydantic support, so agents subscribe to raw-bytes topics and decode here; a message that does not
-decode is a poison message and goes to ``deadletter`` with the DecodeError text as its reason.
+The services consume raw bytes (aiokafka, in batches) and decode here; a message that does not decode is a poison
+message and goes to ``deadletter`` with the DecodeError text as its reason.
 """
 
 from __future__ import annotations
