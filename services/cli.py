@@ -7,6 +7,7 @@
     ticketloop oncall show|override|remove ...
     ticketloop deliveries failed | redrive ID... | redrive --all
     ticketloop sla replay --proposed NEW_SLA_YAML (--events FILE.jsonl | --kafka BOOTSTRAP) [--until T]
+    ticketloop deadletters list | redrive PARTITION:OFFSET... [--kafka BOOTSTRAP]   (services/cli_deadletters.py)
 
 ``config check`` validates every config file (errors name file, line and field; exit 1; a ``*_env`` variable that is
 unset or empty is an error), says which channels each team in notify.yaml reaches, and warns about teams that
@@ -40,6 +41,7 @@ from services.cli_client import (
     oncall_command,
     silence_command,
 )
+from services.cli_deadletters import add_deadletter_commands, deadletter_command
 from services.cli_handover import add_handover_commands, handover_command
 from services.intake.config import IntakeConfig
 from services.notifier.config import NotifyConfig
@@ -51,11 +53,12 @@ from services.router.projects import ProjectsConfig
 from services.router.rules import RoutingConfig, describe
 from services.sla.calendar import unknown_years
 from services.sla.policy import NEXT, OWNER, SlaConfig
-from services.sla.replay_io import ReplayInputError, read_events, read_topic, replay_report
+from services.sla.replay_io import read_events, read_topic, replay_report
 from shared.events import EventKind, Severity
 from shared.infra.config import ConfigError, load_yaml_model
 from shared.rules.matchers import matcher_labels
 from shared.rules.oncall import TeamsConfig
+from shared.streaming.reader import TopicReadError
 from shared.streaming.topics import Topics
 
 FILES: dict[str, type[BaseModel]] = {
@@ -296,7 +299,7 @@ def sla_replay(args: argparse.Namespace, config_dir: Path, out: TextIO) -> int:
             events = read_events(args.events)
         else:
             events = asyncio.run(read_topic(args.kafka, Topics(args.topic_prefix).tickets.name, not args.no_progress))
-    except (ConfigError, ReplayInputError) as exc:
+    except (ConfigError, TopicReadError) as exc:
         print(f"error: {exc}", file=out)
         return 1
     # the clocks run on to now unless told otherwise: a ticket still open past its deadline has breached by now,
@@ -363,7 +366,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: htt
     add_delivery_commands(sub)
     add_review_command(sub, _aware)
     add_handover_commands(sub)
+    add_deadletter_commands(sub)
     args = parser.parse_args(argv)
+    if args.area == "deadletters":  # reads and writes Kafka itself, no configuration directory
+        return deadletter_command(args, out)
     api_command = API_COMMANDS.get(args.area)
     if api_command is not None:
         return api_command(args, client_from(args, http), out)

@@ -31,6 +31,7 @@ from services.sla.replay_io import ReplayInputError, read_events, read_topic, re
 from shared.events import TicketEvent
 from shared.infra.config import ConfigError, load_yaml_model
 from shared.store import db
+from shared.streaming.reader import TopicReadError
 from shared.streaming.topics import Topics
 
 
@@ -60,7 +61,7 @@ def review_command(args: argparse.Namespace, config_dir: Path, out: TextIO) -> i
         start, end = quarter_bounds(args.quarter)
         live = load_yaml_model(config_dir / "sla.yaml", SlaConfig)
         recorded = _recorded(args)
-    except (QuarterError, ConfigError, ReplayInputError) as exc:
+    except (QuarterError, ConfigError, TopicReadError) as exc:
         print(f"error: {exc}", file=out)
         return 1
     scope = Scope(args.customer, args.project)

@@ -3,25 +3,22 @@ reports. The replay itself is pure (services.sla.replay)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from datetime import datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from tqdm import tqdm
 
 from services.sla.policy import SlaConfig
 from services.sla.replay import Replay, compare, replay
 from shared.events import TicketEvent
 from shared.streaming.codec import DecodeError, decode
+from shared.streaming.reader import TopicReadError, read_all
 
-POLL_MS = 1_000  # one fetch wait; the read gives up after timeout_s without any progress
 
-
-class ReplayInputError(ValueError):
-    """Events that cannot be replayed; str() names the file and line (or topic) and what is wrong."""
+class ReplayInputError(TopicReadError):
+    """Events that cannot be replayed; str() names the file and line (or topic) and what is wrong. A topic that
+    cannot be read at all is the reader's TopicReadError, of which this is one kind."""
 
 
 def read_events(path: Path) -> list[TicketEvent]:
@@ -44,64 +41,22 @@ def read_events(path: Path) -> list[TicketEvent]:
 async def read_topic(bootstrap: str, topic: str, progress: bool, timeout_s: float = 60.0) -> list[TicketEvent]:
     """Every committed ticket event on ``topic``, from the start up to the end as it was when reading began.
     A record that is not a ticket event stops the read with its partition and offset."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, isolation_level="read_committed"
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        left = {tp: ends[tp] for tp in tps if ends[tp] > starts[tp]}
-        events: list[TicketEvent] = []
-        total = sum(ends[tp] - starts[tp] for tp in tps)
-        with tqdm(total=total, desc="reading", unit="record", disable=not progress, file=sys.stderr) as bar:
-            at = {tp: starts[tp] for tp in left}
-            loop = asyncio.get_running_loop()
-            progress_at = loop.time()
-            while left:
-                batches = await consumer.getmany(*left, timeout_ms=POLL_MS)
-                for tp, records in batches.items():
-                    for record in records:
-                        try:
-                            events.append(decode(TicketEvent, record.value))
-                        except DecodeError as exc:
-                            raise ReplayInputError(f"{topic}[{tp.partition}]@{record.offset}: {exc}") from exc
-                    bar.update(len(records))
-                # a fetch of aborted records and control markers only returns nothing, yet moves the position on
-                moved = False
-                for tp in list(left):
-                    position = await consumer.position(tp)
-                    moved = moved or position != at[tp]
-                    at[tp] = position
-                    if position >= ends[tp]:
-                        left.pop(tp)
-                if batches or moved:
-                    progress_at = loop.time()
-                elif loop.time() - progress_at > timeout_s:
-                    raise ReplayInputError(f"{topic}: no records within {timeout_s:.0f} s before the end offsets")
-        return events
-    finally:
-        await consumer.stop()
+    with tqdm(desc="reading", unit="record", disable=not progress, file=sys.stderr) as bar:
 
+        def total(n: int) -> None:
+            bar.total = n
 
-async def partitions_of(bootstrap: str, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        # listing first: describing (a metadata request for the topic) would auto-create a missing topic on a
-        # broker that allows it, and a mistyped prefix must not leave a stray topic behind
-        if topic not in await admin.list_topics():
-            raise ReplayInputError(f"topic {topic!r} does not exist on {bootstrap}")
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    found = [d for d in described if d.get("topic") == topic and d.get("error_code") == 0]
-    if not found:
-        raise ReplayInputError(f"topic {topic!r} does not exist on {bootstrap}")
-    return sorted(p["partition"] for p in found[0]["partitions"])
+        def read(k: int) -> None:
+            bar.update(k)
+
+        records = await read_all(bootstrap, topic, total=total, read=read, timeout_s=timeout_s)
+    events: list[TicketEvent] = []
+    for record in records:
+        try:
+            events.append(decode(TicketEvent, record.value or b""))
+        except DecodeError as exc:
+            raise ReplayInputError(f"{topic}[{record.partition}]@{record.offset}: {exc}") from exc
+    return events
 
 
 def report(before: Replay, after: Replay, proposed: Path, horizon: datetime) -> str:

@@ -19,9 +19,10 @@ from aiokafka import AIOKafkaProducer
 
 from deploy.local.kafka_local import free_port
 from deploy.local.stack import Stack
-from services.sla.replay_io import ReplayInputError, partitions_of, read_topic
+from services.sla.replay_io import read_topic
 from shared.events import Change, TicketEvent, TicketState
 from shared.streaming.codec import encode
+from shared.streaming.reader import TopicReadError, partitions_of
 from shared.streaming.topics import Topics, TopicSpec, ensure_topics
 from tests.support.configs import write_config
 from tests.support.kafka_io import produce, read_all
@@ -230,7 +231,7 @@ def test_sla_replay_reads_the_recorded_tickets_topic(kafka_bootstrap: str, tmp_p
     missing = ["sla", "replay", "--kafka", kafka_bootstrap, "--topic-prefix", nope, "--proposed", str(proposed)]
     assert main([*missing, "--config-dir", str(config_dir), "--no-progress"], out) == 1
     assert f"topic {nope + 'tickets'!r} does not exist" in out.getvalue()
-    with contextlib.suppress(ReplayInputError):
+    with contextlib.suppress(TopicReadError):
         asyncio.run(partitions_of(kafka_bootstrap, f"{nope}tickets"))
         raise AssertionError("looking for a missing topic created it")
 
@@ -243,7 +244,7 @@ def test_a_resolved_tickets_clock_is_forgotten_with_a_tombstone(kafka_bootstrap:
         changelog = f"{topics.prefix}sla-clocks-changelog"
         deadline = time.monotonic() + 60
         while True:  # the worker creates its changelog topic; subscribing first would auto-create it wrongly
-            with contextlib.suppress(ReplayInputError):
+            with contextlib.suppress(TopicReadError):
                 asyncio.run(partitions_of(kafka_bootstrap, changelog))
                 break
             stack.check_alive()

@@ -1,0 +1,136 @@
+"""``ticketloop deadletters list|redrive``: the records the services could not handle, and sending them back.
+
+    ticketloop deadletters list --kafka 127.0.0.1:9092 [--service router] [--topic-prefix ticketloop.]
+    ticketloop deadletters redrive 0:17 0:18 --kafka 127.0.0.1:9092
+
+A record that does not decode, or whose handling raised, goes to the ``deadletter`` topic with where it came from
+and why (shared/streaming/deadletters.py); nothing is lost, but nothing sends it back either. ``list`` prints each
+dead letter's id (the deadletter topic's partition:offset), when, which service, its source and the reason, never
+its value (what a sender sent us). ``redrive`` puts the chosen ones back on their source topic as they were (key and
+value), once the cause is fixed (a new release, a corrected config); each is handled again as a new record, so
+redriving one twice handles it twice. A notification given up is redriven from the outbox instead (``ticketloop
+deliveries redrive``: its dead letter carries no source record), and a dead letter whose source is not one of this
+deployment's topics is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from aiokafka import AIOKafkaProducer
+
+from shared.events import DeadLetter
+from shared.streaming.codec import DecodeError, decode
+from shared.streaming.reader import StoredRecord, TopicReadError, read_all
+from shared.streaming.topics import Topics
+
+REASON_CHARS = 160
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A dead letter as stored: its id on the deadletter topic and what it says (None: not a dead letter)."""
+
+    id: str
+    letter: DeadLetter | None
+
+
+def letter_id(record: StoredRecord) -> str:
+    return f"{record.partition}:{record.offset}"
+
+
+def found_of(record: StoredRecord) -> Found:
+    try:
+        return Found(letter_id(record), decode(DeadLetter, record.value or b""))
+    except DecodeError:
+        return Found(letter_id(record), None)
+
+
+def listing_line(found: Found) -> str:
+    """One dead letter for people: id, when, service, source record, reason (cut), the value's size."""
+    d = found.letter
+    if d is None:
+        return f"{found.id}  (not a dead-letter record)"
+    reason = d.reason if len(d.reason) <= REASON_CHARS else d.reason[: REASON_CHARS - 1] + "…"
+    source = f"{d.topic}[{d.partition}]@{d.offset}" if d.offset >= 0 else f"{d.topic} (a notification given up)"
+    return (
+        f"{found.id}  {d.at.isoformat(timespec='seconds')}  {d.service}  {source}  "
+        f"{len(d.value.encode())} bytes  {reason}"
+    )
+
+
+def selected(found: Sequence[Found], service: str | None) -> list[Found]:
+    return [f for f in found if service is None or (f.letter is not None and f.letter.service == service)]
+
+
+def why_not_redriven(found: Found | None, topics: Topics) -> str | None:
+    """Why this dead letter cannot go back to its source (None: it can)."""
+    if found is None:
+        return "no such dead letter"
+    d = found.letter
+    if d is None:
+        return "not a dead-letter record"
+    if d.offset < 0:
+        return "a notification given up: send it again with ticketloop deliveries redrive"
+    if d.topic not in {spec.name for spec in topics.all()} - {topics.deadletter.name, topics.deliveries.name}:
+        return f"its source {d.topic!r} is not an input topic of this deployment (--topic-prefix {topics.prefix!r})"
+    return None
+
+
+def add_deadletter_commands(sub: Any) -> None:
+    letters = sub.add_parser("deadletters", help="records the services could not handle").add_subparsers(
+        dest="action", required=True
+    )
+    listing = letters.add_parser("list", help="list dead letters, oldest first")
+    listing.add_argument("--service", default=None, help="only this service's (router, sla, notifier)")
+    redrive = letters.add_parser("redrive", help="put dead letters back on their source topic")
+    redrive.add_argument("ids", nargs="+", metavar="PARTITION:OFFSET", help="as `list` prints them")
+    for p in (listing, redrive):
+        p.add_argument(
+            "--kafka", metavar="BOOTSTRAP", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        )
+        p.add_argument("--topic-prefix", default=os.environ.get("TICKETLOOP_TOPIC_PREFIX", "ticketloop."))
+
+
+def deadletter_command(args: argparse.Namespace, out: TextIO) -> int:
+    topics = Topics(args.topic_prefix, 1)
+    try:
+        found = [found_of(r) for r in asyncio.run(read_all(args.kafka, topics.deadletter.name))]
+    except TopicReadError as exc:
+        print(f"error: {exc}", file=out)
+        return 1
+    if args.action == "list":
+        shown = selected(found, args.service)
+        for f in shown:
+            print(listing_line(f), file=out)
+        print(f"{len(shown)} dead letter(s)", file=out)
+        return 0
+    by_id = {f.id: f for f in found}
+    refused = {i: why for i in args.ids if (why := why_not_redriven(by_id.get(i), topics)) is not None}
+    for i, why in refused.items():
+        print(f"{i}: not redriven: {why}", file=out)
+    chosen = [by_id[i] for i in dict.fromkeys(args.ids) if i not in refused]
+    if chosen:
+        asyncio.run(_send_back(args.kafka, chosen))
+    for f in chosen:
+        print(f"{f.id}: back on {f.letter.topic if f.letter is not None else '?'}", file=out)
+    return 1 if refused else 0
+
+
+async def _send_back(bootstrap: str, chosen: Sequence[Found]) -> None:
+    """Each one's key and value on its source topic, acknowledged by every replica (``acks=all``)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for f in chosen:
+            d = f.letter
+            if d is not None:
+                key = d.key.encode() if d.key is not None else None
+                await producer.send_and_wait(d.topic, d.value.encode(), key=key)
+    finally:
+        await producer.stop()
