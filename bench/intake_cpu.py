@@ -34,9 +34,10 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from bench.loop_storm import storm, webhook_body
-from services.intake.api import create_app, lean_batch, pydantic_batch
+from services.intake.api import create_app
 from services.intake.config import IntakeConfig
 from services.intake.edge import IntakeDeps
+from services.intake.ingest import lean_batch, pydantic_batch
 from services.intake.publisher import KafkaPublisher, Record
 from shared.events import InboundEvent, InboundEventWire
 from shared.infra.logging import configure_logging

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import TypeAdapter, ValidationError
 from starlette.testclient import TestClient
 
-from services.intake import api
+from services.intake import ingest
 from services.intake.api import create_app
 from services.intake.config import IntakeConfig
 from services.intake.edge import IntakeDeps
@@ -274,7 +274,7 @@ def test_intake_answers_and_publishes_the_same_with_the_lean_parser_or_without(
 ) -> None:
     client, publisher = intake
     headers = {"Authorization": f"Bearer {TOKEN}", "X-Trace-Id": "tr-9"}
-    monkeypatch.setattr(api, "datetime", FrozenClock)  # a heartbeat's beat id hashes the time it came
+    monkeypatch.setattr(ingest, "datetime", FrozenClock)  # a heartbeat's beat id hashes the time it came
 
     def post() -> tuple[Any, list[tuple[str, str, InboundEvent, list[tuple[str, bytes]]]]]:
         publisher.records.clear()
