@@ -114,23 +114,21 @@ def deadletter_command(args: argparse.Namespace, out: TextIO) -> int:
     refused = {i: why for i in args.ids if (why := why_not_redriven(by_id.get(i), topics)) is not None}
     for i, why in refused.items():
         print(f"{i}: not redriven: {why}", file=out)
-    chosen = [by_id[i] for i in dict.fromkeys(args.ids) if i not in refused]
+    chosen = {i: letter for i in args.ids if i not in refused and (letter := by_id[i].letter) is not None}
     if chosen:
-        asyncio.run(_send_back(args.kafka, chosen))
-    for f in chosen:
-        print(f"{f.id}: back on {f.letter.topic if f.letter is not None else '?'}", file=out)
+        asyncio.run(_send_back(args.kafka, list(chosen.values())))
+    for i, letter in chosen.items():
+        print(f"{i}: back on {letter.topic}", file=out)
     return 1 if refused else 0
 
 
-async def _send_back(bootstrap: str, chosen: Sequence[Found]) -> None:
+async def _send_back(bootstrap: str, letters: Sequence[DeadLetter]) -> None:
     """Each one's key and value on its source topic, acknowledged by every replica (``acks=all``)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
-        for f in chosen:
-            d = f.letter
-            if d is not None:
-                key = d.key.encode() if d.key is not None else None
-                await producer.send_and_wait(d.topic, d.value.encode(), key=key)
+        for d in letters:
+            key = d.key.encode() if d.key is not None else None
+            await producer.send_and_wait(d.topic, d.value.encode(), key=key)
     finally:
         await producer.stop()

@@ -20,10 +20,8 @@ from services.intake.edge import (
 )
 from services.intake.formats import opsgenie
 from services.intake.shell import Door
-from shared.infra.logging import get_logger, new_trace_id
+from shared.infra.logging import new_trace_id
 from shared.streaming.codec import describe_validation_error
-
-log = get_logger(__name__)
 
 
 class OpsgenieIn(Door):

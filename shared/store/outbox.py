@@ -215,14 +215,16 @@ def write(engine: Engine, ops: Sequence[Op]) -> None:
     if not merged:
         return
     if engine.dialect.name == "sqlite" and all(isinstance(op, Finish) for op in merged):
-        execute_many(engine, [step for op in merged if isinstance(op, Finish) for step in _finish_steps(op)])
+        execute_many(engine, [step for op in merged if isinstance(op, Finish) for step in _finish_steps(op, "sqlite")])
         return
     with engine.begin() as conn:
         for op in merged:
             if isinstance(op, Save):
                 save(conn, op.items)
             elif isinstance(op, Finish):
-                _finish(conn, op.ids, op.records)
+                for statement, rows in _finish_steps(op, conn.dialect.name):
+                    if rows:
+                        conn.execute(statement, rows)
             elif isinstance(op, Reschedule):
                 conn.execute(
                     _RESCHEDULE,
@@ -249,17 +251,12 @@ def pending(engine: Engine, partitions: Iterable[tuple[str, int]]) -> list[Outbo
         return [_item(r) for r in rows if (r.source_topic, r.source_partition) in wanted]
 
 
-def _finish(conn: Connection, notification_ids: Sequence[str], records: Sequence[Delivery]) -> None:
-    if notification_ids:
-        conn.execute(_DELETE, [{"nid": i} for i in dict.fromkeys(notification_ids)])
-    upsert_deliveries(conn, records)
-
-
-def _finish_steps(op: Finish) -> list[tuple[Any, list[dict[str, Any]]]]:
-    """``_finish``'s statements and rows, for ``execute_many`` (SQLite)."""
+def _finish_steps(op: Finish, dialect: str) -> list[tuple[Any, list[dict[str, Any]]]]:
+    """A finish's statements and their rows (either may have none): the rows leave the outbox, the records enter
+    the delivery log. Run through SQLAlchemy's connection, or on the DBAPI connection (``execute_many``)."""
     return [
         (_DELETE, [{"nid": i} for i in dict.fromkeys(op.ids)]),
-        (_upsert("sqlite"), _delivery_rows(op.records)),
+        (_upsert(dialect), _delivery_rows(op.records)),
     ]
 
 
