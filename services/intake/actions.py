@@ -23,14 +23,12 @@ import hashlib
 import hmac
 import re
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from urllib.parse import parse_qs
 
 import httpx
 import orjson
-from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.background import BackgroundTask
@@ -51,8 +49,9 @@ from services.intake.action_pages import (
     unavailable_page,
     used_page,
 )
-from services.intake.edge import HttpError, IntakeDeps, read_body
+from services.intake.edge import HttpError, read_body
 from services.intake.publisher import Record
+from services.intake.shell import Door, Edge
 from shared.events import Action, Command
 from shared.infra.actionlinks import LinkClaims, LinkKeys, LinkRefused, token_from_link, verify
 from shared.infra.logging import get_logger, make_headers, new_trace_id
@@ -69,9 +68,6 @@ CLAIM_LEASE_S = 60.0
 SLACK_MAX_AGE_S = 300
 REDRAW_TIMEOUT_S = 5.0
 _DIGITS = re.compile(r"[0-9]{1,12}")
-
-Publish = Callable[[list[Record]], Awaitable[None]]
-"""create_app's publish: raises HttpError(503) when Kafka does not acknowledge."""
 
 
 def command_for(claims: LinkClaims, now: datetime, reason: str, trace_id: str) -> Command:
@@ -142,45 +138,79 @@ def _label(claims: LinkClaims | None) -> str:
     return claims.action if claims is not None else "unknown"
 
 
-def action_routes(deps: IntakeDeps, publish: Publish, rejected: Counter) -> list[Route]:
-    """The /act/{token} and Slack callback routes, for create_app."""
-    links_total = counter(
-        deps.registry,
-        "ticketloop_intake_action_links_total",
-        "Uses of one-click action links, by link action and result",
-        ["action", "result"],
-    )
+def checked_link(token: str, keys: LinkKeys) -> LinkClaims | Outcome:
+    """The claims of an action link that verifies and names an action of these pages; else the refusal."""
+    try:
+        claims = verify(keys, token, datetime.now(UTC))
+    except LinkRefused as exc:
+        known = exc.claims is None or exc.claims.action in VERBS
+        return Outcome(exc.reason, exc.claims) if known else Outcome("malformed")
+    # a survey link is answered on /survey/ (services/intake/survey.py), never acted on here
+    return claims if claims.action in VERBS else Outcome("malformed")
 
-    def done(outcome: Outcome, via: str) -> Outcome:
+
+def html(body: str, status: int = 200, **extra: str) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status, headers={**HTML_HEADERS, **extra})
+
+
+def page_for(outcome: Outcome, *, posted: bool) -> HTMLResponse:
+    """The page that tells an outcome (``posted``: the button was pressed, so a retry button is offered)."""
+    c, t = outcome.claims, outcome.ticket
+    match outcome.result:
+        case "acted" if c is not None and t is not None:
+            return html(result_page(c, t))
+        case "confirmed_page" if c is not None and t is not None:
+            return html(confirm_page(c, t))
+        case "already_used" if c is not None and t is not None:
+            return html(used_page(c, t, outcome.use))
+        case "unavailable":
+            return html(unavailable_page(c, with_button=posted), 503, **{"Retry-After": "5"})
+        case "expired" | "forged" | "malformed" | "unknown_ticket":
+            return html(refused_page(outcome.result, c), 403)
+    raise AssertionError(f"no page for {outcome.result}")
+
+
+class ActionsIn(Door):
+    """The /act/{token} pages and Slack's interactive callback (see the module doc)."""
+
+    def __init__(self, edge: Edge) -> None:
+        super().__init__(edge)
+        self.links_total = counter(
+            self.deps.registry,
+            "ticketloop_intake_action_links_total",
+            "Uses of one-click action links, by link action and result",
+            ["action", "result"],
+        )
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/act/{token}", self.show, methods=["GET"]),
+            Route("/act/{token}", self.press, methods=["POST"]),
+            Route("/api/v1/slack/interactions", self.slack, methods=["POST"]),
+        ]
+
+    def done(self, outcome: Outcome, via: str) -> Outcome:
         """Count and log an outcome (never the token)."""
         c = outcome.claims
-        links_total.labels(action=_label(c), result=outcome.result).inc()
+        self.links_total.labels(action=_label(c), result=outcome.result).inc()
         fields = {"link_id": c.link_id, "ticket_id": c.ticket_id, "person": c.person, "kid": c.kid} if c else {}
         level = log.info if outcome.result in ("acted", "confirmed_page", "already_used") else log.warning
         level("action_link", result=outcome.result, action=_label(c), via=via, **fields)
         return outcome
 
-    def check(token: str, keys: LinkKeys) -> LinkClaims | Outcome:
-        try:
-            claims = verify(keys, token, datetime.now(UTC))
-        except LinkRefused as exc:
-            known = exc.claims is None or exc.claims.action in VERBS
-            return Outcome(exc.reason, exc.claims) if known else Outcome("malformed")
-        # a survey link is answered on /survey/ (services/intake/survey.py), never acted on here
-        return claims if claims.action in VERBS else Outcome("malformed")
-
-    async def act(claims: LinkClaims, reason: str, trace_id: str) -> Outcome:
+    async def act(self, claims: LinkClaims, reason: str, trace_id: str) -> Outcome:
         """Publish the link's command unless the link was used; mark it used once Kafka acknowledged."""
+        engine = self.deps.engine
         now = datetime.now(UTC)
         claim = uuid.uuid4().hex
         try:
-            found = await run_in_threadpool(db.get_ticket, deps.engine, claims.ticket_id)
+            found = await run_in_threadpool(db.get_ticket, engine, claims.ticket_id)
             if found is None:
                 return Outcome("unknown_ticket", claims)
             ticket = found[0]
             got = await run_in_threadpool(
                 lambda: db.claim_link(
-                    deps.engine,
+                    engine,
                     link_id=claims.link_id,
                     ticket_id=claims.ticket_id,
                     action=claims.action,
@@ -191,111 +221,97 @@ def action_routes(deps: IntakeDeps, publish: Publish, rejected: Counter) -> list
                 )
             )
             if not got:
-                use = await run_in_threadpool(db.get_link_use, deps.engine, claims.link_id)
+                use = await run_in_threadpool(db.get_link_use, engine, claims.link_id)
                 return Outcome("already_used", claims, ticket, use)
         except SQLAlchemyError as exc:
             log.warning("action_link_db_unavailable", error=type(exc).__name__)
             return Outcome("unavailable", claims)
         cmd = command_for(claims, now, reason, trace_id)
         record = Record(
-            deps.topics.commands.name,
+            self.deps.topics.commands.name,
             claims.ticket_id,
             encode(cmd),
             make_headers(trace_id=trace_id, ticket_id=claims.ticket_id),
         )
         try:
-            await publish([record])
+            await self.edge.publish([record])
         except HttpError:
             try:
-                await run_in_threadpool(db.release_link, deps.engine, claims.link_id, claim)
+                await run_in_threadpool(db.release_link, engine, claims.link_id, claim)
             except SQLAlchemyError as exc:  # the claim then lapses after CLAIM_LEASE_S
                 log.warning("action_link_release_failed", link_id=claims.link_id, error=type(exc).__name__)
             return Outcome("unavailable", claims, ticket)
         try:
-            await run_in_threadpool(db.confirm_link_use, deps.engine, claims.link_id, claim, datetime.now(UTC))
+            await run_in_threadpool(db.confirm_link_use, engine, claims.link_id, claim, datetime.now(UTC))
         except SQLAlchemyError as exc:  # published: a retake after the lease repeats the same command id
             log.warning("action_link_confirm_failed", link_id=claims.link_id, error=type(exc).__name__)
         return Outcome("acted", claims, ticket)
 
-    def html(body: str, status: int = 200, **extra: str) -> HTMLResponse:
-        return HTMLResponse(body, status_code=status, headers={**HTML_HEADERS, **extra})
-
-    def page_for(outcome: Outcome, *, posted: bool) -> HTMLResponse:
-        c, t = outcome.claims, outcome.ticket
-        match outcome.result:
-            case "acted" if c is not None and t is not None:
-                return html(result_page(c, t))
-            case "confirmed_page" if c is not None and t is not None:
-                return html(confirm_page(c, t))
-            case "already_used" if c is not None and t is not None:
-                return html(used_page(c, t, outcome.use))
-            case "unavailable":
-                return html(unavailable_page(c, with_button=posted), 503, **{"Retry-After": "5"})
-            case "expired" | "forged" | "malformed" | "unknown_ticket":
-                return html(refused_page(outcome.result, c), 403)
-        raise AssertionError(f"no page for {outcome.result}")
-
-    async def show(request: Request) -> Response:
+    async def show(self, request: Request) -> Response:
         """GET: what the button will do, and the button. Changes nothing."""
-        if deps.link_keys is None:
+        keys, engine = self.deps.link_keys, self.deps.engine
+        if keys is None:
             return html(not_configured_page(), 404)
-        checked = check(request.path_params["token"], deps.link_keys)
+        checked = checked_link(request.path_params["token"], keys)
         if isinstance(checked, Outcome):
-            return page_for(done(checked, "page"), posted=False)
+            return page_for(self.done(checked, "page"), posted=False)
         try:
-            found = await run_in_threadpool(db.get_ticket, deps.engine, checked.ticket_id)
-            use = await run_in_threadpool(db.get_link_use, deps.engine, checked.link_id) if found else None
+            found = await run_in_threadpool(db.get_ticket, engine, checked.ticket_id)
+            use = await run_in_threadpool(db.get_link_use, engine, checked.link_id) if found else None
         except SQLAlchemyError as exc:
             log.warning("action_link_db_unavailable", error=type(exc).__name__)
-            return page_for(done(Outcome("unavailable", checked), "page"), posted=False)
+            return page_for(self.done(Outcome("unavailable", checked), "page"), posted=False)
         if found is None:
             outcome = Outcome("unknown_ticket", checked)
         elif use is not None and use.used_at is not None:
             outcome = Outcome("already_used", checked, found[0], use)
         else:
             outcome = Outcome("confirmed_page", checked, found[0])
-        return page_for(done(outcome, "page"), posted=False)
+        return page_for(self.done(outcome, "page"), posted=False)
 
-    async def press(request: Request) -> Response:
+    async def press(self, request: Request) -> Response:
         """POST: act (once per link)."""
-        if deps.link_keys is None:
+        keys = self.deps.link_keys
+        if keys is None:
             return html(not_configured_page(), 404)
-        checked = check(request.path_params["token"], deps.link_keys)
+        checked = checked_link(request.path_params["token"], keys)
         if isinstance(checked, Outcome):
-            return page_for(done(checked, "page"), posted=True)
+            return page_for(self.done(checked, "page"), posted=True)
         trace_id = request.headers.get("x-trace-id") or new_trace_id()
-        return page_for(done(await act(checked, REASON, trace_id), "page"), posted=True)
+        return page_for(self.done(await self.act(checked, REASON, trace_id), "page"), posted=True)
 
-    async def slack_actions(interaction: SlackInteraction, keys: LinkKeys, trace_id: str) -> None:
+    async def slack_actions(self, interaction: SlackInteraction, keys: LinkKeys, trace_id: str) -> None:
         """Act on each button of a block_actions callback, then redraw the message through response_url."""
         outcomes: list[Outcome] = []
         for value in [a.value for a in interaction.actions if a.value]:
-            checked = check(token_from_link(value), keys)
+            checked = checked_link(token_from_link(value), keys)
             if isinstance(checked, LinkClaims):
-                checked = await act(checked, f"{REASON} via Slack by @{interaction.who()}", trace_id)
-            outcomes.append(done(checked, "slack"))
+                checked = await self.act(checked, f"{REASON} via Slack by @{interaction.who()}", trace_id)
+            outcomes.append(self.done(checked, "slack"))
         if interaction.response_url and outcomes:
-            await redraw(interaction.response_url, slack_redraw(outcomes, interaction.who()))
+            await self.redraw(interaction.response_url, slack_redraw(outcomes, interaction.who()))
 
-    async def redraw(url: str, body: dict[str, object]) -> None:
-        if deps.http is None:
+    async def redraw(self, url: str, body: dict[str, object]) -> None:
+        http = self.deps.http
+        if http is None:
             log.warning("slack_redraw_skipped", reason="no HTTP client")
             return
         try:
-            answer = await deps.http.post(url, json=body, timeout=REDRAW_TIMEOUT_S)
+            answer = await http.post(url, json=body, timeout=REDRAW_TIMEOUT_S)
         except httpx.HTTPError as exc:  # the message says which URL: only the kind of failure is logged
             log.warning("slack_redraw_failed", error=type(exc).__name__)
             return
         if answer.status_code >= 300:
             log.warning("slack_redraw_failed", status=answer.status_code)
 
-    async def slack(request: Request) -> Response:
+    async def slack(self, request: Request) -> Response:
         """Slack's interactive callback: verify, answer 200 at once, act and redraw after the answer is sent."""
-        secret, keys = deps.slack_signing_secret, deps.link_keys
+        secret, keys = self.deps.slack_signing_secret, self.deps.link_keys
         if secret is None or keys is None:  # its buttons carry action links
             return JSONResponse({"error": "slack interactions are not configured"}, status_code=404)
+        rejected = self.metrics.rejected
         try:
-            raw = await read_body(request, deps.max_body_bytes)
+            raw = await read_body(request, self.deps.max_body_bytes)
         except HttpError as exc:
             rejected.labels(reason="oversize").inc()
             return JSONResponse({"error": exc.error}, status_code=exc.status)
@@ -319,10 +335,4 @@ def action_routes(deps: IntakeDeps, publish: Publish, rejected: Counter) -> list
         trace_id = request.headers.get("x-trace-id") or new_trace_id()
         # Slack wants an answer within 3 s and a publish may wait up to its own timeout (5 s by default): answer
         # now, act in the background (after the answer is sent), and tell the user through response_url.
-        return Response(status_code=200, background=BackgroundTask(slack_actions, interaction, keys, trace_id))
-
-    return [
-        Route("/act/{token}", show, methods=["GET"]),
-        Route("/act/{token}", press, methods=["POST"]),
-        Route("/api/v1/slack/interactions", slack, methods=["POST"]),
-    ]
+        return Response(status_code=200, background=BackgroundTask(self.slack_actions, interaction, keys, trace_id))

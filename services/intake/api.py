@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.intake.actions import action_routes
-from services.intake.deliveries import delivery_routes
+from services.intake.actions import ActionsIn
+from services.intake.deliveries import DeliveriesApi
 from services.intake.edge import IntakeDeps, RequestIds
 from services.intake.feedback_in import FeedbackIn
 from services.intake.ingest import AlertsIn
@@ -30,8 +30,8 @@ from services.intake.opsgenie_in import OpsgenieIn
 from services.intake.pagerduty_in import PagerDutyIn
 from services.intake.shell import Edge
 from services.intake.silences_api import SilencesApi
-from services.intake.solved import solved_routes
-from services.intake.survey import survey_routes
+from services.intake.solved import SolvedIn
+from services.intake.survey import SurveyIn
 from services.intake.tickets_api import TicketsApi
 
 
@@ -53,11 +53,11 @@ def create_app(deps: IntakeDeps) -> Starlette:
         *OnCallApi(edge).routes(),
         *Health(deps).routes(),
         *feedback.routes(),
+        *ActionsIn(edge).routes(),
+        *DeliveriesApi(edge).routes(),
+        *SurveyIn(edge).routes(),
+        *SolvedIn(edge).routes(),
     ]
-    routes += action_routes(deps, edge.publish, metrics.rejected)
-    routes += delivery_routes(deps, edge.api_client, edge.fail)
-    routes += survey_routes(deps, edge.publish_commands, edge.read_form, edge.api_client, edge.fail, edge.limiter)
-    routes += solved_routes(deps, edge.publish_commands, edge.read_form, edge.limiter)
     app = Starlette(routes=routes, middleware=[Middleware(RequestIds)])
     app.state.deliver_mail = feedback.deliver_mail
     return app

@@ -16,7 +16,6 @@ Both need an API client's bearer token, as every /api/v1 route.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.intake.config import ApiClient, Role
-from services.intake.edge import HttpError, IntakeDeps
+from services.intake.edge import HttpError
+from services.intake.shell import Door
 from shared.infra.logging import get_logger
 from shared.store import outbox
 from shared.store.db import as_utc
@@ -74,39 +73,37 @@ def list_params(query: dict[str, str]) -> tuple[str, int]:
     return status, min(max(limit, 1), MAX_LIMIT)
 
 
-def delivery_routes(
-    deps: IntakeDeps,
-    api_client: Callable[[Request, Role], ApiClient],
-    fail: Callable[[HttpError, str], Response],
-) -> list[Route]:
-    """The /api/v1/deliveries routes, for create_app: ``api_client`` authenticates (raises HttpError 401),
-    ``fail`` turns an HttpError into its answer and counts it."""
+class DeliveriesApi(Door):
+    """The /api/v1/deliveries routes: failed notifications listed, and one sent again."""
 
-    async def list_failed(request: Request) -> Response:
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/v1/deliveries", self.list_failed, methods=["GET"]),
+            Route("/api/v1/deliveries/{notification_id}/redrive", self.redrive, methods=["POST"]),
+        ]
+
+    async def list_failed(self, request: Request) -> Response:
+        edge = self.edge
         try:
-            api_client(request, "viewer")
+            edge.api_client(request, "viewer")
             try:
                 _status, limit = list_params(dict(request.query_params))
             except ValueError as exc:
                 raise HttpError(422, str(exc)) from exc
-            items = await run_in_threadpool(outbox.failed, deps.engine, limit)
+            items = await run_in_threadpool(outbox.failed, self.deps.engine, limit)
         except HttpError as exc:
-            return fail(exc, "api")
+            return edge.fail(exc, "api")
         return JSONResponse({"deliveries": [delivery_json(i) for i in items]})
 
-    async def redrive(request: Request) -> Response:
+    async def redrive(self, request: Request) -> Response:
+        edge = self.edge
         nid = request.path_params["notification_id"]
         try:
-            client = api_client(request, "responder")
-            done = await run_in_threadpool(outbox.redrive, deps.engine, nid, datetime.now(UTC))
+            client = edge.api_client(request, "responder")
+            done = await run_in_threadpool(outbox.redrive, self.deps.engine, nid, datetime.now(UTC))
             if not done:
                 raise HttpError(404, f"no failed delivery {nid!r}")
         except HttpError as exc:
-            return fail(exc, "api")
+            return edge.fail(exc, "api")
         log.info("delivery_redrive_requested", notification_id=nid, by=client.name)
         return JSONResponse({"status": "redriving", "notification_id": nid}, status_code=202)
-
-    return [
-        Route("/api/v1/deliveries", list_failed, methods=["GET"]),
-        Route("/api/v1/deliveries/{notification_id}/redrive", redrive, methods=["POST"]),
-    ]

@@ -23,10 +23,11 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from services.intake.action_pages import HTML_HEADERS, page
-from services.intake.edge import HttpError, IntakeDeps
+from services.intake.edge import HttpError
 from services.intake.feedback_form import Lang, language
-from services.intake.limits import Limiter, retry_after
-from services.intake.survey import ANSWER_LIMIT, NONCE, PublishCommands, ReadForm, busy_headers, open_reporter_link
+from services.intake.limits import retry_after
+from services.intake.shell import Door
+from services.intake.survey import ANSWER_LIMIT, NONCE, busy_headers, open_reporter_link
 from shared.events import Action, Command
 from shared.infra.actionlinks import LinkClaims
 from shared.infra.logging import get_logger, new_trace_id
@@ -122,15 +123,18 @@ def answer_command(claims: LinkClaims, form: SolvedForm, now: datetime, trace_id
     )
 
 
-def solved_routes(
-    deps: IntakeDeps, publish_commands: PublishCommands, read_form: ReadForm, limiter: Limiter
-) -> list[Route]:
-    def html(body: str, status: int = 200, **extra: str) -> HTMLResponse:
-        return HTMLResponse(body, status_code=status, headers={**HTML_HEADERS, **extra})
+class SolvedIn(Door):
+    """The reporter's "did the workaround solve it?" page: shown on GET, answered on POST."""
 
-    async def opened(request: Request, lang: Lang) -> tuple[LinkClaims, str] | HTMLResponse:
+    def routes(self) -> list[Route]:
+        return [
+            Route("/solved/{token}", self.show, methods=["GET"]),
+            Route("/solved/{token}", self.record, methods=["POST"]),
+        ]
+
+    async def opened(self, request: Request, lang: Lang) -> tuple[LinkClaims, str] | HTMLResponse:
         """The link's claims and its report's summary; or the page that says why not."""
-        got = await open_reporter_link(deps, request.path_params["token"], "solved")
+        got = await open_reporter_link(self.deps, request.path_params["token"], "solved")
         if isinstance(got[0], str):
             key, status = got
             return html(notice(lang, key), status, **busy_headers(key))
@@ -139,19 +143,19 @@ def solved_routes(
             return html(notice(lang, "invalid"), 404)
         return claims, ticket.summary
 
-    async def show(request: Request) -> Response:
+    async def show(self, request: Request) -> Response:
         q = request.query_params
         lang = language(q.get("lang"), request.headers.get("accept-language"))
-        got = await opened(request, lang)
+        got = await self.opened(request, lang)
         if isinstance(got, HTMLResponse):
             return got
         chosen = q.get("answer") if q.get("answer") in ("yes", "no") else None
         return html(question_page(got[0], got[1], lang, chosen, secrets.token_urlsafe(12)))
 
-    async def record(request: Request) -> Response:
-        raw = await read_form(request)
+    async def record(self, request: Request) -> Response:
+        raw = await self.edge.read_form(request)
         lang = language(raw.get("lang"), request.headers.get("accept-language"))
-        got = await opened(request, lang)
+        got = await self.opened(request, lang)
         if isinstance(got, HTMLResponse):
             return got
         claims, summary = got
@@ -159,16 +163,18 @@ def solved_routes(
             form = SolvedForm.model_validate(raw)
         except ValidationError:
             return html(question_page(claims, summary, lang, None, secrets.token_urlsafe(12)), 422)
-        wait = limiter.wait(f"solved/{claims.ticket_id}", ANSWER_LIMIT, time.monotonic())
+        wait = self.edge.limiter.wait(f"solved/{claims.ticket_id}", ANSWER_LIMIT, time.monotonic())
         if wait > 0:
             return html(notice(lang, "busy"), 429, **{"Retry-After": retry_after(wait)})
         trace_id = request.headers.get("x-trace-id") or new_trace_id()
         solved = form.answer == "yes"
         try:
-            await publish_commands([answer_command(claims, form, datetime.now(UTC), trace_id)], trace_id)
+            await self.edge.publish_commands([answer_command(claims, form, datetime.now(UTC), trace_id)], trace_id)
         except HttpError:
             return html(notice(lang, "busy"), 503, **{"Retry-After": "30"})
         log.info("workaround_answered", ticket_id=claims.ticket_id, link_id=claims.link_id, solved=solved)
         return html(thanks(lang, solved), 202)
 
-    return [Route("/solved/{token}", show, methods=["GET"]), Route("/solved/{token}", record, methods=["POST"])]
+
+def html(body: str, status: int = 200, **extra: str) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status, headers={**HTML_HEADERS, **extra})

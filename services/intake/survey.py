@@ -20,7 +20,7 @@ import hashlib
 import secrets
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import escape
@@ -35,10 +35,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from services.intake.action_pages import HTML_HEADERS, page
-from services.intake.config import ApiClient, Role
 from services.intake.edge import HttpError, IntakeDeps
 from services.intake.feedback_form import Lang, language
-from services.intake.limits import Limiter, RateLimitConfig, retry_after
+from services.intake.limits import RateLimitConfig, retry_after
+from services.intake.shell import Door
 from services.router.projects import ProjectsConfig
 from shared.events import Action, Command, bounded_time
 from shared.infra.actionlinks import LinkAction, LinkClaims, LinkKeys, LinkRefused, verify
@@ -334,34 +334,25 @@ class Opened:
     answer: db.SurveyAnswerRow | None
 
 
-PublishCommands = Callable[[list[Command], str], Awaitable[None]]
-ReadForm = Callable[[Request], Awaitable[dict[str, str]]]
-ApiClientOf = Callable[[Request, Role], ApiClient]
-Fail = Callable[[HttpError, str], JSONResponse]
+class SurveyIn(Door):
+    """The survey page (shown on GET, answered on POST) and the satisfaction API."""
 
+    def routes(self) -> list[Route]:
+        return [
+            Route("/survey/{token}", self.show, methods=["GET"]),
+            Route("/survey/{token}", self.answer, methods=["POST"]),
+            Route("/api/v1/satisfaction", self.satisfaction, methods=["GET"]),
+        ]
 
-def survey_routes(
-    deps: IntakeDeps,
-    publish_commands: PublishCommands,
-    read_form: ReadForm,
-    api_client: ApiClientOf,
-    fail: Fail,
-    limiter: Limiter,
-) -> list[Route]:
-    """The survey page and the satisfaction API, for create_app."""
-
-    def html(body: str, status: int = 200, **extra: str) -> HTMLResponse:
-        return HTMLResponse(body, status_code=status, headers={**HTML_HEADERS, **extra})
-
-    async def survey_of(request: Request, lang: Lang) -> Opened | HTMLResponse:
+    async def survey_of(self, request: Request, lang: Lang) -> Opened | HTMLResponse:
         """The link's claims, its report and the answer so far; or the page that says why not."""
-        opened = await open_reporter_link(deps, request.path_params["token"], "survey")
+        opened = await open_reporter_link(self.deps, request.path_params["token"], "survey")
         if isinstance(opened[0], str):
             key, status = opened
             return html(notice_page(lang, key), status, **busy_headers(key))
         claims, ticket = opened
         try:
-            answer = await run_in_threadpool(db.get_survey_answer, deps.engine, claims.ticket_id)
+            answer = await run_in_threadpool(db.get_survey_answer, self.deps.engine, claims.ticket_id)
         except SQLAlchemyError as exc:
             log.warning("survey_db_unavailable", error=type(exc).__name__)
             return html(notice_page(lang, "busy"), 503, **busy_headers("busy"))
@@ -369,10 +360,10 @@ def survey_routes(
             return html(notice_page(lang, "reopened"), 409)
         return Opened(claims, ticket, answer)
 
-    async def show(request: Request) -> Response:
+    async def show(self, request: Request) -> Response:
         q = request.query_params
         lang = language(q.get("lang"), request.headers.get("accept-language"))
-        opened = await survey_of(request, lang)
+        opened = await self.survey_of(request, lang)
         if isinstance(opened, HTMLResponse):
             return opened
         earlier = opened.answer
@@ -389,10 +380,10 @@ def survey_routes(
         )
         return html(survey_page(view))
 
-    async def answer(request: Request) -> Response:
-        raw = await read_form(request)
+    async def answer(self, request: Request) -> Response:
+        raw = await self.edge.read_form(request)
         lang = language(raw.get("lang"), request.headers.get("accept-language"))
-        opened = await survey_of(request, lang)
+        opened = await self.survey_of(request, lang)
         if isinstance(opened, HTMLResponse):
             return opened
         claims, earlier = opened.claims, opened.answer
@@ -410,20 +401,20 @@ def survey_routes(
                 TEXT[lang]["choose"],
             )
             return html(survey_page(view), 422)
-        wait = limiter.wait(f"survey/{claims.ticket_id}", ANSWER_LIMIT, time.monotonic())
+        wait = self.edge.limiter.wait(f"survey/{claims.ticket_id}", ANSWER_LIMIT, time.monotonic())
         if wait > 0:
             return html(notice_page(lang, "busy"), 429, **{"Retry-After": retry_after(wait)})
         trace_id = request.headers.get("x-trace-id") or new_trace_id()
         try:
-            await publish_commands([rate_command(claims, form, datetime.now(UTC), trace_id)], trace_id)
+            await self.edge.publish_commands([rate_command(claims, form, datetime.now(UTC), trace_id)], trace_id)
         except HttpError:  # the broker did not take it: nothing was recorded, the same page may be sent again
             return html(notice_page(lang, "busy"), 503, **{"Retry-After": "30"})
         log.info("survey_answered", ticket_id=claims.ticket_id, link_id=claims.link_id, score=form.score)
         return html(thanks_page(lang, claims, form.score), 202)
 
-    async def satisfaction(request: Request) -> Response:
+    async def satisfaction(self, request: Request) -> Response:
         try:
-            api_client(request, "viewer")
+            self.edge.api_client(request, "viewer")
             q = request.query_params
             by = q.get("by", "project")
             if by not in BY:
@@ -431,20 +422,21 @@ def survey_routes(
             now = datetime.now(UTC)
             since, until = period(q, now)
             filters: dict[str, str] = {k: q[k] for k in BY if q.get(k)}
-            projects = await current_projects()
-            body = await run_in_threadpool(satisfaction_report, deps.engine, projects, by, since, until, filters, now)
+            projects = await self.current_projects()
+            body = await run_in_threadpool(
+                satisfaction_report, self.deps.engine, projects, by, since, until, filters, now
+            )
         except HttpError as exc:
-            return fail(exc, "api")
+            return self.edge.fail(exc, "api")
         return JSONResponse(body)
 
-    async def current_projects() -> ProjectsConfig:
-        if deps.projects is None:
+    async def current_projects(self) -> ProjectsConfig:
+        projects = self.deps.projects
+        if projects is None:
             return ProjectsConfig()
-        await run_in_threadpool(deps.projects.poll)
-        return deps.projects.current
+        await run_in_threadpool(projects.poll)
+        return projects.current
 
-    return [
-        Route("/survey/{token}", show, methods=["GET"]),
-        Route("/survey/{token}", answer, methods=["POST"]),
-        Route("/api/v1/satisfaction", satisfaction, methods=["GET"]),
-    ]
+
+def html(body: str, status: int = 200, **extra: str) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status, headers={**HTML_HEADERS, **extra})
