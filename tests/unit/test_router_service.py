@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from services.router.grouping import KeyState, TicketInput
 from services.router.packages import ProjectsWatcher
-from services.router.rules import RoutingConfig
+from services.router.rules import RouteDecision, RoutingConfig, decide
 from services.router.service import (
     ASSIGNMENTS,
     HEARTBEATS,
@@ -28,7 +28,17 @@ from services.router.service import (
     RouterProcessor,
 )
 from services.router.steps import route_step
-from shared.events import Action, Change, Command, DeadLetter, EventStatus, InboundEvent, TicketEvent, beat_event
+from shared.events import (
+    Action,
+    Change,
+    Command,
+    DeadLetter,
+    EventStatus,
+    InboundEvent,
+    Severity,
+    TicketEvent,
+    beat_event,
+)
 from shared.infra.config import ConfigWatcher
 from shared.rules.oncall import TeamsConfig
 from shared.store import db
@@ -126,6 +136,24 @@ def test_a_storm_in_two_groups_opens_two_tickets_and_counts_every_alert(make: Ma
     assert sum(len(t.tables[TICKETS]) for t in tasks) == 2
     assert sum(len(t.tables[MEMBERS]) for t in tasks) == 40
     assert sum(len(t.tables[ASSIGNMENTS]) for t in tasks) == 2
+
+
+def test_each_event_is_decided_once_though_most_hop_to_their_group(make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the routing tree is walked through services.router.decision alone; count its walks (calling through)
+    walks: list[str] = []
+
+    def counted(labels: dict[str, str], severity: Severity, routing: RoutingConfig) -> RouteDecision:
+        walks.append(labels["alertname"])
+        return decide(labels, severity, routing)
+
+    monkeypatch.setattr("services.router.decision.decide", counted)
+    broker, topics = make()
+    for i in range(40):
+        broker.produce(topics.events.name, f"am/x-{i}".encode(), alert(i, "DiskFull" if i % 2 else "CpuHot"))
+    broker.run()
+    assert broker.records(topics.grouped.name), "some events hopped to their group's partition"
+    assert sum(1 for c in changes(broker, topics) if c.change is Change.opened) == 2
+    assert sorted(walks) == sorted("DiskFull" if i % 2 else "CpuHot" for i in range(40)), "one decision per event"
 
 
 def test_the_decision_carried_from_the_first_hop_is_the_one_applied_across_a_reload(make: Make, tmp_path: Path) -> None:
