@@ -3,10 +3,10 @@
 One function decides (``decide_labels``: the routing tree, then the project's phase and handover, then the
 maintenance windows; ``decide_event`` adds who is on call for the team), at the time the event was received, so a
 replay decides alike. The router's assign step computes it for each new event, uses it for the group key, and
-carries it — through the grouping hop and on to the ticket's single writer — in the event's TicketInput (pydantic
-serializes the RouteDecision dataclass as it is). The lifecycle applies the carried decision, so a routing reload
-between the two hops cannot split them (the group would be one route's and the owner another's). ``ticketloop
-routes test`` calls ``decide_labels`` too.
+carries it — through the grouping hop and on to the ticket's single writer — in the event's TicketInput
+(services/router/hop.py: msgspec writes and reads the RouteDecision dataclass as it is). The lifecycle applies the
+carried decision, so a routing reload between the two hops cannot split them (the group would be one route's and
+the owner another's). ``ticketloop routes test`` calls ``decide_labels`` too.
 """
 
 from __future__ import annotations

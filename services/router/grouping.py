@@ -1,8 +1,8 @@
 """Step 1 of the lifecycle, keyed by the group (dedup key): which ticket an event belongs to. ``assign`` maps an
 event to its group's open ticket, or to a new ticket id derived from the event id (so a replayed event lands on
 the same ticket); ``group_key`` is one ticket per alert unless the route groups by labels; the key's state follows
-the ticket's changes (``key_update_for``). What travels to the ticket is a ``TicketInput``: the event, its group
-and its routing decision. Pure."""
+the ticket's changes (``key_update_for``). What travels to the ticket is a ``TicketInput`` (services/router/hop.py): the event,
+its group and its routing decision. Pure."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict
 from services.router.rules import RouteDecision, event_labels
 from shared.events import Change, EventStatus, InboundEvent, TicketEvent, TicketState
 from shared.infra.ids import short_hash
-from shared.streaming.codec import DecodeError, decode, decode_many
 from shared.streaming.topics import partition_of
 
 TICKET_NAMESPACE = uuid.UUID("0b6f3c1e-5a1f-4c9e-8f0e-2d9c3a7b5e41")
@@ -126,35 +125,6 @@ def key_update_for(event: TicketEvent) -> KeyUpdate | None:
         return None
     t = event.ticket
     return KeyUpdate(dedup_key=t.dedup_key, ticket_id=t.ticket_id, state=t.state, at=event.at)
-
-
-class TicketInput(BaseModel):
-    """An event on its way to its ticket's single writer, with the group it was assigned to."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    group_key: str
-    event: InboundEvent
-    decision: RouteDecision | None = None
-    """The routing decision made when the event was assigned (services/router/decision.py); None only in
-    records written before it was carried, which are decided again."""
-
-
-def grouped_input(key: str, value: bytes) -> TicketInput:
-    """A record of the grouped topic: the event with its group and routing decision. Records written before the
-    decision was carried hold the bare event (keyed by its group), and are decided again at the ticket."""
-    try:
-        return decode(TicketInput, value)
-    except DecodeError:
-        return TicketInput(group_key=key, event=decode(InboundEvent, value))
-
-
-def grouped_inputs(key: str, value: bytes) -> list[TicketInput]:
-    """A record of the grouped topic as its events in order: a batch (a JSON array: what one transaction of a
-    task sent to this partition, ``Task.send_batched``), else one event (records written before batching)."""
-    if value[:1] == b"[":
-        return decode_many(TicketInput, value)
-    return [grouped_input(key, value)]
 
 
 def group_key(event: InboundEvent, decision: RouteDecision) -> str:

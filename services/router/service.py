@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter
+from pydantic import BaseModel
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,13 +38,12 @@ from services.router.grouping import (
     Home,
     KeyState,
     KeyUpdate,
-    TicketInput,
     apply_key_update,
-    grouped_inputs,
     hands_over_in_place,
 )
 from services.router.handover_watch import HandoverWatch
 from services.router.heartbeats import BadBeatError, Heartbeat, on_beat, on_tick
+from services.router.hop import TicketInput, decode_input, encode_input, grouped_inputs
 from services.router.knowledge import KnownIssueIndex, PastTickets, build_known_issue_index, past_tickets
 from services.router.lifecycle import Member, Occurrences, TicketRecord, fold_occurrences, folds
 from services.router.project_metrics import ProjectGauges
@@ -134,6 +134,15 @@ def encode_change(event: TicketEvent) -> bytes:
     return encode(event)
 
 
+def encode_record(value: BaseModel | TicketInput) -> bytes:
+    """What the router sends, as its record's value."""
+    if isinstance(value, TicketInput):
+        return encode_input(value)
+    if isinstance(value, TicketEvent):
+        return encode_change(value)
+    return encode(value)
+
+
 def reason_kind(exc: DecodeError | UnknownTicketError) -> ReasonKind:
     """What a dead letter of an input the router could not take is counted as."""
     return "unknown_ticket" if isinstance(exc, UnknownTicketError) else "undecodable"
@@ -143,8 +152,9 @@ def item_record(record: Record, item: TicketInput) -> Record:
     """One item of a batch of the grouped topic as a record of its own (where the batch was, keyed by the item's
     group, its value the item alone): what is dead-lettered when that item alone cannot be handled, so the dead
     letter holds what failed and nothing else, and sent to the grouped topic again it is a record of one."""
+    value = encode_input(item)
     return Record(
-        record.topic, record.partition, record.offset, item.group_key.encode(), encode(item), (), record.timestamp_ms
+        record.topic, record.partition, record.offset, item.group_key.encode(), value, (), record.timestamp_ms
     )
 
 
@@ -263,7 +273,7 @@ class RouterProcessor:
         if ev.kind is EventKind.heartbeat:
             self.beat(task, ev)
         else:
-            self.route(task, ev)
+            self.route(task, ev, record.value)
 
     def beat(self, task: Task, ev: InboundEvent) -> None:
         key = ev.labels.get("heartbeat", ev.dedup_key).encode()
@@ -277,10 +287,11 @@ class RouterProcessor:
             log.info("heartbeat_back", heartbeat=after.name)
             self.route(task, resolved)
 
-    def route(self, task: Task, ev: InboundEvent) -> None:
-        # the one routing decision of this event: made here, carried to its group and its ticket
+    def route(self, task: Task, ev: InboundEvent, raw: bytes | None = None) -> None:
+        """The one routing decision of this event: made here, carried to its group and its ticket (with the event's
+        bytes as read, ``raw``, when it was read from the events topic: a hop carries them as they are)."""
         here = Home(task.partition, self.partitions)
-        item, hop = route_step(TicketInput(group_key=ev.dedup_key, event=ev), self.config(), here)
+        item, hop = route_step(TicketInput(ev.dedup_key, ev, None, raw), self.config(), here)
         if hop:
             self.send_out(task, hop)
         else:
@@ -330,7 +341,7 @@ class RouterProcessor:
 
     def on_ticket_input(self, task: Task, record: Record) -> None:
         ticket_id = record.key.decode() if record.key is not None else ""
-        self.ticket_input(task, ticket_id, decode(TicketInput, record.value))
+        self.ticket_input(task, ticket_id, decode_input(record.value or b""))
 
     def ticket_input(self, task: Task, ticket_id: str, item: TicketInput) -> None:
         """An event applied to its ticket by the ticket's single writer (from the ticket-inputs topic, or handed
@@ -441,13 +452,15 @@ class RouterProcessor:
                 continue
             if out.to == "grouped":  # one record per partition and transaction: ~50 µs a record saved
                 key = out.key.encode()
-                task.send_batched(self.topic_of[out.to], partition_of(key, self.partitions), key, encode(out.value))
+                task.send_batched(
+                    self.topic_of[out.to], partition_of(key, self.partitions), key, encode_record(out.value)
+                )
                 continue
             if isinstance(out.value, TicketEvent) and folds(out.value):
                 where = self.topic_of[out.to]
                 task.send_folded(where, out.key.encode(), Occurrences.of(out.value), fold_occurrences, self.told)
                 continue
-            value = encode_change(out.value) if isinstance(out.value, TicketEvent) else encode(out.value)
+            value = encode_record(out.value)
             task.send(self.topic_of[out.to], out.key.encode(), value, make_headers(**dict(out.ids)))
 
     @staticmethod

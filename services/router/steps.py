@@ -22,7 +22,8 @@ from pydantic import BaseModel
 
 from services.router.commands import apply_command, hand_over, handover_due, reassign_on_call
 from services.router.decision import carried_decision, decide_event, decide_labels, with_on_call
-from services.router.grouping import Home, KeyState, TicketInput, assign, group_key, key_update_for
+from services.router.grouping import Home, KeyState, assign, group_key, key_update_for
+from services.router.hop import TicketInput
 from services.router.knowledge import KnownIssueIndex, PastTickets, known_issue_for, similar_lines
 from services.router.lifecycle import Member, TicketRecord, apply_event, with_known_issue
 from services.router.projects import ProjectsConfig
@@ -53,7 +54,7 @@ class Out:
 
     to: Literal["grouped", "ticket_inputs", "tickets", "key_updates"]
     key: str
-    value: BaseModel
+    value: BaseModel | TicketInput
     ids: tuple[tuple[str, str], ...] = ()
 
 
@@ -64,7 +65,7 @@ def route_step(item: TicketInput, config: Config, here: Home | None = None) -> t
     returned records); else the caller assigns it at once."""
     ev = item.event
     decided = decide_event(ev, config.routing, config.projects, config.teams, config.overrides)
-    routed = TicketInput(group_key=group_key(ev, decided), event=ev, decision=decided)
+    routed = TicketInput(group_key(ev, decided), ev, decided, item.raw)
     if routed.group_key == ev.dedup_key or (
         here is not None and partition_of(routed.group_key.encode(), here.partitions) == here.partition
     ):

@@ -16,7 +16,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from services.notifier.templates import for_reporter, render_assignment, render_workaround
-from services.router.grouping import TicketInput
+from services.router.hop import TicketInput
 from services.router.knowledge import (
     ResolvedTicket,
     answer,

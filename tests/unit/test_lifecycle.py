@@ -13,7 +13,6 @@ from services.router.grouping import (
     Home,
     KeyState,
     KeyUpdate,
-    TicketInput,
     apply_key_update,
     assign,
     group_key,
@@ -22,6 +21,7 @@ from services.router.grouping import (
     key_update_for,
     new_ticket_id,
 )
+from services.router.hop import TicketInput
 from services.router.lifecycle import (
     SEEN_LIMIT,
     Member,

@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
-from services.router.grouping import KeyState, TicketInput
+from services.router.grouping import KeyState
+from services.router.hop import TicketInput, decode_input, encode_input, grouped_inputs
 from services.router.packages import ProjectsWatcher
 from services.router.rules import RouteDecision, RoutingConfig, decide
 from services.router.service import (
@@ -42,7 +43,7 @@ from shared.events import (
 from shared.infra.config import ConfigWatcher
 from shared.rules.oncall import TeamsConfig
 from shared.store import db
-from shared.streaming.codec import decode, decode_many, encode
+from shared.streaming.codec import decode, encode
 from shared.streaming.driver import DriverConfig, Record
 from shared.streaming.memory import MemoryBroker
 from shared.streaming.topics import Topics, partition_of
@@ -120,7 +121,7 @@ def test_a_storm_in_two_groups_opens_two_tickets_and_counts_every_alert(make: Ma
     latest = {c.ticket.ticket_id: c.ticket for c in out}
     assert sorted(t.alerts for t in latest.values()) == [20, 20]
     hopped = broker.records(topics.grouped.name)
-    items = [(r.partition, i) for r in hopped for i in decode_many(TicketInput, r.value or b"")]
+    items = [(r.partition, i) for r in hopped for i in grouped_inputs("", r.value or b"")]
     assert all(p == partition_of(i.group_key.encode(), 4) for p, i in items), "each to its group's partition"
     home = {i.event.labels["alertname"]: p for p, i in items}
     assert len(home) == 2
@@ -440,11 +441,11 @@ def test_an_item_of_a_batch_that_cannot_be_decoded_is_dead_lettered_alone_and_th
         broker.produce(topics.events.name, dedup.encode(), encode(ev))
     broker.run()
     [hop] = broker.records(topics.grouped.name)
-    assert len(decode_many(TicketInput, hop.value or b"")) == 3, "the three hops travelled as one record"
+    assert len(grouped_inputs("", hop.value or b"")) == 3, "the three hops travelled as one record"
     opened = sorted(c.ticket.labels["alertname"] for c in changes(broker, topics) if c.change is Change.opened)
     assert opened == [picked[0][1], picked[2][1]], "the items before and after the bad one are applied"
     [dead] = [decode(DeadLetter, r.value) for r in broker.records(topics.deadletter.name)]
-    assert decode(TicketInput, dead.value.encode()).group_key == bad_group, "the bad item alone, as a record of one"
+    assert decode_input(dead.value.encode()).group_key == bad_group, "the bad item alone, as a record of one"
     assert (dead.key, dead.topic, dead.offset) == (bad_group, topics.grouped.name, hop.offset)
     assert "item 2 of 3" in dead.reason and "invalid KeyState" in dead.reason
 
@@ -463,7 +464,7 @@ def test_an_item_of_a_batch_whose_handling_raises_is_dead_lettered_alone_when_re
     for i, (_, name, dedup) in enumerate(picked):
         ev = decode(InboundEvent, alert(i, name)).model_copy(update={"dedup_key": dedup})
         items.append(route_step(TicketInput(group_key=dedup, event=ev), processor.config())[0])
-    value = b"[" + b",".join(encode(item) for item in items) + b"]"
+    value = b"[" + b",".join(encode_input(item) for item in items) + b"]"
     batch = Record(topics.grouped.name, home, 7, items[0].group_key.encode(), value, (), 0)
     assign = processor.assign
 
@@ -484,7 +485,7 @@ def test_an_item_of_a_batch_whose_handling_raises_is_dead_lettered_alone_when_re
     opened = [decode(TicketEvent, s.value) for s in task.queued if s.topic == topics.tickets.name]
     assert [c.ticket.labels["alertname"] for c in opened] == [picked[0][1], picked[2][1]], "the others applied"
     [dead] = [decode(DeadLetter, s.value) for s in task.queued if s.topic == topics.deadletter.name]
-    assert decode(TicketInput, dead.value.encode()) == items[1], "the item that raised alone"
+    assert decode_input(dead.value.encode()) == items[1], "the item that raised alone"
     assert (dead.topic, dead.offset, dead.reason) == (
         topics.grouped.name,
         7,

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from services.router.grouping import Home, KeyState, KeyUpdate, TicketInput, apply_key_update
+from services.router.grouping import Home, KeyState, KeyUpdate, apply_key_update
+from services.router.hop import TicketInput
 from services.router.lifecycle import Member, TicketRecord
 from services.router.projects import ProjectsConfig
 from services.router.rules import RoutingConfig
