@@ -1,8 +1,8 @@
 """Step 1 of the lifecycle, keyed by the group (dedup key): which ticket an event belongs to. ``assign`` maps an
 event to its group's open ticket, or to a new ticket id derived from the event id (so a replayed event lands on
 the same ticket); ``group_key`` is one ticket per alert unless the route groups by labels; the key's state follows
-the ticket's changes (``key_update_for``). What travels to the ticket is a ``TicketInput`` (services/router/hop.py): the event,
-its group and its routing decision. Pure."""
+the ticket's changes (``key_update_for``). What travels to the ticket is a ``TicketInput``
+(services/router/hop.py): the event, its group and its routing decision. Pure."""
 
 from __future__ import annotations
 
