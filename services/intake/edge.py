@@ -4,7 +4,6 @@ JSON parsing, bearer tokens, ISO times, and the ticket verbs of the REST API (ap
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,7 +25,7 @@ from services.router.projects import ProjectsConfig
 from shared.events import Action, BoundedTime
 from shared.infra.actionlinks import LinkKeys
 from shared.infra.config import ConfigWatcher
-from shared.infra.logging import get_logger
+from shared.infra.logging import get_logger, new_trace_id
 from shared.rules.oncall import TeamsConfig
 from shared.store import db
 from shared.streaming.topics import Topics
@@ -142,7 +141,7 @@ _PLAIN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 def request_id_of(given: str | None) -> str:
     """The caller's X-Request-Id when it is a plain token of at most 128 characters, else a new one."""
-    return given if given is not None and _PLAIN_ID.match(given) else uuid.uuid4().hex
+    return given if given is not None and _PLAIN_ID.match(given) else new_trace_id()
 
 
 TOKEN_PATHS = ("/act/", "/survey/", "/solved/")
