@@ -11,6 +11,8 @@ from datetime import datetime
 from html import escape
 from typing import Any, Literal
 
+from starlette.responses import HTMLResponse
+
 from shared.events import Action
 from shared.infra.actionlinks import LinkAction, LinkClaims, RefusalReason
 from shared.store import db
@@ -59,6 +61,12 @@ HTML_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
+
+
+def html(body: str, status: int = 200, **extra: str) -> HTMLResponse:
+    """A page of these links (actions, survey, solved) with the headers every one of them carries."""
+    return HTMLResponse(body, status_code=status, headers={**HTML_HEADERS, **extra})
+
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:0;padding:1rem;line-height:1.4;color:#222;background:#fafafa}"

@@ -38,10 +38,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from services.intake.action_pages import (
-    HTML_HEADERS,
     VERBS,
     Outcome,
     confirm_page,
+    html,
     not_configured_page,
     refused_page,
     result_page,
@@ -147,10 +147,6 @@ def checked_link(token: str, keys: LinkKeys) -> LinkClaims | Outcome:
         return Outcome(exc.reason, exc.claims) if known else Outcome("malformed")
     # a survey link is answered on /survey/ (services/intake/survey.py), never acted on here
     return claims if claims.action in VERBS else Outcome("malformed")
-
-
-def html(body: str, status: int = 200, **extra: str) -> HTMLResponse:
-    return HTMLResponse(body, status_code=status, headers={**HTML_HEADERS, **extra})
 
 
 def page_for(outcome: Outcome, *, posted: bool) -> HTMLResponse:

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from services.intake.action_pages import HTML_HEADERS
+from services.intake.action_pages import html
 from services.intake.config import token_matches
 from services.intake.edge import (
     HttpError,
@@ -59,15 +59,14 @@ class FeedbackIn(Door):
             token = raw.get("t", "")
         if form is None or not token_matches(form.secret(), token):
             self.metrics.rejected.labels(reason="unauthorized").inc()
-            return HTMLResponse(refusal_page(lang, "forbidden"), status_code=403, headers=HTML_HEADERS)
+            return html(refusal_page(lang, "forbidden"), 403)
         view = FormView(project, form.title or project, token, lang, {"category": "bug"}, {})
         if request.method == "GET":
-            return HTMLResponse(form_page(view), headers=HTML_HEADERS)
+            return html(form_page(view))
         wait = self.edge.limiter.wait(f"form/{project}", form.rate_limit, time.monotonic())
         if wait > 0:
             self.metrics.rejected.labels(reason="rate_limited").inc()
-            headers = {**HTML_HEADERS, "Retry-After": retry_after(wait)}
-            return HTMLResponse(refusal_page(lang, "busy"), status_code=429, headers=headers)
+            return html(refusal_page(lang, "busy"), 429, **{"Retry-After": retry_after(wait)})
         try:
             submitted = FormSubmission.model_validate(raw)
         except ValidationError as exc:
@@ -77,7 +76,7 @@ class FeedbackIn(Door):
             }
             again = FormView(project, view.title, token, lang, {k: v for k, v in raw.items() if k != "t"}, errors)
             self.metrics.rejected.labels(reason="invalid").inc()
-            return HTMLResponse(form_page(again), status_code=422, headers=HTML_HEADERS)
+            return html(form_page(again), 422)
         trace_id, now = new_trace_id(), datetime.now(UTC)
         event = feedback_event(
             submitted,
@@ -91,11 +90,10 @@ class FeedbackIn(Door):
         try:
             await self.edge.publish_events([event], trace_id)
         except HttpError:  # the broker did not take it: nothing was sent, the person may send it again
-            headers = {**HTML_HEADERS, "Retry-After": "30"}
-            return HTMLResponse(refusal_page(lang, "busy"), status_code=503, headers=headers)
+            return html(refusal_page(lang, "busy"), 503, **{"Retry-After": "30"})
         self.metrics.accepted.labels(integration=f"form-{project}").inc()
         log.info("feedback_form_sent", project=project, reference=event.labels["reference"])
-        return HTMLResponse(thanks_page(lang, event.labels["reference"]), status_code=201, headers=HTML_HEADERS)
+        return html(thanks_page(lang, event.labels["reference"]), 201)
 
     async def deliver_mail(self, mail: Mail) -> str:
         """What a received mail becomes, published: a reply on the ticket its subject names (when there is such a

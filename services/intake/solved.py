@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from services.intake.action_pages import HTML_HEADERS, page
+from services.intake.action_pages import html, page
 from services.intake.edge import HttpError
 from services.intake.feedback_form import Lang, language
 from services.intake.limits import retry_after
@@ -174,7 +174,3 @@ class SolvedIn(Door):
             return html(notice(lang, "busy"), 503, **{"Retry-After": "30"})
         log.info("workaround_answered", ticket_id=claims.ticket_id, link_id=claims.link_id, solved=solved)
         return html(thanks(lang, solved), 202)
-
-
-def html(body: str, status: int = 200, **extra: str) -> HTMLResponse:
-    return HTMLResponse(body, status_code=status, headers={**HTML_HEADERS, **extra})

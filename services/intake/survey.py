@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from services.intake.action_pages import HTML_HEADERS, page
+from services.intake.action_pages import html, page
 from services.intake.edge import HttpError, IntakeDeps
 from services.intake.feedback_form import Lang, language
 from services.intake.limits import RateLimitConfig, retry_after
@@ -436,7 +436,3 @@ class SurveyIn(Door):
             return ProjectsConfig()
         await run_in_threadpool(projects.poll)
         return projects.current
-
-
-def html(body: str, status: int = 200, **extra: str) -> HTMLResponse:
-    return HTMLResponse(body, status_code=status, headers={**HTML_HEADERS, **extra})
