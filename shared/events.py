@@ -372,6 +372,16 @@ class DeadLetter(Wire):
     at: datetime
 
 
+class Redriven(Wire):
+    """On the deadletter topic beside the dead letters: one of them was put back on its source topic
+    (``ticketloop deadletters redrive``), so it is not sent back twice by mistake."""
+
+    schema_version: Literal[1] = 1
+    redriven: str = Field(description="the dead letter's id: its partition:offset on the deadletter topic")
+    topic: str = Field(description="where it went back to")
+    at: datetime
+
+
 # --- heartbeats: what intake sends the router for each beat (services/router/heartbeats.py) ---------------------
 
 HEARTBEAT_EVERY = "heartbeat_every_s"

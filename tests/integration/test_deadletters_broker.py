@@ -1,5 +1,5 @@
 """``ticketloop deadletters list|redrive`` on the real broker: a dead letter listed without its value, sent back to
-its source topic as it was, and one that cannot go back refused with the reason."""
+its source topic as it was (once, unless asked again), and one that cannot go back refused with the reason."""
 
 from __future__ import annotations
 
@@ -67,6 +67,16 @@ def test_a_dead_letter_is_listed_and_sent_back_to_where_it_came_from(kafka_boots
     assert "0:7: not redriven: no such dead letter" in said
     back = asyncio.run(read_all(kafka_bootstrap, topics.events.name))
     assert [(r.key, r.value) for r in back] == [(b"fp-1", b'{"event_id": "e1", "secret": "x-9"}')]
+
+    # sent back once: the listing says when, and a second redrive is refused unless asked for again
+    code, listed = run("list", *where)
+    assert code == 0 and "[redriven " in listed.splitlines()[0] and "2 dead letter(s)" in listed
+    code, said = run("redrive", "0:0", *where)
+    assert code == 1 and "0:0: not redriven: already redriven at" in said
+    assert len(asyncio.run(read_all(kafka_bootstrap, topics.events.name))) == 1, "nothing sent twice by mistake"
+    code, said = run("redrive", "0:0", "--again", *where)
+    assert code == 0 and f"0:0: back on {prefix}events" in said
+    assert len(asyncio.run(read_all(kafka_bootstrap, topics.events.name))) == 2
 
 
 def test_a_missing_deadletter_topic_is_a_clear_error(kafka_bootstrap: str) -> None:

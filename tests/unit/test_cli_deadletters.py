@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from services.cli_deadletters import Found, listing_line, selected, why_not_redriven
-from shared.events import DeadLetter
+from services.cli_deadletters import Found, listing_line, redrives, selected, why_not_redriven
+from shared.events import DeadLetter, Redriven
 from shared.streaming.topics import Topics
 
 TOPICS = Topics("tl.", 4)
@@ -56,3 +56,15 @@ def test_a_listing_can_be_of_one_service() -> None:
     both = [letter(), letter(service="sla"), Found("0:9", None)]
     assert selected(both, "sla") == [both[1]]
     assert selected(both, None) == both
+
+
+def test_a_dead_letter_sent_back_says_so_and_goes_again_only_when_asked() -> None:
+    back = Redriven(redriven="0:3", topic="tl.events", at=AT)
+    stored = [letter(), Found("0:4", None, back)]
+    said = redrives(stored)
+    assert said == {"0:3": back}
+    assert selected(stored, None) == [stored[0]], "the redrive shows on its dead letter's line, not as one"
+    assert listing_line(letter(), said["0:3"]).endswith("malformed JSON: x  [redriven 2026-12-04T05:00:00+00:00]")
+    refused = why_not_redriven(letter(), TOPICS, said["0:3"])
+    assert refused is not None and "already redriven at 2026-12-04T05:00:00+00:00" in refused and "--again" in refused
+    assert why_not_redriven(letter(), TOPICS, said["0:3"], again=True) is None
