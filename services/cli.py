@@ -7,7 +7,7 @@
     ticketloop oncall show|override|remove ...
     ticketloop deliveries failed | redrive ID... | redrive --all
     ticketloop sla replay --proposed NEW_SLA_YAML (--events FILE.jsonl | --kafka BOOTSTRAP) [--until T]
-    ticketloop deadletters list | redrive PARTITION:OFFSET... [--kafka BOOTSTRAP]   (services/cli_deadletters.py)
+    ticketloop deadletters list | redrive PARTITION:OFFSET... [--again] [--kafka BOOTSTRAP]   (cli_deadletters.py)
 
 ``config check`` validates every config file (errors name file, line and field; exit 1; a ``*_env`` variable that is
 unset or empty is an error), says which channels each team in notify.yaml reaches, and warns about teams that
