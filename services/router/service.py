@@ -422,7 +422,10 @@ class RouterProcessor:
         self.send_out(task, changes_out(ticket_id, changes))
         for change in changes:
             self.count_change(change.change.value, change.ticket.team)
-            log.info("ticket_changed", change=change.change.value, version=change.ticket.version)
+            # a plain occurrence (an alert joining a ticket) at debug: a storm would log a line per alert
+            (log.debug if folds(change) else log.info)(
+                "ticket_changed", change=change.change.value, version=change.ticket.version
+            )
         if new is None or not (changes or new is not before):
             return
         key = ticket_id.encode()

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import structlog
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
@@ -155,6 +156,18 @@ def test_each_event_is_decided_once_though_most_hop_to_their_group(make: Make, m
     assert broker.records(topics.grouped.name), "some events hopped to their group's partition"
     assert sum(1 for c in changes(broker, topics) if c.change is Change.opened) == 2
     assert sorted(walks) == sorted("DiskFull" if i % 2 else "CpuHot" for i in range(40)), "one decision per event"
+
+
+def test_a_storm_logs_its_tickets_changes_not_a_line_per_alert(make: Make) -> None:
+    broker, topics = make()
+    for i in range(40):
+        broker.produce(topics.events.name, f"am/x-{i}".encode(), alert(i, "DiskFull" if i % 2 else "CpuHot"))
+    with structlog.testing.capture_logs() as logged:
+        broker.run()
+    changed = [e for e in logged if e["event"] == "ticket_changed"]
+    assert [e["change"] for e in changed if e["log_level"] == "info"] == ["opened", "opened"]
+    assert {e["change"] for e in changed if e["log_level"] == "debug"} == {"occurred"}, "alerts joining: debug"
+    assert len(changed) == 40
 
 
 def test_the_decision_carried_from_the_first_hop_is_the_one_applied_across_a_reload(make: Make, tmp_path: Path) -> None:
