@@ -138,10 +138,11 @@ def _label(claims: LinkClaims | None) -> str:
     return claims.action if claims is not None else "unknown"
 
 
-def checked_link(token: str, keys: LinkKeys) -> LinkClaims | Outcome:
-    """The claims of an action link that verifies and names an action of these pages; else the refusal."""
+def checked_link(token: str, keys: LinkKeys, now: datetime) -> LinkClaims | Outcome:
+    """The claims of an action link that verifies at ``now`` and names an action of these pages; else the
+    refusal."""
     try:
-        claims = verify(keys, token, datetime.now(UTC))
+        claims = verify(keys, token, now)
     except LinkRefused as exc:
         known = exc.claims is None or exc.claims.action in VERBS
         return Outcome(exc.reason, exc.claims) if known else Outcome("malformed")
@@ -248,7 +249,7 @@ class ActionsIn(Door):
         keys, engine = self.deps.link_keys, self.deps.engine
         if keys is None:
             return html(not_configured_page(), 404)
-        checked = checked_link(request.path_params["token"], keys)
+        checked = checked_link(request.path_params["token"], keys, datetime.now(UTC))
         if isinstance(checked, Outcome):
             return page_for(self.done(checked, "page"), posted=False)
         try:
@@ -270,7 +271,7 @@ class ActionsIn(Door):
         keys = self.deps.link_keys
         if keys is None:
             return html(not_configured_page(), 404)
-        checked = checked_link(request.path_params["token"], keys)
+        checked = checked_link(request.path_params["token"], keys, datetime.now(UTC))
         if isinstance(checked, Outcome):
             return page_for(self.done(checked, "page"), posted=True)
         trace_id = request.headers.get("x-trace-id") or new_trace_id()
@@ -280,7 +281,7 @@ class ActionsIn(Door):
         """Act on each button of a block_actions callback, then redraw the message through response_url."""
         outcomes: list[Outcome] = []
         for value in [a.value for a in interaction.actions if a.value]:
-            checked = checked_link(token_from_link(value), keys)
+            checked = checked_link(token_from_link(value), keys, datetime.now(UTC))
             if isinstance(checked, LinkClaims):
                 checked = await self.act(checked, f"{REASON} via Slack by @{interaction.who()}", trace_id)
             outcomes.append(self.done(checked, "slack"))
