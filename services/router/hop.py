@@ -59,6 +59,9 @@ class TicketInputRecord(BaseModel):
 _ENCODER = msgspec.json.Encoder()
 _ONE = msgspec.json.Decoder(_Wire)
 _MANY = msgspec.json.Decoder(list[_Wire])
+_UNREAD = (msgspec.ValidationError, msgspec.DecodeError, DecodeError)
+"""What sends a record to pydantic's reading: msgspec could not read it, or an event in it is not valid (pydantic
+then names the item and its field)."""
 
 
 def encode_input(item: TicketInput) -> bytes:
@@ -79,10 +82,9 @@ def _of(model: TicketInputRecord) -> TicketInput:
 def decode_input(value: bytes) -> TicketInput:
     """One item as a record of its own (the ``ticket_inputs`` topic, a dead-lettered item): DecodeError if not."""
     try:
-        wire = _ONE.decode(value)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+        return _read(_ONE.decode(value))
+    except _UNREAD:
         return _of(decode(TicketInputRecord, value))
-    return _read(wire)
 
 
 def grouped_input(key: str, value: bytes) -> TicketInput:
@@ -101,10 +103,6 @@ def grouped_inputs(key: str, value: bytes) -> list[TicketInput]:
     if value[:1] != b"[":
         return [grouped_input(key, value)]
     try:
-        wires = _MANY.decode(value)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return [_of(m) for m in decode_many(TicketInputRecord, value)]
-    try:
-        return [_read(w) for w in wires]
-    except DecodeError:  # an event that is not valid: pydantic names the item and its field
+        return [_read(w) for w in _MANY.decode(value)]
+    except _UNREAD:
         return [_of(m) for m in decode_many(TicketInputRecord, value)]
