@@ -152,6 +152,32 @@ async def test_offsets_wait_for_the_before_commit_hook(kafka_bootstrap: str) -> 
     assert sorted(await next_owner_reads(kafka_bootstrap, topic, group, 20)) == sorted(first.values)
 
 
+async def test_the_next_batches_are_handled_while_a_commit_waits_and_a_stop_waits_for_it(kafka_bootstrap: str) -> None:
+    """A commit runs beside the loop: while the notifier's checkpoint (or the broker's answer) holds one, newer
+    records are handled at once; a stop then waits for it and commits everything handled."""
+    topic = await new_topic(kafka_bootstrap)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    await produce(kafka_bootstrap, topic, values(20, "a"))
+    seen = Seen()
+    asked, release = asyncio.Event(), asyncio.Event()
+
+    async def held() -> None:
+        asked.set()
+        await release.wait()
+
+    stop, task = await running(BatchDriver(config(kafka_bootstrap, topic, group), seen.handle, before_commit=held))
+    await seen.wait(20)
+    await asyncio.wait_for(asked.wait(), 60)
+    await produce(kafka_bootstrap, topic, values(20, "b"))
+    await seen.wait(40)  # an inline commit would hold these until the release below
+    stop.set()
+    release.set()
+    await asyncio.wait_for(task, 30)
+
+    await produce(kafka_bootstrap, topic, values(1, "c"))
+    assert await next_owner_reads(kafka_bootstrap, topic, group, 1) == [b"c0"], "everything handled was committed"
+
+
 async def test_a_rebalance_waits_for_the_batch_in_hand_and_commits_it_before_the_partitions_move(
     kafka_bootstrap: str,
 ) -> None:
