@@ -2,7 +2,8 @@
 produce → receive latency at 70% of the rate measured.
 
     python -m bench.notify_fanout [--tickets 2000] [--targets 4] [--paced-seconds 20] [--baseline-runs 2]
-                                  [--paced-share 0.7] [--timeout 300] [--bootstrap HOST:PORT] [--workdir DIR]
+                                  [--paced-share 0.7 | --paced-rate N] [--timeout 300] [--bootstrap HOST:PORT]
+                                  [--workdir DIR]
 
 Setup: one local broker (or --bootstrap), SQLite in a temp dir, only the notifier (deploy.local.stack), and one
 receiving server (bench/fanout_sink.py: aiohttp in its own process, records ticket id, path and receive time,
@@ -23,7 +24,9 @@ the team has no addresses and the tickets have no owner, so nothing is mailed.
    moment the producer's send() was called (also the record's CreateTime timestamp; linger_ms=0, acks=all), so
    it includes the broker append. p50 and p99 over all paced notifications. The burst drains a backlog in big
    batches, so its rate is the notifier's ceiling; a paced stream arrives an event at a time, which costs more
-   per event (see --paced-share for the latency at lower shares).
+   per event (see --paced-share for the latency at lower shares). --paced-rate N paces at N notifications a
+   second instead (to compare two builds at the same load: the burst's rate swings from run to run here), and
+   paced_share then says what share of this run's burst that was.
 4. Latency baseline: the notifier stopped, the same number of tickets produced at the same pace to a topic of
    their own and read by a bare loop in a process of its own (``bare_loop``: an aiokafka consumer, no group, the
    notifier's webhook body rendered and signed per record, one sequential httpx POST loop per path);
@@ -216,6 +219,12 @@ def per_notif_us(cpu: float, notifications: int) -> str:
     return f"{cpu / notifications * 1e6:.0f}" if notifications and not math.isnan(cpu) else "nan"
 
 
+def paced_notifs_per_s(share: float, rate: float | None, burst_per_s: float) -> float:
+    """The paced phase's notifications a second: ``rate`` when given (two builds compared at the same load on a
+    machine whose burst rate swings from run to run), else ``share`` of the burst's."""
+    return rate if rate is not None else share * burst_per_s
+
+
 def percentile(ordered: Sequence[float], q: float) -> float:
     """The nearest-rank q-quantile of sorted values (nan when there are none)."""
     if not ordered:
@@ -355,6 +364,8 @@ class Options:
     timeout: float
     baseline_runs: int
     paced_share: float = PACED_SHARE
+    paced_rate: float | None = None
+    """Notifications a second for the paced phase, whatever the burst measured (None: ``paced_share`` of it)."""
 
 
 async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[str], bool]:
@@ -397,7 +408,8 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
                 paced_cpu_s = bare_cpu_s = math.nan
                 produced: dict[str, float] = {}
                 if burst.delivered == burst.expected and burst.per_s > 0:
-                    tickets_per_s = opts.paced_share * burst.per_s / opts.targets
+                    rate = paced_notifs_per_s(opts.paced_share, opts.paced_rate, burst.per_s)
+                    tickets_per_s = rate / opts.targets
                     paced_n = max(2, min(opts.paced_max, int(tickets_per_s * opts.paced_seconds)))
                     held = await sink.count(client)
                     batch = records(ticket_ids("P", paced_n), datetime.now(UTC))
@@ -447,7 +459,8 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
     summary = (
         f"notify_fanout: tickets={opts.tickets} targets={opts.targets} delivered={burst.delivered} dups={dups} "
         f"notifs_per_s={burst.per_s:.0f} baseline_per_s={base.per_s:.0f} ratio={ratio:.4f} "
-        f"paced_share={opts.paced_share} paced_per_s={paced_per_s:.0f} "
+        f"paced_share={opts.paced_share if opts.paced_rate is None else round(opts.paced_rate / burst.per_s, 3)} "
+        f"paced_per_s={paced_per_s:.0f} "
         f"p50_ms={percentile(lat, 0.5):.1f} p99_ms={percentile(lat, 0.99):.1f} "
         f"bare_p50_ms={percentile(bare, 0.5):.1f} bare_p99_ms={percentile(bare, 0.99):.1f}"
     )
@@ -467,6 +480,9 @@ def main() -> None:
     parser.add_argument(
         "--paced-share", type=float, default=PACED_SHARE, help="paced rate as a share of the burst rate (0.7)"
     )
+    parser.add_argument(
+        "--paced-rate", type=float, default=None, help="paced notifications a second, instead of --paced-share"
+    )
     parser.add_argument("--baseline-runs", type=int, default=2, help="baseline runs; the fastest one counts")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up on any wait after this long")
     parser.add_argument("--bootstrap", default=None, help="use this broker instead of starting a local one")
@@ -474,6 +490,8 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.tickets, args.targets, args.baseline_runs) < 1:
         parser.error("--tickets, --targets and --baseline-runs must be at least 1")
+    if args.paced_rate is not None and args.paced_rate <= 0:
+        parser.error("--paced-rate must be above 0")
     opts = Options(
         args.tickets,
         args.targets,
@@ -482,6 +500,7 @@ def main() -> None:
         args.timeout,
         args.baseline_runs,
         args.paced_share,
+        args.paced_rate,
     )
     with tempfile.TemporaryDirectory(prefix="ticketloop-bench-") as tmp:
         workdir = args.workdir or Path(tmp)

@@ -1,0 +1,19 @@
+"""bench/notify_fanout.py's decisions: the paced phase's rate and the percentiles it reports."""
+
+from __future__ import annotations
+
+import math
+
+from bench.notify_fanout import paced_notifs_per_s, percentile
+
+
+def test_the_paced_rate_is_a_share_of_the_burst_unless_a_rate_is_given() -> None:
+    assert paced_notifs_per_s(0.7, None, 2000.0) == 1400.0
+    assert paced_notifs_per_s(0.7, 1300.0, 2500.0) == 1300.0  # two builds compared at the same load
+
+
+def test_percentiles_are_nearest_rank_and_nan_without_values() -> None:
+    ordered = [float(i) for i in range(1, 101)]
+    assert percentile(ordered, 0.5) == 50.0
+    assert percentile(ordered, 0.99) == 99.0
+    assert math.isnan(percentile([], 0.99))
