@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from services.notifier import lanes
 from services.notifier.channels.base import DeliveryError, Message, RateLimit
 from services.notifier.lanes import Dispatcher, Lane, LaneDeps, Writer
 from services.notifier.stages import (
@@ -308,7 +309,7 @@ async def test_a_lane_sends_its_next_message_only_once_the_last_outcome_is_writt
     writes: list[tuple[list[str], asyncio.Future[None]]] = []
 
     class HeldWriter(Writer):
-        def finish(self, ids: list[str], _records: list[Delivery]) -> asyncio.Future[None]:
+        def finish(self, ids: list[str], _records: list[Delivery], *, hurry: bool = True) -> asyncio.Future[None]:  # noqa: ARG002
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             writes.append((ids, done))
             return done
@@ -425,6 +426,98 @@ async def test_an_idle_writer_writes_in_place_together_and_a_busy_one_keeps_the_
         lane_deps.sql.dispose()
     assert [i.notification_id for i in outbox.pending(engine, [("tickets", 0)])] == ["t-1"]
     assert db.was_delivered(engine, third.notification_id)
+
+
+class CountedInPlace(SqlRunner):
+    """Counts the transactions made in place."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.transactions = 0
+
+    def now(self, fn: Any, *args: Any, **kwargs: Any) -> bool:
+        self.transactions += 1
+        return super().now(fn, *args, **kwargs)
+
+
+async def test_outcomes_nobody_waits_on_share_a_transaction_and_one_a_lane_waits_on_goes_at_once(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A paced stream's answers come one a turn of the loop: those whose lanes have nothing else to send gather
+    into one transaction (about 100 µs of SQLite's commit each); one whose lane waits on it to send again is
+    written at the end of its turn, with whatever gathered so far."""
+    lane_deps = deps(engine, FakeChannel(), Sinks())
+    counted = lane_deps.sql = CountedInPlace(engine)
+    writer = Writer(lane_deps)
+    now = datetime.now(UTC)
+    found = items("t", 4)
+    try:
+        gathered = []
+        for item in found[:3]:
+            gathered.append(writer.finish([item.notification_id], [record(item, "sent", 1, "", now)], hurry=False))
+            await asyncio.sleep(0)  # each answer in a turn of its own
+        await asyncio.wait_for(asyncio.gather(*gathered), 20)
+        assert counted.transactions == 1
+        assert all(db.was_delivered(engine, i.notification_id) for i in found[:3])
+
+        monkeypatch.setattr(lanes, "GATHER_S", 3600.0)  # from here on only a hurry writes
+        late = writer.finish([found[3].notification_id], [record(found[3], "sent", 1, "", now)], hurry=False)
+        assert not late.done()
+        urgent = writer.barrier()  # as a finish whose lane has more to send: at the end of this turn
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert late.done() and urgent.done(), "written with the urgent one, not after the gathering time"
+        assert counted.transactions == 2
+    finally:
+        await writer.stop()
+        counted.dispose()
+
+
+async def test_a_lane_with_more_to_send_asks_for_its_outcome_at_once(engine: Engine) -> None:
+    channel = FakeChannel()
+    hurried: list[bool] = []
+
+    class Recording(Writer):
+        def finish(self, ids: list[str], records: list[Delivery], *, hurry: bool = True) -> asyncio.Future[None]:
+            hurried.append(hurry)
+            return super().finish(ids, records, hurry=hurry)
+
+    lane_deps = deps(engine, channel, Sinks())
+    writer = Recording(lane_deps)
+    lane = Lane("fake", "t", lane_deps, writer)
+    lane.add(items("t", 2))
+    task = asyncio.create_task(lane.run())
+    try:
+        await until("both sent and written", lambda: len(hurried) == 2 and not lane.items)
+        assert hurried == [True, False]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await writer.stop()
+
+
+async def test_a_new_item_for_a_lane_waiting_on_a_gathering_write_has_it_written_at_once(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lane had nothing else to send, so its outcome was left to gather; a new notification for it then
+    comes: the write is made at once and the new one sent, not held for the gathering time."""
+    monkeypatch.setattr(lanes, "GATHER_S", 3600.0)
+    channel = FakeChannel()
+    lane_deps = deps(engine, channel, Sinks())
+    writer = Writer(lane_deps)
+    lane = Lane("fake", "t", lane_deps, writer)
+    first, second = items("t", 2)
+    lane.add([first])
+    task = asyncio.create_task(lane.run())
+    try:
+        await until("the first sent, its outcome gathering", lambda: lane.writing)
+        lane.add([second])
+        await until("the second sent", lambda: len(channel.delivered) == 2)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await writer.stop()
+    assert db.was_delivered(engine, first.notification_id)
 
 
 async def test_a_write_asked_for_while_a_round_is_in_flight_waits_for_that_round(engine: Engine) -> None:
