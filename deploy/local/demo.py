@@ -35,6 +35,7 @@ from deploy.local.stack import REPO, Stack
 from deploy.local.vendors import lab
 from deploy.local.vendors.base import ReceivedChat, VendorSink
 from services.cli import main as cli_main
+from services.sla.policy import SlaConfig, acknowledge_target
 
 CONFIG = REPO / "deploy" / "local" / "config"
 INTAKE_PORT = 8080
@@ -188,7 +189,7 @@ def play(stack: Stack, chat: VendorSink, mail: SmtpSink) -> None:
         lambda: (t := api.get(f"/api/v1/tickets/{bug['ticket_id']}").json())["state"] == "acknowledged" and t
     )
     who = next(e["actor"] for e in acked["timeline"] if e["change"] == "acknowledged")
-    say("[ticket]", f"{bug['ticket_id']}: acknowledged by {who} (the person the link was issued to) - no escalation")
+    say("[ticket]", f"{bug['ticket_id']}: acknowledged by {who} (the person the link was issued to): its clock stops")
     again = browser.post(link)
     say("[link]", f"the same link again -> {again.status_code}: {page_title(again.text)}")
 
@@ -225,6 +226,7 @@ def play(stack: Stack, chat: VendorSink, mail: SmtpSink) -> None:
     say("[ticket]", f"{db_down['ticket_id']} timeline:")
     for entry in timeline:
         say("", f"  {entry['at'][11:19]} {entry['change']:<12} by {entry['actor']}: {entry['reason']}")
+    say("[ticket]", no_escalation_line(api, bug["ticket_id"]))
     say(
         "[demo]", "6) the engineer resolves the bug report; its reporter answers the satisfaction survey mailed to them"
     )
@@ -323,6 +325,27 @@ def demo_config(workdir: Path, hypercare_ends: datetime) -> Path:
 def page_title(html: str) -> str:
     start, end = html.find("<h1>"), html.find("</h1>")
     return html[start + 4 : end] if 0 <= start < end else html[:80]
+
+
+def acknowledge_deadline(ticket: dict[str, Any], sla_yaml: str) -> datetime:
+    """When the ticket's acknowledge clock would have run out (its policy in the demo's sla.yaml, its contract's
+    if its customer has one), had nobody acknowledged it."""
+    config = SlaConfig.model_validate(yaml.safe_load(sla_yaml))
+    _, policy = config.policy_for(ticket["policy"], ticket.get("customer"))
+    return datetime.fromisoformat(ticket["opened_at"]) + acknowledge_target(policy, ticket["priority"])
+
+
+def no_escalation_line(api: httpx.Client, ticket_id: str, margin_s: float = 5.0) -> str:
+    """Once the acknowledged ticket's deadline has passed (and the sla worker, which has just escalated a later
+    ticket, has had ``margin_s`` more): what its timeline says about escalations."""
+    ticket = api.get(f"/api/v1/tickets/{ticket_id}").json()
+    deadline = acknowledge_deadline(ticket, (CONFIG / "sla.yaml").read_text())
+    time.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds() + margin_s))
+    timeline = api.get(f"/api/v1/tickets/{ticket_id}").json()["timeline"]
+    found = [e for e in timeline if e["change"] == "escalated"]
+    if found:
+        return f"{ticket_id}: ESCALATED although acknowledged in time: {found[0]['reason']}"
+    return f"{ticket_id}: its acknowledge deadline ({deadline:%H:%M:%S}) has passed - no escalation"
 
 
 def escalated(api: httpx.Client, ticket_id: str) -> list[dict[str, Any]] | None:
