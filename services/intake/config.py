@@ -3,15 +3,18 @@
     integrations:
       - {name: alertmanager, format: alertmanager, token_env: AM_TOKEN}   # or token: <at least 16 characters>
     api_clients:
-      - {name: ops-console, token_env: OPS_CONSOLE_TOKEN, role: responder, acts_for: ["*"]}
+      - {name: ops-console, token_sha256: 9f86d0...0a08, role: responder, acts_for: ["*"]}
 
-A ``token_env`` must name a variable that is set and not empty when the file is loaded (else a ConfigError naming
-file, line, field and variable). Tokens are ``SecretStr``: no repr, str or error shows them; the plain value is
-read only where a presented token is compared with it.
+Each credential gives exactly one of ``token``, ``token_env`` or ``token_sha256`` (the hex SHA-256 of the token,
+``printf %s "$TOKEN" | sha256sum``: the file then holds no token at all, only what checks one). A ``token_env``
+must name a variable that is set and not empty when the file is loaded (else a ConfigError naming file, line,
+field and variable). Tokens are ``SecretStr``: no repr, str or error shows them; the plain value is read only
+where a presented token is compared with it (``Credential.accepts``, in constant time).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 from typing import Annotated, Literal
@@ -34,6 +37,8 @@ def check_token_length(value: SecretStr) -> SecretStr:
 
 Token = Annotated[SecretStr, AfterValidator(check_token_length)]
 """A bearer token given inline: a secret of at least 16 characters, never shown."""
+TokenHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+"""A token's SHA-256 in lower-case hex."""
 
 
 class Credential(BaseModel):
@@ -42,6 +47,9 @@ class Credential(BaseModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     token: Token | None = None
     token_env: EnvName | None = None
+    token_sha256: TokenHash | None = Field(
+        default=None, description="the token's SHA-256 in hex (printf %s TOKEN | sha256sum): no token in the file"
+    )
 
     @field_validator("token_env")
     @classmethod
@@ -52,15 +60,22 @@ class Credential(BaseModel):
 
     @model_validator(mode="after")
     def _one_token(self) -> Credential:
-        if (self.token is None) == (self.token_env is None):
-            raise ValueError("give exactly one of 'token' or 'token_env'")
+        if [self.token, self.token_env, self.token_sha256].count(None) != 2:
+            raise ValueError("give exactly one of 'token', 'token_env' or 'token_sha256'")
         return self
 
     def secret(self) -> SecretStr:
-        """The token, inline or from ``token_env`` (read now; it was checked to be set when the file was loaded)."""
+        """The token, inline or from ``token_env`` (read now; it was checked to be set when the file was loaded);
+        empty for a credential given by its hash, which has no token to give."""
         if self.token is not None:
             return self.token
         return SecretStr(os.environ.get(self.token_env or "", ""))
+
+    def accepts(self, presented: str) -> bool:
+        """Whether a presented token is this credential's (constant time; by its hash when given as one)."""
+        if self.token_sha256 is not None:
+            return hash_matches(self.token_sha256, presented)
+        return token_matches(self.secret(), presented)
 
 
 Role = Literal["viewer", "responder", "admin"]
@@ -212,7 +227,7 @@ class IntakeConfig(BaseModel):
         found = None
         for client in self.api_clients:
             # compare against every client so timing does not tell which names exist
-            if token_matches(client.secret(), token):
+            if client.accepts(token):
                 found = client
         return found
 
@@ -221,3 +236,8 @@ def token_matches(expected: SecretStr, given: str) -> bool:
     """Whether a presented token is the expected one (constant time; an empty expected token matches nothing)."""
     plain = expected.get_secret_value()
     return bool(plain) and hmac.compare_digest(plain.encode(), given.encode())
+
+
+def hash_matches(sha256_hex: str, given: str) -> bool:
+    """Whether a presented token hashes to the configured SHA-256 (hex; compared in constant time)."""
+    return hmac.compare_digest(hashlib.sha256(given.encode()).hexdigest(), sha256_hex)

@@ -14,7 +14,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.intake.action_pages import html
-from services.intake.config import token_matches
 from services.intake.edge import (
     HttpError,
 )
@@ -57,7 +56,7 @@ class FeedbackIn(Door):
             raw = await self.edge.read_form(request)
             lang = language(raw.get("lang"), request.headers.get("accept-language"))
             token = raw.get("t", "")
-        if form is None or not token_matches(form.secret(), token):
+        if form is None or not form.accepts(token):
             self.metrics.rejected.labels(reason="unauthorized").inc()
             return html(refusal_page(lang, "forbidden"), 403)
         view = FormView(project, form.title or project, token, lang, {"category": "bug"}, {})

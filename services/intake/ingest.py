@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.intake.config import Integration, token_matches
+from services.intake.config import Integration
 from services.intake.edge import (
     HttpError,
     bearer_token,
@@ -75,7 +75,7 @@ class AlertsIn(Door):
         try:
             token = bearer_token(request)
             integration = self.deps.config.integration(name)
-            if integration is None or not token_matches(integration.secret(), token):
+            if integration is None or not integration.accepts(token):
                 raise HttpError(401, "invalid token for this integration")
             self.edge.limited(integration)
             raw = await read_body(request, self.deps.max_body_bytes)
@@ -116,7 +116,7 @@ class AlertsIn(Door):
         try:
             token = bearer_token(request)
             integration = self.deps.config.heartbeat(name)
-            if integration is None or integration.heartbeat is None or not token_matches(integration.secret(), token):
+            if integration is None or integration.heartbeat is None or not integration.accepts(token):
                 raise HttpError(401, "invalid token for this heartbeat")
             self.edge.limited(integration)
             raw = await read_body(request, self.deps.max_body_bytes)  # a body, if any, is not kept

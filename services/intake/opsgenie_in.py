@@ -12,7 +12,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.intake.config import token_matches
 from services.intake.edge import (
     HttpError,
     parse_json,
@@ -53,11 +52,7 @@ class OpsgenieIn(Door):
 
         key = opsgenie.genie_key(request.headers.get("authorization"))
         integration = next(
-            (
-                i
-                for i in self.deps.config.integrations
-                if i.format == "opsgenie" and token_matches(i.secret(), key or "")
-            ),
+            (i for i in self.deps.config.integrations if i.format == "opsgenie" and i.accepts(key or "")),
             None,
         )
         if integration is None:

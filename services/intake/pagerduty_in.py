@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.intake.config import Integration, token_matches
+from services.intake.config import Integration
 from services.intake.edge import (
     HttpError,
     parse_json,
@@ -48,7 +48,7 @@ class PagerDutyIn(Door):
             return JSONResponse({"status": "invalid event", "message": exc.error}, status_code=exc.status)
         key = pagerduty.routing_key(payload) or ""
         integration = next(
-            (i for i in self.deps.config.integrations if i.format == "pagerduty" and token_matches(i.secret(), key)),
+            (i for i in self.deps.config.integrations if i.format == "pagerduty" and i.accepts(key)),
             None,
         )
         if integration is None:

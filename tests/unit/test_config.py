@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import traceback
 from datetime import timedelta
 from pathlib import Path
@@ -227,6 +228,33 @@ def test_intake_tokens_are_secret_in_every_rendering_and_still_match(monkeypatch
     assert config.api_client_for(INLINE_TOKEN) is None
     assert token_matches(config.integrations[0].secret(), INLINE_TOKEN)
     assert not token_matches(config.integrations[0].secret(), ENV_TOKEN)
+
+
+def test_a_credential_given_by_its_hash_accepts_its_token_and_no_other() -> None:
+    digest = hashlib.sha256(INLINE_TOKEN.encode()).hexdigest()
+    text = f"integrations:\n  - {{name: am, format: alertmanager, token_sha256: {digest}}}\n"
+    config = parse_yaml_text(text, IntakeConfig, filename="intake.yaml")
+    (integration,) = config.integrations
+    assert integration.accepts(INLINE_TOKEN)
+    assert not integration.accepts(ENV_TOKEN)
+    assert not integration.accepts("")
+    assert INLINE_TOKEN not in text, "the file holds no token"
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("token_sha256: ABC", "intake.yaml:2: integrations.0.token_sha256: String should match pattern"),
+        (f"token_sha256: {'A' * 64}", "intake.yaml:2: integrations.0.token_sha256: String should match pattern"),
+        (f"token: {INLINE_TOKEN}, token_sha256: {'a' * 64}", "exactly one of 'token', 'token_env' or 'token_sha256'"),
+    ],
+)
+def test_a_token_hash_is_64_lower_case_hex_digits_and_the_only_token_source(entry: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_yaml_text(
+            f"integrations:\n  - {{name: am, format: generic, {entry}}}\n", IntakeConfig, filename="intake.yaml"
+        )
+    assert problem in str(exc.value)
 
 
 @pytest.mark.parametrize("absurd", [1e20, 2**70, "999999999999d", "36501d", float("inf"), float("nan")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterator
@@ -36,11 +37,12 @@ CONFIG = IntakeConfig.model_validate(
     {
         "integrations": [
             {"name": "am", "format": "alertmanager", "token": AM},
-            {"name": "portal", "format": "generic", "token": GEN},
+            # given by its hash: every test posting with GEN goes through it (the file would hold no token)
+            {"name": "portal", "format": "generic", "token_sha256": hashlib.sha256(GEN.encode()).hexdigest()},
         ],
         "api_clients": [
             {"name": "console", "token": API, "acts_for": ["alice"]},
-            {"name": "dashboard", "token": VIEWER, "role": "viewer"},
+            {"name": "dashboard", "token_sha256": hashlib.sha256(VIEWER.encode()).hexdigest(), "role": "viewer"},
         ],
     }
 )
@@ -65,6 +67,17 @@ def api(tmp_path: Path) -> Iterator[Api]:
     app = create_app(IntakeDeps(CONFIG, publisher, engine, Topics("t.", 2), CollectorRegistry(), max_body_bytes=2048))
     with TestClient(app) as client:
         yield Api(client, publisher, engine)
+
+
+def test_credentials_given_by_their_hash_take_their_token_and_refuse_others(api: Api) -> None:
+    event = {"summary": "disk full", "dedup_key": "disk-1"}
+    assert api.post("/api/v1/integrations/portal", GEN, event).status_code == 202
+    assert api.post("/api/v1/integrations/portal", AM, event).status_code == 401
+    hashed = "Bearer " + hashlib.sha256(GEN.encode()).hexdigest()  # the hash itself is no token
+    assert (
+        api.client.post("/api/v1/integrations/portal", json=event, headers={"Authorization": hashed}).status_code == 401
+    )
+    assert api.client.get("/api/v1/tickets", headers={"Authorization": f"Bearer {VIEWER}"}).status_code == 200
 
 
 def test_generic_event_is_published_keyed_by_dedup_key(api: Api) -> None:
