@@ -50,6 +50,10 @@ class HttpError(Exception):
         body: dict[str, Any] = {"error": self.error}
         if self.problems:
             body["problems"] = self.problems
+        if self.status >= 500:  # the id its log line is under (RequestIds bound it), as an unhandled 500's answer has
+            rid = structlog.contextvars.get_contextvars().get("request_id")
+            if rid is not None:
+                body["request_id"] = rid
         headers = {"Retry-After": "5"} if self.status == 503 else None
         if self.retry_after_s is not None:
             headers = {"Retry-After": retry_after(self.retry_after_s)}

@@ -85,8 +85,8 @@ class Edge:
         started = time.perf_counter()
         try:
             await self.deps.publisher.publish(records)
-        except PublishUnavailableError as exc:
-            log.warning("publish_unavailable", error=str(exc), records=len(records))
+        except PublishUnavailableError as exc:  # a 503: logged with its traceback, under the request's id
+            log.warning("publish_unavailable", error=str(exc), records=len(records), exc_info=exc)
             raise HttpError(503, "the event broker did not acknowledge; retry later") from exc
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
 

@@ -366,6 +366,35 @@ def test_every_answer_carries_a_request_id_the_callers_when_it_is_plain(api: Api
     assert first != second
 
 
+def test_a_503_names_its_request_id_and_the_log_has_the_brokers_traceback_under_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
+    db.init_db(engine)
+    app = create_app(IntakeDeps(CONFIG, FakePublisher(down=True), engine, Topics("t.", 2), CollectorRegistry()))
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging("intake")
+    try:
+        with TestClient(app) as client:
+            capsys.readouterr()
+            resp = client.post(
+                "/api/v1/integrations/portal",
+                content=orjson.dumps({"summary": "broker down", "dedup_key": "k1"}),
+                headers={"Authorization": f"Bearer {GEN}"},
+            )
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:], root.level = handlers, level
+    assert resp.status_code == 503 and resp.headers["retry-after"] == "5"
+    rid = resp.json()["request_id"]
+    assert resp.headers["x-request-id"] == rid
+    logged = capsys.readouterr().err
+    assert "publish_unavailable" in logged and rid in logged
+    assert "Traceback" in logged and "PublishUnavailableError: fake broker is down" in logged
+    assert GEN not in logged
+
+
 def test_a_500_names_its_request_id_and_the_log_has_the_traceback_under_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
