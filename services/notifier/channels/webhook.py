@@ -25,6 +25,7 @@ from services.notifier.channels.base import (
     http_error,
     post,
 )
+from services.notifier.channels.sizing import fit_text
 
 SIGNATURE_HEADER = "X-Ticketloop-Signature"
 TIMESTAMP_HEADER = "X-Ticketloop-Timestamp"
@@ -41,11 +42,20 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"v1={digest}"
 
 
-def payload(message: Message) -> bytes:
+def payload(message: Message, max_bytes: int = MAX_BYTES) -> bytes:
+    """The message as JSON with its action links; a text that would make the body longer than ``max_bytes`` is
+    cut with the marker (a receiver's body limit is never what refuses a notification)."""
     actions = [{"action": a.action, "label": a.label, "url": a.url} for a in message.actions]
-    return orjson.dumps(
-        {"kind": message.kind, "subject": message.subject, "text": message.text, **message.data, "actions": actions}
-    )
+
+    def body(text: str) -> bytes:
+        return orjson.dumps(
+            {"kind": message.kind, "subject": message.subject, "text": text, **message.data, "actions": actions}
+        )
+
+    whole = body(message.text)
+    if len(whole) <= max_bytes:
+        return whole
+    return body(fit_text(message.text, max_bytes, lambda text: len(body(text))))
 
 
 class WebhookChannel(UrlChannel):
