@@ -77,6 +77,7 @@ def test_config_check_lists_intake_doors_without_tokens_or_signing_secrets(
         "rate limit 100 requests per 1 s (burst 200)",
         "intake.yaml: integration alertmanager: format alertmanager, no rate limit",
         "intake.yaml: integration support-portal: format generic, no rate limit",
+        "intake.yaml: integration pagerduty-senders: format pagerduty, no rate limit",
         "intake.yaml: api client ops-console: role responder, acts for *",
         "intake.yaml: form /feedback/webshop (customer acme), rate limit 20 requests per 60 s (burst 20)",
         "intake.yaml: mail to support@acme.example (project webshop, customer acme)",
