@@ -233,7 +233,12 @@ def play_scenario(stack: Stack) -> list[dict[str, Any]]:
     limited = {"Authorization": f"Bearer {LIMITED_TOKEN}"}
     url = f"{stack.intake_url}/api/v1/integrations/limited"
     assert httpx.post(url, json={"kind": "feedback"}, headers=limited).status_code == 422
-    assert httpx.post(url, json=feedback, headers=limited).status_code == 429
+    throttled = httpx.post(url, json=feedback, headers=limited)
+    assert throttled.status_code == 429
+    assert 0 < int(throttled.headers["retry-after"]) <= 3600, "when to try again, within the limit's hour"
+    assert throttled.json()["error"] == (
+        "rate limit of integration 'limited' reached: 1 requests per 3600 s (burst 1)"
+    ), "which limit it ran into"
 
     # A's and D's acknowledge deadlines pass: breached and escalated; then A is acknowledged late and resolved
     def escalated(ticket_id: str) -> bool:
