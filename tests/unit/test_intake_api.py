@@ -10,6 +10,7 @@ from datetime import UTC, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import structlog
@@ -366,12 +367,14 @@ def test_every_answer_carries_a_request_id_the_callers_when_it_is_plain(api: Api
     assert first != second
 
 
-def test_a_503_names_its_request_id_and_the_log_has_the_brokers_traceback_under_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def post_as_the_service_logs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], publisher: Any
+) -> tuple[httpx.Response, str, int]:
+    """One webhook POST to an app over ``publisher``, logging as the service does (JSON lines, plain tracebacks,
+    no frame locals): the answer, what was logged, and /healthz's status after it."""
     engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
     db.init_db(engine)
-    app = create_app(IntakeDeps(CONFIG, FakePublisher(down=True), engine, Topics("t.", 2), CollectorRegistry()))
+    app = create_app(IntakeDeps(CONFIG, publisher, engine, Topics("t.", 2), CollectorRegistry()))
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     configure_logging("intake")
@@ -380,16 +383,23 @@ def test_a_503_names_its_request_id_and_the_log_has_the_brokers_traceback_under_
             capsys.readouterr()
             resp = client.post(
                 "/api/v1/integrations/portal",
-                content=orjson.dumps({"summary": "broker down", "dedup_key": "k1"}),
+                content=orjson.dumps({"summary": "broken", "dedup_key": "k1"}),
                 headers={"Authorization": f"Bearer {GEN}"},
             )
+            alive = client.get("/healthz").status_code
     finally:
         structlog.reset_defaults()
         root.handlers[:], root.level = handlers, level
+    return resp, capsys.readouterr().err, alive
+
+
+def test_a_503_names_its_request_id_and_the_log_has_the_brokers_traceback_under_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    resp, logged, _ = post_as_the_service_logs(tmp_path, capsys, FakePublisher(down=True))
     assert resp.status_code == 503 and resp.headers["retry-after"] == "5"
     rid = resp.json()["request_id"]
     assert resp.headers["x-request-id"] == rid
-    logged = capsys.readouterr().err
     assert "publish_unavailable" in logged and rid in logged
     assert "Traceback" in logged and "PublishUnavailableError: fake broker is down" in logged
     assert GEN not in logged
@@ -398,32 +408,14 @@ def test_a_503_names_its_request_id_and_the_log_has_the_brokers_traceback_under_
 def test_a_500_names_its_request_id_and_the_log_has_the_traceback_under_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
-    db.init_db(engine)
-    app = create_app(IntakeDeps(CONFIG, BrokenPublisher(), engine, Topics("t.", 2), CollectorRegistry()))
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    configure_logging("intake")  # as the service logs: JSON lines, plain tracebacks (no frame locals)
-    try:
-        with TestClient(app) as client:
-            capsys.readouterr()
-            resp = client.post(
-                "/api/v1/integrations/portal",
-                content=orjson.dumps({"summary": "broken", "dedup_key": "k1"}),
-                headers={"Authorization": f"Bearer {GEN}"},
-            )
-            alive = client.get("/healthz")
-    finally:
-        structlog.reset_defaults()
-        root.handlers[:], root.level = handlers, level
+    resp, logged, alive = post_as_the_service_logs(tmp_path, capsys, BrokenPublisher())
     assert resp.status_code == 500
     rid = resp.json()["request_id"]
     assert resp.headers["x-request-id"] == rid and "internal error" in resp.json()["error"]
-    logged = capsys.readouterr().err
     assert "request_failed" in logged and rid in logged
     assert "Traceback" in logged and "RuntimeError: a bug in the publisher (1 records)" in logged
     assert GEN not in logged, "the caller's token is not in the log"
-    assert alive.status_code == 200, "the process goes on"
+    assert alive == 200, "the process goes on"
 
 
 def test_an_action_links_token_is_not_logged_with_its_path() -> None:
