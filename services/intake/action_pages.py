@@ -18,8 +18,18 @@ from shared.infra.actionlinks import LinkAction, LinkClaims, RefusalReason
 from shared.store import db
 
 Result = Literal[
-    "acted", "confirmed_page", "already_used", "expired", "forged", "malformed", "unknown_ticket", "unavailable"
+    "acted",
+    "confirmed_page",
+    "already_used",
+    "expired",
+    "forged",
+    "malformed",
+    "unknown_ticket",
+    "not_allowed",
+    "unavailable",
 ]
+Refused = RefusalReason | Literal["unknown_ticket", "not_allowed"]
+"""The outcomes answered with a 403 page (and told in Slack as such)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +168,18 @@ def used_page(claims: LinkClaims, ticket: db.TicketRow, use: db.ActionLinkUseRow
     )
 
 
-REFUSALS: dict[RefusalReason | Literal["unknown_ticket"], str] = {
+REFUSALS: dict[Refused, str] = {
     "expired": "This link has expired; open the ticket {ticket} in ticketloop or use a newer notification to act "
     "on it.",
     "forged": "This link is not valid: its signature does not match. Use the link exactly as the notification sent it.",
     "malformed": "This link is not valid: it is incomplete or damaged. Copy the whole link from the notification.",
     "unknown_ticket": "This link is for the ticket {ticket}, which does not exist.",
+    "not_allowed": "This link is for someone whose role in teams.yaml is viewer: viewers are told about the ticket "
+    "{ticket}, but acting on it needs the role responder. Nothing was changed.",
 }
 
 
-def refused_page(reason: RefusalReason | Literal["unknown_ticket"], claims: LinkClaims | None) -> str:
+def refused_page(reason: Refused, claims: LinkClaims | None) -> str:
     ticket = _kept(claims.ticket_id) if claims is not None else "it was for"
     title = "This link has expired" if reason == "expired" else "This link cannot be used"
     return page(title, f"<h1>{escape(title)}</h1>\n<p>{escape(REFUSALS[reason]).format(ticket=ticket)}</p>")
@@ -203,7 +215,7 @@ def slack_line(outcome: Outcome, user: str) -> str:
         return f"*{VERBS[c.action].label}*: this button was already used{state} — {slack_escape(about)}"
     if outcome.result == "unavailable":
         return "ticketloop cannot act right now (its event broker or database is unavailable); try again in a minute."
-    if outcome.result in ("expired", "forged", "malformed", "unknown_ticket"):
+    if outcome.result in ("expired", "forged", "malformed", "unknown_ticket", "not_allowed"):
         text = REFUSALS[outcome.result].format(ticket=c.ticket_id if c is not None else "it was for")
         return slack_escape(text)
     return slack_escape(about)

@@ -56,6 +56,7 @@ from shared.events import Action, Command
 from shared.infra.actionlinks import LinkClaims, LinkKeys, LinkRefused, token_from_link, verify
 from shared.infra.logging import get_logger, make_headers, new_trace_id
 from shared.infra.metrics import counter
+from shared.rules.oncall import person_may_act
 from shared.store import db
 from shared.streaming.codec import encode
 
@@ -162,7 +163,7 @@ def page_for(outcome: Outcome, *, posted: bool) -> HTMLResponse:
             return html(used_page(c, t, outcome.use))
         case "unavailable":
             return html(unavailable_page(c, with_button=posted), 503, **{"Retry-After": "5"})
-        case "expired" | "forged" | "malformed" | "unknown_ticket":
+        case "expired" | "forged" | "malformed" | "unknown_ticket" | "not_allowed":
             return html(refused_page(outcome.result, c), 403)
     raise AssertionError(f"no page for {outcome.result}")
 
@@ -205,6 +206,8 @@ class ActionsIn(Door):
             if found is None:
                 return Outcome("unknown_ticket", claims)
             ticket = found[0]
+            if not person_may_act((await self.edge.current_teams()).people, claims.person):
+                return Outcome("not_allowed", claims, ticket)  # the link stays unused: nothing was done with it
             got = await run_in_threadpool(
                 lambda: db.claim_link(
                     engine,
@@ -260,6 +263,8 @@ class ActionsIn(Door):
             return page_for(self.done(Outcome("unavailable", checked), "page"), posted=False)
         if found is None:
             outcome = Outcome("unknown_ticket", checked)
+        elif not person_may_act((await self.edge.current_teams()).people, checked.person):
+            outcome = Outcome("not_allowed", checked, found[0])
         elif use is not None and use.used_at is not None:
             outcome = Outcome("already_used", checked, found[0], use)
         else:

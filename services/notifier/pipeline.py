@@ -29,7 +29,7 @@ from services.notifier.templates import (
 from shared.events import Change, Delivery, Escalation, EventKind, HandoverDigest, TicketEvent
 from shared.infra.ids import stable_id
 from shared.rules.muting import Mute
-from shared.rules.oncall import OnCall, TeamsConfig
+from shared.rules.oncall import OnCall, TeamsConfig, person_may_act
 from shared.rules.satisfaction import SCORES, SURVEY_WINDOW
 
 
@@ -197,11 +197,14 @@ LINK_ACTIONS: dict[str, tuple[str, ...]] = {
 LINK_LABELS = {"ack": "Acknowledge", "take": "Take it", "snooze": "Snooze 1 h", "resolve": "Resolve"}
 
 
-def with_actions(notice: Notice, issue: LinkIssuer | None, state: str) -> Notice:
+def with_actions(notice: Notice, issue: LinkIssuer | None, state: str, teams: TeamsConfig | None = None) -> Notice:
     """The notice with its one-click links, each bound to the person it is for (or, without one, to the team:
-    the timeline then names the team). Messages to reporters never carry links; "take it" needs a person, and
-    "acknowledge" is left out of a ticket already acknowledged."""
+    the timeline then names the team). Messages to reporters never carry links, nor messages to a viewer in
+    ``teams`` (their links would not act); "take it" needs a person, and "acknowledge" is left out of a ticket
+    already acknowledged."""
     if issue is None or notice.recipients or state not in ("open", "acknowledged"):
+        return notice
+    if teams is not None and notice.person is not None and not person_may_act(teams.people, notice.person):
         return notice
     person = notice.person or f"{notice.team} team"
     actions = [

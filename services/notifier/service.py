@@ -446,7 +446,7 @@ class Notifier:
         team_of: dict[str, str] = {}
         teams = deps.teams.current
         state = ticket.state.value if ticket is not None else ""  # a digest has no ticket to act on: no links
-        for notice in (with_mention(with_actions(n, deps.links, state), teams) for n in found):
+        for notice in (with_mention(with_actions(n, deps.links, state, teams), teams) for n in found):
             planned = [
                 part
                 for d in plan_notice(notice, deps.config, teams.email_of(notice.person))

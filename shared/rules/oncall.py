@@ -41,6 +41,10 @@ class Person(BaseModel):
     name: str | None = None
     mobile: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 -]{4,19}$")
     """For chat robots that mention people by mobile number (DingTalk, WeCom)."""
+    role: Literal["viewer", "responder", "admin"] = Field(
+        default="responder",
+        description="viewer: told about tickets, but their messages carry no action links and a link does not act",
+    )
 
 
 class Rotation(BaseModel):
@@ -81,6 +85,13 @@ class Team(BaseModel):
         if self.rotation is None:
             return []
         return self.rotation.order or self.members
+
+
+def person_may_act(people: dict[str, Person], person: str) -> bool:
+    """Whether a one-click link issued to ``person`` may act: not for a viewer in teams.yaml; for anyone else
+    (a responder or admin, or a name teams.yaml does not list, such as "operations team" on a team's link)."""
+    found = people.get(person)
+    return found is None or found.role != "viewer"
 
 
 class TeamsConfig(BaseModel):

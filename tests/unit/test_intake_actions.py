@@ -29,7 +29,9 @@ from services.intake.config import IntakeConfig
 from services.intake.edge import IntakeDeps
 from services.intake.publisher import Record
 from shared.events import Change, Command, TicketEvent, TicketState
-from shared.infra.actionlinks import LinkAction, issue, keys_from_setting, link_url
+from shared.infra.actionlinks import LinkAction, issue, keys_from_setting, link_url, token_from_link, verify
+from shared.infra.config import ConfigWatcher
+from shared.rules.oncall import TeamsConfig, person_may_act
 from shared.store import db
 from shared.streaming.topics import Topics
 from tests.fakes import FakePublisher
@@ -250,6 +252,31 @@ def test_refused_links_are_403_counted_and_act_on_nothing(
         assert page.text.startswith("<!DOCTYPE html>")
     assert intake.publisher.records == []
     assert intake.metric(action, reason) == 2
+
+
+def test_a_viewers_link_is_a_403_that_acts_on_nothing_and_leaves_the_link_unused(tmp_path: Path) -> None:
+    """teams.yaml gives olga the role viewer: her links neither act nor count as used; erik (responder) acts."""
+    teams = tmp_path / "teams.yaml"
+    teams.write_text("people:\n  olga: {name: Olga, role: viewer}\n  erik: {name: Erik}\n")
+    for intake in make_intake(tmp_path, FakePublisher(), teams=ConfigWatcher(teams, TeamsConfig)):
+        link = intake.link("ack", person="olga")
+        for method in (intake.client.get, intake.client.post):
+            page = method(link)
+            assert page.status_code == 403
+            assert "viewer" in page.text and "Nothing was changed" in page.text
+        assert intake.publisher.records == []
+        assert intake.metric("ack", "not_allowed") == 2
+        claims = verify(KEYS, token_from_link(link), datetime.now(UTC))
+        assert db.get_link_use(intake.engine, claims.link_id) is None, "the link was not used up"
+        assert intake.client.post(intake.link("ack", person="erik")).status_code == 200
+        assert [c.actor for c in intake.commands()] == ["erik"]
+
+
+def test_a_person_may_act_unless_teams_yaml_makes_them_a_viewer() -> None:
+    people = TeamsConfig.model_validate({"people": {"vic": {"role": "viewer"}, "rae": {}, "ada": {"role": "admin"}}})
+    assert not person_may_act(people.people, "vic")
+    assert person_may_act(people.people, "rae") and person_may_act(people.people, "ada")
+    assert person_may_act(people.people, "operations team"), "a team's link names no person of teams.yaml"
 
 
 def test_without_keys_links_are_not_configured(tmp_path: Path) -> None:

@@ -268,6 +268,15 @@ def test_messages_carry_one_click_links_bound_to_their_person() -> None:
     assert resolution is not None and with_actions(resolution, issued, "resolved").message.actions == ()
 
 
+def test_a_viewer_is_told_without_links_that_would_not_act() -> None:
+    notice = notice_for_ticket_event(tev(Change.opened, person="olga"), URL)
+    assert notice is not None
+    viewer = TeamsConfig.model_validate({"people": {"olga": {"role": "viewer"}}})
+    responder = TeamsConfig.model_validate({"people": {"olga": {"role": "responder"}}})
+    assert with_actions(notice, issued, "open", viewer).message.actions == ()
+    assert len(with_actions(notice, issued, "open", responder).message.actions) == 4
+
+
 def test_a_reporters_workaround_mail_carries_no_links_and_no_mention() -> None:
     ev = tev(Change.opened, labels={"reporter": "ann@customer.example"}, person="olga")
     ev = ev.model_copy(update={"workaround": "restart the exporter", "notify_reporter": True})
