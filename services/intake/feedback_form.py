@@ -11,15 +11,18 @@ is wrong. Pages and decisions here are pure; services/intake/actions.py's header
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.intake.action_pages import page
 from shared.events import EventKind, EventStatus, InboundEvent, Severity
+from shared.store import db
 
 Lang = Literal["en", "zh-CN"]
 CATEGORIES = ("bug", "question", "request", "suggestion")
@@ -40,6 +43,14 @@ TEXT: dict[Lang, dict[str, str]] = {
         "thanks": "Thank you, we have your report",
         "reference": "Your reference number",
         "keep": "Keep it: quote it when you write to us about this report.",
+        "follow": "Follow this report",
+        "status_title": "Your report",
+        "is_ticket": "is our ticket",
+        "state": "State",
+        "states": "open=open, we are on it|acknowledged=someone is working on it|resolved=resolved|closed=closed",
+        "updated": "Last change",
+        "reply": "To add something, write to us with the ticket number in the subject.",
+        "pending": "We have it, and it is being filed: reload this page in a minute.",
         "forbidden": "This form link is not valid. Ask your contact for the current one.",
         "busy": "Too many reports just now. Please try again in a minute.",
         "fix": "Please check the fields marked below.",
@@ -61,6 +72,14 @@ TEXT: dict[Lang, dict[str, str]] = {
         "thanks": "谢谢，我们已收到您的反馈",
         "reference": "您的反馈编号",
         "keep": "请保留此编号，就此问题联系我们时请提供。",
+        "follow": "查看处理进度",
+        "status_title": "您的反馈",
+        "is_ticket": "对应我们的工单",
+        "state": "状态",
+        "states": "open=已受理|acknowledged=处理中|resolved=已解决|closed=已关闭",
+        "updated": "最近更新",
+        "reply": "如需补充，请来信并在主题中注明工单号。",
+        "pending": "我们已收到，正在登记，请一分钟后刷新本页。",
         "forbidden": "此表单链接无效，请向您的联系人索取最新链接。",
         "busy": "当前提交过多，请一分钟后再试。",
         "fix": "请检查下面标出的内容。",
@@ -91,6 +110,10 @@ def language(query: str | None, accept: str | None) -> Lang:
         return "en"
     first = (accept or "").split(",")[0].strip().lower()
     return "zh-CN" if first.startswith("zh") else "en"
+
+
+REFERENCE = re.compile(r"FB-[0-9A-F]{8}")
+"""What ``reference`` makes."""
 
 
 def reference(project: str, event_id: str) -> str:
@@ -151,14 +174,55 @@ def form_page(view: FormView) -> str:
     return _in_lang(page(t["title"], body), view.lang)
 
 
-def thanks_page(lang: Lang, ref: str) -> str:
+def status_path(project: str, ref: str, token: str, lang: Lang) -> str:
+    """Where a reporter follows a report: ``/feedback/<project>/status/<reference>`` with the form's token."""
+    return f"/feedback/{quote(project, safe='')}/status/{quote(ref, safe='')}?t={quote(token, safe='')}&lang={lang}"
+
+
+def thanks_page(lang: Lang, ref: str, follow: str | None = None) -> str:
     t = TEXT[lang]
+    link = f'<p><a href="{escape(follow, quote=True)}">{escape(t["follow"])}</a></p>\n' if follow else ""
     body = (
         f"<h1>{escape(t['thanks'])}</h1>\n"
         f'<p>{escape(t["reference"])}:</p>\n<p class="summary">{escape(ref)}</p>\n'
-        f'<p class="note">{escape(t["keep"])}</p>'
+        f'<p class="note">{escape(t["keep"])}</p>\n' + link
     )
     return _in_lang(page(t["thanks"], body), lang)
+
+
+def status_page(lang: Lang, ref: str, ticket: TicketStatus | None) -> str:
+    """What a reporter may see of their report: its ticket number, state and last change (nothing internal), or
+    that it is still being filed."""
+    t = TEXT[lang]
+    states = dict(pair.split("=", 1) for pair in t["states"].split("|"))
+    if ticket is None:
+        about = f'<p class="note">{escape(t["pending"])}</p>'
+    else:
+        about = (
+            f'<p>{escape(t["is_ticket"])}: <span class="summary">{escape(ticket.ticket_id)}</span></p>\n'
+            f"<p>{escape(t['state'])}: {escape(states.get(ticket.state, ticket.state))}</p>\n"
+            f"<p>{escape(t['updated'])}: {escape(ticket.updated_at)}</p>\n"
+            f'<p class="note">{escape(t["reply"])}</p>'
+        )
+    body = f"<h1>{escape(t['status_title'])} {escape(ref)}</h1>\n{about}"
+    return _in_lang(page(t["status_title"], body), lang)
+
+
+@dataclass(frozen=True, slots=True)
+class TicketStatus:
+    """What the status page shows of a ticket."""
+
+    ticket_id: str
+    state: str
+    updated_at: str
+    """UTC, to the minute"""
+
+
+def status_of(row: db.TicketRow) -> TicketStatus:
+    """A ticket as its reporter may see it: number, state, and when it last changed state."""
+    times = [db.as_utc(t) for t in (row.opened_at, row.acknowledged_at, row.resolved_at, row.closed_at)]
+    last = max(t for t in times if t is not None)
+    return TicketStatus(row.ticket_id, row.state, last.strftime("%Y-%m-%d %H:%M UTC"))
 
 
 def refusal_page(lang: Lang, key: Literal["forbidden", "busy"]) -> str:

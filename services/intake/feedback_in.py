@@ -18,6 +18,7 @@ from services.intake.edge import (
     HttpError,
 )
 from services.intake.feedback_form import (
+    REFERENCE,
     TEXT,
     FormSubmission,
     FormView,
@@ -25,6 +26,9 @@ from services.intake.feedback_form import (
     form_page,
     language,
     refusal_page,
+    status_of,
+    status_page,
+    status_path,
     thanks_page,
 )
 from services.intake.limits import retry_after
@@ -43,7 +47,22 @@ class FeedbackIn(Door):
     def routes(self) -> list[Route]:
         return [
             Route("/feedback/{project}", self.form, methods=["GET", "POST"]),
+            Route("/feedback/{project}/status/{reference}", self.status, methods=["GET"]),
         ]
+
+    async def status(self, request: Request) -> Response:
+        """A report's status for its reporter (the form's token; the reference the form answered with): its
+        ticket number, state and last change, or that it is still being filed."""
+        project, ref = request.path_params["project"], request.path_params["reference"]
+        lang = language(request.query_params.get("lang"), request.headers.get("accept-language"))
+        form = self.deps.config.form(project)
+        if form is None or not form.accepts(request.query_params.get("t", "")):
+            self.metrics.rejected.labels(reason="unauthorized").inc()
+            return html(refusal_page(lang, "forbidden"), 403)
+        if not REFERENCE.fullmatch(ref):
+            return html(refusal_page(lang, "forbidden"), 404)
+        row = await run_in_threadpool(db.latest_ticket_for, self.deps.engine, f"form-{project}/{ref}")
+        return html(status_page(lang, ref, status_of(row) if row is not None else None))
 
     async def form(self, request: Request) -> Response:
         """The project's public feedback form: GET shows it, POST sends it (see services/intake/feedback_form.py)."""
@@ -92,7 +111,8 @@ class FeedbackIn(Door):
             return html(refusal_page(lang, "busy"), 503, **{"Retry-After": "30"})
         self.metrics.accepted.labels(integration=f"form-{project}").inc()
         log.info("feedback_form_sent", project=project, reference=event.labels["reference"])
-        return html(thanks_page(lang, event.labels["reference"]), 201)
+        ref = event.labels["reference"]
+        return html(thanks_page(lang, ref, status_path(project, ref, token, lang)), 201)
 
     async def deliver_mail(self, mail: Mail) -> str:
         """What a received mail becomes, published: a reply on the ticket its subject names (when there is such a

@@ -171,6 +171,15 @@ OPERATIONS: tuple[Operation, ...] = (
         query=("t", "lang"),
     ),
     Operation("POST", "/feedback/{project}", "Send the feedback form", "link", 201, "raw", "forms"),
+    Operation(
+        "GET",
+        "/feedback/{project}/status/{reference}",
+        "A report's ticket number and state, for its reporter (HTML)",
+        "link",
+        200,
+        tag="forms",
+        query=("t", "lang"),
+    ),
 )
 
 SECURITY: dict[str, dict[str, Any]] = {

@@ -641,6 +641,17 @@ def get_ticket(engine: Engine, ticket_id: str) -> tuple[TicketRow, list[Timeline
         return row, list(timeline)
 
 
+def latest_ticket_for(engine: Engine, dedup_key: str) -> TicketRow | None:
+    """The newest ticket opened for this dedup key (a feedback form's reference is one), or None."""
+    with Session(engine) as session:
+        row = session.exec(
+            select(TicketRow).where(TicketRow.dedup_key == dedup_key).order_by(col(TicketRow.opened_at).desc())
+        ).first()
+        if row is not None:
+            session.expunge(row)
+        return row
+
+
 def list_tickets(
     engine: Engine, *, state: str | None = None, team: str | None = None, limit: int = 100, offset: int = 0
 ) -> list[TicketRow]:

@@ -4,6 +4,7 @@ reference, a form that does not validate shown again (escaped), and its rate lim
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,11 @@ from services.intake.api import create_app
 from services.intake.config import IntakeConfig
 from services.intake.edge import IntakeDeps
 from services.intake.feedback_form import language, reference
-from shared.events import EventKind, InboundEvent
+from shared.events import Change, EventKind, InboundEvent, TicketEvent, TicketState
 from shared.store import db
 from shared.streaming.topics import Topics
 from tests.fakes import FakePublisher
+from tests.unit.factories import T0, ticket
 
 FORM_TOKEN = "shop-form-token-0123456789"
 
@@ -89,3 +91,43 @@ def test_a_forms_rate_limit_answers_429_with_retry_after(client: tuple[TestClien
     assert [a.status_code for a in answers] == [201, 201, 201, 429]
     assert int(answers[3].headers["retry-after"]) > 1000 and "Too many reports" in answers[3].text
     assert len(publisher.records) == 3
+
+
+def test_a_reporter_follows_a_report_to_its_ticket_number_and_state(tmp_path: Path) -> None:
+    """The thanks page links to the report's status page (the form's token): before the ticket is filed it says
+    so; then it shows the ticket number to quote in a mail, its state and last change, and nothing internal."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
+    db.init_db(engine)
+    config = IntakeConfig.model_validate({"forms": [{"name": "shop", "token": FORM_TOKEN}]})
+    publisher = FakePublisher()
+    app = create_app(IntakeDeps(config, publisher, engine, Topics("t.", 2), CollectorRegistry()))
+    with TestClient(app) as http:
+        fields = {"t": FORM_TOKEN, "summary": "Invoice PDF is empty", "category": "bug", "reporter": "li@acme.cn"}
+        sent = http.post("/feedback/shop", data=fields)
+        [record] = publisher.records
+        ev = InboundEvent.model_validate_json(record.value)
+        ref = ev.labels["reference"]
+        follow = f"/feedback/shop/status/{ref}?t={FORM_TOKEN}&amp;lang=en"
+        assert follow in sent.text, "the thanks page links to the status page"
+        status = follow.replace("&amp;", "&")
+        assert "being filed" in http.get(status).text
+        opened = ticket(ticket_id="tl-00000000000000ab", dedup_key=ev.dedup_key, summary="internal: checkout-7 down")
+        acked = opened.model_copy(
+            update={"state": TicketState.acknowledged, "acknowledged_at": T0 + timedelta(minutes=5), "version": 2}
+        )
+        db.project(
+            engine, [TicketEvent(change_id="c1", change=Change.opened, actor="r", at=T0, ticket=opened, trace_id="t")]
+        )
+        db.project(
+            engine,
+            [TicketEvent(change_id="c2", change=Change.acknowledged, actor="ian", at=T0, ticket=acked, trace_id="t")],
+        )
+        page = http.get(status)
+        assert page.status_code == 200
+        assert "tl-00000000000000ab" in page.text and "someone is working on it" in page.text
+        assert (T0 + timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M UTC") in page.text
+        assert "checkout-7" not in page.text and "ian" not in page.text, "nothing internal"
+        zh = http.get(status.replace("lang=en", "lang=zh-CN"))
+        assert "处理中" in zh.text and '<html lang="zh-CN">' in zh.text
+        assert http.get(f"/feedback/shop/status/{ref}?t=wrong").status_code == 403
+        assert http.get(f"/feedback/shop/status/not-a-reference?t={FORM_TOKEN}").status_code == 404
