@@ -353,6 +353,13 @@ def escalated(api: httpx.Client, ticket_id: str) -> list[dict[str, Any]] | None:
     return timeline if any(e["change"] == "escalated" for e in timeline) else None
 
 
+def stop_on_term(*_: object) -> None:
+    """SIGTERM stops the demo as Ctrl-C does; a second one (``timeout`` and a shell may both send one) must not cut
+    the clean-up short, or the broker and the services would outlive the demo."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=textwrap.dedent(__doc__ or ""))
     parser.add_argument("--exit", action="store_true", help="stop after the demo instead of running until Ctrl-C")
@@ -364,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     stack: Stack | None = None
     chat = lab.sink(CHAT_PORT, on_chat)
     mail = SmtpSink(port=SMTP_PORT, on_message=on_mail)
+    signal.signal(signal.SIGTERM, stop_on_term)
     try:
         broker.start()
         say("[setup]", f"Kafka {broker.bootstrap} ready (log {broker.log_path})")
@@ -396,7 +404,6 @@ def main(argv: list[str] | None = None) -> int:
         say("[stack]", f"mail in  smtp://127.0.0.1:{MAIL_IN_PORT}  (to support@acme.example: a feedback ticket)")
         if not args.exit:
             say("[stack]", "running; Ctrl-C stops everything")
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             while True:
                 stack.check_alive()
                 time.sleep(1)
