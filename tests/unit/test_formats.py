@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from services.intake.formats import alertmanager, generic
 from services.intake.formats.common import severity_from_word
+from services.router.rules import RoutingConfig, decide
 from shared.events import EventKind, EventStatus, Severity
 from shared.streaming.codec import describe_validation_error
 
@@ -169,3 +170,22 @@ def test_feedback_has_a_category_the_rules_see_as_a_label_and_a_beat_cannot_come
     with pytest.raises(ValidationError) as err:
         gen({"summary": "tick", "kind": "heartbeat"})
     assert err.value.errors()[0]["loc"] == ("kind",)
+
+
+def test_a_feedback_category_routes_and_picks_its_sla_policy() -> None:
+    """Questions go to the service desk under a looser policy than the bugs, by the label ``category``."""
+    routing = RoutingConfig.model_validate(
+        {
+            "route": {
+                "team": "operations",
+                "routes": [
+                    {"matchers": ['category="question"'], "team": "service-desk", "policy": "questions"},
+                    {"matchers": ['category="bug"'], "team": "operations", "policy": "bugs"},
+                ],
+            }
+        }
+    )
+    for category, team, policy in (("question", "service-desk", "questions"), ("bug", "operations", "bugs")):
+        ev = gen({"summary": "export is slow", "kind": "feedback", "category": category})
+        decided = decide(ev.labels, ev.severity, routing)
+        assert (decided.team, decided.policy) == (team, policy), category
