@@ -30,6 +30,7 @@ from services.notifier.stages import (
     BreakerPolicy,
     RetryPolicy,
     Window,
+    answered,
     breaker_failure,
     breaker_success,
     breaker_wait,
@@ -105,6 +106,8 @@ class Lane:
     task: asyncio.Task[None] | None = None
     writing: bool = False
     """Waiting for a send's outcome to be written (the next send waits for it)."""
+    _taken_at: float | None = None
+    """When the send under way took its place in the rate window (None: no limit, or none taken)."""
     _heap: list[tuple[int, str]] = field(default_factory=list)
 
     def add(self, items: Iterable[OutboxItem], saved: bool = True) -> None:
@@ -209,7 +212,8 @@ class Lane:
         if limit is None:
             return [head], message_from_json(head.payload)
         now = self.deps.monotonic()
-        self.window, _ = take(self.window, limit, now)
+        self.window, took = take(self.window, limit, now)
+        self._taken_at = now if took else None
         if head.kind in UNFOLDED or remaining(self.window, limit, now) > 0 or len(self.items) < 2:
             return [head], message_from_json(head.payload)
         # a redraw is never folded (it changes a message in place instead of adding one), nor a handover digest
@@ -226,7 +230,12 @@ class Lane:
         try:
             if channel is None:
                 raise DeliveryError(f"no channel of kind {self.kind!r} is configured", retryable=False)
-            await channel.send(message, self.target)
+            try:
+                await channel.send(message, self.target)
+            finally:  # counted in the rate window from its answer (or failure), the latest the vendor can count it
+                taken, self._taken_at = self._taken_at, None
+                if taken is not None:
+                    self.window = answered(self.window, taken, self.deps.monotonic())
         except DeliveryError as exc:
             await self._failed(batch, str(exc), exc.retryable, exc.retry_after_s)
             return

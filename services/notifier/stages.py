@@ -50,6 +50,18 @@ def take(window: Window, limit: RateLimit, now: float) -> tuple[Window, bool]:
     return Window(recent), False
 
 
+def answered(window: Window, taken_at: float, now: float) -> Window:
+    """The window with the send taken at ``taken_at`` counted from when it was answered (``now``): the vendor got it
+    somewhere between, so spacing the next sends from the answer keeps the vendor's own count under its limit
+    however late the request reached it (a Teams workflow answered 429 to a send taken in time but slowed on a
+    loaded machine)."""
+    sent = list(window.sent)
+    if taken_at not in sent:
+        return window
+    sent.remove(taken_at)
+    return Window(tuple(sorted([*sent, max(now, taken_at)])))
+
+
 def window_from(sent_at: Sequence[datetime], wall_now: datetime, mono_now: float) -> Window:
     """A window from the times messages went (the delivery log: a restarted worker must not send a vendor's whole
     limit again at once — DingTalk mutes a robot for ten minutes when it does). When there were sends, one more

@@ -520,6 +520,28 @@ async def test_a_new_item_for_a_lane_waiting_on_a_gathering_write_has_it_written
     assert db.was_delivered(engine, first.notification_id)
 
 
+async def test_a_lanes_rate_window_counts_a_send_from_its_answer(engine: Engine) -> None:
+    clock = [100.0]
+
+    class SlowVendor(FakeChannel):
+        async def send(self, message: Message, target: str) -> None:
+            clock[0] += 0.4  # the answer comes 0.4 s after the send started
+            await super().send(message, target)
+
+    channel = SlowVendor()
+    lane_deps = deps(engine, channel, Sinks(), limits={"fake": RateLimit(4, 1.0)}, monotonic=lambda: clock[0])
+    lane = Lane("fake", "t", lane_deps, Writer(lane_deps))
+    lane.add(items("t", 1))
+    task = asyncio.create_task(lane.run())
+    try:
+        await until("sent and written", lambda: not lane.items)
+        assert lane.window.sent == (100.4,)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await lane.writer.stop()
+
+
 async def test_a_write_asked_for_while_a_round_is_in_flight_waits_for_that_round(engine: Engine) -> None:
     """A round saving an item is slow (the write lock held elsewhere sent it to a worker thread); the item's
     finish meanwhile must not be written in place ahead of it, or the save would bring a delivered item back."""

@@ -14,6 +14,7 @@ from services.notifier.stages import (
     BreakerPolicy,
     RetryPolicy,
     Window,
+    answered,
     breaker_failure,
     breaker_success,
     breaker_wait,
@@ -59,6 +60,21 @@ def test_a_window_lets_the_limit_through_then_the_next_as_the_oldest_leaves() ->
     assert until_token(window, limit, 2.4) == pytest.approx(63.05 - 2.4), "60 s and a margin for jitter"
     assert take(window, limit, 60.0)[1] is False
     assert take(window, limit, 63.06)[1] is True
+
+
+def test_a_send_counts_from_its_answer_so_a_late_arrival_never_crowds_the_vendors_window() -> None:
+    """Teams takes 4 a second. Four sends taken at 0.0 reach the vendor late, answered at 0.4: counted from 0.0 the
+    fifth would go at 1.1 and the vendor (counting arrivals, up to 0.4) would see five in a second."""
+    limit = RateLimit(4, 1.0)
+    window = Window()
+    for _ in range(4):
+        window, ok = take(window, limit, 0.0)
+        assert ok
+        window = answered(window, 0.0, 0.4)
+    assert window.sent == (0.4, 0.4, 0.4, 0.4)
+    assert take(window, limit, 1.2)[1] is False, "1.1 s after the taking, but not after the answers"
+    assert until_token(window, limit, 1.2) == pytest.approx(0.4 + 1.1 - 1.2)
+    assert answered(window, 9.0, 10.0) == window, "a send not in the window changes nothing"
 
 
 @given(st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=80))
