@@ -147,7 +147,10 @@ def test_a_storm_for_each_team_keeps_to_each_vendors_limit_in_digests_and_drops_
                 counts = named(messages)
                 assert sorted(counts.values()) == [1] * storm, f"{vendor} ({team}): each ticket exactly once"
                 if vendor != "webhook":  # the generic webhook has no vendor limit to keep
-                    assert len(messages) < storm / 5, f"{vendor} ({team}): digests ({len(messages)} messages)"
+                    # folded, not a message a ticket: how far depends on how fast the tickets came (a vendor of 4 a
+                    # second gets more messages when the storm reaches it over a minute than over ten seconds); the
+                    # limit itself is the imitation's to enforce (no rejections, below)
+                    assert len(messages) < storm / 2, f"{vendor} ({team}): digests ({len(messages)} messages)"
                     assert any(m.title.endswith(f"notifications for {team}") for m in messages), vendor
         assert lab.chat.rejections == [], "no vendor refused anything: every limit was kept"
 
