@@ -47,7 +47,6 @@ TEXT: dict[Lang, dict[str, str]] = {
         "status_title": "Your report",
         "is_ticket": "is our ticket",
         "state": "State",
-        "states": "open=open, we are on it|acknowledged=someone is working on it|resolved=resolved|closed=closed",
         "updated": "Last change",
         "reply": "To add something, write to us with the ticket number in the subject.",
         "pending": "We have it, and it is being filed: reload this page in a minute.",
@@ -76,7 +75,6 @@ TEXT: dict[Lang, dict[str, str]] = {
         "status_title": "您的反馈",
         "is_ticket": "对应我们的工单",
         "state": "状态",
-        "states": "open=已受理|acknowledged=处理中|resolved=已解决|closed=已关闭",
         "updated": "最近更新",
         "reply": "如需补充，请来信并在主题中注明工单号。",
         "pending": "我们已收到，正在登记，请一分钟后刷新本页。",
@@ -114,6 +112,17 @@ def language(query: str | None, accept: str | None) -> Lang:
 
 REFERENCE = re.compile(r"FB-[0-9A-F]{8}")
 """What ``reference`` makes."""
+
+
+def form_source(project: str) -> str:
+    """The integration name a project's form reports come from (its events' ``source``, its metrics' label)."""
+    return f"form-{project}"
+
+
+def report_key(project: str, ref: str) -> str:
+    """The dedup key of the report with this reference: its event's, so its ticket's too (the status page finds
+    the ticket by it)."""
+    return f"{form_source(project)}/{ref}"
 
 
 def reference(project: str, event_id: str) -> str:
@@ -174,6 +183,18 @@ def form_page(view: FormView) -> str:
     return _in_lang(page(t["title"], body), view.lang)
 
 
+STATE_WORDS: dict[Lang, dict[str, str]] = {
+    "en": {
+        "open": "open, we are on it",
+        "acknowledged": "someone is working on it",
+        "resolved": "resolved",
+        "closed": "closed",
+    },
+    "zh-CN": {"open": "已受理", "acknowledged": "处理中", "resolved": "已解决", "closed": "已关闭"},
+}
+"""A ticket's state as its reporter reads it (another state is shown as it is)."""
+
+
 def status_path(project: str, ref: str, token: str, lang: Lang) -> str:
     """Where a reporter follows a report: ``/feedback/<project>/status/<reference>`` with the form's token."""
     return f"/feedback/{quote(project, safe='')}/status/{quote(ref, safe='')}?t={quote(token, safe='')}&lang={lang}"
@@ -194,13 +215,12 @@ def status_page(lang: Lang, ref: str, ticket: TicketStatus | None) -> str:
     """What a reporter may see of their report: its ticket number, state and last change (nothing internal), or
     that it is still being filed."""
     t = TEXT[lang]
-    states = dict(pair.split("=", 1) for pair in t["states"].split("|"))
     if ticket is None:
         about = f'<p class="note">{escape(t["pending"])}</p>'
     else:
         about = (
             f'<p>{escape(t["is_ticket"])}: <span class="summary">{escape(ticket.ticket_id)}</span></p>\n'
-            f"<p>{escape(t['state'])}: {escape(states.get(ticket.state, ticket.state))}</p>\n"
+            f"<p>{escape(t['state'])}: {escape(STATE_WORDS[lang].get(ticket.state, ticket.state))}</p>\n"
             f"<p>{escape(t['updated'])}: {escape(ticket.updated_at)}</p>\n"
             f'<p class="note">{escape(t["reply"])}</p>'
         )
@@ -239,7 +259,6 @@ def feedback_event(
     *,
     project: str,
     customer: str | None,
-    integration: str,
     event_id: str,
     received_at: datetime,
     trace_id: str,
@@ -256,8 +275,8 @@ def feedback_event(
     return InboundEvent(
         event_id=event_id,
         kind=EventKind.feedback,
-        source=integration,
-        dedup_key=f"{integration}/{labels['reference']}",
+        source=form_source(project),
+        dedup_key=report_key(project, labels["reference"]),
         status=EventStatus.firing,
         summary=form.summary,
         severity=Severity.warning,

@@ -24,8 +24,10 @@ from services.intake.feedback_form import (
     FormView,
     feedback_event,
     form_page,
+    form_source,
     language,
     refusal_page,
+    report_key,
     status_of,
     status_page,
     status_path,
@@ -61,7 +63,7 @@ class FeedbackIn(Door):
             return html(refusal_page(lang, "forbidden"), 403)
         if not REFERENCE.fullmatch(ref):
             return html(refusal_page(lang, "forbidden"), 404)
-        row = await run_in_threadpool(db.latest_ticket_for, self.deps.engine, f"form-{project}/{ref}")
+        row = await run_in_threadpool(db.latest_ticket_for, self.deps.engine, report_key(project, ref))
         return html(status_page(lang, ref, status_of(row) if row is not None else None))
 
     async def form(self, request: Request) -> Response:
@@ -100,7 +102,6 @@ class FeedbackIn(Door):
             submitted,
             project=project,
             customer=form.customer,
-            integration=f"form-{project}",
             event_id=uuid.uuid4().hex,
             received_at=now,
             trace_id=trace_id,
@@ -109,7 +110,7 @@ class FeedbackIn(Door):
             await self.edge.publish_events([event], trace_id)
         except HttpError:  # the broker did not take it: nothing was sent, the person may send it again
             return html(refusal_page(lang, "busy"), 503, **{"Retry-After": "30"})
-        self.metrics.accepted.labels(integration=f"form-{project}").inc()
+        self.metrics.accepted.labels(integration=form_source(project)).inc()
         log.info("feedback_form_sent", project=project, reference=event.labels["reference"])
         ref = event.labels["reference"]
         return html(thanks_page(lang, ref, status_path(project, ref, token, lang)), 201)
