@@ -349,9 +349,8 @@ class Writer:
         done: asyncio.Future[None] = loop.create_future()
         if not self._waiting and not self._busy and self.sql.in_place is not None:
             self._soon.append((op, done))
-            if hurry and not self._flush_now:
-                self._flush_now = True
-                loop.call_soon(self._flush_soon, context=contextvars.Context())
+            if hurry:
+                self._flush_this_turn()
             elif not self._flush_now and self._gather is None:
                 self._gather = loop.call_later(GATHER_S, self._flush_soon, context=contextvars.Context())
             return done
@@ -361,7 +360,11 @@ class Writer:
 
     def hurry(self) -> None:
         """What gathers is written at the end of this turn (a lane waiting on it has something to send)."""
-        if self._gather is not None and not self._flush_now:
+        if self._gather is not None:
+            self._flush_this_turn()
+
+    def _flush_this_turn(self) -> None:
+        if not self._flush_now:
             self._flush_now = True
             asyncio.get_running_loop().call_soon(self._flush_soon, context=contextvars.Context())
 
