@@ -8,7 +8,6 @@ Kafka never duplicate anything.
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -32,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DatabaseError, DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from shared.events import Delivery, Escalation, Ticket, TicketEvent
@@ -41,6 +40,7 @@ from shared.rules.oncall import Override
 from shared.rules.satisfaction import SATISFIED, comment_of
 from shared.rules.silences import Silence
 from shared.rules.workarounds import IssueTally, tally
+from shared.store import schema
 
 
 class TicketRow(SQLModel, table=True):
@@ -99,6 +99,8 @@ class TimelineRow(SQLModel, table=True):
     actor: str
     reason: str
     at: datetime
+    via: str | None = None
+    """The API client that acted for ``actor`` (None: the actor acted itself)."""
 
 
 class DeliveryRow(SQLModel, table=True):
@@ -174,6 +176,19 @@ class ActionLinkUseRow(SQLModel, table=True):
     claimed_at: datetime
 
 
+class ChatMessageRow(SQLModel, table=True):
+    """The last message a chat target that can change what it sent (a Slack bot) posted for a ticket: the one it
+    redraws when the ticket changes, after a restart too."""
+
+    __tablename__ = "chat_messages"
+
+    target: str = Field(primary_key=True)
+    ticket_id: str = Field(primary_key=True)
+    ref: str
+    """The vendor's id of the message (Slack: its ``ts``)."""
+    posted_at: datetime = Field(index=True)
+
+
 def make_engine(url: str, busy_timeout_ms: int = 30_000, wal_autocheckpoint: bool = True) -> Engine:
     """``busy_timeout_ms`` (SQLite): how long a statement waits for another connection's write lock;
     ``wal_autocheckpoint=False``: this engine's commits never checkpoint the WAL (someone else must)."""
@@ -203,18 +218,10 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def init_db(engine: Engine, attempts: int = 5) -> None:
-    """Create missing tables. Services start together and race to create them: the loser of a race sees
-    "already exists" (SQLite) or a unique violation (PostgreSQL) and simply checks again."""
-    for attempt in range(attempts):
-        try:
-            SQLModel.metadata.create_all(engine)
-        except DatabaseError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-        else:
-            return
+def init_db(engine: Engine) -> None:
+    """Bring the schema to the newest revision (shared/store/schema.py): made when the database is empty, moved
+    on when it is older. Services start together: one migrates, the others wait for it."""
+    schema.upgrade(engine)
 
 
 def as_utc(value: datetime | None) -> datetime | None:

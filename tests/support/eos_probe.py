@@ -19,7 +19,7 @@ from shared.streaming.app import create_faust_app
 
 
 def build(settings: CommonSettings, source_topic: str, out_topic: str, workdir: Path) -> faust.App:
-    app = create_faust_app("eos-probe", settings)
+    app = create_faust_app("eos-probe", settings, datadir=str(workdir / "faust-data"))  # not in the checkout
     source = app.topic(source_topic, key_serializer="raw", value_serializer="raw")
     out = app.topic(out_topic, key_serializer="raw", value_serializer="raw")
 

@@ -1,0 +1,1 @@
+"""Alembic's revisions of the SQL schema (shared/store/schema.py runs them)."""
