@@ -270,6 +270,11 @@ class TicketEvent(Wire):
     change_id: str
     change: Change
     actor: str
+    via: str | None = Field(
+        default=None,
+        description="the API client that acted for ``actor`` (absent: the actor acted itself)",
+        exclude_if=_unset,
+    )
     reason: str = ""
     at: datetime
     ticket: Ticket

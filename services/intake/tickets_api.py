@@ -72,7 +72,14 @@ class TicketsApi(Door):
         row, timeline = found
         body = ticket_json(row)
         body["timeline"] = [
-            {"version": t.version, "change": t.change, "actor": t.actor, "reason": t.reason, "at": iso_time(t.at)}
+            {
+                "version": t.version,
+                "change": t.change,
+                "actor": t.actor,
+                "via": t.via,
+                "reason": t.reason,
+                "at": iso_time(t.at),
+            }
             for t in timeline
         ]
         deliveries = await run_in_threadpool(db.list_deliveries, self.deps.engine, row.ticket_id)

@@ -274,7 +274,7 @@ def apply_command(record: TicketRecord, command: Command, now: datetime) -> tupl
     )
     if isinstance(effect, str):
         ticket = t.model_copy(update={"version": t.version + 1})
-        out = ticket_event(ticket, Change.rejected, command.actor, effect, now, command.trace_id)
+        out = ticket_event(ticket, Change.rejected, command.actor, effect, now, command.trace_id, command.via)
         return TicketRecord(ticket=ticket, seen=seen), [out]
     update, description = effect
     if command.action is not Action.note:  # a system note is not somebody acting on the ticket
@@ -288,5 +288,5 @@ def apply_command(record: TicketRecord, command: Command, now: datetime) -> tupl
         if command.action in (Action.rate, Action.answer_workaround)  # the comment is in the description already
         else description + (f": {command.reason}" if command.reason else "")
     )
-    out = ticket_event(ticket, change, command.actor, reason, now, command.trace_id)
+    out = ticket_event(ticket, change, command.actor, reason, now, command.trace_id, command.via)
     return TicketRecord(ticket=ticket, seen=seen), [out]

@@ -40,11 +40,14 @@ class TicketRecord(BaseModel):
         return [*self.seen[-(SEEN_LIMIT - 1) :], message_id]
 
 
-def ticket_event(ticket: Ticket, change: Change, actor: str, reason: str, at: datetime, trace: str) -> TicketEvent:
+def ticket_event(
+    ticket: Ticket, change: Change, actor: str, reason: str, at: datetime, trace: str, via: str | None = None
+) -> TicketEvent:
     return TicketEvent(
         change_id=f"{ticket.ticket_id}:{ticket.version}",
         change=change,
         actor=actor,
+        via=via,
         reason=reason,
         at=at,
         ticket=ticket,

@@ -248,6 +248,7 @@ def escalation_entry(esc: Escalation) -> dict[str, Any]:
         "version": esc.ticket.version,
         "change": {"escalation": "escalated", "warning": "warned", "breach": "breached"}[esc.kind],
         "actor": "sla",
+        "via": None,
         "reason": reason,
         "at": esc.fired_at,
     }
@@ -257,8 +258,17 @@ def change_entries(ev: TicketEvent) -> list[dict[str, Any]]:
     """A ticket change as timeline rows: the change, the similar resolved tickets and the suggested workaround
     when it carries them."""
     t = ev.ticket
-    base = {"ticket_id": t.ticket_id, "version": t.version, "at": ev.at}
-    rows = [{**base, "change_id": ev.change_id, "change": ev.change.value, "actor": ev.actor, "reason": ev.reason}]
+    base = {"ticket_id": t.ticket_id, "version": t.version, "at": ev.at, "via": None}
+    rows = [
+        {
+            **base,
+            "change_id": ev.change_id,
+            "change": ev.change.value,
+            "actor": ev.actor,
+            "via": ev.via,
+            "reason": ev.reason,
+        }
+    ]
     if ev.similar:
         rows.append(
             {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -110,14 +109,30 @@ def test_delivery_log_keeps_the_first_success(engine: Engine) -> None:
     assert (row.status, row.attempts) == ("sent", 1)
 
 
-def test_services_starting_together_can_all_create_the_schema(tmp_path: Path) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    url = f"sqlite:///{tmp_path / 'race.db'}"
-    engines = [db.make_engine(url) for _ in range(4)]
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(db.init_db, engines))
-    assert db.list_tickets(engines[0]) == []
+def test_the_timeline_records_the_client_a_person_acted_through(engine: Engine) -> None:
+    opened = tev(Change.opened, 1)
+    acked = tev(Change.acknowledged, 2, state=TicketState.acknowledged).model_copy(
+        update={"actor": "alice", "via": "console"}
+    )
+    esc = Escalation(
+        escalation_id="tl-1:acknowledge:1",
+        ticket_id="tl-1",
+        level=1,
+        target_team="leads",
+        deadline=T0,
+        fired_at=T0 + timedelta(seconds=30),
+        reason="late",
+        ticket=ticket(),
+        trace_id="t",
+    )
+    db.project(engine, [opened, acked], [esc])
+    found = db.get_ticket(engine, "tl-1")
+    assert found is not None
+    assert [(t.change, t.actor, t.via) for t in found[1]] == [
+        ("opened", "a", None),
+        ("acknowledged", "alice", "console"),
+        ("escalated", "sla", None),
+    ]
 
 
 def outbox_item(n: int, target: str = "ops-slack") -> outbox.OutboxItem:

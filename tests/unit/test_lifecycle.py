@@ -202,6 +202,17 @@ def test_command_transitions(state: TicketState, action: Action, change: Change,
         assert out[0].reason.endswith(": why")
 
 
+@pytest.mark.parametrize("state", [TicketState.open, TicketState.resolved])  # done, and refused
+def test_the_client_a_person_acted_through_goes_on_the_change(state: TicketState) -> None:
+    via = cmd(Action.acknowledge).model_copy(update={"via": "console"})
+    _rec, out = apply_command(record(state), via, NOW)
+    assert [(o.actor, o.via) for o in out] == [("alice", "console")]
+    assert "via" in out[0].model_dump_json()
+    _rec, out = apply_command(record(state), cmd(Action.acknowledge), NOW)
+    assert [(o.actor, o.via) for o in out] == [("alice", None)]
+    assert "via" not in out[0].model_dump_json(), "absent when the actor acted itself (the wire as before)"
+
+
 def test_acknowledge_stamps_time_and_duplicate_command_is_ignored() -> None:
     rec, _out = apply_command(record(), cmd(Action.acknowledge), NOW)
     assert rec.ticket.acknowledged_at == NOW
