@@ -13,6 +13,7 @@ from services.notifier.channels.base import Channel, ChannelContext, Http
 from services.notifier.channels.email import EmailChannel
 from services.notifier.config import NotifyConfig
 from services.notifier.pipeline import LinkIssuer, SolvedLinker, SurveyLinker
+from services.notifier.refs import MessageRefs, StoredRefs
 from services.notifier.service import Notifier, NotifierDeps
 from services.notifier.stages import BreakerPolicy, RetryPolicy
 from shared.infra import actionlinks
@@ -21,14 +22,17 @@ from shared.infra.settings import NotifierSettings
 from shared.rules.muting import MutingConfig
 from shared.rules.oncall import TeamsConfig
 from shared.store import db
+from shared.store.runner import SqlRunner
 from shared.streaming.driver import DriverConfig
 from shared.streaming.runtime import run_service
 from shared.streaming.stream_metrics import StreamMetrics
 from shared.streaming.topics import Topics
 
 
-def build_channels(settings: NotifierSettings, config: NotifyConfig, http: Http) -> dict[str, Channel]:
-    context = ChannelContext(http, time.time)
+def build_channels(
+    settings: NotifierSettings, config: NotifyConfig, http: Http, refs: MessageRefs | None = None
+) -> dict[str, Channel]:
+    context = ChannelContext(http, time.time) if refs is None else ChannelContext(http, time.time, refs)
     return {
         **registry.build_channels(config.entries(), context),
         registry.EMAIL: EmailChannel(
@@ -107,11 +111,13 @@ def build(settings: NotifierSettings, registry: CollectorRegistry) -> Notifier:
     db.init_db(engine)
     topics = Topics(settings.topic_prefix, settings.partitions)
     http = Http(settings.http_timeout_s)
+    sql = SqlRunner(engine)
     return Notifier(
         NotifierDeps(
             topics=topics,
             config=config,
-            channels=build_channels(settings, config, http),
+            channels=build_channels(settings, config, http, StoredRefs(sql)),
+            sql=sql,
             http=http,
             engine=engine,
             registry=registry,

@@ -96,6 +96,8 @@ class NotifierDeps:
     """The channels' HTTP client, closed when the worker stops."""
     stream: StreamMetrics | None = None
     """The consumer's lag and the dead letters, counted (made in main.py; None: not counted)."""
+    sql: SqlRunner | None = None
+    """The runner of the notifier's SQL calls, shared with the channels' message refs (None: one of its own)."""
 
 
 class LaneGauges(Collector):
@@ -180,7 +182,7 @@ class Notifier:
         self._driver: BatchDriver | None = None
         self.seq = itertools.count(time.time_ns() // 1000)
         registry = deps.registry
-        self.runner = SqlRunner(deps.engine)
+        self.runner = deps.sql if deps.sql is not None else SqlRunner(deps.engine)
         self.outcomes = counter(
             registry, "ticketloop_notifier_deliveries_total", "Notification outcomes", ["channel", "kind", "status"]
         )

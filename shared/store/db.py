@@ -379,6 +379,37 @@ def project(engine: Engine, events: Iterable[TicketEvent], escalations: Iterable
     return applied
 
 
+CHAT_MESSAGES: Table = ChatMessageRow.__table__  # type: ignore[attr-defined]
+
+
+def put_chat_message(engine: Engine, target: str, ticket_id: str, ref: str, at: datetime) -> None:
+    """Remember the last message a chat target posted for a ticket (one row per pair: a newer post replaces it)."""
+    stmt = dialect_insert(engine.dialect.name)(CHAT_MESSAGES).values(
+        target=target, ticket_id=ticket_id, ref=ref, posted_at=at
+    )
+    stmt = stmt.on_conflict_do_update(index_elements=["target", "ticket_id"], set_={"ref": ref, "posted_at": at})
+    with engine.begin() as conn:
+        conn.execute(stmt)
+
+
+def chat_message_ref(engine: Engine, target: str, ticket_id: str) -> str | None:
+    """The vendor's id of the last message the target posted for the ticket (None: none remembered)."""
+    query = sa_select(CHAT_MESSAGES.c.ref).where(
+        CHAT_MESSAGES.c.target == target, CHAT_MESSAGES.c.ticket_id == ticket_id
+    )
+    with engine.connect() as conn:
+        found = conn.execute(query).scalar_one_or_none()
+    return str(found) if found is not None else None
+
+
+def forget_chat_message(engine: Engine, target: str, ticket_id: str) -> None:
+    """The vendor no longer has the message: nothing to redraw for the pair any more."""
+    with engine.begin() as conn:
+        conn.execute(
+            delete(CHAT_MESSAGES).where(CHAT_MESSAGES.c.target == target, CHAT_MESSAGES.c.ticket_id == ticket_id)
+        )
+
+
 TICKETS: Table = TicketRow.__table__  # type: ignore[attr-defined]  # sqlmodel does not type it
 TIMELINE: Table = TimelineRow.__table__  # type: ignore[attr-defined]
 DELIVERIES: Table = DeliveryRow.__table__  # type: ignore[attr-defined]

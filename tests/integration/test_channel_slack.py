@@ -4,6 +4,7 @@ a ticket's message, and a 429's Retry-After reaching the DeliveryError."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,12 +12,16 @@ import httpx
 import orjson
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import Engine
 
 from deploy.local.kafka_local import free_port
 from deploy.local.vendors.base import Answer, VendorSink
 from deploy.local.vendors.slack import SlackVendor
-from services.notifier.channels.base import ChannelContext, DeliveryError, Message
+from services.notifier.channels.base import ChannelContext, DeliveryError, Http, Message
 from services.notifier.channels.slack import SlackChannel, SlackConfig, build, payload
+from services.notifier.refs import StoredRefs
+from shared.store import db
+from shared.store.runner import SqlRunner
 from tests.support.channel_contract import ContractCase, check_contract, context, sample_message
 
 pytestmark = pytest.mark.integration
@@ -163,6 +168,31 @@ async def test_update_is_false_without_a_message_to_redraw(sink: VendorSink, ven
     vendor.posted.clear()  # the message was deleted in Slack
     assert await bot.update(sample_message(), bot_target) is False
     assert vendor.updates == []
+
+
+async def test_a_restarted_notifier_still_redraws_the_message(
+    sink: VendorSink, vendor: SlackVendor, engine: Engine
+) -> None:
+    """The ts of a posted message is kept in the database (SQLite and PostgreSQL): a channel built anew over it
+    (a restart, or another notifier taking the ticket's partition over) redraws that message; one Slack no longer
+    has is forgotten."""
+    runners, https = [SqlRunner(engine), SqlRunner(engine)], [Http(5.0), Http(5.0)]
+    try:
+        before, target = bot_channel(sink, ChannelContext(https[0], time.time, StoredRefs(runners[0])))
+        await before.send(sample_message(), target)
+        ((key, _),) = vendor.posted.items()
+        after, _ = bot_channel(sink, ChannelContext(https[1], time.time, StoredRefs(runners[1])))
+        acked = Message("state", "[P1] Acknowledged tl-1: disk full", "Acknowledged by olga.", {"ticket_id": "tl-1"})
+        await after.send(acked, target)
+        assert len(vendor.posted) == 1, "redrawn, not posted anew"
+        assert [(ts, m.title) for ts, m in vendor.updates] == [(key[1], "[P1] Acknowledged tl-1: disk full")]
+        vendor.posted.clear()  # deleted in Slack: forgotten, in the database too
+        assert await after.update(acked, target) is False
+        assert db.chat_message_ref(engine, target, "tl-1") is None
+    finally:
+        for runner, http in zip(runners, https, strict=True):
+            runner.dispose()
+            await http.close()
 
 
 async def test_a_wrong_token_is_a_permanent_error_without_the_token(sink: VendorSink) -> None:

@@ -22,6 +22,7 @@ import aiohttp
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from services.notifier.refs import MemoryRefs, MessageRefs
 from shared.infra.config import EnvName as EnvName  # noqa: PLC0414 - re-exported for the channel modules
 
 
@@ -207,10 +208,12 @@ class Http:
 
 @dataclass(frozen=True)
 class ChannelContext:
-    """What a channel's constructor may use: one shared HTTP client and the clock (seconds, for signatures)."""
+    """What a channel's constructor may use: one shared HTTP client, the clock (seconds, for signatures), and
+    where to keep the ids of sent messages it may change later (the notifier's: in the database)."""
 
     http: Http
     clock: Callable[[], float]
+    refs: MessageRefs = field(default_factory=MemoryRefs)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ Either way the message is Block Kit: a header (the subject), a section (the text
 naming the person, and one link button per action. Slack refuses a block over its limits, so every part is cut
 to fit (the text with the cut marker); Slack cannot mention by mobile number, so the person is named.
 
-A bot-token entry remembers the ``ts`` of the last message it posted per ticket, so ``update`` can redraw that
-message (chat.update) when the ticket changes; an incoming webhook cannot edit what it posted.
+A bot-token entry remembers the ``ts`` of the last message it posted per ticket (``ChannelContext.refs``: the
+notifier's ``chat_messages`` table, so a restart forgets nothing), and ``update`` redraws that message
+(chat.update) when the ticket changes; an incoming webhook cannot edit what it posted.
 
     channels:
       - {type: slack, name: ops-slack, url_env: OPS_SLACK_WEBHOOK_URL}
@@ -15,7 +16,6 @@ message (chat.update) when the ticket changes; an incoming webhook cannot edit w
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -56,8 +56,6 @@ RETRYABLE_API_ERRORS = frozenset(
 )
 """chat.postMessage's ``{"ok": false}`` errors that may pass on their own; the others (invalid_auth,
 channel_not_found, is_archived, ...) need a person to fix the configuration."""
-REMEMBERED_MESSAGES = 10_000
-"""How many tickets' last message ``ts`` a bot entry keeps for chat.update (oldest forgotten first)."""
 _ERROR_CODE = re.compile(r"^[a-z0-9_]{1,64}$")
 _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
 
@@ -216,11 +214,11 @@ class SlackChannel:
         self._entries, self._http = entries, context.http
         self._urls = {n: u.get_secret_value() for n, e in entries.items() if (u := e.secret_of("url")) is not None}
         self._tokens = {n: t for n, e in entries.items() if (t := e.secret_of("token")) is not None}
-        self._last_ts: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._refs = context.refs
 
     async def send(self, message: Message, target: str) -> None:
         """Post the message; a ``state`` message redraws the ticket's last one instead (nothing to redraw: a
-        webhook entry, or a ticket this process did not post, is nothing to do)."""
+        webhook entry, or a ticket never posted by a bot, is nothing to do)."""
         entry = self._entries.get(target)
         if entry is None:
             raise DeliveryError(f"slack: no entry named {target!r}", retryable=False)
@@ -236,30 +234,24 @@ class SlackChannel:
         ticket_id = message.data.get("ticket_id")
         ts = answer.get("ts")
         if isinstance(ticket_id, str) and isinstance(ts, str):
-            self._remember(target, ticket_id, ts)
+            await self._refs.put(target, ticket_id, ts)
 
     async def update(self, message: Message, target: str) -> bool:
         """Redraw the last message posted for this message's ticket (chat.update); False when there is none to
-        redraw (a webhook entry, a ticket not posted by this process, or a message Slack no longer has)."""
+        redraw (a webhook entry, a ticket never posted by this entry, or a message Slack no longer has)."""
         entry = self._entries.get(target)
         ticket_id = message.data.get("ticket_id")
         if entry is None or not isinstance(ticket_id, str):
             return False
-        ts = self._last_ts.get((target, ticket_id))
+        ts = await self._refs.get(target, ticket_id)
         if ts is None:
             return False
         answer = await self._call(target, "chat.update", {"channel": entry.channel, "ts": ts, **payload(message)})
         if answer.get("error") == "message_not_found":
-            self._last_ts.pop((target, ticket_id), None)
+            await self._refs.forget(target, ticket_id)
             return False
         raise_for_answer(self.kind, target, answer)
         return True
-
-    def _remember(self, target: str, ticket_id: str, ts: str) -> None:
-        self._last_ts[(target, ticket_id)] = ts
-        self._last_ts.move_to_end((target, ticket_id))
-        while len(self._last_ts) > REMEMBERED_MESSAGES:
-            self._last_ts.popitem(last=False)
 
     async def _post_webhook(self, target: str, body: dict[str, Any]) -> None:
         response = await post(self._http, self.kind, target, self._urls[target], orjson.dumps(body))
