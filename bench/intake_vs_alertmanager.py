@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.http_load import Posting, post_all
 from bench.loop_storm import Labels, api_alerts, storm, webhook_body
@@ -38,7 +38,7 @@ from deploy.local.alertmanager import Alertmanager
 from deploy.local.alertmanager import config as alertmanager_config
 from deploy.local.kafka_local import LocalKafka, free_port
 from deploy.local.stack import Stack
-from shared.streaming.topics import Topics, ensure_topics
+from shared.streaming.topics import Topics, TopicSpec, ensure_topics
 
 INTEGRATION = "alertmanager"
 TOKEN = "bench-alertmanager-token-0123456789"  # noqa: S105 - a local bench's intake token
@@ -73,12 +73,20 @@ def ratio(tl: float, am: float) -> float:
 
 def summary_line(n: int, singles: int, phases: dict[str, Phase], accepted: int, on_kafka: int) -> str:
     am_b, tl_b, am_s, tl_s = (phases[k] for k in ("am_batch", "tl_batch", "am_single", "tl_single"))
+    floor_b, floor_s = phases.get("floor_batch"), phases.get("floor_single")
+    floor = (
+        f" floor_batch_alerts_per_s={floor_b.alerts_per_s:.0f} floor_single_posts_per_s={floor_s.posts_per_s:.0f}"
+        f" floor_single_ratio={ratio(floor_s.posts_per_s, am_s.posts_per_s):.4f}"
+        if floor_b is not None and floor_s is not None
+        else ""
+    )
     return (
         f"intake_vs_alertmanager: alerts={n} singles={singles} "
         f"am_batch_alerts_per_s={am_b.alerts_per_s:.0f} tl_batch_alerts_per_s={tl_b.alerts_per_s:.0f} "
         f"batch_ratio={ratio(tl_b.alerts_per_s, am_b.alerts_per_s):.4f} "
         f"am_single_posts_per_s={am_s.posts_per_s:.0f} tl_single_posts_per_s={tl_s.posts_per_s:.0f} "
         f"single_ratio={ratio(tl_s.posts_per_s, am_s.posts_per_s):.4f} accepted={accepted} on_kafka={on_kafka}"
+        f"{floor}"
     )
 
 
@@ -99,19 +107,57 @@ class Options:
     timeout: float
 
 
-async def count_on_kafka(bootstrap: str, topic: str, expect: int, within_s: float) -> int:
-    """The records on ``topic``, read from the start until ``expect`` are there (bounded)."""
+Kept = list[tuple[bytes | None, bytes]]
+
+
+async def count_on_kafka(bootstrap: str, topic: str, expect: int, within_s: float) -> tuple[int, Kept]:
+    """The records on ``topic``, read from the start until ``expect`` are there (bounded), and their keys and
+    values (in no particular order across partitions)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
     await consumer.start()
-    seen = 0
+    kept: Kept = []
     deadline = time.monotonic() + within_s
     try:
-        while seen < expect and time.monotonic() < deadline:
+        while len(kept) < expect and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            seen += sum(len(records) for records in batch.values())
+            kept.extend((r.key, r.value) for records in batch.values() for r in records if r.value is not None)
     finally:
         await consumer.stop()
-    return seen
+    return len(kept), kept
+
+
+async def floor_phase(producer: AIOKafkaProducer, topic: str, posts: list[Kept], concurrency: int) -> Phase:
+    """``posts`` produced by ``concurrency`` loops, each awaiting every acknowledgement of one post before its
+    next (as intake answers one POST)."""
+    queue = iter(posts)
+
+    async def loop() -> None:
+        for post in queue:
+            sent = [await producer.send(topic, value=value, key=key) for key, value in post]
+            await asyncio.gather(*sent)
+
+    started = time.monotonic()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    return Phase(len(posts), sum(len(p) for p in posts), 0, time.monotonic() - started)
+
+
+async def broker_floor(bootstrap: str, prefix: str, kept: Kept, opts: Options) -> dict[str, Phase]:
+    """The floor phases on intake's own records: --alerts of them in posts of --batch, then --singles one a post."""
+    topic = f"{prefix}floor"
+    await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS, "as events", "the broker floor's copy of events")])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0)
+    await producer.start()
+    try:
+        batched, singles = kept[: opts.alerts], kept[opts.alerts : opts.alerts + opts.singles]
+        warm = [kept[:1]]
+        await floor_phase(producer, topic, warm, 1)
+        posts = [batched[i : i + opts.batch] for i in range(0, len(batched), opts.batch)]
+        return {
+            "floor_batch": await floor_phase(producer, topic, posts, opts.concurrency),
+            "floor_single": await floor_phase(producer, topic, [[r] for r in singles], opts.concurrency),
+        }
+    finally:
+        await producer.stop()
 
 
 async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[str, bool]:
@@ -175,8 +221,10 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[str, bo
         finally:
             stack.stop_all()
     accepted = len(warm) + phases["tl_batch"].alerts + phases["tl_single"].alerts
-    on_kafka = await count_on_kafka(bootstrap, f"{prefix}events", accepted, 120)
+    on_kafka, kept = await count_on_kafka(bootstrap, f"{prefix}events", accepted, 120)
     failed = sum(p.failed for p in phases.values())
+    if len(kept) >= opts.alerts + opts.singles:
+        phases.update(await broker_floor(bootstrap, prefix, kept, opts))
     return summary_line(opts.alerts, opts.singles, phases, accepted, on_kafka), failed == 0 and on_kafka >= accepted
 
 

@@ -29,3 +29,18 @@ def test_rates_are_per_second_of_the_phase_and_the_line_carries_both_ratios() ->
         "accepted=5302 on_kafka=5302"
     )
     assert math.isnan(ratio(1.0, 0.0)) and math.isnan(Phase(0, 0, 0, 0.0).alerts_per_s)
+
+
+def test_the_broker_floor_joins_the_line_when_measured() -> None:
+    phases = {
+        "am_batch": Phase(posts=100, alerts=5000, failed=0, seconds=0.5),
+        "tl_batch": Phase(posts=100, alerts=5000, failed=0, seconds=2.0),
+        "am_single": Phase(posts=300, alerts=300, failed=0, seconds=0.1),
+        "tl_single": Phase(posts=300, alerts=300, failed=0, seconds=0.3),
+        "floor_batch": Phase(posts=100, alerts=5000, failed=0, seconds=0.25),
+        "floor_single": Phase(posts=300, alerts=300, failed=0, seconds=0.2),
+    }
+    line = summary_line(5000, 300, phases, accepted=5302, on_kafka=5302)
+    assert line.endswith(
+        "on_kafka=5302 floor_batch_alerts_per_s=20000 floor_single_posts_per_s=1500 floor_single_ratio=0.5000"
+    )
