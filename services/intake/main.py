@@ -30,7 +30,7 @@ from shared.streaming.topics import Topics, ensure_topics
 
 def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
     config = load_yaml_model(settings.config_dir / "intake.yaml", IntakeConfig)
-    engine = db.make_engine(settings.database_url)
+    engine = db.make_engine(settings.database_url.get_secret_value())
     db.init_db(engine)
     topics = Topics(settings.topic_prefix, settings.partitions)
     publisher = KafkaPublisher(settings.kafka_bootstrap_servers, timeout_s=settings.publish_timeout_s)

@@ -107,7 +107,7 @@ def driver_config(settings: NotifierSettings, topics: Topics) -> DriverConfig:
 
 def build(settings: NotifierSettings, registry: CollectorRegistry) -> Notifier:
     config = load_yaml_model(settings.config_dir / "notify.yaml", NotifyConfig)
-    engine = db.make_engine(settings.database_url)
+    engine = db.make_engine(settings.database_url.get_secret_value())
     db.init_db(engine)
     topics = Topics(settings.topic_prefix, settings.partitions)
     http = Http(settings.http_timeout_s)

@@ -60,7 +60,7 @@ def build(settings: RouterSettings, registry: CollectorRegistry) -> Router:
     routing = ConfigWatcher(settings.config_dir / "routing.yaml", RoutingConfig)
     projects = ProjectsWatcher(settings.config_dir)  # projects.yaml and the handover packages in force
     teams = ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig, optional=True)
-    engine = db.make_engine(settings.database_url)
+    engine = db.make_engine(settings.database_url.get_secret_value())
     db.init_db(engine)
     topics = Topics(settings.topic_prefix, settings.partitions)
     # jieba's dictionary and WordLlama's embedding, from the installed wheels (no download): once, here

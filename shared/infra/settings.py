@@ -26,8 +26,9 @@ class CommonSettings(BaseSettings):
         default="127.0.0.1:9092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "TICKETLOOP_KAFKA_BOOTSTRAP_SERVERS"),
     )
-    database_url: str = Field(
-        default="sqlite:///ticketloop.db",
+    database_url: SecretStr = Field(
+        default=SecretStr("sqlite:///ticketloop.db"),
+        description="SQLAlchemy URL of the read model; secret: a PostgreSQL URL may carry the password",
         validation_alias=AliasChoices("DATABASE_URL", "TICKETLOOP_DATABASE_URL"),
     )
     topic_prefix: str = Field(default="ticketloop.", validation_alias=_common("topic_prefix"))

@@ -50,3 +50,12 @@ def test_the_table_manager_waits_at_start_only_for_new_changelog_topics() -> Non
         return create_faust_app("sla", CommonSettings()).tables
 
     assert isinstance(asyncio.run(manager()), KnownChangelogsTableManager)
+
+
+def test_the_database_url_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PostgreSQL URL carries its password: the settings never show it (a repr, a log of the settings)."""
+    url = "postgresql://ticketloop:pg-s3cret-pw@db.internal:5432/ticketloop"
+    monkeypatch.setenv("DATABASE_URL", url)
+    settings = CommonSettings()
+    assert "pg-s3cret-pw" not in repr(settings) and "pg-s3cret-pw" not in str(settings.model_dump())
+    assert settings.database_url.get_secret_value() == url
