@@ -189,6 +189,9 @@ class ChatMessageRow(SQLModel, table=True):
     posted_at: datetime = Field(index=True)
 
 
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+
 def make_engine(url: str, busy_timeout_ms: int = 30_000, wal_autocheckpoint: bool = True) -> Engine:
     """``busy_timeout_ms`` (SQLite): how long a statement waits for another connection's write lock;
     ``wal_autocheckpoint=False``: this engine's commits never checkpoint the WAL (someone else must)."""
@@ -202,6 +205,8 @@ def make_engine(url: str, busy_timeout_ms: int = 30_000, wal_autocheckpoint: boo
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # when the log starts over, its file is cut back to this size (a burst's log does not keep its disk)
+            cur.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             if not wal_autocheckpoint:
                 cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()

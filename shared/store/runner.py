@@ -9,7 +9,13 @@ worker thread (a network round trip must not hold the loop).
 
 A commit in place never checkpoints SQLite's write-ahead log (that copies pages into the database file and
 syncs it: milliseconds to tens of them on a loaded disk, which the loop would wait out); ``checkpoint_wal``
-does it from a worker thread, and the owner calls it every few seconds.
+does it from a worker thread, and the owner calls it every few seconds. SQLite starts the log over (instead of
+appending to it) only when a write begins with every frame of the log copied, and writes made during a
+checkpoint are frames it has not copied: under a steady stream of writes the log never started over and grew
+without end (bench/notify_fanout's paced phase: 1.3 GB in 40 s), and every page read searched a larger index of
+it. So once the log holds ``RESTART_FRAMES``, the next checkpoint holds writes in place while it runs (about
+20 ms here, mostly the database file's sync), and the write after it starts the log over (its file then cut
+back to ``journal_size_limit``, shared/store/db.py).
 """
 
 from __future__ import annotations
@@ -27,9 +33,20 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _checkpoint(engine: Engine) -> None:
+RESTART_FRAMES = 262_144
+"""A log of this many frames (1 GiB of 4 KiB pages) or more is checkpointed with writes in place held, so that it
+starts over; a smaller one is checkpointed beside them (it starts over by itself whenever a checkpoint meets no
+write). A safety valve, seldom used: holding writes costs the messages waiting on them the checkpoint's time (a
+limit of 256 MiB, held about every 20 s under bench/notify_fanout's paced stream at 1,400 notifications a second,
+which writes about 13 MB of log a second, made its p99 66 ms over 60 s against 20 ms without), while a long log
+cost little there (the same run, the log at about 800 MB by its end)."""
+
+
+def _checkpoint(engine: Engine) -> int:
+    """A passive checkpoint; returns how many frames the log held."""
     with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        row = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").first()
+    return int(row[1]) if row is not None and row[1] is not None and row[1] > 0 else 0
 
 
 def in_place_url(engine: Engine) -> str | None:
@@ -52,13 +69,20 @@ class SqlRunner:
     write lock is held elsewhere), in a worker thread otherwise. ``fn`` must make its writes in one transaction:
     a call that fails in place is made again whole."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, restart_frames: int = RESTART_FRAMES) -> None:
         self.engine = engine
+        self.restart_frames = restart_frames
+        self.log_frames = 0
+        """The log's frames at the last checkpoint."""
         url = in_place_url(engine)
         self.in_place = make_engine(url, busy_timeout_ms=0, wal_autocheckpoint=False) if url is not None else None
+        self._checkpointing: asyncio.Event | None = None
+        """Set when the running checkpoint is done (None: none runs); calls in place wait for it."""
 
     async def __call__(self, fn: Callable[Concatenate[Engine, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         if self.in_place is not None:
+            while self._checkpointing is not None:
+                await self._checkpointing.wait()
             try:
                 return fn(self.in_place, *args, **kwargs)
             except OperationalError as exc:
@@ -69,7 +93,7 @@ class SqlRunner:
     def now(self, fn: Callable[Concatenate[Engine, P], object], *args: P.args, **kwargs: P.kwargs) -> bool:
         """Run ``fn`` in place at once if this database allows it (SQLite); False when it did not run: another
         database, a lock held elsewhere, or any error (the caller then takes its usual way, which reports it)."""
-        if self.in_place is None:
+        if self.in_place is None or self._checkpointing is not None:
             return False
         try:
             fn(self.in_place, *args, **kwargs)
@@ -79,9 +103,20 @@ class SqlRunner:
 
     async def checkpoint_wal(self) -> None:
         """Copy the write-ahead log into the database file (SQLite, when writes are made in place), from a worker
-        thread; passive: it never waits for a writer or a reader."""
-        if self.in_place is not None:
+        thread; once the log is long, with calls in place waiting meanwhile, so that the next write starts it
+        over. Passive: it never waits for a writer or a reader elsewhere."""
+        if self.in_place is None or self._checkpointing is not None:
+            return
+        if self.log_frames < self.restart_frames:
+            self.log_frames = await asyncio.to_thread(_checkpoint, self.engine)
+            return
+        done = self._checkpointing = asyncio.Event()
+        try:
             await asyncio.to_thread(_checkpoint, self.engine)
+            self.log_frames = 0  # every frame copied and no write since: the next write starts the log over
+        finally:
+            self._checkpointing = None
+            done.set()
 
     def dispose(self) -> None:
         if self.in_place is not None:
