@@ -44,9 +44,8 @@ def test_projection_is_idempotent_and_only_moves_forward(engine: Engine) -> None
     assert [t.change for t in timeline] == ["opened", "occurred", "acknowledged"]
 
 
-def test_escalations_join_the_timeline_once(engine: Engine) -> None:
-    db.project(engine, [tev(Change.opened, 1)])
-    esc = Escalation(
+def late_escalation() -> Escalation:
+    return Escalation(
         escalation_id="tl-1:acknowledge:1",
         ticket_id="tl-1",
         level=1,
@@ -57,6 +56,11 @@ def test_escalations_join_the_timeline_once(engine: Engine) -> None:
         ticket=ticket(),
         trace_id="t",
     )
+
+
+def test_escalations_join_the_timeline_once(engine: Engine) -> None:
+    db.project(engine, [tev(Change.opened, 1)])
+    esc = late_escalation()
     db.project(engine, [], [esc])
     db.project(engine, [], [esc])
     found = db.get_ticket(engine, "tl-1")
@@ -114,17 +118,7 @@ def test_the_timeline_records_the_client_a_person_acted_through(engine: Engine) 
     acked = tev(Change.acknowledged, 2, state=TicketState.acknowledged).model_copy(
         update={"actor": "alice", "via": "console"}
     )
-    esc = Escalation(
-        escalation_id="tl-1:acknowledge:1",
-        ticket_id="tl-1",
-        level=1,
-        target_team="leads",
-        deadline=T0,
-        fired_at=T0 + timedelta(seconds=30),
-        reason="late",
-        ticket=ticket(),
-        trace_id="t",
-    )
+    esc = late_escalation()
     db.project(engine, [opened, acked], [esc])
     found = db.get_ticket(engine, "tl-1")
     assert found is not None
