@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from services.intake.formats.registry import FORMATS, SIGNING_FORMATS
 from services.intake.limits import RateLimitConfig
 from services.intake.mail_in import MailConfig
 from shared.events import Severity
@@ -120,12 +121,9 @@ class HeartbeatConfig(BaseModel):
         return self
 
 
-SIGNING_FORMATS = frozenset({"grafana"})
-"""Formats whose sender can sign its requests (services/intake/formats/registry.py verifies them)."""
-
-
 class Integration(Credential):
-    format: Literal["alertmanager", "generic", "grafana", "opsgenie", "pagerduty"]
+    format: str
+    """One of services/intake/formats/registry.py's ``FORMATS``."""
     signing_secret: Token | None = None
     """The sender's HMAC key (Grafana's contact point "HMAC signature" secret): when set, every request must be
     signed with it."""
@@ -138,6 +136,13 @@ class Integration(Credential):
     severities: dict[Annotated[str, Field(min_length=1, max_length=64)], Severity] = Field(default_factory=dict)
     """The sender's own severity words (an alert's ``severity`` label, any case) and what each means, beyond the
     built-in ones (critical, p1, error, major, warning, minor, info, low, ...), e.g. ``{disaster: critical}``."""
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, name: str) -> str:
+        if name not in FORMATS:
+            raise ValueError(f"unknown format {name!r} (one of: {', '.join(sorted(FORMATS))})")
+        return name
 
     @field_validator("severities")
     @classmethod

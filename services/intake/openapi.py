@@ -16,24 +16,16 @@ from pydantic.json_schema import models_json_schema
 
 from services.intake.config import IntakeConfig
 from services.intake.edge import CommandBody
-from services.intake.formats.alertmanager import AlertmanagerWebhook
-from services.intake.formats.generic import GenericEvent
-from services.intake.formats.grafana import GrafanaWebhook
 from services.intake.formats.opsgenie import OpsgenieAction, OpsgenieCreate
 from services.intake.formats.pagerduty import ChangeEvent, PagerDutyEvent
+from services.intake.formats.registry import FORMATS
 from shared.rules.oncall import OverrideRequest
 from shared.rules.silences import SilenceRequest
 
 Auth = Literal["bearer", "genie", "routing_key", "link", "slack", "none"]
 
-FORMAT_MODELS: dict[str, type[BaseModel]] = {
-    "alertmanager": AlertmanagerWebhook,
-    "generic": GenericEvent,
-    "grafana": GrafanaWebhook,
-    "opsgenie": OpsgenieCreate,
-    "pagerduty": PagerDutyEvent,
-}
-"""The body each integration format takes at ``/api/v1/integrations/{name}``."""
+FORMAT_MODELS: dict[str, type[BaseModel]] = {name: kind.model for name, kind in FORMATS.items()}
+"""The body each integration format takes at ``/api/v1/integrations/{name}`` (the formats' registry's)."""
 
 
 @dataclass(frozen=True, slots=True)

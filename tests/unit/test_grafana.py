@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import typing
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +20,7 @@ from services.intake.api import create_app
 from services.intake.config import IntakeConfig, Integration
 from services.intake.edge import IntakeDeps
 from services.intake.formats import alertmanager, grafana
-from services.intake.formats.registry import PARSERS
+from services.intake.formats.registry import FORMATS, PARSERS, SIGNING_FORMATS
 from shared.events import EventStatus, InboundEvent
 from shared.store import db
 from shared.streaming.topics import Topics
@@ -147,9 +146,13 @@ def test_signing_is_only_for_formats_that_sign_and_needs_a_secret_set(monkeypatc
     assert key is not None and key.get_secret_value() == KEY and KEY not in repr(found)
 
 
-def test_every_format_an_integration_may_name_has_a_parser() -> None:
-    named = typing.get_args(Integration.model_fields["format"].annotation)
-    assert set(named) == set(PARSERS)
+def test_an_integration_may_name_exactly_the_registrys_formats() -> None:
+    base = {"name": "x", "token": "t" * 32}
+    for name in FORMATS:
+        assert Integration.model_validate({**base, "format": name}).format == name
+    with pytest.raises(ValidationError, match=r"unknown format 'nagios' \(one of: alertmanager, generic, grafana,"):
+        Integration.model_validate({**base, "format": "nagios"})
+    assert set(PARSERS) == set(FORMATS) and {"grafana"} == SIGNING_FORMATS
 
 
 @pytest.fixture
