@@ -31,6 +31,7 @@ from services.intake.pagerduty_in import PagerDutyIn
 from services.intake.shell import Edge
 from services.intake.silences_api import SilencesApi
 from services.intake.solved import SolvedIn
+from services.intake.status_api import StatusApi
 from services.intake.survey import SurveyIn
 from services.intake.tickets_api import TicketsApi
 
@@ -57,6 +58,7 @@ def create_app(deps: IntakeDeps) -> Starlette:
         *DeliveriesApi(edge).routes(),
         *SurveyIn(edge).routes(),
         *SolvedIn(edge).routes(),
+        *StatusApi(edge).routes(),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(RequestIds)])
     app.state.deliver_mail = feedback.deliver_mail

@@ -102,6 +102,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/v1/silences", "Silences", "bearer", 200, query=("state",)),
     Operation("GET", "/api/v1/silences/{silence_id}", "A silence", "bearer", 200),
     Operation("DELETE", "/api/v1/silences/{silence_id}", "Expire a silence", "bearer", 200),
+    Operation(
+        "GET", "/api/v1/status", "This intake's configuration (no secrets), broker and schema (admin)", "bearer", 200
+    ),
     Operation("GET", "/api/v1/oncall", "Who is on call for each team", "bearer", 200, query=("at",)),
     Operation(
         "GET", "/api/v1/oncall/{team}", "Who is on call for a team, and the next shifts", "bearer", 200, query=("at",)

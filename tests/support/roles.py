@@ -33,6 +33,7 @@ ENDPOINTS: list[tuple[str, str, Any, str]] = [
     ("DELETE", "/api/v1/oncall/operations/overrides/none", None, "responder"),
     ("GET", "/api/v1/deliveries", None, "viewer"),
     ("POST", "/api/v1/deliveries/none/redrive", None, "responder"),
+    ("GET", "/api/v1/status", None, "admin"),
 ]
 
 
