@@ -41,6 +41,7 @@ from services.cli_client import (
     oncall_command,
     silence_command,
 )
+from services.cli_db import add_db_commands, db_command
 from services.cli_deadletters import add_deadletter_commands, deadletter_command
 from services.cli_handover import add_handover_commands, handover_command
 from services.intake.config import IntakeConfig
@@ -316,6 +317,12 @@ API_COMMANDS: dict[str, Callable[[argparse.Namespace, ApiClient, TextIO], int]] 
 }
 """The areas that talk to the REST API (services/cli_client.py)."""
 
+OWN_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
+    "deadletters": deadletter_command,
+    "db": db_command,
+}
+"""The areas that reach what they need themselves (Kafka, the database), no configuration directory."""
+
 LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace, Path, TextIO], int]] = {
     "sla": sla_replay,
     "review": review_command,
@@ -367,9 +374,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: htt
     add_review_command(sub, _aware)
     add_handover_commands(sub)
     add_deadletter_commands(sub)
+    add_db_commands(sub)
     args = parser.parse_args(argv)
-    if args.area == "deadletters":  # reads and writes Kafka itself, no configuration directory
-        return deadletter_command(args, out)
+    own_command = OWN_COMMANDS.get(args.area)
+    if own_command is not None:
+        return own_command(args, out)
     api_command = API_COMMANDS.get(args.area)
     if api_command is not None:
         return api_command(args, client_from(args, http), out)

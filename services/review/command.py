@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
+from services.cli_db import database_url
 from services.review.figures import QuarterError, quarter_bounds, review
 from services.review.load import Scope, load_quarter
 from services.review.report import render
@@ -65,8 +66,7 @@ def review_command(args: argparse.Namespace, config_dir: Path, out: TextIO) -> i
         print(f"error: {exc}", file=out)
         return 1
     scope = Scope(args.customer, args.project)
-    url = args.database_url or os.environ.get("DATABASE_URL") or "sqlite:///ticketloop.db"
-    engine = db.make_engine(url)
+    engine = db.make_engine(database_url(args.database_url))
     try:
         with tqdm(desc="reading tickets", unit="ticket", disable=args.no_progress, file=sys.stderr) as bar:
 

@@ -1,0 +1,46 @@
+"""``ticketloop db upgrade`` and ``ticketloop db current``: the database schema's revision (shared/store/schema.py),
+for operators who migrate as a step of their own before a rollout; the services also migrate as they start."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, TextIO
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from shared.store import db, schema
+
+DEFAULT_URL = "sqlite:///ticketloop.db"
+
+
+def database_url(given: str | None) -> str:
+    """--database-url, else $DATABASE_URL (or $TICKETLOOP_DATABASE_URL), else the local default."""
+    return given or os.environ.get("DATABASE_URL") or os.environ.get("TICKETLOOP_DATABASE_URL") or DEFAULT_URL
+
+
+def add_db_commands(sub: Any) -> None:
+    area = sub.add_parser("db", help="the database schema").add_subparsers(dest="action", required=True)
+    for name, text in (
+        ("upgrade", "bring the schema to the newest revision (made when the database is empty)"),
+        ("current", "the revision the database is at, and the newest"),
+    ):
+        command = area.add_parser(name, help=text)
+        command.add_argument("--database-url", default=None, help=f"default: $DATABASE_URL or {DEFAULT_URL}")
+
+
+def db_command(args: argparse.Namespace, out: TextIO) -> int:
+    engine = db.make_engine(database_url(args.database_url))
+    try:
+        if args.action == "upgrade":
+            print(f"the schema is at revision {schema.upgrade(engine)}, the newest", file=out)
+        else:
+            with engine.connect() as conn:
+                at = schema.current(conn)
+            print(f"{at or 'none'} (newest: {schema.head()})", file=out)
+    except SQLAlchemyError as exc:  # its text can carry the URL, and a PostgreSQL URL its password
+        print(f"error: the database did not answer ({type(exc).__name__})", file=out)
+        return 1
+    finally:
+        engine.dispose()
+    return 0

@@ -1,0 +1,28 @@
+"""ticketloop db upgrade / current."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from services.cli import main as cli
+from shared.store import schema
+
+
+def run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    return cli(list(argv), out), out.getvalue().strip()
+
+
+def test_upgrade_then_current(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert run("db", "current", "--database-url", url) == (0, f"none (newest: {schema.head()})")
+    assert run("db", "upgrade", "--database-url", url) == (0, f"the schema is at revision {schema.head()}, the newest")
+    assert run("db", "current", "--database-url", url) == (0, f"{schema.head()} (newest: {schema.head()})")
+
+
+def test_an_unreachable_database_is_an_error_without_its_url() -> None:
+    url = "postgresql://ticketloop:pg-s3cret-pw@127.0.0.1:9/ticketloop"  # port 9: nothing listens
+    code, text = run("db", "current", "--database-url", url)
+    assert code == 1 and text.startswith("error: the database did not answer"), text
+    assert "pg-s3cret-pw" not in text
