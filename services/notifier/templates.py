@@ -44,10 +44,15 @@ def _data(ticket: Ticket, **extra: object) -> dict[str, object]:
     }
 
 
+def who_acted(event: TicketEvent) -> str:
+    """The actor as people read it: with the API client that acted for them, when one did."""
+    return event.actor if event.via is None else f"{event.actor} (via {event.via})"
+
+
 def render_assignment(event: TicketEvent, public_url: str) -> Message:
     t = event.ticket
     headline = {
-        "reassigned": f"A {t.kind.value} ticket was reassigned to {t.team} by {event.actor}.",
+        "reassigned": f"A {t.kind.value} ticket was reassigned to {t.team} by {who_acted(event)}.",
         "reopened": f"A {t.kind.value} ticket was reopened (reopened {t.reopened} time(s)).",
     }.get(event.change.value, f"A new {t.kind.value} ticket is assigned to {t.team}.")
     similar = ["", "Similar resolved tickets:", *(f"  {line}" for line in event.similar)] if event.similar else []
@@ -68,7 +73,7 @@ def render_update(event: TicketEvent, public_url: str) -> Message:
 def render_resolution(event: TicketEvent, public_url: str) -> Message:
     t = event.ticket
     why = event.reason or "resolved"
-    text = "\n".join([f"Resolved by {event.actor}: {why}", "", *_ticket_lines(t, public_url)])
+    text = "\n".join([f"Resolved by {who_acted(event)}: {why}", "", *_ticket_lines(t, public_url)])
     return Message(
         "resolution", f"[{t.priority}] Resolved {t.ticket_id}: {t.summary}", text, _data(t, actor=event.actor)
     )
@@ -198,7 +203,7 @@ def render_state(event: TicketEvent, public_url: str) -> Message:
     """The ticket's message as it should read now that someone acted on it (a chat message redrawn in place)."""
     t = event.ticket
     owner = f"{t.person} ({t.team})" if t.person else t.team
-    headline = STATE_HEADLINES.get(event.change.value, "{actor} changed it").format(actor=event.actor, owner=owner)
+    headline = STATE_HEADLINES.get(event.change.value, "{actor} changed it").format(actor=who_acted(event), owner=owner)
     if event.change.value == "snoozed" and t.snoozed_until is not None:
         headline += f" until {t.snoozed_until.isoformat()}"
     why = f" ({event.reason})" if event.reason else ""

@@ -21,7 +21,7 @@ from services.notifier.pipeline import (
     with_actions,
     with_mention,
 )
-from services.notifier.templates import render_assignment, render_escalation, render_resolution
+from services.notifier.templates import render_assignment, render_escalation, render_resolution, render_state
 from shared.events import Change, Escalation, TicketEvent, TicketState
 from shared.rules.oncall import OnCall, TeamsConfig
 from tests.unit.factories import T0, ticket
@@ -71,6 +71,19 @@ def test_escalation_and_resolution_messages() -> None:
     assert e.data["level"] == 1
     r = render_resolution(tev(Change.resolved, state=TicketState.resolved), URL)
     assert r.kind == "resolution" and "Resolved by am" in r.text
+
+
+def test_messages_name_the_client_a_person_acted_through() -> None:
+    def by_alice(change: Change, **over: object) -> TicketEvent:
+        return tev(change, **over).model_copy(update={"actor": "alice", "via": "console"})
+
+    resolved = render_resolution(by_alice(Change.resolved, state=TicketState.resolved), URL)
+    assert "Resolved by alice (via console): rule 'db'" in resolved.text
+    acked = render_state(by_alice(Change.acknowledged, state=TicketState.acknowledged), URL)
+    assert "by alice (via console)" in acked.text and "via" not in acked.subject
+    moved = render_assignment(by_alice(Change.reassigned, team="dba"), URL)
+    assert "reassigned to dba by alice (via console)." in moved.text
+    assert "via" not in render_resolution(tev(Change.resolved, state=TicketState.resolved), URL).text
 
 
 def test_only_assignment_and_resolution_ticket_events_notify() -> None:
