@@ -4,7 +4,8 @@ Every service calls :func:`upgrade` before it touches the database, and they sta
 migrates while the others wait for it (an advisory lock on PostgreSQL, a lock file beside the database file on
 SQLite), then each finds the schema at the newest revision and goes on. A database made before the schema had
 revisions (tables, no ``alembic_version``) is taken as the first revision, which is the schema as it was then,
-and moved on from there; its rows stay.
+and moved on from there; its rows stay. Revisions only add (tables, nullable columns), so a release may run on
+a schema a newer one has moved on.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
+
+from shared.infra.logging import get_logger
+
+log = get_logger(__name__)
 
 BASELINE = "0001"
 """The revision that is the schema as it stood before revisions: a database with its tables and no version
@@ -55,10 +60,20 @@ def current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+def known(revision: str) -> bool:
+    """Whether this release has ``revision`` among its own."""
+    return any(s.revision == revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions())
+
+
 def upgrade(engine: Engine) -> str:
-    """Bring the database to the newest revision (creating it when empty); returns that revision."""
+    """Bring the database to the newest revision (creating it when empty); returns the revision it is at. A
+    database a newer release has moved on (a revision this one does not have: a rolling upgrade, or a rollback)
+    is left as it is, with a warning: revisions only add, so this release's reads and writes still fit it."""
     with _migration_lock(engine), engine.connect() as connection:
         version = current(connection)
+        if version is not None and not known(version):
+            log.warning("schema_newer_than_release", revision=version, newest_known=head())
+            return version
         if needs_stamp(set(inspect(connection).get_table_names()), version):
             command.stamp(alembic_config(connection), BASELINE)
             connection.commit()
