@@ -13,13 +13,14 @@ import orjson
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from deploy.local.kafka_local import free_port
 from deploy.local.vendors.base import Answer, VendorSink
 from deploy.local.vendors.slack import SlackVendor
 from services.notifier.channels.base import ChannelContext, DeliveryError, Http, Message
 from services.notifier.channels.slack import SlackChannel, SlackConfig, build, payload
-from services.notifier.refs import StoredRefs
+from services.notifier.refs import MemoryRefs, StoredRefs
 from shared.store import db
 from shared.store.runner import SqlRunner
 from tests.support.channel_contract import ContractCase, check_contract, context, sample_message
@@ -193,6 +194,26 @@ async def test_a_restarted_notifier_still_redraws_the_message(
         for runner, http in zip(runners, https, strict=True):
             runner.dispose()
             await http.close()
+
+
+class BrokenRefs(MemoryRefs):
+    """A database that fails as the ts is kept."""
+
+    async def put(self, target: str, ticket_id: str, ref: str) -> None:  # noqa: ARG002 - it fails whatever it is given
+        raise OperationalError("INSERT INTO chat_messages", {}, Exception("disk I/O error"))
+
+
+async def test_a_ts_that_cannot_be_kept_does_not_post_the_message_again(sink: VendorSink, vendor: SlackVendor) -> None:
+    """The message is posted: the send succeeds (a lane would otherwise retry it, and Slack would show it twice);
+    only its later redraw is lost."""
+    http = Http(5.0)
+    try:
+        channel, target = bot_channel(sink, ChannelContext(http, time.time, BrokenRefs()))
+        await channel.send(sample_message(), target)
+        assert len(vendor.posted) == 1
+        assert await channel.update(sample_message(), target) is False
+    finally:
+        await http.close()
 
 
 async def test_a_wrong_token_is_a_permanent_error_without_the_token(sink: VendorSink) -> None:

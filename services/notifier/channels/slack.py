@@ -37,7 +37,9 @@ from services.notifier.channels.base import (
     http_error,
     post,
 )
+from shared.infra.logging import get_logger
 
+log = get_logger(__name__)
 DEFAULT_API_URL = "https://slack.com/api"
 # Block Kit limits (docs.slack.dev, reference/block-kit): characters, not bytes.
 MAX_BLOCKS = 50
@@ -234,7 +236,10 @@ class SlackChannel:
         ticket_id = message.data.get("ticket_id")
         ts = answer.get("ts")
         if isinstance(ticket_id, str) and isinstance(ts, str):
-            await self._refs.put(target, ticket_id, ts)
+            try:
+                await self._refs.put(target, ticket_id, ts)
+            except Exception as exc:  # noqa: BLE001 - the message is posted: an error here must not post it again
+                log.warning("slack_ts_not_kept", error=type(exc).__name__, target=target)
 
     async def update(self, message: Message, target: str) -> bool:
         """Redraw the last message posted for this message's ticket (chat.update); False when there is none to
