@@ -63,8 +63,8 @@ class StoredRefs:
         return found
 
     async def put(self, target: str, ticket_id: str, ref: str) -> None:
+        await self._memory.put(target, ticket_id, ref)  # first: this process still redraws if the table fails
         await self._sql(db.put_chat_message, target, ticket_id, ref, datetime.now(UTC))
-        await self._memory.put(target, ticket_id, ref)
 
     async def forget(self, target: str, ticket_id: str) -> None:
         await self._memory.forget(target, ticket_id)
