@@ -30,17 +30,21 @@ def add_db_commands(sub: Any) -> None:
 
 
 def db_command(args: argparse.Namespace, out: TextIO) -> int:
-    engine = db.make_engine(database_url(args.database_url))
-    try:
+    engine = None
+    try:  # a URL SQLAlchemy cannot read is an error whose text is the URL: inside, with the others
+        engine = db.make_engine(database_url(args.database_url))
         if args.action == "upgrade":
-            print(f"the schema is at revision {schema.upgrade(engine)}, the newest", file=out)
+            at = schema.upgrade(engine)
+            newest = "the newest" if at == schema.head() else f"newer than this release's newest, {schema.head()}"
+            print(f"the schema is at revision {at}, {newest}", file=out)
         else:
             with engine.connect() as conn:
-                at = schema.current(conn)
-            print(f"{at or 'none'} (newest: {schema.head()})", file=out)
-    except SQLAlchemyError as exc:  # its text can carry the URL, and a PostgreSQL URL its password
-        print(f"error: the database did not answer ({type(exc).__name__})", file=out)
+                recorded = schema.current(conn)
+            print(f"{recorded or 'none'} (newest: {schema.head()})", file=out)
+    except (SQLAlchemyError, ValueError) as exc:  # its text can carry the URL, and a PostgreSQL URL its password
+        print(f"error: the database did not answer, or its URL is not one ({type(exc).__name__})", file=out)
         return 1
     finally:
-        engine.dispose()
+        if engine is not None:
+            engine.dispose()
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -73,7 +74,10 @@ class StatusApi(Door):
         except HttpError as exc:
             return self.edge.fail(exc, "api")
         ready = await self.deps.publisher.check()
-        revision = await run_in_threadpool(_revision, self.deps)
+        try:
+            revision: str | None = await run_in_threadpool(_revision, self.deps)
+        except SQLAlchemyError:
+            revision = "unavailable"  # the database is down: the rest still answers
         return JSONResponse(
             {
                 "kafka": "ready" if ready else "unavailable",

@@ -8,6 +8,8 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from shared.store import db
 from shared.store.runner import SqlRunner
 
@@ -47,20 +49,20 @@ class MemoryRefs:
 
 
 class StoredRefs:
-    """The ``chat_messages`` table, with the newest pairs in memory in front of it (a post is written through;
-    a redraw reads the table only for a message this process has not seen)."""
+    """The ``chat_messages`` table, read at each redraw (another notifier may have posted the ticket's newer
+    message while it held the ticket's partition); the newest pairs also in memory, for when the table fails."""
 
     def __init__(self, sql: SqlRunner) -> None:
         self._sql, self._memory = sql, MemoryRefs()
 
     async def get(self, target: str, ticket_id: str) -> str | None:
-        known = self._memory.known(target, ticket_id)
-        if known is not None:
+        try:
+            return await self._sql(db.chat_message_ref, target, ticket_id)
+        except SQLAlchemyError:
+            known = self._memory.known(target, ticket_id)
+            if known is None:
+                raise
             return known
-        found = await self._sql(db.chat_message_ref, target, ticket_id)
-        if found is not None:
-            await self._memory.put(target, ticket_id, found)
-        return found
 
     async def put(self, target: str, ticket_id: str, ref: str) -> None:
         await self._memory.put(target, ticket_id, ref)  # first: this process still redraws if the table fails

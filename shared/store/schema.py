@@ -3,9 +3,13 @@
 Every service calls :func:`upgrade` before it touches the database, and they start together: one of them
 migrates while the others wait for it (an advisory lock on PostgreSQL, a lock file beside the database file on
 SQLite), then each finds the schema at the newest revision and goes on. A database made before the schema had
-revisions (tables, no ``alembic_version``) is taken as the first revision, which is the schema as it was then,
-and moved on from there; its rows stay. Revisions only add (tables, nullable columns), so a release may run on
-a schema a newer one has moved on.
+revisions (tables, no ``alembic_version``) is migrated from the first revision, which keeps the tables and
+indexes it finds and makes those it lacks; its rows stay. Revisions only add (tables, nullable columns), so a
+release may run on a schema a newer one has moved on.
+
+A migration is one transaction: on PostgreSQL as it comes, on SQLite on a connection of its own that begins
+``BEGIN IMMEDIATE`` itself (the sqlite3 module would otherwise commit each CREATE and ALTER on its own, and a
+migration cut short by a crash or a lock would leave half its changes and no record of them).
 """
 
 from __future__ import annotations
@@ -14,22 +18,22 @@ import contextlib
 import fcntl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 
 from shared.infra.logging import get_logger
 
 log = get_logger(__name__)
 
 BASELINE = "0001"
-"""The revision that is the schema as it stood before revisions: a database with its tables and no version
-table is stamped with it."""
-KNOWN_TABLE = "tickets"
-"""A table every database made by ticketloop has had since the beginning."""
+"""The revision that is the schema as it stood before revisions."""
+BUSY_TIMEOUT_S = 30.0
+"""How long a migration on SQLite waits for another connection's write lock."""
 LOCK_KEY = 0x7469636B  # "tick": the PostgreSQL advisory lock's key while migrating
 
 
@@ -50,11 +54,6 @@ def head() -> str:
     return revision
 
 
-def needs_stamp(tables: set[str], version: str | None) -> bool:
-    """A database made before revisions: ticketloop's tables there, no version recorded."""
-    return version is None and KNOWN_TABLE in tables
-
-
 def current(connection: Connection) -> str | None:
     """The revision the database is at (None: none recorded)."""
     return MigrationContext.configure(connection).get_current_revision()
@@ -69,14 +68,11 @@ def upgrade(engine: Engine) -> str:
     """Bring the database to the newest revision (creating it when empty); returns the revision it is at. A
     database a newer release has moved on (a revision this one does not have: a rolling upgrade, or a rollback)
     is left as it is, with a warning: revisions only add, so this release's reads and writes still fit it."""
-    with _migration_lock(engine), engine.connect() as connection:
+    with _migration_lock(engine), _migrating(engine) as migrator, migrator.connect() as connection:
         version = current(connection)
         if version is not None and not known(version):
             log.warning("schema_newer_than_release", revision=version, newest_known=head())
             return version
-        if needs_stamp(set(inspect(connection).get_table_names()), version):
-            command.stamp(alembic_config(connection), BASELINE)
-            connection.commit()
         if version != head():
             command.upgrade(alembic_config(connection), "head")
             connection.commit()
@@ -84,16 +80,40 @@ def upgrade(engine: Engine) -> str:
 
 
 @contextlib.contextmanager
+def _migrating(engine: Engine) -> Iterator[Engine]:
+    """The engine to migrate with: ``engine`` itself, or for a SQLite file an engine of its own whose
+    transactions the driver leaves to SQLAlchemy, begun with ``BEGIN IMMEDIATE`` (DDL included)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        yield engine
+        return
+    own = create_engine(engine.url, connect_args={"timeout": BUSY_TIMEOUT_S})
+
+    @event.listens_for(own, "connect")
+    def _driver_leaves_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(own, "begin")
+    def _begin_immediate(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    try:
+        yield own
+    finally:
+        own.dispose()
+
+
+@contextlib.contextmanager
 def _migration_lock(engine: Engine) -> Iterator[None]:
     """Held by one migrating process at a time, across processes."""
     if engine.dialect.name == "postgresql":
-        with engine.connect() as holder:
+        # a session lock on a connection in autocommit: never idle in a transaction while others migrate
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as holder:
             holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": LOCK_KEY})
             try:
                 yield
             finally:
                 holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
-                holder.commit()
         return
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:" or database.startswith("file:"):

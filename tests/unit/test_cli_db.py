@@ -26,3 +26,5 @@ def test_an_unreachable_database_is_an_error_without_its_url() -> None:
     code, text = run("db", "current", "--database-url", url)
     assert code == 1 and text.startswith("error: the database did not answer"), text
     assert "pg-s3cret-pw" not in text
+    code, text = run("db", "current", "--database-url", "postgresql://u:pg-s3cret-pw@h:notaport/x")
+    assert code == 1 and "pg-s3cret-pw" not in text, text

@@ -55,7 +55,7 @@ async def writes_and_checkpoints(path: Path, restart_frames: int) -> tuple[int, 
     finally:
         stop.set()
         await writer
-    frames = _checkpoint(engine)
+    frames, _ = _checkpoint(engine)
     runner.dispose()
     engine.dispose()
     return frames, written

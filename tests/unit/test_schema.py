@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
 from shared.store import db, schema
@@ -18,17 +20,53 @@ from shared.store import db, schema
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize(
-    ("tables", "version", "stamp"),
-    [
-        (set(), None, False),  # empty: made from the first revision on
-        ({"tickets", "ticket_timeline"}, None, True),  # made before revisions
-        ({"tickets", "alembic_version"}, "0001", False),  # has a version
-        ({"something_else"}, None, False),  # not ours: migrated like an empty one, its table left alone
-    ],
-)
-def test_needs_stamp(tables: set[str], version: str | None, stamp: bool) -> None:
-    assert schema.needs_stamp(tables, version) is stamp
+def at_baseline(path: Path) -> Engine:
+    """A database at the first revision (made at the newest, then taken back)."""
+    engine = db.make_engine(f"sqlite:///{path}")
+    schema.upgrade(engine)
+    with engine.connect() as conn:
+        command.downgrade(schema.alembic_config(conn), schema.BASELINE)
+        conn.commit()
+    return engine
+
+
+def test_a_migration_that_fails_leaves_nothing_half_done(tmp_path: Path) -> None:
+    """0002 adds a column, then a table; the table is in the way: the column is not left behind, the version
+    stays, and once the way is clear the same migration runs through."""
+    engine = at_baseline(tmp_path / "x.db")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE chat_messages (x INTEGER)"))
+    with pytest.raises(OperationalError, match="already exists"):
+        schema.upgrade(engine)
+    with engine.connect() as conn:
+        assert schema.current(conn) == schema.BASELINE
+    assert "via" not in {c["name"] for c in inspect(engine).get_columns("ticket_timeline")}
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE chat_messages"))
+    assert schema.upgrade(engine) == schema.head()
+
+
+def test_a_database_an_older_release_made_gets_what_it_lacked(tmp_path: Path) -> None:
+    """Made before revisions by a release without survey_answers (create_all made only missing tables, and never
+    an index on a table it had): the table and the index are made, the rows stay."""
+    engine = at_baseline(tmp_path / "x.db")
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(text("DROP TABLE survey_answers"))
+        conn.execute(text("DROP INDEX ix_tickets_state"))
+        conn.execute(
+            text(
+                "INSERT INTO ticket_timeline (change_id, ticket_id, version, change, actor, reason, at) "
+                "VALUES ('c-1', 'tl-1', 1, 'opened', 'router', 'matched', '2026-12-01 00:00:00')"
+            )
+        )
+    assert schema.upgrade(engine) == schema.head()
+    found = inspect(engine)
+    assert "survey_answers" in found.get_table_names()
+    assert "ix_tickets_state" in {i["name"] for i in found.get_indexes("tickets")}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT actor FROM ticket_timeline")).scalars().all() == ["router"]
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
 
 
 def test_an_empty_database_gets_the_models_schema(tmp_path: Path) -> None:

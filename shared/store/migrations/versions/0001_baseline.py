@@ -1,4 +1,6 @@
-"""The schema as it stood before revisions (made then by ``SQLModel.metadata.create_all``).
+"""The schema as it stood before revisions (made then by ``SQLModel.metadata.create_all``). A database made
+before revisions runs it too: what it has is kept, what it lacks (tables and indexes an older release did not
+make) is made.
 
 Revision ID: 0001
 Revises:
@@ -6,6 +8,7 @@ Create Date: 2026-12-04 21:32:28.699424
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -16,8 +19,25 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+def _create_table(existing: set[str], name: str, *elements: Any) -> None:
+    """A table, unless the database has it (one made before revisions by ``create_all``, which also made only the
+    tables it lacked: a database last run by an older release may lack later ones)."""
+    if name not in existing:
+        op.create_table(name, *elements)
+
+
+def _create_indexes(table: str, indexes: list[tuple[str, list[str]]]) -> None:
+    """The table's indexes it lacks (``create_all`` never added an index to a table it had made)."""
+    have = {i["name"] for i in sa.inspect(op.get_bind()).get_indexes(table)}
+    for name, columns in indexes:
+        if name not in have:
+            op.create_index(name, table, columns, unique=False)
+
+
 def upgrade() -> None:
-    op.create_table(
+    existing = set(sa.inspect(op.get_bind()).get_table_names())
+    _create_table(
+        existing,
         "action_link_uses",
         sa.Column("link_id", sa.String(), nullable=False),
         sa.Column("ticket_id", sa.String(), nullable=False),
@@ -28,10 +48,10 @@ def upgrade() -> None:
         sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("link_id"),
     )
-    with op.batch_alter_table("action_link_uses", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_action_link_uses_ticket_id"), ["ticket_id"], unique=False)
+    _create_indexes("action_link_uses", [("ix_action_link_uses_ticket_id", ["ticket_id"])])
 
-    op.create_table(
+    _create_table(
+        existing,
         "deliveries",
         sa.Column("notification_id", sa.String(), nullable=False),
         sa.Column("ticket_id", sa.String(), nullable=False),
@@ -44,10 +64,10 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("notification_id"),
     )
-    with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_deliveries_ticket_id"), ["ticket_id"], unique=False)
+    _create_indexes("deliveries", [("ix_deliveries_ticket_id", ["ticket_id"])])
 
-    op.create_table(
+    _create_table(
+        existing,
         "notify_outbox",
         sa.Column("notification_id", sa.String(), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
@@ -66,12 +86,17 @@ def upgrade() -> None:
         sa.Column("last_error", sa.String(), nullable=False),
         sa.PrimaryKeyConstraint("notification_id"),
     )
-    with op.batch_alter_table("notify_outbox", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_notify_outbox_seq"), ["seq"], unique=False)
-        batch_op.create_index(batch_op.f("ix_notify_outbox_status"), ["status"], unique=False)
-        batch_op.create_index(batch_op.f("ix_notify_outbox_ticket_id"), ["ticket_id"], unique=False)
+    _create_indexes(
+        "notify_outbox",
+        [
+            ("ix_notify_outbox_seq", ["seq"]),
+            ("ix_notify_outbox_status", ["status"]),
+            ("ix_notify_outbox_ticket_id", ["ticket_id"]),
+        ],
+    )
 
-    op.create_table(
+    _create_table(
+        existing,
         "oncall_overrides",
         sa.Column("override_id", sa.String(), nullable=False),
         sa.Column("team", sa.String(), nullable=False),
@@ -83,11 +108,12 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("override_id"),
     )
-    with op.batch_alter_table("oncall_overrides", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_oncall_overrides_ends_at"), ["ends_at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_oncall_overrides_team"), ["team"], unique=False)
+    _create_indexes(
+        "oncall_overrides", [("ix_oncall_overrides_ends_at", ["ends_at"]), ("ix_oncall_overrides_team", ["team"])]
+    )
 
-    op.create_table(
+    _create_table(
+        existing,
         "silences",
         sa.Column("silence_id", sa.String(), nullable=False),
         sa.Column("matchers", sa.JSON(), nullable=False),
@@ -98,10 +124,10 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("silence_id"),
     )
-    with op.batch_alter_table("silences", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_silences_ends_at"), ["ends_at"], unique=False)
+    _create_indexes("silences", [("ix_silences_ends_at", ["ends_at"])])
 
-    op.create_table(
+    _create_table(
+        existing,
         "survey_answers",
         sa.Column("ticket_id", sa.String(), nullable=False),
         sa.Column("score", sa.Integer(), nullable=False),
@@ -118,13 +144,18 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("ticket_id"),
     )
-    with op.batch_alter_table("survey_answers", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_survey_answers_answered_at"), ["answered_at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_survey_answers_customer"), ["customer"], unique=False)
-        batch_op.create_index(batch_op.f("ix_survey_answers_project"), ["project"], unique=False)
-        batch_op.create_index(batch_op.f("ix_survey_answers_team"), ["team"], unique=False)
+    _create_indexes(
+        "survey_answers",
+        [
+            ("ix_survey_answers_answered_at", ["answered_at"]),
+            ("ix_survey_answers_customer", ["customer"]),
+            ("ix_survey_answers_project", ["project"]),
+            ("ix_survey_answers_team", ["team"]),
+        ],
+    )
 
-    op.create_table(
+    _create_table(
+        existing,
         "ticket_timeline",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("change_id", sa.String(), nullable=False),
@@ -137,10 +168,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("change_id"),
     )
-    with op.batch_alter_table("ticket_timeline", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_ticket_timeline_ticket_id"), ["ticket_id"], unique=False)
+    _create_indexes("ticket_timeline", [("ix_ticket_timeline_ticket_id", ["ticket_id"])])
 
-    op.create_table(
+    _create_table(
+        existing,
         "tickets",
         sa.Column("ticket_id", sa.String(), nullable=False),
         sa.Column("dedup_key", sa.String(), nullable=False),
@@ -183,13 +214,17 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("ticket_id"),
     )
-    with op.batch_alter_table("tickets", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_tickets_customer"), ["customer"], unique=False)
-        batch_op.create_index(batch_op.f("ix_tickets_dedup_key"), ["dedup_key"], unique=False)
-        batch_op.create_index(batch_op.f("ix_tickets_opened_at"), ["opened_at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_tickets_project"), ["project"], unique=False)
-        batch_op.create_index(batch_op.f("ix_tickets_state"), ["state"], unique=False)
-        batch_op.create_index(batch_op.f("ix_tickets_team"), ["team"], unique=False)
+    _create_indexes(
+        "tickets",
+        [
+            ("ix_tickets_customer", ["customer"]),
+            ("ix_tickets_dedup_key", ["dedup_key"]),
+            ("ix_tickets_opened_at", ["opened_at"]),
+            ("ix_tickets_project", ["project"]),
+            ("ix_tickets_state", ["state"]),
+            ("ix_tickets_team", ["team"]),
+        ],
+    )
 
 
 def downgrade() -> None:
