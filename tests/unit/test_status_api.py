@@ -91,3 +91,13 @@ def test_only_an_admin(http: TestClient) -> None:
     viewer = http.get("/api/v1/status", headers={"Authorization": f"Bearer {VIEWER}"})
     assert viewer.status_code == 403 and "this needs admin" in viewer.json()["error"]
     assert http.get("/api/v1/status").status_code == 401
+
+
+def test_a_database_that_does_not_answer_is_reported_not_a_500(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 't.db'}")  # cannot be opened
+    config = IntakeConfig.model_validate({"api_clients": [{"name": "ops-admin", "token": ADMIN, "role": "admin"}]})
+    app = create_app(IntakeDeps(config, FakePublisher(), engine, Topics("t.", 2), CollectorRegistry()))
+    with TestClient(app) as client:
+        resp = client.get("/api/v1/status", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["schema_revision"] == "unavailable"
