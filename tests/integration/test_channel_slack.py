@@ -197,7 +197,10 @@ async def test_a_restarted_notifier_still_redraws_the_message(
 
 
 class BrokenRefs(MemoryRefs):
-    """A database that fails as the ts is kept."""
+    """A database that fails as the ts is kept or read."""
+
+    async def get(self, target: str, ticket_id: str) -> str | None:  # noqa: ARG002 - it fails whatever it is given
+        raise OperationalError("SELECT ref FROM chat_messages", {}, Exception("disk I/O error"))
 
     async def put(self, target: str, ticket_id: str, ref: str) -> None:  # noqa: ARG002 - it fails whatever it is given
         raise OperationalError("INSERT INTO chat_messages", {}, Exception("disk I/O error"))
@@ -205,13 +208,17 @@ class BrokenRefs(MemoryRefs):
 
 async def test_a_ts_that_cannot_be_kept_does_not_post_the_message_again(sink: VendorSink, vendor: SlackVendor) -> None:
     """The message is posted: the send succeeds (a lane would otherwise retry it, and Slack would show it twice);
-    only its later redraw is lost."""
+    only its later redraw is lost, and that is no failure of the target's either (its breaker would hold its new
+    messages)."""
     http = Http(5.0)
     try:
         channel, target = bot_channel(sink, ChannelContext(http, time.time, BrokenRefs()))
         await channel.send(sample_message(), target)
         assert len(vendor.posted) == 1
         assert await channel.update(sample_message(), target) is False
+        acked = Message("state", "[P1] Acknowledged tl-1: disk full", "Acknowledged by olga.", {"ticket_id": "tl-1"})
+        await channel.send(acked, target)  # no error: nothing known to redraw
+        assert vendor.updates == []
     finally:
         await http.close()
 

@@ -248,7 +248,12 @@ class SlackChannel:
         ticket_id = message.data.get("ticket_id")
         if entry is None or not isinstance(ticket_id, str):
             return False
-        ts = await self._refs.get(target, ticket_id)
+        try:
+            ts = await self._refs.get(target, ticket_id)
+        except Exception as exc:  # noqa: BLE001 - the database is down: nothing known to redraw (not Slack's fault,
+            # so not a failure against this target's breaker, which would hold its new messages too)
+            log.warning("slack_ts_not_read", error=type(exc).__name__, target=target)
+            return False
         if ts is None:
             return False
         answer = await self._call(target, "chat.update", {"channel": entry.channel, "ts": ts, **payload(message)})
