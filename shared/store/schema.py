@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,15 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    """This release's revisions, read from their files once."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head() -> str:
     """The newest revision."""
-    revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    revision = _scripts().get_current_head()
     if revision is None:
         raise RuntimeError("shared/store/migrations has no revision")
     return revision
@@ -61,7 +68,7 @@ def current(connection: Connection) -> str | None:
 
 def known(revision: str) -> bool:
     """Whether this release has ``revision`` among its own."""
-    return any(s.revision == revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions())
+    return any(s.revision == revision for s in _scripts().walk_revisions())
 
 
 def upgrade(engine: Engine) -> str:
@@ -79,12 +86,19 @@ def upgrade(engine: Engine) -> str:
         return head()
 
 
+def _sqlite_file(engine: Engine) -> str | None:
+    """The path of the SQLite file ``engine`` opens (None: another database, or SQLite in memory)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
 @contextlib.contextmanager
 def _migrating(engine: Engine) -> Iterator[Engine]:
     """The engine to migrate with: ``engine`` itself, or for a SQLite file an engine of its own whose
     transactions the driver leaves to SQLAlchemy, begun with ``BEGIN IMMEDIATE`` (DDL included)."""
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+    if _sqlite_file(engine) is None:
         yield engine
         return
     own = create_engine(engine.url, connect_args={"timeout": BUSY_TIMEOUT_S})
@@ -115,9 +129,9 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
             finally:
                 holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
         return
-    database = engine.url.database if engine.dialect.name == "sqlite" else None
-    if not database or database == ":memory:" or database.startswith("file:"):
-        yield  # one process only: nobody to wait for
+    database = _sqlite_file(engine)
+    if database is None:
+        yield  # SQLite in memory: one process only, nobody to wait for
         return
     with Path(f"{database}.migrate-lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
