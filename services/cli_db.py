@@ -9,14 +9,13 @@ from typing import Any, TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from shared.infra.settings import DEFAULT_DATABASE_URL
 from shared.store import db, schema
-
-DEFAULT_URL = "sqlite:///ticketloop.db"
 
 
 def database_url(given: str | None) -> str:
     """--database-url, else $DATABASE_URL (or $TICKETLOOP_DATABASE_URL), else the local default."""
-    return given or os.environ.get("DATABASE_URL") or os.environ.get("TICKETLOOP_DATABASE_URL") or DEFAULT_URL
+    return given or os.environ.get("DATABASE_URL") or os.environ.get("TICKETLOOP_DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
 def add_db_commands(sub: Any) -> None:
@@ -26,7 +25,7 @@ def add_db_commands(sub: Any) -> None:
         ("current", "the revision the database is at, and the newest"),
     ):
         command = area.add_parser(name, help=text)
-        command.add_argument("--database-url", default=None, help=f"default: $DATABASE_URL or {DEFAULT_URL}")
+        command.add_argument("--database-url", default=None, help=f"default: $DATABASE_URL or {DEFAULT_DATABASE_URL}")
 
 
 def db_command(args: argparse.Namespace, out: TextIO) -> int:

@@ -30,9 +30,9 @@ from shared.streaming.topics import Topics
 
 
 def build_channels(
-    settings: NotifierSettings, config: NotifyConfig, http: Http, refs: MessageRefs | None = None
+    settings: NotifierSettings, config: NotifyConfig, http: Http, refs: MessageRefs
 ) -> dict[str, Channel]:
-    context = ChannelContext(http, time.time) if refs is None else ChannelContext(http, time.time, refs)
+    context = ChannelContext(http, time.time, refs)
     return {
         **registry.build_channels(config.entries(), context),
         registry.EMAIL: EmailChannel(

@@ -19,6 +19,10 @@ def _common(name: str) -> AliasChoices:
     return AliasChoices(f"TICKETLOOP_{name.upper()}")
 
 
+DEFAULT_DATABASE_URL = "sqlite:///ticketloop.db"
+"""The read model when no DATABASE_URL is given: a SQLite file in the working directory."""
+
+
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TICKETLOOP_", extra="ignore")
 
@@ -27,7 +31,7 @@ class CommonSettings(BaseSettings):
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "TICKETLOOP_KAFKA_BOOTSTRAP_SERVERS"),
     )
     database_url: SecretStr = Field(
-        default=SecretStr("sqlite:///ticketloop.db"),
+        default=SecretStr(DEFAULT_DATABASE_URL),
         description="SQLAlchemy URL of the read model; secret: a PostgreSQL URL may carry the password",
         validation_alias=AliasChoices("DATABASE_URL", "TICKETLOOP_DATABASE_URL"),
     )
