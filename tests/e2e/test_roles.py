@@ -4,39 +4,21 @@ ticket's timeline, the person as the actor and the client as ``via``."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from deploy.local.kafka_local import free_port
-from deploy.local.stack import Stack
 from tests.support import roles
-from tests.support.configs import API_TOKEN, GEN_TOKEN, write_config
+from tests.support.configs import API_TOKEN, GEN_TOKEN, intake_and_router
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
 
 def test_each_role_against_each_endpoint_and_the_timeline_names_who_acted(kafka_bootstrap: str, tmp_path: Path) -> None:
-    config = write_config(tmp_path)
-    intake = yaml.safe_load((config / "intake.yaml").read_text())
-    intake["api_clients"] += roles.clients()
-    (config / "intake.yaml").write_text(yaml.safe_dump(intake))
-    stack = Stack(
-        kafka_bootstrap,
-        f"sqlite:///{tmp_path / 'db.sqlite'}",
-        config,
-        tmp_path / "logs",
-        free_port(),
-        9,
-        extra_env={"TICKETLOOP_TOPIC_PREFIX": f"e2e-roles-{time.time_ns()}."},
-    )
-    stack.start("intake")
-    stack.start("router")
+    stack = intake_and_router(kafka_bootstrap, tmp_path, None, "e2e-roles", clients=roles.clients())
     try:
         stack.wait_ready()
         api = httpx.Client(base_url=stack.intake_url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10)

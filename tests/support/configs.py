@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from deploy.local.kafka_local import free_port
@@ -98,13 +100,16 @@ def intake_and_router(
     prefix: str,
     extra_env: dict[str, str] | None = None,
     projects: str = "projects: []\n",
+    clients: Sequence[Mapping[str, object]] = (),
 ) -> Stack:
     """A stack over write_config's files with one more integration in intake.yaml (``integration``: one YAML flow
-    mapping), its intake and router started, on its own topic prefix."""
+    mapping) and more API clients (``clients``), its intake and router started, on its own topic prefix."""
     config = write_config(root, projects=projects)
     intake_yaml = config / "intake.yaml"
     if integration is not None:
         intake_yaml.write_text(intake_yaml.read_text().replace("api_clients:", f"  - {integration}\napi_clients:"))
+    # api_clients is the file's last list: each more client a line of it (JSON is YAML's flow style)
+    intake_yaml.write_text(intake_yaml.read_text() + "".join(f"  - {json.dumps(c)}\n" for c in clients))
     stack = Stack(
         bootstrap,
         f"sqlite:///{root / 'db.sqlite'}",
