@@ -1,7 +1,7 @@
 """How fast intake takes alerts, against Debian's Alertmanager on the same machine, in one run (issue 15).
 
     python -m bench.intake_vs_alertmanager [--alerts 50000] [--batch 50] [--singles 3000] [--concurrency 8]
-                                           [--timeout 300] [--bootstrap HOST:PORT]
+                                           [--timeout 300] [--bootstrap HOST:PORT] [--workers N]
 
 The same alerts go to each side, one side after the other: --alerts distinct alerts in POSTs of --batch, then
 --singles more, one alert a POST, over --concurrency keep-alive connections, one POST in flight on each (a POST
@@ -12,15 +12,17 @@ sends them, with a route that waits an hour before notifying (nothing but ingest
 process, a local broker) takes them as Alertmanager's v4 webhooks at ``/api/v1/integrations/<name>``, answering
 202 only once the broker acknowledged every write (``acks=all``). Each rate is what was accepted over the time from
 the first POST sent to the last answer received. After both, the events topic is read: every alert intake
-accepted must be there. Each side warms up with one POST first. Last line:
+accepted must be there. Each side warms up with one POST first. Intake runs as it does by default: one worker
+process a CPU (services/intake/workers.py; at most 4), or --workers N. Last line:
 ``intake_vs_alertmanager: alerts=.. singles=.. am_batch_alerts_per_s=.. tl_batch_alerts_per_s=.. batch_ratio=..
-am_single_posts_per_s=.. tl_single_posts_per_s=.. single_ratio=.. accepted=.. on_kafka=..``
+am_single_posts_per_s=.. tl_single_posts_per_s=.. single_ratio=.. accepted=.. on_kafka=.. tl_workers=..``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -38,6 +40,7 @@ from deploy.local.alertmanager import Alertmanager
 from deploy.local.alertmanager import config as alertmanager_config
 from deploy.local.kafka_local import LocalKafka, free_port
 from deploy.local.stack import Stack
+from services.intake.workers import worker_count
 from shared.streaming.topics import Topics, TopicSpec, ensure_topics
 
 INTEGRATION = "alertmanager"
@@ -71,7 +74,7 @@ def ratio(tl: float, am: float) -> float:
     return tl / am if am > 0 else float("nan")
 
 
-def summary_line(n: int, singles: int, phases: dict[str, Phase], accepted: int, on_kafka: int) -> str:
+def summary_line(n: int, singles: int, phases: dict[str, Phase], accepted: int, on_kafka: int, workers: int = 1) -> str:
     am_b, tl_b, am_s, tl_s = (phases[k] for k in ("am_batch", "tl_batch", "am_single", "tl_single"))
     floor_b, floor_s = phases.get("floor_batch"), phases.get("floor_single")
     floor = (
@@ -85,8 +88,8 @@ def summary_line(n: int, singles: int, phases: dict[str, Phase], accepted: int, 
         f"am_batch_alerts_per_s={am_b.alerts_per_s:.0f} tl_batch_alerts_per_s={tl_b.alerts_per_s:.0f} "
         f"batch_ratio={ratio(tl_b.alerts_per_s, am_b.alerts_per_s):.4f} "
         f"am_single_posts_per_s={am_s.posts_per_s:.0f} tl_single_posts_per_s={tl_s.posts_per_s:.0f} "
-        f"single_ratio={ratio(tl_s.posts_per_s, am_s.posts_per_s):.4f} accepted={accepted} on_kafka={on_kafka}"
-        f"{floor}"
+        f"single_ratio={ratio(tl_s.posts_per_s, am_s.posts_per_s):.4f} accepted={accepted} on_kafka={on_kafka} "
+        f"tl_workers={workers}{floor}"
     )
 
 
@@ -105,6 +108,8 @@ class Options:
     singles: int
     concurrency: int
     timeout: float
+    workers: int = 0
+    """intake's worker processes (0: its default, one a CPU)"""
 
 
 Kept = list[tuple[bytes | None, bytes]]
@@ -201,6 +206,7 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[str, bo
                 "TICKETLOOP_TOPIC_PREFIX": prefix,
                 "TICKETLOOP_PARTITIONS": str(PARTITIONS),
                 "TICKETLOOP_LOG_LEVEL": "WARNING",
+                "TICKETLOOP_INTAKE_WORKERS": str(opts.workers),
             },
         )
         stack.start("intake")
@@ -225,7 +231,9 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[str, bo
     failed = sum(p.failed for p in phases.values())
     if len(kept) >= opts.alerts + opts.singles:
         phases.update(await broker_floor(bootstrap, prefix, kept, opts))
-    return summary_line(opts.alerts, opts.singles, phases, accepted, on_kafka), failed == 0 and on_kafka >= accepted
+    workers = worker_count(opts.workers, len(os.sched_getaffinity(0)))
+    line = summary_line(opts.alerts, opts.singles, phases, accepted, on_kafka, workers)
+    return line, failed == 0 and on_kafka >= accepted
 
 
 def main() -> None:
@@ -236,10 +244,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="POSTs in flight")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up a phase after this long")
     parser.add_argument("--bootstrap", default=None, help="use this broker instead of starting a local one")
+    parser.add_argument("--workers", type=int, default=0, help="intake's worker processes (0: its default)")
     args = parser.parse_args()
     if min(args.alerts, args.batch, args.singles, args.concurrency) < 1:
         parser.error("--alerts, --batch, --singles and --concurrency must be at least 1")
-    opts = Options(args.alerts, args.batch, args.singles, args.concurrency, args.timeout)
+    opts = Options(args.alerts, args.batch, args.singles, args.concurrency, args.timeout, max(0, args.workers))
     with tempfile.TemporaryDirectory(prefix="ticketloop-bench-") as tmp:
         if args.bootstrap:
             line, ok = asyncio.run(measure(args.bootstrap, opts, Path(tmp)))

@@ -10,6 +10,7 @@ Error answers are JSON ``{"error": ..., "problems": [{"field": ..., "error": ...
 from __future__ import annotations
 
 import asyncio
+import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -40,9 +41,10 @@ def create_app(deps: IntakeDeps) -> Starlette:
     """The app: each door and API a class of its own (named handlers, services/intake/*_in.py and *_api.py) over
     one ``Edge`` (services/intake/shell.py), wired here."""
     metrics = IntakeMetrics(deps.registry)
-    deps.registry.register(UnresolvedTickets(deps.engine))
-    deps.registry.register(SatisfactionIndex(deps.engine))
-    deps.registry.register(KnownIssueAnswers(deps.engine))
+    shown = deps.scrape if deps.scrape is not None else deps.registry
+    shown.register(UnresolvedTickets(deps.engine))
+    shown.register(SatisfactionIndex(deps.engine))
+    shown.register(KnownIssueAnswers(deps.engine))
     edge = Edge(deps, metrics)
     feedback = FeedbackIn(edge)
     routes = [
@@ -81,7 +83,7 @@ class Health:
         ]
 
     async def healthz(self, _request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "pid": os.getpid()})  # which worker answered (services/intake/workers.py)
 
     async def readyz(self, _request: Request) -> Response:
         if not await self.deps.publisher.check():
@@ -92,5 +94,6 @@ class Health:
         return JSONResponse(self.spec)
 
     async def metrics(self, _request: Request) -> Response:
-        body = await asyncio.to_thread(generate_latest, self.deps.registry)  # UnresolvedTickets queries SQL
+        shown = self.deps.scrape if self.deps.scrape is not None else self.deps.registry
+        body = await asyncio.to_thread(generate_latest, shown)  # UnresolvedTickets queries SQL
         return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.intake.config import IntakeConfig
-from services.intake.limits import retry_after
+from services.intake.limits import SharedArrivals, retry_after
 from services.intake.publisher import Publisher
 from services.router.projects import ProjectsConfig
 from shared.events import Action, BoundedTime
@@ -107,6 +107,10 @@ class IntakeDeps:
     """Slack's interactive callback; None: it answers 404"""
     http: httpx.AsyncClient | None = None
     """for redrawing Slack messages through their response_url"""
+    shared_arrivals: SharedArrivals | None = None
+    """the rate limits' arrival times shared with the other intake workers (None: this process's own)"""
+    scrape: CollectorRegistry | None = None
+    """what ``/metrics`` shows (every worker's counts in multiprocess mode; None: ``registry``)"""
 
 
 def bearer_token(request: Request) -> str:

@@ -2,13 +2,22 @@
 the limit it ran into, before anything of its request is read or published.
 
 The decision is GCRA (the generic cell rate algorithm, a token bucket kept as one number: the theoretical arrival
-time of the next request), pure; ``Limiter`` holds one number per integration for this process.
+time of the next request), pure; ``Limiter`` holds one number per integration. With several intake workers
+(services/intake/workers.py) the numbers of integrations and forms are kept in one small file they all map
+(``SharedArrivals``), read and written under a lock, so a sender's limit is the same however its connections
+land; other keys (a survey's or a "solved" answer's, per ticket: an abuse guard) stay per process.
 """
 
 from __future__ import annotations
 
+import fcntl
 import math
+import mmap
+import os
+import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -50,16 +59,68 @@ def retry_after(wait_s: float) -> str:
     return str(max(1, math.ceil(wait_s)))
 
 
+def shared_keys(integrations: Iterable[str], forms: Iterable[str]) -> list[str]:
+    """The limiter keys every worker shares, in one order for all (a key's slot in the file)."""
+    return sorted({*integrations, *(f"form/{name}" for name in forms)})
+
+
+SLOT = struct.Struct("d")
+
+
+class SharedArrivals:
+    """Arrival times in a file every worker maps, one slot (a double) per key of ``keys``, in their order. A
+    slot's read-admit-write holds the file's lock (``flock``: released by the kernel if its holder dies). Times
+    are ``time.monotonic()``, one clock for every process of a host. A file of another length (another config)
+    is made anew."""
+
+    def __init__(self, path: Path, keys: list[str]) -> None:
+        self.slots = {key: i for i, key in enumerate(keys)}
+        size = max(1, len(keys)) * SLOT.size
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            if os.fstat(self._fd).st_size != size:
+                os.ftruncate(self._fd, 0)
+                os.write(self._fd, SLOT.pack(float("-inf")) * max(1, len(keys)))
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._map = mmap.mmap(self._fd, size)
+
+    def admit(self, key: str, limit: RateLimitConfig, now: float) -> float | None:
+        """The wait for ``key`` (0: admitted and counted), or None when the key has no slot here."""
+        slot = self.slots.get(key)
+        if slot is None:
+            return None
+        offset = slot * SLOT.size
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            tat, wait = admit(SLOT.unpack_from(self._map, offset)[0], now, limit)
+            SLOT.pack_into(self._map, offset, tat)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        return wait
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._fd)
+
+
 @dataclass
 class Limiter:
-    """The arrival times of this process's integrations (a restart starts every sender with its burst)."""
+    """The arrival times of integrations and forms: this process's own, or ``shared`` with the other workers
+    for the keys it has (a restart of every worker starts every sender with its burst)."""
 
     arrivals: dict[str, float] = field(default_factory=dict)
+    shared: SharedArrivals | None = None
 
     def wait(self, name: str, limit: RateLimitConfig | None, now: float) -> float:
         """Seconds ``name`` must wait before this request is accepted (0: accepted now, and counted)."""
         if limit is None:
             return 0.0
+        if self.shared is not None:
+            found = self.shared.admit(name, limit, now)
+            if found is not None:
+                return found
         tat, wait = admit(self.arrivals.get(name, float("-inf")), now, limit)
         self.arrivals[name] = tat
         return wait

@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 import httpx
 import uvicorn
 from aiosmtpd.smtp import SMTP
 from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.applications import Starlette
 
 from services.intake.api import create_app
 from services.intake.config import IntakeConfig
 from services.intake.edge import IntakeDeps
+from services.intake.limits import SharedArrivals, shared_keys
 from services.intake.mail_in import MailHandler
 from services.intake.publisher import KafkaPublisher
+from services.intake.workers import (
+    Supervisor,
+    WorkerRole,
+    WorkerServer,
+    die_with_parent,
+    worker_count,
+    worker_role,
+)
 from services.router.projects import ProjectsConfig
 from shared.infra.actionlinks import keys_from_setting
 from shared.infra.config import ConfigWatcher, load_yaml_model
@@ -28,7 +39,9 @@ from shared.streaming.runtime import settle_heap
 from shared.streaming.topics import Topics, ensure_topics
 
 
-def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
+def build(settings: IntakeSettings, role: WorkerRole | None = None) -> tuple[Starlette, KafkaPublisher]:
+    """The app and its publisher; ``role``: this process is one of a supervisor's workers (services/intake/workers.py),
+    which share rate limits and metrics and of which only worker 0 receives mail."""
     config = load_yaml_model(settings.config_dir / "intake.yaml", IntakeConfig)
     engine = db.make_engine(settings.database_url.get_secret_value())
     db.init_db(engine)
@@ -37,6 +50,12 @@ def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
     keys = settings.action_link_keys.get_secret_value() if settings.action_link_keys else ""
     slack_secret = settings.slack_signing_secret
     http = httpx.AsyncClient(timeout=5.0)  # Slack response_url redraws
+    shared_arrivals, scrape = None, None
+    if role is not None:
+        limited = shared_keys((i.name for i in config.integrations), (f.name for f in config.forms))
+        shared_arrivals = SharedArrivals(role.limits, limited)
+        scrape = CollectorRegistry()
+        MultiProcessCollector(scrape, str(role.metrics))  # type: ignore[no-untyped-call]
     app = create_app(
         IntakeDeps(
             config=config,
@@ -50,6 +69,8 @@ def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
             link_keys=keys_from_setting(keys) if keys.strip() else None,  # blank: not configured
             slack_signing_secret=slack_secret if slack_secret and slack_secret.get_secret_value() else None,
             http=http,
+            shared_arrivals=shared_arrivals,
+            scrape=scrape,
         )
     )
 
@@ -62,7 +83,7 @@ def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
             log.warning("topics_not_ensured", error=repr(exc))
         await publisher.start()
         smtp = None
-        if settings.smtp_port and config.mail is not None:
+        if settings.smtp_port and config.mail is not None and (role is None or role.runs_smtp):
             handler = MailHandler(config.mail, app.state.deliver_mail)
             smtp = await asyncio.get_running_loop().create_server(
                 lambda: SMTP(
@@ -81,6 +102,8 @@ def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
             smtp.close()
         await publisher.stop()
         await http.aclose()
+        if shared_arrivals is not None:
+            shared_arrivals.close()
 
     app.router.lifespan_context = lifespan
     return app, publisher
@@ -89,7 +112,20 @@ def build(settings: IntakeSettings) -> tuple[Starlette, KafkaPublisher]:
 def main() -> None:
     settings = IntakeSettings()
     configure_logging("intake", settings.log_level)
-    app, _ = build(settings)
+    role = worker_role(os.environ)
+    if role is None:
+        count = worker_count(settings.workers, len(os.sched_getaffinity(0)))
+        if count > 1:
+            # a config error stops intake here, with its file and line, not in a worker restarted again and again
+            load_yaml_model(settings.config_dir / "intake.yaml", IntakeConfig)
+            raise SystemExit(Supervisor(settings.host, settings.port, count).run())
+    else:
+        die_with_parent(role)
+    app, _ = build(settings, role)
+    if role is not None:  # the supervisor's socket, shared by every worker
+        config = uvicorn.Config(app, log_config=None, access_log=False, loop="uvloop", http="httptools")
+        WorkerServer(config, role).run()
+        return
     # uvloop and httptools, not asyncio and h11: 3,400-3,650 single-alert posts a second against 2,040-2,590
     # (bench/intake_vs_alertmanager --alerts 5000 --singles 20000, interleaved runs)
     uvicorn.run(

@@ -58,7 +58,7 @@ class Edge:
     def __init__(self, deps: IntakeDeps, metrics: IntakeMetrics) -> None:
         self.deps = deps
         self.metrics = metrics
-        self.limiter = Limiter()
+        self.limiter = Limiter(shared=deps.shared_arrivals)
 
     def fail(self, exc: HttpError, reason: str) -> JSONResponse:
         self.metrics.rejected.labels(reason=reason).inc()

@@ -88,6 +88,12 @@ class IntakeSettings(CommonSettings):
     slack_signing_secret: SecretStr | None = None
     # the SMTP receiver for the support addresses of intake.yaml's ``mail:`` (0: off)
     smtp_port: int = Field(default=0, ge=0, le=65535)
+    workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="processes answering HTTP on the one port (services/intake/workers.py; 0: one a CPU, at most 4)",
+    )
 
 
 class RouterSettings(CommonSettings):

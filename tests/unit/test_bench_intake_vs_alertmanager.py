@@ -26,7 +26,7 @@ def test_rates_are_per_second_of_the_phase_and_the_line_carries_both_ratios() ->
     assert line == (
         "intake_vs_alertmanager: alerts=5000 singles=300 am_batch_alerts_per_s=10000 tl_batch_alerts_per_s=2500 "
         "batch_ratio=0.2500 am_single_posts_per_s=3000 tl_single_posts_per_s=1000 single_ratio=0.3333 "
-        "accepted=5302 on_kafka=5302"
+        "accepted=5302 on_kafka=5302 tl_workers=1"
     )
     assert math.isnan(ratio(1.0, 0.0)) and math.isnan(Phase(0, 0, 0, 0.0).alerts_per_s)
 
@@ -40,7 +40,7 @@ def test_the_broker_floor_joins_the_line_when_measured() -> None:
         "floor_batch": Phase(posts=100, alerts=5000, failed=0, seconds=0.25),
         "floor_single": Phase(posts=300, alerts=300, failed=0, seconds=0.2),
     }
-    line = summary_line(5000, 300, phases, accepted=5302, on_kafka=5302)
+    line = summary_line(5000, 300, phases, accepted=5302, on_kafka=5302, workers=2)
     assert line.endswith(
-        "on_kafka=5302 floor_batch_alerts_per_s=20000 floor_single_posts_per_s=1500 floor_single_ratio=0.5000"
+        "on_kafka=5302 tl_workers=2 floor_batch_alerts_per_s=20000 floor_single_posts_per_s=1500 floor_single_ratio=0.5000"
     )
