@@ -10,6 +10,11 @@ release may run on a schema a newer one has moved on.
 A migration is one transaction: on PostgreSQL as it comes, on SQLite on a connection of its own that begins
 ``BEGIN IMMEDIATE`` itself (the sqlite3 module would otherwise commit each CREATE and ALTER on its own, and a
 migration cut short by a crash or a lock would leave half its changes and no record of them).
+
+On PostgreSQL a migration waits at most ``LOCK_TIMEOUT_S`` for each table's lock: an ALTER TABLE queued behind a
+long read would otherwise hold every later query on that table (the notifier's, the API's) until the read ends.
+It gives up, rolls back and tries again, ``LOCK_ATTEMPTS`` times, then stops the service with an error that says
+so.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 
 from shared.infra.logging import get_logger
 
@@ -36,6 +43,13 @@ BASELINE = "0001"
 BUSY_TIMEOUT_S = 30.0
 """How long a migration on SQLite waits for another connection's write lock."""
 LOCK_KEY = 0x7469636B  # "tick": the PostgreSQL advisory lock's key while migrating
+LOCK_TIMEOUT_S = 5.0
+"""How long a migration on PostgreSQL waits for a table's lock before it rolls back and tries again."""
+LOCK_ATTEMPTS = 6
+
+
+class MigrationLockedError(RuntimeError):
+    """A migration on PostgreSQL could not take a table's lock (long transactions hold it)."""
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -71,19 +85,46 @@ def known(revision: str) -> bool:
     return any(s.revision == revision for s in _scripts().walk_revisions())
 
 
-def upgrade(engine: Engine) -> str:
+def upgrade(
+    engine: Engine, *, lock_timeout_s: float = LOCK_TIMEOUT_S, attempts: int = LOCK_ATTEMPTS, pause_s: float = 1.0
+) -> str:
     """Bring the database to the newest revision (creating it when empty); returns the revision it is at. A
     database a newer release has moved on (a revision this one does not have: a rolling upgrade, or a rollback)
-    is left as it is, with a warning: revisions only add, so this release's reads and writes still fit it."""
+    is left as it is, with a warning: revisions only add, so this release's reads and writes still fit it.
+    On PostgreSQL each attempt waits at most ``lock_timeout_s`` for a table's lock (``MigrationLockedError``
+    after ``attempts``)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _upgrade_once(engine, lock_timeout_s)
+        except OperationalError as exc:
+            if not _lock_timed_out(exc):
+                raise
+            log.warning("schema_migration_lock_wait", attempt=attempt, attempts=attempts, lock_timeout_s=lock_timeout_s)
+            if attempt < attempts:
+                time.sleep(pause_s)
+    raise MigrationLockedError(
+        f"the schema migration waited {attempts} times {lock_timeout_s:g} s for a table's lock and gave up: "
+        "long-running transactions hold it (see pg_stat_activity); start the service again once they end"
+    )
+
+
+def _upgrade_once(engine: Engine, lock_timeout_s: float) -> str:
     with _migration_lock(engine), _migrating(engine) as migrator, migrator.connect() as connection:
         version = current(connection)
         if version is not None and not known(version):
             log.warning("schema_newer_than_release", revision=version, newest_known=head())
             return version
         if version != head():
+            if connection.dialect.name == "postgresql":  # this transaction only
+                connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
             command.upgrade(alembic_config(connection), "head")
             connection.commit()
         return head()
+
+
+def _lock_timed_out(exc: OperationalError) -> bool:
+    """PostgreSQL's answer when ``lock_timeout`` ran out (SQLSTATE 55P03, lock_not_available)."""
+    return getattr(exc.orig, "sqlstate", None) == "55P03" or "lock timeout" in str(exc.orig).lower()
 
 
 def _sqlite_file(engine: Engine) -> str | None:

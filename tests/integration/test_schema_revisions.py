@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -45,3 +46,25 @@ def test_a_database_from_before_revisions_keeps_its_rows(engine: Engine) -> None
     assert (row.change_id, row.actor, row.via) == ("c-1", "router", None)
     assert "chat_messages" in set(inspect(engine).get_table_names())
     assert schema.upgrade(engine) == schema.head()  # at the newest: nothing to do
+
+
+def test_a_migration_behind_a_long_transaction_gives_up_and_runs_once_it_ends(engine: Engine) -> None:
+    """PostgreSQL: an ALTER TABLE waiting behind a long read would hold every later query on the table; the
+    migration waits a bounded time for the lock, rolls back, tries again, then stops with an error that says so."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("lock_timeout is PostgreSQL's (a SQLite migration takes the database's write lock at BEGIN)")
+    with engine.connect() as conn:
+        command.downgrade(schema.alembic_config(conn), schema.BASELINE)
+        conn.commit()
+    reader = engine.connect()
+    try:
+        reader.execute(text("SELECT count(*) FROM ticket_timeline")).scalar()  # a transaction holding its lock
+        with pytest.raises(schema.MigrationLockedError, match="long-running transactions"):
+            schema.upgrade(engine, lock_timeout_s=0.2, attempts=2, pause_s=0.0)
+        with engine.connect() as conn:  # rolled back whole: still at the first revision
+            assert schema.current(conn) == schema.BASELINE
+            assert "chat_messages" not in set(inspect(conn).get_table_names())
+    finally:
+        reader.rollback()
+        reader.close()
+    assert schema.upgrade(engine, lock_timeout_s=0.2, attempts=2, pause_s=0.0) == schema.head()
