@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -40,7 +39,7 @@ from deploy.local.alertmanager import Alertmanager
 from deploy.local.alertmanager import config as alertmanager_config
 from deploy.local.kafka_local import LocalKafka, free_port
 from deploy.local.stack import Stack
-from services.intake.workers import worker_count
+from services.intake.workers import available_cpus, worker_count
 from shared.streaming.topics import Topics, TopicSpec, ensure_topics
 
 INTEGRATION = "alertmanager"
@@ -231,7 +230,7 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[str, bo
     failed = sum(p.failed for p in phases.values())
     if len(kept) >= opts.alerts + opts.singles:
         phases.update(await broker_floor(bootstrap, prefix, kept, opts))
-    workers = worker_count(opts.workers, len(os.sched_getaffinity(0)))
+    workers = worker_count(opts.workers, available_cpus())
     line = summary_line(opts.alerts, opts.singles, phases, accepted, on_kafka, workers)
     return line, failed == 0 and on_kafka >= accepted
 

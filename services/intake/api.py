@@ -10,7 +10,6 @@ Error answers are JSON ``{"error": ..., "problems": [{"field": ..., "error": ...
 from __future__ import annotations
 
 import asyncio
-import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -83,7 +82,7 @@ class Health:
         ]
 
     async def healthz(self, _request: Request) -> Response:
-        return JSONResponse({"status": "ok", "pid": os.getpid()})  # which worker answered (services/intake/workers.py)
+        return JSONResponse({"status": "ok", "worker": self.deps.worker})  # which of the workers answered
 
     async def readyz(self, _request: Request) -> Response:
         if not await self.deps.publisher.check():

@@ -111,6 +111,8 @@ class IntakeDeps:
     """the rate limits' arrival times shared with the other intake workers (None: this process's own)"""
     scrape: CollectorRegistry | None = None
     """what ``/metrics`` shows (every worker's counts in multiprocess mode; None: ``registry``)"""
+    worker: int = 0
+    """this process's index among intake's workers (services/intake/workers.py), in ``/healthz``"""
 
 
 def bearer_token(request: Request) -> str:

@@ -11,6 +11,7 @@ land; other keys (a survey's or a "solved" answer's, per ticket: an abuse guard)
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import math
 import mmap
 import os
@@ -70,17 +71,17 @@ SLOT = struct.Struct("d")
 class SharedArrivals:
     """Arrival times in a file every worker maps, one slot (a double) per key of ``keys``, in their order. A
     slot's read-admit-write holds the file's lock (``flock``: released by the kernel if its holder dies). Times
-    are ``time.monotonic()``, one clock for every process of a host. A file of another length (another config)
-    is made anew."""
+    are ``time.monotonic()``, one clock for every process of a host. The file is named by its keys: a worker
+    restarted with another intake.yaml keeps limits of its own instead of reading another key's slots."""
 
-    def __init__(self, path: Path, keys: list[str]) -> None:
+    def __init__(self, directory: Path, keys: list[str]) -> None:
         self.slots = {key: i for i, key in enumerate(keys)}
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
         size = max(1, len(keys)) * SLOT.size
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._fd = os.open(directory / f"limits-{digest}", os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            if os.fstat(self._fd).st_size != size:
-                os.ftruncate(self._fd, 0)
+            if os.fstat(self._fd).st_size == 0:  # the first of these workers: every sender starts with its burst
                 os.write(self._fd, SLOT.pack(float("-inf")) * max(1, len(keys)))
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)

@@ -24,6 +24,7 @@ from services.intake.workers import (
     Supervisor,
     WorkerRole,
     WorkerServer,
+    available_cpus,
     die_with_parent,
     worker_count,
     worker_role,
@@ -53,7 +54,7 @@ def build(settings: IntakeSettings, role: WorkerRole | None = None) -> tuple[Sta
     shared_arrivals, scrape = None, None
     if role is not None:
         limited = shared_keys((i.name for i in config.integrations), (f.name for f in config.forms))
-        shared_arrivals = SharedArrivals(role.limits, limited)
+        shared_arrivals = SharedArrivals(role.shared, limited)
         scrape = CollectorRegistry()
         MultiProcessCollector(scrape, str(role.metrics))  # type: ignore[no-untyped-call]
     app = create_app(
@@ -71,6 +72,7 @@ def build(settings: IntakeSettings, role: WorkerRole | None = None) -> tuple[Sta
             http=http,
             shared_arrivals=shared_arrivals,
             scrape=scrape,
+            worker=role.index if role is not None else 0,
         )
     )
 
@@ -114,7 +116,7 @@ def main() -> None:
     configure_logging("intake", settings.log_level)
     role = worker_role(os.environ)
     if role is None:
-        count = worker_count(settings.workers, len(os.sched_getaffinity(0)))
+        count = worker_count(settings.workers, available_cpus())
         if count > 1:
             # a config error stops intake here, with its file and line, not in a worker restarted again and again
             load_yaml_model(settings.config_dir / "intake.yaml", IntakeConfig)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
+import math
 import mmap
 import os
 import select
@@ -71,8 +73,9 @@ def worker_count(setting: int, cpus: int | None) -> int:
 
 
 GIVE_UP_DEATHS = 5
-"""A worker that died this often within ``DEATH_WINDOW_S`` cannot start (a database that refuses it, a port it
-cannot take): the supervisor stops them all and exits, as a single intake would, instead of restarting forever."""
+"""A worker that died this often within ``DEATH_WINDOW_S`` without ever serving cannot start (a database that
+refuses it): the supervisor stops them all and exits, as a single intake would, instead of restarting forever. A
+worker that served and then died is started again however often."""
 DEATH_WINDOW_S = 60.0
 
 
@@ -87,6 +90,28 @@ def restart_delay_s(recent_deaths: int) -> float:
     if recent_deaths <= 1:
         return 0.0
     return float(min(5.0, 0.25 * 2 ** (recent_deaths - 2)))
+
+
+def cpu_quota(cpu_max: str) -> float | None:
+    """The CPUs a cgroup (v2) may use, from its ``cpu.max`` ("150000 100000": 1.5; "max 100000": no limit)."""
+    parts = cpu_max.split()
+    if len(parts) != 2 or parts[0] == "max":
+        return None
+    try:
+        quota, period = int(parts[0]), int(parts[1])
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on, within its container's CPU limit (a pod of 1 CPU on a 16-core host: 1)."""
+    found = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota = cpu_quota(Path("/sys/fs/cgroup/cpu.max").read_text())
+    except OSError:
+        quota = None
+    return min(found, max(1, math.ceil(quota))) if quota is not None else found
 
 
 def accept_now(mine: int, others: Sequence[int], waited_s: float, patience_s: float) -> bool:
@@ -111,10 +136,6 @@ class WorkerRole:
     @property
     def runs_smtp(self) -> bool:
         return self.index == 0
-
-    @property
-    def limits(self) -> Path:
-        return self.shared / "limits"
 
     @property
     def metrics(self) -> Path:
@@ -150,6 +171,8 @@ def worker_role(env: Mapping[str, str]) -> WorkerRole | None:
     )
 
 
+OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+"""accept() errors that pause accepting (asyncio's own accept loop does the same); others are one client's."""
 COUNT = struct.Struct("i")
 GONE = 2**31 - 1
 """A dead worker's open connections, as the others read them: it takes none until it is back."""
@@ -168,6 +191,10 @@ class ConnectionCounts:
 
     def set(self, index: int, n: int) -> None:
         COUNT.pack_into(self._map, index * COUNT.size, n)
+
+    def get(self, index: int) -> int:
+        found: int = COUNT.unpack_from(self._map, index * COUNT.size)[0]
+        return found
 
     def others(self, index: int) -> list[int]:
         return [COUNT.unpack_from(self._map, i * COUNT.size)[0] for i in range(self.workers) if i != index]
@@ -230,10 +257,12 @@ class Acceptor:
             except (BlockingIOError, InterruptedError):  # another worker took it
                 self.deferred_since = None
                 return
-            except OSError as exc:  # out of descriptors: try again a little later
-                log.error("intake_accept_failed", error=type(exc).__name__)  # noqa: TRY400
-                self._pause(0.1)
-                return
+            except OSError as exc:
+                if exc.errno in OUT_OF_RESOURCES:  # try again a little later
+                    log.error("intake_accept_failed", error=type(exc).__name__)  # noqa: TRY400
+                    self._pause(0.1)
+                    return
+                continue  # that client went away (ECONNABORTED, a network error): the next one
             self.deferred_since = None
             conn.setblocking(False)
             if conn.family in (socket.AF_INET, socket.AF_INET6):
@@ -274,6 +303,11 @@ class Acceptor:
         self.counts.set(self.index, GONE)
         self.sock.close()
 
+    async def wait_closed(self) -> None:
+        """Connections accepted before ``close`` are made (uvicorn's shutdown awaits this of each server)."""
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
 
 class WorkerServer(uvicorn.Server):
     """uvicorn's server, accepting on the supervisor's socket through an ``Acceptor``."""
@@ -296,7 +330,11 @@ class WorkerServer(uvicorn.Server):
             return made
 
         async def start(conn: socket.socket) -> None:
-            await loop.connect_accepted_socket(protocol, conn)
+            _, made = await loop.connect_accepted_socket(protocol, conn)
+            if self.should_exit:  # accepted as the shutdown began: asked to finish as the others were
+                shutdown = getattr(made, "shutdown", None)
+                if shutdown is not None:
+                    shutdown()
 
         sock = socket.socket(fileno=os.dup(self.role.fd))
         acceptor = Acceptor(sock, start, lambda: len(self.server_state.connections), self.counts, self.role.index)
@@ -332,61 +370,80 @@ class Supervisor:
     command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "services.intake.main"])
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     deaths: dict[int, list[float]] = field(default_factory=dict)
+    """Per worker: when it died lately without having served since its start."""
+    served: set[int] = field(default_factory=set)
+    """Workers that accepted connections since their last start (their slot held a count of theirs)."""
+    restart_at: dict[int, float] = field(default_factory=dict)
     stopping: bool = False
 
     def run(self) -> int:
-        sock = listen(self.host, self.port)
+        try:
+            sock = listen(self.host, self.port)
+        except OSError as exc:
+            log.error("intake_listen_failed", host=self.host, port=self.port, error=str(exc))  # noqa: TRY400
+            return 1
         state = Path(tempfile.mkdtemp(prefix="ticketloop-intake-"))
         roles = [WorkerRole(i, self.count, sock.fileno(), os.getpid(), state) for i in range(self.count)]
         roles[0].metrics.mkdir()
         counts = ConnectionCounts(roles[0].connections, self.count)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
-        log.info("intake_workers_starting", workers=self.count, url=f"http://{self.host}:{self.port}")
+        port = sock.getsockname()[1]
+        log.info("intake_workers_starting", workers=self.count, url=f"http://{self.host}:{port}")
+        failed = False
         try:
             for role in roles:
                 self._start(role, counts)
-            failed = False
             while not self.stopping and not failed:
-                failed = self._reap(roles, counts)
-                time.sleep(0.2)
-            self._stop_workers()
-            return 1 if failed else 0
+                failed = self._tend(roles, counts)
+                time.sleep(0.1)
         finally:
+            self._stop_workers()
             sock.close()
             counts.close()
             shutil.rmtree(state, ignore_errors=True)
+        return 1 if failed else 0
 
     def _stop(self, _sig: int, _frame: object) -> None:
         self.stopping = True
 
     def _start(self, role: WorkerRole, counts: ConnectionCounts) -> None:
-        counts.set(role.index, 0)
+        counts.set(role.index, GONE)  # it takes no connection before its own accept loop says how many it has
+        self.served.discard(role.index)
         env = role.env(os.environ)
         self.procs[role.index] = subprocess.Popen(self.command, env=env, pass_fds=(role.fd,))  # noqa: S603 - our module
 
-    def _reap(self, roles: list[WorkerRole], counts: ConnectionCounts) -> bool:
-        """Start again each worker that died (later and later when it keeps dying); True: one keeps dying, give
-        up."""
+    def _tend(self, roles: list[WorkerRole], counts: ConnectionCounts) -> bool:
+        """Note the workers that serve, start again those that died when their time comes (later and later when
+        one keeps dying before it ever served); True: one cannot start, give up."""
         now = time.monotonic()
         for role in roles:
-            proc = self.procs[role.index]
-            code = proc.poll()
-            if code is None or self.stopping:
+            i = role.index
+            due = self.restart_at.get(i)
+            if due is not None:
+                if now >= due:
+                    del self.restart_at[i]
+                    self._start(role, counts)
                 continue
-            counts.set(role.index, GONE)
+            proc = self.procs[i]
+            code = proc.poll()
+            if code is None:
+                if counts.get(i) != GONE:
+                    self.served.add(i)
+                    self.deaths.pop(i, None)
+                continue
+            counts.set(i, GONE)
             _forget_metrics(proc.pid, role.metrics)
-            recent = [t for t in self.deaths.get(role.index, []) if now - t < DEATH_WINDOW_S] + [now]
-            self.deaths[role.index] = recent
+            recent = [t for t in self.deaths.get(i, []) if now - t < DEATH_WINDOW_S] + [now]
+            if i in self.served:  # it served: a crash, not a worker that cannot start
+                recent = [now]
+            self.deaths[i] = recent
             if gives_up(len(recent)):
-                log.error("intake_worker_keeps_dying", worker=role.index, code=code, deaths=len(recent))
+                log.error("intake_worker_cannot_start", worker=i, code=code, deaths=len(recent))
                 return True
             delay = restart_delay_s(len(recent))
-            log.error("intake_worker_died", worker=role.index, pid=proc.pid, code=code, restart_in_s=delay)
-            if delay:
-                time.sleep(delay)
-            if not self.stopping:
-                self._start(role, counts)
+            log.error("intake_worker_died", worker=i, pid=proc.pid, code=code, restart_in_s=delay)
+            self.restart_at[i] = now + delay
         return False
 
     def _stop_workers(self) -> None:
@@ -400,7 +457,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        log.info("intake_workers_stopped", workers=len(self.procs))
+        log.info("intake_workers_stopped", workers=len(self.procs), codes=[p.returncode for p in self.procs.values()])
 
 
 def _forget_metrics(pid: int, directory: Path) -> None:

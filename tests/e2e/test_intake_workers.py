@@ -77,15 +77,17 @@ def counter(text: str, name: str, label: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def test_connections_the_rate_limit_and_the_metrics_span_both_workers(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_connections_the_rate_limit_and_the_metrics_span_both_workers_and_a_stop_is_clean(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     stack = start_intake(kafka_bootstrap, tmp_path)
     clients = [httpx.Client(base_url=stack.intake_url, timeout=10) for _ in range(CLIENTS)]
     try:
-        both = wait_for("two workers", lambda: two_workers(stack), stack=stack)
+        wait_for("two workers", lambda: two_workers(stack), stack=stack)
         # each client holds one keep-alive connection: the workers took them in turns
-        answered_by = [c.get("/healthz").json()["pid"] for c in clients]
-        assert set(answered_by) == both, answered_by
-        assert max(answered_by.count(pid) for pid in both) <= CLIENTS // 2 + 1
+        answered_by = [c.get("/healthz").json()["worker"] for c in clients]
+        assert sorted(set(answered_by)) == [0, 1], answered_by
+        assert max(answered_by.count(w) for w in (0, 1)) <= CLIENTS // 2 + 1
 
         url = "/api/v1/integrations/limited"
         headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -99,7 +101,16 @@ def test_connections_the_rate_limit_and_the_metrics_span_both_workers(kafka_boot
             assert (
                 counter(text, "ticketloop_intake_requests_rejected_total", 'reason="rate_limited"') == CLIENTS - LIMIT
             )
-        assert {c.get("/healthz").json()["pid"] for c in clients[:2]} == both
+        assert {c.get("/healthz").json()["worker"] for c in clients[:2]} == {0, 1}
+
+        # a stop: every worker finishes its lifespan (the broker's producer stopped) and exits cleanly
+        supervisor = stack.procs["intake"]
+        stack.kill("intake", signal.SIGTERM)
+        assert supervisor.returncode == 0
+        log = stack.log_path("intake").read_text()
+        assert "Traceback" not in log, log[-3000:]
+        assert log.count("Application shutdown complete.") == 2, log[-3000:]
+        assert '"codes": [-15, -15]' in log, log[-3000:]  # uvicorn ends as its signal says, once it shut down
     finally:
         for c in clients:
             c.close()
@@ -120,7 +131,7 @@ def test_a_killed_worker_is_replaced_and_a_killed_supervisor_takes_its_workers_a
             assert httpx.get(f"{stack.intake_url}/healthz", timeout=10).status_code == 200
         now = wait_for("a new worker", lambda: two_workers(stack, without=victim), stack=stack)
         assert len(now & first) == 1
-        wait_for("both answering", lambda: _answering(stack.intake_url) == now or None, stack=stack)
+        wait_for("both answering", lambda: _answering(stack.intake_url) == {0, 1} or None, stack=stack)
 
         supervisor = stack.procs["intake"]
         os.kill(supervisor.pid, signal.SIGKILL)  # the supervisor alone, not its process group
@@ -140,7 +151,7 @@ def _answering(url: str) -> set[int]:
     """The workers that answer a few clients, each holding its connection open while the others connect."""
     clients = [httpx.Client(base_url=url, timeout=10) for _ in range(4)]
     try:
-        return {c.get("/healthz").json()["pid"] for c in clients}
+        return {c.get("/healthz").json()["worker"] for c in clients}
     finally:
         for c in clients:
             c.close()

@@ -4,6 +4,7 @@ the environment tells a worker; and the rate limits they share (services/intake/
 from __future__ import annotations
 
 import multiprocessing
+import os
 from datetime import timedelta
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -18,6 +19,8 @@ from services.intake.workers import (
     ConnectionCounts,
     WorkerRole,
     accept_now,
+    available_cpus,
+    cpu_quota,
     gives_up,
     restart_delay_s,
     worker_count,
@@ -80,7 +83,7 @@ def test_the_shared_keys_are_integrations_and_forms_in_one_order() -> None:
 
 def test_two_workers_share_an_integrations_limit(tmp_path: Path) -> None:
     keys = shared_keys(["am"], ["shop"])
-    one, two = SharedArrivals(tmp_path / "limits", keys), SharedArrivals(tmp_path / "limits", keys)
+    one, two = SharedArrivals(tmp_path, keys), SharedArrivals(tmp_path, keys)
     first, second = Limiter(shared=one), Limiter(shared=two)
     waits = [limiter.wait("am", LIMIT, 100.0) for limiter in (first, second, first, second)]
     assert waits[:3] == [0.0, 0.0, 0.0]
@@ -91,20 +94,32 @@ def test_two_workers_share_an_integrations_limit(tmp_path: Path) -> None:
 
 
 def test_a_key_without_a_shared_place_is_limited_per_process(tmp_path: Path) -> None:
-    shared = SharedArrivals(tmp_path / "limits", ["am"])
+    shared = SharedArrivals(tmp_path, ["am"])
     limiter = Limiter(shared=shared)
     assert [limiter.wait("survey/t1", LIMIT, 5.0) for _ in range(4)][-1] > 0
     assert "survey/t1" in limiter.arrivals
     shared.close()
 
 
-def test_a_limits_file_of_another_config_starts_over(tmp_path: Path) -> None:
-    old = SharedArrivals(tmp_path / "limits", ["am"])
-    Limiter(shared=old).wait("am", LIMIT, 1.0)
+def test_a_worker_with_another_config_keeps_limits_of_its_own(tmp_path: Path) -> None:
+    """A worker restarted after intake.yaml changed must not read another key's slot, nor reset the others'."""
+    old = SharedArrivals(tmp_path, ["beta", "gamma"])
+    for _ in range(3):
+        Limiter(shared=old).wait("beta", LIMIT, 1.0)
+    new = SharedArrivals(tmp_path, ["alpha", "beta", "gamma"])
+    assert Limiter(shared=new).wait("alpha", LIMIT, 1.0) == 0.0
+    assert Limiter(shared=old).wait("beta", LIMIT, 1.0) > 0  # still spent: the new file did not reset the old
+    assert Limiter(shared=old).wait("gamma", LIMIT, 1.0) == 0.0  # and alpha's request was not charged to gamma
     old.close()
-    new = SharedArrivals(tmp_path / "limits", ["am", "grafana"])
-    assert [Limiter(shared=new).wait("am", LIMIT, 1.0) for _ in range(3)] == [0.0, 0.0, 0.0]
     new.close()
+
+
+def test_a_containers_cpu_limit_bounds_the_workers() -> None:
+    assert cpu_quota("max 100000\n") is None
+    assert cpu_quota("150000 100000") == 1.5
+    assert cpu_quota("50000 100000") == 0.5
+    assert cpu_quota("garbage") is None
+    assert 1 <= available_cpus() <= (os.cpu_count() or 1)
 
 
 ADMITTED = 20_000
@@ -126,7 +141,7 @@ def test_processes_admitting_at_once_admit_no_more_than_the_limit(tmp_path: Path
     ctx = multiprocessing.get_context("spawn")
     out: multiprocessing.Queue[int] = ctx.Queue()
     start = ctx.Barrier(4)
-    path = str(tmp_path / "limits")
+    path = str(tmp_path)
     procs = [ctx.Process(target=_admit_many, args=(path, ADMITTED // 2, start, out)) for _ in range(4)]
     for proc in procs:
         proc.start()
