@@ -209,6 +209,18 @@ def latencies_ms(received: Iterable[Received], produced: dict[str, float], paths
     return sorted((at - produced[tid]) * 1000.0 for (tid, _), at in firsts.items())
 
 
+def write_latencies(path: Path, received: Iterable[Received], produced: dict[str, float], paths: Sequence[str]) -> None:
+    """Each paced notification's produce time, latency (ms) and path, in produce order, for a look at when the
+    slow ones came (kept with --workdir)."""
+    firsts: dict[tuple[str, str], float] = {}
+    wanted = set(paths)
+    for tid, where, at in received:
+        if tid in produced and where in wanted:
+            firsts[(tid, where)] = min(at, firsts.get((tid, where), at))
+    rows = sorted((produced[tid], (at - produced[tid]) * 1000.0, where) for (tid, where), at in firsts.items())
+    path.write_text("".join(f"{t:.6f}\t{ms:.3f}\t{where}\n" for t, ms, where in rows))
+
+
 def cpu_s(pid: int) -> float:
     """CPU seconds (user + system) a process used so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -440,6 +452,7 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
 
     paced = phase_of(everything, "P", paths, paced_n)
     lat = latencies_ms(everything, produced, paths)
+    write_latencies(workdir / "paced_latencies.tsv", everything, produced, paths)
     bare = latencies_ms(everything, bare_produced, paths)
     bare_ok = len(bare) == len(bare_produced) * len(paths)
     dups = duplicates(everything)

@@ -77,8 +77,16 @@ def settle_heap() -> int:
     return gc.get_freeze_count()
 
 
-def run_service(service: str, settings: S, build: Callable[[S, CollectorRegistry], Service]) -> None:
-    """Run one service until SIGTERM/Ctrl-C, with JSON logs."""
+def run_service(
+    service: str,
+    settings: S,
+    build: Callable[[S, CollectorRegistry], Service],
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> None:
+    """Run one service until SIGTERM/Ctrl-C, with JSON logs; ``loop_factory``: an event loop other than asyncio's
+    own (uvloop)."""
     configure_logging(service, settings.log_level)
     tune_interpreter()
-    asyncio.run(serve(service, settings, build))
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve(service, settings, build))

@@ -48,11 +48,12 @@ def test_a_database_from_before_revisions_keeps_its_rows(engine: Engine) -> None
     assert schema.upgrade(engine) == schema.head()  # at the newest: nothing to do
 
 
-def test_a_migration_behind_a_long_transaction_gives_up_and_runs_once_it_ends(engine: Engine) -> None:
-    """PostgreSQL: an ALTER TABLE waiting behind a long read would hold every later query on the table; the
-    migration waits a bounded time for the lock, rolls back, tries again, then stops with an error that says so."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("lock_timeout is PostgreSQL's (a SQLite migration takes the database's write lock at BEGIN)")
+def test_a_migration_behind_a_long_transaction_gives_up_and_runs_once_it_ends(postgres_url: str) -> None:
+    """PostgreSQL (SQLite's migration takes the whole database's write lock as it begins): an ALTER TABLE waiting
+    behind a long read would hold every later query on the table; the migration waits a bounded time for the
+    lock, rolls back, tries again, then stops with an error that says so."""
+    engine = db.make_engine(postgres_url)
+    db.init_db(engine)
     with engine.connect() as conn:
         command.downgrade(schema.alembic_config(conn), schema.BASELINE)
         conn.commit()
@@ -67,4 +68,10 @@ def test_a_migration_behind_a_long_transaction_gives_up_and_runs_once_it_ends(en
     finally:
         reader.rollback()
         reader.close()
-    assert schema.upgrade(engine, lock_timeout_s=0.2, attempts=2, pause_s=0.0) == schema.head()
+    try:
+        assert schema.upgrade(engine, lock_timeout_s=0.2, attempts=2, pause_s=0.0) == schema.head()
+    finally:
+        SQLModel.metadata.drop_all(engine)
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        engine.dispose()
