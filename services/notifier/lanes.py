@@ -55,9 +55,10 @@ log = get_logger(__name__)
 FINISHED_MEMORY = 50_000
 """Ids of items a lane finished, remembered so a reload racing with a send cannot bring one back."""
 GATHER_S = 0.003
-"""How long a write in place that nobody waits on to send again (the lane has nothing else to send) waits for
-others to share its transaction. A paced stream's answers come a few a millisecond, one a turn of the loop: a
-transaction each cost about 100 µs of SQLite's commit on this machine, a record in a shared one about 10 µs."""
+"""How long a write in place waits for others to share its transaction: one that nobody waits on to send again
+(the lane has nothing else to send), or one a lane waits on while other lanes' sends are in flight. A paced
+stream's answers come a few a millisecond, one a turn of the loop: a transaction each cost about 100 µs of
+SQLite's commit on this machine, a record in a shared one about 10 µs."""
 
 
 def _utcnow() -> datetime:
@@ -230,9 +231,11 @@ class Lane:
         try:
             if channel is None:
                 raise DeliveryError(f"no channel of kind {self.kind!r} is configured", retryable=False)
+            self.writer.sending += 1
             try:
                 await channel.send(message, self.target)
             finally:  # counted in the rate window from its answer (or failure), the latest the vendor can count it
+                self.writer.sent()
                 taken, self._taken_at = self._taken_at, None
                 if taken is not None:
                     self.window = answered(self.window, taken, self.deps.monotonic())
@@ -312,12 +315,14 @@ class Writer:
     metrics) from a task of their own, in order, so a round's write never waits for the broker's answer about the
     previous one.
 
-    On SQLite, writes that find the writer idle (nothing queued, no round in flight) are made in place at the end
-    of the loop's current turn, together (the lanes whose answers came in one turn share a transaction): a paced
-    stream's lane then waits neither for the writer's turn on the loop nor for a worker thread. A write that
-    nobody needs soon (``hurry=False``: its lane has nothing else to send) waits up to ``GATHER_S`` for others
-    instead, so a paced stream's answers share transactions too. Under load the writes queue and go in rounds
-    again; either way they are written in the order they were asked for.
+    On SQLite, writes that find the writer idle (nothing queued, no round in flight) are made in place, together:
+    a paced stream's lane then waits neither for the writer's turn on the loop nor for a worker thread. A write a
+    lane needs before its next send (``hurry``) goes at the end of the loop's turn in which no other lane's send
+    is in flight any more, at the latest after ``GATHER_S``: the lanes an event reached answer within a
+    millisecond or two of each other and share one transaction, instead of one each (a commit costs more than
+    the records in it). A write that nobody needs soon (``hurry=False``: its lane has nothing else to send) waits
+    up to ``GATHER_S`` for others. Under load the writes queue and go in rounds again; either way they are written
+    in the order they were asked for.
     """
 
     def __init__(self, deps: LaneDeps) -> None:
@@ -333,6 +338,10 @@ class Writer:
         """``_flush_soon`` is due at the end of this turn."""
         self._gather: asyncio.TimerHandle | None = None
         """``_flush_soon`` is due when the gathering time is up."""
+        self._hurried = False
+        """A write gathering in place holds a lane's next send: written once no other send is in flight."""
+        self.sending = 0
+        """Sends in flight in the lanes: their answers, due soon, share the transaction of a hurried write."""
         self._wake = asyncio.Event()
         self._written: list[Delivery] = []
         self._publish = asyncio.Event()
@@ -349,18 +358,31 @@ class Writer:
         done: asyncio.Future[None] = loop.create_future()
         if not self._waiting and not self._busy and self.sql.in_place is not None:
             self._soon.append((op, done))
-            if hurry:
-                self._flush_this_turn()
-            elif not self._flush_now and self._gather is None:
-                self._gather = loop.call_later(GATHER_S, self._flush_soon, context=contextvars.Context())
+            self._hurried = self._hurried or hurry
+            self._schedule(loop)
             return done
         self._waiting.append((op, done))
         self._wake.set()
         return done
 
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        """When the writes in place go: at the end of this turn when one is hurried and no send is in flight (its
+        answer would want a transaction of its own a moment later), else when the gathering time is up."""
+        if self._hurried and self.sending == 0:
+            self._flush_this_turn()
+        elif not self._flush_now and self._gather is None:
+            self._gather = loop.call_later(GATHER_S, self._flush_soon, context=contextvars.Context())
+
     def hurry(self) -> None:
-        """What gathers is written at the end of this turn (a lane waiting on it has something to send)."""
-        if self._gather is not None:
+        """What gathers is written as soon as no send is in flight (a lane waiting on it has something to send)."""
+        if self._soon:
+            self._hurried = True
+            self._schedule(asyncio.get_running_loop())
+
+    def sent(self) -> None:
+        """A lane's send is answered (or failed): the last one in flight lets a hurried write go."""
+        self.sending -= 1
+        if self.sending == 0 and self._hurried and self._soon:
             self._flush_this_turn()
 
     def _flush_this_turn(self) -> None:
@@ -372,6 +394,7 @@ class Writer:
         """The writes asked for in place so far, in one transaction; when that cannot be (a lock held elsewhere,
         an error), they go first in the writer's next round."""
         self._flush_now = False
+        self._hurried = False
         if self._gather is not None:
             self._gather.cancel()
             self._gather = None

@@ -103,6 +103,8 @@ def driver_config(settings: NotifierSettings, topics: Topics) -> DriverConfig:
         session_timeout_s=settings.session_timeout_s,
         heartbeat_interval_s=settings.heartbeat_interval_s,
         group_instance_id=settings.group_instance_id,
+        gather_bytes=settings.fetch_gather_bytes,
+        gather_ms=settings.fetch_gather_ms,
     )
 
 

@@ -115,6 +115,12 @@ class DriverConfig:
     session_timeout_s: float = 10.0
     heartbeat_interval_s: float = 1.0
     group_instance_id: str | None = None
+    gather_bytes: int = 1
+    """A fetch is answered once the broker has this much for it (``fetch_min_bytes``), or after ``gather_ms``: a
+    paced stream's records then come a few a batch instead of one each (each batch costs its own trip through
+    the handler), at the price of up to ``gather_ms`` of latency. 1: at once."""
+    gather_ms: int | None = None
+    """How long a fetch waits for ``gather_bytes`` (None: ``poll_ms``, the wait of an idle poll)."""
 
 
 Handler = Callable[[list[Record]], Awaitable[None]]
@@ -175,8 +181,9 @@ class BatchDriver:
             c.group_instance_id,
             c.session_timeout_s,
             c.heartbeat_interval_s,
-            c.poll_ms,
+            c.poll_ms if c.gather_ms is None else c.gather_ms,
             c.max_records,
+            fetch_min_bytes=c.gather_bytes,
         )
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiokafka import TopicPartition
 
-from shared.streaming.driver import Record, commit_due, commit_offsets, records_of
+from shared.streaming.driver import BatchDriver, DriverConfig, Record, commit_due, commit_offsets, records_of
 
 
 @dataclass
@@ -38,3 +38,18 @@ def test_commits_wait_for_the_interval_while_busy_and_come_at_once_when_idle() -
     assert not commit_due(True, committed_at=10.0, now=10.2, interval_s=0.5)
     assert commit_due(True, committed_at=10.0, now=10.5, interval_s=0.5)
     assert commit_due(False, committed_at=10.0, now=10.1, interval_s=0.5)
+
+
+async def test_the_consumer_gathers_a_fetch_as_configured() -> None:
+    """``gather_bytes``/``gather_ms`` are the consumer's fetch.min.bytes and fetch.max.wait.ms (the notifier's
+    paced stream then comes a few events a batch); by default a fetch is answered at once and waits ``poll_ms``
+    when idle."""
+    base = DriverConfig(bootstrap="127.0.0.1:9", group_id="g", topics=("t",), poll_ms=100)
+    plain = BatchDriver(base, _ignore)._consumer()
+    gathering = BatchDriver(replace(base, gather_bytes=65_536, gather_ms=5), _ignore)._consumer()
+    assert (plain._fetch_min_bytes, plain._fetch_max_wait_ms) == (1, 100)
+    assert (gathering._fetch_min_bytes, gathering._fetch_max_wait_ms) == (65_536, 5)
+
+
+async def _ignore(_records: list[Record]) -> None:
+    return None

@@ -473,6 +473,38 @@ async def test_outcomes_nobody_waits_on_share_a_transaction_and_one_a_lane_waits
         counted.dispose()
 
 
+async def test_a_write_a_lane_waits_on_goes_once_the_sends_in_flight_are_answered(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four lanes an event reached answer a moment apart: the first one's hurried write waits for the others'
+    answers (one transaction for the four, not one each), and goes at the end of the turn of the last answer;
+    with nothing in flight a hurried write goes at once."""
+    monkeypatch.setattr(lanes, "GATHER_S", 3600.0)  # only the answers decide here
+    lane_deps = deps(engine, FakeChannel(), Sinks())
+    counted = lane_deps.sql = CountedInPlace(engine)
+    writer = Writer(lane_deps)
+    now = datetime.now(UTC)
+    found = items("t", 5)
+    try:
+        writer.sending = 4  # four sends in flight
+        written = []
+        for item in found[:4]:
+            writer.sent()
+            written.append(writer.finish([item.notification_id], [record(item, "sent", 1, "", now)]))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert all(w.done() for w in written) == (item is found[3]), "written only once the last answered"
+        assert counted.transactions == 1
+
+        alone = writer.finish([found[4].notification_id], [record(found[4], "sent", 1, "", now)])
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert alone.done() and counted.transactions == 2
+    finally:
+        await writer.stop()
+        counted.dispose()
+
+
 async def test_a_lane_with_more_to_send_asks_for_its_outcome_at_once(engine: Engine) -> None:
     channel = FakeChannel()
     hurried: list[bool] = []
