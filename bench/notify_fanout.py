@@ -22,11 +22,12 @@ the team has no addresses and the tickets have no owner, so nothing is mailed.
 3. Latency: tickets are produced paced at 70% (--paced-share) of notifs_per_s (/K tickets a second) for
    --paced-seconds; each notification's latency is its receive time minus its ticket's produce time — the
    moment the producer's send() was called (also the record's CreateTime timestamp; linger_ms=0, acks=all), so
-   it includes the broker append. p50 and p99 over all paced notifications. The burst drains a backlog in big
-   batches, so its rate is the notifier's ceiling; a paced stream arrives an event at a time, which costs more
-   per event (see --paced-share for the latency at lower shares). --paced-rate N paces at N notifications a
-   second instead (to compare two builds at the same load: the burst's rate swings from run to run here), and
-   paced_share then says what share of this run's burst that was.
+   it includes the broker append. p50 and p99 over all paced notifications. The producing process's garbage
+   collector is off while it paces (a pause of it would send the next events bunched, not paced). The burst
+   drains a backlog in big batches, so its rate is the notifier's ceiling; a paced stream arrives an event at a
+   time, which costs more per event (see --paced-share for the latency at lower shares). --paced-rate N paces at
+   N notifications a second instead (to compare two builds at the same load: the burst's rate swings from run to
+   run here), and paced_share then says what share of this run's burst that was.
 4. Latency baseline: the notifier stopped, the same number of tickets produced at the same pace to a topic of
    their own and read by a bare loop in a process of its own (``bare_loop``: an aiokafka consumer, no group, the
    notifier's webhook body rendered and signed per record, one sequential httpx POST loop per path);
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
 import os
 import subprocess
@@ -264,6 +266,9 @@ async def produce_paced(
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     await producer.start()
     produced: dict[str, float] = {}
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     try:
         futures = []
         start = time.monotonic()
@@ -277,6 +282,8 @@ async def produce_paced(
         elapsed = time.monotonic() - start
         await asyncio.gather(*futures)
     finally:
+        gc.enable()
+        gc.unfreeze()
         await producer.stop()
     return produced, (len(batch) - 1) / elapsed if elapsed > 0 else math.nan
 
