@@ -40,10 +40,9 @@ def create_app(deps: IntakeDeps) -> Starlette:
     """The app: each door and API a class of its own (named handlers, services/intake/*_in.py and *_api.py) over
     one ``Edge`` (services/intake/shell.py), wired here."""
     metrics = IntakeMetrics(deps.registry)
-    shown = deps.scrape if deps.scrape is not None else deps.registry
-    shown.register(UnresolvedTickets(deps.engine))
-    shown.register(SatisfactionIndex(deps.engine))
-    shown.register(KnownIssueAnswers(deps.engine))
+    deps.shown.register(UnresolvedTickets(deps.engine))
+    deps.shown.register(SatisfactionIndex(deps.engine))
+    deps.shown.register(KnownIssueAnswers(deps.engine))
     edge = Edge(deps, metrics)
     feedback = FeedbackIn(edge)
     routes = [
@@ -93,6 +92,5 @@ class Health:
         return JSONResponse(self.spec)
 
     async def metrics(self, _request: Request) -> Response:
-        shown = self.deps.scrape if self.deps.scrape is not None else self.deps.registry
-        body = await asyncio.to_thread(generate_latest, shown)  # UnresolvedTickets queries SQL
+        body = await asyncio.to_thread(generate_latest, self.deps.shown)  # UnresolvedTickets queries SQL
         return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -114,6 +114,11 @@ class IntakeDeps:
     worker: int = 0
     """this process's index among intake's workers (services/intake/workers.py), in ``/healthz``"""
 
+    @property
+    def shown(self) -> CollectorRegistry:
+        """What ``/metrics`` renders: ``scrape`` when there is one, else ``registry``."""
+        return self.scrape if self.scrape is not None else self.registry
+
 
 def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")

@@ -10,18 +10,15 @@ land; other keys (a survey's or a "solved" answer's, per ticket: an abuse guard)
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import math
-import mmap
-import os
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.intake.slots import MappedSlots
 from shared.infra.config import Duration
 
 
@@ -65,45 +62,30 @@ def shared_keys(integrations: Iterable[str], forms: Iterable[str]) -> list[str]:
     return sorted({*integrations, *(f"form/{name}" for name in forms)})
 
 
-SLOT = struct.Struct("d")
-
-
 class SharedArrivals:
-    """Arrival times in a file every worker maps, one slot (a double) per key of ``keys``, in their order. A
-    slot's read-admit-write holds the file's lock (``flock``: released by the kernel if its holder dies). Times
-    are ``time.monotonic()``, one clock for every process of a host. The file is named by its keys: a worker
-    restarted with another intake.yaml keeps limits of its own instead of reading another key's slots."""
+    """Arrival times in a file every worker maps (services/intake/slots.py), one slot per key of ``keys``, in
+    their order; a slot's read-admit-write holds the file's lock. Times are ``time.monotonic()``, one clock for
+    every process of a host. The file is named by its keys: a worker restarted with another intake.yaml keeps
+    limits of its own instead of reading another key's slots."""
 
     def __init__(self, directory: Path, keys: list[str]) -> None:
         self.slots = {key: i for i, key in enumerate(keys)}
         digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
-        size = max(1, len(keys)) * SLOT.size
-        self._fd = os.open(directory / f"limits-{digest}", os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            if os.fstat(self._fd).st_size == 0:  # the first of these workers: every sender starts with its burst
-                os.write(self._fd, SLOT.pack(float("-inf")) * max(1, len(keys)))
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        self._map = mmap.mmap(self._fd, size)
+        # filled by the first of these workers: every sender starts with its burst
+        self._times = MappedSlots(directory / f"limits-{digest}", "d", len(keys), float("-inf"))
 
     def admit(self, key: str, limit: RateLimitConfig, now: float) -> float | None:
         """The wait for ``key`` (0: admitted and counted), or None when the key has no slot here."""
         slot = self.slots.get(key)
         if slot is None:
             return None
-        offset = slot * SLOT.size
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            tat, wait = admit(SLOT.unpack_from(self._map, offset)[0], now, limit)
-            SLOT.pack_into(self._map, offset, tat)
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        with self._times.lock():
+            tat, wait = admit(self._times.get(slot), now, limit)
+            self._times.set(slot, tat)
         return wait
 
     def close(self) -> None:
-        self._map.close()
-        os.close(self._fd)
+        self._times.close()
 
 
 @dataclass

@@ -24,13 +24,11 @@ import contextlib
 import ctypes
 import errno
 import math
-import mmap
 import os
 import select
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -42,6 +40,7 @@ from pathlib import Path
 import uvicorn
 from prometheus_client import multiprocess
 
+from services.intake.slots import MappedSlots
 from shared.infra.logging import get_logger
 
 log = get_logger(__name__)
@@ -173,7 +172,6 @@ def worker_role(env: Mapping[str, str]) -> WorkerRole | None:
 
 OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 """accept() errors that pause accepting (asyncio's own accept loop does the same); others are one client's."""
-COUNT = struct.Struct("i")
 GONE = 2**31 - 1
 """A dead worker's open connections, as the others read them: it takes none until it is back."""
 
@@ -182,26 +180,20 @@ class ConnectionCounts:
     """Each worker's open connections, in a file they all map (a worker writes only its own slot)."""
 
     def __init__(self, path: Path, workers: int) -> None:
-        size = max(1, workers) * COUNT.size
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        if os.fstat(self._fd).st_size < size:
-            os.ftruncate(self._fd, size)
-        self._map = mmap.mmap(self._fd, size)
+        self._slots = MappedSlots(path, "i", workers, 0)
         self.workers = workers
 
     def set(self, index: int, n: int) -> None:
-        COUNT.pack_into(self._map, index * COUNT.size, n)
+        self._slots.set(index, n)
 
     def get(self, index: int) -> int:
-        found: int = COUNT.unpack_from(self._map, index * COUNT.size)[0]
-        return found
+        return int(self._slots.get(index))
 
     def others(self, index: int) -> list[int]:
-        return [COUNT.unpack_from(self._map, i * COUNT.size)[0] for i in range(self.workers) if i != index]
+        return [self.get(i) for i in range(self.workers) if i != index]
 
     def close(self) -> None:
-        self._map.close()
-        os.close(self._fd)
+        self._slots.close()
 
 
 class Acceptor:
@@ -370,9 +362,8 @@ class Supervisor:
     command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "services.intake.main"])
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     deaths: dict[int, list[float]] = field(default_factory=dict)
-    """Per worker: when it died lately without having served since its start."""
-    served: set[int] = field(default_factory=set)
-    """Workers that accepted connections since their last start (their slot held a count of theirs)."""
+    """Per worker: when it died lately without having served since (forgotten once it serves: its slot holds a
+    count of its own)."""
     restart_at: dict[int, float] = field(default_factory=dict)
     stopping: bool = False
 
@@ -409,7 +400,6 @@ class Supervisor:
 
     def _start(self, role: WorkerRole, counts: ConnectionCounts) -> None:
         counts.set(role.index, GONE)  # it takes no connection before its own accept loop says how many it has
-        self.served.discard(role.index)
         env = role.env(os.environ)
         self.procs[role.index] = subprocess.Popen(self.command, env=env, pass_fds=(role.fd,))  # noqa: S603 - our module
 
@@ -428,15 +418,12 @@ class Supervisor:
             proc = self.procs[i]
             code = proc.poll()
             if code is None:
-                if counts.get(i) != GONE:
-                    self.served.add(i)
+                if counts.get(i) != GONE:  # it serves: a later death is a crash, not a worker that cannot start
                     self.deaths.pop(i, None)
                 continue
             counts.set(i, GONE)
             _forget_metrics(proc.pid, role.metrics)
             recent = [t for t in self.deaths.get(i, []) if now - t < DEATH_WINDOW_S] + [now]
-            if i in self.served:  # it served: a crash, not a worker that cannot start
-                recent = [now]
             self.deaths[i] = recent
             if gives_up(len(recent)):
                 log.error("intake_worker_cannot_start", worker=i, code=code, deaths=len(recent))
