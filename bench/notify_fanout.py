@@ -201,24 +201,28 @@ def duplicates(received: Iterable[Received]) -> int:
     return sum(c - 1 for c in Counter((tid, path) for tid, path, _ in received).values() if c > 1)
 
 
-def latencies_ms(received: Iterable[Received], produced: dict[str, float], paths: Sequence[str]) -> list[float]:
-    """Produce → first receive of each paced notification, in milliseconds, sorted."""
+def first_receives(
+    received: Iterable[Received], produced: dict[str, float], paths: Sequence[str]
+) -> dict[tuple[str, str], float]:
+    """(ticket id, path) → when it was first received, for the tickets in ``produced`` on ``paths``."""
     firsts: dict[tuple[str, str], float] = {}
     wanted = set(paths)
     for tid, path, at in received:
         if tid in produced and path in wanted:
             firsts[(tid, path)] = min(at, firsts.get((tid, path), at))
+    return firsts
+
+
+def latencies_ms(received: Iterable[Received], produced: dict[str, float], paths: Sequence[str]) -> list[float]:
+    """Produce → first receive of each paced notification, in milliseconds, sorted."""
+    firsts = first_receives(received, produced, paths)
     return sorted((at - produced[tid]) * 1000.0 for (tid, _), at in firsts.items())
 
 
 def write_latencies(path: Path, received: Iterable[Received], produced: dict[str, float], paths: Sequence[str]) -> None:
     """Each paced notification's produce time, latency (ms) and path, in produce order, for a look at when the
     slow ones came (kept with --workdir)."""
-    firsts: dict[tuple[str, str], float] = {}
-    wanted = set(paths)
-    for tid, where, at in received:
-        if tid in produced and where in wanted:
-            firsts[(tid, where)] = min(at, firsts.get((tid, where), at))
+    firsts = first_receives(received, produced, paths)
     rows = sorted((produced[tid], (at - produced[tid]) * 1000.0, where) for (tid, where), at in firsts.items())
     path.write_text("".join(f"{t:.6f}\t{ms:.3f}\t{where}\n" for t, ms, where in rows))
 

@@ -140,9 +140,6 @@ def build(settings: NotifierSettings, registry: CollectorRegistry) -> Notifier:
 
 
 def main() -> None:
-    import sys
-
-    sys.setswitchinterval(0.0005)
     # uvloop: a paced stream wakes the loop for every answer, fetch and write; its C loop and transports cost less
     run_service("notifier", NotifierSettings(), build, loop_factory=uvloop.new_event_loop)
 
