@@ -19,15 +19,16 @@ the team has no addresses and the tickets have no owner, so nothing is mailed.
 2. Throughput: N ticket events (change=opened, one ticket each, keyed by ticket id, with the router's trace and
    ticket headers) are on the tickets topic before the notifier starts; notifs_per_s = N*K over the span between
    the first and last receive (start-up and group join are not counted); ratio = notifs_per_s / baseline_per_s.
-3. Latency: tickets are produced paced at 70% (--paced-share) of notifs_per_s (/K tickets a second) for
-   --paced-seconds; each notification's latency is its receive time minus its ticket's produce time — the
-   moment the producer's send() was called (also the record's CreateTime timestamp; linger_ms=0, acks=all), so
-   it includes the broker append. p50 and p99 over all paced notifications. The producing process's garbage
-   collector is off while it paces (a pause of it would send the next events bunched, not paced). The burst
-   drains a backlog in big batches, so its rate is the notifier's ceiling; a paced stream arrives an event at a
-   time, which costs more per event (see --paced-share for the latency at lower shares). --paced-rate N paces at
-   N notifications a second instead (to compare two builds at the same load: the burst's rate swings from run to
-   run here), and paced_share then says what share of this run's burst that was.
+3. Latency: once the notifier has committed the whole burst (its group's offsets at the topic's end: the burst's
+   last writes and commits are no part of the paced phase), tickets are produced paced at 70% (--paced-share) of
+   notifs_per_s (/K tickets a second) for --paced-seconds; each notification's latency is its receive time minus
+   its ticket's produce time — the moment the producer's send() was called (also the record's CreateTime
+   timestamp; linger_ms=0, acks=all), so it includes the broker append. p50 and p99 over all paced notifications.
+   The producing process's garbage collector is off while it paces (a pause of it would send the next events
+   bunched, not paced). The burst drains a backlog in big batches, so its rate is the notifier's ceiling; a paced
+   stream arrives an event at a time, which costs more per event (see --paced-share for the latency at lower
+   shares). --paced-rate N paces at N notifications a second instead (to compare two builds at the same load: the
+   burst's rate swings from run to run here), and paced_share then says what share of this run's burst that was.
 4. Latency baseline: the notifier stopped, the same number of tickets produced at the same pace to a topic of
    their own and read by a bare loop in a process of its own (``bare_loop``: an aiokafka consumer, no group, the
    notifier's webhook body rendered and signed per record, one sequential httpx POST loop per path);
@@ -60,6 +61,7 @@ from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.fanout_sink import REPO, FanoutSink, Received
 from deploy.local.kafka_local import LocalKafka, free_port
@@ -364,6 +366,30 @@ def start_bare_loop(
     return child
 
 
+async def wait_settled(bootstrap: str, group: str, topic: str, within_s: float, stack: Stack) -> bool:
+    """Wait until ``group`` has committed every record of ``topic`` (its offsets at the partitions' ends): the
+    burst's last transactions are done, so none of their work falls into the paced phase. False after
+    ``within_s`` (the notifier must stay alive)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await admin.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            stack.check_alive()
+            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+            if all(tp in committed and committed[tp].offset >= ends[tp] for tp in tps):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+    finally:
+        await admin.close()
+        await consumer.stop()
+
+
 async def wait_count(
     sink: FanoutSink, client: httpx.AsyncClient, want: int, within_s: float, stack: Stack | None
 ) -> int:
@@ -430,7 +456,8 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
                 paced_per_s, paced_n, tickets_per_s = math.nan, 0, math.nan
                 paced_cpu_s = bare_cpu_s = math.nan
                 produced: dict[str, float] = {}
-                if burst.delivered == burst.expected and burst.per_s > 0:
+                settled = await wait_settled(bootstrap, f"{prefix}notifier", topics.tickets.name, opts.timeout, stack)
+                if settled and burst.delivered == burst.expected and burst.per_s > 0:
                     rate = paced_notifs_per_s(opts.paced_share, opts.paced_rate, burst.per_s)
                     tickets_per_s = rate / opts.targets
                     paced_n = max(2, min(opts.paced_max, int(tickets_per_s * opts.paced_seconds)))
