@@ -48,12 +48,16 @@ from services.notifier.stages import (
 from shared.events import Delivery
 from shared.infra.logging import get_logger
 from shared.store import outbox
+from shared.store.journal import Journal
 from shared.store.outbox import Finish, GiveUp, Op, OutboxItem, Reschedule, Save
 from shared.store.runner import SqlRunner
 
 log = get_logger(__name__)
 FINISHED_MEMORY = 50_000
 """Ids of items a lane finished, remembered so a reload racing with a send cannot bring one back."""
+JOURNAL_ROUND_S = 0.008
+"""With a journal: how long journaled finishes gather before they go to the database in one transaction (the
+lanes do not wait for it; the consumer's commit does)."""
 GATHER_S = 0.003
 """How long a write in place waits for others to share its transaction: one that nobody waits on to send again
 (the lane has nothing else to send), or one a lane waits on while other lanes' sends are in flight. A paced
@@ -86,6 +90,8 @@ class LaneDeps:
     sql_retry_s: float = 1.0
     sql: SqlRunner | None = None
     """How the writer reaches the database (in place on SQLite); made from ``engine`` when not given."""
+    journal: Journal | None = None
+    """Where a send's outcome is made durable before the lane sends again (None: the database, in lockstep)."""
 
 
 @dataclass
@@ -94,9 +100,9 @@ class Lane:
     target: str
     deps: LaneDeps
     writer: Writer
-    """The Dispatcher's single writer. A lane waits for a send's outcome to be written before it sends again: a
-    crash repeats at most the one send of a lane not yet written, and a restarted lane's rate window (from the
-    delivery log) misses at most that one."""
+    """The Dispatcher's single writer. A lane waits for a send's outcome to be durable (journaled, or written to
+    the database without a journal) before it sends again: a crash repeats at most the one send of a lane not
+    yet durable, and a restarted lane's rate window (from the delivery log) misses at most that one."""
     items: dict[str, OutboxItem] = field(default_factory=dict)
     unsaved: set[str] = field(default_factory=set)
     """Items held here only, not (yet) in the outbox: sent first, kept in the outbox only once they wait."""
@@ -323,6 +329,12 @@ class Writer:
     the records in it). A write that nobody needs soon (``hurry=False``: its lane has nothing else to send) waits
     up to ``GATHER_S`` for others. Under load the writes queue and go in rounds again; either way they are written
     in the order they were asked for.
+
+    With a journal (a SQLite database file: shared/store/journal.py) a send's outcome is journaled the moment it
+    comes and the lane goes on at once; every write then queues, in order, and the finishes go to the database
+    in rounds at most ``JOURNAL_ROUND_S`` apart (a write someone waits for, a save or a barrier, starts a round
+    at once). bench/notify_fanout at the same paced 2,200 notifications a second, two runs each: p99 21 and
+    21 ms against 26 and 228 ms in lockstep; the burst 3,960-4,220 a second against 2,920-3,200.
     """
 
     def __init__(self, deps: LaneDeps) -> None:
@@ -347,16 +359,26 @@ class Writer:
         self._publish = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.publisher: asyncio.Task[None] | None = None
+        self.journal = deps.journal
+        self._journaled = 0
+        """The journal generation of the last finish queued (0: none yet)."""
+        self._journal_count = 0
+        """Finishes journaled so far (whether a round's write took every one of them)."""
+        self._round: asyncio.TimerHandle | None = None
+        """The next round of journaled finishes is due."""
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.task is None:
+            self.task = loop.create_task(self.run(), name="outbox writer", context=contextvars.Context())
+            self.publisher = loop.create_task(self.publish(), name="delivery records", context=contextvars.Context())
 
     def submit(self, op: Op | None, *, hurry: bool = True) -> asyncio.Future[None]:
         """Queue a write for the next round; the future is done once it is written (``None``: a barrier, done
         once everything queued before it is). ``hurry=False``: a write in place may wait ``GATHER_S`` for others."""
         loop = asyncio.get_running_loop()
-        if self.task is None:
-            self.task = loop.create_task(self.run(), name="outbox writer", context=contextvars.Context())
-            self.publisher = loop.create_task(self.publish(), name="delivery records", context=contextvars.Context())
+        self._start(loop)
         done: asyncio.Future[None] = loop.create_future()
-        if not self._waiting and not self._busy and self.sql.in_place is not None:
+        if self.journal is None and not self._waiting and not self._busy and self.sql.in_place is not None:
             self._soon.append((op, done))
             self._hurried = self._hurried or hurry
             self._schedule(loop)
@@ -419,11 +441,44 @@ class Writer:
             self._publish.set()
 
     def finish(self, ids: list[str], records: list[Delivery], *, hurry: bool = True) -> asyncio.Future[None]:
-        """Sent (or muted): the rows leave the outbox, the records enter the delivery log and are told."""
-        return self.submit(Finish(ids, records), hurry=hurry)
+        """Sent (or muted): the rows leave the outbox, the records enter the delivery log and are told. With a
+        journal, the future is done once the finish is journaled (at once): the database gets it in a round."""
+        if self.journal is None:
+            return self.submit(Finish(ids, records), hurry=hurry)
+        loop = asyncio.get_running_loop()
+        self._start(loop)
+        op = Finish(ids, records)
+        self._journaled = self.journal.append(op)
+        self._journal_count += 1
+        self._waiting.append((op, loop.create_future()))
+        if self._round is None:
+            self._round = loop.call_later(JOURNAL_ROUND_S, self._round_due, context=contextvars.Context())
+        done: asyncio.Future[None] = loop.create_future()
+        done.set_result(None)
+        return done
+
+    def _round_due(self) -> None:
+        self._round = None
+        self._wake.set()
 
     def barrier(self) -> asyncio.Future[None]:
         return self.submit(None)
+
+    async def recover(self) -> int:
+        """Before anything is loaded or sent: what a notifier that is gone journaled and may not have written is
+        written to the database (its sends then count as sent); returns how many finishes."""
+        if self.journal is None:
+            return 0
+        files = await asyncio.to_thread(self.journal.recover)
+        ops: list[Op] = [op for _, _, found in files for op in found]
+        try:
+            if ops:
+                await asyncio.to_thread(outbox.write, self.deps.engine, ops)
+        except BaseException:
+            Journal.release(files)  # kept for the next start
+            raise
+        Journal.forget(files)
+        return len(ops)
 
     async def run(self) -> None:
         while True:
@@ -432,6 +487,7 @@ class Writer:
             group, self._waiting = self._waiting, []
             if not group:
                 continue
+            journaled, count = self._journaled, self._journal_count
             ops = [op for op, _ in group if op is not None]
             self._busy = True
             try:
@@ -444,6 +500,8 @@ class Writer:
                         await asyncio.sleep(self.deps.sql_retry_s)
             finally:
                 self._busy = False
+            if self.journal is not None and journaled:
+                self.journal.applied(journaled, all_of_it=count == self._journal_count)
             self._done(group, ops)
 
     async def publish(self) -> None:
@@ -473,6 +531,11 @@ class Writer:
         if records:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.deps.on_records(records), timeout=5.0)
+        if self._round is not None:
+            self._round.cancel()
+            self._round = None
+        if self.journal is not None:
+            self.journal.close()
         if self._own_sql:
             self.sql.dispose()
 

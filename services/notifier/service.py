@@ -59,6 +59,7 @@ from shared.rules.muting import MuteState, MutingConfig, mute_for
 from shared.rules.oncall import TeamsConfig, on_call
 from shared.rules.silences import ticket_labels
 from shared.store import db, outbox
+from shared.store.journal import Journal
 from shared.store.outbox import OutboxItem
 from shared.store.runner import SqlRunner
 from shared.streaming.codec import DecodeError, decode, encode
@@ -98,6 +99,8 @@ class NotifierDeps:
     """The consumer's lag and the dead letters, counted (made in main.py; None: not counted)."""
     sql: SqlRunner | None = None
     """The runner of the notifier's SQL calls, shared with the channels' message refs (None: one of its own)."""
+    journal: Journal | None = None
+    """Where a send's outcome is made durable at once (shared/store/journal.py; None: the database, in lockstep)."""
 
 
 class LaneGauges(Collector):
@@ -206,6 +209,7 @@ class Notifier:
                 on_give_up=self.on_give_up,
                 on_digest=lambda kind, _n: self.digests.labels(channel=kind).inc(),
                 sql=self.runner,
+                journal=deps.journal,
             )
         )
         registry.register(LaneGauges(self.dispatcher))
@@ -225,6 +229,9 @@ class Notifier:
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=10
         )
         await self.producer.start()
+        recovered = await self.dispatcher.writer.recover()
+        if recovered:
+            log.info("journal_recovered", finishes=recovered)
         driver = self._driver = BatchDriver(
             self.driver_config, self.handle, self.on_assigned, self.on_revoked, self.checkpoint, self.deps.stream
         )
