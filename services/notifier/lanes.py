@@ -333,8 +333,8 @@ class Writer:
     With a journal (a SQLite database file: shared/store/journal.py) a send's outcome is journaled the moment it
     comes and the lane goes on at once; every write then queues, in order, and the finishes go to the database
     in rounds at most ``JOURNAL_ROUND_S`` apart (a write someone waits for, a save or a barrier, starts a round
-    at once). bench/notify_fanout at the same paced 2,200 notifications a second, two runs each: p99 21 and
-    21 ms against 26 and 228 ms in lockstep; the burst 3,960-4,220 a second against 2,920-3,200.
+    at once). bench/notify_fanout at the same paced 2,200 notifications a second: p99 22, 31 and 68 ms against 26,
+    82, 228 and 4,489 ms in lockstep; the burst 3,690-3,940 a second against 2,560-3,200.
     """
 
     def __init__(self, deps: LaneDeps) -> None:
