@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -341,6 +341,43 @@ def die_with_parent(role: WorkerRole) -> None:
         raise SystemExit(0)
 
 
+STATE_PREFIX = "ticketloop-intake-"
+"""The supervisor's state directory (metrics, rate limits, connection counts): ``<prefix><pid>-<random>``."""
+
+
+def stale_states(names: Iterable[str], alive: Callable[[int], bool]) -> list[str]:
+    """Of these temp-dir names, the state directories of supervisors that are gone (killed: SIGKILL leaves its
+    directory behind); a name without a pid (made before the pid was in it) counts as gone."""
+    stale = []
+    for name in names:
+        if not name.startswith(STATE_PREFIX):
+            continue
+        pid, _, rest = name[len(STATE_PREFIX) :].partition("-")
+        if not rest or not pid.isdigit() or not alive(int(pid)):
+            stale.append(name)
+    return stale
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def sweep_stale_states(temp: Path) -> None:
+    """Remove what killed supervisors of this user left in the temp directory."""
+    try:
+        names = [p.name for p in temp.iterdir() if p.is_dir() and p.stat().st_uid == os.getuid()]
+    except OSError:
+        return
+    for name in stale_states(names, pid_alive):
+        shutil.rmtree(temp / name, ignore_errors=True)
+
+
 def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     """The listening socket the workers share (inheritable: handed to them by ``pass_fds``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -373,7 +410,8 @@ class Supervisor:
         except OSError as exc:
             log.error("intake_listen_failed", host=self.host, port=self.port, error=str(exc))  # noqa: TRY400
             return 1
-        state = Path(tempfile.mkdtemp(prefix="ticketloop-intake-"))
+        sweep_stale_states(Path(tempfile.gettempdir()))
+        state = Path(tempfile.mkdtemp(prefix=f"{STATE_PREFIX}{os.getpid()}-"))
         roles = [WorkerRole(i, self.count, sock.fileno(), os.getpid(), state) for i in range(self.count)]
         roles[0].metrics.mkdir()
         counts = ConnectionCounts(roles[0].connections, self.count)

@@ -16,6 +16,7 @@ from services.intake.workers import (
     GIVE_UP_DEATHS,
     GONE,
     MAX_AUTO,
+    STATE_PREFIX,
     ConnectionCounts,
     WorkerRole,
     accept_now,
@@ -23,6 +24,8 @@ from services.intake.workers import (
     cpu_quota,
     gives_up,
     restart_delay_s,
+    stale_states,
+    sweep_stale_states,
     worker_count,
     worker_role,
 )
@@ -149,3 +152,21 @@ def test_processes_admitting_at_once_admit_no_more_than_the_limit(tmp_path: Path
     for proc in procs:
         proc.join(10)
     assert admitted == ADMITTED
+
+
+def test_the_state_a_killed_supervisor_left_is_stale_and_a_live_ones_is_not() -> None:
+    alive = {100}.__contains__
+    names = [f"{STATE_PREFIX}100-abc", f"{STATE_PREFIX}200-abc", f"{STATE_PREFIX}k3j_x9", "ticketloop-kafka-x", "tmp1"]
+    assert stale_states(names, alive) == [f"{STATE_PREFIX}200-abc", f"{STATE_PREFIX}k3j_x9"]
+
+
+def test_a_starting_supervisor_sweeps_what_killed_ones_left_and_nothing_else(tmp_path: Path) -> None:
+    child = multiprocessing.get_context("spawn").Process(target=int)
+    child.start()
+    child.join()
+    dead = child.pid
+    assert dead is not None
+    for name in (f"{STATE_PREFIX}{dead}-abc", f"{STATE_PREFIX}{os.getpid()}-abc", "something-else"):
+        (tmp_path / name / "metrics").mkdir(parents=True)
+    sweep_stale_states(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{STATE_PREFIX}{os.getpid()}-abc", "something-else"])
