@@ -237,7 +237,7 @@ class Lane:
         try:
             if channel is None:
                 raise DeliveryError(f"no channel of kind {self.kind!r} is configured", retryable=False)
-            self.writer.sending += 1
+            self.writer.sending_one()
             try:
                 await channel.send(message, self.target)
             finally:  # counted in the rate window from its answer (or failure), the latest the vendor can count it
@@ -400,6 +400,10 @@ class Writer:
         if self._soon:
             self._hurried = True
             self._schedule(asyncio.get_running_loop())
+
+    def sending_one(self) -> None:
+        """A lane's send is under way (its answer may share the transaction of a hurried write)."""
+        self.sending += 1
 
     def sent(self) -> None:
         """A lane's send is answered (or failed): the last one in flight lets a hurried write go."""

@@ -23,7 +23,7 @@ from shared.infra.settings import NotifierSettings
 from shared.rules.muting import MutingConfig
 from shared.rules.oncall import TeamsConfig
 from shared.store import db
-from shared.store.journal import journal_for
+from shared.store.journal import Journal, journal_for
 from shared.store.runner import SqlRunner
 from shared.streaming.driver import DriverConfig
 from shared.streaming.runtime import run_service
@@ -134,7 +134,7 @@ def build(settings: NotifierSettings, registry: CollectorRegistry) -> Notifier:
             muting=ConfigWatcher(settings.config_dir / "routing.yaml", MutingConfig),
             teams=ConfigWatcher(settings.config_dir / "teams.yaml", TeamsConfig, optional=True),
             stream=StreamMetrics(registry, "notifier"),
-            journal=journal_for(engine),
+            journal=Journal(settings.journal_dir) if settings.journal_dir is not None else journal_for(engine),
         ),
         driver_config(settings, topics),
         settings.kafka_bootstrap_servers,

@@ -146,4 +146,8 @@ class NotifierSettings(CommonSettings):
     # notification in bench/notify_fanout's paced phase) for up to that much latency; 1 byte: each at once
     fetch_gather_bytes: int = Field(default=65_536, ge=1, le=16 * 1024 * 1024)
     fetch_gather_ms: int = Field(default=5, ge=0, le=1000)
+    # where a send's outcome is journaled before the lane sends again (shared/store/journal.py); unset: beside a
+    # SQLite database file, none for PostgreSQL (set it to a directory that stays with this notifier's host: a
+    # notifier restarted elsewhere cannot read it, and what it held may be sent again)
+    journal_dir: Path | None = None
     public_url: str = "http://127.0.0.1:8080"

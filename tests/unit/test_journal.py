@@ -10,10 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, make_url
 
 from services.notifier.lanes import Dispatcher, Writer
+from services.notifier.main import build as build_notifier
 from shared.events import Delivery
+from shared.infra.settings import NotifierSettings
 from shared.store import journal, outbox
 from shared.store.journal import Journal, decode, encode, journal_dir
 from shared.store.outbox import Finish
@@ -179,3 +182,16 @@ async def test_without_a_journal_the_writer_writes_in_place_as_before(engine: En
     assert sent_ids(engine) == {"t-0"}
     assert await writer.recover() == 0
     await writer.stop()
+
+
+def test_the_notifier_journals_beside_its_sqlite_file_or_where_it_is_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'tl.db'}")
+    beside = build_notifier(NotifierSettings(), CollectorRegistry()).dispatcher.writer.journal
+    assert beside is not None
+    assert beside.directory == tmp_path / "tl.db.journal"
+    monkeypatch.setenv("TICKETLOOP_NOTIFIER_JOURNAL_DIR", str(tmp_path / "volume"))
+    told = build_notifier(NotifierSettings(), CollectorRegistry()).dispatcher.writer.journal
+    assert told is not None
+    assert told.directory == tmp_path / "volume"
