@@ -182,8 +182,9 @@ class LocalKafka:
         command = self._java(
             "kafka.Kafka",
             # the whole heap from the start: grown on demand it stayed near 300 MB, where the broker's ~170 MB kept
-            # after a young collection is past G1's 45% mark, and a concurrent marking cycle (~100-130 ms of a core)
-            # began every few seconds — 17-25 of them in one bench/notify_fanout run against 2 at a fixed 512 MB
+            # after a young collection is past G1's 45% mark, and concurrent marking cycles (~100-130 ms of a core
+            # each) came about twice a minute under bench/notify_fanout (25 in 12 minutes of runs) against 3 in 7
+            # minutes at a fixed 512 MB
             f"-Xms{self.heap_mb}m",
             f"-Xmx{self.heap_mb}m",
             "-XX:+UseG1GC",
