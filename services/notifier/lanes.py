@@ -452,7 +452,11 @@ class Writer:
         loop = asyncio.get_running_loop()
         self._start(loop)
         op = Finish(ids, records)
-        self._journaled = self.journal.append(op)
+        try:
+            self._journaled = self.journal.append(op)
+        except OSError as exc:  # a full or read-only disk: this one waits for the database instead
+            log.error("journal_write_failed", error=type(exc).__name__)  # noqa: TRY400
+            return self.submit(op)
         self._journal_count += 1
         self._waiting.append((op, loop.create_future()))
         if self._round is None:

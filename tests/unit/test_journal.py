@@ -195,3 +195,22 @@ def test_the_notifier_journals_beside_its_sqlite_file_or_where_it_is_told(
     told = build_notifier(NotifierSettings(), CollectorRegistry()).dispatcher.writer.journal
     assert told is not None
     assert told.directory == tmp_path / "volume"
+
+
+async def test_a_journal_that_cannot_be_written_makes_the_lane_wait_for_the_database(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = journal_dir(engine.url)
+    assert directory is not None
+    full = Journal(directory)
+
+    def no_space(_op: Finish) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(full, "append", no_space)
+    writer = Writer(deps(engine, FakeChannel(), Sinks(), journal=full))
+    done = writer.finish(["t-0"], [delivery("t-0")])
+    assert not done.done()  # not durable yet: the lane must not send again
+    await asyncio.wait_for(done, timeout=20)
+    assert sent_ids(engine) == {"t-0"}
+    await writer.stop()
