@@ -360,10 +360,6 @@ class Writer:
         self.task: asyncio.Task[None] | None = None
         self.publisher: asyncio.Task[None] | None = None
         self.journal = deps.journal
-        self._journaled = 0
-        """The journal generation of the last finish queued (0: none yet)."""
-        self._journal_count = 0
-        """Finishes journaled so far (whether a round's write took every one of them)."""
         self._round: asyncio.TimerHandle | None = None
         """The next round of journaled finishes is due."""
 
@@ -453,11 +449,10 @@ class Writer:
         self._start(loop)
         op = Finish(ids, records)
         try:
-            self._journaled = self.journal.append(op)
+            self.journal.append(op)
         except OSError as exc:  # a full or read-only disk: this one waits for the database instead
             log.error("journal_write_failed", error=type(exc).__name__)  # noqa: TRY400
             return self.submit(op)
-        self._journal_count += 1
         self._waiting.append((op, loop.create_future()))
         if self._round is None:
             self._round = loop.call_later(JOURNAL_ROUND_S, self._round_due, context=contextvars.Context())
@@ -495,7 +490,8 @@ class Writer:
             group, self._waiting = self._waiting, []
             if not group:
                 continue
-            journaled, count = self._journaled, self._journal_count
+            # what the journal held when the round began: every finish in it is in the group or was written before
+            generation, appended = (self.journal.generation, self.journal.appended) if self.journal else (0, 0)
             ops = [op for op, _ in group if op is not None]
             self._busy = True
             try:
@@ -508,8 +504,8 @@ class Writer:
                         await asyncio.sleep(self.deps.sql_retry_s)
             finally:
                 self._busy = False
-            if self.journal is not None and journaled:
-                self.journal.applied(journaled, all_of_it=count == self._journal_count)
+            if self.journal is not None and appended:
+                self.journal.applied(generation, all_of_it=appended == self.journal.appended)
             self._done(group, ops)
 
     async def publish(self) -> None:

@@ -77,6 +77,13 @@ def decode(data: bytes) -> list[Finish]:
     return found
 
 
+def _delete(path: Path, fd: int) -> None:
+    """A journal file whose finishes are all in the database: gone, its descriptor (and lock) released."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    os.close(fd)
+
+
 def _locked(fd: int) -> bool:
     """Take ``fd``'s exclusive lock if nobody holds it (a live notifier holds its own files')."""
     try:
@@ -95,6 +102,8 @@ class Journal:
         self.token = secrets.token_hex(6)
         """Names this process's files (another process's files are never touched while it lives)."""
         self.generation = 0
+        self.appended = 0
+        """Finishes journaled so far (a round that took them all lets the current file go too)."""
         self._fd: int | None = None
         """The current generation's file (None: none yet since the last one was sealed)."""
         self._open: dict[int, int] = {}
@@ -112,6 +121,7 @@ class Journal:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._fd = self._open[self.generation] = fd
         os.write(self._fd, encode(op))
+        self.appended += 1
         return self.generation
 
     def applied(self, generation: int, *, all_of_it: bool) -> None:
@@ -121,10 +131,7 @@ class Journal:
             self._fd = None  # sealed: the next finish starts a new file
         done = [g for g in self._open if g < generation or (all_of_it and g <= generation)]
         for g in done:
-            fd = self._open.pop(g)
-            with contextlib.suppress(FileNotFoundError):
-                self._path(g).unlink()
-            os.close(fd)
+            _delete(self._path(g), self._open.pop(g))
 
     def recover(self) -> list[tuple[Path, int, list[Finish]]]:
         """The journal files of processes that are gone (their lock free), each with its descriptor (held and
@@ -149,9 +156,7 @@ class Journal:
     def forget(files: Iterable[tuple[Path, int, list[Finish]]]) -> None:
         """Delete recovered files once their finishes are in the database."""
         for path, fd, _ in files:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            os.close(fd)
+            _delete(path, fd)
 
     @staticmethod
     def release(files: Iterable[tuple[Path, int, list[Finish]]]) -> None:

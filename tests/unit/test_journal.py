@@ -48,6 +48,13 @@ def sent_ids(engine: Engine) -> set[str]:
     return {r[0] for r in rows}
 
 
+def journaled_by_a_killed_notifier(directory: Path, *nids: str) -> None:
+    """What a notifier killed after journaling these sends (and before its round) leaves behind."""
+    killed = Journal(directory)
+    killed.append(finish(*nids))
+    killed.close()  # its process died: the lock goes with it, the file stays
+
+
 def journal_files(engine: Engine) -> list[Path]:
     directory = journal_dir(engine.url)
     assert directory is not None
@@ -133,9 +140,7 @@ async def test_what_a_killed_notifier_journaled_is_written_before_the_next_one_s
     outbox.add(engine, held)
     directory = journal_dir(engine.url)
     assert directory is not None
-    killed = Journal(directory)
-    killed.append(finish("t-0"))
-    killed.close()
+    journaled_by_a_killed_notifier(directory, "t-0")
     channel, sinks = FakeChannel(), Sinks()
     writer = Writer(deps(engine, channel, sinks, journal=Journal(directory)))
     assert await writer.recover() == 1
@@ -150,9 +155,7 @@ async def test_a_recovery_the_database_refuses_keeps_the_journal_for_the_next_st
 ) -> None:
     directory = journal_dir(engine.url)
     assert directory is not None
-    killed = Journal(directory)
-    killed.append(finish("t-0"))
-    killed.close()
+    journaled_by_a_killed_notifier(directory, "t-0")
 
     def refuse(*_args: object) -> None:
         raise RuntimeError("database is gone")
