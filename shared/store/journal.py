@@ -120,7 +120,11 @@ class Journal:
             fd = os.open(self._path(self.generation), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._fd = self._open[self.generation] = fd
-        os.write(self._fd, encode(op))
+        try:
+            os.write(self._fd, encode(op))
+        except OSError:
+            self._fd = None  # what it wrote may be a torn line: the next finish starts a file of its own
+            raise
         self.appended += 1
         return self.generation
 

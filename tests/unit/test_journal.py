@@ -5,6 +5,7 @@ database, and what a killed notifier journaled reaches the database at the next 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -217,3 +218,25 @@ async def test_a_journal_that_cannot_be_written_makes_the_lane_wait_for_the_data
     await asyncio.wait_for(done, timeout=20)
     assert sent_ids(engine) == {"t-0"}
     await writer.stop()
+
+
+def test_a_write_torn_by_a_full_disk_costs_no_later_finish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills mid-line: the line is torn, the finish goes to the database instead (the writer's way), and
+    the finishes journaled after it are still whole at the next start."""
+    j = Journal(tmp_path / "j")
+    j.append(finish("a"))
+    real_write = os.write
+
+    def torn(fd: int, data: bytes) -> int:
+        real_write(fd, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("shared.store.journal.os.write", torn)
+    with pytest.raises(OSError, match="No space left"):
+        j.append(finish("b"))
+    monkeypatch.undo()
+    j.append(finish("c"))
+    j.close()
+    found = Journal(tmp_path / "j").recover()
+    assert sorted(op.ids[0] for _, _, ops in found for op in ops) == ["a", "c"]
+    Journal.forget(found)
