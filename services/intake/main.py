@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import uvicorn
@@ -39,6 +40,9 @@ from shared.store import db
 from shared.streaming.runtime import settle_heap
 from shared.streaming.topics import Topics, ensure_topics
 
+ENSURE_RETRY_S = 5.0
+"""While the topics could not be made at start, intake tries again this often (and is not ready meanwhile)."""
+
 
 def build(settings: IntakeSettings, role: WorkerRole | None = None) -> tuple[Starlette, KafkaPublisher]:
     """The app and its publisher; ``role``: this process is one of a supervisor's workers (services/intake/workers.py),
@@ -47,7 +51,11 @@ def build(settings: IntakeSettings, role: WorkerRole | None = None) -> tuple[Sta
     engine = db.make_engine(settings.database_url.get_secret_value())
     db.init_db(engine)
     topics = Topics(settings.topic_prefix, settings.partitions)
-    publisher = KafkaPublisher(settings.kafka_bootstrap_servers, timeout_s=settings.publish_timeout_s)
+    publisher = KafkaPublisher(
+        settings.kafka_bootstrap_servers,
+        timeout_s=settings.publish_timeout_s,
+        required=(topics.events.name, topics.commands.name),
+    )
     keys = settings.action_link_keys.get_secret_value() if settings.action_link_keys else ""
     slack_secret = settings.slack_signing_secret
     http = httpx.AsyncClient(timeout=5.0)  # Slack response_url redraws
@@ -76,13 +84,26 @@ def build(settings: IntakeSettings, role: WorkerRole | None = None) -> tuple[Sta
         )
     )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        log = get_logger("intake")
+    async def ensured(log: Any) -> bool:
         try:
             await asyncio.wait_for(ensure_topics(settings.kafka_bootstrap_servers, topics.all(), attempts=3), 15)
         except Exception as exc:  # noqa: BLE001 - topics are created by whichever service reaches Kafka first
             log.warning("topics_not_ensured", error=repr(exc))
+            return False
+        return True
+
+    async def ensure_until_done(log: Any) -> None:
+        while True:
+            await asyncio.sleep(ENSURE_RETRY_S)
+            if await ensured(log):
+                return
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        log = get_logger("intake")
+        ensuring: asyncio.Task[None] | None = None
+        if not await ensured(log):
+            ensuring = asyncio.create_task(ensure_until_done(log))  # /readyz stays 503 until the topics exist
         await publisher.start()
         smtp = None
         if settings.smtp_port and config.mail is not None and (role is None or role.runs_smtp):
@@ -102,6 +123,10 @@ def build(settings: IntakeSettings, role: WorkerRole | None = None) -> tuple[Sta
         yield
         if smtp is not None:
             smtp.close()
+        if ensuring is not None:
+            ensuring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ensuring
         await publisher.stop()
         await http.aclose()
         if shared_arrivals is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -34,6 +34,20 @@ PROBE_KEPT_S = 1.0
 """A probe's answer is kept this long: readiness checks in a burst ask the broker once."""
 
 
+def unwritable(
+    required: Iterable[str], partitions: dict[str, set[int] | None], leaders: dict[str, set[int] | None]
+) -> list[str]:
+    """The required topics a producer cannot write to yet, by one metadata answer: unknown (not created, or not in
+    the answer yet) or with a partition that has no leader (just created, or its broker is down). ``partitions`` and
+    ``leaders`` give each topic's partitions and those with a leader, ``None`` for a topic the answer lacks."""
+    out = []
+    for topic in required:
+        every, led = partitions.get(topic), leaders.get(topic)
+        if not every or led is None or every - led:
+            out.append(topic)
+    return out
+
+
 class Publisher(Protocol):
     @property
     def ready(self) -> bool:
@@ -50,8 +64,9 @@ class Publisher(Protocol):
 class KafkaPublisher:
     """An idempotent aiokafka producer, connected in the background so intake starts even while Kafka is down."""
 
-    def __init__(self, bootstrap: str, *, timeout_s: float) -> None:
+    def __init__(self, bootstrap: str, *, timeout_s: float, required: Sequence[str] = ()) -> None:
         self._bootstrap = bootstrap
+        self._required = tuple(required)
         self._timeout = timeout_s
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -62,7 +77,10 @@ class KafkaPublisher:
         return self._producer is not None
 
     async def check(self) -> bool:
-        """Connected, and the brokers answered a metadata request within PROBE_TIMEOUT_S (kept PROBE_KEPT_S)."""
+        """Connected, and the brokers answered a metadata request within PROBE_TIMEOUT_S (kept PROBE_KEPT_S) in
+        which every topic intake writes to exists and has a leader for each partition: ready means a publish can be
+        acknowledged now, not only that a broker answers (a fresh broker answers before its new topics have leaders,
+        and the first requests would fail their publish timeout)."""
         producer = self._producer
         if producer is None:
             return False
@@ -72,8 +90,15 @@ class KafkaPublisher:
             return answered
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
-                await producer.client.fetch_all_metadata()
-            answered = True
+                cluster = await producer.client.fetch_all_metadata()
+            missing = unwritable(
+                self._required,
+                {t: cluster.partitions_for_topic(t) for t in self._required},
+                {t: cluster.available_partitions_for_topic(t) for t in self._required},
+            )
+            answered = not missing
+            if missing:
+                log.info("kafka_topics_not_writable", topics=missing)
         except (KafkaError, TimeoutError, OSError):
             answered = False
         self._probed = (loop.time(), answered)

@@ -15,9 +15,9 @@ from deploy.local.kafka_local import LocalKafka
 from services.intake.api import create_app
 from services.intake.config import IntakeConfig
 from services.intake.edge import IntakeDeps
-from services.intake.publisher import KafkaPublisher
+from services.intake.publisher import KafkaPublisher, Record
 from shared.store import db
-from shared.streaming.topics import Topics
+from shared.streaming.topics import Topics, ensure_topics
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -54,3 +54,31 @@ async def test_readyz_is_503_while_the_broker_is_down_and_200_when_it_answers(tm
         finally:
             await publisher.stop()
     assert down[-1] == 503
+
+
+async def test_readyz_is_503_until_the_topics_intake_writes_to_exist_with_leaders(tmp_path: Path) -> None:
+    """A broker that answers is not enough: a fresh one answers before intake's topics exist or have leaders, and
+    a request accepted then would wait out its publish timeout."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
+    db.init_db(engine)
+    config = IntakeConfig.model_validate({"integrations": [], "api_clients": []})
+    topics = Topics(f"r{time.time_ns()}.", 2)
+    with LocalKafka() as broker:
+        publisher = KafkaPublisher(broker.bootstrap, timeout_s=5, required=(topics.events.name, topics.commands.name))
+        await publisher.start()
+        app = create_app(IntakeDeps(config, publisher, engine, topics, CollectorRegistry()))
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+                for _ in range(600):  # connected: the broker answers (bounded: 60 s)
+                    if publisher.ready:
+                        break
+                    await asyncio.sleep(0.1)
+                before = await client.get("/readyz")
+                await ensure_topics(broker.bootstrap, [topics.events, topics.commands])
+                await status_becomes(client, 200, 60)
+                await publisher.publish([Record(topics.events.name, "k", b"{}", [])])
+        finally:
+            await publisher.stop()
+    assert before.status_code == 503
+    assert before.json()["kafka"] == "unavailable"
