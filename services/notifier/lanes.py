@@ -4,7 +4,7 @@ Each lane sends its target's notifications in planning order, one at a time, whe
 circuit breaker lets it through and its rate limit has a token; when the rate limit is spent and more than one
 notification waits, the lane sends them as one digest. A new notification is sent first and written to the
 outbox only if it waits: a failure keeps it there at once (rescheduled), and the checkpoint before a commit keeps
-whatever a lane still holds. Only that lane waits: one dead endpoint never delays another target. All writes go
+what a lane has held for ``hold_s`` (for what it held less, the commit stops below its event). Only that lane waits: one dead endpoint never delays another target. All writes go
 through one writer, in order, a transaction per round. The decisions are services/notifier/stages.py; this is
 the shell that sleeps, sends and writes.
 """
@@ -31,6 +31,7 @@ from services.notifier.stages import (
     RetryPolicy,
     Window,
     answered,
+    at_commit,
     breaker_failure,
     breaker_success,
     breaker_wait,
@@ -58,6 +59,9 @@ FINISHED_MEMORY = 50_000
 JOURNAL_ROUND_S = 0.008
 """With a journal: how long journaled finishes gather before they go to the database in one transaction (the
 lanes do not wait for it; the consumer's commit does)."""
+HOLD_S = 5.0
+"""An item sent first that is still held this long after it was planned is written to the outbox at the next
+commit; younger ones hold the commit below their event instead (stages.at_commit)."""
 GATHER_S = 0.003
 """How long a write in place waits for others to share its transaction: one that nobody waits on to send again
 (the lane has nothing else to send), or one a lane waits on while other lanes' sends are in flight. A paced
@@ -92,6 +96,8 @@ class LaneDeps:
     """How the writer reaches the database (in place on SQLite); made from ``engine`` when not given."""
     journal: Journal | None = None
     """Where a send's outcome is made durable before the lane sends again (None: the database, in lockstep)."""
+    hold_s: float = HOLD_S
+    """How long an item sent first may be held in memory only, its event's offset not committed (``at_commit``)."""
 
 
 @dataclass
@@ -118,8 +124,8 @@ class Lane:
     _heap: list[tuple[int, str]] = field(default_factory=list)
 
     def add(self, items: Iterable[OutboxItem], saved: bool = True) -> None:
-        """Hold these items; ``saved=False``: they are not in the outbox yet (``unsaved_items`` gives them to the
-        checkpoint that must keep them before their event's offset is committed)."""
+        """Hold these items; ``saved=False``: they are not in the outbox yet (``held_only`` gives them to the
+        checkpoint, which writes them or holds the commit below their event)."""
         added = False
         for item in items:
             nid = item.notification_id
@@ -133,11 +139,10 @@ class Lane:
             self.writer.hurry()
         self.wake.set()
 
-    def unsaved_items(self) -> list[OutboxItem]:
-        """The items held here only, as they stand now (taken: from now on they count as saved)."""
-        found = [self.items[nid] for nid in self.unsaved if nid in self.items]
-        self.unsaved.clear()
-        return found
+    def held_only(self) -> list[OutboxItem]:
+        """The items held here only, not in the outbox, as they stand now."""
+        self.unsaved.intersection_update(self.items)
+        return [self.items[nid] for nid in self.unsaved]
 
     def _head(self) -> OutboxItem | None:
         """The first item in planning order (a heap: a backlog after an outage is not sorted at every send)."""
@@ -544,6 +549,11 @@ class Writer:
             self.sql.dispose()
 
 
+async def _then(done: Awaitable[None], caps: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+    await done
+    return caps
+
+
 class Dispatcher:
     """The lanes of one notifier worker, by (channel kind, target), and their group writer."""
 
@@ -568,14 +578,18 @@ class Dispatcher:
                 )
             lane.add(found, saved)
 
-    def checkpoint(self) -> asyncio.Future[None]:
-        """Before offsets are committed: every item held and not in the outbox is written to it (as it stands
-        now: a retried one with its attempts), after every write queued so far. Done once all that is written;
-        then the events handled so far may count as handled."""
-        waiting = [item for lane in self.lanes.values() for item in lane.unsaved_items()]
-        if waiting:
-            self.writer.submit(Save(waiting))
-        return self.writer.barrier()
+    def checkpoint(self) -> asyncio.Future[dict[tuple[str, int], int]]:
+        """Before offsets are committed: the items held and not in the outbox that have waited ``hold_s`` are
+        written to it (as they stand now: a retried one with its attempts), after every write queued so far.
+        Done once all that is written, with where each partition's commit must stop for the younger ones
+        (``at_commit``); up to there, the events handled so far may count as handled."""
+        held = [item for lane in self.lanes.values() for item in lane.held_only()]
+        plan = at_commit(held, self.deps.wall(), self.deps.hold_s)
+        for item in plan.save:  # from now on they count as saved
+            self.lanes[(item.channel, item.target)].unsaved.discard(item.notification_id)
+        if plan.save:
+            self.writer.submit(Save(plan.save))
+        return asyncio.ensure_future(_then(self.writer.barrier(), plan.caps))
 
     async def assign(self, partitions: Iterable[tuple[str, int]]) -> int:
         """Load what the outbox holds for newly assigned partitions; returns how many items."""

@@ -2,9 +2,11 @@
 
 Per batch of ticket and escalation events (shared/streaming/driver.py: consumed with aiokafka, no per-event stream
 machinery): decode → mute → plan → hand to the target lanes, which send at once when they can. Before the
-batch's offsets are committed, whatever the lanes still hold (a busy or rate-limited target, a failure) is
-written to the outbox (``Dispatcher.checkpoint``): a slow or dead endpoint holds only its own lane, and nothing
-accepted is lost. Sent first, written only when it waits: a paced stream's notification costs no outbox row.
+batch's offsets are committed (``Dispatcher.checkpoint``), what the lanes have held for ``hold_s`` (a slow or
+rate-limited target) is written to the outbox, and a failed send is written at once; for what they hold only
+briefly, the commit stops below its event instead, so a crash reads that event again. A slow or dead endpoint
+holds only its own lane, and nothing accepted is lost. Sent first, written only when it waits long: a paced
+stream's notification costs no outbox row, nor does a moment's backlog.
 
 A record the worker may be reading again — below where its partition ended when it was assigned, so a previous
 owner may have handled it without committing — is planned the careful way: into the outbox first, dropping what
@@ -33,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from services.notifier.channels.base import Channel, Http
 from services.notifier.channels.registry import REGISTRY
 from services.notifier.config import NotifyConfig
-from services.notifier.lanes import Dispatcher, LaneDeps
+from services.notifier.lanes import HOLD_S, Dispatcher, LaneDeps
 from services.notifier.pipeline import (
     Dispatch,
     LinkIssuer,
@@ -101,6 +103,9 @@ class NotifierDeps:
     """The runner of the notifier's SQL calls, shared with the channels' message refs (None: one of its own)."""
     journal: Journal | None = None
     """Where a send's outcome is made durable at once (shared/store/journal.py; None: the database, in lockstep)."""
+    hold_s: float = HOLD_S
+    """How long a notification sent first may wait in a lane before a commit writes it to the outbox (until then
+    the commit stops below its event: services/notifier/stages.py ``at_commit``)."""
 
 
 class LaneGauges(Collector):
@@ -127,12 +132,13 @@ class LaneGauges(Collector):
 def outbox_items(
     dispatches: Sequence[Dispatch],
     team_of: Mapping[str, str],
-    topic: str,
-    partition: int,
+    source: Partition,
+    offset: int,
     now: datetime,
     seq: Iterator[int],
 ) -> list[OutboxItem]:
-    """The outbox rows of an event's dispatches, numbered in planning order by ``seq``."""
+    """The outbox rows of an event's dispatches (the event at ``offset`` of ``source``), numbered in planning
+    order by ``seq``."""
     return [
         OutboxItem(
             notification_id=d.notification_id,
@@ -143,10 +149,11 @@ def outbox_items(
             target=d.target,
             kind=d.message.kind,
             payload=message_to_json(d.message),
-            source_topic=topic,
-            source_partition=partition,
+            source_topic=source[0],
+            source_partition=source[1],
             created_at=now,
             due_at=now,
+            source_offset=offset,
         )
         for d in dispatches
     ]
@@ -210,6 +217,7 @@ class Notifier:
                 on_digest=lambda kind, _n: self.digests.labels(channel=kind).inc(),
                 sql=self.runner,
                 journal=deps.journal,
+                hold_s=deps.hold_s,
             )
         )
         registry.register(LaneGauges(self.dispatcher))
@@ -281,9 +289,10 @@ class Notifier:
         for tp in partitions:
             self.replay_until.pop(tp, None)
 
-    async def checkpoint(self) -> None:
-        """Before the driver commits: what the lanes hold and the outbox does not is written to it."""
-        await self.dispatcher.checkpoint()
+    async def checkpoint(self) -> dict[Partition, int]:
+        """Before the driver commits: what the lanes have held a while and the outbox does not is written to it;
+        returns where each partition's commit stops for what they hold only in memory."""
+        return await self.dispatcher.checkpoint()
 
     async def reload(self) -> None:
         await poll_watchers((self.deps.muting, self.deps.teams), self.reloads)
@@ -465,4 +474,4 @@ class Notifier:
                 log.warning("no_channels", team=notice.team, kind=notice.message.kind)
             dispatches.extend(planned)
             team_of.update({d.notification_id: notice.team for d in planned})
-        return outbox_items(dispatches, team_of, record.topic, record.partition, now, self.seq)
+        return outbox_items(dispatches, team_of, (record.topic, record.partition), record.offset, now, self.seq)

@@ -73,6 +73,9 @@ class OutboxItem:
     attempts: int = 0
     last_error: str = ""
     status: str = PENDING
+    source_offset: int = -1
+    """The offset of the event it was planned from, while it is held only in memory (-1: in the outbox, or not
+    known): a commit stops below it until it is sent or written (services/notifier/stages.py ``at_commit``)."""
 
 
 def _item(row: OutboxRow) -> OutboxItem:

@@ -11,7 +11,9 @@ A commit does not hold the loop: it runs beside the next batches (one commit at 
 already handled), so a paced stream's events do not wait for the broker's answer every ``commit_interval_s``
 (8-65 ms in bench/notify_fanout). A rebalance waits for the batch in hand and the commit in flight: the revoke
 callback runs only after every handled offset is committed (aiokafka keeps the member's heartbeat alive during
-the callback for exactly this), so a partition's new owner starts where its old one stopped. The decisions (what
+the callback for exactly this), so a partition's new owner starts where its old one stopped. A handler that keeps
+some records' work in memory only for a while (the notifier's notifications sent first) answers, before each
+commit, the first offset it still needs per partition, and the commit stops there (``capped``). The decisions (what
 to commit, a record's shape) are the pure functions here; ``BatchDriver`` is the shell.
 """
 
@@ -64,6 +66,25 @@ def commit_offsets(records: Iterable[Record]) -> dict[Partition, int]:
         tp = (r.topic, r.partition)
         out[tp] = max(out.get(tp, 0), r.offset + 1)
     return out
+
+
+def capped(
+    pending: Mapping[Partition, int], caps: Mapping[Partition, int], committed: Mapping[Partition, int]
+) -> tuple[dict[Partition, int], dict[Partition, int]]:
+    """What to commit of the handled offsets ``pending`` while the handler still needs some records read again
+    after a crash (``caps``: per partition, the first such offset), and what stays pending for a later commit: a
+    partition capped below its handled offset commits up to its cap. An offset already ``committed`` is not sent
+    again."""
+    commit: dict[Partition, int] = {}
+    keep: dict[Partition, int] = {}
+    for tp, offset in pending.items():
+        cap = caps.get(tp)
+        upto = offset if cap is None else min(offset, cap)
+        if upto < offset:
+            keep[tp] = offset
+        if upto > committed.get(tp, -1):
+            commit[tp] = upto
+    return commit, keep
 
 
 def commit_due(polled: bool, committed_at: float, now: float, interval_s: float) -> bool:
@@ -139,7 +160,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
         async with self.driver.lock:  # the batch in hand is handled and everything handled committed first
             await self.driver.settle_commit()
             await self.driver.commit_pending()
-            await self.driver.on_revoked({(tp.topic, tp.partition) for tp in revoked})
+            gone = {(tp.topic, tp.partition) for tp in revoked}
+            for tp in gone:  # what a cap held back is read again by the partition's next owner
+                self.driver.pending.pop(tp, None)
+                self.driver.committed.pop(tp, None)
+            await self.driver.on_revoked(gone)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         await self.driver.on_assigned({(tp.topic, tp.partition) for tp in assigned})
@@ -154,7 +179,7 @@ class BatchDriver:
         handle: Handler,
         on_assigned: PartitionsCallback = _nothing,
         on_revoked: PartitionsCallback = _nothing,
-        before_commit: Callable[[], Awaitable[None]] | None = None,
+        before_commit: Callable[[], Awaitable[Mapping[Partition, int] | None]] | None = None,
         metrics: StreamMetrics | None = None,
     ) -> None:
         self.config = config
@@ -162,13 +187,16 @@ class BatchDriver:
         self.on_assigned = on_assigned
         self.on_revoked = on_revoked
         self.before_commit = before_commit
-        """Awaited before offsets are committed: what the handler left in flight is made durable first."""
+        """Awaited before offsets are committed: what the handler left in flight is made durable first, or it
+        answers, per partition, the first offset it still needs (a commit stops there: ``capped``)."""
         self.metrics = metrics
         """Where the consumer's lag is reported after each poll (None: nowhere)."""
         self.lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
         self.pending: dict[Partition, int] = {}
         """Offsets handled and not committed yet."""
+        self.committed: dict[Partition, int] = {}
+        """The offsets this member committed last, per partition."""
         self.committed_at = 0.0
         self.committing: asyncio.Task[None] | None = None
         """The commit in flight beside the loop (at most one)."""
@@ -238,10 +266,15 @@ class BatchDriver:
         self.committed_at = time.monotonic()
         if not offsets or self.consumer is None:
             return
-        if self.before_commit is not None:
-            await self.before_commit()
+        caps = await self.before_commit() if self.before_commit is not None else None
+        offsets, keep = capped(offsets, caps or {}, self.committed)
+        for tp, offset in keep.items():  # newer offsets handled meanwhile stay as they are
+            self.pending.setdefault(tp, offset)
+        if not offsets:
+            return
         try:
             await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+            self.committed.update(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("commit_skipped", error=type(exc).__name__, partitions=len(offsets))
         except KafkaError as exc:

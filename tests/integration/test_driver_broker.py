@@ -152,6 +152,42 @@ async def test_offsets_wait_for_the_before_commit_hook(kafka_bootstrap: str) -> 
     assert sorted(await next_owner_reads(kafka_bootstrap, topic, group, 20)) == sorted(first.values)
 
 
+async def test_a_commit_stops_where_the_hook_still_needs_records_and_goes_on_once_they_are_done(
+    kafka_bootstrap: str,
+) -> None:
+    """The notifier's checkpoint answers the first offset whose notifications it still holds only in memory: the
+    commit stops there, so a worker dying then hands the next owner those records again (and no earlier ones);
+    once the hook needs nothing, the next commit reaches everything handled."""
+    topic = await new_topic(kafka_bootstrap, partitions=1)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    await produce(kafka_bootstrap, topic, values(20, "a"))
+    needs: dict[Partition, int] = {(topic, 0): 5}
+
+    async def hook() -> dict[Partition, int]:
+        return dict(needs)
+
+    first = Seen()
+    driver = BatchDriver(config(kafka_bootstrap, topic, group), first.handle, before_commit=hook)
+    _, task = await running(driver)
+    await first.wait(20)
+    await until("committed up to the cap", lambda: driver.committed.get((topic, 0)) == 5)
+    await killed(task)
+
+    second = Seen()
+    needs[(topic, 0)] = 12
+    driver = BatchDriver(config(kafka_bootstrap, topic, group), second.handle, before_commit=hook)
+    stop, task = await running(driver)
+    await second.wait(15)
+    await until("committed up to the new cap", lambda: driver.committed.get((topic, 0)) == 12)
+    needs.clear()
+    await until("committed to the end once nothing is needed", lambda: driver.committed.get((topic, 0)) == 20)
+    await stopped(stop, task)
+
+    await produce(kafka_bootstrap, topic, values(1, "c"))
+    assert second.values == first.values[5:], "the next owner read from the cap on"
+    assert await next_owner_reads(kafka_bootstrap, topic, group, 1) == [b"c0"]
+
+
 async def test_the_next_batches_are_handled_while_a_commit_waits_and_a_stop_waits_for_it(kafka_bootstrap: str) -> None:
     """A commit runs beside the loop: while the notifier's checkpoint (or the broker's answer) holds one, newer
     records are handled at once; a stop then waits for it and commits everything handled."""

@@ -6,7 +6,15 @@ from dataclasses import dataclass, replace
 
 from aiokafka import TopicPartition
 
-from shared.streaming.driver import BatchDriver, DriverConfig, Record, commit_due, commit_offsets, records_of
+from shared.streaming.driver import (
+    BatchDriver,
+    DriverConfig,
+    Record,
+    capped,
+    commit_due,
+    commit_offsets,
+    records_of,
+)
 
 
 @dataclass
@@ -32,6 +40,23 @@ def test_the_offset_committed_is_the_next_one_to_read_per_partition() -> None:
     records = [Record("t", p, o, None, b"", (), 0) for p, o in [(0, 3), (1, 7), (1, 8), (0, 4)]]
     assert commit_offsets(records) == {("t", 0): 5, ("t", 1): 9}
     assert commit_offsets([]) == {}
+
+
+def test_a_commit_stops_at_the_first_offset_still_needed_and_the_rest_stays_pending() -> None:
+    pending = {("t", 0): 10, ("t", 1): 7, ("t", 2): 4}
+    commit, keep = capped(pending, {("t", 0): 6, ("t", 1): 9, ("u", 0): 1}, {})
+    assert commit == {("t", 0): 6, ("t", 1): 7, ("t", 2): 4}, "a cap above the handled offset holds nothing back"
+    assert keep == {("t", 0): 10}
+
+
+def test_no_caps_commit_everything_handled() -> None:
+    assert capped({("t", 0): 10}, {}, {}) == ({("t", 0): 10}, {})
+
+
+def test_an_offset_already_committed_is_not_committed_again_while_a_cap_holds_it() -> None:
+    commit, keep = capped({("t", 0): 12, ("t", 1): 3}, {("t", 0): 6}, {("t", 0): 6, ("t", 1): 2})
+    assert commit == {("t", 1): 3}
+    assert keep == {("t", 0): 12}
 
 
 def test_commits_wait_for_the_interval_while_busy_and_come_at_once_when_idle() -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, func, select
 
 from services.notifier.channels.base import Message
 from services.notifier.config import NotifyConfig
+from services.notifier.lanes import HOLD_S
 from services.notifier.service import Notifier, NotifierDeps, replayed
 from services.notifier.stages import BreakerPolicy, RetryPolicy
 from shared.events import Change
@@ -81,6 +82,7 @@ def notifier(
     config: NotifyConfig = HOOKS,
     topic: str = TICKETS,
     kind: str = "webhook",
+    hold_s: float = HOLD_S,
 ) -> Notifier:
     """A worker over ``config`` (its ``kind`` entries sent through ``channel``) assigned partition 0 of ``topic``,
     which ended at ``replay_until`` when assigned (records below are read again)."""
@@ -96,6 +98,7 @@ def notifier(
         public_url="http://127.0.0.1:8080",
         muting=ConfigWatcher(tmp_path / "routing.yaml", MutingConfig),
         teams=ConfigWatcher(tmp_path / "teams.yaml", TeamsConfig, optional=True),
+        hold_s=hold_s,
     )
     worker = Notifier(deps, DriverConfig("127.0.0.1:9", "g", (topic,)), "127.0.0.1:9")
     worker.replay_until[(topic, 0)] = replay_until
@@ -136,18 +139,40 @@ async def test_a_new_notification_is_sent_before_anything_is_written_to_the_outb
     assert len(channel.delivered) == 2
 
 
-async def test_what_a_lane_still_holds_at_a_commit_is_kept_in_the_outbox_and_sent_once_later(
+async def test_what_a_lane_holds_briefly_at_a_commit_holds_the_commit_below_its_event_and_is_sent_once(
     engine: Engine, tmp_path: Path
 ) -> None:
-    """A slow endpoint: one message in flight, one waiting behind it, when the driver is about to commit. Both
-    are in the outbox before the commit (a crash then loses neither), and each arrives once."""
+    """A slow endpoint: one message in flight, one waiting behind it, when the driver is about to commit. Neither
+    is written to the outbox; the commit stops below the first one's event instead (a crash reads both events
+    again), and once both are sent it goes through."""
     channel = GatedChannel(engine)
     worker = notifier(engine, tmp_path, channel)
     try:
-        await worker.handle([opened(1, 0), opened(2, 1)])
+        await worker.handle([opened(1, 3), opened(2, 4)])
+        await until("the first in flight", lambda: len(channel.attempts) == 1)
+        caps = await worker.checkpoint()
+        assert outbox.pending(engine, [(TICKETS, 0)]) == [], "held briefly: nothing written"
+        assert caps == {(TICKETS, 0): 3}
+        channel.gate.set()
+        await until("both sent", lambda: sorted(sent_tickets(engine)) == ["tl-1", "tl-2"])
+        assert await worker.checkpoint() == {}
+    finally:
+        await worker.dispatcher.stop()
+    assert len(channel.delivered) == 2
+
+
+async def test_what_a_lane_holds_past_the_hold_time_at_a_commit_is_kept_in_the_outbox_and_sent_once_later(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The same slow endpoint, the messages held longer than ``hold_s``: both are in the outbox before the
+    commit (a crash then loses neither), the commit is not held back, and each arrives once."""
+    channel = GatedChannel(engine)
+    worker = notifier(engine, tmp_path, channel, hold_s=0.0)
+    try:
+        await worker.handle([opened(1, 3), opened(2, 4)])
         await until("the first in flight", lambda: len(channel.attempts) == 1)
         assert outbox.pending(engine, [(TICKETS, 0)]) == [], "sent first: nothing written yet"
-        await worker.checkpoint()
+        assert await worker.checkpoint() == {}
         assert sorted(i.ticket_id for i in outbox.pending(engine, [(TICKETS, 0)])) == ["tl-1", "tl-2"]
         channel.gate.set()
         await until("both sent", lambda: sorted(sent_tickets(engine)) == ["tl-1", "tl-2"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from services.notifier.stages import (
     RetryPolicy,
     Window,
     answered,
+    at_commit,
     breaker_failure,
     breaker_success,
     breaker_wait,
@@ -149,3 +151,27 @@ def test_a_message_survives_the_outbox() -> None:
         Mention("Olga", "138", "o@x"),
     )
     assert message_from_json(message_to_json(message)) == message
+
+
+def held(n: int, partition: int, offset: int, age_s: float) -> OutboxItem:
+    """An item sent first and held only in memory, planned ``age_s`` before T0 from the event at ``offset``."""
+    return replace(item(n, created_at_offset_s=-age_s), source_partition=partition, source_offset=offset)
+
+
+def test_at_a_commit_young_held_items_hold_their_partition_below_the_oldest_event_and_are_not_written() -> None:
+    plan = at_commit([held(1, 0, 7, 0.1), held(2, 0, 4, 1.0), held(3, 1, 9, 2.0)], T0, hold_s=5.0)
+    assert plan.save == []
+    assert plan.caps == {("tickets", 0): 4, ("tickets", 1): 9}
+
+
+def test_at_a_commit_items_held_the_hold_time_are_written_and_hold_nothing_back() -> None:
+    old, young = held(1, 0, 3, 5.0), held(2, 0, 8, 4.9)
+    plan = at_commit([old, young], T0, hold_s=5.0)
+    assert plan.save == [old]
+    assert plan.caps == {("tickets", 0): 8}
+
+
+def test_at_a_commit_an_item_whose_event_offset_is_not_known_is_written() -> None:
+    unknown = item(1)
+    assert at_commit([unknown], T0, hold_s=5.0) == ([unknown], {})
+    assert at_commit([], T0, hold_s=5.0) == ([], {})
