@@ -12,10 +12,11 @@ generic webhook has no vendor rate limit, while the vendor kinds (slack, dingtal
 1-20 messages a second or a minute per target, so they would measure the limit, not the machinery. No email:
 the team has no addresses and the tickets have no owner, so nothing is mailed.
 
-1. Baseline: K concurrent loops (one in flight per target, as the notifier's lanes) post the notifier's very
-   bodies (the webhook payload of the same kind of ticket, same sizes, signed the same way) with one
-   httpx.AsyncClient; baseline_per_s = posts over the span between the first and last receive at the server,
-   the fastest of --baseline-runs runs (the machine is shared: a slow baseline would flatter the ratio).
+1. Baseline: K x IN_FLIGHT concurrent loops (IN_FLIGHT in flight per target, as the notifier's webhook lanes)
+   post the notifier's very bodies (the webhook payload of the same kind of ticket, same sizes, signed the same
+   way) with one httpx.AsyncClient; baseline_per_s = posts over the span between the first and last receive at
+   the server, the fastest of --baseline-runs runs (the machine is shared: a slow baseline would flatter the
+   ratio).
 2. Throughput: N ticket events (change=opened, one ticket each, keyed by ticket id, with the router's trace and
    ticket headers) are on the tickets topic before the notifier starts; notifs_per_s = N*K over the span between
    the first and last receive (start-up and group join are not counted); ratio = notifs_per_s / baseline_per_s.
@@ -31,9 +32,9 @@ the team has no addresses and the tickets have no owner, so nothing is mailed.
    burst's rate swings from run to run here), and paced_share then says what share of this run's burst that was.
 4. Latency baseline: the notifier stopped, the same number of tickets produced at the same pace to a topic of
    their own and read by a bare loop in a process of its own (``bare_loop``: an aiokafka consumer, no group, the
-   notifier's webhook body rendered and signed per record, one sequential httpx POST loop per path);
-   bare_p50_ms and bare_p99_ms as in 3. What the machine allows a loop with one message in flight per target at
-   this rate, in the same run.
+   notifier's webhook body rendered and signed per record, IN_FLIGHT sequential httpx POST loops per path);
+   bare_p50_ms and bare_p99_ms as in 3. What the machine allows a loop with as many messages in flight per
+   target as a webhook lane at this rate, in the same run.
 
 A lost notification or one received twice (by ticket id and path) fails the run (exit 1), not a slow one. Every
 wait is bounded by --timeout; the notifier, the server and the broker are stopped at the end. Last line:
@@ -66,7 +67,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.fanout_sink import REPO, FanoutSink, Received
 from deploy.local.kafka_local import LocalKafka, free_port
 from deploy.local.stack import Stack
-from services.notifier.channels.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, payload, sign
+from services.notifier.channels.webhook import IN_FLIGHT, SIGNATURE_HEADER, TIMESTAMP_HEADER, payload, sign
 from services.notifier.pipeline import notices_for_ticket_event
 from shared.events import Change, EventKind, Severity, Ticket, TicketEvent, TicketState
 from shared.infra.logging import make_headers
@@ -295,22 +296,24 @@ async def produce_paced(
 
 
 async def baseline(sink: FanoutSink, posts: list[tuple[bytes, dict[str, str]]], paths: Sequence[str]) -> None:
-    """One sequential POST loop per path, all at once: as many in flight as the notifier's lanes may have."""
-    async with httpx.AsyncClient(timeout=10.0) as client:
+    """``IN_FLIGHT`` sequential POST loops per path, all at once, each posting its share of ``posts``: as many in
+    flight as the notifier's webhook lanes may have."""
+    async with httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=None)) as client:
 
-        async def loop(path: str) -> None:
+        async def loop(path: str, share: Sequence[tuple[bytes, dict[str, str]]]) -> None:
             url = f"{sink.url}{path}"
-            for body, headers in posts:
+            for body, headers in share:
                 response = await client.post(url, content=body, headers=headers)
                 response.raise_for_status()
 
-        await asyncio.gather(*(loop(p) for p in paths))
+        await asyncio.gather(*(loop(p, posts[k::IN_FLIGHT]) for p in paths for k in range(IN_FLIGHT)))
 
 
 async def bare_loop(bootstrap: str, topic: str, sink_url: str, paths: Sequence[str], public_url: str, n: int) -> None:
     """The latency baseline, run in a process of its own as the notifier is (``--bare-loop``): a bare aiokafka
     consumer (assigned every partition, no group, no state) renders and signs each record's webhook body as the
-    notifier would and hands it to one sequential httpx POST loop per path, as the lanes are; it stops after
+    notifier would and hands it to ``IN_FLIGHT`` sequential httpx POST loops per path, as many in flight as a
+    webhook lane may have; it stops after
     ``n`` records are posted to every path. It prints ``ready`` once it knows where each partition starts: the
     paced stream begins only then, as the notifier's begins after its burst (a start-up is no part of latency)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
@@ -328,19 +331,20 @@ async def bare_loop(bootstrap: str, topic: str, sink_url: str, paths: Sequence[s
             for q in queues.values():
                 q.put_nowait(post)
 
-    async with httpx.AsyncClient(timeout=10.0) as client:
+    async with httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=None)) as client:
 
-        async def loop(path: str) -> None:
+        async def loop(path: str, share: int) -> None:
             url = f"{sink_url}{path}"
-            for _ in range(n):
+            for _ in range(share):
                 body, headers = await queues[path].get()
                 response = await client.post(url, content=body, headers=headers)
                 response.raise_for_status()
 
         reader = asyncio.create_task(read())
         cpu_at_ready = time.process_time()
+        shares = [n // IN_FLIGHT + (k < n % IN_FLIGHT) for k in range(IN_FLIGHT)]
         try:
-            await asyncio.gather(*(loop(p) for p in paths))
+            await asyncio.gather(*(loop(p, share) for p in paths for share in shares))
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)

@@ -4,8 +4,10 @@ Each lane sends its target's notifications in planning order, one at a time, whe
 circuit breaker lets it through and its rate limit has a token; when the rate limit is spent and more than one
 notification waits, the lane sends them as one digest. A new notification is sent first and written to the
 outbox only if it waits: a failure keeps it there at once (rescheduled), and the checkpoint before a commit keeps
-what a lane has held for ``hold_s`` (for what it held less, the commit stops below its event). Only that lane waits: one dead endpoint never delays another target. All writes go
-through one writer, in order, a transaction per round. The decisions are services/notifier/stages.py; this is
+what a lane has held for ``hold_s`` (for what it held less, the commit stops below its event). Only that lane
+waits: one dead endpoint never delays another target. A kind whose receivers take requests side by side (the
+generic webhook) may have several messages in flight per target, never two of one ticket (``in_flight``). All
+writes go through one writer, in order, a transaction per round. The decisions are services/notifier/stages.py; this is
 the shell that sleeps, sends and writes.
 """
 
@@ -98,6 +100,9 @@ class LaneDeps:
     """Where a send's outcome is made durable before the lane sends again (None: the database, in lockstep)."""
     hold_s: float = HOLD_S
     """How long an item sent first may be held in memory only, its event's offset not committed (``at_commit``)."""
+    in_flight: Mapping[str, int] = field(default_factory=dict)
+    """Per channel kind: how many messages a lane may have on their way at once, never two of one ticket (a kind
+    not named: one; ``ChannelKind.in_flight``)."""
 
 
 @dataclass
@@ -108,7 +113,9 @@ class Lane:
     writer: Writer
     """The Dispatcher's single writer. A lane waits for a send's outcome to be durable (journaled, or written to
     the database without a journal) before it sends again: a crash repeats at most the one send of a lane not
-    yet durable, and a restarted lane's rate window (from the delivery log) misses at most that one."""
+    yet durable, and a restarted lane's rate window (from the delivery log) misses at most that one. A lane of a
+    kind with more than one message in flight (``in_flight``) waits so per send: a crash repeats at most that
+    many of its sends."""
     items: dict[str, OutboxItem] = field(default_factory=dict)
     unsaved: set[str] = field(default_factory=set)
     """Items held here only, not (yet) in the outbox: sent first, kept in the outbox only once they wait."""
@@ -117,8 +124,11 @@ class Lane:
     breaker: Breaker = field(default_factory=Breaker)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
-    writing: bool = False
-    """Waiting for a send's outcome to be written (the next send waits for it)."""
+    writing: int = 0
+    """Sends waiting for their outcome to be written (the next send waits for it)."""
+    flying: dict[str, str] = field(default_factory=dict)
+    """Sends under way beside the lane's loop (a kind with ``in_flight`` above one): notification id → ticket."""
+    _sending: set[asyncio.Task[None]] = field(default_factory=set)
     _taken_at: float | None = None
     """When the send under way took its place in the rate window (None: no limit, or none taken)."""
     _heap: list[tuple[int, str]] = field(default_factory=list)
@@ -204,9 +214,15 @@ class Lane:
             return
         self.window = window_from(sent, wall, mono)
 
+    @property
+    def in_flight(self) -> int:
+        return self.deps.in_flight.get(self.kind, 1)
+
     async def _round(self) -> None:
-        """One step: wait for the head, or send the next message."""
-        head = self._head()
+        """One step: wait for the head, or send the next message (one at a time, or beside the sends under way
+        when the kind allows several in flight)."""
+        one_at_a_time = self.in_flight == 1
+        head = self._head() if one_at_a_time else self._free_head()
         if head is None:
             self.wake.clear()
             await self.wake.wait()
@@ -216,7 +232,52 @@ class Lane:
             await self._sleep(wait)
             return
         batch, message = self._next_message(head)
-        await self._send(batch, message)
+        if one_at_a_time:
+            await self._send(batch, message)
+            return
+        self.flying.update((i.notification_id, i.ticket_id) for i in batch)
+        task = asyncio.get_running_loop().create_task(self._send_beside(batch, message))
+        self._sending.add(task)
+
+    def _free_head(self) -> OutboxItem | None:
+        """With several sends in flight: the first item in planning order that is not under way and whose ticket
+        has none under way (a ticket's messages keep their order); None when the lane is full or has none. A
+        retried item that is not due yet still holds those behind it (as one at a time)."""
+        if len(self.flying) >= self.in_flight:
+            return None
+        skipped: list[tuple[int, str]] = []
+        found = None
+        busy = set(self.flying.values())
+        while self._heap:
+            nid = self._heap[0][1]
+            item = self.items.get(nid)
+            if item is None:
+                heapq.heappop(self._heap)
+            elif nid in self.flying or item.ticket_id in busy:
+                skipped.append(heapq.heappop(self._heap))
+            else:
+                found = item
+                break
+        for entry in skipped:
+            heapq.heappush(self._heap, entry)
+        return found
+
+    async def _send_beside(self, batch: list[OutboxItem], message: Message) -> None:
+        """One send beside the lane's loop; a fault is logged as a round's would be, and the lane is woken."""
+        try:
+            await self._send(batch, message)
+        except Exception as exc:  # noqa: BLE001 - as in run(): the lane goes on
+            log.error("lane_fault", error=type(exc).__name__, channel=self.kind, target=self.target)  # noqa: TRY400
+        finally:
+            for item in batch:
+                self.flying.pop(item.notification_id, None)
+            task = asyncio.current_task()
+            if task is not None:
+                self._sending.discard(task)
+            self.wake.set()
+
+    def sends_under_way(self) -> list[asyncio.Task[None]]:
+        return list(self._sending)
 
     def _next_message(self, head: OutboxItem) -> tuple[list[OutboxItem], Message]:
         """The head alone, or — when this send spends the rate limit and more wait — a digest of those due."""
@@ -267,11 +328,11 @@ class Lane:
         ids = [i.notification_id for i in batch]
         self.unsaved.difference_update(ids)  # a checkpoint from now on must not bring them back as pending
         # the lane's next send waits for this write: made at once when there is one, else it may gather others
-        self.writing = True
+        self.writing += 1
         try:
             await self.writer.finish(ids, records, hurry=len(self.items) > len(batch))
         finally:
-            self.writing = False
+            self.writing -= 1
         self._forget(batch)
 
     async def _failed(self, batch: list[OutboxItem], error: str, retryable: bool, retry_after_s: float | None) -> None:
@@ -625,6 +686,7 @@ class Dispatcher:
 
     async def stop(self) -> None:
         tasks = [lane.task for lane in self.lanes.values() if lane.task is not None]
+        tasks += [task for lane in self.lanes.values() for task in lane.sends_under_way()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -208,6 +208,7 @@ class Notifier:
             LaneDeps(
                 channels=deps.channels,
                 limits={k: kind.limit for k, kind in REGISTRY.items()},
+                in_flight={k: kind.in_flight for k, kind in REGISTRY.items()},
                 max_bytes=self.max_bytes,
                 engine=deps.engine,
                 retry=deps.retry,

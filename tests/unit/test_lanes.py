@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import replace as dataclass_replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import Engine
 
 from services.notifier import lanes
 from services.notifier.channels.base import DeliveryError, Message, RateLimit
+from services.notifier.channels.registry import REGISTRY
 from services.notifier.lanes import Dispatcher, Lane, LaneDeps, Writer
 from services.notifier.stages import (
     BreakerPolicy,
@@ -542,7 +544,7 @@ async def test_a_new_item_for_a_lane_waiting_on_a_gathering_write_has_it_written
     lane.add([first])
     task = asyncio.create_task(lane.run())
     try:
-        await until("the first sent, its outcome gathering", lambda: lane.writing)
+        await until("the first sent, its outcome gathering", lambda: lane.writing > 0)
         lane.add([second])
         await until("the second sent", lambda: len(channel.delivered) == 2)
     finally:
@@ -662,3 +664,87 @@ async def test_stopping_waits_for_the_round_in_flight(engine: Engine) -> None:
         lane_deps.sql.dispose()
     assert db.was_delivered(engine, item.notification_id)
     assert outbox.pending(engine, [("tickets", 0)]) == []
+
+
+class HeldChannel(FakeChannel):
+    """Every send waits for ``gate`` after it is attempted (a slow receiver): what is in flight at once shows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.under_way = 0
+        self.most = 0
+
+    async def send(self, message: Message, target: str) -> None:
+        self.under_way += 1
+        self.most = max(self.most, self.under_way)
+        try:
+            self.attempts.append((message, target))
+            await self.gate.wait()
+            self.delivered.append((message, target))
+        finally:
+            self.under_way -= 1
+
+
+def _with_ticket(item: OutboxItem, ticket: str) -> OutboxItem:
+    return dataclass_replace(item, ticket_id=ticket)
+
+
+async def test_a_kind_with_several_in_flight_sends_that_many_to_one_target_at_once_and_each_once(
+    engine: Engine,
+) -> None:
+    channel, sinks = HeldChannel(), Sinks()
+    dispatcher = Dispatcher(deps(engine, channel, sinks, in_flight={"fake": 3}))
+    try:
+        dispatcher.submit(items("hook", 7), saved=False)
+        await until("three under way", lambda: channel.under_way == 3)
+        await asyncio.sleep(0)  # the lane's loop had its turn: no fourth was started
+        assert len(channel.attempts) == 3
+        assert [m.subject for m, _ in channel.attempts] == [f"[P1] New ticket tl-{i}" for i in range(3)]
+        channel.gate.set()
+        await until("all seven recorded", lambda: len(sinks.records) == 7)
+    finally:
+        await dispatcher.stop()
+    assert sorted(delivered_ids(channel)) == sorted(f"hook-{i}" for i in range(7))
+    assert channel.most == 3
+
+
+async def test_a_tickets_messages_to_one_target_are_never_in_flight_together_and_keep_their_order(
+    engine: Engine,
+) -> None:
+    """Three messages of ticket A and one of B, three allowed in flight: A's first and B's go at once, A's second
+    waits for A's first, and A's three arrive in planning order."""
+    channel, sinks = HeldChannel(), Sinks()
+    dispatcher = Dispatcher(deps(engine, channel, sinks, in_flight={"fake": 3}))
+    planned = items("hook", 4)
+    a0, a1, b, a2 = (_with_ticket(i, t) for i, t in zip(planned, ["A", "A", "B", "A"], strict=True))
+    try:
+        dispatcher.submit([a0, a1, b, a2], saved=False)
+        await until("two under way", lambda: channel.under_way == 2)
+        await asyncio.sleep(0)
+        assert [m.subject for m, _ in channel.attempts] == ["[P1] New ticket tl-0", "[P1] New ticket tl-2"]
+        channel.gate.set()
+        await until("all four recorded", lambda: len(sinks.records) == 4)
+    finally:
+        await dispatcher.stop()
+    a_order = [m.subject for m, _ in channel.delivered if m.subject != "[P1] New ticket tl-2"]
+    assert a_order == ["[P1] New ticket tl-0", "[P1] New ticket tl-1", "[P1] New ticket tl-3"]
+
+
+async def test_a_stop_ends_the_sends_under_way(engine: Engine) -> None:
+    channel, sinks = HeldChannel(), Sinks()
+    dispatcher = Dispatcher(deps(engine, channel, sinks, in_flight={"fake": 2}))
+    dispatcher.submit(items("hook", 2), saved=False)
+    await until("two under way", lambda: channel.under_way == 2)
+    await dispatcher.stop()
+    assert channel.under_way == 0
+    assert sinks.records == []
+
+
+def test_only_a_kind_without_a_vendor_limit_may_have_several_in_flight() -> None:
+    webhook = REGISTRY["webhook"]
+    with pytest.raises(ValueError, match="in_flight must be 1 for a rate-limited kind"):
+        dataclass_replace(webhook, limit=RateLimit(1, 1.0))
+    with pytest.raises(ValueError, match="at least 1"):
+        dataclass_replace(webhook, in_flight=0)
+    assert all(kind.in_flight == 1 for kind in REGISTRY.values() if kind.limit is not None)

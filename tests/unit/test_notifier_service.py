@@ -142,14 +142,14 @@ async def test_a_new_notification_is_sent_before_anything_is_written_to_the_outb
 async def test_what_a_lane_holds_briefly_at_a_commit_holds_the_commit_below_its_event_and_is_sent_once(
     engine: Engine, tmp_path: Path
 ) -> None:
-    """A slow endpoint: one message in flight, one waiting behind it, when the driver is about to commit. Neither
-    is written to the outbox; the commit stops below the first one's event instead (a crash reads both events
-    again), and once both are sent it goes through."""
+    """A slow endpoint: two messages in flight (a webhook takes several at once), when the driver is about to
+    commit. Neither is written to the outbox; the commit stops below the first one's event instead (a crash reads
+    both events again), and once both are sent it goes through."""
     channel = GatedChannel(engine)
     worker = notifier(engine, tmp_path, channel)
     try:
         await worker.handle([opened(1, 3), opened(2, 4)])
-        await until("the first in flight", lambda: len(channel.attempts) == 1)
+        await until("both in flight", lambda: len(channel.attempts) == 2)
         caps = await worker.checkpoint()
         assert outbox.pending(engine, [(TICKETS, 0)]) == [], "held briefly: nothing written"
         assert caps == {(TICKETS, 0): 3}
@@ -170,7 +170,7 @@ async def test_what_a_lane_holds_past_the_hold_time_at_a_commit_is_kept_in_the_o
     worker = notifier(engine, tmp_path, channel, hold_s=0.0)
     try:
         await worker.handle([opened(1, 3), opened(2, 4)])
-        await until("the first in flight", lambda: len(channel.attempts) == 1)
+        await until("both in flight", lambda: len(channel.attempts) == 2)
         assert outbox.pending(engine, [(TICKETS, 0)]) == [], "sent first: nothing written yet"
         assert await worker.checkpoint() == {}
         assert sorted(i.ticket_id for i in outbox.pending(engine, [(TICKETS, 0)])) == ["tl-1", "tl-2"]

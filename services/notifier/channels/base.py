@@ -232,6 +232,16 @@ class ChannelKind:
     redraws: bool = False
     """Whether it redraws a ticket's earlier message in place when someone acts on it (a ``state`` message);
     kinds that cannot are not sent state messages at all (their next message says who acted)."""
+    in_flight: int = 1
+    """How many messages a lane may have on their way to one target at once, never two of one ticket (each
+    ticket's messages keep their order). 1: one at a time, in planning order. More only for a kind without a
+    vendor limit, whose receivers take requests side by side (the generic webhook, as Alertmanager sends its
+    groups' notifications to one receiver): a lane's rate is then not its round trip's inverse. A notifier
+    killed mid-send may repeat up to this many of a lane's messages."""
+
+    def __post_init__(self) -> None:
+        if self.in_flight < 1 or (self.in_flight > 1 and self.limit is not None):
+            raise ValueError(f"{self.kind}: in_flight must be 1 for a rate-limited kind, and at least 1")
 
 
 @dataclass(frozen=True)
