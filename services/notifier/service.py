@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -375,7 +375,12 @@ class Notifier:
                 decoded.append((record, ticket, found))
         if not decoded:
             return
-        planned = await self.sql(self.prepare, decoded, datetime.now(UTC), dict(self.replay_until))
+        replay_until = dict(self.replay_until)
+        # it writes only records read again and digests (into the outbox): else it only reads, and goes on while
+        # a checkpoint holds the writes
+        writes = any(ticket is None or replayed(record, replay_until) for record, ticket, _ in decoded)
+        call = self.sql if writes else self.sql_read
+        planned = await call(self.prepare, decoded, datetime.now(UTC), replay_until)
         if planned.muted:  # the delivery log's records, counted, logged and published as the lanes' are
             self.dispatcher.writer.finish([], planned.muted)
         self.dispatcher.submit(planned.saved)
@@ -413,9 +418,18 @@ class Notifier:
         """A read or write of the batch (``fn(engine, ...)``, in place on SQLite, else in a worker thread), retried
         until the database answers: the batch's offsets are not committed before it is done, so nothing accepted
         is dropped while the database is down."""
+        return await self._retried(lambda: self.runner(fn, *args, **kwargs))
+
+    async def sql_read(self, fn: Callable[Concatenate[Engine, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """As ``sql``, for ``fn`` that only reads: it does not wait while a checkpoint holds writes
+        (``SqlRunner.read``)."""
+        return await self._retried(lambda: self.runner.read(fn, *args, **kwargs))
+
+    @staticmethod
+    async def _retried(call: Callable[[], Awaitable[R]]) -> R:
         while True:
             try:
-                return await self.runner(fn, *args, **kwargs)
+                return await call()
             except SQLAlchemyError as exc:
                 log.error("notifier_sql_failed", error=type(exc).__name__)  # noqa: TRY400 - the class names the fault
                 await asyncio.sleep(1.0)
@@ -443,7 +457,7 @@ class Notifier:
             # addressed also to whoever is on call for the target team now
             now = datetime.now(UTC)
             team = esc.target_team
-            overrides = await self.sql(db.list_overrides, team=team, since=now)
+            overrides = await self.sql_read(db.list_overrides, team=team, since=now)
             found = on_call(esc.target_team, deps.teams.current, overrides, now)
             return esc.ticket, [notice_for_escalation(esc, deps.public_url, found, deps.teams.current)]
         ev = decode(TicketEvent, record.value or b"")

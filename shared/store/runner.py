@@ -33,13 +33,13 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-RESTART_FRAMES = 262_144
-"""A log of this many frames (1 GiB of 4 KiB pages) or more is checkpointed with writes in place held, so that it
+RESTART_FRAMES = 16_384
+"""A log of this many frames (64 MiB of 4 KiB pages) or more is checkpointed with writes in place held, so that it
 starts over; a smaller one is checkpointed beside them (it starts over by itself whenever a checkpoint meets no
-write). A safety valve, seldom used: holding writes costs the messages waiting on them the checkpoint's time (a
-limit of 256 MiB, held about every 20 s under bench/notify_fanout's paced stream at 1,400 notifications a second,
-which writes about 13 MB of log a second, made its p99 66 ms over 60 s against 20 ms without), while a long log
-cost little there (the same run, the log at about 800 MB by its end)."""
+write). Reads in place (``read``) are not held. With a limit of 1 GiB the notifier's log reached 500 MB in 25 s of
+bench/notify_fanout's paced stream at 3,400 notifications a second (about 20 MB of log a second), its writer's
+rounds took 3.6 times as long from there on, and the stream fell behind; at 128 MiB a hold took 75-80 ms about
+every 6 s, which the batches' reads waited out until reads stopped waiting for it."""
 
 
 def _checkpoint(engine: Engine) -> tuple[int, int]:
@@ -85,6 +85,17 @@ class SqlRunner:
         if self.in_place is not None:
             while self._checkpointing is not None:
                 await self._checkpointing.wait()
+            try:
+                return fn(self.in_place, *args, **kwargs)
+            except OperationalError as exc:
+                if not is_locked(exc):
+                    raise
+        return await asyncio.to_thread(fn, self.engine, *args, **kwargs)
+
+    async def read(self, fn: Callable[Concatenate[Engine, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """As a call, for ``fn`` that only reads: in place even while a checkpoint holds writes (a reader adds
+        nothing to the log and does not keep it from being copied)."""
+        if self.in_place is not None:
             try:
                 return fn(self.in_place, *args, **kwargs)
             except OperationalError as exc:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from bench.notify_fanout import paced_notifs_per_s, percentile
+from bench.notify_fanout import baseline_in_flight, paced_notifs_per_s, percentile
+from services.notifier.channels.webhook import IN_FLIGHT
 
 
 def test_the_paced_rate_is_a_share_of_the_burst_unless_a_rate_is_given() -> None:
@@ -17,3 +18,8 @@ def test_percentiles_are_nearest_rank_and_nan_without_values() -> None:
     assert percentile(ordered, 0.5) == 50.0
     assert percentile(ordered, 0.99) == 99.0
     assert math.isnan(percentile([], 0.99))
+
+
+def test_the_baseline_runs_take_turns_one_in_flight_and_as_many_as_a_webhook_lane() -> None:
+    assert [baseline_in_flight(run) for run in range(4)] == [1, IN_FLIGHT, 1, IN_FLIGHT]
+    assert IN_FLIGHT > 1

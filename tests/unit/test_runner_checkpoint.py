@@ -69,3 +69,24 @@ async def test_the_log_starts_over_while_writes_keep_coming(tmp_path: Path) -> N
     assert beside[0] >= beside[1], f"without held writes every commit stays in the log: {beside}"
     held = await writes_and_checkpoints(tmp_path / "held.db", 50)
     assert held[0] < held[1] / 3, f"the log started over: {held}"
+
+
+async def test_a_read_goes_on_while_a_checkpoint_holds_the_writes_in_place(tmp_path: Path) -> None:
+    """A checkpoint that must start the log over holds calls in place while it runs; a read (``read``) adds
+    nothing to the log and is not held: the notifier's batches read on while its writer waits."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'read.db'}")
+    db.init_db(engine)
+    runner = SqlRunner(engine)
+    outbox.write(engine, [delivered(1)])
+    held = runner._checkpointing = asyncio.Event()  # as checkpoint_wal holds them while it runs
+    try:
+        write = asyncio.create_task(runner(outbox.write, [delivered(2)]))
+        assert await asyncio.wait_for(runner.read(db.was_delivered, "n00000001"), 20) is True
+        assert not write.done(), "a write waits for the checkpoint"
+        runner._checkpointing = None
+        held.set()
+        await asyncio.wait_for(write, 20)
+    finally:
+        runner.dispose()
+    assert db.was_delivered(engine, "n00000002")
+    engine.dispose()
