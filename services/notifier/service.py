@@ -19,7 +19,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -148,7 +148,9 @@ def outbox_items(
             channel=d.channel,
             target=d.target,
             kind=d.message.kind,
-            payload=message_to_json(d.message),
+            # the id in the message too: a receiver that keeps the ids it saw drops a repeat (a notifier killed
+            # mid-send repeats what it had in flight)
+            payload=message_to_json(replace(d.message, data={**d.message.data, "notification_id": d.notification_id})),
             source_topic=source[0],
             source_partition=source[1],
             created_at=now,

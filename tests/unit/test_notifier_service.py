@@ -139,6 +139,26 @@ async def test_a_new_notification_is_sent_before_anything_is_written_to_the_outb
     assert len(channel.delivered) == 2
 
 
+async def test_each_message_carries_its_notification_id_so_a_receiver_can_drop_a_repeat(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The webhook body is the message's data: it names the notification (the delivery log's id), the same at
+    every attempt, so a receiver drops what a killed notifier sends again."""
+    channel = WatchingChannel(engine)
+    worker = notifier(engine, tmp_path, channel)
+    try:
+        await worker.handle([opened(1, 0)])
+        await until("sent and written down", lambda: "tl-1" in sent_tickets(engine))
+    finally:
+        await worker.dispatcher.stop()
+    log = db.DELIVERIES
+    with engine.connect() as conn:
+        logged = set(conn.execute(select(log.c.notification_id).where(log.c.status == "sent")).scalars())
+    named = {str(message.data["notification_id"]) for message, _ in channel.delivered}
+    assert named == logged
+    assert len(named) == len(channel.delivered) == 1
+
+
 async def test_what_a_lane_holds_briefly_at_a_commit_holds_the_commit_below_its_event_and_is_sent_once(
     engine: Engine, tmp_path: Path
 ) -> None:

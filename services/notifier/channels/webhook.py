@@ -2,7 +2,9 @@
 
 Headers: ``X-Ticketloop-Timestamp`` (unix seconds) and ``X-Ticketloop-Signature: v1=<hex>`` where hex is
 HMAC-SHA256 with the endpoint's secret over ``"{timestamp}.{body}"``. The body is the message as JSON, with
-its action links (``actions``: action, label, url).
+its action links (``actions``: action, label, url) and its ``notification_id``: the same for every attempt of one
+notification, so a receiver that keeps the ids it saw can drop a repeat (a webhook lane has up to ``IN_FLIGHT``
+requests on their way, and a notifier killed mid-send sends those again).
 
     channels:
       - {type: webhook, name: ops-hook, url: https://hooks.example/ticketloop, secret_env: OPS_HOOK_SECRET}
