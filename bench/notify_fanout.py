@@ -272,6 +272,9 @@ async def produce_paced(
     """Send ``batch`` at ``per_s`` records a second; (ticket id → time send() was called, the achieved rate)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     await producer.start()
+    # the topic's partitions known before the clock starts: else the first send() waits for them, and the records
+    # due meanwhile go out together, a clump no steady producer sends
+    await producer.partitions_for(topic)
     produced: dict[str, float] = {}
     gc.collect()
     gc.freeze()
