@@ -139,11 +139,9 @@ async def test_a_new_notification_is_sent_before_anything_is_written_to_the_outb
     assert len(channel.delivered) == 2
 
 
-async def test_each_message_carries_its_notification_id_so_a_receiver_can_drop_a_repeat(
-    engine: Engine, tmp_path: Path
-) -> None:
-    """The webhook body is the message's data: it names the notification (the delivery log's id), the same at
-    every attempt, so a receiver drops what a killed notifier sends again."""
+async def first_ticket_sent(engine: Engine, tmp_path: Path) -> WatchingChannel:
+    """A worker that handles ticket tl-1's opening at offset 0 until it is sent and written down, then stops;
+    returns its channel."""
     channel = WatchingChannel(engine)
     worker = notifier(engine, tmp_path, channel)
     try:
@@ -151,6 +149,15 @@ async def test_each_message_carries_its_notification_id_so_a_receiver_can_drop_a
         await until("sent and written down", lambda: "tl-1" in sent_tickets(engine))
     finally:
         await worker.dispatcher.stop()
+    return channel
+
+
+async def test_each_message_carries_its_notification_id_so_a_receiver_can_drop_a_repeat(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The webhook body is the message's data: it names the notification (the delivery log's id), the same at
+    every attempt, so a receiver drops what a killed notifier sends again."""
+    channel = await first_ticket_sent(engine, tmp_path)
     log = db.DELIVERIES
     with engine.connect() as conn:
         logged = set(conn.execute(select(log.c.notification_id).where(log.c.status == "sent")).scalars())
@@ -226,13 +233,7 @@ async def test_a_record_read_again_after_a_crash_does_not_send_what_the_previous
     """The first worker sends and writes down, then dies before its offsets are committed; the next owner reads
     the record again (below where the partition ended when it was assigned) and sends nothing twice, while a
     record past that end is new and sent."""
-    first_channel = WatchingChannel(engine)
-    first = notifier(engine, tmp_path, first_channel)
-    try:
-        await first.handle([opened(1, 0)])
-        await until("sent and written down", lambda: "tl-1" in sent_tickets(engine))
-    finally:
-        await first.dispatcher.stop()
+    first_channel = await first_ticket_sent(engine, tmp_path)
     channel = WatchingChannel(engine)
     second = notifier(engine, tmp_path, channel, replay_until=1)
     try:
