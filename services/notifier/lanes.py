@@ -34,6 +34,7 @@ from services.notifier.stages import (
     Window,
     answered,
     at_commit,
+    beside_wait_s,
     breaker_failure,
     breaker_success,
     breaker_wait,
@@ -61,6 +62,10 @@ FINISHED_MEMORY = 50_000
 JOURNAL_ROUND_S = 0.008
 """With a journal: how long journaled finishes gather before they go to the database in one transaction (the
 lanes do not wait for it; the consumer's commit does)."""
+CATCH_UP_S = 0.005
+"""A lane that may have several messages in flight sends one beside those under way only once it has waited this
+long since it was planned (the lane is behind): keeping up, it sends one at a time, and a notifier killed then
+repeats at most one of its messages."""
 HOLD_S = 5.0
 """An item sent first that is still held this long after it was planned is written to the outbox at the next
 commit; younger ones hold the commit below their event instead (stages.at_commit)."""
@@ -100,6 +105,8 @@ class LaneDeps:
     """Where a send's outcome is made durable before the lane sends again (None: the database, in lockstep)."""
     hold_s: float = HOLD_S
     """How long an item sent first may be held in memory only, its event's offset not committed (``at_commit``)."""
+    catch_up_s: float = CATCH_UP_S
+    """How long a message waits before it is sent beside others under way to its target (``beside_wait_s``)."""
     in_flight: Mapping[str, int] = field(default_factory=dict)
     """Per channel kind: how many messages a lane may have on their way at once, never two of one ticket (a kind
     not named: one; ``ChannelKind.in_flight``)."""
@@ -228,6 +235,9 @@ class Lane:
             await self.wake.wait()
             return
         wait = self._wait_s(head)
+        if not one_at_a_time:
+            age_s = (self.deps.wall() - head.created_at).total_seconds()
+            wait = max(wait, beside_wait_s(len(self.flying), age_s, self.deps.catch_up_s))
         if wait > 0:
             await self._sleep(wait)
             return

@@ -49,6 +49,17 @@ def at_commit(held: Iterable[OutboxItem], now: datetime, hold_s: float) -> AtCom
     return AtCommit(save, caps)
 
 
+# --- in flight: when a lane that may have several messages on their way sends another -------------------------
+
+
+def beside_wait_s(under_way: int, age_s: float, catch_up_s: float) -> float:
+    """How long a lane whose kind allows several messages in flight waits before sending the next one beside the
+    ``under_way`` ones: not at all when none is under way; else until the message has waited ``catch_up_s``
+    since it was planned. A lane keeping up sends one at a time (a crash repeats at most one of its messages);
+    one that is behind catches up several at once."""
+    return 0.0 if under_way == 0 else max(0.0, catch_up_s - age_s)
+
+
 # --- rate limit: a sliding window per target ----------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from services.notifier.stages import (
     BreakerPolicy,
     RetryPolicy,
     Window,
+    beside_wait_s,
     message_to_json,
     record,
     remaining,
@@ -748,3 +749,34 @@ def test_only_a_kind_without_a_vendor_limit_may_have_several_in_flight() -> None
     with pytest.raises(ValueError, match="at least 1"):
         dataclass_replace(webhook, in_flight=0)
     assert all(kind.in_flight == 1 for kind in REGISTRY.values() if kind.limit is not None)
+
+
+async def most_under_way(engine: Engine, target: str, age_s: float) -> int:
+    """Three messages planned ``age_s`` ago to one target of a kind with three in flight and a catch-up time of a
+    minute, sent through a slow receiver: how many were ever under way at once."""
+    channel, sinks = HeldChannel(), Sinks()
+    dispatcher = Dispatcher(deps(engine, channel, sinks, in_flight={"fake": 3}, catch_up_s=60.0))
+    planned = [dataclass_replace(i, created_at=i.created_at - timedelta(seconds=age_s)) for i in items(target, 3)]
+    try:
+        dispatcher.submit(planned, saved=False)
+        await until("the first under way", lambda: channel.under_way >= 1)
+        channel.gate.set()
+        await until("all three recorded", lambda: len(sinks.records) == 3 and not channel.under_way)
+    finally:
+        await dispatcher.stop()
+    return channel.most
+
+
+async def test_a_lane_keeping_up_sends_one_at_a_time_and_one_behind_catches_up_several_at_once(
+    engine: Engine,
+) -> None:
+    """Messages planned just now wait for the one under way (a crash then repeats at most one); messages that have
+    waited ``catch_up_s`` go beside it."""
+    assert await most_under_way(engine, "keeping-up", 0.0) == 1
+    assert await most_under_way(engine, "behind", 120.0) == 3
+
+
+def test_a_message_goes_beside_others_only_once_it_has_waited_the_catch_up_time() -> None:
+    assert beside_wait_s(0, 0.0, 0.005) == 0.0, "nothing under way: at once"
+    assert beside_wait_s(2, 0.001, 0.005) == pytest.approx(0.004)
+    assert beside_wait_s(1, 0.5, 0.005) == 0.0, "behind: beside the one under way"

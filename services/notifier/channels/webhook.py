@@ -33,9 +33,10 @@ SIGNATURE_HEADER = "X-Ticketloop-Signature"
 TIMESTAMP_HEADER = "X-Ticketloop-Timestamp"
 MAX_BYTES = 1_000_000
 IN_FLIGHT = 4
-"""Requests on their way to one webhook at once (never two of one ticket). One at a time, a lane's rate was its
-round trip's inverse: about 660 a second per target on this machine in bench/notify_fanout's paced phase, where
-the notifier itself had a quarter of a core to spare."""
+"""Requests on their way to one webhook at once while its lane is behind (never two of one ticket; keeping up, one
+at a time: services/notifier/lanes.py ``CATCH_UP_S``). One at a time, a lane's rate was its round trip's
+inverse: about 660 a second per target on this machine in bench/notify_fanout's paced phase, where the notifier
+itself had a quarter of a core to spare."""
 
 
 class WebhookConfig(SignedChannelConfig):
