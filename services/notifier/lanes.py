@@ -248,6 +248,7 @@ class Lane:
         self.flying.update((i.notification_id, i.ticket_id) for i in batch)
         task = asyncio.get_running_loop().create_task(self._send_beside(batch, message))
         self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     def _free_head(self) -> OutboxItem | None:
         """With several sends in flight: the first item in planning order that is not under way and whose ticket
@@ -281,9 +282,6 @@ class Lane:
         finally:
             for item in batch:
                 self.flying.pop(item.notification_id, None)
-            task = asyncio.current_task()
-            if task is not None:
-                self._sending.discard(task)
             self.wake.set()
 
     def sends_under_way(self) -> list[asyncio.Task[None]]:

@@ -82,19 +82,13 @@ class SqlRunner:
         """Set when the running checkpoint is done (None: none runs); calls in place wait for it."""
 
     async def __call__(self, fn: Callable[Concatenate[Engine, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
-        if self.in_place is not None:
-            while self._checkpointing is not None:
-                await self._checkpointing.wait()
-            try:
-                return fn(self.in_place, *args, **kwargs)
-            except OperationalError as exc:
-                if not is_locked(exc):
-                    raise
-        return await asyncio.to_thread(fn, self.engine, *args, **kwargs)
+        while self._checkpointing is not None:
+            await self._checkpointing.wait()
+        return await self.read(fn, *args, **kwargs)
 
     async def read(self, fn: Callable[Concatenate[Engine, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         """As a call, for ``fn`` that only reads: in place even while a checkpoint holds writes (a reader adds
-        nothing to the log and does not keep it from being copied)."""
+        nothing to the log and does not keep it from being copied). A call is this once no checkpoint holds."""
         if self.in_place is not None:
             try:
                 return fn(self.in_place, *args, **kwargs)
