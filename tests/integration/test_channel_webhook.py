@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -59,6 +60,21 @@ async def test_the_body_is_the_message_with_its_ticket_and_action_links(sink: Ve
     (seen,) = sink.received("webhook")
     assert seen.body["ticket_id"] == "tl-1" and seen.body["kind"] == "assignment"
     assert [a["action"] for a in seen.body["actions"]] == ["ack", "take"]
+
+
+async def test_the_notification_id_is_also_the_idempotency_key(sink: VendorSink) -> None:
+    channel, target = make_with(SECRET).make(sink, context())
+    sent = sample_message()
+    await channel.send(replace(sent, data={**sent.data, "notification_id": "n-42"}), target)
+    (seen,) = sink.received("webhook")
+    assert seen.body["notification_id"] == "n-42"  # the receiver refuses a body whose header says otherwise
+
+
+def test_a_message_without_an_id_has_no_idempotency_key() -> None:
+    headers = webhook.headers_for(SECRET, 1_700_000_000, b"{}", sample_message())
+    assert webhook.IDEMPOTENCY_HEADER not in headers and headers[webhook.TIMESTAMP_HEADER] == "1700000000"
+    with_id = replace(sample_message(), data={"notification_id": "n-1"})
+    assert webhook.headers_for(SECRET, 1_700_000_000, b"{}", with_id)[webhook.IDEMPOTENCY_HEADER] == "n-1"
 
 
 async def test_a_wrong_secret_is_refused_by_the_receiver_and_not_retried(sink: VendorSink) -> None:

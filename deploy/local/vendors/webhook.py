@@ -1,7 +1,8 @@
 """ticketloop's own signed webhook, received as a receiver should: ``POST /hooks/<name>``.
 
 It checks ``X-Ticketloop-Signature: v1=`` + hex HMAC-SHA256(secret, "{X-Ticketloop-Timestamp}.{body}") with its
-own code, and a timestamp within five minutes; a wrong or stale signature is 401, an unknown hook 404.
+own code, and a timestamp within five minutes; a wrong or stale signature is 401, an unknown hook 404. A body
+with a ``notification_id`` must carry the same id in ``Idempotency-Key`` (else 400).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class TicketloopWebhookVendor:
             return Answer(400, b"body is not JSON", "text/plain"), None
         if not isinstance(body, dict):
             return Answer(400, b"body is not a JSON object", "text/plain"), None
+        if "notification_id" in body and request.headers.get("idempotency-key") != str(body["notification_id"]):
+            return Answer(400, b"Idempotency-Key is not the body's notification_id", "text/plain"), None
         actions = tuple((str(a.get("label", "")), str(a.get("url", ""))) for a in body.get("actions") or ())
         seen = ReceivedChat(
             self.vendor,

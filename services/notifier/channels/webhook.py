@@ -4,7 +4,8 @@ Headers: ``X-Ticketloop-Timestamp`` (unix seconds) and ``X-Ticketloop-Signature:
 HMAC-SHA256 with the endpoint's secret over ``"{timestamp}.{body}"``. The body is the message as JSON, with
 its action links (``actions``: action, label, url) and its ``notification_id``: the same for every attempt of one
 notification, so a receiver that keeps the ids it saw can drop a repeat (a webhook lane has up to ``IN_FLIGHT``
-requests on their way, and a notifier killed mid-send sends those again).
+requests on their way, and a notifier killed mid-send sends those again). The same id is in the
+``Idempotency-Key`` header, for a receiver (or a proxy before it) that drops repeats without reading the body.
 
     channels:
       - {type: webhook, name: ops-hook, url: https://hooks.example/ticketloop, secret_env: OPS_HOOK_SECRET}
@@ -31,6 +32,7 @@ from services.notifier.channels.sizing import fit_text
 
 SIGNATURE_HEADER = "X-Ticketloop-Signature"
 TIMESTAMP_HEADER = "X-Ticketloop-Timestamp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_BYTES = 1_000_000
 IN_FLIGHT = 4
 """Requests on their way to one webhook at once while its lane is behind (never two of one ticket; keeping up, one
@@ -47,6 +49,15 @@ class WebhookConfig(SignedChannelConfig):
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"v1={digest}"
+
+
+def headers_for(secret: str, timestamp: int, body: bytes, message: Message) -> dict[str, str]:
+    """The request's headers: timestamp and signature, and the notification's id when the message has one."""
+    headers = {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: sign(secret, timestamp, body)}
+    notification_id = message.data.get("notification_id")
+    if notification_id:
+        headers[IDEMPOTENCY_HEADER] = str(notification_id)
+    return headers
 
 
 def payload(message: Message, max_bytes: int = MAX_BYTES) -> bytes:
@@ -73,8 +84,7 @@ class WebhookChannel(UrlChannel):
         if secret is None:  # pragma: no cover - the config requires one
             raise DeliveryError(f"webhook {target}: no signing secret", retryable=False)
         body = payload(message)
-        ts = int(self._clock())
-        headers = {TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign(secret, ts, body)}
+        headers = headers_for(secret, int(self._clock()), body, message)
         response = await post(self._http, self.kind, target, url, body, headers)
         if response.status_code >= 300:
             raise http_error(self.kind, target, response.status_code, response.headers.get("retry-after"))
