@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.notifier.channels.base import Channel, Http
+from services.notifier.channels.base import NOTIFICATION_ID, Channel, Http
 from services.notifier.channels.registry import REGISTRY
 from services.notifier.config import NotifyConfig
 from services.notifier.lanes import HOLD_S, Dispatcher, LaneDeps
@@ -150,7 +150,7 @@ def outbox_items(
             kind=d.message.kind,
             # the id in the message too: a receiver that keeps the ids it saw drops a repeat (a notifier killed
             # mid-send repeats what it had in flight)
-            payload=message_to_json(replace(d.message, data={**d.message.data, "notification_id": d.notification_id})),
+            payload=message_to_json(replace(d.message, data={**d.message.data, NOTIFICATION_ID: d.notification_id})),
             source_topic=source[0],
             source_partition=source[1],
             created_at=now,

@@ -55,6 +55,9 @@ class Message:
     mention: Mention | None = None
 
 
+NOTIFICATION_ID = "notification_id"
+"""The key in a message's data that names its notification: the same at every attempt, so a receiver drops repeats
+by it (the notifier writes it, the webhook sends it as its Idempotency-Key)."""
 STATE = "state"
 """The kind of message that redraws a ticket's earlier message (sent only to kinds that redraw)."""
 HANDOVER = "handover"

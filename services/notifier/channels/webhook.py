@@ -20,6 +20,7 @@ from typing import ClassVar, Literal
 import orjson
 
 from services.notifier.channels.base import (
+    NOTIFICATION_ID,
     ChannelKind,
     DeliveryError,
     Message,
@@ -54,7 +55,7 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 def headers_for(secret: str, timestamp: int, body: bytes, message: Message) -> dict[str, str]:
     """The request's headers: timestamp and signature, and the notification's id when the message has one."""
     headers = {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: sign(secret, timestamp, body)}
-    notification_id = message.data.get("notification_id")
+    notification_id = message.data.get(NOTIFICATION_ID)
     if notification_id:
         headers[IDEMPOTENCY_HEADER] = str(notification_id)
     return headers
