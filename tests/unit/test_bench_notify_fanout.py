@@ -1,10 +1,10 @@
-"""bench/notify_fanout.py's decisions: the paced phase's rate and the percentiles it reports."""
+"""bench/notify_fanout.py's decisions: the paced phase's rate, its warm-up and the percentiles it reports."""
 
 from __future__ import annotations
 
 import math
 
-from bench.notify_fanout import baseline_in_flight, paced_notifs_per_s, percentile
+from bench.notify_fanout import baseline_in_flight, paced_notifs_per_s, percentile, split_warmup, ticket_ids
 from services.notifier.channels.webhook import IN_FLIGHT
 
 
@@ -23,3 +23,12 @@ def test_percentiles_are_nearest_rank_and_nan_without_values() -> None:
 def test_the_baseline_runs_take_turns_one_in_flight_and_as_many_as_a_webhook_lane() -> None:
     assert [baseline_in_flight(run) for run in range(4)] == [1, IN_FLIGHT, 1, IN_FLIGHT]
     assert IN_FLIGHT > 1
+
+
+def test_the_warm_up_is_split_from_the_measured_stream_by_its_ticket_ids() -> None:
+    ids = ticket_ids("W", 3) + ticket_ids("P", 2)
+    stream = {tid: float(k) for k, tid in enumerate(ids)}
+    warm, measured = split_warmup(stream, "W")
+    assert sorted(warm) == ["W0000000", "W0000001", "W0000002"]
+    assert measured == {"P0000000": 3.0, "P0000001": 4.0}
+    assert split_warmup(stream, "X") == ({}, stream)  # no warm-up: everything is measured
