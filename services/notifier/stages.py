@@ -104,10 +104,13 @@ def answered(window: Window, taken_at: float, now: float) -> Window:
 
 def window_from(sent_at: Sequence[datetime], wall_now: datetime, mono_now: float) -> Window:
     """A window from the times messages went (the delivery log: a restarted worker must not send a vendor's whole
-    limit again at once — DingTalk mutes a robot for ten minutes when it does). When there were sends, one more
-    is counted now: a worker that died may have sent one it had not yet written down."""
+    limit again at once — DingTalk mutes a robot for ten minutes when it does), and one more counted now: a worker
+    that died may have sent one it had not yet written down. Even when the log has none: that one may have been
+    its first (tests/e2e/test_chaos.py once saw DingTalk's 20th message of a minute refused after a restart whose
+    log held no send to it, and the robot's backlog then waited out the ten minutes). A start costs a lane one
+    message of its first window (a second's wait for Slack's one a second)."""
     times = [mono_now - (wall_now - at).total_seconds() for at in sent_at]
-    return Window(tuple(sorted([*times, mono_now] if times else times)))
+    return Window(tuple(sorted([*times, mono_now])))
 
 
 def remaining(window: Window, limit: RateLimit, now: float) -> int:

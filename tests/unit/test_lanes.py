@@ -293,14 +293,15 @@ async def test_a_restarted_lane_starts_its_rate_window_from_the_delivery_log(eng
     assert remaining(lane.window, limit, lane.deps.monotonic()) <= 0
     other = Lane("fake", "elsewhere", lanes.deps, lanes.writer)
     await other._restore_window()
-    assert other.window == Window(), "another target's sends do not count"
+    assert len(other.window.sent) == 1, "another target's sends do not count; its own unwritten one may"
 
 
 def test_a_window_from_wall_times_keeps_their_spacing() -> None:
     wall = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
     window = window_from([wall - timedelta(seconds=30), wall - timedelta(seconds=5)], wall, 1000.0)
     assert window == Window((970.0, 995.0, 1000.0))
-    assert window_from([], wall, 1000.0) == Window(), "nothing went lately: nothing was in flight either"
+    # nothing in the log: the dead worker's first send to the target may still have been in flight
+    assert window_from([], wall, 1000.0) == Window((1000.0,))
 
 
 async def test_a_lane_sends_its_next_message_only_once_the_last_outcome_is_written(engine: Engine) -> None:
@@ -570,7 +571,8 @@ async def test_a_lanes_rate_window_counts_a_send_from_its_answer(engine: Engine)
     task = asyncio.create_task(lane.run())
     try:
         await until("sent and written", lambda: not lane.items)
-        assert lane.window.sent == (100.4,)
+        # the start's one (a dead worker's send it may not have written down), then this one from its answer
+        assert lane.window.sent == (100.0, 100.4)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
