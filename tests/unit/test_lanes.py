@@ -5,6 +5,7 @@ what is given up is kept for a redrive."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Sequence
 from dataclasses import replace as dataclass_replace
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from sqlalchemy import Engine
 from services.notifier import lanes
 from services.notifier.channels.base import DeliveryError, Message, RateLimit
 from services.notifier.channels.registry import REGISTRY
-from services.notifier.lanes import Dispatcher, Lane, LaneDeps, Writer
+from services.notifier.lanes import Dispatcher, Lane, LaneDeps, Recent, Writer
 from services.notifier.stages import (
     BreakerPolicy,
     RetryPolicy,
@@ -782,3 +783,16 @@ def test_a_message_goes_beside_others_only_once_it_has_waited_the_catch_up_time(
     assert beside_wait_s(0, 0.0, 0.005) == 0.0, "nothing under way: at once"
     assert beside_wait_s(2, 0.001, 0.005) == pytest.approx(0.004)
     assert beside_wait_s(1, 0.5, 0.005) == 0.0, "behind: beside the one under way"
+
+
+def test_a_lane_remembers_its_last_finished_ids_where_the_garbage_collector_does_not_walk() -> None:
+    recent = Recent(size=3)
+    for i in range(7):
+        recent.add(f"n{i}")
+    assert all(f"n{i}" in recent for i in range(4, 7)), "the last `size` are always remembered"
+    assert not any(f"n{i}" in recent for i in range(3)), "and at most twice as many"
+    recent.discard("n6")  # a redriven item may be sent again
+    assert "n6" not in recent
+    assert len(recent) == 3
+    gc.collect()
+    assert not gc.is_tracked(recent._new) and not gc.is_tracked(recent._old)
