@@ -59,11 +59,10 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 import httpx
 import uvloop
@@ -86,7 +85,6 @@ PARTITIONS = 4
 PACED_SHARE = 0.7
 WARMUP_S = 2.0
 """The paced stream's first seconds, delivered and checked but not in p50/p99 (``warmup_p99_ms`` apart)."""
-T = TypeVar("T")
 Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
 """(key, value, headers) of one tickets-topic record."""
 
@@ -576,18 +574,13 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
     return ([details, summary] if ok else [f"notifier log (tail):\n{log_tail}", details, summary]), ok
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` on uvloop: the producing process and the bare loop take less of the machine the notifier
-    is measured on (pacing 2,700-2,850 notifications a second here, the producing process took 0.20-0.23 of a
-    core on asyncio's own loop, 0.19-0.20 on uvloop; the receiver on uvloop 0.20-0.21, 0.22 before)."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
-
-
 def main() -> None:
+    # uvloop.run: the producing process and the bare loop take less of the machine the notifier is measured on
+    # (pacing 2,700-2,850 notifications a second here, the producing process took 0.20-0.23 of a core on asyncio's
+    # own loop, 0.19-0.20 on uvloop; the receiver on uvloop 0.20-0.21, 0.22 before)
     if sys.argv[1:2] == ["--bare-loop"]:  # the latency baseline's own process (see bare_paced)
         bootstrap, topic, sink_url, public_url, n, in_flight, *paths = sys.argv[2:]
-        run(bare_loop(bootstrap, topic, sink_url, paths, public_url, int(n), int(in_flight)))
+        uvloop.run(bare_loop(bootstrap, topic, sink_url, paths, public_url, int(n), int(in_flight)))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tickets", type=int, default=2000, help="tickets produced up front (N)")
@@ -632,10 +625,10 @@ def main() -> None:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         if args.bootstrap:
-            lines, ok = run(measure(args.bootstrap, opts, workdir))
+            lines, ok = uvloop.run(measure(args.bootstrap, opts, workdir))
         else:
             with LocalKafka() as broker:
-                lines, ok = run(measure(broker.bootstrap, opts, workdir))
+                lines, ok = uvloop.run(measure(broker.bootstrap, opts, workdir))
     print("\n".join(lines))
     if not ok:
         raise SystemExit("notify_fanout: a notification was lost or received twice (see the lines above)")
