@@ -183,6 +183,8 @@ class ResolvedTicket:
     resolved_at: datetime
     resolution: str = ""
     """How it was resolved (the resolve reason, or the known issue it was answered with)."""
+    customer: str | None = None
+    """Whose ticket it was: it is offered only on that customer's new tickets (``may_show``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,25 +200,35 @@ def index_resolved(tickets: Sequence[ResolvedTicket], models: TextModels) -> Tex
     return build_index([(t.ticket_id, f"{t.summary} {t.resolution}") for t in tickets], models)
 
 
+def may_show(past: ResolvedTicket, customer: str | None) -> bool:
+    """Whether a resolved ticket may be named on a new ticket of ``customer``: only when it was the same
+    customer's (no customer: only tickets of no customer). The list goes into the assignment message, and a
+    project's chat channel is often shared with its customer: another customer's summary and resolution must
+    never reach it."""
+    return past.customer == customer
+
+
 def similar_tickets(
     text: str,
     tickets: Sequence[ResolvedTicket],
     index: TextIndex,
     models: TextModels,
     *,
+    customer: str | None = None,
     limit: int = SIMILAR_TICKETS,
     threshold: float = SIMILAR_TICKET_THRESHOLD,
     exclude: str | None = None,
     by_id: Mapping[str, ResolvedTicket] | None = None,
 ) -> list[SimilarTicket]:
-    """The resolved tickets most like a new report, best first (at most ``limit``, each at least ``threshold``;
-    ``exclude``: the new ticket's own id, when it is in the index); ties go to the most recently resolved.
-    ``by_id``: ``tickets`` by id, when the caller keeps it (built once per refresh, not per report)."""
+    """The resolved tickets of ``customer`` (``may_show``) most like a new report, best first (at most ``limit``,
+    each at least ``threshold``; ``exclude``: the new ticket's own id, when it is in the index); ties go to the
+    most recently resolved. ``by_id``: ``tickets`` by id, when the caller keeps it (built once per refresh, not per
+    report)."""
     by_id = by_id if by_id is not None else {t.ticket_id: t for t in tickets}
     found = [
         SimilarTicket(by_id[s.key], s.score, s.lexical, s.semantic)
         for s in similarities(index, text, models)
-        if s.key in by_id and s.key != exclude and s.score >= threshold
+        if s.key in by_id and s.key != exclude and s.score >= threshold and may_show(by_id[s.key], customer)
     ]
     found.sort(key=lambda f: (-round(f.score, 6), -f.ticket.resolved_at.timestamp()))
     return found[:limit]
@@ -232,18 +244,25 @@ class PastTickets:
     by_id: dict[str, ResolvedTicket]
 
 
-def past_tickets(rows: Sequence[tuple[str, str, datetime, str]], models: TextModels) -> PastTickets:
-    tickets = [ResolvedTicket(tid, summary, at, how) for tid, summary, at, how in rows]
+def past_tickets(rows: Sequence[tuple[str, str, datetime, str, str | None]], models: TextModels) -> PastTickets:
+    tickets = [ResolvedTicket(tid, summary, at, how, customer) for tid, summary, at, how, customer in rows]
     return PastTickets(tickets, index_resolved(tickets, models), models, {t.ticket_id: t for t in tickets})
 
 
-def similar_lines(event: InboundEvent, ticket_id: str, past: PastTickets) -> list[str]:
-    """The most similar resolved tickets to a new customer report, one line each: id, summary, when, how and by
-    whom, score (alerts are not compared: a storm of new alerts must not pay for it per ticket)."""
+def similar_lines(event: InboundEvent, ticket_id: str, customer: str | None, past: PastTickets) -> list[str]:
+    """The most similar resolved tickets of the same customer to a new customer report, one line each: id,
+    summary, when, how and by whom, score (alerts are not compared: a storm of new alerts must not pay for it per
+    ticket)."""
     if event.kind is not EventKind.feedback:
         return []
     found = similar_tickets(
-        report_text(event), past.tickets, past.index, past.models, exclude=ticket_id, by_id=past.by_id
+        report_text(event),
+        past.tickets,
+        past.index,
+        past.models,
+        customer=customer,
+        exclude=ticket_id,
+        by_id=past.by_id,
     )
     return [
         f"{f.ticket.ticket_id} ({f.ticket.summary}), resolved {f.ticket.resolved_at:%Y-%m-%d} {f.ticket.resolution}"

@@ -495,7 +495,7 @@ class Router:
         self.tx = tx
         self.projection = projection
         self.watches = watches or Watches()
-        self.past_rows: list[tuple[str, str, datetime, str]] = []
+        self.past_rows: list[tuple[str, str, datetime, str, str | None]] = []
         self.sender = KafkaSender(tx.bootstrap)  # the watches' producer
         self.risk = RiskWatch(deps.projects, deps.engine, deps.topics.events.name, self.sender, deps.registry)
         self.handover = HandoverWatch(deps.projects, deps.engine, deps.topics, self.sender, deps.registry)

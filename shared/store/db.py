@@ -510,11 +510,13 @@ def survey_cells(engine: Engine, since: datetime) -> list[tuple[str | None, str 
         return [(p, c, t, int(n), int(s or 0)) for p, c, t, n, s in conn.execute(query).all()]
 
 
-def resolved_tickets(engine: Engine, limit: int = 2000) -> list[tuple[str, str, datetime, str]]:
+def resolved_tickets(engine: Engine, limit: int = 2000) -> list[tuple[str, str, datetime, str, str | None]]:
     """The ``limit`` most recently resolved (or closed) tickets: (id, summary, resolved at, how and by whom it was
-    resolved: the last resolve entry of its timeline, or the known issue it was answered with)."""
+    resolved: the last resolve entry of its timeline, or the known issue it was answered with, customer)."""
     newest = (
-        sa_select(TICKETS.c.ticket_id, TICKETS.c.summary, TICKETS.c.resolved_at, TICKETS.c.known_issue)
+        sa_select(
+            TICKETS.c.ticket_id, TICKETS.c.summary, TICKETS.c.resolved_at, TICKETS.c.known_issue, TICKETS.c.customer
+        )
         .where(TICKETS.c.state.in_(("resolved", "closed")), TICKETS.c.resolved_at.is_not(None))
         .order_by(TICKETS.c.resolved_at.desc())
         .limit(limit)
@@ -531,8 +533,8 @@ def resolved_tickets(engine: Engine, limit: int = 2000) -> list[tuple[str, str, 
             ).all()
             how.update({tid: f"by {actor}: {reason}" for tid, actor, reason in entries})
     return [
-        (tid, summary, as_utc(at) or at, how.get(tid) or (f"known issue {known}" if known else "resolved"))
-        for tid, summary, at, known in rows
+        (tid, summary, as_utc(at) or at, how.get(tid) or (f"known issue {known}" if known else "resolved"), customer)
+        for tid, summary, at, known, customer in rows
     ]
 
 

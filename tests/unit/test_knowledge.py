@@ -23,6 +23,7 @@ from services.router.knowledge import (
     build_known_issue_index,
     index_resolved,
     known_issue_for,
+    may_show,
     past_tickets,
     rank_known_issues,
     similar_tickets,
@@ -260,6 +261,20 @@ def test_equally_similar_tickets_go_most_recently_resolved_first() -> None:
     assert [f.ticket.ticket_id for f in found] == ["new"]
 
 
+def test_only_the_same_customers_resolved_tickets_are_offered_as_similar() -> None:
+    mine = ResolvedTicket("a1", "Order paid but shows unpaid", NOW - 2 * DAY, "callback late", "acme")
+    theirs = ResolvedTicket("g1", "Order paid but shows unpaid", NOW - DAY, "refunded by mistake", "globex")
+    nobodys = ResolvedTicket("n1", "Order paid but shows unpaid", NOW - DAY, "internal test order")
+    both = [mine, theirs, nobodys]
+    index = index_resolved(both, LEXICAL)
+    found = {c: similar_tickets("order paid unpaid", both, index, LEXICAL, customer=c) for c in ("acme", "globex")}
+    assert [f.ticket.ticket_id for f in found["acme"]] == ["a1"], "globex's is more recent and as alike: not shown"
+    assert [f.ticket.ticket_id for f in found["globex"]] == ["g1"]
+    assert [f.ticket.ticket_id for f in similar_tickets("order paid unpaid", both, index, LEXICAL)] == ["n1"]
+    assert similar_tickets("order paid unpaid", both, index, LEXICAL, customer="initech") == []
+    assert may_show(mine, "acme") and not may_show(mine, "globex") and not may_show(mine, None)
+
+
 def test_the_router_indexes_the_known_issues_once_per_load_of_projects_yaml(tmp_path: Path) -> None:
     (tmp_path / "routing.yaml").write_text("route:\n  team: ops\n")
     (tmp_path / "projects.yaml").write_text(yaml.safe_dump(PROJECTS.model_dump(mode="json", exclude_defaults=True)))
@@ -343,6 +358,58 @@ def test_a_new_ticket_opens_naming_the_most_similar_resolved_tickets_on_its_time
     assert alone.similar == []
 
 
+def test_a_new_customer_report_names_only_its_own_customers_resolved_tickets_from_the_read_model(
+    tmp_path: Path,
+) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'rm.db'}")
+    db.init_db(engine)
+    resolved = [("a1", "acme", NOW - 2 * DAY), ("g1", "globex", NOW - DAY), ("n1", None, NOW - DAY)]
+    db.project(
+        engine,
+        [
+            TicketEvent(
+                change_id=f"{tid}:2",
+                change=Change.resolved,
+                actor="olga",
+                reason="callback was late",
+                at=at,
+                ticket=ticket(
+                    ticket_id=tid,
+                    summary="Order paid but shows unpaid",
+                    state=TicketState.resolved,
+                    resolved_at=at,
+                    customer=customer,
+                    version=2,
+                ),
+                trace_id="t",
+            )
+            for tid, customer, at in resolved
+        ],
+    )
+    rows = db.resolved_tickets(engine)
+    assert {r[0]: r[4] for r in rows} == {"a1": "acme", "g1": "globex", "n1": None}
+    config = Config(
+        RoutingConfig.model_validate({"route": {"team": "ops"}}),
+        PROJECTS,
+        TeamsConfig(),
+        [],
+        None,
+        past_tickets(rows, LEXICAL),
+    )
+
+    def similar_for(labels: dict[str, str]) -> list[str]:
+        report = event(
+            event_id="r", kind=EventKind.feedback, dedup_key="p/r", summary="order paid but unpaid", labels=labels
+        )
+        _, _, [opened] = ticket_step(
+            None, None, "tl-r", TicketInput(event=report, group_key="p/r", decision=None), NOW, config
+        )
+        return [line.split(" ")[0] for line in opened.similar]
+
+    assert similar_for({"customer": "acme"}) == ["a1"], "acme's project: never globex's ticket"
+    assert similar_for({}) == ["n1"], "no customer: only tickets of no customer"
+
+
 def test_a_new_report_is_tokenised_and_embedded_once_for_the_known_issues_and_the_past_tickets() -> None:
     embedded: list[str] = []
 
@@ -352,7 +419,7 @@ def test_a_new_report_is_tokenised_and_embedded_once_for_the_known_issues_and_th
 
     models = TextModels(char_segment, counting, "counting")
     known = build_known_issue_index(PROJECTS, models)
-    rows = [(f"t{i}", f"old ticket {i} about login", NOW - DAY, "by olga: restarted") for i in range(50)]
+    rows = [(f"t{i}", f"old ticket {i} about login", NOW - DAY, "by olga: restarted", "acme") for i in range(50)]
     past = past_tickets(rows, models)
     embedded.clear()
     config = Config(RoutingConfig.model_validate({"route": {"team": "ops"}}), PROJECTS, TeamsConfig(), [], known, past)
