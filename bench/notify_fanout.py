@@ -70,6 +70,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.fanout_sink import REPO, FanoutSink, Received
+from bench.workdirs import reuse_problem
 from deploy.local.kafka_local import LocalKafka, free_port
 from deploy.local.stack import Stack
 from services.notifier.channels.webhook import IN_FLIGHT, SIGNATURE_HEADER, TIMESTAMP_HEADER, payload, sign
@@ -83,6 +84,8 @@ TEAM = "operations"
 SECRET = "bench-webhook-secret"  # noqa: S105 - a local test receiver's key, verified by nobody
 PARTITIONS = 4
 PACED_SHARE = 0.7
+DATABASE = "bench.db"
+"""The notifier's database in the work directory (a directory that holds one from an earlier run is refused)."""
 WARMUP_S = 2.0
 """The paced stream's first seconds, delivered and checked but not in p50/p99 (``warmup_p99_ms`` apart)."""
 Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
@@ -483,7 +486,7 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
             await produce_all(bootstrap, topics.tickets.name, records(ticket_ids("T", opts.tickets), now))
             stack = Stack(
                 bootstrap,
-                f"sqlite:///{workdir / 'bench.db'}",
+                f"sqlite:///{workdir / DATABASE}",
                 write_config(workdir, sink.url, opts.targets),
                 workdir / "logs",
                 intake_port,
@@ -610,6 +613,9 @@ def main() -> None:
         parser.error("--paced-rate must be above 0")
     if args.warmup_seconds < 0:
         parser.error("--warmup-seconds must not be negative")
+    problem = reuse_problem(args.workdir, DATABASE)
+    if problem is not None:
+        parser.error(problem)
     opts = Options(
         args.tickets,
         args.targets,
