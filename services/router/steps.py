@@ -113,8 +113,8 @@ def ticket_step(
             how=known.suggestion.explain(),
         )
         changes = [opened]
-    if new is not None and just_opened and config.past is not None:
-        similar = similar_lines(ev, ticket_id, new.ticket.customer, config.past)
+    if just_opened and config.past is not None:
+        similar = similar_lines(ev, ticket_id, changes[0].ticket.customer, config.past)
         if similar:
             changes = [changes[0].model_copy(update={"similar": similar})]
     return new, after, changes
