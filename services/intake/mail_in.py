@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email import message_from_bytes, policy
-from email.message import EmailMessage
+from email.header import decode_header, make_header
+from email.message import EmailMessage, Message
 from email.utils import parseaddr
 from typing import Any
 
@@ -69,29 +70,33 @@ class Mail:
 
 def read_mail(raw: bytes, envelope_from: str) -> Mail:
     """A mail's sender (From, else the envelope's), subject, plain text (HTML-only mail: its text without tags),
-    attachments as ``name (type, bytes)`` and the ticket id its subject names."""
-    msg = message_from_bytes(raw, policy=policy.default)
-    assert isinstance(msg, EmailMessage)  # noqa: S101 - policy.default always makes one
-    sender = parseaddr(str(msg.get("From", "")))[1] or envelope_from
-    whole_subject = " ".join(str(msg.get("Subject", "")).replace("\x00", "").split())[:2000]
+    attachments as ``name (type, bytes)`` and the ticket id its subject names. Total: a header the email package
+    cannot parse is read as its raw text, a part it cannot read is listed as unreadable (a customer's mail is
+    never refused, nor answered "try again" for ever, because of how it was written)."""
+    msg = parse_mail(raw)
+    sender = parseaddr(header(msg, "From"))[1] or envelope_from
+    whole_subject = " ".join(header(msg, "Subject").replace("\x00", "").split())[:2000]
     subject = whole_subject[:200]
     text, attachments = "", []
     for part in msg.walk():
         if part.is_multipart():
             continue
-        filename = part.get_filename()
-        if filename or part.get_content_disposition() == "attachment":
-            size = len(part.get_payload(decode=True) or b"")
-            attachments.append(f"{filename or 'unnamed'} ({part.get_content_type()}, {size} bytes)")
-        elif not text and part.get_content_type() in ("text/plain", "text/html"):
-            body = _content(part)
-            text = re.sub(r"<[^>]+>", " ", body) if part.get_content_type() == "text/html" else body
+        try:
+            filename = part.get_filename()
+            if filename or part.get_content_disposition() == "attachment":
+                size = len(part.get_payload(decode=True) or b"")
+                attachments.append(f"{filename or 'unnamed'} ({part.get_content_type()}, {size} bytes)")
+            elif not text and part.get_content_type() in ("text/plain", "text/html"):
+                body = _content(part)
+                text = re.sub(r"<[^>]+>", " ", body) if part.get_content_type() == "text/html" else body
+        except Exception:  # noqa: BLE001 - the email package's parsers raise many kinds on malformed headers
+            attachments.append("unreadable part")
     found = TICKET_IN_SUBJECT.search(whole_subject)  # the id ends a long subject: searched before it is cut
-    message_id = str(msg.get("Message-ID", "")).strip() or hashlib.sha256(raw).hexdigest()  # a retry: the same id
+    message_id = header(msg, "Message-ID").strip() or hashlib.sha256(raw).hexdigest()  # a retry: the same id
     automatic = (
-        str(msg.get("Auto-Submitted", "no")).strip().lower() != "no"
-        or str(msg.get("Precedence", "")).strip().lower() in ("bulk", "junk", "list")
-        or any(msg.get(h) is not None for h in ("X-Autoreply", "X-Autorespond", "List-Id"))
+        header(msg, "Auto-Submitted", "no").strip().lower() != "no"
+        or header(msg, "Precedence").strip().lower() in ("bulk", "junk", "list")
+        or any(k.lower() in AUTOMATIC_HEADERS for k in msg)
         or not envelope_from
     )
     return Mail(
@@ -105,11 +110,53 @@ def read_mail(raw: bytes, envelope_from: str) -> Mail:
     )
 
 
-def _content(part: Any) -> str:
+AUTOMATIC_HEADERS = frozenset({"x-autoreply", "x-autorespond", "list-id"})
+"""Headers whose presence alone marks a mail as automatic."""
+
+
+def parse_mail(raw: bytes) -> Message:
+    """The mail as the email package reads it: by its current policy (each header parsed and decoded when read),
+    or, when that parser raises while reading the mail (a part's MIME parameter cut short: IndexError), by its
+    lenient ``compat32`` policy (headers kept as text)."""
     try:
-        return str(part.get_content())
-    except (LookupError, ValueError):  # an unknown charset: the bytes as best we can
-        return (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+        return message_from_bytes(raw, policy=policy.default)
+    except Exception:  # noqa: BLE001 - its header parsers raise many kinds on malformed input
+        return message_from_bytes(raw, policy=policy.compat32)
+
+
+def header(msg: Message, name: str, default: str = "") -> str:
+    """A header's value as text (``default`` when absent), its encoded words decoded. The email package parses a
+    header when it is read, and some malformed values make it raise (a ``From`` group with no address, a stray
+    quote, a CR in a name: IndexError, AttributeError, ValueError): such a header is its raw text, unfolded."""
+    try:
+        value = msg.get(name)
+        if value is None:
+            return default
+        if isinstance(msg, EmailMessage):
+            return str(value)
+        return str(make_header(decode_header(str(value))))  # compat32 keeps the encoded words
+    except Exception:  # noqa: BLE001 - any of the parsers' errors: the raw text instead
+        for key, raw in msg.raw_items():
+            if key.lower() == name.lower():
+                return " ".join(str(raw).split())
+        return default
+
+
+def _content(part: Message) -> str:
+    """A text part's text: as the email package decodes it, or its bytes in its charset (an unknown charset, a
+    mail read by ``compat32``: UTF-8), what cannot be decoded replaced."""
+    if isinstance(part, EmailMessage):
+        try:
+            return str(part.get_content())
+        except (LookupError, ValueError):
+            pass
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    try:
+        return payload.decode(part.get_content_charset() or "utf-8", "replace")
+    except LookupError:
+        return payload.decode("utf-8", "replace")
 
 
 def mail_event(mail: Mail, config: MailConfig, received_at: datetime, trace_id: str) -> InboundEvent:

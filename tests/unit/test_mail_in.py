@@ -9,6 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.intake.mail_in import Mail, MailConfig, MailHandler, mail_event, read_mail, reply_command
 from shared.events import Action, EventKind
@@ -93,3 +95,92 @@ def test_the_handler_takes_only_its_addresses_and_says_250_only_once_delivered()
 def test_any_bytes_read_as_a_mail_without_raising(raw: bytes) -> None:
     m = read_mail(raw, "env@x")
     assert m.sender in ("env@x", "") or "@" in m.sender
+
+
+def malformed(headers: bytes, body: bytes = b"The invoice PDF is empty.") -> bytes:
+    return b"Subject: =?utf-8?b?5Y+R56Wo?= invoice\r\nMessage-ID: <m2@customer.example>\r\n" + headers + b"\r\n" + body
+
+
+@pytest.mark.parametrize(
+    "from_header",
+    [b'From: "\r\n', b'From: "=?utf-8?q?a=0Db?=" <li@customer.example>\r\n', b"From: text/html@\r\n"],
+    ids=["a lone quote (IndexError)", "a CR in the name (ValueError)", "no domain (IndexError)"],
+)
+def test_a_from_header_the_email_package_cannot_parse_is_still_a_customers_mail(from_header: bytes) -> None:
+    m = read_mail(malformed(from_header), "li@customer.example")
+    assert (m.sender, m.subject, m.text) == ("li@customer.example", "发票 invoice", "The invoice PDF is empty.")
+    assert m.message_id == "<m2@customer.example>" and not m.automatic
+
+
+def test_a_mail_the_email_package_cannot_read_at_all_is_read_leniently() -> None:
+    # its parser raises IndexError while reading this Content-Type (an RFC 2231 value cut short)
+    raw = malformed(b"From: Li Lei <li@customer.example>\r\nContent-Type: text/plain; charset*=\"x'\r\n")
+    m = read_mail(raw, "env@customer.example")
+    assert (m.sender, m.subject, m.text) == ("li@customer.example", "发票 invoice", "The invoice PDF is empty.")
+
+
+def test_a_part_that_cannot_be_read_is_listed_and_the_rest_of_the_mail_is_kept() -> None:
+    body = (
+        b"--B\r\nContent-Type: text/plain\r\n\r\nThe invoice PDF is empty.\r\n"
+        b"--B\r\nContent-Disposition: attachment; filename*=\"x'\r\n\r\n%PDF\r\n--B--\r\n"
+    )
+    raw = malformed(b"From: li@customer.example\r\nContent-Type: multipart/mixed; boundary=B\r\n", body)
+    m = read_mail(raw, "env@customer.example")
+    assert (m.text, m.attachments) == ("The invoice PDF is empty.", ("unreadable part",))
+
+
+def test_the_handler_takes_a_mail_the_email_package_cannot_parse_instead_of_asking_for_it_again() -> None:
+    delivered: list[Mail] = []
+
+    async def deliver(m: Mail) -> str:
+        delivered.append(m)
+        return "feedback"
+
+    handler = MailHandler(CONFIG, deliver)
+    raw = malformed(b'From: "\r\nContent-Type: text/plain; charset*="x\'\r\n')
+    envelope = SimpleNamespace(original_content=raw, content=raw, mail_from="li@customer.example")
+    assert asyncio.run(handler.handle_DATA(None, None, envelope)) == "250 OK"
+    assert [(m.sender, m.subject) for m in delivered] == [("li@customer.example", "发票 invoice")]
+
+
+FRAGMENTS = [
+    b"From: ",
+    b"Subject: ",
+    b"Content-Type: ",
+    b"Content-Disposition: attachment; filename",
+    b"multipart/mixed; ",
+    b"boundary=B",
+    b"--B",
+    b"text/plain; charset=",
+    b"*=",
+    b"*0*=",
+    b"=?utf-8?q?",
+    b"=?x-unknown?b?",
+    b"?=",
+    b"\r\n",
+    b"\n",
+    b'"',
+    b"'",
+    b";",
+    b":",
+    b"@",
+    b"<a@b>",
+    b"(",
+    b")",
+    b"\\",
+    b"\x00",
+    b"\xff",
+    b"base64",
+    b"Content-Transfer-Encoding: ",
+    b"quoted-printable",
+    b"=E9",
+    b" ",
+    b"abc",
+]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=60))
+def test_any_mail_made_of_header_and_mime_fragments_is_read_without_raising(parts: list[bytes]) -> None:
+    m = read_mail(b"".join(parts), "env@x")
+    assert m.message_id and len(m.subject) <= 200
