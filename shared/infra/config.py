@@ -76,14 +76,67 @@ def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
+def yaml_problem(filename: str, text: str, exc: yaml.YAMLError) -> ConfigProblem:
+    """What is wrong with a YAML text, and on which line: a syntax error or a node YAML cannot construct (marked),
+    or a character YAML does not allow anywhere (a NUL, a control character: the reader gives its position)."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        return ConfigProblem(
+            filename, mark.line + 1 if mark else None, "", f"YAML syntax: {exc.problem or exc.context}"
+        )
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+        return ConfigProblem(filename, line, "", f"YAML syntax: character U+{code:04X} is not allowed in YAML text")
+    return ConfigProblem(filename, None, "", "YAML syntax: the text cannot be read as YAML")
+
+
+def unreadable_scalar(root: yaml.Node) -> tuple[int, str] | None:
+    """The line of the first value that YAML resolves (or is told by a tag) to a type it then cannot build, and
+    what is wrong with it (a date that does not exist, ``2026-02-30``; an integer of more than 4,300 digits;
+    ``!!timestamp soon``); None when there is none."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:  # an alias: the node was looked at (and may hold itself)
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                yaml.safe_load(yaml.serialize(node))
+            except Exception as exc:  # noqa: BLE001 - PyYAML's constructors raise ValueError, AttributeError, IndexError
+                return node.start_mark.line + 1, _unbuildable(node.tag, exc)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(reversed([n for pair in node.value for n in pair]))
+    return None
+
+
+def _unbuildable(tag: str, exc: Exception) -> str:
+    """Why a value cannot be built, in words for the person who wrote it (never the value: it may be a secret)."""
+    kind = tag.rsplit(":", 1)[-1]
+    if isinstance(exc, ValueError) and "Exceeds the limit" in str(exc):
+        return "an integer of more than 4,300 digits"
+    if isinstance(exc, ValueError) and not isinstance(exc, yaml.YAMLError):
+        return f"not a {kind}: {str(exc).splitlines()[0]}"  # the date's own reason: "day is out of range for month"
+    return f"not a {kind}"
+
+
 def parse_yaml_text(text: str, model: type[M], *, filename: str) -> M:
+    root: yaml.Node | None = None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError([ConfigProblem(filename, line, "", f"YAML syntax: {exc.problem}")]) from exc
-    data = _to_python(root) if root is not None else {}
+        data = _to_python(root) if root is not None else {}
+    except yaml.YAMLError as exc:
+        raise ConfigError([yaml_problem(filename, text, exc)]) from exc
+    except RecursionError as exc:
+        raise ConfigError([ConfigProblem(filename, None, "", "YAML nested too deeply to read")]) from exc
+    except Exception as exc:  # a value PyYAML resolved to a type and then could not build
+        found = unreadable_scalar(root) if root is not None else None
+        line, why = found if found is not None else (None, "a value YAML cannot read")
+        raise ConfigError([ConfigProblem(filename, line, "", f"a value YAML cannot read: {why}")]) from exc
     if data is None:
         data = {}
     try:

@@ -6,14 +6,22 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.cli import FILES
 from services.intake.config import IntakeConfig, token_matches
 from services.notifier.config import NotifyConfig
 from services.router.rules import RoutingConfig
 from services.sla.policy import SlaConfig
-from shared.infra.config import ConfigError, ConfigWatcher, load_yaml_model, parse_duration, parse_yaml_text
+from shared.infra.config import (
+    ConfigError,
+    ConfigProblem,
+    ConfigWatcher,
+    load_yaml_model,
+    parse_duration,
+    parse_yaml_text,
+)
 from shared.rules.oncall import TeamsConfig
 
 LOCAL = Path(__file__).resolve().parents[2] / "deploy" / "local" / "config"
@@ -262,3 +270,100 @@ def test_an_absurd_duration_is_a_value_error_naming_the_limit(absurd: object) ->
     with pytest.raises(ValueError, match=r"at most 36500 days|not NaN"):
         parse_duration(absurd)
     assert parse_duration("36500d").days == 36_500
+
+
+ROUTING_OK = "route:\n  team: ops\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        (ROUTING_OK + "  group_by: [a]\x00\n", 3, "character U+0000 is not allowed"),
+        (ROUTING_OK + "  group_by: [\x07]\n", 3, "character U+0007 is not allowed"),
+        (ROUTING_OK + "  routes:\n    - {name: a, team: b, until: 2026-02-30}\n", 4, "not a timestamp: day is out of"),
+        (ROUTING_OK + "  x: !!timestamp soon\n", 3, "not a timestamp"),
+        (ROUTING_OK + "  x: !!float ''\n", 3, "not a float"),
+        (ROUTING_OK + "  x: " + "9" * 5000 + "\n", 3, "an integer of more than 4,300 digits"),
+        (ROUTING_OK + "  ? [a, b]\n  : x\n", 3, "found unhashable key"),
+        (ROUTING_OK + "  <<: 5\n", 3, "expected a mapping or list of mappings for merging"),
+        (ROUTING_OK + "  x: " + "[" * 3000 + "]" * 3000 + "\n", None, "nested too deeply"),
+    ],
+    ids=[
+        "NUL",
+        "control character",
+        "a date that does not exist",
+        "a bad timestamp tag",
+        "an empty float tag",
+        "a 5,000-digit integer",
+        "an unhashable key",
+        "a scalar merge",
+        "deep nesting",
+    ],
+)
+def test_yaml_that_pyyaml_cannot_read_is_a_config_error_naming_the_line(
+    text: str, line: int | None, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_yaml_text(text, RoutingConfig, filename="routing.yaml")
+    assert [(p.file, p.line) for p in exc.value.problems] == [("routing.yaml", line)]
+    assert problem in str(exc.value)
+
+
+def test_a_running_config_survives_an_edit_pyyaml_cannot_read_and_says_where(tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text(ROUTING_OK)
+    watcher = ConfigWatcher(path, RoutingConfig)
+    path.write_text(ROUTING_OK + "  routes:\n    - {name: a, team: b, since: 2026-02-30}\n")
+    assert watcher.poll() == "rejected"
+    assert watcher.current.route.team == "ops"
+    assert (
+        str(watcher.last_error) == f"{path}:4: a value YAML cannot read: not a timestamp: day is out of range for month"
+    )
+
+
+SHIPPED = ["intake.yaml", "routing.yaml", "projects.yaml", "sla.yaml", "notify.yaml", "teams.yaml"]
+FRAGMENTS = [
+    "\x00",
+    "\x07",
+    "2026-02-30",
+    "!!timestamp ",
+    "!!float ",
+    "!!binary ",
+    "<<: ",
+    "? ",
+    "&a ",
+    "*a",
+    "[",
+    "]",
+    "{",
+    "}",
+    ":",
+    "- ",
+    "'",
+    '"',
+    "\t",
+    "\n",
+    "9" * 4400,
+    "~",
+    "#",
+]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    st.sampled_from(SHIPPED),
+    st.lists(st.tuples(st.integers(min_value=0), st.sampled_from(FRAGMENTS)), min_size=1, max_size=4),
+)
+def test_any_edit_of_a_shipped_config_file_is_read_or_refused_as_a_config_error(
+    name: str, edits: list[tuple[int, str]]
+) -> None:
+    text = (LOCAL / name).read_text()
+    for offset, fragment in edits:
+        at = offset % (len(text) + 1)
+        text = text[:at] + fragment + text[at:]
+    problems: list[ConfigProblem] = []
+    try:
+        parse_yaml_text(text, FILES[name], filename=name)
+    except ConfigError as exc:  # anything else (a traceback) fails the test
+        problems = exc.problems
+    assert all(p.file == name for p in problems)
