@@ -173,7 +173,8 @@ class RateLimit:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """An HTTP answer as a channel reads it: status, headers (case-insensitive), the whole body."""
+    """An HTTP answer as a channel reads it: status, headers (case-insensitive), the body (at most
+    ``ANSWER_MAX_BYTES`` of it)."""
 
     status_code: int
     headers: Mapping[str, str]
@@ -182,6 +183,26 @@ class Answer:
     @property
     def text(self) -> str:
         return self.content.decode(errors="replace")
+
+
+ANSWER_MAX_BYTES = 1 << 20
+"""How much of an answer's body is read: a vendor answers in a few kilobytes at most, and a target that streams
+without end (a URL that points at the wrong server) must not fill the notifier's memory within the timeout."""
+
+
+async def answer_body(response: aiohttp.ClientResponse, limit: int = ANSWER_MAX_BYTES) -> bytes:
+    """The answer's body, at most ``limit`` bytes: read whole when its Content-Length says it fits, else read up to
+    the limit and the rest left unread (aiohttp then closes the connection instead of reusing it)."""
+    length = response.content_length
+    if length is not None and length <= limit:
+        return await response.read()
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await response.content.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
 
 
 class Http:
@@ -202,7 +223,7 @@ class Http:
                 connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
             )
         async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as response:
-            return Answer(response.status, response.headers, await response.read())
+            return Answer(response.status, response.headers, await answer_body(response))
 
     async def close(self) -> None:
         if self._session is not None:
