@@ -30,7 +30,6 @@ when no child matches, the node itself routes. Matchers see the event's labels p
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -42,7 +41,7 @@ from shared.events import InboundEvent, Severity
 from shared.infra.config import Duration
 from shared.rules.inhibition import InhibitRule
 from shared.rules.maintenance import MaintenanceWindow
-from shared.rules.matchers import Matcher, MatcherList, Op, matcher_labels, parse_matcher
+from shared.rules.matchers import Matcher, MatcherList, Op, compile_regex, matcher_labels, parse_matcher
 
 DEFAULT_PRIORITIES = {Severity.critical: "P1", Severity.error: "P2", Severity.warning: "P3", Severity.info: "P4"}
 
@@ -78,8 +77,8 @@ class Route(BaseModel):
     def _compiles(cls, value: dict[str, str]) -> dict[str, str]:
         for label, pattern in value.items():
             try:
-                re.compile(pattern)
-            except re.error as exc:
+                compile_regex(pattern)
+            except ValueError as exc:
                 raise ValueError(f"match_re.{label}: invalid regular expression {pattern!r}: {exc}") from exc
         return value
 

@@ -52,7 +52,14 @@ class Silence(BaseModel):
         return "active" if now < self.ends_at else "expired"
 
     def matches(self, labels: dict[str, str]) -> bool:
-        return all(parse_matcher(m).matches(labels) for m in self.matchers)
+        """Whether every matcher matches. A silence whose regex RE2 cannot read (stored before matchers were RE2's:
+        a lookaround, a backreference) matches nothing: the notifications it would have muted go out, rather than
+        every batch it is checked against failing."""
+        try:
+            matchers = [parse_matcher(m) for m in self.matchers]
+        except ValueError:
+            return False
+        return all(m.matches(labels) for m in matchers)
 
     def describe(self) -> str:
         return f"silence {self.silence_id} by {self.created_by} until {self.ends_at.isoformat()}: {self.comment}"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from services.router.rules import Matcher, Op, RoutingConfig, decide, describe, event_labels, parse_matcher
 from shared.events import EventKind, Severity
+from shared.rules.matchers import SEEN_CHARS, SEEN_MAX
+from shared.rules.silences import Silence, silenced_by
 from tests.unit.factories import event
 
 names = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
@@ -114,6 +116,57 @@ def test_matcher_semantics_like_alertmanager() -> None:
     assert parse_matcher('env=~"prod"').matches({"env": "prod"})
     assert not parse_matcher('env=~"prod"').matches({"env": "preprod"}), "regexes are anchored"
     assert parse_matcher('env!~"prod"').matches({"env": "preprod"})
+
+
+@pytest.mark.timeout(60)  # Python's re backtracks for hours on this; RE2 answers in microseconds
+@pytest.mark.parametrize("pattern", ["(a+)+", "(a|aa)+", "(a*)*b", "(\\w+\\.?)+"])
+def test_a_regex_matcher_takes_time_linear_in_the_label_whatever_the_pattern(pattern: str) -> None:
+    labels = {"instance": "a" * 40 + "!"}  # the last character fails every way of matching the a's
+    assert not Matcher("instance", Op.re, pattern).matches(labels)
+    assert Matcher("instance", Op.nre, pattern).matches(labels)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('a=~"(x)\\\\1"', "invalid escape sequence"),
+        ('a=~"(?=x)x"', "invalid perl operator: (?="),
+        ('a=~"(?<!x)y"', "invalid perl operator: (?<!"),
+        ('a=~"x{2,1}"', "invalid repetition size"),
+    ],
+)
+def test_a_regex_alertmanager_would_refuse_is_refused_saying_why(text: str, why: str) -> None:
+    with pytest.raises(ValueError, match="invalid regular expression") as exc:
+        parse_matcher(text)
+    assert why in str(exc.value)
+
+
+def test_regexes_read_as_go_reads_them() -> None:
+    assert parse_matcher('city=~"漢.字"').matches({"city": "漢x字"}), "a dot is one character, not one byte"
+    assert not parse_matcher('n=~"\\\\d+"').matches({"n": "\u0661\u0662"}), "digits are ASCII digits, as in Go"
+    assert parse_matcher('n=~"\\\\d+"').matches({"n": "12"})
+
+
+def test_a_regex_matcher_answers_the_same_for_values_it_remembers_and_after_it_forgets() -> None:
+    matcher = Matcher("host", Op.re, "web-[0-9]+")
+    values = [f"web-{i}" if i % 3 else f"db-{i}" for i in range(3 * SEEN_MAX)] + ["x" * (SEEN_CHARS + 1)]
+    expected = [v.startswith("web-") for v in values]
+    for _ in range(2):  # the second round reads remembered answers (and the forgotten ones again)
+        assert [matcher.matches({"host": v}) for v in values] == expected
+
+
+def test_a_stored_silence_whose_regex_re2_cannot_read_matches_nothing_instead_of_failing() -> None:
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    old = Silence(
+        silence_id="s1",
+        matchers=['service="db"', 'host=~"(?!canary).*"'],
+        starts_at=now - timedelta(hours=1),
+        ends_at=now + timedelta(hours=1),
+        created_by="olga",
+        comment="made before matchers were RE2's",
+        created_at=now - timedelta(hours=1),
+    )
+    assert silenced_by({"service": "db", "host": "db-1"}, [old], now) is None
 
 
 @given(names, values)
