@@ -119,8 +119,10 @@ def _unbuildable(tag: str, exc: Exception) -> str:
     kind = tag.rsplit(":", 1)[-1]
     if isinstance(exc, ValueError) and "Exceeds the limit" in str(exc):
         return "an integer of more than 4,300 digits"
-    if isinstance(exc, ValueError) and not isinstance(exc, yaml.YAMLError):
-        return f"not a {kind}: {str(exc).splitlines()[0]}"  # the date's own reason: "day is out of range for month"
+    if kind == "timestamp" and isinstance(exc, ValueError) and not isinstance(exc, yaml.YAMLError):
+        # the date's own reason ("day is out of range for month"), which never quotes the value; int()'s and
+        # float()'s do, and a value tagged !!int may be a token
+        return f"not a {kind}: {str(exc).splitlines()[0]}"
     return f"not a {kind}"
 
 

@@ -309,6 +309,13 @@ def test_yaml_that_pyyaml_cannot_read_is_a_config_error_naming_the_line(
     assert problem in str(exc.value)
 
 
+@pytest.mark.parametrize("tagged", ["!!int S3CRET-int-token-0123", "!!float 0x_S3CRET-float-0123", "!!bool S3CRET-b"])
+def test_a_value_yaml_cannot_build_is_not_quoted_in_the_error(tagged: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_yaml_text(f"integrations:\n  - name: am\n    token: {tagged}\n", IntakeConfig, filename="intake.yaml")
+    assert "S3CRET" not in str(exc.value) and "intake.yaml:3: a value YAML cannot read: not a " in str(exc.value)
+
+
 def test_a_running_config_survives_an_edit_pyyaml_cannot_read_and_says_where(tmp_path: Path) -> None:
     path = tmp_path / "routing.yaml"
     path.write_text(ROUTING_OK)
