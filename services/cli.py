@@ -36,9 +36,9 @@ from services.cli_client import (
     add_delivery_commands,
     add_oncall_commands,
     add_silence_commands,
-    client_from,
     delivery_command,
     oncall_command,
+    run_api_command,
     silence_command,
 )
 from services.cli_db import add_db_commands, db_command
@@ -381,7 +381,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: htt
         return own_command(args, out)
     api_command = API_COMMANDS.get(args.area)
     if api_command is not None:
-        return api_command(args, client_from(args, http), out)
+        return run_api_command(api_command, args, http, out)
     config_dir = args.config_dir or default_config_dir()
     local_command = LOCAL_COMMANDS.get(args.area)
     if local_command is not None:

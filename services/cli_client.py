@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
+from urllib.parse import quote
 
 import httpx
 
@@ -30,26 +31,61 @@ class ApiError(Exception):
     pass
 
 
+def shown_url(url: str) -> str:
+    """An API address as it may be printed: without a user, password, query or fragment (they may hold a secret)."""
+    try:
+        parsed = httpx.URL(url)
+        return str(parsed.copy_with(username=None, password=None, query=None, fragment=None))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "(an address that is not a URL)"
+
+
+UNEXPECTED = "unexpected answer from the API at {url} (is it ticketloop's intake?)"
+
+
 class ApiClient:
     def __init__(self, http: httpx.Client, token: str) -> None:
         self.http, self.token = http, token
 
+    @property
+    def url(self) -> str:
+        return shown_url(str(self.http.base_url))
+
     def call(
         self, method: str, path: str, body: dict[str, Any] | None = None, params: dict[str, str] | None = None
-    ) -> Any:
+    ) -> dict[str, Any]:
+        """The API's JSON object answer; ApiError saying what went wrong, never with the token or the URL's
+        credentials (a header httpx refuses to send is not quoted: it is the token's)."""
         headers = {"Authorization": f"Bearer {self.token}"}
         try:
             resp = self.http.request(method, path, json=body, params=params, headers=headers)
+        except httpx.LocalProtocolError:
+            raise ApiError(f"the request to {self.url} could not be sent (is the API token one line?)") from None
         except httpx.HTTPError as exc:
-            raise ApiError(f"cannot reach the API at {self.http.base_url}: {exc}") from exc
+            raise ApiError(f"cannot reach the API at {self.url}: {type(exc).__name__}{_reason(exc)}") from None
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
         if resp.status_code >= 400:
-            try:
-                data = resp.json()
-            except ValueError:
-                raise ApiError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:200]}") from None
-            problems = "".join(f"\n  {p.get('field', '')}: {p.get('error', '')}" for p in data.get("problems", []))
+            if not isinstance(data, dict):
+                raise ApiError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:200]}")
+            found = data.get("problems")
+            problems = "".join(
+                f"\n  {p.get('field', '')}: {p.get('error', '')}" if isinstance(p, dict) else f"\n  {p}"
+                for p in (found if isinstance(found, list) else [])
+            )
             raise ApiError(f"{method} {path}: {data.get('error', resp.status_code)}{problems}")
-        return resp.json()
+        if not isinstance(data, dict):
+            raise ApiError(UNEXPECTED.format(url=self.url))
+        return data
+
+
+def _reason(exc: httpx.HTTPError) -> str:
+    """httpx's text for a request it sent and got no answer to (``[Errno 111] Connection refused``, ``timed
+    out``): it names neither the URL nor a header."""
+    text = str(exc)
+    return f": {text}" if text else ""
 
 
 def add_api_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,11 +94,52 @@ def add_api_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def client_from(args: argparse.Namespace, http: httpx.Client | None) -> ApiClient:
-    token = args.api_token or os.environ.get("TICKETLOOP_API_TOKEN", "")
+    """The API client of the arguments; ApiError for a token that is not one word of printable ASCII (it would
+    go into a header; spaces and a line end around it, as a token file saved on Windows has, are dropped) or an
+    address that is not a URL (neither is quoted)."""
+    token = (args.api_token or os.environ.get("TICKETLOOP_API_TOKEN", "")).strip()
+    if not all(33 <= ord(c) < 127 for c in token):
+        raise ApiError("the API token must be printable ASCII without spaces (it is not shown here)")
     if http is None:
         url = args.api_url or os.environ.get("TICKETLOOP_API_URL", DEFAULT_URL)
-        http = httpx.Client(base_url=url, timeout=10.0)
+        try:
+            http = httpx.Client(base_url=url, timeout=10.0)
+        except (httpx.InvalidURL, TypeError, ValueError):
+            raise ApiError("the API address is not a URL (e.g. http://127.0.0.1:8080)") from None
     return ApiClient(http, token)
+
+
+def run_api_command(
+    command: Callable[[argparse.Namespace, ApiClient, TextIO], int],
+    args: argparse.Namespace,
+    http: httpx.Client | None,
+    out: TextIO,
+) -> int:
+    """Run one API command with the client of the arguments (an unusable token or address: its error, exit 1)."""
+    try:
+        api = client_from(args, http)
+    except ApiError as exc:
+        print(f"error: {exc}", file=out)
+        return 1
+    return command(args, api, out)
+
+
+def unexpected(api: ApiClient, out: TextIO) -> int:
+    """An answer without the fields a command reads (a wrong address that answers JSON)."""
+    print(f"error: {UNEXPECTED.format(url=api.url)}", file=out)
+    return 1
+
+
+def segment(value: str) -> str:
+    """An id as one path segment (``a?b`` is the id, not a query)."""
+    return quote(value, safe="")
+
+
+def nonempty(value: str) -> str:
+    """An argparse type: a value that is not empty."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
 
 
 def add_silence_commands(sub: Any, aware: Callable[[str], datetime]) -> None:
@@ -74,13 +151,13 @@ def add_silence_commands(sub: Any, aware: Callable[[str], datetime]) -> None:
     add.add_argument("--comment", required=True)
     add.add_argument("--author", default=None, help="default: the API client's name")
     end = add.add_mutually_exclusive_group(required=True)
-    end.add_argument("--duration", help='e.g. "2h", "30m", "1d"')
+    end.add_argument("--duration", type=nonempty, help='e.g. "2h", "30m", "1d"')
     end.add_argument("--end", type=aware, help="ISO 8601 time")
     add.add_argument("--start", type=aware, default=None, help="ISO 8601 time (default: now)")
     query = silence.add_parser("query", help="list silences")
     query.add_argument("--state", choices=["active", "pending", "expired", "all"], default=None)
     expire = silence.add_parser("expire", help="end silences now")
-    expire.add_argument("ids", nargs="+")
+    expire.add_argument("ids", nargs="+", type=nonempty)
     for p in (add, query, expire):
         add_api_arguments(p)
 
@@ -116,10 +193,12 @@ def silence_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> in
                 print(_silence_line(s), file=out)
         else:
             for sid in args.ids:
-                print(_silence_line(api.call("DELETE", f"/api/v1/silences/{sid}")), file=out)
+                print(_silence_line(api.call("DELETE", f"/api/v1/silences/{segment(sid)}")), file=out)
     except ApiError as exc:
         print(f"error: {exc}", file=out)
         return 1
+    except (KeyError, TypeError, AttributeError):
+        return unexpected(api, out)
     return 0
 
 
@@ -132,13 +211,13 @@ def add_oncall_commands(sub: Any, aware: Callable[[str], datetime]) -> None:
     override.add_argument("team")
     override.add_argument("person")
     end = override.add_mutually_exclusive_group(required=True)
-    end.add_argument("--duration", help='e.g. "8h"')
+    end.add_argument("--duration", type=nonempty, help='e.g. "8h"')
     end.add_argument("--end", type=aware)
     override.add_argument("--start", type=aware, default=None)
     override.add_argument("--reason", default="")
     remove = oncall.add_parser("remove", help="remove an override")
     remove.add_argument("team")
-    remove.add_argument("override_id")
+    remove.add_argument("override_id", type=nonempty)
     for p in (show, override, remove):
         add_api_arguments(p)
 
@@ -150,24 +229,29 @@ def _who(entry: dict[str, Any]) -> str:
     return f"{entry['person']} ({how}, until {entry['until']})"
 
 
+def oncall_show(args: argparse.Namespace, api: ApiClient, out: TextIO) -> None:
+    """Who is on call for every team, or one team's rotation and overrides."""
+    query = {"at": args.at.isoformat()} if args.at else None
+    if not args.team:
+        for entry in api.call("GET", "/api/v1/oncall", params=query)["teams"]:
+            print(f"{entry['team']}: {_who(entry)}", file=out)
+        return
+    team = api.call("GET", f"/api/v1/oncall/{segment(args.team)}", params=query)
+    print(f"{team['team']}: {_who(team['on_call'])}", file=out)
+    for shift in team["rotation"]:
+        print(f"  rotation: {shift['person']}  {shift['starts_at']} -> {shift['ends_at']}", file=out)
+    for o in team["overrides"]:
+        print(
+            f"  override {o['override_id']}: {o['person']}  {o['starts_at']} -> {o['ends_at']}  "
+            f"({o['created_by']}: {o['reason'] or '-'})",
+            file=out,
+        )
+
+
 def oncall_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
     try:
         if args.action == "show":
-            query = {"at": args.at.isoformat()} if args.at else None
-            if args.team:
-                team = api.call("GET", f"/api/v1/oncall/{args.team}", params=query)
-                print(f"{team['team']}: {_who(team['on_call'])}", file=out)
-                for shift in team["rotation"]:
-                    print(f"  rotation: {shift['person']}  {shift['starts_at']} -> {shift['ends_at']}", file=out)
-                for o in team["overrides"]:
-                    print(
-                        f"  override {o['override_id']}: {o['person']}  {o['starts_at']} -> {o['ends_at']}  "
-                        f"({o['created_by']}: {o['reason'] or '-'})",
-                        file=out,
-                    )
-            else:
-                for entry in api.call("GET", "/api/v1/oncall", params=query)["teams"]:
-                    print(f"{entry['team']}: {_who(entry)}", file=out)
+            oncall_show(args, api, out)
         elif args.action == "override":
             body: dict[str, Any] = {"person": args.person, "reason": args.reason}
             if args.duration:
@@ -176,14 +260,16 @@ def oncall_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int
                 body["ends_at"] = args.end.isoformat()
             if args.start:
                 body["starts_at"] = args.start.isoformat()
-            made = api.call("POST", f"/api/v1/oncall/{args.team}/overrides", body)
+            made = api.call("POST", f"/api/v1/oncall/{segment(args.team)}/overrides", body)
             print(made["override_id"], file=out)
         else:
-            gone = api.call("DELETE", f"/api/v1/oncall/{args.team}/overrides/{args.override_id}")
+            gone = api.call("DELETE", f"/api/v1/oncall/{segment(args.team)}/overrides/{segment(args.override_id)}")
             print(f"removed {gone['override_id']}: {gone['person']} for {gone['team']}", file=out)
     except ApiError as exc:
         print(f"error: {exc}", file=out)
         return 1
+    except (KeyError, TypeError, AttributeError):
+        return unexpected(api, out)
     return 0
 
 
@@ -199,7 +285,7 @@ def add_delivery_commands(sub: Any) -> None:
     failed.add_argument("--limit", type=int, default=100, help="at most this many (default 100, at most 1000)")
     redrive = deliveries.add_parser("redrive", help="send failed notifications again")
     which = redrive.add_mutually_exclusive_group(required=True)
-    which.add_argument("ids", nargs="*", default=[], metavar="ID")
+    which.add_argument("ids", nargs="*", default=[], metavar="ID", type=nonempty)
     which.add_argument("--all", action="store_true", help="every failed notification")
     for p in (failed, redrive):
         add_api_arguments(p)
@@ -251,10 +337,12 @@ def delivery_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> i
     except ApiError as exc:
         print(f"error: {exc}", file=out)
         return 1
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return unexpected(api, out)
     code = 0
     for nid in ids:
         try:
-            api.call("POST", f"/api/v1/deliveries/{nid}/redrive")
+            api.call("POST", f"/api/v1/deliveries/{segment(nid)}/redrive")
         except ApiError as exc:
             print(f"error: {exc}", file=out)
             code = 1

@@ -6,6 +6,7 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
@@ -116,3 +117,78 @@ def test_oncall_errors_are_clear(http: TestClient) -> None:
     assert code == 1 and "no override 'missing' for team 'operations'" in out
     code, out = run(http, "oncall", "override", "operations", "olga", "--end", "2020-01-01T00:00:00Z")
     assert code == 1 and "ends_at: ends_at is in the past" in out
+
+
+def test_a_token_with_a_line_end_is_read_without_it_and_a_token_that_cannot_be_sent_is_not_shown(
+    http: TestClient,
+) -> None:
+    out = io.StringIO()
+    assert main(["silence", "query", "--api-token", TOKEN + "\r\n"], out, http) == 0, out.getvalue()
+    for bad in ("tökén-0123456789abcdef", "two words-0123456789"):
+        out = io.StringIO()
+        assert main(["silence", "query", "--api-token", bad], out, http) == 1
+        assert "API token must be printable ASCII without spaces" in out.getvalue()
+        assert bad not in out.getvalue() and "tökén" not in out.getvalue()
+
+
+def test_the_api_address_is_shown_without_its_credentials_or_query() -> None:
+    out = io.StringIO()
+    url = "http://operator:s3cret-password@127.0.0.1:9/?token=s3cret-query"
+    assert main(["silence", "query", "--api-url", url, "--api-token", TOKEN], out) == 1
+    assert "cannot reach the API at http://127.0.0.1:9/" in out.getvalue()
+    assert "s3cret" not in out.getvalue()
+    out = io.StringIO()
+    assert main(["silence", "query", "--api-url", "http://[::1", "--api-token", TOKEN], out) == 1
+    assert out.getvalue() == "error: the API address is not a URL (e.g. http://127.0.0.1:8080)\n"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "argv"),
+    [
+        (200, b"<html>a login page</html>", ["silence", "query"]),
+        (200, b"", ["oncall", "show"]),
+        (200, b"[1, 2]", ["deliveries", "failed"]),
+        (200, b'{"something": "else"}', ["silence", "query"]),
+        (200, b'{"something": "else"}', ["oncall", "show", "operations"]),
+        (200, b'{"something": "else"}', ["deliveries", "failed"]),
+        (200, b'{"something": "else"}', ["silence", "add", 'a="b"', "--duration", "1h", "--comment", "c"]),
+    ],
+)
+def test_an_address_that_is_not_the_api_is_a_clear_error(status: int, body: bytes, argv: list[str]) -> None:
+    client = httpx.Client(
+        base_url="http://api.example.test",
+        transport=httpx.MockTransport(lambda _request: httpx.Response(status, content=body)),
+    )
+    out = io.StringIO()
+    assert main([*argv, "--api-token", TOKEN], out, client) == 1
+    assert (
+        out.getvalue()
+        == "error: unexpected answer from the API at http://api.example.test (is it ticketloop's intake?)\n"
+    )
+
+
+def test_a_refusal_whose_body_is_not_the_apis_still_names_the_status() -> None:
+    client = httpx.Client(
+        base_url="http://api.example.test",
+        transport=httpx.MockTransport(lambda _request: httpx.Response(403, json=["no", {"problems": "x"}])),
+    )
+    out = io.StringIO()
+    assert main(["silence", "query", "--api-token", TOKEN], out, client) == 1
+    assert out.getvalue().startswith("error: GET /api/v1/silences: HTTP 403: ")
+
+
+def test_an_id_is_one_path_segment_and_an_empty_one_or_empty_duration_is_refused(
+    http: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run(http, "silence", "expire", "a?b=c")
+    assert code == 1 and "no silence 'a?b=c'" in out
+    for argv in (
+        ["silence", "expire", ""],
+        ["oncall", "remove", "operations", " "],
+        ["silence", "add", 'a="b"', "--comment", "c", "--duration", ""],
+        ["oncall", "override", "operations", "olga", "--duration", ""],
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main([*argv, "--api-token", TOKEN], io.StringIO(), http)
+        assert exc.value.code == 2
+        assert "must not be empty" in capsys.readouterr().err
