@@ -10,8 +10,12 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 POLL_MS = 1_000  # one fetch wait; the read gives up after timeout_s without any progress
+CONNECT_S = 15.0
+"""How long reaching the brokers and listing the topic may take before the read gives up (aiokafka's own
+request timeout is 40 s, and a host that takes the connection and never answers would be waited out that long)."""
 
 
 class TopicReadError(ValueError):
@@ -53,12 +57,21 @@ async def read_all(
 ) -> list[StoredRecord]:
     """Every committed record of ``topic``, partition by partition in offset order (``total(n)``: how many
     offsets the read spans, told once; ``read(k)``: k more records read, for a progress bar)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, isolation_level="read_committed"
-    )
-    await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, isolation_level="read_committed"
+        )
+    except (KafkaError, ValueError, TypeError):
+        raise TopicReadError(f"not a Kafka bootstrap address: {bootstrap!r} (host:port[,host:port])") from None
+    try:
+        try:
+            async with asyncio.timeout(CONNECT_S):
+                await consumer.start()
+                tps = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+        except (KafkaError, OSError, ValueError, TimeoutError) as exc:
+            if isinstance(exc, TopicReadError):
+                raise
+            raise TopicReadError(f"cannot read {topic!r}: Kafka at {bootstrap} {_unreachable(exc)}") from None
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -92,3 +105,12 @@ async def read_all(
         return found
     finally:
         await consumer.stop()
+
+
+def _unreachable(exc: BaseException) -> str:
+    """What went wrong reaching the brokers, in words."""
+    if isinstance(exc, TimeoutError):
+        return f"did not answer within {CONNECT_S:.0f} s"
+    if isinstance(exc, ValueError):
+        return "is not a bootstrap address (host:port[,host:port])"
+    return f"cannot be reached ({type(exc).__name__})"

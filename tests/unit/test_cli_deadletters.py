@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 
+import pytest
+
+from services.cli import main
 from services.cli_deadletters import Found, listing_line, redrives, selected, why_not_redriven
 from shared.events import DeadLetter, Redriven
 from shared.streaming.topics import Topics
@@ -68,3 +72,18 @@ def test_a_dead_letter_sent_back_says_so_and_goes_again_only_when_asked() -> Non
     refused = why_not_redriven(letter(), TOPICS, said["0:3"])
     assert refused is not None and "already redriven at 2026-12-04T05:00:00+00:00" in refused and "--again" in refused
     assert why_not_redriven(letter(), TOPICS, said["0:3"], again=True) is None
+
+
+@pytest.mark.parametrize(
+    ("bootstrap", "why"),
+    [
+        ("127.0.0.1:1", "Kafka at 127.0.0.1:1 cannot be reached (KafkaConnectionError)"),
+        ("host:port", "Kafka at host:port is not a bootstrap address (host:port[,host:port])"),
+        ("[::1", "Kafka at [::1 is not a bootstrap address (host:port[,host:port])"),
+    ],
+)
+def test_a_broker_that_cannot_be_reached_is_a_clear_error(bootstrap: str, why: str) -> None:
+    for action in (["list"], ["redrive", "0:1"]):
+        out = io.StringIO()
+        assert main(["deadletters", *action, "--kafka", bootstrap], out) == 1
+        assert out.getvalue() == f"error: cannot read 'ticketloop.deadletter': {why}\n"
