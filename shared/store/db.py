@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
@@ -214,7 +215,17 @@ def make_engine(url: str, busy_timeout_ms: int = 30_000, wal_autocheckpoint: boo
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, json_serializer=json_text)
+    # a server that takes the connection and never answers (a firewall, a half-dead host) would be waited on for
+    # ever: a service would not start, ``ticketloop db`` would hang; the URL's own connect_timeout comes first
+    given = make_url(url)
+    connect_args = {} if "connect_timeout" in given.query else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+    if given.get_backend_name() != "postgresql":
+        connect_args = {}
+    return create_engine(given, pool_pre_ping=True, json_serializer=json_text, connect_args=connect_args)
+
+
+PG_CONNECT_TIMEOUT_S = 10
+"""How long connecting to PostgreSQL may take (libpq's ``connect_timeout``, whole seconds)."""
 
 
 def json_text(value: Any) -> str:
