@@ -87,6 +87,8 @@ class CalendarConfig(BaseModel):
     def _consistent(self) -> CalendarConfig:
         if not self.always and not self.hours:
             raise ValueError("a business calendar needs working hours (or always: true)")
+        if not self.always and not self.days:
+            raise ValueError("a business calendar needs working days (or always: true)")
         if self.country is not None:
             try:
                 holiday_data.country_holidays(self.country, subdiv=self.subdivision, years=2026)

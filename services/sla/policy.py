@@ -8,7 +8,7 @@ services/sla/firing.py; the outcomes the SLA metrics count, services/sla/outcome
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -91,6 +91,39 @@ class Policy(BaseModel):
         return self
 
 
+FIT_FROM = datetime(2026, 1, 5, tzinfo=UTC)
+FIT_WITHIN = timedelta(days=5 * 365)
+"""A policy's longest chain of working time must end within this long of a start on its calendar, or its clocks
+could run out of calendar (the clocks look ten years ahead at most)."""
+
+
+def longest_chain(policy: Policy) -> timedelta:
+    """The most working time a ticket's clocks of this policy count at once: its longest target, then its last
+    escalation level's delay and every repeat of it."""
+    targets = [*policy.acknowledge.values(), *policy.resolve.values(), *policy.first_response.values()]
+    targets += policy.update.values()
+    repeats = policy.repeat.every * policy.repeat.limit if policy.repeat is not None else timedelta(0)
+    return max(targets) + max(level.after for level in policy.escalation) + repeats
+
+
+def unfitting(name: str, policy: Policy, calendar: CalendarConfig) -> str | None:
+    """Why this policy's clocks would run out of its calendar (no working days, or targets of more working time
+    than five years of it hold), or None."""
+    if calendar.always:
+        return None
+    longest = longest_chain(policy)
+    try:
+        ends = calendar.calendar.add(FIT_FROM, longest)
+    except (ValueError, OverflowError):
+        ends = None
+    if ends is None or ends - FIT_FROM > FIT_WITHIN:
+        return (
+            f"policies.{name}: its targets, escalation and repeats take {longest} of working time, more than five "
+            f"years of calendar {policy.calendar!r} hold (days {calendar.days}, hours {calendar.hours})"
+        )
+    return None
+
+
 class SlaConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -121,6 +154,13 @@ class SlaConfig(BaseModel):
         ]
         if unknown:
             raise ValueError("; ".join(unknown))
+        too_long = [
+            problem
+            for name, p in self.policies.items()
+            if p.calendar != ALWAYS and (problem := unfitting(name, p, self.calendars[p.calendar])) is not None
+        ]
+        if too_long:
+            raise ValueError("; ".join(too_long))
         return self
 
     def calendar_for(self, policy: Policy) -> CalendarConfig:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -573,3 +574,48 @@ def test_the_intervals_length_is_the_one_the_ticket_started_under() -> None:
     )
     commented = on_ticket_event(clock, tev(Change.commented, 2, at=T0 + 10 * MINUTE), shorter)
     assert commented is not None and commented.targets["update"].deadline == T0 + 130 * MINUTE
+
+
+def business(acknowledge: str, days: list[str], hours: list[str], **policy: object) -> dict[str, object]:
+    return {
+        "calendars": {"biz": {"days": days, "hours": hours}},
+        "policies": {
+            "default": {
+                "calendar": "biz",
+                "acknowledge": {"P1": acknowledge},
+                "escalation": [{"after": "0s", "team": "owner"}],
+                **policy,
+            }
+        },
+    }
+
+
+WEEK = ["mon", "tue", "wed", "thu", "fri"]
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        (business("20s", [], ["09:00-10:00"]), "a business calendar needs working days (or always: true)"),
+        (business("36500d", ["mon"], ["09:00-09:01"]), "more than five years of calendar 'biz' hold"),
+        (business("2000d", WEEK, ["09:00-18:00"]), "more than five years of calendar 'biz' hold"),
+        (
+            business("1h", WEEK, ["09:00-18:00"], repeat={"every": "30d", "limit": 100}),
+            "its targets, escalation and repeats take",
+        ),
+    ],
+)
+def test_a_policy_whose_clocks_would_run_out_of_its_calendar_is_refused(
+    config: dict[str, object], problem: str
+) -> None:
+    """Else starting such a ticket's clock raised ("no working time within 3660 days") in the sla worker: its
+    event went to the dead-letter topic, and the ticket had no clock and no escalation."""
+    with pytest.raises(ValidationError, match=re.escape(problem)):
+        SlaConfig.model_validate(config)
+
+
+def test_a_policy_that_fits_its_calendar_is_taken() -> None:
+    config = SlaConfig.model_validate(business("400d", WEEK, ["09:00-18:00"], resolve={"P1": "30d"}))
+    policy = config.policies["default"]
+    deadline = config.calendar_for(policy).calendar.add(T0, policy.acknowledge["P1"])
+    assert deadline - T0 < timedelta(days=5 * 365)
