@@ -43,6 +43,12 @@ def db_command(args: argparse.Namespace, out: TextIO) -> int:
     except (SQLAlchemyError, ValueError) as exc:  # its text can carry the URL, and a PostgreSQL URL its password
         print(f"error: the database did not answer, or its URL is not one ({type(exc).__name__})", file=out)
         return 1
+    except ImportError as exc:
+        print(f"error: no driver here for this database URL ({type(exc).__name__})", file=out)
+        return 1
+    except OSError as exc:  # SQLite's file or its migration lock beside it
+        print(f"error: cannot open the database file: {exc.strerror or type(exc).__name__}", file=out)
+        return 1
     finally:
         if engine is not None:
             engine.dispose()

@@ -65,6 +65,10 @@ def handover_command(args: argparse.Namespace, config_dir: Path, out: TextIO) ->
     except ImportRefusedError as exc:
         print(f"refused: {exc}", file=out)
         return 1
+    except OSError as exc:  # the packages' directory cannot be made or written (a file in its way, permissions)
+        where = exc.filename if exc.filename is not None else config_dir / "handover"
+        print(f"error: cannot write {where}: {exc.strerror or type(exc).__name__}", file=out)
+        return 1
 
 
 def _check(package: HandoverPackage, projects: ProjectsConfig, strict: bool, out: TextIO) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -53,8 +54,14 @@ def add_review_command(sub: Any, _aware: Callable[[str], datetime]) -> None:
 
 
 def default_out(quarter: str, scope: Scope) -> Path:
-    parts = ["review", quarter.upper(), scope.customer or "", scope.project or ""]
-    return Path("-".join(p for p in parts if p) + ".html")
+    """``review-2026Q4-acme-webshop.html`` in the working directory: each part as a file name may hold it (no
+    path separator or control character, at most 60 characters)."""
+    parts = ["review", quarter.strip().upper(), scope.customer or "", scope.project or ""]
+    return Path("-".join(_file_part(p) for p in parts if p.strip()) + ".html")
+
+
+def _file_part(text: str) -> str:
+    return re.sub(r"[\x00-\x1f/\\]+", "_", text.strip())[:60]
 
 
 def review_command(args: argparse.Namespace, config_dir: Path, out: TextIO) -> int:
@@ -66,7 +73,11 @@ def review_command(args: argparse.Namespace, config_dir: Path, out: TextIO) -> i
         print(f"error: {exc}", file=out)
         return 1
     scope = Scope(args.customer, args.project)
-    engine = db.make_engine(database_url(args.database_url))
+    try:
+        engine = db.make_engine(database_url(args.database_url))
+    except (SQLAlchemyError, ValueError, ImportError) as exc:  # its text can be the URL, with its password
+        print(f"error: not a database URL, or no driver for it here ({type(exc).__name__})", file=out)
+        return 1
     try:
         with tqdm(desc="reading tickets", unit="ticket", disable=args.no_progress, file=sys.stderr) as bar:
 
@@ -90,7 +101,11 @@ def review_command(args: argparse.Namespace, config_dir: Path, out: TextIO) -> i
         replay_text = replay_report(mine, live, proposed, args.proposed, horizon, not args.no_progress)
     result = review(args.quarter, scope.describe(), tickets, entries, answers, live)
     path = args.out or default_out(args.quarter, scope)
-    path.write_text(render(result, replay_text), encoding="utf-8")
+    try:
+        path.write_text(render(result, replay_text), encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot write {path}: {exc.strerror or type(exc).__name__}", file=out)
+        return 1
     print(f"review {result.quarter} ({scope.describe()}): {result.tickets} tickets; written to {path}", file=out)
     return 0
 

@@ -28,3 +28,10 @@ def test_an_unreachable_database_is_an_error_without_its_url() -> None:
     assert "pg-s3cret-pw" not in text
     code, text = run("db", "current", "--database-url", "postgresql://u:pg-s3cret-pw@h:notaport/x")
     assert code == 1 and "pg-s3cret-pw" not in text, text
+
+
+def test_a_file_that_cannot_be_made_or_a_missing_driver_is_an_error_without_a_traceback(tmp_path: Path) -> None:
+    code, text = run("db", "upgrade", "--database-url", f"sqlite:///{tmp_path / 'no' / 'dir' / 'x.db'}")
+    assert code == 1 and text.startswith("error: "), text
+    code, text = run("db", "current", "--database-url", "mysql://u:my-s3cret@127.0.0.1:9/x")
+    assert (code, text) == (1, "error: no driver here for this database URL (ModuleNotFoundError)")

@@ -214,3 +214,9 @@ def test_a_package_file_that_is_not_utf8_is_a_named_error(config: Path) -> None:
     bad.write_bytes("project: webshop\nversion: 1\narchitecture: caf\xe9\n".encode("latin-1"))
     code, out = run("handover", "check", str(bad), "--config-dir", str(config))
     assert code == 1 and f"error: {bad}: not UTF-8 text" in out, out
+
+
+def test_an_import_that_cannot_write_says_where_and_why(config: Path) -> None:
+    (config / "handover").write_text("a file where the packages' directory belongs")
+    code, out = run("handover", "import", str(write(config / "p.yaml")), "--config-dir", str(config))
+    assert code == 1 and out.startswith(f"error: cannot write {config / 'handover'}"), out

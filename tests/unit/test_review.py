@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine
 
 from services.cli import main
+from services.review.command import default_out
 from services.review.figures import Held, QuarterError, breach_clock, problem_key, quarter_bounds, review
 from services.review.load import Scope, load_quarter
 from services.review.report import render
@@ -104,3 +105,22 @@ def test_render_escapes_what_people_wrote() -> None:
     r = review(QUARTER, "<b>scope</b>", [], [], [], SLA)
     html = render(r, replay="<i>replayed</i>")
     assert "&lt;b&gt;scope&lt;/b&gt;" in html and "&lt;i&gt;replayed&lt;/i&gt;" in html and "<b>scope" not in html
+
+
+def test_the_command_says_what_it_cannot_write_or_open(engine: Engine, tmp_path: Path) -> None:
+    write_quarter(engine)
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "sla.yaml").write_text(SLA_YAML)
+    base = ["review", "--quarter", QUARTER, "--config-dir", str(config), "--no-progress"]
+    out = io.StringIO()
+    assert main([*base, "--out", str(tmp_path), "--database-url", str(engine.url)], out) == 1
+    assert out.getvalue() == f"error: cannot write {tmp_path}: Is a directory\n"
+    out = io.StringIO()
+    assert main([*base, "--database-url", "postgresql://u:rv-s3cret@h:notaport/x"], out) == 1
+    assert out.getvalue() == "error: not a database URL, or no driver for it here (ValueError)\n"
+
+
+def test_the_default_file_name_holds_no_path_and_no_control_character() -> None:
+    assert default_out("2026q4 ", Scope("a/b", "x" * 300)) == Path(f"review-2026Q4-a_b-{'x' * 60}.html")
+    assert default_out("2026Q4", Scope(None, None)) == Path("review-2026Q4.html")
