@@ -55,7 +55,7 @@ from services.router.rules import RoutingConfig, describe
 from services.sla.calendar import unknown_years
 from services.sla.policy import NEXT, OWNER, SlaConfig
 from services.sla.replay_io import read_events, read_topic, replay_report
-from shared.events import EventKind, Severity
+from shared.events import EventKind, Severity, bounded_time
 from shared.infra.config import ConfigError, load_yaml_model
 from shared.rules.matchers import matcher_labels
 from shared.rules.oncall import TeamsConfig
@@ -278,10 +278,11 @@ def routes_show(config_dir: Path, out: TextIO) -> int:
 
 
 def _aware(text: str) -> datetime:
+    """An ISO 8601 time (naive: UTC) between the years the loop computes with (1970-9000, as the API takes)."""
     try:
-        value = datetime.fromisoformat(text)
+        value = bounded_time(datetime.fromisoformat(text))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time {text!r}: {exc}") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

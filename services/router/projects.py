@@ -21,10 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from services.router.rules import RouteDecision
+from shared.events import bounded_time
 from shared.infra.config import Duration
 from shared.rules.matchers import Matcher, MatcherList, parse_matcher
 from shared.rules.risk import RiskSettings
@@ -75,7 +77,7 @@ class Project(BaseModel):
     name: str = Field(min_length=1)
     customer: str = Field(min_length=1)
     matchers: MatcherList = Field(min_length=1)
-    go_live: AwareDatetime
+    go_live: Annotated[AwareDatetime, AfterValidator(bounded_time)]
     hypercare: Duration = Field(default=timedelta(days=30))
     implementation: Side
     operations: Side

@@ -180,6 +180,27 @@ def test_routes_test_says_when_a_maintenance_window_mutes_it(config_dir: Path) -
     assert "muted:" not in out
 
 
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00+00:00", "9999-12-31T23:00:00+00:00", "2026-02-30T00:00:00"])
+def test_routes_test_refuses_a_time_the_loop_cannot_compute_with(
+    config_dir: Path, at: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    routing = config_dir / "routing.yaml"
+    routing.write_text(
+        routing.read_text() + "maintenance_windows:\n  - name: nightly\n    matchers: ['service=\"database\"']\n"
+        '    time_zone: Asia/Shanghai\n    start: "23:00"\n    end: "01:30"\n'
+    )
+    with pytest.raises(SystemExit) as exc:
+        run("routes", "test", "--config-dir", str(config_dir), "--at", at, "service=database")
+    assert exc.value.code == 2 and f"argument --at: not an ISO 8601 time {at!r}: " in capsys.readouterr().err
+
+
+def test_a_go_live_the_loop_cannot_compute_with_is_a_config_error(config_dir: Path) -> None:
+    projects = config_dir / "projects.yaml"
+    projects.write_text(projects.read_text().replace("2026-", "9999-", 1))
+    code, out = run("config", "check", "--config-dir", str(config_dir))
+    assert code == 1 and "go_live: Value error, a time between the years 1970 and 9000 (UTC)" in out, out
+
+
 def test_teams_yaml_is_optional(config_dir: Path) -> None:
     (config_dir / "teams.yaml").unlink()
     code, out = run("config", "check", "--config-dir", str(config_dir))
