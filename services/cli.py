@@ -23,7 +23,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TextIO
@@ -286,6 +286,27 @@ def _aware(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def event_fields(
+    labels: Mapping[str, str], severity: Severity | None, source: str | None, kind: EventKind | None
+) -> tuple[Severity, str, EventKind]:
+    """The tested event's severity, source and kind: the option, else the label of that name (matchers see these
+    three as labels, so ``severity=critical`` means a critical event), else warning, ``cli``, alert. ValueError
+    when an option and its label disagree, or a label is not a severity or kind."""
+    picked: dict[str, str] = {}
+    for name, given, default in (("severity", severity, "warning"), ("source", source, "cli"), ("kind", kind, "alert")):
+        label = labels.get(name)
+        if given is not None and label is not None and label != str(given):
+            raise ValueError(f"--{name} {given} and the label {name}={label} disagree: give one")
+        picked[name] = str(given) if given is not None else label if label is not None else default
+    try:
+        return Severity(picked["severity"]), picked["source"], EventKind(picked["kind"])
+    except ValueError:
+        raise ValueError(
+            f"severity is one of {', '.join(Severity)} and kind one of {', '.join(EventKind)}, "
+            f"not {picked['severity']!r} and {picked['kind']!r}"
+        ) from None
+
+
 def parse_label(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name:
@@ -344,9 +365,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: htt
     routes = sub.add_parser("routes", help="the routing tree").add_subparsers(dest="action", required=True)
     test = routes.add_parser("test", help="which route an event with these labels takes")
     test.add_argument("labels", nargs="*", type=parse_label, metavar="name=value")
-    test.add_argument("--severity", type=Severity, default=Severity.warning, choices=list(Severity))
-    test.add_argument("--source", default="cli")
-    test.add_argument("--kind", type=EventKind, default=EventKind.alert, choices=list(EventKind))
+    test.add_argument(
+        "--severity", type=Severity, default=None, choices=list(Severity), help="or a severity= label (default warning)"
+    )
+    test.add_argument("--source", default=None, help="or a source= label (default cli)")
+    test.add_argument(
+        "--kind", type=EventKind, default=None, choices=list(EventKind), help="or a kind= label (default alert)"
+    )
     test.add_argument(
         "--at", type=_aware, default=None, help="decide as at this time (ISO 8601), e.g. to check a handover"
     )
@@ -390,9 +415,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, http: htt
     if args.area == "config":
         return config_check(config_dir, out)
     if args.action == "test":
-        at = args.at or datetime.now(UTC)
-        return routes_test(config_dir, dict(args.labels), args.severity, args.source, args.kind, at, out)
+        return routes_test_command(args, config_dir, out)
     return routes_show(config_dir, out)
+
+
+def routes_test_command(args: argparse.Namespace, config_dir: Path, out: TextIO) -> int:
+    labels = dict(args.labels)
+    try:
+        severity, origin, kind = event_fields(labels, args.severity, args.source, args.kind)
+    except ValueError as exc:
+        print(f"error: {exc}", file=out)
+        return 1
+    return routes_test(config_dir, labels, severity, origin, kind, args.at or datetime.now(UTC), out)
 
 
 if __name__ == "__main__":

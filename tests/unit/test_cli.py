@@ -201,6 +201,19 @@ def test_a_go_live_the_loop_cannot_compute_with_is_a_config_error(config_dir: Pa
     assert code == 1 and "go_live: Value error, a time between the years 1970 and 9000 (UTC)" in out, out
 
 
+def test_routes_test_reads_severity_source_and_kind_from_labels_as_matchers_see_them(config_dir: Path) -> None:
+    args = ("routes", "test", "--config-dir", str(config_dir), "service=database")
+    as_label, as_option = run(*args, "severity=critical")[1], run(*args, "--severity", "critical")[1]
+    assert as_label == as_option and "priority: P1" in as_label, as_label
+    assert "priority: P1" not in run(*args)[1], "a warning by default"
+    assert run(*args, "severity=critical", "--severity", "warning") == (
+        1,
+        "error: --severity warning and the label severity=critical disagree: give one\n",
+    )
+    code, out = run(*args, "kind=complaint")
+    assert code == 1 and "not 'warning' and 'complaint'" in out
+
+
 def test_teams_yaml_is_optional(config_dir: Path) -> None:
     (config_dir / "teams.yaml").unlink()
     code, out = run("config", "check", "--config-dir", str(config_dir))
