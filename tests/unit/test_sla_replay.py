@@ -140,3 +140,16 @@ def test_without_until_the_cli_runs_the_clocks_to_now_and_says_so(tmp_path: Path
     assert horizon >= before
     breached = next(line for line in text.splitlines() if line.startswith("breached"))
     assert breached.split()[1] != "0", f"C, never acknowledged, has breached by now under the live policy: {breached}"
+
+
+def test_events_whose_times_cannot_take_a_target_are_an_error_not_a_traceback(tmp_path: Path) -> None:
+    config_dir, proposed = configs(tmp_path)
+    late = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    first = STREAM[0]
+    event = first.model_copy(update={"ticket": first.ticket.model_copy(update={"opened_at": late})})
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(encode(event) + b"\n")
+    out = io.StringIO()
+    argv = ["sla", "replay", "--events", str(events), "--proposed", str(proposed), "--config-dir", str(config_dir)]
+    assert main([*argv, "--no-progress"], out) == 1
+    assert out.getvalue() == "error: a time in these events is past what dates can hold once a target is added to it\n"
