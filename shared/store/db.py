@@ -218,9 +218,8 @@ def make_engine(url: str, busy_timeout_ms: int = 30_000, wal_autocheckpoint: boo
     # a server that takes the connection and never answers (a firewall, a half-dead host) would be waited on for
     # ever: a service would not start, ``ticketloop db`` would hang; the URL's own connect_timeout comes first
     given = make_url(url)
-    connect_args = {} if "connect_timeout" in given.query else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
-    if given.get_backend_name() != "postgresql":
-        connect_args = {}
+    timeout = given.get_backend_name() == "postgresql" and "connect_timeout" not in given.query
+    connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT_S} if timeout else {}
     return create_engine(given, pool_pre_ping=True, json_serializer=json_text, connect_args=connect_args)
 
 

@@ -57,20 +57,17 @@ async def read_all(
 ) -> list[StoredRecord]:
     """Every committed record of ``topic``, partition by partition in offset order (``total(n)``: how many
     offsets the read spans, told once; ``read(k)``: k more records read, for a progress bar)."""
-    try:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, isolation_level="read_committed"
-        )
-    except (KafkaError, ValueError, TypeError):
-        raise TopicReadError(f"not a Kafka bootstrap address: {bootstrap!r} (host:port[,host:port])") from None
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, isolation_level="read_committed"
+    )
     try:
         try:
             async with asyncio.timeout(CONNECT_S):
-                await consumer.start()
+                await consumer.start()  # a malformed address is read here (ValueError), not by the constructor
                 tps = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+        except TopicReadError:  # the topic is missing: said as it is
+            raise
         except (KafkaError, OSError, ValueError, TimeoutError) as exc:
-            if isinstance(exc, TopicReadError):
-                raise
             raise TopicReadError(f"cannot read {topic!r}: Kafka at {bootstrap} {_unreachable(exc)}") from None
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
