@@ -115,19 +115,18 @@ def run_api_command(
     http: httpx.Client | None,
     out: TextIO,
 ) -> int:
-    """Run one API command with the client of the arguments (an unusable token or address: its error, exit 1)."""
+    """Run one API command with the client of the arguments (an unusable token or address: its error, exit 1);
+    an answer without the fields the command reads (a wrong address that answers JSON) is said so, exit 1."""
     try:
         api = client_from(args, http)
     except ApiError as exc:
         print(f"error: {exc}", file=out)
         return 1
-    return command(args, api, out)
-
-
-def unexpected(api: ApiClient, out: TextIO) -> int:
-    """An answer without the fields a command reads (a wrong address that answers JSON)."""
-    print(f"error: {UNEXPECTED.format(url=api.url)}", file=out)
-    return 1
+    try:
+        return command(args, api, out)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        print(f"error: {UNEXPECTED.format(url=api.url)}", file=out)
+        return 1
 
 
 def segment(value: str) -> str:
@@ -197,8 +196,6 @@ def silence_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> in
     except ApiError as exc:
         print(f"error: {exc}", file=out)
         return 1
-    except (KeyError, TypeError, AttributeError):
-        return unexpected(api, out)
     return 0
 
 
@@ -268,8 +265,6 @@ def oncall_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int
     except ApiError as exc:
         print(f"error: {exc}", file=out)
         return 1
-    except (KeyError, TypeError, AttributeError):
-        return unexpected(api, out)
     return 0
 
 
@@ -337,8 +332,6 @@ def delivery_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> i
     except ApiError as exc:
         print(f"error: {exc}", file=out)
         return 1
-    except (KeyError, TypeError, AttributeError, ValueError):
-        return unexpected(api, out)
     code = 0
     for nid in ids:
         try:
