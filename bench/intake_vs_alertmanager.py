@@ -13,15 +13,23 @@ process, a local broker) takes them as Alertmanager's v4 webhooks at ``/api/v1/i
 202 only once the broker acknowledged every write (``acks=all``). Each rate is what was accepted over the time from
 the first POST sent to the last answer received. After both, the events topic is read: every alert intake
 accepted must be there. Each side warms up with one POST first. Intake runs as it does by default: one worker
-process a CPU (services/intake/workers.py; at most 4), or --workers N. Last line:
+process a CPU (services/intake/workers.py; at most 4), or --workers N. Then the single posts go once more, to
+bench/lean_intake: the leanest server Python answers them with after the broker's acknowledgement (no parsing,
+no token, no metrics), so ``lean_single_ratio`` is about as near as an intake in Python on aiokafka could come
+here, whatever its own code. Last, the broker floor: intake's records produced by a bare aiokafka loop, no HTTP.
+Last line:
 ``intake_vs_alertmanager: alerts=.. singles=.. am_batch_alerts_per_s=.. tl_batch_alerts_per_s=.. batch_ratio=..
-am_single_posts_per_s=.. tl_single_posts_per_s=.. single_ratio=.. accepted=.. on_kafka=.. tl_workers=..``
+am_single_posts_per_s=.. tl_single_posts_per_s=.. single_ratio=.. accepted=.. on_kafka=.. tl_workers=..
+lean_single_posts_per_s=.. lean_single_ratio=.. floor_batch_alerts_per_s=.. floor_single_posts_per_s=..
+floor_single_ratio=..``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -45,6 +53,7 @@ from shared.streaming.topics import Topics, TopicSpec, ensure_topics
 INTEGRATION = "alertmanager"
 TOKEN = "bench-alertmanager-token-0123456789"  # noqa: S105 - a local bench's intake token
 PARTITIONS = 4
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,13 @@ def ratio(tl: float, am: float) -> float:
 
 def summary_line(n: int, singles: int, phases: dict[str, Phase], accepted: int, on_kafka: int, workers: int = 1) -> str:
     am_b, tl_b, am_s, tl_s = (phases[k] for k in ("am_batch", "tl_batch", "am_single", "tl_single"))
-    floor_b, floor_s = phases.get("floor_batch"), phases.get("floor_single")
+    floor_b, floor_s, lean_s = phases.get("floor_batch"), phases.get("floor_single"), phases.get("lean_single")
+    lean = (
+        f" lean_single_posts_per_s={lean_s.posts_per_s:.0f}"
+        f" lean_single_ratio={ratio(lean_s.posts_per_s, am_s.posts_per_s):.4f}"
+        if lean_s is not None
+        else ""
+    )
     floor = (
         f" floor_batch_alerts_per_s={floor_b.alerts_per_s:.0f} floor_single_posts_per_s={floor_s.posts_per_s:.0f}"
         f" floor_single_ratio={ratio(floor_s.posts_per_s, am_s.posts_per_s):.4f}"
@@ -88,7 +103,7 @@ def summary_line(n: int, singles: int, phases: dict[str, Phase], accepted: int, 
         f"batch_ratio={ratio(tl_b.alerts_per_s, am_b.alerts_per_s):.4f} "
         f"am_single_posts_per_s={am_s.posts_per_s:.0f} tl_single_posts_per_s={tl_s.posts_per_s:.0f} "
         f"single_ratio={ratio(tl_s.posts_per_s, am_s.posts_per_s):.4f} accepted={accepted} on_kafka={on_kafka} "
-        f"tl_workers={workers}{floor}"
+        f"tl_workers={workers}{lean}{floor}"
     )
 
 
@@ -112,6 +127,29 @@ class Options:
 
 
 Kept = list[tuple[bytes | None, bytes]]
+
+
+async def lean_phase(bootstrap: str, topic: str, bodies: list[bytes], opts: Options) -> Phase:
+    """The single posts against bench/lean_intake, in its own process as intake is, after one to warm it up."""
+    await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS, "posts", "the lean server's copy of the posts")])
+    port = free_port()
+    args = ["-m", "bench.lean_intake", "--port", str(port), "--bootstrap", bootstrap, "--topic", topic]
+    proc = await asyncio.create_subprocess_exec(sys.executable, *args, cwd=REPO, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"bench.lean_intake did not start (exit {proc.returncode}, printed {line!r})")
+        url, headers = (
+            f"http://127.0.0.1:{port}/api/v1/integrations/{INTEGRATION}",
+            {"Content-Type": "application/json"},
+        )
+        await phase(url, bodies[:1], [1], headers, opts)
+        return await phase(url, bodies, [1] * len(bodies), headers, opts)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        await proc.wait()
 
 
 async def count_on_kafka(bootstrap: str, topic: str, expect: int, within_s: float) -> tuple[int, Kept]:
@@ -219,12 +257,12 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[str, bo
             phases["tl_batch"] = await phase(
                 url, [orjson.dumps(webhook_body(g, starts)) for g in groups], sizes, headers, opts
             )
-            phases["tl_single"] = await phase(
-                url, [orjson.dumps(webhook_body(g, starts)) for g in ones], [1] * len(ones), headers, opts
-            )
+            single_bodies = [orjson.dumps(webhook_body(g, starts)) for g in ones]
+            phases["tl_single"] = await phase(url, single_bodies, [1] * len(ones), headers, opts)
             stack.check_alive()
         finally:
             stack.stop_all()
+        phases["lean_single"] = await lean_phase(bootstrap, f"{prefix}lean", single_bodies, opts)
     accepted = len(warm) + phases["tl_batch"].alerts + phases["tl_single"].alerts
     on_kafka, kept = await count_on_kafka(bootstrap, f"{prefix}events", accepted, 120)
     failed = sum(p.failed for p in phases.values())

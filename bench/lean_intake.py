@@ -1,0 +1,94 @@
+"""The leanest intake Python serves a single post with: the bound under intake's single-post rate (issue 15).
+
+    python -m bench.lean_intake --port PORT --bootstrap HOST:PORT --topic TOPIC
+
+One process on uvloop. httptools parses each request; its body is produced as one record with ``acks=all``
+(aiokafka, idempotent, no linger, as intake's publisher produces), and 202 is written once the broker acknowledged
+it. No routing, no token, no reading of the body, no metrics, no logs: what is left of a post is the HTTP round
+trip and the broker's. It prints ``ready`` once it listens. bench/intake_vs_alertmanager posts it the same single
+alerts from the same client as Alertmanager and intake, in the same run, so its ``lean_single_ratio`` is how near
+Alertmanager's single-post rate any intake that answers after the broker's acknowledgement could come on this
+machine. Not a server for anything else: one request in flight a connection, as the bench's client sends them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import cast
+
+import httptools
+import uvloop
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+ACCEPTED = b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+UNAVAILABLE = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"
+MALFORMED = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+class LeanProtocol(asyncio.Protocol):
+    """One connection: each complete request's body produced, then answered."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, tasks: set[asyncio.Task[None]]) -> None:
+        self.producer, self.topic, self.tasks = producer, topic, tasks
+        self.parser = httptools.HttpRequestParser(self)
+        self.body: list[bytes] = []
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.transport is not None:
+                self.transport.write(MALFORMED)
+                self.transport.close()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        body, self.body = b"".join(self.body), []
+        task = asyncio.get_running_loop().create_task(self.answer(body))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def answer(self, body: bytes) -> None:
+        try:
+            await (await self.producer.send(self.topic, value=body))
+            answer = ACCEPTED
+        except KafkaError:
+            answer = UNAVAILABLE
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(answer)
+
+
+async def serve(port: int, bootstrap: str, topic: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0)
+    await producer.start()
+    tasks: set[asyncio.Task[None]] = set()
+    try:
+        server = await asyncio.get_running_loop().create_server(
+            lambda: LeanProtocol(producer, topic, tasks), "127.0.0.1", port
+        )
+        async with server:
+            print("ready", flush=True)
+            await server.serve_forever()
+    finally:
+        await producer.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    args = parser.parse_args()
+    uvloop.run(serve(args.port, args.bootstrap, args.topic))
+
+
+if __name__ == "__main__":
+    main()
