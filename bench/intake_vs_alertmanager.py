@@ -16,12 +16,15 @@ accepted must be there. Each side warms up with one POST first. Intake runs as i
 process a CPU (services/intake/workers.py; at most 4), or --workers N. Then the single posts go once more, to
 bench/lean_intake: the leanest server Python answers them with after the broker's acknowledgement (no parsing,
 no token, no metrics), so ``lean_single_ratio`` is about as near as an intake in Python on aiokafka could come
-here, whatever its own code. Last, the broker floor: intake's records produced by a bare aiokafka loop, no HTTP.
-Last line:
+here, whatever its own code; and once more to it answering each as soon as read (``lean_http_posts_per_s``: the
+HTTP round trip alone, nothing produced). Last, the broker floor: intake's records produced by a bare aiokafka
+loop, no HTTP. A post's answer waits for both round trips, one after the other, so with --concurrency in flight
+a server that answers after the broker, and whose HTTP costs no more than this one's, takes at most about
+1 / (1 / lean_http + 1 / floor_single) posts a second. Last line:
 ``intake_vs_alertmanager: alerts=.. singles=.. am_batch_alerts_per_s=.. tl_batch_alerts_per_s=.. batch_ratio=..
 am_single_posts_per_s=.. tl_single_posts_per_s=.. single_ratio=.. accepted=.. on_kafka=.. tl_workers=..
-lean_single_posts_per_s=.. lean_single_ratio=.. floor_batch_alerts_per_s=.. floor_single_posts_per_s=..
-floor_single_ratio=..``
+lean_single_posts_per_s=.. lean_single_ratio=.. lean_http_posts_per_s=.. floor_batch_alerts_per_s=..
+floor_single_posts_per_s=.. floor_single_ratio=..``
 """
 
 from __future__ import annotations
@@ -91,6 +94,8 @@ def summary_line(n: int, singles: int, phases: dict[str, Phase], accepted: int, 
         if lean_s is not None
         else ""
     )
+    if (lean_http := phases.get("lean_http")) is not None:
+        lean += f" lean_http_posts_per_s={lean_http.posts_per_s:.0f}"
     floor = (
         f" floor_batch_alerts_per_s={floor_b.alerts_per_s:.0f} floor_single_posts_per_s={floor_s.posts_per_s:.0f}"
         f" floor_single_ratio={ratio(floor_s.posts_per_s, am_s.posts_per_s):.4f}"
@@ -129,11 +134,13 @@ class Options:
 Kept = list[tuple[bytes | None, bytes]]
 
 
-async def lean_phase(bootstrap: str, topic: str, bodies: list[bytes], opts: Options) -> Phase:
-    """The single posts against bench/lean_intake, in its own process as intake is, after one to warm it up."""
+async def lean_phase(bootstrap: str, topic: str, bodies: list[bytes], opts: Options, *, at_once: bool = False) -> Phase:
+    """The single posts against bench/lean_intake, in its own process as intake is, after one to warm it up;
+    ``at_once``: answered as soon as read, nothing produced (the HTTP round trip alone)."""
     await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS, "posts", "the lean server's copy of the posts")])
     port = free_port()
     args = ["-m", "bench.lean_intake", "--port", str(port), "--bootstrap", bootstrap, "--topic", topic]
+    args += ["--at-once"] if at_once else []
     proc = await asyncio.create_subprocess_exec(sys.executable, *args, cwd=REPO, stdout=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None
@@ -263,6 +270,7 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[str, bo
         finally:
             stack.stop_all()
         phases["lean_single"] = await lean_phase(bootstrap, f"{prefix}lean", single_bodies, opts)
+        phases["lean_http"] = await lean_phase(bootstrap, f"{prefix}lean", single_bodies, opts, at_once=True)
     accepted = len(warm) + phases["tl_batch"].alerts + phases["tl_single"].alerts
     on_kafka, kept = await count_on_kafka(bootstrap, f"{prefix}events", accepted, 120)
     failed = sum(p.failed for p in phases.values())

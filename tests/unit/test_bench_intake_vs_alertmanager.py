@@ -53,11 +53,13 @@ def test_the_lean_servers_single_posts_join_the_line_before_the_floor() -> None:
         "am_single": Phase(posts=300, alerts=300, failed=0, seconds=0.1),
         "tl_single": Phase(posts=300, alerts=300, failed=0, seconds=0.3),
         "lean_single": Phase(posts=300, alerts=300, failed=0, seconds=0.15),
+        "lean_http": Phase(posts=300, alerts=300, failed=0, seconds=0.01),
         "floor_batch": Phase(posts=100, alerts=5000, failed=0, seconds=0.25),
         "floor_single": Phase(posts=300, alerts=300, failed=0, seconds=0.2),
     }
     line = summary_line(5000, 300, phases, accepted=5302, on_kafka=5302)
     assert line.endswith(
-        "tl_workers=1 lean_single_posts_per_s=2000 lean_single_ratio=0.6667 floor_batch_alerts_per_s=20000"
+        "tl_workers=1 lean_single_posts_per_s=2000 lean_single_ratio=0.6667 lean_http_posts_per_s=30000"
+        " floor_batch_alerts_per_s=20000"
         " floor_single_posts_per_s=1500 floor_single_ratio=0.5000"
     )
