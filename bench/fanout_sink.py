@@ -1,4 +1,4 @@
-"""A fast receiving HTTP server for bench.notify_fanout, in a process of its own (aiohttp on uvloop, one loop).
+"""A fast receiving HTTP server for bench.notify_fanout, in a process of its own (bench/recording_server.py).
 
     python -m bench.fanout_sink --port PORT
 
@@ -16,15 +16,15 @@ import contextlib
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import httpx
 import orjson
 import uvloop
-from aiohttp import web
+
+from bench.recording_server import serve_recording
 
 REPO = Path(__file__).resolve().parents[1]
 Received = tuple[str, str, float]
@@ -40,37 +40,12 @@ def ticket_id_of(body: bytes) -> str:
     return str(found.get("ticket_id", "")) if isinstance(found, dict) else ""
 
 
-def recording_app(entry: Callable[[str, bytes, float], Any], client_max_size: int) -> web.Application:
-    """A receiver that answers every POST 200 and keeps ``entry(path, body, arrival time)`` of each, served back
-    by ``/_count`` and ``/_received?since=N`` (the benches' sinks)."""
-    records: list[Any] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        body = await request.read()
-        records.append(entry(request.path, body, time.time()))
-        return web.Response(status=200)
-
-    async def count(_request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps({"count": len(records)}), content_type="application/json")
-
-    async def received(request: web.Request) -> web.Response:
-        since = int(request.query.get("since", "0"))
-        return web.Response(body=orjson.dumps(records[since:]), content_type="application/json")
-
-    app = web.Application(client_max_size=client_max_size)
-    app.router.add_get("/_count", count)
-    app.router.add_get("/_received", received)
-    app.router.add_post("/{tail:.*}", hook)
-    return app
-
-
-def make_app() -> web.Application:
-    return recording_app(lambda path, body, at: (ticket_id_of(body), path, at), 2 * 1024 * 1024)
+def entry(path: str, body: bytes, at: float) -> Received:
+    return ticket_id_of(body), path, at
 
 
 def serve(port: int) -> None:
-    # uvloop: a receiver that costs less leaves the benchmark's machine to what it measures
-    web.run_app(make_app(), host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop())
+    uvloop.run(serve_recording(port, entry, 2 * 1024 * 1024))
 
 
 class SinkProcess:

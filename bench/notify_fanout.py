@@ -6,10 +6,11 @@ produce → receive latency at 70% of the rate measured.
                                   [--bootstrap HOST:PORT] [--workdir DIR]
 
 Setup: one local broker (or --bootstrap), SQLite in a temp dir, only the notifier (deploy.local.stack), and one
-receiving server (bench/fanout_sink.py: aiohttp on uvloop in its own process, records ticket id, path and receive time,
-verifies nothing). notify.yaml gives the one team K ``webhook`` targets, each its own path on that server: the
-generic webhook has no vendor rate limit, while the vendor kinds (slack, dingtalk, ...) are limited by design to
-1-20 messages a second or a minute per target, so they would measure the limit, not the machinery. No email:
+receiving server (bench/fanout_sink.py: a bare HTTP/1.1 protocol on uvloop in its own process, records ticket id,
+path and receive time, verifies nothing). notify.yaml gives the one team K ``webhook`` targets, each its own path
+on that server: the generic webhook has no vendor rate limit, while the vendor kinds (slack, dingtalk, ...) are
+limited by design to 1-20 messages a second or a minute per target, so they would measure the limit, not the
+machinery. No email:
 the team has no addresses and the tickets have no owner, so nothing is mailed.
 
 1. Baseline: K x F concurrent loops (F in flight per target) post the notifier's very bodies (the webhook payload

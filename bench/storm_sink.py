@@ -1,4 +1,4 @@
-"""The receiving HTTP server of bench.loop_storm, in a process of its own (aiohttp, one event loop): where both
+"""The receiving HTTP server of bench.loop_storm, in a process of its own (bench/recording_server.py): where both
 Alertmanager and ticketloop's notifier post their notifications.
 
     python -m bench.storm_sink --port PORT
@@ -16,9 +16,10 @@ from typing import Any, NamedTuple
 
 import httpx
 import orjson
-from aiohttp import web
+import uvloop
 
-from bench.fanout_sink import SinkProcess, recording_app
+from bench.fanout_sink import SinkProcess
+from bench.recording_server import serve_recording
 
 
 class Notification(NamedTuple):
@@ -57,9 +58,9 @@ def notification_of(body: bytes) -> tuple[str, str, int]:
     return "", "unknown", 0
 
 
-def make_app() -> web.Application:
-    # plain tuples: orjson writes no NamedTuple
-    return recording_app(lambda path, body, at: (path, *notification_of(body), at), 16 * 1024 * 1024)
+def entry(path: str, body: bytes, at: float) -> tuple[str, str, str, int, float]:
+    # a plain tuple: orjson writes no NamedTuple
+    return (path, *notification_of(body), at)
 
 
 class StormSink(SinkProcess):
@@ -73,7 +74,7 @@ class StormSink(SinkProcess):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
-    web.run_app(make_app(), host="127.0.0.1", port=parser.parse_args().port, access_log=None, print=None)
+    uvloop.run(serve_recording(parser.parse_args().port, entry, 16 * 1024 * 1024))
 
 
 if __name__ == "__main__":
