@@ -30,8 +30,12 @@ def add_db_commands(sub: Any) -> None:
 
 def db_command(args: argparse.Namespace, out: TextIO) -> int:
     engine = None
+    url = database_url(args.database_url)
+    if args.action == "current" and (missing := db.missing_sqlite_file(url)) is not None:
+        print(f"error: no database at {missing} (`ticketloop db upgrade` makes one)", file=out)
+        return 1
     try:  # a URL SQLAlchemy cannot read is an error whose text is the URL: inside, with the others
-        engine = db.make_engine(database_url(args.database_url))
+        engine = db.make_engine(url)
         if args.action == "upgrade":
             at = schema.upgrade(engine)
             newest = "the newest" if at == schema.head() else f"newer than this release's newest, {schema.head()}"
@@ -40,11 +44,8 @@ def db_command(args: argparse.Namespace, out: TextIO) -> int:
             with engine.connect() as conn:
                 recorded = schema.current(conn)
             print(f"{recorded or 'none'} (newest: {schema.head()})", file=out)
-    except (SQLAlchemyError, ValueError) as exc:  # its text can carry the URL, and a PostgreSQL URL its password
-        print(f"error: the database did not answer, or its URL is not one ({type(exc).__name__})", file=out)
-        return 1
-    except ImportError as exc:
-        print(f"error: no driver here for this database URL ({type(exc).__name__})", file=out)
+    except (SQLAlchemyError, ValueError, ImportError) as exc:  # its text can carry the URL, and its password
+        print(f"error: {db.database_problem(exc, url)}", file=out)
         return 1
     except OSError as exc:  # SQLite's file or its migration lock beside it
         print(f"error: cannot open the database file: {exc.strerror or type(exc).__name__}", file=out)

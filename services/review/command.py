@@ -64,6 +64,9 @@ def _file_part(text: str) -> str:
     return re.sub(r"[\x00-\x1f/\\]+", "_", text.strip())[:60]
 
 
+NO_DATABASE_HINT = "the services make it when they first start; give their --database-url"
+
+
 def review_command(args: argparse.Namespace, config_dir: Path, out: TextIO) -> int:
     try:
         start, end = quarter_bounds(args.quarter)
@@ -73,8 +76,12 @@ def review_command(args: argparse.Namespace, config_dir: Path, out: TextIO) -> i
         print(f"error: {exc}", file=out)
         return 1
     scope = Scope(args.customer, args.project)
+    url = database_url(args.database_url)
+    if (missing := db.missing_sqlite_file(url)) is not None:
+        print(f"error: no database at {missing}: {NO_DATABASE_HINT}", file=out)
+        return 1
     try:
-        engine = db.make_engine(database_url(args.database_url))
+        engine = db.make_engine(url)
     except (SQLAlchemyError, ValueError, ImportError) as exc:  # its text can be the URL, with its password
         print(f"error: not a database URL, or no driver for it here ({type(exc).__name__})", file=out)
         return 1
@@ -88,7 +95,7 @@ def review_command(args: argparse.Namespace, config_dir: Path, out: TextIO) -> i
 
             tickets, entries, answers = load_quarter(engine, start, end, scope, progress)
     except SQLAlchemyError as exc:
-        print(f"error: the read model could not be read: {type(exc).__name__}: {str(exc).splitlines()[0]}", file=out)
+        print(f"error: the read model could not be read: {db.database_problem(exc, url)}", file=out)
         return 1
     finally:
         engine.dispose()
@@ -113,6 +120,8 @@ def review_command(args: argparse.Namespace, config_dir: Path, out: TextIO) -> i
 def _recorded(args: argparse.Namespace) -> tuple[SlaConfig, list[TicketEvent]] | None:
     """The proposed sla.yaml and the recorded ticket events to replay it on (None: no --proposed)."""
     if args.proposed is None:
+        if args.events is not None or args.kafka is not None:
+            raise ReplayInputError("--events and --kafka are what --proposed replays: give the changed sla.yaml too")
         return None
     proposed = load_yaml_model(args.proposed, SlaConfig)
     if args.events is not None:

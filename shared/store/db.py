@@ -7,9 +7,11 @@ Kafka never duplicate anything.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -32,7 +34,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from shared.events import Delivery, Escalation, Ticket, TicketEvent
@@ -225,6 +227,39 @@ def make_engine(url: str, busy_timeout_ms: int = 30_000, wal_autocheckpoint: boo
 
 PG_CONNECT_TIMEOUT_S = 10
 """How long connecting to PostgreSQL may take (libpq's ``connect_timeout``, whole seconds)."""
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names, when there is none (None: another database, in memory, or the file is there).
+    A command that only reads must not make an empty database where the operator mistyped the path."""
+    try:
+        given = make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+    name = given.database
+    if given.get_backend_name() != "sqlite" or not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    path = Path(name)
+    return None if path.exists() else path
+
+
+def database_problem(exc: BaseException, url: str) -> str:
+    """What went wrong with the database at ``url``, fit for an operator: the driver's own first line (``password
+    authentication failed``, ``no such table: tickets``), with the URL and its password taken out, never the
+    statement; a URL SQLAlchemy cannot read is said to be one, without its text (which is the URL)."""
+    if isinstance(exc, ImportError):
+        return f"no driver here for this database URL ({type(exc).__name__})"
+    if not isinstance(exc, DBAPIError):
+        return f"not a database URL ({type(exc).__name__})"
+    cause = exc.orig if exc.orig is not None else exc
+    lines = str(cause).strip().splitlines()
+    first = lines[0] if lines else ""
+    first = first.replace(url, "<the database URL>")
+    with contextlib.suppress(ArgumentError, ValueError):
+        password = make_url(url).password
+        if password:
+            first = first.replace(str(password), "***")
+    return f"{type(cause).__name__}: {first}"[:400]
 
 
 def json_text(value: Any) -> str:

@@ -99,6 +99,9 @@ def test_the_command_names_what_is_wrong(tmp_path: Path) -> None:
     out = io.StringIO()
     code = main(["review", "--quarter", QUARTER, "--proposed", str(tmp_path / "none.yaml"), "--no-progress"], out)
     assert code == 1 and "none.yaml" in out.getvalue()
+    out = io.StringIO()  # recorded events with nothing to replay on them: not silently passed over
+    assert main(["review", "--quarter", QUARTER, "--events", str(tmp_path / "e.jsonl"), "--no-progress"], out) == 1
+    assert out.getvalue() == "error: --events and --kafka are what --proposed replays: give the changed sla.yaml too\n"
 
 
 def test_render_escapes_what_people_wrote() -> None:
@@ -119,6 +122,17 @@ def test_the_command_says_what_it_cannot_write_or_open(engine: Engine, tmp_path:
     out = io.StringIO()
     assert main([*base, "--database-url", "postgresql://u:rv-s3cret@h:notaport/x"], out) == 1
     assert out.getvalue() == "error: not a database URL, or no driver for it here (ValueError)\n"
+    out = io.StringIO()  # a mistyped path: said, and no empty database made there
+    missing = tmp_path / "typo.db"
+    assert main([*base, "--database-url", f"sqlite:///{missing}"], out) == 1
+    assert out.getvalue() == (
+        f"error: no database at {missing}: the services make it when they first start; give their --database-url\n"
+    )
+    assert not missing.exists()
+    out = io.StringIO()  # a database without the read model: the driver's own words
+    (tmp_path / "empty.db").touch()
+    assert main([*base, "--database-url", f"sqlite:///{tmp_path / 'empty.db'}"], out) == 1
+    assert out.getvalue() == "error: the read model could not be read: OperationalError: no such table: tickets\n"
 
 
 def test_the_default_file_name_holds_no_path_and_no_control_character() -> None:
