@@ -205,9 +205,9 @@ def _unpublished_years(loaded: dict[str, BaseModel], today: date) -> list[str]:
 def _leaderless(loaded: dict[str, BaseModel]) -> list[str]:
     """Escalation levels for a team's lead where teams.yaml names no lead (the on-call person gets them)."""
     teams, sla = loaded.get("teams.yaml"), loaded.get("sla.yaml")
-    if not isinstance(sla, SlaConfig):
+    if not isinstance(sla, SlaConfig) or not isinstance(teams, TeamsConfig):  # a teams.yaml in error is said so
         return []
-    leads = {name: t.lead for name, t in teams.teams.items()} if isinstance(teams, TeamsConfig) else {}
+    leads = {name: t.lead for name, t in teams.teams.items()}
     return [
         f"sla.yaml policies.{pname}.escalation.{i}: lead of {level.team!r}, but teams.yaml names no lead for it; "
         "its on-call person gets it"

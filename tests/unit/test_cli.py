@@ -249,3 +249,6 @@ def test_config_check_warns_about_a_lead_level_for_a_team_without_a_lead(config_
     code, out = run("config", "check", "--config-dir", str(config_dir))
     assert code == 0
     assert "warning: sla.yaml policies.default.escalation.1: lead of 'ops-leads', but teams.yaml names no lead" in out
+    (config_dir / "teams.yaml").write_text(teams.replace("teams:", "teams: [", 1))  # teams.yaml unreadable
+    code, out = run("config", "check", "--config-dir", str(config_dir))
+    assert code == 1 and "teams.yaml" in out and "lead of" not in out, "only the error, not a lead it cannot read"
