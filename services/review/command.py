@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from services.cli_db import database_url
-from services.review.figures import QuarterError, quarter_bounds, review
+from services.review.figures import QuarterError, quarter_bounds, quarter_name, review
 from services.review.load import Scope, load_quarter
 from services.review.report import render
 from services.sla.policy import SlaConfig
@@ -69,7 +69,8 @@ NO_DATABASE_HINT = "the services make it when they first start; give their --dat
 
 def review_command(args: argparse.Namespace, config_dir: Path, out: TextIO) -> int:
     try:
-        start, end = quarter_bounds(args.quarter)
+        quarter = quarter_name(args.quarter)
+        start, end = quarter_bounds(quarter)
         live = load_yaml_model(config_dir / "sla.yaml", SlaConfig)
         recorded = _recorded(args)
     except (QuarterError, ConfigError, TopicReadError) as exc:
@@ -106,8 +107,8 @@ def review_command(args: argparse.Namespace, config_dir: Path, out: TextIO) -> i
         mine = [ev for ev in events if ev.ticket.ticket_id in ids]
         horizon = min(end, datetime.now(UTC))
         replay_text = replay_report(mine, live, proposed, args.proposed, horizon, not args.no_progress)
-    result = review(args.quarter, scope.describe(), tickets, entries, answers, live)
-    path = args.out or default_out(args.quarter, scope)
+    result = review(quarter, scope.describe(), tickets, entries, answers, live)
+    path = args.out or default_out(quarter, scope)
     try:
         path.write_text(render(result, replay_text), encoding="utf-8")
     except OSError as exc:

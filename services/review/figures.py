@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import statistics
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,21 +24,28 @@ from shared.rules.workarounds import tally
 
 CLOCKS = ("acknowledge", "resolve", "first_response", "update")
 PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
-_QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
+_QUARTER = re.compile(r"^([0-9]{4})Q([1-4])$")
 
 
 class QuarterError(ValueError):
     """A quarter that is not written ``YYYYQn``."""
 
 
-def quarter_bounds(text: str) -> tuple[datetime, datetime]:
-    """``2026Q4`` -> [2026-10-01, 2027-01-01) in UTC."""
-    found = _QUARTER.match(text.strip().upper())
+def quarter_name(text: str) -> str:
+    """A quarter as the report names it: ``2026Q4`` for ``2026q4``, `` 2026Q4 `` or typed full-width.
+    QuarterError for anything else, and for a year outside 1970-9000."""
+    found = _QUARTER.match(unicodedata.normalize("NFKC", text).strip().upper())
     if found is None:
         raise QuarterError(f"a quarter is written like 2026Q4, not {text[:32]!r}")
-    year, q = int(found.group(1)), int(found.group(2))
-    if not 1970 <= year <= 9000:
+    if not 1970 <= int(found.group(1)) <= 9000:
         raise QuarterError(f"a quarter between 1970 and 9000, not {text[:32]!r}")
+    return f"{found.group(1)}Q{found.group(2)}"
+
+
+def quarter_bounds(text: str) -> tuple[datetime, datetime]:
+    """``2026Q4`` -> [2026-10-01, 2027-01-01) in UTC."""
+    name = quarter_name(text)
+    year, q = int(name[:4]), int(name[5])
     start = datetime(year, 3 * (q - 1) + 1, 1, tzinfo=UTC)
     end = datetime(year + 1, 1, 1, tzinfo=UTC) if q == 4 else datetime(year, 3 * q + 1, 1, tzinfo=UTC)
     return start, end

@@ -13,7 +13,15 @@ from sqlalchemy import Engine
 
 from services.cli import main
 from services.review.command import default_out
-from services.review.figures import Held, QuarterError, breach_clock, problem_key, quarter_bounds, review
+from services.review.figures import (
+    Held,
+    QuarterError,
+    breach_clock,
+    problem_key,
+    quarter_bounds,
+    quarter_name,
+    review,
+)
 from services.review.load import Scope, load_quarter
 from services.review.report import render
 from services.sla.policy import SlaConfig
@@ -31,6 +39,11 @@ def test_quarters_are_read_as_utc_ranges_and_a_bad_one_is_named() -> None:
     for text in ("9999Q4", "0000Q1"):
         with pytest.raises(QuarterError, match="between 1970 and 9000"):
             quarter_bounds(text)
+    # as typed on a Chinese keyboard: one quarter, one name for the report and its file
+    assert [quarter_name(t) for t in ("\uff12\uff10\uff12\uff16\uff31\uff14", " 2026q4 ", "2026Q4")] == ["2026Q4"] * 3
+    for text in ("2026Q\u0664", "\u0662\u0660\u0662\u0666Q4", "2026-Q4"):  # other scripts' digits are no year
+        with pytest.raises(QuarterError, match="like 2026Q4"):
+            quarter_name(text)
     assert breach_clock("tl-1:first_response:3:breach") == "first_response"
     assert problem_key("Disk 91%  full on DB-1") == problem_key("disk 95% full on db-2")
 
