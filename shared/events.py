@@ -102,15 +102,16 @@ EARLIEST_YEAR, LATEST_YEAR = 1970, 9000
 def bounded_time(value: datetime) -> datetime:
     """A time every part of the loop can store and compute with: in UTC between 1970 and 9000 (a naive time is
     read as UTC). Anything else is a ValueError, which pydantic answers as a 422 naming the field."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # compared with aware times later on
     if EARLIEST_YEAR < value.year < LATEST_YEAR:  # no offset (under a day) takes it past either bound
-        return value
+        return aware
     try:
-        utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        utc = aware.astimezone(UTC)
     except (OverflowError, ValueError):
         utc = None
     if utc is None or not EARLIEST_YEAR <= utc.year <= LATEST_YEAR:
         raise ValueError(f"a time between the years {EARLIEST_YEAR} and {LATEST_YEAR} (UTC)")
-    return value
+    return aware
 
 
 BoundedTime = Annotated[datetime, AfterValidator(bounded_time)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -505,3 +505,34 @@ def test_an_item_of_a_batch_whose_handling_raises_is_dead_lettered_alone_when_re
         "item 2 of 3: handling failed: RuntimeError",
     )
     assert task.dead_lettered == ["handling_failed"]
+
+
+def test_times_written_without_an_offset_are_utc_and_neither_an_event_nor_a_snooze_is_dead_lettered(
+    make: Make,
+) -> None:
+    """Intake takes ``2026-11-24 10:00:00`` as UTC (as the API says); its router compares it with aware times."""
+    broker, topics = make()
+    naive = alert(1).replace(b'Z"', b'"')
+    assert b'"occurred_at":"' in naive and b'Z"' not in naive
+    broker.produce(topics.events.name, b"am/x-1", naive)
+    broker.run()
+    [opened] = changes(broker, topics)
+    assert opened.ticket.first_seen.tzinfo is not None
+    snooze = encode(
+        Command(
+            command_id="c1",
+            ticket_id=opened.ticket.ticket_id,
+            action=Action.snooze,
+            actor="ann",
+            reason="",
+            until=datetime.now(UTC).replace(microsecond=0) + timedelta(days=1),
+            issued_at=datetime.now(UTC),
+            trace_id="tc",
+        )
+    )
+    naive_snooze = snooze.replace(b'Z"', b'"')
+    assert naive_snooze.count(b'Z"') < snooze.count(b'Z"')
+    broker.produce(topics.commands.name, opened.ticket.ticket_id.encode(), naive_snooze)
+    broker.run()
+    assert list(broker.records(topics.deadletter.name)) == []
+    assert [c.change for c in changes(broker, topics)] == [Change.opened, Change.snoozed]
