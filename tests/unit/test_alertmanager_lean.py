@@ -215,10 +215,22 @@ def test_what_the_lean_parser_is_not_sure_of_it_leaves_to_pydantic(payload: Any)
         b'{"a":"\\ud800"}',
         b"\xef\xbb\xbf{}",
         b'{"truncatedAlerts": 123456789012345678901}',
+        b'{"x":' + b"[" * 2000 + b"]" * 2000 + b', "version": "4", "alerts": []}',  # msgspec skips it by recursion
     ],
 )
 def test_malformed_or_odd_json_is_left_to_pydantic(raw: bytes) -> None:
     assert lean_way(raw) is None
+
+
+def test_json_nested_past_what_is_read_is_a_400(intake: tuple[TestClient, FakePublisher]) -> None:
+    client, publisher = intake
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    for depth, status in ((990, 422), (5000, 400)):  # read, then refused for its fields; past orjson's depth: 400
+        body = b'{"version": "4", "x":' + b"[" * depth + b"]" * depth + b', "alerts": []}'
+        resp = client.post("/api/v1/integrations/am", content=body, headers=headers)
+        assert resp.status_code == status, resp.text
+    assert "depth" in resp.json()["error"]
+    assert publisher.records == []
 
 
 def test_the_integrations_heartbeat_alert_is_left_to_the_pydantic_way_which_makes_it_a_beat() -> None:
@@ -266,8 +278,9 @@ TOKEN = "am-token-0123456789abcdef"
         {**am_payload(*VARIED), "truncatedAlerts": 3},
         am_payload(am_alert(labels={"alertname": "Watchdog"}), am_alert(labels={"severity": "disaster", "a": "b"})),
         am_payload(am_alert(startsAt="2026-11-24")),  # a time only pydantic reads
+        am_payload(am_alert(startsAt="2026-11-24T10:00:00", endsAt="2026-11-24T11:00:00")),  # no offset: UTC
     ],
-    ids=["varied", "watchdog", "date-only"],
+    ids=["varied", "watchdog", "date-only", "no-offset"],
 )
 def test_intake_answers_and_publishes_the_same_with_the_lean_parser_or_without(
     intake: tuple[TestClient, FakePublisher], payload: dict[str, Any], monkeypatch: pytest.MonkeyPatch

@@ -196,7 +196,7 @@ def lean_start(text: str) -> tuple[datetime, str] | None:
     if at is None:
         return None
     try:
-        bounded_time(at)
+        at = bounded_time(at)  # a time without an offset is UTC, as pydantic's BoundedTime makes it
     except ValueError:
         return None
     return at, at.isoformat()
@@ -213,10 +213,9 @@ def lean_end(text: str | None) -> tuple[datetime | None] | None:
     if at.year <= ZERO_TIME_YEAR:
         return (None,)
     try:
-        bounded_time(at)
+        return (bounded_time(at),)
     except ValueError:
         return None
-    return (at,)
 
 
 _NO_LINKS = (None, None, None, None)
@@ -249,7 +248,7 @@ def lean_events(
     try:
         hook = _WEBHOOK_DECODER.decode(raw)
         bounded_time(received_at)
-    except (msgspec.MsgspecError, ValueError):
+    except (msgspec.MsgspecError, ValueError, RecursionError):  # msgspec skips an unknown field by recursion
         return None
     starts: dict[str, tuple[datetime, str]] = {}  # a webhook's alerts often share their times
     ends: dict[str | None, tuple[datetime | None]] = {}
