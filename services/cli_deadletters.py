@@ -101,8 +101,15 @@ def why_not_redriven(
         return "not a dead-letter record"
     if redriven is not None and not again:
         return f"already redriven at {redriven.at.isoformat(timespec='seconds')} (--again sends it once more)"
+    return _not_sendable(d, topics)
+
+
+def _not_sendable(d: DeadLetter, topics: Topics) -> str | None:
+    """Why this letter's record cannot go back to its source, whoever asks (None: it can)."""
     if d.offset < 0:
         return "a notification given up: send it again with ticketloop deliveries redrive"
+    if d.cut_from is not None:
+        return f"it keeps only the first part of a record of {d.cut_from:,} bytes, too large to be handled"
     if d.topic not in {spec.name for spec in topics.all()} - {topics.deadletter.name, topics.deliveries.name}:
         return f"its source {d.topic!r} is not an input topic of this deployment (--topic-prefix {topics.prefix!r})"
     return None

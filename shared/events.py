@@ -98,6 +98,12 @@ class Action(StrEnum):
 
 EARLIEST_YEAR, LATEST_YEAR = 1970, 9000
 
+MAX_EVENT_BYTES = 256 * 1024
+"""The most an inbound event may be, as JSON on the events topic. What the router writes of one event (the ticket,
+its change, the hop to the ticket's partition) is a small multiple of it, and every record must stay under the
+broker's 1 MiB: an event that made a larger one could never be committed, and its partition would stop behind it.
+(PagerDuty takes up to 512 KB an event, Opsgenie 15,000 characters a description.)"""
+
 
 def bounded_time(value: datetime) -> datetime:
     """A time every part of the loop can store and compute with: in UTC between 1970 and 9000 (a naive time is
@@ -376,6 +382,9 @@ class DeadLetter(Wire):
     value: str = Field(description="the original bytes, decoded as UTF-8 with replacement")
     reason: str
     at: datetime
+    cut_from: int | None = Field(
+        default=None, description="the original's size in bytes when ``value`` holds only its first MAX_EVENT_BYTES"
+    )
 
 
 class Redriven(Wire):

@@ -21,10 +21,12 @@ from services.intake.edge import (
     read_body,
 )
 from services.intake.formats.common import (
+    EventsTooLargeError,
     ParsedBatch,
     encoded,
     watchdogs_as_beats,
     with_severity_words,
+    within_limits,
 )
 from services.intake.formats.registry import ALERTMANAGER_SHAPED, LEAN_PARSERS, PARSERS, truncated_alerts
 from services.intake.shell import Door
@@ -58,7 +60,8 @@ def pydantic_batch(integration: Integration, raw: bytes, now: datetime, trace_id
     if hb is not None and integration.format in ALERTMANAGER_SHAPED:
         every, grace = hb.every, hb.every if hb.grace is None else hb.grace
         events = watchdogs_as_beats(events, hb.alertname, integration.heartbeat_name() or "", every, grace)
-    return ParsedBatch([encoded(e) for e in events], unknown_words, truncated_alerts(integration.format, payload))
+    kept = within_limits(encoded(e) for e in events)
+    return ParsedBatch(kept, unknown_words, truncated_alerts(integration.format, payload))
 
 
 class AlertsIn(Door):
@@ -82,7 +85,10 @@ class AlertsIn(Door):
             self.edge.check_signature(integration, request, raw)
             trace_id = request.headers.get("x-trace-id") or new_trace_id()
             now = datetime.now(UTC)
-            batch = lean_batch(integration, raw, now, trace_id) or pydantic_batch(integration, raw, now, trace_id)
+            try:
+                batch = lean_batch(integration, raw, now, trace_id) or pydantic_batch(integration, raw, now, trace_id)
+            except EventsTooLargeError as exc:
+                raise HttpError(413, str(exc)) from exc
             events = batch.events
             await self.edge.publish_encoded(events, trace_id)
         except HttpError as exc:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from shared.infra.logging import get_logger
 from shared.streaming.topics import partition_of
@@ -18,6 +18,10 @@ log = get_logger(__name__)
 
 class PublishUnavailableError(RuntimeError):
     """The broker did not acknowledge in time: the sender should retry (HTTP 503)."""
+
+
+class PublishTooLargeError(ValueError):
+    """A record the producer or the broker will never take, however often it is sent (HTTP 413)."""
 
 
 class Record(NamedTuple):
@@ -180,5 +184,7 @@ class KafkaPublisher:
                             batch.append(key=key, value=r.value, timestamp=None, headers=r.headers)
                     futures.append(await producer.send_batch(batch, topic, partition=partition))
                 await asyncio.gather(*futures)
+        except MessageSizeTooLargeError as exc:  # no retry will fit it: the sender's 413, not a 503 for ever
+            raise PublishTooLargeError("a record is over what the broker takes (max_request_size)") from exc
         except (KafkaError, TimeoutError) as exc:
             raise PublishUnavailableError(f"Kafka did not acknowledge: {exc!r}") from exc

@@ -25,13 +25,15 @@ from services.intake.edge import (
 )
 from services.intake.formats.common import (
     Encoded,
+    EventsTooLargeError,
     encoded,
+    within_limits,
 )
 from services.intake.formats.registry import VERIFIERS
 from services.intake.limits import Limiter
 from services.intake.metrics import IntakeMetrics
-from services.intake.publisher import PublishUnavailableError, Record
-from shared.events import Command, InboundEvent
+from services.intake.publisher import PublishTooLargeError, PublishUnavailableError, Record
+from shared.events import MAX_EVENT_BYTES, Command, InboundEvent
 from shared.infra.logging import get_logger, make_headers
 from shared.rules.oncall import TeamsConfig
 from shared.rules.windows import TimeWindowRequest
@@ -83,11 +85,18 @@ class Edge:
 
     async def publish(self, records: list[Record]) -> None:
         started = time.perf_counter()
+        for i, r in enumerate(records):  # what no broker takes is the sender's 413 (events are checked as made)
+            if len(r.value) > MAX_EVENT_BYTES:
+                raise HttpError(
+                    413, f"record {i} of this request is {len(r.value):,} bytes; at most {MAX_EVENT_BYTES:,}"
+                )
         try:
             await self.deps.publisher.publish(records)
         except PublishUnavailableError as exc:  # a 503: logged with its traceback, under the request's id
             log.warning("publish_unavailable", error=str(exc), records=len(records), exc_info=exc)
             raise HttpError(503, "the event broker did not acknowledge; retry later") from exc
+        except PublishTooLargeError as exc:
+            raise HttpError(413, str(exc)) from exc
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
 
     async def publish_encoded(self, events: list[Encoded], trace_id: str) -> None:
@@ -102,7 +111,11 @@ class Edge:
         )
 
     async def publish_events(self, events: list[InboundEvent], trace_id: str) -> None:
-        await self.publish_encoded([encoded(e) for e in events], trace_id)
+        try:
+            kept = within_limits(encoded(e) for e in events)
+        except EventsTooLargeError as exc:
+            raise HttpError(413, str(exc)) from exc
+        await self.publish_encoded(kept, trace_id)
 
     async def publish_commands(self, commands: list[Command], trace_id: str) -> None:
         """Each command to ``commands``, keyed by its ticket, with its ids in the headers (fields at None left

@@ -61,7 +61,7 @@ from services.router.steps import (
     route_step,
     ticket_step,
 )
-from shared.events import Command, Escalation, EventKind, InboundEvent, Ticket, TicketEvent
+from shared.events import MAX_EVENT_BYTES, Command, Escalation, EventKind, InboundEvent, Ticket, TicketEvent
 from shared.infra.config import ConfigWatcher, poll_watchers
 from shared.infra.logging import bind_ids, get_logger, ids_from_headers, make_headers, new_trace_id
 from shared.infra.metrics import counter
@@ -160,6 +160,10 @@ def item_record(record: Record, item: TicketInput) -> Record:
 
 def member_key(ticket_id: str, dedup_key: str) -> bytes:
     return f"{ticket_id}\x1f{dedup_key}".encode()
+
+
+def too_large(size: int) -> str:
+    return f"an event of {size:,} bytes: at most {MAX_EVENT_BYTES:,} (what the router writes of it must fit the broker)"
 
 
 class RouterProcessor:
@@ -268,6 +272,9 @@ class RouterProcessor:
         return True
 
     def on_event(self, task: Task, record: Record) -> None:
+        size = len(record.value or b"")
+        if size > MAX_EVENT_BYTES:  # intake refuses these: one written to the topic otherwise would make
+            raise DecodeError(too_large(size))  # records no transaction can commit
         ev = decode(InboundEvent, record.value)
         bind_ids(trace_id=ev.trace_id, event_id=ev.event_id)
         if ev.kind is EventKind.heartbeat:

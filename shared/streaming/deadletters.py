@@ -4,24 +4,30 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from shared.events import DeadLetter
+from shared.events import MAX_EVENT_BYTES, DeadLetter
 from shared.infra.logging import get_logger
 
 log = get_logger(__name__)
+
+MAX_KEY_CHARS = 4096
+"""A dead letter keeps this much of its record's key (ours are dedup keys and ids, at most 255)."""
 
 
 def dead_letter(
     *, service: str, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str
 ) -> DeadLetter:
+    raw = value or b""
+    cut = len(raw) > MAX_EVENT_BYTES  # a record near the broker's limit would make a dead letter over it
     return DeadLetter(
         service=service,
         topic=topic,
         partition=partition,
         offset=offset,
-        key=key.decode(errors="replace") if key is not None else None,
-        value=(value or b"").decode(errors="replace"),
+        key=key.decode(errors="replace")[:MAX_KEY_CHARS] if key is not None else None,
+        value=raw[:MAX_EVENT_BYTES].decode(errors="replace"),
         reason=reason,
         at=datetime.now(UTC),
+        cut_from=len(raw) if cut else None,
     )
 
 

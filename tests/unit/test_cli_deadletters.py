@@ -54,6 +54,12 @@ def test_only_a_record_from_an_input_topic_of_this_deployment_goes_back() -> Non
     assert why_not_redriven(letter(topic="tl.deadletter"), TOPICS) is not None, "never back onto the dead letters"
     assert why_not_redriven(None, TOPICS) == "no such dead letter"
     assert why_not_redriven(Found("0:1", None), TOPICS) == "not a dead-letter record"
+    found = letter()
+    assert found.letter is not None
+    cut = Found(found.id, found.letter.model_copy(update={"cut_from": 3_000_000}))
+    assert why_not_redriven(cut, TOPICS) == (
+        "it keeps only the first part of a record of 3,000,000 bytes, too large to be handled"
+    )
 
 
 def test_a_listing_can_be_of_one_service() -> None:

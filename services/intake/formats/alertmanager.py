@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from services.intake.formats.common import (
     Encoded,
     ParsedBatch,
+    oversize,
     severity_from_word,
     severity_with_words,
     short_hash,
@@ -255,6 +256,7 @@ def lean_events(
     prefix = f"{integration}/"
     events: list[Encoded] = []
     unknown: list[str] = []
+    total = 0  # bytes encoded so far (EventsTooLargeError past the limits)
     for alert in hook.alerts:
         labels = alert.labels
         status = STATUSES[alert.status]
@@ -296,5 +298,9 @@ def lean_events(
             received_at=received_at,
             trace_id=trace_id,
         )
-        events.append(Encoded(event_id, dedup_key, status, encode_wire(wire)))
+        value = encode_wire(wire)
+        total += len(value)
+        if (problem := oversize(len(events), len(value), total)) is not None:
+            raise problem
+        events.append(Encoded(event_id, dedup_key, status, value))
     return ParsedBatch(events, unknown, max(hook.truncatedAlerts, 0))

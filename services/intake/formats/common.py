@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import NamedTuple
 
-from shared.events import EventStatus, InboundEvent, Severity, beat_event
+from shared.events import MAX_EVENT_BYTES, EventStatus, InboundEvent, Severity, beat_event
 from shared.infra.ids import short_hash, stable_id
 from shared.streaming.codec import encode
 
 __all__ = [
+    "MAX_REQUEST_EVENT_BYTES",
     "Encoded",
+    "EventsTooLargeError",
     "ParsedBatch",
     "encoded",
+    "oversize",
     "severity_from_word",
     "severity_with_words",
     "short_hash",
     "stable_id",
     "watchdogs_as_beats",
     "with_severity_words",
+    "within_limits",
 ]
 
 
@@ -44,6 +48,45 @@ class ParsedBatch(NamedTuple):
 
 def encoded(event: InboundEvent) -> Encoded:
     return Encoded(event.event_id, event.dedup_key, event.status, encode(event))
+
+
+MAX_REQUEST_EVENT_BYTES = 32 * 1024 * 1024
+"""The most one request's events may be together, encoded: a 1 MiB body whose every alert repeats a long
+``externalURL`` would otherwise become gigabytes of events in memory and on Kafka. A storm of 10,000 ordinary
+alerts in one webhook is about 10 MB."""
+
+
+class EventsTooLargeError(ValueError):
+    """A request's events are over ``MAX_EVENT_BYTES`` each or ``MAX_REQUEST_EVENT_BYTES`` together (its 413)."""
+
+
+def oversize(index: int, size: int, total: int) -> EventsTooLargeError | None:
+    """Why the ``index``-th event of a request (counting from 0), ``size`` bytes encoded with ``total`` bytes for
+    it and those before, is too large; None when it is not."""
+    if size > MAX_EVENT_BYTES:
+        return EventsTooLargeError(
+            f"event {index} of this request is {size:,} bytes encoded; an event is at most {MAX_EVENT_BYTES:,}:"
+            " shorten its labels, annotations or links"
+        )
+    if total > MAX_REQUEST_EVENT_BYTES:
+        return EventsTooLargeError(
+            f"this request's events are over {MAX_REQUEST_EVENT_BYTES:,} bytes encoded by event {index}:"
+            " send fewer alerts a request, or shorter ones"
+        )
+    return None
+
+
+def within_limits(events: Iterable[Encoded]) -> list[Encoded]:
+    """``events`` as a list, encoded one after another until one is too large (EventsTooLargeError)."""
+    kept: list[Encoded] = []
+    total = 0
+    for i, e in enumerate(events):
+        total += len(e.value)
+        problem = oversize(i, len(e.value), total)
+        if problem is not None:
+            raise problem
+        kept.append(e)
+    return kept
 
 
 _SEVERITY_WORDS: dict[str, Severity] = {
