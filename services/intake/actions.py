@@ -49,12 +49,12 @@ from services.intake.action_pages import (
     unavailable_page,
     used_page,
 )
-from services.intake.edge import HttpError, read_body
+from services.intake.edge import HttpError, read_body, trace_id_of
 from services.intake.publisher import Record
 from services.intake.shell import Door, Edge
 from shared.events import Action, Command
 from shared.infra.actionlinks import LinkClaims, LinkKeys, LinkRefused, token_from_link, verify
-from shared.infra.logging import get_logger, make_headers, new_trace_id
+from shared.infra.logging import get_logger, make_headers
 from shared.infra.metrics import counter
 from shared.rules.oncall import person_may_act
 from shared.store import db
@@ -279,7 +279,7 @@ class ActionsIn(Door):
         checked = checked_link(request.path_params["token"], keys, datetime.now(UTC))
         if isinstance(checked, Outcome):
             return page_for(self.done(checked, "page"), posted=True)
-        trace_id = request.headers.get("x-trace-id") or new_trace_id()
+        trace_id = trace_id_of(request)
         return page_for(self.done(await self.act(checked, REASON, trace_id), "page"), posted=True)
 
     async def slack_actions(self, interaction: SlackInteraction, keys: LinkKeys, trace_id: str) -> None:
@@ -334,7 +334,7 @@ class ActionsIn(Door):
             return JSONResponse({"error": "expected a form field 'payload' holding a JSON object"}, status_code=400)
         if interaction.type != "block_actions":
             return Response(status_code=200)
-        trace_id = request.headers.get("x-trace-id") or new_trace_id()
+        trace_id = trace_id_of(request)
         # Slack wants an answer within 3 s and a publish may wait up to its own timeout (5 s by default): answer
         # now, act in the background (after the answer is sent), and tell the user through response_url.
         return Response(status_code=200, background=BackgroundTask(self.slack_actions, interaction, keys, trace_id))

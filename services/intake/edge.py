@@ -159,6 +159,12 @@ def request_id_of(given: str | None) -> str:
     return given if given is not None and _PLAIN_ID.match(given) else new_trace_id()
 
 
+def trace_id_of(request: Request) -> str:
+    """The caller's X-Trace-Id when it is a plain token of at most 128 characters, else a new one: it goes into
+    every record the request makes (a 100 kB one, copied into each alert of a batch, was taken before)."""
+    return request_id_of(request.headers.get("x-trace-id"))
+
+
 TOKEN_PATHS = ("/act/", "/survey/", "/solved/")
 """Paths whose last part is a signed link's token: a credential, never logged."""
 

@@ -19,6 +19,7 @@ from services.intake.edge import (
     bearer_token,
     parse_json,
     read_body,
+    trace_id_of,
 )
 from services.intake.formats.common import (
     EventsTooLargeError,
@@ -31,7 +32,7 @@ from services.intake.formats.common import (
 from services.intake.formats.registry import ALERTMANAGER_SHAPED, LEAN_PARSERS, PARSERS, truncated_alerts
 from services.intake.shell import Door
 from shared.events import beat_event
-from shared.infra.logging import bind_ids, get_logger, new_trace_id
+from shared.infra.logging import bind_ids, get_logger
 from shared.streaming.codec import describe_validation_error
 
 log = get_logger(__name__)
@@ -83,7 +84,7 @@ class AlertsIn(Door):
             self.edge.limited(integration)
             raw = await read_body(request, self.deps.max_body_bytes)
             self.edge.check_signature(integration, request, raw)
-            trace_id = request.headers.get("x-trace-id") or new_trace_id()
+            trace_id = trace_id_of(request)
             now = datetime.now(UTC)
             try:
                 batch = lean_batch(integration, raw, now, trace_id) or pydantic_batch(integration, raw, now, trace_id)
@@ -127,7 +128,7 @@ class AlertsIn(Door):
             self.edge.limited(integration)
             raw = await read_body(request, self.deps.max_body_bytes)  # a body, if any, is not kept
             self.edge.check_signature(integration, request, raw)  # an integration that signs signs its beats too
-            trace_id = request.headers.get("x-trace-id") or new_trace_id()
+            trace_id = trace_id_of(request)
             hb, now = integration.heartbeat, datetime.now(UTC)
             grace = hb.every if hb.grace is None else hb.grace
             beat = beat_event(name, integration.name, hb.every, grace, now, uuid.uuid4().hex, trace_id)

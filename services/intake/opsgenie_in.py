@@ -16,10 +16,10 @@ from services.intake.edge import (
     HttpError,
     parse_json,
     read_body,
+    trace_id_of,
 )
 from services.intake.formats import opsgenie
 from services.intake.shell import Door
-from shared.infra.logging import new_trace_id
 from shared.streaming.codec import describe_validation_error
 
 
@@ -44,7 +44,7 @@ class OpsgenieIn(Door):
 
     async def handle(self, verb: opsgenie.Verb, request: Request) -> Response:
         started = time.perf_counter()
-        trace_id = request.headers.get("x-trace-id") or new_trace_id()
+        trace_id = trace_id_of(request)
 
         def answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
             took = round(time.perf_counter() - started, 3)

@@ -17,6 +17,7 @@ from services.intake.edge import (
     HttpError,
     parse_json,
     read_body,
+    trace_id_of,
 )
 from services.intake.formats import pagerduty
 from services.intake.limits import retry_after
@@ -94,7 +95,7 @@ class PagerDutyIn(Door):
             self.metrics.rejected.labels(reason="rate_limited").inc()
             wait = {"Retry-After": retry_after(exc.retry_after_s or 1.0)}
             return JSONResponse({"status": "throttled", "message": exc.error}, status_code=429, headers=wait)
-        trace_id = request.headers.get("x-trace-id") or new_trace_id()
+        trace_id = trace_id_of(request)
         try:
             events = pagerduty.to_events(
                 payload, integration=integration.name, raw=raw, received_at=datetime.now(UTC), trace_id=trace_id

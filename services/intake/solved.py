@@ -23,14 +23,14 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from services.intake.action_pages import html, page
-from services.intake.edge import HttpError
+from services.intake.edge import HttpError, trace_id_of
 from services.intake.feedback_form import Lang, language
 from services.intake.limits import retry_after
 from services.intake.shell import Door
 from services.intake.survey import ANSWER_LIMIT, NONCE, busy_headers, open_reporter_link
 from shared.events import Action, Command
 from shared.infra.actionlinks import LinkClaims
-from shared.infra.logging import get_logger, new_trace_id
+from shared.infra.logging import get_logger
 
 log = get_logger(__name__)
 
@@ -166,7 +166,7 @@ class SolvedIn(Door):
         wait = self.edge.limiter.wait(f"solved/{claims.ticket_id}", ANSWER_LIMIT, time.monotonic())
         if wait > 0:
             return html(notice(lang, "busy"), 429, **{"Retry-After": retry_after(wait)})
-        trace_id = request.headers.get("x-trace-id") or new_trace_id()
+        trace_id = trace_id_of(request)
         solved = form.answer == "yes"
         try:
             await self.edge.publish_commands([answer_command(claims, form, datetime.now(UTC), trace_id)], trace_id)

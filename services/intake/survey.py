@@ -35,14 +35,14 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from services.intake.action_pages import html, page
-from services.intake.edge import HttpError, IntakeDeps
+from services.intake.edge import HttpError, IntakeDeps, trace_id_of
 from services.intake.feedback_form import Lang, language
 from services.intake.limits import RateLimitConfig, retry_after
 from services.intake.shell import Door
 from services.router.projects import ProjectsConfig
 from shared.events import Action, Command, bounded_time
 from shared.infra.actionlinks import LinkAction, LinkClaims, LinkKeys, LinkRefused, verify
-from shared.infra.logging import get_logger, new_trace_id
+from shared.infra.logging import get_logger
 from shared.rules.satisfaction import SCORES, Figures, judge_goal
 from shared.store import db
 
@@ -404,7 +404,7 @@ class SurveyIn(Door):
         wait = self.edge.limiter.wait(f"survey/{claims.ticket_id}", ANSWER_LIMIT, time.monotonic())
         if wait > 0:
             return html(notice_page(lang, "busy"), 429, **{"Retry-After": retry_after(wait)})
-        trace_id = request.headers.get("x-trace-id") or new_trace_id()
+        trace_id = trace_id_of(request)
         try:
             await self.edge.publish_commands([rate_command(claims, form, datetime.now(UTC), trace_id)], trace_id)
         except HttpError:  # the broker did not take it: nothing was recorded, the same page may be sent again

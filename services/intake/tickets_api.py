@@ -20,10 +20,11 @@ from services.intake.edge import (
     iso_time,
     parse_json,
     read_body,
+    trace_id_of,
 )
 from services.intake.shell import Door
 from shared.events import Command
-from shared.infra.logging import get_logger, new_trace_id
+from shared.infra.logging import get_logger
 from shared.store import db
 from shared.streaming.codec import describe_validation_error
 
@@ -105,7 +106,7 @@ class TicketsApi(Door):
             if action is None:
                 raise HttpError(404, f"unknown action {request.path_params['verb']!r}; one of {sorted(VERBS)}")
             raw = await read_body(request, self.deps.max_body_bytes)
-            trace_id = request.headers.get("x-trace-id") or new_trace_id()
+            trace_id = trace_id_of(request)
             try:
                 body = CommandBody.model_validate(parse_json(raw) if raw.strip() else {})
                 cmd = Command(

@@ -118,3 +118,19 @@ def test_an_event_over_the_limit_on_the_topic_is_dead_lettered_cut_and_the_parti
     assert dead.cut_from == len(huge) and len(dead.value) == MAX_EVENT_BYTES
     assert dead.reason.startswith(f"an event of {len(huge):,} bytes: at most {MAX_EVENT_BYTES:,}")
     assert len(list(broker.records(topics.tickets.name))) == 1, "the next event opened its ticket"
+
+
+def test_a_trace_id_that_is_not_a_plain_token_of_128_characters_is_replaced(
+    client: tuple[TestClient, FakePublisher],
+) -> None:
+    """It goes into every record of the request: a 100 kB one was copied into each alert's event."""
+    http, publisher = client
+    headers = {"Authorization": f"Bearer {AM}"}
+    for given, kept in (("tr-plain.1:2", True), ("t" * 100_000, False), ("has space", False), ("x" * 129, False)):
+        publisher.records.clear()
+        resp = http.post(
+            "/api/v1/integrations/am", content=webhook([am_alert(0)]), headers={**headers, "X-Trace-Id": given}
+        )
+        assert resp.status_code == 202, resp.text
+        assert (resp.json()["trace_id"] == given) is kept
+        assert [dict(r.headers)["trace_id"].decode() for r in publisher.records] == [resp.json()["trace_id"]]
