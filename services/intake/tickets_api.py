@@ -36,6 +36,9 @@ def ticket_json(row: db.TicketRow) -> dict[str, Any]:
     return {k: iso_time(v) if isinstance(v, datetime) else v for k, v in row.model_dump().items()}
 
 
+MAX_OFFSET = 1_000_000_000
+
+
 class TicketsApi(Door):
     """Tickets and commands."""
 
@@ -55,6 +58,8 @@ class TicketsApi(Door):
                 offset = max(int(q.get("offset", "0")), 0)
             except ValueError as exc:
                 raise HttpError(422, "limit and offset must be integers") from exc
+            if offset > MAX_OFFSET:  # past any list, and past what SQLite's integers hold (a 500 before)
+                raise HttpError(422, f"offset must be at most {MAX_OFFSET:,}")
             rows = await run_in_threadpool(
                 db.list_tickets, self.deps.engine, state=q.get("state"), team=q.get("team"), limit=limit, offset=offset
             )

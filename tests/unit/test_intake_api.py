@@ -202,6 +202,10 @@ def test_ticket_api_reads_the_read_model(api: Api) -> None:
     assert one["timeline"][0]["change"] == "opened"
     assert api.client.get("/api/v1/tickets/nope", headers=auth).status_code == 404
     assert api.client.get("/api/v1/tickets?limit=x", headers=auth).status_code == 422
+    for offset in ("9223372036854775808", "1" * 5000):  # past SQLite's integers (a 500 before), past int()'s digits
+        resp = api.client.get(f"/api/v1/tickets?offset={offset}", headers=auth)
+        assert resp.status_code == 422, resp.text
+    assert api.client.get("/api/v1/tickets?offset=1000000000", headers=auth).json()["tickets"] == []
 
 
 def test_ack_produces_a_command_keyed_by_ticket(api: Api) -> None:
