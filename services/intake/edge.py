@@ -14,7 +14,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from sqlalchemy import Engine
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -175,6 +175,14 @@ def loggable_path(path: str) -> str:
     return f"{prefix}…" if prefix is not None else path[:256]
 
 
+def client_gone(exc: BaseException) -> bool:
+    """The client went away mid-request: its body cut short (``ClientDisconnect``), its connection reset, or the
+    answer written after it closed (uvloop's RuntimeError on a closed transport)."""
+    if isinstance(exc, ClientDisconnect | ConnectionError):
+        return True
+    return isinstance(exc, RuntimeError) and "closed=True" in str(exc)
+
+
 class RequestIds:
     """ASGI middleware (inside Starlette's own error middleware): every answer carries ``X-Request-Id`` (the
     caller's, or a new one); an exception a handler let out is logged once, with its traceback and the id, and
@@ -201,7 +209,11 @@ class RequestIds:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as exc:
+            if client_gone(exc):  # nobody to answer, and nothing of ours went wrong: no traceback, no 500
+                path = loggable_path(scope.get("path", ""))
+                log.info("request_abandoned", method=scope.get("method"), path=path, error=type(exc).__name__)
+                return
             log.exception(
                 "request_failed", method=scope.get("method"), path=loggable_path(scope.get("path", "")), request_id=rid
             )
