@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -112,3 +114,26 @@ def test_encoded_values_cost_what_they_weigh() -> None:
         tracemalloc.stop()
     per_value = (after - before) / len(kept)
     assert per_value < 2 * sys.getsizeof(kept[0]), f"{per_value:.0f} bytes held per {len(kept[0])}-byte value"
+
+
+class Writes(io.StringIO):
+    """A stream that remembers each write() it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, s: str) -> int:
+        self.calls.append(s)
+        return super().write(s)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_each_log_line_is_one_write_with_its_newline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Intake's workers share one log file (O_APPEND): a line written in two parts could run into another's."""
+    stream = Writes()
+    monkeypatch.setattr(sys, "stderr", stream)
+    configure_logging("svc", "INFO")
+    get_logger("x").info("hello", n=1)
+    logging.getLogger("lib").warning("from a library")
+    assert len(stream.calls) == 2 and all(c.endswith("\n") and c.count("\n") == 1 for c in stream.calls), stream.calls
