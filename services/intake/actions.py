@@ -300,7 +300,7 @@ class ActionsIn(Door):
             return
         try:
             answer = await http.post(url, json=body, timeout=REDRAW_TIMEOUT_S)
-        except httpx.HTTPError as exc:  # the message says which URL: only the kind of failure is logged
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # its text says which URL: only the kind is logged
             log.warning("slack_redraw_failed", error=type(exc).__name__)
             return
         if answer.status_code >= 300:

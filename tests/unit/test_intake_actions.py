@@ -517,3 +517,12 @@ def test_slack_redraw_failures_are_logged_without_the_url(intake: Intake, slack_
     assert [f.get("status") or f.get("error") for f in failures] == [404, "ConnectError"]
     assert not any("secret-response-path" in repr(e) for e in events)
     assert len(intake.commands()) == 2, "a failed redraw does not undo the action"
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://x/\x00", "file:///etc/passwd", "not a url"])
+def test_a_response_url_that_cannot_be_posted_to_is_a_warning_and_the_action_stands(intake: Intake, url: str) -> None:
+    value = intake.link("ack").removeprefix("/act/")
+    with structlog.testing.capture_logs() as logs:
+        assert intake.slack(_block_actions(value, response_url=url)).status_code == 200
+    assert len(intake.commands()) == 1
+    assert [e["event"] for e in logs if e["log_level"] in ("warning", "error")][-1:] == ["slack_redraw_failed"]
