@@ -276,6 +276,27 @@ def test_lifecycle_actions_validate_their_arguments(api: Api, verb: str, body: d
     assert api.publisher.records == []
 
 
+def test_a_pagerduty_key_of_255_characters_is_taken_and_answered_as_sent(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'pd.db'}")
+    db.init_db(engine)
+    config = IntakeConfig.model_validate({"integrations": [{"name": "pd", "format": "pagerduty", "token": "K" * 32}]})
+    publisher = FakePublisher()
+    app = create_app(IntakeDeps(config, publisher, engine, Topics("t.", 2), CollectorRegistry()))
+    longest = "k" * 255  # PagerDuty's longest; with the integration's prefix over an event's 255 (a 400 before)
+    body = {
+        "routing_key": "K" * 32,
+        "dedup_key": longest,
+        "payload": {"summary": "s", "source": "x", "severity": "error"},
+    }
+    with TestClient(app) as client:
+        for action in ("trigger", "acknowledge"):
+            sent = client.post("/v2/enqueue", json={**body, "event_action": action})
+            assert sent.status_code == 202, sent.text
+            assert sent.json()["dedup_key"] == longest
+    trigger, ack = (r.key for r in publisher.records)
+    assert trigger == ack and len(trigger) <= 255 and trigger.startswith("pd/" + "k" * 160 + "~")
+
+
 def test_pagerduty_enqueue_answers_like_pagerduty(tmp_path: Path) -> None:
     engine = db.make_engine(f"sqlite:///{tmp_path / 'pd.db'}")
     db.init_db(engine)

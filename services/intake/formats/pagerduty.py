@@ -102,17 +102,35 @@ def change_comments(
     ]
 
 
+MAX_DEDUP_KEY = 255
+"""An event's dedup key is at most this long (``InboundEvent``)."""
+
+
 def routing_key(payload: Any) -> str | None:
     """The routing key, read before validation so the integration can be found (and authenticated) first."""
     value = payload.get("routing_key") if isinstance(payload, dict) else None
     return value if isinstance(value, str) else None
 
 
+def sender_key(ev: PagerDutyEvent, raw: bytes) -> str:
+    """The event's ``dedup_key`` as PagerDuty answers it: the sender's, or one derived from the body."""
+    return ev.dedup_key or hashlib.sha256(raw).hexdigest()[:32]
+
+
+def keyed(integration: str, key: str) -> str:
+    """The dedup key of a PagerDuty key: ``<integration>/<key>``, or, when that is over an event's 255 characters
+    (PagerDuty takes keys of 255), the key's first 160 and a hash of it all."""
+    whole = f"{integration}/{key}"
+    if len(whole) <= MAX_DEDUP_KEY:
+        return whole
+    return f"{integration}/{key[:160]}~{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+
+
 def to_events(
     payload: Any, *, integration: str, raw: bytes, received_at: datetime, trace_id: str
 ) -> list[InboundEvent]:
     ev = PagerDutyEvent.model_validate(payload)
-    key = ev.dedup_key or hashlib.sha256(raw).hexdigest()[:32]
+    key = sender_key(ev, raw)
     p = ev.payload
     labels = {"source": p.source} if p else {}
     if p:
@@ -132,7 +150,7 @@ def to_events(
             event_id=stable_id(integration, hashlib.sha256(raw).hexdigest(), received_at.isoformat()),
             kind=EventKind.alert,
             source=integration,
-            dedup_key=f"{integration}/{key}",
+            dedup_key=keyed(integration, key),
             status=ACTIONS[ev.event_action],
             summary=p.summary if p else f"{ev.event_action} {key}",
             severity=p.severity if p else Severity.info,
