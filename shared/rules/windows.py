@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from shared.events import bounded_time
+from shared.events import EARLIEST_YEAR, LATEST_YEAR, bounded_time
 from shared.infra.config import Duration
 
 
@@ -34,9 +34,11 @@ class TimeWindowRequest(BaseModel):
         starts, or last longer than ``longest``."""
         starts = self.starts_at or now
         try:
-            ends = self.ends_at if self.ends_at is not None else starts + (self.duration or timedelta(0))
-        except OverflowError:
-            raise ValueError("it would end after the year 9999") from None
+            ends = bounded_time(self.ends_at if self.ends_at is not None else starts + (self.duration or timedelta(0)))
+        except (OverflowError, ValueError):
+            raise ValueError(
+                f"it would end after {LATEST_YEAR}: times are between {EARLIEST_YEAR} and {LATEST_YEAR}"
+            ) from None
         if ends <= now:
             raise ValueError("ends_at is in the past: it would never apply")
         if ends <= starts:

@@ -529,6 +529,11 @@ def test_truncated_alerts_are_counted_and_said_and_an_integrations_own_severity_
         ),
         ("POST", "/api/v1/silences", {"matchers": ['a="b"'], "comment": "c", "ends_at": "9999-12-31T23:00:00-12:00"}),
         ("POST", "/api/v1/tickets/tl-1/snooze", {"until": "9999-12-31T23:00:00-12:00"}),
+        (  # a start within the bounds and a duration past them
+            "POST",
+            "/api/v1/silences",
+            {"matchers": ['a="b"'], "comment": "c", "starts_at": "9000-12-31T23:00:00Z", "duration": "36500d"},
+        ),
         ("GET", "/api/v1/oncall?at=0001-01-01T00:00:00%2B01:00", None),
         ("GET", "/api/v1/oncall?at=9999-12-31T23:00:00-12:00", None),
     ],

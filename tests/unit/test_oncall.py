@@ -189,3 +189,6 @@ def test_override_requests_need_an_end_in_the_future() -> None:
         OverrideRequest.model_validate({"person": "oscar"})
     with pytest.raises(ValueError, match="in the past"):
         OverrideRequest.model_validate({"person": "oscar", "ends_at": "2020-01-01T00:00:00Z"}).window(now)
+    late = OverrideRequest.model_validate({"person": "o", "starts_at": "9000-12-31T23:00:00Z", "duration": "36500d"})
+    with pytest.raises(ValueError, match="after 9000"):  # it ended in the year 9100 before
+        late.window(now)
