@@ -7,8 +7,12 @@ import contextlib
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from murmurhash2 import murmurhash2 as _murmurhash2
+
+from shared.infra.logging import get_logger
+
+log = get_logger(__name__)
 
 KAFKA_MURMUR2_SEED = 0x9747B28C
 
@@ -131,32 +135,47 @@ def topic_configs(spec: TopicSpec) -> dict[str, str]:
     return {"cleanup.policy": "compact", "segment.ms": str(COMPACTED_SEGMENT_MS)}
 
 
-async def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, attempts: int = 30) -> None:
-    """Create the topics that do not exist yet (idempotent; safe when several services race)."""
-    for attempt in range(attempts):
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, attempts: int | None = None) -> None:
+    """Create the topics that do not exist yet (idempotent; safe when several services race). Tried again until
+    the broker answers, each wait a warning and longer than the last, up to ``RETRY_MAX_S``: a service started
+    while its broker restarts waits for it (it used to give up after 30 tries and exit, and nothing started it
+    again); ``attempts``: give up (raise) after that many."""
+    attempt = 0
+    while True:
+        attempt += 1
         try:
-            await admin.start()
-        except KafkaConnectionError:
-            if attempt == attempts - 1:
+            await _create_missing(bootstrap, specs)
+        except KafkaError as exc:  # not reachable (KafkaConnectionError), or it failed over mid-request
+            if attempts is not None and attempt >= attempts:
                 raise
-            await asyncio.sleep(1.0)
+            wait = min(RETRY_MAX_S, 0.5 * attempt)
+            log.warning("kafka_not_answering_waiting", attempt=attempt, error=type(exc).__name__, retry_in_s=wait)
+            await asyncio.sleep(wait)
             continue
-        try:
-            existing = set(await admin.list_topics())
-            missing = [
-                NewTopic(
-                    name=s.name,
-                    num_partitions=s.partitions,
-                    replication_factor=1,
-                    topic_configs=topic_configs(s),
-                )
-                for s in specs
-                if s.name not in existing
-            ]
-            if missing:
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    await admin.create_topics(missing)
-            return
-        finally:
-            await admin.close()
+        return
+
+
+RETRY_MAX_S = 5.0
+"""The longest wait between two tries of a broker that does not answer."""
+
+
+async def _create_missing(bootstrap: str, specs: list[TopicSpec]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name=s.name,
+                num_partitions=s.partitions,
+                replication_factor=1,
+                topic_configs=topic_configs(s),
+            )
+            for s in specs
+            if s.name not in existing
+        ]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()
