@@ -102,9 +102,12 @@ def build(settings: IntakeSettings, role: WorkerRole | None = None) -> tuple[Sta
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         log = get_logger("intake")
         ensuring: asyncio.Task[None] | None = None
-        if not await ensured(log):
+        reachable = await ensured(log)
+        if not reachable:
             ensuring = asyncio.create_task(ensure_until_done(log))  # /readyz stays 503 until the topics exist
         await publisher.start()
+        if reachable:  # serve once the producer is connected: a worker started again answered its first posts 503
+            await publisher.connected(CONNECT_WAIT_S)
         smtp = None
         if settings.smtp_port and config.mail is not None and (role is None or role.runs_smtp):
             handler = MailHandler(config.mail, app.state.deliver_mail)
@@ -134,6 +137,11 @@ def build(settings: IntakeSettings, role: WorkerRole | None = None) -> tuple[Sta
 
     app.router.lifespan_context = lifespan
     return app, publisher
+
+
+CONNECT_WAIT_S = 10.0
+"""How long a starting intake waits for its producer to connect to a broker that answered, before it serves
+anyway (its posts are then 503s until the producer is connected)."""
 
 
 def main() -> None:

@@ -111,6 +111,13 @@ class KafkaPublisher:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._connect())
 
+    async def connected(self, within_s: float) -> bool:
+        """Whether the producer connected within ``within_s`` (waiting no longer)."""
+        if self._task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), within_s)
+        return self.ready
+
     async def _connect(self) -> None:
         delay = 0.5
         while True:
