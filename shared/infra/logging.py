@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable, Mapping, MutableMapping
+import time
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -27,6 +28,43 @@ def merge_ids(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) 
     for key, value in (_IDS.get() or {}).items():
         event_dict.setdefault(key, value)
     return event_dict
+
+
+REPEAT_WINDOW_S = 10.0
+"""A library's log line (the same logger, level and message template) is written once in this long; the next one
+after it says how many were left out."""
+REPEAT_KEYS_MAX = 1024
+
+
+def repeat_verdict(seen: dict[tuple[str, int, str], tuple[float, int]], key: tuple[str, int, str], now: float) -> int:
+    """Whether a line with ``key`` goes out now: -1 if not (counted in ``seen``), else how many like it were left
+    out since the last one that went (``seen`` is updated: the window starts again)."""
+    first, left_out = seen.get(key, (float("-inf"), 0))
+    if now - first < REPEAT_WINDOW_S:
+        seen[key] = (first, left_out + 1)
+        return -1
+    if key not in seen and len(seen) >= REPEAT_KEYS_MAX:
+        seen.clear()
+    seen[key] = (now, 0)
+    return left_out
+
+
+class RepeatFilter(logging.Filter):
+    """The libraries' lines (aiokafka logs every failed connect, thousands while a broker restarts): each kind
+    once a window (``repeat_verdict``), the next saying how many were left out."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.clock = clock
+        self.seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        left_out = repeat_verdict(self.seen, (record.name, record.levelno, str(record.msg)), self.clock())
+        if left_out < 0:
+            return False
+        if left_out:
+            record.msg = f"{record.msg} ({left_out} more like it left out)"
+        return True
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
@@ -50,6 +88,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(RepeatFilter())  # a library's line repeated while the broker is away: once a window
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -11,7 +11,14 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from shared.events import InboundEvent
-from shared.infra.logging import bind_ids, configure_logging, get_logger, ids_from_headers, make_headers
+from shared.infra.logging import (
+    RepeatFilter,
+    bind_ids,
+    configure_logging,
+    get_logger,
+    ids_from_headers,
+    make_headers,
+)
 from shared.infra.metrics import counter, histogram
 from shared.streaming.codec import DecodeError, decode, encode
 from shared.streaming.topics import Topics
@@ -137,3 +144,34 @@ def test_each_log_line_is_one_write_with_its_newline(monkeypatch: pytest.MonkeyP
     get_logger("x").info("hello", n=1)
     logging.getLogger("lib").warning("from a library")
     assert len(stream.calls) == 2 and all(c.endswith("\n") and c.count("\n") == 1 for c in stream.calls), stream.calls
+
+
+def test_a_librarys_repeated_line_goes_out_once_a_window_and_the_next_says_how_many_were_left_out() -> None:
+    """aiokafka logs each failed connect: thousands of lines a service while a broker restarts."""
+    now = [0.0]
+    kept = RepeatFilter(clock=lambda: now[0])
+
+    def line(msg: str, *args: object, level: int = logging.ERROR, name: str = "aiokafka") -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, msg, args, None)
+
+    out = []
+    for i in range(500):  # 50 s of one failed connect every 0.1 s
+        now[0] = i * 0.1
+        record = line("Unable connect to node with id %s: %s", 1, "refused")
+        if kept.filter(record):
+            out.append((now[0], record.getMessage()))
+    assert [round(t) for t, _ in out] == [0, 10, 20, 30, 40]
+    assert out[0][1] == "Unable connect to node with id 1: refused"
+    assert out[1][1] == "Unable connect to node with id 1: refused (99 more like it left out)"
+    assert kept.filter(line("Unable connect to node with id %s: %s", 1, "x", level=logging.WARNING)), "another level"
+    assert kept.filter(line("Unable connect to node with id %s: %s", 1, "x", name="uvicorn")), "another logger"
+    assert kept.filter(line("Another message")), "another message"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_services_logging_writes_a_librarys_repeated_line_once(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("svc", "INFO")
+    for _ in range(3):
+        logging.getLogger("aiokafka.conn").error("Unable connect to node with id %s", 1)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["event"] for line in lines] == ["Unable connect to node with id 1"]
