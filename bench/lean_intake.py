@@ -16,37 +16,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import cast
 
-import httptools
 import uvloop
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from bench.recording_server import BareHttp
+
 ACCEPTED = b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
 UNAVAILABLE = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"
-MALFORMED = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
-class LeanProtocol(asyncio.Protocol):
+class LeanProtocol(BareHttp):
     """One connection: each complete request's body produced, then answered."""
 
     def __init__(self, producer: AIOKafkaProducer | None, topic: str, tasks: set[asyncio.Task[None]]) -> None:
+        super().__init__()
         self.producer, self.topic, self.tasks = producer, topic, tasks
-        self.parser = httptools.HttpRequestParser(self)
         self.body: list[bytes] = []
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            if self.transport is not None:
-                self.transport.write(MALFORMED)
-                self.transport.close()
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)

@@ -57,16 +57,13 @@ def answer_for(method: bytes, target: bytes, records: list[Any], keep_alive: boo
     return NOT_FOUND
 
 
-class RecordingProtocol(asyncio.Protocol):
-    """One connection of the recording server."""
+class BareHttp(asyncio.Protocol):
+    """A connection whose requests httptools parses into this object's ``on_*`` callbacks; what it cannot parse is
+    answered 400 and the connection closed (the benches' bare servers: this one and bench/lean_intake)."""
 
-    def __init__(self, entry: Entry, records: list[Any], max_body: int) -> None:
-        self.entry, self.records, self.max_body = entry, records, max_body
+    def __init__(self) -> None:
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self.target = b""
-        self.body: list[bytes] = []
-        self.size = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -76,6 +73,23 @@ class RecordingProtocol(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self.finish(MALFORMED)
+
+    def finish(self, answer: bytes) -> None:
+        """``answer`` written, then the connection closed."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(answer)
+            self.transport.close()
+
+
+class RecordingProtocol(BareHttp):
+    """One connection of the recording server."""
+
+    def __init__(self, entry: Entry, records: list[Any], max_body: int) -> None:
+        super().__init__()
+        self.entry, self.records, self.max_body = entry, records, max_body
+        self.target = b""
+        self.body: list[bytes] = []
+        self.size = 0
 
     def on_message_begin(self) -> None:
         self.target, self.body, self.size = b"", [], 0
@@ -102,11 +116,6 @@ class RecordingProtocol(asyncio.Protocol):
             answer = OK if keep_alive else OK_CLOSE
         self.transport.write(answer)
         if not keep_alive:
-            self.transport.close()
-
-    def finish(self, answer: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(answer)
             self.transport.close()
 
 

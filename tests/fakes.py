@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
+from prometheus_client import CollectorRegistry
+from starlette.testclient import TestClient
+
+from services.intake.api import create_app
+from services.intake.config import IntakeConfig
+from services.intake.edge import IntakeDeps
 from services.intake.publisher import PublishUnavailableError, Record
 from services.notifier.channels.base import DeliveryError, Message
+from shared.store import db
+from shared.streaming.topics import Topics
 
 
 class FakePublisher:
@@ -47,3 +58,16 @@ class FakeChannel:
         if self.failures:
             raise self.failures.pop(0)
         self.delivered.append((message, target))
+
+
+@contextlib.contextmanager
+def fake_intake(tmp_path: Path, integrations: list[dict[str, Any]]) -> Iterator[tuple[TestClient, FakePublisher]]:
+    """intake's app with these integrations (as intake.yaml lists them), over a FakePublisher and a SQLite read
+    model in ``tmp_path``: its test client, and the publisher that holds what it would have produced."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
+    db.init_db(engine)
+    config = IntakeConfig.model_validate({"integrations": integrations})
+    publisher = FakePublisher()
+    app = create_app(IntakeDeps(config, publisher, engine, Topics("t.", 2), CollectorRegistry()))
+    with TestClient(app) as client:
+        yield client, publisher

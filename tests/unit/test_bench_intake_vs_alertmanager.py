@@ -15,13 +15,21 @@ def test_chunks_keep_every_alert_once_in_order() -> None:
     assert [a for p in parts for a in p] == alerts
 
 
+SIDES = {
+    "am_batch": Phase(posts=100, alerts=5000, failed=0, seconds=0.5),
+    "tl_batch": Phase(posts=100, alerts=5000, failed=0, seconds=2.0),
+    "am_single": Phase(posts=300, alerts=300, failed=0, seconds=0.1),
+    "tl_single": Phase(posts=300, alerts=300, failed=0, seconds=0.3),
+}
+"""Both sides' phases; the floor's and the lean server's join them where a test measures those."""
+FLOOR = {
+    "floor_batch": Phase(posts=100, alerts=5000, failed=0, seconds=0.25),
+    "floor_single": Phase(posts=300, alerts=300, failed=0, seconds=0.2),
+}
+
+
 def test_rates_are_per_second_of_the_phase_and_the_line_carries_both_ratios() -> None:
-    phases = {
-        "am_batch": Phase(posts=100, alerts=5000, failed=0, seconds=0.5),
-        "tl_batch": Phase(posts=100, alerts=5000, failed=0, seconds=2.0),
-        "am_single": Phase(posts=300, alerts=300, failed=0, seconds=0.1),
-        "tl_single": Phase(posts=300, alerts=300, failed=0, seconds=0.3),
-    }
+    phases = SIDES
     line = summary_line(5000, 300, phases, accepted=5302, on_kafka=5302)
     assert line == (
         "intake_vs_alertmanager: alerts=5000 singles=300 am_batch_alerts_per_s=10000 tl_batch_alerts_per_s=2500 "
@@ -32,14 +40,7 @@ def test_rates_are_per_second_of_the_phase_and_the_line_carries_both_ratios() ->
 
 
 def test_the_broker_floor_joins_the_line_when_measured() -> None:
-    phases = {
-        "am_batch": Phase(posts=100, alerts=5000, failed=0, seconds=0.5),
-        "tl_batch": Phase(posts=100, alerts=5000, failed=0, seconds=2.0),
-        "am_single": Phase(posts=300, alerts=300, failed=0, seconds=0.1),
-        "tl_single": Phase(posts=300, alerts=300, failed=0, seconds=0.3),
-        "floor_batch": Phase(posts=100, alerts=5000, failed=0, seconds=0.25),
-        "floor_single": Phase(posts=300, alerts=300, failed=0, seconds=0.2),
-    }
+    phases = SIDES | FLOOR
     line = summary_line(5000, 300, phases, accepted=5302, on_kafka=5302, workers=2)
     assert line.endswith(
         "on_kafka=5302 tl_workers=2 floor_batch_alerts_per_s=20000 floor_single_posts_per_s=1500 floor_single_ratio=0.5000"
@@ -47,16 +48,11 @@ def test_the_broker_floor_joins_the_line_when_measured() -> None:
 
 
 def test_the_lean_servers_single_posts_join_the_line_before_the_floor() -> None:
-    phases = {
-        "am_batch": Phase(posts=100, alerts=5000, failed=0, seconds=0.5),
-        "tl_batch": Phase(posts=100, alerts=5000, failed=0, seconds=2.0),
-        "am_single": Phase(posts=300, alerts=300, failed=0, seconds=0.1),
-        "tl_single": Phase(posts=300, alerts=300, failed=0, seconds=0.3),
+    lean = {
         "lean_single": Phase(posts=300, alerts=300, failed=0, seconds=0.15),
         "lean_http": Phase(posts=300, alerts=300, failed=0, seconds=0.01),
-        "floor_batch": Phase(posts=100, alerts=5000, failed=0, seconds=0.25),
-        "floor_single": Phase(posts=300, alerts=300, failed=0, seconds=0.2),
     }
+    phases = SIDES | lean | FLOOR
     line = summary_line(5000, 300, phases, accepted=5302, on_kafka=5302)
     assert line.endswith(
         "tl_workers=1 lean_single_posts_per_s=2000 lean_single_ratio=0.6667 lean_http_posts_per_s=30000"

@@ -12,19 +12,14 @@ from typing import Any
 
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
-from services.intake.api import create_app
-from services.intake.config import IntakeConfig, Integration
-from services.intake.edge import IntakeDeps
+from services.intake.config import Integration
 from services.intake.formats import alertmanager, grafana
 from services.intake.formats.registry import FORMATS, PARSERS, SIGNING_FORMATS
 from shared.events import EventStatus, InboundEvent
-from shared.store import db
-from shared.streaming.topics import Topics
-from tests.fakes import FakePublisher
+from tests.fakes import FakePublisher, fake_intake
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 TOKEN = "grafana-token-0123456789"
@@ -157,26 +152,15 @@ def test_an_integration_may_name_exactly_the_registrys_formats() -> None:
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[tuple[TestClient, FakePublisher]]:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
-    db.init_db(engine)
-    config = IntakeConfig.model_validate(
-        {
-            "integrations": [
-                {"name": "grafana", "format": "grafana", "token": TOKEN},
-                {
-                    "name": "grafana-signed",
-                    "format": "grafana",
-                    "token": TOKEN,
-                    "signing_secret": KEY,
-                    "signature_timestamp_header": "X-Grafana-Alerting-Signature-Timestamp",
-                },
-            ]
-        }
-    )
-    publisher = FakePublisher()
-    app = create_app(IntakeDeps(config, publisher, engine, Topics("t.", 2), CollectorRegistry()))
-    with TestClient(app) as c:
-        yield c, publisher
+    signed = {
+        "name": "grafana-signed",
+        "format": "grafana",
+        "token": TOKEN,
+        "signing_secret": KEY,
+        "signature_timestamp_header": "X-Grafana-Alerting-Signature-Timestamp",
+    }
+    with fake_intake(tmp_path, [{"name": "grafana", "format": "grafana", "token": TOKEN}, signed]) as both:
+        yield both
 
 
 def test_grafana_posts_and_puts_with_and_without_a_signature(client: tuple[TestClient, FakePublisher]) -> None:

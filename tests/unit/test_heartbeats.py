@@ -21,7 +21,7 @@ from services.router.heartbeats import BadBeatError, Heartbeat, on_beat, on_tick
 from shared.events import EventKind, EventStatus, InboundEvent, beat_event
 from shared.store import db
 from shared.streaming.topics import Topics
-from tests.fakes import FakePublisher
+from tests.fakes import FakePublisher, fake_intake
 from tests.unit.factories import T0
 
 EVERY, GRACE = timedelta(seconds=60), timedelta(seconds=30)
@@ -68,20 +68,12 @@ AM = "am-token-0123456789abcdef"
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[tuple[TestClient, FakePublisher]]:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
-    db.init_db(engine)
-    config = IntakeConfig.model_validate(
-        {
-            "integrations": [
-                {"name": "cron", "format": "generic", "token": TOKEN, "heartbeat": {"name": "nightly", "every": "1m"}},
-                {"name": "am", "format": "alertmanager", "token": AM, "heartbeat": {"every": "1m", "grace": "2m"}},
-            ]
-        }
-    )
-    publisher = FakePublisher()
-    app = create_app(IntakeDeps(config, publisher, engine, Topics("t.", 2), CollectorRegistry()))
-    with TestClient(app) as c:
-        yield c, publisher
+    integrations = [
+        {"name": "cron", "format": "generic", "token": TOKEN, "heartbeat": {"name": "nightly", "every": "1m"}},
+        {"name": "am", "format": "alertmanager", "token": AM, "heartbeat": {"every": "1m", "grace": "2m"}},
+    ]
+    with fake_intake(tmp_path, integrations) as both:
+        yield both
 
 
 def test_a_beat_over_http_needs_its_integrations_token_and_says_when_it_would_be_missing(

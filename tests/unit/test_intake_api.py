@@ -31,7 +31,7 @@ from shared.events import Change, InboundEvent, TicketEvent, TicketState
 from shared.infra.logging import configure_logging
 from shared.store import db
 from shared.streaming.topics import Topics
-from tests.fakes import FakePublisher
+from tests.fakes import FakePublisher, fake_intake
 from tests.unit.factories import T0, ticket
 
 AM = "am-token-0123456789abcdef"
@@ -277,18 +277,13 @@ def test_lifecycle_actions_validate_their_arguments(api: Api, verb: str, body: d
 
 
 def test_a_pagerduty_key_of_255_characters_is_taken_and_answered_as_sent(tmp_path: Path) -> None:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'pd.db'}")
-    db.init_db(engine)
-    config = IntakeConfig.model_validate({"integrations": [{"name": "pd", "format": "pagerduty", "token": "K" * 32}]})
-    publisher = FakePublisher()
-    app = create_app(IntakeDeps(config, publisher, engine, Topics("t.", 2), CollectorRegistry()))
     longest = "k" * 255  # PagerDuty's longest; with the integration's prefix over an event's 255 (a 400 before)
     body = {
         "routing_key": "K" * 32,
         "dedup_key": longest,
         "payload": {"summary": "s", "source": "x", "severity": "error"},
     }
-    with TestClient(app) as client:
+    with fake_intake(tmp_path, [{"name": "pd", "format": "pagerduty", "token": "K" * 32}]) as (client, publisher):
         for action in ("trigger", "acknowledge"):
             sent = client.post("/v2/enqueue", json={**body, "event_action": action})
             assert sent.status_code == 202, sent.text

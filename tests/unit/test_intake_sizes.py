@@ -11,18 +11,12 @@ from typing import Any
 
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
-from services.intake.api import create_app
-from services.intake.config import IntakeConfig
-from services.intake.edge import IntakeDeps
 from services.intake.formats.common import MAX_REQUEST_EVENT_BYTES
 from shared.events import MAX_EVENT_BYTES, DeadLetter
-from shared.store import db
 from shared.streaming.codec import decode
-from shared.streaming.topics import Topics
-from tests.fakes import FakePublisher
+from tests.fakes import FakePublisher, fake_intake
 from tests.unit.test_router_service import FLAT, alert, router_broker
 
 AM, GENERIC = "am-token-0123456789abcdef", "generic-token-0123456789ab"
@@ -30,20 +24,12 @@ AM, GENERIC = "am-token-0123456789abcdef", "generic-token-0123456789ab"
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[tuple[TestClient, FakePublisher]]:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
-    db.init_db(engine)
-    config = IntakeConfig.model_validate(
-        {
-            "integrations": [
-                {"name": "am", "format": "alertmanager", "token": AM},
-                {"name": "portal", "format": "generic", "token": GENERIC},
-            ]
-        }
-    )
-    publisher = FakePublisher()
-    app = create_app(IntakeDeps(config, publisher, engine, Topics("t.", 2), CollectorRegistry()))
-    with TestClient(app) as c:
-        yield c, publisher
+    integrations = [
+        {"name": "am", "format": "alertmanager", "token": AM},
+        {"name": "portal", "format": "generic", "token": GENERIC},
+    ]
+    with fake_intake(tmp_path, integrations) as both:
+        yield both
 
 
 def webhook(alerts: list[dict[str, Any]], external_url: str = "http://am.example:9093") -> bytes:
