@@ -84,6 +84,8 @@ def test_connections_the_rate_limit_and_the_metrics_span_both_workers_and_a_stop
     clients = [httpx.Client(base_url=stack.intake_url, timeout=10) for _ in range(CLIENTS)]
     try:
         wait_for("two workers", lambda: two_workers(stack), stack=stack)
+        # a worker serves once its producer is connected: until both do, the first takes every connection
+        wait_for("both answering", lambda: _answering(stack.intake_url) == {0, 1} or None, stack=stack)
         # each client holds one keep-alive connection: the workers took them in turns
         answered_by = [c.get("/healthz").json()["worker"] for c in clients]
         assert sorted(set(answered_by)) == [0, 1], answered_by
