@@ -107,7 +107,7 @@ class PagerDutyIn(Door):
         except HttpError as exc:
             return self.edge.fail(exc, "unavailable")
         self.metrics.accepted.labels(integration=integration.name).inc(len(events))
-        dedup_key = pagerduty.sender_key(pagerduty.PagerDutyEvent.model_validate(payload), raw)  # as PagerDuty answers
+        dedup_key = pagerduty.sender_key(payload.get("dedup_key"), raw)  # as PagerDuty answers (to_events read it)
         return JSONResponse(
             {"status": "success", "message": "Event processed", "dedup_key": dedup_key}, status_code=202
         )

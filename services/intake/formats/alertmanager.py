@@ -21,6 +21,7 @@ import msgspec
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.intake.formats.common import (
+    MAX_DEDUP_KEY,
     Encoded,
     ParsedBatch,
     oversize,
@@ -136,7 +137,6 @@ def alert_events(
 
 Labels = dict[str, str]
 MAX_ALERTS = 10_000
-MAX_DEDUP_KEY = 255
 _JSON_INT = msgspec.Meta(ge=-(2**63), le=2**63 - 1)
 """Integers orjson reads as int too (past 2**64 it makes a float, which the pydantic path takes differently)."""
 

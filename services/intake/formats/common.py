@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import NamedTuple
@@ -11,11 +12,13 @@ from shared.infra.ids import short_hash, stable_id
 from shared.streaming.codec import encode
 
 __all__ = [
+    "MAX_DEDUP_KEY",
     "MAX_REQUEST_EVENT_BYTES",
     "Encoded",
     "EventsTooLargeError",
     "ParsedBatch",
     "encoded",
+    "long_key",
     "oversize",
     "severity_from_word",
     "severity_with_words",
@@ -48,6 +51,15 @@ class ParsedBatch(NamedTuple):
 
 def encoded(event: InboundEvent) -> Encoded:
     return Encoded(event.event_id, event.dedup_key, event.status, encode(event))
+
+
+MAX_DEDUP_KEY = 255
+"""An event's dedup key is at most this long (``InboundEvent``)."""
+
+
+def long_key(integration: str, key: str) -> str:
+    """The dedup key of a sender's key too long to be kept whole: its first 160 characters and a hash of it all."""
+    return f"{integration}/{key[:160]}~{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
 
 MAX_REQUEST_EVENT_BYTES = 32 * 1024 * 1024

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.intake.formats.common import stable_id
+from services.intake.formats.common import long_key, stable_id
 from shared.events import EventKind, EventStatus, InboundEvent, Severity
 
 PRIORITIES = {
@@ -80,7 +80,7 @@ DEDUP_ROOM = 200
 def dedup_key(integration: str, alias: str) -> str:
     if len(alias) <= DEDUP_ROOM:
         return f"{integration}/{alias}"
-    return f"{integration}/{alias[:160]}~{hashlib.sha256(alias.encode()).hexdigest()[:32]}"
+    return long_key(integration, alias)
 
 
 def to_events(

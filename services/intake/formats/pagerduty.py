@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.intake.formats.common import stable_id
+from services.intake.formats.common import MAX_DEDUP_KEY, long_key, stable_id
 from shared.events import Action, BoundedTime, Command, EventKind, EventStatus, InboundEvent, Severity
 
 ACTIONS = {"trigger": EventStatus.firing, "acknowledge": EventStatus.acknowledged, "resolve": EventStatus.resolved}
@@ -102,35 +102,29 @@ def change_comments(
     ]
 
 
-MAX_DEDUP_KEY = 255
-"""An event's dedup key is at most this long (``InboundEvent``)."""
-
-
 def routing_key(payload: Any) -> str | None:
     """The routing key, read before validation so the integration can be found (and authenticated) first."""
     value = payload.get("routing_key") if isinstance(payload, dict) else None
     return value if isinstance(value, str) else None
 
 
-def sender_key(ev: PagerDutyEvent, raw: bytes) -> str:
-    """The event's ``dedup_key`` as PagerDuty answers it: the sender's, or one derived from the body."""
-    return ev.dedup_key or hashlib.sha256(raw).hexdigest()[:32]
+def sender_key(given: str | None, raw: bytes) -> str:
+    """An event's ``dedup_key`` as PagerDuty answers it: the sender's (``given``), or one derived from the body."""
+    return given or hashlib.sha256(raw).hexdigest()[:32]
 
 
 def keyed(integration: str, key: str) -> str:
     """The dedup key of a PagerDuty key: ``<integration>/<key>``, or, when that is over an event's 255 characters
     (PagerDuty takes keys of 255), the key's first 160 and a hash of it all."""
     whole = f"{integration}/{key}"
-    if len(whole) <= MAX_DEDUP_KEY:
-        return whole
-    return f"{integration}/{key[:160]}~{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+    return whole if len(whole) <= MAX_DEDUP_KEY else long_key(integration, key)
 
 
 def to_events(
     payload: Any, *, integration: str, raw: bytes, received_at: datetime, trace_id: str
 ) -> list[InboundEvent]:
     ev = PagerDutyEvent.model_validate(payload)
-    key = sender_key(ev, raw)
+    key = sender_key(ev.dedup_key, raw)
     p = ev.payload
     labels = {"source": p.source} if p else {}
     if p:
