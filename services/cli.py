@@ -280,10 +280,9 @@ def routes_show(config_dir: Path, out: TextIO) -> int:
 def _aware(text: str) -> datetime:
     """An ISO 8601 time (naive: UTC) between the years the loop computes with (1970-9000, as the API takes)."""
     try:
-        value = bounded_time(datetime.fromisoformat(text))
+        return bounded_time(datetime.fromisoformat(text))  # a naive time comes back as UTC
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time {text!r}: {exc}") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def event_fields(

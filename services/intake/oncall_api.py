@@ -41,10 +41,9 @@ def at_param(request: Request) -> datetime:
     if not text:
         return datetime.now(UTC)
     try:
-        value = bounded_time(datetime.fromisoformat(text))
+        return bounded_time(datetime.fromisoformat(text))  # a naive time comes back as UTC
     except ValueError as exc:
         raise HttpError(422, f"'at' is not an ISO 8601 time between 1970 and 9000: {text[:64]!r}") from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class OnCallApi(Door):

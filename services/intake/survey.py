@@ -313,10 +313,9 @@ def period(query: Mapping[str, str], now: datetime) -> tuple[datetime, datetime]
         if not text:
             return default
         try:
-            value = bounded_time(datetime.fromisoformat(text))
+            return bounded_time(datetime.fromisoformat(text))  # a naive time comes back as UTC
         except ValueError as exc:
             raise HttpError(422, f"{name!r} is not an ISO 8601 time between 1970 and 9000: {text[:64]!r}") from exc
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     until = at("until", now)
     since = at("since", until - DEFAULT_PERIOD)
