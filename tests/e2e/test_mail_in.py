@@ -5,6 +5,7 @@ reply on it; a mail to another mailbox is refused at RCPT."""
 from __future__ import annotations
 
 import smtplib
+import socket
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,6 +19,14 @@ from tests.support.configs import API_TOKEN, write_config
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        return False
+    return True
 
 
 def message(subject: str, text: str, attach: bool = False) -> EmailMessage:
@@ -62,6 +71,8 @@ def test_a_mail_opens_a_feedback_ticket_and_a_reply_is_the_customers_reply_on_it
 
     try:
         stack.wait_ready()
+        # only worker 0 receives mail, once its producer is connected: /readyz may come from the other first
+        wait_for("the SMTP receiver", lambda: listening(smtp_port), stack=stack)
         with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
             with pytest.raises(smtplib.SMTPRecipientsRefused):
                 smtp.send_message(message("wrong box", "x"), to_addrs=["nobody@acme.example"])
