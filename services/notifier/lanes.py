@@ -18,6 +18,7 @@ import contextlib
 import contextvars
 import heapq
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ from sqlalchemy import Engine
 
 from services.notifier.channels.base import UNFOLDED, Channel, DeliveryError, Message, RateLimit
 from services.notifier.stages import (
+    DIGEST_ID,
     Breaker,
     BreakerPolicy,
     RetryPolicy,
@@ -38,8 +40,10 @@ from services.notifier.stages import (
     breaker_success,
     breaker_wait,
     digest_budget,
+    digest_members,
     fold,
     message_from_json,
+    message_to_json,
     next_attempt,
     record,
     remaining,
@@ -52,7 +56,7 @@ from shared.events import Delivery
 from shared.infra.logging import get_logger
 from shared.store import outbox
 from shared.store.journal import Journal
-from shared.store.outbox import Finish, GiveUp, Op, OutboxItem, Reschedule, Save
+from shared.store.outbox import Digest, Drop, Finish, GiveUp, Keep, Op, OutboxItem, Reschedule, Save
 from shared.store.runner import SqlRunner
 
 log = get_logger(__name__)
@@ -169,6 +173,11 @@ class Lane:
     _taken_at: float | None = None
     """When the send under way took its place in the rate window (None: no limit, or none taken)."""
     _heap: list[tuple[int, str]] = field(default_factory=list)
+    kept: dict[str, Message] = field(default_factory=dict)
+    """Digests formed and kept in the outbox before their send, not yet delivered or given up: digest id → the
+    message, sent again as it is (a failure, or a notifier that died while it was on its way)."""
+    kept_of: dict[str, str] = field(default_factory=dict)
+    """A kept digest's members: notification id → digest id (never folded into another message)."""
 
     def add(self, items: Iterable[OutboxItem], saved: bool = True) -> None:
         """Hold these items; ``saved=False``: they are not in the outbox yet (``held_only`` gives them to the
@@ -198,11 +207,32 @@ class Lane:
         return self.items[self._heap[0][1]] if self._heap else None
 
     def drop(self, partitions: set[tuple[str, int]]) -> None:
-        """Forget the items of revoked partitions (their new owner loads them from the outbox)."""
+        """Forget the items of revoked partitions (their new owner loads them from the outbox, and the digests
+        they are kept in)."""
         for nid, item in list(self.items.items()):
             if (item.source_topic, item.source_partition) in partitions:
                 del self.items[nid]
                 self.unsaved.discard(nid)
+                digest_id = self.kept_of.get(nid)
+                if digest_id is not None:
+                    self._unkeep(digest_id)
+
+    def keep_loaded(self, digest: Digest) -> bool:
+        """A digest kept in the outbox by a notifier that is gone, whose members were just loaded here: it goes
+        again as it was, before anything else of theirs. Only when every member is here (a digest is all or
+        nothing); else its members are folded anew."""
+        members = digest.members
+        if not members or not all(m in self.items for m in members):
+            return False
+        self.kept[digest.digest_id] = message_from_json(digest.payload)
+        self.kept_of.update(dict.fromkeys(members, digest.digest_id))
+        return True
+
+    def _unkeep(self, digest_id: str) -> None:
+        message = self.kept.pop(digest_id, None)
+        if message is not None:
+            for nid in digest_members(message):
+                self.kept_of.pop(nid, None)
 
     @property
     def limit(self) -> RateLimit | None:
@@ -272,6 +302,8 @@ class Lane:
             await self._sleep(wait)
             return
         batch, message = self._next_message(head)
+        if len(batch) > 1 and message.data.get(DIGEST_ID) not in self.kept:
+            await self._keep(batch, message)
         if one_at_a_time:
             await self._send(batch, message)
             return
@@ -318,23 +350,48 @@ class Lane:
         return list(self._sending)
 
     def _next_message(self, head: OutboxItem) -> tuple[list[OutboxItem], Message]:
-        """The head alone, or — when this send spends the rate limit and more wait — a digest of those due."""
+        """The head alone, the kept digest it is in, or — when this send spends the rate limit and more wait — a
+        new digest of those due (its message names it: ``data["digest_id"]``, kept by ``_keep`` before it goes)."""
         limit = self.limit
         if limit is None:
             return [head], message_from_json(head.payload)
         now = self.deps.monotonic()
         self.window, took = take(self.window, limit, now)
         self._taken_at = now if took else None
+        digest_id = self.kept_of.get(head.notification_id)
+        if digest_id is not None:
+            kept = self.kept[digest_id]
+            held = [self.items[nid] for nid in digest_members(kept) if nid in self.items]
+            if len(held) == len(digest_members(kept)):
+                return held, kept
+            self._unkeep(digest_id)  # not all here (a bug elsewhere): its members are folded anew
         if head.kind in UNFOLDED or remaining(self.window, limit, now) > 0 or len(self.items) < 2:
             return [head], message_from_json(head.payload)
         # a redraw is never folded (it changes a message in place instead of adding one), nor a handover digest
-        # (its ticket list would shrink to its subject line)
-        due = [i for i in self._ordered() if i.due_at <= self.deps.wall() and i.kind not in UNFOLDED]
+        # (its ticket list would shrink to its subject line), nor a member of a kept digest (it goes in that one)
+        wall = self.deps.wall()
+        due = [
+            i
+            for i in self._ordered()
+            if i.due_at <= wall and i.kind not in UNFOLDED and i.notification_id not in self.kept_of
+        ]
         if len(due) > 1:
             members, digest = fold(due, digest_budget(self.deps.max_bytes.get(self.kind, 4000)))
             self.deps.on_digest(self.kind, len(members))
-            return members, digest
+            return members, replace(digest, data={**digest.data, DIGEST_ID: f"dg-{secrets.token_hex(8)}"})
         return [head], message_from_json(head.payload)
+
+    async def _keep(self, batch: list[OutboxItem], message: Message) -> None:
+        """A new digest is kept in the outbox with its members before it goes: a notifier that dies while it is
+        on its way sends it again as it was (once), not its members folded anew into other messages."""
+        digest_id = str(message.data[DIGEST_ID])
+        ids = [i.notification_id for i in batch]
+        unsaved = [i for i in batch if i.notification_id in self.unsaved]
+        self.unsaved.difference_update(ids)  # from now on in the outbox: a checkpoint no longer holds their event
+        digest = Digest(digest_id, self.kind, self.target, message_to_json(message), self.deps.wall())
+        await self.writer.submit(Keep(digest, unsaved))
+        self.kept[digest_id] = message
+        self.kept_of.update(dict.fromkeys(ids, digest_id))
 
     async def _send(self, batch: list[OutboxItem], message: Message) -> None:
         channel = self.deps.channels.get(self.kind)
@@ -372,6 +429,8 @@ class Lane:
         finally:
             self.writing -= 1
         self._forget(batch)
+        if digest:
+            self._dropped(message)
 
     async def _failed(self, batch: list[OutboxItem], error: str, retryable: bool, retry_after_s: float | None) -> None:
         self.breaker = breaker_failure(self.breaker, self.deps.breaker, self.deps.monotonic())
@@ -404,10 +463,19 @@ class Lane:
                 self.writer.submit(Save([item]))
             await self.writer.submit(GiveUp(failed))
             self._forget([item])
+            if nid in self.kept_of:  # a digest is given up with its members (all at once: the same attempts)
+                self._dropped(self.kept[self.kept_of[nid]])
             try:  # the delivery log's record is told even when the dead letter could not be
                 await self.deps.on_give_up(replace(item, last_error=why), why)
             finally:
                 await self.deps.on_records([failed])
+
+    def _dropped(self, message: Message) -> None:
+        """A kept digest delivered or given up: no longer kept (written after its members' finish, in order)."""
+        digest_id = message.data.get(DIGEST_ID)
+        if isinstance(digest_id, str) and digest_id in self.kept:
+            self._unkeep(digest_id)
+            self.writer.submit(Drop(digest_id))
 
     def _forget(self, batch: Iterable[OutboxItem]) -> None:
         for item in batch:
@@ -689,9 +757,15 @@ class Dispatcher:
         return asyncio.ensure_future(_then(self.writer.barrier(), plan.caps))
 
     async def assign(self, partitions: Iterable[tuple[str, int]]) -> int:
-        """Load what the outbox holds for newly assigned partitions; returns how many items."""
+        """Load what the outbox holds for newly assigned partitions, and the digests kept with their items (each
+        goes again as it was); returns how many items."""
         found = await asyncio.to_thread(outbox.pending, self.deps.engine, list(partitions))
+        kept = await asyncio.to_thread(outbox.digests, self.deps.engine, [i.notification_id for i in found])
         self.submit(found)
+        for digest in kept:  # in the same turn: no lane has run since its items came
+            lane = self.lanes.get((digest.channel, digest.target))
+            if lane is not None and lane.keep_loaded(digest):
+                log.info("digest_kept", channel=digest.channel, notifications=len(digest.members))
         return len(found)
 
     def revoke(self, partitions: Iterable[tuple[str, int]]) -> None:

@@ -205,6 +205,16 @@ def digest_budget(max_bytes: int) -> int:
     return max(500, int(max_bytes * 0.75) - 300)
 
 
+DIGEST_ID = "digest_id"
+"""Where a digest's message names it (``data``), once it is kept in the outbox (services/notifier/lanes.py)."""
+
+
+def digest_members(message: Message) -> list[str]:
+    """The notification ids a digest's message holds (none: not a digest)."""
+    found = message.data.get("digest")
+    return [str(m) for m in found] if isinstance(found, list) else []
+
+
 def fold(items: Sequence[OutboxItem], max_bytes: int) -> tuple[list[OutboxItem], Message]:
     """A digest of as many of ``items`` (in order, at least one) as fit in ``max_bytes`` of text: one line per
     notification, so nothing is dropped — the rest wait for the next message."""

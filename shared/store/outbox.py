@@ -10,6 +10,11 @@ notification ids keep a replayed event from adding a row twice or sending again 
 Rows: ``pending`` (due at ``due_at``), ``failed`` (given up: kept, with the reason, for ``ticketloop deliveries
 failed`` and ``redrive``) and ``redrive`` (asked to be sent again; the notifier takes it back as pending).
 The payload is opaque here (the notifier's message as JSON).
+
+A digest (several pending notifications of one target folded into one message under its rate limit) is kept
+here with its members before it is sent (``Keep``: a ``notify_digests`` row with the message, its members in the
+outbox) and leaves once they are delivered or given up (``Drop``). A notifier that dies while a digest is on its
+way sends that same message again, once (``digests``), instead of folding its members anew into other messages.
 """
 
 from __future__ import annotations
@@ -54,6 +59,22 @@ class OutboxRow(SQLModel, table=True):
 
 
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]  # sqlmodel does not type it
+
+
+class DigestRow(SQLModel, table=True):
+    """A digest formed and (perhaps) sent, not yet known delivered: its message, whose ``data["digest"]`` lists
+    its members (outbox rows)."""
+
+    __tablename__ = "notify_digests"
+
+    digest_id: str = Field(primary_key=True)
+    channel: str
+    target: str
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime
+
+
+DIGESTS: Table = DigestRow.__table__  # type: ignore[attr-defined]  # sqlmodel does not type it
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +183,21 @@ def _save(dialect: str) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class Digest:
+    """A digest as kept: ``payload`` is its message (the notifier's JSON); ``members`` its notification ids."""
+
+    digest_id: str
+    channel: str
+    target: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+    @property
+    def members(self) -> list[str]:
+        return [str(m) for m in (self.payload.get("data") or {}).get("digest") or ()]
+
+
+@dataclass(frozen=True, slots=True)
 class Save:
     """Keep these items in the outbox (they wait: a busy lane, a rate limit, a failure, a commit)."""
 
@@ -191,7 +227,22 @@ class GiveUp:
     record: Delivery
 
 
-Op = Save | Finish | Reschedule | GiveUp
+@dataclass(frozen=True, slots=True)
+class Keep:
+    """A digest about to be sent: its message kept, and those of its members not in the outbox yet written."""
+
+    digest: Digest
+    items: Sequence[OutboxItem]
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """A digest delivered or given up: no longer to be sent again."""
+
+    digest_id: str
+
+
+Op = Save | Finish | Reschedule | GiveUp | Keep | Drop
 """One write of the notifier's single writer; a round writes its ops in order, in one transaction."""
 
 
@@ -233,8 +284,20 @@ def write(engine: Engine, ops: Sequence[Op]) -> None:
                     _RESCHEDULE,
                     {"nid": op.notification_id, "due_at": op.due_at, "attempts": op.attempts, "error": op.error},
                 )
-            else:
+            elif isinstance(op, GiveUp):
                 _give_up(conn, op.record)
+            elif isinstance(op, Keep):
+                save(conn, op.items)
+                d = op.digest
+                row = {"digest_id": d.digest_id, "channel": d.channel, "target": d.target, "payload": d.payload}
+                conn.execute(_keep(conn.dialect.name), [{**row, "created_at": d.created_at}])
+            else:
+                conn.execute(sa_delete(DIGESTS).where(DIGESTS.c.digest_id == op.digest_id))
+
+
+@functools.cache
+def _keep(dialect: str) -> Any:
+    return dialect_insert(dialect)(DIGESTS).on_conflict_do_nothing(index_elements=["digest_id"])
 
 
 _RESCHEDULE = (
@@ -252,6 +315,42 @@ def pending(engine: Engine, partitions: Iterable[tuple[str, int]]) -> list[Outbo
     with Session(engine) as session:
         rows = session.exec(select(OutboxRow).where(OutboxRow.status == PENDING).order_by(col(OutboxRow.seq)))
         return [_item(r) for r in rows if (r.source_topic, r.source_partition) in wanted]
+
+
+def digests(engine: Engine, pending_ids: Iterable[str]) -> list[Digest]:
+    """The kept digests with a member among ``pending_ids`` (the items a worker just loaded), oldest first; kept
+    digests none of whose members is pending any more (delivered or given up before their ``Drop`` was written)
+    are deleted."""
+    loaded = set(pending_ids)
+    with engine.begin() as conn:
+        rows = conn.execute(sa_select(DIGESTS).order_by(DIGESTS.c.created_at)).mappings().all()
+        found = [
+            Digest(
+                r["digest_id"],
+                r["channel"],
+                r["target"],
+                dict(r["payload"]),
+                as_utc(r["created_at"]) or r["created_at"],
+            )
+            for r in rows
+        ]
+        members = {m for d in found for m in d.members}
+        still = (
+            set(
+                conn.execute(
+                    sa_select(OUTBOX.c.notification_id).where(
+                        OUTBOX.c.notification_id.in_(bindparam("ids", expanding=True)), OUTBOX.c.status == PENDING
+                    ),
+                    {"ids": list(members)},
+                ).scalars()
+            )
+            if members
+            else set()
+        )
+        gone = [d.digest_id for d in found if not still.intersection(d.members)]
+        if gone:
+            conn.execute(sa_delete(DIGESTS).where(DIGESTS.c.digest_id.in_(gone)))
+    return [d for d in found if loaded.intersection(d.members)]
 
 
 def _finish_steps(op: Finish, dialect: str) -> list[tuple[Any, list[dict[str, Any]]]]:

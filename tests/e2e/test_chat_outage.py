@@ -188,3 +188,37 @@ def test_a_notifier_killed_mid_flow_loses_nothing_when_restarted(kafka_bootstrap
                 f"{vendor}: {again} messages repeated (a lane has at most {most} in flight when killed)"
             )
         assert lab.chat.rejections == []
+
+
+def is_digest(message: ReceivedChat) -> bool:
+    return message.title.endswith("notifications for operations")
+
+
+def test_a_notifier_killed_while_a_digest_is_on_its_way_sends_that_same_digest_again_and_nothing_else_twice(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Slack (one a second) gets a digest; Slack takes it, and the notifier is SIGKILLed before the answer comes
+    back. More tickets open meanwhile. The restarted notifier sends that digest again just as it was: the one
+    message a kill may repeat. Its tickets are not folded again, into other messages or beside the new tickets,
+    which would repeat each of them in a message nobody had in flight."""
+    with chat_lab(kafka_bootstrap, tmp_path) as lab:
+        hold = lab.chat.hold_next("slack", is_digest)
+        post_alerts(lab, 0, 10)
+        wait_for("a digest taken by Slack, its answer held back", hold.taken.is_set, stack=lab.stack)
+        lab.stack.kill("notifier")  # SIGKILL while the digest's answer is on its way
+        lab.chat.release(hold)
+        post_alerts(lab, 10, 10)
+        lab.stack.start("notifier")
+        ids = ticket_ids(lab, 20)
+        wait_for("every ticket at Slack", has_all(lab, "slack", ids), stack=lab.stack, timeout=120)
+        digest = hold.message
+        assert digest is not None
+        in_it = set(tickets_per_message([digest]))
+        assert len(in_it) > 1
+        messages = lab.chat.received("slack")
+        after = messages[messages.index(digest) + 1 :]
+        again = [m for m in after if set(tickets_per_message([m])) & in_it]
+        assert [(m.title, m.text) for m in again] == [(digest.title, digest.text)], "the same digest, once more"
+        assert set(named(messages)) == set(ids)
+        assert repeated_messages(messages) == 1
+        assert lab.chat.rejections == []

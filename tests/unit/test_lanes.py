@@ -12,17 +12,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from services.notifier import lanes
 from services.notifier.channels.base import DeliveryError, Message, RateLimit
 from services.notifier.channels.registry import REGISTRY
 from services.notifier.lanes import Dispatcher, Lane, LaneDeps, Recent, Writer
 from services.notifier.stages import (
+    DIGEST_ID,
     BreakerPolicy,
     RetryPolicy,
     Window,
     beside_wait_s,
+    digest_members,
+    fold,
     message_to_json,
     record,
     remaining,
@@ -30,7 +33,7 @@ from services.notifier.stages import (
 )
 from shared.events import Delivery
 from shared.store import db, outbox
-from shared.store.outbox import OutboxItem
+from shared.store.outbox import Digest, Keep, OutboxItem
 from shared.store.runner import SqlRunner
 from tests.fakes import FakeChannel
 
@@ -798,3 +801,105 @@ def test_a_lane_remembers_its_last_finished_ids_where_the_garbage_collector_does
     assert len(recent) == 3
     gc.collect()
     assert not gc.is_tracked(recent._new) and not gc.is_tracked(recent._old)
+
+
+class DigestGate(FakeChannel):
+    """A digest waits for ``gate`` (it is under way meanwhile); the first one then fails, retryable, when
+    ``fail_first``."""
+
+    def __init__(self, *, fail_first: bool = False) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.fail_first = fail_first
+        self.digests_under_way = 0
+
+    async def send(self, message: Message, target: str) -> None:
+        if message.kind == "digest":
+            self.digests_under_way += 1
+            await self.gate.wait()
+            if self.fail_first:
+                self.fail_first = False
+                self.attempts.append((message, target))
+                raise DeliveryError(f"fake {target}: HTTP 503")
+        await super().send(message, target)
+
+
+def kept_rows(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(outbox.DIGESTS)).mappings()]
+
+
+def member_ids(message: Message) -> set[str]:
+    return set(digest_members(message)) or {f"chat-{message.subject.split('tl-')[1]}"}
+
+
+async def test_a_digest_is_kept_with_its_members_before_it_goes_sent_again_as_it_was_and_let_go_once_delivered(
+    engine: Engine,
+) -> None:
+    """Its members (sent first: not in the outbox yet) are written with it before the send; a failed digest is
+    tried again as the same message, not folded anew with what came meanwhile; delivered, it leaves."""
+    channel, sinks = DigestGate(fail_first=True), Sinks()
+    dispatcher = Dispatcher(deps(engine, channel, sinks, limits={"fake": RateLimit(1, 0.05)}))
+    try:
+        dispatcher.submit(items("chat", 6), saved=False)
+        await until("a digest under way", lambda: channel.digests_under_way == 1)
+        [row] = kept_rows(engine)
+        members = [str(m) for m in row["payload"]["data"]["digest"]]
+        assert len(members) > 1
+        assert row["payload"]["data"][DIGEST_ID] == row["digest_id"]
+        assert {i.notification_id for i in outbox.pending(engine, [("tickets", 0)])} >= set(members)
+        dispatcher.submit(items("chat", 3, start=6), saved=False)  # more for the same target meanwhile
+        channel.gate.set()
+        await until("every notification recorded", lambda: len(sinks.records) == 9)
+        await until("the digest let go", lambda: kept_rows(engine) == [])
+    finally:
+        await dispatcher.stop()
+    failed, *_ = (m for m, _ in channel.attempts if m.kind == "digest")
+    again = [m for m, _ in channel.delivered if digest_members(m) and set(digest_members(m)) & set(members)]
+    assert again == [failed], "the same message again, and its members in no other"
+    assert sorted(n for m, _ in channel.delivered for n in member_ids(m)) == sorted(f"chat-{i}" for i in range(9))
+    assert outbox.pending(engine, [("tickets", 0)]) == []
+
+
+async def test_a_digest_a_dead_worker_kept_goes_again_as_it_was_before_anything_else_of_its_target(
+    engine: Engine,
+) -> None:
+    held = outbox.add(engine, items("chat", 6))
+    _, folded = fold(held[:4], 4000)
+    message = dataclass_replace(folded, data={**folded.data, DIGEST_ID: "dg-1"})
+    outbox.write(engine, [Keep(Digest("dg-1", "fake", "chat", message_to_json(message), datetime.now(UTC)), [])])
+    channel, sinks = FakeChannel(), Sinks()
+    dispatcher = Dispatcher(deps(engine, channel, sinks, limits={"fake": RateLimit(1, 0.05)}))
+    try:
+        assert await dispatcher.assign([("tickets", 0)]) == 6
+        await until("every notification recorded", lambda: len(sinks.records) == 6)
+        await until("the digest let go", lambda: kept_rows(engine) == [])
+    finally:
+        await dispatcher.stop()
+    assert channel.delivered[0] == (message, "chat")
+    rest = [n for m, _ in channel.delivered[1:] for n in member_ids(m)]
+    assert sorted(rest) == ["chat-4", "chat-5"]
+
+
+def test_kept_digests_are_found_by_a_loaded_member_and_those_with_none_pending_are_deleted(engine: Engine) -> None:
+    outbox.add(engine, items("chat", 3))
+    now = datetime.now(UTC)
+
+    def kept(digest_id: str, members: list[str]) -> Keep:
+        payload = message_to_json(Message("digest", "2", "two", {"digest": members, DIGEST_ID: digest_id}))
+        return Keep(Digest(digest_id, "fake", "chat", payload, now), [])
+
+    outbox.write(engine, [kept("dg-live", ["chat-0", "chat-1"]), kept("dg-done", ["gone-0", "gone-1"])])
+    assert outbox.digests(engine, ["elsewhere"]) == [], "kept, but none of its members loaded here"
+    assert [r["digest_id"] for r in kept_rows(engine)] == ["dg-live"], "nothing of dg-done is pending: deleted"
+    [found] = outbox.digests(engine, ["chat-1"])
+    assert (found.digest_id, found.members) == ("dg-live", ["chat-0", "chat-1"])
+    lanes_ = Dispatcher(deps(engine, FakeChannel(), Sinks()))
+    lane = Lane("fake", "chat", lanes_.deps, lanes_.writer)
+    lane.items = {i.notification_id: i for i in items("chat", 1, start=1)}
+    assert not lane.keep_loaded(found), "a member is not here (another worker's partition): folded anew"
+    lane.items = {i.notification_id: i for i in items("chat", 2)}
+    assert lane.keep_loaded(found)
+    assert lane.kept_of == {"chat-0": "dg-live", "chat-1": "dg-live"}
+    outbox.write(engine, [outbox.Drop("dg-live")])
+    assert kept_rows(engine) == []

@@ -4,7 +4,8 @@ A vendor module provides a ``VendorHandler``: ``handle(request, now)`` checks on
 and returns the answer, plus what a person would have seen (``ReceivedChat``) when the vendor accepted it.
 The server adds what every vendor has: a sliding-window rate limit per hook (the vendor's answer when it is
 over), outages (``down``: answer 503, or refuse to answer at all), programmed answers for contract tests
-(``answer_next``), and a record of every accepted message and every rejection with its reason.
+(``answer_next``), answers held back (``hold_next``: the message is taken, its answer waits, as when the sender
+dies before it hears back), and a record of every accepted message and every rejection with its reason.
 """
 
 from __future__ import annotations
@@ -83,6 +84,20 @@ class VendorHandler(Protocol):
 
 
 @dataclass
+class _Hold:
+    vendor: str
+    match: Callable[[ReceivedChat], bool]
+    taken: threading.Event = field(default_factory=threading.Event)
+    """A message matched: it is recorded, its answer waits for ``released``."""
+    released: threading.Event = field(default_factory=threading.Event)
+    message: ReceivedChat | None = None
+
+
+HOLD_MAX_S = 120.0
+"""The longest a held answer waits for ``release`` (a test that forgot it ends anyway)."""
+
+
+@dataclass
 class _Outage:
     until: float
     mode: str  # "503" or "drop"
@@ -106,6 +121,7 @@ class VendorSink:
         self._sent: dict[tuple[str, str], deque[float]] = {}
         self._outages: dict[str, _Outage] = {}
         self._programmed: dict[str, list[Answer]] = {}
+        self._holds: list[_Hold] = []
         self._server: ThreadingHTTPServer | None = None
 
     # --- test controls -------------------------------------------------------------------------------------
@@ -122,6 +138,17 @@ class VendorSink:
         """The next requests under ``prefix`` get these answers, whatever they are (contract tests)."""
         with self.lock:
             self._programmed.setdefault(prefix, []).extend(answers)
+
+    def hold_next(self, vendor: str, match: Callable[[ReceivedChat], bool]) -> _Hold:
+        """The first message to ``vendor`` that ``match``es is accepted and recorded, and its answer is held back
+        until ``release`` (at most ``HOLD_MAX_S``): what the sender sees when it dies before the answer comes."""
+        hold = _Hold(vendor, match)
+        with self.lock:
+            self._holds.append(hold)
+        return hold
+
+    def release(self, hold: _Hold) -> None:
+        hold.released.set()
 
     def received(self, vendor: str | None = None) -> list[ReceivedChat]:
         with self.lock:
@@ -178,8 +205,15 @@ class VendorSink:
                 sent.append(now)
         with self.lock:
             self.messages.append(message)
+            hold = next((h for h in self._holds if h.vendor == message.vendor and h.match(message)), None)
+            if hold is not None:
+                self._holds.remove(hold)
+                hold.message = message
         if self.on_message is not None:
             self.on_message(message)
+        if hold is not None:
+            hold.taken.set()
+            hold.released.wait(HOLD_MAX_S)
         return answer
 
     def start(self) -> VendorSink:
@@ -201,13 +235,14 @@ class VendorSink:
                     with contextlib.suppress(OSError):
                         self.connection.shutdown(2)
                     return
-                self.send_response(answer.status)
-                self.send_header("Content-Type", answer.content_type)
-                self.send_header("Content-Length", str(len(answer.body)))
-                for name, value in answer.headers:
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(answer.body)
+                with contextlib.suppress(OSError):  # a sender that died while its answer was held
+                    self.send_response(answer.status)
+                    self.send_header("Content-Type", answer.content_type)
+                    self.send_header("Content-Length", str(len(answer.body)))
+                    for name, value in answer.headers:
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(answer.body)
 
             do_POST = _do  # noqa: N815
             do_GET = _do  # noqa: N815
