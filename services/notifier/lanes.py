@@ -390,8 +390,9 @@ class Lane:
         self.unsaved.difference_update(ids)  # from now on in the outbox: a checkpoint no longer holds their event
         digest = Digest(digest_id, self.kind, self.target, message_to_json(message), self.deps.wall())
         await self.writer.submit(Keep(digest, unsaved))
-        self.kept[digest_id] = message
-        self.kept_of.update(dict.fromkeys(ids, digest_id))
+        if all(nid in self.items for nid in ids):  # none revoked meanwhile (the new owner has it from the outbox)
+            self.kept[digest_id] = message
+            self.kept_of.update(dict.fromkeys(ids, digest_id))
 
     async def _send(self, batch: list[OutboxItem], message: Message) -> None:
         channel = self.deps.channels.get(self.kind)
@@ -463,7 +464,7 @@ class Lane:
                 self.writer.submit(Save([item]))
             await self.writer.submit(GiveUp(failed))
             self._forget([item])
-            if nid in self.kept_of:  # a digest is given up with its members (all at once: the same attempts)
+            if nid in self.kept_of:  # no longer kept: its members still waiting are folded anew
                 self._dropped(self.kept[self.kept_of[nid]])
             try:  # the delivery log's record is told even when the dead letter could not be
                 await self.deps.on_give_up(replace(item, last_error=why), why)
@@ -760,12 +761,20 @@ class Dispatcher:
         """Load what the outbox holds for newly assigned partitions, and the digests kept with their items (each
         goes again as it was); returns how many items."""
         found = await asyncio.to_thread(outbox.pending, self.deps.engine, list(partitions))
-        kept = await asyncio.to_thread(outbox.digests, self.deps.engine, [i.notification_id for i in found])
+        try:
+            kept = await asyncio.to_thread(outbox.digests, self.deps.engine, [i.notification_id for i in found])
+        except Exception as exc:  # noqa: BLE001 - without them the items go as before: folded anew
+            log.error("kept_digests_not_loaded", error=type(exc).__name__)  # noqa: TRY400
+            kept = []
         self.submit(found)
         for digest in kept:  # in the same turn: no lane has run since its items came
             lane = self.lanes.get((digest.channel, digest.target))
             if lane is not None and lane.keep_loaded(digest):
                 log.info("digest_kept", channel=digest.channel, notifications=len(digest.members))
+        try:
+            await asyncio.to_thread(outbox.forget_done_digests, self.deps.engine)
+        except Exception as exc:  # noqa: BLE001 - the next assignment tries again; the rows only wait meanwhile
+            log.warning("done_digests_not_deleted", error=type(exc).__name__)
         return len(found)
 
     def revoke(self, partitions: Iterable[tuple[str, int]]) -> None:

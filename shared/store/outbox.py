@@ -14,7 +14,8 @@ The payload is opaque here (the notifier's message as JSON).
 A digest (several pending notifications of one target folded into one message under its rate limit) is kept
 here with its members before it is sent (``Keep``: a ``notify_digests`` row with the message, its members in the
 outbox) and leaves once they are delivered or given up (``Drop``). A notifier that dies while a digest is on its
-way sends that same message again, once (``digests``), instead of folding its members anew into other messages.
+way sends that same message again, once (``digests``), instead of folding its members anew into other messages;
+kept digests whose members are all gone are deleted by ``forget_done_digests``.
 """
 
 from __future__ import annotations
@@ -194,7 +195,12 @@ class Digest:
 
     @property
     def members(self) -> list[str]:
-        return [str(m) for m in (self.payload.get("data") or {}).get("digest") or ()]
+        return members_of(self.payload)
+
+
+def members_of(payload: dict[str, Any]) -> list[str]:
+    """A kept digest's members: the notification ids its message lists (``data["digest"]``)."""
+    return [str(m) for m in (payload.get("data") or {}).get("digest") or ()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,39 +324,42 @@ def pending(engine: Engine, partitions: Iterable[tuple[str, int]]) -> list[Outbo
 
 
 def digests(engine: Engine, pending_ids: Iterable[str]) -> list[Digest]:
-    """The kept digests with a member among ``pending_ids`` (the items a worker just loaded), oldest first; kept
-    digests none of whose members is pending any more (delivered or given up before their ``Drop`` was written)
-    are deleted."""
+    """The kept digests with a member among ``pending_ids`` (the items a worker just loaded), oldest first. Reads
+    only: a worker loading its partitions never waits for another's write lock here."""
     loaded = set(pending_ids)
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         rows = conn.execute(sa_select(DIGESTS).order_by(DIGESTS.c.created_at)).mappings().all()
-        found = [
-            Digest(
-                r["digest_id"],
-                r["channel"],
-                r["target"],
-                dict(r["payload"]),
-                as_utc(r["created_at"]) or r["created_at"],
-            )
-            for r in rows
-        ]
-        members = {m for d in found for m in d.members}
-        still = (
-            set(
-                conn.execute(
-                    sa_select(OUTBOX.c.notification_id).where(
-                        OUTBOX.c.notification_id.in_(bindparam("ids", expanding=True)), OUTBOX.c.status == PENDING
-                    ),
-                    {"ids": list(members)},
-                ).scalars()
-            )
-            if members
-            else set()
+    found = [
+        Digest(
+            r["digest_id"], r["channel"], r["target"], dict(r["payload"]), as_utc(r["created_at"]) or r["created_at"]
         )
-        gone = [d.digest_id for d in found if not still.intersection(d.members)]
-        if gone:
-            conn.execute(sa_delete(DIGESTS).where(DIGESTS.c.digest_id.in_(gone)))
+        for r in rows
+    ]
     return [d for d in found if loaded.intersection(d.members)]
+
+
+def forget_done_digests(engine: Engine) -> int:
+    """Delete the kept digests none of whose members is pending any more (delivered or given up by a worker that
+    died before its ``Drop`` was written, or let go by a worker that lost their partitions); returns how many."""
+    with engine.begin() as conn:
+        kept = conn.execute(sa_select(DIGESTS.c.digest_id, DIGESTS.c.payload)).all()
+        members = {digest_id: members_of(payload) for digest_id, payload in kept}
+        wanted = sorted({m for found in members.values() for m in found})
+        pending: set[str] = set()
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            pending.update(conn.execute(_PENDING_OF, {"ids": chunk}).scalars())
+        gone = [digest_id for digest_id, found in members.items() if not pending.intersection(found)]
+        for start in range(0, len(gone), _IN_CHUNK):
+            conn.execute(sa_delete(DIGESTS).where(DIGESTS.c.digest_id.in_(gone[start : start + _IN_CHUNK])))
+    return len(gone)
+
+
+_IN_CHUNK = 1000
+"""Ids bound to one statement at most (PostgreSQL's driver takes 65,535 parameters, SQLite 250,000 here)."""
+_PENDING_OF = sa_select(OUTBOX.c.notification_id).where(
+    OUTBOX.c.notification_id.in_(bindparam("ids", expanding=True)), OUTBOX.c.status == PENDING
+)
 
 
 def _finish_steps(op: Finish, dialect: str) -> list[tuple[Any, list[dict[str, Any]]]]:

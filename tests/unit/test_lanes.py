@@ -891,6 +891,7 @@ def test_kept_digests_are_found_by_a_loaded_member_and_those_with_none_pending_a
 
     outbox.write(engine, [kept("dg-live", ["chat-0", "chat-1"]), kept("dg-done", ["gone-0", "gone-1"])])
     assert outbox.digests(engine, ["elsewhere"]) == [], "kept, but none of its members loaded here"
+    assert outbox.forget_done_digests(engine) == 1
     assert [r["digest_id"] for r in kept_rows(engine)] == ["dg-live"], "nothing of dg-done is pending: deleted"
     [found] = outbox.digests(engine, ["chat-1"])
     assert (found.digest_id, found.members) == ("dg-live", ["chat-0", "chat-1"])
@@ -903,3 +904,19 @@ def test_kept_digests_are_found_by_a_loaded_member_and_those_with_none_pending_a
     assert lane.kept_of == {"chat-0": "dg-live", "chat-1": "dg-live"}
     outbox.write(engine, [outbox.Drop("dg-live")])
     assert kept_rows(engine) == []
+
+
+async def test_an_outbox_whose_kept_digests_cannot_be_read_still_has_its_items_sent(engine: Engine) -> None:
+    """The digests are a refinement: when they cannot be read, the loaded items go as before (folded anew)."""
+    outbox.add(engine, items("chat", 3))
+    with engine.begin() as conn:
+        conn.execute(outbox.DIGESTS.delete())
+        conn.exec_driver_sql("DROP TABLE notify_digests")
+    channel, sinks = FakeChannel(), Sinks()
+    dispatcher = Dispatcher(deps(engine, channel, sinks))
+    try:
+        assert await dispatcher.assign([("tickets", 0)]) == 3
+        await until("the three sent", lambda: len(sinks.records) == 3)
+    finally:
+        await dispatcher.stop()
+    assert sorted(delivered_ids(channel)) == ["chat-0", "chat-1", "chat-2"]
