@@ -47,6 +47,7 @@ from services.notifier.stages import (
     next_attempt,
     record,
     remaining,
+    same_source,
     span_s,
     take,
     until_token,
@@ -276,10 +277,11 @@ class Lane:
         since = wall - timedelta(seconds=span_s(limit))
         try:
             sent = await asyncio.to_thread(outbox.recent_sends, self.deps.engine, self.kind, self.target, since)
+            started = await asyncio.to_thread(outbox.recent_starts, self.deps.engine, since)
         except Exception as exc:  # noqa: BLE001 - without the log the lane starts with an empty window, as before
             log.error("rate_window_not_restored", error=type(exc).__name__, channel=self.kind)  # noqa: TRY400
             return
-        self.window = window_from(sent, wall, mono)
+        self.window = window_from(sent, started, wall, mono)
 
     @property
     def in_flight(self) -> int:
@@ -373,7 +375,10 @@ class Lane:
         due = [
             i
             for i in self._ordered()
-            if i.due_at <= wall and i.kind not in UNFOLDED and i.notification_id not in self.kept_of
+            if i.due_at <= wall
+            and i.kind not in UNFOLDED
+            and i.notification_id not in self.kept_of
+            and same_source(i, head)
         ]
         if len(due) > 1:
             members, digest = fold(due, digest_budget(self.deps.max_bytes.get(self.kind, 4000)))

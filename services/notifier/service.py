@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -243,6 +244,9 @@ class Notifier:
         recovered = await self.dispatcher.writer.recover()
         if recovered:
             log.info("journal_recovered", finishes=recovered)
+        # before any lane starts its rate window: this start counts in it (the worker before may have had a send
+        # on its way to each target, not written down)
+        await self.sql(outbox.record_start, f"start-{secrets.token_hex(8)}", datetime.now(UTC))
         driver = self._driver = BatchDriver(
             self.driver_config, self.handle, self.on_assigned, self.on_revoked, self.checkpoint, self.deps.stream
         )

@@ -102,15 +102,20 @@ def answered(window: Window, taken_at: float, now: float) -> Window:
     return Window(tuple(sorted([*sent, max(now, taken_at)])))
 
 
-def window_from(sent_at: Sequence[datetime], wall_now: datetime, mono_now: float) -> Window:
+def window_from(
+    sent_at: Sequence[datetime], started_at: Sequence[datetime], wall_now: datetime, mono_now: float
+) -> Window:
     """A window from the times messages went (the delivery log: a restarted worker must not send a vendor's whole
-    limit again at once — DingTalk mutes a robot for ten minutes when it does), and one more counted now: a worker
-    that died may have sent one it had not yet written down. Even when the log has none: that one may have been
-    its first (tests/e2e/test_chaos.py once saw DingTalk's 20th message of a minute refused after a restart whose
-    log held no send to it, and the robot's backlog then waited out the ten minutes). A start costs a lane one
-    message of its first window (a second's wait for Slack's one a second)."""
-    times = [mono_now - (wall_now - at).total_seconds() for at in sent_at]
-    return Window(tuple(sorted([*times, mono_now])))
+    limit again at once — DingTalk mutes a robot for ten minutes when it does), and one more for each notifier
+    start in it (``started_at``): the worker that died before that start may have sent one it had not yet
+    written down, at the latest then. Even when the log has none: that one may have been its first
+    (tests/e2e/test_chaos.py once saw DingTalk's 20th message of a minute refused after a restart whose log held
+    no send to it, and the robot's backlog then waited out the ten minutes); and two kills in one window are two
+    such messages (helper-34: DingTalk refused the third message sent again within 13 s, and muted the robot).
+    No start known (it could not be written): one counted now. A start costs a lane one message of its window
+    (a second's wait for Slack's one a second)."""
+    times = [mono_now - (wall_now - at).total_seconds() for at in [*sent_at, *started_at]]
+    return Window(tuple(sorted(times if started_at else [*times, mono_now])))
 
 
 def remaining(window: Window, limit: RateLimit, now: float) -> int:
@@ -213,6 +218,14 @@ def digest_members(message: Message) -> list[str]:
     """The notification ids a digest's message holds (none: not a digest)."""
     found = message.data.get("digest")
     return [str(m) for m in found] if isinstance(found, list) else []
+
+
+def same_source(item: OutboxItem, head: OutboxItem) -> bool:
+    """Whether ``item`` may share a digest with ``head``: planned from the same partition. A digest is then owned,
+    with all its members, by the one worker assigned that partition: a notifier that died while it was on its way
+    is followed by one that loads it whole and sends it again as it was (helper-34's chaos runs: a digest across
+    partitions, loaded in two assignments or by two workers, was folded anew and each member came twice)."""
+    return (item.source_topic, item.source_partition) == (head.source_topic, head.source_partition)
 
 
 def fold(items: Sequence[OutboxItem], max_bytes: int) -> tuple[list[OutboxItem], Message]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, Column, Connection, Engine, Table, bindparam, insert, update
@@ -76,6 +76,21 @@ class DigestRow(SQLModel, table=True):
 
 
 DIGESTS: Table = DigestRow.__table__  # type: ignore[attr-defined]  # sqlmodel does not type it
+
+
+class StartRow(SQLModel, table=True):
+    """A notifier's start: the worker that died before it may have had a message on its way to each target, not
+    written down (a restarted lane's rate window counts one for each start in it)."""
+
+    __tablename__ = "notify_starts"
+
+    start_id: str = Field(primary_key=True)
+    started_at: datetime = Field(index=True)
+
+
+STARTS: Table = StartRow.__table__  # type: ignore[attr-defined]  # sqlmodel does not type it
+STARTS_KEPT = timedelta(days=1)
+"""How long a start is remembered (far longer than any vendor's rate window)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +412,20 @@ def _delivery_rows(records: Sequence[Delivery]) -> list[dict[str, Any]]:
     """The delivery log's rows of these records, one per id (the last one's: a statement takes an id once)."""
     by_id = {r.notification_id: r.model_dump(exclude={"schema_version"}) for r in records}
     return list(by_id.values())
+
+
+def record_start(engine: Engine, start_id: str, at: datetime) -> None:
+    """This notifier starts (before any lane sends); starts older than ``STARTS_KEPT`` go."""
+    with engine.begin() as conn:
+        conn.execute(sa_delete(STARTS).where(STARTS.c.started_at < at - STARTS_KEPT))
+        conn.execute(insert(STARTS), [{"start_id": start_id, "started_at": at}])
+
+
+def recent_starts(engine: Engine, since: datetime) -> list[datetime]:
+    """When notifiers started since ``since``, oldest first."""
+    query = sa_select(STARTS.c.started_at).where(STARTS.c.started_at >= since).order_by(STARTS.c.started_at)
+    with engine.connect() as conn:
+        return [as_utc(at) or at for at in conn.execute(query).scalars()]
 
 
 def recent_sends(engine: Engine, channel: str, target: str, since: datetime) -> list[datetime]:

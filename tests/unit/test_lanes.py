@@ -304,10 +304,36 @@ async def test_a_restarted_lane_starts_its_rate_window_from_the_delivery_log(eng
 
 def test_a_window_from_wall_times_keeps_their_spacing() -> None:
     wall = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
-    window = window_from([wall - timedelta(seconds=30), wall - timedelta(seconds=5)], wall, 1000.0)
+    window = window_from([wall - timedelta(seconds=30), wall - timedelta(seconds=5)], [], wall, 1000.0)
     assert window == Window((970.0, 995.0, 1000.0))
     # nothing in the log: the dead worker's first send to the target may still have been in flight
-    assert window_from([], wall, 1000.0) == Window((1000.0,))
+    assert window_from([], [], wall, 1000.0) == Window((1000.0,))
+
+
+def test_each_start_in_a_window_counts_one_message_the_worker_before_it_may_not_have_written_down() -> None:
+    """Two kills within one window: each dead worker may have had a message on its way (helper-34: DingTalk
+    refused the third copy of a message within 13 s and muted the robot for ten minutes)."""
+    wall = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    starts = [wall - timedelta(seconds=6), wall - timedelta(seconds=1)]
+    window = window_from([wall - timedelta(seconds=30)], starts, wall, 1000.0)
+    assert window == Window((970.0, 994.0, 999.0))
+
+
+async def test_a_restarted_lane_counts_the_notifier_starts_in_its_window(engine: Engine) -> None:
+    now = datetime.now(UTC)
+    outbox.record_start(engine, "start-old", now - timedelta(hours=2))
+    outbox.record_start(engine, "start-a", now - timedelta(seconds=20))
+    outbox.record_start(engine, "start-b", now - timedelta(seconds=2))
+    limit = RateLimit(3, 60.0)
+    lanes_ = Dispatcher(deps(engine, FakeChannel(), Sinks(), limits={"fake": limit}))
+    lane = Lane("fake", "chat", lanes_.deps, lanes_.writer)
+    await lane._restore_window()
+    assert len(lane.window.sent) == 2, "the two starts of the last minute, not the one two hours ago"
+    assert remaining(lane.window, limit, lane.deps.monotonic()) == 1
+    outbox.record_start(engine, "start-c", now + timedelta(days=1, seconds=1))
+    assert outbox.recent_starts(engine, now - timedelta(days=1)) == [now + timedelta(days=1, seconds=1)], (
+        "a start older than a day is forgotten"
+    )
 
 
 async def test_a_lane_sends_its_next_message_only_once_the_last_outcome_is_written(engine: Engine) -> None:
@@ -920,3 +946,21 @@ async def test_an_outbox_whose_kept_digests_cannot_be_read_still_has_its_items_s
     finally:
         await dispatcher.stop()
     assert sorted(delivered_ids(channel)) == ["chat-0", "chat-1", "chat-2"]
+
+
+async def test_a_digest_holds_notifications_of_one_partition_only(engine: Engine) -> None:
+    """So the one worker assigned that partition owns the digest whole (helper-34: a digest across partitions,
+    loaded in two assignments after a kill, was folded anew and each of its members came twice)."""
+    mixed = [dataclass_replace(i, source_partition=i.seq % 2) for i in items("chat", 12)]
+    channel, sinks = FakeChannel(), Sinks()
+    dispatcher = Dispatcher(deps(engine, channel, sinks, limits={"fake": RateLimit(1, 0.05)}))
+    try:
+        dispatcher.submit(mixed, saved=False)
+        await until("every notification recorded", lambda: len(sinks.records) == 12)
+    finally:
+        await dispatcher.stop()
+    digests = [set(digest_members(m)) for m, _ in channel.delivered if m.kind == "digest"]
+    assert digests, "the backlog was folded"
+    partition_of = {i.notification_id: i.source_partition for i in mixed}
+    assert all(len({partition_of[n] for n in members}) == 1 for members in digests)
+    assert sorted(delivered_ids(channel)) == sorted(i.notification_id for i in mixed)
