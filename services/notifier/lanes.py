@@ -48,6 +48,7 @@ from services.notifier.stages import (
     record,
     remaining,
     same_source,
+    shared_limit,
     span_s,
     take,
     until_token,
@@ -142,6 +143,9 @@ class LaneDeps:
     """How long an item sent first may be held in memory only, its event's offset not committed (``at_commit``)."""
     catch_up_s: float = CATCH_UP_S
     """How long a message waits before it is sent beside others under way to its target (``beside_wait_s``)."""
+    share: Callable[[], tuple[int, int]] = lambda: (1, 1)
+    """The partitions this worker owns, of all its consumer group's: its part of each vendor's limit
+    (``shared_limit``)."""
     in_flight: Mapping[str, int] = field(default_factory=dict)
     """Per channel kind: how many messages a lane may have on their way at once, never two of one ticket (a kind
     not named: one; ``ChannelKind.in_flight``)."""
@@ -237,7 +241,9 @@ class Lane:
 
     @property
     def limit(self) -> RateLimit | None:
-        return self.deps.limits.get(self.kind)
+        """The vendor's limit per target, this worker's part of it (``shared_limit``)."""
+        limit = self.deps.limits.get(self.kind)
+        return None if limit is None else shared_limit(limit, *self.deps.share())
 
     def _ordered(self) -> list[OutboxItem]:
         return sorted(self.items.values(), key=lambda i: i.seq)

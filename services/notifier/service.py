@@ -222,9 +222,16 @@ class Notifier:
                 sql=self.runner,
                 journal=deps.journal,
                 hold_s=deps.hold_s,
+                share=self.share,
             )
         )
         registry.register(LaneGauges(self.dispatcher))
+
+    def share(self) -> tuple[int, int]:
+        """The partitions this worker is assigned, of all its group reads: its part of each vendor's limit."""
+        t = self.deps.topics
+        total = t.tickets.partitions + t.escalations.partitions + t.handovers.partitions
+        return (len(self.assigned), total) if self.assigned else (total, total)
 
     # --- the shell around Kafka -----------------------------------------------------------------------------
 
@@ -271,6 +278,8 @@ class Notifier:
         self.dispatcher.revoke(self.assigned - mine)
         new = mine - self.assigned
         self.assigned = mine
+        owned, total = self.share()
+        log.info("partitions_assigned", partitions=owned, of=total)
         await self.mark_replays(new)
         loaded = await self.dispatcher.assign(new)
         if loaded:

@@ -72,6 +72,20 @@ class Window:
     sent: tuple[float, ...] = ()
 
 
+def shared_limit(limit: RateLimit, owned: int, total: int) -> RateLimit:
+    """A worker's part of a vendor's limit per target while several notifier workers share the partitions (it
+    owns ``owned`` of ``total``): the parts add up to at most the limit in any window, whichever worker a
+    target's notifications come to (helper-34: two replicas each kept DingTalk's 20 a minute and WeCom's, and
+    the robots refused the excess). A part of less than one message a window is one message in a window that
+    many times longer: the same share of the rate, in bursts of one per worker."""
+    if total <= 0 or owned >= total:
+        return limit
+    burst = limit.burst * owned // total
+    if burst >= 1:
+        return RateLimit(burst, limit.per_s)
+    return RateLimit(1, limit.per_s * total / (limit.burst * max(owned, 1)))
+
+
 def span_s(limit: RateLimit) -> float:
     """The window kept, a little longer than the vendor's: our send times and the vendor's receive times differ
     by network and scheduling jitter, and a vendor counting "3 in 3 s" must never see a fourth."""
@@ -112,8 +126,7 @@ def window_from(
     (tests/e2e/test_chaos.py once saw DingTalk's 20th message of a minute refused after a restart whose log held
     no send to it, and the robot's backlog then waited out the ten minutes); and two kills in one window are two
     such messages (helper-34: DingTalk refused the third message sent again within 13 s, and muted the robot).
-    No start known (it could not be written): one counted now. A start costs a lane one message of its window
-    (a second's wait for Slack's one a second)."""
+    No start known (it could not be written): one counted now. A start costs a lane one message of its window."""
     times = [mono_now - (wall_now - at).total_seconds() for at in [*sent_at, *started_at]]
     return Window(tuple(sorted(times if started_at else [*times, mono_now])))
 

@@ -7,6 +7,7 @@ mechanism is the same for hours: notifications wait in the outbox until TICKETLO
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy.local.kafka_local import free_port
 from deploy.local.vendors.base import ReceivedChat
 from services.notifier.channels.registry import REGISTRY
 from tests.support.chatlab import ChatLab, am_alert, am_payload, chat_lab, tickets_per_message
@@ -222,3 +224,40 @@ def test_a_notifier_killed_while_a_digest_is_on_its_way_sends_that_same_digest_a
         assert set(named(messages)) == set(ids)
         assert repeated_messages(messages) == 1
         assert lab.chat.rejections == []
+
+
+def assigned_last(lab: ChatLab, name: str) -> tuple[int, int] | None:
+    """The share of partitions a notifier worker was last assigned, from its log (None: none yet)."""
+    found = None
+    path = lab.stack.log_path(name)
+    for line in path.read_text().splitlines() if path.exists() else []:
+        if '"partitions_assigned"' in line:
+            entry = json.loads(line)
+            found = (int(entry["partitions"]), int(entry["of"]))
+    return found
+
+
+def test_two_notifier_workers_keep_each_vendors_limit_together(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Scaled out to two notifier workers, the partitions split between them: each keeps its part of every
+    vendor's limit, so a robot never sees more than its limit from both (helper-34: each kept the whole one, and
+    DingTalk and WeCom refused the excess and throttled the robots)."""
+    with chat_lab(kafka_bootstrap, tmp_path) as lab:
+        env = lab.stack.extra_env
+        env["TICKETLOOP_NOTIFIER_METRICS_PORT"] = str(free_port())
+        lab.stack.start("notifier", name="notifier-2")
+        del env["TICKETLOOP_NOTIFIER_METRICS_PORT"]
+
+        def split() -> bool:
+            shares = [assigned_last(lab, name) for name in ("notifier", "notifier-2")]
+            return all(s is not None and 0 < s[0] < s[1] for s in shares)
+
+        wait_for("the partitions split between the two workers", split, stack=lab.stack, timeout=120)
+        for first in range(0, 200, 50):
+            post_alerts(lab, first, 50)
+        ids = ticket_ids(lab, 200)
+        for vendor in OPS_CHAT:
+            wait_for(f"every ticket at {vendor}", has_all(lab, vendor, ids), stack=lab.stack, timeout=300)
+        assert lab.chat.rejections == [], "no vendor refused anything: the two kept the limit together"
+        for vendor in OPS_CHAT:
+            counts = named(lab.chat.received(vendor))
+            assert sorted(counts.values()) == [1] * 200, f"{vendor}: each ticket exactly once"

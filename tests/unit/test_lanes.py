@@ -964,3 +964,13 @@ async def test_a_digest_holds_notifications_of_one_partition_only(engine: Engine
     partition_of = {i.notification_id: i.source_partition for i in mixed}
     assert all(len({partition_of[n] for n in members}) == 1 for members in digests)
     assert sorted(delivered_ids(channel)) == sorted(i.notification_id for i in mixed)
+
+
+def test_a_lanes_limit_is_its_workers_part_of_the_vendors(engine: Engine) -> None:
+    owned = [(12, 12)]
+    lanes_ = Dispatcher(deps(engine, FakeChannel(), Sinks(), limits={"fake": RateLimit(20, 60.0)}))
+    lanes_.deps.share = lambda: owned[0]
+    lane = Lane("fake", "robot", lanes_.deps, lanes_.writer)
+    assert lane.limit == RateLimit(20, 60.0)
+    owned[0] = (6, 12)  # a second worker joined: half the partitions, half the limit
+    assert lane.limit == RateLimit(10, 60.0)

@@ -267,3 +267,14 @@ async def test_a_dead_letter_that_cannot_be_written_is_logged_and_counted_not_ra
         "ticketloop_deadletter_records_total", {"service": "notifier", "reason_kind": "delivery_given_up"}
     )
     assert given_up == 1.0
+
+
+def test_a_workers_part_of_each_vendors_limit_is_the_share_of_partitions_it_is_assigned(
+    engine: Engine, tmp_path: Path
+) -> None:
+    worker = notifier(engine, tmp_path, FakeChannel())  # Topics("", 1): tickets, escalations, handovers
+    assert worker.share() == (3, 3), "nothing assigned yet: nothing to send, the whole limit"
+    worker.assigned = {(TICKETS, 0)}
+    assert worker.share() == (1, 3)
+    lane_deps = worker.dispatcher.deps
+    assert lane_deps.share() == (1, 3), "what the lanes read"

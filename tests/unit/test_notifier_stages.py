@@ -26,6 +26,7 @@ from services.notifier.stages import (
     message_to_json,
     next_attempt,
     remaining,
+    shared_limit,
     take,
     until_token,
 )
@@ -175,3 +176,17 @@ def test_at_a_commit_an_item_whose_event_offset_is_not_known_is_written() -> Non
     unknown = item(1)
     assert at_commit([unknown], T0, hold_s=5.0) == ([unknown], {})
     assert at_commit([], T0, hold_s=5.0) == ([], {})
+
+
+def test_workers_sharing_the_partitions_share_each_vendors_limit_and_never_add_up_to_more() -> None:
+    dingtalk = RateLimit(20, 60.0)
+    assert shared_limit(dingtalk, 12, 12) == dingtalk, "one worker: the whole limit"
+    assert shared_limit(dingtalk, 6, 12) == RateLimit(10, 60.0)
+    parts = [shared_limit(dingtalk, owned, 12) for owned in (6, 3, 3)]  # three workers, 4 partitions a topic
+    assert sum(p.burst for p in parts) <= 20 and all(p.per_s == 60.0 for p in parts)
+    assert shared_limit(dingtalk, 1, 12) == RateLimit(1, 60.0)
+    slack = RateLimit(1, 1.0)
+    assert shared_limit(slack, 6, 12) == RateLimit(1, 2.0), "under one message a window: the window grows"
+    assert shared_limit(slack, 0, 12) == RateLimit(1, 12.0)
+    assert shared_limit(slack, 3, 0) == slack
+    assert shared_limit(RateLimit(3, 3.0), 1, 12) == RateLimit(1, 12.0), "a twelfth of one a second"

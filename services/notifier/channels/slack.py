@@ -293,7 +293,9 @@ KIND = ChannelKind(
     kind="slack",
     config=SlackConfig,
     build=build,
-    limit=RateLimit(1, 1.0),
+    # about one a second per channel, short bursts allowed (Slack's docs): three in any three seconds, which two
+    # notifier workers can share (one in three seconds each: ``stages.shared_limit``), as one a second cannot
+    limit=RateLimit(3, 3.0),
     max_bytes=SECTION_TEXT_MAX,
     summary="Block Kit message by incoming webhook (the URL is the secret) or bot token (chat.postMessage; "
     "redrawn with chat.update when someone acts on the ticket)",
