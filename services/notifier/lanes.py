@@ -369,8 +369,9 @@ class Lane:
         digest_id = self.kept_of.get(head.notification_id)
         if digest_id is not None:
             kept = self.kept[digest_id]
-            held = [self.items[nid] for nid in digest_members(kept) if nid in self.items]
-            if len(held) == len(digest_members(kept)):
+            ids = digest_members(kept)
+            held = [self.items[nid] for nid in ids if nid in self.items]
+            if len(held) == len(ids):
                 return held, kept
             self._unkeep(digest_id)  # not all here (a bug elsewhere): its members are folded anew
         if head.kind in UNFOLDED or remaining(self.window, limit, now) > 0 or len(self.items) < 2:
@@ -442,7 +443,7 @@ class Lane:
             self.writing -= 1
         self._forget(batch)
         if digest:
-            self._dropped(message)
+            self._dropped(message.data.get(DIGEST_ID))
 
     async def _failed(self, batch: list[OutboxItem], error: str, retryable: bool, retry_after_s: float | None) -> None:
         self.breaker = breaker_failure(self.breaker, self.deps.breaker, self.deps.monotonic())
@@ -475,16 +476,15 @@ class Lane:
                 self.writer.submit(Save([item]))
             await self.writer.submit(GiveUp(failed))
             self._forget([item])
-            if nid in self.kept_of:  # no longer kept: its members still waiting are folded anew
-                self._dropped(self.kept[self.kept_of[nid]])
+            self._dropped(self.kept_of.get(nid))  # no longer kept: its members still waiting are folded anew
             try:  # the delivery log's record is told even when the dead letter could not be
                 await self.deps.on_give_up(replace(item, last_error=why), why)
             finally:
                 await self.deps.on_records([failed])
 
-    def _dropped(self, message: Message) -> None:
-        """A kept digest delivered or given up: no longer kept (written after its members' finish, in order)."""
-        digest_id = message.data.get(DIGEST_ID)
+    def _dropped(self, digest_id: object) -> None:
+        """A kept digest delivered or given up: no longer kept (written after its members' finish, in order); a
+        message or item that is in none: nothing."""
         if isinstance(digest_id, str) and digest_id in self.kept:
             self._unkeep(digest_id)
             self.writer.submit(Drop(digest_id))

@@ -18,7 +18,7 @@ from typing import Any, Literal, NamedTuple
 
 from services.notifier.channels.base import ActionLink, Mention, Message, RateLimit, cut_utf8
 from shared.events import Delivery
-from shared.store.outbox import OutboxItem
+from shared.store.outbox import OutboxItem, member_ids
 
 # --- commit: what the items held only in memory need before their events' offsets are committed -------------
 
@@ -229,8 +229,7 @@ DIGEST_ID = "digest_id"
 
 def digest_members(message: Message) -> list[str]:
     """The notification ids a digest's message holds (none: not a digest)."""
-    found = message.data.get("digest")
-    return [str(m) for m in found] if isinstance(found, list) else []
+    return member_ids(message.data)
 
 
 def same_source(item: OutboxItem, head: OutboxItem) -> bool:

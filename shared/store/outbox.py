@@ -21,7 +21,7 @@ kept digests whose members are all gone are deleted by ``forget_done_digests``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -213,9 +213,15 @@ class Digest:
         return members_of(self.payload)
 
 
-def members_of(payload: dict[str, Any]) -> list[str]:
-    """A kept digest's members: the notification ids its message lists (``data["digest"]``)."""
-    return [str(m) for m in (payload.get("data") or {}).get("digest") or ()]
+def member_ids(data: Mapping[str, Any]) -> list[str]:
+    """The notification ids a digest message's ``data`` lists (``data["digest"]``; none: not a digest)."""
+    found = data.get("digest")
+    return [str(m) for m in found] if isinstance(found, list) else []
+
+
+def members_of(payload: Mapping[str, Any]) -> list[str]:
+    """A kept digest's members: those its message (the notifier's JSON) lists."""
+    return member_ids(payload.get("data") or {})
 
 
 @dataclass(frozen=True, slots=True)
