@@ -62,7 +62,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -87,6 +87,11 @@ PARTITIONS = 4
 PACED_SHARE = 0.7
 DATABASE = "bench.db"
 """The notifier's database in the work directory (a directory that holds one from an earlier run is refused)."""
+SCATTER = 3_999_971
+"""Ticket ids in no order (``ticket_ids``)."""
+BURST_APART_S = 0.001
+"""The burst's tickets opened a millisecond apart (a storm of a thousand tickets a second before the notifier
+starts); the paced stream's open as they are produced."""
 WARMUP_S = 2.0
 """The paced stream's first seconds, delivered and checked but not in p50/p99 (``warmup_p99_ms`` apart)."""
 Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
@@ -129,16 +134,21 @@ def ticket_event(ticket_id: str, now: datetime) -> TicketEvent:
 
 
 def ticket_ids(prefix: str, n: int) -> list[str]:
-    """Fixed-width ids (8 characters), so every phase's bodies have the same size."""
+    """Fixed-width ids (8 characters), so every phase's bodies have the same size; distinct, in no order (ticket k
+    gets k times an odd number not divisible by 5, modulo 10**width: a permutation), as the router's ids are
+    hashes: an index by ticket id is written at random places, as in production."""
     width = 8 - len(prefix)
-    return [f"{prefix}{i:0{width}d}" for i in range(n)]
+    mod = 10**width
+    return [f"{prefix}{(i * SCATTER) % mod:0{width}d}" for i in range(n)]
 
 
-def records(ids: Iterable[str], now: datetime) -> list[Record]:
-    """Ticket events as the router writes them: keyed by ticket id, with its trace and ticket headers."""
+def records(ids: Iterable[str], first: datetime, apart_s: float) -> list[Record]:
+    """Ticket events as the router writes them: keyed by ticket id, with its trace and ticket headers. Ticket k
+    opened ``apart_s`` x k after ``first``, as tickets open one after another (not all in one instant: a ticket's
+    notification ids begin with when it opened, shared/infra/ids.py ``ordered_id``)."""
     out = []
-    for tid in ids:
-        ev = ticket_event(tid, now)
+    for k, tid in enumerate(ids):
+        ev = ticket_event(tid, first + timedelta(seconds=k * apart_s))
         out.append((tid.encode(), encode(ev), make_headers(trace_id=ev.trace_id, ticket_id=tid)))
     return out
 
@@ -484,7 +494,9 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
             fastest = max(range(len(bases)), key=lambda k: bases[k].per_s if bases[k].per_s > 0 else 0.0)
             base, base_in_flight = bases[fastest], baseline_in_flight(fastest)
 
-            await produce_all(bootstrap, topics.tickets.name, records(ticket_ids("T", opts.tickets), now))
+            await produce_all(
+                bootstrap, topics.tickets.name, records(ticket_ids("T", opts.tickets), now, BURST_APART_S)
+            )
             stack = Stack(
                 bootstrap,
                 f"sqlite:///{workdir / DATABASE}",
@@ -511,7 +523,9 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
                     paced_n = max(2, min(opts.paced_max, int(tickets_per_s * opts.paced_seconds)))
                     warm_n = int(tickets_per_s * opts.warmup_seconds)
                     held = await sink.count(client)
-                    batch = records(ticket_ids("W", warm_n) + ticket_ids("P", paced_n), datetime.now(UTC))
+                    batch = records(
+                        ticket_ids("W", warm_n) + ticket_ids("P", paced_n), datetime.now(UTC), 1 / tickets_per_s
+                    )
                     cpu_before = cpu_s(stack.procs["notifier"].pid)
                     stream, achieved = await produce_paced(bootstrap, topics.tickets.name, batch, tickets_per_s)
                     warm_produced, produced = split_warmup(stream, "W")

@@ -27,7 +27,7 @@ from services.notifier.templates import (
     render_workaround,
 )
 from shared.events import Change, Delivery, Escalation, EventKind, HandoverDigest, TicketEvent
-from shared.infra.ids import stable_id
+from shared.infra.ids import derived_id, ordered_id
 from shared.rules.muting import Mute
 from shared.rules.oncall import OnCall, TeamsConfig, person_may_act
 from shared.rules.satisfaction import SCORES, SURVEY_WINDOW
@@ -56,6 +56,9 @@ class Notice:
     """Explicit (channel, target) pairs instead of teams: e.g. the reporter of a piece of feedback."""
     person: str | None = None
     """The person it is for (the owner, or whoever is on call for the target team): mailed in person too."""
+    opened: datetime | None = None
+    """When its ticket opened (None: no ticket): its notification ids begin with it (``ordered_id``), so the
+    delivery log's key grows at its end as tickets open."""
 
 
 SurveyLinker = Callable[[str, str, datetime, int], str]
@@ -77,7 +80,9 @@ def survey_notice(event: TicketEvent, survey: SurveyLinker | None) -> Notice | N
     closes = t.resolved_at + SURVEY_WINDOW
     links = {score: survey(t.ticket_id, reporter, closes, score) for score in SCORES}
     message = render_survey(event, links, f"{closes:%Y-%m-%d %H:%M} UTC")
-    return Notice(f"{event.change_id}:survey", t.ticket_id, t.team, message, recipients=(("email", reporter),))
+    return Notice(
+        f"{event.change_id}:survey", t.ticket_id, t.team, message, recipients=(("email", reporter),), opened=t.opened_at
+    )
 
 
 def notices_for_ticket_event(
@@ -109,6 +114,7 @@ def notices_for_ticket_event(
                 event.ticket.team,
                 message,
                 recipients=(("email", reporter),),
+                opened=event.ticket.opened_at,
             )
         )
     asked = survey_notice(event, survey)
@@ -131,7 +137,16 @@ def notice_for_ticket_event(event: TicketEvent, public_url: str) -> Notice | Non
         message = render_resolution(event, public_url)
     else:
         return None
-    return Notice(event.change_id, t.ticket_id, t.team, message, tuple(t.watchers), tuple(t.channels), person=t.person)
+    return Notice(
+        event.change_id,
+        t.ticket_id,
+        t.team,
+        message,
+        tuple(t.watchers),
+        tuple(t.channels),
+        person=t.person,
+        opened=t.opened_at,
+    )
 
 
 def state_notice(event: TicketEvent, public_url: str) -> Notice | None:
@@ -144,7 +159,16 @@ def state_notice(event: TicketEvent, public_url: str) -> Notice | None:
     if not kinds:
         return None
     message = render_state(event, public_url)
-    return Notice(f"{event.change_id}:state", t.ticket_id, t.team, message, tuple(t.watchers), kinds, person=t.person)
+    return Notice(
+        f"{event.change_id}:state",
+        t.ticket_id,
+        t.team,
+        message,
+        tuple(t.watchers),
+        kinds,
+        person=t.person,
+        opened=t.opened_at,
+    )
 
 
 def notice_for_handover(digest: HandoverDigest, public_url: str) -> Notice:
@@ -180,6 +204,7 @@ def notice_for_escalation(
         message,
         kinds=tuple(t.channels),
         person=person,
+        opened=t.opened_at,
     )
 
 
@@ -233,7 +258,13 @@ def plan_notice(notice: Notice, config: NotifyConfig, person_email: str | None =
     """The dispatches of a notice; ``person_email``: the notice's person's address (teams.yaml), if any."""
     if notice.recipients:
         return [
-            Dispatch(stable_id(notice.notice_id, channel, target), notice.ticket_id, channel, target, notice.message)
+            Dispatch(
+                ordered_id(notice.opened, notice.notice_id, channel, target),
+                notice.ticket_id,
+                channel,
+                target,
+                notice.message,
+            )
             for channel, target in notice.recipients
         ]
     planned = plan(
@@ -244,10 +275,11 @@ def plan_notice(notice: Notice, config: NotifyConfig, person_email: str | None =
         config,
         watchers=notice.watchers,
         kinds=notice.kinds,
+        opened=notice.opened,
     )
     wants_email = not notice.kinds or "email" in notice.kinds
     if person_email and wants_email and all(d.target != person_email for d in planned):
-        nid = stable_id(notice.notice_id, "email", person_email)
+        nid = ordered_id(notice.opened, notice.notice_id, "email", person_email)
         planned.insert(0, Dispatch(nid, notice.ticket_id, "email", person_email, notice.message))
     return planned
 
@@ -263,7 +295,7 @@ def in_channel_parts(dispatch: Dispatch, max_bytes: Mapping[str, int]) -> list[D
     return [
         replace(
             dispatch,
-            notification_id=dispatch.notification_id if k == 1 else stable_id(dispatch.notification_id, f"part {k}"),
+            notification_id=dispatch.notification_id if k == 1 else derived_id(dispatch.notification_id, f"part {k}"),
             message=part,
         )
         for k, part in enumerate(parts, start=1)
@@ -286,15 +318,17 @@ def plan(
     *,
     watchers: Sequence[str] = (),
     kinds: Sequence[str] = (),
+    opened: datetime | None = None,
 ) -> list[Dispatch]:
-    """One dispatch per distinct (channel, target) of the team and its watchers, limited to ``kinds`` if given."""
+    """One dispatch per distinct (channel, target) of the team and its watchers, limited to ``kinds`` if given;
+    ``opened``: when the ticket opened (``Notice.opened``)."""
     targets: dict[tuple[str, str], None] = {}
     for name in (team, *watchers):
         for target in _team_targets(name, config):
             if not kinds or target[0] in kinds:
                 targets.setdefault(target)
     return [
-        Dispatch(stable_id(notice_id, channel, target), ticket_id, channel, target, message)
+        Dispatch(ordered_id(opened, notice_id, channel, target), ticket_id, channel, target, message)
         for channel, target in targets
     ]
 
@@ -302,7 +336,7 @@ def plan(
 def suppressed(notice: Notice, mute: Mute, now: datetime) -> Delivery:
     """The delivery log's record of a notice the mute stage held back: which one, and what muted it."""
     return Delivery(
-        notification_id=stable_id(notice.notice_id, "muted"),
+        notification_id=ordered_id(notice.opened, notice.notice_id, "muted"),
         ticket_id=notice.ticket_id,
         kind=notice.message.kind,
         channel="none",

@@ -25,10 +25,16 @@ def test_the_baseline_runs_take_turns_one_in_flight_and_as_many_as_a_webhook_lan
     assert IN_FLIGHT > 1
 
 
+def test_ticket_ids_are_distinct_of_one_width_and_in_no_order() -> None:
+    ids = ticket_ids("P", 20_000)
+    assert len(set(ids)) == 20_000 and {len(i) for i in ids} == {8} and all(i.startswith("P") for i in ids)
+    assert ids != sorted(ids), "scattered, as the router's hashed ids are"
+
+
 def test_the_warm_up_is_split_from_the_measured_stream_by_its_ticket_ids() -> None:
     ids = ticket_ids("W", 3) + ticket_ids("P", 2)
     stream = {tid: float(k) for k, tid in enumerate(ids)}
     warm, measured = split_warmup(stream, "W")
-    assert sorted(warm) == ["W0000000", "W0000001", "W0000002"]
-    assert measured == {"P0000000": 3.0, "P0000001": 4.0}
+    assert sorted(warm) == sorted(ids[:3])
+    assert measured == {ids[3]: 3.0, ids[4]: 4.0}
     assert split_warmup(stream, "X") == ({}, stream)  # no warm-up: everything is measured

@@ -3,13 +3,45 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.infra.ids import ID_NAMESPACE, stable_id
+from shared.infra.ids import ID_NAMESPACE, derived_id, ordered_id, stable_id
+
+ids = st.lists(st.text(max_size=40), min_size=1, max_size=5)
 
 
 @given(st.lists(st.text(max_size=40), min_size=1, max_size=5))
 def test_stable_id_is_exactly_uuid5_of_the_joined_parts(parts: list[str]) -> None:
     assert stable_id(*parts) == uuid.uuid5(ID_NAMESPACE, "\x1f".join(parts)).hex
+
+
+@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2999, 1, 1), timezones=st.just(UTC)), ids)
+def test_an_ordered_id_is_a_uuid7_of_its_time_and_otherwise_the_stable_id(at: datetime, parts: list[str]) -> None:
+    made = ordered_id(at, *parts)
+    as_uuid = uuid.UUID(made)
+    assert as_uuid.version == 7 and as_uuid.variant == uuid.RFC_4122
+    assert int(made[:12], 16) == int(at.timestamp() * 1000), "the first 48 bits: milliseconds since the epoch"
+    assert made[13:] == stable_id(*parts)[13:], "the rest: the stable id's hash"
+    assert ordered_id(at, *parts) == made, "the same time and parts: the same id"
+    assert ordered_id(None, *parts) == stable_id(*parts)
+
+
+@given(st.lists(st.datetimes(timezones=st.just(UTC), min_value=datetime(1971, 1, 1)), min_size=2, max_size=30), ids)
+def test_ordered_ids_sort_as_their_times_to_the_millisecond(times: list[datetime], parts: list[str]) -> None:
+    made = {at: ordered_id(at, *parts, at.isoformat()) for at in times}
+    in_id_order = [at for at, _ in sorted(made.items(), key=lambda kv: kv[1])]
+    ms = [int(at.timestamp() * 1000) for at in in_id_order]
+    assert ms == sorted(ms)
+
+
+def test_an_id_derived_from_an_ordered_one_keeps_its_place_in_time() -> None:
+    at = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    base = ordered_id(at, "tl-1:1", "slack", "ops")
+    part = derived_id(base, "part 2")
+    assert part[:12] == base[:12] and uuid.UUID(part).version == 7 and part != base
+    assert derived_id(base, "part 2") == part
+    plain = stable_id("tl-1:1")
+    assert derived_id(plain, "part 2") == stable_id(plain, "part 2"), "from an unordered id: the stable id"

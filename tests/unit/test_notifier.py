@@ -161,6 +161,23 @@ def test_plan_fans_out_per_channel_and_target_with_stable_distinct_ids() -> None
     assert plan("tl-1:2", "tl-1", "ops", msg, CFG)[0].notification_id != dispatches[0].notification_id
 
 
+def test_a_tickets_notification_ids_begin_with_when_it_opened_so_the_delivery_log_grows_at_its_end() -> None:
+    """Keyed by hashes, each new row of the delivery log rewrote a page of its key's index (shared/infra/ids.py)."""
+    opened = [T0 + timedelta(milliseconds=k) for k in range(20)]
+    ids = []
+    for k, at in enumerate(opened):
+        notice = notice_for_ticket_event(tev(Change.opened, ticket_id=f"tl-{k:x}", opened_at=at), URL)
+        assert notice is not None and notice.opened == at
+        ids.append([d.notification_id for d in plan_notice(notice, CFG, "olga@x")])
+    assert [min(each) for each in ids] == sorted(min(each) for each in ids)
+    assert all(max(ids[k]) < min(ids[k + 1]) for k in range(len(ids) - 1)), "a later ticket's ids sort after"
+    assert all(
+        int(nid[:12], 16) == int(at.timestamp() * 1000) for at, each in zip(opened, ids, strict=True) for nid in each
+    )
+    late = notice_for_escalation(escalation().model_copy(update={"ticket": ticket(opened_at=opened[3])}), URL)
+    assert {d.notification_id[:12] for d in plan_notice(late, CFG)} == {ids[3][0][:12]}, "its ticket's time"
+
+
 def test_plan_uses_the_fallback_team_for_teams_without_channels() -> None:
     msg = Message("assignment", "s", "t")
     assert [d.target for d in plan("n", "tl-1", "quiet", msg, CFG)] == ["l@x"]
