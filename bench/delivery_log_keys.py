@@ -14,7 +14,9 @@ second) repeated ``--rounds`` times, once for each keying, each in a database of
 Each database first gets ``--prefill`` records the same way (the log a notifier has after 16 s of that stream;
 a production log is larger, which only makes each hashed row land on a page of its own more surely). Tickets open
 a millisecond apart with ``--targets`` notifications each, and their ids are hashes, as the router's are, so the
-index by ticket is written at random places in both runs. Figures: the writer's CPU a record (process time over
+index by ticket is written at random places in both runs. Only tickets' first notifications are written: a
+ticket's later ones (updates, escalations, its resolution) go beside its first, inside the index, so a real mix
+gains less than this. Figures: the writer's CPU a record (process time over
 the rounds, the same process), and the write-ahead log's bytes a record (its file's size after the rounds, from
 empty); ``cpu_ratio`` and ``wal_ratio`` are ordered over hashed. Last line: ``delivery_log_keys: rows=..
 per_round=.. hashed_cpu_us=.. ordered_cpu_us=.. cpu_ratio=.. hashed_wal_bytes=.. ordered_wal_bytes=..

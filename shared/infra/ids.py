@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 ID_NAMESPACE = uuid.UUID("5f0c7f52-6a53-4d7e-9a53-7e1f1f3f0d11")
 
 
 _NAMESPACE_BYTES = ID_NAMESPACE.bytes
-_MS_MASK = (1 << 48) - 1
+_MS_MAX = (1 << 48) - 1
+_MS = timedelta(milliseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def stable_id(*parts: str) -> str:
@@ -33,7 +35,14 @@ def ordered_id(at: datetime | None, *parts: str) -> str:
     made = stable_id(*parts)
     if at is None:
         return made
-    return f"{int(at.timestamp() * 1000) & _MS_MASK:012x}7{made[13:]}"
+    return f"{epoch_ms(at):012x}7{made[13:]}"
+
+
+def epoch_ms(at: datetime) -> int:
+    """Whole milliseconds since the epoch, in integers (no float rounding); a time without a zone is UTC, whatever
+    the host's zone (two workers must make the same id); before 1970: 0, after 48 bits: their most."""
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return min(max(0, (aware - _EPOCH) // _MS), _MS_MAX)
 
 
 def derived_id(base: str, *parts: str) -> str:
