@@ -96,14 +96,18 @@ def test_connections_the_rate_limit_and_the_metrics_span_both_workers_and_a_stop
         codes = [c.post(url, json=alert(i), headers=headers).status_code for i, c in enumerate(clients)]
         assert sorted(codes) == [202] * LIMIT + [429] * (CLIENTS - LIMIT), codes
 
-        # a scrape on either worker counts what both accepted and refused
-        for c in clients[:2]:
+        # a scrape on either worker counts what both accepted and refused: each client asks which worker holds its
+        # connection and scrapes it on that connection at once (a keep-alive connection that timed out meanwhile
+        # on a slow machine is made again, and may go to the other worker: CI once had clients 0 and 1 on one)
+        scraped = set()
+        for c in clients:
+            scraped.add(c.get("/healthz").json()["worker"])
             text = c.get("/metrics").text
             assert counter(text, "ticketloop_intake_events_accepted_total", 'integration="limited"') == LIMIT
             assert (
                 counter(text, "ticketloop_intake_requests_rejected_total", 'reason="rate_limited"') == CLIENTS - LIMIT
             )
-        assert {c.get("/healthz").json()["worker"] for c in clients[:2]} == {0, 1}
+        assert scraped == {0, 1}
 
         # a stop: every worker finishes its lifespan (the broker's producer stopped) and exits cleanly
         supervisor = stack.procs["intake"]
