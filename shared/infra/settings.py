@@ -142,12 +142,13 @@ class NotifierSettings(CommonSettings):
     breaker_max_open_s: float = Field(default=120.0, gt=0)
     http_timeout_s: float = Field(default=10.0, gt=0)
     # a fetch of ticket events waits up to fetch_gather_ms for fetch_gather_bytes (Kafka's fetch.min.bytes and
-    # fetch.max.wait.ms): a paced stream's events come a few a batch instead of one each (about 20% less CPU a
-    # notification in bench/notify_fanout's paced phase) for up to that much latency; 1 byte: each at once. At
-    # 70% of the notifier's burst rate (3,080-3,170 a second), 15 ms took 250-255 us of CPU a notification and
-    # kept up (p99 109-120 ms), 5 ms took 268-273 us and fell behind (p99 527-572 ms)
+    # fetch.max.wait.ms): a paced stream's events come a few a batch instead of one each (less CPU a notification)
+    # for up to that much latency; 1 byte: each at once. bench/notify_fanout at a fixed 3,700 notifications a
+    # second (README, 2026-12-06 sixth session): 5 ms took 231 us of CPU a notification and p99 24.6-25.0 ms,
+    # 8 ms 221-225 us and 26.8-30.6, 15 ms 205-210 us and 39.0-39.5 (a fetch's events, handled as one batch,
+    # queue behind each other); 2-3 ms, at 0.7 of the burst, took 239-263 us for no lower p99
     fetch_gather_bytes: int = Field(default=65_536, ge=1, le=16 * 1024 * 1024)
-    fetch_gather_ms: int = Field(default=15, ge=0, le=1000)
+    fetch_gather_ms: int = Field(default=5, ge=0, le=1000)
     # where a send's outcome is journaled before the lane sends again (shared/store/journal.py); unset: beside a
     # SQLite database file, none for PostgreSQL (set it to a directory that stays with this notifier's host: a
     # notifier restarted elsewhere cannot read it, and what it held may be sent again)

@@ -322,6 +322,37 @@ async def test_the_lag_is_what_is_left_to_read_of_the_assigned_partitions(kafka_
     assert metrics.lag.groups == other.lag.groups == {}
 
 
+async def test_a_fetch_gathers_only_while_records_come_and_the_first_record_after_a_quiet_poll_is_not_held(
+    kafka_bootstrap: str,
+) -> None:
+    """A gather far longer than any wait here (a fetch would wait 30 s for 64 KiB): a record produced to an idle
+    member is handled at once all the same, because a fetch after a poll that brought nothing (and the first) is
+    answered by the first record. The poll that brought it makes the next fetches gather; a quiet poll ends that."""
+    topic = await new_topic(kafka_bootstrap, partitions=1)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    gathering = replace(config(kafka_bootstrap, topic, group), poll_ms=100, gather_bytes=65_536, gather_ms=30_000)
+    seen = Seen()
+    waits: list[tuple[int, int]] = []  # the consumer's next fetch (min bytes, max wait) as each batch is handled
+
+    def next_fetch() -> tuple[int, int]:
+        assert driver.consumer is not None
+        fetcher = driver.consumer._fetcher  # aiokafka's, pinned: what its next request is built from
+        return fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms
+
+    async def handle(records: list[Record]) -> None:
+        waits.append(next_fetch())
+        await seen.handle(records)
+
+    driver = BatchDriver(gathering, handle)
+    stop, task = await running(driver)
+    await until("assigned", lambda: driver.consumer is not None and bool(driver.consumer.assignment()))
+    await produce(kafka_bootstrap, topic, values(1, "a"))
+    await seen.wait(1, within_s=20.0)  # a first fetch that gathered would have held it 30 s
+    assert waits == [(65_536, 30_000)], "a poll that brought records: the next fetches gather"
+    await until("a quiet poll ends the gathering", lambda: next_fetch() == (1, 100))
+    await stopped(stop, task)
+
+
 async def in_transaction(producer: AIOKafkaProducer, send: Callable[[], Awaitable[object]], *, commit: bool) -> None:
     await producer.begin_transaction()
     await send()

@@ -13,6 +13,7 @@ from shared.streaming.driver import (
     capped,
     commit_due,
     commit_offsets,
+    fetch_wait,
     records_of,
 )
 
@@ -65,15 +66,18 @@ def test_commits_wait_for_the_interval_while_busy_and_come_at_once_when_idle() -
     assert commit_due(False, committed_at=10.0, now=10.1, interval_s=0.5)
 
 
-async def test_the_consumer_gathers_a_fetch_as_configured() -> None:
-    """``gather_bytes``/``gather_ms`` are the consumer's fetch.min.bytes and fetch.max.wait.ms (the notifier's
-    paced stream then comes a few events a batch); by default a fetch is answered at once and waits ``poll_ms``
-    when idle."""
+async def test_a_fetch_gathers_only_while_records_come_and_the_first_fetch_waits_for_the_first_record() -> None:
+    """``gather_bytes``/``gather_ms`` are the next fetch's fetch.min.bytes and fetch.max.wait.ms after a poll that
+    brought records (the notifier's paced stream then comes a few events a batch); after one that brought none,
+    and at the start, a fetch is answered by the first record and waits ``poll_ms`` when idle."""
     base = DriverConfig(bootstrap="127.0.0.1:9", group_id="g", topics=("t",), poll_ms=100)
-    plain = BatchDriver(base, _ignore)._consumer()
-    gathering = BatchDriver(replace(base, gather_bytes=65_536, gather_ms=5), _ignore)._consumer()
-    assert (plain._fetch_min_bytes, plain._fetch_max_wait_ms) == (1, 100)
-    assert (gathering._fetch_min_bytes, gathering._fetch_max_wait_ms) == (65_536, 5)
+    gathering = replace(base, gather_bytes=65_536, gather_ms=5)
+    consumer = BatchDriver(gathering, _ignore)._consumer()
+    assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (1, 100)
+    assert fetch_wait(True, gathering) == (65_536, 5)
+    assert fetch_wait(False, gathering) == (1, 100)
+    assert fetch_wait(True, replace(gathering, gather_ms=None)) == (65_536, 100), "None: the idle poll's wait"
+    assert fetch_wait(True, base) == fetch_wait(False, base) == (1, 100), "by default a fetch never gathers"
 
 
 async def _ignore(_records: list[Record]) -> None:
