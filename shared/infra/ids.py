@@ -33,9 +33,7 @@ def ordered_id(at: datetime | None, *parts: str) -> str:
     transaction of N new rows rewrote about N pages of the key's index once it was large (bench/notify_fanout: the
     delivery log's key took more of the notifier's writes than all the rest). ``at`` None: ``stable_id`` as it is."""
     made = stable_id(*parts)
-    if at is None:
-        return made
-    return f"{epoch_ms(at):012x}7{made[13:]}"
+    return made if at is None else _in_time(f"{epoch_ms(at):012x}", made)
 
 
 def epoch_ms(at: datetime) -> int:
@@ -49,7 +47,13 @@ def derived_id(base: str, *parts: str) -> str:
     """An id made from another one (``base``) and ``parts``; in the same place of time order as ``base`` when that
     is an ``ordered_id``."""
     made = stable_id(base, *parts)
-    return f"{base[:12]}7{made[13:]}" if base[12:13] == "7" else made
+    return _in_time(base[:12], made) if base[12:13] == "7" else made
+
+
+def _in_time(ms_hex: str, made: str) -> str:
+    """UUIDv7's layout: 48 bits of milliseconds (12 hex digits), the version, then the rest of a ``stable_id``
+    (its variant bits included)."""
+    return f"{ms_hex}7{made[13:]}"
 
 
 def short_hash(*parts: str) -> str:

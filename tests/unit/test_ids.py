@@ -13,7 +13,7 @@ from shared.infra.ids import ID_NAMESPACE, derived_id, epoch_ms, ordered_id, sta
 ids = st.lists(st.text(max_size=40), min_size=1, max_size=5)
 
 
-@given(st.lists(st.text(max_size=40), min_size=1, max_size=5))
+@given(ids)
 def test_stable_id_is_exactly_uuid5_of_the_joined_parts(parts: list[str]) -> None:
     assert stable_id(*parts) == uuid.uuid5(ID_NAMESPACE, "\x1f".join(parts)).hex
 
