@@ -257,9 +257,14 @@ class Lane:
         return wait
 
     async def _sleep(self, seconds: float) -> None:
+        """Until woken or ``seconds`` are up: a timer that wakes the lane (``asyncio.wait_for`` made a task, a
+        future and a timer for each wait, and a lane keeping up waits once for most of its messages)."""
         self.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout=max(seconds, 0.001))
+        timer = asyncio.get_running_loop().call_later(max(seconds, 0.001), self.wake.set)
+        try:
+            await self.wake.wait()
+        finally:
+            timer.cancel()
 
     async def run(self) -> None:
         """Send until cancelled; a fault in one round (a bug, a callback's error) is logged and the lane goes on."""
