@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import AsyncIterator
 
@@ -15,9 +16,10 @@ from deploy.local.kafka_local import free_port
 
 
 @contextlib.asynccontextmanager
-async def recording(max_body: int = 1024) -> AsyncIterator[int]:
+async def recording(max_body: int = 1024, freeze_every: int = 1 << 30) -> AsyncIterator[int]:
     port = free_port()
-    task = asyncio.create_task(serve_recording(port, lambda path, body, at: [path, body.decode(), at], max_body))
+    entry = lambda path, body, at: [path, body.decode(), at]  # noqa: E731
+    task = asyncio.create_task(serve_recording(port, entry, max_body, freeze_every))
     deadline = time.monotonic() + 10
     while True:  # until it listens
         try:
@@ -101,3 +103,18 @@ async def test_too_large_garbage_and_unknown_requests_are_answered_and_nothing_i
         writer.close()
         [(_, body)] = await exchange(port, b"GET /_received HTTP/1.1\r\nHost: x\r\n\r\n")
         assert [p for p, _b, _at in orjson.loads(body)] == ["/y"]
+
+
+async def test_what_it_keeps_is_moved_out_of_the_collectors_reach_every_so_many_entries() -> None:
+    """A full collection must not walk every entry kept so far (a pause in the receiver is a pause the measured
+    sender waits through)."""
+    gc.unfreeze()
+    try:
+        async with recording(freeze_every=3) as port:
+            assert await exchange(port, b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n1") == [(200, b"")]
+            assert await exchange(port, b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n2") == [(200, b"")]
+            assert gc.get_freeze_count() == 0
+            assert await exchange(port, b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n3") == [(200, b"")]
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
