@@ -18,8 +18,9 @@ from deploy.local.kafka_local import free_port
 @contextlib.asynccontextmanager
 async def recording(max_body: int = 1024, freeze_every: int = 1 << 30) -> AsyncIterator[int]:
     port = free_port()
-    entry = lambda path, body, at: [path, body.decode(), at]  # noqa: E731
-    task = asyncio.create_task(serve_recording(port, entry, max_body, freeze_every))
+    task = asyncio.create_task(
+        serve_recording(port, lambda path, body, at: [path, body.decode(), at], max_body, freeze_every)
+    )
     deadline = time.monotonic() + 10
     while True:  # until it listens
         try:
