@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from shared.infra.logging import get_logger
+from shared.streaming.stopping import stop_consumer
 from shared.streaming.stream_metrics import StreamMetrics
 
 log = get_logger(__name__)
@@ -267,7 +268,7 @@ class BatchDriver:
                 self.committing = None
             if self.metrics is not None:
                 self.metrics.lag.forget(self.config.group_id)
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def settle_commit(self) -> None:
         """Wait for the commit in flight, if any (a rebalance, a stop, or the next commit must not overtake it)."""

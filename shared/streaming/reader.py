@@ -12,6 +12,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from shared.streaming.stopping import stop_consumer
+
 POLL_MS = 1_000  # one fetch wait; the read gives up after timeout_s without any progress
 CONNECT_S = 15.0
 """How long reaching the brokers and listing the topic may take before the read gives up (aiokafka's own
@@ -101,7 +103,7 @@ async def read_all(
         found.sort(key=lambda r: (r.partition, r.offset))
         return found
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 def _unreachable(exc: BaseException) -> str:

@@ -45,6 +45,7 @@ from faust.types.tuples import FutureMessage
 
 from shared.streaming.eos import SourcePartitionTransactions
 from shared.streaming.snapshots import SnapshotDir, SnapshotError, SnapshotPolicy, SnapshotWriter, load_snapshot
+from shared.streaming.stopping import stop_consumer
 from shared.streaming.transactional import changelog_reader
 
 log = structlog.get_logger("ticketloop.tables")
@@ -182,7 +183,7 @@ class ChangelogStore(MemoryStore[bytes, bytes]):
         finally:
             if collecting:
                 gc.enable()
-            await consumer.stop()
+            await stop_consumer(consumer)
         log.info(
             "table_loaded",
             table=self.table.name,

@@ -62,6 +62,7 @@ from shared.streaming.codec import encode
 from shared.streaming.deadletters import dead_letter_of
 from shared.streaming.driver import Record, commit_due, commit_offsets, group_consumer, records_of
 from shared.streaming.snapshots import SnapshotDir, SnapshotError, SnapshotPolicy, load_snapshot, write_snapshot
+from shared.streaming.stopping import cancelled_from_inside, stop_consumer
 from shared.streaming.stream_metrics import ReasonKind, StreamMetrics
 from shared.streaming.topics import TopicSpec, ensure_topics, partition_of
 
@@ -502,7 +503,7 @@ class TransactionalDriver:
             if self.metrics is not None:
                 self.metrics.lag.forget(c.group_id)
             await self._close_all()
-            await consumer.stop()
+            await stop_consumer(consumer)
             await self._stop_snapshots()
         if self.fatal is not None:
             raise self.fatal
@@ -748,6 +749,13 @@ class TransactionalDriver:
         except Exception as exc:  # noqa: BLE001 - the broker away, or a bad stored value: built again later
             log.warning("task_open_failed", partition=task.partition, error=type(exc).__name__)
             return False
+        except asyncio.CancelledError:
+            # one of aiokafka's own cancellations (an assignment's open runs in the group's coordination task,
+            # which such an error would end, and the worker with it): built again later, as for any failure
+            if not cancelled_from_inside(asyncio.current_task()):
+                raise
+            log.warning("task_open_failed", partition=task.partition, error="CancelledError")
+            return False
         return True
 
     async def _open(self, task: Task) -> None:
@@ -964,7 +972,7 @@ async def load_tables(
     finally:
         if collecting:
             gc.enable()
-        await consumer.stop()
+        await stop_consumer(consumer)
     return tables
 
 
