@@ -54,14 +54,19 @@ def test_every_worker_killed_and_the_broker_restarted_lose_no_ticket_and_repeat_
         broker.halt()  # at once: the second wave is still on its way through the loop
         broker.resume()
         post_until_accepted(lab, 60, 30)
-        ids = ticket_ids(lab, 90)
-        for vendor in OPS_CHAT:
-            wait_for(f"every ticket at {vendor}", has_all(lab, vendor, ids), stack=lab.stack, timeout=300)
-        lab.stack.check_alive()
-        for vendor in OPS_CHAT:
-            counts = named(lab.chat.received(vendor))
-            assert set(counts) == set(ids), f"{vendor}: every ticket, nothing else"
-            again = repeated_messages(lab.chat.received(vendor))
+        for vendor, again in every_ticket_at_every_chat(lab, 90).items():
             most = 2 * in_flight(vendor)
             assert again <= most, f"{vendor}: {again} messages repeated (at most what a lane has in flight, per kill)"
-        assert lab.chat.rejections == []
+
+
+def every_ticket_at_every_chat(lab: ChatLab, tickets: int) -> dict[str, int]:
+    """Once ``tickets`` tickets are in the API: each of them reaches each of operations' chats, nothing else does,
+    no message was refused and every service is up. Per chat, how many messages named a ticket again."""
+    ids = ticket_ids(lab, tickets)
+    for vendor in OPS_CHAT:
+        wait_for(f"every ticket at {vendor}", has_all(lab, vendor, ids), stack=lab.stack, timeout=300)
+    lab.stack.check_alive()
+    for vendor in OPS_CHAT:
+        assert set(named(lab.chat.received(vendor))) == set(ids), f"{vendor}: every ticket, nothing else"
+    assert lab.chat.rejections == []
+    return {vendor: repeated_messages(lab.chat.received(vendor)) for vendor in OPS_CHAT}
