@@ -36,13 +36,15 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
 
 
 async def _finish_stop(consumer: AIOKafkaConsumer) -> None:
-    """What ``consumer.stop()`` had left when the fetcher's close raised: its other fetch tasks and the client
-    (private attributes of the pinned aiokafka; the consumer is marked closed, so ``stop()`` would do nothing)."""
+    """What ``consumer.stop()`` had left when a close inside it raised: the fetcher's tasks (its fetch loop, if
+    the group coordinator's close raised before the fetcher's, and its fetches) and the client. Private attributes
+    of the pinned aiokafka; the consumer is marked closed, so ``stop()`` would do nothing."""
     fetcher = getattr(consumer, "_fetcher", None)
-    pending = list(getattr(fetcher, "_pending_tasks", ()))
-    for task in pending:
+    tasks = [getattr(fetcher, "_fetch_task", None), *getattr(fetcher, "_pending_tasks", ())]
+    left = [t for t in tasks if isinstance(t, asyncio.Task) and not t.done()]
+    for task in left:
         task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    await asyncio.gather(*left, return_exceptions=True)
     client = getattr(consumer, "_client", None)
     if client is not None:
         await client.close()

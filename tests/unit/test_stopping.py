@@ -5,6 +5,7 @@ attributes of aiokafka 0.14's (the e2e test tests/e2e/test_broker_away_long.py r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -21,28 +22,49 @@ class Client:
 
 
 class Fetcher:
-    def __init__(self, pending: set[asyncio.Task[None]]) -> None:
+    def __init__(self, pending: set[asyncio.Task[None]], loop_task: asyncio.Task[None] | None = None) -> None:
         self._pending_tasks = pending
+        self._fetch_task = loop_task
 
     async def close(self) -> None:
-        """As aiokafka 0.14's: each pending fetch cancelled and awaited bare."""
+        """As aiokafka 0.14's: its fetch loop cancelled (and waited for), then each pending fetch cancelled and
+        awaited bare."""
+        if self._fetch_task is not None:
+            self._fetch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._fetch_task
         for task in list(self._pending_tasks):
             task.cancel()
             await task
 
 
+class Coordinator:
+    """A group coordinator whose close re-raises what ended its coordination task."""
+
+    async def close(self) -> None:
+        raise asyncio.CancelledError
+
+
 class Consumer:
     """What ``consumer.stop()`` does in aiokafka 0.14: marked closed, fetcher closed, then the client."""
 
-    def __init__(self, pending: set[asyncio.Task[None]]) -> None:
+    def __init__(
+        self,
+        pending: set[asyncio.Task[None]],
+        loop_task: asyncio.Task[None] | None = None,
+        coordinator: Coordinator | None = None,
+    ) -> None:
         self._closed = False
-        self._fetcher = Fetcher(pending)
+        self._coordinator = coordinator
+        self._fetcher = Fetcher(pending, loop_task)
         self._client = Client()
 
     async def stop(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._coordinator is not None:
+            await self._coordinator.close()
         await self._fetcher.close()
         await self._client.close()
 
@@ -71,6 +93,17 @@ async def test_a_stop_interrupted_inside_aiokafka_is_finished_and_returns() -> N
     consumer: Any = Consumer(pending)
     await stop_consumer(consumer)
     assert consumer._client.closed
+    assert all(t.done() for t in pending)
+
+
+async def test_a_stop_interrupted_before_the_fetcher_closed_ends_its_fetch_loop_too() -> None:
+    """The group coordinator's close re-raised what ended its task: the fetcher's close never ran."""
+    pending = await started(1)
+    (loop_task,) = await started(1)
+    consumer: Any = Consumer(pending, loop_task, Coordinator())
+    await stop_consumer(consumer)
+    assert consumer._client.closed
+    assert loop_task.done()
     assert all(t.done() for t in pending)
 
 
