@@ -27,9 +27,12 @@ the team has no addresses and the tickets have no owner, so nothing is mailed.
    notification's latency is its receive time minus its ticket's produce time — the moment the producer's send()
    was called (also the record's CreateTime timestamp; linger_ms=0, acks=all), so it includes the broker append.
    p50 and p99 over the notifications after the warm-up: the warm-up's are delivered and checked as the rest, and
-   their p99 is in the details line (warmup_p99_ms). The stream's first second is the move from the burst to a
-   steady stream on a broker that has not served one yet (0.45-0.55 of a core then, 0.3 later): in two runs here
-   the first 1.25 s held 588 of 1,199 and 626 of 907 of the notifications that took over 50 ms.
+   their p99 is in the details line (warmup_p99_ms), as are the broker's garbage-collector pauses that began during
+   the measured stream (broker_gc_pauses, broker_gc_max_ms, broker_gc_sum_ms: from its GC log, when the bench
+   started the broker): with the notifier near a whole core, a pause holds every event meanwhile, and the
+   notifier takes a while to catch up. The stream's first second is the move from the burst to a steady stream
+   on a broker that has not served one yet (0.45-0.55 of a core then, 0.3 later): in two runs here the first
+   1.25 s held 588 of 1,199 and 626 of 907 of the notifications that took over 50 ms.
    The producing process's garbage collector is off while it paces (a pause of it would send the next events
    bunched, not paced). The burst drains a backlog in big batches, so its rate is the notifier's ceiling; a paced
    stream arrives an event at a time, which costs more per event (see --paced-share for the latency at lower
@@ -54,6 +57,7 @@ import asyncio
 import gc
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -273,6 +277,42 @@ def paced_notifs_per_s(share: float, rate: float | None, burst_per_s: float) -> 
     return rate if rate is not None else share * burst_per_s
 
 
+GC_PAUSE = re.compile(r"^\[(\d+)ms\].*\bPause\b.*?(\d+(?:\.\d+)?)ms\s*$")
+"""A stop-the-world pause in a JVM's GC log written with ``-Xlog:gc:file=...:timemillis`` (deploy/local/kafka_local.py
+``gc_log``): ``[<wall clock ms>ms] GC(23) Pause Young (Normal) (G1 Evacuation Pause) 311M->176M(512M) 20.616ms``,
+stamped when the pause ended."""
+
+
+def gc_pauses(text: str) -> list[tuple[float, float]]:
+    """Each pause of a broker's GC log: (when it began, in seconds since the epoch; how long it took, in ms)."""
+    found = []
+    for line in text.splitlines():
+        m = GC_PAUSE.match(line)
+        if m is not None:
+            ms = float(m.group(2))
+            found.append((int(m.group(1)) / 1000.0 - ms / 1000.0, ms))
+    return found
+
+
+def read_gc_log(path: Path | None) -> str | None:
+    """The broker's GC log as it stands (None: not ours, or not there)."""
+    return path.read_text(errors="replace") if path is not None and path.exists() else None
+
+
+def pauses_within(pauses: Iterable[tuple[float, float]], start: float, end: float) -> list[float]:
+    """How long each pause that began between ``start`` and ``end`` took (ms): the broker's pauses in a stream."""
+    return [ms for at, ms in pauses if start <= at <= end]
+
+
+def gc_summary(pauses: Sequence[float] | None) -> str:
+    """The details line's part on the broker's pauses during the measured stream (their count, longest and sum in
+    ms); "n/a" when the broker was not ours (``--bootstrap``) or its log could not be read."""
+    if pauses is None:
+        return "broker_gc_pauses=n/a"
+    longest = max(pauses, default=0.0)
+    return f"broker_gc_pauses={len(pauses)} broker_gc_max_ms={longest:.1f} broker_gc_sum_ms={sum(pauses):.1f}"
+
+
 def percentile(ordered: Sequence[float], q: float) -> float:
     """The nearest-rank q-quantile of sorted values (nan when there are none)."""
     if not ordered:
@@ -472,8 +512,9 @@ class Options:
     warmup_seconds: float = WARMUP_S
 
 
-async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[str], bool]:
-    """The details and summary lines, and whether every notification arrived exactly once."""
+async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | None = None) -> tuple[list[str], bool]:
+    """The details and summary lines, and whether every notification arrived exactly once. ``gc_log``: the
+    broker's GC log (ours), whose pauses during the measured stream the details line counts."""
     paths = hook_paths(opts.targets)
     now = datetime.now(UTC)
     prefix = f"fanout{time.time_ns()}."
@@ -555,6 +596,7 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
                     child.wait()
             everything = await sink.received(client)
             log_tail = stack.log_path("notifier").read_text(errors="replace")[-3000:]
+            gc_text = read_gc_log(gc_log)
 
     paced = phase_of(everything, "P", paths, paced_n)
     warm = phase_of(everything, "W", paths, warm_n)
@@ -562,6 +604,12 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
     lat = latencies_ms(everything, produced, paths)
     write_latencies(workdir / "paced_latencies.tsv", everything, produced, paths)
     bare = latencies_ms(everything, bare_produced, paths)
+    firsts = first_receives(everything, produced, paths)
+    in_stream = (
+        pauses_within(gc_pauses(gc_text), min(produced.values()), max(firsts.values()))
+        if gc_text is not None and produced and firsts
+        else None
+    )
     bare_ok = len(bare) == len(bare_produced) * len(paths)
     dups = duplicates(everything)
     ratio = burst.per_s / base.per_s if base.per_s > 0 else math.nan
@@ -579,7 +627,8 @@ async def measure(bootstrap: str, opts: Options, workdir: Path) -> tuple[list[st
         f"p90_ms={percentile(lat, 0.9):.1f} max_ms={(lat[-1] if lat else math.nan):.1f} dups={dups} "
         f"bare={len(bare)}/{len(bare_produced) * len(paths)} bare_max_ms={(bare[-1] if bare else math.nan):.1f} "
         f"paced_cpu_us_per_notif={per_notif_us(paced_cpu_s, len(lat) + len(warm_lat))} "
-        f"bare_cpu_us_per_notif={per_notif_us(bare_cpu_s, len(bare))}"
+        f"bare_cpu_us_per_notif={per_notif_us(bare_cpu_s, len(bare))} "
+        f"{gc_summary(in_stream)}"
     )
     summary = (
         f"notify_fanout: tickets={opts.tickets} targets={opts.targets} delivered={burst.delivered} dups={dups} "
@@ -648,8 +697,8 @@ def main() -> None:
         if args.bootstrap:
             lines, ok = uvloop.run(measure(args.bootstrap, opts, workdir))
         else:
-            with LocalKafka() as broker:
-                lines, ok = uvloop.run(measure(broker.bootstrap, opts, workdir))
+            with LocalKafka(gc_log=True) as broker:
+                lines, ok = uvloop.run(measure(broker.bootstrap, opts, workdir, broker.gc_log_path))
     print("\n".join(lines))
     if not ok:
         raise SystemExit("notify_fanout: a notification was lost or received twice (see the lines above)")

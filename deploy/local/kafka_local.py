@@ -105,7 +105,9 @@ def random_cluster_id() -> str:
 class LocalKafka:
     """A broker process; use as a context manager or call start()/stop()."""
 
-    def __init__(self, *, port: int | None = None, workdir: Path | None = None, heap_mb: int = 512) -> None:
+    def __init__(
+        self, *, port: int | None = None, workdir: Path | None = None, heap_mb: int = 512, gc_log: bool = False
+    ) -> None:
         self.port = port or free_port()
         self.controller_port = free_port()
         self._own_workdir = workdir is None
@@ -113,6 +115,9 @@ class LocalKafka:
         self.heap_mb = heap_mb
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "broker.log"
+        self.gc_log_path: Path | None = self.workdir / "gc.log" if gc_log else None
+        """The JVM's collections, one line each, stamped with the wall clock in milliseconds (``-Xlog:gc``; None:
+        not logged). bench/notify_fanout counts the pauses that fall into its measured stream."""
         self._log_offset = 0
 
     @property
@@ -191,6 +196,7 @@ class LocalKafka:
             "-XX:MaxGCPauseMillis=20",
             "-XX:TieredStopAtLevel=1",
             "-Djava.awt.headless=true",
+            *([f"-Xlog:gc:file={self.gc_log_path}:timemillis"] if self.gc_log_path is not None else []),
         )
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")

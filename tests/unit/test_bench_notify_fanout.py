@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import math
 
-from bench.notify_fanout import baseline_in_flight, paced_notifs_per_s, percentile, split_warmup, ticket_ids
+from bench.notify_fanout import (
+    baseline_in_flight,
+    gc_pauses,
+    gc_summary,
+    paced_notifs_per_s,
+    pauses_within,
+    percentile,
+    split_warmup,
+    ticket_ids,
+)
 from services.notifier.channels.webhook import IN_FLIGHT
 
 
@@ -38,3 +47,33 @@ def test_the_warm_up_is_split_from_the_measured_stream_by_its_ticket_ids() -> No
     assert sorted(warm) == ["W0000000", "W3999971", "W7999942"]
     assert measured == {"P0000000": 3.0, "P3999971": 4.0}
     assert split_warmup(stream, "X") == ({}, stream)  # no warm-up: everything is measured
+
+
+GC_LOG = """\
+[1796599480000ms] Using G1
+[1796599481020ms] GC(3) Pause Young (Normal) (G1 Evacuation Pause) 311M->176M(512M) 20.000ms
+[1796599482000ms] GC(4) Concurrent Mark Cycle
+[1796599482503ms] GC(4) Pause Remark 200M->200M(512M) 3.000ms
+[1796599489010ms] GC(5) Pause Young (Normal) (G1 Evacuation Pause) 259M->176M(512M) 10.000ms
+[1796599489500ms] GC(4) Concurrent Mark Cycle 1500.123ms
+"""
+
+
+def test_the_broker_s_pauses_are_read_from_its_gc_log_with_when_they_began() -> None:
+    pauses = gc_pauses(GC_LOG)
+    assert [round(at, 3) for at, _ in pauses] == [1796599481.0, 1796599482.5, 1796599489.0]
+    assert [ms for _, ms in pauses] == [20.0, 3.0, 10.0]  # a concurrent phase is no pause
+    assert gc_pauses("garbage\n[12ms] GC(1) Pause Young 5M->1M(8M)\n") == []  # no duration: not counted
+
+
+def test_only_the_pauses_that_began_during_the_measured_stream_count() -> None:
+    pauses = gc_pauses(GC_LOG)
+    assert pauses_within(pauses, 1796599481.5, 1796599488.0) == [3.0]
+    assert pauses_within(pauses, 1796599470.0, 1796599490.0) == [20.0, 3.0, 10.0]
+    assert pauses_within(pauses, 1796599490.0, 1796599499.0) == []
+
+
+def test_the_details_line_says_how_many_pauses_how_long_and_when_it_cannot_know() -> None:
+    assert gc_summary([20.0, 3.0]) == "broker_gc_pauses=2 broker_gc_max_ms=20.0 broker_gc_sum_ms=23.0"
+    assert gc_summary([]) == "broker_gc_pauses=0 broker_gc_max_ms=0.0 broker_gc_sum_ms=0.0"
+    assert gc_summary(None) == "broker_gc_pauses=n/a"
