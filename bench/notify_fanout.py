@@ -33,6 +33,12 @@ the team has no addresses and the tickets have no owner, so nothing is mailed.
    notifier takes a while to catch up. The stream's first second is the move from the burst to a steady stream
    on a broker that has not served one yet (0.45-0.55 of a core then, 0.3 later): in two runs here the first
    1.25 s held 588 of 1,199 and 626 of 907 of the notifications that took over 50 ms.
+   The burst is a backlog the notifier starts on: every one of its events lies below where its partition ended
+   when the notifier was assigned it, so each is planned the careful way (into the outbox first, then sent from
+   there: services/notifier/service.py ``replayed``), while the paced stream's are sent first. A storm that comes
+   while the notifier runs takes that cheaper way too: once the paced stream is delivered, as many tickets as the
+   burst are produced at once (live_notifs_per_s in the details line, over the span of their receives, which
+   includes producing them), and paced_share_of_live says what share of that rate the paced stream was.
    The producing process's garbage collector is off while it paces (a pause of it would send the next events
    bunched, not paced). The burst drains a backlog in big batches, so its rate is the notifier's ceiling; a paced
    stream arrives an event at a time, which costs more per event (see --paced-share for the latency at lower
@@ -553,7 +559,7 @@ async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | N
                 await wait_count(sink, client, held + opts.tickets * opts.targets, opts.timeout, stack)
                 burst = phase_of(await sink.received(client, held), "T", paths, opts.tickets)
 
-                paced_per_s, paced_n, warm_n, tickets_per_s = math.nan, 0, 0, math.nan
+                paced_per_s, paced_n, warm_n, tickets_per_s, live_n = math.nan, 0, 0, math.nan, 0
                 warm_produced: dict[str, float] = {}
                 paced_cpu_s = bare_cpu_s = math.nan
                 produced: dict[str, float] = {}
@@ -573,6 +579,12 @@ async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | N
                     paced_per_s = achieved * opts.targets
                     await wait_count(sink, client, held + (warm_n + paced_n) * opts.targets, opts.timeout, stack)
                     paced_cpu_s = cpu_s(stack.procs["notifier"].pid) - cpu_before
+                    # a storm that comes live: as many tickets as the burst, produced at once while the notifier runs
+                    live_n = opts.tickets
+                    held = await sink.count(client)
+                    storm = records(ticket_ids("L", live_n), datetime.now(UTC), BURST_APART_S)
+                    await produce_all(bootstrap, topics.tickets.name, storm)
+                    await wait_count(sink, client, held + live_n * opts.targets, opts.timeout, stack)
                 stack.check_alive()
             finally:
                 stack.stop_all()
@@ -600,6 +612,7 @@ async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | N
 
     paced = phase_of(everything, "P", paths, paced_n)
     warm = phase_of(everything, "W", paths, warm_n)
+    live = phase_of(everything, "L", paths, live_n)
     warm_lat = latencies_ms(everything, warm_produced, paths)
     lat = latencies_ms(everything, produced, paths)
     write_latencies(workdir / "paced_latencies.tsv", everything, produced, paths)
@@ -614,7 +627,7 @@ async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | N
     dups = duplicates(everything)
     ratio = burst.per_s / base.per_s if base.per_s > 0 else math.nan
     ok = burst.delivered == burst.expected and paced.delivered == paced.expected and paced_n > 0 and dups == 0
-    ok = ok and warm.delivered == warm.expected
+    ok = ok and warm.delivered == warm.expected and live.delivered == live.expected
     ok = ok and bare_ok
     details = (
         f"notify_fanout details: baseline_per_s_runs={','.join(f'{b.per_s:.0f}' for b in bases)} "
@@ -628,7 +641,9 @@ async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | N
         f"bare={len(bare)}/{len(bare_produced) * len(paths)} bare_max_ms={(bare[-1] if bare else math.nan):.1f} "
         f"paced_cpu_us_per_notif={per_notif_us(paced_cpu_s, len(lat) + len(warm_lat))} "
         f"bare_cpu_us_per_notif={per_notif_us(bare_cpu_s, len(bare))} "
-        f"{gc_summary(in_stream)}"
+        f"{gc_summary(in_stream)} "
+        f"live={live.delivered}/{live.expected} live_notifs_per_s={live.per_s:.0f} "
+        f"paced_share_of_live={paced_per_s / live.per_s if live.per_s > 0 else math.nan:.3f}"
     )
     summary = (
         f"notify_fanout: tickets={opts.tickets} targets={opts.targets} delivered={burst.delivered} dups={dups} "
