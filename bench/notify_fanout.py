@@ -253,16 +253,14 @@ def split_warmup(produced: dict[str, float], warmup_prefix: str) -> tuple[dict[s
     return warm, {tid: at for tid, at in produced.items() if not tid.startswith(warmup_prefix)}
 
 
-def latencies_ms(received: Iterable[Received], produced: dict[str, float], paths: Sequence[str]) -> list[float]:
-    """Produce → first receive of each paced notification, in milliseconds, sorted."""
-    firsts = first_receives(received, produced, paths)
+def latencies_ms(firsts: dict[tuple[str, str], float], produced: dict[str, float]) -> list[float]:
+    """Produce → first receive (``first_receives``) of each paced notification, in milliseconds, sorted."""
     return sorted((at - produced[tid]) * 1000.0 for (tid, _), at in firsts.items())
 
 
-def write_latencies(path: Path, received: Iterable[Received], produced: dict[str, float], paths: Sequence[str]) -> None:
+def write_latencies(path: Path, firsts: dict[tuple[str, str], float], produced: dict[str, float]) -> None:
     """Each paced notification's produce time, latency (ms) and path, in produce order, for a look at when the
     slow ones came (kept with --workdir)."""
-    firsts = first_receives(received, produced, paths)
     rows = sorted((produced[tid], (at - produced[tid]) * 1000.0, where) for (tid, where), at in firsts.items())
     path.write_text("".join(f"{t:.6f}\t{ms:.3f}\t{where}\n" for t, ms, where in rows))
 
@@ -613,11 +611,11 @@ async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | N
     paced = phase_of(everything, "P", paths, paced_n)
     warm = phase_of(everything, "W", paths, warm_n)
     live = phase_of(everything, "L", paths, live_n)
-    warm_lat = latencies_ms(everything, warm_produced, paths)
-    lat = latencies_ms(everything, produced, paths)
-    write_latencies(workdir / "paced_latencies.tsv", everything, produced, paths)
-    bare = latencies_ms(everything, bare_produced, paths)
+    warm_lat = latencies_ms(first_receives(everything, warm_produced, paths), warm_produced)
     firsts = first_receives(everything, produced, paths)
+    lat = latencies_ms(firsts, produced)
+    write_latencies(workdir / "paced_latencies.tsv", firsts, produced)
+    bare = latencies_ms(first_receives(everything, bare_produced, paths), bare_produced)
     in_stream = (
         pauses_within(gc_pauses(gc_text), min(produced.values()), max(firsts.values()))
         if gc_text is not None and produced and firsts
