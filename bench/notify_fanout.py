@@ -3,7 +3,7 @@ produce → receive latency at 70% of the rate measured.
 
     python -m bench.notify_fanout [--tickets 2000] [--targets 4] [--paced-seconds 20] [--baseline-runs 2]
                                   [--paced-share 0.7 | --paced-rate N] [--warmup-seconds 2] [--timeout 300]
-                                  [--bootstrap HOST:PORT] [--workdir DIR]
+                                  [--broker-warmup-seconds 3] [--bootstrap HOST:PORT] [--workdir DIR]
 
 Setup: one local broker (or --bootstrap), SQLite in a temp dir, only the notifier (deploy.local.stack), and one
 receiving server (bench/fanout_sink.py: a bare HTTP/1.1 protocol on uvloop in its own process, records ticket id,
@@ -30,9 +30,15 @@ the team has no addresses and the tickets have no owner, so nothing is mailed.
    their p99 is in the details line (warmup_p99_ms), as are the broker's garbage-collector pauses that began during
    the measured stream (broker_gc_pauses, broker_gc_max_ms, broker_gc_sum_ms: from its GC log, when the bench
    started the broker): with the notifier near a whole core, a pause holds every event meanwhile, and the
-   notifier takes a while to catch up. The stream's first second is the move from the burst to a steady stream
-   on a broker that has not served one yet (0.45-0.55 of a core then, 0.3 later): in two runs here the first
-   1.25 s held 588 of 1,199 and 626 of 907 of the notifications that took over 50 ms.
+   notifier takes a while to catch up. The broker, started for this run, first serves a paced stream of its own
+   (--broker-warmup-seconds, after the baseline, before the burst; ``warm_broker``): without it, the paced
+   stream's first second was the first time it served single-record produces and small fetches, its JIT
+   compiled 100-130 methods every 250 ms (``-XX:+PrintCompilation``), it took 0.69-0.78 of a core instead of
+   0.3-0.4, and the notifier, near a whole core itself, then took seconds to drain the events held meanwhile
+   (the median of a quarter second reached 242 and 480 ms in two runs here; in a third, the measured stream's
+   first second still had a median of 165 ms after the 2 s warm-up). A broker in service has
+   compiled them long before. With --workdir, each notification's produce time, latency and path are kept in
+   paced_latencies.tsv and warmup_latencies.tsv.
    The burst is a backlog the notifier starts on: every one of its events lies below where its partition ended
    when the notifier was assigned it, so each is planned the careful way (into the outbox first, then sent from
    there: services/notifier/service.py ``replayed``), while the paced stream's are sent first. A storm that comes
@@ -88,6 +94,7 @@ from services.notifier.channels.webhook import IN_FLIGHT, SIGNATURE_HEADER, TIME
 from services.notifier.pipeline import notices_for_ticket_event
 from shared.events import Change, EventKind, Severity, Ticket, TicketEvent, TicketState
 from shared.infra.logging import make_headers
+from shared.infra.settings import NotifierSettings
 from shared.streaming.codec import encode
 from shared.streaming.topics import Topics, TopicSpec, ensure_topics
 
@@ -102,6 +109,12 @@ SCATTER = 3_999_971
 BURST_APART_S = 0.001
 """The burst's tickets opened a millisecond apart (a storm of a thousand tickets a second before the notifier
 starts); the paced stream's open as they are produced."""
+BROKER_WARMUP_S = 3.0
+"""Before anything is measured, the broker serves a paced stream this long (``warm_broker``)."""
+BROKER_WARMUP_PER_S = 700.0
+"""Tickets a second of that stream: about the paced phase's rate here (0.7 of the burst is 2,100-3,500
+notifications a second, 525-870 tickets); what the broker compiles depends on the kinds of request, not their
+rate."""
 WARMUP_S = 2.0
 """The paced stream's first seconds, delivered and checked but not in p50/p99 (``warmup_p99_ms`` apart)."""
 Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
@@ -369,6 +382,46 @@ async def produce_paced(
     return produced, (len(batch) - 1) / elapsed if elapsed > 0 else math.nan
 
 
+async def warm_broker(bootstrap: str, topic: str, batch: list[Record], per_s: float, within_s: float) -> int:
+    """Produce ``batch`` paced to ``topic`` (as the paced phase does) while a consumer reads it as the notifier
+    does (read_committed, a fetch gathering 5 ms); returns how many records it read. A broker started for this run
+    has not served single-record produces or small fetches yet: at the paced stream's start its JIT compiled
+    100-130 methods every 250 ms for a second (``-XX:+PrintCompilation``) and it took 0.7-0.8 of a core instead of
+    0.3-0.4, which the stream's first second waited out; a broker in service has compiled them long before."""
+    if not batch:
+        return 0
+    settings = NotifierSettings.model_fields
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        fetch_min_bytes=settings["fetch_gather_bytes"].default,
+        fetch_max_wait_ms=settings["fetch_gather_ms"].default,
+    )
+    await consumer.start()
+    read = 0
+
+    async def drain() -> None:
+        nonlocal read
+        while read < len(batch):
+            polled = await consumer.getmany(timeout_ms=100)
+            read += sum(len(records) for records in polled.values())
+
+    reader = asyncio.create_task(drain())
+    try:
+        await produce_paced(bootstrap, topic, batch, per_s)
+        await asyncio.wait_for(asyncio.shield(reader), within_s)
+    except TimeoutError:
+        pass
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await consumer.stop()
+    return read
+
+
 def baseline_in_flight(run: int) -> int:
     """How many posts per path the baseline's run number ``run`` has in flight: one, then as many as a webhook
     lane may have, by turns."""
@@ -514,6 +567,7 @@ class Options:
     paced_rate: float | None = None
     """Notifications a second for the paced phase, whatever the burst measured (None: ``paced_share`` of it)."""
     warmup_seconds: float = WARMUP_S
+    broker_warmup_seconds: float = BROKER_WARMUP_S
 
 
 async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | None = None) -> tuple[list[str], bool]:
@@ -524,7 +578,8 @@ async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | N
     prefix = f"fanout{time.time_ns()}."
     topics = Topics(prefix, PARTITIONS)
     bare_topic = TopicSpec(f"{prefix}bare", PARTITIONS, "ticket id", "the bare paced loop's input")
-    await ensure_topics(bootstrap, [*topics.all(), bare_topic])
+    warm_topic = TopicSpec(f"{prefix}warm", PARTITIONS, "ticket id", "the broker's warm-up stream")
+    await ensure_topics(bootstrap, [*topics.all(), bare_topic, warm_topic])
     intake_port = free_port()
     public_url = f"http://127.0.0.1:{intake_port}"
 
@@ -538,6 +593,10 @@ async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | N
                 bases.append(phase_of(await sink.received(client, held), f"B{run}", paths, opts.tickets))
             fastest = max(range(len(bases)), key=lambda k: bases[k].per_s if bases[k].per_s > 0 else 0.0)
             base, base_in_flight = bases[fastest], baseline_in_flight(fastest)
+            # after the baseline (no broker in it): by then the warm-up topic's partitions have their leaders
+            broker_n = int(BROKER_WARMUP_PER_S * opts.broker_warmup_seconds)
+            broker_batch = records(ticket_ids("X", broker_n), now, 1 / BROKER_WARMUP_PER_S)
+            broker_read = await warm_broker(bootstrap, warm_topic.name, broker_batch, BROKER_WARMUP_PER_S, opts.timeout)
 
             await produce_all(
                 bootstrap, topics.tickets.name, records(ticket_ids("T", opts.tickets), now, BURST_APART_S)
@@ -611,7 +670,9 @@ async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | N
     paced = phase_of(everything, "P", paths, paced_n)
     warm = phase_of(everything, "W", paths, warm_n)
     live = phase_of(everything, "L", paths, live_n)
-    warm_lat = latencies_ms(first_receives(everything, warm_produced, paths), warm_produced)
+    warm_firsts = first_receives(everything, warm_produced, paths)
+    warm_lat = latencies_ms(warm_firsts, warm_produced)
+    write_latencies(workdir / "warmup_latencies.tsv", warm_firsts, warm_produced)
     firsts = first_receives(everything, produced, paths)
     lat = latencies_ms(firsts, produced)
     write_latencies(workdir / "paced_latencies.tsv", firsts, produced)
@@ -628,7 +689,8 @@ async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | N
     ok = ok and warm.delivered == warm.expected and live.delivered == live.expected
     ok = ok and bare_ok
     details = (
-        f"notify_fanout details: baseline_per_s_runs={','.join(f'{b.per_s:.0f}' for b in bases)} "
+        f"notify_fanout details: broker_warmup={broker_read}/{broker_n} "
+        f"baseline_per_s_runs={','.join(f'{b.per_s:.0f}' for b in bases)} "
         f"baseline_in_flight={base_in_flight} "
         f"baseline_posts={base.delivered}/{base.expected} baseline_span_s={base.span_s:.3f} "
         f"burst={burst.delivered}/{burst.expected} burst_span_s={burst.span_s:.3f} "
@@ -672,6 +734,12 @@ def main() -> None:
         default=WARMUP_S,
         help="the paced stream's first seconds: delivered and checked, not in p50/p99",
     )
+    parser.add_argument(
+        "--broker-warmup-seconds",
+        type=float,
+        default=BROKER_WARMUP_S,
+        help="a paced stream through the broker alone before anything is measured (0: none)",
+    )
     parser.add_argument("--paced-max", type=int, default=20_000, help="at most this many paced tickets")
     parser.add_argument(
         "--paced-share", type=float, default=PACED_SHARE, help="paced rate as a share of the burst rate (0.7)"
@@ -688,8 +756,8 @@ def main() -> None:
         parser.error("--tickets, --targets and --baseline-runs must be at least 1")
     if args.paced_rate is not None and args.paced_rate <= 0:
         parser.error("--paced-rate must be above 0")
-    if args.warmup_seconds < 0:
-        parser.error("--warmup-seconds must not be negative")
+    if min(args.warmup_seconds, args.broker_warmup_seconds) < 0:
+        parser.error("--warmup-seconds and --broker-warmup-seconds must not be negative")
     problem = reuse_problem(args.workdir, DATABASE)
     if problem is not None:
         parser.error(problem)
@@ -703,6 +771,7 @@ def main() -> None:
         args.paced_share,
         args.paced_rate,
         args.warmup_seconds,
+        args.broker_warmup_seconds,
     )
     with tempfile.TemporaryDirectory(prefix="ticketloop-bench-") as tmp:
         workdir = args.workdir or Path(tmp)
