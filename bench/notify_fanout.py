@@ -618,7 +618,7 @@ async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | N
 
                 paced_per_s, paced_n, warm_n, tickets_per_s, live_n = math.nan, 0, 0, math.nan, 0
                 warm_produced: dict[str, float] = {}
-                paced_cpu_s = bare_cpu_s = math.nan
+                paced_cpu_s = bare_cpu_s = live_cpu_s = math.nan
                 produced: dict[str, float] = {}
                 settled = await wait_settled(bootstrap, f"{prefix}notifier", topics.tickets.name, opts.timeout, stack)
                 if settled and burst.delivered == burst.expected and burst.per_s > 0:
@@ -640,8 +640,10 @@ async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | N
                     live_n = opts.tickets
                     held = await sink.count(client)
                     storm = records(ticket_ids("L", live_n), datetime.now(UTC), BURST_APART_S)
+                    cpu_before = cpu_s(stack.procs["notifier"].pid)
                     await produce_all(bootstrap, topics.tickets.name, storm)
                     await wait_count(sink, client, held + live_n * opts.targets, opts.timeout, stack)
+                    live_cpu_s = cpu_s(stack.procs["notifier"].pid) - cpu_before
                 stack.check_alive()
             finally:
                 stack.stop_all()
@@ -703,6 +705,7 @@ async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | N
         f"bare_cpu_us_per_notif={per_notif_us(bare_cpu_s, len(bare))} "
         f"{gc_summary(in_stream)} "
         f"live={live.delivered}/{live.expected} live_notifs_per_s={live.per_s:.0f} "
+        f"live_cpu_us_per_notif={per_notif_us(live_cpu_s, live.delivered)} "
         f"paced_share_of_live={paced_per_s / live.per_s if live.per_s > 0 else math.nan:.3f}"
     )
     summary = (

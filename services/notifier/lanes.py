@@ -20,7 +20,7 @@ import heapq
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -87,6 +87,16 @@ SQLite's commit on this machine, a record in a shared one about 10 µs."""
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+UNKNOWN_EVENT = ("", -1)
+"""Where a lane holds the items whose event offset is not known (``held_key``)."""
+
+
+def held_key(item: OutboxItem) -> tuple[str, int]:
+    """Which of a lane's sequences of items held only in memory an item is in: its event's partition, or
+    ``UNKNOWN_EVENT`` (``at_commit`` writes those whatever their age)."""
+    return (item.source_topic, item.source_partition) if item.source_offset >= 0 else UNKNOWN_EVENT
 
 
 @dataclass
@@ -163,8 +173,10 @@ class Lane:
     kind with more than one message in flight (``in_flight``) waits so per send: a crash repeats at most that
     many of its sends."""
     items: dict[str, OutboxItem] = field(default_factory=dict)
-    unsaved: set[str] = field(default_factory=set)
-    """Items held here only, not (yet) in the outbox: sent first, kept in the outbox only once they wait."""
+    unsaved: dict[tuple[str, int], dict[str, None]] = field(default_factory=dict)
+    """Items held here only, not (yet) in the outbox: sent first, kept in the outbox only once they wait. Per
+    partition of their event, in planning order, which is their events' offset order (``at_commit`` looks only at
+    each one's front); those whose event offset is not known under ``UNKNOWN_EVENT``."""
     finished: Recent = field(default_factory=Recent)
     window: Window = field(default_factory=Window)
     breaker: Breaker = field(default_factory=Breaker)
@@ -195,15 +207,29 @@ class Lane:
                 heapq.heappush(self._heap, (item.seq, nid))
                 added = True
                 if not saved:
-                    self.unsaved.add(nid)
+                    self.unsaved.setdefault(held_key(item), {})[nid] = None
         if added and self.writing:  # the outcome being written now holds a send: no more gathering for it
             self.writer.hurry()
         self.wake.set()
 
-    def held_only(self) -> list[OutboxItem]:
-        """The items held here only, not in the outbox, as they stand now."""
-        self.unsaved.intersection_update(self.items)
-        return [self.items[nid] for nid in self.unsaved]
+    def held_only(self) -> list[Iterator[OutboxItem]]:
+        """The items held here only, not in the outbox, as they stand now: per partition, in planning order
+        (iterators over ``unsaved``: used up before any of them changes)."""
+        items = self.items
+        return [(items[nid] for nid in held if nid in items) for held in self.unsaved.values()]
+
+    def is_unsaved(self, item: OutboxItem) -> bool:
+        return item.notification_id in self.unsaved.get(held_key(item), ())
+
+    def release(self, items: Iterable[OutboxItem]) -> None:
+        """These items are in the outbox from now on, or gone: no longer held here only."""
+        for item in items:
+            key = held_key(item)
+            held = self.unsaved.get(key)
+            if held is not None:
+                held.pop(item.notification_id, None)
+                if not held:
+                    del self.unsaved[key]
 
     def _head(self) -> OutboxItem | None:
         """The first item in planning order (a heap: a backlog after an outage is not sorted at every send)."""
@@ -217,7 +243,7 @@ class Lane:
         for nid, item in list(self.items.items()):
             if (item.source_topic, item.source_partition) in partitions:
                 del self.items[nid]
-                self.unsaved.discard(nid)
+                self.release([item])
                 digest_id = self.kept_of.get(nid)
                 if digest_id is not None:
                     self._unkeep(digest_id)
@@ -403,8 +429,8 @@ class Lane:
         on its way sends it again as it was (once), not its members folded anew into other messages."""
         digest_id = str(message.data[DIGEST_ID])
         ids = [i.notification_id for i in batch]
-        unsaved = [i for i in batch if i.notification_id in self.unsaved]
-        self.unsaved.difference_update(ids)  # from now on in the outbox: a checkpoint no longer holds their event
+        unsaved = [i for i in batch if self.is_unsaved(i)]
+        self.release(unsaved)  # from now on in the outbox: a checkpoint no longer holds their event
         digest = Digest(digest_id, self.kind, self.target, message_to_json(message), self.deps.wall())
         await self.writer.submit(Keep(digest, unsaved))
         if all(nid in self.items for nid in ids):  # none revoked meanwhile (the new owner has it from the outbox)
@@ -439,7 +465,7 @@ class Lane:
             record(i, "sent", i.attempts + 1, f"in a digest of {len(batch)}" if digest else "", now) for i in batch
         ]
         ids = [i.notification_id for i in batch]
-        self.unsaved.difference_update(ids)  # a checkpoint from now on must not bring them back as pending
+        self.release(batch)  # a checkpoint from now on must not bring them back as pending
         # the lane's next send waits for this write: made at once when there is one, else it may gather others
         self.writing += 1
         try:
@@ -466,8 +492,8 @@ class Lane:
             nid = item.notification_id
             if nid not in self.items:
                 continue  # its partition was revoked during the send: its new owner has it from the outbox
-            unsaved = nid in self.unsaved
-            self.unsaved.discard(nid)
+            unsaved = self.is_unsaved(item)
+            self.release([item])
             later = next_attempt(item, self.deps.retry, now, error, retry_after_s, 0.5 + self.deps.jitter() / 2)
             if retryable and later is not None:
                 op = Save([later]) if unsaved else Reschedule(nid, later.due_at, later.attempts, error)
@@ -498,6 +524,7 @@ class Lane:
         for item in batch:
             self.items.pop(item.notification_id, None)
             self.finished.add(item.notification_id)
+        self.release(batch)
 
 
 class Writer:
@@ -765,10 +792,10 @@ class Dispatcher:
         written to it (as they stand now: a retried one with its attempts), after every write queued so far.
         Done once all that is written, with where each partition's commit must stop for the younger ones
         (``at_commit``); up to there, the events handled so far may count as handled."""
-        held = [item for lane in self.lanes.values() for item in lane.held_only()]
+        held = [items for lane in self.lanes.values() for items in lane.held_only()]
         plan = at_commit(held, self.deps.wall(), self.deps.hold_s)
         for item in plan.save:  # from now on they count as saved
-            self.lanes[(item.channel, item.target)].unsaved.discard(item.notification_id)
+            self.lanes[(item.channel, item.target)].release([item])
         if plan.save:
             self.writer.submit(Save(plan.save))
         return asyncio.ensure_future(_then(self.writer.barrier(), plan.caps))

@@ -435,6 +435,39 @@ async def test_new_items_are_sent_first_and_only_those_still_held_at_a_checkpoin
         await dispatcher.stop()
 
 
+def from_events(target: str, partition: int, offsets: list[int], age_s: float, seq: int) -> list[OutboxItem]:
+    """Items sent first from the events at ``offsets`` of a partition, planned ``age_s`` ago, ``seq`` onwards."""
+    planned = datetime.now(UTC) - timedelta(seconds=age_s)
+    return [
+        dataclass_replace(i, seq=seq + k, source_partition=partition, source_offset=o, created_at=planned)
+        for k, (i, o) in enumerate(zip(items(target, len(offsets), seq), offsets, strict=True))
+    ]
+
+
+async def test_a_checkpoint_writes_the_held_items_that_waited_and_stops_each_partition_at_the_first_that_did_not(
+    engine: Engine,
+) -> None:
+    channel, sinks = FakeChannel(), Sinks()
+    channel.down.add("dead")
+    dispatcher = Dispatcher(deps(engine, channel, sinks, breaker=BreakerPolicy(failures=1, open_s=60, max_open_s=60)))
+    try:
+        waited = from_events("dead", 0, [10, 11], 9.0, 0)  # the first is tried, fails and is kept (a retry)
+        young = from_events("dead", 0, [12, 13], 1.0, 2) + from_events("dead", 1, [20, 21], 1.0, 4)
+        live = from_events("live", 0, [30, 31, 32], 1.0, 6)
+        dispatcher.submit(waited + young + live, saved=False)
+        await until("the live three recorded", lambda: len(sinks.records) == 3)
+        await until("the first kept for a retry", lambda: len(outbox.pending(engine, [("tickets", 0)])) == 1)
+        caps = await dispatcher.checkpoint()
+        assert caps == {("tickets", 0): 12, ("tickets", 1): 20}
+        pending = outbox.pending(engine, [("tickets", 0), ("tickets", 1)])
+        assert sorted(i.notification_id for i in pending) == ["dead-0", "dead-1"]
+        assert await dispatcher.checkpoint() == caps  # nothing written twice, the same stops
+        assert len(outbox.pending(engine, [("tickets", 0), ("tickets", 1)])) == 2
+        assert dispatcher.lanes[("fake", "live")].unsaved == {}, "what was sent is no longer held"
+    finally:
+        await dispatcher.stop()
+
+
 async def test_an_idle_writer_writes_in_place_together_and_a_busy_one_keeps_the_order(engine: Engine) -> None:
     """A paced stream's lanes do not wait for the writer's rounds: with nothing queued, what is asked for in one
     turn of the loop is written in place, in one transaction, at the end of it. While a round is queued, a later

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 
@@ -160,22 +161,40 @@ def held(n: int, partition: int, offset: int, age_s: float) -> OutboxItem:
 
 
 def test_at_a_commit_young_held_items_hold_their_partition_below_the_oldest_event_and_are_not_written() -> None:
-    plan = at_commit([held(1, 0, 7, 0.1), held(2, 0, 4, 1.0), held(3, 1, 9, 2.0)], T0, hold_s=5.0)
+    # two lanes' items of partition 0 and one lane's of partition 1, each in planning order
+    plan = at_commit([[held(2, 0, 4, 1.0), held(1, 0, 7, 0.1)], [held(4, 0, 6, 0.5)], [held(3, 1, 9, 2.0)]], T0, 5.0)
     assert plan.save == []
     assert plan.caps == {("tickets", 0): 4, ("tickets", 1): 9}
 
 
 def test_at_a_commit_items_held_the_hold_time_are_written_and_hold_nothing_back() -> None:
     old, young = held(1, 0, 3, 5.0), held(2, 0, 8, 4.9)
-    plan = at_commit([old, young], T0, hold_s=5.0)
+    plan = at_commit([[old, young]], T0, hold_s=5.0)
     assert plan.save == [old]
     assert plan.caps == {("tickets", 0): 8}
 
 
+def test_at_a_commit_only_the_front_of_each_sequence_is_looked_at() -> None:
+    def sequence() -> Iterator[OutboxItem]:
+        yield held(1, 0, 3, 6.0)
+        yield held(2, 0, 5, 1.0)
+        raise AssertionError("read past the first young item")
+
+    old = held(1, 0, 3, 6.0)
+    assert at_commit([sequence()], T0, hold_s=5.0) == ([old], {("tickets", 0): 5})
+
+
+def test_at_a_commit_an_item_held_long_behind_a_younger_one_waits_under_its_partitions_stop() -> None:
+    # planning times out of order (the wall clock set back): the older one is written once it reaches the front
+    young, older = held(1, 0, 3, 1.0), held(2, 0, 5, 9.0)
+    assert at_commit([[young, older]], T0, hold_s=5.0) == ([], {("tickets", 0): 3})
+
+
 def test_at_a_commit_an_item_whose_event_offset_is_not_known_is_written() -> None:
-    unknown = item(1)
-    assert at_commit([unknown], T0, hold_s=5.0) == ([unknown], {})
+    unknown, unknown_young = item(1), item(2, created_at_offset_s=-0.1)
+    assert at_commit([[unknown, unknown_young]], T0, hold_s=5.0) == ([unknown, unknown_young], {})
     assert at_commit([], T0, hold_s=5.0) == ([], {})
+    assert at_commit([[]], T0, hold_s=5.0) == ([], {})
 
 
 def test_workers_sharing_the_partitions_share_each_vendors_limit_and_never_add_up_to_more() -> None:
