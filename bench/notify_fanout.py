@@ -44,7 +44,8 @@ the team has no addresses and the tickets have no owner, so nothing is mailed.
    there: services/notifier/service.py ``replayed``), while the paced stream's are sent first. A storm that comes
    while the notifier runs takes that cheaper way too: once the paced stream is delivered, as many tickets as the
    burst are produced at once (live_notifs_per_s in the details line, over the span of their receives, which
-   includes producing them), and paced_share_of_live says what share of that rate the paced stream was.
+   includes producing them; live_cpu_us_per_notif: the notifier's CPU from producing it to its last receive,
+   a notification), and paced_share_of_live says what share of that rate the paced stream was.
    The producing process's garbage collector is off while it paces (a pause of it would send the next events
    bunched, not paced). The burst drains a backlog in big batches, so its rate is the notifier's ceiling; a paced
    stream arrives an event at a time, which costs more per event (see --paced-share for the latency at lower
