@@ -524,7 +524,6 @@ class Lane:
         for item in batch:
             self.items.pop(item.notification_id, None)
             self.finished.add(item.notification_id)
-        self.release(batch)
 
 
 class Writer:
