@@ -33,7 +33,7 @@ the team has no addresses and the tickets have no owner, so nothing is mailed.
    notifier takes a while to catch up. The broker, started for this run, first serves a paced stream of its own
    (--broker-warmup-seconds, after the baseline, before the burst; ``warm_broker``): without it, the paced
    stream's first second was the first time it served single-record produces and small fetches, its JIT
-   compiled 100-130 methods every 250 ms (``-XX:+PrintCompilation``), it took 0.69-0.78 of a core instead of
+   compiled 95-130 methods every 250 ms (``-XX:+PrintCompilation``), it took 0.69-0.78 of a core instead of
    0.3-0.4, and the notifier, near a whole core itself, then took seconds to drain the events held meanwhile
    (the median of a quarter second reached 242 and 480 ms in two runs here; in a third, the measured stream's
    first second still had a median of 165 ms after the 2 s warm-up). A broker in service has
@@ -387,7 +387,7 @@ async def warm_broker(bootstrap: str, topic: str, batch: list[Record], per_s: fl
     """Produce ``batch`` paced to ``topic`` (as the paced phase does) while a consumer reads it as the notifier
     does (read_committed, a fetch gathering 5 ms); returns how many records it read. A broker started for this run
     has not served single-record produces or small fetches yet: at the paced stream's start its JIT compiled
-    100-130 methods every 250 ms for a second (``-XX:+PrintCompilation``) and it took 0.7-0.8 of a core instead of
+    95-130 methods every 250 ms for a second (``-XX:+PrintCompilation``) and it took 0.7-0.8 of a core instead of
     0.3-0.4, which the stream's first second waited out; a broker in service has compiled them long before."""
     if not batch:
         return 0
