@@ -38,7 +38,11 @@ the team has no addresses and the tickets have no owner, so nothing is mailed.
    (the median of a quarter second reached 242 and 480 ms in two runs here; in a third, the measured stream's
    first second still had a median of 165 ms after the 2 s warm-up). A broker in service has
    compiled them long before. With --workdir, each notification's produce time, latency and path are kept in
-   paced_latencies.tsv and warmup_latencies.tsv.
+   paced_latencies.tsv and warmup_latencies.tsv. What the hypervisor took from this virtual machine meanwhile is
+   in the details line too (bench/host_steal.py; host_steal_paced_cores for the measured stream and
+   host_steal_burst_cores for the burst's receives: the mean and the most in a quarter second, in cores of the
+   machine's): here it took up to 1.2 of the 2 cores for seconds at a time, every process then ran slower, and a
+   run's p99 then says what the host did, not what the notifier does.
    The burst is a backlog the notifier starts on: every one of its events lies below where its partition ended
    when the notifier was assigned it, so each is planned the careful way (into the outbox first, then sent from
    there: services/notifier/service.py ``replayed``), while the paced stream's are sent first. A storm that comes
@@ -88,6 +92,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.fanout_sink import REPO, FanoutSink, Received
+from bench.host_steal import StealSampler, steal_summary
 from bench.workdirs import reuse_problem
 from deploy.local.kafka_local import LocalKafka, free_port
 from deploy.local.stack import Stack
@@ -226,6 +231,8 @@ class Phase:
     delivered: int
     """Distinct (ticket id, path) pairs received of those expected."""
     span_s: float
+    first_at: float = math.nan
+    """When the first of them was received (``time.time()``; nan: none was)."""
 
     @property
     def per_s(self) -> float:
@@ -241,7 +248,7 @@ def phase_of(received: Iterable[Received], prefix: str, paths: Sequence[str], n:
             firsts[(tid, path)] = min(at, firsts.get((tid, path), at))
     times = firsts.values()
     span = max(times) - min(times) if len(firsts) > 1 else math.nan
-    return Phase(n * len(paths), len(firsts), span)
+    return Phase(n * len(paths), len(firsts), span, min(times, default=math.nan))
 
 
 def duplicates(received: Iterable[Received]) -> int:
@@ -573,7 +580,15 @@ class Options:
 
 async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | None = None) -> tuple[list[str], bool]:
     """The details and summary lines, and whether every notification arrived exactly once. ``gc_log``: the
-    broker's GC log (ours), whose pauses during the measured stream the details line counts."""
+    broker's GC log (ours), whose pauses during the measured stream the details line counts. The hypervisor's
+    steal is sampled throughout (bench/host_steal.py)."""
+    with StealSampler() as steal:
+        return await _measure(bootstrap, opts, workdir, gc_log, steal)
+
+
+async def _measure(
+    bootstrap: str, opts: Options, workdir: Path, gc_log: Path | None, steal: StealSampler
+) -> tuple[list[str], bool]:
     paths = hook_paths(opts.targets)
     now = datetime.now(UTC)
     prefix = f"fanout{time.time_ns()}."
@@ -680,11 +695,8 @@ async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | N
     lat = latencies_ms(firsts, produced)
     write_latencies(workdir / "paced_latencies.tsv", firsts, produced)
     bare = latencies_ms(first_receives(everything, bare_produced, paths), bare_produced)
-    in_stream = (
-        pauses_within(gc_pauses(gc_text), min(produced.values()), max(firsts.values()))
-        if gc_text is not None and produced and firsts
-        else None
-    )
+    stream_window = (min(produced.values()), max(firsts.values())) if produced and firsts else (math.nan, math.nan)
+    in_stream = pauses_within(gc_pauses(gc_text), *stream_window) if gc_text is not None and produced else None
     bare_ok = len(bare) == len(bare_produced) * len(paths)
     dups = duplicates(everything)
     ratio = burst.per_s / base.per_s if base.per_s > 0 else math.nan
@@ -705,6 +717,8 @@ async def measure(bootstrap: str, opts: Options, workdir: Path, gc_log: Path | N
         f"paced_cpu_us_per_notif={per_notif_us(paced_cpu_s, len(lat) + len(warm_lat))} "
         f"bare_cpu_us_per_notif={per_notif_us(bare_cpu_s, len(bare))} "
         f"{gc_summary(in_stream)} "
+        f"{steal_summary('host_steal_burst_cores', steal.cores(burst.first_at, burst.first_at + burst.span_s))} "
+        f"{steal_summary('host_steal_paced_cores', steal.cores(*stream_window))} "
         f"live={live.delivered}/{live.expected} live_notifs_per_s={live.per_s:.0f} "
         f"live_cpu_us_per_notif={per_notif_us(live_cpu_s, live.delivered)} "
         f"paced_share_of_live={paced_per_s / live.per_s if live.per_s > 0 else math.nan:.3f}"
