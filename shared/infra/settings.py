@@ -83,6 +83,9 @@ class IntakeSettings(CommonSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     publish_timeout_s: float = Field(default=5.0, gt=0)
+    # a request not read whole this long after its connection (or its first byte, on a kept-alive connection) is
+    # answered 408 and closed: services/intake/read_timeout.py
+    read_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     public_url: str = "http://127.0.0.1:8080"
     # the Slack app's signing secret, for interactive button callbacks; unset: /api/v1/slack/interactions is 404
     slack_signing_secret: SecretStr | None = None

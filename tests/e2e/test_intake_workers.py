@@ -1,6 +1,7 @@
 """Intake on two worker processes (services/intake/workers.py) on the real broker: keep-alive connections spread
 over both, an integration's rate limit holds across them, /metrics on either counts both; a killed worker is
-replaced while the other answers, and a killed supervisor takes its workers along and frees the port."""
+replaced while the other answers, and a killed supervisor takes its workers along and frees the port. On one
+process and on two, a request not read whole in time is answered 408 or closed (services/intake/read_timeout.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -27,7 +29,7 @@ LIMIT = 6
 CLIENTS = 8
 
 
-def start_intake(bootstrap: str, root: Path, port: int | None = None) -> Stack:
+def start_intake(bootstrap: str, root: Path, port: int | None = None, workers: str = "2", **env: str) -> Stack:
     limited = f"{{name: limited, format: alertmanager, token: {TOKEN}, rate_limit: {{requests: {LIMIT}, per: 1h}}}}\n"
     config = write_config(root, integrations=f"  - {limited}")
     stack = Stack(
@@ -37,7 +39,11 @@ def start_intake(bootstrap: str, root: Path, port: int | None = None) -> Stack:
         root / "logs",
         port or free_port(),
         9,
-        extra_env={"TICKETLOOP_TOPIC_PREFIX": f"e2e-workers-{time.time_ns()}.", "TICKETLOOP_INTAKE_WORKERS": "2"},
+        extra_env={
+            "TICKETLOOP_TOPIC_PREFIX": f"e2e-workers-{time.time_ns()}.",
+            "TICKETLOOP_INTAKE_WORKERS": workers,
+            **env,
+        },
     )
     stack.start("intake")
     stack.wait_ready(120.0)
@@ -161,3 +167,43 @@ def _answering(url: str) -> set[int]:
     finally:
         for c in clients:
             c.close()
+
+
+def _read_until_closed(port: int, sent: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(sent)
+        got = b""
+        while chunk := sock.recv(4096):
+            got += chunk
+        return got
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_request_that_does_not_arrive_in_time_is_answered_408_and_whole_ones_are_served(
+    kafka_bootstrap: str, tmp_path: Path, processes: str
+) -> None:
+    stack = start_intake(kafka_bootstrap, tmp_path, workers=processes, TICKETLOOP_INTAKE_READ_TIMEOUT_S="1")
+    port = int(stack.intake_url.rsplit(":", 1)[1])
+    try:
+        silent = _read_until_closed(port, b"")
+        assert silent.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), silent
+        assert silent.endswith(b'{"error":"the request did not arrive in full within 1 s"}'), silent
+        half = _read_until_closed(port, b"POST /api/v1/integrations/limited HTTP/1.1\r\nHost: t\r\n")
+        assert half.startswith(b"HTTP/1.1 408"), half
+        short_body = (
+            b"POST /api/v1/integrations/limited HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {TOKEN}\r\nContent-Length: 500\r\n\r\n".encode()
+            + b'{"alerts": ['
+        )
+        assert _read_until_closed(port, short_body) == b""  # closed: its handler saw the client gone
+        with httpx.Client(base_url=stack.intake_url, timeout=10) as client:
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            resp = client.post("/api/v1/integrations/limited", json=alert(1), headers=headers)
+            assert resp.status_code == 202, resp.text
+            metrics = client.get("/metrics").text
+        # nothing of the cut request was taken: only the whole one counts
+        assert counter(metrics, "ticketloop_intake_events_accepted_total", 'integration="limited"') == 1
+        log = stack.log_path("intake").read_text()
+        assert "request_read_timeout" in log and "Traceback" not in log, log[-3000:]
+    finally:
+        stack.stop_all()
