@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import re
+import socket
+import sys
+import threading
 from collections.abc import Sequence
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 _NAME = re.compile(r"^ticketloop_[a-z]+_[a-z0-9_]+_(total|seconds|bytes|count|ratio|info)$")
 
@@ -37,7 +43,41 @@ def gauge(registry: CollectorRegistry, name: str, doc: str, labels: Sequence[str
     return Gauge(check_name(name), doc, list(labels), registry=registry)
 
 
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> None:
-    """Expose the registry on http://host:port/metrics (a daemon thread); port 0 disables it."""
-    if port:
-        start_http_server(port, addr=host, registry=registry)
+METRICS_READ_TIMEOUT_S = 30.0
+"""How long a scrape's connection may go without sending what the server waits for (prometheus_client's own
+``start_http_server`` waits for ever: a client that connected and sent nothing, or half a request, held a thread
+each for good)."""
+
+
+class _ScrapeHandler(WSGIRequestHandler):
+    """A scrape: no log line for it; its connection times out after ``timeout`` seconds of silence."""
+
+    timeout = METRICS_READ_TIMEOUT_S
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002, ARG002 - the base class's signature
+        return None
+
+
+class _MetricsServer(ThreadingWSGIServer):
+    """prometheus_client's threading WSGI server (a daemon thread a connection), quiet about a client that timed
+    out or went away (nothing to tell anyone: the connection is closed)."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (TimeoutError, ConnectionError)):
+            return
+        super().handle_error(request, client_address)
+
+
+def serve_metrics(
+    registry: CollectorRegistry, host: str, port: int, read_timeout_s: float = METRICS_READ_TIMEOUT_S
+) -> _MetricsServer | None:
+    """Expose the registry on http://host:port/metrics (a daemon thread); port 0 disables it (None). A connection
+    silent for ``read_timeout_s`` while its request is read is closed."""
+    if not port:
+        return None
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    server_class = type("MetricsServer", (_MetricsServer,), {"address_family": family})
+    handler = type("ScrapeHandler", (_ScrapeHandler,), {"timeout": read_timeout_s})
+    httpd: _MetricsServer = make_server(host, port, make_wsgi_app(registry), server_class, handler_class=handler)
+    threading.Thread(target=httpd.serve_forever, name="metrics", daemon=True).start()
+    return httpd
