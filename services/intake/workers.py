@@ -42,6 +42,7 @@ from prometheus_client import multiprocess
 
 from services.intake.slots import MappedSlots
 from shared.infra.logging import get_logger
+from shared.infra.restarts import restart_delay_s
 
 log = get_logger(__name__)
 
@@ -81,14 +82,6 @@ DEATH_WINDOW_S = 60.0
 def gives_up(recent_deaths: int) -> bool:
     """Whether the supervisor stops after a worker's ``recent_deaths``-th death within ``DEATH_WINDOW_S``."""
     return recent_deaths >= GIVE_UP_DEATHS
-
-
-def restart_delay_s(recent_deaths: int) -> float:
-    """How long before a dead worker starts again: at once the first time, then doubling up to 5 s (a worker
-    that cannot start must not spin)."""
-    if recent_deaths <= 1:
-        return 0.0
-    return float(min(5.0, 0.25 * 2 ** (recent_deaths - 2)))
 
 
 def cpu_quota(cpu_max: str) -> float | None:

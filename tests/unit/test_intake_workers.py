@@ -23,12 +23,12 @@ from services.intake.workers import (
     available_cpus,
     cpu_quota,
     gives_up,
-    restart_delay_s,
     stale_states,
     sweep_stale_states,
     worker_count,
     worker_role,
 )
+from shared.infra.restarts import restart_delay_s
 
 LIMIT = RateLimitConfig(requests=3, per=timedelta(minutes=1))
 
