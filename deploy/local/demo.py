@@ -5,7 +5,8 @@ imitates Slack, DingTalk, WeCom, Feishu, Teams and ticketloop's signed webhook, 
 signature and body rules) that print what they receive, and the four services on SQLite, with the config in
 deploy/local/config. Then it plays: an alert storm, a customer bug report, a ticket acknowledged in time with one
 click on its chat message's link, one left to escalate, and one resolved by its source. The stack keeps running
-until Ctrl-C (``--exit`` stops after the demo).
+until Ctrl-C (``--exit`` stops after the demo), and a service that exits meanwhile (a crash, a SIGKILL) is started
+again as compose's ``restart: unless-stopped`` would (``Stack.revive``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from deploy.local.vendors import lab
 from deploy.local.vendors.base import ReceivedChat, VendorSink
 from services.cli import main as cli_main
 from services.sla.policy import SlaConfig, acknowledge_target
+from shared.infra.restarts import exit_reason
 
 CONFIG = REPO / "deploy" / "local" / "config"
 INTAKE_PORT = 8080
@@ -403,10 +405,14 @@ def main(argv: list[str] | None = None) -> int:
         say("[stack]", f"post     {stack.intake_url}/api/v1/integrations/<name>  (see deploy/local/config/intake.yaml)")
         say("[stack]", f"mail in  smtp://127.0.0.1:{MAIL_IN_PORT}  (to support@acme.example: a feedback ticket)")
         if not args.exit:
-            say("[stack]", "running; Ctrl-C stops everything")
+            say("[stack]", "running; Ctrl-C stops everything (a service that exits is started again)")
             while True:
-                stack.check_alive()
-                time.sleep(1)
+                for name, code in stack.revive():
+                    say(
+                        "[stack]",
+                        f"{name} exited ({exit_reason(code)}): started again; its log: {stack.log_path(name)}",
+                    )
+                time.sleep(0.5)
     except KeyboardInterrupt:
         say("[stack]", "stopping...")
     finally:

@@ -15,6 +15,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.infra.restarts import deaths_in_a_row, restart_delay_s
+
 SERVICES = ("intake", "router", "sla", "notifier")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,6 +32,14 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    services: dict[str, str] = field(default_factory=dict)
+    """Per process name: the service it runs."""
+    started_at: dict[str, float] = field(default_factory=dict)
+    """Per process name: when it was last started (monotonic)."""
+    in_a_row: dict[str, int] = field(default_factory=dict)
+    """Per process name: its deaths in a row (``revive``)."""
+    dead_since: dict[str, float] = field(default_factory=dict)
+    """Per process name found dead and not started again yet: when ``revive`` found it."""
 
     @property
     def intake_url(self) -> str:
@@ -75,6 +85,8 @@ class Stack:
                 start_new_session=True,
             )
         self.procs[name] = proc
+        self.services[name] = service
+        self.started_at[name] = time.monotonic()
         return proc
 
     def start_all(self) -> None:
@@ -97,6 +109,27 @@ class Stack:
     def stop_all(self) -> None:
         for service in list(self.procs):
             self.kill(service, signal.SIGTERM)
+
+    def revive(self, now: float | None = None) -> list[tuple[str, int]]:
+        """Start again every process that exited (as compose's ``restart: unless-stopped`` does): at once the first
+        time, after a pause that grows while it keeps dying (shared/infra/restarts.py). Returns those started
+        again, each with its exit code. For a stack left running (``make demo``); ``check_alive`` is for a run
+        that must stop when a service dies."""
+        now = time.monotonic() if now is None else now
+        started = []
+        for name, proc in list(self.procs.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            if name not in self.dead_since:
+                self.dead_since[name] = now
+                stayed = now - self.started_at.get(name, now)
+                self.in_a_row[name] = deaths_in_a_row(self.in_a_row.get(name, 0), stayed)
+            if now >= self.dead_since[name] + restart_delay_s(self.in_a_row[name]):
+                del self.dead_since[name]
+                self.start(self.services.get(name, name), name)
+                started.append((name, code))
+        return started
 
     def check_alive(self) -> None:
         for service, proc in self.procs.items():

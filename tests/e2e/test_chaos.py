@@ -1,9 +1,12 @@
 """The whole loop through what production does to it: every worker SIGKILLed and restarted while tickets open,
 then the broker restarted. Counted at the sinks, as the people in the chat would count: every ticket reaches
-every channel, and what repeats is bounded by what was in flight when a worker died."""
+every channel, and what repeats is bounded by what was in flight when a worker died. And a stack left running
+(``make demo``) starts again by itself the services that were killed (``Stack.revive``)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -70,3 +73,27 @@ def every_ticket_at_every_chat(lab: ChatLab, tickets: int) -> dict[str, int]:
         assert set(named(lab.chat.received(vendor))) == set(ids), f"{vendor}: every ticket, nothing else"
     assert lab.chat.rejections == []
     return {vendor: repeated_messages(lab.chat.received(vendor)) for vendor in OPS_CHAT}
+
+
+def test_a_stack_left_running_starts_again_the_services_that_were_killed(kafka_bootstrap: str, tmp_path: Path) -> None:
+    with chat_lab(kafka_bootstrap, tmp_path, **FAST_RECOVERY) as lab:
+        post_until_accepted(lab, 0, 5)
+        wait_for("the first notifications", lambda: len(lab.chat.received("webhook")) >= 1, stack=lab.stack)
+        killed = {"intake", "router", "notifier"}
+        for name in killed:  # from outside, as a chaos run or the OOM killer would: the stack is not told
+            os.killpg(lab.stack.procs[name].pid, signal.SIGKILL)
+            lab.stack.procs[name].wait()
+        revived: dict[str, int] = {}
+
+        def all_back() -> bool:
+            revived.update(lab.stack.revive())
+            return set(revived) >= killed
+
+        wait_for("the killed services started again", all_back, timeout=60)
+        assert revived == dict.fromkeys(killed, -signal.SIGKILL)
+        lab.stack.wait_ready()
+        post_until_accepted(lab, 5, 5)
+        ids = ticket_ids(lab, 10)
+        for vendor in OPS_CHAT:
+            wait_for(f"every ticket at {vendor}", has_all(lab, vendor, ids), stack=lab.stack, timeout=300)
+        assert lab.stack.revive() == [] and lab.chat.rejections == []
