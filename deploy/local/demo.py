@@ -5,8 +5,8 @@ imitates Slack, DingTalk, WeCom, Feishu, Teams and ticketloop's signed webhook, 
 signature and body rules) that print what they receive, and the four services on SQLite, with the config in
 deploy/local/config. Then it plays: an alert storm, a customer bug report, a ticket acknowledged in time with one
 click on its chat message's link, one left to escalate, and one resolved by its source. The stack keeps running
-until Ctrl-C (``--exit`` stops after the demo), and a service that exits meanwhile (a crash, a SIGKILL) is started
-again as compose's ``restart: unless-stopped`` would (``Stack.revive``).
+until Ctrl-C (``--exit`` stops after the demo), and the broker or a service that exits meanwhile (a crash, a
+SIGKILL) is started again as compose's ``restart: unless-stopped`` would (``revive_all``).
 """
 
 from __future__ import annotations
@@ -355,6 +355,19 @@ def escalated(api: httpx.Client, ticket_id: str) -> list[dict[str, Any]] | None:
     return timeline if any(e["change"] == "escalated" for e in timeline) else None
 
 
+def revive_all(stack: Stack, broker: LocalKafka) -> list[str]:
+    """One look at a stack left running: the broker, then each service, started again if it exited (what to tell
+    of each). A broker that cannot start again raises (KafkaStartError, with its log's tail)."""
+    told = []
+    code = broker.exit_code()
+    if code is not None:
+        broker.resume()
+        told.append(f"the broker exited ({exit_reason(code)}): started again on its data; its log: {broker.log_path}")
+    for name, exited in stack.revive():
+        told.append(f"{name} exited ({exit_reason(exited)}): started again; its log: {stack.log_path(name)}")
+    return told
+
+
 def stop_on_term(*_: object) -> None:
     """SIGTERM stops the demo as Ctrl-C does; a second one (``timeout`` and a shell may both send one) must not cut
     the clean-up short, or the broker and the services would outlive the demo."""
@@ -405,13 +418,10 @@ def main(argv: list[str] | None = None) -> int:
         say("[stack]", f"post     {stack.intake_url}/api/v1/integrations/<name>  (see deploy/local/config/intake.yaml)")
         say("[stack]", f"mail in  smtp://127.0.0.1:{MAIL_IN_PORT}  (to support@acme.example: a feedback ticket)")
         if not args.exit:
-            say("[stack]", "running; Ctrl-C stops everything (a service that exits is started again)")
+            say("[stack]", "running; Ctrl-C stops everything (the broker or a service that exits is started again)")
             while True:
-                for name, code in stack.revive():
-                    say(
-                        "[stack]",
-                        f"{name} exited ({exit_reason(code)}): started again; its log: {stack.log_path(name)}",
-                    )
+                for line in revive_all(stack, broker):
+                    say("[stack]", line)
                 time.sleep(0.5)
     except KeyboardInterrupt:
         say("[stack]", "stopping...")

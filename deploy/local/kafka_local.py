@@ -222,6 +222,11 @@ class LocalKafka:
     def resume(self, *, timeout: float = 90.0) -> None:
         self._launch(timeout)
 
+    def exit_code(self) -> int | None:
+        """The broker process's exit code once it exited on its own (a crash, a ``kill``); None while it runs, and
+        after ``halt`` or ``stop``."""
+        return None if self.proc is None else self.proc.poll()
+
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

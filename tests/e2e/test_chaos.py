@@ -1,7 +1,7 @@
 """The whole loop through what production does to it: every worker SIGKILLed and restarted while tickets open,
 then the broker restarted. Counted at the sinks, as the people in the chat would count: every ticket reaches
 every channel, and what repeats is bounded by what was in flight when a worker died. And a stack left running
-(``make demo``) starts again by itself the services that were killed (``Stack.revive``)."""
+(``make demo``) starts again by itself the broker and the services that were killed (``revive_all``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.local.demo import revive_all
 from deploy.local.kafka_local import LocalKafka
 from tests.e2e.test_chat_outage import (
     FAST_RECOVERY,
@@ -75,25 +76,31 @@ def every_ticket_at_every_chat(lab: ChatLab, tickets: int) -> dict[str, int]:
     return {vendor: repeated_messages(lab.chat.received(vendor)) for vendor in OPS_CHAT}
 
 
-def test_a_stack_left_running_starts_again_the_services_that_were_killed(kafka_bootstrap: str, tmp_path: Path) -> None:
-    with chat_lab(kafka_bootstrap, tmp_path, **FAST_RECOVERY) as lab:
+def test_a_stack_left_running_starts_again_the_broker_and_the_services_that_were_killed(tmp_path: Path) -> None:
+    with LocalKafka() as broker, chat_lab(broker.bootstrap, tmp_path, **FAST_RECOVERY) as lab:
         post_until_accepted(lab, 0, 5)
         wait_for("the first notifications", lambda: len(lab.chat.received("webhook")) >= 1, stack=lab.stack)
         killed = {"intake", "router", "notifier"}
-        for name in killed:  # from outside, as a chaos run or the OOM killer would: the stack is not told
+        # from outside, as a chaos run or the OOM killer would: neither the stack nor the broker's owner is told
+        assert broker.proc is not None
+        os.killpg(broker.proc.pid, signal.SIGKILL)
+        broker.proc.wait()
+        for name in killed:
             os.killpg(lab.stack.procs[name].pid, signal.SIGKILL)
             lab.stack.procs[name].wait()
-        revived: dict[str, int] = {}
+        told: list[str] = []
 
         def all_back() -> bool:
-            revived.update(lab.stack.revive())
-            return set(revived) >= killed
+            told.extend(revive_all(lab.stack, broker))
+            return len(told) >= 1 + len(killed)
 
-        wait_for("the killed services started again", all_back, timeout=60)
-        assert revived == dict.fromkeys(killed, -signal.SIGKILL)
+        wait_for("the broker and the killed services started again", all_back, timeout=120)
+        assert told[0].startswith("the broker exited (killed by SIGKILL): started again on its data"), told
+        assert sorted(line.split(" ")[0] for line in told[1:]) == sorted(killed), told
+        assert all("exited (killed by SIGKILL): started again" in line for line in told[1:]), told
         lab.stack.wait_ready()
         post_until_accepted(lab, 5, 5)
         ids = ticket_ids(lab, 10)
         for vendor in OPS_CHAT:
             wait_for(f"every ticket at {vendor}", has_all(lab, vendor, ids), stack=lab.stack, timeout=300)
-        assert lab.stack.revive() == [] and lab.chat.rejections == []
+        assert revive_all(lab.stack, broker) == [] and lab.chat.rejections == []
