@@ -39,7 +39,8 @@ def timed_out_answer(headers_read: bool, timeout_s: float) -> bytes | None:
 class ReadTimeoutProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, closing a connection whose request is not read whole within
     ``read_timeout_s``: counted from the connection for its first request, from a later request's first byte for
-    the others (between requests, uvicorn's keep-alive timeout holds)."""
+    the others (between requests, uvicorn's keep-alive timeout holds, armed again after a request answered before
+    its body was read). A request queued behind an earlier one's answer (pipelined) is not timed meanwhile."""
 
     read_timeout_s: float = 30.0
 
@@ -56,11 +57,16 @@ class ReadTimeoutProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        # a request's clock starts with its first byte (the first request's with the connection), whatever the
+        # parser makes of it: a bare line break between requests cancels uvicorn's keep-alive timer too
+        if self._read_timer is None:
+            self._arm()
+        super().data_received(data)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._headers_read = False
-        if self._read_timer is None:  # the first request's clock started with the connection
-            self._arm()
 
     def on_headers_complete(self) -> None:
         self._headers_read = True
@@ -68,7 +74,16 @@ class ReadTimeoutProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._disarm()
+        self._headers_read = False  # what comes next, until its headers are read, is a new request's start
         super().on_message_complete()
+        answered = self.cycle is not None and self.cycle.response_complete
+        if answered and not self.pipeline and not self.transport.is_closing():
+            # answered before its body was read (a 401, 413 or 429): the body's bytes cancelled the keep-alive
+            # timer uvicorn armed with the answer, and uvicorn arms it again only after an answer
+            self._unset_keepalive_if_required()
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
 
     def _arm(self) -> None:
         self._disarm()
@@ -82,6 +97,9 @@ class ReadTimeoutProtocol(HttpToolsProtocol):
     def _read_timed_out(self) -> None:
         self._read_timer = None
         if self.transport.is_closing():
+            return
+        if self.pipeline:  # queued behind an earlier request, reading paused by uvicorn: the wait is the server's
+            self._arm()
             return
         log.info("request_read_timeout", headers_read=self._headers_read, timeout_s=self.read_timeout_s)
         answer = timed_out_answer(self._headers_read, self.read_timeout_s)

@@ -5,6 +5,7 @@ is gone); whole requests, and a kept-alive connection idle between them, are not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -36,6 +37,10 @@ def recording_app(seen: Seen) -> Callable[[Scope, Receive, Send], Awaitable[None
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        if scope["path"] == "/early":  # answered before its body is read, as a 401 or 413 is
+            await send({"type": "http.response.start", "status": 401, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"no"})
+            return
         body = b""
         while True:
             message = await receive()
@@ -52,8 +57,8 @@ def recording_app(seen: Seen) -> Callable[[Scope, Receive, Send], Awaitable[None
     return app
 
 
-@pytest.fixture
-def server() -> Iterator[tuple[int, Seen]]:
+@contextlib.contextmanager
+def serving(keep_alive_s: int) -> Iterator[tuple[int, Seen]]:
     seen, port = Seen(), free_port()
     config = uvicorn.Config(
         recording_app(seen),
@@ -62,6 +67,7 @@ def server() -> Iterator[tuple[int, Seen]]:
         log_config=None,
         loop="asyncio",
         http=read_timeout_protocol(TIMEOUT_S),
+        timeout_keep_alive=keep_alive_s,
     )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(srv.serve()), daemon=True)
@@ -70,6 +76,13 @@ def server() -> Iterator[tuple[int, Seen]]:
     yield port, seen
     srv.should_exit = True
     thread.join(WITHIN_S)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[int, Seen]]:
+    """Its keep-alive timeout far longer than the read timeout: only ours can close a connection here."""
+    with serving(keep_alive_s=1) as found:
+        yield found
 
 
 def connect(port: int, sent: bytes) -> socket.socket:
@@ -129,7 +142,7 @@ def test_whole_requests_are_answered_and_a_kept_alive_connection_idle_past_the_t
         first = read_answer(kept)
         assert first.startswith(b"HTTP/1.1 200 OK"), first
         # a connection opened now that sends nothing is answered 408 once the timeout has passed; the kept-alive one,
-        # idle as long (the keep-alive timeout, 5 s, is uvicorn's), must still take a request
+        # idle as long (its keep-alive timeout is the fixture's, 120 s), must still take a request
         with connect(port, b"") as silent:
             assert read_all(silent).startswith(b"HTTP/1.1 408")
         kept.sendall(REQUEST)
@@ -144,3 +157,23 @@ def test_a_request_sent_in_pieces_within_the_timeout_is_answered(server: tuple[i
         sock.sendall(REQUEST[10:])
         assert read_answer(sock).startswith(b"HTTP/1.1 200 OK")
     assert seen.bodies == [b"ab"]
+
+
+def test_a_line_break_after_a_request_and_then_silence_is_closed(server: tuple[int, Seen]) -> None:
+    port, seen = server
+    with connect(port, REQUEST) as sock:
+        assert read_answer(sock).startswith(b"HTTP/1.1 200 OK")
+        sock.sendall(b"\r\n")  # uvicorn's keep-alive timer is cancelled by any bytes; no request begins
+        rest = read_all(sock)
+    assert rest == b"" or rest.startswith(b"HTTP/1.1 4"), rest
+    assert seen.bodies == [b"ab"]
+
+
+def test_a_request_answered_before_its_body_then_silent_is_closed_by_the_keep_alive_timeout() -> None:
+    with serving(keep_alive_s=1) as (port, seen):
+        head = b"POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n"
+        with connect(port, head) as sock:
+            assert read_answer(sock).startswith(b"HTTP/1.1 401")
+            sock.sendall(b"abcd")  # the rest of the body, after the answer: then nothing
+            assert read_all(sock) == b""  # closed once idle for the keep-alive timeout
+        assert seen.bodies == []
