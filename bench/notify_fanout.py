@@ -696,7 +696,9 @@ async def _measure(
     write_latencies(workdir / "paced_latencies.tsv", firsts, produced)
     bare = latencies_ms(first_receives(everything, bare_produced, paths), bare_produced)
     stream_window = (min(produced.values()), max(firsts.values())) if produced and firsts else (math.nan, math.nan)
-    in_stream = pauses_within(gc_pauses(gc_text), *stream_window) if gc_text is not None and produced else None
+    in_stream = (
+        pauses_within(gc_pauses(gc_text), *stream_window) if gc_text is not None and produced and firsts else None
+    )
     bare_ok = len(bare) == len(bare_produced) * len(paths)
     dups = duplicates(everything)
     ratio = burst.per_s / base.per_s if base.per_s > 0 else math.nan

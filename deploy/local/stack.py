@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.infra.restarts import deaths_in_a_row, restart_delay_s
+from shared.infra.restarts import deaths_in_a_row, restart_due
 
 SERVICES = ("intake", "router", "sla", "notifier")
 REPO = Path(__file__).resolve().parents[2]
@@ -110,12 +110,12 @@ class Stack:
         for service in list(self.procs):
             self.kill(service, signal.SIGTERM)
 
-    def revive(self, now: float | None = None) -> list[tuple[str, int]]:
+    def revive(self) -> list[tuple[str, int]]:
         """Start again every process that exited (as compose's ``restart: unless-stopped`` does): at once the first
         time, after a pause that grows while it keeps dying (shared/infra/restarts.py). Returns those started
         again, each with its exit code. For a stack left running (``make demo``); ``check_alive`` is for a run
         that must stop when a service dies."""
-        now = time.monotonic() if now is None else now
+        now = time.monotonic()
         started = []
         for name, proc in list(self.procs.items()):
             code = proc.poll()
@@ -125,7 +125,7 @@ class Stack:
                 self.dead_since[name] = now
                 stayed = now - self.started_at.get(name, now)
                 self.in_a_row[name] = deaths_in_a_row(self.in_a_row.get(name, 0), stayed)
-            if now >= self.dead_since[name] + restart_delay_s(self.in_a_row[name]):
+            if restart_due(self.dead_since[name], self.in_a_row[name], now):
                 del self.dead_since[name]
                 self.start(self.services.get(name, name), name)
                 started.append((name, code))

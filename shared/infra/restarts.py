@@ -23,6 +23,11 @@ def deaths_in_a_row(before: int, stayed_up_s: float) -> int:
     return 1 if stayed_up_s >= STAYED_UP_S else before + 1
 
 
+def restart_due(found_dead_at: float, in_a_row: int, now: float) -> bool:
+    """Whether a process found dead at ``found_dead_at``, its ``in_a_row``-th death in a row, starts again now."""
+    return now >= found_dead_at + restart_delay_s(in_a_row)
+
+
 def exit_reason(code: int) -> str:
     """An exit code as a person reads it: "exit code 1", "killed by SIGKILL"."""
     if code < 0:

@@ -92,11 +92,12 @@ def test_a_stack_left_running_starts_again_the_broker_and_the_services_that_were
 
         def all_back() -> bool:
             told.extend(revive_all(lab.stack, broker))
-            return len(told) >= 1 + len(killed)
+            back = {line.split(" ")[0] for line in told}
+            return "the" in back and killed <= back
 
         wait_for("the broker and the killed services started again", all_back, timeout=120)
         assert told[0].startswith("the broker exited (killed by SIGKILL): started again on its data"), told
-        assert sorted(line.split(" ")[0] for line in told[1:]) == sorted(killed), told
+        assert killed <= {line.split(" ")[0] for line in told[1:]}, told  # (another that died meanwhile, too)
         assert all("exited (killed by SIGKILL): started again" in line for line in told[1:]), told
         lab.stack.wait_ready()
         post_until_accepted(lab, 5, 5)

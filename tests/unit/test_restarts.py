@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.infra.restarts import STAYED_UP_S, deaths_in_a_row, exit_reason, restart_delay_s
+from shared.infra.restarts import STAYED_UP_S, deaths_in_a_row, exit_reason, restart_delay_s, restart_due
 
 
 def test_deaths_in_a_row_count_until_the_process_stays_up() -> None:
@@ -20,3 +20,9 @@ def test_exits_read_as_codes_or_signals() -> None:
     assert exit_reason(-9) == "killed by SIGKILL"
     assert exit_reason(-15) == "killed by SIGTERM"
     assert exit_reason(-200) == "killed by signal 200"
+
+
+def test_a_restart_is_due_at_once_the_first_time_then_after_a_growing_pause() -> None:
+    assert restart_due(100.0, 1, 100.0)  # the first death: at once
+    assert not restart_due(100.0, 3, 100.4) and restart_due(100.0, 3, 100.5)  # the third in a row: 0.5 s
+    assert not restart_due(100.0, 9, 104.9) and restart_due(100.0, 9, 105.0)  # never more than 5 s
