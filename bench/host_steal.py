@@ -3,10 +3,10 @@
 On a virtual machine the host may run other guests on our cores: the time our vCPUs were ready to run and did
 not is counted as steal. While it lasts, every process here runs slower without using more CPU of its own, so a
 latency measured then says little about the code. bench/notify_fanout (2026-12-07, this machine: 2 vCPUs): steal
-of 0.6-1.2 of the 2 cores for five seconds in a paced stream at 1,500 notifications a second (0.42 of that run's
-burst); the notifier's own CPU fell from 0.77 to 0.54-0.6 of a core (it was not given more), its lanes fell
-behind, and the median latency of a second rose from 12 ms to 1.8 s. ``StealSampler`` reads the counter a few
-times a second beside a run; ``steal_cores`` says how much was taken during a stretch of it.
+of 0.6-1.2 of the 2 cores for five seconds in a paced stream at 1,500 notifications a second (0.50 of that run's
+burst); the notifier's own CPU fell from 0.77 to 0.54-0.68 of a core (it was not given more), its lanes held up to
+2,666 notifications, and the median latency of a second rose from 12 ms to 1.8 s. ``StealSampler`` reads the
+counter a few times a second beside a run; ``steal_cores`` says how much was taken during a stretch of it.
 """
 
 from __future__ import annotations
