@@ -5,9 +5,13 @@ from __future__ import annotations
 import math
 
 from bench.notify_fanout import (
+    Phase,
     baseline_in_flight,
+    from_start,
     gc_pauses,
     gc_summary,
+    group_stable,
+    measured_max,
     paced_notifs_per_s,
     pauses_within,
     percentile,
@@ -17,9 +21,38 @@ from bench.notify_fanout import (
 from services.notifier.channels.webhook import IN_FLIGHT
 
 
-def test_the_paced_rate_is_a_share_of_the_burst_unless_a_rate_is_given() -> None:
+def test_the_paced_rate_is_a_share_of_the_measured_maximum_unless_a_rate_is_given() -> None:
     assert paced_notifs_per_s(0.7, None, 2000.0) == 1400.0
     assert paced_notifs_per_s(0.7, 1300.0, 2500.0) == 1300.0  # two builds compared at the same load
+
+
+def test_the_measured_maximum_is_the_faster_storm_of_those_measured() -> None:
+    assert measured_max(4200.0, 5150.0) == 5150.0  # the live storm outran the backlog
+    assert measured_max(5600.0, 5150.0) == 5600.0
+    assert measured_max(4200.0, math.nan) == 4200.0  # the live storm was not measured
+    assert math.isnan(measured_max(math.nan, math.nan))
+
+
+def test_a_storm_spans_from_when_the_notifier_had_its_partitions_to_its_last_receive() -> None:
+    receives = Phase(8000, 8000, 1.4, first_at=100.5)
+    burst = from_start(receives, 100.0)
+    # the first poll's events were planned into the outbox before anything was received: that time counts too
+    assert (burst.delivered, round(burst.span_s, 9), burst.first_at) == (8000, 1.9, 100.0)
+    assert round(burst.per_s) == 4211 and round(receives.per_s) == 5714
+    assert from_start(receives, math.nan) == receives  # not known: the receives' span, as before
+    assert from_start(receives, 100.6) == receives  # a start after the first receive is no start
+    nothing = Phase(8000, 0, math.nan)
+    assert from_start(nothing, 100.0) == nothing
+
+
+def test_the_group_is_stable_once_a_member_has_its_partitions() -> None:
+    member = ("consumer-1", "client", "/127.0.0.1", b"", b"assignment")
+    assert group_stable([(0, "g.notifier", "Stable", "consumer", "range", [member])], "g.notifier")
+    assert not group_stable([(0, "g.notifier", "PreparingRebalance", "consumer", "range", [member])], "g.notifier")
+    assert not group_stable([(0, "g.notifier", "Stable", "consumer", "range", [])], "g.notifier")  # no member
+    assert not group_stable([(16, "g.notifier", "Dead", "", "", [])], "g.notifier")  # not its coordinator yet
+    assert not group_stable([(0, "other", "Stable", "consumer", "range", [member])], "g.notifier")
+    assert not group_stable([], "g.notifier")
 
 
 def test_percentiles_are_nearest_rank_and_nan_without_values() -> None:
