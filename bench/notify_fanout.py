@@ -27,8 +27,8 @@ the team has no addresses and the tickets have no owner, so nothing is mailed.
      the span from when the notifier's group was first seen Stable with a member (``stable_at``: it had its
      partitions; start-up and the group join are not counted) to the last receive. Nothing is received before
      the first poll's events are all planned into the outbox: counted from the first receive
-     (burst_receives_per_s in the details line), that work was left out, and the burst read a third faster than
-     it was (5,496-5,662 a second against 4,203-4,264 in the same runs here).
+     (burst_receives_per_s in the details line), that work was left out, and the burst read 29-33% faster than it
+     went (4,657-5,662 a second against 3,585-4,264 in the same nine runs here).
    - The live storm: once the burst is committed, N more produced at once while the notifier runs, sent first
      as the paced stream's are: live_notifs_per_s over the span of their receives, which includes producing them
      (live_cpu_us_per_notif: the notifier's CPU from producing it to its last receive, a notification).
