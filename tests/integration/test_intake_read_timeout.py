@@ -81,7 +81,7 @@ def serving(keep_alive_s: int) -> Iterator[tuple[int, Seen]]:
 @pytest.fixture
 def server() -> Iterator[tuple[int, Seen]]:
     """Its keep-alive timeout far longer than the read timeout: only ours can close a connection here."""
-    with serving(keep_alive_s=1) as found:
+    with serving(keep_alive_s=120) as found:
         yield found
 
 
