@@ -679,7 +679,8 @@ async def _measure(
                 extra_env={"TICKETLOOP_TOPIC_PREFIX": prefix, "TICKETLOOP_LOG_LEVEL": "WARNING"},
             )
             held = await sink.count(client)
-            joined = asyncio.create_task(stable_at(bootstrap, f"{prefix}notifier", opts.timeout))
+            group = f"{prefix}notifier"
+            joined = asyncio.create_task(stable_at(bootstrap, group, opts.timeout))
             stack.start("notifier")
             try:
                 await wait_count(sink, client, held + opts.tickets * opts.targets, opts.timeout, stack)
@@ -693,7 +694,6 @@ async def _measure(
                 paced_cpu_s = bare_cpu_s = live_cpu_s = math.nan
                 produced: dict[str, float] = {}
                 live = Phase(live_n * opts.targets, 0, math.nan)
-                group = f"{prefix}notifier"
                 settled = await wait_settled(bootstrap, group, topics.tickets.name, opts.timeout, stack)
                 if settled and burst.delivered == burst.expected and burst.per_s > 0:
                     # a storm that comes live: as many tickets as the burst, produced at once while the notifier runs
