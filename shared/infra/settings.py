@@ -146,12 +146,13 @@ class NotifierSettings(CommonSettings):
     http_timeout_s: float = Field(default=10.0, gt=0)
     # while ticket events come, a fetch waits up to fetch_gather_ms for fetch_gather_bytes (Kafka's fetch.min.bytes
     # and fetch.max.wait.ms): a paced stream's events come a few a batch instead of one each (less CPU a
-    # notification) for up to that much latency; 1 byte: each at once. After a poll that brought none, a fetch is
-    # answered by the first event (shared/streaming/driver.py fetch_wait). bench/notify_fanout (README, 2026-12-06
-    # sixth session): at a fixed 3,700 notifications a second 5 ms took 231 us of CPU a notification and p99
-    # 24.6-25.0 ms, 8 ms 221-225 us and 26.8-30.6, 15 ms 205-210 us and 39.0-39.5 (a fetch's events, handled as one
-    # batch, queue behind each other); at 0.7 of the burst (3,400-4,100 a second) p99 stayed under 50 ms in 10 runs
-    # of 13 at 5 ms and 3 of 5 at 15 ms (the notifier then near a whole core either way); 2-3 ms took 239-263 us
+    # notification) for up to that much latency; 1 byte: each at once. After a poll or a fetch that brought none, a
+    # fetch is answered by the first event (shared/streaming/driver.py fetch_wait, wait_when_dry).
+    # bench/notify_fanout (README, 2026-12-06 sixth session): at a fixed 3,700 notifications a second 5 ms took
+    # 231 us of CPU a notification and p99 24.6-25.0 ms, 8 ms 221-225 us and 26.8-30.6, 15 ms 205-210 us and
+    # 39.0-39.5 (a fetch's events, handled as one batch, queue behind each other); at 0.7 of the burst (3,400-4,100
+    # a second) p99 stayed under 50 ms in 10 runs of 13 at 5 ms and 3 of 5 at 15 ms (the notifier then near a whole
+    # core either way); 2-3 ms took 239-263 us
     fetch_gather_bytes: int = Field(default=65_536, ge=1, le=16 * 1024 * 1024)
     fetch_gather_ms: int = Field(default=5, ge=0, le=1000)
     # where a send's outcome is journaled before the lane sends again (shared/store/journal.py); unset: beside a

@@ -353,6 +353,41 @@ async def test_a_fetch_gathers_only_while_records_come_and_the_first_record_afte
     await stopped(stop, task)
 
 
+async def test_a_gathering_fetch_that_comes_back_dry_makes_the_next_fetch_wait_for_the_first_record(
+    kafka_bootstrap: str,
+) -> None:
+    """A stream that pauses: once the poll that brought its last record made the fetches gather (5 ms here), the
+    first of them that comes back with nothing switches the next to waiting for the first record, at once; before,
+    aiokafka sent the gathering fetch again every 5 ms until the driver's poll gave up (5 s here)."""
+    topic = await new_topic(kafka_bootstrap, partitions=1)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    gathering = replace(config(kafka_bootstrap, topic, group), poll_ms=5_000, gather_bytes=65_536, gather_ms=5)
+    seen = Seen()
+    waits: list[tuple[int, int]] = []
+
+    def next_fetch() -> tuple[int, int]:
+        assert driver.consumer is not None
+        fetcher = driver.consumer._fetcher  # aiokafka's, pinned: what its next request is built from
+        return fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms
+
+    async def handle(records: list[Record]) -> None:
+        waits.append(next_fetch())
+        await seen.handle(records)
+
+    driver = BatchDriver(gathering, handle)
+    stop, task = await running(driver)
+    await until("assigned", lambda: driver.consumer is not None and bool(driver.consumer.assignment()))
+    await produce(kafka_bootstrap, topic, values(1, "a"))
+    await seen.wait(1, within_s=20.0)
+    assert waits == [(65_536, 5)], "a poll that brought records: the next fetches gather"
+    # well before the poll in hand gives up (5 s), which would set the same wait
+    await until("a dry fetch ends the gathering", lambda: next_fetch() == (1, 5_000), within_s=3.0)
+    await produce(kafka_bootstrap, topic, values(1, "b"))
+    await seen.wait(2, within_s=20.0)
+    assert waits[1] == (65_536, 5), "the next record's poll gathers again"
+    await stopped(stop, task)
+
+
 async def in_transaction(producer: AIOKafkaProducer, send: Callable[[], Awaitable[object]], *, commit: bool) -> None:
     await producer.begin_transaction()
     await send()

@@ -15,6 +15,7 @@ from shared.streaming.driver import (
     commit_offsets,
     fetch_wait,
     records_of,
+    wait_when_dry,
 )
 
 
@@ -78,6 +79,37 @@ async def test_a_fetch_gathers_only_while_records_come_and_the_first_fetch_waits
     assert fetch_wait(False, gathering) == (1, 100)
     assert fetch_wait(True, replace(gathering, gather_ms=None)) == (65_536, 100), "None: the idle poll's wait"
     assert fetch_wait(True, base) == fetch_wait(False, base) == (1, 100), "by default a fetch never gathers"
+
+
+class _Fetcher:
+    """aiokafka's fetcher as ``wait_when_dry`` sees it: the next request's two attributes and its fetch call."""
+
+    def __init__(self, answers: list[bool]) -> None:
+        self._fetch_min_bytes, self._fetch_max_wait_ms = 65_536, 5
+        self.answers = answers
+
+    async def _proc_fetch_request(self, _assignment: object, _node_id: int, _request: object) -> bool:
+        return self.answers.pop(0)
+
+
+class _Consumer:
+    def __init__(self, fetcher: _Fetcher | None) -> None:
+        self._fetcher = fetcher
+
+
+async def test_a_gathering_fetch_that_brings_nothing_makes_the_next_fetches_wait_for_the_first_record() -> None:
+    """A fetch that brought records leaves the gathering as it is; one that came back dry (the stream paused)
+    switches the next requests to the wait after a poll with none, at once, not at the driver's next poll."""
+    gathering = DriverConfig(
+        bootstrap="127.0.0.1:9", group_id="g", topics=("t",), poll_ms=100, gather_bytes=65_536, gather_ms=5
+    )
+    fetcher = _Fetcher([True, False])
+    wait_when_dry(_Consumer(fetcher), gathering)
+    assert await fetcher._proc_fetch_request(None, 0, None) is True
+    assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == (65_536, 5)
+    assert await fetcher._proc_fetch_request(None, 0, None) is False
+    assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == fetch_wait(False, gathering) == (1, 100)
+    wait_when_dry(_Consumer(None), gathering)  # a consumer not started has no fetcher: nothing to do
 
 
 async def _ignore(_records: list[Record]) -> None:
