@@ -322,34 +322,49 @@ async def test_the_lag_is_what_is_left_to_read_of_the_assigned_partitions(kafka_
     assert metrics.lag.groups == other.lag.groups == {}
 
 
+class Gathering:
+    """A driver on a new one-partition topic that gathers (64 KiB, ``gather_ms``), and the wait of the consumer's
+    next fetch (min bytes, max wait) as each of its batches was handled."""
+
+    def __init__(self, bootstrap: str, topic: str, poll_ms: int, gather_ms: int) -> None:
+        group = f"g-{uuid.uuid4().hex[:8]}"
+        gathering = replace(config(bootstrap, topic, group), poll_ms=poll_ms, gather_bytes=65_536, gather_ms=gather_ms)
+        self.bootstrap, self.topic = bootstrap, topic
+        self.seen = Seen()
+        self.waits: list[tuple[int, int]] = []
+        self.driver = BatchDriver(gathering, self.handle)
+
+    def next_fetch(self) -> tuple[int, int]:
+        assert self.driver.consumer is not None
+        fetcher = self.driver.consumer._fetcher  # aiokafka's, pinned: what its next request is built from
+        return fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms
+
+    async def handle(self, records: list[Record]) -> None:
+        self.waits.append(self.next_fetch())
+        await self.seen.handle(records)
+
+    async def start(self) -> tuple[asyncio.Event, asyncio.Task[None]]:
+        started = await running(driver := self.driver)
+        await until("assigned", lambda: driver.consumer is not None and bool(driver.consumer.assignment()))
+        return started
+
+    async def one(self, value: str, n: int) -> None:
+        """Produce one record, and wait until ``n`` were handled."""
+        await produce(self.bootstrap, self.topic, values(1, value))
+        await self.seen.wait(n, within_s=20.0)
+
+
 async def test_a_fetch_gathers_only_while_records_come_and_the_first_record_after_a_quiet_poll_is_not_held(
     kafka_bootstrap: str,
 ) -> None:
     """A gather far longer than any wait here (a fetch would wait 30 s for 64 KiB): a record produced to an idle
     member is handled at once all the same, because a fetch after a poll that brought nothing (and the first) is
     answered by the first record. The poll that brought it makes the next fetches gather; a quiet poll ends that."""
-    topic = await new_topic(kafka_bootstrap, partitions=1)
-    group = f"g-{uuid.uuid4().hex[:8]}"
-    gathering = replace(config(kafka_bootstrap, topic, group), poll_ms=100, gather_bytes=65_536, gather_ms=30_000)
-    seen = Seen()
-    waits: list[tuple[int, int]] = []  # the consumer's next fetch (min bytes, max wait) as each batch is handled
-
-    def next_fetch() -> tuple[int, int]:
-        assert driver.consumer is not None
-        fetcher = driver.consumer._fetcher  # aiokafka's, pinned: what its next request is built from
-        return fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms
-
-    async def handle(records: list[Record]) -> None:
-        waits.append(next_fetch())
-        await seen.handle(records)
-
-    driver = BatchDriver(gathering, handle)
-    stop, task = await running(driver)
-    await until("assigned", lambda: driver.consumer is not None and bool(driver.consumer.assignment()))
-    await produce(kafka_bootstrap, topic, values(1, "a"))
-    await seen.wait(1, within_s=20.0)  # a first fetch that gathered would have held it 30 s
-    assert waits == [(65_536, 30_000)], "a poll that brought records: the next fetches gather"
-    await until("a quiet poll ends the gathering", lambda: next_fetch() == (1, 100))
+    lab = Gathering(kafka_bootstrap, await new_topic(kafka_bootstrap, partitions=1), poll_ms=100, gather_ms=30_000)
+    stop, task = await lab.start()
+    await lab.one("a", 1)  # a first fetch that gathered would have held it 30 s
+    assert lab.waits == [(65_536, 30_000)], "a poll that brought records: the next fetches gather"
+    await until("a quiet poll ends the gathering", lambda: lab.next_fetch() == (1, 100))
     await stopped(stop, task)
 
 
@@ -359,32 +374,14 @@ async def test_a_gathering_fetch_that_comes_back_dry_makes_the_next_fetch_wait_f
     """A stream that pauses: once the poll that brought its last record made the fetches gather (5 ms here), the
     first of them that comes back with nothing switches the next to waiting for the first record, at once; before,
     aiokafka sent the gathering fetch again every 5 ms until the driver's poll gave up (5 s here)."""
-    topic = await new_topic(kafka_bootstrap, partitions=1)
-    group = f"g-{uuid.uuid4().hex[:8]}"
-    gathering = replace(config(kafka_bootstrap, topic, group), poll_ms=5_000, gather_bytes=65_536, gather_ms=5)
-    seen = Seen()
-    waits: list[tuple[int, int]] = []
-
-    def next_fetch() -> tuple[int, int]:
-        assert driver.consumer is not None
-        fetcher = driver.consumer._fetcher  # aiokafka's, pinned: what its next request is built from
-        return fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms
-
-    async def handle(records: list[Record]) -> None:
-        waits.append(next_fetch())
-        await seen.handle(records)
-
-    driver = BatchDriver(gathering, handle)
-    stop, task = await running(driver)
-    await until("assigned", lambda: driver.consumer is not None and bool(driver.consumer.assignment()))
-    await produce(kafka_bootstrap, topic, values(1, "a"))
-    await seen.wait(1, within_s=20.0)
-    assert waits == [(65_536, 5)], "a poll that brought records: the next fetches gather"
+    lab = Gathering(kafka_bootstrap, await new_topic(kafka_bootstrap, partitions=1), poll_ms=5_000, gather_ms=5)
+    stop, task = await lab.start()
+    await lab.one("a", 1)
+    assert lab.waits == [(65_536, 5)], "a poll that brought records: the next fetches gather"
     # well before the poll in hand gives up (5 s), which would set the same wait
-    await until("a dry fetch ends the gathering", lambda: next_fetch() == (1, 5_000), within_s=3.0)
-    await produce(kafka_bootstrap, topic, values(1, "b"))
-    await seen.wait(2, within_s=20.0)
-    assert waits[1] == (65_536, 5), "the next record's poll gathers again"
+    await until("a dry fetch ends the gathering", lambda: lab.next_fetch() == (1, 5_000), within_s=3.0)
+    await lab.one("b", 2)
+    assert lab.waits[1] == (65_536, 5), "the next record's poll gathers again"
     await stopped(stop, task)
 
 
