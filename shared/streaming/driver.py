@@ -176,9 +176,10 @@ def wait_when_dry(consumer: AIOKafkaConsumer, config: DriverConfig) -> None:
     next poll gave up, up to ``poll_ms`` later: at 25 tickets a second, 5.4 fetches a ticket, 4.4 of them empty.
     A poll that brings records turns gathering on again (``set_fetch_wait``). aiokafka (pinned) runs each fetch
     as ``_proc_fetch_request(assignment, node_id, request)``, looked up on the fetcher each time and answering
-    whether it brought records; its next request is built from the fetcher's two attributes once it is back."""
+    whether it brought records; its next request is built from the fetcher's two attributes once it is back. A
+    driver that never gathers (the same wait either way) is left as it is."""
     fetcher = consumer._fetcher
-    if fetcher is None:
+    if fetcher is None or fetch_wait(True, config) == fetch_wait(False, config):
         return
     fetch = fetcher._proc_fetch_request
 

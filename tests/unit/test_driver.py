@@ -110,6 +110,10 @@ async def test_a_gathering_fetch_that_brings_nothing_makes_the_next_fetches_wait
     assert await fetcher._proc_fetch_request(None, 0, None) is False
     assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == fetch_wait(False, gathering) == (1, 100)
     wait_when_dry(_Consumer(None), gathering)  # a consumer not started has no fetcher: nothing to do
+    plain = _Fetcher([])
+    fetch = plain._proc_fetch_request
+    wait_when_dry(_Consumer(plain), replace(gathering, gather_bytes=1, gather_ms=None))  # the same wait either way
+    assert plain._proc_fetch_request == fetch
 
 
 async def _ignore(_records: list[Record]) -> None:
