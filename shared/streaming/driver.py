@@ -94,6 +94,20 @@ def commit_due(polled: bool, committed_at: float, now: float, interval_s: float)
     return not polled or now - committed_at >= interval_s
 
 
+IDLE_FETCH_WAIT_MS = 100
+"""The least a fetch that finds no record is held by the broker (``fetch_max_wait_ms``), whatever the loop's poll
+timeout: a record that comes meanwhile answers it at once (``fetch_min_bytes`` 1), so a shorter hold only adds
+empty fetches. With the sla's 20 ms timer as the hold, an idle stack fetched 50 times a second for the sla and 20
+for the router (their poll timeouts): together 9% of a core, and a share of the broker's 10%. Not longer: a broker
+answers one connection's requests in order, so an offset lookup (a new assignment's positions, the notifier's
+``end_offsets``) waits behind a held fetch (as shared/streaming/eos.py ``FETCH_MAX_WAIT_MS``)."""
+
+
+def idle_fetch_wait_ms(poll_ms: int) -> int:
+    """How long the broker may hold a fetch that finds no record, for a loop whose polls wait ``poll_ms``."""
+    return max(poll_ms, IDLE_FETCH_WAIT_MS)
+
+
 def group_consumer(
     bootstrap: str,
     group_id: str,
@@ -116,7 +130,7 @@ def group_consumer(
         session_timeout_ms=int(session_timeout_s * 1000),
         heartbeat_interval_ms=int(heartbeat_interval_s * 1000),
         rebalance_timeout_ms=int(session_timeout_s * 1000),
-        fetch_max_wait_ms=poll_ms,
+        fetch_max_wait_ms=idle_fetch_wait_ms(poll_ms),
         max_poll_records=max_records,
         **extra,
     )
@@ -144,19 +158,20 @@ class DriverConfig:
     that brought nothing, or a fetch that did, a fetch is answered by the first record (``fetch_wait``,
     ``wait_when_dry``)."""
     gather_ms: int | None = None
-    """How long a fetch waits for ``gather_bytes`` (None: ``poll_ms``, the wait of an idle poll)."""
+    """How long a fetch waits for ``gather_bytes`` (None: as long as an idle fetch, ``idle_fetch_wait_ms``)."""
 
 
 def fetch_wait(brought: bool, config: DriverConfig) -> tuple[int, int]:
     """The next fetch's ``(fetch_min_bytes, fetch_max_wait_ms)``, after a poll that ``brought`` records or not.
     While records come, a fetch gathers (``gather_bytes``, up to ``gather_ms``). After a poll that brought none,
-    it waits up to ``poll_ms`` and is answered by the first record: an idle notifier gathering for 5 ms fetched
-    200 times a second (6% of a core, and 10% of the broker's, on this machine), and the first event after a
-    quiet spell is not held for ``gather_ms``. A paced stream's fetches keep bringing records, so it keeps
-    gathering; a sparse one's first dry fetch ends it (``wait_when_dry``)."""
+    it is held as an idle one (``idle_fetch_wait_ms``) and answered by the first record: an idle notifier
+    gathering for 5 ms fetched 200 times a second (6% of a core, and 10% of the broker's, on this machine), and
+    the first event after a quiet spell is not held for ``gather_ms``. A paced stream's fetches keep bringing
+    records, so it keeps gathering; a sparse one's first dry fetch ends it (``wait_when_dry``)."""
+    idle_ms = idle_fetch_wait_ms(config.poll_ms)
     if brought:
-        return config.gather_bytes, config.poll_ms if config.gather_ms is None else config.gather_ms
-    return 1, config.poll_ms
+        return config.gather_bytes, idle_ms if config.gather_ms is None else config.gather_ms
+    return 1, idle_ms
 
 
 def set_fetch_wait(consumer: AIOKafkaConsumer, min_bytes: int, max_wait_ms: int) -> None:

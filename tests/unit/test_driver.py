@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from aiokafka import TopicPartition
 
 from shared.streaming.driver import (
+    IDLE_FETCH_WAIT_MS,
     BatchDriver,
     DriverConfig,
     Record,
@@ -14,6 +15,8 @@ from shared.streaming.driver import (
     commit_due,
     commit_offsets,
     fetch_wait,
+    group_consumer,
+    idle_fetch_wait_ms,
     records_of,
     wait_when_dry,
 )
@@ -79,6 +82,20 @@ async def test_a_fetch_gathers_only_while_records_come_and_the_first_fetch_waits
     assert fetch_wait(False, gathering) == (1, 100)
     assert fetch_wait(True, replace(gathering, gather_ms=None)) == (65_536, 100), "None: the idle poll's wait"
     assert fetch_wait(True, base) == fetch_wait(False, base) == (1, 100), "by default a fetch never gathers"
+
+
+async def test_a_fetch_that_finds_nothing_is_held_at_least_the_idle_wait_however_short_the_poll() -> None:
+    """A loop that wakes often (the sla's 20 ms timer) does not make its empty fetches as short: the broker holds
+    them ``IDLE_FETCH_WAIT_MS`` (a record answers one at once); a longer poll holds them as long as it waits."""
+    timer = DriverConfig(bootstrap="127.0.0.1:9", group_id="g", topics=("t",), poll_ms=20)
+    consumer = BatchDriver(timer, _ignore)._consumer()
+    assert consumer._fetch_max_wait_ms == IDLE_FETCH_WAIT_MS == idle_fetch_wait_ms(20) > 20
+    assert fetch_wait(False, timer) == (1, IDLE_FETCH_WAIT_MS)
+    assert fetch_wait(True, timer) == (1, IDLE_FETCH_WAIT_MS), "a driver that never gathers: the same either way"
+    assert fetch_wait(True, replace(timer, gather_bytes=65_536, gather_ms=5)) == (65_536, 5), "gathering as set"
+    assert idle_fetch_wait_ms(500) == 500
+    tx = group_consumer("127.0.0.1:9", "g", None, 10.0, 1.0, poll_ms=20, max_records=10)
+    assert tx._fetch_max_wait_ms == IDLE_FETCH_WAIT_MS, "the transactional driver's consumer too"
 
 
 class _Fetcher:
