@@ -1,14 +1,14 @@
 """One lane per target (a chat entry or an email address): the runtime that sends the notifier's notifications.
 
 Each lane sends its target's notifications in planning order, one at a time, when the item is due, the target's
-circuit breaker lets it through and its rate limit has a token; when the rate limit is spent and more than one
-notification waits, the lane sends them as one digest. A new notification is sent first and written to the
-outbox only if it waits: a failure keeps it there at once (rescheduled), and the checkpoint before a commit keeps
-what a lane has held for ``hold_s`` (for what it held less, the commit stops below its event). Only that lane
-waits: one dead endpoint never delays another target. A kind whose receivers take requests side by side (the
-generic webhook) may have several messages in flight per target, never two of one ticket (``in_flight``). All
-writes go through one writer, in order, a transaction per round. The decisions are services/notifier/stages.py; this is
-the shell that sleeps, sends and writes.
+circuit breaker lets it through and its rate limit has a token; when more notifications wait than the rate limit
+lets go one a message, the lane folds them into digests on the messages it has. A new notification is sent first
+and written to the outbox only if it waits: a failure keeps it there at once (rescheduled), and the checkpoint
+before a commit keeps what a lane has held for ``hold_s`` (for what it held less, the commit stops below its
+event). Only that lane waits: one dead endpoint never delays another target. A kind whose receivers take requests
+side by side (the generic webhook) may have several messages in flight per target, never two of one ticket
+(``in_flight``). All writes go through one writer, in order, a transaction per round. The decisions are
+services/notifier/stages.py; this is the shell that sleeps, sends and writes.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from services.notifier.stages import (
     digest_budget,
     digest_members,
     fold,
+    fold_size,
     message_from_json,
     message_to_json,
     next_attempt,
@@ -389,8 +390,9 @@ class Lane:
         return list(self._sending)
 
     def _next_message(self, head: OutboxItem) -> tuple[list[OutboxItem], Message]:
-        """The head alone, the kept digest it is in, or — when this send spends the rate limit and more wait — a
-        new digest of those due (its message names it: ``data["digest_id"]``, kept by ``_keep`` before it goes)."""
+        """The head alone, the kept digest it is in, or — when more are due than the rate limit lets go one a
+        message — a new digest of the first of them (``fold_size``; its message names it: ``data["digest_id"]``,
+        kept by ``_keep`` before it goes)."""
         limit = self.limit
         if limit is None:
             return [head], message_from_json(head.payload)
@@ -405,19 +407,18 @@ class Lane:
             if len(held) == len(ids):
                 return held, kept
             self._unkeep(digest_id)  # not all here (a bug elsewhere): its members are folded anew
-        if head.kind in UNFOLDED or remaining(self.window, limit, now) > 0 or len(self.items) < 2:
+        left = remaining(self.window, limit, now)
+        if head.kind in UNFOLDED or left >= len(self.items) - 1:  # all that is held fits, a message each
             return [head], message_from_json(head.payload)
         # a redraw is never folded (it changes a message in place instead of adding one), nor a handover digest
         # (its ticket list would shrink to its subject line), nor a member of a kept digest (it goes in that one)
         wall = self.deps.wall()
-        due = [
+        foldable = [
             i
             for i in self._ordered()
-            if i.due_at <= wall
-            and i.kind not in UNFOLDED
-            and i.notification_id not in self.kept_of
-            and same_source(i, head)
+            if i.due_at <= wall and i.kind not in UNFOLDED and i.notification_id not in self.kept_of
         ]
+        due = [i for i in foldable if same_source(i, head)][: fold_size(len(foldable), left)]
         if len(due) > 1:
             members, digest = fold(due, digest_budget(self.deps.max_bytes.get(self.kind, 4000)))
             self.deps.on_digest(self.kind, len(members))

@@ -24,8 +24,10 @@ from services.notifier.stages import (
     RetryPolicy,
     Window,
     beside_wait_s,
+    digest_budget,
     digest_members,
     fold,
+    fold_size,
     message_to_json,
     record,
     remaining,
@@ -157,6 +159,39 @@ async def test_a_backlog_over_the_rate_limit_arrives_as_digests_nothing_dropped_
     assert digests, "the backlog was folded"
     assert len(channel.delivered) < 40
     assert {r.notification_id for r in sinks.records if r.status == "sent"} == {f"chat-{i}" for i in range(40)}
+
+
+async def test_a_backlog_goes_as_digests_on_every_message_the_limit_has_now_not_a_window_later(
+    engine: Engine,
+) -> None:
+    """60 held for a target whose limit is 4 messages a minute (the lane's start takes one: ``window_from``) and
+    whose digest holds about 14: the three messages the window has go at once, each a full digest, and the rest
+    wait for the window. One notification a message until the last token would have sent 2 alone and one digest
+    (2 + 14 at most), the rest a minute later."""
+    channel, sinks = FakeChannel(), Sinks()
+    over = {"limits": {"fake": RateLimit(4, 60.0)}, "max_bytes": {"fake": 500}}
+    cap = len(fold(items("chat", 60), digest_budget(500))[0])
+    dispatcher = Dispatcher(deps(engine, channel, sinks, **over))
+
+    def members() -> list[int]:
+        return [len(digest_members(m)) or 1 for m, _ in channel.delivered]  # one alone: 1
+
+    try:
+        dispatcher.submit(outbox.add(engine, items("chat", 60)))
+        await until("three messages recorded", lambda: len(members()) == 3 and len(sinks.records) == sum(members()))
+        sent = sum(members())
+        assert min(members()) > cap - 3, f"each a full digest: {members()}"
+        assert sent > 2 + cap, "more than one notification a message until the last token could have sent"
+        assert [r.notification_id for r in sinks.records] == [f"chat-{i}" for i in range(sent)], "in order"
+        assert dispatcher.pending() == {"fake": 60 - sent}
+    finally:
+        await dispatcher.stop()
+    assert len(channel.delivered) == 3, "the limit's three messages, no more"
+
+
+def test_a_message_carries_alone_what_fits_the_limit_and_folds_the_excess() -> None:
+    assert [fold_size(due, 19) for due in (1, 19, 20, 21, 166)] == [1, 1, 1, 2, 147]
+    assert fold_size(5, 0) == 5, "the last message of the window folds all that is due"
 
 
 async def test_a_permanent_failure_is_given_up_kept_and_redriven(engine: Engine) -> None:
