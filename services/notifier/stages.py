@@ -164,7 +164,7 @@ class BreakerPolicy:
     """Consecutive failures that open the breaker."""
     open_s: float = 5.0
     """How long it stays open before one probe; doubled after each failed probe, up to ``max_open_s``."""
-    max_open_s: float = 120.0
+    max_open_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +204,7 @@ def breaker_failure(breaker: Breaker, policy: BreakerPolicy, now: float) -> Brea
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     base_s: float = 0.5
-    max_s: float = 60.0
+    max_s: float = 30.0
     give_up_s: float = 24 * 3600.0
     """A notification still undelivered this long after it was planned goes to the dead-letter topic."""
 

@@ -31,6 +31,7 @@ from services.notifier.stages import (
     take,
     until_token,
 )
+from shared.infra.settings import NotifierSettings
 from shared.store.outbox import OutboxItem
 from tests.unit.factories import T0
 
@@ -95,6 +96,24 @@ def test_a_window_never_allows_more_than_the_limit_in_any_window(gaps: list[floa
             assert take(window, limit, now)[1] is False
     for i, t in enumerate(sent):
         assert len([s for s in sent[i:] if s < t + limit.per_s + 0.05]) <= limit.burst, "even with 50 ms of jitter"
+
+
+def test_by_default_a_target_that_comes_back_is_sent_to_again_within_30_s_however_long_it_was_away() -> None:
+    """Hours of failed probes, with the notifier's default settings: the breaker's next probe and the held item's
+    next attempt are each at most 30 s away (at 120 and 60 s a returned DingTalk waited 66-82 s, helper-37)."""
+    settings = NotifierSettings()
+    breaker_policy = BreakerPolicy(settings.breaker_failures, settings.breaker_open_s, settings.breaker_max_open_s)
+    retry = RetryPolicy(settings.retry_base_s, settings.retry_max_s, settings.give_up_s)
+    assert (breaker_policy, retry) == (BreakerPolicy(), RetryPolicy()), "the stages' defaults are the service's"
+    breaker, now, held = Breaker(), 0.0, item(1)
+    for _ in range(500):  # about four hours of probes
+        breaker = breaker_failure(breaker, breaker_policy, now)
+        now += breaker_wait(breaker, now)
+        later = next_attempt(held, retry, T0 + timedelta(seconds=now), "HTTP 503", None, 1.0)
+        assert later is not None
+        held = later
+    assert breaker.open_for_s == 30.0
+    assert (held.due_at - (T0 + timedelta(seconds=now))).total_seconds() == 30.0
 
 
 def test_the_breaker_opens_after_the_threshold_and_probes_again_for_longer() -> None:
