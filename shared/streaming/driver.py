@@ -100,7 +100,7 @@ timeout: a record that comes meanwhile answers it at once (``fetch_min_bytes`` 1
 empty fetches. With the sla's 20 ms timer as the hold, an idle stack fetched 50 times a second for the sla and 20
 for the router (their poll timeouts): the two took 9.1% of a core and the broker 10.4%, since 6.5% and 7.0%. Not
 longer: a broker answers one connection's requests in order, so an offset lookup (a new assignment's positions,
-the notifier's ``end_offsets``) waits behind a held fetch (as shared/streaming/eos.py ``FETCH_MAX_WAIT_MS``)."""
+the notifier's ``end_offsets``) waits behind a held fetch (faust's consumer waits as long: shared/streaming/eos.py)."""
 
 
 def idle_fetch_wait_ms(poll_ms: int) -> int:

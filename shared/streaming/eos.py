@@ -50,9 +50,11 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
 from faust.types.tuples import RecordMetadata
 
+from shared.streaming.driver import IDLE_FETCH_WAIT_MS
+
 log = structlog.get_logger("ticketloop.eos")
 
-FETCH_MAX_WAIT_MS = 100  # an idle stream's long poll: the longest an offset lookup waits behind it
+FETCH_MAX_WAIT_MS = IDLE_FETCH_WAIT_MS  # an idle stream's long poll: the longest an offset lookup waits behind it
 RECHECK_S = 0.1  # how often a waiting commit re-reads the assignment (a revoked partition's events never ack)
 
 
