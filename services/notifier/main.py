@@ -109,6 +109,16 @@ def driver_config(settings: NotifierSettings, topics: Topics) -> DriverConfig:
     )
 
 
+def retry_policy(settings: NotifierSettings) -> RetryPolicy:
+    """When a failed send is tried again, and when it is given up."""
+    return RetryPolicy(settings.retry_base_s, settings.retry_max_s, settings.give_up_s)
+
+
+def breaker_policy(settings: NotifierSettings) -> BreakerPolicy:
+    """When a target's circuit opens, and how often it is probed while open."""
+    return BreakerPolicy(settings.breaker_failures, settings.breaker_open_s, settings.breaker_max_open_s)
+
+
 def build(settings: NotifierSettings, registry: CollectorRegistry) -> Notifier:
     config = load_yaml_model(settings.config_dir / "notify.yaml", NotifyConfig)
     engine = db.make_engine(settings.database_url.get_secret_value())
@@ -125,8 +135,8 @@ def build(settings: NotifierSettings, registry: CollectorRegistry) -> Notifier:
             http=http,
             engine=engine,
             registry=registry,
-            retry=RetryPolicy(settings.retry_base_s, settings.retry_max_s, settings.give_up_s),
-            breaker=BreakerPolicy(settings.breaker_failures, settings.breaker_open_s, settings.breaker_max_open_s),
+            retry=retry_policy(settings),
+            breaker=breaker_policy(settings),
             public_url=settings.public_url,
             links=link_issuer(settings),
             surveys=survey_linker(settings),

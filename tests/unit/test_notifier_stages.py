@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.notifier.channels.base import ActionLink, Mention, Message, RateLimit
+from services.notifier.main import breaker_policy, retry_policy
 from services.notifier.stages import (
     Breaker,
     BreakerPolicy,
@@ -102,12 +103,11 @@ def test_by_default_a_target_that_comes_back_is_sent_to_again_within_30_s_howeve
     """Hours of failed probes, with the notifier's default settings: the breaker's next probe and the held item's
     next attempt are each at most 30 s away (at 120 and 60 s a returned DingTalk waited 66-82 s, helper-37)."""
     settings = NotifierSettings()
-    breaker_policy = BreakerPolicy(settings.breaker_failures, settings.breaker_open_s, settings.breaker_max_open_s)
-    retry = RetryPolicy(settings.retry_base_s, settings.retry_max_s, settings.give_up_s)
-    assert (breaker_policy, retry) == (BreakerPolicy(), RetryPolicy()), "the stages' defaults are the service's"
+    breakers, retry = breaker_policy(settings), retry_policy(settings)  # as services/notifier/main.py wires them
+    assert (breakers, retry) == (BreakerPolicy(), RetryPolicy()), "the stages' defaults are the service's"
     breaker, now, held = Breaker(), 0.0, item(1)
     for _ in range(500):  # about four hours of probes
-        breaker = breaker_failure(breaker, breaker_policy, now)
+        breaker = breaker_failure(breaker, breakers, now)
         now += breaker_wait(breaker, now)
         later = next_attempt(held, retry, T0 + timedelta(seconds=now), "HTTP 503", None, 1.0)
         assert later is not None
