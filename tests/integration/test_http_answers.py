@@ -17,6 +17,8 @@ pytestmark = pytest.mark.integration
 CHUNK = 64 * 1024
 STREAMED = 64 * 1024 * 1024
 """What the endless answer would send in all (bounded, so that the test stops by itself)."""
+HITS: list[str] = []
+"""Requests that reached the redirect's target."""
 
 
 @pytest.fixture
@@ -37,10 +39,19 @@ async def server() -> AsyncIterator[str]:
     async def small(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
+    async def moved(_request: web.Request) -> web.Response:
+        raise web.HTTPFound("/elsewhere")
+
+    async def elsewhere(_request: web.Request) -> web.Response:
+        HITS.append("elsewhere")
+        return web.json_response({"followed": True})
+
     app = web.Application()
     app.router.add_post("/endless", endless)
     app.router.add_post("/with-length", with_length)
     app.router.add_post("/small", small)
+    app.router.add_post("/moved", moved)
+    app.router.add_route("*", "/elsewhere", elsewhere)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -63,3 +74,32 @@ async def test_an_answer_over_the_limit_is_read_only_up_to_it(server: str, path:
         assert (small.status_code, small.content) == (200, b'{"ok": true}')
     finally:
         await http.close()
+
+
+async def test_a_redirect_is_an_answer_not_followed(server: str) -> None:
+    """A webhook URL that answers 302 is a wrong URL: its answer is what the channel reads (a 3xx is no delivery),
+    and the body is never sent on to wherever it points."""
+    HITS.clear()
+    http = Http(timeout_s=10.0)
+    try:
+        answer = await http.post(f"{server}/moved", b"{}", {})
+    finally:
+        await http.close()
+    assert answer.status_code == 302 and answer.headers.get("location") == "/elsewhere"
+    assert HITS == []
+
+
+async def test_a_proxy_in_the_environment_is_not_taken(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notifier posts to each vendor directly, as before with aiohttp: a proxy variable meant for something
+    else on the host (here one where nothing listens) neither reroutes nor breaks its sends."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, dead)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    http = Http(timeout_s=10.0)
+    try:
+        answer = await http.post(f"{server}/small", b"{}", {})
+    finally:
+        await http.close()
+    assert (answer.status_code, answer.content) == (200, b'{"ok": true}')

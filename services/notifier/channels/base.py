@@ -16,11 +16,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Protocol
 
-import aiohttp
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.exceptions import PyreqwestError
+from pyreqwest.response import ResponseBodyReader
 
 from services.notifier.refs import MemoryRefs, MessageRefs
 from shared.infra.config import EnvName as EnvName  # noqa: PLC0414 - re-exported for the channel modules
@@ -185,49 +188,57 @@ class Answer:
         return self.content.decode(errors="replace")
 
 
+USER_AGENT = "ticketloop-notifier"
 ANSWER_MAX_BYTES = 1 << 20
 """How much of an answer's body is read: a vendor answers in a few kilobytes at most, and a target that streams
 without end (a URL that points at the wrong server) must not fill the notifier's memory within the timeout."""
 
 
-async def answer_body(response: aiohttp.ClientResponse, limit: int = ANSWER_MAX_BYTES) -> bytes:
-    """The answer's body, at most ``limit`` bytes: read whole when its Content-Length says it fits, else read up to
-    the limit and the rest left unread (aiohttp then closes the connection instead of reusing it)."""
-    length = response.content_length
-    if length is not None and length <= limit:
-        return await response.read()
+async def answer_body(reader: ResponseBodyReader, limit: int = ANSWER_MAX_BYTES) -> bytes:
+    """The answer's body, at most ``limit`` bytes: read until it ends or the limit is reached, the rest left unread
+    (the connection is then closed instead of reused)."""
     body = bytearray()
     while len(body) < limit:
-        chunk = await response.content.read(limit - len(body))
-        if not chunk:
+        chunk = await reader.read(limit - len(body))
+        if chunk is None or len(chunk) == 0:
             break
         body += chunk
-    return bytes(body)
+    return bytes(body[:limit])
 
 
 class Http:
-    """The channels' one HTTP client: aiohttp, a keep-alive pool shared by every target, a total timeout per
-    request. (httpx cost about twice the CPU per request here; bench/notify_fanout measures the difference.)
-    The session is made on the first request, inside the running loop."""
+    """The channels' one HTTP client: pyreqwest (Rust's reqwest and hyper; the request is written and the answer
+    read on the client's own thread, off the notifier's loop), a keep-alive pool shared by every target, a total
+    timeout per request, no redirects followed, no proxy taken from the environment, no cookies kept. A POST cost
+    the loop's thread 28-54 µs here against aiohttp's 150-169 (and httpx's about twice aiohttp's). The client is
+    made on the first request, inside the running loop."""
 
     def __init__(self, timeout_s: float) -> None:
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
+        self.timeout = timedelta(seconds=timeout_s)
+        self._client: Client | None = None
+
+    def _made(self) -> Client:
+        if self._client is None:
+            self._client = (
+                ClientBuilder()
+                .timeout(self.timeout)
+                .follow_redirects(False)
+                .no_proxy()
+                .default_cookie_store(False)
+                .user_agent(USER_AGENT)
+                .build()
+            )
+        return self._client
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
-        if self._session is None or self._session.closed:
-            # no cookies kept between vendors' answers; the pool limits only how many sockets are open at once
-            self._session = aiohttp.ClientSession(
-                timeout=self.timeout,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
-            )
-        async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as response:
-            return Answer(response.status, response.headers, await answer_body(response))
+        request = self._made().post(url).body_bytes(body).headers(dict(headers)).build_streamed()
+        async with request as response:
+            return Answer(response.status, response.headers, await answer_body(response.body_reader))
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
 
 
 @dataclass(frozen=True)
@@ -360,5 +371,5 @@ async def post(
     entry, raised without its cause (whose text and traceback can carry the URL, the secret)."""
     try:
         return await http.post(url, body, {"Content-Type": JSON_UTF8, **(headers or {})})
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except (PyreqwestError, TimeoutError) as exc:
         raise transport_error(kind, name, exc) from None
