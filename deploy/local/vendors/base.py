@@ -94,6 +94,25 @@ class _Hold:
 
 
 HOLD_MAX_S = 120.0
+BODY_MAX_BYTES = 4 * 1024 * 1024
+"""The largest body the server reads (above every vendor's own limit, which its handler checks): a larger one is
+answered 413 unread."""
+READ_TIMEOUT_S = 30.0
+"""A connection silent this long while a request is read is closed."""
+
+
+def body_length(value: str | None, limit: int = BODY_MAX_BYTES) -> int | Answer:
+    """The body's length from a request's Content-Length (none: 0), or the answer to give instead: 400 when it is
+    not a number of bytes, 413 when it is over ``limit``."""
+    if value is None or value == "":
+        return 0
+    if not (value.isascii() and value.isdigit()):
+        return Answer(400, b"Content-Length must be a number of bytes", "text/plain")
+    if int(value) > limit:
+        return Answer(413, f"a body may have at most {limit} bytes".encode(), "text/plain")
+    return int(value)
+
+
 """The longest a held answer waits for ``release`` (a test that forgot it ends anyway)."""
 
 
@@ -221,12 +240,17 @@ class VendorSink:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = READ_TIMEOUT_S
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002, ARG002
                 return
 
             def _do(self) -> None:
-                length = int(self.headers.get("Content-Length", "0") or "0")
+                length = body_length(self.headers.get("Content-Length"))
+                if isinstance(length, Answer):  # the body is not read: the connection cannot be used again
+                    self.close_connection = True
+                    self._answer(length)
+                    return
                 body = self.rfile.read(length) if length > 0 else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 answer = sink.serve(self.command, self.path, headers, body)
@@ -235,6 +259,9 @@ class VendorSink:
                     with contextlib.suppress(OSError):
                         self.connection.shutdown(2)
                     return
+                self._answer(answer)
+
+            def _answer(self, answer: Answer) -> None:
                 with contextlib.suppress(OSError):  # a sender that died while its answer was held
                     self.send_response(answer.status)
                     self.send_header("Content-Type", answer.content_type)
