@@ -94,6 +94,9 @@ class _Hold:
 
 
 HOLD_MAX_S = 120.0
+"""The longest a held answer waits for ``release`` (a test that forgot it ends anyway)."""
+
+
 BODY_MAX_BYTES = 4 * 1024 * 1024
 """The largest body the server reads (above every vendor's own limit, which its handler checks): a larger one is
 answered 413 unread."""
@@ -111,9 +114,6 @@ def body_length(value: str | None, limit: int = BODY_MAX_BYTES) -> int | Answer:
     if int(value) > limit:
         return Answer(413, f"a body may have at most {limit} bytes".encode(), "text/plain")
     return int(value)
-
-
-"""The longest a held answer waits for ``release`` (a test that forgot it ends anyway)."""
 
 
 @dataclass
