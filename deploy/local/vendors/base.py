@@ -111,9 +111,10 @@ def body_length(value: str | None, limit: int = BODY_MAX_BYTES) -> int | Answer:
         return 0
     if not (value.isascii() and value.isdigit()):
         return Answer(400, b"Content-Length must be a number of bytes", "text/plain")
-    if int(value) > limit:
+    length = int(value)
+    if length > limit:
         return Answer(413, f"a body may have at most {limit} bytes".encode(), "text/plain")
-    return int(value)
+    return length
 
 
 @dataclass
