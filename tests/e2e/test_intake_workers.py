@@ -9,7 +9,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from deploy.local.kafka_local import free_port
 from deploy.local.stack import Stack
 from tests.support.chatlab import am_alert, am_payload
 from tests.support.configs import write_config
+from tests.support.sockets import answer_until_closed
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -169,15 +169,6 @@ def _answering(url: str) -> set[int]:
             c.close()
 
 
-def _read_until_closed(port: int, sent: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-        sock.sendall(sent)
-        got = b""
-        while chunk := sock.recv(4096):
-            got += chunk
-        return got
-
-
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_a_request_that_does_not_arrive_in_time_is_answered_408_and_whole_ones_are_served(
     kafka_bootstrap: str, tmp_path: Path, processes: str
@@ -185,17 +176,17 @@ def test_a_request_that_does_not_arrive_in_time_is_answered_408_and_whole_ones_a
     stack = start_intake(kafka_bootstrap, tmp_path, workers=processes, TICKETLOOP_INTAKE_READ_TIMEOUT_S="1")
     port = int(stack.intake_url.rsplit(":", 1)[1])
     try:
-        silent = _read_until_closed(port, b"")
+        silent = answer_until_closed(port, b"", 60)
         assert silent.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), silent
         assert silent.endswith(b'{"error":"the request did not arrive in full within 1 s"}'), silent
-        half = _read_until_closed(port, b"POST /api/v1/integrations/limited HTTP/1.1\r\nHost: t\r\n")
+        half = answer_until_closed(port, b"POST /api/v1/integrations/limited HTTP/1.1\r\nHost: t\r\n", 60)
         assert half.startswith(b"HTTP/1.1 408"), half
         short_body = (
             b"POST /api/v1/integrations/limited HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
             + f"Authorization: Bearer {TOKEN}\r\nContent-Length: 500\r\n\r\n".encode()
             + b'{"alerts": ['
         )
-        assert _read_until_closed(port, short_body) == b""  # closed: its handler saw the client gone
+        assert answer_until_closed(port, short_body, 60) == b""  # closed: its handler saw the client gone
         with httpx.Client(base_url=stack.intake_url, timeout=10) as client:
             headers = {"Authorization": f"Bearer {TOKEN}"}
             resp = client.post("/api/v1/integrations/limited", json=alert(1), headers=headers)

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from deploy.local.kafka_local import free_port
 from services.intake.read_timeout import read_timeout_protocol
+from tests.support.sockets import read_until_closed
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -103,21 +104,13 @@ def read_answer(sock: socket.socket) -> bytes:
     return got
 
 
-def read_all(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection (bounded by the socket's timeout)."""
-    got = b""
-    while chunk := sock.recv(4096):
-        got += chunk
-    return got
-
-
 @pytest.mark.parametrize("sent", [b"", b"POST /x HTTP/1.1\r\nHost: t\r\n", b"GE"], ids=["nothing", "half", "a byte"])
 def test_a_request_whose_headers_do_not_come_in_time_is_answered_408_and_closed(
     server: tuple[int, Seen], sent: bytes
 ) -> None:
     port, seen = server
     with connect(port, sent) as sock:
-        answer = read_all(sock)  # the server closes it: recv returns b"" after the answer
+        answer = read_until_closed(sock)  # the server closes it: recv returns b"" after the answer
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
     assert b"connection: close" in answer
     assert answer.endswith(b'{"error":"the request did not arrive in full within 0.5 s"}')
@@ -129,7 +122,7 @@ def test_a_body_that_does_not_come_in_time_closes_the_connection_and_its_handler
 ) -> None:
     port, seen = server
     with connect(port, b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc") as sock:
-        assert read_all(sock) == b""  # closed without an answer: the handler had the request
+        assert read_until_closed(sock) == b""  # closed without an answer: the handler had the request
     wait_for("the handler to see the client gone", lambda: seen.disconnects == 1, timeout=WITHIN_S)
     assert seen.bodies == []  # nothing of it was taken
 
@@ -144,7 +137,7 @@ def test_whole_requests_are_answered_and_a_kept_alive_connection_idle_past_the_t
         # a connection opened now that sends nothing is answered 408 once the timeout has passed; the kept-alive one,
         # idle as long (its keep-alive timeout is the fixture's, 120 s), must still take a request
         with connect(port, b"") as silent:
-            assert read_all(silent).startswith(b"HTTP/1.1 408")
+            assert read_until_closed(silent).startswith(b"HTTP/1.1 408")
         kept.sendall(REQUEST)
         second = read_answer(kept)
         assert second.startswith(b"HTTP/1.1 200 OK"), second
@@ -164,7 +157,7 @@ def test_a_line_break_after_a_request_and_then_silence_is_closed(server: tuple[i
     with connect(port, REQUEST) as sock:
         assert read_answer(sock).startswith(b"HTTP/1.1 200 OK")
         sock.sendall(b"\r\n")  # uvicorn's keep-alive timer is cancelled by any bytes; no request begins
-        rest = read_all(sock)
+        rest = read_until_closed(sock)
     assert rest == b"" or rest.startswith(b"HTTP/1.1 4"), rest
     assert seen.bodies == [b"ab"]
 
@@ -175,5 +168,5 @@ def test_a_request_answered_before_its_body_then_silent_is_closed_by_the_keep_al
         with connect(port, head) as sock:
             assert read_answer(sock).startswith(b"HTTP/1.1 401")
             sock.sendall(b"abcd")  # the rest of the body, after the answer: then nothing
-            assert read_all(sock) == b""  # closed once idle for the keep-alive timeout
+            assert read_until_closed(sock) == b""  # closed once idle for the keep-alive timeout
         assert seen.bodies == []

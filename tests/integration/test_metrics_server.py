@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from deploy.local.kafka_local import free_port
 from shared.infra.metrics import METRICS_READ_TIMEOUT_S, counter, serve_metrics
+from tests.support.sockets import answer_until_closed
 
 pytestmark = pytest.mark.integration
 
@@ -36,16 +37,6 @@ def port() -> Iterator[int]:
     server.server_close()
 
 
-def closed_after(port: int, sent: bytes) -> bytes:
-    """What the server sends on a connection that sent ``sent`` and nothing more, until it closes it (bounded)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=WITHIN_S) as sock:
-        sock.sendall(sent)
-        got = b""
-        while chunk := sock.recv(4096):
-            got += chunk
-        return got
-
-
 def test_a_scrape_is_answered(port: int) -> None:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=WITHIN_S).text
     assert "ticketloop_test_scrapes_total 3.0" in text
@@ -55,7 +46,7 @@ def test_a_scrape_is_answered(port: int) -> None:
 def test_a_silent_connection_is_closed_without_a_traceback(
     port: int, sent: bytes, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    assert closed_after(port, sent) == b""
+    assert answer_until_closed(port, sent, WITHIN_S) == b""
     # the server still answers, and said nothing about the client that timed out
     assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=WITHIN_S).status_code == 200
     out, err = capfd.readouterr()

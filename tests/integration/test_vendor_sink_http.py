@@ -4,7 +4,6 @@ answers the next request as before."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import httpx
@@ -13,6 +12,7 @@ import pytest
 from deploy.local.kafka_local import free_port
 from deploy.local.vendors.base import BODY_MAX_BYTES, VendorSink
 from deploy.local.vendors.webhook import TicketloopWebhookVendor
+from tests.support.sockets import answer_until_closed
 
 pytestmark = pytest.mark.integration
 WITHIN_S = 20.0
@@ -23,16 +23,6 @@ def sink() -> Iterator[VendorSink]:
     started = VendorSink(free_port(), [TicketloopWebhookVendor({"hook": "secret-0123456789"})]).start()
     yield started
     started.stop()
-
-
-def answer_to(sink: VendorSink, head: bytes) -> bytes:
-    """All the server sends to a request of only this head (no body follows), until it closes (bounded)."""
-    with socket.create_connection(("127.0.0.1", sink.port), timeout=WITHIN_S) as sock:
-        sock.sendall(head)
-        got = b""
-        while chunk := sock.recv(4096):
-            got += chunk
-        return got
 
 
 @pytest.mark.parametrize(
@@ -47,7 +37,8 @@ def answer_to(sink: VendorSink, head: bytes) -> bytes:
 def test_a_length_it_does_not_read_is_answered_and_the_server_goes_on(
     sink: VendorSink, length: bytes, status: bytes, says: bytes, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    got = answer_to(sink, b"POST /hooks/hook HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\n")
+    head = b"POST /hooks/hook HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\n"
+    got = answer_until_closed(sink.port, head, WITHIN_S)  # no body follows: the server answers and closes
     assert got.startswith(b"HTTP/1.0 " + status) or got.startswith(b"HTTP/1.1 " + status)
     assert got.endswith(says)
     # the next request is answered as the vendor answers it (unsigned: refused by the vendor, not the server)
