@@ -4,13 +4,15 @@ without end, or answers with a file) cannot fill its memory within the request's
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 
 from deploy.local.kafka_local import free_port
-from services.notifier.channels.base import ANSWER_MAX_BYTES, Http
+from services.notifier.channels.base import ANSWER_MAX_BYTES, CLIENT_THREADS, Http
+from shared.infra.threads import named, thread_names
 
 pytestmark = pytest.mark.integration
 
@@ -103,3 +105,19 @@ async def test_a_proxy_in_the_environment_is_not_taken(server: str, monkeypatch:
     finally:
         await http.close()
     assert (answer.status_code, answer.content) == (200, b'{"ok": true}')
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="a Linux scheduling policy")
+async def test_the_clients_thread_never_preempts_the_loops(server: str) -> None:
+    """The client's runtime thread runs as SCHED_BATCH once a client is made (its wake-ups take a free CPU rather
+    than the loop's), and the loop's own thread stays as it was; requests go on as before."""
+    http = Http(timeout_s=10.0)
+    try:
+        answer = await http.post(f"{server}/small", b"{}", {})
+        clients = named(thread_names(), CLIENT_THREADS)
+        policies = {tid: os.sched_getscheduler(tid) for tid in clients}
+    finally:
+        await http.close()
+    assert answer.status_code == 200
+    assert clients and set(policies.values()) == {os.SCHED_BATCH}
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER

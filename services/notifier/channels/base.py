@@ -27,6 +27,7 @@ from pyreqwest.response import ResponseBodyReader
 
 from services.notifier.refs import MemoryRefs, MessageRefs
 from shared.infra.config import EnvName as EnvName  # noqa: PLC0414 - re-exported for the channel modules
+from shared.infra.threads import never_preempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +190,8 @@ class Answer:
 
 
 USER_AGENT = "ticketloop-notifier"
+CLIENT_THREADS = "pyreqwest"
+"""What the HTTP client's runtime threads are named (the kernel's ``comm`` of pyreqwest's Tokio threads)."""
 ANSWER_MAX_BYTES = 1 << 20
 """How much of an answer's body is read: a vendor answers in a few kilobytes at most, and a target that streams
 without end (a URL that points at the wrong server) must not fill the notifier's memory within the timeout."""
@@ -211,7 +214,8 @@ class Http:
     read on the client's own thread, off the notifier's loop), a keep-alive pool shared by every target, a total
     timeout per request, no redirects followed, no proxy taken from the environment, no cookies kept. A POST cost
     the loop's thread 37-54 µs here against aiohttp's 150-169 (and httpx's about twice aiohttp's). The client is
-    made on the first request, inside the running loop."""
+    made on the first request, inside the running loop; its thread then runs as ``SCHED_BATCH``
+    (shared/infra/threads.py): when it wakes, it no longer preempts the loop's thread."""
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout = timedelta(seconds=timeout_s)
@@ -228,6 +232,8 @@ class Http:
                 .user_agent(USER_AGENT)
                 .build()
             )
+            # its thread (made by the first client) takes a free CPU when it wakes, not the loop's
+            never_preempt(CLIENT_THREADS)
         return self._client
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
