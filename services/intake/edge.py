@@ -128,9 +128,19 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
+def declared_length(value: str | None) -> int | None:
+    """A request's declared Content-Length: None when it declares none; a 400 when it is not a number of bytes
+    (ASCII digits only: ``str.isdigit`` also takes digits such as "²", which ``int`` refuses)."""
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()):
+        raise HttpError(400, "Content-Length must be a number of bytes")
+    return int(value)
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = declared_length(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise HttpError(413, f"body of {declared} bytes is over the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0

@@ -578,3 +578,51 @@ async def test_a_client_gone_mid_request_is_an_info_line_without_a_traceback_or_
     assert sent == [], "nobody to answer"
     assert [(e["event"], e["log_level"]) for e in logs] == [("request_abandoned", "info")]
     assert logs[0]["error"] == ("ClientDisconnect" if cut == "body" else "RuntimeError")
+
+
+@pytest.mark.parametrize(("value", "length"), [(None, None), ("0", 0), ("2048", 2048)])
+def test_a_declared_length_of_ascii_digits_is_taken(value: str | None, length: int | None) -> None:
+    assert edge.declared_length(value) == length
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "1\u0662", "", "-1", "12 ", "0x10"])
+def test_a_declared_length_that_is_no_number_of_bytes_is_400(value: str) -> None:
+    with pytest.raises(edge.HttpError) as raised:
+        edge.declared_length(value)
+    assert (raised.value.status, raised.value.error) == (400, "Content-Length must be a number of bytes")
+
+
+async def test_a_content_length_of_a_superscript_digit_is_400_not_a_server_error(tmp_path: Path) -> None:
+    """As an ASGI server that passes header bytes through hands it over: b"\\xb2" reads as "²" (latin-1), which
+    ``str.isdigit`` takes and ``int`` refuses; it was a 500 with a traceback. Nothing is published."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
+    db.init_db(engine)
+    publisher = FakePublisher()
+    app = create_app(IntakeDeps(CONFIG, publisher, engine, Topics("t.", 2), CollectorRegistry(), max_body_bytes=2048))
+    headers = [(b"authorization", f"Bearer {GEN}".encode()), (b"content-length", b"\xb2")]
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/integrations/portal",
+        "raw_path": b"/api/v1/integrations/portal",
+        "headers": headers,
+        "query_string": b"",
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8080),
+    }
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b'{"summary": "x"}', "more_body": False}
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start, body = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+    assert start["status"] == 400
+    assert orjson.loads(body)["error"] == "Content-Length must be a number of bytes"
+    assert publisher.records == []
