@@ -3,7 +3,7 @@
 A library that works on a thread of its own (the channels' HTTP client: a Tokio runtime thread, which writes each
 request and reads each answer) wakes once or twice per request. Under Linux's scheduler a thread that wakes may
 preempt the one running on its CPU; when the other CPU is busy too (a broker, a sink on the same machine), that is
-the event loop's thread, which then waits for a CPU and comes back with cold caches. ``SCHED_BATCH`` is the
+the event loop's thread, which then waits for a CPU while the events it holds wait with it. ``SCHED_BATCH`` is the
 ordinary time-sharing policy (same share of the CPU, same nice value) with one difference: a waking thread of it
 never preempts the running one, it takes the next free CPU or the next turn. A request handed to the client then
 waits at most until the loop's thread gives its CPU up (it does whenever it waits for I/O) or the other CPU frees,
