@@ -25,6 +25,7 @@ from services.router.projects import ProjectsConfig
 from shared.events import Action, BoundedTime
 from shared.infra.actionlinks import LinkKeys
 from shared.infra.config import ConfigWatcher
+from shared.infra.digits import is_digits
 from shared.infra.logging import get_logger, new_trace_id
 from shared.rules.oncall import TeamsConfig
 from shared.store import db
@@ -130,10 +131,10 @@ def bearer_token(request: Request) -> str:
 
 def declared_length(value: str | None) -> int | None:
     """A request's declared Content-Length: None when it declares none; a 400 when it is not a number of bytes
-    (ASCII digits only: ``str.isdigit`` also takes digits such as "²", which ``int`` refuses)."""
+    (``is_digits``)."""
     if value is None:
         return None
-    if not (value.isascii() and value.isdigit()):
+    if not is_digits(value):
         raise HttpError(400, "Content-Length must be a number of bytes")
     return int(value)
 

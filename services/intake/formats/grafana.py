@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field
 
 from services.intake.formats.alertmanager import AlertmanagerAlert, AlertmanagerWebhook, alert_events
 from shared.events import InboundEvent
+from shared.infra.digits import is_digits
 
 SIGNATURE_HEADER = "x-grafana-alerting-signature"
 MAX_SKEW = timedelta(minutes=5)
@@ -57,7 +58,7 @@ def signature_problem(
         return "missing X-Grafana-Alerting-Signature"
     signed = body
     if timestamped:
-        if timestamp is None or not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
+        if timestamp is None or not is_digits(timestamp) or len(timestamp) > 12:
             return "missing or malformed signature timestamp"
         if abs(now.timestamp() - int(timestamp)) > MAX_SKEW.total_seconds():
             return "signature timestamp is more than 5 minutes from now"
