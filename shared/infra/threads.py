@@ -51,13 +51,13 @@ def thread_names(tasks: Path = TASKS) -> dict[int, str]:
     return names
 
 
-def never_preempt(prefix: str, tasks: Path = TASKS) -> list[int]:
+def never_preempt(prefix: str) -> list[int]:
     """Make this process's threads named ``prefix…`` run as ``SCHED_BATCH``; returns the ids of those changed."""
     policy = getattr(os, "SCHED_BATCH", None)
     if policy is None:
         return []
     changed = []
-    for tid in named(thread_names(tasks), prefix):
+    for tid in named(thread_names(), prefix):
         try:
             os.sched_setscheduler(tid, policy, os.sched_param(0))
         except OSError as exc:  # gone meanwhile, or a sandbox that refuses: the thread runs as before
