@@ -13,7 +13,7 @@ from pydantic import SecretStr, ValidationError
 from deploy.local.vendors import slack as slack_vendor
 from deploy.local.vendors import teams as teams_vendor
 from services.notifier.channels import slack, teams
-from services.notifier.channels.base import CUT_MARKER, ActionLink, Mention, Message
+from services.notifier.channels.base import CUT_MARKER, ActionLink, Mention, Message, http_error
 from services.notifier.channels.registry import REGISTRY
 from services.notifier.config import NotifyConfig
 
@@ -169,3 +169,24 @@ def test_slack_answers_are_classified_by_their_error_code() -> None:
 def test_a_bot_entry_config_keeps_its_token_out_of_repr() -> None:
     entry = slack.SlackConfig(name="b", token=SecretStr("xoxb-very-secret"), channel="C012AB")
     assert "xoxb-very-secret" not in repr(entry)
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "retryable", "after"),
+    [
+        (429, "30", True, 30.0),
+        (429, " 7 ", True, 7.0),
+        (429, "Wed, 21 Oct 2026 07:28:00 GMT", True, None),
+        (429, "\u00b2", True, None),
+        (400, "\u00b2", False, None),
+        (503, None, True, None),
+    ],
+)
+def test_an_http_error_keeps_a_retry_after_of_whole_seconds_only(
+    status: int, retry_after: str | None, retryable: bool, after: float | None
+) -> None:
+    """A Retry-After of digits "²" was taken by str.isdigit and refused by float(): a ValueError instead of the
+    error, which the lane then retried as a channel fault even for a final 400."""
+    error = http_error("slack", "ops", status, retry_after)
+    assert (error.retryable, error.retry_after_s) == (retryable, after)
+    assert str(error) == f"slack ops: HTTP {status}"

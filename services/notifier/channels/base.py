@@ -27,6 +27,7 @@ from pyreqwest.response import ResponseBodyReader
 
 from services.notifier.refs import MemoryRefs, MessageRefs
 from shared.infra.config import EnvName as EnvName  # noqa: PLC0414 - re-exported for the channel modules
+from shared.infra.digits import is_digits
 from shared.infra.threads import never_preempt
 
 
@@ -358,7 +359,7 @@ def http_error(kind: str, name: str, status: int, retry_after: str | None = None
     """The error of a non-2xx answer, naming the kind and entry (never the URL): 408, 425, 429 and 5xx are
     retryable, other 4xx are not; a 429's Retry-After (seconds) is kept."""
     retryable = status >= 500 or status in (408, 425, 429)
-    after = float(retry_after) if retry_after and retry_after.strip().isdigit() else None
+    after = float(retry_after) if retry_after and is_digits(retry_after.strip()) else None
     return DeliveryError(f"{kind} {name}: HTTP {status}", retryable=retryable, retry_after_s=after)
 
 
