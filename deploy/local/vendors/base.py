@@ -104,12 +104,18 @@ READ_TIMEOUT_S = 30.0
 """A connection silent this long while a request is read is closed."""
 
 
+def is_number(text: str) -> bool:
+    """Whether ``text`` is a whole number in ASCII digits (``str.isdigit`` also takes "²" and other scripts'
+    digits, which ``int`` then refuses or reads as another number)."""
+    return text.isascii() and text.isdigit()
+
+
 def body_length(value: str | None, limit: int = BODY_MAX_BYTES) -> int | Answer:
     """The body's length from a request's Content-Length (none: 0), or the answer to give instead: 400 when it is
     not a number of bytes, 413 when it is over ``limit``."""
     if value is None or value == "":
         return 0
-    if not (value.isascii() and value.isdigit()):
+    if not is_number(value):
         return Answer(400, b"Content-Length must be a number of bytes", "text/plain")
     length = int(value)
     if length > limit:

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request
+from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request, is_number
 from deploy.local.vendors.chat_markdown import links, readable
 
 MAX_BODY = 20_000
@@ -80,7 +80,7 @@ class DingTalkVendor:
         if secret is None:
             return None
         timestamp, sign = request.query.get("timestamp", ""), request.query.get("sign", "")
-        if not timestamp.isdigit() or abs(now * 1000 - int(timestamp)) > SKEW_MS:
+        if not is_number(timestamp) or abs(now * 1000 - int(timestamp)) > SKEW_MS:
             return errcode(310000, f"invalid timestamp, {DOC}")
         if not hmac.compare_digest(sign.encode(), expected_sign(secret, timestamp).encode()):
             return errcode(310000, f"sign not match, {DOC}")

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request
+from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request, is_number
 from deploy.local.vendors.chat_markdown import readable
 
 MAX_BODY = 20 * 1024
@@ -76,7 +76,7 @@ def _is_json(raw: bytes) -> bool:
 def signed(body: dict[str, Any], secret: str, now: float) -> bool:
     """``timestamp`` within an hour of ``now`` and ``sign`` right."""
     timestamp, sign = str(body.get("timestamp", "")), body.get("sign")
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > SKEW_S or not isinstance(sign, str):
+    if not is_number(timestamp) or abs(now - int(timestamp)) > SKEW_S or not isinstance(sign, str):
         return False
     return hmac.compare_digest(sign.encode(), expected_sign(secret, timestamp).encode())
 

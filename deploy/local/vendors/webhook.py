@@ -14,14 +14,14 @@ from typing import Any
 
 import orjson
 
-from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request
+from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request, is_number
 
 MAX_SKEW_S = 300
 
 
 def signature_problem(secret: str, timestamp: str, body: bytes, signature: str, now: float) -> str | None:
     """None when the signature is valid, else why not."""
-    if not timestamp.isdigit():
+    if not is_number(timestamp):
         return "missing or malformed timestamp"
     if abs(now - int(timestamp)) > MAX_SKEW_S:
         return "timestamp outside the 5 minute window"
