@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -44,6 +44,7 @@ from shared.rules.satisfaction import SATISFIED, comment_of
 from shared.rules.silences import Silence
 from shared.rules.workarounds import IssueTally, tally
 from shared.store import schema
+from shared.store.dbapi import fetch_all
 
 
 class TicketRow(SQLModel, table=True):
@@ -836,12 +837,16 @@ def get_silence(engine: Engine, silence_id: str) -> Silence | None:
 def list_silences(engine: Engine, *, since: datetime | None = None) -> list[Silence]:
     """All silences, newest first; with ``since``, only those that end after it (active and pending ones).
     (Core, not the ORM: the notifier reads them once per batch of events, and the ORM's row set-up was most of
-    that read's cost.)"""
-    with engine.connect() as conn:
-        if since is None:
-            rows = conn.execute(_ALL_SILENCES).mappings().all()
-        else:
-            rows = conn.execute(_SILENCES_SINCE, {"since": since}).mappings().all()
+    that read's cost; on SQLite its read goes on the DBAPI connection, shared/store/dbapi.py ``fetch_all``.)"""
+    rows: Sequence[Mapping[Any, Any]]
+    if since is not None and engine.dialect.name == "sqlite":
+        rows = fetch_all(engine, _SILENCES_SINCE, {"since": since})
+    else:
+        with engine.connect() as conn:
+            if since is None:
+                rows = conn.execute(_ALL_SILENCES).mappings().all()
+            else:
+                rows = conn.execute(_SILENCES_SINCE, {"since": since}).mappings().all()
     return [
         Silence.model_validate({k: as_utc(v) if isinstance(v, datetime) else v for k, v in r.items()}) for r in rows
     ]

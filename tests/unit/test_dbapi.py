@@ -10,8 +10,9 @@ from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from shared.events import Delivery
+from shared.rules.silences import Silence
 from shared.store import db, outbox
-from shared.store.dbapi import compile_raw, execute_many
+from shared.store.dbapi import compile_raw, execute_many, fetch_all
 from shared.store.runner import is_locked
 
 AT = datetime(2026, 12, 4, 3, 30, 15, 123456, tzinfo=UTC)
@@ -127,3 +128,46 @@ def test_a_lock_held_elsewhere_is_sqlalchemys_operational_error(engine: Engine) 
 def test_a_dialect_with_named_parameters_is_refused() -> None:
     with pytest.raises(ValueError, match="positional"):
         compile_raw(outbox._DELETE, create_engine("postgresql+psycopg://u:p@127.0.0.1/db").dialect)
+
+
+def silence(n: int, ends_at: datetime) -> Silence:
+    return Silence(
+        silence_id=f"s{n}",
+        matchers=['service="db"', f'host=~"db-{n}.*"'],
+        starts_at=AT - timedelta(hours=1),
+        ends_at=ends_at,
+        created_by="ian",
+        comment="维护窗口 — disk swap",
+        created_at=AT - timedelta(minutes=n),
+    )
+
+
+def test_a_read_gives_the_values_sqlalchemy_reads(engine: Engine) -> None:
+    shanghai = timezone(timedelta(hours=8))
+    for n, ends_at in enumerate([AT + timedelta(hours=2), (AT + timedelta(days=1)).astimezone(shanghai)]):
+        db.add_silence(engine, silence(n, ends_at))
+    with engine.connect() as conn:
+        core = [dict(r) for r in conn.execute(db._SILENCES_SINCE, {"since": AT}).mappings()]
+    raw = fetch_all(engine, db._SILENCES_SINCE, {"since": AT})
+    assert len(core) == 2
+    assert raw == core, "the same columns, the matchers a list again, the times as datetimes"
+    assert db.list_silences(engine, since=AT) == [
+        silence(0, AT + timedelta(hours=2)),
+        silence(1, AT + timedelta(days=1)),
+    ]
+
+
+def test_a_read_takes_only_the_rows_its_parameters_select(engine: Engine) -> None:
+    db.add_silence(engine, silence(1, AT - timedelta(seconds=1)))  # ended
+    db.add_silence(engine, silence(2, AT + timedelta(seconds=1)))
+    assert [r["silence_id"] for r in fetch_all(engine, db._SILENCES_SINCE, {"since": AT})] == ["s2"]
+    assert fetch_all(engine, db._SILENCES_SINCE, {"since": AT + timedelta(days=1)}) == []
+
+
+def test_a_failing_read_is_sqlalchemys_error_and_leaves_the_pool_usable(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE silences")
+    with pytest.raises(OperationalError, match="no such table: silences"):
+        fetch_all(engine, db._SILENCES_SINCE, {"since": AT})
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
