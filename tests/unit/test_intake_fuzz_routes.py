@@ -1,0 +1,90 @@
+"""Every route of intake's app, whatever method, path parameters, query, headers and body reach it: answered
+below 500 (503 only from /readyz), never an exception. Hypothesis drives the inputs."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.routing import Route
+
+from tests.fakes import FakePublisher
+from tests.unit.test_intake_actions import Intake, make_intake
+
+TEXT = st.text(max_size=60) | st.sampled_from(["", "..", "%", "%00", "²", "٣", "-1", "0", "9" * 40, "a/b", "\x00"])
+HEADER_VALUE = st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=40)
+HEADERS = st.dictionaries(
+    st.sampled_from(
+        [
+            "content-type",
+            "authorization",
+            "x-slack-request-timestamp",
+            "x-slack-signature",
+            "x-grafana-alerting-signature",
+            "x-ticketloop-signature",
+            "x-ticketloop-timestamp",
+            "accept-language",
+            "if-none-match",
+            "accept",
+            "cookie",
+            "x-forwarded-for",
+        ]
+    ),
+    HEADER_VALUE,
+    max_size=4,
+)
+JSON_TEXT = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    max_leaves=10,
+)
+BODY = st.binary(max_size=300) | JSON_TEXT.map(lambda v: json.dumps(v).encode())
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def intake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Intake]:
+    yield from make_intake(Path(tmp_path_factory.mktemp("every")), FakePublisher())
+
+
+def routes(intake: Intake) -> list[tuple[str, list[str]]]:
+    app = intake.client.app
+    return [(r.path, sorted(r.methods or ["GET"])) for r in app.routes if isinstance(r, Route)]  # type: ignore[attr-defined]
+
+
+def test_every_route_answers_any_request_below_500(intake: Intake) -> None:
+    """Each route in turn, its own examples: a fault in one route's parsing is found however many routes there
+    are."""
+    found = routes(intake)
+    assert len(found) > 30, "the app's routes are read"
+    for path, methods in found:
+        answers_below_500(intake, path, methods)
+
+
+def answers_below_500(intake: Intake, path: str, methods: list[str]) -> None:
+    @FUZZ
+    @given(data=st.data())
+    def one(data: st.DataObject) -> None:
+        method = data.draw(st.sampled_from([*methods, "POST", "GET", "PUT", "DELETE"]))
+        filled = re.sub(r"\{[^}]+\}", lambda _: quote(data.draw(TEXT), safe=""), path)
+        query = data.draw(st.dictionaries(st.text(max_size=10), TEXT, max_size=3))
+        headers = {k: v.encode("latin-1") for k, v in data.draw(HEADERS).items()}
+        body = data.draw(BODY)
+        resp = intake.client.request(method, filled, params=query, headers=headers, content=body)
+        assert resp.status_code < 500 or (resp.status_code == 503 and path == "/readyz"), (
+            method,
+            filled,
+            query,
+            headers,
+            body[:80],
+            resp.status_code,
+            resp.text[:300],
+        )
+
+    one()
