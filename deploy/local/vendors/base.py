@@ -14,7 +14,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -108,6 +108,12 @@ def is_number(text: str) -> bool:
     """Whether ``text`` is a whole number in ASCII digits (``str.isdigit`` also takes "²" and other scripts'
     digits, which ``int`` then refuses or reads as another number)."""
     return text.isascii() and text.isdigit()
+
+
+def one_of(value: object, known: Collection[str]) -> bool:
+    """Whether a field of a request's JSON is one of the ``known`` names (a list or an object there is none:
+    looked up in a set as it is, it raised TypeError)."""
+    return isinstance(value, str) and value in known
 
 
 def body_length(value: str | None, limit: int = BODY_MAX_BYTES) -> int | Answer:
@@ -214,7 +220,12 @@ class VendorSink:
         interposed = self._interposed(parts.path, now)
         if interposed is not None:
             return interposed[0]
-        answer, message = handler.handle(request, now)
+        try:
+            answer, message = handler.handle(request, now)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # a body of a shape the imitation does not check field by field: refused as the vendor refuses a
+            # malformed request, not an exception that ends the connection's thread without an answer
+            answer, message = handler.rejected(request, f"malformed request body ({type(exc).__name__})"), None
         hook = handler.hook_of(request)
         if message is None:
             with self.lock:

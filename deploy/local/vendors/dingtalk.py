@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request, is_number
+from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request, is_number, one_of
 from deploy.local.vendors.chat_markdown import links, readable
 
 MAX_BODY = 20_000
@@ -93,7 +93,7 @@ class DingTalkVendor:
             body = orjson.loads(request.body)
         except orjson.JSONDecodeError:
             return errcode(40035, "缺少参数 json")
-        if not isinstance(body, dict) or body.get("msgtype") not in REQUIRED:
+        if not isinstance(body, dict) or not one_of(body.get("msgtype"), REQUIRED):
             return errcode(400105, "不支持的消息类型")
         return check_fields(body)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request, is_number
+from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request, is_number, one_of
 from deploy.local.vendors.chat_markdown import readable
 
 MAX_BODY = 20 * 1024
@@ -58,7 +58,7 @@ def body_refusal(raw: bytes, secret: str | None, now: float) -> Answer | None:
         return BAD_REQUEST
     if secret is not None and not signed(body, secret, now):
         return code(19021, "sign match fail or timestamp is not within one hour from current time")
-    if body.get("msg_type") not in TYPES:
+    if not one_of(body.get("msg_type"), TYPES):
         return code(19002, "params error, msg_type need")
     if body["msg_type"] == "interactive" and not card_is_valid(body.get("card")):
         return BAD_REQUEST

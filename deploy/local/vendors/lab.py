@@ -53,8 +53,11 @@ class SlackResponseUrls:
             return self.rejected(request, "invalid_payload"), None
         if not isinstance(body, dict) or not (body.get("text") or body.get("blocks")):
             return self.rejected(request, "no_text"), None
+        found = body.get("blocks")
         blocks = " ".join(
-            str(b.get("text", {}).get("text", "")) for b in body.get("blocks") or [] if isinstance(b, dict)
+            str(b["text"].get("text", ""))
+            for b in (found if isinstance(found, list) else [])
+            if isinstance(b, dict) and isinstance(b.get("text"), dict)
         )
         text = str(body.get("text", ""))
         return Answer(200, b"ok", "text/plain"), ReceivedChat(

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request
+from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request, one_of
 
 MAX_BLOCKS = 50
 HEADER_MAX = 150
@@ -52,7 +52,7 @@ def _blocks_error(where: str, what: str) -> RefusedError:
 
 def _text_of(obj: Any, where: str, max_chars: int, kinds: Iterable[str] = ("plain_text", "mrkdwn")) -> str:
     """The text of a text object, or RefusedError naming what is wrong."""
-    if not isinstance(obj, dict) or obj.get("type") not in set(kinds):
+    if not isinstance(obj, dict) or not one_of(obj.get("type"), set(kinds)):
         raise _blocks_error(where, f"not a text object of type {'/'.join(kinds)}")
     text = obj.get("text")
     if not isinstance(text, str) or not text:

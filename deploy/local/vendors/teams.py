@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request
+from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request, one_of
 
 MAX_BYTES = 28_000
 """Teams: "the message size limit is approximately 28 KB" (learn.microsoft.com, Microsoft Teams connector)."""
@@ -56,7 +56,7 @@ def check_card(content: Any, where: str) -> None:
     """Raise RefusedError naming what makes ``content`` an unacceptable Adaptive Card."""
     if not isinstance(content, dict) or content.get("type") != "AdaptiveCard":
         raise RefusedError(f"{where}: type must be AdaptiveCard")
-    if content.get("version") not in CARD_VERSIONS:
+    if not one_of(content.get("version"), CARD_VERSIONS):
         raise RefusedError(f"{where}.version: one of {', '.join(CARD_VERSIONS)}")
     body = content.get("body")
     if not isinstance(body, list):

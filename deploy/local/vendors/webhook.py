@@ -31,6 +31,23 @@ def signature_problem(secret: str, timestamp: str, body: bytes, signature: str, 
     return None
 
 
+def json_object(request: Request) -> dict[str, Any] | Answer:
+    """The body as ticketloop's webhook sends it (a JSON object, its ``actions`` a list of objects, its
+    ``notification_id`` the Idempotency-Key), or the 400 that says what is wrong."""
+    try:
+        body: Any = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        return Answer(400, b"body is not JSON", "text/plain")
+    if not isinstance(body, dict):
+        return Answer(400, b"body is not a JSON object", "text/plain")
+    if "notification_id" in body and request.headers.get("idempotency-key") != str(body["notification_id"]):
+        return Answer(400, b"Idempotency-Key is not the body's notification_id", "text/plain")
+    actions = body.get("actions") or []
+    if not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions):
+        return Answer(400, b"actions must be a list of objects (label, url)", "text/plain")
+    return body
+
+
 class TicketloopWebhookVendor:
     vendor = "webhook"
     prefix = "/hooks"
@@ -62,15 +79,10 @@ class TicketloopWebhookVendor:
         )
         if why is not None:
             return self.rejected(request, why), None
-        try:
-            body: Any = orjson.loads(request.body)
-        except orjson.JSONDecodeError:
-            return Answer(400, b"body is not JSON", "text/plain"), None
-        if not isinstance(body, dict):
-            return Answer(400, b"body is not a JSON object", "text/plain"), None
-        if "notification_id" in body and request.headers.get("idempotency-key") != str(body["notification_id"]):
-            return Answer(400, b"Idempotency-Key is not the body's notification_id", "text/plain"), None
-        actions = tuple((str(a.get("label", "")), str(a.get("url", ""))) for a in body.get("actions") or ())
+        body = json_object(request)
+        if isinstance(body, Answer):
+            return body, None
+        actions = tuple((str(a.get("label", "")), str(a.get("url", ""))) for a in body.get("actions") or [])
         seen = ReceivedChat(
             self.vendor,
             self.hook_of(request),

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request
+from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request, one_of
 from deploy.local.vendors.chat_markdown import labelled_urls, links, readable
 
 MAX_CONTENT = {"text": 2048, "markdown": 4096}
@@ -71,7 +71,7 @@ def content_refusal(raw: bytes) -> Answer | None:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return errcode(40058, "Warning: wrong json format. invalid Request Parameter")
-    if not isinstance(body, dict) or body.get("msgtype") not in KNOWN_TYPES:
+    if not isinstance(body, dict) or not one_of(body.get("msgtype"), KNOWN_TYPES):
         return errcode(40008, "invalid message type")
     kind = body["msgtype"]
     if kind not in MAX_CONTENT:
