@@ -119,7 +119,7 @@ def project(engine: Any, **over: Any) -> None:
     )
 
 
-def make_intake(tmp_path: Path, publisher: Any, **deps: Any) -> Iterator[Intake]:
+def make_intake(tmp_path: Path, publisher: Any, config: IntakeConfig = CONFIG, **deps: Any) -> Iterator[Intake]:
     engine = db.make_engine(f"sqlite:///{tmp_path / 't.db'}")
     db.init_db(engine)
     project(engine)
@@ -127,7 +127,7 @@ def make_intake(tmp_path: Path, publisher: Any, **deps: Any) -> Iterator[Intake]
     options: dict[str, Any] = {"link_keys": KEYS, "slack_signing_secret": SecretStr(SLACK_SECRET), **deps}
     app = create_app(
         IntakeDeps(
-            CONFIG,
+            config,
             publisher,
             engine,
             Topics("t.", 2),

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.routing import Route
 
+from services.intake.config import IntakeConfig
 from tests.fakes import FakePublisher
 from tests.unit.test_intake_actions import Intake, make_intake
 
@@ -83,6 +84,122 @@ def answers_below_500(intake: Intake, path: str, methods: list[str]) -> None:
             query,
             headers,
             body[:80],
+            resp.status_code,
+            resp.text[:300],
+        )
+
+    one()
+
+
+# --- with the right credentials: the parsing behind the token is reached -----------------------------------------
+TOKENS = {"am": "am-token-0123456789", "gen": "generic-token-0123456789", "og": "genie-key-0123456789"}
+PD_KEY = "P" * 32
+ADMIN = "admin-token-0123456789"
+AUTHORIZED = IntakeConfig.model_validate(
+    {
+        "integrations": [
+            {"name": "am", "format": "alertmanager", "token": TOKENS["am"]},
+            {"name": "gen", "format": "generic", "token": TOKENS["gen"]},
+            {"name": "og", "format": "opsgenie", "token": TOKENS["og"]},
+            {"name": "pd", "format": "pagerduty", "token": PD_KEY},
+        ],
+        "api_clients": [{"name": "console", "token": ADMIN, "role": "admin", "acts_for": ["alice"]}],
+    }
+)
+FIELD = st.sampled_from(
+    [
+        "alerts",
+        "labels",
+        "annotations",
+        "status",
+        "startsAt",
+        "endsAt",
+        "fingerprint",
+        "generatorURL",
+        "groupKey",
+        "matchers",
+        "duration",
+        "comment",
+        "person",
+        "until",
+        "reason",
+        "starts_at",
+        "ends_at",
+        "note",
+        "summary",
+        "severity",
+        "source",
+        "dedup_key",
+        "event_action",
+        "routing_key",
+        "payload",
+        "message",
+        "alias",
+        "priority",
+        "tags",
+        "title",
+        "description",
+        "service",
+        "ticket_id",
+        "team",
+        "assignee",
+        "minutes",
+        "custom_details",
+        "links",
+        "images",
+        "details",
+        "entity",
+        "user",
+        "state",
+        "created_by",
+    ]
+) | st.text(max_size=6)
+VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=16) | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(FIELD, inner, max_size=4),
+    max_leaves=20,
+)
+OBJECT = st.dictionaries(FIELD, VALUE, min_size=1, max_size=6)
+SIGNED_FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def authorized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Intake]:
+    yield from make_intake(Path(tmp_path_factory.mktemp("authorized")), FakePublisher(), AUTHORIZED)
+
+
+def credentials(path: str, filled: str, body: dict[str, object]) -> tuple[dict[str, str], dict[str, object]]:
+    """The headers and body a rightful sender of this route gives."""
+    if path.startswith("/api/v1/integrations/"):
+        name = filled.rsplit("/", 1)[-1]
+        return {"authorization": f"Bearer {TOKENS.get(name, '')}"}, body
+    if path.startswith("/v2/enqueue") or path.startswith("/v2/change"):
+        return {}, {**body, "routing_key": PD_KEY}
+    if path.startswith("/v2/alerts"):
+        return {"authorization": f"GenieKey {TOKENS['og']}"}, body
+    return {"authorization": f"Bearer {ADMIN}"}, body
+
+
+def test_every_route_answers_any_body_its_rightful_sender_posts_below_500(authorized: Intake) -> None:
+    for path, methods in routes(authorized):
+        answers_signed_below_500(authorized, path, methods)
+
+
+def answers_signed_below_500(intake: Intake, path: str, methods: list[str]) -> None:
+    @SIGNED_FUZZ
+    @given(data=st.data())
+    def one(data: st.DataObject) -> None:
+        method = data.draw(st.sampled_from(methods))
+        names = st.sampled_from([*TOKENS, "pd"]) if path.startswith("/api/v1/integrations/") else TEXT
+        filled = re.sub(r"\{[^}]+\}", lambda _: quote(data.draw(names), safe=""), path)
+        headers, body = credentials(path, filled, dict(data.draw(OBJECT)))
+        raw = json.dumps(data.draw(st.sampled_from([body, body.get("alerts", body), [body]])))
+        headers["content-type"] = "application/json"
+        resp = intake.client.request(method, filled, headers=headers, content=raw.encode())
+        assert resp.status_code < 500 or (resp.status_code == 503 and path == "/readyz"), (
+            method,
+            filled,
+            raw[:300],
             resp.status_code,
             resp.text[:300],
         )
