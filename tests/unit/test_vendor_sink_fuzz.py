@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from deploy.local.vendors import dingtalk, feishu, lab
 from deploy.local.vendors.base import Answer, Limit, ReceivedChat, Request, VendorSink
+from tests.support.fuzzing import json_values
 
 NOW = 1_700_000_000.0
 PATHS = [
@@ -29,58 +30,51 @@ PATHS = [
     "/teams" + lab.TEAMS_PATH,
     "/hooks/operations",
 ]
-FIELDS = st.sampled_from(
-    [
-        "text",
-        "blocks",
-        "elements",
-        "type",
-        "msgtype",
-        "msg_type",
-        "markdown",
-        "content",
-        "card",
-        "header",
-        "title",
-        "tag",
-        "actions",
-        "btns",
-        "actionCard",
-        "singleTitle",
-        "singleURL",
-        "at",
-        "atMobiles",
-        "mentioned_list",
-        "mentioned_mobile_list",
-        "attachments",
-        "contentType",
-        "body",
-        "version",
-        "url",
-        "label",
-        "channel",
-        "ts",
-        "thread_ts",
-        "replace_original",
-        "subject",
-        "notification_id",
-        "ticket_id",
-        "kind",
-        "data",
-        "value",
-        "i18n_elements",
-        "isAtAll",
-        "template",
-        "fields",
-        "accessory",
-    ]
-) | st.text(max_size=6)
-VALUE = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(FIELDS, inner, max_size=4),
-    max_leaves=20,
-)
-BODY = st.dictionaries(FIELDS, VALUE, min_size=1, max_size=6) | VALUE
+FIELDS = [
+    "text",
+    "blocks",
+    "elements",
+    "type",
+    "msgtype",
+    "msg_type",
+    "markdown",
+    "content",
+    "card",
+    "header",
+    "title",
+    "tag",
+    "actions",
+    "btns",
+    "actionCard",
+    "singleTitle",
+    "singleURL",
+    "at",
+    "atMobiles",
+    "mentioned_list",
+    "mentioned_mobile_list",
+    "attachments",
+    "contentType",
+    "body",
+    "version",
+    "url",
+    "label",
+    "channel",
+    "ts",
+    "thread_ts",
+    "replace_original",
+    "subject",
+    "notification_id",
+    "ticket_id",
+    "kind",
+    "data",
+    "value",
+    "i18n_elements",
+    "isAtAll",
+    "template",
+    "fields",
+    "accessory",
+]
+BODY = json_values(FIELDS)
 FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
