@@ -106,7 +106,8 @@ READ_TIMEOUT_S = 30.0
 
 def is_number(text: str) -> bool:
     """Whether ``text`` is a whole number in ASCII digits (``str.isdigit`` also takes "²" and other scripts'
-    digits, which ``int`` then refuses or reads as another number)."""
+    digits, which ``int`` then refuses or reads as another number). The twin of shared/infra/digits.py
+    ``is_digits``: the sinks imitate the vendors apart from ticketloop's code and import none of it."""
     return text.isascii() and text.isdigit()
 
 
@@ -208,16 +209,25 @@ class VendorSink:
                     return (queue.pop(0),)
         return None
 
-    def serve(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Answer | None:
-        """The answer to one request (None: drop the connection without answering)."""
+    def request_for(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[VendorHandler, Request] | None:
+        """The vendor a request is for and the request as its handler reads it (None: no vendor's path)."""
         parts = urlsplit(raw_path)
         handler = self._handler_for(parts.path)
         if handler is None:
-            return Answer(404, b"no such vendor path", "text/plain")
+            return None
         query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        request = Request(method, parts.path[len(handler.prefix) :], query, headers, body)
+        return handler, Request(method, parts.path[len(handler.prefix) :], query, headers, body)
+
+    def serve(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Answer | None:
+        """The answer to one request (None: drop the connection without answering)."""
+        found = self.request_for(method, raw_path, headers, body)
+        if found is None:
+            return Answer(404, b"no such vendor path", "text/plain")
+        handler, request = found
         now = self.clock()
-        interposed = self._interposed(parts.path, now)
+        interposed = self._interposed(handler.prefix + request.path, now)
         if interposed is not None:
             return interposed[0]
         try:
